@@ -1,0 +1,128 @@
+"""dispatch(op, *args, **attrs): the single path every primitive op takes.
+
+It applies the op's dtype rule (casting inputs as PyTorch would), checks devices, runs
+the eager implementation on NumPy or CuPy, records an autograd Node when gradients are
+needed, and tells the tracer (when ``@ember.compile`` is tracing) what ran.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember import autograd, dtypes
+from ember.errors import OpError, shape_str
+from ember.ops.registry import OPS, OpDef
+
+Tensor = None  # bound by ember.tensor at import (the two modules need each other)
+
+# The active tracer (ember.tracer), or None. It sees every op, constant and mutation.
+tracer = None
+
+_NP_ARRAY = np.ndarray
+
+
+def _bind(tensor_cls) -> None:
+    global Tensor
+    Tensor = tensor_cls
+
+
+def dispatch(op: OpDef | str, *args, **attrs):
+    """Run primitive ``op`` on tensors (and Python scalars, for elementwise ops)."""
+    if type(op) is str:
+        op = OPS[op]
+    if op.kind in ("unary", "binary", "ternary"):
+        args = _prepare_elementwise(op, args)
+    try:
+        if args:
+            arrays = [a._data for a in args]
+            dev = args[0]._device
+            for a in args:
+                if a._device is not dev and a._device != dev:
+                    raise OpError(op.name, "expected all tensors to be on the same device, but "
+                                  f"found at least two devices, {dev} and {a._device}", args)
+            out = op.eager(args[0]._xp, *arrays, **attrs)
+        else:
+            from ember.runtime.device import array_module
+            out = op.eager(array_module(attrs["device"]), **attrs)
+    except OpError:
+        raise
+    except Exception as e:
+        raise _explain(op, args, attrs, e) from None
+    if type(out) is not _NP_ARRAY and not hasattr(out, "__cuda_array_interface__"):
+        out = np.asarray(out)
+    needs_grad = (op.vjp is not None and autograd._state.__dict__.get("grad", True)
+                  and any(a.requires_grad for a in args))
+    result = Tensor._wrap(out, needs_grad)
+    if needs_grad:
+        result._node = autograd.Node(op, args, attrs, Tensor._wrap(out, False))
+    if tracer is not None:
+        tracer.record(op, args, attrs, result)
+    return result
+
+
+def constant(value, dtype: dtypes.DType, device):
+    """A 0-dim tensor for a Python scalar taking part in an op (a literal in traces)."""
+    from ember.runtime.device import array_module
+
+    t = Tensor._wrap(array_module(device).asarray(value, dtype=dtype.np), False)
+    if tracer is not None:
+        tracer.constant(t, value)
+    return t
+
+
+def _prepare_elementwise(op: OpDef, args):
+    """Cast inputs to the op's computation dtype and turn Python scalars into 0-dim tensors."""
+    rule = op.dtype_rule
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not tensors:
+        raise OpError(op.name, "needs at least one tensor argument", args)
+    first = tensors[0]
+    operands = args[1:] if rule == "where" else args
+    if len(tensors) == len(args) and rule != "where":
+        dt0 = first._data.dtype
+        if all(a._data.dtype == dt0 for a in args):  # fast path: nothing to promote
+            if rule == "float" and dt0.kind != "f":
+                return tuple(a.to(dtypes.get_default_dtype()) for a in args)
+            return args
+    dim = zero = wrapped = None
+    for a in operands:
+        if isinstance(a, Tensor):
+            d = a.dtype
+            if a._data.ndim:
+                dim = d if dim is None else dtypes.promote(dim, d)
+            else:
+                zero = d if zero is None else dtypes.promote(zero, d)
+        elif isinstance(a, (bool, int, float, np.number, np.bool_)):
+            d = dtypes.scalar_dtype(a.item() if isinstance(a, (np.number, np.bool_)) else a)
+            wrapped = d if wrapped is None else dtypes.promote(wrapped, d)
+        else:
+            raise OpError(op.name, f"unsupported operand type {type(a).__name__}", tensors)
+    dt = dtypes.result_type(dim, zero, wrapped)
+    if rule == "float" and not dt.is_floating_point:
+        dt = dtypes.get_default_dtype()
+    out = []
+    for i, a in enumerate(args):
+        if i == 0 and rule == "where":
+            if not isinstance(a, Tensor) or a.dtype is not dtypes.bool_:
+                raise OpError(op.name, "condition must be a bool tensor", tensors)
+            out.append(a)
+        elif isinstance(a, Tensor):
+            out.append(a if a.dtype is dt else a.to(dt))
+        else:
+            out.append(constant(a, dt, first._device))
+    return tuple(out)
+
+
+def _explain(op: OpDef, args, attrs, e: Exception) -> OpError:
+    """Turn a NumPy/CuPy failure into an error naming the op, the shapes and the user's line."""
+    msg = str(e)
+    if "broadcast" in msg:
+        shapes = " and ".join(shape_str(a) for a in args)
+        msg = f"shapes {shapes} are not broadcastable"
+    elif "matmul" in msg or "mismatch in its core dimension" in msg:
+        msg = f"shapes {' and '.join(shape_str(a) for a in args)} cannot be multiplied"
+    else:
+        msg = f"{type(e).__name__}: {msg}"
+    shown = {k: v for k, v in attrs.items() if k not in ("device",)}
+    if shown:
+        msg += f" (attributes {shown})"
+    return OpError(op.name, msg, args)

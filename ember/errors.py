@@ -1,0 +1,50 @@
+"""Errors that name the op, the shapes and the user's line."""
+from __future__ import annotations
+
+import os
+import sys
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_frame(skip_ember: bool = True) -> str:
+    """'file:line' of the innermost frame outside the ember package (the user's line)."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (skip_ember and os.path.abspath(fn).startswith(_PKG_DIR)):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"
+
+
+def shape_str(t) -> str:
+    shape = getattr(t, "shape", None)
+    if shape is None:
+        return repr(t)
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def describe(x) -> str:
+    """How an argument is shown in an error: tensors as dtype[shape] on device."""
+    if hasattr(x, "_data") and hasattr(x, "dtype"):
+        return f"{x.dtype.name}{shape_str(x)} on {x.device}"
+    return repr(x)
+
+
+class OpError(RuntimeError):
+    """An op was given inputs it cannot work on (shapes, dtypes, devices, values)."""
+
+    def __init__(self, op: str, message: str, inputs=(), location: str | None = None) -> None:
+        self.op = op
+        self.location = location or user_frame()
+        args = ", ".join(describe(i) for i in inputs)
+        text = f"{op}: {message}"
+        if args:
+            text += f"\n  inputs: {args}"
+        text += f"\n  at {self.location}"
+        super().__init__(text)
+
+
+def op_error(op: str, message: str, inputs=()) -> OpError:
+    return OpError(op, message, inputs)

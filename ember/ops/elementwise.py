@@ -1,0 +1,168 @@
+"""Elementwise primitives: unary, binary and ternary ops with broadcasting.
+
+Gradients are written with ember tensor ops; ``sum_to`` undoes broadcasting.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ember.dispatch import dispatch
+from ember.ops.registry import BINARY, TERNARY, UNARY, defop
+
+
+def _where(c, a, b):
+    return dispatch("where", c, a, b)
+
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient back down to ``shape`` (the inverse of broadcasting)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(dim=axes, keepdim=True)
+    return g.reshape(shape) if g.shape != shape else g
+
+
+def _quiet(fn):
+    """Run a NumPy ufunc without warnings: log(0) = -inf and 0/0 = nan, silently, as in PyTorch."""
+    def eager(xp, *arrays):
+        with np.errstate(all="ignore"):
+            return fn(xp, *arrays)
+    return eager
+
+
+# ---- unary ----------------------------------------------------------------------------
+
+defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,))
+defop("exp", UNARY, _quiet(lambda xp, a: xp.exp(a)), lambda g, out, a: (g * out,),
+      dtype_rule="float")
+defop("log", UNARY, _quiet(lambda xp, a: xp.log(a)), lambda g, out, a: (g / a,),
+      dtype_rule="float")
+defop("sqrt", UNARY, _quiet(lambda xp, a: xp.sqrt(a)), lambda g, out, a: (g * 0.5 / out,),
+      dtype_rule="float")
+defop("abs", UNARY, lambda xp, a: xp.abs(a), lambda g, out, a: (g * a.sign(),))
+defop("sign", UNARY, lambda xp, a: xp.sign(a))
+defop("sin", UNARY, lambda xp, a: xp.sin(a), lambda g, out, a: (g * a.cos(),), dtype_rule="float")
+defop("cos", UNARY, lambda xp, a: xp.cos(a), lambda g, out, a: (-g * a.sin(),), dtype_rule="float")
+defop("tanh", UNARY, lambda xp, a: xp.tanh(a), lambda g, out, a: (g * (1 - out * out),),
+      dtype_rule="float")
+
+
+def _sigmoid(xp, a):
+    # Both branches stay finite: exp only ever sees -|a|.
+    e = xp.exp(-xp.abs(a))
+    r = 1 / (1 + e)
+    return xp.where(a >= 0, r, e * r)
+
+
+defop("sigmoid", UNARY, _sigmoid, lambda g, out, a: (g * out * (1 - out),), dtype_rule="float")
+
+
+def _erf(xp, a):
+    # Abramowitz & Stegun 7.1.26 refined (max abs error 1.2e-7, float32's epsilon):
+    # NumPy has no erf, and GELU needs it to match PyTorch's exact GELU.
+    x = xp.abs(a).astype(np.float64)
+    t = 1.0 / (1.0 + 0.5 * x)
+    poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    y = 1.0 - t * xp.exp(poly)
+    return (xp.sign(a) * y).astype(a.dtype)
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+defop("erf", UNARY, _erf, lambda g, out, a: (g * _TWO_OVER_SQRT_PI * (-(a * a)).exp(),),
+      dtype_rule="float")
+defop("relu", UNARY, lambda xp, a: xp.maximum(a, a.dtype.type(0)),
+      lambda g, out, a: (g * (out > 0),))
+
+
+def _cast_vjp(g, out, a, dtype):
+    return (g.to(a.dtype) if a.dtype.is_floating_point else None,)
+
+
+defop("cast", UNARY, lambda xp, a, dtype: a.astype(dtype.np), _cast_vjp)
+
+
+# ---- binary ---------------------------------------------------------------------------
+
+def _add_vjp(g, out, a, b):
+    return sum_to(g, a.shape), sum_to(g, b.shape)
+
+
+def _sub_vjp(g, out, a, b):
+    return sum_to(g, a.shape), sum_to(-g, b.shape)
+
+
+def _mul_vjp(g, out, a, b):
+    return (sum_to(g * b, a.shape) if a.requires_grad else None,
+            sum_to(g * a, b.shape) if b.requires_grad else None)
+
+
+def _div_vjp(g, out, a, b):
+    gb = g / b
+    return (sum_to(gb, a.shape) if a.requires_grad else None,
+            sum_to(-gb * out, b.shape) if b.requires_grad else None)
+
+
+def _pow_vjp(g, out, a, b):
+    ga = gb = None
+    if a.requires_grad:
+        ga = sum_to(g * b * a ** (b - 1), a.shape)
+    if b.requires_grad:  # d/db a^b = a^b log a, taken as 0 where a == 0 (as PyTorch does)
+        gb = sum_to(_where(a == 0, 0.0, g * out * a.log()), b.shape)
+    return ga, gb
+
+
+def _minmax_vjp(pick_a):
+    def vjp(g, out, a, b):
+        # Ties share the gradient equally, as in PyTorch.
+        wa = pick_a(a, b).to(g.dtype) + (a == b).to(g.dtype) * 0.5
+        return (sum_to(g * wa, a.shape) if a.requires_grad else None,
+                sum_to(g * (1 - wa), b.shape) if b.requires_grad else None)
+    return vjp
+
+
+def _pow(xp, a, b):
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b < 0).any():
+        raise ValueError("Integers to negative integer powers are not allowed.")
+    with np.errstate(all="ignore"):
+        return xp.power(a, b)
+
+
+defop("add", BINARY, lambda xp, a, b: a + b, _add_vjp, commutative=True)
+defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp)
+defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True)
+defop("div", BINARY, _quiet(lambda xp, a, b: xp.true_divide(a, b)), _div_vjp, dtype_rule="float")
+defop("pow", BINARY, _pow, _pow_vjp)
+defop("maximum", BINARY, lambda xp, a, b: xp.maximum(a, b), _minmax_vjp(lambda a, b: a > b),
+      commutative=True)
+defop("minimum", BINARY, lambda xp, a, b: xp.minimum(a, b), _minmax_vjp(lambda a, b: a < b),
+      commutative=True)
+
+for _name, _fn in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
+                   ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal")]:
+    defop(_name, BINARY, (lambda f: lambda xp, a, b: getattr(xp, f)(a, b))(_fn),
+          dtype_rule="bool", commutative=_name in ("eq", "ne"))
+
+defop("logical_and", BINARY, lambda xp, a, b: xp.logical_and(a, b), dtype_rule="bool",
+      commutative=True)
+defop("logical_or", BINARY, lambda xp, a, b: xp.logical_or(a, b), dtype_rule="bool",
+      commutative=True)
+defop("logical_not", UNARY, lambda xp, a: xp.logical_not(a), dtype_rule="bool")
+
+
+# ---- ternary --------------------------------------------------------------------------
+
+def _where_vjp(g, out, c, a, b):
+    return (None,
+            sum_to(_where(c, g, 0.0), a.shape) if a.requires_grad else None,
+            sum_to(_where(c, 0.0, g), b.shape) if b.requires_grad else None)
+
+
+defop("where", TERNARY, lambda xp, c, a, b: xp.where(c, a, b), _where_vjp, dtype_rule="where")

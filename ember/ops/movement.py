@@ -1,0 +1,122 @@
+"""Movement primitives: they change how elements are laid out, never their values.
+
+reshape, permute, expand, slice (basic indexing) and its gradient unslice, cat,
+contiguous, and unfold2d/fold2d (im2col/col2im, what convolution and pooling use).
+Slicing keys are stored canonically as tuples (hashable, for the IR): an int picks an
+index, ``(start, stop, step)`` a slice, ``None`` a new axis.
+"""
+from __future__ import annotations
+
+from ember.dispatch import dispatch
+from ember.ops.registry import MOVEMENT, defop
+
+
+def numpy_key(key: tuple) -> tuple:
+    """The NumPy indexing tuple of a canonical key."""
+    return tuple(slice(*k) if type(k) is tuple else k for k in key)
+
+
+defop("reshape", MOVEMENT, lambda xp, a, shape: a.reshape(shape),
+      lambda g, out, a, shape: (g.reshape(a.shape),))
+
+
+def _permute_vjp(g, out, a, dims):
+    inverse = [0] * len(dims)
+    for i, d in enumerate(dims):
+        inverse[d] = i
+    return (g.permute(tuple(inverse)),)
+
+
+defop("permute", MOVEMENT, lambda xp, a, dims: a.transpose(dims), _permute_vjp)
+
+
+def _expand_vjp(g, out, a, shape):
+    from ember.ops.elementwise import sum_to
+    return (sum_to(g, a.shape),)
+
+
+defop("expand", MOVEMENT, lambda xp, a, shape: xp.broadcast_to(a, shape), _expand_vjp)
+# Always a fresh C-ordered copy: Tensor.contiguous() skips it when already contiguous, and
+# clone() relies on the copy.
+defop("contiguous", MOVEMENT, lambda xp, a: xp.array(a, copy=True, order="C"),
+      lambda g, out, a: (g,))
+
+
+def _to_device(xp, a, device):
+    from ember.runtime.device import array_module
+    return a.get() if device.type == "cpu" else array_module(device).asarray(a)
+
+
+defop("to_device", MOVEMENT, _to_device, lambda g, out, a, device: (g.to(a.device),))
+
+
+def _unslice(xp, g, shape, key):
+    z = xp.zeros(shape, dtype=g.dtype)
+    z[numpy_key(key)] = g
+    return z
+
+
+defop("slice", MOVEMENT, lambda xp, a, key: a[numpy_key(key)],
+      lambda g, out, a, key: (dispatch("unslice", g, shape=tuple(a.shape), key=key),))
+defop("unslice", MOVEMENT, _unslice,
+      lambda g, out, a, shape, key: (dispatch("slice", g, key=key),))
+
+
+def _cat_vjp(g, out, *inputs, dim):
+    grads, start = [], 0
+    for t in inputs:
+        n = t.shape[dim]
+        key = tuple((0, s, 1) for s in g.shape[:dim]) + ((start, start + n, 1),)
+        grads.append(dispatch("slice", g, key=key) if t.requires_grad else None)
+        start += n
+    return tuple(grads)
+
+
+defop("cat", MOVEMENT, lambda xp, *arrays, dim: xp.concatenate(arrays, axis=dim), _cat_vjp)
+
+
+# ---- im2col / col2im ------------------------------------------------------------------
+
+def _out_size(n, k, stride, pad, dilation):
+    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _unfold2d(xp, a, kernel, stride, padding, dilation, pad_value):
+    n, c, h, w = a.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"kernel {kernel} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
+    if ph or pw:
+        a = xp.pad(a, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    s = a.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        a, shape=(n, c, kh, kw, oh, ow),
+        strides=(s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw))
+    return windows.reshape(n, c * kh * kw, oh * ow)
+
+
+def _fold2d(xp, cols, shape, kernel, stride, padding, dilation):
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    cols = cols.reshape(n, c, kh, kw, oh, ow)
+    out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):  # kh*kw strided adds; overlapping windows accumulate
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw] += cols[:, :, i, j]
+    return out[:, :, ph:ph + h, pw:pw + w]
+
+
+def _unfold_vjp(g, out, a, kernel, stride, padding, dilation, pad_value):
+    return (dispatch("fold2d", g, shape=tuple(a.shape), kernel=kernel, stride=stride,
+                            padding=padding, dilation=dilation),)
+
+
+def _fold_vjp(g, out, cols, shape, kernel, stride, padding, dilation):
+    return (dispatch("unfold2d", g, kernel=kernel, stride=stride, padding=padding,
+                            dilation=dilation, pad_value=0.0),)
+
+
+defop("unfold2d", MOVEMENT, _unfold2d, _unfold_vjp)
+defop("fold2d", MOVEMENT, _fold2d, _fold_vjp)

@@ -1,0 +1,2 @@
+"""Utilities: data loading."""
+from ember.utils import data  # noqa: F401
