@@ -26,3 +26,8 @@ long = int64
 int = int32
 
 __version__ = "0.1.0"
+
+from ember.inspect.logs import set_logs  # noqa: E402
+from ember.tracer.compile import (CompileError, VerificationError, compile,  # noqa: E402
+                                  eager_mode, set_eager)
+from ember.inspect.explain import explain  # noqa: E402

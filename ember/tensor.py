@@ -146,11 +146,13 @@ class Tensor:
 
     @property
     def data(self) -> Tensor:
-        return Tensor._wrap(self._data, False)
+        return self.detach()
 
     @data.setter
     def data(self, other: Tensor) -> None:
         self._data = other._data
+        # .data may move the tensor (Module.to): device and array module must follow.
+        self._device, self._xp = other._device, other._xp
         self._version += 1
 
     def __len__(self) -> int:
@@ -162,6 +164,18 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     __hash__ = object.__hash__
+
+    def __deepcopy__(self, memo) -> Tensor:
+        # The default protocol would try to copy the array module held in _xp.
+        if self._node is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
+                               "support the deepcopy protocol at the moment.")
+        t = object.__new__(type(self))
+        memo[id(self)] = t
+        Tensor._init(t, self._data.copy(), self.requires_grad)
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        return t
 
     def __repr__(self) -> str:
         a = self._host()
@@ -344,6 +358,18 @@ class Tensor:
     def __rpow__(self, o):
         return dispatch("pow", o, self)
 
+    def __floordiv__(self, o):
+        return dispatch("floor_divide", self, o)
+
+    def __rfloordiv__(self, o):
+        return dispatch("floor_divide", o, self)
+
+    def __mod__(self, o):
+        return dispatch("remainder", self, o)
+
+    def __rmod__(self, o):
+        return dispatch("remainder", o, self)
+
     def __matmul__(self, o):
         return self.matmul(o)
 
@@ -405,6 +431,26 @@ class Tensor:
 
     def neg(self):
         return -self
+
+    def floor_divide(self, o):
+        return self // o
+
+    def remainder(self, o):
+        return self % o
+
+    def fmod(self, o):
+        """Remainder with the dividend's sign (C's fmod), unlike ``%``."""
+        r = self % o
+        return where((r != 0) & ((r < 0) != (self < 0)), r - o, r)
+
+    def floor(self):
+        return dispatch("floor", self)
+
+    def ceil(self):
+        return -dispatch("floor", -self)
+
+    def trunc(self):
+        return where(self < 0, self.ceil(), self.floor())
 
     def exp(self):
         return dispatch("exp", self)
@@ -546,19 +592,36 @@ class Tensor:
             return self.maximum(dim)
         if dim is None:
             return self.amax()
-        return values_indices(self.amax(dim, keepdim), self.argmax(dim, keepdim))
+        return self._pick_along(dim, keepdim, self.argmax(dim, keepdim=True), True)
 
     def min(self, dim=None, keepdim: bool = False):
         if isinstance(dim, Tensor):
             return self.minimum(dim)
         if dim is None:
             return self.amin()
-        return values_indices(self.amin(dim, keepdim), self.argmin(dim, keepdim))
+        return self._pick_along(dim, keepdim, self.argmin(dim, keepdim=True), False)
+
+    def _pick_along(self, dim, keepdim: bool, idx: Tensor, largest: bool):
+        """(values, indices) of max/min over ``dim``. As in PyTorch, the gradient goes to
+        the one element the index picks, not shared among ties as amax does."""
+        if self.ndim == 0:
+            _dims(dim, 0, "max")  # still checks the dim
+            return values_indices(self, idx)
+        d = _dims(dim, self.ndim, "max")[0]
+        if self.requires_grad and autograd.is_grad_enabled():
+            key = tuple(idx if i == d else arange(s, device=self.device).reshape(
+                tuple(s if j == i else 1 for j in range(self.ndim)))
+                for i, s in enumerate(self.shape))
+            values = self[key]
+        else:  # no gradient to route: the reduction is cheaper than a gather
+            values = self.amax(d, keepdim=True) if largest else self.amin(d, keepdim=True)
+        if not keepdim:
+            values, idx = values.squeeze(d), idx.squeeze(d)
+        return values_indices(values, idx)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        axis = None if dim is None else _dims(dim, self.ndim, "argmax")[0]
-        if self.ndim == 0:
-            axis = None
+        axes = None if dim is None else _dims(dim, self.ndim, "argmax")  # () for 0-dim
+        axis = axes[0] if axes else None
         return dispatch("argmax", self, axis=axis, keepdim=keepdim)
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
@@ -613,8 +676,8 @@ class Tensor:
         out = dispatch("matmul", a, b)
         if other.ndim == 1:
             out = out.squeeze(-1)
-        if self.ndim == 1:
-            out = out.squeeze(-2)
+        if self.ndim == 1:  # vector @ vector is 0-dim: the -2 axis moved to -1 above
+            out = out.squeeze(-2 if other.ndim > 1 else -1)
         return out
 
     mm = matmul
@@ -813,6 +876,8 @@ class Tensor:
         if track:  # the graph must see the old value, which is about to be overwritten
             src = Tensor._wrap(self._data.copy(), self.requires_grad)
             src._node = self._node
+            if _dispatch_mod.tracer is not None:
+                _dispatch_mod.tracer.alias(src, self)
         result = compute(src)
         if result.shape != self.shape:
             raise OpError(op, f"output with shape {shape_str(self)} doesn't match the broadcast "
@@ -1100,6 +1165,8 @@ def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 
 def randint(low: int, high: int | None = None, size=None, dtype=None, device=None) -> Tensor:
+    if size is None and isinstance(high, (tuple, list, Size)):  # randint(high, size)
+        high, size = None, high
     if high is None:
         low, high = 0, low
     if size is None:

@@ -1,0 +1,1 @@
+"""Seeing inside the compiler: explain(), logs."""

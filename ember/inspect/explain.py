@@ -1,0 +1,96 @@
+"""ember.explain(fn, *args): what was compiled, into which kernels, and where it broke."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ember.ir.graph import Graph
+
+
+@dataclass
+class GraphReport:
+    """One compiled graph (a segment between graph breaks)."""
+    graph: Graph            # the optimized IR
+    traced: Graph           # the IR as traced, before passes
+
+    @property
+    def nx(self):
+        return self.graph.nx
+
+    @property
+    def text(self) -> str:
+        return self.graph.text()
+
+
+@dataclass
+class Break:
+    reason: str
+    location: str
+
+    def __str__(self) -> str:
+        return f"{self.reason} at {self.location}"
+
+
+@dataclass
+class ExplainReport:
+    name: str
+    graphs: list[GraphReport] = field(default_factory=list)
+    kernels: list = field(default_factory=list)      # runtime.plan.KernelInfo
+    breaks: list[Break] = field(default_factory=list)
+    fallbacks: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"ember.explain({self.name}): {len(self.graphs)} graph(s), "
+                 f"{len(self.kernels)} kernel(s), {len(self.breaks)} graph break(s)"]
+        for b in self.breaks:
+            lines.append(f"  break: {b}")
+        for f in self.fallbacks:
+            lines.append(f"  fallback: {f}")
+        for i, g in enumerate(self.graphs):
+            lines.append(f"\n-- graph {i}: {len(g.traced)} traced nodes -> {len(g.graph)} after passes")
+            lines.extend("  " + line for line in g.text.splitlines())
+        lines.append("\n-- kernels")
+        for k in self.kernels:
+            where = f"  ({', '.join(_short(s) for s in k.src)})" if k.src else ""
+            extra = f"  [{k.reason}]" if k.reason else ""
+            lines.append(f"  {k.name:<10} {k.backend:<7} {'+'.join(k.ops)}{where}{extra}")
+        return "\n".join(lines)
+
+
+def _short(src: str) -> str:
+    import os
+    path, _, line = src.rpartition(":")
+    return f"{os.path.basename(path)}:{line}"
+
+
+def explain(fn, *args, **kwargs) -> ExplainReport:
+    """Compile ``fn`` for these arguments (running it once) and report what happened.
+
+    >>> report = ember.explain(lambda x: (x * 2).relu().sum(), ember.randn(8))
+    >>> print(report)            # graphs, kernels with their fused ops, graph breaks
+    """
+    from ember.tracer.compile import CompiledFunction, CompiledModule, compile
+
+    if isinstance(fn, CompiledModule):
+        cf = CompiledFunction(fn._orig_mod.__call__)
+        cf._modules = list(fn._orig_mod.modules())
+    elif isinstance(fn, CompiledFunction):
+        cf = CompiledFunction(fn.fn, fullgraph=fn.fullgraph)
+    else:
+        cf = compile(fn)
+        if not isinstance(cf, CompiledFunction):  # a module
+            return explain(cf, *args, **kwargs)
+    cf(*args, **kwargs)
+    report = ExplainReport(getattr(fn, "__name__", type(fn).__name__))
+    for entry in cf.cache.values():
+        stack = [entry.root] if entry.root is not None else []
+        while stack:
+            seg = stack.pop()
+            if seg.graph is not None:
+                report.graphs.append(GraphReport(seg.graph, seg.traced))
+                report.kernels.extend(seg.plan.kernels)
+            stack.extend(reversed(list(seg.children.values())))
+    report.breaks = [Break(r, loc) for r, loc in cf.breaks]
+    report.fallbacks = list(cf.fallbacks)
+    report.stats = cf.stats()
+    return report

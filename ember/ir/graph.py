@@ -1,0 +1,178 @@
+"""Graph: ember's IR, a networkx MultiDiGraph of primitive ops.
+
+Node keys are ints in creation order. Node data: ``op`` (a registry op name, or
+"input" / "const"), ``args`` (ordered tuple of node ids), ``attrs``, ``shape``,
+``dtype``, ``device`` and ``src`` (the user's file:line that made it). A MultiDiGraph
+keeps both edges of ``x + x``; the edge key is the operand position.
+
+Graph inputs say where their values come from (``args[0]``, ``kwargs['x']``, or a
+captured tensor such as a parameter); outputs are node ids, and ``writebacks`` map
+captured or argument tensors mutated in place to the node holding their new value.
+
+Text form, one node a line:  ``%7:f32[128,512] = add %5, %6        # model.py:14``
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+
+from ember.dtypes import DType
+
+
+@dataclass
+class InputSource:
+    """Where a graph input comes from at call time."""
+    kind: str          # "arg" (a path into the call's arguments) or "captured"
+    path: str          # "args[0]", "kwargs['x']", or a description of the captured tensor
+    tensor: Any = None  # the captured Tensor (kept for the entry's lifetime), None for args
+
+
+_DT_SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "b8"}
+
+
+class Graph:
+    """A traced program: nodes in creation order over a networkx MultiDiGraph."""
+
+    def __init__(self) -> None:
+        self.nx = nx.MultiDiGraph()
+        self.inputs: list[int] = []
+        self.sources: dict[int, InputSource] = {}
+        self.consts: dict[int, Any] = {}       # node id -> array value
+        self.outputs: list[int] = []
+        self.writebacks: list[tuple[int, int]] = []  # (input node id, node with its new value)
+        self._next = 0
+
+    # ---- building -------------------------------------------------------------------
+    def add(self, op: str, args: tuple[int, ...], attrs: dict, shape: tuple, dtype: DType,
+            device, src: str = "") -> int:
+        nid = self._next
+        self._next += 1
+        self.nx.add_node(nid, op=op, args=tuple(args), attrs=dict(attrs), shape=tuple(shape),
+                         dtype=dtype, device=device, src=src)
+        for pos, a in enumerate(args):
+            self.nx.add_edge(a, nid, key=pos)
+        return nid
+
+    def add_input(self, source: InputSource, shape, dtype, device, src: str = "") -> int:
+        nid = self.add("input", (), {"path": source.path}, shape, dtype, device, src)
+        self.inputs.append(nid)
+        self.sources[nid] = source
+        return nid
+
+    def add_const(self, value, dtype, device, src: str = "") -> int:
+        nid = self.add("const", (), {}, value.shape, dtype, device, src)
+        self.consts[nid] = value
+        return nid
+
+    def make_const(self, nid: int, value) -> None:
+        """Turn node ``nid`` into a constant in place (keeping its id keeps the order)."""
+        for u, _, k in list(self.nx.in_edges(nid, keys=True)):
+            self.nx.remove_edge(u, nid, key=k)
+        d = self[nid]
+        d.update(op="const", args=(), attrs={})
+        self.consts[nid] = value
+
+    def make_input(self, nid: int, source: InputSource) -> None:
+        """Turn node ``nid`` into a graph input (a value computed elsewhere)."""
+        for u, _, k in list(self.nx.in_edges(nid, keys=True)):
+            self.nx.remove_edge(u, nid, key=k)
+        self.consts.pop(nid, None)
+        self[nid].update(op="input", args=(), attrs={"path": source.path})
+        self.inputs.append(nid)
+        self.sources[nid] = source
+
+    # ---- queries --------------------------------------------------------------------
+    def __getitem__(self, nid: int) -> dict:
+        return self.nx.nodes[nid]
+
+    def __len__(self) -> int:
+        return self.nx.number_of_nodes()
+
+    def nodes(self) -> list[int]:
+        """Node ids in a topological order (creation order is one)."""
+        return sorted(self.nx.nodes)
+
+    def users(self, nid: int) -> list[int]:
+        return sorted(set(self.nx.successors(nid)))
+
+    def op_nodes(self) -> list[int]:
+        return [n for n in self.nodes() if self[n]["op"] not in ("input", "const")]
+
+    def replace_uses(self, old: int, new: int) -> None:
+        """Point every use of ``old`` (args, outputs, writebacks) at ``new``."""
+        for user in self.users(old):
+            d = self[user]
+            d["args"] = tuple(new if a == old else a for a in d["args"])
+            # rebuild the user's in-edges from its args, keeping operand positions
+            for u, _, k in list(self.nx.in_edges(user, keys=True)):
+                self.nx.remove_edge(u, user, key=k)
+            for pos, a in enumerate(d["args"]):
+                self.nx.add_edge(a, user, key=pos)
+        self.outputs = [new if o == old else o for o in self.outputs]
+        self.writebacks = [(i, new if v == old else v) for i, v in self.writebacks]
+
+    def remove(self, nid: int) -> None:
+        self.nx.remove_node(nid)
+        self.consts.pop(nid, None)
+        if nid in self.sources:
+            self.inputs.remove(nid)
+            del self.sources[nid]
+
+    def copy(self) -> Graph:
+        g = Graph()
+        g.nx = self.nx.copy()
+        for n in g.nx.nodes:
+            g.nx.nodes[n]["attrs"] = dict(g.nx.nodes[n]["attrs"])
+        g.inputs = list(self.inputs)
+        g.sources = dict(self.sources)
+        g.consts = dict(self.consts)
+        g.outputs = list(self.outputs)
+        g.writebacks = list(self.writebacks)
+        g._next = self._next
+        return g
+
+    # ---- text -----------------------------------------------------------------------
+    def type_str(self, nid: int) -> str:
+        d = self[nid]
+        return f"{_DT_SHORT.get(d['dtype'].name, d['dtype'].name)}[{','.join(map(str, d['shape']))}]"
+
+    def node_str(self, nid: int) -> str:
+        d = self[nid]
+        op = d["op"]
+        if op == "input":
+            rhs = f"input {d['attrs']['path']}"
+        elif op == "const":
+            v = self.consts[nid]
+            rhs = f"const {v.item()!r}" if v.size == 1 else f"const <{v.size} values>"
+        else:
+            args = ", ".join(f"%{a}" for a in d["args"])
+            attrs = ", ".join(f"{k}={_attr_str(v)}" for k, v in d["attrs"].items()
+                              if k != "device")
+            rhs = f"{op} {args}" + (f" {{{attrs}}}" if attrs else "")
+        line = f"%{nid}:{self.type_str(nid)} = {rhs}"
+        if d.get("src"):
+            line = f"{line:<60} # {_short_src(d['src'])}"
+        return line
+
+    def text(self) -> str:
+        lines = [self.node_str(n) for n in self.nodes()]
+        lines.append("return " + ", ".join(f"%{o}" for o in self.outputs))
+        for i, v in self.writebacks:
+            lines.append(f"writeback {self[i]['attrs']['path']} <- %{v}")
+        return "\n".join(lines)
+
+    __str__ = text
+
+
+def _attr_str(v) -> str:
+    if hasattr(v, "name") and not isinstance(v, (tuple, str)):
+        return v.name
+    return repr(v)
+
+
+def _short_src(src: str) -> str:
+    import os
+    path, _, line = src.rpartition(":")
+    return f"{os.path.basename(path)}:{line}"

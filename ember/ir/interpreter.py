@@ -1,0 +1,38 @@
+"""The reference interpreter: runs a Graph op by op through the registry's eager code.
+
+It is the oracle for passes (a pass must not change what it computes) and the executor
+of ops that have no generated kernel.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.errors import OpError
+from ember.ops.registry import OPS
+from ember.runtime.device import array_module
+
+
+def run_node(graph, nid: int, env: dict):
+    """Compute one node's array from its arguments' arrays in ``env``."""
+    d = graph[nid]
+    op = OPS[d["op"]]
+    arrays = [env[a] for a in d["args"]]
+    xp = array_module(d["device"])
+    try:
+        out = op.eager(xp, *arrays, **d["attrs"])
+    except Exception as e:
+        raise OpError(d["op"], f"while executing %{nid}: {type(e).__name__}: {e}",
+                      location=d.get("src") or None) from e
+    if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
+        out = xp.asarray(out)  # NumPy returns scalars for 0-dim results
+    return out
+
+
+def interpret(graph, inputs: dict[int, object], nodes=None) -> dict:
+    """Evaluate ``nodes`` (default: all) given input arrays; returns node id -> array."""
+    env = dict(inputs)
+    env.update(graph.consts)
+    for nid in (graph.nodes() if nodes is None else nodes):
+        if nid not in env:
+            env[nid] = run_node(graph, nid, env)
+    return env

@@ -1,0 +1,25 @@
+"""The pass pipeline. A pass is a plain function Graph -> Graph in its own file."""
+from __future__ import annotations
+
+import time
+
+from ember.ir.passes.cse import cse
+from ember.ir.passes.dce import dce
+from ember.ir.passes.fold import fold
+from ember.ir.passes.simplify import simplify
+from ember.ir.verify import verify
+
+PIPELINE = [fold, simplify, cse, dce]
+
+
+def run_pipeline(graph, *, check: bool = True, log=None):
+    """Run every pass in order; ``log(name, before_text, after_text, seconds)`` sees each."""
+    for p in PIPELINE:
+        before = graph.text() if log else None
+        t0 = time.perf_counter()
+        graph = p(graph)
+        if check:
+            verify(graph)
+        if log:
+            log(p.__name__, before, graph.text(), time.perf_counter() - t0)
+    return graph

@@ -1,0 +1,746 @@
+"""``ember.compile``: trace a function once per input signature, compile, and replay.
+
+A call looks up its guard key (argument structure, tensor shapes/strides/dtypes/devices/
+requires_grad, Python values, module training flags, grad mode). A miss traces the
+function eagerly (the call's result is eager's), compiles the trace and checks the
+compiled plan against eager on the same inputs. The second call with the same key traces
+again and compares: Python state that changed between calls (a counter, a global) is
+reported and that key runs eagerly. From then on a hit runs the plans without running
+the user's Python.
+
+Reading a Python value from a tensor (``bool(t)``, ``t.item()``...) splits the trace
+into segments; the observed value selects the next segment, traced the first time that
+value is seen. Every path equals eager.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ember import autograd, dispatch as _dispatch
+from ember.ir.graph import Graph, InputSource
+from ember.ir.passes import run_pipeline
+from ember.runtime.plan import Plan, build_plan
+from ember.tensor import Tensor
+from ember.tracer import pytree
+from ember.tracer.trace import Observation, Tracer, observed_value, tracing
+
+DEFAULT_CACHE_LIMIT = 8
+_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice"))
+_global_eager = [os.environ.get("EMBER_EAGER", "") not in ("", "0")]
+
+
+class CompileError(RuntimeError):
+    """Raised with fullgraph=True where ember would otherwise fall back or split."""
+
+
+class VerificationError(AssertionError):
+    """mode="verify": a compiled kernel's output differs from eager."""
+
+
+def set_eager(flag: bool = True) -> None:
+    """Run every compiled function as plain Python (for debuggers and prints)."""
+    _global_eager[0] = bool(flag)
+
+
+class eager_mode:
+    """``with ember.eager_mode(): ...`` runs compiled functions eagerly inside the block."""
+
+    def __enter__(self):
+        self._prev = _global_eager[0]
+        _global_eager[0] = True
+
+    def __exit__(self, *exc):
+        _global_eager[0] = self._prev
+
+
+# ---- one trace and the segments it splits into --------------------------------------------
+
+@dataclass
+class Trace:
+    graph: Graph
+    observations: list[Observation]
+    out_spec: Any
+    out_leaves: list           # per output leaf: ("T", position in graph.outputs) or ("V", value)
+    captured: list
+    arg_paths: dict            # input node id -> leaf index in the flattened arguments
+    failed: str = ""
+    failed_at: str = ""
+
+    def signature(self, upto: int) -> list:
+        """What must be identical between two traces of the same code, up to node ``upto``."""
+        g = self.graph
+        sig = []
+        for n in g.nodes():
+            if n >= upto:
+                break
+            d = g[n]
+            c = g.consts.get(n)
+            sig.append((n, d["op"], d["args"], _attr_key(d["attrs"]), d["shape"], d["dtype"].name,
+                        None if c is None else (c.shape, c.tobytes())))
+        return sig
+
+
+def _attr_key(attrs: dict):
+    try:
+        return tuple(sorted((k, v) for k, v in attrs.items()))
+    except TypeError:
+        return repr(attrs)
+
+
+@dataclass
+class Segment:
+    lo: int
+    hi: int
+    obs: Observation | None = None
+    children: dict = field(default_factory=dict)
+    trace: Trace | None = None       # the trace whose outputs end here (terminal segments)
+    needs: set = field(default_factory=set)
+    plan: Plan | None = None
+    graph: Graph | None = None       # the optimized segment graph
+    traced: Graph | None = None
+
+
+# ---- the compiled function ------------------------------------------------------------------
+
+class CompiledFunction:
+    """The callable ``ember.compile(fn)`` returns. ``.stats()`` reports what happened."""
+
+    def __init__(self, fn: Callable, mode: str = "default", fullgraph: bool = False,
+                 cache_limit: int = DEFAULT_CACHE_LIMIT) -> None:
+        if mode not in ("default", "eager", "verify"):
+            raise ValueError(f"ember.compile: unknown mode {mode!r} (default, eager, verify)")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.mode = mode
+        self.fullgraph = fullgraph
+        self.cache_limit = cache_limit
+        self.cache: dict[Any, Entry] = {}
+        self.counters = {"calls": 0, "compiles": 0, "cache_hits": 0, "eager_calls": 0}
+        self.recompile_reasons: list[str] = []
+        self.fallbacks: list[str] = []
+        self.breaks: list[tuple[str, str]] = []
+        self._warned: set[str] = set()
+        self._modules = None
+
+    def __get__(self, obj, objtype=None):  # decorating a method binds like a function
+        return self if obj is None else functools.partial(self, obj)
+
+    # ---- calling ----------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if self.mode == "eager" or _global_eager[0] or _dispatch.tracer is not None:
+            return self.fn(*args, **kwargs)  # nested calls are traced inline
+        self.counters["calls"] += 1
+        leaves, spec = pytree.flatten_call(args, kwargs)
+        key = self._key(leaves, spec)
+        entry = self.cache.get(key)
+        if entry is None:
+            if len(self.cache) >= self.cache_limit:
+                self._fallback(f"cache limit of {self.cache_limit} entries reached; running eagerly")
+                return self._eager(args, kwargs)
+            reason = self._recompile_reason(key)
+            if reason:
+                self.recompile_reasons.append(reason)
+                _log("recompiles", f"{self.__name__}: recompiling: {reason}")
+            entry = self.cache[key] = Entry(self)
+            return entry.first_call(args, kwargs, leaves)
+        if entry.state == "eager":
+            return self._eager(args, kwargs)
+        if entry.state == "second":
+            return entry.second_call(args, kwargs, leaves)
+        changed = entry.captured_changed()
+        if changed:
+            self.recompile_reasons.append(changed)
+            entry = self.cache[key] = Entry(self)
+            return entry.first_call(args, kwargs, leaves)
+        self.counters["cache_hits"] += 1
+        return entry.run(args, kwargs, leaves)
+
+    def _eager(self, args, kwargs):
+        self.counters["eager_calls"] += 1
+        return self.fn(*args, **kwargs)
+
+    def _fallback(self, reason: str, location: str = "") -> None:
+        text = reason + (f" (at {location})" if location else "")
+        if self.fullgraph:
+            raise CompileError(f"ember.compile(fullgraph=True) of {self.__name__}: {text}")
+        self.fallbacks.append(text)
+        _log("breaks", f"{self.__name__}: fallback: {text}")
+        if text not in self._warned:
+            self._warned.add(text)
+            warnings.warn(f"ember.compile of {self.__name__}: {text}", stacklevel=4)
+
+    # ---- guards ------------------------------------------------------------------------
+    def _key(self, leaves, spec):
+        parts = [pytree.spec_key(spec), autograd.is_grad_enabled()]
+        for path, v in leaves:
+            if isinstance(v, Tensor):
+                a = v._data
+                parts.append(("T", a.shape, a.dtype.str, str(v._device), v.requires_grad,
+                              a.strides))
+            elif isinstance(v, (int, float, bool, str, type(None))):
+                parts.append(("V", type(v).__name__, v))
+            else:
+                parts.append(("O", id(v)))
+        parts.append(tuple(m.training for m in self._training_modules(leaves)))
+        return tuple(parts)
+
+    def _training_modules(self, leaves):
+        """Modules whose train/eval mode the function may read."""
+        from ember.nn import Module
+
+        if self._modules is None:
+            found = []
+            fn = getattr(self.fn, "__func__", self.fn)
+            cands = list(getattr(self.fn, "__self__", None) and [self.fn.__self__] or [])
+            cands += [c.cell_contents for c in (getattr(fn, "__closure__", None) or ())
+                      if _cell_ok(c)]
+            code = getattr(fn, "__code__", None)
+            g = getattr(fn, "__globals__", {})
+            if code is not None:
+                cands += [g[n] for n in code.co_names if n in g]
+            if isinstance(self.fn, Module):
+                cands.append(self.fn)
+            for c in cands:
+                if isinstance(c, Module):
+                    found.extend(c.modules())
+            self._modules = found
+        extra = [m for _, v in leaves if isinstance(v, Module) for m in v.modules()]
+        return self._modules + extra
+
+    def _recompile_reason(self, key) -> str:
+        if not self.cache:
+            return ""
+        old = next(reversed(self.cache))
+        return describe_key_change(old, key)
+
+    # ---- introspection -------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters and reasons: compiles, cache hits, recompiles, fallbacks, graph breaks."""
+        return dict(self.counters, cache_entries=len(self.cache),
+                    recompile_reasons=list(self.recompile_reasons),
+                    fallbacks=list(self.fallbacks),
+                    breaks=[f"{r} at {loc}" for r, loc in self.breaks])
+
+
+def _cell_ok(c) -> bool:
+    try:
+        c.cell_contents
+        return True
+    except ValueError:
+        return False
+
+
+def describe_key_change(old, new) -> str:
+    """A readable reason for a recompile: which guard failed."""
+    if old[0] != new[0]:
+        return "argument structure changed"
+    if old[1] != new[1]:
+        return f"grad mode changed ({old[1]} -> {new[1]})"
+    if old[-1] != new[-1]:
+        return "a module switched between train() and eval()"
+    if len(old) != len(new):
+        return "number of arguments changed"
+    for i, (a, b) in enumerate(zip(old[2:-1], new[2:-1])):
+        if a == b:
+            continue
+        if a[0] == "T" and b[0] == "T":
+            names = ("shape", "dtype", "device", "requires_grad", "strides")
+            for n, x, y in zip(names, a[1:], b[1:]):
+                if x != y:
+                    return f"argument {i} {n} {_fmt(x)} -> {_fmt(y)}"
+        return f"argument {i} changed: {a[-1]!r} -> {b[-1]!r}"
+    return "guards changed"
+
+
+def _fmt(x):
+    if isinstance(x, tuple):
+        return "[" + ",".join(map(str, x)) + "]"
+    return str(x)
+
+
+# ---- a cache entry ------------------------------------------------------------------------
+
+class Entry:
+    """The compiled code of one guard key: a tree of segments split at observed values."""
+
+    def __init__(self, owner: CompiledFunction) -> None:
+        self.owner = owner
+        self.state = "second"
+        self.root: Segment | None = None
+        self.traces: list[Trace] = []
+        self.captured: list = []
+        self.captured_meta: list = []
+
+    # ---- tracing ------------------------------------------------------------------------
+    def _trace(self, args, kwargs, leaves):
+        tracer = Tracer(fullgraph=self.owner.fullgraph)
+        arg_paths = {}
+        snapshot = {}
+        for i, (path, v) in enumerate(leaves):
+            if isinstance(v, Tensor):
+                tracer.add_arg(v, path)
+                nid = tracer.env[id(v)]
+                arg_paths.setdefault(nid, i)
+                snapshot[nid] = v._data.copy()
+        with tracing(tracer):
+            result = self.owner.fn(*args, **kwargs)
+            out_leaves, out_spec = pytree.flatten(result)
+            tensors = [v for _, v in out_leaves if isinstance(v, Tensor)]
+            graph = tracer.finish(tensors)
+        template, k = [], 0
+        for _, v in out_leaves:
+            if isinstance(v, Tensor):
+                template.append(("T", k))
+                k += 1
+            else:
+                template.append(("V", v))
+        snapshot.update(tracer.snapshots)
+        trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
+                      tracer.failed, tracer.failed_at)
+        return result, trace, snapshot
+
+    def first_call(self, args, kwargs, leaves):
+        owner = self.owner
+        result, trace, snapshot = self._trace(args, kwargs, leaves)
+        owner.counters["compiles"] += 1
+        if trace.failed:
+            self.state = "eager"
+            owner._fallback(trace.failed, trace.failed_at)
+            return result
+        self.traces.append(trace)
+        self.captured = list(trace.captured)
+        self.captured_meta = [_meta(t) for t in self.captured]
+        for o in trace.observations:
+            owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
+            _log("breaks", f"{owner.__name__}: graph break: {o.how}() at {o.location}")
+        try:
+            self._add_path(trace, snapshot, result)
+        except _Mismatch as e:
+            self.state = "eager"
+            owner._fallback(str(e))
+        return result
+
+    def second_call(self, args, kwargs, leaves):
+        """Trace once more and compare: Python state that changed would be frozen."""
+        result, trace, snapshot = self._trace(args, kwargs, leaves)
+        first = self.traces[0]
+        upto = _divergence(first, trace)
+        a, b = first.signature(upto), trace.signature(upto)
+        if a != b:
+            n = next((x[0] for x, y in zip(a, b) if x != y), min(len(a), len(b)))
+            loc = trace.graph[n]["src"] if n in trace.graph.nx else ""
+            self.state = "eager"
+            self.owner._fallback("a Python value differed between the first two calls (it would "
+                                 "be frozen into the compiled code); this signature runs eagerly",
+                                 loc)
+            return result
+        self.state = "ready"
+        if trace.failed:
+            self.state = "eager"
+            self.owner._fallback(trace.failed, trace.failed_at)
+            return result
+        if not self._has_path(trace):
+            try:
+                self.traces.append(trace)
+                self._add_path(trace, snapshot, result)
+            except _Mismatch as e:
+                self.state = "eager"
+                self.owner._fallback(str(e))
+        return result
+
+    def captured_changed(self) -> str:
+        for i, (t, m) in enumerate(zip(self.captured, self.captured_meta)):
+            now = _meta(t)
+            if now != m:
+                return f"captured tensor {i} changed {m} -> {now}"
+        return ""
+
+    # ---- building segments --------------------------------------------------------------
+    def _has_path(self, trace: Trace) -> bool:
+        seg = self.root
+        for o in trace.observations:
+            if seg is None or seg.obs is None:
+                return False
+            seg = seg.children.get(o.value)
+        return seg is not None and seg.trace is not None
+
+    def _add_path(self, trace: Trace, snapshot: dict, result) -> None:
+        """Insert ``trace`` into the segment tree, (re)build plans along it, check them."""
+        g = trace.graph
+        end = g._next
+        cuts = [o.cut for o in trace.observations] + [end]
+        path: list[Segment] = []
+        parent, lo = None, 0
+        for i, hi in enumerate(cuts):
+            obs = trace.observations[i] if i < len(trace.observations) else None
+            if parent is None:
+                seg = self.root
+                if seg is None:
+                    seg = self.root = Segment(lo, hi, obs)
+            else:
+                key = trace.observations[i - 1].value
+                seg = parent.children.get(key)
+                if seg is None:
+                    seg = parent.children[key] = Segment(lo, hi, obs)
+            if obs is None:
+                seg.trace = trace
+            path.append(seg)
+            parent, lo = seg, hi
+        # What each segment must hand on: values used later, outputs, observed values.
+        later_uses = set(g.outputs) | {v for _, v in g.writebacks}
+        for n in g.nodes():
+            later_uses.update(g[n]["args"])
+        for seg in path:
+            need = {n for n in later_uses if seg.lo <= n < seg.hi and (
+                n in g.outputs or any(v == n for _, v in g.writebacks)
+                or any(u >= seg.hi for u in g.users(n)))}
+            if seg.obs is not None:
+                need.add(seg.obs.node)
+            if not need <= seg.needs or seg.plan is None:
+                seg.needs |= need
+                seg.plan = None
+        escaping = _escaping(g)
+        env = dict(snapshot)
+        for seg in path:
+            if seg.plan is None:
+                self._build_segment(seg, g, env, escaping)
+            else:
+                seg.plan.run(env)
+        _check_against_eager(self.owner, trace, env, result)
+
+    def _build_segment(self, seg: Segment, g: Graph, env: dict, escaping: set) -> None:
+        sg = _segment_graph(g, seg.lo, seg.hi, sorted(seg.needs),
+                            g.writebacks if seg.obs is None else [])
+        seg.traced = sg.copy()
+        sg = run_pipeline(sg, log=_pass_logger(self.owner) if _enabled("passes") else None)
+        seg.graph = sg
+        inputs = {n: env[n] for n in sg.inputs}
+        plan, local = build_plan(sg, inputs, escaping,
+                                 on_fallback=lambda r, loc: self.owner._fallback(
+                                     f"a kernel runs eagerly: {r}", loc))
+        plan.exports = list(zip(sorted(seg.needs), sg.outputs))
+        for trace_id, nid in plan.exports:
+            env[trace_id] = local[nid]
+        seg.plan = plan
+        _log("graph", f"{self.owner.__name__}: segment [{seg.lo}, {seg.hi}):\n{sg.text()}")
+        for k in plan.kernels:
+            if k.backend == "llvm":
+                _log("kernels", f"{k.name} ({'+'.join(k.ops)}):\n{k.source}")
+
+    # ---- replay -------------------------------------------------------------------------
+    def run(self, args, kwargs, leaves):
+        if autograd.is_grad_enabled() and (
+                any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
+                or any(t.requires_grad for t in self.captured)):
+            return self._run_with_autograd(args, kwargs, leaves)
+        env = {}
+        trace0 = self.traces[0]
+        for nid, i in trace0.arg_paths.items():
+            env[nid] = leaves[i][1]._data
+        seg = self.root
+        verify = self.owner.mode == "verify"
+        while True:
+            self._fill_captured(seg, env)
+            if verify:
+                _verify_segment(self.owner, seg, env)
+            seg.plan.run(env)
+            if seg.obs is None:
+                break
+            value = observed_value(env[seg.obs.node], seg.obs.how)
+            child = seg.children.get(value)
+            if child is None:  # a branch not seen yet: trace it (this call runs eagerly)
+                self.owner.recompile_reasons.append(
+                    f"new value {_short(value)} of {seg.obs.how}() at {seg.obs.location}")
+                result, trace, snapshot = self._trace(args, kwargs, leaves)
+                self.owner.counters["compiles"] += 1
+                if trace.failed:
+                    self.owner._fallback(trace.failed, trace.failed_at)
+                    return result
+                self.traces.append(trace)
+                try:
+                    self._add_path(trace, snapshot, result)
+                except _Mismatch as e:
+                    self.state = "eager"
+                    self.owner._fallback(str(e))
+                return result
+            seg = child
+        return self._outputs(seg.trace, env, leaves)
+
+    def _fill_captured(self, seg: Segment, env: dict) -> None:
+        g = seg.graph
+        for nid in g.inputs:
+            if nid not in env:
+                src = g.sources[nid]
+                if src.kind == "captured":
+                    env[nid] = src.tensor._data
+
+    def _outputs(self, trace: Trace, env: dict, leaves):
+        g = trace.graph
+        for inp, val in g.writebacks:
+            t = _input_tensor(g, inp, trace, leaves)
+            t._data[...] = env[val]
+            t._version += 1
+        outs = []
+        for kind, v in trace.out_leaves:
+            if kind == "V":
+                outs.append(v)
+                continue
+            nid = g.outputs[v]
+            if nid in g.sources:
+                outs.append(_input_tensor(g, nid, trace, leaves))
+            else:
+                outs.append(Tensor._wrap(env[nid]))
+        return pytree.unflatten(trace.out_spec, outs)
+
+    def _run_with_autograd(self, args, kwargs, leaves):
+        """Replay the traced ops through dispatch, so the autograd tape is recorded."""
+        from ember.dispatch import dispatch
+        from ember.ops.registry import OPS
+
+        seg = self.root
+        tenv: dict[int, Tensor] = {}
+        trace = self.traces[0]
+        for nid, i in trace.arg_paths.items():
+            tenv[nid] = leaves[i][1]
+        while True:
+            g = _trace_through(self, seg)
+            for n in g.nodes():
+                if not seg.lo <= n < seg.hi or n in tenv:
+                    continue
+                d = g[n]
+                if d["op"] == "input":
+                    tenv[n] = g.sources[n].tensor
+                elif d["op"] == "const":
+                    tenv[n] = Tensor._wrap(g.consts[n])
+                else:
+                    tenv[n] = dispatch(OPS[d["op"]], *[tenv[a] for a in d["args"]], **d["attrs"])
+            if seg.obs is None:
+                break
+            value = observed_value(tenv[seg.obs.node]._data, seg.obs.how)
+            child = seg.children.get(value)
+            if child is None:
+                result, trace, snapshot = self._trace(args, kwargs, leaves)
+                self.traces.append(trace)
+                if not trace.failed:
+                    try:
+                        self._add_path(trace, snapshot, result)
+                    except _Mismatch:
+                        self.state = "eager"
+                return result
+            seg = child
+        g = seg.trace.graph
+        with autograd.no_grad():
+            for inp, val in g.writebacks:
+                t = _input_tensor(g, inp, seg.trace, leaves)
+                t._data[...] = tenv[val]._data
+                t._version += 1
+        outs = []
+        for kind, v in seg.trace.out_leaves:
+            if kind == "V":
+                outs.append(v)
+            else:
+                outs.append(tenv[g.outputs[v]])
+        return pytree.unflatten(seg.trace.out_spec, outs)
+
+
+def _trace_through(entry: Entry, seg: Segment) -> Graph:
+    """A full trace graph that passes through ``seg`` (any will do: prefixes agree)."""
+    for t in entry.traces:
+        s = entry.root
+        for o in t.observations:
+            if s is seg:
+                return t.graph
+            s = s.children.get(o.value)
+            if s is None:
+                break
+        if s is seg:
+            return t.graph
+    raise AssertionError("segment without a trace")
+
+
+def _input_tensor(g: Graph, nid: int, trace: Trace, leaves):
+    src = g.sources[nid]
+    if src.kind == "captured":
+        return src.tensor
+    return leaves[trace.arg_paths[nid]][1]
+
+
+def _meta(t) -> tuple:
+    return (tuple(t.shape), t.dtype.name, str(t.device), t._data.strides)
+
+
+def _short(v) -> str:
+    if isinstance(v, tuple) and len(v) == 3 and isinstance(v[2], bytes):
+        return f"<array {v[0]}>"
+    return repr(v)
+
+
+def _divergence(a: Trace, b: Trace) -> int:
+    """Node count up to which two traces must agree (their first differing observation)."""
+    for oa, ob in zip(a.observations, b.observations):
+        if oa.value != ob.value or oa.cut != ob.cut:
+            return min(oa.cut, ob.cut)
+    return max(a.graph._next, b.graph._next)
+
+
+def _segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> Graph:
+    """The nodes of [lo, hi); values from earlier segments become inputs."""
+    sg = g.copy()
+    used_before = set()
+    for n in g.nodes():
+        if lo <= n < hi:
+            used_before.update(a for a in g[n]["args"] if a < lo)
+    used_before.update(n for n in needs if n < lo)
+    used_before.update(v for _, v in writebacks if v < lo)
+    used_before.update(i for i, _ in writebacks)
+    for n in g.nodes():
+        if n >= hi and n not in used_before:
+            sg.remove(n)
+        elif n < lo or (n >= hi):
+            if n in used_before:
+                if g[n]["op"] != "input":
+                    sg.make_input(n, InputSource("env", f"%{n}"))
+            else:
+                sg.remove(n)
+    sg.inputs.sort()
+    sg.outputs = list(needs)
+    sg.writebacks = list(writebacks)
+    return sg
+
+
+def _escaping(g: Graph) -> set[int]:
+    """Values handed to the user (outputs, and what they view): never reused buffers."""
+    out = set()
+    stack = list(g.outputs)
+    while stack:
+        n = stack.pop()
+        if n in out:
+            continue
+        out.add(n)
+        if g[n]["op"] in _MOVEMENT_VIEWS:
+            stack.extend(g[n]["args"])
+    return out
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _close(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind == "f":
+        tol = 1e-4 if a.dtype == np.float32 else 1e-9
+        return bool(np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _check_against_eager(owner, trace: Trace, env: dict, result) -> None:
+    """The first compiled run must equal the eager result of the same call."""
+    from ember.ops.registry import OPS
+
+    g = trace.graph
+    if any(g[n]["op"] in OPS and OPS[g[n]["op"]].impure for n in g.nodes()):
+        return  # random draws differ between the two runs by design
+    leaves, _ = pytree.flatten(result)
+    tensors = [v for _, v in leaves if isinstance(v, Tensor)]
+    for i, (t, nid) in enumerate(zip(tensors, g.outputs)):
+        if nid in g.sources:
+            continue
+        if not _close(env[nid], t._host()):
+            raise _Mismatch(f"compiled output {i} differed from eager on the first call "
+                            f"(node %{nid}, {g[nid]['src']}); this signature runs eagerly")
+
+
+def _verify_segment(owner, seg: Segment, env: dict) -> None:
+    """mode="verify": run kernel by kernel beside the interpreter; name the first that differs."""
+    from ember.ir.interpreter import interpret
+
+    g = seg.graph
+    for nid in g.inputs:
+        if nid not in env and g.sources[nid].kind == "captured":
+            env[nid] = g.sources[nid].tensor._data
+    inputs = {n: env[n] for n in g.inputs}
+    ref = interpret(g, inputs)
+    local = dict(inputs)
+    local.update(seg.plan.consts)
+    for step, info in zip(seg.plan.steps, seg.plan.kernels):
+        step(local)
+        for n in info.nodes:
+            if n in local and not _close(local[n], ref[n]):
+                raise VerificationError(
+                    f"ember.compile(mode='verify') of {owner.__name__}: kernel {info.name} "
+                    f"({info.backend}: {'+'.join(info.ops)}) computed %{n} differently from eager; "
+                    f"max abs diff {np.nanmax(np.abs(np.asarray(local[n], float) - np.asarray(ref[n], float)))}"
+                    f"\n  source lines: {', '.join(info.src) or '?'}")
+
+
+# ---- logging -------------------------------------------------------------------------------
+
+def _enabled(channel: str) -> bool:
+    from ember.inspect import logs
+    return logs.enabled(channel)
+
+
+def _log(channel: str, text: str) -> None:
+    from ember.inspect import logs
+    logs.log(channel, text)
+
+
+def _pass_logger(owner):
+    def log(name, before, after, seconds):
+        _log("passes", f"{owner.__name__}: pass {name}: {before.count(chr(10)) + 1} -> "
+             f"{after.count(chr(10)) + 1} lines in {seconds * 1e3:.2f} ms")
+    return log
+
+
+# ---- the decorator -------------------------------------------------------------------------
+
+def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: bool = False,
+            cache_limit: int = DEFAULT_CACHE_LIMIT):
+    """Compile a function or an ``nn.Module``: trace, optimize, fuse and run as kernels.
+
+    >>> @ember.compile
+    ... def f(x):
+    ...     return (x * 2).exp() + 1
+    >>> f(ember.ones(4))
+    tensor([8.3891, 8.3891, 8.3891, 8.3891])
+    """
+    if fn is None:
+        return lambda f: compile(f, mode=mode, fullgraph=fullgraph, cache_limit=cache_limit)
+    from ember.nn import Module
+
+    if isinstance(fn, Module):
+        return CompiledModule(fn, mode=mode, fullgraph=fullgraph, cache_limit=cache_limit)
+    return CompiledFunction(fn, mode=mode, fullgraph=fullgraph, cache_limit=cache_limit)
+
+
+class CompiledModule:
+    """A compiled module: behaves like the module (same parameters, train/eval, state_dict)."""
+
+    def __init__(self, module, **options) -> None:
+        object.__setattr__(self, "_orig_mod", module)
+        object.__setattr__(self, "_compiled_forward", CompiledFunction(module.__call__, **options))
+        self._compiled_forward._modules = list(module.modules())
+
+    def __call__(self, *args, **kwargs):
+        return self._compiled_forward(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._orig_mod, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._orig_mod, name, value)
+
+    def stats(self) -> dict:
+        return self._compiled_forward.stats()
+
+    def __repr__(self) -> str:
+        return f"Compiled({self._orig_mod!r})"

@@ -1,0 +1,57 @@
+"""Flatten nested call arguments and results (tuples, lists, dicts) into leaves."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def flatten(tree, path: str = "") -> tuple[list[tuple[str, Any]], Any]:
+    """Leaves as (path, value) and a spec that ``unflatten`` rebuilds the tree from."""
+    leaves: list[tuple[str, Any]] = []
+
+    def walk(x, p):
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return ("namedtuple", type(x), [walk(v, f"{p}.{f}") for f, v in zip(x._fields, x)])
+        if isinstance(x, (tuple, list)):
+            return (type(x).__name__, None, [walk(v, f"{p}[{i}]") for i, v in enumerate(x)])
+        if isinstance(x, dict):
+            keys = list(x)
+            return ("dict", keys, [walk(x[k], f"{p}[{k!r}]") for k in keys])
+        leaves.append((p, x))
+        return ("leaf", None, None)
+
+    spec = walk(tree, path)
+    return leaves, spec
+
+
+def flatten_call(args: tuple, kwargs: dict) -> tuple[list[tuple[str, Any]], Any]:
+    """Leaves of a call's arguments, with paths such as ``args[0]`` and ``kwargs['x']``."""
+    leaves, spec = flatten((args, kwargs))
+    named = [(("args" + p[3:]) if p.startswith("[0]") else ("kwargs" + p[3:]), v)
+             for p, v in leaves]
+    return named, spec
+
+
+def unflatten(spec, leaves: list) -> Any:
+    it = iter(leaves)
+
+    def build(s):
+        kind, meta, children = s
+        if kind == "leaf":
+            return next(it)
+        vals = [build(c) for c in children]
+        if kind == "namedtuple":
+            return meta(*vals)
+        if kind == "dict":
+            return dict(zip(meta, vals))
+        return tuple(vals) if kind == "tuple" else vals
+
+    return build(spec)
+
+
+def spec_key(spec) -> Any:
+    """A hashable form of a spec (the structure part of a cache key)."""
+    kind, meta, children = spec
+    if kind == "leaf":
+        return "L"
+    m = tuple(meta) if kind == "dict" else (meta.__name__ if kind == "namedtuple" else None)
+    return (kind, m, tuple(spec_key(c) for c in children))

@@ -1,0 +1,159 @@
+"""The tracer: records what a function really executes, op by op, into a Graph.
+
+Tracing runs the user's function eagerly (its results are real), with
+``ember.dispatch.tracer`` set so that every primitive, constant, in-place update and
+read of a Python value (``bool(t)``, ``t.item()`` ...) is reported here.
+
+Tensors reached that were not made during the trace (parameters, closures, globals)
+become graph inputs read at every call, never constants: an optimizer updating a weight
+must reach the next compiled call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ember import dispatch as _dispatch
+from ember.errors import user_frame
+from ember.ir.graph import Graph, InputSource
+
+
+@dataclass
+class Observation:
+    """A Python value read from a tensor: the trace splits here and guards on the value."""
+    node: int          # the node whose value was read
+    how: str           # "bool", "item", "tolist" or "numpy"
+    value: Any         # the value seen (hashable)
+    cut: int           # nodes created before the read (the split point)
+    location: str
+
+
+def observed_value(array, how: str):
+    """The hashable Python value a read produces, computed from an array."""
+    a = np.asarray(array) if not hasattr(array, "get") or isinstance(array, np.generic) else array.get()
+    if how == "bool":
+        return bool(a.reshape(()))
+    if how == "item":
+        return a.reshape(()).item()
+    return (a.shape, a.dtype.str, a.tobytes())
+
+
+class Tracer:
+    """Collects one trace. Keeps every tensor it saw alive so ids stay unique."""
+
+    def __init__(self, fullgraph: bool = False) -> None:
+        self.fullgraph = fullgraph
+        self.failed = ""       # why this trace can't be replayed ("" if it can)
+        self.failed_at = ""
+        self.snapshots: dict[int, object] = {}  # captured input -> its value before the call
+        self.graph = Graph()
+        self.env: dict[int, int] = {}      # id(tensor) -> node id holding its current value
+        self.keep: list = []
+        self.observations: list[Observation] = []
+        self.mutated: dict[int, Any] = {}  # id(tensor) -> tensor, for write-backs
+        self.stale: set[int] = set()       # views whose memory was overwritten in place
+        self.captured: list = []
+        self.input_of: dict[int, int] = {}  # id(tensor) -> its input node
+
+    # ---- called by the compile front end ----------------------------------------------
+    def add_arg(self, t, path: str) -> None:
+        if id(t) in self.env:  # the same tensor passed twice: one input
+            return
+        nid = self.graph.add_input(InputSource("arg", path), t.shape, t.dtype, t.device)
+        self.env[id(t)] = self.input_of[id(t)] = nid
+        self.keep.append(t)
+
+    def node_of(self, t) -> int:
+        nid = self.env.get(id(t))
+        if nid is None:
+            src = user_frame()
+            desc = f"captured[{len(self.captured)}]"
+            nid = self.graph.add_input(InputSource("captured", desc, t), t.shape, t.dtype,
+                                       t.device, src)
+            self.env[id(t)] = self.input_of[id(t)] = nid
+            self.keep.append(t)
+            self.captured.append(t)
+            self.snapshots[nid] = t._data.copy()
+        elif id(t) in self.stale:
+            self.fail("a view is read after the tensor it views was updated in place")
+        return nid
+
+    def fail(self, reason: str) -> None:
+        """Stop recording: the function finishes eagerly, and this trace is not replayed."""
+        location = user_frame()
+        if self.fullgraph:
+            _dispatch.tracer = None
+            from ember.tracer.compile import CompileError
+            raise CompileError(f"ember.compile(fullgraph=True): {reason} (at {location})")
+        if not self.failed:
+            self.failed, self.failed_at = reason, location
+        _dispatch.tracer = None
+
+    # ---- hooks called by ember.dispatch / ember.tensor --------------------------------
+    def record(self, op, args, attrs, result) -> None:
+        ins = tuple(self.node_of(a) for a in args)
+        self.env[id(result)] = self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
+                                              result.device, user_frame())
+        self.keep.append(result)
+        node = result._node
+        if node is not None:  # backward inside the trace reads the saved output
+            self.alias(node.out, result)
+
+    def constant(self, t, value) -> None:
+        self.env[id(t)] = self.graph.add_const(t._host().copy(), t.dtype, t.device, user_frame())
+        self.keep.append(t)
+
+    def alias(self, t, src) -> None:
+        """``t`` holds the same value as ``src`` (detach, .data, saved outputs)."""
+        self.env[id(t)] = self.node_of(src)
+        self.keep.append(t)
+
+    def mutate(self, t, result) -> None:
+        """``t`` was updated in place to ``result``'s value."""
+        root = _root(t._data)
+        for k in self.keep:
+            if k is not t and _root(k._data) is root and id(k) in self.env:
+                self.stale.add(id(k))
+        self.stale.discard(id(t))
+        self.stale.discard(id(result))
+        self.env[id(t)] = self.node_of(result)
+        self.mutated[id(t)] = t
+        self.keep.append(t)
+
+    def observe(self, t, how: str) -> None:
+        if self.fullgraph:
+            self.fail(f"graph break: {how}() reads a tensor's value")
+        nid = self.node_of(t)
+        self.observations.append(Observation(nid, how, observed_value(t._data, how),
+                                             self.graph._next, user_frame()))
+
+    # ---- results ------------------------------------------------------------------------
+    def finish(self, output_tensors: list) -> Graph:
+        g = self.graph
+        g.outputs = [self.node_of(t) for t in output_tensors]
+        for t in self.mutated.values():
+            orig = self.input_of.get(id(t))
+            if orig is not None and self.env[id(t)] != orig:
+                g.writebacks.append((orig, self.env[id(t)]))
+        return g
+
+def _root(a):
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
+
+
+class tracing:
+    """Context manager installing a Tracer as ember's active tracer."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.tracer = tracer
+
+    def __enter__(self) -> Tracer:
+        _dispatch.tracer = self.tracer
+        return self.tracer
+
+    def __exit__(self, *exc) -> None:
+        _dispatch.tracer = None
