@@ -58,7 +58,7 @@ class enable_grad(_GradMode):
 class Node:
     """One recorded op application: what backward needs to send gradients to inputs."""
 
-    __slots__ = ("op", "inputs", "attrs", "out", "versions", "freed", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "out", "versions", "parents", "freed", "__weakref__")
 
     def __init__(self, op, inputs, attrs, out) -> None:
         self.op = op
@@ -66,6 +66,11 @@ class Node:
         self.attrs = attrs
         self.out = out  # a detached Tensor sharing the result's data (no reference cycle)
         self.versions = tuple(t._version for t in inputs)
+        # Where each input's gradient goes, fixed now: the producing Node, True for a leaf
+        # that requires grad, None for a constant. Looking at ``t._node`` at backward
+        # time would be wrong once an in-place op has given ``t`` a newer node.
+        self.parents = tuple(t._node if t._node is not None else (t.requires_grad or None)
+                             for t in inputs)
         self.freed = False
 
     def name(self) -> str:
@@ -82,11 +87,11 @@ def _toposort(root: Node) -> list[Node]:
     stack = [(root, 0)]
     while stack:
         node, i = stack.pop()
-        inputs = node.inputs
-        while i < len(inputs):
-            child = inputs[i]._node
+        parents = node.parents
+        while i < len(parents):
+            child = parents[i]
             i += 1
-            if child is not None and id(child) not in seen:
+            if type(child) is Node and id(child) not in seen:
                 seen.add(id(child))
                 stack.append((node, i))
                 stack.append((child, 0))
@@ -118,22 +123,27 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     "Trying to backward through the graph a second time (or directly access saved "
                     "tensors after they have already been freed). Specify retain_graph=True if you "
                     "need to backward through the graph a second time.")
-            for t, v in zip(node.inputs, node.versions):
-                if t._version != v:
+            if node.out._version and node.op.saves_out:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by "
+                    f"an inplace operation: the output 0 of {node.name()} of shape "
+                    f"{list(node.out.shape)} is at version {node.out._version}; expected version 0 "
+                    f"instead.")
+            for i, (t, v) in enumerate(zip(node.inputs, node.versions)):
+                if t._version != v and node.op.saves_input(i):
                     raise RuntimeError(
                         f"one of the variables needed for gradient computation has been modified by "
                         f"an inplace operation: the input of {node.name()} of shape {list(t.shape)} is "
                         f"at version {t._version}; expected version {v} instead.")
             in_grads = node.op.vjp(g, node.out, *node.inputs, **node.attrs)
-            for t, ig in zip(node.inputs, in_grads):
-                if ig is None or not t.requires_grad:
+            for t, child, ig in zip(node.inputs, node.parents, in_grads):
+                if ig is None or child is None:
                     continue
                 if ig.shape != t.shape:  # a vjp must undo broadcasting itself
                     raise AssertionError(f"{node.name()}: gradient shape {ig.shape} != input {t.shape}")
-                child = t._node
-                if child is None or t._retains_grad:
+                if child is True or (t._retains_grad and t._node is child):
                     _accumulate(t, ig)
-                if child is not None:
+                if child is not True:
                     key = id(child)
                     prev = grads.get(key)
                     grads[key] = ig if prev is None else prev + ig

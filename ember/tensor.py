@@ -889,6 +889,8 @@ class Tensor:
             self._data[...] = result._data
         except ValueError as e:  # read-only memory (an expanded tensor, say)
             raise OpError(op, f"cannot write into this tensor: {e}", (self,)) from None
+        if self._node is not None:  # the op that made this tensor saw its output overwritten
+            self._node.out._version += 1
         if result._node is not None:
             self._node = result._node
             self.requires_grad = True

@@ -46,7 +46,15 @@ defop("log", UNARY, _quiet(lambda xp, a: xp.log(a)), lambda g, out, a: (g / a,),
 defop("sqrt", UNARY, _quiet(lambda xp, a: xp.sqrt(a)), lambda g, out, a: (g * 0.5 / out,),
       dtype_rule="float")
 defop("abs", UNARY, lambda xp, a: xp.abs(a), lambda g, out, a: (g * a.sign(),))
-defop("sign", UNARY, lambda xp, a: xp.sign(a))
+def _zero_grad(g, out, a):
+    # Piecewise-constant ops: PyTorch records them and gives a zero gradient, so a loss
+    # built on them still backpropagates instead of failing.
+    return (g.new_zeros(a.shape).to(a.dtype),)
+
+
+defop("sign", UNARY, lambda xp, a: xp.sign(a), _zero_grad)
+# Integers are their own floor (and xp.floor would turn them into float64).
+defop("floor", UNARY, lambda xp, a: a if a.dtype.kind in "biu" else xp.floor(a), _zero_grad)
 defop("sin", UNARY, lambda xp, a: xp.sin(a), lambda g, out, a: (g * a.cos(),), dtype_rule="float")
 defop("cos", UNARY, lambda xp, a: xp.cos(a), lambda g, out, a: (-g * a.sin(),), dtype_rule="float")
 defop("tanh", UNARY, lambda xp, a: xp.tanh(a), lambda g, out, a: (g * (1 - out * out),),
@@ -63,16 +71,43 @@ def _sigmoid(xp, a):
 defop("sigmoid", UNARY, _sigmoid, lambda g, out, a: (g * out * (1 - out),), dtype_rule="float")
 
 
+# Maclaurin coefficients of erf(x) * sqrt(pi) / 2 = sum c_n x^(2n+1): enough terms for
+# float64 at |x| < 2.5 (the alternating sum loses at most about one digit there).
+_ERF_SERIES = [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(48)]
+_SQRT_PI = math.sqrt(math.pi)
+
+
+def _erf_series(xp, x, terms):
+    x2 = x * x
+    acc = xp.zeros_like(x)
+    for c in reversed(_ERF_SERIES[:terms]):
+        acc = acc * x2 + c
+    return acc * x * (2 / _SQRT_PI)
+
+
 def _erf(xp, a):
-    # Abramowitz & Stegun 7.1.26 refined (max abs error 1.2e-7, float32's epsilon):
-    # NumPy has no erf, and GELU needs it to match PyTorch's exact GELU.
+    # NumPy has no erf, and GELU needs it to match PyTorch's exact GELU. A single
+    # polynomial fit (error ~1e-7 absolute) is off in relative terms for small x and
+    # far from float64 precision, so: a power series near 0, and beyond it erfc from
+    # a continued fraction (float64) or a Chebyshev fit good to float32's epsilon.
     x = xp.abs(a).astype(np.float64)
-    t = 1.0 / (1.0 + 0.5 * x)
-    poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277))))))))
-    y = 1.0 - t * xp.exp(poly)
-    return (xp.sign(a) * y).astype(a.dtype)
+    if a.dtype == np.float64:
+        out = xp.empty_like(x)
+        small = x < 2.5
+        out[small] = _erf_series(xp, x[small], 48)
+        xl = x[~small]
+        k = xl.copy()
+        for n in range(60, 0, -1):  # erfc(x) = exp(-x^2) / (sqrt(pi) (x + 1/2 / (x + 1 / (x + ...
+            k = xl + (n / 2) / k
+        out[~small] = 1.0 - xp.exp(-xl * xl) / (k * _SQRT_PI)
+    else:
+        # Numerical Recipes' erfcc: relative error < 1.2e-7 in erfc, so < 1.5e-7 in erf for x >= 1.
+        t = 1.0 / (1.0 + 0.5 * x)
+        poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+            -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+                -0.82215223 + t * 0.17087277))))))))
+        out = xp.where(x < 1.0, _erf_series(xp, xp.minimum(x, 1.0), 14), 1.0 - t * xp.exp(poly))
+    return (xp.sign(a) * out).astype(a.dtype)
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -140,6 +175,26 @@ defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp)
 defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True)
 defop("div", BINARY, _quiet(lambda xp, a, b: xp.true_divide(a, b)), _div_vjp, dtype_rule="float")
 defop("pow", BINARY, _pow, _pow_vjp)
+
+
+def _int_division(fn):
+    """Integer division by zero raises (NumPy would warn and give 0), as in PyTorch."""
+    def eager(xp, a, b):
+        if a.dtype.kind in "biu" and (b == 0).any():
+            raise ZeroDivisionError("ZeroDivisionError")
+        with np.errstate(all="ignore"):  # float x / 0: inf or nan, silently
+            return fn(xp, a, b)
+    return eager
+
+
+def _remainder_vjp(g, out, a, b):
+    return (sum_to(g, a.shape) if a.requires_grad else None,
+            sum_to(-g * (a / b).floor(), b.shape) if b.requires_grad else None)
+
+
+# Python semantics (the result takes the divisor's sign), like torch.remainder and //.
+defop("floor_divide", BINARY, _int_division(lambda xp, a, b: xp.floor_divide(a, b)))
+defop("remainder", BINARY, _int_division(lambda xp, a, b: xp.remainder(a, b)), _remainder_vjp)
 defop("maximum", BINARY, lambda xp, a, b: xp.maximum(a, b), _minmax_vjp(lambda a, b: a > b),
       commutative=True)
 defop("minimum", BINARY, lambda xp, a, b: xp.minimum(a, b), _minmax_vjp(lambda a, b: a < b),

@@ -7,6 +7,8 @@ index, ``(start, stop, step)`` a slice, ``None`` a new axis.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ember.dispatch import dispatch
 from ember.ops.registry import MOVEMENT, defop
 
@@ -44,7 +46,9 @@ defop("contiguous", MOVEMENT, lambda xp, a: xp.array(a, copy=True, order="C"),
 
 def _to_device(xp, a, device):
     from ember.runtime.device import array_module
-    return a.get() if device.type == "cpu" else array_module(device).asarray(a)
+    if device.type == "cpu":  # NumPy arrays are already on the host (no .get())
+        return a if xp is np else a.get()
+    return array_module(device).asarray(a)
 
 
 defop("to_device", MOVEMENT, _to_device, lambda g, out, a, device: (g.to(a.device),))

@@ -7,6 +7,7 @@ any other code). Everything else in ember is composed from these primitives.
 """
 from __future__ import annotations
 
+import dis
 from typing import Callable
 
 # Kinds of op. Elementwise ops broadcast their inputs and promote their dtypes.
@@ -27,7 +28,7 @@ class OpDef:
     """A primitive op: kind, dtype rule, eager implementation and gradient."""
 
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
-                 "differentiable")
+                 "differentiable", "saves_out", "saves_inputs", "saves_varargs")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
@@ -41,6 +42,15 @@ class OpDef:
         self.commutative = commutative
         self.impure = impure  # random: never CSE'd, folded or replayed from a constant
         self.differentiable = vjp is not None
+        # Whether the gradient reads the op's output: then writing into that output in
+        # place before backward must raise (as in PyTorch) instead of giving wrong grads.
+        # Likewise for inputs: ops like add or slice only look at an input's shape, so
+        # changing that input in place afterwards is harmless (PyTorch allows it too).
+        self.saves_out, self.saves_inputs, self.saves_varargs = _value_reads(vjp)
+
+    def saves_input(self, i: int) -> bool:
+        """Does the gradient read the value of input ``i``?"""
+        return self.saves_inputs[i] if i < len(self.saves_inputs) else self.saves_varargs
 
     @property
     def elementwise(self) -> bool:
@@ -48,6 +58,39 @@ class OpDef:
 
     def __repr__(self) -> str:
         return f"OpDef({self.name}, {self.kind})"
+
+
+# Reading only these from a tensor does not depend on its values.
+_METADATA = frozenset(("shape", "dtype", "device", "ndim", "requires_grad", "new_zeros"))
+
+
+def _value_reads(fn: Callable | None) -> tuple[bool, tuple[bool, ...], bool]:
+    """Which arguments of ``vjp(g, out, *inputs, **attrs)`` it reads the values of:
+    (out, each named input, the *inputs tuple). Found from the bytecode: a load of the
+    argument not immediately followed by a metadata attribute counts as a read. Anything
+    not understood counts as a read, so the version check errs on the safe side."""
+    if fn is None:
+        return False, (), False
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_argcount < 2:
+        return True, (), True
+    names = code.co_varnames[1:code.co_argcount]  # out, then the named inputs
+    vararg = code.co_varnames[code.co_argcount + code.co_kwonlyargcount] \
+        if code.co_flags & 0x04 else None  # CO_VARARGS
+    read = {n: n in code.co_cellvars for n in names + ((vararg,) if vararg else ())}
+    ins = list(dis.get_instructions(code))
+    for k, i in enumerate(ins):
+        if not i.opname.startswith("LOAD_FAST"):
+            continue
+        # Python 3.13 fuses two loads into one instruction with a tuple argval.
+        vals = i.argval if isinstance(i.argval, tuple) else (i.argval,)
+        nxt = ins[k + 1] if k + 1 < len(ins) else None
+        meta = (len(vals) == 1 and nxt is not None and nxt.opname in ("LOAD_ATTR", "LOAD_METHOD")
+                and nxt.argval in _METADATA)
+        for v in vals:
+            if v in read and not meta:
+                read[v] = True
+    return read[names[0]], tuple(read[n] for n in names[1:]), bool(vararg and read[vararg])
 
 
 OPS: dict[str, OpDef] = {}

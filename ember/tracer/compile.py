@@ -28,7 +28,7 @@ from ember.ir.passes import run_pipeline
 from ember.runtime.plan import Plan, build_plan
 from ember.tensor import Tensor
 from ember.tracer import pytree
-from ember.tracer.trace import Observation, Tracer, observed_value, tracing
+from ember.tracer.trace import Observation, Tracer, copy_same_layout, observed_value, tracing
 
 DEFAULT_CACHE_LIMIT = 8
 _MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice"))
@@ -287,7 +287,7 @@ class Entry:
                 tracer.add_arg(v, path)
                 nid = tracer.env[id(v)]
                 arg_paths.setdefault(nid, i)
-                snapshot[nid] = v._data.copy()
+                snapshot[nid] = copy_same_layout(v._data)
         with tracing(tracer):
             result = self.owner.fn(*args, **kwargs)
             out_leaves, out_spec = pytree.flatten(result)
@@ -346,6 +346,7 @@ class Entry:
             self.owner._fallback(trace.failed, trace.failed_at)
             return result
         if not self._has_path(trace):
+            self.owner.counters["compiles"] += 1
             try:
                 self.traces.append(trace)
                 self._add_path(trace, snapshot, result)

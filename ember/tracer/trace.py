@@ -75,7 +75,7 @@ class Tracer:
             self.env[id(t)] = self.input_of[id(t)] = nid
             self.keep.append(t)
             self.captured.append(t)
-            self.snapshots[nid] = t._data.copy()
+            self.snapshots[nid] = copy_same_layout(t._data)
         elif id(t) in self.stale:
             self.fail("a view is read after the tensor it views was updated in place")
         return nid
@@ -138,6 +138,17 @@ class Tracer:
             if orig is not None and self.env[id(t)] != orig:
                 g.writebacks.append((orig, self.env[id(t)]))
         return g
+
+def copy_same_layout(a):
+    """A copy with the same strides: compiled kernels are specialized to input layouts."""
+    if a.flags.c_contiguous or a.size == 0:
+        return a.copy()
+    xp = np if isinstance(a, np.ndarray) else __import__("cupy")
+    extent = 1 + sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // a.itemsize
+    out = xp.lib.stride_tricks.as_strided(xp.empty(extent, a.dtype), a.shape, a.strides)
+    out[...] = a
+    return out
+
 
 def _root(a):
     while getattr(a, "base", None) is not None:

@@ -1,0 +1,1 @@
+"""Code generation: the backend-neutral Kernel description and its CPU/GPU backends."""

@@ -1,0 +1,636 @@
+"""ember.nn.functional: PyTorch's functional layer API, composed from primitive ops.
+
+Nothing here has its own gradient: every function is written with ember Tensor ops, so
+autograd, tracing and fusion see ordinary primitives (convolution is ``unfold2d`` and a
+matmul, max pooling ``unfold2d`` and ``amax``, cross entropy ``log_softmax`` and an
+``index``).
+
+>>> import ember.nn.functional as F
+>>> F.relu(ember.tensor([-1.0, 2.0]))
+tensor([0., 2.])
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from ember import dtypes
+from ember.autograd import no_grad
+from ember.dispatch import dispatch
+from ember.errors import OpError, shape_str
+from ember.tensor import Tensor, arange, ones_like, rand_like, where
+
+__all__ = [
+    "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
+    "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
+    "layer_norm", "batch_norm", "embedding", "cross_entropy", "nll_loss", "mse_loss",
+    "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "flatten",
+]
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+
+
+# ---- linear and convolution --------------------------------------------------------------
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weight.T + bias``, with weight of shape [out_features, in_features].
+
+    >>> F.linear(ember.ones(2, 4), ember.ones(3, 4)).shape
+    ember.Size([2, 3])
+    """
+    in_features = weight.shape[-1]
+    if input.ndim == 0 or input.shape[-1] != in_features:
+        raise OpError("linear", f"input of shape {shape_str(input)} does not fit a weight of shape "
+                      f"{shape_str(weight)}: the input's last dim must be in_features="
+                      f"{in_features}", (input, weight))
+    out = input.matmul(weight.t())
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation) of [N, C, H, W] with weight [O, C/groups, kh, kw].
+
+    Lowered to im2col (the ``unfold2d`` primitive) and one matmul, so the GEMM is the
+    only heavy op and both its gradients come from matmul's.
+
+    >>> F.conv2d(ember.ones(1, 3, 8, 8), ember.ones(6, 3, 5, 5)).shape
+    ember.Size([1, 6, 4, 4])
+    """
+    if weight.ndim != 4:
+        raise OpError("conv2d", f"expected a 4-D weight [out, in/groups, kh, kw], got "
+                      f"{shape_str(weight)}", (input, weight))
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    out_ch, in_per_group, kh, kw = weight.shape
+    if x.ndim != 4 or x.shape[1] != in_per_group * groups:
+        raise OpError("conv2d", f"expected input of shape [N, {in_per_group * groups}, H, W] "
+                      f"(or [{in_per_group * groups}, H, W]) for a weight of shape "
+                      f"{shape_str(weight)} and groups={groups}, but got {shape_str(input)}",
+                      (input, weight))
+    if out_ch % groups:
+        raise OpError("conv2d", f"out_channels={out_ch} must be divisible by groups={groups}",
+                      (weight,))
+    sh, sw = _pair(stride)
+    dh, dw = _pair(dilation)
+    ph, pw = _conv_padding(padding, (kh, kw), (dh, dw), (sh, sw))
+    n, c, h, w = x.shape
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise OpError("conv2d", f"kernel size ({kh}, {kw}) (dilation {dh, dw}) is larger than "
+                      f"the padded input ({h + 2 * ph}, {w + 2 * pw})", (input, weight))
+    cols = dispatch("unfold2d", x, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw),
+                    dilation=(dh, dw), pad_value=0.0)              # [N, C*kh*kw, L]
+    if groups == 1:
+        out = weight.reshape(out_ch, -1).matmul(cols)              # [N, O, L]
+    else:
+        cols = cols.reshape(n, groups, in_per_group * kh * kw, oh * ow)
+        wg = weight.reshape(groups, out_ch // groups, in_per_group * kh * kw)
+        out = wg.matmul(cols)                                      # [N, G, O/G, L]
+    out = out.reshape(n, out_ch, oh, ow)
+    if bias is not None:
+        out = out + bias.reshape(1, out_ch, 1, 1)
+    return out.squeeze(0) if unbatched else out
+
+
+# ---- pooling ---------------------------------------------------------------------------
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Tensor:
+    """Max over each window of [N, C, H, W] (padding counts as -inf).
+
+    The gradient of a window whose maximum is tied is shared among the tied elements
+    (PyTorch gives it all to the first); after a ReLU the only ties are zeros, whose
+    gradient the ReLU drops anyway.
+
+    >>> F.max_pool2d(ember.arange(16.).reshape(1, 1, 4, 4), 2)
+    tensor([[[[ 5.,  7.],
+              [13., 15.]]]])
+    """
+    if ceil_mode or return_indices:
+        raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
+    x, unbatched, geom = _pool_setup("max_pool2d", input, kernel_size, stride, padding, dilation)
+    (kh, kw), stride, padding, dilation, (oh, ow) = geom
+    n, c = x.shape[:2]
+    cols = dispatch("unfold2d", x, kernel=(kh, kw), stride=stride, padding=padding,
+                    dilation=dilation, pad_value=float("-inf"))
+    out = cols.reshape(n, c, kh * kw, oh * ow).amax(2).reshape(n, c, oh, ow)
+    return out.squeeze(0) if unbatched else out
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Mean over each window of [N, C, H, W].
+
+    >>> F.avg_pool2d(ember.ones(1, 1, 4, 4), 2).shape
+    ember.Size([1, 1, 2, 2])
+    """
+    if ceil_mode:
+        raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
+    x, unbatched, geom = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1)
+    (kh, kw), stride, padding, dilation, (oh, ow) = geom
+    n, c = x.shape[:2]
+    cols = dispatch("unfold2d", x, kernel=(kh, kw), stride=stride, padding=padding,
+                    dilation=dilation, pad_value=0.0)
+    total = cols.reshape(n, c, kh * kw, oh * ow).sum(2).reshape(n, c, oh, ow)
+    if divisor_override:
+        out = total / divisor_override
+    elif count_include_pad or padding == (0, 0):
+        out = total / (kh * kw)
+    else:  # divide each window by how many real (unpadded) elements it covers
+        with no_grad():
+            ones = ones_like(x[:1, :1])
+            count = dispatch("unfold2d", ones, kernel=(kh, kw), stride=stride, padding=padding,
+                             dilation=dilation, pad_value=0.0).sum(1).reshape(1, 1, oh, ow)
+        out = total / count
+    return out.squeeze(0) if unbatched else out
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average-pool [N, C, H, W] down to ``output_size`` with PyTorch's window rule
+    (window i spans floor(i*H/oh) .. ceil((i+1)*H/oh)).
+
+    >>> F.adaptive_avg_pool2d(ember.ones(2, 3, 7, 7), 1).shape
+    ember.Size([2, 3, 1, 1])
+    """
+    oh, ow = _pair(output_size)
+    h, w = input.shape[-2:]
+    oh, ow = oh or h, ow or w
+    if h % oh == 0 and w % ow == 0:  # equal windows: one reshape and a mean
+        lead = input.shape[:-2]
+        x = input.reshape(*lead, oh, h // oh, ow, w // ow)
+        return x.mean(dim=(-3, -1))
+    rows = []
+    for i in range(oh):
+        h0, h1 = (i * h) // oh, -(-((i + 1) * h) // oh)
+        cols = []
+        for j in range(ow):
+            w0, w1 = (j * w) // ow, -(-((j + 1) * w) // ow)
+            cols.append(input[..., h0:h1, w0:w1].mean(dim=(-2, -1)))
+        rows.append(_stack(cols, -1))
+    return _stack(rows, -2)
+
+
+# ---- activations -----------------------------------------------------------------------
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0). ``F.relu(ember.tensor([-1., 2.]))`` is ``tensor([0., 2.])``."""
+    return input.relu_() if inplace else input.relu()
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x where x > 0, else negative_slope * x.
+
+    >>> F.leaky_relu(ember.tensor([-1., 2.]), 0.1)
+    tensor([-0.1000,  2.0000])
+    """
+    out = where(input > 0, input, input * negative_slope)
+    return input.copy_(out) if inplace else out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (exact, with erf), or PyTorch's tanh approximation.
+
+    >>> F.gelu(ember.tensor([0.0, 1.0]))
+    tensor([0.0000, 0.8413])
+    """
+    if approximate == "none":
+        return input * 0.5 * (1.0 + (input * _INV_SQRT_2).erf())
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + inner.tanh())
+    raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x). ``F.silu(ember.tensor([0.]))`` is ``tensor([0.])``."""
+    out = input * input.sigmoid()
+    return input.copy_(out) if inplace else out
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)). ``F.sigmoid(ember.tensor([0.]))`` is ``tensor([0.5000])``."""
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    """Hyperbolic tangent. ``F.tanh(ember.tensor([0.]))`` is ``tensor([0.])``."""
+    return input.tanh()
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``.
+
+    >>> F.softmax(ember.tensor([[1., 1.]]), dim=1)
+    tensor([[0.5000, 0.5000]])
+    """
+    return input.softmax(_softmax_dim(input, dim), dtype=dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """log(softmax(x)) along ``dim``, computed stably.
+
+    >>> F.log_softmax(ember.tensor([[0., 0.]]), dim=1)
+    tensor([[-0.6931, -0.6931]])
+    """
+    return input.log_softmax(_softmax_dim(input, dim), dtype=dtype)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p); the
+    identity when not ``training``.
+
+    >>> F.dropout(ember.ones(4), p=0.5, training=False)
+    tensor([1., 1., 1., 1.])
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = input * 0.0
+    else:
+        # The mask is a random primitive (impure), so a compiled trace draws a fresh one.
+        keep = rand_like(input) >= p
+        out = input * keep.to(input.dtype) * (1.0 / (1.0 - p))
+    return input.copy_(out) if inplace else out
+
+
+# ---- normalization ---------------------------------------------------------------------
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize over the trailing ``normalized_shape`` dims (biased variance).
+
+    >>> F.layer_norm(ember.tensor([[1., 3.]]), (2,))
+    tensor([[-1.0000,  1.0000]])
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or tuple(input.shape[-k:]) != shape:
+        raise OpError("layer_norm", f"input of shape {shape_str(input)} does not end in the "
+                      f"normalized_shape {list(shape)}", (input,))
+    dims = tuple(range(input.ndim - k, input.ndim))
+    centered = input - input.mean(dims, keepdim=True)
+    var = (centered * centered).mean(dims, keepdim=True)
+    out = centered * (var + eps).rsqrt()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel (dim 1) of [N, C, ...] by batch statistics when ``training``
+    (updating the running statistics in place), else by the running statistics.
+
+    >>> F.batch_norm(ember.tensor([[1.], [3.]]), None, None, training=True)
+    tensor([[-1.0000],
+            [ 1.0000]])
+    """
+    if input.ndim < 2:
+        raise OpError("batch_norm", f"expected an input of at least 2 dims [N, C, ...], got "
+                      f"{shape_str(input)}", (input,))
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise OpError("batch_norm", f"{name} of shape {shape_str(t)} does not match the "
+                          f"{c} channels of the input {shape_str(input)}", (input, t))
+    stat_shape = (1, c) + (1,) * (input.ndim - 2)
+    if training:
+        dims = (0,) + tuple(range(2, input.ndim))
+        count = input.numel() // c
+        if count <= 1:
+            raise OpError("batch_norm", "expected more than 1 value per channel when training, "
+                          f"got input of shape {shape_str(input)}", (input,))
+        mean = input.mean(dims, keepdim=True)
+        centered = input - mean
+        var = (centered * centered).mean(dims, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            # In place, so the module's buffers (and a compiler watching mutations) see it;
+            # the running variance is the unbiased one, as in PyTorch.
+            with no_grad():
+                if running_mean is not None:
+                    running_mean.mul_(1.0 - momentum).add_(mean.detach().reshape(c) * momentum)
+                if running_var is not None:
+                    unbiased = var.detach().reshape(c) * (count / (count - 1))
+                    running_var.mul_(1.0 - momentum).add_(unbiased * momentum)
+        out = centered * (var + eps).rsqrt()
+    else:
+        if running_mean is None or running_var is None:
+            raise OpError("batch_norm", "running_mean and running_var are needed when not "
+                          "training", (input,))
+        out = (input - running_mean.reshape(stat_shape)) * (
+            running_var.reshape(stat_shape) + eps).rsqrt()
+    if weight is not None:
+        out = out * weight.reshape(stat_shape)
+    if bias is not None:
+        out = out + bias.reshape(stat_shape)
+    return out
+
+
+# ---- embedding -------------------------------------------------------------------------
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
+              max_norm: float | None = None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of ``weight`` picked by the integer tensor ``input`` (shape input.shape + [dim]).
+
+    >>> F.embedding(ember.tensor([1, 0]), ember.eye(3)).shape
+    ember.Size([2, 3])
+    """
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
+                                  "supported")
+    if input.is_floating_point() or input.dtype is dtypes.bool_:
+        raise OpError("embedding", f"expected an integer index tensor, got {input.dtype.name}",
+                      (input, weight))
+    _check_range("embedding", input, weight.shape[0], (input, weight))
+    out = weight[input]
+    if padding_idx is not None:
+        # The padding row's value is used, but it gets no gradient (as in PyTorch).
+        if padding_idx < 0:
+            padding_idx += weight.shape[0]
+        keep = (input != padding_idx).unsqueeze(-1)
+        out = where(keep, out, out.detach())
+    return out
+
+
+# ---- losses ----------------------------------------------------------------------------
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
+    """Cross entropy of logits [N, C, ...] against class indices [N, ...] (or class
+    probabilities shaped like the input).
+
+    >>> F.cross_entropy(ember.zeros(2, 4), ember.tensor([0, 3]))
+    tensor(1.3863)
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    class_dim = 0 if input.ndim == 1 else 1
+    logp = input.log_softmax(class_dim)
+    n_classes = input.shape[class_dim]
+    if target.is_floating_point():  # class probabilities
+        if tuple(target.shape) != tuple(input.shape):
+            raise OpError("cross_entropy", f"probability targets must have the input's shape: "
+                          f"input {shape_str(input)}, target {shape_str(target)}",
+                          (input, target))
+        if label_smoothing > 0:
+            target = target * (1 - label_smoothing) + label_smoothing / n_classes
+        terms = logp * target
+        if weight is not None:
+            terms = terms * _class_view(weight, input.ndim, class_dim)
+        loss = -terms.sum(class_dim)
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        rows = input.numel() // n_classes
+        return loss.sum() / rows if rows else loss.sum() * float("nan")
+    nll = nll_loss(logp, target, weight, ignore_index=ignore_index, reduction=reduction)
+    if label_smoothing <= 0:
+        return nll
+    ignored = target == ignore_index
+    terms = logp if weight is None else logp * _class_view(weight, input.ndim, class_dim)
+    smooth = where(ignored, 0.0, -terms.sum(class_dim))
+    if reduction == "sum":
+        smooth = smooth.sum()
+    elif reduction == "mean":
+        if weight is None:
+            smooth = smooth.sum() / (~ignored).sum()
+        else:
+            safe = where(ignored, 0, target)
+            smooth = smooth.sum() / where(ignored, 0.0, weight[safe]).sum()
+    return (1 - label_smoothing) * nll + smooth * (label_smoothing / n_classes)
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities [N, C, ...] at class indices [N, ...].
+
+    >>> F.nll_loss(ember.tensor([[-1., -2.]]), ember.tensor([1]))
+    tensor(2.)
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    if input.ndim == 1:  # unbatched: [C] with a 0-dim target
+        batch_shape = ()
+        flat = input.reshape(1, -1)
+    else:
+        batch_shape = (input.shape[0],) + tuple(input.shape[2:])
+        # Classes last, so each row of ``flat`` is one sample's log-probabilities.
+        last = (0,) + tuple(range(2, input.ndim)) + (1,)
+        flat = input.permute(last).reshape(-1, input.shape[1])
+    if input.ndim == 0 or tuple(target.shape) != batch_shape:
+        raise OpError("nll_loss", f"expected target of shape {list(batch_shape)} for input of "
+                      f"shape {shape_str(input)}, but got {shape_str(target)}", (input, target))
+    if target.is_floating_point() or target.dtype is dtypes.bool_:
+        raise OpError("nll_loss", f"expected integer class indices as target, got "
+                      f"{target.dtype.name}", (input, target))
+    n_classes = flat.shape[1]
+    t = target.reshape(-1)
+    valid = t != ignore_index
+    safe = where(valid, t, 0)
+    _check_range("nll_loss", safe, n_classes, (input, target), what="Target")
+    picked = flat[arange(flat.shape[0], device=flat.device), safe]
+    w = valid.to(flat.dtype)
+    if weight is not None:
+        if tuple(weight.shape) != (n_classes,):
+            raise OpError("nll_loss", f"weight of shape {shape_str(weight)} does not match the "
+                          f"{n_classes} classes", (input, weight))
+        w = weight[safe] * w
+    loss = -picked * w
+    if reduction == "none":
+        return loss.reshape(batch_shape)
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / w.sum()
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+             reduction: str = "mean") -> Tensor:
+    """Mean (or sum) of squared differences.
+
+    >>> F.mse_loss(ember.tensor([1., 2.]), ember.tensor([1., 4.]))
+    tensor(2.)
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+            reduction: str = "mean") -> Tensor:
+    """Mean (or sum) of absolute differences.
+
+    >>> F.l1_loss(ember.tensor([1., 2.]), ember.tensor([1., 4.]))
+    tensor(1.)
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    return _reduce((input - target).abs(), reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                         size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)) for probabilities ``input``; logs clamp at -100 as
+    in PyTorch.
+
+    >>> F.binary_cross_entropy(ember.tensor([0.5]), ember.tensor([1.]))
+    tensor(0.6931)
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    if tuple(target.shape) != tuple(input.shape):
+        raise OpError("binary_cross_entropy", f"target {shape_str(target)} must have the "
+                      f"input's shape {shape_str(input)}", (input, target))
+    log_p = input.log().clamp(min=-100.0)
+    log_q = (1 - input).log().clamp(min=-100.0)
+    loss = -(target * log_p + (1 - target) * log_q)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average=None, reduce=None, reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """Binary cross entropy of sigmoid(input), computed stably from the logits.
+
+    >>> F.binary_cross_entropy_with_logits(ember.tensor([0.]), ember.tensor([1.]))
+    tensor(0.6931)
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    if tuple(target.shape) != tuple(input.shape):
+        raise OpError("binary_cross_entropy_with_logits", f"target {shape_str(target)} must "
+                      f"have the input's shape {shape_str(input)}", (input, target))
+    # log(1 + exp(-x)) = m + log(exp(-m) + exp(-x - m)) with m = max(-x, 0): never overflows.
+    m = (-input).clamp(min=0)
+    softplus_neg = m + ((-m).exp() + (-input - m).exp()).log()
+    if pos_weight is not None:
+        log_weight = (pos_weight - 1) * target + 1
+        loss = (1 - target) * input + log_weight * softplus_neg
+    else:
+        loss = (1 - target) * input + softplus_neg
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+# ---- shape -----------------------------------------------------------------------------
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims start_dim..end_dim into one (``torch.flatten``).
+
+    >>> F.flatten(ember.zeros(2, 3, 4), 1).shape
+    ember.Size([2, 12])
+    """
+    return input.flatten(start_dim, end_dim)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            return int(v[0]), int(v[0])
+        if len(v) != 2:
+            raise ValueError(f"expected an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _out_size(n: int, k: int, stride: int, pad: int, dilation: int) -> int:
+    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _conv_padding(padding, kernel: tuple[int, int], dilation: tuple[int, int],
+                  stride: tuple[int, int]) -> tuple[int, int]:
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        if stride != (1, 1):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        if any(t % 2 for t in total):
+            raise NotImplementedError("padding='same' with an even effective kernel needs "
+                                      "asymmetric padding, which is not supported")
+        return total[0] // 2, total[1] // 2
+    if isinstance(padding, str):
+        raise ValueError(f"Invalid padding string {padding!r}, should be one of "
+                         "{'valid', 'same'}")
+    return _pair(padding)
+
+
+def _pool_setup(op: str, input: Tensor, kernel_size, stride, padding, dilation):
+    """Batch a [C, H, W] input and work out a pooling's window geometry."""
+    if input.ndim not in (3, 4):
+        raise OpError(op, f"expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got "
+                      f"{shape_str(input)}", (input,))
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    k = _pair(kernel_size)
+    s = k if stride is None or stride == [] or stride == () else _pair(stride)
+    p, d = _pair(padding), _pair(dilation)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise OpError(op, f"pad should be at most half of effective kernel size, but got "
+                      f"pad={p} and kernel_size={k}", (input,))
+    h, w = x.shape[2:]
+    out = (_out_size(h, k[0], s[0], p[0], d[0]), _out_size(w, k[1], s[1], p[1], d[1]))
+    if out[0] <= 0 or out[1] <= 0:
+        raise OpError(op, f"kernel_size {k} is larger than the padded input "
+                      f"({h + 2 * p[0]}, {w + 2 * p[1]})", (input,))
+    return x, unbatched, (k, s, p, d, out)
+
+
+def _softmax_dim(input: Tensor, dim: int | None) -> int:
+    if dim is not None:
+        return dim
+    # PyTorch's legacy implicit choice (it also warns).
+    return 0 if input.ndim in (0, 1, 3) else 1
+
+
+def _class_view(weight: Tensor, ndim: int, class_dim: int) -> Tensor:
+    shape = [1] * ndim
+    shape[class_dim] = weight.shape[0]
+    return weight.reshape(tuple(shape))
+
+
+def _reduction(size_average, reduce, reduction: str) -> str:
+    if size_average is not None or reduce is not None:  # PyTorch's deprecated arguments
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def _check_range(op: str, index: Tensor, n: int, inputs, what: str = "index") -> None:
+    """Indices must lie in [0, n): NumPy would silently wrap negative ones around.
+
+    This reads the indices directly (a validation, not a value the computation uses), so
+    it does not split a compiled trace."""
+    if index.numel() == 0:
+        return
+    xp = index._xp
+    lo, hi = int(xp.min(index._data)), int(xp.max(index._data))
+    if lo < 0 or hi >= n:
+        bad = lo if lo < 0 else hi
+        raise OpError(op, f"{what} {bad} is out of bounds for {n} entries", inputs)
+
+
+def _stack(tensors: Sequence[Tensor], dim: int) -> Tensor:
+    from ember.tensor import stack
+    return stack(list(tensors), dim)

@@ -1,0 +1,375 @@
+"""@ember.compile: compiled results equal eager, guards, graph breaks, fallbacks, explain."""
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import pytest
+
+import ember
+from ember.ops.registry import OPS
+
+
+def _np(t):
+    return t.detach().numpy()
+
+
+def assert_same(a, b, tol=1e-4):
+    a, b = np.asarray(_np(a)), np.asarray(_np(b))
+    assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, a.dtype, b.shape, b.dtype)
+    if a.dtype.kind == "f":
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+def run_both(fn, *args, calls=3):
+    """Call the compiled fn several times (trace, re-trace, replay) and compare to eager."""
+    expected = fn(*args)
+    cf = ember.compile(fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(calls):
+            got = cf(*args)
+            if isinstance(expected, tuple):
+                for g, e in zip(got, expected):
+                    assert_same(g, e)
+            else:
+                assert_same(got, expected)
+    return cf
+
+
+# ---- every registry op, compiled ---------------------------------------------------------------
+
+def _x(*shape, pos=False):
+    a = np.random.default_rng(sum(shape) + 7).standard_normal(shape).astype(np.float32)
+    return ember.tensor(np.abs(a) + 0.5 if pos else a)
+
+
+OP_PROGRAMS = {
+    "neg": lambda: (lambda x: -x, _x(3, 4)),
+    "exp": lambda: (lambda x: x.exp(), _x(3, 4)),
+    "log": lambda: (lambda x: x.log(), _x(3, 4, pos=True)),
+    "sqrt": lambda: (lambda x: x.sqrt(), _x(3, 4, pos=True)),
+    "abs": lambda: (lambda x: x.abs(), _x(3, 4)),
+    "sign": lambda: (lambda x: x.sign(), _x(3, 4)),
+    "sin": lambda: (lambda x: x.sin(), _x(3, 4)),
+    "cos": lambda: (lambda x: x.cos(), _x(3, 4)),
+    "tanh": lambda: (lambda x: x.tanh(), _x(3, 4)),
+    "sigmoid": lambda: (lambda x: x.sigmoid(), _x(3, 4)),
+    "erf": lambda: (lambda x: x.erf(), _x(3, 4)),
+    "relu": lambda: (lambda x: x.relu(), _x(3, 4)),
+    "cast": lambda: (lambda x: (x * 3).long(), _x(3, 4)),
+    "add": lambda: (lambda x, y: x + y, _x(3, 4), _x(4)),
+    "sub": lambda: (lambda x, y: x - y, _x(3, 4), _x(3, 1)),
+    "mul": lambda: (lambda x, y: x * y, _x(3, 4), _x(4)),
+    "div": lambda: (lambda x, y: x / y, _x(3, 4), _x(4, pos=True)),
+    "pow": lambda: (lambda x, y: x ** y, _x(3, 4, pos=True), _x(4)),
+    "maximum": lambda: (lambda x, y: x.maximum(y), _x(3, 4), _x(4)),
+    "minimum": lambda: (lambda x, y: x.minimum(y), _x(3, 4), _x(4)),
+    "lt": lambda: (lambda x, y: x < y, _x(3, 4), _x(4)),
+    "le": lambda: (lambda x, y: x <= y, _x(3, 4), _x(4)),
+    "gt": lambda: (lambda x, y: x > y, _x(3, 4), _x(4)),
+    "ge": lambda: (lambda x, y: x >= y, _x(3, 4), _x(4)),
+    "eq": lambda: (lambda x, y: x == y, _x(3, 4), _x(3, 4)),
+    "ne": lambda: (lambda x, y: x != y, _x(3, 4), _x(3, 4)),
+    "logical_and": lambda: (lambda x, y: (x > 0) & (y > 0), _x(3, 4), _x(4)),
+    "logical_or": lambda: (lambda x, y: (x > 0) | (y > 0), _x(3, 4), _x(4)),
+    "logical_not": lambda: (lambda x: ~(x > 0), _x(3, 4)),
+    "where": lambda: (lambda x, y: ember.where(x > 0, x, y), _x(3, 4), _x(4)),
+    "sum": lambda: (lambda x: x.sum(1, keepdim=True) + x.sum(), _x(3, 4)),
+    "amax": lambda: (lambda x: x.amax(0), _x(3, 4)),
+    "argmax": lambda: (lambda x: x.argmax(1), _x(3, 4)),
+    "reshape": lambda: (lambda x: x.reshape(4, 3) * 2, _x(3, 4)),
+    "permute": lambda: (lambda x: x.permute(1, 0) + 1, _x(3, 4)),
+    "expand": lambda: (lambda x: x.expand(2, 3, 4) * 1.5, _x(3, 4)),
+    "contiguous": lambda: (lambda x: x.t().contiguous() + 1, _x(3, 4)),
+    "slice": lambda: (lambda x: x[1:, ::2] * 3, _x(3, 4)),
+    "unslice": lambda: (lambda x: ember.dispatch.dispatch("unslice", x * 2, shape=(3, 4), key=((0, 2, 1),)), _x(2, 4)),
+    "floor": lambda: (lambda x: (x * 3).floor(), _x(3, 4)),
+    "floor_divide": lambda: (lambda x, y: x // y, _x(3, 4), _x(4, pos=True)),
+    "remainder": lambda: (lambda x, y: x % y, _x(3, 4), _x(4, pos=True)),
+    "cat": lambda: (lambda x, y: ember.cat([x, y], 1) + 1, _x(3, 4), _x(3, 2)),
+    "matmul": lambda: (lambda x, y: (x @ y).relu(), _x(3, 4), _x(4, 5)),
+    "index": lambda: (lambda x: x[ember.tensor([2, 0])] * 2, _x(3, 4)),
+    "index_put": lambda: (_setitem_prog, _x(3, 4)),
+    "full": lambda: (lambda x: x + ember.zeros(3, 4), _x(3, 4)),
+    "arange": lambda: (lambda x: x + ember.arange(4), _x(3, 4)),
+    "unfold2d": lambda: (lambda x: ember.dispatch.dispatch("unfold2d", x, kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), pad_value=0.0), _x(1, 2, 3, 3)),
+    "fold2d": lambda: (lambda x: ember.dispatch.dispatch("fold2d", x, shape=(1, 1, 3, 3), kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1)), _x(1, 4, 4)),
+    "to_device": lambda: (lambda x: x.to("cpu") + 1, _x(3, 4)),
+}
+RANDOM_OPS = {"rand", "randn", "randint", "randperm"}
+
+
+def _setitem_prog(x):
+    y = x * 1.0
+    y[0] = 5.0
+    return y + 1
+
+
+def test_every_registry_op_has_a_compiled_program():
+    missing = set(OPS) - set(OP_PROGRAMS) - RANDOM_OPS
+    assert not missing, f"registry ops without a compiled test: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(OP_PROGRAMS))
+def test_registry_op_compiled_equals_eager(name):
+    fn, *args = OP_PROGRAMS[name]()
+    run_both(fn, *args)
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM_OPS))
+def test_random_ops_compiled_draw_fresh_numbers(name):
+    makers = {"rand": lambda x: x + ember.rand(4), "randn": lambda x: x + ember.randn(4),
+              "randint": lambda x: x + ember.randint(0, 100, (4,)),
+              "randperm": lambda x: x + ember.randperm(4)}
+    cf = ember.compile(makers[name])
+    x = ember.zeros(4)
+    outs = [cf(x).numpy().copy() for _ in range(4)]
+    assert any(not np.array_equal(outs[2], o) for o in outs[3:]) or name == "randperm"
+    assert outs[0].shape == (4,)
+
+
+# ---- random programs -----------------------------------------------------------------------
+
+UNARY = [lambda x: x.exp() * 0.1, lambda x: x.tanh(), lambda x: x.sigmoid(), lambda x: x.relu(),
+         lambda x: x.abs().sqrt(), lambda x: -x, lambda x: x * x, lambda x: x.clamp(-0.5, 0.5),
+         lambda x: (x.abs() + 1).log(), lambda x: x.erf()]
+BINARY = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b,
+          lambda a, b: a / (b.abs() + 1), lambda a, b: a.maximum(b),
+          lambda a, b: ember.where(a > b, a, b * 2)]
+
+
+def _random_program(rng: random.Random):
+    """A random chain of elementwise, reduction and movement ops over broadcastable shapes."""
+    rank = rng.randint(0, 3)
+    shape = tuple(rng.choice([0, 1, 2, 3, 5]) if rng.random() < 0.1 else rng.choice([1, 2, 3, 5])
+                  for _ in range(rank))
+    other = tuple(1 if rng.random() < 0.3 else s for s in shape[rng.randint(0, rank):])
+    steps = [rng.randrange(100) for _ in range(rng.randint(2, 8))]
+
+    def program(x, y):
+        for s in steps:
+            kind = s % 5
+            if kind == 0:
+                x = UNARY[s % len(UNARY)](x)
+            elif kind in (1, 2):
+                x = BINARY[s % len(BINARY)](x, y)
+            elif kind == 3 and x.ndim >= 2:
+                x = x.transpose(0, 1).contiguous().transpose(0, 1) if s % 2 else x.transpose(0, 1).transpose(0, 1)
+            elif kind == 4 and x.ndim >= 1 and x.shape[-1] > 0:
+                x = x - x.amax(-1, keepdim=True) if s % 2 else x + x.sum(-1, keepdim=True) * 0.1
+            else:
+                x = x * 0.5 + 1
+        return x
+
+    data = np.random.default_rng(rng.randrange(1 << 30))
+    x = ember.tensor(data.standard_normal(shape).astype(np.float32))
+    if rank >= 2 and rng.random() < 0.5:  # a non-contiguous argument
+        x = ember.tensor(data.standard_normal(shape[::-1]).astype(np.float32)).permute(
+            *reversed(range(rank)))
+    y = ember.tensor(data.standard_normal(other).astype(np.float32))
+    return program, x, y
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_programs(seed):
+    program, x, y = _random_program(random.Random(seed))
+    run_both(program, x, y)
+
+
+# ---- ported programs and control flow ------------------------------------------------------
+
+def test_data_dependent_branch_both_signs_any_order():
+    @ember.compile
+    def f(x):
+        if x.sum() > 0:
+            y = x * 2
+        else:
+            y = x / 2
+        return y
+
+    for v in [1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 2.0, -3.0]:
+        x = ember.full((3,), v)
+        assert f(x).tolist() == ([v * 2] * 3 if v > 0 else [v / 2] * 3)
+    s = f.stats()
+    assert s["compiles"] == 2, s   # each path traced once
+    assert s["breaks"] and "bool()" in s["breaks"][0]
+
+
+def test_item_splits_and_guards_on_value():
+    @ember.compile
+    def f(x, n):
+        k = int(n.item())
+        return x * k
+
+    x = ember.ones(3)
+    for k in [2, 3, 2, 3, 4]:
+        assert f(x, ember.tensor(k)).tolist() == [k] * 3
+
+
+def test_captured_parameter_is_read_every_call():
+    w = ember.ones(3)
+
+    @ember.compile
+    def f(x):
+        return x * w + 1
+
+    x = ember.ones(3)
+    for i in range(4):
+        assert f(x).tolist() == [2.0 + i] * 3
+        with ember.no_grad():
+            w.add_(1.0)
+
+
+def test_outputs_are_fresh_and_not_overwritten():
+    f = ember.compile(lambda x: (x * 2).exp())
+    outs = [f(ember.full((4,), float(i))) for i in range(4)]
+    for i, o in enumerate(outs):
+        np.testing.assert_allclose(o.numpy(), np.exp(2.0 * i), rtol=1e-5)
+
+
+def test_recompile_reason_names_the_guard():
+    f = ember.compile(lambda x: x + 1)
+    f(ember.ones(2, 3))
+    f(ember.ones(4, 3))
+    assert any("shape [2,3] -> [4,3]" in r for r in f.stats()["recompile_reasons"])
+
+
+def test_cache_limit_warns_and_runs_eagerly():
+    f = ember.compile(lambda x: x + 1, cache_limit=2)
+    with pytest.warns(UserWarning, match="cache limit"):
+        for n in range(1, 5):
+            assert f(ember.ones(n)).tolist() == [2.0] * n
+
+
+def test_frozen_python_state_is_detected():
+    counter = [0]
+
+    def g(x):
+        counter[0] += 1
+        return x * counter[0]
+
+    f = ember.compile(g)
+    with pytest.warns(UserWarning, match="differed between the first two calls"):
+        results = [f(ember.ones(2)).tolist() for _ in range(4)]
+    assert results == [[1.0] * 2, [2.0] * 2, [3.0] * 2, [4.0] * 2]
+
+
+def test_fullgraph_raises_on_graph_break():
+    @ember.compile(fullgraph=True)
+    def f(x):
+        return x * 2 if x.sum() > 0 else x
+
+    with pytest.raises(ember.CompileError, match="graph break"):
+        f(ember.ones(2))
+
+
+def test_eager_mode_runs_python_every_call():
+    seen = []
+
+    @ember.compile(mode="eager")
+    def f(x):
+        seen.append(1)
+        return x + 1
+
+    for _ in range(3):
+        f(ember.ones(2))
+    assert len(seen) == 3
+    g = ember.compile(lambda x: (seen.append(2), x + 1)[1])
+    with ember.eager_mode():
+        for _ in range(3):
+            g(ember.ones(2))
+    assert seen.count(2) == 3
+
+
+def test_cache_hit_runs_no_python():
+    seen = []
+
+    @ember.compile
+    def f(x):
+        seen.append(1)
+        return x * 2 + 1
+
+    for _ in range(5):
+        f(ember.ones(3))
+    assert len(seen) == 2  # traced twice (frozen-state check), then replayed
+    assert f.stats()["cache_hits"] == 3
+
+
+def test_verify_mode_names_a_broken_kernel(monkeypatch):
+    from ember.runtime import plan as plan_mod
+
+    f = ember.compile(lambda x: (x * 2).exp() + 1, mode="verify")
+    x = ember.ones(4)
+    f(x), f(x)
+    entry = next(iter(f.cache.values()))
+    seg = entry.root
+    good = seg.plan.steps[0]
+
+    def broken(env):
+        good(env)
+        for n in seg.plan.kernels[0].nodes:
+            if n in env:
+                env[n] = env[n] + 1.0
+    seg.plan.steps[0] = broken
+    with pytest.raises(ember.VerificationError, match="kernel"):
+        f(x)
+    del plan_mod
+
+
+def test_explain_report():
+    def fn(x, y):
+        z = (x * y).relu() + 1
+        if z.sum() > 0:
+            return z.exp()
+        return z
+
+    report = ember.explain(fn, ember.randn(4, 4), ember.randn(4))
+    text = str(report)
+    assert "graph" in text and "kernels" in text
+    assert report.graphs and report.graphs[0].nx.number_of_nodes() > 0
+    assert report.kernels and all(k.backend in ("llvm", "eager", "extern") for k in report.kernels)
+    assert report.breaks and report.breaks[0].reason.startswith("bool()")
+    assert "test_compile.py" in report.breaks[0].location
+    assert any("mul" in k.ops for k in report.kernels)
+
+
+def test_ir_text_has_types_and_source_lines():
+    report = ember.explain(lambda x: x * 2 + 1, ember.randn(3, 5))
+    text = report.graphs[0].text
+    assert "f32[3,5]" in text and "test_compile.py" in text
+
+
+def test_autograd_through_compiled_function():
+    w = ember.randn(4, 3, requires_grad=True)
+
+    @ember.compile
+    def f(x):
+        return (x @ w).tanh().sum()
+
+    x = ember.randn(2, 4)
+    for _ in range(3):
+        w.grad = None
+        loss = f(x)
+        loss.backward()
+        g_compiled = w.grad.numpy().copy()
+        w.grad = None
+        (x @ w).tanh().sum().backward()
+        np.testing.assert_allclose(g_compiled, w.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_inplace_update_of_captured_tensor_is_written_back():
+    state = ember.zeros(3)
+
+    @ember.compile
+    def step(x):
+        state.add_(x)
+        return state * 2
+
+    for i in range(1, 5):
+        out = step(ember.ones(3))
+        assert state.tolist() == [float(i)] * 3
+        assert out.tolist() == [2.0 * i] * 3

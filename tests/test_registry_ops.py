@@ -1,0 +1,652 @@
+"""Walk the op registry: every primitive, forward and gradient, against PyTorch (when
+installed) and against NumPy references and float64 finite differences (always).
+
+Each registry op needs an entry in CASES; the coverage test fails otherwise, so a new
+primitive cannot land untested.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import ember
+from ember.dispatch import dispatch
+from ember.ops import OPS
+from ember.ops.index import build_key
+from ember.runtime.device import CPU
+
+from conftest import assert_close, check_against_torch, check_grad_fd, to_np
+
+rng = np.random.default_rng(1234)
+
+
+def f64(*shape, lo=-2.0, hi=2.0):
+    return rng.uniform(lo, hi, size=shape)
+
+
+def away_from_zero(*shape):
+    """Values with |x| in [0.3, 2]: kinks at 0 (abs, relu, sign) stay out of the FD stencil."""
+    return rng.uniform(0.3, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+def distinct(*shape):
+    """A shuffled grid: no ties, so max/argmax gradients are well defined."""
+    n = math.prod(shape)
+    return rng.permutation(np.linspace(-2.0, 2.0, n)).reshape(shape)
+
+
+def transposed(a):
+    """A non-contiguous view with the same values laid out differently."""
+    return np.ascontiguousarray(a.T).T
+
+
+class Case:
+    """One sample: NumPy inputs (arrays or Python scalars), attributes, the matching torch
+    call and a NumPy reference (``ref``). ``grad=False`` for non-differentiable samples."""
+
+    def __init__(self, inputs, torch_fn, ref=None, attrs=None, id="", grad=True, eattrs=None):
+        self.inputs = inputs
+        self.torch_fn = torch_fn
+        self.ref = ref
+        self.attrs = attrs or {}
+        self.eattrs = eattrs  # attributes for ember when they differ from the torch ones
+        self.id = id
+        self.grad = grad
+
+    def ember_fn(self, name):
+        attrs = self.eattrs if self.eattrs is not None else self.attrs
+        return lambda *xs: dispatch(name, *xs, **attrs)
+
+
+def _np_float(a):
+    """What PyTorch's float-rule ops compute in: ints become the default float32."""
+    return a if np.asarray(a).dtype.kind == "f" else np.asarray(a, dtype=np.float32)
+
+
+def unary_cases(torch_name, np_ref, make=f64, int_input=True):
+    cases = [
+        Case([make(3, 4)], lambda a: getattr(a, torch_name)(), np_ref, id="2d"),
+        Case([np.asarray(make(1)[0])], lambda a: getattr(a, torch_name)(), np_ref, id="0d"),
+        Case([transposed(make(4, 3))], lambda a: getattr(a, torch_name)(), np_ref, id="noncontig"),
+        Case([make(5, 4)[::2, 1:]], lambda a: getattr(a, torch_name)(), np_ref, id="sliced"),
+        Case([make(3, 2).astype(np.float32)], lambda a: getattr(a, torch_name)(), np_ref, id="f32"),
+    ]
+    if int_input:
+        cases.append(Case([np.array([1, 2, 3], dtype=np.int64)],
+                          lambda a: getattr(a, torch_name)(), None, id="int64", grad=False))
+        cases.append(Case([np.array([[1, 2], [3, 4]], dtype=np.int32)],
+                          lambda a: getattr(a, torch_name)(), None, id="int32", grad=False))
+    return cases
+
+
+def _pos(*shape):
+    return f64(*shape, lo=0.3, hi=2.0)
+
+
+def _sigmoid_ref(a):
+    with np.errstate(over="ignore"):  # exp(800) = inf gives the right limit, 0
+        return 1 / (1 + np.exp(-a))
+
+
+def _erf_ref(a):
+    return np.vectorize(math.erf)(a)
+
+
+def binary_cases(torch_fn, np_ref, make=f64, make_b=None, ints=True, scalar=1.5):
+    make_b = make_b or make
+    cases = [
+        Case([make(3, 4), make_b(3, 4)], torch_fn, np_ref, id="same"),
+        Case([make(3, 1, 4), make_b(2, 4)], torch_fn, np_ref, id="broadcast"),
+        Case([make(2, 3), np.asarray(make_b(1)[0])], torch_fn, np_ref, id="dim-0d"),
+        Case([np.asarray(make(1)[0]), make_b(2, 3)], torch_fn, np_ref, id="0d-dim"),
+        Case([transposed(make(4, 3)), make_b(5, 3)[1:5]], torch_fn, np_ref, id="noncontig"),
+        Case([make(3, 4), scalar], torch_fn, np_ref, id="scalar"),
+        Case([scalar, make_b(3, 4)], torch_fn, np_ref, id="rscalar"),
+        Case([make(2, 3).astype(np.float32), make_b(2, 3)], torch_fn, np_ref, id="f32-f64"),
+        Case([make(2, 3).astype(np.float32), np.asarray(make_b(1)[0])], torch_fn, np_ref,
+             id="f32-0d-f64"),
+    ]
+    if ints:
+        ia = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int32)
+        ib = np.array([3, 2, 1], dtype=np.int64)
+        cases += [
+            Case([ia, ib], torch_fn, None, id="i32-i64", grad=False),
+            Case([ia, 2], torch_fn, None, id="i32-int", grad=False),
+            Case([ib, 0.5], torch_fn, None, id="int-float", grad=False),
+            Case([ia, make_b(2, 3).astype(np.float32)], torch_fn, None, id="int-f32"),
+            Case([np.array([True, False, True]), ib], torch_fn, None, id="bool-int", grad=False),
+            Case([np.asarray(2, np.int64), ia], torch_fn, None, id="0d-int64-int32",
+                 grad=False),
+        ]
+    return cases
+
+
+def _cmp_cases(op):
+    import operator
+    pyop = getattr(operator, op)
+    ref = getattr(np, {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
+                       "eq": "equal", "ne": "not_equal"}[op])
+    grid = lambda *s: rng.integers(-2, 3, size=s).astype(np.float64)  # noqa: E731 (ties matter)
+    return [Case(c.inputs, lambda a, b: pyop(a, b), ref, id=c.id, grad=False)
+            for c in binary_cases(None, None, make=grid, scalar=1.0)]
+
+
+def _bool_cases(torch_name, ref):
+    b = lambda *s: rng.integers(0, 2, size=s).astype(bool)  # noqa: E731
+    fn = lambda a, b: getattr(__import__("torch"), torch_name)(a, b)  # noqa: E731
+    return [
+        Case([b(3, 4), b(3, 4)], fn, ref, id="bool", grad=False),
+        Case([b(3, 1, 4), b(2, 4)], fn, ref, id="broadcast", grad=False),
+        Case([f64(2, 3), b(2, 3)], fn, ref, id="float-bool", grad=False),
+    ]
+
+
+def _where_cases():
+    c = rng.integers(0, 2, size=(3, 1, 4)).astype(bool)
+    fn = lambda c, a, b: __import__("torch").where(c, a, b)  # noqa: E731
+    return [
+        Case([c, f64(3, 2, 4), f64(2, 4)], fn, np.where, id="broadcast"),
+        Case([c, f64(3, 1, 4), 0.0], fn, np.where, id="scalar"),
+        Case([c, 1.0, transposed(f64(4, 3))[:, :1].T.reshape(1, 4) * np.ones((2, 1))], fn,
+             np.where, id="rscalar-noncontig"),
+        Case([c, f64(4).astype(np.float32), np.asarray(f64(1)[0])], fn, None, id="f32-0d"),
+        Case([c, np.arange(4), 0.5], fn, None, id="int-float", grad=False),
+        Case([np.array(True), f64(2, 2), f64(2, 2)], fn, np.where, id="0d-cond"),
+    ]
+
+
+def _key_torch(key, idx):
+    return build_key(key, idx)
+
+
+def _index_cases():
+    import_torch = lambda: __import__("torch")  # noqa: E731
+    x = f64(4, 5)
+    i = np.array([2, 0, 2, 3])
+    m = np.array([True, False, True, False, True])
+
+    def tfn(key):
+        return lambda a, *idx: a[_key_torch(key, idx)]
+
+    def ref(key):
+        return lambda a, *idx: a[build_key(key, idx)]
+
+    cases = [
+        Case([x, i], tfn(("t0",)), ref(("t0",)), {"key": ("t0",)}, id="rows-dup"),
+        Case([x, i[:2]], tfn(((0, 4, 1), "t0")), ref(((0, 4, 1), "t0")),
+             {"key": ((0, 4, 1), "t0")}, id="cols"),
+        Case([x, m], tfn(((0, 4, 1), "t0")), ref(((0, 4, 1), "t0")),
+             {"key": ((0, 4, 1), "t0")}, id="bool-mask"),
+        Case([x, np.array([[0, 1], [3, 3]])], tfn(("t0", 1)), ref(("t0", 1)),
+             {"key": ("t0", 1)}, id="2d-index-int"),
+        Case([transposed(f64(5, 4)), np.array([1, 1]), np.array([0, 3])], tfn(("t0", "t1")),
+             ref(("t0", "t1")), {"key": ("t0", "t1")}, id="pair-noncontig"),
+        Case([x, np.array([-1, 0], dtype=np.int32)], tfn(("t0",)), ref(("t0",)),
+             {"key": ("t0",)}, id="neg-int32"),
+    ]
+    return cases
+
+
+def _index_put_torch(key, accumulate):
+    def fn(a, v, *idx):
+        return a.index_put(tuple(build_key(key, idx)), v, accumulate=accumulate) \
+            if all(isinstance(k, str) for k in key) else _setitem(a, key, v, idx)
+    return fn
+
+
+def _setitem(a, key, v, idx):
+    out = a.clone()
+    out[build_key(key, idx)] = v
+    return out
+
+
+def _index_put_ref(key, accumulate):
+    def ref(a, v, *idx):
+        out = a.astype(np.result_type(a), copy=True)
+        if accumulate:
+            np.add.at(out, build_key(key, idx), v)
+        else:
+            out[build_key(key, idx)] = v
+        return out
+    return ref
+
+
+def _index_put_cases():
+    cases = []
+    for acc in (True, False):
+        i = np.array([3, 0, 3]) if acc else np.array([3, 0, 1])
+        for key, v, idx, id in [
+            (("t0",), f64(3, 5), [i], "rows"),
+            (("t0",), f64(5), [i], "rows-bcast"),
+            (((0, 4, 1), "t0"), f64(4, 3), [i], "cols"),
+            (("t0",), f64(2, 5), [np.array([True, False, False, True])], "mask"),
+            ((1, (0, 5, 2)), f64(3), [], "basic"),
+        ]:
+            if acc and not idx:
+                continue
+            tfn = _index_put_torch(key, acc)
+            if acc and id == "cols":  # torch's index_put takes index tensors only
+                tfn = lambda a, v, i: a.index_put(  # noqa: E731
+                    (__import__("torch").arange(4)[:, None], i), v, accumulate=True)
+            cases.append(Case([f64(4, 5), v] + idx, tfn,
+                              _index_put_ref(key, acc), {"key": key, "accumulate": acc},
+                              id=f"{id}-{'acc' if acc else 'set'}"))
+    return cases
+
+
+def _torch_dtype(d):
+    import torch
+    return getattr(torch, d.name)
+
+
+def _unfold_cases():
+    F = lambda: __import__("torch").nn.functional  # noqa: E731
+    cases = []
+    for k, s, p, d in [((2, 2), (1, 1), (0, 0), (1, 1)), ((3, 2), (2, 1), (1, 0), (1, 2))]:
+        attrs = dict(kernel=k, stride=s, padding=p, dilation=d)
+        cases.append(Case([f64(2, 3, 5, 6)],
+                          lambda a, k=k, s=s, p=p, d=d: F().unfold(a, k, d, p, s), _unfold_ref(attrs),
+                          dict(attrs, pad_value=0.0), id=f"k{k}s{s}p{p}d{d}"))
+    return cases
+
+
+def _unfold_ref(attrs):
+    def ref(a, **_):
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel", "stride", "padding",
+                                                                     "dilation"))
+        n, c, h, w = a.shape
+        ap = np.pad(a, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        out = np.zeros((n, c, kh, kw, oh, ow))
+        for i in range(kh):
+            for j in range(kw):
+                out[:, :, i, j] = ap[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw]
+        return out.reshape(n, c * kh * kw, oh * ow)
+    return ref
+
+
+def _fold_cases():
+    F = lambda: __import__("torch").nn.functional  # noqa: E731
+    cases = []
+    for k, s, p, d, hw in [((2, 2), (1, 1), (0, 0), (1, 1), (4, 5)),
+                           ((3, 2), (2, 1), (1, 0), (1, 2), (5, 6))]:
+        n, c = 2, 3
+        oh = (hw[0] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        ow = (hw[1] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        attrs = dict(shape=(n, c) + hw, kernel=k, stride=s, padding=p, dilation=d)
+        cases.append(Case([f64(n, c * k[0] * k[1], oh * ow)],
+                          lambda a, k=k, s=s, p=p, d=d, hw=hw: F().fold(a, hw, k, d, p, s),
+                          None, attrs, id=f"k{k}s{s}p{p}d{d}"))
+    return cases
+
+
+def _slice_ref(key):
+    from ember.ops.movement import numpy_key
+    return lambda a: a[numpy_key(key)]
+
+
+def _slice_torch(key):
+    def fn(a):
+        # torch has no None in slices of canonical form and rejects negative steps; the
+        # canonical keys only hold positive steps.
+        from ember.ops.movement import numpy_key
+        return a[numpy_key(key)]
+    return fn
+
+
+def _unslice_ref(shape, key):
+    from ember.ops.movement import numpy_key
+
+    def ref(g):
+        z = np.zeros(shape, dtype=g.dtype)
+        z[numpy_key(key)] = g
+        return z
+    return ref
+
+
+def _unslice_torch(shape, key):
+    def fn(g):
+        import torch
+        from ember.ops.movement import numpy_key
+        z = torch.zeros(shape, dtype=g.dtype)
+        z[numpy_key(key)] = g
+        return z
+    return fn
+
+
+def _reduce_cases(torch_name, np_name, make):
+    def tfn(axes, keepdim):
+        def fn(a):
+            import torch
+            if torch_name == "sum":
+                return torch.sum(a, dim=axes, keepdim=keepdim) if axes else a.sum()
+            return torch.amax(a, dim=axes, keepdim=keepdim)
+        return fn
+
+    def ref(axes, keepdim):
+        return lambda a: getattr(np, np_name)(a, axis=axes, keepdims=keepdim)
+
+    cases = []
+    for shape, axes, keepdim, id in [((3, 4), (0, 1), False, "all"), ((3, 4), (1,), False, "dim1"),
+                                     ((2, 3, 4), (0, 2), True, "keepdim"),
+                                     ((), (), False, "0d")]:
+        cases.append(Case([make(*shape)], tfn(axes, keepdim), ref(axes, keepdim),
+                          {"axes": axes, "keepdim": keepdim}, id=id))
+    cases.append(Case([transposed(make(4, 3))], tfn((0,), False), ref((0,), False),
+                      {"axes": (0,), "keepdim": False}, id="noncontig"))
+    if torch_name == "sum":
+        cases.append(Case([np.arange(6).reshape(2, 3)], tfn((1,), True), ref((1,), True),
+                          {"axes": (1,), "keepdim": True}, id="int64", grad=False))
+    else:
+        cases.append(Case([np.array([[1, 5, 2], [7, 0, 3]], np.int32)], tfn((1,), False),
+                          ref((1,), False), {"axes": (1,), "keepdim": False}, id="int32", grad=False))
+    return cases
+
+
+def _argmax_cases():
+    def tfn(axis, keepdim):
+        return lambda a: a.argmax(dim=axis, keepdim=keepdim) if axis is not None else a.argmax()
+
+    def ref(axis, keepdim):
+        return lambda a: (np.argmax(a, axis=axis, keepdims=keepdim) if axis is not None
+                          else np.argmax(a.reshape(-1)))
+    return [Case([a], tfn(axis, kd), ref(axis, kd), {"axis": axis, "keepdim": kd}, id=id, grad=False)
+            for a, axis, kd, id in [(distinct(3, 4), None, False, "all"),
+                                    (distinct(3, 4), 1, False, "dim1"),
+                                    (distinct(2, 3, 4), 0, True, "keepdim"),
+                                    (transposed(distinct(4, 3)), 0, False, "noncontig"),
+                                    (np.array([[1, 3, 3], [2, 2, 0]]), 1, False, "ties-int")]]
+
+
+def _matmul_cases():
+    fn = lambda a, b: a @ b  # noqa: E731
+    return [
+        Case([f64(3, 4), f64(4, 5)], fn, np.matmul, id="2d"),
+        Case([f64(2, 3, 4), f64(4, 5)], fn, np.matmul, id="batch-2d"),
+        Case([f64(2, 1, 3, 4), f64(5, 4, 2)], fn, np.matmul, id="broadcast-batch"),
+        Case([transposed(f64(4, 3)), f64(5, 4)[1:4, ::-1]], fn, np.matmul, id="noncontig"),
+        Case([f64(3, 4).astype(np.float32), f64(4, 2).astype(np.float32)], fn, np.matmul,
+             id="f32"),
+        Case([np.arange(6).reshape(2, 3), np.arange(3).reshape(3, 1)], fn, np.matmul, id="int64",
+             grad=False),
+    ]
+
+
+def _cast_cases():
+    cases = []
+    for src, dst in [(f64(3, 4), ember.float32), (f64(3, 4).astype(np.float32), ember.float64),
+                     (f64(2, 3) * 3, ember.int64), (f64(2, 3), ember.bool),
+                     (np.array([0, 2, -1]), ember.float32), (np.array([0, 1, 3]), ember.bool),
+                     (np.array([True, False]), ember.int32), (transposed(f64(3, 2)), ember.float64)]:
+        grad = src.dtype.kind == "f" and dst.is_floating_point
+        ref = lambda a, dst=dst: a.astype(dst.np)  # noqa: E731
+        cases.append(Case([src], lambda a, dst=dst: a.to(_torch_dtype(dst)), ref, {"dtype": dst},
+                          id=f"{src.dtype}-{dst.name}", grad=grad))
+    return cases
+
+
+def _creation_cases():
+    def tfull(shape, value, dtype):
+        return lambda: __import__("torch").full(shape, value, dtype=_torch_dtype(dtype))
+
+    def tarange(start, end, step, dtype):
+        return lambda: __import__("torch").arange(start, end, step, dtype=_torch_dtype(dtype))
+
+    full = [Case([], tfull(s, v, d), lambda s=s, v=v, d=d: np.full(s, v, d.np),
+                 dict(shape=s, value=v, dtype=d, device=CPU), id=f"{d.name}-{s}", grad=False)
+            for s, v, d in [((2, 3), 1.5, ember.float32), ((), 7, ember.int64),
+                            ((4,), True, ember.bool), ((2, 0), 0.0, ember.float64)]]
+    arange = [Case([], tarange(a, b, st, d), lambda a=a, b=b, st=st, d=d: np.arange(a, b, st, d.np),
+                   dict(start=a, end=b, step=st, dtype=d, device=CPU), id=f"{d.name}-{a}-{b}-{st}",
+                   grad=False)
+              for a, b, st, d in [(0, 5, 1, ember.int64), (1, 10, 3, ember.int32),
+                                  (0.0, 1.0, 0.25, ember.float32), (5, 0, -2, ember.int64)]]
+    return full, arange
+
+
+def _random_cases(name):
+    def torch_like(shape, dtype):
+        # Random streams differ by design; torch gives the expected shape and dtype.
+        import torch
+        return lambda: torch.zeros(shape, dtype=_torch_dtype(dtype))
+
+    if name == "randint":
+        return [Case([], torch_like((3, 4), ember.int64), None,
+                     dict(low=-2, high=5, shape=(3, 4), dtype=ember.int64, device=CPU), grad=False,
+                     id="int64")]
+    if name == "randperm":
+        return [Case([], torch_like((7,), ember.int64), None,
+                     dict(n=7, dtype=ember.int64, device=CPU), grad=False, id="int64")]
+    return [Case([], torch_like((3, 4), d), None, dict(shape=(3, 4), dtype=d, device=CPU),
+                 grad=False, id=d.name) for d in (ember.float32, ember.float64)]
+
+
+def _off_integers(*shape):
+    """Values at least 0.1 from any integer: floor and % have jumps there."""
+    return np.floor(f64(*shape, lo=-3, hi=3)) + rng.uniform(0.1, 0.9, size=shape)
+
+
+def _non_dividing(*shape):
+    """Divisors whose multiples stay off the dividends of _off_integers (% jumps there)."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.choice([1.0, 2.0, 3.0], size=shape) \
+        if shape else np.asarray(2.0)
+
+
+def _shifted(*shape):
+    """distinct() moved off its grid, so it never ties with another distinct() sample."""
+    return distinct(*shape) + 0.0123
+
+
+def _no_scalars(cases):
+    # torch.maximum/minimum take tensors only.
+    return [c for c in cases if all(isinstance(x, np.ndarray) for x in c.inputs)]
+
+
+def _build_cases():
+    torch_op = lambda name: (lambda *xs: getattr(__import__("torch"), name)(*xs))  # noqa: E731
+    import operator as op
+    cases = {
+        "neg": unary_cases("neg", np.negative),
+        "exp": unary_cases("exp", np.exp),
+        "log": unary_cases("log", np.log, make=_pos),
+        "sqrt": unary_cases("sqrt", np.sqrt, make=_pos),
+        "abs": unary_cases("abs", np.abs, make=away_from_zero),
+        "sign": [Case(c.inputs, c.torch_fn, np.sign, id=c.id, grad=False)
+                 for c in unary_cases("sign", np.sign, make=away_from_zero)]
+        + [Case([np.array([-1.0, 0.0, 2.0])], lambda a: a.sign(), np.sign, id="zero", grad=False)],
+        "sin": unary_cases("sin", np.sin),
+        # floor's gradient is zero everywhere FD can see (inputs stay off the integers).
+        "floor": unary_cases("floor", np.floor, make=_off_integers)
+        + [Case([np.array([-1.0, 0.0, 2.5, -2.5])], lambda a: a.floor(), np.floor, id="edges",
+                grad=False)],
+        "floor_divide": [Case(c.inputs, c.torch_fn, c.ref, id=c.id, grad=False)
+                         for c in binary_cases(op.floordiv, np.floor_divide, make=_off_integers,
+                                               make_b=away_from_zero)],
+        # torch has no derivative for scalar % tensor.
+        "remainder": [Case(c.inputs, c.torch_fn, c.ref, id=c.id, grad=c.grad and c.id != "rscalar")
+                      for c in binary_cases(op.mod, np.remainder, make=_off_integers,
+                                            make_b=_non_dividing)],
+        "cos": unary_cases("cos", np.cos),
+        "tanh": unary_cases("tanh", np.tanh),
+        "sigmoid": unary_cases("sigmoid", _sigmoid_ref)
+        + [Case([np.array([-800.0, -30.0, 0.0, 30.0, 800.0])], lambda a: a.sigmoid(), _sigmoid_ref,
+                id="extreme", grad=False)],
+        "erf": unary_cases("erf", _erf_ref),
+        "relu": unary_cases("relu", lambda a: np.maximum(a, 0), make=away_from_zero),
+        "logical_not": [Case([rng.integers(0, 2, (3, 4)).astype(bool)], torch_op("logical_not"),
+                             np.logical_not, id="bool", grad=False),
+                        Case([f64(3)], torch_op("logical_not"), np.logical_not, id="float",
+                             grad=False)],
+        "cast": _cast_cases(),
+        "add": binary_cases(op.add, np.add),
+        # PyTorch refuses bool operands of subtraction; ember need not match an error.
+        "sub": [c for c in binary_cases(op.sub, np.subtract) if c.id != "bool-int"],
+        "mul": binary_cases(op.mul, np.multiply),
+        "div": binary_cases(op.truediv, np.true_divide, make_b=away_from_zero),
+        "pow": binary_cases(op.pow, np.power, make=_pos, scalar=2.0)
+        + [Case([np.arange(4), 2], op.pow, None, id="int-int", grad=False),
+           Case([f64(3), 3], op.pow, np.power, id="float-int"),
+           Case([np.array([0.0, 1.0, 2.0]), f64(3)], op.pow, np.power, id="zero-base", grad=False)],
+        "maximum": _no_scalars(binary_cases(torch_op("maximum"), np.maximum, make=distinct,
+                                            make_b=_shifted, ints=False))
+        + [Case([np.arange(6).reshape(2, 3), np.array([1, 3, 5], np.int32)], torch_op("maximum"),
+                np.maximum, id="int", grad=False)],
+        "minimum": _no_scalars(binary_cases(torch_op("minimum"), np.minimum, make=distinct,
+                                            make_b=_shifted, ints=False))
+        + [Case([np.arange(6).reshape(2, 3), np.array([1, 3, 5], np.int32)], torch_op("minimum"),
+                np.minimum, id="int", grad=False)],
+        "logical_and": _bool_cases("logical_and", np.logical_and),
+        "logical_or": _bool_cases("logical_or", np.logical_or),
+        "where": _where_cases(),
+        "index": _index_cases(),
+        "index_put": _index_put_cases(),
+        "matmul": _matmul_cases(),
+        "reshape": [Case([f64(3, 4)], lambda a: a.reshape(2, 6), lambda a: a.reshape(2, 6),
+                         {"shape": (2, 6)}, id="2d"),
+                    Case([transposed(f64(4, 3))], lambda a: a.reshape(12), lambda a: a.reshape(12),
+                         {"shape": (12,)}, id="noncontig"),
+                    Case([np.asarray(f64(1)[0])], lambda a: a.reshape(1, 1),
+                         lambda a: a.reshape(1, 1), {"shape": (1, 1)}, id="0d")],
+        "permute": [Case([f64(2, 3, 4)], lambda a: a.permute(2, 0, 1),
+                         lambda a: a.transpose(2, 0, 1), {"dims": (2, 0, 1)}, id="3d"),
+                    Case([f64(5, 4)[::2]], lambda a: a.permute(1, 0), lambda a: a.T,
+                         {"dims": (1, 0)}, id="sliced")],
+        "expand": [Case([f64(3, 1)], lambda a: a.expand(2, 3, 4),
+                        lambda a: np.broadcast_to(a, (2, 3, 4)), {"shape": (2, 3, 4)}, id="3d"),
+                   Case([np.asarray(f64(1)[0])], lambda a: a.expand(3),
+                        lambda a: np.broadcast_to(a, (3,)), {"shape": (3,)}, id="0d")],
+        "contiguous": [Case([transposed(f64(4, 3))], lambda a: a.contiguous(), lambda a: a,
+                            id="noncontig"),
+                       Case([np.arange(5)], lambda a: a.contiguous(), lambda a: a, id="int",
+                            grad=False)],
+        "to_device": [Case([f64(3, 2)], lambda a: a.to("cpu"), lambda a: a, {"device": CPU},
+                           id="cpu")],
+        "slice": [Case([f64(5, 6)], _slice_torch(((1, 4, 2), 3)), _slice_ref(((1, 4, 2), 3)),
+                       {"key": ((1, 4, 2), 3)}, id="step-int"),
+                  Case([f64(3, 4)], _slice_torch((None, (0, 3, 1), None, 2)),
+                       _slice_ref((None, (0, 3, 1), None, 2)), {"key": (None, (0, 3, 1), None, 2)},
+                       id="newaxis"),
+                  Case([transposed(f64(4, 5))], _slice_torch(((1, 5, 3),)),
+                       _slice_ref(((1, 5, 3),)), {"key": ((1, 5, 3),)}, id="noncontig"),
+                  Case([f64(4)], _slice_torch((2,)), _slice_ref((2,)), {"key": (2,)}, id="to-0d")],
+        "unslice": [Case([f64(2, 6)], _unslice_torch((5, 6), ((1, 4, 2),)),
+                         _unslice_ref((5, 6), ((1, 4, 2),)), {"shape": (5, 6), "key": ((1, 4, 2),)},
+                         id="rows"),
+                    Case([f64(3)], _unslice_torch((3, 4), ((0, 3, 1), 2)),
+                         _unslice_ref((3, 4), ((0, 3, 1), 2)),
+                         {"shape": (3, 4), "key": ((0, 3, 1), 2)}, id="col")],
+        "cat": [Case([f64(2, 3), f64(4, 3)], lambda *a: __import__("torch").cat(a, 0),
+                     lambda *a: np.concatenate(a, 0), {"dim": 0}, id="dim0"),
+                Case([f64(2, 3), transposed(f64(2, 4)), f64(2, 1)],
+                     lambda *a: __import__("torch").cat(a, 1), lambda *a: np.concatenate(a, 1),
+                     {"dim": 1}, id="dim1-noncontig")],
+        "unfold2d": _unfold_cases(),
+        "fold2d": _fold_cases(),
+        "sum": _reduce_cases("sum", "sum", f64),
+        "amax": _reduce_cases("amax", "max", distinct),
+        "argmax": _argmax_cases(),
+        "rand": _random_cases("rand"),
+        "randn": _random_cases("randn"),
+        "randint": _random_cases("randint"),
+        "randperm": _random_cases("randperm"),
+    }
+    cases["full"], cases["arange"] = _creation_cases()
+    for name in ("lt", "le", "gt", "ge", "eq", "ne"):
+        cases[name] = _cmp_cases(name)
+    return cases
+
+
+CASES = _build_cases()
+PARAMS = [pytest.param(name, case, id=f"{name}-{case.id or i}")
+          for name in sorted(CASES) for i, case in enumerate(CASES[name])]
+
+
+def test_every_registry_op_has_cases():
+    missing = sorted(set(OPS) - set(CASES))
+    assert not missing, f"registry ops without test cases in CASES: {missing}"
+    stale = sorted(set(CASES) - set(OPS))
+    assert not stale, f"CASES names ops that are not registered: {stale}"
+
+
+def _differentiable(name, case):
+    return OPS[name].vjp is not None and case.grad and OPS[name].kind not in ("random", "creation")
+
+
+@pytest.mark.parametrize("name,case", PARAMS)
+def test_op_against_torch(name, case):
+    torch = pytest.importorskip("torch")
+    op = OPS[name]
+    if op.kind in ("random", "creation"):
+        out, expected = case.ember_fn(name)(), case.torch_fn()
+        assert out.shape == tuple(expected.shape)
+        assert out.dtype.name == str(expected.dtype).replace("torch.", "")
+        if op.kind == "creation":
+            assert_close(out, expected)
+        return
+    grad = _differentiable(name, case)
+    with torch.no_grad() if not grad else _null():
+        check_against_torch(case.ember_fn(name), lambda *xs: case.torch_fn(*xs, **_torch_attrs(case)),
+                            case.inputs, grad=grad)
+
+
+def _torch_attrs(case):
+    return {}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("name,case", PARAMS)
+def test_op_against_numpy(name, case):
+    """Forward against a NumPy reference; gradients against float64 central differences."""
+    op = OPS[name]
+    if op.kind == "random":
+        _check_random(name, case)
+        return
+    if case.ref is not None:
+        out = case.ember_fn(name)(*[ember.from_numpy(x) if isinstance(x, np.ndarray) else x
+                                    for x in case.inputs])
+        expected = case.ref(*case.inputs)
+        assert out.shape == np.shape(expected)
+        rtol = 1e-5 if (out.dtype is ember.float32 or name == "erf") else 1e-12
+        if out.dtype.is_floating_point:
+            np.testing.assert_allclose(to_np(out), expected, rtol=rtol, atol=rtol)
+        else:
+            np.testing.assert_array_equal(to_np(out), expected)
+    if _differentiable(name, case) and any(isinstance(x, np.ndarray) and x.dtype == np.float64
+                                           for x in case.inputs):
+        rtol = 1e-5
+        if name == "erf":  # the polynomial erf is exact to ~1e-7, and so is its FD slope
+            rtol = 1e-4
+            check_grad_fd(case.ember_fn(name), case.inputs, rtol=rtol, atol=1e-5)
+        else:
+            check_grad_fd(case.ember_fn(name), case.inputs, rtol=rtol)
+
+
+def _check_random(name, case):
+    attrs = case.attrs
+    a = case.ember_fn(name)()
+    ember.manual_seed(7)
+    b = case.ember_fn(name)()
+    ember.manual_seed(7)
+    c = case.ember_fn(name)()
+    assert a.dtype is attrs["dtype"]
+    np.testing.assert_array_equal(to_np(b), to_np(c))  # seeding reproduces the stream
+    v = to_np(b)
+    if name == "rand":
+        assert v.shape == attrs["shape"] and (v >= 0).all() and (v < 1).all()
+    elif name == "randn":
+        big = dispatch(name, shape=(20000,), dtype=attrs["dtype"], device=CPU)
+        assert abs(float(big.mean())) < 0.05 and abs(float(big.std()) - 1) < 0.05
+    elif name == "randint":
+        assert v.shape == attrs["shape"] and v.min() >= attrs["low"] and v.max() < attrs["high"]
+    elif name == "randperm":
+        assert sorted(v.tolist()) == list(range(attrs["n"]))
