@@ -212,6 +212,7 @@ def test_gradient_dtype_follows_leaf():
     assert x.grad.dtype is ember.float64 and x.grad.tolist() == [2.0, 2.0]
 
 
+@pytest.mark.filterwarnings("ignore:Using backward.. with create_graph:UserWarning")
 def test_create_graph_second_derivative():
     torch = pytest.importorskip("torch")
     out = []

@@ -586,6 +586,8 @@ def test_setattr_registration_rules():
     assert m._buffers["buf"].tolist() == [1.0]
     with pytest.raises(KeyError):
         m.register_buffer("t", ember.zeros(1))
+    with pytest.raises(KeyError):
+        m.register_buffer("w", ember.zeros(1))  # already a parameter name
 
     class Forgot(nn.Module):
         def __init__(self):
@@ -685,3 +687,22 @@ def test_shape_errors_are_op_errors(call, match):
     with pytest.raises(ember.OpError, match=f"(?s){match}") as info:
         call()
     assert "test_nn.py" in str(info.value)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ember.cuda.is_available(), reason="needs a CUDA GPU with CuPy")
+def test_module_cuda_round_trip():
+    net = Net()
+    w = net.fc1.weight
+    x = ember.randn(3, 4)
+    net.eval()
+    expected = net(x).detach().numpy()
+    net.cuda()
+    assert net.fc1.weight is w and w.device.type == "cuda"
+    assert net.bn.running_mean.device.type == "cuda"
+    out = net(x.cuda())
+    out.sum().backward()
+    assert w.grad.device.type == "cuda"
+    np.testing.assert_allclose(out.detach().cpu().numpy(), expected, rtol=1e-4, atol=1e-5)
+    net.cpu()
+    assert w.device == ember.device("cpu") and w.grad.device == ember.device("cpu")

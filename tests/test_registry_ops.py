@@ -247,7 +247,8 @@ def _unfold_cases():
     for k, s, p, d in [((2, 2), (1, 1), (0, 0), (1, 1)), ((3, 2), (2, 1), (1, 0), (1, 2))]:
         attrs = dict(kernel=k, stride=s, padding=p, dilation=d)
         cases.append(Case([f64(2, 3, 5, 6)],
-                          lambda a, k=k, s=s, p=p, d=d: F().unfold(a, k, d, p, s), _unfold_ref(attrs),
+                          lambda a, k=k, s=s, p=p, d=d: F().unfold(a, k, d, p, s),
+                          _unfold_ref(attrs),
                           dict(attrs, pad_value=0.0), id=f"k{k}s{s}p{p}d{d}"))
     return cases
 
@@ -342,7 +343,8 @@ def _reduce_cases(torch_name, np_name, make):
                           {"axes": (1,), "keepdim": True}, id="int64", grad=False))
     else:
         cases.append(Case([np.array([[1, 5, 2], [7, 0, 3]], np.int32)], tfn((1,), False),
-                          ref((1,), False), {"axes": (1,), "keepdim": False}, id="int32", grad=False))
+                          ref((1,), False), {"axes": (1,), "keepdim": False}, id="int32",
+                          grad=False))
     return cases
 
 
@@ -353,7 +355,8 @@ def _argmax_cases():
     def ref(axis, keepdim):
         return lambda a: (np.argmax(a, axis=axis, keepdims=keepdim) if axis is not None
                           else np.argmax(a.reshape(-1)))
-    return [Case([a], tfn(axis, kd), ref(axis, kd), {"axis": axis, "keepdim": kd}, id=id, grad=False)
+    return [Case([a], tfn(axis, kd), ref(axis, kd), {"axis": axis, "keepdim": kd}, id=id,
+                 grad=False)
             for a, axis, kd, id in [(distinct(3, 4), None, False, "all"),
                                     (distinct(3, 4), 1, False, "dim1"),
                                     (distinct(2, 3, 4), 0, True, "keepdim"),
@@ -380,7 +383,8 @@ def _cast_cases():
     for src, dst in [(f64(3, 4), ember.float32), (f64(3, 4).astype(np.float32), ember.float64),
                      (f64(2, 3) * 3, ember.int64), (f64(2, 3), ember.bool),
                      (np.array([0, 2, -1]), ember.float32), (np.array([0, 1, 3]), ember.bool),
-                     (np.array([True, False]), ember.int32), (transposed(f64(3, 2)), ember.float64)]:
+                     (np.array([True, False]), ember.int32),
+                     (transposed(f64(3, 2)), ember.float64)]:
         grad = src.dtype.kind == "f" and dst.is_floating_point
         ref = lambda a, dst=dst: a.astype(dst.np)  # noqa: E731
         cases.append(Case([src], lambda a, dst=dst: a.to(_torch_dtype(dst)), ref, {"dtype": dst},
@@ -588,12 +592,7 @@ def test_op_against_torch(name, case):
         return
     grad = _differentiable(name, case)
     with torch.no_grad() if not grad else _null():
-        check_against_torch(case.ember_fn(name), lambda *xs: case.torch_fn(*xs, **_torch_attrs(case)),
-                            case.inputs, grad=grad)
-
-
-def _torch_attrs(case):
-    return {}
+        check_against_torch(case.ember_fn(name), case.torch_fn, case.inputs, grad=grad)
 
 
 class _null:

@@ -740,7 +740,7 @@ def _target_machine() -> llvm.TargetMachine:
         target = llvm.Target.from_triple(llvm.get_process_triple())
         _TM = target.create_target_machine(
             cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit",
-            opt=3, jit=True)
+            opt=3, reloc="pic", codemodel="small", jit=True)
     return _TM
 
 

@@ -509,7 +509,10 @@ def _check_name(module: Module, name: str, what: str) -> None:
     if "." in name or name == "":
         raise KeyError(f'{what} name can\'t contain "." and can\'t be empty, got "{name}"')
     registry = module.__dict__.get(f"_{what}s", ())
-    if (hasattr(type(module), name) or name in module.__dict__) and name not in registry:
+    others = [module.__dict__.get(r, ()) for r in ("_parameters", "_buffers", "_modules")
+              if r != f"_{what}s"]
+    if name not in registry and (hasattr(type(module), name) or name in module.__dict__
+                                 or any(name in o for o in others)):
         raise KeyError(f"attribute '{name}' already exists")
 
 

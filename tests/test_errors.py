@@ -1,0 +1,153 @@
+"""Errors name the op, the shapes and the user's line; bad input never corrupts state."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import ember
+from ember.runtime.device import Device
+
+HERE = os.path.basename(__file__)
+
+
+def _raises(fn, *words):
+    """fn() raises ember.OpError whose message holds every word and this file's name."""
+    with pytest.raises(ember.OpError) as info:
+        fn()
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in {msg!r}"
+    assert HERE in msg, msg
+    assert HERE in info.value.location
+    return info.value
+
+
+@pytest.mark.parametrize("fn,words", [
+    (lambda: ember.zeros(2, 3) + ember.zeros(4), ("add", "[2, 3]", "[4]", "broadcast")),
+    (lambda: ember.zeros(2, 3) * ember.zeros(3, 2), ("mul", "[2, 3]", "[3, 2]")),
+    (lambda: ember.where(ember.zeros(2, dtype=ember.bool), ember.zeros(3), 1.0),
+     ("where", "[2]", "[3]")),
+    (lambda: ember.zeros(2, 3) @ ember.zeros(2, 3), ("matmul", "[2, 3]")),
+    (lambda: ember.zeros(4, 2, 3).matmul(ember.zeros(5, 3, 2)),
+     ("matmul", "[4, 2, 3]", "[5, 3, 2]")),
+    (lambda: ember.zeros(6).reshape(4, 2), ("reshape", "[6]", "[4, 2]")),
+    (lambda: ember.zeros(2, 3).expand(4, 3), ("expand", "[2, 3]")),
+    (lambda: ember.cat([ember.zeros(2, 3), ember.zeros(2, 4)]), ("cat", "[2, 3]", "[2, 4]")),
+    (lambda: ember.stack([ember.zeros(2), ember.zeros(3)]), ("stack", "[2]", "[3]")),
+    (lambda: ember.zeros(2, 3).permute(0, 0), ("permute", "[2, 3]")),
+    (lambda: ember.tensor([1, 2]).mean(), ("mean", "int64")),
+    (lambda: ember.zeros(2, 2, 2).t(), ("t", "[2, 2, 2]")),
+])
+def test_shape_and_dtype_errors_name_op_shapes_and_line(fn, words):
+    _raises(fn, *words)
+
+
+def test_where_needs_bool_condition():
+    _raises(lambda: ember.where(ember.zeros(2), ember.zeros(2), ember.ones(2)), "where",
+            "bool")
+
+
+def test_backward_gradient_shape_mismatch():
+    x = ember.ones(3, requires_grad=True)
+    _raises(lambda: (x * 2).backward(ember.ones(4)), "backward", "[4]", "[3]")
+
+
+def _fake_cuda(t):
+    """A tensor that claims to live on another device: enough to test the device check
+    without a GPU (dispatch must refuse before touching the data)."""
+    t._device = Device("cuda", 0)
+    return t
+
+
+def test_device_mismatch():
+    a, b = ember.ones(3), _fake_cuda(ember.ones(3))
+    err = _raises(lambda: a + b, "add", "cpu", "cuda")
+    assert "same device" in str(err)
+    _raises(lambda: ember.where(ember.ones(3) > 0, a, b), "where", "device")
+
+
+def test_cuda_without_gpu_is_a_clear_runtime_error():
+    if ember.cuda.is_available():
+        pytest.skip("a CUDA device is available")
+    with pytest.raises(RuntimeError, match="cuda") as info:
+        ember.zeros(2, device="cuda")
+    msg = str(info.value)
+    assert "CuPy" in msg or "CUDA" in msg
+    with pytest.raises(RuntimeError, match="cuda"):
+        ember.ones(2).to("cuda")
+    with pytest.raises(RuntimeError, match="cuda"):
+        ember.tensor([1.0], device="cuda:0")
+    with pytest.raises(RuntimeError):
+        ember.ones(2).cuda()
+
+
+def test_bad_device_string():
+    with pytest.raises(RuntimeError, match="device"):
+        ember.zeros(2, device="tpu")
+
+
+# ---- failed in-place ops leave the tensor unchanged ------------------------------------
+
+def _unchanged(t, before, version):
+    assert t.tolist() == before
+    assert t._version == version
+
+
+@pytest.mark.parametrize("bad", [
+    lambda x: x.add_(ember.ones(4)),
+    lambda x: x.mul_(ember.ones(3, 3)),
+    lambda x: x.__setitem__(0, ember.ones(5)),
+    lambda x: x.__setitem__((slice(None), 1), ember.ones(3)),
+    lambda x: x.__setitem__(ember.tensor([0, 7]), 1.0),
+    lambda x: x.copy_(ember.ones(3, 2)),
+    lambda x: x.clamp_(),
+])
+def test_failed_inplace_leaves_tensor_unchanged(bad):
+    x = ember.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    with pytest.raises((ember.OpError, RuntimeError, IndexError)):
+        bad(x)
+    _unchanged(x, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], 0)
+
+
+def test_failed_inplace_dtype_leaves_tensor_unchanged():
+    y = ember.tensor([1, 2])
+    err = _raises(lambda: y.add_(1.5), "add_", "int64")
+    assert "float32" in str(err)
+    _unchanged(y, [1, 2], 0)
+    _raises(lambda: y.mul_(ember.tensor([0.5, 0.5])), "mul_")
+    _unchanged(y, [1, 2], 0)
+
+
+def test_failed_inplace_on_graph_keeps_graph():
+    w = ember.tensor([1.0, 2.0], requires_grad=True)
+    h = w * 3
+    node = h.grad_fn
+    with pytest.raises(ember.OpError):
+        h.add_(ember.ones(3))
+    assert h.grad_fn is node and h._version == 0
+    h.sum().backward()  # the graph still works
+    assert w.grad.tolist() == [3.0, 3.0]
+
+
+def test_failed_inplace_on_view_leaves_base_unchanged():
+    x = ember.zeros(2, 3)
+    row = x[0]
+    with pytest.raises(ember.OpError):
+        row.add_(ember.ones(2))
+    assert x.tolist() == [[0.0] * 3] * 2
+
+
+def test_error_is_runtime_error_subclass():
+    assert issubclass(ember.OpError, RuntimeError)
+    with pytest.raises(RuntimeError):
+        ember.zeros(2) + ember.zeros(3)
+
+
+def test_integer_division_by_zero_raises():
+    with pytest.raises(ember.OpError, match="ZeroDivision"):
+        ember.tensor([1, 2]) // ember.tensor([0, 1])
+    # Float division by zero is inf/nan, silently (pyproject turns RuntimeWarning into errors).
+    r = ember.tensor([1.0, 0.0]) / 0.0
+    assert np.isinf(r[0].item()) and np.isnan(r[1].item())
