@@ -373,3 +373,65 @@ def test_inplace_update_of_captured_tensor_is_written_back():
         out = step(ember.ones(3))
         assert state.tolist() == [float(i)] * 3
         assert out.tolist() == [2.0 * i] * 3
+
+
+# ---- ported models, compiled -------------------------------------------------------------
+
+def _simple_cnn():
+    import ember.nn as nn
+    import ember.nn.functional as F
+
+    class SimpleCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 6, 5)
+            self.pool = nn.MaxPool2d(2, 2)
+            self.conv2 = nn.Conv2d(6, 16, 5)
+            self.fc1 = nn.Linear(16 * 5 * 5, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 2)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = ember.flatten(x, 1)
+            return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+    return SimpleCNN(), ember.randn(4, 3, 32, 32)
+
+
+def _mlp():
+    import ember.nn as nn
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                          nn.Linear(256, 10), nn.Softmax(dim=1))
+    return model, ember.randn(16, 784)
+
+
+@pytest.mark.parametrize("make", [_simple_cnn, _mlp], ids=["SimpleCNN", "MLP"])
+def test_compiled_module_forward_and_training_match_eager(make):
+    import copy
+
+    import ember.nn.functional as F
+
+    ember.manual_seed(0)
+    model, x = make()
+    twin = copy.deepcopy(model)
+    cmodel = ember.compile(model)
+    assert list(cmodel.parameters())[0] is list(model.parameters())[0]
+    target = ember.randint(0, 2, (x.shape[0],))
+    opt_c = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt_e = ember.optim.SGD(twin.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(4):
+        with ember.no_grad():
+            assert_same(cmodel(x), twin(x))
+        for m, opt in ((cmodel, opt_c), (twin, opt_e)):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), target)
+            loss.backward()
+            opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert_same(p, q)
+    cmodel.eval()
+    with ember.no_grad():
+        assert_same(cmodel(x), twin.eval()(x))
+    assert not cmodel.stats()["fallbacks"]
