@@ -872,6 +872,11 @@ class Tensor:
         if track and self._node is None and self.requires_grad:
             raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
+        if track and getattr(self._data, "base", None) is not None:
+            # Autograd tracks no base/view relation: the base's graph would miss this write
+            # and give a silently wrong gradient, so refuse instead.
+            raise RuntimeError(f"{op}: in-place update of a view while recording gradients is "
+                               "not supported; update the base tensor, or use an out-of-place op")
         src = self
         if track:  # the graph must see the old value, which is about to be overwritten
             src = Tensor._wrap(self._data.copy(), self.requires_grad)

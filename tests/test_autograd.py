@@ -225,3 +225,14 @@ def test_create_graph_second_derivative():
         g.sum().backward()
         out.append(x.grad)  # d2/dx2 x^3 = 6x
     assert_close(*out)
+
+
+def test_inplace_through_a_view_with_grad_raises_instead_of_a_wrong_gradient():
+    w = ember.ones(3, requires_grad=True)
+    x = w * 1
+    with pytest.raises(RuntimeError, match="view"):
+        x[0:2].mul_(2)
+    with ember.no_grad():  # optimizer-style updates of views stay allowed
+        v = ember.zeros(4)
+        v[0:2].add_(1)
+        assert v.tolist() == [1.0, 1.0, 0.0, 0.0]
