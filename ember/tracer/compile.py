@@ -103,6 +103,7 @@ class Segment:
     needs: set = field(default_factory=set)
     plan: Plan | None = None
     graph: Graph | None = None       # the optimized segment graph
+    captured: list = field(default_factory=list)  # (input id, tensor), listed once per build
     traced: Graph | None = None
 
 
@@ -421,6 +422,7 @@ class Entry:
         seg.traced = sg.copy()
         sg = run_pipeline(sg, log=_pass_logger(self.owner) if _enabled("passes") else None)
         seg.graph = sg
+        seg.captured = [(n, s.tensor) for n, s in sg.sources.items() if s.kind == "captured"]
         inputs = {n: env[n] for n in sg.inputs}
         plan, local = build_plan(sg, inputs, escaping,
                                  on_fallback=lambda r, loc: self.owner._fallback(
@@ -474,12 +476,8 @@ class Entry:
         return self._outputs(seg.trace, env, leaves)
 
     def _fill_captured(self, seg: Segment, env: dict) -> None:
-        g = seg.graph
-        for nid in g.inputs:
-            if nid not in env:
-                src = g.sources[nid]
-                if src.kind == "captured":
-                    env[nid] = src.tensor._data
+        for nid, t in seg.captured:  # read every call: optimizers update them in place
+            env[nid] = t._data
 
     def _outputs(self, trace: Trace, env: dict, leaves):
         g = trace.graph

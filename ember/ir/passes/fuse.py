@@ -34,7 +34,7 @@ def fuse(graph) -> list[list[int]]:
                 candidates.append(g)
         members = {nid}
         for g in candidates:
-            if _can_merge(graph, members | set(groups[g]), nid, members, group_of, groups):
+            if _can_merge(graph, members | set(groups[g])):
                 members |= set(groups[g])
                 del groups[g]
         gid = nid
@@ -44,7 +44,7 @@ def fuse(graph) -> list[list[int]]:
     return [groups[g] for g in sorted(groups, key=lambda g: groups[g][0])]
 
 
-def _can_merge(graph, merged: set, nid: int, current: set, group_of, groups) -> bool:
+def _can_merge(graph, merged: set) -> bool:
     """True if no path leaves ``merged`` and re-enters it (which would make a cycle)."""
     lo = min(merged)
     # Walk backwards from the merged set's external operands; node ids are topological,
