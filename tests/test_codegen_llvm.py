@@ -40,7 +40,7 @@ def view_load(index: int, a: np.ndarray, dtype: dt.DType) -> Load:
 
 
 def run(kernel: Kernel, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    outs = [np.empty(kernel.shape, kernel.exprs[s].dtype.np) for s in kernel.stores]
+    outs = [np.empty(kernel.shape, kernel.exprs[s.expr].dtype.np) for s in kernel.stores]
     cg.compile_kernel(kernel).run(inputs, outs)
     return outs
 

@@ -1,26 +1,46 @@
 """Kernel: the backend-neutral description of one fused group.
 
-A kernel iterates over ``shape`` (C order). Each ``Load`` reads an input buffer at
-``offset + sum(i_d * strides[d])`` (strides in elements; 0 broadcasts along that dim, so
-movement ops such as expand, permute and basic slicing become index arithmetic). ``exprs``
-is a scalar SSA program evaluated at every point; ``stores`` name the exprs written to the
-output buffers, each a fresh C-contiguous array of ``shape``.
+A kernel iterates over ``shape`` (C order). Its last ``reduce_dims`` dims are reduced:
+for every index of the leading "outer" dims (a row), the kernel first computes each
+reduction over the row's "inner" points, then evaluates and stores the per-point values.
+``reduce_dims == 0`` is a plain elementwise kernel.
 
-    exprs[i] = Expr("load", (k,), dtype)       value of loads[k] at this point
-    exprs[i] = Expr("const", (value,), dtype)  a literal
-    exprs[i] = Expr(op, (j, ...), dtype)       a registry elementwise op over earlier exprs
-                                               ("cast" converts to ``dtype``)
+Each ``Load`` reads an input buffer at ``offset + sum(i_d * strides[d])`` (strides in
+elements; 0 broadcasts along that dim, so expand, permute and basic slicing are index
+arithmetic). ``exprs`` is a scalar SSA program:
+
+    Expr("load", (k,), dtype)          value of loads[k] at this point
+    Expr("const", (value,), dtype)     a literal
+    Expr(op, (j, ...), dtype)          a registry elementwise op over earlier exprs
+                                       ("cast" converts to ``dtype``)
+    Expr("reduce_sum", (j,), dtype)    sum of expr j over the row's inner points
+    Expr("reduce_max", (j,), dtype)    maximum of expr j over the row (NaN if any is NaN)
+
+An expr is *row-level* if it is a reduction or all its operands are row-level or
+constants; it has one value per row. A reduction's operand may use earlier reductions
+(softmax: ``reduce_sum(exp(x - reduce_max(x)))``), so a backend computes reductions in
+order, one pass over the row each (or fewer when they are independent).
+
+Each ``Store`` writes expr ``expr`` to output buffer ``i`` (the i-th store) at
+``sum(i_d * strides[d])``; a row-level store has stride 0 on every reduced dim and is
+written once per row. Outputs are fresh arrays the runtime allocates.
 
 Example: ``y = exp(x) * 2`` over a [4, 8] float32 ``x``:
-    Kernel("k0", (4, 8), loads=[Load(0, float32, (8, 1))],
+    Kernel("k0", (4, 8), loads=[Load(0, f32, (8, 1))],
            exprs=[Expr("load", (0,), f32), Expr("exp", (0,), f32),
-                  Expr("const", (2.0,), f32), Expr("mul", (1, 2), f32)], stores=[3])
+                  Expr("const", (2.0,), f32), Expr("mul", (1, 2), f32)],
+           stores=[Store(3, (8, 1))])
+Row softmax of a [4, 8] ``x``: shape (4, 8), reduce_dims=1, exprs
+    0 load x; 1 reduce_max(0); 2 sub(0, 1); 3 exp(2); 4 reduce_sum(3); 5 div(3, 4)
+and stores=[Store(5, (8, 1))].
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ember.dtypes import DType
+
+REDUCTIONS = ("reduce_sum", "reduce_max")
 
 
 @dataclass(frozen=True)
@@ -38,20 +58,68 @@ class Expr:
     dtype: DType
 
 
+@dataclass(frozen=True)
+class Store:
+    expr: int                   # the expr whose value is written
+    strides: tuple[int, ...]    # element strides of the output per iteration dim
+
+
 @dataclass
 class Kernel:
     name: str
     shape: tuple[int, ...]
     loads: list[Load]
     exprs: list[Expr]
-    stores: list[int]
+    stores: list[Store]         # (a bare expr index means ``Store(i, contiguous)``)
+    reduce_dims: int = 0        # trailing dims of ``shape`` that are reduced
     ops: list[str] = field(default_factory=list)   # the primitive ops it fused, for explain()
     src: list[str] = field(default_factory=list)   # the user's lines they came from
+
+    def __post_init__(self) -> None:
+        # A bare expr index stores a C-contiguous output of ``shape`` (the common case).
+        dense = contiguous_strides(self.shape)
+        self.stores = [s if isinstance(s, Store) else Store(s, dense) for s in self.stores]
 
     @property
     def num_inputs(self) -> int:
         return 1 + max((ld.input for ld in self.loads), default=-1)
 
+    @property
+    def outer_shape(self) -> tuple[int, ...]:
+        return self.shape[:len(self.shape) - self.reduce_dims]
+
+    @property
+    def inner_shape(self) -> tuple[int, ...]:
+        return self.shape[len(self.shape) - self.reduce_dims:]
+
+    def row_level(self) -> list[bool]:
+        """For each expr: True if it has one value per row (see the module docstring)."""
+        out: list[bool] = []
+        for e in self.exprs:
+            if e.op in REDUCTIONS:
+                out.append(True)
+            elif e.op == "load":
+                out.append(self.reduce_dims > 0 and _zero_inner(self.loads[e.args[0]], self))
+            elif e.op == "const":
+                out.append(True)
+            else:
+                out.append(all(out[a] for a in e.args))
+        return out
+
     def signature(self) -> tuple:
         """Everything the generated code depends on: equal signatures share machine code."""
-        return (self.shape, tuple(self.loads), tuple(self.exprs), tuple(self.stores))
+        return (self.shape, self.reduce_dims, tuple(self.loads), tuple(self.exprs),
+                tuple(self.stores))
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    out, acc = [], 1
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= max(n, 1)
+    return tuple(reversed(out))
+
+
+def _zero_inner(load: Load, kernel: Kernel) -> bool:
+    return all(s == 0 for s in load.strides[len(kernel.shape) - kernel.reduce_dims:])

@@ -1,4 +1,4 @@
-"""CPU backend: one fused elementwise ``Kernel`` -> LLVM IR -> native vector code.
+"""CPU backend: one fused ``Kernel`` (elementwise, or row reductions) -> LLVM IR -> native vector code.
 
 ``compile_kernel(kernel)`` builds one LLVM function per kernel with llvmlite's IRBuilder,
 optimizes it at O3 for the host CPU (AVX-512 here), JIT-compiles it with MCJIT and
@@ -8,7 +8,7 @@ returns a ``CompiledKernel`` whose ``run(inputs, outputs)`` calls it through cty
     >>> from ember.codegen.kernel import Expr, Kernel, Load
     >>> k = Kernel("k0", (4, 8), loads=[Load(0, dt.float32, (8, 1))],
     ...            exprs=[Expr("load", (0,), dt.float32), Expr("exp", (0,), dt.float32)],
-    ...            stores=[1])
+    ...            stores=[1])   # a bare index: a C-contiguous output of shape
     >>> x = np.ones((4, 8), np.float32); y = np.empty_like(x)
     >>> compile_kernel(k).run([x], [y]); float(y[0, 0])
     2.7182817459106445
@@ -28,13 +28,14 @@ import os
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import numpy as np
 
 from ember import dtypes
-from ember.codegen.kernel import Kernel, Load
+from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
 from ember.dtypes import DType
 
 __all__ = ["compile_kernel", "CompiledKernel", "collapse_dims", "estimate_ns"]
@@ -76,12 +77,15 @@ class CompiledKernel:
         self.shape = tuple(kernel.shape)
         self.num_inputs = kernel.num_inputs
         self.num_outputs = len(kernel.stores)
-        self.out_dtypes = [kernel.exprs[s].dtype for s in kernel.stores]
+        self.out_dtypes = [kernel.exprs[s.expr].dtype for s in kernel.stores]
         self._out_np = [d.np for d in self.out_dtypes]
+        # Elements each output holds: the product of the dims its store walks.
+        self.out_sizes = [math.prod(n for n, st in zip(self.shape, s.strides) if st)
+                          for s in kernel.stores]
         self.size = math.prod(self.shape)
-        self.loop_shape, self.load_strides = collapse_dims(
-            self.shape, [ld.strides for ld in kernel.loads])
-        self.source = _build_module(kernel, self.name, self.loop_shape, self.load_strides)
+        self.layout = _Layout.of(kernel)
+        self.loop_shape = self.layout.outer_shape
+        self.source = _build_module(kernel, self.name, self.layout)
         self._engine, self._module = _jit(self.source)
         nargs = self.num_inputs + self.num_outputs
         i64 = ctypes.c_int64
@@ -115,9 +119,8 @@ class CompiledKernel:
         for a in inputs:
             if type(a) is not _NDARRAY:
                 self._reject(inputs, outputs)
-        shape = self.shape
-        for o, npd in zip(outputs, self._out_np):
-            if type(o) is not _NDARRAY or o.dtype is not npd or o.shape != shape:
+        for o, npd, n in zip(outputs, self._out_np, self.out_sizes):
+            if type(o) is not _NDARRAY or o.dtype is not npd or o.size != n:
                 self._reject(inputs, outputs)
         chunks = self._chunks
         if chunks is None:
@@ -148,11 +151,11 @@ class CompiledKernel:
             if not isinstance(a, _NDARRAY):
                 raise TypeError(f"kernel {self.name}: inputs must be NumPy arrays, "
                                 f"got {type(a).__name__}")
-        for o, npd in zip(outputs, self._out_np):
-            if not (isinstance(o, _NDARRAY) and o.shape == self.shape and o.dtype == npd):
+        for o, npd, n in zip(outputs, self._out_np, self.out_sizes):
+            if not (isinstance(o, _NDARRAY) and o.size == n and o.dtype == npd):
                 raise ValueError(f"kernel {self.name}: outputs must be "
-                                 f"{[d.name for d in self._out_np]} arrays of shape "
-                                 f"{self.shape}")
+                                 f"{[d.name for d in self._out_np]} arrays of "
+                                 f"{self.out_sizes} elements")
 
     def optimized_ir(self) -> str:
         """The LLVM IR after the O3 pipeline (vectorized loops show as <16 x float>)."""
@@ -168,6 +171,29 @@ class CompiledKernel:
 
 
 # ---- loop nest ------------------------------------------------------------------------
+
+@dataclass
+class _Layout:
+    """The kernel's outer (row) and inner (reduced) loop nests after collapsing; the
+    stride lists are the loads' then the stores'."""
+    outer_shape: tuple[int, ...]
+    outer_strides: list[tuple[int, ...]]
+    inner_shape: tuple[int, ...]
+    inner_strides: list[tuple[int, ...]]
+    empty: bool
+
+    @classmethod
+    def of(cls, kernel: Kernel) -> "_Layout":
+        split = len(kernel.shape) - kernel.reduce_dims
+        strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
+        outer, o_st = collapse_dims(kernel.shape[:split], [s[:split] for s in strides])
+        inner, i_st = collapse_dims(kernel.shape[split:], [s[split:] for s in strides])
+        if not kernel.reduce_dims:
+            inner, i_st = (), [() for _ in strides]
+        empty = outer == (0,) or (kernel.reduce_dims > 0 and inner == (0,) and not any(
+            e.op in REDUCTIONS for e in kernel.exprs))
+        return cls(outer, o_st, inner, i_st, empty)
+
 
 def collapse_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]
                   ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
@@ -201,11 +227,12 @@ def collapse_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]
 def estimate_ns(kernel: Kernel) -> float:
     """A rough single-thread run time of ``kernel`` (ns), to decide on threading."""
     per_elem = sum(ld.dtype.itemsize for ld in kernel.loads if any(ld.strides))
-    per_elem += sum(kernel.exprs[s].dtype.itemsize for s in kernel.stores)
+    per_elem += sum(kernel.exprs[s.expr].dtype.itemsize for s in kernel.stores)
     per_elem *= _NS_PER_BYTE
     per_elem += sum(_NS_PER_OP.get(e.op, 0.05) for e in kernel.exprs
                     if e.op not in ("load", "const"))
-    return math.prod(kernel.shape) * per_elem
+    passes = 1 + sum(e.op in REDUCTIONS for e in kernel.exprs)  # each reduction re-reads
+    return math.prod(kernel.shape) * per_elem * passes
 
 
 def _check(kernel: Kernel) -> None:
@@ -214,6 +241,14 @@ def _check(kernel: Kernel) -> None:
         if len(ld.strides) != nd:
             raise ValueError(f"kernel {kernel.name}: load of input {ld.input} has strides "
                              f"{ld.strides} for a {nd}-dim iteration space {kernel.shape}")
+    row = kernel.row_level()
+    for st in kernel.stores:
+        if len(st.strides) != nd:
+            raise ValueError(f"kernel {kernel.name}: store of expr {st.expr} has strides "
+                             f"{st.strides} for a {nd}-dim iteration space {kernel.shape}")
+        if kernel.reduce_dims and row[st.expr] and any(st.strides[nd - kernel.reduce_dims:]):
+            raise ValueError(f"kernel {kernel.name}: row-level expr {st.expr} is stored "
+                             "with nonzero strides on reduced dims")
     for i, e in enumerate(kernel.exprs):
         if e.op not in ("load", "const") and any(
                 isinstance(a, int) and not 0 <= a < i for a in e.args):
@@ -241,8 +276,7 @@ _STORAGE_TYPE = {**_VALUE_TYPE, dtypes.bool_: _I8}   # NumPy stores bool as a by
 _FMF = ("contract",)
 
 
-def _build_module(kernel: Kernel, name: str, loop_shape: tuple[int, ...],
-                  load_strides: list[tuple[int, ...]]) -> str:
+def _build_module(kernel: Kernel, name: str, layout: _Layout) -> str:
     """The unoptimized LLVM IR text of ``kernel`` as function ``name`` (and ``name_py``)."""
     module = ir.Module(name=name)
     module.triple = llvm.get_process_triple()
@@ -253,7 +287,7 @@ def _build_module(kernel: Kernel, name: str, loop_shape: tuple[int, ...],
     for arg in fn.args[:nin + nout]:
         # Outputs are fresh buffers; inputs are only read, so aliasing among them is fine.
         arg.add_attribute("noalias")
-    _LoopNest(kernel, fn, loop_shape, load_strides).emit()
+    _LoopNest(kernel, fn, layout).emit()
 
     if _DATA_OFFSET is not None:
         # Entry point taking the ndarray objects (PyObject*): reads each data pointer.
@@ -267,89 +301,193 @@ def _build_module(kernel: Kernel, name: str, loop_shape: tuple[int, ...],
 
 
 class _LoopNest:
-    """Emits the loops over the collapsed iteration space and the scalar body."""
+    """Emits the loops of a kernel and the scalar code of its exprs.
 
-    def __init__(self, kernel: Kernel, fn: ir.Function, loop_shape: tuple[int, ...],
-                 load_strides: list[tuple[int, ...]]) -> None:
+    The outer dims (rows) form one loop nest, split across threads by its first loop.
+    For each row, every reduction gets a loop nest over the inner dims that accumulates
+    into a stack slot (SROA turns it into a register; 'reassoc' on the accumulating add
+    lets the vectorizer keep 16 partial sums), then a last inner nest computes and stores
+    the per-point outputs. Per-point values are recomputed in each pass instead of being
+    kept: a row is in L1/L2 by then, and recomputing costs less than a round trip.
+    """
+
+    def __init__(self, kernel: Kernel, fn: ir.Function, layout: "_Layout") -> None:
         self.kernel = kernel
         self.fn = fn
-        self.loop_shape = loop_shape
-        self.load_strides = load_strides
+        self.layout = layout
         nin = kernel.num_inputs
         self.in_ptrs = fn.args[:nin]
         self.out_ptrs = fn.args[nin:nin + len(kernel.stores)]
         self.start, self.end = fn.args[-2], fn.args[-1]
-        # C-contiguous element strides of the outputs over the collapsed dims.
-        out_strides, acc = [], 1
-        for n in reversed(loop_shape):
-            out_strides.append(acc)
-            acc *= n
-        self.out_strides = tuple(reversed(out_strides))
+        self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
 
     def emit(self) -> None:
         b = self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
-        if self.loop_shape == (0,):
+        self.entry = b.block
+        if self.layout.empty:
             b.ret_void()
             return
-        offsets = [ir.Constant(_I64, ld.offset) for ld in self.kernel.loads]
-        self._loop(0, offsets, ir.Constant(_I64, 0))
+        k = self.kernel
+        zeros = [ir.Constant(_I64, ld.offset) for ld in k.loads]
+        zeros += [ir.Constant(_I64, 0) for _ in k.stores]
+        self._nest(self.layout.outer_shape, self.layout.outer_strides, zeros, self._row,
+                   "o", parallel=True)
         self.b.ret_void()
 
-    def _loop(self, depth: int, load_offs: list, out_off) -> None:
-        """One loop level; recurses inward, emits the body at the innermost level."""
-        b = self.b
-        lo = self.start if depth == 0 else ir.Constant(_I64, 0)
-        hi = self.end if depth == 0 else ir.Constant(_I64, self.loop_shape[depth])
-        pre = b.block
-        body = self.fn.append_basic_block(f"loop{depth}")
-        done = self.fn.append_basic_block(f"done{depth}")
-        b.cbranch(b.icmp_signed("<", lo, hi), body, done)
-        b.position_at_end(body)
-        i = b.phi(_I64, name=f"i{depth}")
-        i.add_incoming(lo, pre)
+    def _nest(self, shape, strides, offs: list, body, tag: str, parallel: bool = False):
+        """Loops over ``shape``; ``body(offs)`` gets each stride list's element offset."""
+        def level(depth: int, offs: list) -> None:
+            if depth == len(shape):
+                body(offs)
+                return
+            b = self.b
+            lo = self.start if parallel and depth == 0 else ir.Constant(_I64, 0)
+            hi = self.end if parallel and depth == 0 else ir.Constant(_I64, shape[depth])
+            pre = b.block
+            loop = self.fn.append_basic_block(f"{tag}loop{depth}")
+            done = self.fn.append_basic_block(f"{tag}done{depth}")
+            b.cbranch(b.icmp_signed("<", lo, hi), loop, done)
+            b.position_at_end(loop)
+            i = b.phi(_I64, name=f"{tag}{depth}")
+            i.add_incoming(lo, pre)
+            offs = [off if st[depth] == 0 else
+                    b.add(off, b.mul(i, ir.Constant(_I64, st[depth])))
+                    for off, st in zip(offs, strides)]
+            level(depth + 1, offs)
+            nxt = b.add(i, ir.Constant(_I64, 1))
+            i.add_incoming(nxt, b.block)
+            b.cbranch(b.icmp_signed("<", nxt, hi), loop, done)
+            b.position_at_end(done)
+        level(0, offs)
 
-        def step(base, stride: int):
-            if stride == 0:
-                return base
-            return b.add(base, b.mul(i, ir.Constant(_I64, stride)))
+    def _row(self, offs: list) -> None:
+        """One row: its reductions in order, then the stores."""
+        k, lay = self.kernel, self.layout
+        memo: dict[int, object] = {}
+        nl = len(k.loads)
+        for r, e in enumerate(k.exprs):
+            if e.op not in REDUCTIONS:
+                continue
+            self._ensure_row(e.args[0], offs, memo)
+            acc = self._accumulator(e)
+            self._nest(lay.inner_shape, lay.inner_strides, offs,
+                       lambda inner, e=e, acc=acc: self._accumulate(
+                           e, acc, self._value(e.args[0], inner, dict(memo))),
+                       f"r{r}_")
+            memo[r] = _Scalar(self.b, self.fn).convert(self.b.load(acc), _acc_dtype(e), e.dtype)
+        point = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
+        for i, st in enumerate(k.stores):
+            if i not in point:
+                self._store(i, self._value(st.expr, offs, memo), offs[nl + i])
+        if point:
+            for i in point:
+                self._ensure_row(k.stores[i].expr, offs, memo)
 
-        load_offs = [step(off, st[depth]) for off, st in zip(load_offs, self.load_strides)]
-        out_off = step(out_off, self.out_strides[depth])
-        if depth + 1 < len(self.loop_shape):
-            self._loop(depth + 1, load_offs, out_off)
-        else:
-            self._body(load_offs, out_off)
-        nxt = b.add(i, ir.Constant(_I64, 1))
-        i.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, hi), body, done)
-        b.position_at_end(done)
+            def body(inner):
+                local = dict(memo)
+                for i in point:
+                    self._store(i, self._value(k.stores[i].expr, inner, local), inner[nl + i])
+            self._nest(lay.inner_shape, lay.inner_strides, offs, body, "s")
 
-    def _body(self, load_offs: list, out_off) -> None:
-        b = self.b
+    def _ensure_row(self, j: int, offs: list, memo: dict) -> None:
+        """Compute the row-level exprs that expr ``j`` uses, here, before an inner loop
+        (a value made inside the loop would not dominate later uses)."""
         k = self.kernel
+        needed, stack = set(), [j]
+        while stack:
+            n = stack.pop()
+            if n in needed or n in memo:
+                continue
+            needed.add(n)
+            if k.exprs[n].op not in ("load", "const"):
+                stack.extend(k.exprs[n].args)
+        for n in sorted(needed):
+            if self.row_level[n] and n not in memo:
+                self._value(n, offs, memo)
+
+    def _value(self, j: int, offs: list, memo: dict):
+        """The SSA value of expr ``j`` at load offsets ``offs`` (memoized in ``memo``)."""
+        if j in memo:
+            return memo[j]
+        k, b = self.kernel, self.b
+        e = k.exprs[j]
+        if e.op == "load":
+            ld: Load = k.loads[e.args[0]]
+            ptr = b.gep(self.in_ptrs[ld.input], [offs[e.args[0]]], inbounds=True,
+                        source_etype=_STORAGE_TYPE[ld.dtype])
+            v = b.load(ptr, typ=_STORAGE_TYPE[ld.dtype])
+            if ld.dtype is dtypes.bool_:
+                v = b.icmp_unsigned("!=", v, ir.Constant(_I8, 0))
+            v = _Scalar(b, self.fn).convert(v, ld.dtype, e.dtype)
+        elif e.op == "const":
+            v = _const(e.args[0], e.dtype)
+        elif e.op in REDUCTIONS:
+            raise AssertionError(f"reduction {j} used before it was computed")
+        else:
+            args = [self._value(a, offs, memo) for a in e.args]
+            v = _Scalar(b, self.fn).op(e.op, args, [k.exprs[a].dtype for a in e.args],
+                                       e.dtype)
+        memo[j] = v
+        return v
+
+    def _accumulator(self, e: Expr):
+        """A stack slot holding the reduction's identity (allocated in the entry block)."""
+        ty = _acc_type(e)
+        with self.b.goto_block(self.entry):
+            self.b.position_at_start(self.entry)
+            slot = self.b.alloca(ty)
+        if e.op == "reduce_sum":
+            init = ir.Constant(ty, 0.0 if e.dtype.is_floating_point else 0)
+        elif e.dtype.is_floating_point:
+            init = ir.Constant(ty, float("-inf"))
+        elif e.dtype is dtypes.bool_:
+            init = ir.Constant(ty, 0)
+        else:
+            init = ir.Constant(ty, -(1 << (e.dtype.itemsize * 8 - 1)))
+        self.b.store(init, slot)
+        return slot
+
+    def _accumulate(self, e: Expr, slot, v) -> None:
+        b = self.b
+        ty = _acc_type(e)
         sc = _Scalar(b, self.fn)
-        vals: list = []
-        for e in k.exprs:
-            if e.op == "load":
-                ld: Load = k.loads[e.args[0]]
-                ptr = b.gep(self.in_ptrs[ld.input], [load_offs[e.args[0]]], inbounds=True,
-                            source_etype=_STORAGE_TYPE[ld.dtype])
-                v = b.load(ptr, typ=_STORAGE_TYPE[ld.dtype])
-                if ld.dtype is dtypes.bool_:
-                    v = b.icmp_unsigned("!=", v, ir.Constant(_I8, 0))
-                vals.append(sc.convert(v, ld.dtype, e.dtype))
-            elif e.op == "const":
-                vals.append(_const(e.args[0], e.dtype))
+        arg_dtype = self.kernel.exprs[e.args[0]].dtype
+        acc = b.load(slot)
+        if e.op == "reduce_sum":
+            if e.dtype.is_floating_point:
+                # float32 sums accumulate in float64: as fast here (memory-bound) and
+                # closer to NumPy's pairwise sum than a long float32 chain would be.
+                v = sc.convert(sc.convert(v, arg_dtype, e.dtype), e.dtype, dtypes.float64)
+                new = b.fadd(acc, v, flags=("reassoc", "contract"))
             else:
-                args = [vals[a] for a in e.args if isinstance(a, int)]
-                arg_dtypes = [k.exprs[a].dtype for a in e.args if isinstance(a, int)]
-                vals.append(sc.op(e.op, args, arg_dtypes, e.dtype))
-        for ptr, s in zip(self.out_ptrs, k.stores):
-            dt = k.exprs[s].dtype
-            v = vals[s]
-            if dt is dtypes.bool_:
-                v = b.zext(v, _I8)
-            b.store(v, b.gep(ptr, [out_off], inbounds=True, source_etype=_STORAGE_TYPE[dt]))
+                new = b.add(acc, sc.convert(v, arg_dtype, e.dtype))
+        elif e.dtype.is_floating_point:
+            # NaN-propagating maximum, as torch.amax and np.max.
+            v = sc.convert(v, arg_dtype, e.dtype)
+            new = sc.call("maximum", acc, v)
+        else:
+            v = sc.convert(v, arg_dtype, e.dtype)
+            gt = b.icmp_unsigned if e.dtype is dtypes.bool_ else b.icmp_signed
+            new = b.select(gt(">", v, acc), v, acc)
+        b.store(new, slot)
+
+    def _store(self, i: int, v, off) -> None:
+        b, k = self.b, self.kernel
+        s = k.stores[i].expr
+        dt = k.exprs[s].dtype
+        if dt is dtypes.bool_:
+            v = b.zext(v, _I8)
+        b.store(v, b.gep(self.out_ptrs[i], [off], inbounds=True, source_etype=_STORAGE_TYPE[dt]))
+
+
+def _acc_dtype(e: Expr) -> DType:
+    if e.op == "reduce_sum" and e.dtype.is_floating_point:
+        return dtypes.float64
+    return e.dtype
+
+
+def _acc_type(e: Expr) -> ir.Type:
+    return _VALUE_TYPE[_acc_dtype(e)]
 
 
 def _const(value, dt: DType) -> ir.Constant:

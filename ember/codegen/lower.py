@@ -1,25 +1,28 @@
 """Lowering: a fused group of IR nodes -> a backend-neutral Kernel.
 
-Operands from outside the group become Loads whose strides come from the arrays the
-group will read (views included), broadcast into the group's iteration shape. Scalar
-constants become literals in the expression.
+The kernel iterates over the group's full shape with the reduced dims moved last (so a
+sum over dim 0 still reduces the kernel's trailing dims). Operands from outside the
+group become Loads whose strides come from the arrays the group will read (views
+included), broadcast to the member that reads them and mapped onto the iteration dims
+that member runs along. Scalar constants become literals in the expression.
 """
 from __future__ import annotations
 
-from ember.codegen.kernel import Expr, Kernel, Load
+from ember.codegen.kernel import Expr, Kernel, Load, Store, contiguous_strides
+from ember.ir.passes.fuse import REDUCE_OPS, Group
 
 
-def group_outputs(graph, group: list[int], keep: set[int]) -> list[int]:
+def group_outputs(graph, group: Group, keep: set[int]) -> list[int]:
     """Members whose value is needed outside the group."""
-    members = set(group)
-    return [n for n in group
+    members = set(group.nodes)
+    return [n for n in group.nodes
             if n in keep or any(u not in members for u in graph.users(n))]
 
 
-def external_args(graph, group: list[int]) -> list[int]:
-    members = set(group)
+def external_args(graph, group: Group) -> list[int]:
+    members = set(group.nodes)
     out: list[int] = []
-    for n in group:
+    for n in group.nodes:
         for a in graph[n]["args"]:
             if a not in members and a not in out and not _inline_const(graph, a):
                 out.append(a)
@@ -43,27 +46,59 @@ def broadcast_strides(array, shape: tuple) -> tuple[int, ...]:
     return tuple(out)
 
 
-def lower_group(graph, group: list[int], args: list[int], outputs: list[int], arrays: dict,
+def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays: dict,
                 name: str) -> Kernel:
     """Build the Kernel of ``group``; ``arrays`` holds the operands' arrays (for strides)."""
-    shape = tuple(graph[group[0]]["shape"])
-    loads = [Load(i, graph[a]["dtype"], broadcast_strides(arrays[a], shape))
-             for i, a in enumerate(args)]
+    full = group.full
+    perm = [d for d in range(len(full)) if d not in group.rdims] + sorted(group.rdims)
+    pos = {d: i for i, d in enumerate(perm)}
+
+    def to_iteration(nid: int, shape: tuple, strides: tuple) -> tuple[int, ...]:
+        """Per-dim strides of a value at ``nid``'s shape -> strides per iteration dim."""
+        out = [0] * len(full)
+        for j, d in enumerate(group.dim_map(nid, shape)):
+            if shape[j] != 1:
+                out[pos[d]] = strides[j]
+        return tuple(out)
+
+    loads: list[Load] = []
     exprs: list[Expr] = []
+    load_ref: dict[tuple, int] = {}
     ref: dict[int, int] = {}
-    for i, a in enumerate(args):
-        ref[a] = len(exprs)
-        exprs.append(Expr("load", (i,), graph[a]["dtype"]))
-    for n in group:
+
+    def operand(user: int, a: int) -> int:
+        if a in ref:
+            return ref[a]
+        d = graph[a]
+        if _inline_const(graph, a):
+            ref[a] = len(exprs)
+            exprs.append(Expr("const", (graph.consts[a].reshape(()).item(),), d["dtype"]))
+            return ref[a]
+        # An outside value is read at the shape its user works at (a reduction reads
+        # over the full shape); the same array read two ways is two Loads.
+        red = group.role[user] == "red"
+        at = full if red else tuple(graph[user]["shape"])
+        st = broadcast_strides(arrays[a], at)
+        it = (tuple(st[perm[i]] for i in range(len(full))) if red
+              else to_iteration(user, at, st))
+        key = (a, it)
+        if key not in load_ref:
+            load_ref[key] = len(exprs)
+            loads.append(Load(args.index(a), d["dtype"], it))
+            exprs.append(Expr("load", (len(loads) - 1,), d["dtype"]))
+        return load_ref[key]
+
+    for n in group.nodes:
         d = graph[n]
-        operands = []
-        for a in d["args"]:
-            if a not in ref:  # a scalar constant, inlined
-                ref[a] = len(exprs)
-                exprs.append(Expr("const", (graph.consts[a].reshape(()).item(),), graph[a]["dtype"]))
-            operands.append(ref[a])
+        operands = tuple(operand(n, a) for a in d["args"])
+        op = REDUCE_OPS[d["op"]] if group.role[n] == "red" else d["op"]
         ref[n] = len(exprs)
-        exprs.append(Expr(d["op"], tuple(operands), d["dtype"]))
-    return Kernel(name, shape, loads, exprs, [ref[o] for o in outputs],
-                  ops=[graph[n]["op"] for n in group],
-                  src=sorted({graph[n]["src"] for n in group if graph[n].get("src")}))
+        exprs.append(Expr(op, operands, d["dtype"]))
+    stores = []
+    for o in outputs:
+        shape = tuple(graph[o]["shape"])
+        stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
+    return Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
+                  reduce_dims=len(group.rdims),
+                  ops=[graph[n]["op"] for n in group.nodes],
+                  src=sorted({graph[n]["src"] for n in group.nodes if graph[n].get("src")}))

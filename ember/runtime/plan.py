@@ -17,7 +17,7 @@ import numpy as np
 from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.interpreter import run_node
-from ember.ir.passes.fuse import fuse
+from ember.ir.passes.fuse import Group, fuse
 
 
 @dataclass
@@ -84,9 +84,9 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
     env.update(graph.consts)
     keep = set(graph.outputs) | {v for _, v in graph.writebacks}
     groups = fuse(graph) if backend == "llvm" else []
-    group_of = {n: i for i, g in enumerate(groups) for n in g}
+    group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}
     for unit in _schedule(graph, groups, group_of):
-        if isinstance(unit, list):
+        if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
         elif graph[unit]["op"] not in ("input", "const"):
             step = _eager_step(graph, unit)
@@ -113,7 +113,7 @@ def _schedule(graph, groups, group_of):
             q.add_edge(unit_of[a], unit_of[b])
     # Creation order breaks ties: the schedule follows the user's program where it can.
     order = nx.lexicographical_topological_sort(
-        q, key=lambda u: groups[u[1]][0] if u[0] == "g" else u[1])
+        q, key=lambda u: groups[u[1]].nodes[0] if u[0] == "g" else u[1])
     for u in order:
         yield groups[u[1]] if u[0] == "g" else u[1]
 
@@ -122,7 +122,7 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     args = external_args(graph, group)
     outs = group_outputs(graph, group, keep)
     name = f"kernel{len(plan.kernels)}"
-    src = sorted({graph[n]["src"] for n in group if graph[n].get("src")})
+    src = sorted({graph[n]["src"] for n in group.nodes if graph[n].get("src")})
     try:
         kernel = lower_group(graph, group, args, outs, env, name)
         compiled = _compile(kernel)
@@ -132,15 +132,15 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
             on_fallback(reason, src[0] if src else "")
         else:
             warnings.warn(f"ember.compile: kernel {name} runs eagerly ({reason})", stacklevel=2)
-        steps = [_eager_step(graph, n) for n in group]
+        steps = [_eager_step(graph, n) for n in group.nodes]
 
         def step(env):
             for s in steps:
                 s(env)
         step(env)
         plan.steps.append(step)
-        plan.kernels.append(KernelInfo(name, "eager", [graph[n]["op"] for n in group], group,
-                                       src, reason=reason))
+        plan.kernels.append(KernelInfo(name, "eager", [graph[n]["op"] for n in group.nodes],
+                                       group.nodes, src, reason=reason))
         return
     shapes = [graph[o]["shape"] for o in outs]
     dts = [graph[o]["dtype"].np for o in outs]
@@ -148,5 +148,5 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
                         persistent=not any(o in escaping for o in outs))
     step(env)
     plan.steps.append(step)
-    plan.kernels.append(KernelInfo(name, "llvm", kernel.ops, group, src,
+    plan.kernels.append(KernelInfo(name, "llvm", kernel.ops, group.nodes, src,
                                    getattr(compiled, "source", ""), kernel))

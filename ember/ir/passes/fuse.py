@@ -1,47 +1,142 @@
-"""Fusion: group elementwise ops that share one iteration space into one kernel.
+"""Fusion: group ops that can share one loop nest into one kernel.
 
-Chains and trees of elementwise ops of the same output shape merge (their inputs may
-broadcast: a Load with zero strides). A merge is legal only if the groups stay acyclic:
-no path may leave a group and come back into it through a node outside. Movement ops
-need no fusion: they run as NumPy views, and kernels read views through their strides.
+A group iterates over a ``full`` shape and reduces the dims ``rdims`` (none for a plain
+elementwise group). Each member has a role:
+
+- ``point``: an elementwise op over the full shape (its inputs may broadcast);
+- ``red``: a ``sum``/``amax`` over exactly ``rdims`` of a full-shape value;
+- ``row``: an elementwise op over the reduced shape (keepdim or not), one value per row.
+
+So softmax (``amax``, ``sub``, ``exp``, ``sum``, ``div``) and layer_norm become one
+kernel each: the producers of a reduction, the reduction, and the consumers that come
+back over the same rows. Nodes are visited in order and merged greedily with the groups
+of their operands when (1) the iteration spaces agree, (2) every value used inside the
+group is indexed the way NumPy broadcasting indexes it (``_consistent``), and (3) no
+path leaves the group and re-enters it (``_can_merge``), which would make a cycle.
+Movement ops need no fusion: they run as NumPy views that kernels read through strides.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from ember.ops.registry import OPS
 
 # Elementwise ops the code generators can emit.
 FUSIBLE = frozenset("""neg exp log sqrt abs sign sin cos tanh sigmoid erf relu cast add sub mul
 div pow maximum minimum lt le gt ge eq ne logical_and logical_or logical_not where""".split())
+# Reductions they can emit, as the Kernel expr each becomes.
+REDUCE_OPS = {"sum": "reduce_sum", "amax": "reduce_max"}
+
+
+@dataclass
+class Group:
+    """A fused group: members in order, the iteration space and each member's role."""
+    nodes: list[int]
+    full: tuple[int, ...]
+    rdims: frozenset[int] = frozenset()
+    role: dict[int, str] = field(default_factory=dict)
+
+    def row_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The reduced shape with reduced dims kept as 1, and with them dropped."""
+        keep = tuple(1 if d in self.rdims else n for d, n in enumerate(self.full))
+        drop = tuple(n for d, n in enumerate(self.full) if d not in self.rdims)
+        return keep, drop
+
+    def dim_map(self, nid: int, shape: tuple[int, ...]) -> list[int]:
+        """For each dim of member ``nid``'s value: the iteration dim it runs along."""
+        if self.role[nid] == "point" or len(shape) == len(self.full):
+            return list(range(len(shape)))
+        return [d for d in range(len(self.full)) if d not in self.rdims]
 
 
 def fusible(graph, nid: int) -> bool:
     d = graph[nid]
-    return d["op"] in FUSIBLE and OPS[d["op"]].elementwise and d["device"].type == "cpu"
+    if d["device"].type != "cpu":
+        return False
+    if d["op"] in REDUCE_OPS:
+        return bool(d["attrs"]["axes"]) and d["dtype"].name != "float16"
+    return d["op"] in FUSIBLE and OPS[d["op"]].elementwise
 
 
-def fuse(graph) -> list[list[int]]:
-    """Elementwise groups, each a list of node ids in order (singletons included)."""
-    group_of: dict[int, int] = {}
-    groups: dict[int, list[int]] = {}
+def fuse(graph) -> list[Group]:
+    """The fused groups of ``graph`` (singletons included), ordered by first member."""
+    group_of: dict[int, Group] = {}
     for nid in graph.nodes():
         if not fusible(graph, nid):
             continue
-        shape = graph[nid]["shape"]
-        candidates = []
-        for a in graph[nid]["args"]:
-            g = group_of.get(a)
-            if g is not None and g not in candidates and graph[groups[g][0]]["shape"] == shape:
-                candidates.append(g)
-        members = {nid}
-        for g in candidates:
-            if _can_merge(graph, members | set(groups[g])):
-                members |= set(groups[g])
-                del groups[g]
-        gid = nid
-        groups[gid] = sorted(members)
-        for m in members:
-            group_of[m] = gid
-    return [groups[g] for g in sorted(groups, key=lambda g: groups[g][0])]
+        d = graph[nid]
+        if d["op"] in REDUCE_OPS:
+            full = tuple(graph[d["args"][0]]["shape"])
+            g = Group([nid], full, frozenset(a % max(len(full), 1) for a in d["attrs"]["axes"]),
+                      {nid: "red"})
+        else:
+            g = Group([nid], tuple(d["shape"]), role={nid: "point"})
+        seen = []
+        for a in d["args"]:
+            cand = group_of.get(a)
+            if cand is None or any(cand is s for s in seen):
+                continue
+            seen.append(cand)
+            merged = _merge(graph, g, cand)
+            if merged is not None:
+                g = merged
+        for m in g.nodes:
+            group_of[m] = g
+    unique = {id(g): g for g in group_of.values()}
+    return sorted(unique.values(), key=lambda g: g.nodes[0])
+
+
+def _merge(graph, a: Group, b: Group) -> Group | None:
+    """``a`` and ``b`` as one group, or None if they cannot share a loop nest."""
+    if a.rdims and b.rdims:
+        if a.full != b.full or a.rdims != b.rdims:
+            return None
+        base, other, other_role = a, b, None
+    elif a.rdims or b.rdims:
+        base, other = (a, b) if a.rdims else (b, a)
+        keep, drop = base.row_shapes()
+        if other.full == base.full:
+            other_role = "point"
+        elif other.full in (keep, drop):
+            other_role = "row"
+        else:
+            return None
+    else:
+        if a.full != b.full:
+            return None
+        base, other, other_role = a, b, None
+    role = dict(base.role)
+    role.update(other.role if other_role is None else {m: other_role for m in other.nodes})
+    merged = Group(sorted(set(a.nodes) | set(b.nodes)), base.full, base.rdims, role)
+    if not _consistent(graph, merged) or not _can_merge(graph, set(merged.nodes)):
+        return None
+    return merged
+
+
+def _consistent(graph, g: Group) -> bool:
+    """Every member reads every other member's value at the iteration point NumPy's
+    broadcasting means: e.g. an [N] row sum feeding an [N, C] op broadcasts along the
+    rows, not the columns, so it cannot come from the same loop nest."""
+    for n in g.nodes:
+        d = graph[n]
+        # A reduction reads its operand over the full shape; other ops at their own shape.
+        use_shape = g.full if g.role[n] == "red" else tuple(d["shape"])
+        use_map = (list(range(len(g.full))) if g.role[n] == "red"
+                   else g.dim_map(n, use_shape))
+        if g.role[n] == "red" and d["args"][0] in g.role and g.role[d["args"][0]] != "point":
+            return False
+        for a in d["args"]:
+            if a not in g.role:
+                continue
+            shape = tuple(graph[a]["shape"])
+            amap = g.dim_map(a, shape)
+            lead = len(use_shape) - len(shape)
+            if lead < 0:
+                return False
+            for j, size in enumerate(shape):
+                if size != 1 and use_map[lead + j] != amap[j]:
+                    return False
+    return True
 
 
 def _can_merge(graph, merged: set) -> bool:

@@ -1,0 +1,172 @@
+"""Reduction fusion: softmax, log_softmax, layer_norm and random reductions over random
+dims compile to few kernels and equal eager (and PyTorch where installed), with no
+fallback hiding a wrong kernel."""
+from __future__ import annotations
+
+import random
+import warnings
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+
+
+def _compiled_equals_eager(fn, *args, calls=3, tol=1e-4):
+    """Compile ``fn``, check each call against eager, and require no fallback: a kernel
+    that disagreed on its first run would otherwise be hidden by the eager fallback."""
+    expected = fn(*args)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    cf = ember.compile(fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(calls):
+            got = cf(*args)
+            got = got if isinstance(got, tuple) else (got,)
+            for g, e in zip(got, expected):
+                assert g.shape == e.shape and g.dtype == e.dtype
+                np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=tol, atol=tol,
+                                           equal_nan=True)
+    s = cf.stats()
+    assert not s["fallbacks"], s["fallbacks"]
+    return cf, expected
+
+
+def _kernels(fn, *args):
+    return [k for k in ember.explain(fn, *args).kernels if k.backend == "llvm"]
+
+
+def _x(*shape, seed=0):
+    return ember.tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
+def test_softmax_is_one_kernel():
+    x = _x(64, 100)
+    _compiled_equals_eager(lambda x: F.softmax(x, -1), x)
+    ks = _kernels(lambda x: F.softmax(x, -1), x)
+    assert len(ks) == 1 and ks[0].kernel.reduce_dims == 1, ks
+    assert ks[0].ops.count("sum") == 1 and ks[0].ops.count("amax") == 1
+
+
+def test_layer_norm_is_one_kernel():
+    x, w, b = _x(32, 48), _x(48, seed=1), _x(48, seed=2)
+    fn = lambda x, w, b: F.layer_norm(x, (48,), w, b)  # noqa: E731
+    _compiled_equals_eager(fn, x, w, b)
+    assert len(_kernels(fn, x, w, b)) == 1
+
+
+def test_log_softmax_nll_takes_at_most_two_kernels():
+    x = _x(64, 10)
+    y = ember.tensor(np.random.default_rng(3).integers(0, 10, 64))
+    fn = lambda x, y: F.nll_loss(F.log_softmax(x, 1), y)  # noqa: E731
+    _compiled_equals_eager(fn, x, y)
+    report = ember.explain(fn, x, y)
+    g = report.graphs[0].graph
+    x_node = next(n for n in g.nodes() if g[n]["op"] == "input")
+    downstream = {n for n in g.nodes() if n != x_node and g.nx.has_node(n)
+                  and nx.has_path(g.nx, x_node, n)}
+    # The target's preparation (ignore_index mask) does not depend on x; the log_softmax
+    # is one kernel and the gathered loss one more (the gather itself runs eagerly).
+    on_x = [k for k in report.kernels if k.backend == "llvm" and set(k.nodes) & downstream]
+    assert len(on_x) <= 2, report.kernels
+
+
+def test_against_torch():
+    torch = pytest.importorskip("torch")
+    x = _x(16, 33)
+    cf = ember.compile(lambda x: (F.softmax(x, 1), F.log_softmax(x, 0),
+                                  F.layer_norm(x, (33,)), x.var(1), x.amax(0)))
+    xt = torch.from_numpy(x.numpy())
+    want = (torch.softmax(xt, 1), torch.log_softmax(xt, 0),
+            torch.nn.functional.layer_norm(xt, (33,)), xt.var(1), xt.amax(0))
+    for _ in range(3):
+        for g, w in zip(cf(x), want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_reduction_broadcast_along_the_wrong_dim_is_not_fused_wrongly():
+    # x.sum(1) has shape [N]; with N == C, x - x.sum(1) broadcasts it along the rows'
+    # *columns* (NumPy right-aligns), which is not "the row's sum": must stay correct.
+    x = _x(5, 5)
+    _compiled_equals_eager(lambda x: x - x.sum(1), x)
+    _compiled_equals_eager(lambda x: x - x.sum(0), x)        # this one is per column
+    _compiled_equals_eager(lambda x: (x.T - x.amax(1)).exp().sum(0), x)
+
+
+def test_full_and_leading_and_middle_reductions():
+    x = _x(4, 6, 7)
+    _compiled_equals_eager(lambda x: (x * 2).sum(), x)
+    _compiled_equals_eager(lambda x: x.exp().sum((0, 2), keepdim=True) / x.abs().sum(), x)
+    _compiled_equals_eager(lambda x: x / x.abs().amax(1, keepdim=True), x)
+    _compiled_equals_eager(lambda x: (x - x.mean(0)).square().mean(0), x)
+
+
+def test_integer_bool_and_special_values():
+    i = ember.tensor(np.random.default_rng(0).integers(-50, 50, (6, 9)))
+    _compiled_equals_eager(lambda i: (i * 3).sum(1) + i.amax(1), i)
+    _compiled_equals_eager(lambda i: (i > 0).sum(1), i)
+    _compiled_equals_eager(lambda i: (i > 40).amax(0), i)
+    x = _x(3, 4)
+    x.numpy()[1, 2] = np.nan
+    x.numpy()[2, 0] = np.inf
+    _compiled_equals_eager(lambda x: (x.amax(1), (x * 1).sum(1)), x)
+
+
+def test_empty_and_scalar_reductions():
+    _compiled_equals_eager(lambda x: (x + 1).sum(1), _x(0, 4))
+    _compiled_equals_eager(lambda x: (x + 1).sum(0), _x(0, 4))
+    _compiled_equals_eager(lambda x: (x * 3).sum(), ember.tensor(np.float32(2.5)))
+
+
+def test_non_contiguous_inputs():
+    x = _x(40, 30).T            # [30, 40] with strides (1, 30)
+    _compiled_equals_eager(lambda x: F.softmax(x, 1), x)
+    _compiled_equals_eager(lambda x: F.softmax(x, 0), x)
+    _compiled_equals_eager(lambda x: F.layer_norm(x[:, ::2], (20,)), x)
+
+
+def _random_reduction_program(rng: random.Random):
+    """Producers -> a reduction over random dims -> consumers back over the rows."""
+    rank = rng.randint(1, 4)
+    shape = tuple(rng.choice([1, 2, 3, 5, 8]) for _ in range(rank))
+    axes = tuple(sorted(rng.sample(range(rank), rng.randint(1, rank))))
+    keepdim = rng.random() < 0.6
+    kind = rng.choice(["sum", "amax", "mean", "softmax", "norm"])
+    pre = rng.choice([lambda x: x, lambda x: x.exp(), lambda x: x * 2 + 1,
+                      lambda x: x.tanh() - x])
+
+    def program(x, y):
+        h = pre(x)
+        if kind == "sum":
+            r = h.sum(axes, keepdim=keepdim)
+        elif kind == "amax":
+            r = h.amax(axes, keepdim=keepdim)
+        elif kind == "mean":
+            r = h.mean(axes, keepdim=keepdim)
+        elif kind == "softmax":
+            m = h.amax(axes, keepdim=True)
+            e = (h - m).exp()
+            return e / e.sum(axes, keepdim=True) * y
+        else:
+            mu = h.mean(axes, keepdim=True)
+            var = ((h - mu) ** 2).mean(axes, keepdim=True)
+            return (h - mu) / (var + 1e-5).sqrt() + y
+        # Consumers: per row, and back over the full shape when the shapes line up.
+        out = r * 0.5 + 1
+        return (out, h - r) if keepdim else (out,)
+
+    data = np.random.default_rng(rng.randrange(1 << 30))
+    x = ember.tensor(data.standard_normal(shape).astype(np.float32))
+    if rank >= 2 and rng.random() < 0.4:
+        x = ember.tensor(data.standard_normal(shape[::-1]).astype(np.float32)).permute(
+            *reversed(range(rank)))
+    y = ember.tensor(data.standard_normal(shape[rng.randint(0, rank):]).astype(np.float32))
+    return program, x, y
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_reduction_programs(seed):
+    program, x, y = _random_reduction_program(random.Random(seed))
+    _compiled_equals_eager(program, x, y)
