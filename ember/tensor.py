@@ -63,7 +63,7 @@ class Tensor:
     tensor([4., 6.])
     """
 
-    __slots__ = ("_data", "requires_grad", "grad", "_node", "_version", "_retains_grad",
+    __slots__ = ("_data", "requires_grad", "_grad", "_node", "_version", "_retains_grad",
                  "_device", "_xp", "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
@@ -76,7 +76,7 @@ class Tensor:
     def _init(t: Tensor, data, requires_grad: bool) -> None:
         t._data = data
         t.requires_grad = requires_grad
-        t.grad = None
+        t._grad = None
         t._node = None
         t._version = 0
         t._retains_grad = False
@@ -93,7 +93,25 @@ class Tensor:
         return t
 
     def _fresh_copy(self) -> Tensor:
-        return Tensor._wrap(self._data.copy(), False)
+        t = Tensor._wrap(self._data.copy(), False)
+        if _dispatch_mod.tracer is not None:  # same value: a compiled call must know it
+            _dispatch_mod.tracer.alias(t, self)
+        return t
+
+    # ``.grad`` is a property so that a compiled function sees which gradients it read and
+    # assigned (``loss.backward()`` and ``zero_grad()`` inside ``@ember.compile``).
+    @property
+    def grad(self) -> Tensor | None:
+        g = self._grad
+        if g is not None and _dispatch_mod.tracer is not None:
+            _dispatch_mod.tracer.read_grad(self, g)
+        return g
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if _dispatch_mod.tracer is not None:
+            _dispatch_mod.tracer.set_grad(self, value)
+        self._grad = value
 
     # ---- metadata ---------------------------------------------------------------------
     @property

@@ -23,10 +23,26 @@ from ember.dtypes import DType
 
 @dataclass
 class InputSource:
-    """Where a graph input comes from at call time."""
-    kind: str          # "arg" (a path into the call's arguments) or "captured"
+    """Where a graph input comes from at call time.
+
+    kinds: "arg" (a path into the call's arguments), "env" (a value computed by an earlier
+    segment of the same call), "captured" (a tensor reached from
+    the function: a parameter, a closure, a global), "grad" (``tensor.grad`` of a
+    captured tensor, re-read each call since backward assigns new ones), "value" (a
+    Python number read through ``getter`` each call, e.g. an optimizer's learning rate).
+    """
+    kind: str
     path: str          # "args[0]", "kwargs['x']", or a description of the captured tensor
     tensor: Any = None  # the captured Tensor (kept for the entry's lifetime), None for args
+    getter: Any = None  # kind "value": returns the current Python number
+
+    def current(self):
+        """The tensor this input reads at this moment (None if a gradient is missing)."""
+        if self.kind == "grad":
+            return self.tensor._grad
+        if self.kind == "value":
+            return type(self.tensor)(self.getter(), dtype=self.tensor.dtype)
+        return self.tensor
 
 
 _DT_SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "b8"}
@@ -42,6 +58,9 @@ class Graph:
         self.consts: dict[int, Any] = {}       # node id -> array value
         self.outputs: list[int] = []
         self.writebacks: list[tuple[int, int]] = []  # (input node id, node with its new value)
+        # ``tensor.grad = ...`` done by the call: (input node of the tensor, index into
+        # ``outputs`` of the new gradient, or None for ``.grad = None``).
+        self.grad_writes: list[tuple[int, int | None]] = []
         self._next = 0
 
     # ---- building -------------------------------------------------------------------
@@ -130,6 +149,7 @@ class Graph:
         g.consts = dict(self.consts)
         g.outputs = list(self.outputs)
         g.writebacks = list(self.writebacks)
+        g.grad_writes = list(self.grad_writes)
         g._next = self._next
         return g
 
@@ -161,6 +181,10 @@ class Graph:
         lines.append("return " + ", ".join(f"%{o}" for o in self.outputs))
         for i, v in self.writebacks:
             lines.append(f"writeback {self[i]['attrs']['path']} <- %{v}")
+        for i, k in self.grad_writes:
+            if k is None or k < len(self.outputs):
+                value = "None" if k is None else f"%{self.outputs[k]}"
+                lines.append(f"{self[i]['attrs']['path']}.grad <- {value}")
         return "\n".join(lines)
 
     __str__ = text

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ember import autograd, dispatch as _dispatch
+from ember.inspect import hooks as _inspect
 from ember.ir.graph import Graph, InputSource
 from ember.ir.passes import run_pipeline
 from ember.runtime.plan import Plan, build_plan
@@ -83,6 +84,8 @@ class Trace:
             c = g.consts.get(n)
             sig.append((n, d["op"], d["args"], _attr_key(d["attrs"]), d["shape"], d["dtype"].name,
                         None if c is None else (c.shape, c.tobytes())))
+        if upto >= g._next:  # the whole call: what it writes back must agree too
+            sig.append(("effects", tuple(g.outputs), tuple(g.writebacks), tuple(g.grad_writes)))
         return sig
 
 
@@ -103,7 +106,7 @@ class Segment:
     needs: set = field(default_factory=set)
     plan: Plan | None = None
     graph: Graph | None = None       # the optimized segment graph
-    captured: list = field(default_factory=list)  # (input id, tensor), listed once per build
+    captured: list = field(default_factory=list)  # (input id, InputSource, meta) per build
     traced: Graph | None = None
 
 
@@ -125,9 +128,11 @@ class CompiledFunction:
         self.counters = {"calls": 0, "compiles": 0, "cache_hits": 0, "eager_calls": 0}
         self.recompile_reasons: list[str] = []
         self.fallbacks: list[str] = []
+        self.notes: list[str] = []   # things worth knowing that cost nothing (warm-ups)
         self.breaks: list[tuple[str, str]] = []
         self._warned: set[str] = set()
         self._modules = None
+        self.record = _inspect.track(self)  # times and why each cache entry exists
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
         return self if obj is None else functools.partial(self, obj)
@@ -149,6 +154,7 @@ class CompiledFunction:
                 self.recompile_reasons.append(reason)
                 _log("recompiles", f"{self.__name__}: recompiling: {reason}")
             entry = self.cache[key] = Entry(self)
+            self.record.entry_created(entry, key, reason or "first call")
             return entry.first_call(args, kwargs, leaves)
         if entry.state == "eager":
             return self._eager(args, kwargs)
@@ -157,10 +163,15 @@ class CompiledFunction:
         changed = entry.captured_changed()
         if changed:
             self.recompile_reasons.append(changed)
+            _log("recompiles", f"{self.__name__}: recompiling: {changed}")
             entry = self.cache[key] = Entry(self)
+            self.record.entry_created(entry, key, changed)
             return entry.first_call(args, kwargs, leaves)
         self.counters["cache_hits"] += 1
-        return entry.run(args, kwargs, leaves)
+        t0 = _inspect.clock()
+        out = entry.run(args, kwargs, leaves)
+        self.record.hit(entry, _inspect.clock() - t0)
+        return out
 
     def _eager(self, args, kwargs):
         self.counters["eager_calls"] += 1
@@ -225,8 +236,16 @@ class CompiledFunction:
         """Counters and reasons: compiles, cache hits, recompiles, fallbacks, graph breaks."""
         return dict(self.counters, cache_entries=len(self.cache),
                     recompile_reasons=list(self.recompile_reasons),
-                    fallbacks=list(self.fallbacks),
+                    fallbacks=list(self.fallbacks), notes=list(self.notes),
                     breaks=[f"{r} at {loc}" for r, loc in self.breaks])
+
+    def cache_report(self) -> str:
+        """Each cache entry: its guard key, why it was made (first call or the failed guard).
+
+        >>> f(ember.ones(2, 3)); f(ember.ones(4, 3)); print(f.cache_report())
+        """
+        from ember.inspect.cache import cache_report
+        return cache_report(self)
 
 
 def _cell_ok(c) -> bool:
@@ -277,6 +296,7 @@ class Entry:
         self.traces: list[Trace] = []
         self.captured: list = []
         self.captured_meta: list = []
+        self.warmups = 0
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):
@@ -289,11 +309,13 @@ class Entry:
                 nid = tracer.env[id(v)]
                 arg_paths.setdefault(nid, i)
                 snapshot[nid] = copy_same_layout(v._data)
+        t0 = _inspect.clock()
         with tracing(tracer):
             result = self.owner.fn(*args, **kwargs)
             out_leaves, out_spec = pytree.flatten(result)
             tensors = [v for _, v in out_leaves if isinstance(v, Tensor)]
             graph = tracer.finish(tensors)
+        _inspect.traced(self.owner, self, _inspect.clock() - t0)
         template, k = [], 0
         for _, v in out_leaves:
             if isinstance(v, Tensor):
@@ -314,18 +336,23 @@ class Entry:
             self.state = "eager"
             owner._fallback(trace.failed, trace.failed_at)
             return result
+        self._start(trace, snapshot, result)
+        return result
+
+    def _start(self, trace: Trace, snapshot: dict, result) -> None:
+        owner = self.owner
         self.traces.append(trace)
         self.captured = list(trace.captured)
         self.captured_meta = [_meta(t) for t in self.captured]
         for o in trace.observations:
-            owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
+            if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
+                owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
             _log("breaks", f"{owner.__name__}: graph break: {o.how}() at {o.location}")
         try:
             self._add_path(trace, snapshot, result)
         except _Mismatch as e:
             self.state = "eager"
             owner._fallback(str(e))
-        return result
 
     def second_call(self, args, kwargs, leaves):
         """Trace once more and compare: Python state that changed would be frozen."""
@@ -335,7 +362,18 @@ class Entry:
         a, b = first.signature(upto), trace.signature(upto)
         if a != b:
             n = next((x[0] for x, y in zip(a, b) if x != y), min(len(a), len(b)))
-            loc = trace.graph[n]["src"] if n in trace.graph.nx else ""
+            loc = (trace.graph[n]["src"] if isinstance(n, int) and n in trace.graph.nx
+                   else "")
+            if self.warmups < 1 and not trace.failed:
+                # State created lazily on the first call (an optimizer's momentum buffers,
+                # gradients that did not exist yet) makes call 1 differ from call 2: start
+                # over from call 2, and compare it with call 3.
+                self.warmups += 1
+                self.owner.notes.append(f"call 1 differed from call 2 (at {loc or 'the end'});"
+                                        " compiled from call 2 on")
+                self.root, self.traces = None, []
+                self._start(trace, snapshot, result)
+                return result
             self.state = "eager"
             self.owner._fallback("a Python value differed between the first two calls (it would "
                                  "be frozen into the compiled code); this signature runs eagerly",
@@ -420,9 +458,11 @@ class Entry:
         sg = _segment_graph(g, seg.lo, seg.hi, sorted(seg.needs),
                             g.writebacks if seg.obs is None else [])
         seg.traced = sg.copy()
-        sg = run_pipeline(sg, log=_pass_logger(self.owner) if _enabled("passes") else None)
+        t0, passlog = _inspect.clock(), _inspect.pass_recorder(self.owner)
+        sg = run_pipeline(sg, log=passlog)
         seg.graph = sg
-        seg.captured = [(n, s.tensor) for n, s in sg.sources.items() if s.kind == "captured"]
+        seg.captured = [(n, s, _meta(s.current())) for n, s in sg.sources.items()
+                        if s.kind in ("captured", "grad", "value")]
         inputs = {n: env[n] for n in sg.inputs}
         plan, local = build_plan(sg, inputs, escaping,
                                  on_fallback=lambda r, loc: self.owner._fallback(
@@ -435,10 +475,13 @@ class Entry:
         for k in plan.kernels:
             if k.backend == "llvm":
                 _log("kernels", f"{k.name} ({'+'.join(k.ops)}):\n{k.source}")
+        _inspect.segment_built(self.owner, seg, env, passlog, _inspect.clock() - t0)
 
     # ---- replay -------------------------------------------------------------------------
     def run(self, args, kwargs, leaves):
-        if autograd.is_grad_enabled() and (
+        # A call that ran backward itself (a training step) has consumed its graph: its
+        # outputs are returned without one, like values read after ``loss.backward()``.
+        if not self.traces[0].graph.grad_writes and autograd.is_grad_enabled() and (
                 any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
                 or any(t.requires_grad for t in self.captured)):
             return self._run_with_autograd(args, kwargs, leaves)
@@ -449,7 +492,11 @@ class Entry:
         seg = self.root
         verify = self.owner.mode == "verify"
         while True:
-            self._fill_captured(seg, env)
+            try:
+                self._fill_captured(seg, env)
+            except _Stale as e:  # e.g. a gradient set to None outside: run this call eagerly
+                self.owner.recompile_reasons.append(f"eager call: {e}")
+                return self.owner._eager(args, kwargs)
             if verify:
                 _verify_segment(self.owner, seg, env)
             seg.plan.run(env)
@@ -476,7 +523,11 @@ class Entry:
         return self._outputs(seg.trace, env, leaves)
 
     def _fill_captured(self, seg: Segment, env: dict) -> None:
-        for nid, t in seg.captured:  # read every call: optimizers update them in place
+        for nid, source, meta in seg.captured:  # read every call: optimizers update them
+            t = source.current()
+            if source.kind != "captured" and (t is None or _meta(t) != meta):
+                raise _Stale(f"{source.path} is {'None' if t is None else _meta(t)}, "
+                             f"was {meta} when compiled")
             env[nid] = t._data
 
     def _outputs(self, trace: Trace, env: dict, leaves):
@@ -485,6 +536,9 @@ class Entry:
             t = _input_tensor(g, inp, trace, leaves)
             t._data[...] = env[val]
             t._version += 1
+        for inp, out in g.grad_writes:
+            t = _input_tensor(g, inp, trace, leaves)
+            t._grad = None if out is None else Tensor._wrap(env[g.outputs[out]])
         outs = []
         for kind, v in trace.out_leaves:
             if kind == "V":
@@ -514,7 +568,7 @@ class Entry:
                     continue
                 d = g[n]
                 if d["op"] == "input":
-                    tenv[n] = g.sources[n].tensor
+                    tenv[n] = g.sources[n].current()
                 elif d["op"] == "const":
                     tenv[n] = Tensor._wrap(g.consts[n])
                 else:
@@ -539,6 +593,9 @@ class Entry:
                 t = _input_tensor(g, inp, seg.trace, leaves)
                 t._data[...] = tenv[val]._data
                 t._version += 1
+            for inp, out in g.grad_writes:
+                _input_tensor(g, inp, seg.trace, leaves)._grad = (
+                    None if out is None else tenv[g.outputs[out]].detach())
         outs = []
         for kind, v in seg.trace.out_leaves:
             if kind == "V":
@@ -565,8 +622,8 @@ def _trace_through(entry: Entry, seg: Segment) -> Graph:
 
 def _input_tensor(g: Graph, nid: int, trace: Trace, leaves):
     src = g.sources[nid]
-    if src.kind == "captured":
-        return src.tensor
+    if src.kind != "arg":
+        return src.current()
     return leaves[trace.arg_paths[nid]][1]
 
 
@@ -591,6 +648,7 @@ def _divergence(a: Trace, b: Trace) -> int:
 def _segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> Graph:
     """The nodes of [lo, hi); values from earlier segments become inputs."""
     sg = g.copy()
+    sg.grad_writes = []  # applied by the caller from the whole trace's outputs
     used_before = set()
     for n in g.nodes():
         if lo <= n < hi:
@@ -629,6 +687,10 @@ def _escaping(g: Graph) -> set[int]:
 
 class _Mismatch(Exception):
     pass
+
+
+class _Stale(Exception):
+    """A captured input the plan was built for is gone or changed layout."""
 
 
 def _close(a, b) -> bool:
@@ -683,21 +745,9 @@ def _verify_segment(owner, seg: Segment, env: dict) -> None:
 
 # ---- logging -------------------------------------------------------------------------------
 
-def _enabled(channel: str) -> bool:
-    from ember.inspect import logs
-    return logs.enabled(channel)
-
-
 def _log(channel: str, text: str) -> None:
     from ember.inspect import logs
     logs.log(channel, text)
-
-
-def _pass_logger(owner):
-    def log(name, before, after, seconds):
-        _log("passes", f"{owner.__name__}: pass {name}: {before.count(chr(10)) + 1} -> "
-             f"{after.count(chr(10)) + 1} lines in {seconds * 1e3:.2f} ms")
-    return log
 
 
 # ---- the decorator -------------------------------------------------------------------------
@@ -740,6 +790,9 @@ class CompiledModule:
 
     def stats(self) -> dict:
         return self._compiled_forward.stats()
+
+    def cache_report(self) -> str:
+        return self._compiled_forward.cache_report()
 
     def __repr__(self) -> str:
         return f"Compiled({self._orig_mod!r})"

@@ -56,6 +56,8 @@ class Tracer:
         self.stale: set[int] = set()       # views whose memory was overwritten in place
         self.captured: list = []
         self.input_of: dict[int, int] = {}  # id(tensor) -> its input node
+        self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
+        self.grads: dict[int, tuple] = {}      # id(owner) -> (owner, assigned .grad or None)
 
     # ---- called by the compile front end ----------------------------------------------
     def add_arg(self, t, path: str) -> None:
@@ -70,8 +72,15 @@ class Tracer:
         if nid is None:
             src = user_frame()
             desc = f"captured[{len(self.captured)}]"
-            nid = self.graph.add_input(InputSource("captured", desc, t), t.shape, t.dtype,
-                                       t.device, src)
+            owner = self.grad_owner.get(id(t))
+            if owner is not None and owner._grad is t:
+                # A gradient made before this call: read ``owner.grad`` at every call,
+                # since backward assigns a new tensor each time.
+                self.node_of(owner)
+                source = InputSource("grad", f"{desc}.grad", owner)
+            else:
+                source = InputSource("captured", desc, t)
+            nid = self.graph.add_input(source, t.shape, t.dtype, t.device, src)
             self.env[id(t)] = self.input_of[id(t)] = nid
             self.keep.append(t)
             self.captured.append(t)
@@ -122,6 +131,19 @@ class Tracer:
         self.mutated[id(t)] = t
         self.keep.append(t)
 
+    def read_grad(self, owner, g) -> None:
+        """``owner.grad`` was read and gave ``g``."""
+        self.grad_owner[id(g)] = owner
+        self.keep.append(owner)
+
+    def set_grad(self, owner, value) -> None:
+        """``owner.grad = value``: replayed at the end of every compiled call."""
+        if value is not None:
+            self.node_of(value)
+        self.node_of(owner)
+        self.grads[id(owner)] = (owner, value)
+        self.keep.append(owner)
+
     def observe(self, t, how: str) -> None:
         if self.fullgraph:
             self.fail(f"graph break: {how}() reads a tensor's value")
@@ -133,6 +155,16 @@ class Tracer:
     def finish(self, output_tensors: list) -> Graph:
         g = self.graph
         g.outputs = [self.node_of(t) for t in output_tensors]
+        # Gradients assigned during the call become extra outputs (fresh every call).
+        for owner, value in self.grads.values():
+            orig = self.input_of.get(id(owner))
+            if orig is None:  # a tensor made during the call: nothing to replay
+                continue
+            if value is None:
+                g.grad_writes.append((orig, None))
+            else:
+                g.grad_writes.append((orig, len(g.outputs)))
+                g.outputs.append(self.node_of(value))
         for t in self.mutated.values():
             orig = self.input_of.get(id(t))
             if orig is not None and self.env[id(t)] != orig:
