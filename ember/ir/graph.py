@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from ember.dtypes import DType
 
@@ -41,7 +42,7 @@ class InputSource:
         if self.kind == "grad":
             return self.tensor._grad
         if self.kind == "value":
-            return type(self.tensor)(self.getter(), dtype=self.tensor.dtype)
+            return self.tensor._wrap(np.asarray(float(self.getter()), self.tensor._data.dtype))
         return self.tensor
 
 

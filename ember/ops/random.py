@@ -16,6 +16,22 @@ def manual_seed(seed: int) -> None:
     _generators.clear()
 
 
+class preserved_rng:
+    """Context manager: random draws inside it leave every generator as it was (the
+    compiler runs a plan once while building it; that must not shift the user's stream)."""
+
+    def __enter__(self):
+        import copy
+        self._saved = (_seed, {k: copy.deepcopy(g) for k, g in _generators.items()})
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _seed
+        _seed, saved = self._saved
+        _generators.clear()
+        _generators.update(saved)
+
+
 def generator(xp):
     g = _generators.get(xp.__name__)
     if g is None:

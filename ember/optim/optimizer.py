@@ -11,6 +11,7 @@ import copy
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from ember import dispatch as _dispatch
 from ember.autograd import enable_grad
 from ember.tensor import Tensor
 
@@ -88,6 +89,19 @@ class Optimizer:
         if any(id(p) in seen for p in params):
             raise ValueError("some parameters appear in more than one parameter group")
         self.param_groups.append(group)
+
+    @staticmethod
+    def _lr(group: dict[str, Any]):
+        """The group's learning rate. Inside ``@ember.compile`` it is a 0-dim float64
+        tensor read from ``group["lr"]`` at every call, so a changed learning rate (a
+        scheduler, a hand edit of ``param_groups``) takes effect without a recompile;
+        float64 keeps PyTorch's Python-double arithmetic, and a 0-dim tensor does not
+        promote the float32 tensors it touches."""
+        lr = group["lr"]
+        tracer = _dispatch.tracer
+        if tracer is None or isinstance(lr, Tensor):
+            return lr
+        return tracer.python_input(group, "lr")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all optimized tensors.

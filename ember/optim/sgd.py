@@ -43,7 +43,7 @@ class SGD(Optimizer):
         """Update every parameter that has a gradient; returns the closure's loss, if any."""
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            lr = group["lr"]
+            lr = self._lr(group)
             momentum = group["momentum"]
             dampening = group["dampening"]
             weight_decay = group["weight_decay"]

@@ -26,6 +26,7 @@ from ember import autograd, dispatch as _dispatch
 from ember.inspect import hooks as _inspect
 from ember.ir.graph import Graph, InputSource
 from ember.ir.passes import run_pipeline
+from ember.ops.random import preserved_rng
 from ember.runtime.plan import Plan, build_plan
 from ember.tensor import Tensor
 from ember.tracer import pytree
@@ -132,6 +133,7 @@ class CompiledFunction:
         self.breaks: list[tuple[str, str]] = []
         self._warned: set[str] = set()
         self._modules = None
+        self._cands = None
         self.record = _inspect.track(self)  # times and why each cache entry exists
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
@@ -200,14 +202,14 @@ class CompiledFunction:
             else:
                 parts.append(("O", id(v)))
         parts.append(tuple(m.training for m in self._training_modules(leaves)))
+        parts.append(tuple(_hyperparameters(o) for o in self._optimizers(leaves)))
         return tuple(parts)
 
-    def _training_modules(self, leaves):
-        """Modules whose train/eval mode the function may read."""
+    def _reachable(self) -> list:
+        """Objects the function can reach: its closure, the globals it names, its self."""
         from ember.nn import Module
 
-        if self._modules is None:
-            found = []
+        if self._cands is None:
             fn = getattr(self.fn, "__func__", self.fn)
             cands = list(getattr(self.fn, "__self__", None) and [self.fn.__self__] or [])
             cands += [c.cell_contents for c in (getattr(fn, "__closure__", None) or ())
@@ -218,12 +220,26 @@ class CompiledFunction:
                 cands += [g[n] for n in code.co_names if n in g]
             if isinstance(self.fn, Module):
                 cands.append(self.fn)
-            for c in cands:
-                if isinstance(c, Module):
-                    found.extend(c.modules())
-            self._modules = found
+            self._cands = cands
+        return self._cands
+
+    def _training_modules(self, leaves):
+        """Modules whose train/eval mode the function may read."""
+        from ember.nn import Module
+
+        if self._modules is None:
+            self._modules = [m for c in self._reachable() if isinstance(c, Module)
+                             for m in c.modules()]
         extra = [m for _, v in leaves if isinstance(v, Module) for m in v.modules()]
         return self._modules + extra
+
+    def _optimizers(self, leaves):
+        """Optimizers whose hyperparameters the function may read (guarded, except the
+        learning rate, which is read at every call: see ``Optimizer._lr``)."""
+        from ember.optim import Optimizer
+
+        return ([c for c in self._reachable() if isinstance(c, Optimizer)]
+                + [v for _, v in leaves if isinstance(v, Optimizer)])
 
     def _recompile_reason(self, key) -> str:
         if not self.cache:
@@ -248,6 +264,17 @@ class CompiledFunction:
         return cache_report(self)
 
 
+def _hyperparameters(opt) -> tuple:
+    """An optimizer's guarded settings: every group option but its params and lr."""
+    out = []
+    for i, group in enumerate(opt.param_groups):
+        for k, v in group.items():
+            if k not in ("params", "lr") and isinstance(v, (int, float, bool, str, tuple)):
+                out.append((f"{type(opt).__name__}.param_groups[{i}]['{k}']", v))
+    out.append((f"{type(opt).__name__} parameter groups", len(opt.param_groups)))
+    return tuple(out)
+
+
 def _cell_ok(c) -> bool:
     try:
         c.cell_contents
@@ -263,10 +290,16 @@ def describe_key_change(old, new) -> str:
     if old[1] != new[1]:
         return f"grad mode changed ({old[1]} -> {new[1]})"
     if old[-1] != new[-1]:
+        for a, b in zip(old[-1], new[-1]):
+            for (name, x), (_, y) in zip(a, b):
+                if x != y:
+                    return f"optimizer setting {name} changed {x!r} -> {y!r}"
+        return "an optimizer's settings changed"
+    if old[-2] != new[-2]:
         return "a module switched between train() and eval()"
     if len(old) != len(new):
         return "number of arguments changed"
-    for i, (a, b) in enumerate(zip(old[2:-1], new[2:-1])):
+    for i, (a, b) in enumerate(zip(old[2:-2], new[2:-2])):
         if a == b:
             continue
         if a[0] == "T" and b[0] == "T":
@@ -447,11 +480,12 @@ class Entry:
                 seg.plan = None
         escaping = _escaping(g)
         env = dict(snapshot)
-        for seg in path:
-            if seg.plan is None:
-                self._build_segment(seg, g, env, escaping)
-            else:
-                seg.plan.run(env)
+        with preserved_rng():  # the traced call already drew this call's random numbers
+            for seg in path:
+                if seg.plan is None:
+                    self._build_segment(seg, g, env, escaping)
+                else:
+                    seg.plan.run(env)
         _check_against_eager(self.owner, trace, env, result)
 
     def _build_segment(self, seg: Segment, g: Graph, env: dict, escaping: set) -> None:
@@ -507,6 +541,8 @@ class Entry:
             if child is None:  # a branch not seen yet: trace it (this call runs eagerly)
                 self.owner.recompile_reasons.append(
                     f"new value {_short(value)} of {seg.obs.how}() at {seg.obs.location}")
+                _log("recompiles", f"{self.owner.__name__}: recompiling: "
+                     f"{self.owner.recompile_reasons[-1]}")
                 result, trace, snapshot = self._trace(args, kwargs, leaves)
                 self.owner.counters["compiles"] += 1
                 if trace.failed:
@@ -736,11 +772,11 @@ def _verify_segment(owner, seg: Segment, env: dict) -> None:
         step(local)
         for n in info.nodes:
             if n in local and not _close(local[n], ref[n]):
-                raise VerificationError(
-                    f"ember.compile(mode='verify') of {owner.__name__}: kernel {info.name} "
-                    f"({info.backend}: {'+'.join(info.ops)}) computed %{n} differently from eager; "
-                    f"max abs diff {np.nanmax(np.abs(np.asarray(local[n], float) - np.asarray(ref[n], float)))}"
-                    f"\n  source lines: {', '.join(info.src) or '?'}")
+                msg = (f"ember.compile(mode='verify') of {owner.__name__}: kernel {info.name} "
+                       f"({info.backend}: {'+'.join(info.ops)}) computed %{n} differently from eager; "
+                       f"max abs diff {np.nanmax(np.abs(np.asarray(local[n], float) - np.asarray(ref[n], float)))}"
+                       f"\n  source lines: {', '.join(info.src) or '?'}")
+                raise VerificationError(f"{msg}\n  {_inspect.verify_failed(owner, seg, inputs, info, msg)}")
 
 
 # ---- logging -------------------------------------------------------------------------------

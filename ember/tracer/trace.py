@@ -58,6 +58,7 @@ class Tracer:
         self.input_of: dict[int, int] = {}  # id(tensor) -> its input node
         self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
         self.grads: dict[int, tuple] = {}      # id(owner) -> (owner, assigned .grad or None)
+        self.values: dict[tuple, Any] = {}     # (id(dict), key) -> tensor of a Python input
 
     # ---- called by the compile front end ----------------------------------------------
     def add_arg(self, t, path: str) -> None:
@@ -130,6 +131,25 @@ class Tracer:
         self.env[id(t)] = self.node_of(result)
         self.mutated[id(t)] = t
         self.keep.append(t)
+
+    def python_input(self, container: dict, key: str):
+        """A 0-dim float64 tensor holding ``container[key]``, as a graph input that is
+        read again at every call (one per container and key)."""
+        from ember.tensor import Tensor
+
+        cached = self.values.get((id(container), key))
+        if cached is not None:
+            return cached
+        # Made directly, not with ember.tensor(): that would record a constant.
+        t = Tensor._wrap(np.asarray(float(container[key]), dtype=np.float64))
+        source = InputSource("value", f"{key}#{len(self.values)}", t,
+                             getter=lambda: container[key])
+        nid = self.graph.add_input(source, t.shape, t.dtype, t.device, user_frame())
+        self.env[id(t)] = self.input_of[id(t)] = nid
+        self.keep.append(t)
+        self.snapshots[nid] = t._data.copy()
+        self.values[(id(container), key)] = t
+        return t
 
     def read_grad(self, owner, g) -> None:
         """``owner.grad`` was read and gave ``g``."""

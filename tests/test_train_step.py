@@ -1,0 +1,219 @@
+"""A whole training step under @ember.compile: zero_grad, forward, loss.backward() and
+optimizer.step() in one graph give eager's losses and weights, step after step."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+import ember.nn.functional as F
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                         nn.Linear(256, 10))
+
+
+class SimpleCNN(nn.Module):
+    """PyTorch's "Training a classifier" CNN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = ember.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+OPTIMIZERS = {
+    "sgd": lambda p: ember.optim.SGD(p, lr=0.05),
+    "sgd-momentum-wd": lambda p: ember.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    "sgd-nesterov": lambda p: ember.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    "adam": lambda p: ember.optim.Adam(p, lr=1e-3),
+    "adamw": lambda p: ember.optim.AdamW(p, lr=1e-3, weight_decay=1e-2),
+}
+
+
+def make_step(model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def run_steps(make_model, opt_name, x, y, steps, compiled):
+    ember.manual_seed(0)
+    model = make_model()
+    opt = OPTIMIZERS[opt_name](model.parameters())
+    step = make_step(model, opt)
+    if compiled:
+        step = ember.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no fallback may hide a difference
+        losses = [step(x, y).item() for _ in range(steps)]
+    return losses, [p.detach().numpy().copy() for p in model.parameters()], step
+
+
+def assert_same_training(a, b, tol=2e-4):
+    (la, wa), (lb, wb) = a[:2], b[:2]
+    np.testing.assert_allclose(la, lb, rtol=tol, atol=tol)
+    for x, y in zip(wa, wb):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+def _data(shape, classes, seed=0):
+    rng = np.random.default_rng(seed)
+    return (ember.tensor(rng.standard_normal(shape).astype(np.float32)),
+            ember.tensor(rng.integers(0, classes, shape[0])))
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+def test_mlp_50_compiled_steps_equal_eager(opt_name):
+    x, y = _data((32, 784), 10)
+    eager = run_steps(mlp, opt_name, x, y, 50, compiled=False)
+    compiled = run_steps(mlp, opt_name, x, y, 50, compiled=True)
+    assert_same_training(compiled, eager)
+    stats = compiled[2].stats()
+    assert stats["cache_hits"] >= 47 and stats["eager_calls"] == 0, stats
+
+
+@pytest.mark.parametrize("opt_name", ["sgd-momentum-wd", "adam"])
+def test_cnn_50_compiled_steps_equal_eager(opt_name):
+    x, y = _data((8, 3, 32, 32), 10)
+    eager = run_steps(SimpleCNN, opt_name, x, y, 50, compiled=False)
+    compiled = run_steps(SimpleCNN, opt_name, x, y, 50, compiled=True)
+    assert_same_training(compiled, eager)
+
+
+def test_compiled_steps_match_pytorch():
+    torch = pytest.importorskip("torch")
+    x, y = _data((32, 784), 10)
+    losses, weights, _ = run_steps(mlp, "sgd-momentum-wd", x, y, 20, compiled=True)
+    ember.manual_seed(0)
+    reference = mlp()
+    tmodel = torch.nn.Sequential(torch.nn.Linear(784, 512), torch.nn.ReLU(),
+                                 torch.nn.Linear(512, 256), torch.nn.ReLU(),
+                                 torch.nn.Linear(256, 10))
+    with torch.no_grad():
+        for tp, p in zip(tmodel.parameters(), reference.parameters()):
+            tp.copy_(torch.from_numpy(p.detach().numpy()))
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    tx, ty = torch.from_numpy(x.numpy()), torch.from_numpy(y.numpy())
+    tlosses = []
+    for _ in range(20):
+        topt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(tmodel(tx), ty)
+        loss.backward()
+        topt.step()
+        tlosses.append(loss.item())
+    np.testing.assert_allclose(losses, tlosses, rtol=2e-4, atol=2e-4)
+    for w, tp in zip(weights, tmodel.parameters()):
+        np.testing.assert_allclose(w, tp.detach().numpy(), rtol=2e-4, atol=2e-4)
+
+
+def test_gradients_after_a_compiled_step_are_the_current_ones():
+    # The bug this guards against: .grad assigned inside the compiled call was frozen at
+    # its traced value, so later steps silently applied stale gradients.
+    x, y = _data((8, 20), 4)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = ember.optim.SGD(model.parameters(), lr=0.5)
+    step = ember.compile(make_step(model, opt))
+    for _ in range(5):
+        before = copy.deepcopy(model)
+        for q in before.parameters():
+            q.grad = None
+        step(x, y)
+        F.cross_entropy(before(x), y).backward()
+        for p, q in zip(model.parameters(), before.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_learning_rate_changed_through_param_groups_takes_effect():
+    x, y = _data((16, 20), 4)
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(1)
+        model = nn.Linear(20, 4)
+        opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step = make_step(model, opt)
+        step = ember.compile(step) if compiled else step
+        losses = []
+        for i in range(12):
+            opt.param_groups[0]["lr"] = 0.1 / (1 + i)      # a scheduler, by hand
+            losses.append(step(x, y).item())
+        results.append((losses, model.weight.detach().numpy().copy(), step))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-6)
+    stats = results[1][2].stats()
+    assert stats["cache_entries"] == 1 and stats["cache_hits"] >= 9, stats   # no recompiles
+
+
+def test_changed_momentum_recompiles_with_a_reason():
+    x, y = _data((16, 20), 4)
+    model = nn.Linear(20, 4)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = ember.compile(make_step(model, opt))
+    for _ in range(3):
+        step(x, y)
+    opt.param_groups[0]["momentum"] = 0.5
+    step(x, y)
+    reasons = step.stats()["recompile_reasons"]
+    assert any("momentum" in r and "0.9 -> 0.5" in r for r in reasons), reasons
+
+
+def test_gradient_accumulation_over_two_micro_batches():
+    x, y = _data((16, 20), 4)
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(2)
+        model = nn.Sequential(nn.Linear(20, 8), nn.Tanh(), nn.Linear(8, 4))
+        opt = ember.optim.Adam(model.parameters(), lr=1e-2)
+
+        def step(x, y):
+            opt.zero_grad(set_to_none=False)
+            for part in range(2):
+                xs, ys = x[part * 8:(part + 1) * 8], y[part * 8:(part + 1) * 8]
+                (F.cross_entropy(model(xs), ys) / 2).backward()
+            opt.step()
+            return model(x).sum()
+        step = ember.compile(step) if compiled else step
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            outs = [step(x, y).item() for _ in range(10)]
+        results.append((outs, [p.detach().numpy().copy() for p in model.parameters()]))
+    assert_same_training(results[1], results[0], tol=1e-5)
+
+
+def test_batchnorm_and_dropout_step_in_train_mode():
+    x, y = _data((16, 12), 3)
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(3)
+        model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(),
+                              nn.Dropout(0.3), nn.Linear(16, 3))
+        opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        step = make_step(model, opt)
+        step = ember.compile(step) if compiled else step
+        ember.manual_seed(4)   # the same dropout masks in both runs
+        losses = [step(x, y).item() for _ in range(8)]
+        bn = model[1]
+        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()]
+                        + [bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()]))
+    assert_same_training(results[1], results[0], tol=1e-5)
+    # Fresh random numbers every call: consecutive losses are not a replay of one mask.
+    assert len(set(np.round(results[1][0], 6))) == len(results[1][0])
