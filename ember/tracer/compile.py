@@ -255,6 +255,22 @@ class CompiledFunction:
                     fallbacks=list(self.fallbacks), notes=list(self.notes),
                     breaks=[f"{r} at {loc}" for r, loc in self.breaks])
 
+    def kernels(self) -> list:
+        """The steps of every compiled plan (``KernelInfo``: backend, fused ops, source),
+        without running anything.
+
+        >>> step(x, y); step(x, y); len(step.kernels())
+        """
+        out = []
+        for entry in self.cache.values():
+            stack = [entry.root] if entry.root is not None else []
+            while stack:
+                seg = stack.pop()
+                if seg.plan is not None:
+                    out.extend(seg.plan.kernels)
+                stack.extend(seg.children.values())
+        return out
+
     def cache_report(self) -> str:
         """Each cache entry: its guard key, why it was made (first call or the failed guard).
 
