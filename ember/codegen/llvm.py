@@ -928,6 +928,7 @@ class _Scalar:
 # ---- JIT ------------------------------------------------------------------------------
 
 _CACHE: dict[tuple, CompiledKernel] = {}
+_ENGINES: list = []
 _COMPILE_LOCK = threading.RLock()
 _TM = None
 
@@ -964,6 +965,9 @@ def _jit(source: str):
     pb.getModulePassManager().run(mod, pb)
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.finalize_object()
+    # Machine code lives as long as the process (as in Numba): disposing an MCJIT
+    # engine crashed here when the kernel cache was cleared, and a kernel is small.
+    _ENGINES.append(engine)
     return engine, mod
 
 
