@@ -31,3 +31,4 @@ from ember.inspect.logs import set_logs  # noqa: E402
 from ember.tracer.compile import (CompileError, VerificationError, compile,  # noqa: E402
                                   eager_mode, set_eager)
 from ember.inspect.explain import explain  # noqa: E402
+from ember.inspect.dump import set_dump_dir  # noqa: E402

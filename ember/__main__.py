@@ -1,6 +1,7 @@
-"""The ``ember`` command: ``ember demo`` (also ``python -m ember demo``).
+"""The ``ember`` command: ``ember demo``, ``ember inspect`` (also ``python -m ember ...``).
 
 >>> ember demo --epochs 10
+>>> ember inspect examples/inspect_example.py:loss_fn --arg "f32[4,8]" --arg "i64[4]"
 """
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ def _demo(argv: list[str]) -> int:
     return demo_main(argv)
 
 
+def _inspect(argv: list[str]) -> int:
+    from ember.inspect.cli import main as inspect_main
+
+    return inspect_main(argv)
+
+
 # Subcommand -> (entry point taking the remaining arguments, one-line help).
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "demo": (_demo, "train a small MLP on scikit-learn's handwritten digits"),
+    "inspect": (_inspect, "compile a function from a script on random inputs and explain it"),
 }
 
 

@@ -11,6 +11,7 @@ class GraphReport:
     """One compiled graph (a segment between graph breaks)."""
     graph: Graph            # the optimized IR
     traced: Graph           # the IR as traced, before passes
+    kernels: list = field(default_factory=list)      # this graph's runtime.plan.KernelInfo
 
     @property
     def nx(self):
@@ -56,6 +57,14 @@ class ExplainReport:
             lines.append(f"  {k.name:<10} {k.backend:<7} {'+'.join(k.ops)}{where}{extra}")
         return "\n".join(lines)
 
+    def to_html(self) -> str:
+        """One self-contained HTML page: pictures, IR text and kernel sources side by side.
+
+        >>> open("report.html", "w").write(ember.explain(f, x).to_html())
+        """
+        from ember.inspect.html import report_html
+        return report_html(self)
+
 
 def _short(src: str) -> str:
     import os
@@ -87,7 +96,7 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
         while stack:
             seg = stack.pop()
             if seg.graph is not None:
-                report.graphs.append(GraphReport(seg.graph, seg.traced))
+                report.graphs.append(GraphReport(seg.graph, seg.traced, list(seg.plan.kernels)))
                 report.kernels.extend(seg.plan.kernels)
             stack.extend(reversed(list(seg.children.values())))
     report.breaks = [Break(r, loc) for r, loc in cf.breaks]

@@ -1,16 +1,30 @@
-"""EMBER_LOGS: a comma list of channels (graph, passes, fusion, kernels, recompiles, breaks,
-perf), also settable from Python with ``ember.set_logs("graph,breaks")``."""
+"""EMBER_LOGS: a comma list of channels, also settable with ``ember.set_logs("graph,breaks")``.
+
+    graph       each captured graph as text (and where its dump folder went)
+    passes      node counts before/after each pass and the IR lines it changed
+    fusion      each graph's kernels, and why neighbouring nodes were not fused
+    kernels     the generated source of every kernel (LLVM IR, CUDA C)
+    recompiles  every recompile, with the guard that failed
+    breaks      graph breaks and fallbacks to eager, with the user's line
+    perf        compile time per stage; time per kernel (printed at exit)
+    summary     at exit: per compiled function, calls, hits, recompiles, time saved
+
+Every line goes to stderr as ``[ember:<channel>] ...``.
+"""
 from __future__ import annotations
 
 import os
 import sys
 
-CHANNELS = ("graph", "passes", "fusion", "kernels", "recompiles", "breaks", "perf")
+CHANNELS = ("graph", "passes", "fusion", "kernels", "recompiles", "breaks", "perf", "summary")
 _active: set[str] = set()
 
 
 def set_logs(channels: str | list[str] = "") -> None:
-    """Turn log channels on (``"all"`` for every channel, ``""`` for none)."""
+    """Turn log channels on (``"all"`` for every channel, ``""`` for none).
+
+    >>> ember.set_logs("recompiles,breaks")
+    """
     if isinstance(channels, str):
         channels = [c.strip() for c in channels.split(",") if c.strip()]
     chosen = set(CHANNELS) if "all" in channels else set(channels)
@@ -19,13 +33,22 @@ def set_logs(channels: str | list[str] = "") -> None:
         raise ValueError(f"unknown EMBER_LOGS channel(s) {sorted(unknown)}; known: {CHANNELS}")
     _active.clear()
     _active.update(chosen)
+    # These two print at exit; registering only when asked keeps atexit clean otherwise.
+    if "summary" in chosen:
+        from ember.inspect import summary
+        summary.register_at_exit()
+    if "perf" in chosen:
+        from ember.inspect import perf
+        perf.register_at_exit()
 
 
 def enabled(channel: str) -> bool:
+    """Is ``channel`` on?"""
     return channel in _active
 
 
 def log(channel: str, text: str) -> None:
+    """Print ``text`` to stderr if ``channel`` is on."""
     if channel in _active:
         print(f"[ember:{channel}] {text}", file=sys.stderr)
 

@@ -1,0 +1,149 @@
+"""Why the graph became these kernels: the fused groups, and why neighbours stayed apart.
+
+The plan's kernels say which nodes ran together. For every edge between two op nodes
+that ended in different kernels, ``explain_fusion`` names the rule of ember/ir/passes/
+fuse.py that kept them apart: an op the code generators do not emit (BLAS matmul,
+movement views), iteration spaces that cannot share one loop nest, a merge that would
+make a cycle between kernels, or broadcasting that would index a value differently.
+
+>>> report = ember.explain(lambda x: (x * 2).sum() + x.t(), ember.randn(4, 4))
+>>> print(explain_fusion(report.graphs[0].graph, report.graphs[0].kernels))
+kernel0  llvm   %1 mul, %2 sum  f32[]
+...
+not fused: %2 sum -> %4 add: iteration spaces differ ([4,4] reducing dims 0,1 vs [4,4]) ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ember.ir.passes.fuse import FUSIBLE, REDUCE_OPS, _merge, fuse, fusible
+from ember.ops.registry import OPS
+
+_LEAVES = ("input", "const")
+
+
+@dataclass
+class NotFused:
+    producer: int
+    consumer: int
+    reason: str
+
+
+@dataclass
+class FusionReport:
+    """The kernels of one graph (``kernels``: plan KernelInfos) and the unfused edges."""
+    graph: object
+    kernels: list
+    not_fused: list[NotFused] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        g = self.graph
+        lines = []
+        for k in self.kernels:
+            members = ", ".join(_node(g, n) for n in k.nodes if n in g.nx)
+            shape = g.type_str(k.nodes[-1]) if k.nodes and k.nodes[-1] in g.nx else ""
+            extra = f"  [fell back: {k.reason}]" if k.reason else ""
+            lines.append(f"{k.name:<9}{k.backend:<7}{members}  {shape}{extra}")
+        users: dict[tuple[int, str], list[int]] = {}  # one line per producer and reason
+        for nf in self.not_fused:
+            users.setdefault((nf.producer, nf.reason), []).append(nf.consumer)
+        for (p, reason), cs in users.items():
+            lines.append(f"not fused: {_node(g, p)} -> {', '.join(_node(g, c) for c in cs)}: "
+                         f"{reason}")
+        return "\n".join(lines)
+
+
+
+def explain_fusion(graph, kernels: list) -> FusionReport:
+    """The fused groups of ``graph`` and, for each edge between kernels, why."""
+    unit = {n: i for i, k in enumerate(kernels) for n in k.nodes}
+    group_of = {n: g for g in fuse(graph) for n in g.nodes}
+    report = FusionReport(graph, list(kernels))
+    seen = set()
+    for a, b in graph.nx.edges():
+        if (a, b) in seen or graph[a]["op"] in _LEAVES or graph[b]["op"] in _LEAVES:
+            continue
+        seen.add((a, b))
+        if unit.get(a) is None or unit.get(a) != unit.get(b):
+            report.not_fused.append(NotFused(a, b, why_apart(graph, a, b, group_of)))
+    return report
+
+
+def why_apart(graph, a: int, b: int, group_of: dict) -> str:
+    """Why producer ``a`` and its user ``b`` are in different kernels."""
+    for n in (b, a):
+        if not fusible(graph, n):
+            return not_fusible_reason(graph, n)
+    ga, gb = group_of.get(a), group_of.get(b)
+    if ga is None or gb is None:
+        return "not grouped by fusion"
+    if not _spaces_agree(ga, gb):
+        return (f"iteration spaces differ ({_space(ga)} vs {_space(gb)}); "
+                f"a kernel is one loop nest")
+    via = cycle_through(graph, set(ga.nodes), set(gb.nodes))
+    if via is not None:
+        return f"merging would make a cycle through %{via} {graph[via]['op']}"
+    if _merge(graph, ga, gb) is None:
+        return "broadcasting would read a value at a different point of the shared loop nest"
+    return "left apart by the greedy fusion order"
+
+
+def _spaces_agree(a, b) -> bool:
+    """The iteration-space rule of fuse._merge: equal, or one group over the other's rows."""
+    if a.rdims and b.rdims:
+        return a.full == b.full and a.rdims == b.rdims
+    if a.rdims or b.rdims:
+        base, other = (a, b) if a.rdims else (b, a)
+        return other.full == base.full or other.full in base.row_shapes()
+    return a.full == b.full
+
+
+def _space(g) -> str:
+    text = "[" + ",".join(map(str, g.full)) + "]"
+    if g.rdims:
+        text += f" reducing dim{'s' if len(g.rdims) > 1 else ''} {','.join(map(str, sorted(g.rdims)))}"
+    return text
+
+
+def not_fusible_reason(graph, n: int) -> str:
+    d = graph[n]
+    op = d["op"]
+    kind = OPS[op].kind if op in OPS else "?"
+    if d["device"].type != "cpu":
+        return f"{op} is on {d['device']} (fusion is for CPU kernels)"
+    if op == "matmul":
+        return "matmul runs as a BLAS call (extern)"
+    if op in REDUCE_OPS:
+        return f"this {op} cannot be generated (no axes, or float16)"
+    if kind == "reduce":
+        return f"no code generator emits the reduction {op} (runs through NumPy)"
+    if kind == "movement":
+        return f"{op} is a movement op (a NumPy view; kernels read it through strides)"
+    if op in OPS and OPS[op].elementwise and op not in FUSIBLE:
+        return f"no code generator emits {op}"
+    return f"{op} is not elementwise ({kind} op, runs through NumPy)"
+
+
+def cycle_through(graph, first: set, second: set) -> int | None:
+    """A node outside both sets on a path between them (merging them would be a cycle)."""
+    merged = first | second
+    lo = min(merged)
+    # Node ids are topological: walking back from the sets' outside operands, nothing
+    # below the smallest member can lead back into them.
+    parent = {}
+    stack = [a for m in merged for a in graph[m]["args"] if a not in merged and a >= lo]
+    for s in stack:
+        parent.setdefault(s, s)
+    while stack:
+        n = stack.pop()
+        for a in graph[n]["args"]:
+            if a in merged:
+                return parent[n]
+            if a >= lo and a not in parent:
+                parent[a] = parent[n]
+                stack.append(a)
+    return None
+
+
+def _node(graph, n: int) -> str:
+    return f"%{n} {graph[n]['op']}"
