@@ -1,0 +1,892 @@
+"""The CUDA backend, checked without a GPU, and against the CPU backend on one.
+
+Kernels come from three places: the Kernels the compiler really lowers for the programs
+of test_compile.py and test_fusion.py (collected through ``ember.explain``), every
+fusible op on every dtype, and hand-built reductions (softmax, layer_norm statistics,
+log_softmax + a masked loss, full sums, int and bool maxima, row-level stores, column and
+multi-dim reductions, empty rows). Without a GPU:
+
+- every kernel compiles to sm_90 machine code with NVRTC and its entry points are in the
+  CUBIN's symbol table;
+- every kernel's CUDA C is also compiled as C++ with g++ over a small header that emulates
+  CUDA sequentially (each thread a ucontext fiber; ``__syncthreads`` and warp shuffles are
+  barriers that switch fibers and report a deadlock instead of hanging), launched with
+  the launches ``CudaKernel.launches`` chooses for small and H100-sized devices, and its
+  outputs compared with the LLVM backend's. That checks the index arithmetic, the warp /
+  block / split reductions and the scalar semantics; CUDA's own math functions and real
+  concurrency are only checked on a GPU (tests marked ``gpu``).
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+from ember import dtypes as dt
+from ember.codegen import cuda, llvm, nvrtc
+from ember.codegen.kernel import Expr, Kernel, Load, Store, contiguous_strides
+from ember.ir.passes.fuse import FUSIBLE
+
+sys.path.insert(0, os.path.dirname(__file__))
+import test_codegen_llvm as tl  # noqa: E402  (its hand-built kernels)
+import test_compile as tc  # noqa: E402  (its programs)
+import test_fusion as tf  # noqa: E402
+
+F32, F64, I32, I64, B = dt.float32, dt.float64, dt.int32, dt.int64, dt.bool_
+ALL = [F32, F64, I32, I64, B]
+SMALL = cuda.DeviceLimits(sm_count=1, max_threads_per_block=64, max_threads_per_sm=64)
+MEDIUM = cuda.DeviceLimits(sm_count=2, max_threads_per_block=128, max_threads_per_sm=256)
+H100 = cuda.DeviceLimits(sm_count=132, max_threads_per_block=1024, max_threads_per_sm=2048)
+
+
+@dataclass
+class Case:
+    """A kernel and its inputs: each input is ``buf[start:]`` (a start > 0 leaves room
+    for negative strides and offsets before the data pointer)."""
+    kernel: Kernel
+    bufs: list[np.ndarray]
+    starts: list[int]
+
+    def inputs(self) -> list[np.ndarray]:
+        return [b[s:] for b, s in zip(self.bufs, self.starts)]
+
+
+def make_case(kernel: Kernel, rng: np.random.Generator, values=None) -> Case:
+    """Random inputs laid out as the kernel's Loads read them (``values[i]`` overrides
+    input i's buffer values, repeated to the length needed)."""
+    bufs, starts = [], []
+    for i in range(kernel.num_inputs):
+        lds = [ld for ld in kernel.loads if ld.input == i]
+        d = lds[0].dtype if lds else F32
+        lo = min((ld.offset + sum(min(0, (n - 1) * s) for n, s in zip(kernel.shape, ld.strides))
+                  for ld in lds), default=0)
+        hi = max((ld.offset + sum(max(0, (n - 1) * s) for n, s in zip(kernel.shape, ld.strides))
+                  for ld in lds), default=0)
+        n = max(hi - lo + 1, 1)
+        if values is not None and values[i] is not None:
+            buf = np.resize(np.asarray(values[i], d.np), n)
+        elif d.is_floating_point:
+            buf = (rng.standard_normal(n) * 2).astype(d.np)
+        elif d is B:
+            buf = rng.random(n) < 0.5
+        else:
+            buf = rng.integers(-20, 21, n).astype(d.np)
+        bufs.append(buf)
+        starts.append(-lo)
+    return Case(kernel, bufs, starts)
+
+
+def renamed(k: Kernel, name: str) -> Kernel:
+    return Kernel(name, k.shape, list(k.loads), list(k.exprs), list(k.stores), k.reduce_dims,
+                  list(k.ops), list(k.src))
+
+
+def out_arrays(ck) -> list[np.ndarray]:
+    """Outputs filled with a 0x5A byte pattern, so an element a kernel skips (or a bool
+    stored as other than 0/1) shows up."""
+    outs = [np.empty(n, d.np) for n, d in zip(ck.out_sizes, ck.out_dtypes)]
+    for o in outs:
+        o.view(np.uint8)[:] = 0x5A
+    return outs
+
+
+# Rows without points: the CPU backend skips its call when the iteration space has no
+# points, leaving these outputs unwritten, so their identities are spelled out here.
+EXPECTED = {"sum_empty_rows": [np.zeros(3, np.float32)],
+            "max_empty_rows": [np.full(3, np.iinfo(np.int32).min, np.int32)]}
+
+
+def cpu_outputs(case: Case) -> list[np.ndarray]:
+    if case.kernel.name in EXPECTED:
+        return EXPECTED[case.kernel.name]
+    ck = llvm.compile_kernel(case.kernel)
+    outs = out_arrays(ck)
+    ck.run(case.inputs(), outs)
+    return outs
+
+
+def tolerance(kernel: Kernel, dtype: dt.DType) -> tuple[float, float]:
+    """Backends differ in their math functions: the CPU's exp/log/tanh/erf are our
+    polynomials (float64 erf is the registry's 1.2e-7 approximation), CUDA's and libm's
+    are their own."""
+    ops = {e.op for e in kernel.exprs}
+    if dtype is F32:
+        return (2e-5, 2e-6) if "erf" not in ops else (2e-5, 6e-7)
+    return (1e-10, 1e-12) if "erf" not in ops else (1e-10, 5e-7)
+
+
+def assert_same(got: list[np.ndarray], want: list[np.ndarray], kernel: Kernel, what: str):
+    for i, (g, w) in enumerate(zip(got, want)):
+        d = dt.from_numpy_dtype(w.dtype)
+        e = kernel.exprs[kernel.stores[i].expr]
+        msg = f"{what}: kernel {kernel.name} output {i} ({e.op} -> {e.dtype})\n{kernel}"
+        if d is B:   # the bytes themselves: exactly 0 or 1
+            np.testing.assert_array_equal(g.view(np.uint8), w.view(np.uint8), err_msg=msg)
+        elif d.is_floating_point:
+            rtol, atol = tolerance(kernel, d)
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=msg)
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=msg)
+
+
+# ---- the kernels ----------------------------------------------------------------------
+
+def _ld(i, d, strides, offset=0):
+    return Load(i, d, tuple(strides), offset)
+
+
+def softmax_kernel(name: str, rows: int, n: int, d=F32, stats: bool = False) -> Kernel:
+    """Row softmax; with ``stats`` also stores the row max and sum (row-level stores)."""
+    exprs = [Expr("load", (0,), d), Expr("reduce_max", (0,), d), Expr("sub", (0, 1), d),
+             Expr("exp", (2,), d), Expr("reduce_sum", (3,), d), Expr("div", (3, 4), d)]
+    stores = [Store(5, (n, 1))] + ([Store(1, (1, 0)), Store(4, (1, 0))] if stats else [])
+    return Kernel(name, (rows, n), [_ld(0, d, (n, 1))], exprs, stores, reduce_dims=1)
+
+
+def layer_norm_kernel(name: str, outer: tuple[int, ...], n: int) -> Kernel:
+    """y = (x - mean) / sqrt(var + eps) * w + b, storing y, mean and rstd (row-level)."""
+    f = F32
+    shape = (*outer, n)
+    x_st = contiguous_strides(shape)
+    row_st = (*contiguous_strides(outer), 0)
+    bc = (0,) * len(outer) + (1,)
+    exprs = [Expr("load", (0,), f), Expr("reduce_sum", (0,), f), Expr("const", (1.0 / n,), f),
+             Expr("mul", (1, 2), f), Expr("sub", (0, 3), f), Expr("mul", (4, 4), f),
+             Expr("reduce_sum", (5,), f), Expr("mul", (6, 2), f), Expr("const", (1e-5,), f),
+             Expr("add", (7, 8), f), Expr("sqrt", (9,), f), Expr("const", (1.0,), f),
+             Expr("div", (11, 10), f), Expr("mul", (4, 12), f), Expr("load", (1,), f),
+             Expr("mul", (13, 14), f), Expr("load", (2,), f), Expr("add", (15, 16), f)]
+    return Kernel(name, shape, [_ld(0, f, x_st), _ld(1, f, bc), _ld(2, f, bc)], exprs,
+                  [Store(17, x_st), Store(3, row_st), Store(12, row_st)], reduce_dims=1)
+
+
+def log_softmax_nll_kernel(name: str, rows: int, n: int) -> Kernel:
+    """log_softmax over rows, and the loss -sum(where(mask, logp, 0)) per row: three
+    reductions, each using the previous ones."""
+    f = F32
+    exprs = [Expr("load", (0,), f), Expr("reduce_max", (0,), f), Expr("sub", (0, 1), f),
+             Expr("exp", (2,), f), Expr("reduce_sum", (3,), f), Expr("log", (4,), f),
+             Expr("sub", (2, 5), f), Expr("load", (1,), B), Expr("const", (0.0,), f),
+             Expr("where", (7, 6, 8), f), Expr("reduce_sum", (9,), f), Expr("neg", (10,), f)]
+    return Kernel(name, (rows, n), [_ld(0, f, (n, 1)), _ld(1, B, (n, 1))], exprs,
+                  [Store(6, (n, 1)), Store(11, (1, 0))], reduce_dims=1)
+
+
+def reduce_kernel(name: str, op: str, shape, strides, d, out=None, reduce_dims=1,
+                  pre: str | None = None) -> Kernel:
+    """``op`` ("reduce_sum"/"reduce_max") of an input (optionally through a unary
+    ``pre``), result dtype ``out``, stored per row."""
+    out = out or d
+    exprs = [Expr("load", (0,), d)]
+    if pre:
+        exprs.append(Expr(pre, (0,), d))
+    exprs.append(Expr(op, (len(exprs) - 1,), out))
+    outer = shape[:len(shape) - reduce_dims]
+    row_st = (*contiguous_strides(outer), *(0,) * reduce_dims)
+    return Kernel(name, tuple(shape), [_ld(0, d, strides)], exprs,
+                  [Store(len(exprs) - 1, row_st)], reduce_dims=reduce_dims)
+
+
+def hand_built() -> list[tuple[Kernel, list | None]]:
+    """(kernel, input values or None for random ones)."""
+    ks: list[tuple[Kernel, list | None]] = []
+    add = ks.append
+    # Softmax: warp per row, block per row, split rows (full reductions), float64.
+    add((softmax_kernel("softmax_warp", 7, 50), None))
+    add((softmax_kernel("softmax_block", 3, 3000, stats=True), None))
+    add((softmax_kernel("softmax_split", 2, 20000, stats=True), None))
+    add((softmax_kernel("softmax_f64", 5, 1500, d=F64), None))
+    add((softmax_kernel("softmax_one_wide", 1, 17), None))
+    # layer_norm statistics over one row dim and over two outer dims.
+    add((layer_norm_kernel("layer_norm", (5,), 300), None))
+    add((layer_norm_kernel("layer_norm_3d", (2, 3), 40), None))
+    add((layer_norm_kernel("layer_norm_split", (2,), 17000), None))
+    add((log_softmax_nll_kernel("log_softmax_nll", 9, 10), None))
+    add((log_softmax_nll_kernel("log_softmax_nll_block", 4, 2500), None))
+    # Full sums (outer shape ()): small, block, split; float32, float64, ints.
+    for n in (1, 33, 2000, 40000):
+        add((reduce_kernel(f"sum_all_{n}", "reduce_sum", (n,), (1,), F32), None))
+    add((reduce_kernel("sum_all_f64", "reduce_sum", (30000,), (1,), F64, pre="exp"), None))
+    # int32 sums that wrap (the order of a wrapping sum does not matter, so exact).
+    big = np.array([2 ** 30 + 7, 2 ** 30 - 3, -5, 2 ** 29], np.int32)
+    add((reduce_kernel("sum_i32_wraps", "reduce_sum", (6, 50), (50, 1), I32), [big]))
+    add((reduce_kernel("sum_i64", "reduce_sum", (20000,), (1,), I64), None))
+    add((reduce_kernel("max_i32", "reduce_max", (9, 70), (70, 1), I32), None))
+    add((reduce_kernel("max_i64_split", "reduce_max", (1, 30000), (30000, 1), I64), None))
+    add((reduce_kernel("max_bool", "reduce_max", (12, 40), (40, 1), B), None))
+    add((reduce_kernel("any_bool_block", "reduce_max", (3, 5000), (5000, 1), B),
+         [np.array([False] * 4999 + [True] * 3)]))
+    add((reduce_kernel("count_bool", "reduce_sum", (8, 33), (33, 1), B, out=I64), None))
+    add((reduce_kernel("sum_sign_i32", "reduce_sum", (4, 9), (9, 1), I32, pre="sign"), None))
+    # reduce_max: NaN wins wherever it is; +0 above -0; all -inf stays -inf.
+    nanrow = np.array([1.0, np.nan, 3.0, -np.inf, 0.0, -0.0, 2.0, np.inf, 5.0, -1.0], np.float32)
+    add((reduce_kernel("max_nan", "reduce_max", (10, 10), (1, 10), F32), [nanrow]))
+    zeros = np.array([-0.0, 0.0, -0.0, -1.0], np.float64)
+    add((reduce_kernel("max_signed_zero", "reduce_max", (3, 4), (4, 1), F64), [zeros]))
+    add((reduce_kernel("max_all_neg_inf", "reduce_max", (2, 2000), (2000, 1), F32),
+         [np.array([-np.inf])]))
+    # Column reduction (a transposed read), two reduced dims, a middle reduced dim read
+    # through a permutation, and empty rows (identities stored per row).
+    add((reduce_kernel("sum_columns", "reduce_sum", (300, 8), (1, 300), F32), None))
+    add((reduce_kernel("sum_two_dims", "reduce_sum", (4, 6, 5), (1, 20, 4), F32,
+                       reduce_dims=2, pre="tanh"), None))
+    add((reduce_kernel("max_two_dims_block", "reduce_max", (3, 40, 50), (2000, 1, 40), F64,
+                       reduce_dims=2), None))
+    add((reduce_kernel("sum_empty_rows", "reduce_sum", (3, 0), (0, 1), F32), None))
+    add((reduce_kernel("max_empty_rows", "reduce_max", (3, 0), (0, 1), I32), None))
+    # Row-level inputs and a reduction of a row-level value: sum(b[row]) == n * b[row];
+    # a row-level store next to point-level ones; offsets and negative strides.
+    f = F32
+    add((Kernel("row_level_mix", (6, 25), [_ld(0, f, (25, 1)), _ld(1, f, (1, 0), offset=2)],
+                [Expr("load", (0,), f), Expr("load", (1,), f), Expr("reduce_sum", (1,), f),
+                 Expr("exp", (1,), f), Expr("mul", (0, 3), f), Expr("reduce_max", (4,), f),
+                 Expr("add", (4, 2), f), Expr("sub", (6, 5), f)],
+                [Store(7, (25, 1)), Store(3, (1, 0)), Store(2, (1, 0)), Store(5, (1, 0))],
+                reduce_dims=1), None))
+    add((Kernel("reversed_rows", (5, 700), [_ld(0, f, (-700, -1), offset=5 * 700 - 1)],
+                [Expr("load", (0,), f), Expr("reduce_sum", (0,), f), Expr("sub", (0, 1), f)],
+                [Store(2, (700, 1)), Store(1, (1, 0))], reduce_dims=1), None))
+    add((Kernel("reduce_no_reductions", (3, 4), [_ld(0, f, (4, 1)), _ld(1, f, (1, 0))],
+                [Expr("load", (0,), f), Expr("load", (1,), f), Expr("mul", (0, 1), f),
+                 Expr("neg", (1,), f)],
+                [Store(2, (4, 1)), Store(3, (1, 0))], reduce_dims=1), None))
+    # Elementwise: the 17-op chain, mixed dtypes, 0-dim, empty, offsets, bool stores.
+    add((renamed(tl.chain_kernel((37, 129)), "chain"), None))
+    add((Kernel("mixed", (10,), [_ld(0, I32, (1,)), _ld(1, F32, (1,))],
+                [Expr("load", (0,), I32), Expr("load", (1,), F32), Expr("add", (0, 1), F32),
+                 Expr("exp", (0,), F32), Expr("lt", (0, 1), B), Expr("cast", (1,), I64),
+                 Expr("const", (2 ** 40,), I64), Expr("const", (-2 ** 31,), I32),
+                 Expr("add", (5, 6), I64), Expr("mul", (0, 7), I32)],
+                [2, 3, 4, 8, 9]), None))
+    add((Kernel("scalar", (), [_ld(0, F64, ())],
+                [Expr("load", (0,), F64), Expr("tanh", (0,), F64)], [1]), None))
+    add((Kernel("empty", (3, 0, 4), [_ld(0, F32, (0, 4, 1))],
+                [Expr("load", (0,), F32), Expr("exp", (0,), F32)], [1]), None))
+    add((Kernel("offsets", (3, 4), [_ld(0, F64, (10, 1), offset=22), _ld(0, F64, (0, 2), 1)],
+                [Expr("load", (0,), F64), Expr("load", (1,), F64), Expr("add", (0, 1), F64)],
+                [2]), None))
+    add((Kernel("permuted_3d", (5, 6, 7), [_ld(0, F32, (1, 35, 5)), _ld(1, B, (0, 7, 1))],
+                [Expr("load", (0,), F32), Expr("load", (1,), B), Expr("const", (0.5,), F32),
+                 Expr("where", (1, 0, 2), F32), Expr("gt", (3, 2), B),
+                 Expr("logical_and", (4, 1), B)], [3, 5]), None))
+    return ks
+
+
+UNARY = ["neg", "exp", "log", "sqrt", "abs", "sign", "sin", "cos", "tanh", "sigmoid", "erf",
+         "relu", "logical_not"]
+BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "le", "gt", "ge",
+          "eq", "ne", "logical_and", "logical_or"]
+BOOL_RESULT = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not"}
+assert FUSIBLE == set(UNARY) | set(BINARY) | {"where", "cast"}
+
+
+def cpu_lowers(k: Kernel) -> bool:
+    """Whether the CPU backend has code for every expr of ``k`` (IR construction alone:
+    the O3 JIT would cost ~30 ms a kernel)."""
+    try:
+        llvm._build_module(k, "k", llvm._Layout.of(k))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def op_kernel(op: str, d: dt.DType, out: dt.DType) -> Kernel:
+    """``op`` over loads a, b (dtype ``d``) and a bool mask c, with result dtype ``out``."""
+    args = (2, 0, 1) if op == "where" else (0, 1) if op in BINARY else (0,)
+    exprs = [Expr("load", (0,), d), Expr("load", (1,), d), Expr("load", (2,), B),
+             Expr(op, args, out)]
+    return Kernel(f"{op}_{d.name}_{out.name}", (4,), [Load(0, d, (1,)), Load(1, d, (1,)),
+                                                        Load(2, B, (1,))], exprs, [3])
+
+
+def op_cases(rng: np.random.Generator) -> list[Case]:
+    """Every fusible op on every dtype the CPU backend lowers, over special values: one
+    kernel per operand dtype, one store per op (and per cast target)."""
+    def fvals(d):
+        fixed = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, -0.5, 2.0, 3.0, -3.0,
+                 1e-3, 1e-30, 1e30, -1e30, 80.0, 89.0, -100.0, 700.0, -746.0, 1e-7, 6.0, -6.0]
+        with np.errstate(over="ignore"):
+            fixed = np.array(fixed, d.np)
+        return np.concatenate([fixed, (rng.standard_normal(200) * 5).astype(d.np),
+                               (10.0 ** rng.uniform(-20, 20, 40)).astype(d.np),
+                               rng.uniform(-3e9, 3e9, 20).astype(d.np)])
+
+    def ivals(d):
+        info = np.iinfo(d.np)
+        edge = np.array([0, 1, -1, 2, -2, 7, -7, info.max, info.min, info.max - 1], d.np)
+        return np.concatenate([edge, rng.integers(info.min, info.max, 60, d.np),
+                               rng.integers(-30, 30, 200).astype(d.np)])
+
+    cases = []
+    for d in ALL:
+        a = fvals(d) if d.is_floating_point else ivals(d) if d is not B else (
+            np.array([False, True, True, False] * 8))
+        b = rng.permutation(a)
+        c = rng.random(a.size) < 0.5
+        exprs = [Expr("load", (0,), d), Expr("load", (1,), d), Expr("load", (2,), B)]
+        for op in sorted(FUSIBLE):
+            outs = ALL if op == "cast" else [B] if op in BOOL_RESULT else [d]
+            for out in outs:
+                if cpu_lowers(op_kernel(op, d, out)):
+                    args = (2, 0, 1) if op == "where" else (0, 1) if op in BINARY else (0,)
+                    exprs.append(Expr(op, args, out))
+        k = Kernel(f"ops_{d.name}", (a.size,), [Load(0, d, (1,)), Load(1, d, (1,)),
+                                                 Load(2, B, (1,))],
+                   exprs, list(range(3, len(exprs))))
+        cases.append(Case(k, [a, b, c], [0, 0, 0]))
+    return cases
+
+
+def _collect(fn, *args) -> list[Kernel]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = ember.explain(fn, *args)
+    return [k.kernel for k in report.kernels if k.kernel is not None]
+
+
+def _x(*shape, seed=0):
+    return ember.tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
+def collected_kernels() -> list[Kernel]:
+    """The Kernels the runtime lowers for real programs (deduplicated by signature)."""
+    ks: list[Kernel] = []
+    for name in sorted(tc.OP_PROGRAMS):
+        fn, *args = tc.OP_PROGRAMS[name]()
+        ks += _collect(fn, *args)
+    for seed in range(15):
+        ks += _collect(*tc._random_program(random.Random(seed)))
+    for seed in range(25):
+        ks += _collect(*tf._random_reduction_program(random.Random(seed)))
+    x, w, b = _x(32, 48), _x(48, seed=1), _x(48, seed=2)
+    ks += _collect(lambda x, w, b: F.layer_norm(x, (48,), w, b), x, w, b)
+    y = ember.tensor(np.random.default_rng(3).integers(0, 10, 64))
+    ks += _collect(lambda x, y: F.nll_loss(F.log_softmax(x, 1), y), _x(64, 10), y)
+    # Sizes that pick the block-per-row and the split layouts.
+    ks += _collect(lambda x: F.softmax(x, -1), _x(6, 3000))
+    ks += _collect(lambda x: (x * x).sum() + x.amax(), _x(40000))
+    ks += _collect(lambda x: F.softmax(x, 0), _x(5000, 3))
+    i = ember.tensor(np.random.default_rng(0).integers(-50, 50, (6, 9)))
+    ks += _collect(lambda i: ((i * 3).sum(1) + i.amax(1), (i > 0).sum(1), (i > 40).amax(0)), i)
+    out, seen = [], set()
+    for k in ks:
+        if k.signature() not in seen:
+            seen.add(k.signature())
+            out.append(renamed(k, f"prog{len(out)}"))
+    return out
+
+
+@lru_cache(maxsize=1)
+def all_cases() -> tuple[Case, ...]:
+    rng = np.random.default_rng(11)
+    cases = [make_case(k, rng, v) for k, v in hand_built()]
+    cases += [make_case(k, rng) for k in collected_kernels()]
+    cases += op_cases(rng)
+    return tuple(cases)
+
+
+def chunks(items: list, n: int) -> list[list]:
+    return [items[i::n] for i in range(n)]
+
+
+# ---- NVRTC: every kernel compiles to sm_90 SASS ----------------------------------------
+
+@pytest.fixture(scope="module")
+def nvrtc_ready():
+    try:
+        nvrtc.find_nvrtc()
+    except nvrtc.NvrtcError as e:
+        pytest.skip(str(e))   # the test extra installs it; a bare checkout may not have it
+
+
+def _cubin_check(kernels: list[Kernel]) -> list[str]:
+    """Entry points of ``kernels`` missing from the CUBIN of their joint source."""
+    cks = [cuda.CudaKernel(k) for k in kernels]
+    cubin, _ = nvrtc.compile_cubin("".join(ck.source for ck in cks), arch="sm_90")
+    functions = nvrtc.cubin_functions(cubin)
+    return [e for ck in cks for e in ck.entries if e not in functions]
+
+
+# NVRTC serializes compiles inside one process, so the big check runs one NVRTC process
+# per core; the worker loads nvrtc.py by path (it needs only the standard library).
+NVRTC_WORKER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("ember_nvrtc_worker", sys.argv[1])
+nvrtc = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(nvrtc)
+with open(sys.argv[2]) as fh:
+    cubin, _ = nvrtc.compile_cubin(fh.read(), arch="sm_90")
+print(json.dumps(sorted(nvrtc.cubin_functions(cubin))))
+"""
+
+
+def test_nvrtc_compiles_every_kernel_to_sm90(nvrtc_ready, workdir):
+    cks = [cuda.CudaKernel(c.kernel) for c in all_cases()]
+    assert len(cks) > 120
+    modes = {(ck.warp_rows, ck.can_split) for ck in cks if ck.reduce}
+    assert modes == {(True, False), (False, False), (False, True)}
+    assert sum(ck.reduce for ck in cks) > 60
+    procs = []
+    for i, part in enumerate(chunks(cks, 2)):
+        path = os.path.join(workdir, f"nvrtc{i}.cu")
+        with open(path, "w") as fh:
+            fh.write("".join(ck.source for ck in part))   # the prelude is include-guarded
+        procs.append((part, subprocess.Popen(
+            [sys.executable, "-c", NVRTC_WORKER, nvrtc.__file__, path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    for part, proc in procs:
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err[-5000:]
+        functions = set(json.loads(out))
+        missing = [e for ck in part for e in ck.entries if e not in functions]
+        assert not missing, f"entry points missing from the CUBIN: {missing}"
+
+
+def test_nvrtc_64bit_indexing_when_sizes_need_it(nvrtc_ready):
+    f = F32
+    exprs = [Expr("load", (0,), f), Expr("exp", (0,), f)]
+    small = Kernel("idx32", (1 << 20,), [Load(0, f, (1,))], exprs, [1])
+    huge = Kernel("idx64", (3, 1 << 30), [Load(0, f, (1 << 30, 1))], exprs, [1])
+    far = Kernel("idx64_offset", (8,), [Load(0, f, (1,), offset=3 << 30)], exprs, [1])
+    rows = Kernel("idx64_rows", (1 << 22, 1 << 10), [Load(0, f, (1 << 10, 1))],
+                  [Expr("load", (0,), f), Expr("reduce_sum", (0,), f)], [Store(1, (1, 0))],
+                  reduce_dims=1)
+    assert cuda.CudaKernel(small).index_bits == 32
+    assert "for (int i = " in cuda.cuda_source(small)
+    for k in (huge, far, rows):
+        assert cuda.CudaKernel(k).index_bits == 64, k.name
+        assert "long long" in cuda.cuda_source(k) and "const int o0" not in cuda.cuda_source(k)
+    assert _cubin_check([small, huge, far, rows]) == []
+
+
+def test_nvrtc_reports_errors_with_the_log(nvrtc_ready):
+    with pytest.raises(nvrtc.NvrtcError, match=r"(?s)bad\.cu.*undefined_thing"):
+        nvrtc.compile_cubin('extern "C" __global__ void k() { undefined_thing(); }',
+                            name="bad.cu")
+    with pytest.raises(nvrtc.NvrtcError, match="real architecture"):
+        nvrtc.compile_cubin('extern "C" __global__ void k() {}', arch="compute_90")
+    assert nvrtc.nvrtc_version() >= (12, 0)
+
+
+def test_cubin_symbol_table(nvrtc_ready):
+    src = ('extern "C" __global__ void first(float* y) { y[threadIdx.x] = 1.0f; }\n'
+           'extern "C" __global__ void second(int* y) { y[0] = 2; }\n')
+    cubin, _ = nvrtc.compile_cubin(src)
+    assert cubin[:4] == b"\x7fELF"
+    assert {"first", "second"} <= nvrtc.cubin_functions(cubin)
+    assert "third" not in nvrtc.cubin_functions(cubin)
+    with pytest.raises(ValueError, match="ELF64"):
+        nvrtc.cubin_functions(b"not an elf file at all")
+
+
+# ---- semantics on the CPU: the CUDA C under a sequential CUDA emulation ----------------
+
+EMULATION_HEADER = r"""
+// Sequential CUDA emulation: each thread of a block is a ucontext fiber; __syncthreads
+// and warp shuffles are barriers that switch fibers (and report a deadlock when some
+// thread of the block, or lane of the warp, never arrives).
+#include <ucontext.h>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+using std::signbit;
+
+struct emu_dim3 { unsigned x, y, z; };
+static emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline double __longlong_as_double(long long i) { double d; std::memcpy(&d, &i, 8); return d; }
+
+namespace emu {
+const size_t STACK = 256 * 1024;
+struct Fiber { ucontext_t ctx; char* stack = nullptr; bool done = false; };
+struct Warp { unsigned long long gen = 0; unsigned count = 0; unsigned char slot[32][8]; };
+static ucontext_t sched;
+static std::vector<Fiber> fibers;
+static std::vector<Warp> warps;
+static unsigned current;
+static std::function<void()> body;
+static bool progress;
+static unsigned long long bar_gen;
+static unsigned bar_count;
+static int error;
+
+inline void yield() { swapcontext(&fibers[current].ctx, &sched); }
+inline void fail(int code) { error = code; for (;;) yield(); }
+inline void entry() { body(); fibers[current].done = true; progress = true; }
+
+inline void block_barrier() {
+    progress = true;
+    unsigned long long gen = bar_gen;
+    if (++bar_count == blockDim.x) { bar_count = 0; ++bar_gen; return; }
+    while (bar_gen == gen) yield();
+}
+inline void warp_barrier(Warp& w) {
+    progress = true;
+    unsigned long long gen = w.gen;
+    if (++w.count == 32) { w.count = 0; ++w.gen; return; }
+    while (w.gen == gen) yield();
+}
+
+// 0 ok, 1 bad launch, 2 bad shuffle mask, 3 deadlock
+inline int launch(unsigned grid, unsigned block, std::function<void()> f) {
+    if (block == 0 || block % 32 || block > 1024 || grid == 0) return 1;
+    body = std::move(f);
+    error = 0;
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    if (fibers.size() < block) fibers.resize(block);
+    for (unsigned b = 0; b < grid; ++b) {
+        blockIdx = {b, 0, 0};
+        bar_gen = 0;
+        bar_count = 0;
+        warps.assign(block / 32, Warp());
+        for (unsigned t = 0; t < block; ++t) {
+            Fiber& fb = fibers[t];
+            if (!fb.stack) fb.stack = static_cast<char*>(std::malloc(STACK));
+            getcontext(&fb.ctx);
+            fb.ctx.uc_stack.ss_sp = fb.stack;
+            fb.ctx.uc_stack.ss_size = STACK;
+            fb.ctx.uc_link = &sched;
+            makecontext(&fb.ctx, entry, 0);
+            fb.done = false;
+        }
+        unsigned live = block;
+        while (live) {
+            progress = false;
+            for (unsigned t = 0; t < block; ++t) {
+                if (fibers[t].done) continue;
+                current = t;
+                threadIdx = {t, 0, 0};
+                swapcontext(&sched, &fibers[t].ctx);
+                if (error) return 2;
+                if (fibers[t].done) --live;
+            }
+            if (live && !progress) return 3;
+        }
+    }
+    return 0;
+}
+
+// Calls an entry point with its arguments from an array of pointers: a pointer
+// parameter takes the pointer itself, a scalar parameter the value pointed to.
+template <class T> T arg(void* p) {
+    if constexpr (std::is_pointer<T>::value) return reinterpret_cast<T>(p);
+    else return *reinterpret_cast<std::remove_cv_t<T>*>(p);
+}
+template <class... P, size_t... I>
+void call(void (*f)(P...), void** a, std::index_sequence<I...>) { f(arg<P>(a[I])...); }
+template <class... P> int run(void (*f)(P...), unsigned grid, unsigned block, void** a) {
+    return launch(grid, block, [=] { call(f, a, std::index_sequence_for<P...>{}); });
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::block_barrier(); }
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int m) {
+    if (mask != 0xffffffffu) emu::fail(2);
+    emu::Warp& w = emu::warps[threadIdx.x / 32];
+    unsigned lane = threadIdx.x % 32;
+    std::memcpy(w.slot[lane], &v, sizeof(T));
+    emu::warp_barrier(w);
+    T r;
+    std::memcpy(&r, w.slot[lane ^ m], sizeof(T));
+    emu::warp_barrier(w);
+    return r;
+}
+"""
+
+
+class Emulator:
+    """A shared library of CUDA sources compiled by g++ over ``EMULATION_HEADER``."""
+
+    def __init__(self, sources: list[str], entries: list[str], workdir: str) -> None:
+        path = os.path.join(workdir, f"emu{abs(hash(tuple(entries)))}.cc")
+        wrappers = [f'extern "C" int emu_{e}(unsigned g, unsigned b, void** a) '
+                    f"{{ return emu::run({e}, g, b, a); }}" for e in entries]
+        with open(path, "w") as fh:
+            fh.write("\n".join([EMULATION_HEADER, *sources, *wrappers]) + "\n")
+        lib = path[:-3] + ".so"
+        proc = subprocess.run(["g++", "-std=c++17", "-O1", "-w", "-shared", "-fPIC", "-x", "c++",
+                               path, "-o", lib], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-5000:]
+        self.lib = ctypes.CDLL(lib)
+
+    def launch(self, entry: str, grid: int, block: int, pointers: list[int]) -> int:
+        fn = getattr(self.lib, "emu_" + entry)
+        fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p]
+        args = (ctypes.c_void_p * max(len(pointers), 1))(*pointers)
+        return fn(grid, block, args)
+
+    def run(self, ck: cuda.CudaKernel, case: Case, limits: cuda.DeviceLimits):
+        """``ck``'s outputs on ``case`` with the launches chosen for ``limits``."""
+        inputs = case.inputs()
+        outs = out_arrays(ck)
+        launches, slots = ck.launches(limits)
+        # Poisoned so a partial read before it is written shows up as garbage.
+        ws = np.full(max(slots, 1), 0x7FF4DEADBEEF0000, np.uint64)
+        for ln in launches:
+            assert ln.block <= limits.max_threads_per_block and ln.block % 32 == 0, ln
+            ptrs = [a.ctypes.data for a in (*inputs, *outs)]
+            nsplit = ctypes.c_int(ln.nsplit or 0)
+            if ln.nsplit:
+                ptrs += [ws.ctypes.data, ctypes.addressof(nsplit)]
+            rc = self.launch(ln.entry, ln.grid, ln.block, ptrs)
+            assert rc == 0, f"{ln}: emulated launch failed ({rc}: 3 is a deadlock)"
+        return outs, launches
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    d = tempfile.mkdtemp(prefix="ember-cuda-emu-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def emulated(workdir):
+    """Every case's CudaKernel, compiled by g++ in two halves in parallel."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    cases = list(all_cases())
+    cks = [cuda.CudaKernel(c.kernel) for c in cases]
+    halves = chunks(list(range(len(cases))), 2)
+
+    def build(idx):
+        return Emulator([cks[i].source for i in idx], [e for i in idx for e in cks[i].entries],
+                        workdir)
+    with ThreadPoolExecutor(2) as pool:
+        emus = list(pool.map(build, halves))
+    where = {i: emus[h] for h, idx in enumerate(halves) for i in idx}
+    return [(c, ck, where[i]) for i, (c, ck) in enumerate(zip(cases, cks))]
+
+
+def test_emulated_kernels_match_cpu(emulated):
+    """Every kernel, launched as for a 1-SM/64-thread device (grid-stride loops, several
+    rows per block), a 2-SM/128-thread one, and an H100, equals the LLVM backend."""
+    seen_launches = set()
+    for case, ck, emu in emulated:
+        want = cpu_outputs(case)
+        for limits in (SMALL, MEDIUM, H100):
+            if limits is H100 and ck.size > 100_000:
+                continue   # 1024-thread blocks: emulated one fiber a thread
+            got, launches = emu.run(ck, case, limits)
+            assert_same(got, want, case.kernel, f"emulated on {limits}")
+            seen_launches.add((ck.reduce, ck.warp_rows, len(launches) > 1))
+    # The layouts all ran: elementwise, warp and block per row, and split rows.
+    assert seen_launches >= {(False, False, False), (True, True, False),
+                             (True, False, False), (True, False, True)}
+
+
+def test_split_rows_use_several_blocks_per_row(emulated):
+    case, ck, emu = next(t for t in emulated if t[0].kernel.name == "softmax_split")
+    launches, slots = ck.launches(MEDIUM)
+    assert [ln.entry for ln in launches] == ["softmax_split_p0", "softmax_split_p1",
+                                             "softmax_split_p2"]
+    assert launches[0].nsplit > 1 and slots == 2 * 2 * launches[0].nsplit
+    got, _ = emu.run(ck, case, MEDIUM)
+    x = case.inputs()[0][:2 * 20000].reshape(2, 20000).astype(np.float64)
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(got[0].reshape(2, 20000), e / e.sum(1, keepdims=True), rtol=1e-5,
+                               atol=1e-9)
+    np.testing.assert_allclose(got[1], x.max(1), rtol=0)
+    np.testing.assert_allclose(got[2], e.sum(1), rtol=1e-6)
+
+
+def test_emulator_finds_divergent_barriers(workdir):
+    """The emulation is strict: a barrier that not every thread reaches is an error."""
+    src = r"""
+    extern "C" __global__ void divergent(float* y) {
+        if (threadIdx.x < 32) __syncthreads();
+        y[threadIdx.x] = 1.0f;
+    }
+    extern "C" __global__ void half_warp(float* y) {
+        float v = threadIdx.x;
+        if (threadIdx.x % 32 < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);
+        y[threadIdx.x] = v;
+    }
+    extern "C" __global__ void fine(float* y) {
+        __shared__ float s[64];
+        s[threadIdx.x] = (float)threadIdx.x;
+        __syncthreads();
+        y[threadIdx.x + 64 * blockIdx.x] = s[63 - threadIdx.x]
+            + __shfl_xor_sync(0xffffffffu, (float)threadIdx.x, 1);
+    }
+    """
+    emu = Emulator([src], ["divergent", "half_warp", "fine"], workdir)
+    y = np.zeros(128, np.float32)
+    assert emu.launch("divergent", 1, 64, [y.ctypes.data]) == 3
+    assert emu.launch("half_warp", 1, 64, [y.ctypes.data]) == 3
+    assert emu.launch("fine", 2, 64, [y.ctypes.data]) == 0
+    t = np.arange(64)
+    np.testing.assert_array_equal(y, np.tile(63 - t + (t ^ 1), 2))
+
+
+# ---- the Python side: launches, caching, arguments --------------------------------------
+
+def _launch_kernels() -> dict[str, Kernel]:
+    f = F32
+    ew = Kernel("ew", (1 << 24,), [Load(0, f, (1,))],
+                [Expr("load", (0,), f), Expr("exp", (0,), f)], [1])
+    tiny = Kernel("tiny", (10,), [Load(0, f, (1,))],
+                  [Expr("load", (0,), f), Expr("exp", (0,), f)], [1])
+    return {"ew": ew, "tiny": tiny,
+            "wide_rows": softmax_kernel("wide_rows", 4096, 4096),
+            "short_rows": softmax_kernel("short_rows", 100000, 100),
+            "full_sum": reduce_kernel("full_sum", "reduce_sum", (1 << 24,), (1,), f),
+            "ln": layer_norm_kernel("ln", (2,), 1 << 20)}
+
+
+def test_launch_sizes_follow_the_device():
+    ks = {n: cuda.CudaKernel(k) for n, k in _launch_kernels().items()}
+    (ln,), slots = ks["ew"].launches(H100)
+    assert (ln.block, ln.grid, slots) == (256, 132 * 8, 0)   # one resident wave, strided
+    assert ks["tiny"].launches(H100)[0] == [cuda.Launch("tiny", 1, 256)]
+    (ln,), _ = ks["wide_rows"].launches(H100)
+    assert not ks["wide_rows"].warp_rows and ln.block == 512 and ln.grid == 132 * 4
+    (ln,), _ = ks["short_rows"].launches(H100)
+    assert ks["short_rows"].warp_rows and ln.block == 256 and ln.grid == 132 * 8
+    launches, slots = ks["full_sum"].launches(H100)
+    assert [x.entry for x in launches] == ["full_sum_p0", "full_sum_p1"]
+    assert launches[0].block == 1024 and launches[0].nsplit == 264 == launches[0].grid
+    assert slots == 264
+    launches, slots = ks["ln"].launches(H100)
+    assert len(launches) == 3 and launches[0].nsplit == 128 and slots == 2 * 2 * 128
+    # A smaller device gets smaller launches from the same kernel.
+    launches, _ = ks["full_sum"].launches(SMALL)
+    assert launches[0].block == 64 and launches[0].grid == 1 * 1
+
+
+def test_launches_respect_limits_for_every_kernel():
+    for case in all_cases():
+        ck = cuda.CudaKernel(case.kernel)
+        for limits in (SMALL, MEDIUM, H100):
+            launches, slots = ck.launches(limits)
+            assert (launches == []) == ck.empty
+            for ln in launches:
+                assert ln.entry in ck.entries
+                assert 32 <= ln.block <= limits.max_threads_per_block and ln.block % 32 == 0
+                assert ln.grid >= 1 and ln.grid * ln.block <= cuda.MAX_GRID_THREADS
+            assert slots == (ck.num_reductions * ck.rows * launches[0].nsplit
+                             if len(launches) > 1 else 0)
+
+
+def test_compile_kernel_caches_by_signature_and_imports_without_cupy():
+    k1 = tl.op_kernel("exp", [np.ones(5, np.float32)], F32)
+    k2 = renamed(k1, "other_name")
+    assert cuda.compile_kernel(k1) is cuda.compile_kernel(k2)
+    assert cuda.compile_kernel(tl.op_kernel("exp", [np.ones(6, np.float32)], F32)) \
+        is not cuda.compile_kernel(k1)
+    code = ("import sys; sys.modules['cupy'] = None; import ember.codegen.cuda as c; "
+            "import ember.codegen.nvrtc; print(c.cuda_source.__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0 and "cuda_source" in proc.stdout, proc.stderr
+
+
+def test_lowering_matches_the_cpu_backend_op_by_op():
+    """Every op/dtype the CPU backend lowers, CUDA lowers; what it refuses, CUDA refuses."""
+    checked = 0
+    for op in sorted(FUSIBLE):
+        for d in ALL:
+            for out in ALL:
+                k = op_kernel(op, d, out)
+                try:
+                    cuda.cuda_source(k)
+                    gpu_ok = True
+                except NotImplementedError:
+                    gpu_ok = False
+                assert cpu_lowers(k) == gpu_ok, (op, d, out)
+                checked += gpu_ok
+    assert checked > 400
+
+
+def test_bad_kernels_are_rejected():
+    f = F32
+    with pytest.raises(ValueError, match="strides"):
+        cuda.cuda_source(Kernel("k", (4,), [Load(0, f, (1, 1))], [Expr("load", (0,), f)], [0]))
+    with pytest.raises(ValueError, match="row-level"):
+        cuda.cuda_source(Kernel("k", (3, 4), [Load(0, f, (4, 1))],
+                                [Expr("load", (0,), f), Expr("reduce_sum", (0,), f)],
+                                [Store(1, (4, 1))], reduce_dims=1))
+    with pytest.raises(ValueError, match="without reduce_dims"):
+        cuda.cuda_source(Kernel("k", (4,), [Load(0, f, (1,))],
+                                [Expr("load", (0,), f), Expr("reduce_sum", (0,), f)], [1]))
+
+
+# ---- on a GPU: CudaKernel.run against the CPU backend -----------------------------------
+
+@pytest.fixture(scope="module")
+def cupy():
+    cp = pytest.importorskip("cupy")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device")
+    except Exception as e:  # no driver
+        pytest.skip(f"no CUDA device: {e}")
+    return cp
+
+
+def _gpu_run(cp, ck: cuda.CudaKernel, case: Case) -> list[np.ndarray]:
+    inputs = [cp.asarray(b)[s:] for b, s in zip(case.bufs, case.starts)]
+    outs = [cp.asarray(o) for o in out_arrays(ck)]
+    ck.run(inputs, outs)
+    return [cp.asnumpy(o) for o in outs]
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu_on_every_kernel(cupy):
+    for case in all_cases():
+        ck = cuda.CudaKernel(case.kernel)
+        assert_same(_gpu_run(cupy, ck, case), cpu_outputs(case), case.kernel, "GPU")
+
+
+@pytest.mark.gpu
+def test_gpu_matches_cpu_at_full_size(cupy):
+    """The launch layouts at sizes that fill the device: a strided elementwise pass,
+    block and warp rows, split full reductions (several launches and a workspace)."""
+    rng = np.random.default_rng(5)
+    for k in _launch_kernels().values():
+        if k.name == "short_rows":
+            k = softmax_kernel("short_rows", 20000, 100)
+        case = make_case(k, rng)
+        ck = cuda.compile_kernel(k)
+        assert_same(_gpu_run(cupy, ck, case), cpu_outputs(case), k, "GPU")
+
+
+@pytest.mark.gpu
+def test_gpu_run_checks_its_arguments(cupy):
+    ck = cuda.compile_kernel(tl.op_kernel("exp", [np.ones(5, np.float32)], F32))
+    x, y = cupy.ones(5, cupy.float32), cupy.empty(5, cupy.float32)
+    with pytest.raises(ValueError, match="takes 1 inputs"):
+        ck.run([], [y])
+    with pytest.raises(TypeError, match="CuPy arrays"):
+        ck.run([np.ones(5, np.float32)], [y])
+    with pytest.raises(ValueError, match="float32"):
+        ck.run([cupy.ones(5, cupy.float64)], [y])
+    with pytest.raises(ValueError, match="outputs must be"):
+        ck.run([x], [cupy.empty(4, cupy.float32)])
+    ck.run([x], [y])
+    np.testing.assert_allclose(cupy.asnumpy(y), np.exp(np.ones(5, np.float32)), rtol=1e-6)
