@@ -1,0 +1,394 @@
+"""Timing, agreement checks, roofline references and ratios for the benchmark suite.
+
+A ``Workload`` is one measured task (the chain at 1M elements, the MLP training step...)
+with one ``Impl`` per library that can run it. ``run_workload`` sets each implementation
+up, warms it up, times it over repeats with ``time.perf_counter``, checks its numbers
+against the reference implementation, and returns a plain dict (the JSON's shape):
+
+>>> result = run_workload(workload, Config(repeat=5))
+>>> result["ratios"]["numpy"]      # NumPy's median time / ember's: > 1 means ember is faster
+
+Nothing here raises for a failing implementation: its error goes into its cell.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmarks import peers
+
+
+@dataclass
+class Timed:
+    """A result that carries its own measured time (cold compiles time only the compile)."""
+
+    seconds: float
+    value: Any
+
+
+@dataclass
+class Prepared:
+    """One implementation, set up and ready to be called."""
+
+    call: Callable[[], Any]                    # one unit of timed work
+    output: Callable[[Any], list[np.ndarray]]  # a call's result as NumPy arrays to check
+    state: Callable[[], list[np.ndarray]] | None = None  # stateful: arrays after the checks
+    notes: Callable[[], list[str]] | None = None  # read after timing (ember's fallbacks)
+    sync: Callable[[], None] | None = None     # GPU: wait for queued work
+
+
+@dataclass
+class Impl:
+    """How one library runs a workload; ``peer`` names the package it needs."""
+
+    name: str
+    peer: str
+    setup: Callable[[], Prepared]
+    warmup: int = 0  # extra warm-up calls (torch.compile recompiles on its first steps)
+
+
+@dataclass
+class Workload:
+    """One measured task and every implementation of it."""
+
+    name: str
+    family: str
+    title: str
+    impls: list[Impl]
+    subject: str = "ember"          # ratios are other implementations' times over this one's
+    reference: str = "numpy"        # agreement is checked against this implementation
+    unit: str = "ms"                # how times are shown: "s", "ms" or "us"
+    nbytes: int = 0                 # memory one call must move (read + write)
+    gemms: list[tuple[int, int, int]] = field(default_factory=list)  # (M, K, N) per call
+    stateful: bool = False          # calls change state: check fresh state over check_calls
+    check_calls: int = 1
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    cold: bool = False              # calls return Timed: no warm-up, one call per repeat
+    device: str = "cpu"
+
+    @property
+    def flops(self) -> int:
+        return sum(2 * m * k * n for m, k, n in self.gemms)
+
+
+@dataclass
+class Config:
+    """How hard to measure: warm-up calls, repeats and time limits per implementation."""
+
+    repeat: int = 15
+    warmup: int = 3          # >= 3: ember traces two calls and replays from the third
+    min_repeat_s: float = 0.05   # calls are batched until one repeat takes this long
+    max_impl_s: float = 8.0      # repeats are cut (to at least 3) past this much time
+    cold_repeat: int = 3
+    pause_s: float = 0.2  # idle time before each cell (see _run_impl)
+    retries: int = 2      # re-timings of a cell that other processes disturbed
+    skip: frozenset[str] = frozenset()
+
+
+UNIT_SCALE = {"s": 1.0, "ms": 1e3, "us": 1e6}
+BUSY_MACHINE = 0.15  # other processes' share of the CPUs above which a cell says so
+# Warnings about a library's own API (torch.compile's imports raise some): not results.
+_LIBRARY_NOISE = (DeprecationWarning, PendingDeprecationWarning)
+
+
+def run_workload(w: Workload, cfg: Config) -> dict:
+    """Measure every implementation of ``w``; failures become cells, never exceptions."""
+    result: dict[str, Any] = {
+        "name": w.name, "family": w.family, "title": w.title, "unit": w.unit,
+        "device": w.device, "subject": w.subject, "reference": w.reference,
+        "bytes": w.nbytes, "flops": w.flops, "rtol": w.rtol, "atol": w.atol,
+        "check_calls": w.check_calls if w.stateful else 1, "impls": {}, "roofline": None}
+    try:
+        result["roofline"] = measure_roofline(w, cfg)
+    except Exception as e:  # a reference that can't be measured leaves the fractions out
+        result["roofline"] = {"error": _error_text(e)}
+    outputs: dict[str, list[np.ndarray]] = {}
+    for impl in w.impls:
+        reason = peers.unavailable(impl.peer, cfg.skip, w.device)
+        if reason:
+            result["impls"][impl.name] = {"status": reason}
+            continue
+        cell, arrays = _run_impl(w, impl, cfg)
+        result["impls"][impl.name] = cell
+        if arrays is not None:
+            outputs[impl.name] = arrays
+    _check_agreement(w, result, outputs)
+    _add_rates_and_ratios(w, result)
+    return result
+
+
+def _run_impl(w: Workload, impl: Impl, cfg: Config) -> tuple[dict, list[np.ndarray] | None]:
+    """Set up, check and time one implementation; returns its cell and checked arrays."""
+    cell: dict[str, Any] = {"status": "ok", "notes": []}
+    arrays = None
+    # OpenMP workers of the previous library (torch's, Numba's) spin for a while after
+    # their last parallel region; on a machine with few cores they would take the cores
+    # this library is about to be timed on.
+    time.sleep(cfg.pause_s)
+    with warnings.catch_warnings(record=True) as caught:
+        # Recorded, not raised: an implementation's warnings (ember falling back to eager)
+        # belong in its cell. Ember dedups its own warnings, so "always" loses nothing.
+        warnings.simplefilter("always")
+        try:
+            prep = impl.setup()
+            if w.cold:
+                samples, arrays = _time_cold(prep, cfg)
+            else:
+                arrays = _check_run(w, impl, prep, cfg)
+                samples, number, other = _time_steady(prep, cfg)
+                # On a shared machine another process can take a core mid-measurement:
+                # time again, and keep the attempt that was disturbed least.
+                for _ in range(cfg.retries):
+                    if other is None or other <= BUSY_MACHINE:
+                        break
+                    again = _time_steady(prep, cfg)
+                    if again[2] is not None and again[2] < other:
+                        samples, number, other = again
+                cell["number"] = number
+                cell["other_load"] = other
+                if other is not None and other > BUSY_MACHINE:
+                    cell["notes"].append(f"other processes used {other:.0%} of the CPUs "
+                                         f"while this was timed: numbers are disturbed")
+            cell.update(summarize(samples))
+            if prep.notes is not None:
+                cell["notes"].extend(prep.notes())
+        except Exception as e:
+            cell = {"status": "error", "error": _error_text(e), "notes": [],
+                    "traceback": traceback.format_exc(limit=8)}
+            arrays = None
+        finally:
+            gc.enable()
+    for msg in dict.fromkeys(f"{c.category.__name__}: {c.message}" for c in caught
+                             if not issubclass(c.category, _LIBRARY_NOISE)):
+        cell["notes"].append(msg)
+    return cell, arrays
+
+
+def _invoke(prep: Prepared) -> Any:
+    out = prep.call()
+    if prep.sync is not None:
+        prep.sync()
+    return out
+
+
+def _check_run(w: Workload, impl: Impl, prep: Prepared, cfg: Config) -> list[np.ndarray]:
+    """Warm up and collect the arrays the agreement check compares."""
+    if w.stateful:
+        # Training steps change weights: compare from the same start over the same steps.
+        arrays: list[np.ndarray] = []
+        for _ in range(w.check_calls):
+            arrays.extend(_copy(prep.output(_invoke(prep))))
+        if prep.state is not None:
+            arrays.extend(_copy(prep.state()))
+        for _ in range(cfg.warmup + impl.warmup):
+            _invoke(prep)
+        return arrays
+    out = None
+    for _ in range(max(1, cfg.warmup + impl.warmup)):
+        out = _invoke(prep)
+    # The last warm-up call's output: for ember that is a replay of compiled code.
+    return _copy(prep.output(out))
+
+
+def _copy(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.array(a, copy=True) for a in arrays]
+
+
+def _time_steady(prep: Prepared, cfg: Config) -> tuple[list[float], int, float | None]:
+    """Per-call seconds over repeats; short calls are batched so the clock can see them."""
+    one = math.inf
+    for _ in range(3):  # the fastest of three: one call that met a busy core misleads
+        t = time.perf_counter()
+        _invoke(prep)
+        one = min(one, time.perf_counter() - t)
+    one = max(one, 1e-9)
+    number = max(1, math.ceil(cfg.min_repeat_s / one)) if one < cfg.min_repeat_s else 1
+    repeat = cfg.repeat
+    if repeat * number * one > cfg.max_impl_s:
+        repeat = max(min(3, cfg.repeat), int(cfg.max_impl_s / (number * one)))
+    samples = []
+    gc.collect()
+    load = LoadMeter()
+    # As timeit does: a collection in the middle of a repeat would land on one library.
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for _ in range(number):
+                _invoke(prep)
+            samples.append((time.perf_counter() - t) / number)
+    finally:
+        gc.enable()
+    return samples, number, load.other()
+
+
+def _time_cold(prep: Prepared, cfg: Config) -> tuple[list[float], list[np.ndarray]]:
+    """Each call builds and compiles afresh and reports its own time."""
+    samples, arrays = [], None
+    for _ in range(max(1, cfg.cold_repeat)):
+        r = _invoke(prep)
+        if not isinstance(r, Timed):
+            raise TypeError("a cold workload's call must return Timed")
+        samples.append(r.seconds)
+        if arrays is None:
+            arrays = _copy(prep.output(r.value))
+    return samples, arrays
+
+
+class LoadMeter:
+    """How busy the machine was with other processes' work since it was made: CPU time
+    of the whole machine (/proc/stat) minus this process's, over wall time x cores."""
+
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
+        self.mine = time.process_time()
+        self.machine = _machine_cpu_seconds()
+
+    def other(self) -> float | None:
+        now = _machine_cpu_seconds()
+        if now is None or self.machine is None:
+            return None
+        wall = time.perf_counter() - self.wall
+        if wall < 0.2:  # /proc/stat counts in 10 ms ticks: too coarse for less
+            return None
+        busy = (now - self.machine) - (time.process_time() - self.mine)
+        return max(0.0, busy / (wall * (os.cpu_count() or 1)))
+
+
+def _machine_cpu_seconds() -> float | None:
+    """CPU seconds all processes have used (user, nice, system, irq, softirq, steal)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    ticks = sum(int(v) for v in fields[1:4] + fields[6:9])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def summarize(samples: list[float]) -> dict:
+    """Median, quartiles, extremes (seconds) of the repeats."""
+    a = np.asarray(samples, dtype=np.float64)
+    q25, med, q75 = np.percentile(a, [25, 50, 75])
+    return {"median_s": float(med), "q25_s": float(q25), "q75_s": float(q75),
+            "min_s": float(a.min()), "max_s": float(a.max()), "repeats": len(samples),
+            "samples_s": [float(s) for s in a]}
+
+
+def _check_agreement(w: Workload, result: dict, outputs: dict[str, list[np.ndarray]]) -> None:
+    """np.allclose of each implementation against the reference; mismatches are loud."""
+    ref_name = w.reference if w.reference in outputs else next(iter(outputs), None)
+    result["checked_against"] = ref_name
+    disagree = []
+    for name, cell in result["impls"].items():
+        if name not in outputs:
+            cell["agree"] = None
+            continue
+        if name == ref_name:
+            cell["agree"] = True
+            continue
+        ok, detail = compare(outputs[name], outputs[ref_name], w.rtol, w.atol)
+        cell["agree"] = ok
+        cell["max_abs_err"] = detail.get("max_abs_err")
+        if not ok:
+            cell["mismatch"] = detail["text"]
+            disagree.append(name)
+    result["agree"] = not disagree
+    result["disagree"] = disagree
+
+
+def compare(got: list[np.ndarray], want: list[np.ndarray], rtol: float, atol: float
+            ) -> tuple[bool, dict]:
+    """Whether two lists of arrays agree, and the worst difference found."""
+    if len(got) != len(want):
+        return False, {"text": f"{len(got)} arrays vs {len(want)}"}
+    worst = 0.0
+    for i, (g, r) in enumerate(zip(got, want)):
+        g, r = np.asarray(g), np.asarray(r)
+        if g.shape != r.shape:
+            return False, {"text": f"array {i}: shape {g.shape} vs {r.shape}"}
+        g64, r64 = g.astype(np.float64), r.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            err = np.abs(g64 - r64)
+        finite = np.isfinite(err)
+        worst = max(worst, float(err[finite].max()) if finite.any() else 0.0)
+        if not np.allclose(g64, r64, rtol=rtol, atol=atol, equal_nan=True):
+            bad = ~np.isclose(g64, r64, rtol=rtol, atol=atol, equal_nan=True)
+            j = np.unravel_index(np.argmax(bad), bad.shape) if g.ndim else ()
+            return False, {"max_abs_err": worst,
+                           "text": f"array {i}: {int(bad.sum())} of {bad.size} values differ, "
+                                   f"e.g. {g64[j]:.6g} vs {r64[j]:.6g} at {tuple(map(int, j))}"}
+    return True, {"max_abs_err": worst}
+
+
+def _add_rates_and_ratios(w: Workload, result: dict) -> None:
+    """GB/s or GFLOP/s, the roofline fraction, and every time over the subject's time."""
+    roof = result["roofline"] or {}
+    for cell in result["impls"].values():
+        if "median_s" not in cell:
+            continue
+        t = cell["median_s"]
+        if w.gemms:
+            cell["gflops"] = w.flops / t / 1e9
+            if "gflops" in roof:
+                cell["fraction"] = cell["gflops"] / roof["gflops"]
+        elif w.nbytes:
+            cell["gbps"] = w.nbytes / t / 1e9
+            if "gbps" in roof:
+                cell["fraction"] = cell["gbps"] / roof["gbps"]
+    subject = result["impls"].get(w.subject, {})
+    base = subject.get("median_s")
+    result["ratios"] = {name: (cell["median_s"] / base if base and "median_s" in cell else None)
+                        for name, cell in result["impls"].items() if name != w.subject}
+
+
+def measure_roofline(w: Workload, cfg: Config) -> dict | None:
+    """The machine's reference rate for this workload, measured now in this process:
+    np.copyto of the same bytes (bandwidth-bound work) or np.matmul over the workload's
+    GEMM shapes (compute-bound work). On a GPU the same through CuPy."""
+    if w.cold or not (w.gemms or w.nbytes):
+        return None
+    xp = np
+    sync = None
+    if w.device != "cpu":
+        import cupy
+        xp = cupy
+        sync = cupy.cuda.runtime.deviceSynchronize
+    if w.gemms:
+        mats = [(xp.ones((m, k), xp.float32), xp.ones((k, n), xp.float32),
+                 xp.empty((m, n), xp.float32)) for m, k, n in w.gemms]
+
+        def call() -> None:
+            for a, b, out in mats:
+                xp.matmul(a, b, out=out)
+    else:
+        # A copy reads n and writes n bytes: copy half the workload's bytes.
+        src = xp.ones(max(1, w.nbytes // 8), xp.float32)
+        dst = xp.empty_like(src)
+
+        def call() -> None:
+            xp.copyto(dst, src)
+    prep = Prepared(call, lambda _: [], sync=sync)
+    for _ in range(max(1, cfg.warmup)):
+        _invoke(prep)
+    samples, _, _ = _time_steady(prep, cfg)
+    t = float(np.median(samples))
+    if w.gemms:
+        return {"kind": "np.matmul" if w.device == "cpu" else "cupy.matmul",
+                "median_s": t, "gflops": w.flops / t / 1e9}
+    return {"kind": "np.copyto" if w.device == "cpu" else "cupy.copyto",
+            "median_s": t, "gbps": 2 * src.nbytes / t / 1e9}
+
+
+def _error_text(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}"
+    return text if len(text) < 600 else text[:600] + " ..."
