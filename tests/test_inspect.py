@@ -521,7 +521,7 @@ def test_verify_mode_writes_a_repro_the_error_names(tmp_path):
     message = str(info.value)
     assert "kernel kernel0 (llvm: mul+exp+add) computed" in message
     script = Path(re.search(r"repro: python (\S+)", message).group(1))
-    assert script.parent.parent == tmp_path and script.parent.name.endswith("_verify")
+    assert script.parent.parent == tmp_path.resolve() and script.parent.name.endswith("_verify")
     assert "kernel kernel0" in (script.parent / "recorded.txt").read_text()
     assert np.load(script.parent / "inputs.npz")["n0"].tolist() == [1.0] * 4
     done = _python(script, cwd=tmp_path)

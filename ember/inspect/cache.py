@@ -17,7 +17,12 @@ guard that failed, as ``EMBER_LOGS=recompiles`` does.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from ember.tracer.compile import CompiledFunction
 
 _SHORT = {"float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64", "bool": "b8",
           "float16": "f16", "int8": "i8", "uint8": "u8", "int16": "i16"}
@@ -25,7 +30,7 @@ _STATES = {"second": "traced once (the next call traces again to check Python st
            "ready": "compiled", "eager": "runs eagerly (see the fallbacks)"}
 
 
-def cache_report(cf) -> str:
+def cache_report(cf: CompiledFunction) -> str:
     """Every cache entry of compiled function ``cf``: guard key, reason, state, hits."""
     c = cf.counters
     lines = [f"{cf.record.name}: {len(cf.cache)} cache entr{'y' if len(cf.cache) == 1 else 'ies'}"
@@ -56,7 +61,8 @@ def describe_key(key: tuple) -> str:
         elif part not in ((), None):
             text = repr(part)
             rest.append(f"other guard {text if len(text) < 80 else text[:77] + '...'}")
-    text = f"args {', '.join(leaves) if leaves else '(none)'}; grad mode {'on' if key[1] else 'off'}"
+    text = (f"args {', '.join(leaves) if leaves else '(none)'}; "
+            f"grad mode {'on' if key[1] else 'off'}")
     return "; ".join([text] + rest)
 
 

@@ -25,8 +25,10 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
-_SPEC = re.compile(r"^\s*(?P<dtype>[a-z]+[0-9]*)?\[(?P<shape>[0-9,\s]*)\](?:\s*<\s*(?P<high>\d+))?\s*$")
+_SPEC = re.compile(r"^\s*(?P<dtype>[a-z]+[0-9]*)?\[(?P<shape>[0-9,\s]*)\]"
+                   r"(?:\s*<\s*(?P<high>\d+))?\s*$")
 _DTYPES = {"f32": "float32", "float32": "float32", "float": "float32",
            "f64": "float64", "float64": "float64", "double": "float64",
            "i32": "int32", "int32": "int32", "int": "int32",
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> int:
     return run_inspect(fn, args_per_call, opts)
 
 
-def run_inspect(fn, args_per_call: list[list], opts) -> int:
+def run_inspect(fn: Callable, args_per_call: list[list], opts: argparse.Namespace) -> int:
     """Explain ``fn`` on the first argument list; write what ``opts`` asks for."""
     import ember
     from ember.inspect import dump
@@ -93,7 +95,7 @@ def run_inspect(fn, args_per_call: list[list], opts) -> int:
     return 0
 
 
-def write_svgs(report, path: Path) -> list[Path]:
+def write_svgs(report: Any, path: Path) -> list[Path]:
     """One picture after fusion per compiled graph: ``path``, then ``path_1.svg``, ..."""
     from ember.inspect.draw import graph_svg
 
@@ -105,7 +107,7 @@ def write_svgs(report, path: Path) -> list[Path]:
     return out
 
 
-def cache_of(fn, args_per_call: list[list]) -> str:
+def cache_of(fn: Callable, args_per_call: list[list]) -> str:
     """Call a fresh compiled ``fn`` three times per argument list (trace, check, replay)."""
     import warnings
 
@@ -123,7 +125,7 @@ def cache_of(fn, args_per_call: list[list]) -> str:
     return compiled.cache_report()
 
 
-def load_target(target: str):
+def load_target(target: str) -> Any:
     """``path/to/script.py:name`` -> the object ``name`` of the imported script."""
     path, sep, name = target.rpartition(":")
     if not sep or not path or not name:
@@ -168,7 +170,7 @@ def make_args(specs: list[str], seed: int) -> list:
     return args
 
 
-def parse_spec(spec: str):
+def parse_spec(spec: str) -> Any:
     """``"f32[4,8]"`` -> ("float32", (4, 8), None); ``"3"`` -> 3."""
     m = _SPEC.match(spec)
     if m:

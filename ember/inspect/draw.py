@@ -19,6 +19,7 @@ from html import escape
 
 import networkx as nx
 
+from ember.ir.graph import Graph
 from ember.ops.registry import OPS
 
 # ColorBrewer Set3 (without its grey): light enough to read black text on.
@@ -43,7 +44,8 @@ def have_dot() -> bool:
     return shutil.which("dot") is not None
 
 
-def graph_svg(graph, kernels: list | None = None, *, title: str = "", engine: str = "auto") -> str:
+def graph_svg(graph: Graph, kernels: list | None = None, *, title: str = "",
+              engine: str = "auto") -> str:
     """The graph as an SVG document (``engine``: "auto", "dot" or "python")."""
     if engine not in ("auto", "dot", "python"):
         raise ValueError(f"graph_svg: unknown engine {engine!r} (auto, dot, python)")
@@ -58,7 +60,7 @@ def graph_svg(graph, kernels: list | None = None, *, title: str = "", engine: st
     return _python_svg(graph, kernels, title)
 
 
-def graph_dot(graph, kernels: list | None = None, *, title: str = "") -> str:
+def graph_dot(graph: Graph, kernels: list | None = None, *, title: str = "") -> str:
     """The graph in Graphviz DOT: fused kernels are ``cluster_`` subgraphs."""
     style = _Style(graph, kernels)
     lines = ["digraph ember {",
@@ -206,7 +208,8 @@ def _python_svg(graph, kernels: list | None, title: str) -> str:
         out.append(f'<g class="cluster"><rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" '
                    f'height="{y1 - y0:.1f}" rx="8" fill="{color}" fill-opacity="0.35" '
                    f'stroke="{color}" stroke-width="2"/><text x="{x0 + 6:.1f}" '
-                   f'y="{y0 + 12:.1f}" font-size="10" font-weight="bold">{escape(label)}</text></g>')
+                   f'y="{y0 + 12:.1f}" font-size="10" font-weight="bold">{escape(label)}'
+                   '</text></g>')
     for a, b, count in _edges(graph):
         xa, ya, wa = pos[a]
         xb, yb, wb = pos[b]
@@ -229,7 +232,8 @@ def _python_svg(graph, kernels: list | None, title: str) -> str:
         out.append(f'<g class="edge"><path d="{d}" fill="none" stroke="#666666" '
                    f'marker-end="url(#arrow)"/><text x="{tx:.1f}" y="{(y1 + y2) / 2 + 3:.1f}" '
                    f'text-anchor="{"end" if left else "start"}" font-size="9" fill="#444444" '
-                   f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{escape(lab)}</text></g>')
+                   f'stroke="#ffffff" stroke-width="3" paint-order="stroke">{escape(lab)}'
+                   '</text></g>')
     for n in graph.nodes():
         x, y, w = pos[n]
         lines = style.label(n)

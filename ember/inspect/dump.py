@@ -29,6 +29,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from ember.ir.graph import Graph
+
 _state = {"dir": os.environ.get("EMBER_DUMP_DIR") or None}
 _counter = itertools.count()
 _lock = threading.Lock()
@@ -36,7 +38,7 @@ _lock = threading.Lock()
 README = """Written by ember for {name} ({why}).
 
 traced.txt            the IR as traced
-passes/               the IR after each pass, in order
+passes/               the IR after each pass, in order (written while compiling)
 optimized.txt         the IR after passes: what became kernels
 fusion.txt            the fused groups, and why neighbours were not fused
 kernels/              each kernel's generated source (.ll LLVM IR, .cu CUDA C); for CPU
@@ -45,6 +47,7 @@ graph_*.svg           the graph before and after fusion (kernels as colored clus
 graph.dot             the same picture in Graphviz DOT
 report.html           pictures, IR text and kernel sources side by side
 repro.py              python repro.py  -- recompiles graph.pkl and checks every kernel
+recorded.txt          (mode="verify" only) the difference that was seen
 """
 
 
@@ -75,8 +78,9 @@ def new_folder(name: str, suffix: str = "") -> Path:
                 return folder
 
 
-def dump_graph(name: str, graph, traced, kernels: list, inputs: dict, pass_runs: list = (),
-               why: str = "EMBER_DUMP_DIR", suffix: str = "", recorded: str = "") -> Path | None:
+def dump_graph(name: str, graph: Graph, traced: Graph, kernels: list, inputs: dict,
+               pass_runs: list = (), why: str = "EMBER_DUMP_DIR", suffix: str = "",
+               recorded: str = "") -> Path | None:
     """Write one compiled graph's folder; returns it, or None (with a warning) on failure."""
     try:
         folder = new_folder(name, suffix)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ember.ir.graph import Graph
 from ember.ir.passes.fuse import FUSIBLE, REDUCE_OPS, _merge, fuse, fusible
 from ember.ops.registry import OPS
 
@@ -32,7 +33,7 @@ class NotFused:
 @dataclass
 class FusionReport:
     """The kernels of one graph (``kernels``: plan KernelInfos) and the unfused edges."""
-    graph: object
+    graph: Graph
     kernels: list
     not_fused: list[NotFused] = field(default_factory=list)
 
@@ -54,7 +55,7 @@ class FusionReport:
 
 
 
-def explain_fusion(graph, kernels: list) -> FusionReport:
+def explain_fusion(graph: Graph, kernels: list) -> FusionReport:
     """The fused groups of ``graph`` and, for each edge between kernels, why."""
     unit = {n: i for i, k in enumerate(kernels) for n in k.nodes}
     group_of = {n: g for g in fuse(graph) for n in g.nodes}
@@ -69,7 +70,7 @@ def explain_fusion(graph, kernels: list) -> FusionReport:
     return report
 
 
-def why_apart(graph, a: int, b: int, group_of: dict) -> str:
+def why_apart(graph: Graph, a: int, b: int, group_of: dict) -> str:
     """Why producer ``a`` and its user ``b`` are in different kernels."""
     for n in (b, a):
         if not fusible(graph, n):
@@ -101,11 +102,12 @@ def _spaces_agree(a, b) -> bool:
 def _space(g) -> str:
     text = "[" + ",".join(map(str, g.full)) + "]"
     if g.rdims:
-        text += f" reducing dim{'s' if len(g.rdims) > 1 else ''} {','.join(map(str, sorted(g.rdims)))}"
+        dims = ",".join(map(str, sorted(g.rdims)))
+        text += f" reducing dim{'s' if len(g.rdims) > 1 else ''} {dims}"
     return text
 
 
-def not_fusible_reason(graph, n: int) -> str:
+def not_fusible_reason(graph: Graph, n: int) -> str:
     d = graph[n]
     op = d["op"]
     kind = OPS[op].kind if op in OPS else "?"
@@ -124,7 +126,7 @@ def not_fusible_reason(graph, n: int) -> str:
     return f"{op} is not elementwise ({kind} op, runs through NumPy)"
 
 
-def cycle_through(graph, first: set, second: set) -> int | None:
+def cycle_through(graph: Graph, first: set, second: set) -> int | None:
     """A node outside both sets on a path between them (merging them would be a cycle)."""
     merged = first | second
     lo = min(merged)

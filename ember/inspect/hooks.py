@@ -11,25 +11,30 @@ from __future__ import annotations
 
 import warnings
 from time import perf_counter as clock  # noqa: F401  (compile.py times stages with it)
+from typing import TYPE_CHECKING
 
 from ember.inspect import dump, logs
 from ember.inspect.passes import PassRecorder
 from ember.inspect.record import FunctionRecord, new_record
 
+if TYPE_CHECKING:
+    from ember.runtime.plan import KernelInfo
+    from ember.tracer.compile import CompiledFunction, Entry, Segment
 
-def track(cf) -> FunctionRecord:
+
+def track(cf: CompiledFunction) -> FunctionRecord:
     """A new CompiledFunction: its record (kept for the summary at exit)."""
     return new_record(cf)
 
 
-def pass_recorder(cf) -> PassRecorder | None:
+def pass_recorder(cf: CompiledFunction) -> PassRecorder | None:
     """The ``log`` for run_pipeline, or None when nobody looks (the IR text costs time)."""
     if logs.enabled("passes") or logs.enabled("perf") or dump.dump_dir() is not None:
         return PassRecorder(cf.__name__)
     return None
 
 
-def traced(cf, entry, seconds: float) -> None:
+def traced(cf: CompiledFunction, entry: Entry, seconds: float) -> None:
     """A call of ``cf`` ran the user's Python under the tracer for ``seconds``."""
     cf.record.traced(entry, seconds)
     if logs.enabled("perf"):
@@ -37,7 +42,8 @@ def traced(cf, entry, seconds: float) -> None:
         perf.log_trace(cf.__name__, seconds)
 
 
-def segment_built(cf, seg, env: dict, passlog: PassRecorder | None, seconds: float) -> None:
+def segment_built(cf: CompiledFunction, seg: Segment, env: dict, passlog: PassRecorder | None,
+                  seconds: float) -> None:
     """A graph (segment) of ``cf`` was optimized and compiled into ``seg.plan``."""
     cf.record.compile_seconds += seconds
     cf.record.graphs_built += 1
@@ -68,11 +74,12 @@ def _segment_built(cf, seg, env, passlog, seconds) -> None:
             logs.log("graph", f"{cf.__name__}: graph {where} dumped to {folder}")
 
 
-def verify_failed(cf, seg, inputs: dict, info, message: str) -> str:
+def verify_failed(cf: CompiledFunction, seg: Segment, inputs: dict, info: KernelInfo,
+                  message: str) -> str:
     """mode="verify" found kernel ``info`` differing: write a repro; returns a line naming it."""
     done = dump.dump_graph(cf.__name__, seg.graph, seg.traced or seg.graph, seg.plan.kernels,
                            inputs, why=f"mode='verify' found {info.name} differing",
                            suffix="_verify", recorded=message)
     if done is None:
         return "repro: could not be written (see the warning)"
-    return f"repro: python {done / 'repro.py'}"
+    return f"repro: python {done.resolve() / 'repro.py'}"

@@ -11,9 +11,13 @@ No scripts, no external files: the page can be mailed or attached to a bug repor
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 from ember.inspect.draw import graph_svg
 from ember.inspect.fusion import explain_fusion
+
+if TYPE_CHECKING:
+    from ember.inspect.explain import ExplainReport
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0;
@@ -49,7 +53,7 @@ details > summary { cursor: pointer; font-size: 13px; margin: 4px 0; color: #2b5
 """
 
 
-def report_html(report, *, engine: str = "auto") -> str:
+def report_html(report: ExplainReport, *, engine: str = "auto") -> str:
     """The page for an ``ExplainReport`` (``engine`` draws the pictures, see draw.py)."""
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>ember: {escape(report.name)}</title><style>{_CSS}</style></head><body>",

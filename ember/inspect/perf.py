@@ -16,8 +16,13 @@ from __future__ import annotations
 import atexit
 from dataclasses import dataclass
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from ember.inspect import logs
+
+if TYPE_CHECKING:
+    from ember.ir.graph import Graph
+    from ember.runtime.plan import Plan
 
 
 @dataclass
@@ -50,7 +55,7 @@ def log_compile(name: str, graph: str, pass_runs: list, plan_seconds: float,
              f"(fusion, lowering, LLVM, first run)")
 
 
-def profile_plan(plan, graph, function: str, where: str) -> None:
+def profile_plan(plan: Plan, graph: Graph, function: str, where: str) -> None:
     """Time every step of ``plan`` (compiled from ``graph``) on every call from now on."""
     timed = []
     for step, info in zip(plan.steps, plan.kernels):

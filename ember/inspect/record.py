@@ -3,7 +3,8 @@
 A ``FunctionRecord`` shares the counters and reason lists of its ``CompiledFunction``
 (the same dict and list objects), and adds times and per-cache-entry facts: why each
 entry was created, how long its traced calls took (they run the Python eagerly: the
-first two calls of an entry do), its cache hits and how long they took. Records outlive their functions, so the summary at exit sees every one.
+first two calls of an entry do), its cache hits and how long they took. Records outlive
+their functions, so the summary at exit sees every one.
 
 >>> f = ember.compile(lambda x: x + 1)
 >>> f(ember.ones(2)); f.record.entries[0].reason
@@ -12,6 +13,10 @@ first two calls of an entry do), its cache hits and how long they took. Records 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ember.tracer.compile import CompiledFunction
 
 # Every record made in this process, in creation order (the summary at exit reads them).
 RECORDS: list[FunctionRecord] = []
@@ -62,14 +67,14 @@ class FunctionRecord:
             rec.hit_seconds += seconds
 
 
-def new_record(cf) -> FunctionRecord:
+def new_record(cf: CompiledFunction) -> FunctionRecord:
     """The record of a new CompiledFunction, registered for the summary at exit."""
     rec = FunctionRecord(display_name(cf), cf.counters, cf.recompile_reasons, cf.fallbacks)
     RECORDS.append(rec)
     return rec
 
 
-def display_name(cf) -> str:
+def display_name(cf: CompiledFunction) -> str:
     """``f`` for a function, ``MLP.forward`` for a compiled module's call."""
     owner = getattr(cf.fn, "__self__", None)
     if owner is not None and getattr(cf.fn, "__name__", "") == "__call__":

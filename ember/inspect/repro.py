@@ -94,8 +94,8 @@ def main(argv):
                 ok, d = compare(got[n], want[n])
                 same, worst = same and ok, max(worst, d)
         bad += not same
-        print(f"{{k.name:<10}} {{k.backend:<7}} {{'+'.join(k.ops):<32}} max abs diff {{worst:.3g}}  "
-              f"{{'ok' if same else 'DIFFERS'}}")
+        print(f"{{k.name:<10}} {{k.backend:<7}} {{'+'.join(k.ops):<32}} "
+              f"max abs diff {{worst:.3g}}  {{'ok' if same else 'DIFFERS'}}")
     # A compiled function's later calls replay the plan's steps on new arrays: do that too.
     env = dict(inputs)
     env.update(plan.consts)
@@ -111,7 +111,7 @@ def main(argv):
     elif recorded.exists():
         print("every kernel matches the interpreter: the difference recorded above did not "
               "reproduce when the graph was compiled again (it came from the state of that "
-              "process: a changed or patched plan, other inputs)")
+              "process, e.g. a patched plan, not from compiling this graph)")
     else:
         print("every kernel matches the interpreter")
     return 1 if bad else 0

@@ -44,7 +44,8 @@ def summary_text(records: list[FunctionRecord] | None = None) -> str:
             lines.append(f"    saved ~{saved * 1e3:.2f} ms at most (estimate), net "
                          f"{(saved - compile_s) * 1e3:+.2f} ms after compiling")
         else:
-            lines.append(f"    compiling {compile_s * 1e3:.2f} ms; no cache hits yet, nothing saved")
+            lines.append(f"    compiling {compile_s * 1e3:.2f} ms; no cache hits yet, "
+                         f"nothing saved")
     return "\n".join(lines)
 
 

@@ -523,7 +523,7 @@ class Entry:
         seg.plan = plan
         _log("graph", f"{self.owner.__name__}: segment [{seg.lo}, {seg.hi}):\n{sg.text()}")
         for k in plan.kernels:
-            if k.backend == "llvm":
+            if k.source:  # generated code: LLVM IR, or CUDA C
                 _log("kernels", f"{k.name} ({'+'.join(k.ops)}):\n{k.source}")
         _inspect.segment_built(self.owner, seg, env, passlog, _inspect.clock() - t0)
 
@@ -792,7 +792,8 @@ def _verify_segment(owner, seg: Segment, env: dict) -> None:
                        f"({info.backend}: {'+'.join(info.ops)}) computed %{n} differently from eager; "
                        f"max abs diff {np.nanmax(np.abs(np.asarray(local[n], float) - np.asarray(ref[n], float)))}"
                        f"\n  source lines: {', '.join(info.src) or '?'}")
-                raise VerificationError(f"{msg}\n  {_inspect.verify_failed(owner, seg, inputs, info, msg)}")
+                repro = _inspect.verify_failed(owner, seg, inputs, info, msg)  # names a script
+                raise VerificationError(f"{msg}\n  {repro}")
 
 
 # ---- logging -------------------------------------------------------------------------------
