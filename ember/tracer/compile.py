@@ -346,6 +346,7 @@ class Entry:
         self.captured: list = []
         self.captured_meta: list = []
         self.warmups = 0
+        self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):
@@ -534,7 +535,13 @@ class Entry:
         if not self.traces[0].graph.grad_writes and autograd.is_grad_enabled() and (
                 any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
                 or any(t.requires_grad for t in self.captured)):
-            return self._run_with_autograd(args, kwargs, leaves)
+            plans = self._autograd_plans(leaves)
+            if plans is None:
+                return self._run_with_autograd(args, kwargs, leaves)
+            trace = self.root.trace
+            outs = plans.forward(leaves)
+            return pytree.unflatten(trace.out_spec, [v if kind == "V" else outs[v]
+                                                     for kind, v in trace.out_leaves])
         env = {}
         trace0 = self.traces[0]
         for nid, i in trace0.arg_paths.items():
@@ -573,6 +580,22 @@ class Entry:
                 return result
             seg = child
         return self._outputs(seg.trace, env, leaves)
+
+    def _autograd_plans(self, leaves):
+        """The compiled forward/backward pair (built on first need), or None where the
+        call has graph breaks or the build failed: then the trace replays eagerly."""
+        if self.autograd_plans is None:
+            seg = self.root
+            self.autograd_plans = False
+            if seg is not None and seg.obs is None and seg.trace is not None:
+                from ember.tracer.autograd_plan import CompiledAutograd
+                try:
+                    with preserved_rng():
+                        self.autograd_plans = CompiledAutograd(self, seg.trace, leaves)
+                except Exception as e:  # costs speed, never correctness
+                    self.owner._fallback(f"the backward is not compiled ({type(e).__name__}: "
+                                         f"{e}); gradients replay the trace eagerly")
+        return self.autograd_plans or None
 
     def _fill_captured(self, seg: Segment, env: dict) -> None:
         for nid, source, meta in seg.captured:  # read every call: optimizers update them

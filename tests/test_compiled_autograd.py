@@ -1,0 +1,131 @@
+"""Gradients through a compiled call: the forward and the backward are compiled plans
+(ember/tracer/autograd_plan.py) and give eager's gradients."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+import ember.nn.functional as F
+from ember.tracer.autograd_plan import CompiledAutograd
+
+
+def _x(*shape, seed=0, grad=False):
+    a = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return ember.tensor(a, requires_grad=grad)
+
+
+def _plans(compiled) -> CompiledAutograd:
+    cf = getattr(compiled, "_compiled_forward", compiled)
+    (entry,) = cf.cache.values()
+    assert isinstance(entry.autograd_plans, CompiledAutograd), cf.stats()
+    return entry.autograd_plans
+
+
+def _grads(params):
+    return [p.grad.numpy().copy() for p in params]
+
+
+def _compare_model(make, x, y, calls=4, tol=1e-5):
+    ember.manual_seed(0)
+    model = make()
+    reference = copy.deepcopy(model)
+    compiled = ember.compile(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(calls):
+            for p in [*model.parameters(), *reference.parameters()]:
+                p.grad = None
+            ember.manual_seed(7)
+            a = F.cross_entropy(compiled(x), y)
+            a.backward()
+            ember.manual_seed(7)
+            b = F.cross_entropy(reference(x), y)
+            b.backward()
+            np.testing.assert_allclose(a.item(), b.item(), rtol=tol, atol=tol)
+            for g, h in zip(_grads(model.parameters()), _grads(reference.parameters())):
+                np.testing.assert_allclose(g, h, rtol=tol, atol=tol)
+    return compiled, model, reference
+
+
+def test_mlp_backward_is_compiled_and_equals_eager():
+    x, y = _x(64, 784), ember.tensor(np.random.default_rng(1).integers(0, 10, 64))
+    compiled, _, _ = _compare_model(
+        lambda: nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                              nn.Linear(256, 10)), x, y)
+    plans = _plans(compiled)
+    backends = {k.backend for k in plans.bwd.plan.kernels}
+    assert "llvm" in backends and "extern" in backends, plans.bwd.plan.kernels
+
+
+def test_dropout_and_batchnorm_in_train_mode():
+    x, y = _x(16, 12), ember.tensor(np.random.default_rng(2).integers(0, 3, 16))
+    compiled, model, reference = _compare_model(
+        lambda: nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
+                              nn.Linear(16, 3)), x, y)
+    _plans(compiled)
+    np.testing.assert_allclose(model[1].running_mean.numpy(), reference[1].running_mean.numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_input_gradients_and_two_outputs():
+    w = _x(5, 3, seed=1, grad=True)
+
+    @ember.compile
+    def f(x):
+        h = (x @ w).tanh()
+        return h.sum(), (h * h).mean(0)
+
+    for _ in range(3):
+        x = _x(4, 5, grad=True)
+        w.grad = None
+        a, b = f(x)
+        (a * 2 + b.sum()).backward()
+        gx, gw = x.grad.numpy().copy(), w.grad.numpy().copy()
+        x2 = _x(4, 5, grad=True)
+        w.grad = None
+        h = (x2 @ w).tanh()
+        (h.sum() * 2 + (h * h).mean(0).sum()).backward()
+        np.testing.assert_allclose(gx, x2.grad.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gw, w.grad.numpy(), rtol=1e-5, atol=1e-6)
+    _plans(f)
+
+
+def test_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    x = _x(8, 6)
+    lin = nn.Linear(6, 4)
+    cf = ember.compile(lambda x: F.log_softmax(F.gelu(lin(x)), 1))
+    for _ in range(3):
+        lin.weight.grad = None
+        cf(x)[:, 1].sum().backward()
+    tl = torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(lin.weight.detach().numpy()))
+        tl.bias.copy_(torch.from_numpy(lin.bias.detach().numpy()))
+    torch.log_softmax(torch.nn.functional.gelu(tl(torch.from_numpy(x.numpy()))), 1)[:, 1].sum().backward()
+    np.testing.assert_allclose(lin.weight.grad.numpy(), tl.weight.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_parameter_changed_in_place_before_backward_is_an_error_as_in_eager():
+    lin = nn.Linear(3, 2)
+    cf = ember.compile(lambda x: lin(x).sum())
+    for _ in range(3):
+        out = cf(_x(4, 3))
+    with ember.no_grad():
+        lin.weight.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
+
+
+def test_create_graph_is_refused_clearly():
+    w = _x(3, seed=3, grad=True)
+    cf = ember.compile(lambda x: (x * w).sin().sum())
+    for _ in range(3):
+        out = cf(_x(3))
+    with pytest.raises(RuntimeError, match="create_graph"):
+        out.backward(create_graph=True)
