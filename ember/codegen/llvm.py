@@ -124,7 +124,7 @@ class CompiledKernel:
                 self._reject(inputs, outputs)
         chunks = self._chunks
         if chunks is None:
-            if self.size:
+            if not self.layout.empty:
                 if self._by_object:
                     self._cfunc(*inputs, *outputs, 0, self._outer)
                 else:  # pragma: no cover

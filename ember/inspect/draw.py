@@ -132,8 +132,10 @@ class _Style:
 
 
 def _is_group(k) -> bool:
-    """A fused group (a generated kernel, or one that fell back), not a single eager op."""
-    return k.backend in ("llvm", "cuda") or not k.name.startswith("%")
+    """A fused group (a generated kernel, a matmul with its epilogue kernel, or a group
+    that fell back), not a single eager op."""
+    return (k.backend in ("llvm", "cuda") or not k.name.startswith("%")
+            or getattr(k, "kernel", None) is not None)
 
 
 def _kind(op: str) -> str:

@@ -43,6 +43,7 @@ class Plan:
     consts: dict = field(default_factory=dict)
     exports: list[tuple[int, int]] = field(default_factory=list)  # (trace id, plan node id)
     compile_seconds: float = 0.0
+    memory: dict = field(default_factory=dict)       # what plan_memory pooled and allocated
 
     def run(self, env: dict) -> None:
         local = dict(env)
@@ -58,21 +59,90 @@ def _compile(kernel: Kernel):
     return llvm.compile_kernel(kernel)
 
 
-def _kernel_step(compiled, args, outs, shapes, dtypes, persistent):
-    buffers = [np.empty(s, d) for s, d in zip(shapes, dtypes)] if persistent else None
+class Buffer:
+    """Memory for one output of a step. ``plan_memory`` gives it a reused array; until
+    then, and for values handed to the user (``pooled`` False), each run allocates."""
 
-    def step(env):
-        out = buffers if buffers is not None else [np.empty(s, d) for s, d in zip(shapes, dtypes)]
-        compiled.run([env[a] for a in args], out)
-        for o, arr in zip(outs, out):
+    __slots__ = ("shape", "dtype", "pooled", "array")
+
+    def __init__(self, shape, dtype, pooled: bool) -> None:
+        self.shape, self.dtype, self.pooled, self.array = tuple(shape), np.dtype(dtype), pooled, None
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def get(self):
+        return self.array if self.array is not None else np.empty(self.shape, self.dtype)
+
+
+class KernelStep:
+    """A generated kernel: reads ``args``, writes ``writes`` into their buffers."""
+    may_alias = False   # its outputs are its own buffers, never views of its inputs
+
+    def __init__(self, compiled, args: list[int], outs: list[int], buffers: list[Buffer]):
+        self.compiled, self.reads, self.writes, self.buffers = compiled, args, outs, buffers
+
+    def __call__(self, env: dict) -> None:
+        out = [b.get() for b in self.buffers]
+        self.compiled.run([env[a] for a in self.reads], out)
+        for o, arr in zip(self.writes, out):
             env[o] = arr
-    return step
 
 
-def _eager_step(graph, nid):
-    def step(env):
-        env[nid] = run_node(graph, nid, env)
-    return step
+class EagerStep:
+    """A registry op run eagerly (a view, an index, anything without a kernel). Its
+    result may be a view of an input, so it keeps the input's memory alive."""
+    may_alias = True
+
+    def __init__(self, graph, nid: int) -> None:
+        self.graph, self.nid = graph, nid
+        self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [None]
+
+    def __call__(self, env: dict) -> None:
+        env[self.nid] = run_node(self.graph, self.nid, env)
+
+
+class MatmulStep:
+    """A BLAS matmul into a reused buffer, then its elementwise epilogue kernel (if any)
+    right away, while the product is still in cache."""
+    may_alias = False
+
+    def __init__(self, graph, nid: int, buffer: Buffer) -> None:
+        self.graph, self.nid = graph, nid
+        self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [buffer]
+        self.epilogue: KernelStep | None = None
+
+    def add_epilogue(self, k: KernelStep) -> None:
+        self.epilogue = k
+        self.reads = self.reads + [a for a in k.reads if a != self.nid and a not in self.reads]
+        self.writes = self.writes + k.writes
+        self.buffers = self.buffers + k.buffers
+
+    def __call__(self, env: dict) -> None:
+        a, b = (env[x] for x in self.graph[self.nid]["args"])
+        buf = self.buffers[0]
+        if a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
+            env[self.nid] = np.matmul(a, b, out=buf.get())
+        else:  # mixed dtypes, vectors: the registry op decides
+            env[self.nid] = run_node(self.graph, self.nid, env)
+        if self.epilogue is not None:
+            self.epilogue(env)
+
+
+class GroupFallbackStep:
+    """A fused group whose kernel failed to compile, run op by op."""
+    may_alias = True
+
+    def __init__(self, graph, nodes: list[int]) -> None:
+        self.steps = [EagerStep(graph, n) for n in nodes]
+        self.reads = sorted({a for s in self.steps for a in s.reads} - set(nodes))
+        self.writes = list(nodes)
+        self.buffers = [None] * len(nodes)
+
+    def __call__(self, env: dict) -> None:
+        for s in self.steps:
+            s(env)
 
 
 def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
@@ -88,16 +158,77 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
+        elif graph[unit]["op"] == "matmul" and graph[unit]["device"].type == "cpu":
+            d = graph[unit]
+            step = MatmulStep(graph, unit, Buffer(d["shape"], d["dtype"].np,
+                                                  pooled=unit not in escaping))
+            step(env)
+            plan.steps.append(step)
+            plan.kernels.append(KernelInfo(f"%{unit}", "extern", ["matmul"], [unit],
+                                           [d["src"]] if d.get("src") else []))
         elif graph[unit]["op"] not in ("input", "const"):
-            step = _eager_step(graph, unit)
+            step = EagerStep(graph, unit)
             step(env)
             plan.steps.append(step)
             d = graph[unit]
-            backend_name = "extern" if d["op"] == "matmul" else "eager"
-            plan.kernels.append(KernelInfo(f"%{unit}", backend_name, [d["op"]], [unit],
+            plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d["op"]], [unit],
                                            [d["src"]] if d.get("src") else []))
+    plan_memory(plan, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
+
+
+def plan_memory(plan: Plan, live_out: set[int]) -> int:
+    """Give every pooled buffer an array, sharing one array between buffers whose values
+    are never alive at the same time (a view keeps its base alive). Values in
+    ``live_out`` (the plan's outputs) stay alive to the end. Returns the bytes saved.
+
+    The arrays are allocated once and reused by every later run, so steady-state calls
+    fault in no fresh pages; values handed to the user are never pooled.
+    """
+    roots: dict[int, set] = {}      # value -> pooled buffers it may be (a view of)
+    last: dict[int, float] = {}     # id(buffer) -> index of the last step that needs it
+    pooled: dict[int, Buffer] = {}
+    for i, step in enumerate(plan.steps):
+        for a in step.reads:
+            for b in roots.get(a, ()):
+                last[b] = i
+        for w, buf in zip(step.writes, step.buffers):
+            r = set()
+            if buf is not None and buf.pooled:
+                r.add(id(buf))
+                pooled[id(buf)] = buf
+                last.setdefault(id(buf), i)
+            if step.may_alias:
+                for a in step.reads:
+                    r |= roots.get(a, set())
+            roots[w] = r
+    for v in live_out:
+        for b in roots.get(v, ()):
+            last[b] = float("inf")
+    free: list[np.ndarray] = []       # raw byte arrays no live buffer uses
+    owner: dict[int, np.ndarray] = {}
+    total = needed = 0
+    for i, step in enumerate(plan.steps):
+        for b in [b for b, end in last.items() if end < i and b in owner]:
+            free.append(owner.pop(b))
+            del last[b]
+        for buf in step.buffers:
+            if buf is None or not buf.pooled:
+                continue
+            size = max(buf.nbytes, 1)
+            needed += size
+            fits = [j for j, r in enumerate(free) if r.nbytes >= size]
+            if fits:
+                raw = free.pop(min(fits, key=lambda j: free[j].nbytes))  # best fit
+            else:
+                raw = np.empty(size, np.uint8)
+                total += size
+            owner[id(buf)] = raw
+            # NumPy's allocations are aligned for every dtype; views at offset 0 stay so.
+            buf.array = raw[:buf.nbytes].view(buf.dtype).reshape(buf.shape)
+    plan.memory = {"pooled_bytes": needed, "allocated_bytes": total}
+    return needed - total
 
 
 def _schedule(graph, groups, group_of):
@@ -132,21 +263,28 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
             on_fallback(reason, src[0] if src else "")
         else:
             warnings.warn(f"ember.compile: kernel {name} runs eagerly ({reason})", stacklevel=2)
-        steps = [_eager_step(graph, n) for n in group.nodes]
-
-        def step(env):
-            for s in steps:
-                s(env)
+        step = GroupFallbackStep(graph, group.nodes)
         step(env)
         plan.steps.append(step)
         plan.kernels.append(KernelInfo(name, "eager", [graph[n]["op"] for n in group.nodes],
                                        group.nodes, src, reason=reason))
         return
-    shapes = [graph[o]["shape"] for o in outs]
-    dts = [graph[o]["dtype"].np for o in outs]
-    step = _kernel_step(compiled, args, outs, shapes, dts,
-                        persistent=not any(o in escaping for o in outs))
+    buffers = [Buffer(graph[o]["shape"], graph[o]["dtype"].np, pooled=o not in escaping)
+               for o in outs]
+    step = KernelStep(compiled, args, outs, buffers)
     step(env)
+    info = KernelInfo(name, "llvm", kernel.ops, group.nodes, src,
+                      getattr(compiled, "source", ""), kernel)
+    prev = plan.steps[-1] if plan.steps else None
+    if (isinstance(prev, MatmulStep) and prev.epilogue is None and prev.nid in args
+            and not kernel.reduce_dims):
+        # The elementwise consumer of a matmul runs in the matmul's step, as its epilogue.
+        prev.add_epilogue(step)
+        mm = plan.kernels[-1]
+        plan.kernels[-1] = KernelInfo(f"{mm.name}+{name}", "extern", mm.ops + kernel.ops,
+                                      mm.nodes + group.nodes, sorted(set(mm.src) | set(src)),
+                                      info.source, kernel)
+        return
     plan.steps.append(step)
-    plan.kernels.append(KernelInfo(name, "llvm", kernel.ops, group.nodes, src,
-                                   getattr(compiled, "source", ""), kernel))
+    plan.kernels.append(info)
+
