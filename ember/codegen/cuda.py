@@ -9,14 +9,17 @@ in a ``CudaKernel`` whose ``run(inputs, outputs)`` launches it through ``cupy.Ra
     >>> k = Kernel("k0", (4, 8), loads=[Load(0, dt.float32, (8, 1))],
     ...            exprs=[Expr("load", (0,), dt.float32), Expr("exp", (0,), dt.float32)],
     ...            stores=[1])
-    >>> 'extern "C" __global__ void k0(' in cuda_source(k)
+    >>> '__global__ void __launch_bounds__(256) k0(' in cuda_source(k)
     True
-    >>> compile_kernel(k).run([x], [y])     # x, y: cupy float32 arrays of shape (4, 8)
+
+and on a GPU ``compile_kernel(k).run([x], [y])`` with CuPy float32 arrays ``x``, ``y``.
 
 Scalar semantics are those of the CPU backend (``llvm._Scalar``): NumPy casting, NaN
 through maximum/minimum/relu/sign, compares false on NaN except ``ne``, integer
 arithmetic wrapping, INT_MIN for out-of-range float->int conversions; exp, log, tanh,
-erf and pow are CUDA's own math functions.
+erf and pow are CUDA's own math functions. One difference remains: CuPy compiles every
+RawKernel with ``-ftz=true`` (appended after the caller's options), so float32 subnormals
+flush to zero on the GPU; float64 is unaffected.
 
 Shapes, strides and offsets are compiled in (``kernel.signature()`` already holds them),
 so index arithmetic divides by constants; it is 32-bit unless the sizes or offsets need
@@ -74,9 +77,12 @@ def cuda_source(kernel: Kernel) -> str:
     sources concatenate into one program) and ``extern "C" __global__`` entry points
     named after the kernel.
 
-        >>> src = cuda_source(k)       # k: the exp kernel of the module docstring
-        >>> src.count("__global__ void k0(")
-        1
+        >>> from ember import dtypes as dt
+        >>> from ember.codegen.kernel import Expr, Kernel, Load
+        >>> k = Kernel("negate", (3,), [Load(0, dt.int32, (1,))],
+        ...            [Expr("load", (0,), dt.int32), Expr("neg", (0,), dt.int32)], [1])
+        >>> "const int p1 = ember_neg(p0);" in cuda_source(k)    # wraps like NumPy
+        True
     """
     return _PRELUDE + _Generator(kernel).source()
 
@@ -150,6 +156,7 @@ class CudaKernel:
         self.warp_rows = gen.warp_rows
         self.can_split = gen.split
         self.index_bits = 64 if gen.idx == "long long" else 32
+        self.max_block = gen.max_block   # the kernels' __launch_bounds__
         self._functions: dict[str, object] = {}
         self._plans: dict[int, tuple[list[Launch], int]] = {}
 
@@ -158,7 +165,7 @@ class CudaKernel:
         workspace they need (8-byte slots; 0 unless a row is split across blocks)."""
         if self.empty:
             return [], 0
-        max_block = min(1024, limits.max_threads_per_block) // 32 * 32
+        max_block = min(self.max_block, limits.max_threads_per_block) // 32 * 32
         if not self.reduce:
             block = min(ELEMENTWISE_BLOCK, max_block)
             grid = min(-(-self.size // block), limits.resident_blocks(block),
@@ -349,7 +356,8 @@ class _Generator:
         self.reduce = kernel.reduce_dims > 0
         self.reductions = [i for i, e in enumerate(kernel.exprs) if e.op in REDUCTIONS]
         if self.reduce:
-            self.outer, self.o_st = collapse_dims(kernel.shape[:split], [s[:split] for s in strides])
+            self.outer, self.o_st = collapse_dims(kernel.shape[:split],
+                                                  [s[:split] for s in strides])
             self.inner_shape, self.i_st = collapse_dims(kernel.shape[split:],
                                                         [s[split:] for s in strides])
             self.rows, self.inner = math.prod(self.outer), math.prod(self.inner_shape)
@@ -366,6 +374,8 @@ class _Generator:
         self.split = (self.reduce and bool(self.reductions) and not self.warp_rows
                       and self.inner >= SPLIT_MIN_INNER and self.rows <= SPLIT_MAX_ROWS)
         self.idx = "long long" if self._needs_64bit() else "int"
+        self.max_block = (1024 if self.reduce and not self.warp_rows else
+                          WARP_ROWS_BLOCK if self.reduce else ELEMENTWISE_BLOCK)
         # Each input pointer is typed by the first load that reads it.
         self.in_dtypes: list[DType | None] = [None] * kernel.num_inputs
         for ld in kernel.loads:
@@ -395,8 +405,11 @@ class _Generator:
         w(f"// ember kernel {self.name}: shape {tuple(k.shape)}, reduce_dims {k.reduce_dims}"
           + (f", ops {'+'.join(k.ops)}" if k.ops else ""))
         params = self._params()
+        # The most threads a launch of this kernel may have (see CudaKernel.launches):
+        # the bound lets the compiler budget registers so that such a launch always fits.
+        bound = f"__launch_bounds__({self.max_block})"
         if not self.reduce:
-            with w.block(f'extern "C" __global__ void {self.name}({params})'):
+            with w.block(f'extern "C" __global__ void {bound} {self.name}({params})'):
                 self._elementwise(w)
             return w.text()
         args = ", ".join([f"in{i}" for i in range(k.num_inputs)]
@@ -405,11 +418,11 @@ class _Generator:
         with w.block(f"__device__ __forceinline__ void {self.name}_body({params}, "
                      "unsigned long long* __restrict__ ws, const int nsplit)"):
             self._rows(w)
-        with w.block(f'extern "C" __global__ void {self.name}({params})'):
+        with w.block(f'extern "C" __global__ void {bound} {self.name}({params})'):
             w(f"{self.name}_body<-1>({args}, nullptr, 1);")
         if self.split:
             for p in range(len(self.reductions) + 1):
-                with w.block(f'extern "C" __global__ void {self.name}_p{p}({params}, '
+                with w.block(f'extern "C" __global__ void {bound} {self.name}_p{p}({params}, '
                              "unsigned long long* __restrict__ ws, const int nsplit)"):
                     w(f"{self.name}_body<{p}>({args}, ws, nsplit);")
         return w.text()

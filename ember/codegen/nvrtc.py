@@ -17,8 +17,10 @@ import glob
 import os
 import struct
 import threading
+from importlib import metadata
 
-__all__ = ["NvrtcError", "compile_cubin", "cubin_functions", "find_nvrtc", "nvrtc_version"]
+__all__ = ["NvrtcError", "compile_cubin", "compile_entry_points", "cubin_functions",
+           "find_nvrtc", "nvrtc_version"]
 
 DEFAULT_ARCH = "sm_90"
 PACKAGE = "nvidia-cuda-nvrtc"
@@ -63,6 +65,19 @@ def compile_cubin(source: str, arch: str = DEFAULT_ARCH, name: str = "ember.cu",
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
 
 
+def compile_entry_points(source: str, entries: list[str], arch: str = DEFAULT_ARCH) -> bytes:
+    """Compile ``source`` to a CUBIN for ``arch`` and check that it defines every kernel
+    named in ``entries`` (``extern "C"`` names); returns the CUBIN.
+
+        >>> cubin = compile_entry_points('extern "C" __global__ void k() {}', ["k"])
+    """
+    cubin, _ = compile_cubin(source, arch)
+    missing = [e for e in entries if e not in cubin_functions(cubin)]
+    if missing:
+        raise NvrtcError(f"the CUBIN for {arch} lacks the entry points {missing}")
+    return cubin
+
+
 def cubin_functions(cubin: bytes) -> set[str]:
     """Names of the functions (kernels and non-inlined device functions) a CUBIN defines,
     read from its ELF symbol table."""
@@ -83,16 +98,16 @@ def find_nvrtc() -> str:
     if env:
         return env
     try:
-        from importlib import metadata
         dist = metadata.distribution(PACKAGE)
-    except Exception as e:
+    except metadata.PackageNotFoundError as e:
         raise NvrtcError(f"NVRTC not found: pip install '{PACKAGE}' (or set EMBER_NVRTC "
                          "to a libnvrtc.so)") from e
     # The package lays it out as nvidia/cu13/lib/libnvrtc.so.13 (CUDA 13) or
     # nvidia/cuda_nvrtc/lib/libnvrtc.so.12 (CUDA 12); libnvrtc-builtins sits beside it.
     for f in dist.files or []:
         base = os.path.basename(str(f))
-        if base.startswith("libnvrtc.so") or base.startswith("nvrtc64_") and base.endswith(".dll"):
+        windows = base.startswith("nvrtc64_") and base.endswith(".dll")
+        if base.startswith("libnvrtc.so") or windows:
             return str(dist.locate_file(f))
     root = str(dist.locate_file("nvidia"))
     found = sorted(glob.glob(os.path.join(root, "**", "libnvrtc.so*"), recursive=True))
