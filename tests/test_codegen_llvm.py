@@ -495,3 +495,25 @@ def test_bad_arguments_raise():
     ok = np.empty(5, np.float32)
     ck.run([np.ones(5, np.float32).view(np.memmap)], [ok])   # subclasses are fine
     check(ok, np.exp(np.ones(5, np.float32)), F32)
+
+
+def test_horizontally_fused_kernels_of_different_shapes():
+    from ember.codegen.llvm import compile_kernels
+
+    k1 = Kernel("a", (1000,), [Load(0, F32, (1,))],
+                [Expr("load", (0,), F32), Expr("exp", (0,), F32)], stores=[1])
+    k2 = Kernel("b", (7, 9), [Load(0, F32, (9, 1)), Load(1, F32, (0, 1))],
+                [Expr("load", (0,), F32), Expr("load", (1,), F32), Expr("mul", (0, 1), F32)],
+                stores=[2])
+    big = Kernel("c", (1 << 20,), [Load(0, F32, (1,))],
+                 [Expr("load", (0,), F32), Expr("sigmoid", (0,), F32)], stores=[1])
+    rng = np.random.default_rng(0)
+    x, a, b, X = (rng.random(s).astype(np.float32) for s in [(1000,), (7, 9), (9,), (1 << 20,)])
+    y, z, Y = np.empty_like(x), np.empty_like(a), np.empty_like(X)
+    multi = compile_kernels([k1, k2, big], "multi")
+    multi.run([[x], [a, b], [X]], [[y], [z], [Y]])
+    np.testing.assert_allclose(y, np.exp(x), rtol=1e-6)
+    np.testing.assert_array_equal(z, a * b)
+    np.testing.assert_allclose(Y, 1 / (1 + np.exp(-X)), rtol=1e-6)
+    with pytest.raises(ValueError):
+        multi.run([[x], [a, b], [X]], [[y], [z], [np.empty(3, np.float32)]])

@@ -217,3 +217,17 @@ def test_batchnorm_and_dropout_step_in_train_mode():
     assert_same_training(results[1], results[0], tol=1e-5)
     # Fresh random numbers every call: consecutive losses are not a replay of one mask.
     assert len(set(np.round(results[1][0], 6))) == len(results[1][0])
+
+
+@pytest.mark.parametrize("opt_name", ["sgd-momentum-wd", "adam"])
+def test_all_parameter_updates_run_as_one_call(opt_name):
+    x, y = _data((16, 20), 4)
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+    opt = OPTIMIZERS[opt_name](model.parameters())
+    step = ember.compile(make_step(model, opt))
+    for _ in range(4):
+        step(x, y)
+    # The last steps of the plan are the updates: one horizontally fused call covers a
+    # kernel per parameter (4 parameters here).
+    multi = [k for k in step.kernels() if len(k.parts) >= 4]
+    assert multi, step.kernels()

@@ -38,7 +38,8 @@ from ember import dtypes
 from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
 from ember.dtypes import DType
 
-__all__ = ["compile_kernel", "CompiledKernel", "collapse_dims", "estimate_ns"]
+__all__ = ["compile_kernel", "compile_kernels", "CompiledKernel", "CompiledKernels",
+           "collapse_dims", "estimate_ns"]
 
 # Kernels whose estimated single-thread time is at least this (ns) run on all cores.
 # Waking a pool thread costs ~20-100 us on this VM (measured), so the split pays from
@@ -170,6 +171,113 @@ class CompiledKernel:
                 f"loops={self.loop_shape}, threads={len(self._chunks or [0])})")
 
 
+# ---- horizontal fusion ----------------------------------------------------------------
+
+def compile_kernels(kernels: list[Kernel], name: str) -> "CompiledKernels":
+    """Independent kernels (of any shapes) as one machine-code function, one call."""
+    return CompiledKernels(kernels, name)
+
+
+class CompiledKernels:
+    """Several independent kernels run by one call: ``run([[inputs...], ...],
+    [[outputs...], ...])``. The outer rows of all of them form one range that threads
+    split, so e.g. every parameter's optimizer update is one call over all cores.
+
+        >>> multi = compile_kernels([k1, k2], "updates")
+        >>> multi.run([[x1], [x2]], [[y1], [y2]])
+    """
+
+    def __init__(self, kernels: list[Kernel], name: str) -> None:
+        if _DATA_OFFSET is None:  # pragma: no cover
+            raise NotImplementedError("horizontal fusion needs ndarray data pointer offsets")
+        self.name = _ident(name)
+        self.parts = [CompiledKernel.__new__(CompiledKernel) for _ in kernels]
+        module = _new_module(self.name)
+        subs, bounds, total = [], [], 0
+        for i, (k, part) in enumerate(zip(kernels, self.parts)):
+            _check(k)
+            part.name, part.shape = f"{self.name}_{i}", tuple(k.shape)
+            part.num_inputs, part.num_outputs = k.num_inputs, len(k.stores)
+            part.out_dtypes = [k.exprs[s.expr].dtype for s in k.stores]
+            part._out_np = [d.np for d in part.out_dtypes]
+            part.out_sizes = [math.prod(n for n, st in zip(part.shape, s.strides) if st)
+                              for s in k.stores]
+            part.layout = _Layout.of(k)
+            rows = 0 if part.layout.empty else part.layout.outer_shape[0]
+            subs.append(_add_kernel(module, k, part.name, part.layout))
+            bounds.append((total, rows))
+            total += rows
+        self._rows = total
+        self.nargs = sum(p.num_inputs + p.num_outputs for p in self.parts)
+        self._driver(module, subs, bounds)
+        self.source = str(module)
+        self._engine, self._module = _jit(self.source)
+        ftype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+        self._cfunc = ftype(self._engine.get_function_address(self.name))
+        self._argv = ctypes.py_object * self.nargs
+        self.estimated_ns = sum(estimate_ns(k) for k in kernels)
+        nthreads = min(os.cpu_count() or 1, total)
+        self._chunks = None
+        if self.estimated_ns >= PARALLEL_MIN_NS and nthreads > 1:
+            cuts = [total * t // nthreads for t in range(nthreads + 1)]
+            self._chunks = list(zip(cuts[:-1], cuts[1:]))
+
+    def _driver(self, module, subs, bounds) -> None:
+        """``name(PyObject** arrays, start, end)``: each part gets its share of the rows."""
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64]),
+                         name=self.name)
+        argv, start, end = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        k = 0
+        for sub, (lo, rows), part in zip(subs, bounds, self.parts):
+            n = part.num_inputs + part.num_outputs
+            ptrs = []
+            for j in range(k, k + n):
+                obj = b.load(b.gep(argv, [ir.Constant(_I64, j)], source_etype=_PTR), typ=_PTR)
+                ptrs.append(b.load(b.gep(obj, [ir.Constant(_I64, _DATA_OFFSET)],
+                                         source_etype=_I8), typ=_PTR))
+            k += n
+            # rows [start, end) of the whole range, clipped to this part's [lo, lo + rows)
+            s = b.sub(start, ir.Constant(_I64, lo))
+            e = b.sub(end, ir.Constant(_I64, lo))
+            zero, top = ir.Constant(_I64, 0), ir.Constant(_I64, rows)
+            s = b.select(b.icmp_signed("<", s, zero), zero, s)
+            e = b.select(b.icmp_signed(">", e, top), top, e)
+            with b.if_then(b.icmp_signed("<", s, e)):
+                b.call(sub, ptrs + [s, e])
+        b.ret_void()
+
+    def run(self, inputs: list[list[np.ndarray]], outputs: list[list[np.ndarray]]) -> None:
+        flat = []
+        for part, ins, outs in zip(self.parts, inputs, outputs):
+            if len(ins) != part.num_inputs or len(outs) != part.num_outputs or any(
+                    type(a) is not _NDARRAY for a in ins) or any(
+                    type(o) is not _NDARRAY or o.dtype is not d or o.size != n
+                    for o, d, n in zip(outs, part._out_np, part.out_sizes)):
+                part._reject(ins, outs)
+            flat.extend(ins)
+            flat.extend(outs)
+        if len(inputs) != len(self.parts):
+            raise ValueError(f"{self.name} runs {len(self.parts)} kernels, got "
+                             f"{len(inputs)} input lists")
+        argv = self._argv(*flat)
+        addr = ctypes.addressof(argv)
+        if self._chunks is None:
+            self._cfunc(addr, 0, self._rows)
+            return
+        pool = _pool()
+        futures = [pool.submit(self._cfunc, addr, lo, hi) for lo, hi in self._chunks[1:]]
+        self._cfunc(addr, *self._chunks[0])
+        for f in futures:
+            f.result()
+
+    def optimized_ir(self) -> str:
+        return str(self._module)
+
+    def asm(self) -> str:
+        return _target_machine().emit_assembly(llvm.parse_assembly(self.optimized_ir()))
+
+
 # ---- loop nest ------------------------------------------------------------------------
 
 @dataclass
@@ -276,11 +384,16 @@ _STORAGE_TYPE = {**_VALUE_TYPE, dtypes.bool_: _I8}   # NumPy stores bool as a by
 _FMF = ("contract",)
 
 
-def _build_module(kernel: Kernel, name: str, layout: _Layout) -> str:
-    """The unoptimized LLVM IR text of ``kernel`` as function ``name`` (and ``name_py``)."""
+def _new_module(name: str) -> ir.Module:
     module = ir.Module(name=name)
     module.triple = llvm.get_process_triple()
     module.data_layout = str(_target_machine().target_data)
+    return module
+
+
+def _add_kernel(module: ir.Module, kernel: Kernel, name: str, layout: _Layout) -> ir.Function:
+    """Function ``name(inputs..., outputs..., start, end)`` computing outer rows
+    [start, end) of ``kernel``."""
     nin, nout = kernel.num_inputs, len(kernel.stores)
     fnty = ir.FunctionType(ir.VoidType(), [_PTR] * (nin + nout) + [_I64, _I64])
     fn = ir.Function(module, fnty, name=name)
@@ -288,6 +401,15 @@ def _build_module(kernel: Kernel, name: str, layout: _Layout) -> str:
         # Outputs are fresh buffers; inputs are only read, so aliasing among them is fine.
         arg.add_attribute("noalias")
     _LoopNest(kernel, fn, layout).emit()
+    return fn
+
+
+def _build_module(kernel: Kernel, name: str, layout: _Layout) -> str:
+    """The unoptimized LLVM IR text of ``kernel`` as function ``name`` (and ``name_py``)."""
+    module = _new_module(name)
+    nin, nout = kernel.num_inputs, len(kernel.stores)
+    fn = _add_kernel(module, kernel, name, layout)
+    fnty = fn.function_type
 
     if _DATA_OFFSET is not None:
         # Entry point taking the ndarray objects (PyObject*): reads each data pointer.

@@ -31,6 +31,7 @@ class KernelInfo:
     source: str = ""
     kernel: Kernel | None = None
     reason: str = ""        # why a fused group fell back to eager
+    parts: list = field(default_factory=list)   # horizontally fused kernels, one call
 
     def __repr__(self) -> str:
         return f"<{self.backend} kernel {self.name}: {'+'.join(self.ops)}>"
@@ -88,6 +89,25 @@ class KernelStep:
         self.compiled.run([env[a] for a in self.reads], out)
         for o, arr in zip(self.writes, out):
             env[o] = arr
+
+
+class MultiKernelStep:
+    """Adjacent independent kernels as one machine-code call (horizontal fusion): e.g.
+    the optimizer updates of every parameter, each of its own shape."""
+    may_alias = False
+
+    def __init__(self, steps: list[KernelStep], compiled) -> None:
+        self.parts, self.compiled = steps, compiled
+        self.reads = [a for s in steps for a in s.reads]
+        self.writes = [w for s in steps for w in s.writes]
+        self.buffers = [b for s in steps for b in s.buffers]
+
+    def __call__(self, env: dict) -> None:
+        outs = [[b.get() for b in s.buffers] for s in self.parts]
+        self.compiled.run([[env[a] for a in s.reads] for s in self.parts], outs)
+        for s, out in zip(self.parts, outs):
+            for o, arr in zip(s.writes, out):
+                env[o] = arr
 
 
 class EagerStep:
@@ -173,9 +193,69 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
             d = graph[unit]
             plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d["op"]], [unit],
                                            [d["src"]] if d.get("src") else []))
+    if backend == "llvm":
+        _fuse_horizontally(plan)
     plan_memory(plan, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
+
+
+def _fuse_horizontally(plan: Plan) -> None:
+    """Run independent kernels as one call each (``llvm.compile_kernels``).
+
+    Within each window of consecutive kernel steps, a kernel's level is one more than
+    the highest level of the window's kernels it reads from; each level becomes one
+    call. Adam's per-parameter scalar work (bias corrections) is one level and the
+    updates of all parameters the next: two calls, whatever the number of parameters.
+    """
+    steps, infos = [], []
+    window: list[tuple] = []
+
+    def flush():
+        level: dict[int, int] = {}     # value written in the window -> its level
+        levels: list[list[tuple]] = []
+        for step, info in window:
+            lv = 1 + max((level[a] for a in step.reads if a in level), default=-1)
+            for w in step.writes:
+                level[w] = lv
+            while len(levels) <= lv:
+                levels.append([])
+            levels[lv].append((step, info))
+        for batch in levels:
+            _emit_batch(batch, steps, infos)
+        window.clear()
+
+    for step, info in zip(plan.steps, plan.kernels):
+        if type(step) is KernelStep:
+            window.append((step, info))
+            continue
+        flush()
+        steps.append(step)
+        infos.append(info)
+    flush()
+    plan.steps, plan.kernels = steps, infos
+
+
+def _emit_batch(batch: list[tuple], steps: list, infos: list) -> None:
+    from ember.codegen import llvm
+
+    if len(batch) >= 2:
+        name = f"{batch[0][1].name}-{batch[-1][1].name}"
+        try:
+            compiled = llvm.compile_kernels([i.kernel for _, i in batch], name)
+        except Exception:  # keep the separate kernels: they work
+            compiled = None
+        if compiled is not None:
+            steps.append(MultiKernelStep([s for s, _ in batch], compiled))
+            infos.append(KernelInfo(
+                name, "llvm", [op for _, i in batch for op in i.ops],
+                [n for _, i in batch for n in i.nodes],
+                sorted({x for _, i in batch for x in i.src}), compiled.source,
+                parts=[i for _, i in batch]))
+            return
+    for s, i in batch:
+        steps.append(s)
+        infos.append(i)
 
 
 def plan_memory(plan: Plan, live_out: set[int]) -> int:
