@@ -73,8 +73,22 @@ class Buffer:
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
-    def get(self):
+    def get(self, env: dict):
         return self.array if self.array is not None else np.empty(self.shape, self.dtype)
+
+
+class InPlace:
+    """An output written straight into the memory of input ``nid`` (a parameter or
+    optimizer state updated in place), so no copy is needed at the end of the call."""
+
+    __slots__ = ("nid",)
+    pooled = False
+
+    def __init__(self, nid: int) -> None:
+        self.nid = nid
+
+    def get(self, env: dict):
+        return env[self.nid]
 
 
 class KernelStep:
@@ -85,7 +99,7 @@ class KernelStep:
         self.compiled, self.reads, self.writes, self.buffers = compiled, args, outs, buffers
 
     def __call__(self, env: dict) -> None:
-        out = [b.get() for b in self.buffers]
+        out = [b.get(env) for b in self.buffers]
         self.compiled.run([env[a] for a in self.reads], out)
         for o, arr in zip(self.writes, out):
             env[o] = arr
@@ -103,7 +117,7 @@ class MultiKernelStep:
         self.buffers = [b for s in steps for b in s.buffers]
 
     def __call__(self, env: dict) -> None:
-        outs = [[b.get() for b in s.buffers] for s in self.parts]
+        outs = [[b.get(env) for b in s.buffers] for s in self.parts]
         self.compiled.run([[env[a] for a in s.reads] for s in self.parts], outs)
         for s, out in zip(self.parts, outs):
             for o, arr in zip(s.writes, out):
@@ -128,10 +142,14 @@ class MatmulStep:
     right away, while the product is still in cache."""
     may_alias = False
 
-    def __init__(self, graph, nid: int, buffer: Buffer) -> None:
+    def __init__(self, graph, nid: int, buffer: Buffer, transposed: bool = False) -> None:
         self.graph, self.nid = graph, nid
         self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [buffer]
         self.epilogue: KernelStep | None = None
+        # Compute (A @ B)^T as B^T @ A^T into a C-order buffer when the product is only
+        # read transposed (weight gradients): the kernels reading it then see contiguous
+        # memory (vectorized, collapsed loops) instead of a strided view.
+        self.transposed = transposed
 
     def add_epilogue(self, k: KernelStep) -> None:
         self.epilogue = k
@@ -142,8 +160,11 @@ class MatmulStep:
     def __call__(self, env: dict) -> None:
         a, b = (env[x] for x in self.graph[self.nid]["args"])
         buf = self.buffers[0]
-        if a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
-            env[self.nid] = np.matmul(a, b, out=buf.get())
+        if self.transposed:
+            out = np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
+            env[self.nid] = out.swapaxes(-1, -2)
+        elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
+            env[self.nid] = np.matmul(a, b, out=buf.get(env))
         else:  # mixed dtypes, vectors: the registry op decides
             env[self.nid] = run_node(self.graph, self.nid, env)
         if self.epilogue is not None:
@@ -180,8 +201,11 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
         elif graph[unit]["op"] == "matmul" and graph[unit]["device"].type == "cpu":
             d = graph[unit]
-            step = MatmulStep(graph, unit, Buffer(d["shape"], d["dtype"].np,
-                                                  pooled=unit not in escaping))
+            shape, transposed = tuple(d["shape"]), _read_transposed(graph, unit)
+            if transposed:
+                shape = shape[:-2] + shape[-2:][::-1]
+            step = MatmulStep(graph, unit, Buffer(shape, d["dtype"].np,
+                                                  pooled=unit not in escaping), transposed)
             step(env)
             plan.steps.append(step)
             plan.kernels.append(KernelInfo(f"%{unit}", "extern", ["matmul"], [unit],
@@ -193,11 +217,74 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
             d = graph[unit]
             plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d["op"]], [unit],
                                            [d["src"]] if d.get("src") else []))
+    _update_in_place(plan, graph, env)
     if backend == "llvm":
         _fuse_horizontally(plan)
     plan_memory(plan, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
+
+
+def _read_transposed(graph, nid: int) -> bool:
+    """True if matmul ``nid`` (of same-dtype matrices) is only read through a permute
+    that swaps its last two dims."""
+    d = graph[nid]
+    users = list(graph.users(nid))
+    nd = len(d["shape"])
+    swap = tuple(range(nd - 2)) + (nd - 1, nd - 2)
+    return (nd >= 2 and len(users) == 1
+            and graph[users[0]]["op"] == "permute" and graph[users[0]]["attrs"]["dims"] == swap
+            and all(len(graph[a]["shape"]) >= 2 and graph[a]["dtype"] == d["dtype"]
+                    for a in d["args"])
+            and not any(nid == v for _, v in graph.writebacks) and nid not in graph.outputs)
+
+
+def _update_in_place(plan: Plan, graph, env: dict) -> None:
+    """Let kernels write the new value of a mutated parameter (or optimizer state)
+    straight into its memory instead of a buffer copied back at the end of the call.
+
+    Legal when nothing after the kernel reads the old value (through any view), the
+    kernel reads it only at the point it writes (same strides: elementwise, no
+    reduction), and the tensor shares memory with no other input.
+    """
+    targets = {v: i for i, v in graph.writebacks
+               if graph.sources[i].kind == "captured"
+               and graph[i]["dtype"] == graph[v]["dtype"]
+               and tuple(graph[i]["shape"]) == tuple(graph[v]["shape"])}
+    if not targets:
+        return
+    roots: dict[int, set] = {n: {n} for n in graph.inputs}
+    last_read: dict[int, float] = {}
+    for i, step in enumerate(plan.steps):
+        for a in step.reads:
+            for r in roots.get(a, ()):
+                last_read[r] = i
+        for w in step.writes:
+            roots[w] = (set().union(*(roots.get(a, set()) for a in step.reads))
+                        if step.may_alias else set())
+    for v in graph.outputs:          # handed on (views of inputs included): keep them
+        for r in roots.get(v, ()):
+            last_read[r] = float("inf")
+    for i, (step, info) in enumerate(zip(plan.steps, plan.kernels)):
+        k = info.kernel
+        if type(step) is not KernelStep or k is None or k.reduce_dims:
+            continue
+        for j, w in enumerate(step.writes):
+            t = targets.get(w)
+            if t is None or last_read.get(t, -1) > i:
+                continue
+            st = k.stores[j]
+            if t in step.reads:
+                idx = step.reads.index(t)
+                if any(ld.input == idx and (ld.strides != st.strides or ld.offset)
+                       for ld in k.loads):
+                    continue
+            elif not env[t].flags.c_contiguous:   # written as a fresh C-order output
+                continue
+            if any(o != t and np.may_share_memory(env[t], env[o]) for o in graph.inputs
+                   if o in env):
+                continue
+            step.buffers[j] = InPlace(t)
 
 
 def _fuse_horizontally(plan: Plan) -> None:

@@ -609,7 +609,8 @@ class Entry:
         g = trace.graph
         for inp, val in g.writebacks:
             t = _input_tensor(g, inp, trace, leaves)
-            t._data[...] = env[val]
+            if env[val] is not t._data:   # else the kernel already wrote it in place
+                t._data[...] = env[val]
             t._version += 1
         for inp, out in g.grad_writes:
             t = _input_tensor(g, inp, trace, leaves)
