@@ -59,3 +59,19 @@ def test_views_keep_their_buffer_alive():
     cf = ember.compile(fn)
     for _ in range(3):
         np.testing.assert_allclose(cf(x).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_outputs_are_recycled_only_after_the_user_drops_them():
+    cf = ember.compile(lambda x: (x * 2).exp())
+    x = _x(256)
+    for _ in range(3):
+        cf(x)
+    held = cf(x)
+    kept = held.numpy().copy()
+    seen = set()
+    for _ in range(5):
+        out = cf(x + 1)            # different values: a reused held buffer would show
+        seen.add(id(out.numpy()))
+        del out                    # freed right away (no reference cycle keeps it)
+    np.testing.assert_array_equal(held.numpy(), kept)
+    assert len(seen) == 1          # the same freed array served every later call

@@ -7,20 +7,23 @@ from typing import Any
 def flatten(tree, path: str = "") -> tuple[list[tuple[str, Any]], Any]:
     """Leaves as (path, value) and a spec that ``unflatten`` rebuilds the tree from."""
     leaves: list[tuple[str, Any]] = []
-
-    def walk(x, p):
-        if isinstance(x, tuple) and hasattr(x, "_fields"):
-            return ("namedtuple", type(x), [walk(v, f"{p}.{f}") for f, v in zip(x._fields, x)])
-        if isinstance(x, (tuple, list)):
-            return (type(x).__name__, None, [walk(v, f"{p}[{i}]") for i, v in enumerate(x)])
-        if isinstance(x, dict):
-            keys = list(x)
-            return ("dict", keys, [walk(x[k], f"{p}[{k!r}]") for k in keys])
-        leaves.append((p, x))
-        return ("leaf", None, None)
-
-    spec = walk(tree, path)
+    spec = _walk(tree, path, leaves)
     return leaves, spec
+
+
+def _walk(x, p: str, leaves: list) -> Any:
+    # Not a self-calling closure: that would be a reference cycle keeping the leaves
+    # (the call's tensors) alive until the garbage collector runs.
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return ("namedtuple", type(x),
+                [_walk(v, f"{p}.{f}", leaves) for f, v in zip(x._fields, x)])
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__, None, [_walk(v, f"{p}[{i}]", leaves) for i, v in enumerate(x)])
+    if isinstance(x, dict):
+        keys = list(x)
+        return ("dict", keys, [_walk(x[k], f"{p}[{k!r}]", leaves) for k in keys])
+    leaves.append((p, x))
+    return ("leaf", None, None)
 
 
 def flatten_call(args: tuple, kwargs: dict) -> tuple[list[tuple[str, Any]], Any]:
@@ -32,20 +35,22 @@ def flatten_call(args: tuple, kwargs: dict) -> tuple[list[tuple[str, Any]], Any]
 
 
 def unflatten(spec, leaves: list) -> Any:
-    it = iter(leaves)
+    # A module-level helper, not a closure that calls itself: such a closure is a
+    # reference cycle that kept every returned tensor alive until the garbage collector
+    # ran, so output buffers could not be recycled between calls.
+    return _build(spec, iter(leaves))
 
-    def build(s):
-        kind, meta, children = s
-        if kind == "leaf":
-            return next(it)
-        vals = [build(c) for c in children]
-        if kind == "namedtuple":
-            return meta(*vals)
-        if kind == "dict":
-            return dict(zip(meta, vals))
-        return tuple(vals) if kind == "tuple" else vals
 
-    return build(spec)
+def _build(s, it) -> Any:
+    kind, meta, children = s
+    if kind == "leaf":
+        return next(it)
+    vals = [_build(c, it) for c in children]
+    if kind == "namedtuple":
+        return meta(*vals)
+    if kind == "dict":
+        return dict(zip(meta, vals))
+    return tuple(vals) if kind == "tuple" else vals
 
 
 def spec_key(spec) -> Any:

@@ -60,6 +60,8 @@ def fusible(graph, nid: int) -> bool:
         ndim = len(graph[d["args"][0]]["shape"])
         axes = {a % max(ndim, 1) for a in d["attrs"]["axes"]}
         return bool(axes) and (ndim - 1 in axes or ndim == 0) and d["dtype"].name != "float16"
+    if d["op"] == "contiguous":   # a copy: in a kernel, just the value stored again
+        return True
     return d["op"] in FUSIBLE and OPS[d["op"]].elementwise
 
 
