@@ -12,7 +12,6 @@ Nothing here raises for a failing implementation: its error goes into its cell.
 """
 from __future__ import annotations
 
-import gc
 import math
 import os
 import time
@@ -136,8 +135,8 @@ def _run_impl(w: Workload, impl: Impl, cfg: Config) -> tuple[dict, list[np.ndarr
     time.sleep(cfg.pause_s)
     with warnings.catch_warnings(record=True) as caught:
         # Recorded, not raised: an implementation's warnings (ember falling back to eager)
-        # belong in its cell. Ember dedups its own warnings, so "always" loses nothing.
-        warnings.simplefilter("always")
+        # belong in its cell, each once (a warning per call would pile up by thousands).
+        warnings.simplefilter("default")
         try:
             prep = impl.setup()
             if w.cold:
@@ -163,10 +162,8 @@ def _run_impl(w: Workload, impl: Impl, cfg: Config) -> tuple[dict, list[np.ndarr
                 cell["notes"].extend(prep.notes())
         except Exception as e:
             cell = {"status": "error", "error": _error_text(e), "notes": [],
-                    "traceback": traceback.format_exc(limit=8)}
+                    "traceback": traceback.format_exc(limit=-12)}
             arrays = None
-        finally:
-            gc.enable()
     for msg in dict.fromkeys(f"{c.category.__name__}: {c.message}" for c in caught
                              if not issubclass(c.category, _LIBRARY_NOISE)):
         cell["notes"].append(msg)
@@ -216,18 +213,14 @@ def _time_steady(prep: Prepared, cfg: Config) -> tuple[list[float], int, float |
     if repeat * number * one > cfg.max_impl_s:
         repeat = max(min(3, cfg.repeat), int(cfg.max_impl_s / (number * one)))
     samples = []
-    gc.collect()
     load = LoadMeter()
-    # As timeit does: a collection in the middle of a repeat would land on one library.
-    gc.disable()
-    try:
-        for _ in range(repeat):
-            t = time.perf_counter()
-            for _ in range(number):
-                _invoke(prep)
-            samples.append((time.perf_counter() - t) / number)
-    finally:
-        gc.enable()
+    # Unlike timeit, the garbage collector stays on: a library whose calls leave cyclic
+    # garbage pays for collecting it, as its users do.
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(number):
+            _invoke(prep)
+        samples.append((time.perf_counter() - t) / number)
     return samples, number, load.other()
 
 

@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import UNIT_SCALE
+from benchmarks.harness import BUSY_MACHINE, UNIT_SCALE
 
 PEER_COLUMNS = ["ember eager", "numpy", "torch", "torch.compile", "numba", "jax.jit"]
 RATIO_NOTE = ("Columns after ember: the peer's median time / ember's median time, same run "
-              "(> 1: ember is faster). ember = `ember.compile` (for op_*: ember eager).")
+              "(> 1: ember is faster). ember = `ember.compile` (for op_*: ember eager). "
+              "*: other processes used more than 15% of the CPUs while that was timed.")
 
 
 def fmt_time(seconds: float | None, unit: str) -> str:
@@ -55,9 +56,14 @@ def ratio_cell(result: dict, name: str) -> str:
         return status_text(cell)
     subject = result["impls"].get(result["subject"], {})
     if "median_s" not in subject:
-        return fmt_time(cell["median_s"], result["unit"])
-    text = fmt_ratio(result["ratios"].get(name))
+        return fmt_time(cell["median_s"], result["unit"]) + _busy_mark(cell)
+    text = fmt_ratio(result["ratios"].get(name)) + _busy_mark(cell, subject)
     return text + (" MISMATCH" if cell.get("agree") is False else "")
+
+
+def _busy_mark(*cells: dict) -> str:
+    """"*" when other processes took CPUs while any of these cells was timed."""
+    return "*" if any((c.get("other_load") or 0) > BUSY_MACHINE for c in cells) else ""
 
 
 def summary_table(results: list[dict]) -> str:
@@ -68,7 +74,7 @@ def summary_table(results: list[dict]) -> str:
     for r in results:
         subject = r["impls"].get(r["subject"], {})
         if "median_s" in subject:
-            ember = fmt_time(subject["median_s"], r["unit"])
+            ember = fmt_time(subject["median_s"], r["unit"]) + _busy_mark(subject)
             if _fell_back(subject):
                 ember += " (eager fallback)"
         else:

@@ -6,7 +6,6 @@ PyTorch), so both libraries run the very same source.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -88,23 +87,16 @@ def torch_tensors(np_args: list[np.ndarray], device: str) -> list[Any]:
     return [torch.from_numpy(np.array(a, copy=True)).to(device) for a in np_args]
 
 
-def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu",
-                  no_grad: bool = False, compiled: bool = True) -> list[Impl]:
+def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu") -> list[Impl]:
     """The four cells that run the shared source: ember (compiled), ember eager, torch
-    and torch.compile (left out with ``compiled=False``), each on its own copy of the
-    inputs."""
+    and torch.compile, each on its own copy of the inputs."""
     def ember_setup(compiled: bool) -> Callable[[], Prepared]:
         def setup() -> Prepared:
             import ember
             fn = make(ember)
             cf = ember.compile(fn) if compiled else fn
             args = ember_tensors(np_args, device)
-            guard = ember.no_grad if no_grad else contextlib.nullcontext
-
-            def call() -> Any:
-                with guard():
-                    return cf(*args)
-            return Prepared(call, arrays, sync=gpu_sync("ember", device),
+            return Prepared(lambda: cf(*args), arrays, sync=gpu_sync("ember", device),
                             notes=ember_compiled_notes(cf) if compiled else None)
         return setup
 
@@ -114,21 +106,14 @@ def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu",
             fn = make(torch)
             cf = torch.compile(fn) if compiled else fn
             args = torch_tensors(np_args, device)
-            guard = torch.no_grad if no_grad else contextlib.nullcontext
-
-            def call() -> Any:
-                with guard():
-                    return cf(*args)
-            return Prepared(call, arrays, sync=gpu_sync("torch", device))
+            return Prepared(lambda: cf(*args), arrays, sync=gpu_sync("torch", device))
         return setup
 
-    impls = [Impl("ember", "ember", ember_setup(True)),
-             Impl("ember eager", "ember", ember_setup(False)),
-             Impl("torch", "torch", torch_setup(False)),
-             Impl("torch.compile", "torch.compile", torch_setup(True), warmup=2)]
-    if not compiled:
-        impls = [i for i in impls if i.name not in ("ember", "torch.compile")]
-    return impls
+    return [Impl("ember", "ember", ember_setup(True)),
+            Impl("ember eager", "ember", ember_setup(False)),
+            Impl("torch", "torch", torch_setup(False)),
+            # torch.compile may recompile on its second call (dynamic shapes): warm longer.
+            Impl("torch.compile", "torch.compile", torch_setup(True), warmup=2)]
 
 
 def jax_impl(fn_factory: Callable[[], Callable[..., Any]], np_args: list[np.ndarray]) -> Impl:
