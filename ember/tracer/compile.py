@@ -134,6 +134,7 @@ class CompiledFunction:
         self._warned: set[str] = set()
         self._modules = None
         self._cands = None
+        self._opts = None
         self.record = _inspect.track(self)  # times and why each cache entry exists
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
@@ -195,7 +196,7 @@ class CompiledFunction:
         for path, v in leaves:
             if isinstance(v, Tensor):
                 a = v._data
-                parts.append(("T", a.shape, a.dtype.str, str(v._device), v.requires_grad,
+                parts.append(("T", a.shape, a.dtype.str, v._device, v.requires_grad,
                               a.strides))
             elif isinstance(v, (int, float, bool, str, type(None))):
                 parts.append(("V", type(v).__name__, v))
@@ -225,21 +226,21 @@ class CompiledFunction:
 
     def _training_modules(self, leaves):
         """Modules whose train/eval mode the function may read."""
-        from ember.nn import Module
-
+        Module = _classes()[0]
         if self._modules is None:
             self._modules = [m for c in self._reachable() if isinstance(c, Module)
                              for m in c.modules()]
         extra = [m for _, v in leaves if isinstance(v, Module) for m in v.modules()]
-        return self._modules + extra
+        return self._modules + extra if extra else self._modules
 
     def _optimizers(self, leaves):
         """Optimizers whose hyperparameters the function may read (guarded, except the
         learning rate, which is read at every call: see ``Optimizer._lr``)."""
-        from ember.optim import Optimizer
-
-        return ([c for c in self._reachable() if isinstance(c, Optimizer)]
-                + [v for _, v in leaves if isinstance(v, Optimizer)])
+        Optimizer = _classes()[1]
+        if self._opts is None:
+            self._opts = [c for c in self._reachable() if isinstance(c, Optimizer)]
+        extra = [v for _, v in leaves if isinstance(v, Optimizer)]
+        return self._opts + extra if extra else self._opts
 
     def _recompile_reason(self, key) -> str:
         if not self.cache:
@@ -278,6 +279,19 @@ class CompiledFunction:
         """
         from ember.inspect.cache import cache_report
         return cache_report(self)
+
+
+_CLASSES: tuple = ()
+
+
+def _classes() -> tuple:
+    """(nn.Module, optim.Optimizer), imported once (they import this module's package)."""
+    global _CLASSES
+    if not _CLASSES:
+        from ember.nn import Module
+        from ember.optim import Optimizer
+        _CLASSES = (Module, Optimizer)
+    return _CLASSES
 
 
 def _hyperparameters(opt) -> tuple:

@@ -26,8 +26,22 @@ def _walk(x, p: str, leaves: list) -> Any:
     return ("leaf", None, None)
 
 
+_POSITIONAL: dict[int, tuple] = {}   # n -> (spec, paths) of a call with n plain arguments
+_KEYS: dict[int, Any] = {}            # id(spec) -> spec_key, for those shared specs
+
+
 def flatten_call(args: tuple, kwargs: dict) -> tuple[list[tuple[str, Any]], Any]:
     """Leaves of a call's arguments, with paths such as ``args[0]`` and ``kwargs['x']``."""
+    if not kwargs and not any(isinstance(a, (tuple, list, dict)) for a in args):
+        # The common call f(x, y): one shared spec per arity, no walk (a cache hit's
+        # guard check is on every call's path).
+        shared = _POSITIONAL.get(len(args))
+        if shared is None:
+            spec = ("tuple", None, [("tuple", None, [("leaf", None, None)] * len(args)),
+                                    ("dict", [], [])])
+            shared = _POSITIONAL[len(args)] = (spec, [f"args[{i}]" for i in range(len(args))])
+            _KEYS[id(spec)] = spec_key(spec)
+        return list(zip(shared[1], args)), shared[0]
     leaves, spec = flatten((args, kwargs))
     named = [(("args" + p[3:]) if p.startswith("[0]") else ("kwargs" + p[3:]), v)
              for p, v in leaves]
@@ -55,6 +69,9 @@ def _build(s, it) -> Any:
 
 def spec_key(spec) -> Any:
     """A hashable form of a spec (the structure part of a cache key)."""
+    known = _KEYS.get(id(spec))
+    if known is not None:
+        return known
     kind, meta, children = spec
     if kind == "leaf":
         return "L"
