@@ -347,7 +347,7 @@ class _Generator:
     """Writes the CUDA C of one kernel (see the module docstring for the layouts)."""
 
     def __init__(self, kernel: Kernel) -> None:
-        _validate(kernel)
+        kernel.validate()
         self.k = kernel
         self.name = _ident(kernel.name)
         nd = len(kernel.shape)
@@ -596,28 +596,6 @@ class _Generator:
         if dt is B:
             value = f"(unsigned char){value}"
         w(f"out{i}[{off}] = {value};")
-
-
-def _validate(kernel: Kernel) -> None:
-    nd = len(kernel.shape)
-    for ld in kernel.loads:
-        if len(ld.strides) != nd:
-            raise ValueError(f"kernel {kernel.name}: load of input {ld.input} has strides "
-                             f"{ld.strides} for a {nd}-dim iteration space {kernel.shape}")
-    row = kernel.row_level()
-    for st in kernel.stores:
-        if len(st.strides) != nd:
-            raise ValueError(f"kernel {kernel.name}: store of expr {st.expr} has strides "
-                             f"{st.strides} for a {nd}-dim iteration space {kernel.shape}")
-        if kernel.reduce_dims and row[st.expr] and any(st.strides[nd - kernel.reduce_dims:]):
-            raise ValueError(f"kernel {kernel.name}: row-level expr {st.expr} is stored "
-                             "with nonzero strides on reduced dims")
-    for i, e in enumerate(kernel.exprs):
-        if e.op not in ("load", "const") and any(
-                isinstance(a, int) and not 0 <= a < i for a in e.args):
-            raise ValueError(f"kernel {kernel.name}: expr {i} ({e.op}) must use earlier exprs")
-        if e.op in REDUCTIONS and not kernel.reduce_dims:
-            raise ValueError(f"kernel {kernel.name}: {e.op} in a kernel without reduce_dims")
 
 
 def _ident(name: str) -> str:

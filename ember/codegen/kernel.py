@@ -106,6 +106,29 @@ class Kernel:
                 out.append(all(out[a] for a in e.args))
         return out
 
+    def validate(self) -> None:
+        """Raise ValueError if the description is malformed (every backend calls this)."""
+        nd = len(self.shape)
+        for ld in self.loads:
+            if len(ld.strides) != nd:
+                raise ValueError(f"kernel {self.name}: load of input {ld.input} has strides "
+                                 f"{ld.strides} for a {nd}-dim iteration space {self.shape}")
+        row = self.row_level()
+        for st in self.stores:
+            if len(st.strides) != nd:
+                raise ValueError(f"kernel {self.name}: store of expr {st.expr} has strides "
+                                 f"{st.strides} for a {nd}-dim iteration space {self.shape}")
+            if self.reduce_dims and row[st.expr] and any(st.strides[nd - self.reduce_dims:]):
+                raise ValueError(f"kernel {self.name}: row-level expr {st.expr} is stored "
+                                 "with nonzero strides on reduced dims")
+        for i, e in enumerate(self.exprs):
+            if e.op not in ("load", "const") and any(
+                    isinstance(a, int) and not 0 <= a < i for a in e.args):
+                raise ValueError(f"kernel {self.name}: expr {i} ({e.op}) must use earlier "
+                                 "exprs")
+            if e.op in REDUCTIONS and not self.reduce_dims:
+                raise ValueError(f"kernel {self.name}: {e.op} in a kernel without reduce_dims")
+
     def signature(self) -> tuple:
         """Everything the generated code depends on: equal signatures share machine code."""
         return (self.shape, self.reduce_dims, tuple(self.loads), tuple(self.exprs),

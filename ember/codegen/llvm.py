@@ -73,7 +73,7 @@ class CompiledKernel:
     """
 
     def __init__(self, kernel: Kernel) -> None:
-        _check(kernel)
+        kernel.validate()
         self.name = _ident(kernel.name)
         self.shape = tuple(kernel.shape)
         self.num_inputs = kernel.num_inputs
@@ -195,7 +195,7 @@ class CompiledKernels:
         module = _new_module(self.name)
         subs, bounds, total = [], [], 0
         for i, (k, part) in enumerate(zip(kernels, self.parts)):
-            _check(k)
+            k.validate()
             part.name, part.shape = f"{self.name}_{i}", tuple(k.shape)
             part.num_inputs, part.num_outputs = k.num_inputs, len(k.stores)
             part.out_dtypes = [k.exprs[s.expr].dtype for s in k.stores]
@@ -341,26 +341,6 @@ def estimate_ns(kernel: Kernel) -> float:
                     if e.op not in ("load", "const"))
     passes = 1 + sum(e.op in REDUCTIONS for e in kernel.exprs)  # each reduction re-reads
     return math.prod(kernel.shape) * per_elem * passes
-
-
-def _check(kernel: Kernel) -> None:
-    nd = len(kernel.shape)
-    for ld in kernel.loads:
-        if len(ld.strides) != nd:
-            raise ValueError(f"kernel {kernel.name}: load of input {ld.input} has strides "
-                             f"{ld.strides} for a {nd}-dim iteration space {kernel.shape}")
-    row = kernel.row_level()
-    for st in kernel.stores:
-        if len(st.strides) != nd:
-            raise ValueError(f"kernel {kernel.name}: store of expr {st.expr} has strides "
-                             f"{st.strides} for a {nd}-dim iteration space {kernel.shape}")
-        if kernel.reduce_dims and row[st.expr] and any(st.strides[nd - kernel.reduce_dims:]):
-            raise ValueError(f"kernel {kernel.name}: row-level expr {st.expr} is stored "
-                             "with nonzero strides on reduced dims")
-    for i, e in enumerate(kernel.exprs):
-        if e.op not in ("load", "const") and any(
-                isinstance(a, int) and not 0 <= a < i for a in e.args):
-            raise ValueError(f"kernel {kernel.name}: expr {i} ({e.op}) must use earlier exprs")
 
 
 def _ident(name: str) -> str:
@@ -571,10 +551,9 @@ class _LoopNest:
 
     def _accumulate(self, e: Expr, slot, v) -> None:
         b = self.b
-        ty = _acc_type(e)
         sc = _Scalar(b, self.fn)
         arg_dtype = self.kernel.exprs[e.args[0]].dtype
-        acc = b.load(slot)
+        acc = b.load(slot, typ=_acc_type(e))
         if e.op == "reduce_sum":
             if e.dtype.is_floating_point:
                 # float32 sums accumulate in float64: as fast here (memory-bound) and
