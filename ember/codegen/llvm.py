@@ -422,6 +422,8 @@ class _LoopNest:
         self.out_ptrs = fn.args[nin:nin + len(kernel.stores)]
         self.start, self.end = fn.args[-2], fn.args[-1]
         self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
+        self.stash = self._plan_stash()
+        self.pass_no = 0
 
     def emit(self) -> None:
         b = self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
@@ -467,16 +469,23 @@ class _LoopNest:
         k, lay = self.kernel, self.layout
         memo: dict[int, object] = {}
         nl = len(k.loads)
+        self.pass_no = 0
         for r, e in enumerate(k.exprs):
             if e.op not in REDUCTIONS:
                 continue
             self._ensure_row(e.args[0], offs, memo)
             acc = self._accumulator(e)
-            self._nest(lay.inner_shape, lay.inner_strides, offs,
-                       lambda inner, e=e, acc=acc: self._accumulate(
-                           e, acc, self._value(e.args[0], inner, dict(memo))),
-                       f"r{r}_")
-            memo[r] = _Scalar(self.b, self.fn).convert(self.b.load(acc), _acc_dtype(e), e.dtype)
+
+            def reduce_body(inner, e=e, acc=acc):
+                local = dict(memo)
+                self._accumulate(e, acc, self._value(e.args[0], inner, local))
+                for j, (i, when) in self.stash.items():   # keep it for the later passes
+                    if when == self.pass_no:
+                        self._store(i, self._value(j, inner, local), inner[nl + i], expr=j)
+            self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{r}_")
+            memo[r] = _Scalar(self.b, self.fn).convert(
+                self.b.load(acc), self._acc_dtype(e), e.dtype)
+            self.pass_no += 1
         point = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
         for i, st in enumerate(k.stores):
             if i not in point:
@@ -487,9 +496,48 @@ class _LoopNest:
 
             def body(inner):
                 local = dict(memo)
-                for i in point:
-                    self._store(i, self._value(k.stores[i].expr, inner, local), inner[nl + i])
+                # Every value first: a stashed value is read from an output buffer that
+                # the stores below overwrite.
+                values = [self._value(k.stores[i].expr, inner, local) for i in point]
+                for i, v in zip(point, values):
+                    self._store(i, v, inner[nl + i])
             self._nest(lay.inner_shape, lay.inner_strides, offs, body, "s")
+
+    def _plan_stash(self) -> dict[int, tuple[int, int]]:
+        """Expensive per-point values (exp, log, ...) computed in a reduction pass and
+        needed again later, each parked in a point-level output buffer of its dtype until
+        the last pass overwrites it: softmax computes exp once, not twice.
+        Returns expr -> (store index, pass number that writes it)."""
+        k = self.kernel
+        if not k.reduce_dims:
+            return {}
+        point_stores = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
+        reductions = [r for r, e in enumerate(k.exprs) if e.op in REDUCTIONS]
+        cones = [self._cone(k.exprs[r].args[0]) for r in reductions]
+        final = set().union(*(self._cone(k.stores[i].expr) for i in point_stores))
+        stash, free = {}, list(point_stores)
+        for p, cone in enumerate(cones):
+            later = final.union(*cones[p + 1:])
+            for j in sorted(cone & later, reverse=True):
+                if k.exprs[j].op not in _EXPENSIVE or j in stash:
+                    continue
+                fits = [i for i in free if k.exprs[k.stores[i].expr].dtype == k.exprs[j].dtype]
+                if fits:
+                    stash[j] = (fits[0], p)
+                    free.remove(fits[0])
+        return stash
+
+    def _cone(self, j: int) -> set[int]:
+        """The per-point exprs that expr ``j`` is computed from (itself included)."""
+        out, stack = set(), [j]
+        while stack:
+            n = stack.pop()
+            if n in out or self.row_level[n]:
+                continue
+            out.add(n)
+            if self.kernel.exprs[n].op not in ("load", "const"):
+                stack.extend(self.kernel.exprs[n].args)
+        return out
 
     def _ensure_row(self, j: int, offs: list, memo: dict) -> None:
         """Compute the row-level exprs that expr ``j`` uses, here, before an inner loop
@@ -513,6 +561,16 @@ class _LoopNest:
             return memo[j]
         k, b = self.kernel, self.b
         e = k.exprs[j]
+        parked = self.stash.get(j)
+        if parked is not None and self.pass_no > parked[1]:   # computed in an earlier pass
+            i = parked[0]
+            dt = e.dtype
+            v = b.load(b.gep(self.out_ptrs[i], [offs[len(k.loads) + i]], inbounds=True,
+                             source_etype=_STORAGE_TYPE[dt]), typ=_STORAGE_TYPE[dt])
+            if dt is dtypes.bool_:
+                v = b.icmp_unsigned("!=", v, ir.Constant(_I8, 0))
+            memo[j] = v
+            return v
         if e.op == "load":
             ld: Load = k.loads[e.args[0]]
             ptr = b.gep(self.in_ptrs[ld.input], [offs[e.args[0]]], inbounds=True,
@@ -527,14 +585,25 @@ class _LoopNest:
             raise AssertionError(f"reduction {j} used before it was computed")
         else:
             args = [self._value(a, offs, memo) for a in e.args]
-            v = _Scalar(b, self.fn).op(e.op, args, [k.exprs[a].dtype for a in e.args],
-                                       e.dtype)
+            arg_dtypes = [k.exprs[a].dtype for a in e.args]
+            sc = _Scalar(b, self.fn)
+            if (e.op == "div" and k.reduce_dims and e.dtype.is_floating_point
+                    and not self.row_level[j] and self.row_level[e.args[1]]):
+                # Dividing every point of a row by one row value (softmax): multiply by
+                # its reciprocal, which LLVM hoists out of the loop (within 1 ulp).
+                x, y = (sc.convert(a, d, e.dtype) for a, d in zip(args, arg_dtypes))
+                r = sc.div(sc.c(y.type, 1.0), y)
+                # Where 1/y overflows (a subnormal y), divide as written.
+                finite = b.fcmp_ordered("<", sc.call("fabs", r), sc.c(y.type, float("inf")))
+                v = b.select(finite, sc.mul(x, r), sc.div(x, y))
+            else:
+                v = sc.op(e.op, args, arg_dtypes, e.dtype)
         memo[j] = v
         return v
 
     def _accumulator(self, e: Expr):
         """A stack slot holding the reduction's identity (allocated in the entry block)."""
-        ty = _acc_type(e)
+        ty = _VALUE_TYPE[self._acc_dtype(e)]
         with self.b.goto_block(self.entry):
             self.b.position_at_start(self.entry)
             slot = self.b.alloca(ty)
@@ -553,12 +622,12 @@ class _LoopNest:
         b = self.b
         sc = _Scalar(b, self.fn)
         arg_dtype = self.kernel.exprs[e.args[0]].dtype
-        acc = b.load(slot, typ=_acc_type(e))
+        acc_dtype = self._acc_dtype(e)
+        acc = b.load(slot, typ=_VALUE_TYPE[acc_dtype])
         if e.op == "reduce_sum":
             if e.dtype.is_floating_point:
-                # float32 sums accumulate in float64: as fast here (memory-bound) and
-                # closer to NumPy's pairwise sum than a long float32 chain would be.
-                v = sc.convert(sc.convert(v, arg_dtype, e.dtype), e.dtype, dtypes.float64)
+                # 'reassoc' lets the vectorizer keep 16 x 4 partial sums.
+                v = sc.convert(sc.convert(v, arg_dtype, e.dtype), e.dtype, acc_dtype)
                 new = b.fadd(acc, v, flags=("reassoc", "contract"))
             else:
                 new = b.add(acc, sc.convert(v, arg_dtype, e.dtype))
@@ -572,23 +641,22 @@ class _LoopNest:
             new = b.select(gt(">", v, acc), v, acc)
         b.store(new, slot)
 
-    def _store(self, i: int, v, off) -> None:
+    def _acc_dtype(self, e: Expr) -> DType:
+        """float32 sums of up to 64K points accumulate in float32: the vectorizer's
+        64 partial sums keep each under ~1K additions (error ~1e-6, like NumPy's
+        pairwise sum), and float64 would halve the vector width of the whole loop
+        (softmax's exp ran 1.8x slower). Longer sums use float64."""
+        if (e.op == "reduce_sum" and e.dtype.is_floating_point
+                and (e.dtype is dtypes.float64 or math.prod(self.kernel.inner_shape) > 65536)):
+            return dtypes.float64
+        return e.dtype
+
+    def _store(self, i: int, v, off, expr: int | None = None) -> None:
         b, k = self.b, self.kernel
-        s = k.stores[i].expr
-        dt = k.exprs[s].dtype
+        dt = k.exprs[k.stores[i].expr if expr is None else expr].dtype
         if dt is dtypes.bool_:
             v = b.zext(v, _I8)
         b.store(v, b.gep(self.out_ptrs[i], [off], inbounds=True, source_etype=_STORAGE_TYPE[dt]))
-
-
-def _acc_dtype(e: Expr) -> DType:
-    if e.op == "reduce_sum" and e.dtype.is_floating_point:
-        return dtypes.float64
-    return e.dtype
-
-
-def _acc_type(e: Expr) -> ir.Type:
-    return _VALUE_TYPE[_acc_dtype(e)]
 
 
 def _const(value, dt: DType) -> ir.Constant:
@@ -1027,6 +1095,9 @@ class _Scalar:
 
 
 # ---- JIT ------------------------------------------------------------------------------
+
+# Per-point ops worth keeping in memory between passes rather than computing again.
+_EXPENSIVE = frozenset(("exp", "log", "tanh", "sigmoid", "erf", "pow", "sin", "cos"))
 
 _CACHE: dict[tuple, CompiledKernel] = {}
 _ENGINES: list = []
