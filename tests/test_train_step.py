@@ -231,3 +231,30 @@ def test_all_parameter_updates_run_as_one_call(opt_name):
     # kernel per parameter (4 parameters here).
     multi = [k for k in step.kernels() if len(k.parts) >= 4]
     assert multi, step.kernels()
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_outside_the_compiled_step(set_to_none):
+    x, y = _data((16, 20), 4)
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(5)
+        model = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 4))
+        opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        step = ember.compile(step) if compiled else step
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            losses = []
+            for _ in range(8):
+                opt.zero_grad(set_to_none=set_to_none)
+                losses.append(step(x, y).item())
+        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()],
+                        step))
+    assert_same_training(results[1], results[0], tol=1e-5)
+    assert results[1][2].stats()["cache_hits"] >= 5, results[1][2].stats()
