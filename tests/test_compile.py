@@ -378,26 +378,9 @@ def test_inplace_update_of_captured_tensor_is_written_back():
 # ---- ported models, compiled -------------------------------------------------------------
 
 def _simple_cnn():
-    import ember.nn as nn
-    import ember.nn.functional as F
+    from test_train_step import SimpleCNN   # PyTorch's tutorial CNN, with a 2-class head
 
-    class SimpleCNN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 6, 5)
-            self.pool = nn.MaxPool2d(2, 2)
-            self.conv2 = nn.Conv2d(6, 16, 5)
-            self.fc1 = nn.Linear(16 * 5 * 5, 120)
-            self.fc2 = nn.Linear(120, 84)
-            self.fc3 = nn.Linear(84, 2)
-
-        def forward(self, x):
-            x = self.pool(F.relu(self.conv1(x)))
-            x = self.pool(F.relu(self.conv2(x)))
-            x = ember.flatten(x, 1)
-            return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
-
-    return SimpleCNN(), ember.randn(4, 3, 32, 32)
+    return SimpleCNN(classes=2), ember.randn(4, 3, 32, 32)
 
 
 def _mlp():

@@ -21,14 +21,14 @@ def mlp():
 class SimpleCNN(nn.Module):
     """PyTorch's "Training a classifier" CNN."""
 
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 6, 5)
         self.pool = nn.MaxPool2d(2, 2)
         self.conv2 = nn.Conv2d(6, 16, 5)
         self.fc1 = nn.Linear(16 * 5 * 5, 120)
         self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        self.fc3 = nn.Linear(84, classes)
 
     def forward(self, x):
         x = self.pool(F.relu(self.conv1(x)))

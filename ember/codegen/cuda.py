@@ -549,16 +549,7 @@ class _Generator:
     def _ensure_row(self, w: _Writer, j: int, memo: dict, offs: _Offsets) -> None:
         """Compute, at row scope, the row-level exprs that expr ``j`` uses (so an inner
         loop reads them instead of recomputing them per point)."""
-        k = self.k
-        needed, stack = set(), [j]
-        while stack:
-            n = stack.pop()
-            if n in needed or n in memo:
-                continue
-            needed.add(n)
-            if k.exprs[n].op not in ("load", "const"):
-                stack.extend(k.exprs[n].args)
-        for n in sorted(needed):
+        for n in sorted(self.k.cone(j, memo.__contains__)):
             if self.row_level[n] and n not in memo:
                 self._value(w, n, memo, offs, "r")
 

@@ -106,6 +106,19 @@ class Kernel:
                 out.append(all(out[a] for a in e.args))
         return out
 
+    def cone(self, j: int, stop=lambda n: False) -> set[int]:
+        """Expr ``j`` and the exprs it is computed from, not entering those where
+        ``stop(n)`` is true (values a backend already has, say)."""
+        out, stack = set(), [j]
+        while stack:
+            n = stack.pop()
+            if n in out or stop(n):
+                continue
+            out.add(n)
+            if self.exprs[n].op not in ("load", "const"):
+                stack.extend(self.exprs[n].args)
+        return out
+
     def validate(self) -> None:
         """Raise ValueError if the description is malformed (every backend calls this)."""
         nd = len(self.shape)

@@ -529,29 +529,12 @@ class _LoopNest:
 
     def _cone(self, j: int) -> set[int]:
         """The per-point exprs that expr ``j`` is computed from (itself included)."""
-        out, stack = set(), [j]
-        while stack:
-            n = stack.pop()
-            if n in out or self.row_level[n]:
-                continue
-            out.add(n)
-            if self.kernel.exprs[n].op not in ("load", "const"):
-                stack.extend(self.kernel.exprs[n].args)
-        return out
+        return self.kernel.cone(j, self.row_level.__getitem__)
 
     def _ensure_row(self, j: int, offs: list, memo: dict) -> None:
         """Compute the row-level exprs that expr ``j`` uses, here, before an inner loop
         (a value made inside the loop would not dominate later uses)."""
-        k = self.kernel
-        needed, stack = set(), [j]
-        while stack:
-            n = stack.pop()
-            if n in needed or n in memo:
-                continue
-            needed.add(n)
-            if k.exprs[n].op not in ("load", "const"):
-                stack.extend(k.exprs[n].args)
-        for n in sorted(needed):
+        for n in sorted(self.kernel.cone(j, memo.__contains__)):
             if self.row_level[n] and n not in memo:
                 self._value(n, offs, memo)
 
