@@ -359,6 +359,7 @@ class Entry:
         self.traces: list[Trace] = []
         self.captured: list = []
         self.captured_meta: list = []
+        self.captured_data: list = []
         self.warmups = 0
         self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
 
@@ -408,6 +409,7 @@ class Entry:
         self.traces.append(trace)
         self.captured = list(trace.captured)
         self.captured_meta = [_meta(t) for t in self.captured]
+        self.captured_data = [t._data for t in self.captured]   # checked by identity first
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
@@ -459,10 +461,14 @@ class Entry:
         return result
 
     def captured_changed(self) -> str:
-        for i, (t, m) in enumerate(zip(self.captured, self.captured_meta)):
-            now = _meta(t)
+        data = self.captured_data
+        for i, t in enumerate(self.captured):
+            if t._data is data[i]:   # same array object: same shape, dtype and strides
+                continue
+            m, now = self.captured_meta[i], _meta(t)
             if now != m:
                 return f"captured tensor {i} changed {m} -> {now}"
+            data[i] = t._data
         return ""
 
     # ---- building segments --------------------------------------------------------------
