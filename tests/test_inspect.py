@@ -454,7 +454,7 @@ def test_cache_report_gives_each_entry_its_reason():
     text = f.cache_report()
     assert "<lambda>: 2 cache entries (limit 8); 4 calls" in text
     assert "[0] first call" in text and "state: compiled; 1 graph(s); 1 hit(s)" in text
-    assert "[1] recompile: argument 0 dtype <f4 -> <f8" in text
+    assert "[1] recompile: argument 0 dtype float32 -> float64" in text
     assert "guard: args f64[2,3] strides (3,1) cpu; grad mode on" in text
     model = ember.compile(nn.Linear(3, 2))
     with ember.no_grad():

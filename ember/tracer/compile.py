@@ -196,8 +196,7 @@ class CompiledFunction:
         for path, v in leaves:
             if isinstance(v, Tensor):
                 a = v._data
-                parts.append(("T", a.shape, a.dtype.str, v._device, v.requires_grad,
-                              a.strides))
+                parts.append(("T", a.shape, a.dtype, v._device, v.requires_grad, a.strides))
             elif isinstance(v, (int, float, bool, str, type(None))):
                 parts.append(("V", type(v).__name__, v))
             else:
