@@ -418,3 +418,28 @@ def test_compiled_module_forward_and_training_match_eager(make):
     with ember.no_grad():
         assert_same(cmodel(x), twin.eval()(x))
     assert not cmodel.stats()["fallbacks"]
+
+
+def test_boolean_mask_indexing_is_never_replayed_with_a_stale_shape():
+    # x[x > 0] has as many elements as the mask has True values: a replay of the first
+    # trace would read the wrong number of elements. The signature runs eagerly.
+    f = ember.compile(lambda x: x[x > 0] * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for v in ([1., -1., 2.], [3., -1., 2.], [1., 2., -3.], [5., 5., 5.], [-1., -1., -1.]):
+            x = ember.tensor(v)
+            assert f(x).tolist() == (x[x > 0] * 2).tolist()
+    assert any("boolean mask" in r for r in f.stats()["fallbacks"])
+    with pytest.raises(ember.CompileError, match="boolean mask"):
+        ember.compile(lambda x: x[x > 0].sum(), fullgraph=True)(ember.tensor([1., -2.]))
+    # Assigning through a mask keeps the tensor's shape and still compiles.
+    @ember.compile
+    def g(x):
+        y = x.clone()
+        y[x < 0] = 0.0
+        return y * 2
+
+    for v in ([1., -1., 2.], [-3., 1., 2.], [1., 2., 3.], [-1., -1., 4.]):
+        x = ember.tensor(v)
+        assert g(x).tolist() == [max(a, 0.0) * 2 for a in v]
+    assert g.stats()["cache_hits"] >= 1 and not g.stats()["fallbacks"]

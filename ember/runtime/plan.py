@@ -147,9 +147,15 @@ class EagerStep:
     def __init__(self, graph, nid: int) -> None:
         self.graph, self.nid = graph, nid
         self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [None]
+        self.shape = tuple(graph[nid]["shape"])
 
     def __call__(self, env: dict) -> None:
-        env[self.nid] = run_node(self.graph, self.nid, env)
+        out = run_node(self.graph, self.nid, env)
+        if out.shape != self.shape:   # kernels after this one are built for that shape
+            raise RuntimeError(f"ember.compile: %{self.nid} ({self.graph[self.nid]['op']}) "
+                               f"gave shape {out.shape}, traced as {self.shape}; a "
+                               "data-dependent shape must not be replayed")
+        env[self.nid] = out
 
 
 class MatmulStep:

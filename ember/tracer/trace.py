@@ -103,6 +103,11 @@ class Tracer:
 
     # ---- hooks called by ember.dispatch / ember.tensor --------------------------------
     def record(self, op, args, attrs, result) -> None:
+        if op.name == "index" and any(a.dtype.name == "bool" for a in args[1:]):
+            # x[mask]: the result's shape depends on the mask's values, which a replay
+            # would not see: this signature runs eagerly. (x[mask] = v keeps x's shape.)
+            self.fail("indexing with a boolean mask gives a data-dependent shape")
+            return
         ins = tuple(self.node_of(a) for a in args)
         self.env[id(result)] = self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
                                               result.device, user_frame())
