@@ -30,7 +30,7 @@ class CompiledAutograd:
     def __init__(self, entry, trace, leaves) -> None:
         from ember.tracer.compile import Segment, _close, _input_tensor
 
-        self.entry, self.trace = entry, trace
+        self.trace = trace
         g = trace.graph
         tensors = {n: _input_tensor(g, n, trace, leaves) for n in g.inputs}
         self.diff = [n for n in g.inputs if tensors[n].requires_grad]
@@ -87,8 +87,7 @@ class CompiledAutograd:
         self.bwd = Segment(cut, joint._next, needs=set(bneeds))
         self.joint = joint
 
-        env = {n: eager_env[jid[n]] for n in g.inputs}
-        env = {jid[n]: a for n, a in env.items()}
+        env = {jid[n]: eager_env[jid[n]] for n in g.inputs}
         joint.outputs = self.saved           # every saved value is fresh each call
         entry._build_segment(self.fwd, joint, env, _escaping_of(joint))
         for n in self.saved:

@@ -1,0 +1,113 @@
+"""The steps of a plan: what one call runs, in order, over an environment of arrays
+(value id -> array). Each step lists the values it reads and writes and the buffers its
+outputs go to, which is all that memory planning needs to know about it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.ir.interpreter import run_node
+from ember.runtime.memory import Buffer
+
+
+class KernelStep:
+    """A generated kernel: reads ``args``, writes ``writes`` into their buffers."""
+    may_alias = False   # its outputs are its own buffers, never views of its inputs
+
+    def __init__(self, compiled, args: list[int], outs: list[int], buffers: list[Buffer]):
+        self.compiled, self.reads, self.writes, self.buffers = compiled, args, outs, buffers
+
+    def __call__(self, env: dict) -> None:
+        out = [b.get(env) for b in self.buffers]
+        self.compiled.run([env[a] for a in self.reads], out)
+        for o, arr in zip(self.writes, out):
+            env[o] = arr
+
+
+class MultiKernelStep:
+    """Adjacent independent kernels as one machine-code call (horizontal fusion): e.g.
+    the optimizer updates of every parameter, each of its own shape."""
+    may_alias = False
+
+    def __init__(self, steps: list[KernelStep], compiled) -> None:
+        self.parts, self.compiled = steps, compiled
+        self.reads = [a for s in steps for a in s.reads]
+        self.writes = [w for s in steps for w in s.writes]
+        self.buffers = [b for s in steps for b in s.buffers]
+
+    def __call__(self, env: dict) -> None:
+        outs = [[b.get(env) for b in s.buffers] for s in self.parts]
+        self.compiled.run([[env[a] for a in s.reads] for s in self.parts], outs)
+        for s, out in zip(self.parts, outs):
+            for o, arr in zip(s.writes, out):
+                env[o] = arr
+
+
+class EagerStep:
+    """A registry op run eagerly (a view, an index, anything without a kernel). Its
+    result may be a view of an input, so it keeps the input's memory alive."""
+    may_alias = True
+
+    def __init__(self, graph, nid: int) -> None:
+        self.graph, self.nid = graph, nid
+        self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [None]
+        self.shape = tuple(graph[nid]["shape"])
+
+    def __call__(self, env: dict) -> None:
+        out = run_node(self.graph, self.nid, env)
+        if out.shape != self.shape:   # kernels after this one are built for that shape
+            raise RuntimeError(f"ember.compile: %{self.nid} ({self.graph[self.nid]['op']}) "
+                               f"gave shape {out.shape}, traced as {self.shape}; a "
+                               "data-dependent shape must not be replayed")
+        env[self.nid] = out
+
+
+class MatmulStep:
+    """A BLAS matmul into a reused buffer, then its elementwise epilogue kernel (if any)
+    right away, while the product is still in cache."""
+    may_alias = False
+
+    def __init__(self, graph, nid: int, buffer: Buffer, transposed: bool = False) -> None:
+        self.graph, self.nid = graph, nid
+        self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [buffer]
+        self.epilogue: KernelStep | None = None
+        # Compute (A @ B)^T as B^T @ A^T into a C-order buffer when the product is only
+        # read transposed (weight gradients): the kernels reading it then see contiguous
+        # memory (vectorized, collapsed loops) instead of a strided view.
+        self.transposed = transposed
+
+    def add_epilogue(self, k: KernelStep) -> None:
+        self.epilogue = k
+        self.reads = self.reads + [a for a in k.reads if a != self.nid and a not in self.reads]
+        self.writes = self.writes + k.writes
+        self.buffers = self.buffers + k.buffers
+
+    def __call__(self, env: dict) -> None:
+        a, b = (env[x] for x in self.graph[self.nid]["args"])
+        buf = self.buffers[0]
+        if self.transposed:
+            out = np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
+            env[self.nid] = out.swapaxes(-1, -2)
+        elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
+            env[self.nid] = np.matmul(a, b, out=buf.get(env))
+        else:  # mixed dtypes, vectors: the registry op decides
+            env[self.nid] = run_node(self.graph, self.nid, env)
+        if self.epilogue is not None:
+            self.epilogue(env)
+
+
+class GroupFallbackStep:
+    """A fused group whose kernel failed to compile, run op by op."""
+    may_alias = True
+
+    def __init__(self, graph, nodes: list[int]) -> None:
+        self.steps = [EagerStep(graph, n) for n in nodes]
+        self.reads = sorted({a for s in self.steps for a in s.reads} - set(nodes))
+        self.writes = list(nodes)
+        self.buffers = [None] * len(nodes)
+
+    def __call__(self, env: dict) -> None:
+        for s in self.steps:
+            s(env)
+
+
