@@ -1,0 +1,123 @@
+"""The same programs on "cuda" (CuPy) against the CPU: every registry op with its
+gradient, random compiled programs, the ported models and a compiled training step.
+Skipped without a CUDA GPU and CuPy; run them on a machine that has one."""
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+import ember.nn.functional as F
+from ember.ops.registry import OPS
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not ember.cuda.is_available(), reason="needs a CUDA GPU with CuPy")]
+
+CUDA = ember.device("cuda")
+
+
+def _on(x, device):
+    return ember.from_numpy(x).to(device) if isinstance(x, np.ndarray) else x
+
+
+def _host(t):
+    return t.detach().cpu().numpy()
+
+
+def _registry_params():
+    from test_registry_ops import PARAMS
+    return PARAMS
+
+
+@pytest.mark.parametrize("name,case", _registry_params())
+def test_op_and_gradient_on_cuda_match_cpu(name, case):
+    op = OPS[name]
+    if op.kind in ("random", "creation"):
+        attrs = dict(case.eattrs if case.eattrs is not None else case.attrs, device=CUDA)
+        out = ember.dispatch.dispatch(name, **attrs)
+        assert out.device.type == "cuda"
+        if op.kind == "creation":
+            cpu = ember.dispatch.dispatch(name, **dict(attrs, device=ember.device("cpu")))
+            np.testing.assert_array_equal(_host(out), _host(cpu))
+        return
+    fn = case.ember_fn(name)
+    grad = op.vjp is not None and case.grad
+    outs = []
+    for device in (ember.device("cpu"), CUDA):
+        xs = [_on(x, device) for x in case.inputs]
+        for x in xs:
+            if grad and isinstance(x, ember.Tensor) and x.is_floating_point():
+                x.requires_grad_(True)
+        y = fn(*xs)
+        grads = []
+        if grad and y.is_floating_point():
+            (y.float() * 1.5).sum().backward()
+            grads = [_host(x.grad) if isinstance(x, ember.Tensor) and x.grad is not None
+                     else None for x in xs]
+        outs.append((_host(y), grads))
+    (y0, g0), (y1, g1) = outs
+    tol = 1e-5 if y0.dtype == np.float32 else 1e-10
+    if y0.dtype.kind == "f":
+        np.testing.assert_allclose(y1, y0, rtol=tol, atol=tol, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(y1, y0)
+    for a, b in zip(g0, g1):
+        if a is not None:
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_compiled_programs_on_cuda_match_cpu(seed):
+    from test_compile import _random_program
+
+    program, x, y = _random_program(random.Random(seed))
+    expected = _host(program(x, y))
+    cf = ember.compile(program)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            got = cf(x.cuda(), y.cuda())
+            assert got.device.type == "cuda"
+            np.testing.assert_allclose(_host(got), expected, rtol=1e-4, atol=1e-4)
+
+
+def _train(model, x, y, device, steps=10, compiled=True):
+    model = model.to(device)
+    opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    step = ember.compile(step) if compiled else step
+    x, y = x.to(device), y.to(device)
+    return [step(x, y).item() for _ in range(steps)], [_host(p) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_compiled_training_step_on_cuda_matches_cpu(which):
+    import copy
+
+    from test_train_step import SimpleCNN, mlp
+
+    ember.manual_seed(0)
+    model = mlp() if which == "mlp" else SimpleCNN()
+    shape = (32, 784) if which == "mlp" else (8, 3, 32, 32)
+    x = ember.randn(*shape)
+    y = ember.randint(0, 10, (shape[0],))
+    cpu = _train(copy.deepcopy(model), x, y, ember.device("cpu"), compiled=False)
+    gpu = _train(model, x, y, CUDA)
+    np.testing.assert_allclose(gpu[0], cpu[0], rtol=2e-4, atol=2e-4)
+    for a, b in zip(gpu[1], cpu[1]):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
+
+
+def test_mixing_devices_is_a_clear_error():
+    with pytest.raises(ember.OpError, match="same device"):
+        ember.randn(3) + ember.randn(3).cuda()
