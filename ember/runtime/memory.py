@@ -21,11 +21,12 @@ class Buffer:
     steady loop does not fault in fresh pages (64 MB of them cost ~10 ms here) and no
     call ever overwrites a tensor the user still has."""
 
-    __slots__ = ("shape", "dtype", "pooled", "array", "spare")
+    __slots__ = ("shape", "dtype", "pooled", "array", "spare", "xp")
 
-    def __init__(self, shape, dtype, pooled: bool) -> None:
+    def __init__(self, shape, dtype, pooled: bool, xp=np) -> None:
         self.shape, self.dtype, self.pooled, self.array = tuple(shape), np.dtype(dtype), pooled, None
         self.spare: list = []
+        self.xp = xp   # NumPy, or CuPy for a buffer on the GPU
 
     @property
     def nbytes(self) -> int:
@@ -39,7 +40,7 @@ class Buffer:
             # more (a tensor, a view's .base) means someone still uses it.
             if sys.getrefcount(a) <= 3:
                 return a
-        a = np.empty(self.shape, self.dtype)
+        a = self.xp.empty(self.shape, self.dtype)
         if len(self.spare) < 4:
             self.spare.append(a)
         return a
@@ -103,8 +104,9 @@ def update_in_place(plan: Plan, graph, env: dict) -> None:
                     continue
             elif not env[t].flags.c_contiguous:   # written as a fresh C-order output
                 continue
-            if any(o != t and np.may_share_memory(env[t], env[o]) for o in graph.inputs
-                   if o in env):
+            if type(env[t]) is not np.ndarray or any(
+                    o != t and np.may_share_memory(env[t], env[o]) for o in graph.inputs
+                    if o in env and type(env[o]) is np.ndarray):
                 continue
             step.buffers[j] = InPlace(t)
 
@@ -137,7 +139,7 @@ def plan_memory(plan: Plan, live_out: set[int]) -> int:
     for v in live_out:
         for b in roots.get(v, ()):
             last[b] = float("inf")
-    free: list[np.ndarray] = []       # raw byte arrays no live buffer uses
+    free: list = []                   # raw byte arrays no live buffer uses
     owner: dict[int, np.ndarray] = {}
     total = needed = 0
     for i, step in enumerate(plan.steps):
@@ -149,11 +151,12 @@ def plan_memory(plan: Plan, live_out: set[int]) -> int:
                 continue
             size = max(buf.nbytes, 1)
             needed += size
-            fits = [j for j, r in enumerate(free) if r.nbytes >= size]
+            fits = [j for j, r in enumerate(free) if r.nbytes >= size
+                    and (type(r) is np.ndarray) == (buf.xp is np)]   # same device
             if fits:
                 raw = free.pop(min(fits, key=lambda j: free[j].nbytes))  # best fit
             else:
-                raw = np.empty(size, np.uint8)
+                raw = buf.xp.empty(size, np.uint8)
                 total += size
             owner[id(buf)] = raw
             # NumPy's allocations are aligned for every dtype; views at offset 0 stay so.

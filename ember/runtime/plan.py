@@ -18,6 +18,7 @@ import networkx as nx
 from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
+from ember.runtime.device import array_module
 from ember.runtime.memory import Buffer, plan_memory, update_in_place
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
                                  MultiKernelStep)
@@ -58,7 +59,11 @@ class Plan:
             env[trace_id] = local[nid]
 
 
-def _compile(kernel: Kernel):
+def _compile(kernel: Kernel, device):
+    """Machine code for ``kernel`` on ``device``: LLVM on the CPU, CUDA C on a GPU."""
+    if device.type == "cuda":
+        from ember.codegen import cuda
+        return cuda.compile_kernel(kernel)
     from ember.codegen import llvm
     return llvm.compile_kernel(kernel)
 
@@ -142,7 +147,7 @@ def _fuse_horizontally(plan: Plan) -> None:
         window.clear()
 
     for step, info in zip(plan.steps, plan.kernels):
-        if type(step) is KernelStep:
+        if type(step) is KernelStep and info.backend == "llvm":   # one CPU call each level
             window.append((step, info))
             continue
         flush()
@@ -197,9 +202,10 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     outs = group_outputs(graph, group, keep)
     name = f"kernel{len(plan.kernels)}"
     src = sorted({graph[n]["src"] for n in group.nodes if graph[n].get("src")})
+    device = graph[group.nodes[0]]["device"]
     try:
         kernel = lower_group(graph, group, args, outs, env, name)
-        compiled = _compile(kernel)
+        compiled = _compile(kernel, device)
     except Exception as e:  # a compile error costs speed, never correctness
         reason = f"{type(e).__name__}: {e}"
         if on_fallback:
@@ -212,12 +218,13 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
         plan.kernels.append(KernelInfo(name, "eager", [graph[n]["op"] for n in group.nodes],
                                        group.nodes, src, reason=reason))
         return
-    buffers = [Buffer(graph[o]["shape"], graph[o]["dtype"].np, pooled=o not in escaping)
-               for o in outs]
+    xp = array_module(device)
+    buffers = [Buffer(graph[o]["shape"], graph[o]["dtype"].np, pooled=o not in escaping,
+                      xp=xp) for o in outs]
     step = KernelStep(compiled, args, outs, buffers)
     step(env)
-    info = KernelInfo(name, "llvm", kernel.ops, group.nodes, src,
-                      getattr(compiled, "source", ""), kernel)
+    info = KernelInfo(name, "cuda" if device.type == "cuda" else "llvm", kernel.ops,
+                      group.nodes, src, getattr(compiled, "source", ""), kernel)
     prev = plan.steps[-1] if plan.steps else None
     if (isinstance(prev, MatmulStep) and prev.epilogue is None and prev.nid in args
             and not kernel.reduce_dims):

@@ -51,7 +51,7 @@ class Group:
 
 def fusible(graph, nid: int) -> bool:
     d = graph[nid]
-    if d["device"].type != "cpu":
+    if d["device"].type not in ("cpu", "cuda"):   # the LLVM and the CUDA C backends
         return False
     if d["op"] in REDUCE_OPS:
         # Reductions along a tensor's rows fuse; sums down its columns (a bias gradient,
