@@ -46,5 +46,7 @@ def _index_put_vjp(g, out, a, v, *idx, key, accumulate):
     return (ga, gv) + (None,) * len(idx)
 
 
-defop("index", INDEX, lambda xp, a, *idx, key: a[build_key(key, idx)], _index_vjp)
+# x[mask] has as many elements as the mask has True values. (x[mask] = v keeps x's shape.)
+defop("index", INDEX, lambda xp, a, *idx, key: a[build_key(key, idx)], _index_vjp,
+      data_dependent_shape=lambda a, *idx: any(i.dtype.name == "bool" for i in idx))
 defop("index_put", INDEX, _index_put, _index_put_vjp)

@@ -28,11 +28,13 @@ class OpDef:
     """A primitive op: kind, dtype rule, eager implementation and gradient."""
 
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
-                 "differentiable", "saves_out", "saves_inputs", "saves_varargs")
+                 "differentiable", "saves_out", "saves_inputs", "saves_varargs",
+                 "data_dependent_shape")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
-                 impure: bool = False) -> None:
+                 impure: bool = False,
+                 data_dependent_shape: Callable | None = None) -> None:
         assert dtype_rule in DTYPE_RULES, dtype_rule
         self.name = name
         self.kind = kind
@@ -41,6 +43,9 @@ class OpDef:
         self.dtype_rule = dtype_rule
         self.commutative = commutative
         self.impure = impure  # random: never CSE'd, folded or replayed from a constant
+        # args -> True when the output's shape depends on input values (x[mask]): a
+        # compiled replay could not know it, so such a call is never traced.
+        self.data_dependent_shape = data_dependent_shape
         self.differentiable = vjp is not None
         # Whether the gradient reads the op's output: then writing into that output in
         # place before backward must raise (as in PyTorch) instead of giving wrong grads.

@@ -103,10 +103,10 @@ class Tracer:
 
     # ---- hooks called by ember.dispatch / ember.tensor --------------------------------
     def record(self, op, args, attrs, result) -> None:
-        if op.name == "index" and any(a.dtype.name == "bool" for a in args[1:]):
-            # x[mask]: the result's shape depends on the mask's values, which a replay
-            # would not see: this signature runs eagerly. (x[mask] = v keeps x's shape.)
-            self.fail("indexing with a boolean mask gives a data-dependent shape")
+        if op.data_dependent_shape is not None and op.data_dependent_shape(*args):
+            # A replay would not see the values the shape came from: run eagerly.
+            self.fail(f"{op.name} gives a shape that depends on its inputs' values "
+                      "(e.g. indexing with a boolean mask)")
             return
         ins = tuple(self.node_of(a) for a in args)
         self.env[id(result)] = self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
