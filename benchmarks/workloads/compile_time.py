@@ -20,7 +20,8 @@ import numpy as np
 from benchmarks.harness import Impl, Prepared, Timed, Workload
 from benchmarks.workloads import chain, mlp
 from benchmarks.workloads.common import arrays, parse_count
-from benchmarks.workloads.models import LR, MOMENTUM, initial_weights, make_train_step
+from benchmarks.workloads.models import (LR, MOMENTUM, initial_weights, jax_sgd_step,
+                                         make_train_step)
 
 SIZES = ["128"]      # the MLP's batch; the chain runs on CHAIN_N elements
 QUICK_SIZES = ["8"]
@@ -180,17 +181,7 @@ def mlp_train_impls(batch: int) -> list[Impl]:
         import jax.numpy as jnp
 
         def make_step() -> Callable[..., Any]:
-            def loss_fn(params, x, y):
-                logp = jax.nn.log_softmax(mlp.jax_forward(params, x), axis=1)
-                return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-            @jax.jit
-            def step(params, bufs, x, y):
-                loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-                bufs = jax.tree_util.tree_map(lambda b, g: MOMENTUM * b + g, bufs, grads)
-                params = jax.tree_util.tree_map(lambda p, b: p - LR * b, params, bufs)
-                return loss, params, bufs
-            return step
+            return jax_sgd_step(mlp.jax_forward)
 
         xs, ys = jax.device_put(x), jax.device_put(y.astype(np.int32))
         params0 = {k: jax.device_put(v) for k, v in weights.items()}

@@ -220,23 +220,32 @@ def _jax_forward(spec: ModelSpec, weights: Weights, x: np.ndarray) -> Impl:
     return Impl("jax.jit", "jax", setup)
 
 
+def jax_sgd_step(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """A jitted SGD-momentum cross-entropy step ``(params, bufs, x, y) -> (loss, params,
+    bufs)`` around ``forward(params, x)`` (a fresh jit each call: a cold compile)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss_fn(params, x, y):
+        logp = jax.nn.log_softmax(forward(params, x), axis=1)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    @jax.jit
+    def step(params, bufs, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        # torch's first step sets buf = grad; from zeros, m * 0 + g is the same.
+        bufs = jax.tree_util.tree_map(lambda b, g: MOMENTUM * b + g, bufs, grads)
+        params = jax.tree_util.tree_map(lambda p, b: p - LR * b, params, bufs)
+        return loss, params, bufs
+    return step
+
+
 def _jax_train(spec: ModelSpec, weights: Weights, x: np.ndarray, y: np.ndarray) -> Impl:
     def setup() -> Prepared:
         import jax
         import jax.numpy as jnp
 
-        def loss_fn(params, x, y):
-            logp = jax.nn.log_softmax(spec.jax_forward(params, x), axis=1)
-            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-        @jax.jit
-        def step(params, bufs, x, y):
-            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-            # torch's first step sets buf = grad; from zeros, m * 0 + g is the same.
-            bufs = jax.tree_util.tree_map(lambda b, g: MOMENTUM * b + g, bufs, grads)
-            params = jax.tree_util.tree_map(lambda p, b: p - LR * b, params, bufs)
-            return loss, params, bufs
-
+        step = jax_sgd_step(spec.jax_forward)
         state = {"params": {k: jax.device_put(v) for k, v in weights.items()}}
         state["bufs"] = {k: jnp.zeros_like(v) for k, v in state["params"].items()}
         xs, ys = jax.device_put(x), jax.device_put(y.astype(np.int32))

@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from ember import dtypes
-from ember.codegen.kernel import REDUCTIONS, Expr, Kernel
+from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, KernelCache
 from ember.codegen.llvm import collapse_dims
 from ember.dtypes import DType
 
@@ -89,14 +88,7 @@ def cuda_source(kernel: Kernel) -> str:
 
 def compile_kernel(kernel: Kernel) -> "CudaKernel":
     """The ``CudaKernel`` of ``kernel``; equal kernels (by ``kernel.signature()``) share one."""
-    sig = kernel.signature()
-    compiled = _CACHE.get(sig)
-    if compiled is None:
-        with _LOCK:
-            compiled = _CACHE.get(sig)
-            if compiled is None:
-                compiled = _CACHE[sig] = CudaKernel(kernel)
-    return compiled
+    return _CACHE.get_or_build(kernel, CudaKernel)
 
 
 @dataclass(frozen=True)
@@ -248,8 +240,7 @@ class CudaKernel:
         return f"CudaKernel({self.name}, shape={self.shape}, {kind})"
 
 
-_CACHE: dict[tuple, CudaKernel] = {}
-_LOCK = threading.Lock()
+_CACHE = KernelCache()
 
 
 # ---- code generation ------------------------------------------------------------------

@@ -36,6 +36,7 @@ and stores=[Store(5, (8, 1))].
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from ember.dtypes import DType
@@ -159,3 +160,22 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def _zero_inner(load: Load, kernel: Kernel) -> bool:
     return all(s == 0 for s in load.strides[len(kernel.shape) - kernel.reduce_dims:])
+
+
+class KernelCache(dict):
+    """Compiled code per ``Kernel.signature()``, built once even when threads race (each
+    backend keeps one; clearing it forces fresh compiles)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def get_or_build(self, kernel: Kernel, build):
+        sig = kernel.signature()
+        compiled = self.get(sig)
+        if compiled is None:
+            with self._lock:
+                compiled = self.get(sig)
+                if compiled is None:
+                    compiled = self[sig] = build(kernel)
+        return compiled

@@ -35,7 +35,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ember import dtypes
-from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
+from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, KernelCache, Load
 from ember.dtypes import DType
 
 __all__ = ["compile_kernel", "compile_kernels", "CompiledKernel", "CompiledKernels",
@@ -54,14 +54,7 @@ _NS_PER_OP = {"exp": 0.3, "log": 0.3, "tanh": 0.3, "sigmoid": 0.35, "erf": 0.3,
 
 def compile_kernel(kernel: Kernel) -> "CompiledKernel":
     """Machine code for ``kernel``; equal kernels (by ``kernel.signature()``) compile once."""
-    sig = kernel.signature()
-    compiled = _CACHE.get(sig)
-    if compiled is None:
-        with _COMPILE_LOCK:
-            compiled = _CACHE.get(sig)
-            if compiled is None:
-                compiled = _CACHE[sig] = CompiledKernel(kernel)
-    return compiled
+    return _CACHE.get_or_build(kernel, CompiledKernel)
 
 
 class CompiledKernel:
@@ -1082,9 +1075,9 @@ class _Scalar:
 # Per-point ops worth keeping in memory between passes rather than computing again.
 _EXPENSIVE = frozenset(("exp", "log", "tanh", "sigmoid", "erf", "pow", "sin", "cos"))
 
-_CACHE: dict[tuple, CompiledKernel] = {}
+_CACHE = KernelCache()
 _ENGINES: list = []
-_COMPILE_LOCK = threading.RLock()
+_POOL_LOCK = threading.Lock()
 _TM = None
 
 
@@ -1148,7 +1141,7 @@ _POOL: ThreadPoolExecutor | None = None
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        with _COMPILE_LOCK:
+        with _POOL_LOCK:
             if _POOL is None:
                 _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
                                            thread_name_prefix="ember-cpu")
