@@ -33,12 +33,12 @@ def dispatch(op: OpDef | str, *args, **attrs):
         args = _prepare_elementwise(op, args)
     try:
         if args:
-            arrays = [a._data for a in args]
             dev = args[0]._device
             for a in args:
                 if a._device is not dev and a._device != dev:
-                    raise OpError(op.name, "expected all tensors to be on the same device, but "
-                                  f"found at least two devices, {dev} and {a._device}", args)
+                    args = _same_device(op, args)
+                    break
+            arrays = [a._data for a in args]
             out = op.eager(args[0]._xp, *arrays, **attrs)
         else:
             from ember.runtime.device import array_module
@@ -110,6 +110,22 @@ def _prepare_elementwise(op: OpDef, args):
         else:
             out.append(constant(a, dt, first._device))
     return tuple(out)
+
+
+def _same_device(op: OpDef, args):
+    """``args`` on one device, or an error. As in PyTorch, a 0-dim CPU tensor may take part
+    in an elementwise op on another device (it is a scalar, e.g. a learning rate)."""
+    moved = args
+    if op.kind in ("unary", "binary", "ternary"):
+        dev = next((a._device for a in args if a._device.type != "cpu" or a._data.ndim), None)
+        if dev is not None and dev.type != "cpu":
+            moved = tuple(a.to(dev) if a._device.type == "cpu" and not a._data.ndim else a
+                          for a in args)
+    devices = list(dict.fromkeys(a._device for a in moved))
+    if len(devices) > 1:
+        raise OpError(op.name, "expected all tensors to be on the same device, but found at "
+                      f"least two devices, {devices[0]} and {devices[1]}", args)
+    return moved
 
 
 def _explain(op: OpDef, args, attrs, e: Exception) -> OpError:
