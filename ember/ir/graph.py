@@ -86,6 +86,17 @@ class Graph:
         self.consts[nid] = value
         return nid
 
+    def const_array(self, nid: int):
+        """Constant ``nid`` as an array on its node's device (``consts`` holds host
+        copies: they are hashed, printed and folded on the host)."""
+        from ember.runtime.device import array_module
+        v, device = self.consts[nid], self[nid]["device"]
+        return v if device.type == "cpu" else array_module(device).asarray(v)
+
+    def device_consts(self) -> dict:
+        """Node id -> ``const_array(nid)``, for every constant."""
+        return {n: self.const_array(n) for n in self.consts}
+
     def make_const(self, nid: int, value) -> None:
         """Turn node ``nid`` into a constant in place (keeping its id keeps the order)."""
         for u, _, k in list(self.nx.in_edges(nid, keys=True)):

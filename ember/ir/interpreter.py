@@ -12,12 +12,13 @@ from ember.ops.registry import OPS
 from ember.runtime.device import array_module
 
 
-def run_node(graph, nid: int, env: dict):
-    """Compute one node's array from its arguments' arrays in ``env``."""
+def run_node(graph, nid: int, env: dict, xp=None):
+    """Compute one node's array from its arguments' arrays in ``env``, with the array
+    module of the node's device unless ``xp`` is given."""
     d = graph[nid]
     op = OPS[d["op"]]
     arrays = [env[a] for a in d["args"]]
-    xp = array_module(d["device"])
+    xp = xp or array_module(d["device"])
     try:
         out = op.eager(xp, *arrays, **d["attrs"])
     except Exception as e:
@@ -31,7 +32,7 @@ def run_node(graph, nid: int, env: dict):
 def interpret(graph, inputs: dict[int, object], nodes=None) -> dict:
     """Evaluate ``nodes`` (default: all) given input arrays; returns node id -> array."""
     env = dict(inputs)
-    env.update(graph.consts)
+    env.update(graph.device_consts())
     for nid in (graph.nodes() if nodes is None else nodes):
         if nid not in env:
             env[nid] = run_node(graph, nid, env)

@@ -72,9 +72,9 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
                on_fallback=None) -> tuple[Plan, dict]:
     """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array)."""
     t0 = time.perf_counter()
-    plan = Plan(consts=dict(graph.consts))
+    plan = Plan(consts=graph.device_consts())
     env = dict(env)
-    env.update(graph.consts)
+    env.update(plan.consts)
     keep = set(graph.outputs) | {v for _, v in graph.writebacks}
     groups = fuse(graph) if backend == "llvm" else []
     group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}

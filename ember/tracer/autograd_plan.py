@@ -49,7 +49,7 @@ class CompiledAutograd:
                         continue
                     d = g[n]
                     if d["op"] == "const":
-                        vals[n] = Tensor._wrap(g.consts[n])
+                        vals[n] = Tensor._wrap(g.const_array(n))
                         tracer.constant(vals[n], None)
                     else:
                         vals[n] = dispatch(OPS[d["op"]], *[vals[a] for a in d["args"]],

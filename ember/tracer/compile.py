@@ -665,7 +665,7 @@ class Entry:
                 if d["op"] == "input":
                     tenv[n] = g.sources[n].current()
                 elif d["op"] == "const":
-                    tenv[n] = Tensor._wrap(g.consts[n])
+                    tenv[n] = Tensor._wrap(g.const_array(n))
                 else:
                     tenv[n] = dispatch(OPS[d["op"]], *[tenv[a] for a in d["args"]], **d["attrs"])
             if seg.obs is None:

@@ -1,6 +1,8 @@
 """Constant folding: evaluate ops whose operands are all constants, at compile time."""
 from __future__ import annotations
 
+import numpy as np
+
 from ember.ir.interpreter import run_node
 from ember.ops.registry import OPS
 
@@ -20,6 +22,6 @@ def fold(graph):
             size *= s
         if size > MAX_FOLD_ELEMENTS:
             continue
-        value = run_node(graph, nid, graph.consts)
+        value = run_node(graph, nid, graph.consts, np)   # constants live on the host
         graph.make_const(nid, value)
     return graph
