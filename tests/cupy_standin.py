@@ -225,7 +225,11 @@ def _function(f, name: str):
     host_ok = name in HOST_INPUTS
 
     def call(*args, **kwargs):
-        return _wrap(f(*_unwrap(args, host_ok), **_unwrap(kwargs, host_ok)))
+        r = f(*_unwrap(args, host_ok), **_unwrap(kwargs, host_ok))
+        out = kwargs.get("out")
+        if type(out) is ndarray and r is out._a:   # as CuPy: the caller's own out array
+            return out
+        return _wrap(r)
     call.__name__ = name
     return call
 

@@ -162,3 +162,19 @@ def test_zero_dim_cpu_tensors_join_cuda_ops_as_in_pytorch():
         x + ember.ones(3)
     with pytest.raises(ember.OpError, match="same device"):
         ember.matmul(ember.ones(3, 3, device="cuda"), ember.ones(3, 3))
+
+
+def test_matmul_epilogues_and_transposed_products_on_cuda():
+    """cuBLAS (CuPy's matmul) writes into a reused buffer and the elementwise consumer
+    runs in the same step, as on the CPU."""
+    lin = nn.Linear(30, 20)
+    x = ember.randn(8, 30)
+    want = F.gelu(lin(x)).detach().numpy()
+    lin.to("cuda")
+    cf = ember.compile(lambda x: F.gelu(lin(x)))
+    xc = x.cuda()
+    for _ in range(3):
+        got = cf(xc)
+    np.testing.assert_allclose(got.detach().cpu().numpy(), want, rtol=1e-5, atol=1e-5)
+    steps = [(k.backend, k.ops) for k in cf.kernels()]
+    assert any(b == "extern" and ops[0] == "matmul" and "erf" in ops for b, ops in steps), steps

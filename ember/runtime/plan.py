@@ -81,13 +81,13 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
-        elif graph[unit]["op"] == "matmul" and graph[unit]["device"].type == "cpu":
+        elif graph[unit]["op"] == "matmul":
             d = graph[unit]
             shape, transposed = tuple(d["shape"]), _read_transposed(graph, unit)
             if transposed:
                 shape = shape[:-2] + shape[-2:][::-1]
-            step = MatmulStep(graph, unit, Buffer(shape, d["dtype"].np,
-                                                  pooled=unit not in escaping), transposed)
+            step = MatmulStep(graph, unit, Buffer(shape, d["dtype"].np, pooled=unit not in escaping,
+                                                  xp=array_module(d["device"])), transposed)
             step(env)
             plan.steps.append(step)
             plan.kernels.append(KernelInfo(f"%{unit}", "extern", ["matmul"], [unit],

@@ -4,8 +4,6 @@ outputs go to, which is all that memory planning needs to know about it.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ember.ir.interpreter import run_node
 from ember.runtime.memory import Buffer
 
@@ -63,8 +61,8 @@ class EagerStep:
 
 
 class MatmulStep:
-    """A BLAS matmul into a reused buffer, then its elementwise epilogue kernel (if any)
-    right away, while the product is still in cache."""
+    """A BLAS matmul (NumPy's, or cuBLAS through CuPy) into a reused buffer, then its
+    elementwise epilogue kernel (if any) right away, while the product is still in cache."""
     may_alias = False
 
     def __init__(self, graph, nid: int, buffer: Buffer, transposed: bool = False) -> None:
@@ -86,10 +84,10 @@ class MatmulStep:
         a, b = (env[x] for x in self.graph[self.nid]["args"])
         buf = self.buffers[0]
         if self.transposed:
-            out = np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
+            out = buf.xp.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
             env[self.nid] = out.swapaxes(-1, -2)
         elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
-            env[self.nid] = np.matmul(a, b, out=buf.get(env))
+            env[self.nid] = buf.xp.matmul(a, b, out=buf.get(env))
         else:  # mixed dtypes, vectors: the registry op decides
             env[self.nid] = run_node(self.graph, self.nid, env)
         if self.epilogue is not None:
