@@ -443,3 +443,26 @@ def test_boolean_mask_indexing_is_never_replayed_with_a_stale_shape():
         x = ember.tensor(v)
         assert g(x).tolist() == [max(a, 0.0) * 2 for a in v]
     assert g.stats()["cache_hits"] >= 1 and not g.stats()["fallbacks"]
+
+
+def test_a_failing_build_runs_eagerly_and_stays_correct(monkeypatch):
+    """An internal compiler failure while building the plan costs speed, never a wrong
+    answer or a broken cache entry: the signature runs eagerly, with the reason."""
+    import ember.tracer.compile as tc_mod
+
+    def broken(*args, **kwargs):
+        raise TypeError("kernel kernel3: inputs must be NumPy arrays")
+    monkeypatch.setattr(tc_mod, "build_plan", broken)
+
+    def f(x):
+        return (x * 2).exp().sum(-1)
+
+    x = ember.randn(5, 6)
+    cf = ember.compile(f)
+    with pytest.warns(UserWarning, match="building the compiled code failed.*NumPy arrays"):
+        got = [cf(x).numpy() for _ in range(4)]
+    for g in got:
+        np.testing.assert_allclose(g, f(x).numpy(), rtol=1e-6)
+    assert cf.stats()["fallbacks"]
+    with pytest.raises(ember.CompileError, match="building the compiled code failed"):
+        ember.compile(f, fullgraph=True)(x)

@@ -178,3 +178,20 @@ def test_matmul_epilogues_and_transposed_products_on_cuda():
     np.testing.assert_allclose(got.detach().cpu().numpy(), want, rtol=1e-5, atol=1e-5)
     steps = [(k.backend, k.ops) for k in cf.kernels()]
     assert any(b == "extern" and ops[0] == "matmul" and "erf" in ops for b, ops in steps), steps
+
+
+def test_one_compiled_function_serves_both_devices_and_moves_between_them():
+    def f(x):
+        return (x.cuda() * 2).exp().cpu() + 1, (x * 3).sum()
+
+    cf = ember.compile(f)
+    x = ember.randn(50, 7)
+    want = [t.numpy() for t in f(x)]
+    for _ in range(3):
+        for arg in (x, x.cuda()):
+            got = cf(arg)
+            assert got[0].device.type == "cpu" and got[1].device == arg.device
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g.cpu().numpy(), w, rtol=1e-5, atol=1e-5)
+    assert cf.stats()["cache_entries"] == 2
+    assert {k.backend for k in cf.kernels()} >= {"cuda", "llvm"}

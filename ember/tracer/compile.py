@@ -413,11 +413,23 @@ class Entry:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
             _log("breaks", f"{owner.__name__}: graph break: {o.how}() at {o.location}")
+        self._compile_path(trace, snapshot, result)
+
+    def _compile_path(self, trace: Trace, snapshot: dict, result, quiet: bool = False) -> None:
+        """Build the plans of ``trace``'s path. If that fails (the first-call check found a
+        difference, or the compiler itself failed), this signature runs eagerly from now
+        on: a compile failure costs speed, never correctness."""
         try:
             self._add_path(trace, snapshot, result)
-        except _Mismatch as e:
+        except CompileError:   # fullgraph=True: already explained
             self.state = "eager"
-            owner._fallback(str(e))
+            raise
+        except Exception as e:
+            self.state = "eager"
+            if not quiet:
+                self.owner._fallback(str(e) if isinstance(e, _Mismatch) else
+                                     f"building the compiled code failed ({type(e).__name__}: "
+                                     f"{e}); this signature runs eagerly")
 
     def second_call(self, args, kwargs, leaves):
         """Trace once more and compare: Python state that changed would be frozen."""
@@ -451,12 +463,8 @@ class Entry:
             return result
         if not self._has_path(trace):
             self.owner.counters["compiles"] += 1
-            try:
-                self.traces.append(trace)
-                self._add_path(trace, snapshot, result)
-            except _Mismatch as e:
-                self.state = "eager"
-                self.owner._fallback(str(e))
+            self.traces.append(trace)
+            self._compile_path(trace, snapshot, result)
         return result
 
     def captured_changed(self) -> str:
@@ -591,11 +599,7 @@ class Entry:
                     self.owner._fallback(trace.failed, trace.failed_at)
                     return result
                 self.traces.append(trace)
-                try:
-                    self._add_path(trace, snapshot, result)
-                except _Mismatch as e:
-                    self.state = "eager"
-                    self.owner._fallback(str(e))
+                self._compile_path(trace, snapshot, result)
                 return result
             seg = child
         return self._outputs(seg.trace, env, leaves)
@@ -676,10 +680,7 @@ class Entry:
                 result, trace, snapshot = self._trace(args, kwargs, leaves)
                 self.traces.append(trace)
                 if not trace.failed:
-                    try:
-                        self._add_path(trace, snapshot, result)
-                    except _Mismatch:
-                        self.state = "eager"
+                    self._compile_path(trace, snapshot, result, quiet=True)
                 return result
             seg = child
         g = seg.trace.graph
