@@ -11,10 +11,12 @@ multi-dim reductions, empty rows). Without a GPU:
 - every kernel's CUDA C is also compiled as C++ with g++ over a small header that emulates
   CUDA sequentially (each thread a ucontext fiber; ``__syncthreads`` and warp shuffles are
   barriers that switch fibers and report a deadlock instead of hanging), launched with
-  the launches ``CudaKernel.launches`` chooses for small and H100-sized devices, and its
-  outputs compared with the LLVM backend's. That checks the index arithmetic, the warp /
-  block / split reductions and the scalar semantics; CUDA's own math functions and real
-  concurrency are only checked on a GPU (tests marked ``gpu``).
+  the launches ``CudaKernel.launches`` chooses for small and H100-sized devices (the
+  vector entry of an elementwise kernel where the arrays' pointers are aligned for it, as
+  ``CudaKernel.run`` chooses), and its outputs compared with the LLVM backend's. That
+  checks the index arithmetic, the warp / block / split reductions, the vector lanes and
+  tails and the scalar semantics; CUDA's own math functions and real concurrency are only
+  checked on a GPU (tests marked ``gpu``).
 """
 from __future__ import annotations
 
@@ -73,10 +75,12 @@ def make_case(kernel: Kernel, rng: np.random.Generator, values=None) -> Case:
     for i in range(kernel.num_inputs):
         lds = [ld for ld in kernel.loads if ld.input == i]
         d = lds[0].dtype if lds else F32
-        lo = min((ld.offset + sum(min(0, (n - 1) * s) for n, s in zip(kernel.shape, ld.strides))
-                  for ld in lds), default=0)
-        hi = max((ld.offset + sum(max(0, (n - 1) * s) for n, s in zip(kernel.shape, ld.strides))
-                  for ld in lds), default=0)
+        # The element range the loads read, relative to the input's pointer (which must
+        # itself point into the buffer).
+        lo = min([ld.offset + sum(min(0, (n - 1) * s) for n, s in zip(kernel.shape, ld.strides))
+                  for ld in lds] + [0])
+        hi = max([ld.offset + sum(max(0, (n - 1) * s) for n, s in zip(kernel.shape, ld.strides))
+                  for ld in lds] + [0])
         n = max(hi - lo + 1, 1)
         if values is not None and values[i] is not None:
             buf = np.resize(np.asarray(values[i], d.np), n)
@@ -473,6 +477,22 @@ def test_nvrtc_64bit_indexing_when_sizes_need_it(nvrtc_ready):
     assert _cubin_check([small, huge, far, rows])[:4] == b"\x7fELF"
 
 
+def test_nvrtc_compiles_vector_entries(nvrtc_ready):
+    """Every vector type the vector entries use (float2/4, double2, int2/4, longlong2,
+    uchar2/4), with and without a tail, in 32- and 64-bit index code."""
+    ks = vector_kernels(1023) + vector_kernels(4)
+    cks = [cuda.CudaKernel(k) for k in ks]
+    assert all(ck.vector_entry in ck.entries for ck in cks)
+    source = "".join(ck.source for ck in cks)
+    for ty in ("float2", "float4", "double2", "int2", "int4", "longlong2", "uchar2", "uchar4"):
+        assert f"const {ty} vec" in source or f"{ty}*>(out" in source, ty
+    assert _cubin_check(ks)[:4] == b"\x7fELF"
+    wide = Kernel("wide_v64", (3, 1 << 30), [Load(0, F32, (1 << 30, 1), offset=8)],
+                  [Expr("load", (0,), F32), Expr("neg", (0,), F32)], [1])
+    assert cuda.CudaKernel(wide).index_bits == 64 and cuda.CudaKernel(wide).vector_width == 4
+    assert _cubin_check([wide])[:4] == b"\x7fELF"
+
+
 def test_nvrtc_reports_errors_with_the_log(nvrtc_ready):
     with pytest.raises(nvrtc.NvrtcError, match=r"(?s)bad\.cu.*undefined_thing"):
         nvrtc.compile_cubin('extern "C" __global__ void k() { undefined_thing(); }',
@@ -500,13 +520,15 @@ def test_cubin_symbol_table(nvrtc_ready):
 class Emulator(cuda_emulator.Emulator):
     """The emulator, running a CudaKernel on a Case."""
 
-    def run(self, ck: cuda.CudaKernel, case: Case, limits: cuda.DeviceLimits, policy: int = 0):
-        """``ck``'s outputs on ``case`` with the launches chosen for ``limits``, threads
-        scheduled round-robin (policy 0), lowest (1) or highest (2) first."""
+    def run(self, ck: cuda.CudaKernel, case: Case, limits: cuda.DeviceLimits, policy: int = 0,
+            outs: list[np.ndarray] | None = None):
+        """``ck``'s outputs (into ``outs`` if given) on ``case`` with the launches chosen
+        for ``limits``, threads scheduled round-robin (policy 0), lowest (1) or highest (2)
+        first. As ``CudaKernel.run``, the arrays' pointers decide on the vector entry."""
         self.lib.emu_set_policy(policy)
         inputs = case.inputs()
-        outs = out_arrays(ck)
-        launches, slots = ck.launches(limits)
+        outs = out_arrays(ck) if outs is None else outs
+        launches, slots = ck.launches(limits, [a.ctypes.data for a in (*inputs, *outs)])
         # Poisoned so a partial read before it is written shows up as garbage.
         ws = np.full(max(slots, 1), 0x7FF4DEADBEEF0000, np.uint64)
         for ln in launches:
@@ -557,24 +579,215 @@ def test_emulated_kernels_match_cpu(emulated):
                 continue   # 1024-thread blocks: emulated one fiber a thread
             got, launches = emu.run(ck, case, limits, policy)
             assert_same(got, want, case.kernel, f"emulated on {limits}")
-            seen_launches.add((ck.reduce, ck.warp_rows, len(launches) > 1))
-    # The layouts all ran: elementwise, warp and block per row, and split rows.
-    assert seen_launches >= {(False, False, False), (True, True, False),
-                             (True, False, False), (True, False, True)}
+            seen_launches.add((ck.reduce, ck.warp_rows, len(launches) > 1,
+                               any(ln.entry == ck.vector_entry for ln in launches)))
+    # The layouts all ran: elementwise (scalar and vector entries), warp and block per
+    # row, and split rows.
+    assert seen_launches >= {(False, False, False, False), (False, False, False, True),
+                             (True, True, False, False), (True, False, False, False),
+                             (True, False, True, False)}
 
 
 def test_emulated_64bit_indexing(workdir, monkeypatch):
     """The 64-bit index code (forced here for small sizes) computes the same."""
     monkeypatch.setattr(cuda, "_I31", 0)
     cases = [c for c in all_cases() if not c.kernel.name.startswith(("prog", "ops_"))]
+    rng = np.random.default_rng(3)
+    cases += [aligned_case(make_case(k, rng)) for n in (5, 1023) for k in vector_kernels(n)]
     cks = [cuda.CudaKernel(c.kernel) for c in cases]
     assert all(ck.index_bits == 64 for ck in cks)
     emu = Emulator([ck.source for ck in cks], [e for ck in cks for e in ck.entries], workdir)
+    vector_runs = 0
     for case, ck in zip(cases, cks):
         want = cpu_outputs(case)
         for limits, policy in ((SMALL, 2), (MEDIUM, 1)):
-            got, _ = emu.run(ck, case, limits, policy)
+            got, launches = emu.run(ck, case, limits, policy)
             assert_same(got, want, case.kernel, f"64-bit, emulated on {limits}")
+            vector_runs += any(ln.entry == ck.vector_entry for ln in launches)
+    assert vector_runs > 0
+
+
+# ---- vector entries: V points an iteration where the operands are contiguous -----------
+
+def vector_kernels(n: int) -> list[Kernel]:
+    """Elementwise kernels of ``n`` points that get vector entries: mixed widths, an
+    invariant (broadcast scalar) operand, a contiguous load at an offset, 2-D shapes."""
+    f, d, s = F32, F64, (1,)
+    sc = (0,)   # a broadcast scalar
+    return [
+        # float4 + uchar4: where(mask, x * c, exp(c)), x > c.
+        Kernel(f"vec_where_{n}", (n,), [_ld(0, f, s), _ld(1, B, s), _ld(2, f, sc, offset=1)],
+               [Expr("load", (0,), f), Expr("load", (1,), B), Expr("load", (2,), f),
+                Expr("mul", (0, 2), f), Expr("exp", (2,), f), Expr("where", (1, 3, 4), f),
+                Expr("gt", (0, 2), B)], [5, 6]),
+        # double2 (a load 2 elements in: still 16-byte aligned) + float2 + uchar2 stores.
+        Kernel(f"vec_f64_{n}", (n,), [_ld(0, d, s), _ld(1, d, s, offset=2), _ld(2, d, sc)],
+               [Expr("load", (0,), d), Expr("load", (1,), d), Expr("load", (2,), d),
+                Expr("sub", (0, 1), d), Expr("mul", (3, 2), d), Expr("cast", (4,), f),
+                Expr("le", (0, 1), B)], [4, 5, 6]),
+        # int2 + longlong2, wrapping arithmetic.
+        Kernel(f"vec_int_{n}", (n,), [_ld(0, I32, s), _ld(1, I64, s)],
+               [Expr("load", (0,), I32), Expr("load", (1,), I64), Expr("add", (0, 1), I64),
+                Expr("const", (-2 ** 31,), I32), Expr("mul", (0, 3), I32)], [2, 4]),
+        # int4 over a 2-D space that collapses to 1-D, with a scalar read as [1, 1].
+        Kernel(f"vec_i32_2d_{n}", (n, 1), [_ld(0, I32, (1, 1)), _ld(1, I32, (0, 0))],
+               [Expr("load", (0,), I32), Expr("load", (1,), I32), Expr("maximum", (0, 1), I32),
+                Expr("neg", (2,), I32)], [3]),
+        # uchar4 alone.
+        Kernel(f"vec_bool_{n}", (n,), [_ld(0, B, s), _ld(1, B, s)],
+               [Expr("load", (0,), B), Expr("load", (1,), B), Expr("logical_not", (0,), B),
+                Expr("logical_or", (2, 1), B)], [3]),
+        # A 3-D contiguous space; the input read as float64 with a float32 store.
+        Kernel(f"vec_3d_{n}", (1, n, 1), [_ld(0, d, (n, 1, 1))],
+               [Expr("load", (0,), d), Expr("tanh", (0,), d), Expr("cast", (1,), f)], [1, 2]),
+    ]
+
+
+VECTOR_SIZES = (1, 3, 4, 5, 1023, 4099)
+
+
+def aligned_case(case: Case, shift: int = 0, align: int = 64) -> Case:
+    """``case`` with each buffer copied to an ``align``-byte aligned address, plus
+    ``shift`` elements (so the inputs' pointers are misaligned by that many)."""
+    bufs = []
+    for b in case.bufs:
+        raw = np.zeros((b.size + shift) * b.itemsize + align, np.uint8)
+        at = -raw.ctypes.data % align
+        a = raw[at:at + (b.size + shift) * b.itemsize].view(b.dtype)
+        a[shift:] = b
+        bufs.append(a)
+    return Case(case.kernel, bufs, [s + shift for s in case.starts])
+
+
+@pytest.fixture(scope="module")
+def vector_emulated(workdir):
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    rng = np.random.default_rng(7)
+    cases = [aligned_case(make_case(k, rng)) for n in VECTOR_SIZES for k in vector_kernels(n)]
+    cks = [cuda.CudaKernel(c.kernel) for c in cases]
+    halves = chunks(list(range(len(cases))), 2)
+
+    def build(idx):
+        return Emulator([cks[i].source for i in idx], [e for i in idx for e in cks[i].entries],
+                        workdir)
+    with ThreadPoolExecutor(2) as pool:
+        emus = list(pool.map(build, halves))
+    where = {i: emus[h] for h, idx in enumerate(halves) for i in idx}
+    return [(c, ck, where[i]) for i, (c, ck) in enumerate(zip(cases, cks))]
+
+
+def test_vector_entries_for_contiguous_kernels_only():
+    """Contiguous or invariant loads and contiguous stores get ``<name>_v``, V from the
+    widest vectorized operand; any other access pattern keeps a kernel scalar-only."""
+    def ew(name, shape, loads, exprs, stores=None):
+        return cuda.CudaKernel(Kernel(name, shape, loads, exprs, stores or [len(exprs) - 1]))
+
+    one = {F32: "neg", F64: "neg", I32: "neg", I64: "neg", B: "logical_not"}
+    for d, (v, ty) in {F32: (4, "float4"), F64: (2, "double2"), I32: (4, "int4"),
+                       I64: (2, "longlong2"), B: (4, "uchar4")}.items():
+        ck = ew(f"neg_{d.name}", (3, 5), [Load(0, d, (5, 1))],
+                [Expr("load", (0,), d), Expr(one[d], (0,), d)])
+        assert ck.vector_entry == f"neg_{d.name}_v" and ck.vector_entry in ck.entries
+        assert ck.vector_width == v and f"const {ty} vec0 = " in ck.source, d
+        assert f"reinterpret_cast<{ty}*>(out0)[v] = {ty}{{" in ck.source
+        align = 4 if d is B else 16
+        assert ck.vector_access == [(0, 0, align), (1, 0, align)]   # (argument, offset, bytes)
+    # Mixed widths: the widest operand sets V, narrower ones use narrower vectors. Two
+    # loads of the first dtype; a compare stores bool, an add the second dtype.
+    mixed = {(F32, B): (4, ["float4", "uchar4"]), (F64, B): (2, ["double2", "uchar2"]),
+             (I32, I64): (2, ["int2", "longlong2"]), (F32, F64): (2, ["float2", "double2"])}
+    for (a, b), (v, tys) in mixed.items():
+        out = B if b is B else b
+        op = "lt" if b is B else "add"
+        ck = ew(f"mixed_{a.name}_{b.name}", (10,), [Load(0, a, (1,)), Load(1, a, (1,))],
+                [Expr("load", (0,), a), Expr("load", (1,), a), Expr(op, (0, 1), out)])
+        assert ck.vector_width == v and all(t in ck.source for t in tys), (a, b)
+    # An invariant operand is read as a scalar and needs no alignment.
+    ck = ew("scaled", (64,), [Load(0, F32, (1,)), Load(1, F64, (0,), offset=3)],
+            [Expr("load", (0,), F32), Expr("load", (1,), F64), Expr("mul", (0, 1), F64),
+             Expr("cast", (2,), F32)])
+    assert ck.vector_width == 4 and ck.vector_access == [(0, 0, 16), (2, 0, 16)]
+    assert "in1[3]" in ck.source
+    # Broadcast along one dim, transposed, strided, reversed, a permuted store, empty,
+    # and reductions: scalar only.
+    f = F32
+    neg = [Expr("load", (0,), f), Expr("neg", (0,), f)]
+    scalar_only = [
+        ew("row_broadcast", (3, 4), [Load(0, f, (0, 1))], neg),
+        ew("col_broadcast", (3, 4), [Load(0, f, (1, 0))], neg),
+        ew("transposed", (4, 3), [Load(0, f, (1, 4))], neg),
+        ew("strided", (8,), [Load(0, f, (2,))], neg),
+        ew("reversed", (8,), [Load(0, f, (-1,), offset=7)], neg),
+        ew("one_transposed", (4, 3), [Load(0, f, (3, 1)), Load(1, f, (1, 4))],
+           neg + [Expr("load", (1,), f), Expr("add", (1, 2), f)]),
+        ew("permuted_store", (4, 3), [Load(0, f, (3, 1))], neg, [Store(1, (1, 4))]),
+        ew("empty", (0, 4), [Load(0, f, (4, 1))], neg),
+        cuda.CudaKernel(softmax_kernel("rows", 4, 8)),
+    ]
+    for ck in scalar_only:
+        assert ck.vector_entry is None and ck.vector_width == 1, ck
+        assert not any(e.endswith("_v") for e in ck.entries) and "_v(" not in ck.source
+        assert ck.launches(H100, [0] * 8)[0] == ck.launches(H100)[0]
+    # Among the programs' kernels, both kinds occur.
+    cks = [cuda.CudaKernel(c.kernel) for c in all_cases()]
+    ew_cks = [ck for ck in cks if not ck.reduce and not ck.empty]
+    assert 0 < sum(ck.vector_entry is not None for ck in ew_cks) < len(ew_cks)
+
+
+def test_emulated_vector_entries_match_cpu(vector_emulated):
+    """Sizes below, at and off a multiple of V (the scalar tail), aligned inputs: the
+    vector entry runs and equals the LLVM backend, under three schedules."""
+    for case, ck, emu in vector_emulated:
+        assert ck.vector_entry is not None, case.kernel.name
+        want = cpu_outputs(case)
+        for limits, policy in ((SMALL, 1), (MEDIUM, 2), (H100, 0)):
+            got, launches = emu.run(ck, case, limits, policy)
+            assert [ln.entry for ln in launches] == [ck.vector_entry], case.kernel.name
+            assert launches[0].grid == min(-(-ck.size // ck.vector_width // launches[0].block),
+                                           limits.resident_blocks(launches[0].block))
+            assert_same(got, want, case.kernel, f"vector entry, emulated on {limits}")
+
+
+def test_misaligned_pointers_take_the_scalar_entry(vector_emulated):
+    """An input or output one element off its vector alignment (a view with an offset)
+    runs the scalar entry, and is still right; a broadcast scalar may sit anywhere."""
+    for case, ck, emu in vector_emulated:
+        if ck.size not in (5, 1023):
+            continue
+        want = cpu_outputs(case)
+        shifted = aligned_case(case, shift=1)
+        got, launches = emu.run(ck, shifted, MEDIUM, 2)
+        contiguous = {a for a, _, _ in ck.vector_access if a < ck.num_inputs}
+        assert [ln.entry for ln in launches] == [ck.name if contiguous else ck.vector_entry]
+        assert_same(got, want, case.kernel, "misaligned inputs")
+        # One output one element off a 64-byte boundary.
+        outs = []
+        for o in out_arrays(ck):
+            raw = np.empty((o.size + 1) * o.itemsize + 64, np.uint8)
+            at = -raw.ctypes.data % 64 + o.itemsize
+            outs.append(raw[at:at + o.nbytes].view(o.dtype))
+            outs[-1][:] = o
+        got, launches = emu.run(ck, aligned_case(case), SMALL, 1, outs=outs)
+        assert [ln.entry for ln in launches] == [ck.name]
+        assert_same(got, want, case.kernel, "misaligned outputs")
+    # The choice itself, per pointer: vec_where reads x (float4), mask (uchar4) and a
+    # scalar, writes float4 and uchar4.
+    ck = cuda.CudaKernel(vector_kernels(64)[0])
+    entry = [ln.entry for ln in ck.launches(H100, [0, 0, 0, 0, 0])[0]]
+    assert entry == ["vec_where_64_v"]
+    for ptrs, vector in (([16, 4, 3, 32, 4], True), ([4, 0, 0, 0, 0], False),
+                         ([0, 2, 0, 0, 0], False), ([0, 0, 0, 8, 0], False),
+                         ([0, 0, 0, 0, 1], False), ([0, 0, 1, 0, 0], True)):
+        assert ck.aligned(ptrs) == vector, ptrs
+        want = ck.vector_entry if vector else ck.name
+        assert ck.launches(H100, ptrs)[0][0].entry == want, ptrs
+    # A Load's compiled-in offset counts: x[1:] is misaligned even at an aligned pointer.
+    f = F32
+    for offset, vector in ((1, False), (2, False), (4, True)):
+        k = Kernel(f"off{offset}", (32,), [Load(0, f, (1,), offset)],
+                   [Expr("load", (0,), f), Expr("neg", (0,), f)], [1])
+        assert cuda.CudaKernel(k).aligned([0, 0]) == vector, offset
 
 
 def test_split_rows_use_several_blocks_per_row(emulated):
@@ -669,13 +882,22 @@ def test_launch_sizes_follow_the_device():
     # A smaller device gets smaller launches from the same kernel.
     launches, _ = ks["full_sum"].launches(SMALL)
     assert launches[0].block == 64 and launches[0].grid == 1 * 1
+    # Aligned pointers take the vector entry, a thread per 4 points.
+    assert ks["ew"].launches(H100, [0, 0])[0] == [cuda.Launch("ew_v", 132 * 8, 256)]
+    assert ks["ew"].launches(SMALL, [0, 0])[0] == [cuda.Launch("ew_v", 1, 64)]
+    assert ks["tiny"].launches(H100, [256, 512])[0] == [cuda.Launch("tiny_v", 1, 256)]
+    big = cuda.CudaKernel(Kernel("big", (4096,), [Load(0, F64, (1,))],
+                                 [Expr("load", (0,), F64), Expr("exp", (0,), F64)], [1]))
+    assert big.launches(H100)[0] == [cuda.Launch("big", 16, 256)]
+    assert big.launches(H100, [0, 0])[0] == [cuda.Launch("big_v", 8, 256)]
 
 
 def test_launches_respect_limits_for_every_kernel():
     for case in all_cases():
         ck = cuda.CudaKernel(case.kernel)
-        for limits in (SMALL, MEDIUM, H100):
-            launches, slots = ck.launches(limits)
+        aligned = [0] * (ck.num_inputs + ck.num_outputs)
+        for limits, ptrs in ((SMALL, None), (MEDIUM, aligned), (H100, None), (H100, aligned)):
+            launches, slots = ck.launches(limits, ptrs)
             assert (launches == []) == ck.empty
             for ln in launches:
                 assert ln.entry in ck.entries
@@ -768,6 +990,22 @@ def test_gpu_matches_cpu_at_full_size(cupy):
         case = make_case(k, rng)
         ck = cuda.compile_kernel(k)
         assert_same(_gpu_run(cupy, ck, case), cpu_outputs(case), k, "GPU")
+
+
+@pytest.mark.gpu
+def test_gpu_vector_entries_aligned_or_not(cupy):
+    """CuPy allocations are aligned, so the vector entry runs; a view one element in runs
+    the scalar entry. Both equal the CPU backend."""
+    rng = np.random.default_rng(9)
+    for n in (5, 4099, 1 << 20):
+        for k in vector_kernels(n):
+            case = make_case(k, rng)
+            ck = cuda.compile_kernel(k)
+            for shift in (0, 1):
+                c = aligned_case(case, shift=shift)
+                ptrs = [cupy.asarray(b)[s:].data.ptr for b, s in zip(c.bufs, c.starts)]
+                assert ck.aligned(ptrs + [0] * ck.num_outputs) == (shift == 0)
+                assert_same(_gpu_run(cupy, ck, c), cpu_outputs(case), k, f"GPU, shift {shift}")
 
 
 @pytest.mark.gpu

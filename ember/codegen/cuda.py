@@ -26,7 +26,11 @@ so index arithmetic divides by constants; it is 32-bit unless the sizes or offse
 64 bits. Layouts:
 
 - elementwise: a grid-stride loop over the collapsed iteration space
-  (``llvm.collapse_dims``), about one resident wave of blocks;
+  (``llvm.collapse_dims``), about one resident wave of blocks. When every load is
+  contiguous or invariant (a broadcast scalar) and every store contiguous, a second entry
+  ``<name>_v`` handles V consecutive points an iteration with 16-byte-or-smaller vector
+  loads and stores (float4, double2, uchar4, ...) and a scalar tail; alignment is known
+  only at run time, so ``run`` takes it only when every vectorized pointer is aligned;
 - row reductions: one warp per row when rows are short (``WARP_ROW_MAX``), else one
   block per row; a row's reductions run in order, one pass over the row each (xor-shuffle
   warp reduce, then shared memory across warps), then a last pass stores the per-point
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ember import dtypes
-from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, KernelCache
+from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, KernelCache, Load
 from ember.codegen.llvm import collapse_dims
 from ember.dtypes import DType
 
@@ -149,20 +153,39 @@ class CudaKernel:
         self.can_split = gen.split
         self.index_bits = 64 if gen.idx == "long long" else 32
         self.max_block = gen.max_block   # the kernels' __launch_bounds__
+        # The vector entry (None if there is none), its points per iteration, and what it
+        # needs of the pointers: (argument index, byte offset, alignment) per vector access.
+        self.vector_entry = f"{gen.name}_v" if gen.vector else None
+        self.vector_width = gen.vector[0] if gen.vector else 1
+        self.vector_access = gen.vector_access()
         self._functions: dict[str, object] = {}
-        self._plans: dict[int, tuple[list[Launch], int]] = {}
+        self._plans: dict[tuple[int, bool], tuple[list[Launch], int]] = {}
 
-    def launches(self, limits: DeviceLimits) -> tuple[list[Launch], int]:
+    def aligned(self, pointers: list[int]) -> bool:
+        """Whether the vector entry may run on ``pointers`` (the inputs' and outputs' data
+        pointers, in argument order): every vector access must be aligned to its size."""
+        return self.vector_entry is not None and all(
+            (pointers[a] + offset) % align == 0 for a, offset, align in self.vector_access)
+
+    def launches(self, limits: DeviceLimits, pointers: list[int] | None = None
+                 ) -> tuple[list[Launch], int]:
         """The launches that run this kernel on a device with ``limits``, and the
-        workspace they need (8-byte slots; 0 unless a row is split across blocks)."""
+        workspace they need (8-byte slots; 0 unless a row is split across blocks).
+        An elementwise kernel uses its vector entry only when ``pointers`` (as for
+        ``aligned``) are given and aligned."""
+        return self._launches(limits, pointers is not None and self.aligned(pointers))
+
+    def _launches(self, limits: DeviceLimits, vector: bool) -> tuple[list[Launch], int]:
         if self.empty:
             return [], 0
         max_block = min(self.max_block, limits.max_threads_per_block) // 32 * 32
         if not self.reduce:
             block = min(ELEMENTWISE_BLOCK, max_block)
-            grid = min(-(-self.size // block), limits.resident_blocks(block),
+            # One thread per vector of points (the tail needs fewer than V threads).
+            work = -(-self.size // self.vector_width) if vector else self.size
+            grid = min(-(-work // block), limits.resident_blocks(block),
                        MAX_GRID_THREADS // block)
-            return [Launch(self.name, max(grid, 1), block)], 0
+            return [Launch(self.vector_entry if vector else self.name, max(grid, 1), block)], 0
         if self.warp_rows:
             block = min(WARP_ROWS_BLOCK, max_block)
             rows_per_block = block // 32
@@ -192,12 +215,15 @@ class CudaKernel:
         self._check_args(cupy, inputs, outputs)
         if self.empty:
             return
-        dev = cupy.cuda.Device()
-        plan = self._plans.get(dev.id)
-        if plan is None:
-            plan = self._plans[dev.id] = self.launches(DeviceLimits.of_device(dev))
-        launches, slots = plan
         args = (*inputs, *outputs)
+        # A view's data pointer includes its offset, so alignment is a per-call question.
+        vector = self.vector_entry is not None and self.aligned([a.data.ptr for a in args])
+        dev = cupy.cuda.Device()
+        plan = self._plans.get((dev.id, vector))
+        if plan is None:
+            plan = self._plans[dev.id, vector] = self._launches(DeviceLimits.of_device(dev),
+                                                                vector)
+        launches, slots = plan
         ws = cupy.empty(slots, cupy.uint64) if slots else None
         for launch in launches:
             fn = self._function(cupy, launch.entry)
@@ -234,7 +260,8 @@ class CudaKernel:
                                  f"{self.out_sizes} elements")
 
     def __repr__(self) -> str:
-        kind = ("elementwise" if not self.reduce else
+        kind = ((f"elementwise, vectors of {self.vector_width}" if self.vector_entry else
+                 "elementwise") if not self.reduce else
                 f"{self.num_reductions} reductions, {self.rows}x{self.inner}, "
                 + ("warp" if self.warp_rows else "block") + " per row")
         return f"CudaKernel({self.name}, shape={self.shape}, {kind})"
@@ -250,6 +277,10 @@ F32, F64, I32, I64, B = (dtypes.float32, dtypes.float64, dtypes.int32, dtypes.in
 _CTYPE = {F32: "float", F64: "double", I32: "int", I64: "long long", B: "bool"}
 _STORAGE = {**_CTYPE, B: "unsigned char"}   # NumPy and CuPy store bool as a byte
 _SUFFIX = {F32: "f32", F64: "f64", I32: "i32", I64: "i64", B: "b"}
+# CUDA's built-in vector types are named after the element type (float4, longlong2,
+# uchar4); each is aligned to its size.
+_VECTOR = {F32: "float", F64: "double", I32: "int", I64: "longlong", B: "uchar"}
+_LANES = "xyzw"
 
 
 class _Writer:
@@ -317,6 +348,10 @@ class _Offsets:
         self.seg(f"const {self.ix} {name} = {' + '.join(terms) or '0'};")
         return name
 
+    def element(self, k: int, ptr: str) -> str:
+        """The element load ``k`` reads through ``ptr`` at this point."""
+        return f"{ptr}[{self[k]}]"
+
     def _digits(self) -> list[str]:
         if self.digits is None:
             shape, ix, tag = self.shape, self.ix, self.tag
@@ -332,6 +367,20 @@ class _Offsets:
                              f"{t} /= {_int(shape[d])};")
                 self.digits[0] = t
         return self.digits
+
+
+class _Lane:
+    """Lane ``c`` of a vector iteration, standing in for ``_Offsets`` where
+    ``_Generator._value`` reads loads: a contiguous load is a component of the vector
+    loaded for the iteration, an invariant load its one element."""
+
+    def __init__(self, vectors: dict[int, str], c: int, kernel: Kernel) -> None:
+        self.vectors, self.c, self.k = vectors, c, kernel
+
+    def element(self, k: int, ptr: str) -> str:
+        if k in self.vectors:
+            return f"{self.vectors[k]}.{_LANES[self.c]}"
+        return f"{ptr}[{_int(self.k.loads[k].offset)}]"
 
 
 class _Generator:
@@ -372,6 +421,45 @@ class _Generator:
         for ld in kernel.loads:
             if self.in_dtypes[ld.input] is None:
                 self.in_dtypes[ld.input] = ld.dtype
+        self.vector = self._vector_plan()
+
+    def _vector_plan(self) -> tuple[int, list[int]] | None:
+        """(V, the contiguous loads) if this elementwise kernel also gets a vector entry:
+        in the collapsed (then 1-D) iteration space every load it reads has stride 1 or 0
+        and every store stride 1; else None. A load of any other stride (broadcast along
+        some dims, transposed, reversed) keeps the kernel scalar."""
+        k = self.k
+        if self.reduce or self.empty or not k.stores or len(self.outer) != 1:
+            return None
+        nl = len(k.loads)
+        used = sorted({k.exprs[n].args[0] for st in k.stores for n in k.cone(st.expr)
+                       if k.exprs[n].op == "load"})
+        if any(self.o_st[j] not in ((0,), (1,)) for j in used):
+            return None
+        # (A single point collapses to stride 0 everywhere; its store is contiguous too.)
+        if self.size > 1 and any(self.o_st[nl + i] != (1,) for i in range(len(k.stores))):
+            return None
+        contiguous = [j for j in used if self.o_st[j] == (1,)]
+        # 16 bytes is the widest load or store a thread can issue, and CUDA's vector types
+        # have at most four lanes; narrower operands use narrower vectors of as many lanes.
+        widest = max([k.loads[j].dtype.itemsize for j in contiguous]
+                     + [k.exprs[st.expr].dtype.itemsize for st in k.stores])
+        return min(4, 16 // widest), contiguous
+
+    def vector_access(self) -> list[tuple[int, int, int]]:
+        """What the vector entry needs of its pointers: (argument index, byte offset,
+        alignment) per vector load and store."""
+        if not self.vector:
+            return []
+        v, contiguous = self.vector
+        k = self.k
+        out = []
+        for j in contiguous:
+            ld = k.loads[j]
+            out.append((ld.input, ld.offset * ld.dtype.itemsize, v * ld.dtype.itemsize))
+        for i, st in enumerate(k.stores):
+            out.append((k.num_inputs + i, 0, v * k.exprs[st.expr].dtype.itemsize))
+        return out
 
     def _needs_64bit(self) -> bool:
         k = self.k
@@ -385,6 +473,8 @@ class _Generator:
 
     def entries(self) -> list[str]:
         names = [self.name]
+        if self.vector:
+            names.append(f"{self.name}_v")
         if self.split:
             names += [f"{self.name}_p{p}" for p in range(len(self.reductions) + 1)]
         return names
@@ -402,6 +492,10 @@ class _Generator:
         if not self.reduce:
             with w.block(f'extern "C" __global__ void {bound} {self.name}({params})'):
                 self._elementwise(w)
+            if self.vector:
+                w(f"// {self.vector[0]} points per iteration; the caller checks alignment")
+                with w.block(f'extern "C" __global__ void {bound} {self.name}_v({params})'):
+                    self._vector_elementwise(w)
             return w.text()
         args = ", ".join([f"in{i}" for i in range(k.num_inputs)]
                          + [f"out{i}" for i in range(len(k.stores))])
@@ -434,17 +528,67 @@ class _Generator:
         return _Offsets(w.segment(), self.idx, index, shape, strides, bases, names, tag)
 
     # -- elementwise: a grid-stride loop over the collapsed iteration space
-    def _elementwise(self, w: _Writer) -> None:
-        k, ix = self.k, self.idx
+    def _grid_loop(self, var: str, start: int, end: int) -> str:
+        ix = self.idx
+        first = f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x"
+        if start:
+            first = f"{_int(start)} + {first}"
+        return (f"for ({ix} {var} = {first}; {var} < {_int(end)}; "
+                f"{var} += ({ix})blockDim.x * ({ix})gridDim.x)")
+
+    def _elementwise(self, w: _Writer, start: int = 0) -> None:
+        """The points from ``start`` on, one per iteration."""
+        k = self.k
         nl = len(k.loads)
-        with w.block(f"for ({ix} i = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
-                     f"i < {_int(self.size)}; i += ({ix})blockDim.x * ({ix})gridDim.x)"):
+        with w.block(self._grid_loop("i", start, self.size)):
             bases = [_int(ld.offset) for ld in k.loads] + ["0"] * len(k.stores)
             offs = self._level(w, "i", self.outer, self.o_st, bases, ("o", "s"), "d")
             memo: dict[int, str] = {}
             for i, st in enumerate(k.stores):
                 v = self._value(w, st.expr, memo, offs, "p")
                 self._store(w, i, v, offs[nl + i])
+
+    def _vector_elementwise(self, w: _Writer) -> None:
+        """V consecutive points per iteration: each contiguous load is one vector load,
+        the lanes are the scalar code over its components, each store one vector store;
+        then the last size % V points as in the scalar entry."""
+        k = self.k
+        v, contiguous = self.vector
+        nvec = self.size // v
+        if nvec:
+            with w.block(self._grid_loop("v", 0, nvec)):
+                vectors: dict[int, str] = {}
+                for j in contiguous:
+                    ld = k.loads[j]
+                    ty = f"{_VECTOR[ld.dtype]}{v}"
+                    ptr = self._in_ptr(ld)
+                    if ld.offset:
+                        ptr = f"{ptr} + {_int(ld.offset)}"
+                    w(f"const {ty} vec{j} = reinterpret_cast<const {ty}*>({ptr})[v];")
+                    vectors[j] = f"vec{j}"
+                # Values that read no contiguous load are the same in every lane: lane 0
+                # computes them, the others reuse its names.
+                invariant: list[bool] = []
+                for e in k.exprs:
+                    invariant.append(e.args[0] not in vectors if e.op == "load" else
+                                     e.op == "const" or all(invariant[a] for a in e.args))
+                shared: dict[int, str] = {}
+                lanes = []
+                for c in range(v):
+                    memo = dict(shared)
+                    lane = _Lane(vectors, c, k)
+                    lanes.append([self._value(w, st.expr, memo, lane, f"l{c}_")
+                                  for st in k.stores])
+                    if c == 0:
+                        shared = {j: name for j, name in memo.items() if invariant[j]}
+                for i, st in enumerate(k.stores):
+                    d = k.exprs[st.expr].dtype
+                    ty = f"{_VECTOR[d]}{v}"
+                    parts = ", ".join(self._stored(d, lanes[c][i]) for c in range(v))
+                    w(f"reinterpret_cast<{ty}*>(out{i})[v] = {ty}{{{parts}}};")
+        if self.size % v:
+            # Fewer than V points, so one iteration for a few threads.
+            self._elementwise(w, start=nvec * v)
 
     # -- row reductions
     def _rows(self, w: _Writer) -> None:
@@ -554,10 +698,7 @@ class _Generator:
         e = k.exprs[j]
         if e.op == "load":
             ld = k.loads[e.args[0]]
-            ptr = f"in{ld.input}"
-            if self.in_dtypes[ld.input] is not ld.dtype:
-                ptr = f"reinterpret_cast<const {_STORAGE[ld.dtype]}*>({ptr})"
-            code = f"{ptr}[{offs[e.args[0]]}]"
+            code = offs.element(e.args[0], self._in_ptr(ld))
             if ld.dtype is B:
                 code = f"({code} != 0)"
             code = _convert(code, ld.dtype, e.dtype)
@@ -573,11 +714,20 @@ class _Generator:
         memo[j] = name
         return name
 
+    def _in_ptr(self, ld: Load) -> str:
+        """The input pointer of load ``ld``, typed as the load's dtype."""
+        ptr = f"in{ld.input}"
+        if self.in_dtypes[ld.input] is not ld.dtype:
+            ptr = f"reinterpret_cast<const {_STORAGE[ld.dtype]}*>({ptr})"
+        return ptr
+
+    @staticmethod
+    def _stored(dt: DType, value: str) -> str:
+        return f"(unsigned char){value}" if dt is B else value
+
     def _store(self, w: _Writer, i: int, value: str, off: str) -> None:
         dt = self.k.exprs[self.k.stores[i].expr].dtype
-        if dt is B:
-            value = f"(unsigned char){value}"
-        w(f"out{i}[{off}] = {value};")
+        w(f"out{i}[{off}] = {self._stored(dt, value)};")
 
 
 def _ident(name: str) -> str:
