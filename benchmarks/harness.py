@@ -8,6 +8,11 @@ against the reference implementation, and returns a plain dict (the JSON's shape
 >>> result = run_workload(workload, Config(repeat=5))
 >>> result["ratios"]["numpy"]      # NumPy's median time / ember's: > 1 means ember is faster
 
+On a GPU each repeat is bracketed by device synchronizations (``Prepared.sync``:
+cudaDeviceSynchronize through CuPy or torch): nothing queued before the repeat is
+counted in it, its calls are queued back to back, as a program queues them, and all of
+them have finished when the clock stops. Device memory pools are emptied between cells.
+
 Nothing here raises for a failing implementation: its error goes into its cell.
 """
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Workload:
     impls: list[Impl]
     subject: str = "ember"          # ratios are other implementations' times over this one's
     reference: str = "numpy"        # agreement is checked against this implementation
+    reference_fallbacks: tuple[str, ...] = ()  # ... or the first of these that ran
     unit: str = "ms"                # how times are shown: "s", "ms" or "us"
     nbytes: int = 0                 # memory one call must move (read + write)
     gemms: list[tuple[int, int, int]] = field(default_factory=list)  # (M, K, N) per call
@@ -73,6 +79,7 @@ class Workload:
     atol: float = 1e-5
     cold: bool = False              # calls return Timed: no warm-up, one call per repeat
     device: str = "cpu"
+    aim: float | None = None        # the subject's aimed fraction of the roofline (0.8: 80%)
 
     @property
     def flops(self) -> int:
@@ -110,6 +117,7 @@ def run_workload(w: Workload, cfg: Config) -> dict:
         result["roofline"] = measure_roofline(w, cfg)
     except Exception as e:  # a reference that can't be measured leaves the fractions out
         result["roofline"] = {"error": _error_text(e)}
+    release_device_memory(w.device)
     outputs: dict[str, list[np.ndarray]] = {}
     for impl in w.impls:
         reason = peers.unavailable(impl.peer, cfg.skip, w.device)
@@ -117,12 +125,36 @@ def run_workload(w: Workload, cfg: Config) -> dict:
             result["impls"][impl.name] = {"status": reason}
             continue
         cell, arrays = _run_impl(w, impl, cfg)
+        # The next library starts on an empty device (256M floats are 1 GiB an array).
+        release_device_memory(w.device)
         result["impls"][impl.name] = cell
         if arrays is not None:
             outputs[impl.name] = arrays
     _check_agreement(w, result, outputs)
     _add_rates_and_ratios(w, result)
     return result
+
+
+def release_device_memory(device: str) -> None:
+    """On a GPU: collect the last cell's garbage and hand CuPy's and torch's cached device
+    memory back, so one library's pool doesn't crowd out the next (no-op on the CPU)."""
+    if device == "cpu":
+        return
+    import gc
+    import sys
+    gc.collect()
+    cupy = sys.modules.get("cupy")
+    try:
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
+    except Exception:  # a CuPy without pools (a stand-in): nothing to hand back
+        pass
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
 
 
 def _run_impl(w: Workload, impl: Impl, cfg: Config) -> tuple[dict, list[np.ndarray] | None]:
@@ -177,6 +209,19 @@ def _invoke(prep: Prepared) -> Any:
     return out
 
 
+def _batch(prep: Prepared, number: int) -> float:
+    """Seconds per call over ``number`` calls. With a device, it is synchronized before
+    the clock starts and before it stops, and not between the calls."""
+    if prep.sync is not None:
+        prep.sync()
+    t = time.perf_counter()
+    for _ in range(number):
+        prep.call()
+    if prep.sync is not None:
+        prep.sync()
+    return (time.perf_counter() - t) / number
+
+
 def _check_run(w: Workload, impl: Impl, prep: Prepared, cfg: Config) -> list[np.ndarray]:
     """Warm up and collect the arrays the agreement check compares."""
     if w.stateful:
@@ -197,7 +242,14 @@ def _check_run(w: Workload, impl: Impl, prep: Prepared, cfg: Config) -> list[np.
 
 
 def _copy(arrays: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.array(a, copy=True) for a in arrays]
+    return [np.array(_host(a), copy=True) for a in arrays]
+
+
+def _host(a: Any) -> Any:
+    """A CuPy array's data on the host (CuPy refuses implicit conversion to NumPy)."""
+    if type(a).__module__.startswith("cupy") and hasattr(a, "get"):
+        return a.get()
+    return a
 
 
 def _time_steady(prep: Prepared, cfg: Config) -> tuple[list[float], int, float | None]:
@@ -217,10 +269,7 @@ def _time_steady(prep: Prepared, cfg: Config) -> tuple[list[float], int, float |
     # Unlike timeit, the garbage collector stays on: a library whose calls leave cyclic
     # garbage pays for collecting it, as its users do.
     for _ in range(repeat):
-        t = time.perf_counter()
-        for _ in range(number):
-            _invoke(prep)
-        samples.append((time.perf_counter() - t) / number)
+        samples.append(_batch(prep, number))
     return samples, number, load.other()
 
 
@@ -279,7 +328,8 @@ def summarize(samples: list[float]) -> dict:
 
 def _check_agreement(w: Workload, result: dict, outputs: dict[str, list[np.ndarray]]) -> None:
     """np.allclose of each implementation against the reference; mismatches are loud."""
-    ref_name = w.reference if w.reference in outputs else next(iter(outputs), None)
+    ref_name = next((n for n in (w.reference, *w.reference_fallbacks) if n in outputs),
+                    next(iter(outputs), None))
     result["checked_against"] = ref_name
     disagree = []
     for name, cell in result["impls"].items():
@@ -301,7 +351,8 @@ def _check_agreement(w: Workload, result: dict, outputs: dict[str, list[np.ndarr
 
 def compare(got: list[np.ndarray], want: list[np.ndarray], rtol: float, atol: float
             ) -> tuple[bool, dict]:
-    """Whether two lists of arrays agree, and the worst difference found."""
+    """Whether two lists of arrays agree, and the worst difference found (np.allclose in
+    float64, a block of COMPARE_BLOCK values at a time: 256M-element outputs stay cheap)."""
     if len(got) != len(want):
         return False, {"text": f"{len(got)} arrays vs {len(want)}"}
     worst = 0.0
@@ -309,18 +360,33 @@ def compare(got: list[np.ndarray], want: list[np.ndarray], rtol: float, atol: fl
         g, r = np.asarray(g), np.asarray(r)
         if g.shape != r.shape:
             return False, {"text": f"array {i}: shape {g.shape} vs {r.shape}"}
-        g64, r64 = g.astype(np.float64), r.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            err = np.abs(g64 - r64)
-        finite = np.isfinite(err)
-        worst = max(worst, float(err[finite].max()) if finite.any() else 0.0)
-        if not np.allclose(g64, r64, rtol=rtol, atol=atol, equal_nan=True):
+        gf, rf = g.reshape(-1), r.reshape(-1)
+        bad_count, first = 0, None
+        for start in range(0, gf.size, COMPARE_BLOCK):
+            g64 = gf[start:start + COMPARE_BLOCK].astype(np.float64)
+            r64 = rf[start:start + COMPARE_BLOCK].astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                err = np.abs(g64 - r64)
+            finite = np.isfinite(err)
+            if finite.any():
+                worst = max(worst, float(err[finite].max()))
             bad = ~np.isclose(g64, r64, rtol=rtol, atol=atol, equal_nan=True)
-            j = np.unravel_index(np.argmax(bad), bad.shape) if g.ndim else ()
+            n_bad = int(np.count_nonzero(bad))
+            if n_bad:
+                if first is None:
+                    j = int(np.argmax(bad))
+                    first = (start + j, g64[j], r64[j])
+                bad_count += n_bad
+        if first is not None:
+            flat, gv, rv = first
+            at = tuple(map(int, np.unravel_index(flat, g.shape))) if g.ndim else ()
             return False, {"max_abs_err": worst,
-                           "text": f"array {i}: {int(bad.sum())} of {bad.size} values differ, "
-                                   f"e.g. {g64[j]:.6g} vs {r64[j]:.6g} at {tuple(map(int, j))}"}
+                           "text": f"array {i}: {bad_count} of {g.size} values differ, "
+                                   f"e.g. {gv:.6g} vs {rv:.6g} at {at}"}
     return True, {"max_abs_err": worst}
+
+
+COMPARE_BLOCK = 1 << 16
 
 
 def _add_rates_and_ratios(w: Workload, result: dict) -> None:
@@ -342,6 +408,29 @@ def _add_rates_and_ratios(w: Workload, result: dict) -> None:
     base = subject.get("median_s")
     result["ratios"] = {name: (cell["median_s"] / base if base and "median_s" in cell else None)
                         for name, cell in result["impls"].items() if name != w.subject}
+    if w.aim is not None:
+        result["aim"] = aim_result(w, result)
+
+
+def aim_result(w: Workload, result: dict) -> dict:
+    """The subject's fraction of the roofline against the workload's aim (the GPU chain:
+    80% of a device-to-device copy of the same bytes)."""
+    roof = result["roofline"] or {}
+    subject = result["impls"].get(w.subject, {})
+    rate = "GFLOP/s" if w.gemms else "GB/s"
+    what = (f"{roof.get('kind', 'the reference')} of the same GEMMs" if w.gemms else
+            f"a {'device-to-device' if w.device != 'cpu' else 'memory'} copy of the same "
+            f"bytes ({roof.get('kind', 'the reference')})")
+    aim = {"target": w.aim, "metric": f"{w.subject}'s {rate} / {what}",
+           "text": f"{w.subject} at least {w.aim:.0%} of the bandwidth of {what}"
+           if not w.gemms else f"{w.subject} at least {w.aim:.0%} of {what}",
+           "fraction": subject.get("fraction"),
+           "rate": subject.get("gflops" if w.gemms else "gbps"),
+           "reference_rate": roof.get("gflops" if w.gemms else "gbps"),
+           "unit": rate}
+    aim["met"] = (None if aim["fraction"] is None or subject.get("agree") is False
+                  else aim["fraction"] >= w.aim)
+    return aim
 
 
 def measure_roofline(w: Workload, cfg: Config) -> dict | None:
@@ -379,7 +468,7 @@ def measure_roofline(w: Workload, cfg: Config) -> dict | None:
         return {"kind": "np.matmul" if w.device == "cpu" else "cupy.matmul",
                 "median_s": t, "gflops": w.flops / t / 1e9}
     return {"kind": "np.copyto" if w.device == "cpu" else "cupy.copyto",
-            "median_s": t, "gbps": 2 * src.nbytes / t / 1e9}
+            "median_s": t, "gbps": 2 * int(src.nbytes) / t / 1e9}
 
 
 def _error_text(e: BaseException) -> str:

@@ -2,7 +2,8 @@
 
 Every peer is optional except NumPy (ember's own CPU backend). A peer that is missing is
 reported as "not installed"; one left out on purpose (``--skip``, quick mode) as
-"skipped"; GPU workloads need CuPy with a device (and torch.cuda for the torch cells).
+"skipped"; GPU workloads need CuPy with a device (ember's GPU backend, and the "cupy"
+cells: the NumPy cells' code on CuPy arrays) and torch.cuda for the torch cells.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import importlib.util
 import os
 import platform
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 # peer name -> the module it needs
-PEER_MODULES = {"ember": "ember", "numpy": "numpy", "torch": "torch",
+PEER_MODULES = {"ember": "ember", "numpy": "numpy", "cupy": "cupy", "torch": "torch",
                 "torch.compile": "torch", "numba": "numba", "jax": "jax"}
 
 
@@ -25,7 +27,13 @@ def threads() -> int:
 
 
 def installed(peer: str) -> bool:
-    return importlib.util.find_spec(PEER_MODULES[peer]) is not None
+    module = PEER_MODULES[peer]
+    if module in sys.modules:  # imported already (or a stand-in put there)
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def unavailable(peer: str, skip: frozenset[str] | set[str], device: str = "cpu") -> str:
@@ -34,24 +42,40 @@ def unavailable(peer: str, skip: frozenset[str] | set[str], device: str = "cpu")
         return "skipped"
     if not installed(peer):
         return "not installed"
+    if device == "cpu" and peer == "cupy":
+        return "n/a on CPU"
     if device != "cpu":
         if peer in ("numpy", "numba", "jax"):
             return "n/a on GPU"
-        if peer == "ember" and not cuda_available():
+        if peer in ("ember", "cupy") and not cuda_available():
             return "skipped: no CUDA GPU"
         if peer.startswith("torch") and not torch_cuda_available():
             return "skipped: torch has no CUDA"
     return ""
 
 
-@lru_cache(maxsize=None)
 def cuda_available() -> bool:
     """A CUDA device that CuPy can reach (ember's GPU backend)."""
+    return not cuda_unavailable_reason()
+
+
+@lru_cache(maxsize=None)
+def cuda_unavailable_reason() -> str:
+    """Why there is no CUDA GPU for the GPU variants ("" when there is one)."""
     try:
         import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # not installed, no driver, no device: all mean "no GPU here"
-        return False
+    except Exception as e:  # not installed, or a CuPy built for another CUDA
+        return f"CuPy does not import ({type(e).__name__}: {_first_line(e)})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, no device
+        return f"CuPy finds no CUDA device ({type(e).__name__}: {_first_line(e)})"
+    return "" if count > 0 else "CuPy finds no CUDA device (0 devices)"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 @lru_cache(maxsize=None)
@@ -81,6 +105,19 @@ def configure_threads(n: int) -> list[str]:
     return said
 
 
+def configure_gpu() -> list[str]:
+    """The same float32 arithmetic for every GPU peer: torch's TF32 off (cuDNN convolutions
+    default to it; CuPy's cuBLAS and ember don't use it); say what was set."""
+    said = []
+    if installed("torch") and torch_cuda_available():
+        import torch
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        said.append("torch: TF32 off (torch.backends.cuda.matmul.allow_tf32 = "
+                    "torch.backends.cudnn.allow_tf32 = False): full float32, as CuPy and ember")
+    return said
+
+
 def versions() -> dict[str, str]:
     """Installed version of each peer, or "not installed"."""
     out = {}
@@ -94,6 +131,9 @@ def versions() -> dict[str, str]:
             out[peer] = getattr(importlib.import_module(module), "__version__", "?")
         except Exception as e:  # importable spec, broken import
             out[peer] = f"broken ({type(e).__name__})"
+    if not out.get("torch", "not").startswith(("not", "broken")) and torch_cuda_available():
+        import torch
+        out["torch"] += f" (CUDA {torch.version.cuda})"
     return out
 
 
@@ -136,12 +176,23 @@ def _git_commit() -> str:
 
 
 def _gpu_name() -> str:
+    """The device's name, memory and CUDA versions (CuPy's runtime, the driver)."""
     if not cuda_available():
         return "none"
+    import cupy
     try:
-        import cupy
         props = cupy.cuda.runtime.getDeviceProperties(0)
         name = props["name"]
-        return name.decode() if isinstance(name, bytes) else str(name)
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        if props.get("totalGlobalMem"):
+            text += f", {props['totalGlobalMem'] / 2**30:.0f} GiB"
     except Exception:  # the name is decoration; the device itself was found
-        return "CUDA device"
+        text = "CUDA device"
+    try:
+        rt = cupy.cuda.runtime.runtimeGetVersion()
+        drv = cupy.cuda.runtime.driverGetVersion()
+        text += (f"; CUDA runtime {rt // 1000}.{rt % 1000 // 10}, "
+                 f"driver {drv // 1000}.{drv % 1000 // 10}")
+    except Exception:
+        pass
+    return text

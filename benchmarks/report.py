@@ -11,9 +11,11 @@ from typing import Any
 
 from benchmarks.harness import BUSY_MACHINE, UNIT_SCALE
 
-PEER_COLUMNS = ["ember eager", "numpy", "torch", "torch.compile", "numba", "jax.jit"]
+PEER_COLUMNS = ["ember eager", "numpy", "cupy", "torch", "torch.compile", "numba", "jax.jit"]
 RATIO_NOTE = ("Columns after ember: the peer's median time / ember's median time, same run "
-              "(> 1: ember is faster). ember = `ember.compile` (for op_*: ember eager). "
+              "(> 1: ember is faster). ember = `ember.compile` (for op_*: ember eager); "
+              "cupy = the NumPy code on CuPy arrays (*_cuda rows); *_cuda rows' torch "
+              "columns are torch on cuda. "
               "*: other processes used more than 15% of the CPUs while that was timed.")
 
 
@@ -66,9 +68,16 @@ def _busy_mark(*cells: dict) -> str:
     return "*" if any((c.get("other_load") or 0) > BUSY_MACHINE for c in cells) else ""
 
 
+def peer_columns(results: list[dict]) -> list[str]:
+    """The peers any of these workloads has a cell for (a GPU-only run has no numpy
+    column, a CPU-only run no cupy column)."""
+    return [c for c in PEER_COLUMNS if any(c in r["impls"] for r in results)]
+
+
 def summary_table(results: list[dict]) -> str:
     """One row per workload: ember's time, every peer's ratio, ember's rate, agreement."""
-    head = (["workload", "ember"] + PEER_COLUMNS
+    columns = peer_columns(results)
+    head = (["workload", "ember"] + columns
             + ["ember rate", "of roofline", "agree"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in results:
@@ -81,9 +90,29 @@ def summary_table(results: list[dict]) -> str:
             ember = status_text(subject)
         roof = f"{subject['fraction']:.0%}" if "fraction" in subject else "—"
         agree = "yes" if r["agree"] else "NO: " + ", ".join(r["disagree"])
-        row = [r["name"], ember] + [ratio_cell(r, c) for c in PEER_COLUMNS] + [
+        row = [r["name"], ember] + [ratio_cell(r, c) for c in columns] + [
             fmt_rate(subject), roof, agree]
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def aim_text(aim: dict) -> str:
+    """"81% (2712.0 of 3348.2 GB/s): met" for a workload's aim."""
+    if aim.get("fraction") is None:
+        return "not measured"
+    met = {True: "met", False: "NOT met", None: "not judged (ember disagrees)"}[aim["met"]]
+    return (f"{aim['fraction']:.0%} ({aim['rate']:.1f} of {aim['reference_rate']:.1f} "
+            f"{aim['unit']}): {met}")
+
+
+def aims_table(results: list[dict]) -> str:
+    """The workloads that carry an aim (the GPU chain: 80% of a device-to-device copy)."""
+    rows = [r for r in results if r.get("aim")]
+    if not rows:
+        return ""
+    lines = ["| workload | aim | result |", "|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['aim']['text']} | {aim_text(r['aim'])} |")
     return "\n".join(lines)
 
 
@@ -103,12 +132,15 @@ def detail_table(r: dict) -> str:
         ref = f"roofline: could not be measured ({roof['error']})"
     else:
         ref = "no roofline (fixed costs)"
+    aim = r.get("aim")
     lines = [f"### {r['name']}: {r['title']}", "",
              f"{ref}; agreement checked against {r.get('checked_against') or 'nothing'} "
-             f"(rtol/atol of np.allclose in the JSON)", "",
-             "| implementation | median | IQR | min | max | runs | vs ember | rate | "
-             "of roofline | agrees | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"(rtol/atol of np.allclose in the JSON)", ""]
+    if aim:
+        lines += [f"Aim: {aim['text']}. Result: {aim_text(aim)}.", ""]
+    lines += ["| implementation | median | IQR | min | max | runs | vs ember | rate | "
+              "of roofline | agrees | notes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     u = r["unit"]
     for name, cell in r["impls"].items():
         if "median_s" in cell:
@@ -162,12 +194,19 @@ def markdown(meta: dict, results: list[dict]) -> str:
              f"GPU: {m['gpu']}; Python {m['python']}; ember {m['ember_commit']}.", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
              "", "Threads: " + "; ".join(meta["threads"]) + ".", ""]
+    if meta.get("gpu_settings"):
+        lines += ["GPU settings: " + "; ".join(meta["gpu_settings"]) + ".", ""]
     if meta.get("other_load") is not None:
         lines += [f"Other processes used {meta['other_load']:.0%} of the CPUs during the run "
                   f"({meta['seconds']} s).", ""]
+    if meta.get("incomplete"):
+        lines += [f"**Incomplete**: {meta['incomplete']}.", ""]
     if meta.get("skipped"):
         lines += ["Skipped: " + "; ".join(meta["skipped"]) + ".", ""]
     lines += [RATIO_NOTE, "", summary_table(results), ""]
+    aims = aims_table(results)
+    if aims:
+        lines += ["Aims:", "", aims, ""]
     found = problems(results)
     if found:
         lines += ["Problems:", ""] + [f"- {p}" for p in found] + [""]

@@ -3,8 +3,13 @@
 Seventeen scalar operations per element on float32; one fused kernel reads x once and
 writes y once, so the bound is memory bandwidth (8 bytes per element). ``a`` and ``b``
 are 0-dim tensors. Besides the libraries, the cell "ember kernel" runs the chain as one
-hand-built ``Kernel`` through ember's LLVM codegen, without ``ember.compile``, into a
-preallocated output: what ember.compile could reach.
+hand-built ``Kernel`` through ember's LLVM codegen (on cuda: its CUDA codegen), without
+``ember.compile``, into a preallocated output: what ember.compile could reach.
+
+On cuda the chain runs at 16M and 256M elements (256M float32: 1 GiB per array), against
+CuPy eager (the NumPy cell's code on CuPy arrays), torch and torch.compile; its aim is
+``GPU_AIM``: ember at least 80% of the bandwidth of a device-to-device copy of the same
+bytes (``cupy.copyto``, measured in the same run), from 16M elements.
 """
 from __future__ import annotations
 
@@ -14,11 +19,18 @@ from typing import Any, Callable
 import numpy as np
 
 from benchmarks.harness import Impl, Prepared, Workload
-from benchmarks.workloads.common import (arrays, count_label, jax_impl, library_impls,
-                                         parse_count, plain_impl)
+from benchmarks.workloads.common import (Args, Lazy, arrays, count_label, cupy_impl,
+                                         jax_impl, library_impls, parse_count, plain_impl,
+                                         resolve)
 
 SIZES = ["1M", "16M"]
 QUICK_SIZES = ["4K"]
+GPU_SIZES = ["16M", "256M"]
+GPU_QUICK_SIZES = QUICK_SIZES
+# ember's bandwidth on the GPU as a fraction of a device-to-device copy of the same bytes,
+# from 16M elements (128 MiB moved; smaller copies take microseconds: launches dominate).
+GPU_AIM = 0.8
+GPU_AIM_FROM = 16 << 20
 INV_SQRT2 = 1 / math.sqrt(2)
 
 
@@ -31,7 +43,9 @@ def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
             f"chain_{count_label(n)}{suffix}", "chain",
             f"gelu(x*a+b)*sigmoid(x)+x*x, {n:,} float32" + (f" on {device}" if suffix else ""),
             chain_impls(n, device), nbytes=8 * n, device=device,
-            reference="numpy" if device == "cpu" else "torch"))
+            reference="numpy" if device == "cpu" else "torch",
+            reference_fallbacks=() if device == "cpu" else ("cupy",),
+            aim=GPU_AIM if device != "cpu" and n >= GPU_AIM_FROM else None))
     return out
 
 
@@ -51,44 +65,53 @@ def make_chain(lib: Any) -> Callable[..., Any]:
 
 
 def chain_impls(n: int, device: str = "cpu") -> list[Impl]:
-    args = inputs(n)
+    args = Lazy(lambda: inputs(n))
     impls = library_impls(make_chain, args, device)
     if device != "cpu":
-        return impls
-    return impls[:1] + [ember_kernel_impl(n)] + impls[1:] + [
+        def cupy_notes() -> list[str]:
+            import cupy
+            return [f"erf: {erf_function(cupy)[1]}"]
+        return impls[:1] + [ember_cuda_kernel_impl(n, args)] + impls[1:] + [
+            cupy_impl(numpy_chain, args, notes=cupy_notes)]
+    return impls[:1] + [ember_kernel_impl(n, args)] + impls[1:] + [
         plain_impl("numpy", "numpy", numpy_chain, args, notes=[f"erf: {erf_function()[1]}"]),
         plain_impl("numba", "numba", numba_chain, args),
         jax_impl(jax_chain, args)]
 
 
-def numpy_chain() -> Callable[..., np.ndarray]:
-    """The chain as a NumPy user writes it (erf from scipy.special when it is there)."""
-    erf, _ = erf_function()
+def numpy_chain(xp: Any = np) -> Callable[..., Any]:
+    """The chain as a NumPy user writes it (erf from scipy.special when it is there);
+    ``xp=cupy``: the same code on CuPy arrays (erf from cupyx.scipy.special)."""
+    erf, _ = erf_function(xp)
 
     def chain(x, a, b):
         u = x * a + b
         gelu = 0.5 * u * (1.0 + erf(u * np.float32(INV_SQRT2)))
-        return gelu * (1.0 / (1.0 + np.exp(-x))) + x * x
+        return gelu * (1.0 / (1.0 + xp.exp(-x))) + x * x
     return chain
 
 
-def erf_function() -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """NumPy has no erf: scipy.special.erf, else Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7,
-    below float32's resolution of the result)."""
+def erf_function(xp: Any = np) -> tuple[Callable[[Any], Any], str]:
+    """NumPy has no erf: scipy.special.erf (for CuPy arrays cupyx.scipy.special.erf),
+    else Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7, below float32's resolution of the
+    result) in ``xp``'s operations."""
     try:
-        from scipy.special import erf
-        return erf, "scipy.special.erf"
+        if xp is np:
+            from scipy.special import erf
+            return erf, "scipy.special.erf"
+        from cupyx.scipy.special import erf
+        return erf, "cupyx.scipy.special.erf"
     except ImportError:
         pass
 
-    def erf_as(x: np.ndarray) -> np.ndarray:
-        s = np.sign(x)
-        a = np.abs(x)
+    def erf_as(x: Any) -> Any:
+        s = xp.sign(x)
+        a = xp.abs(x)
         t = 1.0 / (1.0 + np.float32(0.3275911) * a)
         poly = t * (np.float32(0.254829592) + t * (np.float32(-0.284496736) + t * (
             np.float32(1.421413741) + t * (np.float32(-1.453152027)
                                            + t * np.float32(1.061405429)))))
-        return s * (1.0 - poly * np.exp(-a * a))
+        return s * (1.0 - poly * xp.exp(-a * a))
     return erf_as, "Abramowitz-Stegun erf"
 
 
@@ -119,13 +142,13 @@ def jax_chain() -> Callable[..., Any]:
     return chain
 
 
-def ember_kernel_impl(n: int) -> Impl:
+def ember_kernel_impl(n: int, np_args: Args | None = None) -> Impl:
     """The chain as one hand-built Kernel (ember's codegen alone), output preallocated."""
     def setup() -> Prepared:
         import ember  # noqa: F401  (fills the op registry)
         from ember.codegen.llvm import compile_kernel
 
-        x, a, b = inputs(n)
+        x, a, b = resolve(np_args) if np_args is not None else inputs(n)
         out = np.empty_like(x)
         kernel = compile_kernel(chain_kernel(n))
 
@@ -133,6 +156,26 @@ def ember_kernel_impl(n: int) -> Impl:
             kernel.run([x, a, b], [out])
             return out
         return Prepared(call, arrays)
+    return Impl("ember kernel", "ember", setup)
+
+
+def ember_cuda_kernel_impl(n: int, np_args: Args | None = None) -> Impl:
+    """The same Kernel through ember's CUDA codegen (CuPy RawKernel), output preallocated."""
+    def setup() -> Prepared:
+        import cupy
+
+        import ember  # noqa: F401  (fills the op registry)
+        from ember.codegen.cuda import compile_kernel
+
+        x, a, b = (cupy.asarray(v) for v in (resolve(np_args) if np_args is not None
+                                             else inputs(n)))
+        out = cupy.empty_like(x)
+        kernel = compile_kernel(chain_kernel(n))
+
+        def call() -> Any:
+            kernel.run([x, a, b], [out])
+            return out
+        return Prepared(call, arrays, sync=cupy.cuda.runtime.deviceSynchronize)
     return Impl("ember kernel", "ember", setup)
 
 

@@ -50,14 +50,17 @@ def forward_gemms(batch: int) -> list[tuple[int, int, int]]:
             (batch, 400, 120), (batch, 120, 84), (batch, 84, 2)]
 
 
-def numpy_forward(weights: Weights) -> Callable[[np.ndarray], np.ndarray]:
-    """im2col convolutions through np.matmul, max pooling by reshaping."""
-    from numpy.lib.stride_tricks import sliding_window_view
+def numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
+    """im2col convolutions through np.matmul, max pooling by reshaping (``xp=cupy``: the
+    same on the device)."""
+    as_strided = xp.lib.stride_tricks.as_strided
 
     def conv(x, w, b):
         n, c, h, wd = x.shape
         o, _, k, _ = w.shape
-        cols = sliding_window_view(x, (k, k), axis=(2, 3))  # [n, c, h', w', k, k]
+        s = x.strides  # the k x k windows as a view: [n, c, h', w', k, k]
+        cols = as_strided(x, shape=(n, c, h - k + 1, wd - k + 1, k, k),
+                          strides=(s[0], s[1], s[2], s[3], s[2], s[3]))
         cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * (h - k + 1) * (wd - k + 1), -1)
         out = cols @ w.reshape(o, -1).T + b
         return out.reshape(n, h - k + 1, wd - k + 1, o).transpose(0, 3, 1, 2)
@@ -69,11 +72,11 @@ def numpy_forward(weights: Weights) -> Callable[[np.ndarray], np.ndarray]:
     p = weights
 
     def forward(x):
-        x = pool(np.maximum(conv(x, p["conv1.weight"], p["conv1.bias"]), 0))
-        x = pool(np.maximum(conv(x, p["conv2.weight"], p["conv2.bias"]), 0))
+        x = pool(xp.maximum(conv(x, p["conv1.weight"], p["conv1.bias"]), 0))
+        x = pool(xp.maximum(conv(x, p["conv2.weight"], p["conv2.bias"]), 0))
         x = x.reshape(len(x), -1)
-        x = np.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
-        x = np.maximum(x @ p["fc2.weight"].T + p["fc2.bias"], 0)
+        x = xp.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
+        x = xp.maximum(x @ p["fc2.weight"].T + p["fc2.bias"], 0)
         return x @ p["fc3.weight"].T + p["fc3.bias"]
     return forward
 

@@ -6,13 +6,33 @@ PyTorch), so both libraries run the very same source.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 
 from benchmarks.harness import Impl, Prepared
 
 MakeFn = Callable[[Any], Callable[..., Any]]
+# A workload's NumPy inputs, or what makes them on first use (see ``Lazy``).
+Args = Union[list[np.ndarray], Callable[[], list[np.ndarray]]]
+
+
+class Lazy:
+    """Inputs made on first use and kept: building the workloads (``--list``, a GPU-only
+    run) stays cheap even where an input is a 256M-element array (1 GiB, seconds)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        if self._value is None:
+            self._value = self._make()
+        return self._value
+
+
+def resolve(np_args: Args) -> list[np.ndarray]:
+    return np_args() if callable(np_args) else np_args
 
 
 def parse_count(text: str) -> int:
@@ -35,12 +55,16 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def to_np(x: Any) -> np.ndarray:
-    """An ember, torch, JAX, CuPy or NumPy value as a NumPy array (copied off a GPU)."""
+    """An ember, torch, JAX, CuPy or NumPy value as a NumPy array (copied off a GPU).
+
+    CuPy refuses implicit conversion (``np.asarray(cupy_array)`` raises TypeError): its
+    arrays come back through ``.get()``."""
     if hasattr(x, "detach"):
         x = x.detach()
     if hasattr(x, "cpu") and hasattr(x, "numpy"):  # ember and torch tensors
         return np.asarray(x.cpu().numpy())
-    if hasattr(x, "get") and not isinstance(x, (np.ndarray, dict)):  # CuPy
+    if type(x).__module__.startswith("cupy") or (
+            hasattr(x, "get") and not isinstance(x, (np.ndarray, np.generic, dict))):
         return np.asarray(x.get())
     return np.asarray(x)
 
@@ -53,10 +77,11 @@ def arrays(out: Any) -> list[np.ndarray]:
 
 
 def gpu_sync(lib: str, device: str) -> Callable[[], None] | None:
-    """What waits for a library's queued GPU work (None on the CPU)."""
+    """What waits for a library's queued GPU work (None on the CPU). Both wait for the
+    whole device (cudaDeviceSynchronize), whichever stream the work went to."""
     if device == "cpu":
         return None
-    if lib == "ember":
+    if lib in ("ember", "cupy"):  # ember's GPU backend is CuPy
         import cupy
         return cupy.cuda.runtime.deviceSynchronize
     import torch
@@ -87,7 +112,7 @@ def torch_tensors(np_args: list[np.ndarray], device: str) -> list[Any]:
     return [torch.from_numpy(np.array(a, copy=True)).to(device) for a in np_args]
 
 
-def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu") -> list[Impl]:
+def library_impls(make: MakeFn, np_args: Args, device: str = "cpu") -> list[Impl]:
     """The four cells that run the shared source: ember (compiled), ember eager, torch
     and torch.compile, each on its own copy of the inputs."""
     def ember_setup(compiled: bool) -> Callable[[], Prepared]:
@@ -95,7 +120,7 @@ def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu") 
             import ember
             fn = make(ember)
             cf = ember.compile(fn) if compiled else fn
-            args = ember_tensors(np_args, device)
+            args = ember_tensors(resolve(np_args), device)
             return Prepared(lambda: cf(*args), arrays, sync=gpu_sync("ember", device),
                             notes=ember_compiled_notes(cf) if compiled else None)
         return setup
@@ -105,7 +130,7 @@ def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu") 
             import torch
             fn = make(torch)
             cf = torch.compile(fn) if compiled else fn
-            args = torch_tensors(np_args, device)
+            args = torch_tensors(resolve(np_args), device)
             return Prepared(lambda: cf(*args), arrays, sync=gpu_sync("torch", device))
         return setup
 
@@ -116,7 +141,7 @@ def library_impls(make: MakeFn, np_args: list[np.ndarray], device: str = "cpu") 
             Impl("torch.compile", "torch.compile", torch_setup(True), warmup=2)]
 
 
-def jax_impl(fn_factory: Callable[[], Callable[..., Any]], np_args: list[np.ndarray]) -> Impl:
+def jax_impl(fn_factory: Callable[[], Callable[..., Any]], np_args: Args) -> Impl:
     """A jax.jit cell; results are waited for with block_until_ready."""
     def setup() -> Prepared:
         import jax
@@ -124,7 +149,7 @@ def jax_impl(fn_factory: Callable[[], Callable[..., Any]], np_args: list[np.ndar
         # JAX runs 32-bit unless x64 is switched on: hand it int32 indices itself
         # instead of having it warn on every int64 array.
         args = [jax.device_put(a.astype(np.int32) if a.dtype == np.int64 else a)
-                for a in np_args]
+                for a in resolve(np_args)]
 
         def call() -> Any:
             return jax.block_until_ready(fn(*args))
@@ -133,11 +158,23 @@ def jax_impl(fn_factory: Callable[[], Callable[..., Any]], np_args: list[np.ndar
 
 
 def plain_impl(name: str, peer: str, fn_factory: Callable[[], Callable[..., Any]],
-               np_args: list[np.ndarray], notes: list[str] | None = None) -> Impl:
+               np_args: Args, notes: list[str] | None = None) -> Impl:
     """A cell for a function over NumPy arrays (NumPy itself, Numba)."""
     def setup() -> Prepared:
         fn = fn_factory()
-        args = [np.array(a, copy=True) for a in np_args]
+        args = [np.array(a, copy=True) for a in resolve(np_args)]
         return Prepared(lambda: fn(*args), arrays,
                         notes=(lambda: list(notes)) if notes else None)
     return Impl(name, peer, setup)
+
+
+def cupy_impl(fn_factory: Callable[[Any], Callable[..., Any]], np_args: Args,
+              name: str = "cupy", notes: Callable[[], list[str]] | None = None) -> Impl:
+    """The NumPy cell's code on the GPU: ``fn_factory(xp)`` with ``xp = cupy``, over
+    device copies of the inputs (CuPy eager: one CuPy kernel per operation)."""
+    def setup() -> Prepared:
+        import cupy
+        fn = fn_factory(cupy)
+        args = [cupy.asarray(a) for a in resolve(np_args)]
+        return Prepared(lambda: fn(*args), arrays, sync=gpu_sync("cupy", "cuda"), notes=notes)
+    return Impl(name, "cupy", setup)

@@ -29,34 +29,36 @@ def forward_gemms(batch: int) -> list[tuple[int, int, int]]:
     return [(batch, k, n) for k, n in zip(WIDTHS, WIDTHS[1:])]
 
 
-def numpy_forward(weights: Weights) -> Callable[[np.ndarray], np.ndarray]:
+def numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
+    """The forward in NumPy (``xp=cupy``: CuPy, with ``weights`` on the device)."""
     layers = [(weights[f"{n}.weight"], weights[f"{n}.bias"]) for n in LINEARS]
 
     def forward(x):
         for i, (w, b) in enumerate(layers):
             x = x @ w.T + b
             if i < len(layers) - 1:
-                x = np.maximum(x, 0)
+                x = xp.maximum(x, 0)
         return x
     return forward
 
 
-def numpy_train(weights: Weights) -> tuple[Callable, Callable]:
-    """Forward, cross entropy, backward by hand, SGD with momentum, in place."""
+def numpy_train(weights: Weights, xp: Any = np) -> tuple[Callable, Callable]:
+    """Forward, cross entropy, backward by hand, SGD with momentum, in place (``xp=cupy``:
+    on the device)."""
     params = [weights[f"{n}.{k}"] for n in LINEARS for k in ("weight", "bias")]
-    bufs = [np.zeros_like(p) for p in params]
+    bufs = [xp.zeros_like(p) for p in params]
 
     def step(x, y):
         acts = [x]
         for i in range(len(LINEARS)):
             h = acts[-1] @ params[2 * i].T + params[2 * i + 1]
-            acts.append(np.maximum(h, 0) if i < len(LINEARS) - 1 else h)
+            acts.append(xp.maximum(h, 0) if i < len(LINEARS) - 1 else h)
         z = acts[-1]
-        rows = np.arange(len(y))
+        rows = xp.arange(len(y))
         shifted = z - z.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
+        e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
-        loss = -(shifted[rows, y] - np.log(s[:, 0])).mean()
+        loss = -(shifted[rows, y] - xp.log(s[:, 0])).mean()
         dz = e / s
         dz[rows, y] -= 1
         dz /= len(y)

@@ -12,7 +12,8 @@ same batch. The training step is the one a PyTorch user writes::
 
 with SGD(lr=0.01, momentum=0.9); ember's compiled cell is ``ember.compile(step)``,
 torch's ``torch.compile(step)``. The agreement check runs four steps from the same start
-and compares the four losses and the final weights.
+and compares the four losses and the final weights. On cuda the NumPy cells' code runs
+on CuPy arrays as the "cupy" cells.
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ class ModelSpec:
     classes: int
     forward_gemms: Callable[[int], list[Gemm]]   # batch -> (M, K, N) of each forward GEMM
     jax_forward: Callable[[dict, Any], Any]      # (params, x) -> logits, pure
-    numpy_forward: Callable[[Weights], Callable] | None = None
-    numpy_train: Callable[[Weights], tuple[Callable, Callable]] | None = None
+    # (weights, xp) -> forward / (step, state); xp is numpy, or cupy for the GPU cells
+    numpy_forward: Callable[..., Callable] | None = None
+    numpy_train: Callable[..., tuple[Callable, Callable]] | None = None
 
 
 def model_workloads(spec: ModelSpec, batch: int, device: str = "cpu") -> list[Workload]:
@@ -71,22 +73,23 @@ def model_workloads(spec: ModelSpec, batch: int, device: str = "cpu") -> list[Wo
                  ("torch", "torch", _torch_train(spec, weights, x, y, device, False)),
                  ("torch.compile", "torch.compile",
                   _torch_train(spec, weights, x, y, device, True)))]
+    if spec.numpy_forward is not None:
+        forward.append(_numpy_forward(spec, weights, x, device))
+    if spec.numpy_train is not None:
+        train.append(_numpy_train(spec, weights, x, y, device))
     if device == "cpu":
-        if spec.numpy_forward is not None:
-            forward.append(_numpy_forward(spec, weights, x))
-        if spec.numpy_train is not None:
-            train.append(_numpy_train(spec, weights, x, y))
         forward.append(_jax_forward(spec, weights, x))
         train.append(_jax_train(spec, weights, x, y))
+    fallbacks = () if device == "cpu" else ("cupy",)
     return [
         Workload(f"{spec.family}_forward_b{batch}{suffix}", spec.family,
                  f"{spec.title} forward (no_grad), batch {batch}{where}", forward,
-                 gemms=fwd, reference=ref, device=device),
+                 gemms=fwd, reference=ref, reference_fallbacks=fallbacks, device=device),
         Workload(f"{spec.family}_train_b{batch}{suffix}", spec.family,
                  f"{spec.title} training step (cross entropy, SGD momentum), batch "
                  f"{batch}{where}", train, gemms=train_gemms(fwd), reference=ref,
-                 stateful=True, check_calls=TRAIN_CHECK_STEPS, rtol=1e-3, atol=1e-5,
-                 device=device),
+                 reference_fallbacks=fallbacks, stateful=True,
+                 check_calls=TRAIN_CHECK_STEPS, rtol=1e-3, atol=1e-5, device=device),
     ]
 
 
@@ -191,23 +194,36 @@ def _torch_train(spec, weights, x, y, device, compiled) -> Callable[[], Prepared
     return setup
 
 
-# ---- NumPy and JAX cells ------------------------------------------------------------------
+# ---- NumPy (CuPy on cuda) and JAX cells ---------------------------------------------------
 
-def _numpy_forward(spec: ModelSpec, weights: Weights, x: np.ndarray) -> Impl:
+def _xp(device: str) -> Any:
+    if device == "cpu":
+        return np
+    import cupy
+    return cupy
+
+
+def _numpy_forward(spec: ModelSpec, weights: Weights, x: np.ndarray, device: str = "cpu"
+                   ) -> Impl:
     def setup() -> Prepared:
-        fn = spec.numpy_forward({k: v.copy() for k, v in weights.items()})
-        xs = x.copy()
-        return Prepared(lambda: fn(xs), arrays)
-    return Impl("numpy", "numpy", setup)
+        xp = _xp(device)
+        fn = spec.numpy_forward({k: xp.asarray(v.copy()) for k, v in weights.items()}, xp)
+        xs = xp.asarray(x.copy())
+        return Prepared(lambda: fn(xs), arrays, sync=gpu_sync("cupy", device))
+    return Impl("numpy", "numpy", setup) if device == "cpu" else Impl("cupy", "cupy", setup)
 
 
-def _numpy_train(spec: ModelSpec, weights: Weights, x: np.ndarray, y: np.ndarray) -> Impl:
+def _numpy_train(spec: ModelSpec, weights: Weights, x: np.ndarray, y: np.ndarray,
+                 device: str = "cpu") -> Impl:
     def setup() -> Prepared:
-        step, state = spec.numpy_train({k: v.copy() for k, v in weights.items()})
-        xs, ys = x.copy(), y.copy()
-        return Prepared(lambda: step(xs, ys), arrays, state=state,
+        xp = _xp(device)
+        step, state = spec.numpy_train(
+            {k: xp.asarray(v.copy()) for k, v in weights.items()}, xp)
+        xs, ys = xp.asarray(x.copy()), xp.asarray(y.copy())
+        return Prepared(lambda: step(xs, ys), arrays, state=lambda: [to_np(p) for p in state()],
+                        sync=gpu_sync("cupy", device),
                         notes=lambda: ["backward written by hand"])
-    return Impl("numpy", "numpy", setup)
+    return Impl("numpy", "numpy", setup) if device == "cpu" else Impl("cupy", "cupy", setup)
 
 
 def _jax_forward(spec: ModelSpec, weights: Weights, x: np.ndarray) -> Impl:
