@@ -6,6 +6,7 @@ same tests on the real device."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -195,3 +196,25 @@ def test_one_compiled_function_serves_both_devices_and_moves_between_them():
                 np.testing.assert_allclose(g.cpu().numpy(), w, rtol=1e-5, atol=1e-5)
     assert cf.stats()["cache_entries"] == 2
     assert {k.backend for k in cf.kernels()} >= {"cuda", "llvm"}
+
+
+def test_dump_of_a_cuda_graph_has_its_cuda_c_and_a_repro_that_runs_on_either_device(
+        tmp_path, capsys):
+    import runpy
+
+    ember.set_dump_dir(tmp_path)
+    try:
+        cf = ember.compile(lambda x, y: F.softmax(x * y, -1))
+        x, y = ember.randn(6, 40).cuda(), ember.randn(40).cuda()
+        for _ in range(3):
+            cf(x, y)
+    finally:
+        ember.set_dump_dir(None)
+    (d,) = tmp_path.iterdir()
+    assert any('extern "C" __global__' in p.read_text() for p in (d / "kernels").glob("*.cu"))
+    main = runpy.run_path(str(d / "repro.py"))["main"]
+    for argv in ([], ["--device", "cpu"], ["--random"]):
+        assert main(argv) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"kernel\d+\s+cuda\s+mul\+amax", out), out      # on the graph's device
+    assert re.search(r"kernel\d+\s+llvm\s+mul\+amax", out), out      # --device cpu

@@ -23,11 +23,13 @@ MAX_SAVED_BYTES = 64 << 20
 
 SCRIPT = '''"""Re-run a graph ember compiled: {name}, {nodes} nodes, {kernels} kernel(s).
 
-Written by ember ({why}). Run it with the Python that has ember:  python repro.py [--random]
+Written by ember ({why}). Run it with the Python that has ember:
+    python repro.py [--random] [--device cpu]
 It loads the optimized IR (graph.pkl), rebuilds the inputs (inputs.npz holds the values the
 graph first ran on; --random, or no inputs.npz, draws random arrays of the recorded shapes
-and dtypes), compiles the graph into a plan again, runs it, and compares every kernel with
-ember's reference interpreter. The exit status is 1 if a kernel differs.
+and dtypes) on the graph's device (--device moves the whole graph, e.g. a CUDA graph to
+the CPU backend), compiles the graph into a plan again, runs it, and compares every kernel
+with ember's reference interpreter. The exit status is 1 if a kernel differs.
 """
 import pathlib
 import pickle
@@ -41,6 +43,7 @@ try:
 except ImportError:  # not installed: use the checkout this script was written from
     sys.path.insert(0, {root!r})
 from ember.ir.interpreter import interpret  # noqa: E402
+from ember.runtime.device import Device, array_module  # noqa: E402
 from ember.runtime.plan import build_plan  # noqa: E402
 
 
@@ -60,13 +63,15 @@ def make_inputs(graph, use_saved):
             inputs[n] = rng.integers(0, 2, d["shape"]).astype(npd)
         else:
             inputs[n] = rng.standard_normal(d["shape"]).astype(npd)
+        inputs[n] = array_module(d["device"]).asarray(inputs[n])
         print(f"input %{{n}}: {{graph.type_str(n)}}  {{graph.sources[n].path}}")
     return inputs
 
 
 def compare(got, want):
     """(equal within ember's tolerance, max abs difference)"""
-    got, want = np.asarray(got), np.asarray(want)
+    got, want = (a.get() if hasattr(a, "__cuda_array_interface__") else np.asarray(a)
+                 for a in (got, want))
     if got.shape != want.shape or got.dtype != want.dtype:
         return False, float("inf")
     if got.size == 0:
@@ -83,6 +88,10 @@ def main(argv):
     if recorded.exists():
         print("recorded when this repro was written:\\n" + recorded.read_text())
     graph = pickle.loads((HERE / "graph.pkl").read_bytes())
+    if "--device" in argv:
+        device = Device(argv[argv.index("--device") + 1])
+        for n in graph.nodes():
+            graph[n]["device"] = device
     inputs = make_inputs(graph, "--random" not in argv)
     want = interpret(graph, inputs)
     plan, got = build_plan(graph, inputs, set(graph.outputs))
