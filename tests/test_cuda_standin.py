@@ -35,6 +35,7 @@ from test_gpu import (  # noqa: E402,F401
     test_compiled_training_step_on_cuda_matches_cpu,
     test_mixing_devices_is_a_clear_error,
     test_op_and_gradient_on_cuda_match_cpu,
+    test_ported_program_on_cuda_matches_cpu,
     test_random_compiled_programs_on_cuda_match_cpu,
 )
 
