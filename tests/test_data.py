@@ -161,3 +161,14 @@ def test_bad_batch_size():
     x, y = _xy()
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(TensorDataset(x, y), batch_size=0)
+
+
+def test_pytorch_loader_options_are_accepted():
+    """num_workers and pin_memory, as PyTorch GPU scripts pass them: the same batches."""
+    data = TensorDataset(ember.arange(10), ember.arange(10) * 2)
+    plain = [b[0].tolist() for b in DataLoader(data, batch_size=4)]
+    tuned = [b[0].tolist() for b in DataLoader(data, batch_size=4, num_workers=4,
+                                                pin_memory=True)]
+    assert tuned == plain
+    with pytest.raises(ValueError, match="num_workers"):
+        DataLoader(data, num_workers=-1)

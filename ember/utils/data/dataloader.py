@@ -30,7 +30,14 @@ class DataLoader:
     """
 
     def __init__(self, dataset: Dataset, batch_size: int | None = 1, shuffle: bool = False,
-                 drop_last: bool = False, collate_fn: Callable[[list], Any] | None = None) -> None:
+                 drop_last: bool = False, collate_fn: Callable[[list], Any] | None = None,
+                 num_workers: int = 0, pin_memory: bool = False) -> None:
+        # num_workers and pin_memory are taken so PyTorch scripts run unchanged: batches
+        # are gathered in this process (the data is in memory already), and host-to-GPU
+        # copies go through CuPy from ordinary memory.
+        if type(num_workers) is not int or num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 "
+                             "to disable multiprocessing.")
         if batch_size is not None and (type(batch_size) is not int or batch_size <= 0):
             raise ValueError(f"batch_size should be a positive integer value, but got "
                              f"batch_size={batch_size}")
