@@ -219,3 +219,25 @@ def test_dump_of_a_cuda_graph_has_its_cuda_c_and_a_repro_that_runs_on_either_dev
     out = capsys.readouterr().out
     assert re.search(r"kernel\d+\s+cuda\s+mul\+amax", out), out      # on the graph's device
     assert re.search(r"kernel\d+\s+llvm\s+mul\+amax", out), out      # --device cpu
+
+
+def test_torch_cuda_helpers_and_a_gpu_training_script_as_written_for_pytorch():
+    assert ember.cuda.is_available() and ember.cuda.device_count() == 1
+    assert ember.cuda.current_device() == 0 and "stand-in" in ember.cuda.get_device_name()
+    ember.cuda.manual_seed_all(0)
+    device = ember.device("cuda" if ember.cuda.is_available() else "cpu")
+    data = ember.utils.data.TensorDataset(ember.randn(64, 10), ember.randint(0, 3, (64,)))
+    loader = ember.utils.data.DataLoader(data, batch_size=16, shuffle=True, num_workers=2,
+                                         pin_memory=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3)).to(device)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+    for xb, yb in loader:
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+    ember.cuda.synchronize()
+    assert loss.device == device and np.isfinite(loss.item())
+    with pytest.raises(ValueError, match="cuda device"):
+        ember.cuda.synchronize("cpu")
