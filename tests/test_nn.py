@@ -706,3 +706,23 @@ def test_module_cuda_round_trip():
     np.testing.assert_allclose(out.detach().cpu().numpy(), expected, rtol=1e-4, atol=1e-5)
     net.cpu()
     assert w.device == ember.device("cpu") and w.grad.device == ember.device("cpu")
+
+
+def test_one_hot_matches_pytorch_and_errors_alike_eager_and_compiled():
+    torch = pytest.importorskip("torch")
+    labels = np.array([[0, 3, 1], [2, 2, 0]])
+    for k in (-1, 6):
+        want = torch.nn.functional.one_hot(torch.tensor(labels), k).numpy()
+        got = F.one_hot(ember.tensor(labels), k)
+        assert got.dtype == ember.int64
+        np.testing.assert_array_equal(got.numpy(), want)
+    cf = ember.compile(lambda y: F.one_hot(y, 4).float() * 2)
+    for _ in range(3):
+        np.testing.assert_array_equal(cf(ember.tensor([1, 3])).numpy(), [[0, 2, 0, 0], [0, 0, 0, 2]])
+    for bad, match in (([1, 4], "smaller than num_classes"), ([-1, 2], "non-negative")):
+        with pytest.raises(ember.OpError, match=match):
+            F.one_hot(ember.tensor(bad), 4)
+        with pytest.raises(ember.OpError, match=match):
+            cf(ember.tensor(bad))
+    with pytest.raises(ember.OpError, match="int64"):
+        F.one_hot(ember.tensor([1.0]), 2)

@@ -24,7 +24,7 @@ __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
     "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
     "layer_norm", "batch_norm", "embedding", "cross_entropy", "nll_loss", "mse_loss",
-    "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "flatten",
+    "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "flatten", "one_hot",
 ]
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -410,6 +410,22 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
             safe = where(ignored, 0, target)
             smooth = smooth.sum() / where(ignored, 0.0, weight[safe]).sum()
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / n_classes)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 ``[..., num_classes]``: 1 at each value's class, 0 elsewhere.
+    ``num_classes=-1`` takes the largest value + 1 (read from the data: under
+    ``ember.compile`` that value becomes a guard).
+
+    >>> F.one_hot(ember.tensor([0, 2]), 3).tolist()
+    [[1, 0, 0], [0, 0, 1]]
+    """
+    if num_classes == -1:
+        if tensor.numel() == 0:
+            raise OpError("one_hot", "Can not infer total number of classes from empty tensor.",
+                          (tensor,))
+        num_classes = int(tensor.max()) + 1
+    return dispatch("one_hot", tensor, num_classes=int(num_classes))
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,

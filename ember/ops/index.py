@@ -50,3 +50,19 @@ def _index_put_vjp(g, out, a, v, *idx, key, accumulate):
 defop("index", INDEX, lambda xp, a, *idx, key: a[build_key(key, idx)], _index_vjp,
       data_dependent_shape=lambda a, *idx: any(i.dtype.name == "bool" for i in idx))
 defop("index_put", INDEX, _index_put, _index_put_vjp)
+
+
+def _one_hot(xp, a, num_classes):
+    if a.dtype != np.int64:
+        raise TypeError("one_hot is only applicable to index tensor of type int64")
+    if a.size:   # out-of-range classes would give rows of zeros: an error instead
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0:
+            raise ValueError("Class values must be non-negative.")
+        if hi >= num_classes:
+            raise ValueError(f"Class values must be smaller than num_classes ({num_classes}), "
+                             f"got {hi}.")
+    return (a[..., None] == xp.arange(num_classes)).astype(np.int64)
+
+
+defop("one_hot", INDEX, _one_hot)
