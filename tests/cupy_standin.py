@@ -204,7 +204,7 @@ def _poisoned(a: np.ndarray) -> np.ndarray:
     if a.dtype.kind in "fc":
         a.fill(np.nan)
     elif a.dtype.kind in "iub":
-        a.view(np.uint8).fill(0xFF) if a.size else None
+        a.reshape(-1).view(np.uint8).fill(0xFF)
     return a
 
 

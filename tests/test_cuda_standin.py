@@ -55,6 +55,9 @@ def test_arrays_stay_on_the_device_and_come_back_only_explicitly(standin):
     np.testing.assert_array_equal(x.cpu().numpy(), x._data.get())
     assert x.to("cpu").device.type == "cpu" and x.cpu().cuda().device.type == "cuda"
     assert float(x.sum()) == pytest.approx(float(x.cpu().numpy().sum()), rel=1e-5)
+    # Fresh device memory is garbage, as on a GPU: code must not count on zeros.
+    assert np.isnan(standin.empty((2,), np.float32).get()).all()
+    assert standin.empty((), np.int64).get() == -1
 
 
 def test_compiled_functions_launch_generated_cuda_kernels():
