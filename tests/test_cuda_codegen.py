@@ -541,6 +541,23 @@ class Emulator(cuda_emulator.Emulator):
             assert rc == 0, f"{ln}: emulated launch failed ({rc}: 3 is a deadlock)"
         return outs, launches
 
+    def run_multi(self, multi: cuda.CudaKernels, cases: list[Case], limits: cuda.DeviceLimits,
+                  policy: int = 0):
+        """``multi``'s outputs per part on ``cases`` (one a part) with the launch chosen
+        for ``limits``; as ``CudaKernels.run``, each part's pointers decide on its
+        vector body. Returns the outputs, the launch and the pointers per part."""
+        self.lib.emu_set_policy(policy)
+        inputs = [c.inputs() for c in cases]
+        outs = [out_arrays(part) for part in multi.parts]
+        ptrs = [[a.ctypes.data for a in (*i, *o)] for i, o in zip(inputs, outs)]
+        launch = multi.launch(limits, ptrs)
+        assert launch.block <= limits.max_threads_per_block and launch.block % 32 == 0
+        scalars = [np.array(a) for a in launch.args()]   # each passed by its address
+        rc = self.launch(launch.entry, launch.grid, launch.block,
+                         [p for ps in ptrs for p in ps] + [a.ctypes.data for a in scalars])
+        assert rc == 0, f"{launch}: emulated launch failed ({rc}: 3 is a deadlock)"
+        return outs, launch, ptrs
+
 
 @pytest.fixture(scope="module")
 def workdir():
@@ -952,6 +969,125 @@ def test_bad_kernels_are_rejected():
                                 [Expr("load", (0,), f), Expr("reduce_sum", (0,), f)], [1]))
 
 
+# ---- horizontal fusion: independent elementwise kernels, one launch -------------------
+
+def multi_cases() -> list[Case]:
+    """The parts of one multi-kernel: different sizes and dtypes, parts with a vector
+    body on aligned pointers and on pointers one element off, a 1-element part, parts
+    without a vector body (strided, permuted, offsets, mixed dtypes), a 0-dim and an
+    empty kernel, and two parts (named ``wide64_*``) that the tests give 64-bit index
+    code."""
+    rng = np.random.default_rng(13)
+    named = {k.name: (k, v) for k, v in hand_built()}
+    cases = [aligned_case(make_case(k, rng)) for k in (
+        vector_kernels(1)[0], vector_kernels(1023)[1], vector_kernels(5)[3],
+        renamed(vector_kernels(1023)[5], "wide64_vec_3d"))]
+    cases.append(aligned_case(make_case(vector_kernels(4099)[2], rng), shift=1))
+    for name in ("chain", "mixed", "scalar", "empty", "offsets", "permuted_3d"):
+        k, v = named[name]
+        cases.append(make_case(k, rng, v))
+    k, v = named["offsets"]
+    cases.append(make_case(renamed(k, "wide64_offsets"), rng, v))
+    return cases
+
+
+@pytest.fixture
+def some_parts_64bit(monkeypatch):
+    """Parts named ``wide64_*`` get 64-bit index code (real sizes that need it would not
+    fit in the emulator's memory)."""
+    needs = cuda._Generator._needs_64bit
+    monkeypatch.setattr(cuda._Generator, "_needs_64bit",
+                        lambda g: g.k.name.startswith("wide64") or needs(g))
+
+
+def test_nvrtc_compiles_multi_kernels(nvrtc_ready, some_parts_64bit):
+    multi = cuda.CudaKernels([c.kernel for c in multi_cases()], "multi")
+    assert multi.entries == ["multi"] and {p.index_bits for p in multi.parts} == {32, 64}
+    assert sum(p.vector_entry is not None for p in multi.parts) >= 5
+    assert nvrtc.compile_entry_points(multi.source, multi.entries, arch="sm_90")[:4] == b"\x7fELF"
+    # The largest launch launch_groups makes: parameters up to MAX_PARAM_BYTES.
+    group = cuda.launch_groups([wide_kernel()] * 100)[0]
+    multi = cuda.CudaKernels([renamed(wide_kernel(), f"w{i}") for i in group], "full")
+    assert cuda._param_bytes([wide_kernel()] * (len(group) + 1)) > cuda.MAX_PARAM_BYTES
+    assert nvrtc.compile_entry_points(multi.source, multi.entries, arch="sm_90")[:4] == b"\x7fELF"
+
+
+def wide_kernel(n: int = 100) -> Kernel:
+    """An elementwise kernel of 7 inputs and 1 output (68 bytes of a launch's parameters);
+    strided, so without a vector body (half the code to compile)."""
+    f = F32
+    exprs = [Expr("load", (i,), f) for i in range(7)]
+    for i in range(1, 7):
+        exprs.append(Expr("add", (len(exprs) - 1 if i > 1 else 0, i), f))
+    return Kernel("wide", (n,), [Load(i, f, (2,)) for i in range(7)], exprs, [len(exprs) - 1])
+
+
+def test_emulated_multi_kernel_matches_cpu(workdir, some_parts_64bit):
+    """One launch runs every part: each gets the blocks it would be launched with alone,
+    its vector body where its own pointers are aligned, and equals the LLVM backend,
+    launched as for 1-SM/64-thread and 2-SM/128-thread devices under three schedules."""
+    cases = multi_cases()
+    multi = cuda.CudaKernels([c.kernel for c in cases], "multi")
+    alone = [cuda.CudaKernel(c.kernel) for c in cases]
+    emu = Emulator([multi.source], multi.entries, workdir)
+    wants = [cpu_outputs(c) for c in cases]
+    vector_bodies = set()
+    for limits in (SMALL, MEDIUM):
+        for policy in (0, 1, 2):
+            got, launch, ptrs = emu.run_multi(multi, cases, limits, policy)
+            start = 0
+            for p, (ck, g, w, c) in enumerate(zip(alone, got, wants, cases)):
+                # The blocks and the body the part would get launched alone.
+                own = ck.launches(limits, ptrs[p])[0]
+                assert launch.ends[p] - start == (own[0].grid if own else 0), c.kernel.name
+                vector = bool(launch.vector_mask >> p & 1)
+                assert vector == (bool(own) and own[0].entry == ck.vector_entry)
+                vector_bodies.add((vector, ck.vector_entry is not None))
+                assert own == [] or own[0].block == launch.block
+                start = launch.ends[p]
+                assert_same(g, w, c.kernel, f"part {p} of a multi-kernel on {limits}")
+            assert launch.grid == start
+    # Vector bodies ran, and scalar ones for parts with and without a vector body.
+    assert vector_bodies == {(True, True), (False, True), (False, False)}
+
+
+def test_launch_groups_and_the_multi_kernel_cache():
+    ew, ew2 = vector_kernels(64)[0], vector_kernels(64)[2]
+    rows = softmax_kernel("rows", 4, 8)
+    # Reductions keep their own launches; elementwise kernels share one, up to MAX_PARTS
+    # of them or MAX_PARAM_BYTES of parameters.
+    assert cuda.launch_groups([ew, rows, ew2, ew]) == [[1], [0, 2, 3]]
+    assert [len(g) for g in cuda.launch_groups([ew] * 130)] == [64, 64, 2]
+    groups = cuda.launch_groups([wide_kernel()] * 130)
+    assert [len(g) for g in groups] == [60, 60, 10] and sum(groups, []) == list(range(130))
+    with pytest.raises(ValueError, match="only elementwise"):
+        cuda.CudaKernels([ew, rows], "m")
+    with pytest.raises(ValueError, match="1 to 64 kernels"):
+        cuda.CudaKernels([ew] * 65, "m")
+    with pytest.raises(ValueError, match="bytes of parameters"):
+        cuda.CudaKernels([wide_kernel()] * 61, "m")
+    # Equal lists of parts (by signature, whatever their names) share one multi-kernel.
+    m = cuda.compile_kernels([ew, ew2], "a")
+    assert cuda.compile_kernels([renamed(ew, "x"), renamed(ew2, "y")], "b") is m
+    assert cuda.compile_kernels([ew2, ew], "a") is not m
+    assert cuda.compile_kernels([ew, ew2, ew], "a") is not m
+    # An empty part gets no blocks; only empty parts, no launch.
+    empty = Kernel("empty", (0,), [Load(0, F32, (1,))],
+                   [Expr("load", (0,), F32), Expr("neg", (0,), F32)], [1])
+    m = cuda.CudaKernels([empty, ew, empty], "m")
+    launch = m.launch(H100)
+    assert launch.ends == (0, 1, 1) and launch.grid == 1 and launch.vector_mask == 0
+    assert m.launch(H100, [[0, 0]] + [[0] * 5] + [[0, 0]]).vector_mask == 0b010
+    assert cuda.CudaKernels([empty, empty], "m").launch(H100) is None
+    # Sizes as each part alone: one resident wave at most, the vector width counted.
+    big = Kernel("big", (1 << 24,), [Load(0, F32, (1,))],
+                 [Expr("load", (0,), F32), Expr("exp", (0,), F32)], [1])
+    launch = cuda.CudaKernels([big, ew, big], "m").launch(H100, [[0, 0], [0] * 5, [0, 4]])
+    assert launch.ends == (132 * 8, 132 * 8 + 1, 2 * 132 * 8 + 1)
+    assert launch.block == 256 and launch.vector_mask == 0b011
+    assert [type(a) for a in launch.args()] == [np.int32] * 3 + [np.uint64]
+
+
 # ---- on a GPU: CudaKernel.run against the CPU backend -----------------------------------
 
 @pytest.fixture(scope="module")
@@ -1022,3 +1158,15 @@ def test_gpu_run_checks_its_arguments(cupy):
         ck.run([x], [cupy.empty(4, cupy.float32)])
     ck.run([x], [y])
     np.testing.assert_allclose(cupy.asnumpy(y), np.exp(np.ones(5, np.float32)), rtol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_multi_kernel_matches_cpu(cupy):
+    """One launch of parts of every kind (aligned and misaligned, vector bodies or not)."""
+    cases = multi_cases()
+    multi = cuda.compile_kernels([c.kernel for c in cases], "multi")
+    inputs = [[cupy.asarray(b)[s:] for b, s in zip(c.bufs, c.starts)] for c in cases]
+    outs = [[cupy.asarray(o) for o in out_arrays(part)] for part in multi.parts]
+    multi.run(inputs, outs)
+    for c, o in zip(cases, outs):
+        assert_same([cupy.asnumpy(x) for x in o], cpu_outputs(c), c.kernel, "GPU multi-kernel")

@@ -244,3 +244,114 @@ def test_torch_cuda_helpers_and_a_gpu_training_script_as_written_for_pytorch():
     assert loss.device == device and np.isfinite(loss.item())
     with pytest.raises(ValueError, match="cuda device"):
         ember.cuda.synchronize("cpu")
+
+
+# ---- horizontal fusion: independent kernels as one launch -------------------------------
+
+def _entry(source: str) -> str:
+    return re.search(r'extern "C" __global__ void __launch_bounds__\(\d+\) (\w+)\(',
+                     source).group(1)
+
+
+@pytest.mark.parametrize("opt_name,levels", [("sgd-momentum", 1), ("adam", 2)])
+def test_optimizer_updates_of_every_parameter_are_one_launch(opt_name, levels, monkeypatch):
+    """A compiled training step matches eager step after step, and the updates of all
+    parameters are one launch per dependency level (Adam: the bias corrections, then the
+    updates): ``levels * (parameters - 1)`` launches fewer than one kernel each."""
+    from ember.codegen import cuda
+
+    make_opt = {"sgd-momentum": lambda p: ember.optim.SGD(p, lr=0.05, momentum=0.9),
+                "adam": lambda p: ember.optim.Adam(p, lr=1e-2)}[opt_name]
+    x, y = ember.randn(16, 20).cuda(), ember.randint(0, 4, (16,)).cuda()
+
+    def make_step():
+        ember.manual_seed(0)   # the same initial weights every time
+        model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
+                              nn.Linear(8, 4)).to("cuda")
+        opt = make_opt(model.parameters())
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+
+    def run(step, launch_groups=None):
+        losses, launched = [], []
+        with monkeypatch.context() as m:
+            if launch_groups is not None:
+                m.setattr(cuda, "launch_groups", launch_groups)
+            for _ in range(6):
+                loss, ln = _launched(lambda: step(x, y).item())
+                losses.append(loss)
+                launched.append([e for e, _, _ in ln])
+        return losses, launched
+
+    model, step = make_step()
+    eager, _ = run(step)
+    compiled_model, step = make_step()
+    cf = ember.compile(step)
+    losses, launched = run(cf)
+    np.testing.assert_allclose(losses, eager, rtol=1e-4, atol=1e-5)
+    for p, q in zip(compiled_model.parameters(), model.parameters()):
+        np.testing.assert_allclose(p.detach().cpu().numpy(), q.detach().cpu().numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    assert cf.stats()["fallbacks"] == []
+    nparams = len(list(model.parameters()))
+    multi = [k for k in cf.kernels() if k.parts]
+    assert len(multi) == levels, cf.kernels()
+    for k in multi:
+        assert k.backend == "cuda" and len(k.parts) == nparams
+        assert all(p.backend == "cuda" and p.kernel is not None for p in k.parts)
+        assert k.ops == [op for p in k.parts for op in p.ops]
+    # Steady steps (calls 1-3 trace): each multi-kernel launches once.
+    steady = launched[3:]
+    for entries in steady:
+        for k in multi:
+            assert entries.count(_entry(k.source)) == 1, entries
+    # Every kernel its own launch, as before horizontal fusion.
+    _, step = make_step()
+    _, unbatched = run(ember.compile(step), lambda ks: [[i] for i in range(len(ks))])
+    for a, b in zip(steady, unbatched[3:]):
+        assert len(b) - len(a) == levels * (nparams - 1), (a, b)
+
+
+def test_horizontal_fusion_never_mixes_devices():
+    """Independent kernels on the CPU and on the GPU: one call per device."""
+    def f(a, b, c, d):
+        return a.exp(), b.sin(), c.exp(), d.sin()
+
+    a, b, c, d = (ember.randn(5, 7) for _ in range(4))
+    want = [t.numpy() for t in f(a, b, c, d)]
+    cf = ember.compile(f, fullgraph=True)
+    for _ in range(3):
+        got = cf(a, b, c.cuda(), d.cuda())
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.cpu().numpy(), w, rtol=1e-5, atol=1e-6)
+    multi = sorted((k.backend, [p.backend for p in k.parts]) for k in cf.kernels() if k.parts)
+    assert multi == [("cuda", ["cuda", "cuda"]), ("llvm", ["llvm", "llvm"])], cf.kernels()
+
+
+def test_a_multi_kernel_that_fails_to_compile_keeps_the_separate_kernels(monkeypatch):
+    from ember.codegen import cuda
+
+    def fail(self):
+        raise RuntimeError("NVRTC_ERROR_COMPILATION")
+    monkeypatch.setattr(cuda.CudaKernels, "compile", fail)
+
+    def f(c, d):
+        return c.exp() * 2, d.sin() + 1
+
+    c, d = ember.randn(5, 7), ember.randn(3)
+    want = [t.numpy() for t in f(c, d)]
+    for launches in (2, 1):   # compile fails; then (unpatched) it works
+        cf = ember.compile(f, fullgraph=True)
+        for _ in range(3):
+            got, launched = _launched(lambda: cf(c.cuda(), d.cuda()))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.cpu().numpy(), w, rtol=1e-5, atol=1e-6)
+        assert len(launched) == launches
+        assert [len(k.parts) for k in cf.kernels() if k.parts] == ([2] if launches == 1 else [])
+        monkeypatch.undo()

@@ -13,6 +13,10 @@ in a ``CudaKernel`` whose ``run(inputs, outputs)`` launches it through ``cupy.Ra
     True
 
 and on a GPU ``compile_kernel(k).run([x], [y])`` with CuPy float32 arrays ``x``, ``y``.
+``compile_kernels(kernels, name)`` runs independent elementwise kernels as one launch
+(``CudaKernels``: each kernel's loop becomes a ``__device__`` function over its own range
+of the launch's blocks), as ``llvm.compile_kernels`` makes them one call on the CPU; the
+plan batches an optimizer's per-parameter updates so.
 
 Scalar semantics are those of the CPU backend (``llvm._Scalar``): NumPy casting, NaN
 through maximum/minimum/relu/sign, compares false on NaN except ``ne``, integer
@@ -54,7 +58,8 @@ from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, KernelCache, Load
 from ember.codegen.llvm import collapse_dims
 from ember.dtypes import DType
 
-__all__ = ["cuda_source", "compile_kernel", "CudaKernel", "DeviceLimits", "Launch"]
+__all__ = ["cuda_source", "compile_kernel", "compile_kernels", "launch_groups", "CudaKernel",
+           "CudaKernels", "DeviceLimits", "Launch", "MultiLaunch"]
 
 # Rows up to this long are reduced by one warp each: a block per row would leave most of
 # its threads idle and pay two __syncthreads per reduction.
@@ -70,6 +75,10 @@ MAX_SPLIT = 1024
 # Launches never exceed this many threads; the 32-bit index test leaves room for it.
 MAX_GRID_THREADS = 1 << 24
 ELEMENTWISE_BLOCK = 256
+# A CudaKernels launch holds at most this many parts (its vector mask is 64 bits) and
+# this many bytes of parameters (CUDA's limit before 12.1 and Volta).
+MAX_PARTS = 64
+MAX_PARAM_BYTES = 4096
 WARP_ROWS_BLOCK = 256
 
 _I31 = (1 << 31) - 1
@@ -134,9 +143,22 @@ class CudaKernel:
 
     def __init__(self, kernel: Kernel) -> None:
         gen = _Generator(kernel)
-        self.name = gen.name
+        self._describe(gen)
         self.source = _PRELUDE + gen.source()
         self.entries = gen.entries()
+
+    @classmethod
+    def _part(cls, gen: "_Generator") -> "CudaKernel":
+        """A kernel that runs as a part of a ``CudaKernels`` launch: its description
+        (arguments, sizes, vector access) without source or entry points of its own."""
+        part = cls.__new__(cls)
+        part._describe(gen)
+        part.source, part.entries = "", []
+        return part
+
+    def _describe(self, gen: "_Generator") -> None:
+        kernel = gen.k
+        self.name = gen.name
         self.shape = tuple(kernel.shape)
         self.num_inputs = kernel.num_inputs
         self.num_outputs = len(kernel.stores)
@@ -181,11 +203,8 @@ class CudaKernel:
         max_block = min(self.max_block, limits.max_threads_per_block) // 32 * 32
         if not self.reduce:
             block = min(ELEMENTWISE_BLOCK, max_block)
-            # One thread per vector of points (the tail needs fewer than V threads).
-            work = -(-self.size // self.vector_width) if vector else self.size
-            grid = min(-(-work // block), limits.resident_blocks(block),
-                       MAX_GRID_THREADS // block)
-            return [Launch(self.vector_entry if vector else self.name, max(grid, 1), block)], 0
+            return [Launch(self.vector_entry if vector else self.name,
+                           self._elementwise_grid(limits, block, vector), block)], 0
         if self.warp_rows:
             block = min(WARP_ROWS_BLOCK, max_block)
             rows_per_block = block // 32
@@ -207,6 +226,14 @@ class CudaKernel:
         phases = [Launch(f"{self.name}_p{k}", grid, block, nsplit)
                   for k in range(self.num_reductions + 1)]
         return phases, self.num_reductions * self.rows * nsplit
+
+    def _elementwise_grid(self, limits: DeviceLimits, block: int, vector: bool) -> int:
+        """Blocks of an elementwise launch: enough for the points, at most about one
+        resident wave (the loop strides over the rest)."""
+        # One thread per vector of points (the tail needs fewer than V threads).
+        work = -(-self.size // self.vector_width) if vector else self.size
+        grid = min(-(-work // block), limits.resident_blocks(block), MAX_GRID_THREADS // block)
+        return max(grid, 1)
 
     def run(self, inputs: list, outputs: list) -> None:
         """Launch the kernel over CuPy ``inputs`` into the preallocated ``outputs``."""
@@ -267,6 +294,200 @@ class CudaKernel:
         return f"CudaKernel({self.name}, shape={self.shape}, {kind})"
 
 
+class CudaKernels:
+    """Independent elementwise kernels run by one launch: ``run([[inputs...], ...],
+    [[outputs...], ...])``, as ``llvm.CompiledKernels`` on the CPU, so that e.g. every
+    parameter's optimizer update costs one launch instead of one each (a launch from
+    Python costs several microseconds, more than a small kernel runs).
+
+    Each kernel (part p) becomes ``__device__`` functions (``_Generator.part_source``)
+    and the entry point ``name`` gives part p the blocks [ends[p-1], ends[p]): as many as
+    the part would be launched with alone, all of the elementwise block size. Bit p of
+    the last argument, set per call from the pointers as ``CudaKernel.run`` decides,
+    runs part p's vector body. Parts keep their own index width (32 or 64 bits).
+
+        >>> multi = compile_kernels([k1, k2], "updates")
+        >>> multi.run([[x1], [x2]], [[y1], [y2]])
+    """
+
+    def __init__(self, kernels: list[Kernel], name: str) -> None:
+        self.name = _ident(name)
+        if not 1 <= len(kernels) <= MAX_PARTS:
+            raise ValueError(f"{self.name}: 1 to {MAX_PARTS} kernels share a launch, "
+                             f"got {len(kernels)}")
+        gens = [_Generator(k, f"{self.name}_{p}") for p, k in enumerate(kernels)]
+        for k, gen in zip(kernels, gens):
+            if gen.reduce:
+                raise ValueError(f"{self.name}: kernel {k.name} reduces; only elementwise "
+                                 "kernels share a launch")
+        if _param_bytes(kernels) > MAX_PARAM_BYTES:
+            raise ValueError(f"{self.name}: the kernels' {_param_bytes(kernels)} bytes of "
+                             f"parameters exceed a launch's {MAX_PARAM_BYTES}")
+        self.parts = [CudaKernel._part(g) for g in gens]
+        self.source = (_PRELUDE + "".join(g.part_source() for g in gens)
+                       + _multi_entry(self.name, gens))
+        self.entries = [self.name]
+        self._function = None
+        self._compiled_on: set[int] = set()   # devices
+        # (device, vector mask) -> the launch (None: every part is empty) and the scalar
+        # arguments that follow the arrays.
+        self._plans: dict[tuple[int, int], tuple[MultiLaunch | None, tuple]] = {}
+
+    def launch(self, limits: DeviceLimits, pointers: list[list[int]] | None = None
+               ) -> "MultiLaunch | None":
+        """The launch that runs every part on a device with ``limits`` (None if every
+        part is empty). A part runs its vector body only when its ``pointers`` (its
+        inputs' and outputs' data pointers, as for ``CudaKernel.aligned``) are given
+        and aligned."""
+        mask = 0
+        for p, (part, ptrs) in enumerate(zip(self.parts, pointers or [])):
+            if part.aligned(ptrs):
+                mask |= 1 << p
+        return self._launch(limits, mask)
+
+    def _launch(self, limits: DeviceLimits, mask: int) -> "MultiLaunch | None":
+        block = min(ELEMENTWISE_BLOCK, limits.max_threads_per_block // 32 * 32)
+        ends, total = [], 0
+        for p, part in enumerate(self.parts):
+            if not part.empty:
+                total += part._elementwise_grid(limits, block, bool(mask >> p & 1))
+            ends.append(total)
+        return MultiLaunch(self.name, total, block, tuple(ends), mask) if total else None
+
+    def run(self, inputs: list[list], outputs: list[list]) -> None:
+        """Launch every part over its CuPy ``inputs`` into its preallocated ``outputs``."""
+        import cupy
+
+        if len(inputs) != len(self.parts) or len(outputs) != len(self.parts):
+            raise ValueError(f"{self.name} runs {len(self.parts)} kernels, got "
+                             f"{len(inputs)} input and {len(outputs)} output lists")
+        args, mask = [], 0
+        for p, (part, ins, outs) in enumerate(zip(self.parts, inputs, outputs)):
+            part._check_args(cupy, ins, outs)
+            args += ins
+            args += outs
+            # A view's data pointer includes its offset: alignment is a per-call question.
+            if part.vector_entry is not None and part.aligned(
+                    [a.data.ptr for a in (*ins, *outs)]):
+                mask |= 1 << p
+        dev = cupy.cuda.Device()
+        plan = self._plans.get((dev.id, mask))
+        if plan is None:
+            launch = self._launch(DeviceLimits.of_device(dev), mask)
+            plan = self._plans[dev.id, mask] = (launch, launch.args() if launch else ())
+        launch, scalars = plan
+        if launch is not None:
+            self._kernel(cupy)((launch.grid,), (launch.block,), (*args, *scalars))
+
+    def compile(self) -> None:
+        """Compile for the current device now rather than at the first ``run``, so that a
+        failure shows while the caller can still do without (the plan then keeps the
+        separate kernels). CuPy compiles at a kernel's first launch: this one runs no
+        part (every block range is empty) and reads no argument."""
+        import cupy
+
+        dev = cupy.cuda.Device().id
+        if dev in self._compiled_on:
+            return
+        nothing = cupy.empty(1, cupy.uint8)
+        arrays = sum(p.num_inputs + p.num_outputs for p in self.parts)
+        empty = MultiLaunch(self.name, 1, 32, (0,) * len(self.parts), 0)
+        self._kernel(cupy)((1,), (32,), (nothing,) * arrays + empty.args())
+        self._compiled_on.add(dev)
+
+    def _kernel(self, cupy):
+        if self._function is None:
+            self._function = cupy.RawKernel(self.source, self.name, options=("--std=c++17",))
+        return self._function
+
+    def __repr__(self) -> str:
+        return f"CudaKernels({self.name}, {len(self.parts)} parts)"
+
+
+@dataclass(frozen=True)
+class MultiLaunch:
+    """The launch of a ``CudaKernels``: part p runs blocks [ends[p-1], ends[p]), its
+    vector body where bit p of ``vector_mask`` is set."""
+    entry: str
+    grid: int
+    block: int
+    ends: tuple[int, ...]
+    vector_mask: int
+
+    def args(self) -> tuple:
+        """The scalar arguments after the arrays, typed as the entry point declares them."""
+        return (*(np.int32(e) for e in self.ends), np.uint64(self.vector_mask))
+
+
+def launch_groups(kernels: list[Kernel]) -> list[list[int]]:
+    """How independent ``kernels`` can run: groups of their indices, each one launch
+    (``compile_kernels`` for a group of several). Elementwise kernels share launches, as
+    many as one launch's parameters hold; a kernel that reduces keeps its own launch (its
+    block layout is its own)."""
+    groups: list[list[int]] = []
+    shared: list[int] = []
+    for i, k in enumerate(kernels):
+        if k.reduce_dims:
+            groups.append([i])
+            continue
+        if shared and (len(shared) == MAX_PARTS
+                       or _param_bytes([kernels[j] for j in shared] + [k]) > MAX_PARAM_BYTES):
+            groups.append(shared)
+            shared = []
+        shared.append(i)
+    return groups + [shared] if shared else groups
+
+
+def compile_kernels(kernels: list[Kernel], name: str) -> CudaKernels:
+    """Independent elementwise ``kernels`` (of any shapes) as one launch; equal lists of
+    kernels (by their signatures) share one."""
+    return _CACHE.get_or_build(_Parts(kernels, name),
+                               lambda parts: CudaKernels(parts.kernels, parts.name))
+
+
+class _Parts:
+    """The kernels of a ``CudaKernels`` as ``KernelCache`` keys them. The key starts with a
+    string, so it is never a single kernel's signature: both share ``_CACHE`` (and so
+    are cleared together)."""
+
+    def __init__(self, kernels: list[Kernel], name: str) -> None:
+        self.kernels, self.name = kernels, name
+
+    def signature(self) -> tuple:
+        return ("parts", *(k.signature() for k in self.kernels))
+
+
+def _param_bytes(kernels: list[Kernel]) -> int:
+    """The bytes of a CudaKernels entry's parameters: a pointer per array and an int per
+    part, then the 8-byte vector mask (after at most 4 bytes of padding)."""
+    return sum(8 * (k.num_inputs + len(k.stores)) + 4 for k in kernels) + 12
+
+
+def _multi_entry(name: str, gens: list["_Generator"]) -> str:
+    """The entry point of a CudaKernels: each block runs its share of one part."""
+    w = _Writer()
+    params = [g._params(f"p{p}_") for p, g in enumerate(gens) if g._params()]
+    params.append(", ".join(f"const int end{p}" for p in range(len(gens))))
+    params.append("const unsigned long long vec")
+    w(f"// ember multi-kernel {name}: part p runs blocks [end(p-1), end(p)), its vector "
+      "body if bit p of vec is set")
+    head = f'extern "C" __global__ void __launch_bounds__({ELEMENTWISE_BLOCK}) {name}('
+    with w.block(head + ",\n        ".join(params) + ")"):
+        w("const int b = (int)blockIdx.x;")
+        for p, g in enumerate(gens):
+            # Its block index and block count within the part's range.
+            own = "b, end0" if p == 0 else f"b - end{p - 1}, end{p} - end{p - 1}"
+            args = ", ".join(filter(None, [g._args(f"p{p}_"), own]))
+            with w.block(f"if (b < end{p})"):
+                if g.vector:
+                    w(f"if (vec >> {p} & 1) {g.name}_v({args});")
+                    w(f"else {g.name}({args});")
+                else:
+                    w(f"{g.name}({args});")
+                w("return;")
+    return w.text()
+
+
 _CACHE = KernelCache()
 
 
@@ -281,6 +502,10 @@ _SUFFIX = {F32: "f32", F64: "f64", I32: "i32", I64: "i64", B: "b"}
 # uchar4); each is aligned to its size.
 _VECTOR = {F32: "float", F64: "double", I32: "int", I64: "longlong", B: "uchar"}
 _LANES = "xyzw"
+# Which block of how many: a kernel's own launch, or its share of a CudaKernels launch
+# (the parameters of its part functions).
+_GRID = ("blockIdx.x", "gridDim.x")
+_PART = ("bid", "nblocks")
 
 
 class _Writer:
@@ -386,10 +611,10 @@ class _Lane:
 class _Generator:
     """Writes the CUDA C of one kernel (see the module docstring for the layouts)."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, name: str | None = None) -> None:
         kernel.validate()
         self.k = kernel
-        self.name = _ident(kernel.name)
+        self.name = _ident(name or kernel.name)
         nd = len(kernel.shape)
         split = nd - kernel.reduce_dims
         strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
@@ -490,15 +715,10 @@ class _Generator:
         # the bound lets the compiler budget registers so that such a launch always fits.
         bound = f"__launch_bounds__({self.max_block})"
         if not self.reduce:
-            with w.block(f'extern "C" __global__ void {bound} {self.name}({params})'):
-                self._elementwise(w)
-            if self.vector:
-                w(f"// {self.vector[0]} points per iteration; the caller checks alignment")
-                with w.block(f'extern "C" __global__ void {bound} {self.name}_v({params})'):
-                    self._vector_elementwise(w)
+            self._elementwise_functions(w, f'extern "C" __global__ void {bound}', params,
+                                        _GRID)
             return w.text()
-        args = ", ".join([f"in{i}" for i in range(k.num_inputs)]
-                         + [f"out{i}" for i in range(len(k.stores))])
+        args = self._args()
         w("template <int PHASE>")
         with w.block(f"__device__ __forceinline__ void {self.name}_body({params}, "
                      "unsigned long long* __restrict__ ws, const int nsplit)"):
@@ -512,14 +732,44 @@ class _Generator:
                     w(f"{self.name}_body<{p}>({args}, ws, nsplit);")
         return w.text()
 
-    def _params(self) -> str:
+    def part_source(self) -> str:
+        """This elementwise kernel as ``__device__`` functions ``<name>`` (and ``<name>_v``
+        if it has a vector entry) that run its grid-stride loop over blocks ``bid`` of
+        ``nblocks`` of the caller's launch: a part of a ``CudaKernels`` launch."""
+        assert not self.reduce, "only elementwise kernels share a launch"
+        w = _Writer()
+        k = self.k
+        w(f"// ember kernel part {self.name} ({k.name}): shape {tuple(k.shape)}"
+          + (f", ops {'+'.join(k.ops)}" if k.ops else ""))
+        params = f"{self._params()}, const int {_PART[0]}, const int {_PART[1]}"
+        self._elementwise_functions(w, "__device__ __forceinline__ void", params, _PART)
+        return w.text()
+
+    def _elementwise_functions(self, w: _Writer, head: str, params: str,
+                               blocks: tuple[str, str]) -> None:
+        """The scalar function and, if any, the vector one, over ``blocks``."""
+        with w.block(f"{head} {self.name}({params})"):
+            self._elementwise(w, blocks)
+        if self.vector:
+            w(f"// {self.vector[0]} points per iteration; the caller checks alignment")
+            with w.block(f"{head} {self.name}_v({params})"):
+                self._vector_elementwise(w, blocks)
+
+    def _params(self, prefix: str = "") -> str:
+        """The parameter list: the inputs' then the outputs' pointers (names prefixed
+        with ``prefix`` where several kernels' parameters share one list)."""
         ps = []
         for i, d in enumerate(self.in_dtypes):
             ty = _STORAGE[d] if d is not None else "void"
-            ps.append(f"const {ty}* __restrict__ in{i}")
+            ps.append(f"const {ty}* __restrict__ {prefix}in{i}")
         for i, st in enumerate(self.k.stores):
-            ps.append(f"{_STORAGE[self.k.exprs[st.expr].dtype]}* __restrict__ out{i}")
+            ps.append(f"{_STORAGE[self.k.exprs[st.expr].dtype]}* __restrict__ {prefix}out{i}")
         return ", ".join(ps)
+
+    def _args(self, prefix: str = "") -> str:
+        """The names of ``_params(prefix)``, to pass them on."""
+        return ", ".join([f"{prefix}in{i}" for i in range(self.k.num_inputs)]
+                         + [f"{prefix}out{i}" for i in range(len(self.k.stores))])
 
     def _level(self, w: _Writer, index: str, shape, strides, bases: list, prefixes: tuple,
                tag: str) -> _Offsets:
@@ -528,19 +778,21 @@ class _Generator:
         return _Offsets(w.segment(), self.idx, index, shape, strides, bases, names, tag)
 
     # -- elementwise: a grid-stride loop over the collapsed iteration space
-    def _grid_loop(self, var: str, start: int, end: int) -> str:
+    def _grid_loop(self, var: str, start: int, end: int, blocks: tuple[str, str]) -> str:
+        """A grid-stride loop over [start, end) as block ``blocks[0]`` of ``blocks[1]``."""
         ix = self.idx
-        first = f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x"
+        block, nblocks = blocks
+        first = f"({ix}){block} * ({ix})blockDim.x + ({ix})threadIdx.x"
         if start:
             first = f"{_int(start)} + {first}"
         return (f"for ({ix} {var} = {first}; {var} < {_int(end)}; "
-                f"{var} += ({ix})blockDim.x * ({ix})gridDim.x)")
+                f"{var} += ({ix})blockDim.x * ({ix}){nblocks})")
 
-    def _elementwise(self, w: _Writer, start: int = 0) -> None:
+    def _elementwise(self, w: _Writer, blocks: tuple[str, str], start: int = 0) -> None:
         """The points from ``start`` on, one per iteration."""
         k = self.k
         nl = len(k.loads)
-        with w.block(self._grid_loop("i", start, self.size)):
+        with w.block(self._grid_loop("i", start, self.size, blocks)):
             bases = [_int(ld.offset) for ld in k.loads] + ["0"] * len(k.stores)
             offs = self._level(w, "i", self.outer, self.o_st, bases, ("o", "s"), "d")
             memo: dict[int, str] = {}
@@ -548,7 +800,7 @@ class _Generator:
                 v = self._value(w, st.expr, memo, offs, "p")
                 self._store(w, i, v, offs[nl + i])
 
-    def _vector_elementwise(self, w: _Writer) -> None:
+    def _vector_elementwise(self, w: _Writer, blocks: tuple[str, str]) -> None:
         """V consecutive points per iteration: each contiguous load is one vector load,
         the lanes are the scalar code over its components, each store one vector store;
         then the last size % V points as in the scalar entry."""
@@ -556,7 +808,7 @@ class _Generator:
         v, contiguous = self.vector
         nvec = self.size // v
         if nvec:
-            with w.block(self._grid_loop("v", 0, nvec)):
+            with w.block(self._grid_loop("v", 0, nvec, blocks)):
                 vectors: dict[int, str] = {}
                 for j in contiguous:
                     ld = k.loads[j]
@@ -588,7 +840,7 @@ class _Generator:
                     w(f"reinterpret_cast<{ty}*>(out{i})[v] = {ty}{{{parts}}};")
         if self.size % v:
             # Fewer than V points, so one iteration for a few threads.
-            self._elementwise(w, start=nvec * v)
+            self._elementwise(w, blocks, start=nvec * v)
 
     # -- row reductions
     def _rows(self, w: _Writer) -> None:

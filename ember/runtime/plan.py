@@ -19,7 +19,7 @@ from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
 from ember.runtime.device import array_module
-from ember.runtime.memory import Buffer, plan_memory, update_in_place
+from ember.runtime.memory import Buffer, InPlace, plan_memory, update_in_place
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
                                  MultiKernelStep)
 
@@ -122,23 +122,32 @@ def _read_transposed(graph, nid: int) -> bool:
 
 
 def _fuse_horizontally(plan: Plan) -> None:
-    """Run independent kernels as one call each (``llvm.compile_kernels``).
+    """Run independent kernels as one call each: one machine-code call on the CPU
+    (``llvm.compile_kernels``), one launch on a GPU (``cuda.compile_kernels``).
 
-    Within each window of consecutive kernel steps, a kernel's level is one more than
-    the highest level of the window's kernels it reads from; each level becomes one
-    call. Adam's per-parameter scalar work (bias corrections) is one level and the
-    updates of all parameters the next: two calls, whatever the number of parameters.
+    Within each window of consecutive kernel steps of one backend, a kernel's level is
+    one more than the highest level of the window's kernels it reads from; each level
+    becomes one call. Adam's per-parameter scalar work (bias corrections) is one level
+    and the updates of all parameters the next: two calls, whatever the number of
+    parameters.
     """
     steps, infos = [], []
     window: list[tuple] = []
 
     def flush():
         level: dict[int, int] = {}     # value written in the window -> its level
+        read_at: dict[int, int] = {}   # value read in the window -> the last level reading it
         levels: list[list[tuple]] = []
         for step, info in window:
             lv = 1 + max((level[a] for a in step.reads if a in level), default=-1)
+            # A kernel that overwrites a parameter in place runs after every kernel that
+            # reads its old value: in one call they would run at the same time.
+            lv = max([lv] + [read_at[b.nid] + 1 for b in step.buffers
+                             if isinstance(b, InPlace) and b.nid in read_at])
             for w in step.writes:
                 level[w] = lv
+            for a in step.reads:
+                read_at[a] = max(read_at.get(a, -1), lv)
             while len(levels) <= lv:
                 levels.append([])
             levels[lv].append((step, info))
@@ -147,7 +156,9 @@ def _fuse_horizontally(plan: Plan) -> None:
         window.clear()
 
     for step, info in zip(plan.steps, plan.kernels):
-        if type(step) is KernelStep and info.backend == "llvm":   # one CPU call each level
+        if type(step) is KernelStep and info.backend in ("llvm", "cuda"):
+            if window and window[0][1].backend != info.backend:
+                flush()   # a call runs on one device
             window.append((step, info))
             continue
         flush()
@@ -158,25 +169,42 @@ def _fuse_horizontally(plan: Plan) -> None:
 
 
 def _emit_batch(batch: list[tuple], steps: list, infos: list) -> None:
-    from ember.codegen import llvm
+    """Independent kernel steps of one backend as few calls as it can make of them."""
+    backend = batch[0][1].backend
+    if backend == "cuda":
+        from ember.codegen import cuda
+        # Elementwise kernels share launches, as many as a launch's parameters hold;
+        # reductions keep their own.
+        groups = cuda.launch_groups([i.kernel for _, i in batch])
 
-    if len(batch) >= 2:
-        name = f"{batch[0][1].name}-{batch[-1][1].name}"
-        try:
-            compiled = llvm.compile_kernels([i.kernel for _, i in batch], name)
-        except Exception:  # keep the separate kernels: they work
-            compiled = None
-        if compiled is not None:
-            steps.append(MultiKernelStep([s for s, _ in batch], compiled))
-            infos.append(KernelInfo(
-                name, "llvm", [op for _, i in batch for op in i.ops],
-                [n for _, i in batch for n in i.nodes],
-                sorted({x for _, i in batch for x in i.src}), compiled.source,
-                parts=[i for _, i in batch]))
-            return
-    for s, i in batch:
-        steps.append(s)
-        infos.append(i)
+        def compile_kernels(kernels, name):
+            multi = cuda.compile_kernels(kernels, name)
+            multi.compile()   # now, while a failure can keep the separate kernels
+            return multi
+    else:
+        from ember.codegen import llvm
+        groups = [range(len(batch))]
+        compile_kernels = llvm.compile_kernels
+    for group in groups:
+        part = [batch[j] for j in group]
+        compiled = None
+        if len(part) >= 2:
+            name = f"{part[0][1].name}-{part[-1][1].name}"
+            try:
+                compiled = compile_kernels([i.kernel for _, i in part], name)
+            except Exception:  # keep the separate kernels: they work
+                pass
+        if compiled is None:
+            for s, i in part:
+                steps.append(s)
+                infos.append(i)
+            continue
+        steps.append(MultiKernelStep([s for s, _ in part], compiled))
+        infos.append(KernelInfo(
+            name, backend, [op for _, i in part for op in i.ops],
+            [n for _, i in part for n in i.nodes],
+            sorted({x for _, i in part for x in i.src}), compiled.source,
+            parts=[i for _, i in part]))
 
 
 def _schedule(graph, groups, group_of):

@@ -23,8 +23,9 @@ class KernelStep:
 
 
 class MultiKernelStep:
-    """Adjacent independent kernels as one machine-code call (horizontal fusion): e.g.
-    the optimizer updates of every parameter, each of its own shape."""
+    """Adjacent independent kernels as one call (horizontal fusion): one machine-code
+    call on the CPU, one launch on a GPU. E.g. the optimizer updates of every parameter,
+    each of its own shape."""
     may_alias = False
 
     def __init__(self, steps: list[KernelStep], compiled) -> None:
