@@ -75,3 +75,27 @@ def test_outputs_are_recycled_only_after_the_user_drops_them():
         del out                    # freed right away (no reference cycle keeps it)
     np.testing.assert_array_equal(held.numpy(), kept)
     assert len(seen) == 1          # the same freed array served every later call
+
+
+def test_a_kernel_writing_a_parameter_in_place_is_not_batched_with_its_readers():
+    """Horizontal fusion runs a level's kernels at the same time: one that overwrites a
+    parameter in place must come a level after every kernel reading its old value."""
+    w = ember.randn(50_000)
+
+    def f(x):
+        y = w * 2 + x              # reads the old w
+        with ember.no_grad():
+            w.mul_(0.5).add_(1)    # then updates w (in place: nothing later reads the old w)
+        return y
+
+    w0 = w.numpy().copy()
+    x = ember.randn(50_000)
+    cf = ember.compile(f)
+    for i in range(4):
+        got = cf(x).numpy()
+        np.testing.assert_allclose(got, w0 * 2 + x.numpy(), rtol=1e-6)
+        w0 = w0 * 0.5 + 1
+        np.testing.assert_allclose(w.numpy(), w0, rtol=1e-6)
+    # Two kernels, two calls (batched, they raced: threads split the parts' rows).
+    assert [k.ops for k in cf.kernels()] == [["mul", "add"], ["mul", "add"]]
+    assert not any(k.parts for k in cf.kernels())

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ember.runtime.device import array_module, device_of_array
+
 if TYPE_CHECKING:
     from ember.runtime.plan import Plan
 
@@ -104,9 +106,10 @@ def update_in_place(plan: Plan, graph, env: dict) -> None:
                     continue
             elif not env[t].flags.c_contiguous:   # written as a fresh C-order output
                 continue
-            if type(env[t]) is not np.ndarray or any(
-                    o != t and np.may_share_memory(env[t], env[o]) for o in graph.inputs
-                    if o in env and type(env[o]) is np.ndarray):
+            a = env[t]
+            xp = array_module(device_of_array(a))
+            if any(o != t and type(env[o]) is type(a) and xp.may_share_memory(a, env[o])
+                   for o in graph.inputs if o in env):
                 continue
             step.buffers[j] = InPlace(t)
 
