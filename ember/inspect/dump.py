@@ -32,7 +32,7 @@ from pathlib import Path
 from ember.ir.graph import Graph
 
 _state = {"dir": os.environ.get("EMBER_DUMP_DIR") or None}
-_counter = itertools.count()
+_counters: dict = {}   # dump dir -> the numbers of its folders
 _lock = threading.Lock()
 
 README = """Written by ember for {name} ({why}).
@@ -72,7 +72,8 @@ def new_folder(name: str, suffix: str = "") -> Path:
         return Path(tempfile.mkdtemp(prefix=f"ember-{safe}{suffix}-"))
     with _lock:  # the counter and the folder check must agree between threads
         while True:
-            folder = base / f"{next(_counter):03d}_{safe}{suffix}"
+            n = next(_counters.setdefault(base.resolve(), itertools.count()))
+            folder = base / f"{n:03d}_{safe}{suffix}"
             if not folder.exists():
                 folder.mkdir(parents=True)
                 return folder
