@@ -601,10 +601,15 @@ def workdir():
 
 @pytest.fixture(scope="module")
 def emulated(workdir):
-    """Every case's CudaKernel, compiled by g++ in two halves in parallel."""
+    """Every case's CudaKernel on the emulator."""
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
-    cases = list(all_cases())
+    return emulate_all(list(all_cases()), workdir)
+
+
+def emulate_all(cases: list[Case], workdir: str) -> list[tuple]:
+    """(case, its CudaKernel, the Emulator holding it) for every case, compiled by g++
+    in two halves in parallel."""
     cks = [cuda.CudaKernel(c.kernel) for c in cases]
     halves = chunks(list(range(len(cases))), 2)
 
@@ -715,16 +720,7 @@ def vector_emulated(workdir):
         pytest.skip("g++ is not installed")
     rng = np.random.default_rng(7)
     cases = [aligned_case(make_case(k, rng)) for n in VECTOR_SIZES for k in vector_kernels(n)]
-    cks = [cuda.CudaKernel(c.kernel) for c in cases]
-    halves = chunks(list(range(len(cases))), 2)
-
-    def build(idx):
-        return Emulator([cks[i].source for i in idx], [e for i in idx for e in cks[i].entries],
-                        workdir)
-    with ThreadPoolExecutor(2) as pool:
-        emus = list(pool.map(build, halves))
-    where = {i: emus[h] for h, idx in enumerate(halves) for i in idx}
-    return [(c, ck, where[i]) for i, (c, ck) in enumerate(zip(cases, cks))]
+    return emulate_all(cases, workdir)
 
 
 def test_vector_entries_for_contiguous_kernels_only():

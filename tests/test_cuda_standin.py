@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import cupy_standin  # noqa: E402
+from test_train_step import make_step  # noqa: E402
 
 import ember  # noqa: E402
 import ember.nn as nn  # noqa: E402
@@ -104,20 +105,12 @@ def test_compiled_training_step_on_cuda_runs_kernels_and_matches_eager():
     eager_model.load_state_dict(model.state_dict())
     x, y = ember.randn(16, 20).cuda(), ember.randint(0, 5, (16,)).cuda()
 
-    def make_step(m):
+    def cuda_step(m):
         m.to("cuda")
-        opt = ember.optim.Adam(m.parameters(), lr=1e-2)
+        return make_step(m, ember.optim.Adam(m.parameters(), lr=1e-2))
 
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(m(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-
-    compiled = ember.compile(make_step(model))
-    eager = make_step(eager_model)
+    compiled = ember.compile(cuda_step(model))
+    eager = cuda_step(eager_model)
     losses = []
     for i in range(6):
         ember.manual_seed(100 + i)   # the same dropout masks in both
@@ -264,19 +257,11 @@ def test_optimizer_updates_of_every_parameter_are_one_launch(opt_name, levels, m
                 "adam": lambda p: ember.optim.Adam(p, lr=1e-2)}[opt_name]
     x, y = ember.randn(16, 20).cuda(), ember.randint(0, 4, (16,)).cuda()
 
-    def make_step():
+    def fresh_step():
         ember.manual_seed(0)   # the same initial weights every time
         model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
                               nn.Linear(8, 4)).to("cuda")
-        opt = make_opt(model.parameters())
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return model, step
+        return model, make_step(model, make_opt(model.parameters()))
 
     def run(step, launch_groups=None):
         losses, launched = [], []
@@ -289,9 +274,9 @@ def test_optimizer_updates_of_every_parameter_are_one_launch(opt_name, levels, m
                 launched.append([e for e, _, _ in ln])
         return losses, launched
 
-    model, step = make_step()
+    model, step = fresh_step()
     eager, _ = run(step)
-    compiled_model, step = make_step()
+    compiled_model, step = fresh_step()
     cf = ember.compile(step)
     losses, launched = run(cf)
     np.testing.assert_allclose(losses, eager, rtol=1e-4, atol=1e-5)
@@ -312,7 +297,7 @@ def test_optimizer_updates_of_every_parameter_are_one_launch(opt_name, levels, m
         for k in multi:
             assert entries.count(_entry(k.source)) == 1, entries
     # Every kernel its own launch, as before horizontal fusion.
-    _, step = make_step()
+    _, step = fresh_step()
     _, unbatched = run(ember.compile(step), lambda ks: [[i] for i in range(len(ks))])
     for a, b in zip(steady, unbatched[3:]):
         assert len(b) - len(a) == levels * (nparams - 1), (a, b)

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 
 import ember
-import ember.nn as nn
-import ember.nn.functional as F
 from ember.ops.registry import OPS
 
 pytestmark = [pytest.mark.gpu,
@@ -87,14 +85,9 @@ def test_random_compiled_programs_on_cuda_match_cpu(seed):
 
 def _train(model, x, y, device, steps=10, compiled=True):
     model = model.to(device)
-    opt = ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    from test_train_step import make_step
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = make_step(model, ember.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
     step = ember.compile(step) if compiled else step
     x, y = x.to(device), y.to(device)
     return [step(x, y).item() for _ in range(steps)], [_host(p) for p in model.parameters()]
