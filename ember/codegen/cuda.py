@@ -189,6 +189,11 @@ class CudaKernel:
         return self.vector_entry is not None and all(
             (pointers[a] + offset) % align == 0 for a, offset, align in self.vector_access)
 
+    def vector_for(self, arrays) -> bool:
+        """Whether this call on CuPy ``arrays`` (inputs, then outputs) runs the vector
+        entry: a view's data pointer includes its offset, so it is a per-call question."""
+        return self.vector_entry is not None and self.aligned([a.data.ptr for a in arrays])
+
     def launches(self, limits: DeviceLimits, pointers: list[int] | None = None
                  ) -> tuple[list[Launch], int]:
         """The launches that run this kernel on a device with ``limits``, and the
@@ -243,8 +248,7 @@ class CudaKernel:
         if self.empty:
             return
         args = (*inputs, *outputs)
-        # A view's data pointer includes its offset, so alignment is a per-call question.
-        vector = self.vector_entry is not None and self.aligned([a.data.ptr for a in args])
+        vector = self.vector_for(args)
         dev = cupy.cuda.Device()
         plan = self._plans.get((dev.id, vector))
         if plan is None:
@@ -339,11 +343,9 @@ class CudaKernels:
         part is empty). A part runs its vector body only when its ``pointers`` (its
         inputs' and outputs' data pointers, as for ``CudaKernel.aligned``) are given
         and aligned."""
-        mask = 0
-        for p, (part, ptrs) in enumerate(zip(self.parts, pointers or [])):
-            if part.aligned(ptrs):
-                mask |= 1 << p
-        return self._launch(limits, mask)
+        return self._launch(limits, sum(1 << p for p, (part, ptrs)
+                                        in enumerate(zip(self.parts, pointers or []))
+                                        if part.aligned(ptrs)))
 
     def _launch(self, limits: DeviceLimits, mask: int) -> "MultiLaunch | None":
         block = min(ELEMENTWISE_BLOCK, limits.max_threads_per_block // 32 * 32)
@@ -366,9 +368,7 @@ class CudaKernels:
             part._check_args(cupy, ins, outs)
             args += ins
             args += outs
-            # A view's data pointer includes its offset: alignment is a per-call question.
-            if part.vector_entry is not None and part.aligned(
-                    [a.data.ptr for a in (*ins, *outs)]):
+            if part.vector_for((*ins, *outs)):
                 mask |= 1 << p
         dev = cupy.cuda.Device()
         plan = self._plans.get((dev.id, mask))

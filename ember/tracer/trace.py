@@ -18,6 +18,7 @@ import numpy as np
 from ember import dispatch as _dispatch
 from ember.errors import user_frame
 from ember.ir.graph import Graph, InputSource
+from ember.runtime.device import array_module, device_of_array
 
 
 @dataclass
@@ -200,7 +201,7 @@ def copy_same_layout(a):
     """A copy with the same strides: compiled kernels are specialized to input layouts."""
     if a.flags.c_contiguous or a.size == 0:
         return a.copy()
-    xp = np if isinstance(a, np.ndarray) else __import__("cupy")
+    xp = array_module(device_of_array(a))
     extent = 1 + sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // a.itemsize
     out = xp.lib.stride_tricks.as_strided(xp.empty(extent, a.dtype), a.shape, a.strides)
     out[...] = a
