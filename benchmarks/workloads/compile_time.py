@@ -67,9 +67,9 @@ def _empty_ember_kernel_caches() -> bool:
         except ImportError:
             continue
         cache = getattr(module, "_CACHE", None)
-        if isinstance(cache, dict):
-            # Safe while ember keeps every MCJIT engine alive (codegen/llvm.py _ENGINES):
-            # plans of live compiled functions still call into the dropped kernels.
+        if hasattr(cache, "clear"):
+            # Safe: the cache holds kernels weakly; the plans of live compiled functions
+            # keep theirs (and their machine code) alive.
             cache.clear()
             emptied = emptied or name.endswith("llvm")
     return emptied

@@ -37,6 +37,7 @@ and stores=[Store(5, (8, 1))].
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 
 from ember.dtypes import DType
@@ -145,8 +146,20 @@ class Kernel:
 
     def signature(self) -> tuple:
         """Everything the generated code depends on: equal signatures share machine code."""
-        return (self.shape, self.reduce_dims, tuple(self.loads), tuple(self.exprs),
+        return (self.shape, self.reduce_dims, tuple(self.loads), _exact(tuple(self.exprs)),
                 tuple(self.stores))
+
+
+def _exact(x):
+    """``x`` with every float written exactly: -0.0 == 0.0 in Python, but 1/(x*-0.0)
+    is not 1/(x*0.0), so two kernels differing only there must not share code."""
+    if type(x) is float:
+        return ("float", x.hex())
+    if isinstance(x, Expr):
+        return (x.op, _exact(x.args), x.dtype)
+    if isinstance(x, tuple):
+        return tuple(_exact(v) for v in x)
+    return x
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -162,9 +175,11 @@ def _zero_inner(load: Load, kernel: Kernel) -> bool:
     return all(s == 0 for s in load.strides[len(kernel.shape) - kernel.reduce_dims:])
 
 
-class KernelCache(dict):
+class KernelCache(weakref.WeakValueDictionary):
     """Compiled code per ``Kernel.signature()``, built once even when threads race (each
-    backend keeps one; clearing it forces fresh compiles)."""
+    backend keeps one; clearing it forces fresh compiles). It holds the code weakly: the
+    plans that use a kernel keep it alive, and when the last goes (a dropped cache entry,
+    a dead compiled function) its machine code is freed."""
 
     def __init__(self) -> None:
         super().__init__()

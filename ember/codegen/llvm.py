@@ -1076,34 +1076,40 @@ class _Scalar:
 _EXPENSIVE = frozenset(("exp", "log", "tanh", "sigmoid", "erf", "pow", "sin", "cos"))
 
 _CACHE = KernelCache()
-_ENGINES: list = []
 _POOL_LOCK = threading.Lock()
 _TM = None
 
 
 def _target_machine() -> llvm.TargetMachine:
-    """The host target machine; without the host CPU name and features LLVM stops at SSE."""
+    """The host target machine (for printing assembly); without the host CPU name and
+    features LLVM stops at SSE."""
     global _TM
     if _TM is None:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_triple(llvm.get_process_triple())
-        _TM = target.create_target_machine(
-            cpu=llvm.get_host_cpu_name(),
-            # LLVM's Intel tuning caps vectors at 256 bits; 512-bit zmm code runs the
-            # exp/erf polynomials ~1.3x faster here (measured), so lift the cap.
-            features=llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit",
-            # Small code model + PIC: constants become RIP-relative memory operands
-            # ({1to16} broadcasts) instead of a movabs + broadcast per use inside the
-            # loop (JIT default "large"); erf ran 1.4x faster. llvmlite's memory manager
-            # keeps one module's sections together, and libm calls go through stubs.
-            opt=3, reloc="pic", codemodel="small", jit=True)
+        _TM = _new_target_machine()
     return _TM
+
+
+def _new_target_machine() -> llvm.TargetMachine:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        # LLVM's Intel tuning caps vectors at 256 bits; 512-bit zmm code runs the
+        # exp/erf polynomials ~1.3x faster here (measured), so lift the cap.
+        features=llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit",
+        # Small code model + PIC: constants become RIP-relative memory operands
+        # ({1to16} broadcasts) instead of a movabs + broadcast per use inside the
+        # loop (JIT default "large"); erf ran 1.4x faster. llvmlite's memory manager
+        # keeps one module's sections together, and libm calls go through stubs.
+        opt=3, reloc="pic", codemodel="small", jit=True)
 
 
 def _jit(source: str):
     """Verify, optimize at O3 (loop + SLP vectorization) and MCJIT-compile ``source``."""
-    tm = _target_machine()
+    # Each engine gets its own target machine: an MCJIT engine owns the one it is made
+    # with and destroys it when freed (a shared one crashed every later engine).
+    tm = _new_target_machine()
     mod = llvm.parse_assembly(source)
     mod.verify()
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -1113,9 +1119,8 @@ def _jit(source: str):
     pb.getModulePassManager().run(mod, pb)
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.finalize_object()
-    # Machine code lives as long as the process (as in Numba): disposing an MCJIT
-    # engine crashed here when the kernel cache was cleared, and a kernel is small.
-    _ENGINES.append(engine)
+    # The engine (and its machine code) lives as long as the compiled kernel holding it:
+    # only that object calls into the code (worker threads finish before run() returns).
     return engine, mod
 
 
