@@ -75,7 +75,9 @@ def new_folder(name: str, suffix: str = "") -> Path:
             n = next(_counters.setdefault(base.resolve(), itertools.count()))
             folder = base / f"{n:03d}_{safe}{suffix}"
             if not folder.exists():
-                folder.mkdir(parents=True)
+                # Private (0700, as mkdtemp makes them): inputs.npz holds the user's data.
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700)
                 return folder
 
 
