@@ -6,6 +6,10 @@ needed, and tells the tracer (when ``@ember.compile`` is tracing) what ran.
 """
 from __future__ import annotations
 
+import sys
+import threading
+import types
+
 import numpy as np
 
 from ember import autograd, dtypes
@@ -14,8 +18,32 @@ from ember.ops.registry import OPS, OpDef
 
 Tensor = None  # bound by ember.tensor at import (the two modules need each other)
 
-# The active tracer (ember.tracer), or None. It sees every op, constant and mutation.
-tracer = None
+
+
+class _TracerState(threading.local):
+    """The active tracer (ember.tracer) of this thread, or None. It sees every op,
+    constant and mutation. Per thread: a trace in one thread must not record the ops
+    another thread runs at the same time."""
+    tracer = None
+
+
+_local = _TracerState()
+
+
+class _Module(types.ModuleType):
+    """Makes ``ember.dispatch.tracer`` read and set this thread's tracer, so the hooks in
+    tensor.py and the optimizers keep writing ``_dispatch.tracer``."""
+
+    @property
+    def tracer(self):
+        return _local.tracer
+
+    @tracer.setter
+    def tracer(self, value) -> None:
+        _local.tracer = value
+
+
+sys.modules[__name__].__class__ = _Module
 
 _NP_ARRAY = np.ndarray
 
@@ -54,6 +82,7 @@ def dispatch(op: OpDef | str, *args, **attrs):
     result = Tensor._wrap(out, needs_grad)
     if needs_grad:
         result._node = autograd.Node(op, args, attrs, Tensor._wrap(out, False))
+    tracer = _local.tracer
     if tracer is not None:
         tracer.record(op, args, attrs, result)
     return result
@@ -64,6 +93,7 @@ def constant(value, dtype: dtypes.DType, device):
     from ember.runtime.device import array_module
 
     t = Tensor._wrap(array_module(device).asarray(value, dtype=dtype.np), False)
+    tracer = _local.tracer
     if tracer is not None:
         tracer.constant(t, value)
     return t

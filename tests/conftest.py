@@ -183,3 +183,14 @@ def _fresh_state():
     yield
     ember.set_grad_enabled(True)
     ember.set_default_dtype(ember.float32)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (the large fuzzer runs) run only when asked for by marker,
+    e.g. ``pytest -m slow``; a plain ``pytest`` (the README's command, CI) skips them."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

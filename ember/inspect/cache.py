@@ -30,17 +30,26 @@ _STATES = {"second": "traced once (the next call traces again to check Python st
            "ready": "compiled", "eager": "runs eagerly (see the fallbacks)"}
 
 
+_GUARDS_SHOWN = 6
+
+
 def cache_report(cf: CompiledFunction) -> str:
     """Every cache entry of compiled function ``cf``: guard key, reason, state, hits."""
     c = cf.counters
     lines = [f"{cf.record.name}: {len(cf.cache)} cache entr{'y' if len(cf.cache) == 1 else 'ies'}"
              f" (limit {cf.cache_limit}); {c['calls']} calls, {c['compiles']} compiles, "
              f"{c['cache_hits']} cache hits, {c['eager_calls']} eager calls"]
-    for i, (key, entry) in enumerate(cf.cache.items()):
+    for i, ((key, _), entry) in enumerate(cf.cache.items()):
         rec = cf.record.entry_of(entry)
         reason = rec.reason if rec else "?"
         lines.append(f"  [{i}] {reason if reason == 'first call' else 'recompile: ' + reason}")
         lines.append(f"      guard: {describe_key(key)}")
+        if entry.guards is not None and entry.guards.where:
+            g = entry.guards
+            shown = [f"{w} == {e}" for w, e in zip(g.where, g.expected)][:_GUARDS_SHOWN]
+            more = len(g.where) - len(shown)
+            lines.append(f"      python state ({len(g.where)} guards): {'; '.join(shown)}"
+                         + (f"; ... {more} more (f.guards() lists all)" if more > 0 else ""))
         graphs = _graphs(entry)
         state = _STATES.get(entry.state, entry.state)
         lines.append(f"      state: {state}; {graphs} graph(s)"
@@ -55,6 +64,10 @@ def describe_key(key: tuple) -> str:
     for part in key[2:]:
         if isinstance(part, tuple) and part and part[0] in ("T", "V", "O") and len(part) > 1:
             leaves.append(_leaf(part))
+        elif isinstance(part, tuple) and part and part[0] == "A":
+            if part[1] != tuple(range(len(part[1]))) or part[2] != tuple(range(len(part[2]))):
+                rest.append(f"tensor arguments alias: same tensor {list(part[1])}, "
+                            f"same memory {list(part[2])}")
         elif isinstance(part, tuple) and all(isinstance(t, bool) for t in part):
             if part:
                 rest.append(f"{len(part)} module(s), {sum(part)} in train mode")
@@ -77,7 +90,7 @@ def _leaf(part: tuple) -> str:
         return text + (" requires_grad" if requires_grad else "")
     if kind == "V":
         return f"{part[1]} {part[2]!r}"
-    return f"object id {part[1]:#x}"
+    return f"a {part[1].__name__} (its contents are guards)"
 
 
 def _graphs(entry) -> int:

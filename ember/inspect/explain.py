@@ -82,7 +82,6 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
 
     if isinstance(fn, CompiledModule):
         cf = CompiledFunction(fn._orig_mod.__call__)
-        cf._modules = list(fn._orig_mod.modules())
     elif isinstance(fn, CompiledFunction):
         cf = CompiledFunction(fn.fn, fullgraph=fn.fullgraph)
     else:

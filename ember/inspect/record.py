@@ -12,6 +12,7 @@ their functions, so the summary at exit sees every one.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,29 +40,31 @@ class FunctionRecord:
     name: str
     counters: dict
     recompile_reasons: list
-    fallbacks: list
+    fallbacks: dict                  # reason -> how many calls it concerned
     compile_seconds: float = 0.0     # passes, fusion, code generation, first runs
     trace_seconds: float = 0.0       # every traced call (these run the Python eagerly)
     graphs_built: int = 0
     entries: list[EntryRecord] = field(default_factory=list)
-    _by_entry: dict = field(default_factory=dict, repr=False)  # id(Entry) -> EntryRecord
+    # Entry -> EntryRecord, weakly: a dropped entry's id may be reused by a new one.
+    _by_entry: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary,
+                                                 repr=False)
 
     def entry_created(self, entry, key: tuple, reason: str) -> None:
         rec = EntryRecord(len(self.entries), key, reason)
         self.entries.append(rec)
-        self._by_entry[id(entry)] = rec
+        self._by_entry[entry] = rec
 
     def entry_of(self, entry) -> EntryRecord | None:
-        return self._by_entry.get(id(entry))
+        return self._by_entry.get(entry)
 
     def traced(self, entry, seconds: float) -> None:
         self.trace_seconds += seconds
-        rec = self._by_entry.get(id(entry))
+        rec = self._by_entry.get(entry)
         if rec is not None and (rec.eager_seconds < 0 or seconds < rec.eager_seconds):
             rec.eager_seconds = seconds
 
     def hit(self, entry, seconds: float) -> None:
-        rec = self._by_entry.get(id(entry))
+        rec = self._by_entry.get(entry)
         if rec is not None:
             rec.hits += 1
             rec.hit_seconds += seconds
@@ -69,7 +72,7 @@ class FunctionRecord:
 
 def new_record(cf: CompiledFunction) -> FunctionRecord:
     """The record of a new CompiledFunction, registered for the summary at exit."""
-    rec = FunctionRecord(display_name(cf), cf.counters, cf.recompile_reasons, cf.fallbacks)
+    rec = FunctionRecord(display_name(cf), cf.counters, cf.recompile_reasons, cf.fallback_counts)
     RECORDS.append(rec)
     return rec
 

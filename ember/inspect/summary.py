@@ -12,7 +12,6 @@ leans high.
 from __future__ import annotations
 
 import atexit
-from collections import Counter
 
 from ember.inspect import logs
 from ember.inspect.record import RECORDS, FunctionRecord
@@ -32,7 +31,7 @@ def summary_text(records: list[FunctionRecord] | None = None) -> str:
                      f"{rec.graphs_built} graph(s) built")
         for reason in rec.recompile_reasons:
             lines.append(f"    recompile: {reason}")
-        for text, n in Counter(rec.fallbacks).items():
+        for text, n in rec.fallbacks.items():
             lines.append(f"    fallback{f' (x{n})' if n > 1 else ''}: {text}")
         eager, hits, hit_s = estimate(rec)
         compile_s = rec.compile_seconds

@@ -17,6 +17,39 @@ from ember.errors import OpError, shape_str
 from ember.tensor import Tensor, tensor
 
 
+# Moves whenever any module's attributes or registry dicts change (assignment, deletion,
+# train()/eval(), register_*, containers). Compiled functions skip re-checking module
+# guards while it stands still (see ember/tracer/guards.py).
+STRUCTURE_VERSION = [0]
+
+
+class _Registry(OrderedDict):
+    """A module's parameter, buffer, submodule or hook dict: counts its changes."""
+
+    def __setitem__(self, key, value) -> None:
+        STRUCTURE_VERSION[0] += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        STRUCTURE_VERSION[0] += 1
+        super().__delitem__(key)
+
+    def _changed(method):  # noqa: N805  (wraps the other mutating methods)
+        def wrapper(self, *args, **kwargs):
+            STRUCTURE_VERSION[0] += 1
+            return method(self, *args, **kwargs)
+        wrapper.__name__ = method.__name__
+        return wrapper
+
+    clear = _changed(OrderedDict.clear)
+    pop = _changed(OrderedDict.pop)
+    popitem = _changed(OrderedDict.popitem)
+    update = _changed(OrderedDict.update)
+    setdefault = _changed(OrderedDict.setdefault)
+    move_to_end = _changed(OrderedDict.move_to_end)
+    del _changed
+
+
 class Parameter(Tensor):
     """A tensor that a ``Module`` treats as a weight: a leaf with ``requires_grad=True``.
 
@@ -81,12 +114,12 @@ class Module:
     def __init__(self) -> None:
         # object.__setattr__: our own __setattr__ needs these dicts to exist first.
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_parameters", _Registry())
+        object.__setattr__(self, "_buffers", _Registry())
         object.__setattr__(self, "_non_persistent_buffers_set", set())
-        object.__setattr__(self, "_modules", OrderedDict())
-        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
-        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_modules", _Registry())
+        object.__setattr__(self, "_forward_pre_hooks", _Registry())
+        object.__setattr__(self, "_forward_hooks", _Registry())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
@@ -160,6 +193,7 @@ class Module:
     register_module = add_module
 
     def __setattr__(self, name: str, value: Any) -> None:
+        STRUCTURE_VERSION[0] += 1
         params = self.__dict__.get("_parameters")
         if isinstance(value, Parameter):
             if params is None:
@@ -198,6 +232,7 @@ class Module:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name: str) -> None:
+        STRUCTURE_VERSION[0] += 1
         for registry in ("_parameters", "_buffers", "_modules"):
             if name in self.__dict__.get(registry, ()):
                 del self.__dict__[registry][name]
@@ -301,6 +336,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for m in self.modules():
             object.__setattr__(m, "training", mode)
+        STRUCTURE_VERSION[0] += 1
         return self
 
     def eval(self) -> Module:

@@ -15,7 +15,9 @@ value is seen. Every path equals eager.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,12 +31,33 @@ from ember.ir.passes import run_pipeline
 from ember.ops.random import preserved_rng
 from ember.runtime.plan import Plan, build_plan
 from ember.tensor import Tensor
+from ember.nn.module import STRUCTURE_VERSION
 from ember.tracer import pytree
+from ember.tracer.guards import GuardSet
 from ember.tracer.trace import Observation, Tracer, copy_same_layout, observed_value, tracing
 
 DEFAULT_CACHE_LIMIT = 8
 _MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice"))
-_global_eager = [os.environ.get("EMBER_EAGER", "") not in ("", "0")]
+_REASONS_KEPT = 100   # recompile reasons listed in stats(); later ones are only counted
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """A yes/no environment variable: 1/true/yes/on or 0/false/no/off, any case."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r}: expected 1/true/yes/on or 0/false/no/off")
+
+
+_global_eager = [env_flag("EMBER_EAGER")]
+# Tracing and building plans touch process-wide state (the LLVM JIT, the random number
+# generator saved around first runs, the inspector's records): one thread at a time.
+_COMPILE_LOCK = threading.RLock()
 
 
 class CompileError(RuntimeError):
@@ -114,7 +137,14 @@ class Segment:
 # ---- the compiled function ------------------------------------------------------------------
 
 class CompiledFunction:
-    """The callable ``ember.compile(fn)`` returns. ``.stats()`` reports what happened."""
+    """The callable ``ember.compile(fn)`` returns. ``.stats()`` reports what happened.
+
+    The cache maps a key (argument structure, tensor metadata, scalar values, argument
+    aliasing, grad mode) to entries; each entry also holds the guards of the Python
+    state its trace read (see guards.py), so one key can have several entries. Calls
+    from several threads are safe: a function's entries replay one call at a time (plans
+    reuse their buffers), eager calls run in parallel.
+    """
 
     def __init__(self, fn: Callable, mode: str = "default", fullgraph: bool = False,
                  cache_limit: int = DEFAULT_CACHE_LIMIT) -> None:
@@ -125,16 +155,18 @@ class CompiledFunction:
         self.mode = mode
         self.fullgraph = fullgraph
         self.cache_limit = cache_limit
-        self.cache: dict[Any, Entry] = {}
+        self.cache: dict[Any, Entry] = {}      # (key, n) -> Entry, in creation order
+        self._by_key: dict[Any, list] = {}     # key -> its entries
+        self._unstable: dict[Any, int] = {}    # key -> calls that changed their own guards
         self.counters = {"calls": 0, "compiles": 0, "cache_hits": 0, "eager_calls": 0}
         self.recompile_reasons: list[str] = []
-        self.fallbacks: list[str] = []
+        self.fallbacks: list[str] = []          # each reason once ...
+        self.fallback_counts: dict[str, int] = {}   # ... and how often it happened
         self.notes: list[str] = []   # things worth knowing that cost nothing (warm-ups)
         self.breaks: list[tuple[str, str]] = []
         self._warned: set[str] = set()
-        self._modules = None
-        self._cands = None
-        self._opts = None
+        self._lock = threading.RLock()
+        self._last_key = None
         self.record = _inspect.track(self)  # times and why each cache entry exists
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
@@ -144,116 +176,156 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if self.mode == "eager" or _global_eager[0] or _dispatch.tracer is not None:
             return self.fn(*args, **kwargs)  # nested calls are traced inline
-        self.counters["calls"] += 1
         leaves, spec = pytree.flatten_call(args, kwargs)
         key = self._key(leaves, spec)
-        entry = self.cache.get(key)
-        if entry is None:
-            if len(self.cache) >= self.cache_limit:
-                self._fallback(f"cache limit of {self.cache_limit} entries reached; running eagerly")
-                return self._eager(args, kwargs)
-            reason = self._recompile_reason(key)
-            if reason:
-                self.recompile_reasons.append(reason)
-                _log("recompiles", f"{self.__name__}: recompiling: {reason}")
-            entry = self.cache[key] = Entry(self)
-            self.record.entry_created(entry, key, reason or "first call")
-            return entry.first_call(args, kwargs, leaves)
-        if entry.state == "eager":
-            return self._eager(args, kwargs)
-        if entry.state == "second":
-            return entry.second_call(args, kwargs, leaves)
-        changed = entry.captured_changed()
-        if changed:
-            self.recompile_reasons.append(changed)
-            _log("recompiles", f"{self.__name__}: recompiling: {changed}")
-            entry = self.cache[key] = Entry(self)
-            self.record.entry_created(entry, key, changed)
-            return entry.first_call(args, kwargs, leaves)
-        self.counters["cache_hits"] += 1
-        t0 = _inspect.clock()
-        out = entry.run(args, kwargs, leaves)
-        self.record.hit(entry, _inspect.clock() - t0)
-        return out
+        with self._lock:
+            self.counters["calls"] += 1
+            entry, reason = self._lookup(key, leaves)
+            if entry is not None and entry.state == "ready":
+                changed = entry.captured_changed()
+                if not changed:
+                    self.counters["cache_hits"] += 1
+                    t0 = _inspect.clock()
+                    out = entry.run(args, kwargs, leaves)
+                    self.record.hit(entry, _inspect.clock() - t0)
+                    return out
+                self._drop(key, entry)
+                entry, reason = None, changed
+            if entry is None:
+                self._drop_dead()
+                if len(self.cache) >= self.cache_limit:
+                    self._fallback(f"cache limit of {self.cache_limit} entries reached; "
+                                   "running eagerly")
+                else:
+                    return self._compile(key, args, kwargs, leaves, reason)
+            elif entry.state == "second":
+                with _COMPILE_LOCK:
+                    result = entry.second_call(args, kwargs, leaves)
+                self._check_stable(key, entry, leaves)
+                return result
+            self.counters["eager_calls"] += 1
+        return self.fn(*args, **kwargs)   # outside the lock: eager calls run in parallel
+
+    def _lookup(self, key, leaves):
+        """The entry whose guards hold for this call, or None and why none did."""
+        entries = self._by_key.get(key)
+        if not entries:
+            if not self.cache:
+                return None, ""
+            return None, describe_key_change(self._last_key, key)
+        for e in entries:
+            if e.guards is None or e.state == "eager":
+                return e, ""
+            i = e.guards.check(leaves)
+            if i < 0:
+                return e, ""
+            reason = e.guards.describe(i)
+        return None, reason
+
+    def _compile(self, key, args, kwargs, leaves, reason: str):
+        """A miss: trace (the call runs eagerly under the tracer), then keep the entry if
+        the call finished and left the state its trace read as it found it."""
+        if reason:
+            self._recompiled(reason)
+        with _COMPILE_LOCK:
+            entry = Entry(self, GuardSet(self.fn, leaves, STRUCTURE_VERSION))
+            # An exception (the user's, a KeyboardInterrupt) leaves no entry behind.
+            result = entry.first_call(args, kwargs, leaves)
+        self._last_key = key
+        self.cache[(key, id(entry))] = entry
+        self._by_key.setdefault(key, []).append(entry)
+        self.record.entry_created(entry, key, reason or "first call")
+        self._check_stable(key, entry, leaves)
+        return result
+
+    def _check_stable(self, key, entry, leaves) -> None:
+        """After a traced call: did the call change the Python state its trace read (a
+        counter in ``self``, a global it assigns)? A replay would not do that: drop the
+        entry; when it happens again, this key runs eagerly."""
+        if entry.state == "eager" or entry.guards is None:
+            return
+        i = entry.guards.check(leaves)
+        if i < 0:
+            return
+        what = entry.guards.describe(i)
+        self._drop(key, entry)
+        n = self._unstable[key] = self._unstable.get(key, 0) + 1
+        if n == 1:
+            self.notes.append(f"the call changed {what}; compiling again from the next call")
+            return
+        eager = Entry(self, None)
+        eager.state = "eager"
+        self.cache[(key, id(eager))] = eager
+        self._by_key.setdefault(key, []).append(eager)
+        self.record.entry_created(eager, key, f"the call changes {what}")
+        self._fallback(f"the function changes {what} when it runs, and a compiled replay "
+                       "would not; this signature runs eagerly")
+
+    def _drop_dead(self) -> None:
+        """Forget entries whose guarded objects are gone (their kernels go with them)."""
+        for (key, _), entry in list(self.cache.items()):
+            if entry.guards is not None and not entry.guards.alive():
+                self._drop(key, entry)
+
+    def _drop(self, key, entry) -> None:
+        self.cache.pop((key, id(entry)), None)
+        entries = self._by_key.get(key, [])
+        if entry in entries:
+            entries.remove(entry)
+
+    def _recompiled(self, reason: str) -> None:
+        if len(self.recompile_reasons) < _REASONS_KEPT:
+            self.recompile_reasons.append(reason)
+        else:
+            self.counters["recompiles_not_listed"] = (
+                self.counters.get("recompiles_not_listed", 0) + 1)
+        _log("recompiles", f"{self.__name__}: recompiling: {reason}")
 
     def _eager(self, args, kwargs):
-        self.counters["eager_calls"] += 1
+        with self._lock:
+            self.counters["eager_calls"] += 1
         return self.fn(*args, **kwargs)
 
     def _fallback(self, reason: str, location: str = "") -> None:
         text = reason + (f" (at {location})" if location else "")
         if self.fullgraph:
             raise CompileError(f"ember.compile(fullgraph=True) of {self.__name__}: {text}")
-        self.fallbacks.append(text)
-        _log("breaks", f"{self.__name__}: fallback: {text}")
+        count = self.fallback_counts.get(text, 0)
+        self.fallback_counts[text] = count + 1
+        if count == 0:
+            self.fallbacks.append(text)
+            _log("breaks", f"{self.__name__}: fallback: {text}")
         if text not in self._warned:
             self._warned.add(text)
             warnings.warn(f"ember.compile of {self.__name__}: {text}", stacklevel=4)
 
-    # ---- guards ------------------------------------------------------------------------
+    # ---- the key ------------------------------------------------------------------------
     def _key(self, leaves, spec):
         parts = [pytree.spec_key(spec), autograd.is_grad_enabled()]
+        tensors = []
         for path, v in leaves:
             if isinstance(v, Tensor):
                 a = v._data
                 parts.append(("T", a.shape, a.dtype, v._device, v.requires_grad, a.strides))
+                tensors.append(v)
             elif isinstance(v, (int, float, bool, str, type(None))):
-                parts.append(("V", type(v).__name__, v))
-            else:
-                parts.append(("O", id(v)))
-        parts.append(tuple(m.training for m in self._training_modules(leaves)))
-        parts.append(tuple(_hyperparameters(o) for o in self._optimizers(leaves)))
+                parts.append(_scalar_key(v))
+            else:   # objects: their identity and contents are guards of the entry
+                parts.append(("O", type(v)))
+        if len(tensors) > 1:
+            parts.append(_aliasing(tensors))
         return tuple(parts)
-
-    def _reachable(self) -> list:
-        """Objects the function can reach: its closure, the globals it names, its self."""
-        from ember.nn import Module
-
-        if self._cands is None:
-            fn = getattr(self.fn, "__func__", self.fn)
-            cands = list(getattr(self.fn, "__self__", None) and [self.fn.__self__] or [])
-            cands += [c.cell_contents for c in (getattr(fn, "__closure__", None) or ())
-                      if _cell_ok(c)]
-            code = getattr(fn, "__code__", None)
-            g = getattr(fn, "__globals__", {})
-            if code is not None:
-                cands += [g[n] for n in code.co_names if n in g]
-            if isinstance(self.fn, Module):
-                cands.append(self.fn)
-            self._cands = cands
-        return self._cands
-
-    def _training_modules(self, leaves):
-        """Modules whose train/eval mode the function may read."""
-        Module = _classes()[0]
-        if self._modules is None:
-            self._modules = [m for c in self._reachable() if isinstance(c, Module)
-                             for m in c.modules()]
-        extra = [m for _, v in leaves if isinstance(v, Module) for m in v.modules()]
-        return self._modules + extra if extra else self._modules
-
-    def _optimizers(self, leaves):
-        """Optimizers whose hyperparameters the function may read (guarded, except the
-        learning rate, which is read at every call: see ``Optimizer._lr``)."""
-        Optimizer = _classes()[1]
-        if self._opts is None:
-            self._opts = [c for c in self._reachable() if isinstance(c, Optimizer)]
-        extra = [v for _, v in leaves if isinstance(v, Optimizer)]
-        return self._opts + extra if extra else self._opts
-
-    def _recompile_reason(self, key) -> str:
-        if not self.cache:
-            return ""
-        old = next(reversed(self.cache))
-        return describe_key_change(old, key)
 
     # ---- introspection -------------------------------------------------------------------
     def stats(self) -> dict:
-        """Counters and reasons: compiles, cache hits, recompiles, fallbacks, graph breaks."""
-        return dict(self.counters, cache_entries=len(self.cache),
-                    recompile_reasons=list(self.recompile_reasons),
-                    fallbacks=list(self.fallbacks), notes=list(self.notes),
-                    breaks=[f"{r} at {loc}" for r, loc in self.breaks])
+        """Counters and reasons: compiles, cache hits, recompiles, fallbacks (each reason
+        once, with ``fallback_counts``), graph breaks, notes."""
+        with self._lock:
+            return dict(self.counters, cache_entries=len(self.cache),
+                        recompile_reasons=list(self.recompile_reasons),
+                        fallbacks=list(self.fallbacks),
+                        fallback_counts=dict(self.fallback_counts), notes=list(self.notes),
+                        breaks=[f"{r} at {loc}" for r, loc in self.breaks])
 
     def kernels(self) -> list:
         """The steps of every compiled plan (``KernelInfo``: backend, fused ops, source),
@@ -262,13 +334,25 @@ class CompiledFunction:
         >>> step(x, y); step(x, y); len(step.kernels())
         """
         out = []
-        for entry in self.cache.values():
+        for entry in list(self.cache.values()):
             stack = [entry.root] if entry.root is not None else []
             while stack:
                 seg = stack.pop()
                 if seg.plan is not None:
                     out.extend(seg.plan.kernels)
                 stack.extend(seg.children.values())
+        return out
+
+    def guards(self) -> list[str]:
+        """The Python state each cache entry's trace depends on, one line per guard.
+
+        >>> f(x); print("\\n".join(f.guards()))
+        global 'scale' == 0.5
+        """
+        out = []
+        for entry in list(self.cache.values()):
+            if entry.guards is not None:
+                out += [f"{w} == {e}" for w, e in zip(entry.guards.where, entry.guards.expected)]
         return out
 
     def cache_report(self) -> str:
@@ -280,64 +364,64 @@ class CompiledFunction:
         return cache_report(self)
 
 
-_CLASSES: tuple = ()
+def _scalar_key(v) -> tuple:
+    """A Python scalar in the key: its type and value, with -0.0 apart from 0.0 and every
+    NaN alike (NaN != NaN would miss the cache at every call)."""
+    if type(v) is float:
+        if v != v:
+            return ("V", "float", "nan")
+        if v == 0.0:
+            return ("V", "float", v, math.copysign(1.0, v))
+    return ("V", type(v).__name__, v)
 
 
-def _classes() -> tuple:
-    """(nn.Module, optim.Optimizer), imported once (they import this module's package)."""
-    global _CLASSES
-    if not _CLASSES:
-        from ember.nn import Module
-        from ember.optim import Optimizer
-        _CLASSES = (Module, Optimizer)
-    return _CLASSES
+def _storage(a):
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
 
 
-def _hyperparameters(opt) -> tuple:
-    """An optimizer's guarded settings: every group option but its params and lr."""
-    out = []
-    for i, group in enumerate(opt.param_groups):
-        for k, v in group.items():
-            if k not in ("params", "lr") and isinstance(v, (int, float, bool, str, tuple)):
-                out.append((f"{type(opt).__name__}.param_groups[{i}]['{k}']", v))
-    out.append((f"{type(opt).__name__} parameter groups", len(opt.param_groups)))
-    return tuple(out)
-
-
-def _cell_ok(c) -> bool:
-    try:
-        c.cell_contents
-        return True
-    except ValueError:
-        return False
+def _aliasing(tensors: list) -> tuple:
+    """Which tensor arguments are the same tensor, and which share memory: a trace of
+    ``f(x, x)`` must not replay ``f(x, y)``."""
+    same, shared = [], []
+    roots = [_storage(t._data) for t in tensors]
+    for i, t in enumerate(tensors):
+        same.append(next(j for j in range(i + 1) if tensors[j] is t))
+        shared.append(next(j for j in range(i + 1) if roots[j] is roots[i]))
+    return ("A", tuple(same), tuple(shared))
 
 
 def describe_key_change(old, new) -> str:
-    """A readable reason for a recompile: which guard failed."""
+    """A readable reason for a recompile: which part of the key changed."""
+    if old is None:
+        return ""
     if old[0] != new[0]:
         return "argument structure changed"
     if old[1] != new[1]:
         return f"grad mode changed ({old[1]} -> {new[1]})"
-    if old[-1] != new[-1]:
-        for a, b in zip(old[-1], new[-1]):
-            for (name, x), (_, y) in zip(a, b):
-                if x != y:
-                    return f"optimizer setting {name} changed {x!r} -> {y!r}"
-        return "an optimizer's settings changed"
-    if old[-2] != new[-2]:
-        return "a module switched between train() and eval()"
     if len(old) != len(new):
         return "number of arguments changed"
-    for i, (a, b) in enumerate(zip(old[2:-2], new[2:-2])):
+    for i, (a, b) in enumerate(zip(old[2:], new[2:])):
         if a == b:
             continue
+        if a[0] == "A":
+            return "which tensor arguments are the same tensor or share memory changed"
         if a[0] == "T" and b[0] == "T":
             names = ("shape", "dtype", "device", "requires_grad", "strides")
             for n, x, y in zip(names, a[1:], b[1:]):
                 if x != y:
                     return f"argument {i} {n} {_fmt(x)} -> {_fmt(y)}"
-        return f"argument {i} changed: {a[-1]!r} -> {b[-1]!r}"
+        return f"argument {i} changed: {_fmt_leaf(a)} -> {_fmt_leaf(b)}"
     return "guards changed"
+
+
+def _fmt_leaf(part) -> str:
+    if part[0] == "V":
+        return repr(part[2])
+    if part[0] == "O":
+        return f"a {part[1].__name__}"
+    return "a tensor"
 
 
 def _fmt(x):
@@ -351,8 +435,9 @@ def _fmt(x):
 class Entry:
     """The compiled code of one guard key: a tree of segments split at observed values."""
 
-    def __init__(self, owner: CompiledFunction) -> None:
+    def __init__(self, owner: CompiledFunction, guards: GuardSet | None) -> None:
         self.owner = owner
+        self.guards = guards   # the Python state the trace read (None: matches any)
         self.state = "second"
         self.root: Segment | None = None
         self.traces: list[Trace] = []
@@ -364,6 +449,10 @@ class Entry:
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):
+        with _COMPILE_LOCK:
+            return self._trace_locked(args, kwargs, leaves)
+
+    def _trace_locked(self, args, kwargs, leaves):
         tracer = Tracer(fullgraph=self.owner.fullgraph)
         arg_paths = {}
         snapshot = {}
@@ -420,7 +509,8 @@ class Entry:
         difference, or the compiler itself failed), this signature runs eagerly from now
         on: a compile failure costs speed, never correctness."""
         try:
-            self._add_path(trace, snapshot, result)
+            with _COMPILE_LOCK:
+                self._add_path(trace, snapshot, result)
         except CompileError:   # fullgraph=True: already explained
             self.state = "eager"
             raise
@@ -579,7 +669,7 @@ class Entry:
             try:
                 self._fill_captured(seg, env)
             except _Stale as e:  # e.g. a gradient set to None outside: run this call eagerly
-                self.owner.recompile_reasons.append(f"eager call: {e}")
+                self.owner._fallback(f"a call ran eagerly: {e}")
                 return self.owner._eager(args, kwargs)
             if verify:
                 _verify_segment(self.owner, seg, env)
@@ -589,10 +679,8 @@ class Entry:
             value = observed_value(env[seg.obs.node], seg.obs.how)
             child = seg.children.get(value)
             if child is None:  # a branch not seen yet: trace it (this call runs eagerly)
-                self.owner.recompile_reasons.append(
+                self.owner._recompiled(
                     f"new value {_short(value)} of {seg.obs.how}() at {seg.obs.location}")
-                _log("recompiles", f"{self.owner.__name__}: recompiling: "
-                     f"{self.owner.recompile_reasons[-1]}")
                 result, trace, snapshot = self._trace(args, kwargs, leaves)
                 self.owner.counters["compiles"] += 1
                 if trace.failed:
@@ -875,7 +963,6 @@ class CompiledModule:
     def __init__(self, module, **options) -> None:
         object.__setattr__(self, "_orig_mod", module)
         object.__setattr__(self, "_compiled_forward", CompiledFunction(module.__call__, **options))
-        self._compiled_forward._modules = list(module.modules())
 
     def __call__(self, *args, **kwargs):
         return self._compiled_forward(*args, **kwargs)

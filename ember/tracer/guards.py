@@ -1,0 +1,434 @@
+"""Guards: the Python state a trace depends on, checked cheaply at every cache hit.
+
+A trace freezes every Python value the function read: a global float, a closure
+variable, ``self.scale``, which submodule ``self.fc`` is, the parameter bound to
+``self.weight``. Before a cached trace replays, its guards check that all of this is
+still what it was when the trace was recorded; a failed guard names what changed
+(``global 'scale' 0.5 -> 0.25 (train.py:12)``) and the call compiles again.
+
+What is guarded is what the function can reach: the globals its code names (and the
+code of the user functions and user classes it reaches), its closure cells, ``self`` of
+a bound method, and the non-tensor arguments, followed through attributes, list, tuple
+and dict items, to a bounded depth. ember's nn.Modules are followed through all their
+submodules. Objects are held by weak reference where Python allows it, never by a bare
+``id()`` (a new object can get a dead one's id). Scalars compare by value with their
+type, so ``-0.0`` differs from ``0.0`` and a NaN equals a NaN.
+
+The checks are generated as one Python function per guard set (a hit runs straight-line
+code, no interpretation). Module attributes change only through ``Module.__setattr__``
+and the registry dicts, which count changes in ``nn.module.STRUCTURE_VERSION``: while it
+has not moved, the (many) module guards are skipped as a block.
+
+>>> scale = 0.5
+>>> f = ember.compile(lambda x: x * scale)
+>>> f(x); f(x); scale = 0.25; f(x)     # recompiles: global 'scale' 0.5 -> 0.25 (<stdin>:1)
+"""
+from __future__ import annotations
+
+import dis
+import math
+import types
+import weakref
+from typing import Any, Callable
+
+import numpy as np
+
+MISSING = type("MISSING", (), {"__repr__": lambda self: "<unset>"})()
+
+# How far the walk follows plain objects and containers from a root, how many items of
+# one container it looks at, and how many guards one function may have. Beyond them
+# what is not guarded is said in ``GuardSet.notes`` (stats()["notes"]).
+MAX_DEPTH = 4
+MAX_ITEMS = 256
+MAX_GUARDS = 4000
+# NumPy arrays reached are compared by content up to this size; larger ones by identity,
+# shape and dtype only (and said in the notes).
+MAX_ARRAY_BYTES = 1 << 16
+
+_SCALARS = (bool, int, float, complex, str, bytes, type(None))
+_SKIP_MODULES = ("ember", "numpy", "cupy", "torch", "builtins", "functools", "typing",
+                 "collections", "abc", "math", "threading", "weakref", "enum", "re")
+
+
+def _library(obj_or_type) -> bool:
+    """Code of ember, NumPy, the standard library...: trusted not to hide user state."""
+    mod = getattr(obj_or_type, "__module__", None) or ""
+    return mod.split(".")[0] in _SKIP_MODULES
+
+
+class _Strong:
+    """A reference callable like a weakref, for objects Python can't weakly reference."""
+    __slots__ = ("obj",)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+
+    def __call__(self):
+        return self.obj
+
+
+def _ref(obj) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return _Strong(obj)
+
+
+class GuardSet:
+    """The guards of one trace. ``check(leaves)`` is -1 when all hold, else the index of
+    the first that failed (``describe(i)`` says what changed)."""
+
+    def __init__(self, fn: Callable, leaves: list, modules_version: list) -> None:
+        b = _Builder(fn, leaves)
+        self.where = b.where
+        self.expected = b.expected
+        self.notes = b.notes
+        self.source = b.source()
+        self._codes = b.codes
+        self._version = modules_version
+        self._seen = [modules_version[0]]   # the structure version of the last full check
+        self._failed = [None]
+        ns = {"M": MISSING, "copysign": math.copysign, "ndarray": np.ndarray,
+              "array_equal": np.array_equal}
+        exec(compile(self.source, "<ember guards>", "exec"), ns)
+        self._check = ns["check"]
+        self._roots = b.roots
+
+    def check(self, leaves: list) -> int:
+        try:
+            return self._check(self._roots, leaves, self._version, self._seen, self._failed)
+        except Exception:   # a guarded object went away or changed shape: not a match
+            return len(self.where)
+
+    def alive(self) -> bool:
+        """False once an object the guards hold weakly is gone: the entry can never match
+        again (a new object may reuse the dead one's id, never its weak reference)."""
+        return all(r() is not None for r in self._roots if type(r) is weakref.ref)
+
+    def describe(self, i: int) -> str:
+        """``global 'scale' 0.5 -> 0.25 (train.py:12)``: guard ``i`` and what it sees now."""
+        if i >= len(self.where):
+            return "a guarded object is gone or changed type"
+        now = self._failed[0]
+        text = f"{self.where[i]} {self.expected[i]} -> {_short(now)}"
+        loc = _location(self._codes, self.where[i])
+        return f"{text} ({loc})" if loc else text
+
+
+class _Builder:
+    """Walks what a function can reach and writes the check function's source.
+
+    Each object reached gets a reference in ``roots`` (``R[k]`` in the check); the slot
+    that holds it is guarded to still hold it, and its own slots are guarded where it is
+    walked. Slots of nn.Modules (and their parameter, buffer and submodule dicts) go in
+    the gated block; everything else is checked at every call.
+    """
+
+    def __init__(self, fn: Callable, leaves: list) -> None:
+        self.where: list[str] = []
+        self.expected: list[str] = []
+        self.notes: list[str] = []
+        self.codes: list[types.CodeType] = []
+        self.roots: list = []        # R[...]: references the check function reads through
+        self.seen: dict = {}         # id(object) -> its index in roots; walked markers
+        self.plain: list[str] = []   # checks run at every call
+        self.gated: list[str] = []   # module guards: run when a module changed
+        self.names: set[str] = set()  # attribute and global names the code uses
+        self.pending: list = []       # (object, path, depth, gated) still to walk
+        self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
+        for i, (path, v) in enumerate(leaves):
+            if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
+                self._value(self.plain, f"L[{i}][1]", v, f"argument {path}", 0)
+        while self.pending:
+            self._walk(*self.pending.pop(0))
+
+    # ---- the source ---------------------------------------------------------------------
+    def source(self) -> str:
+        lines = ["def check(R, L, V, S, F):"]
+        lines += ["    " + s for s in self.plain]
+        if self.gated:
+            lines.append("    if V[0] != S[0]:")
+            lines += ["        " + s for s in self.gated]
+            lines.append("        S[0] = V[0]")
+        lines.append("    return -1")
+        return "\n".join(lines) + "\n"
+
+    def _guard(self, out: list, cond: str, where: str, expected: str) -> None:
+        if len(self.where) >= MAX_GUARDS:
+            if not any(n.startswith("more than") for n in self.notes):
+                self.notes.append(f"more than {MAX_GUARDS} Python values are reachable: "
+                                  f"the rest (from {where} on) are not guarded")
+            return
+        i = len(self.where)
+        self.where.append(where)
+        self.expected.append(expected)
+        out.append(f"if not ({cond}): F[0] = v; return {i}")
+
+    def _root(self, obj) -> int:
+        """The reference to a user's object (weak where possible), one per object."""
+        k = self.seen.get(id(obj))
+        if k is None:
+            k = self.seen[id(obj)] = len(self.roots)
+            self.roots.append(_ref(obj))
+        return k
+
+    def _const(self, value) -> int:
+        """A value made here (an expected float, a copy of an array): held strongly."""
+        self.roots.append(_Strong(value))
+        return len(self.roots) - 1
+
+    # ---- one value in one slot ----------------------------------------------------------
+    def _value(self, out: list, expr: str, v, where: str, depth: int,
+               registry: bool = False) -> None:
+        """Guard that ``expr`` (evaluated in the check) still gives ``v``; walk into v."""
+        out.append(f"v = {expr}")
+        cond = _scalar_condition(v, self)
+        if cond is not None:
+            self._guard(out, cond, where, _short(v))
+            return
+        if isinstance(v, np.ndarray):
+            self._array(out, v, where)
+            return
+        if isinstance(v, (set, frozenset)) and all(isinstance(x, _SCALARS) for x in v):
+            self._guard(out, f"v == R[{self._const(frozenset(v))}]()", where, _short(v))
+            return
+        # Any other object: the same object, then (walked later) what it holds.
+        k = self._root(v)
+        self._guard(out, f"v is R[{k}]()", where, _describe_obj(v))
+        module = _is_module(v)
+        if (("walked", id(v)) not in self.seen and _walkable(v)
+                and (depth < MAX_DEPTH or module or registry)):
+            self.seen[("walked", id(v))] = 1
+            # A module's registry dicts change only through Module methods, which move
+            # STRUCTURE_VERSION: they are checked with the module, in the gated block.
+            self.pending.append((v, where, depth + 1, module or registry))
+
+    def _array(self, out: list, a: np.ndarray, where: str) -> None:
+        # An argument is compared whatever its size: the caller handed it in to be used.
+        if a.nbytes <= MAX_ARRAY_BYTES or where.startswith("argument"):
+            k = self._const(a.copy())
+            self._guard(out, f"type(v) is ndarray and v.shape == {a.shape!r} and v.dtype == "
+                        f"R[{k}]().dtype and array_equal(v, R[{k}](), equal_nan=True)",
+                        where, f"an array {list(a.shape)} (by value)")
+        else:
+            self._guard(out, f"v is R[{self._root(a)}]() and v.shape == {a.shape!r}", where,
+                        f"an array {list(a.shape)}")
+            self.notes.append(f"{where}: a NumPy array of {a.nbytes} bytes is guarded by "
+                              "identity and shape only, not by its values")
+
+    # ---- walking into an object ---------------------------------------------------------
+    def _walk(self, obj, where: str, depth: int, gated: bool) -> None:
+        k = self._root(obj)
+        out = self.gated if gated else self.plain
+        if isinstance(obj, (list, tuple, dict)):
+            out.append(f"d = R[{k}]()")
+            out.append("v = len(d)")
+            self._guard(out, f"v == {len(obj)}", f"{where} length", str(len(obj)))
+            if len(obj) > MAX_ITEMS:
+                self.notes.append(f"{where}: only the first {MAX_ITEMS} of {len(obj)} items "
+                                  "are guarded")
+            if isinstance(obj, dict):
+                for key, v in list(obj.items())[:MAX_ITEMS]:
+                    if isinstance(key, (str, int)) and not isinstance(key, bool):
+                        self._value(out, f"d.get({key!r}, M)", v, f"{where}[{key!r}]", depth)
+            else:
+                for i, v in enumerate(obj[:MAX_ITEMS]):
+                    self._value(out, f"d[{i}]", v, f"{where}[{i}]", depth)
+            return
+        if isinstance(obj, types.ModuleType):
+            # Only the names the code uses, and only values (functions rarely change).
+            d = vars(obj)
+            out.append(f"d = R[{k}]().__dict__")
+            for name in sorted(self.names & d.keys()):
+                v = d[name]
+                if isinstance(v, _SCALARS) or _is_tensor(v) or isinstance(v, np.ndarray):
+                    self._value(out, f"d.get({name!r}, M)", v, f"{where}.{name}", depth)
+            return
+        if isinstance(obj, types.FunctionType):
+            self._func(obj, where)
+            return
+        if isinstance(obj, types.MethodType):
+            self._value(out, f"R[{k}]().__self__", obj.__self__, f"{where}.__self__", depth)
+            self._value(out, f"R[{k}]().__func__", obj.__func__, where, depth)
+            return
+        if _is_optimizer(obj):
+            self._optimizer(obj, k, where)
+            return
+        if not _library(type(obj)):
+            self._class_code(type(obj))
+        d = obj.__dict__
+        out.append(f"d = R[{k}]().__dict__")
+        out.append("v = len(d)")
+        self._guard(out, f"v == {len(d)}", f"{where} attribute count", str(len(d)))
+        module = _is_module(obj)
+        for name, v in list(d.items()):
+            self._value(out, f"d.get({name!r}, M)", v, f"{where}.{name}", depth,
+                        registry=module and name in _REGISTRIES)
+
+    def _optimizer(self, opt, k: int, where: str) -> None:
+        """An optimizer's settings, but not ``lr`` (read at every call: schedulers change
+        it) nor its state (tensors, updated in place)."""
+        out = self.plain
+        out.append(f"v = R[{k}]().param_groups")
+        self._guard(out, f"len(v) == {len(opt.param_groups)}", f"{where}.param_groups",
+                    f"{len(opt.param_groups)} groups")
+        out.append("gs = v")
+        for i, group in enumerate(opt.param_groups):
+            for name, v in group.items():
+                if name not in ("params", "lr"):
+                    self._value(out, f"gs[{i}].get({name!r}, M)", v,
+                                f"{where}.param_groups[{i}][{name!r}]", MAX_DEPTH)
+
+    def _func(self, fn, where: str, root: bool = False) -> None:
+        """A function: the globals its code names, its closure cells, its bound self."""
+        self_obj = getattr(fn, "__self__", None)
+        if self_obj is not None and not isinstance(self_obj, types.ModuleType):
+            if root:
+                self._value(self.plain, f"R[{self._root(fn)}]().__self__", self_obj,
+                            type(self_obj).__name__, 0)
+            fn = getattr(fn, "__func__", fn)
+        # ember's own code (Module.__call__ of a compiled module) hides no user state.
+        if not isinstance(fn, types.FunctionType) or ((not root or self_obj is not None)
+                                                      and _library(fn)):
+            return
+        k = self._root(fn)
+        code = fn.__code__
+        codes = _codes(code)
+        self.codes.extend(codes)
+        for c in codes:
+            self.names.update(c.co_names)
+        glb = fn.__globals__
+        gk = self._root(glb)
+        for name in sorted({n for c in codes for n in c.co_names}):
+            if name in glb and ("global", gk, name) not in self.seen:
+                self.seen[("global", gk, name)] = 1
+                self._value(self.plain, f"R[{gk}]().get({name!r}, M)", glb[name],
+                            f"global {name!r}", 1)
+        for i, (name, cell) in enumerate(zip(code.co_freevars, fn.__closure__ or ())):
+            try:
+                v = cell.cell_contents
+            except ValueError:   # not assigned yet
+                continue
+            self._value(self.plain, f"R[{k}]().__closure__[{i}].cell_contents", v,
+                        f"closure variable {name!r}", 1)
+
+    def _class_code(self, cls) -> None:
+        """The methods of a user class (a model's forward): their globals are read too."""
+        if ("class", id(cls)) in self.seen:
+            return
+        self.seen[("class", id(cls))] = 1
+        for klass in cls.__mro__:
+            if _library(klass) or klass is object:
+                continue
+            for v in vars(klass).values():
+                f = v.__func__ if isinstance(v, (staticmethod, classmethod)) else v
+                if isinstance(f, property):
+                    f = f.fget
+                if isinstance(f, types.FunctionType):
+                    self._func(f, f.__qualname__)
+
+
+_REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_forward_pre_hooks",
+                         "_forward_hooks", "_non_persistent_buffers_set"))
+
+
+# ---- helpers --------------------------------------------------------------------------
+
+def _scalar_condition(v, b: _Builder) -> str | None:
+    """The check that a slot still holds scalar ``v`` (by type and value), or None."""
+    if v is None or v is True or v is False or v is MISSING:
+        return "v is M" if v is MISSING else f"v is {v!r}"
+    t = type(v)
+    if t is int:
+        return f"type(v) is int and v == {v!r}"
+    if t is float:
+        if v != v:
+            return "type(v) is float and v != v"
+        if v == 0.0:
+            return f"type(v) is float and v == 0.0 and copysign(1.0, v) == {math.copysign(1.0, v)!r}"
+        return f"type(v) is float and v == R[{b._const(v)}]()"
+    if t in (str, bytes, complex):
+        return f"type(v) is {t.__name__} and v == R[{b._const(v)}]()"
+    if isinstance(v, np.generic):
+        k = b._const(v)
+        return f"type(v) is type(R[{k}]()) and (v == R[{k}]() or (v != v and R[{k}]() != R[{k}]()))"
+    return None
+
+
+def _codes(code: types.CodeType) -> list[types.CodeType]:
+    """A code object and those nested in it (lambdas, comprehensions, inner functions)."""
+    out, stack = [], [code]
+    while stack:
+        c = stack.pop()
+        out.append(c)
+        stack.extend(x for x in c.co_consts if isinstance(x, types.CodeType))
+    return out
+
+
+def _location(codes: list[types.CodeType], where: str) -> str:
+    """file:line of the first use in the guarded code of the name a guard is about."""
+    name = where.split("'")[1] if where.startswith(("global", "closure")) else \
+        where.rsplit(".", 1)[-1].split("[")[0]
+    for c in codes:
+        for ins in dis.get_instructions(c):
+            if ins.argval == name and ins.opname.startswith(("LOAD", "STORE")):
+                line = ins.positions.lineno if ins.positions else None
+                return f"{c.co_filename.rsplit('/', 1)[-1]}:{line or c.co_firstlineno}"
+    return ""
+
+
+def _is_tensor(v) -> bool:
+    from ember.tensor import Tensor
+    return isinstance(v, Tensor)
+
+
+def _is_module(v) -> bool:
+    from ember.nn.module import Module
+    return isinstance(v, Module)
+
+
+def _is_optimizer(v) -> bool:
+    from ember.optim.optimizer import Optimizer
+    return isinstance(v, Optimizer)
+
+
+def _walkable(v) -> bool:
+    """Objects whose contents are followed: containers, user objects, ember modules and
+    optimizers, user functions, Python modules (the names used), bound methods."""
+    if _is_tensor(v) or isinstance(v, type):
+        return False
+    if type(v) in (list, tuple, dict) or isinstance(v, dict):
+        return True
+    if _is_module(v) or _is_optimizer(v):
+        return True
+    if isinstance(v, (types.FunctionType, types.MethodType)):
+        return True
+    if isinstance(v, types.ModuleType):
+        return not _library_module(v)
+    return hasattr(v, "__dict__") and not _library(type(v))
+
+
+def _library_module(m: types.ModuleType) -> bool:
+    return m.__name__.split(".")[0] in _SKIP_MODULES
+
+
+def _describe_obj(v) -> str:
+    if isinstance(v, types.ModuleType):
+        return f"module {v.__name__}"
+    if _is_tensor(v):
+        return f"a tensor {list(v.shape)} at {id(v):#x}"
+    name = getattr(v, "__qualname__", None) or type(v).__name__
+    return f"<{name} at {id(v):#x}>"
+
+
+def _short(v) -> str:
+    if _is_tensor(v):
+        return f"a tensor {list(v.shape)} at {id(v):#x}"
+    if isinstance(v, np.ndarray):
+        return f"an array {list(v.shape)}"
+    if isinstance(v, (list, tuple, dict)) and len(v) > 4:
+        return f"a {type(v).__name__} of {len(v)}"
+    if isinstance(v, _SCALARS) or isinstance(v, (list, tuple, dict, set, frozenset)):
+        r = repr(v)
+        return r if len(r) <= 60 else r[:57] + "..."
+    return _describe_obj(v)

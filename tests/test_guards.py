@@ -1,0 +1,323 @@
+"""Compiled == eager when the Python state a trace read changes between calls (issue 13):
+globals, closures, attributes of modules and argument objects, scalar values, argument
+aliasing, new objects with a dead one's id(); and the cache stays sound when calls raise."""
+import gc
+import math
+import threading
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+
+CALLS = 5
+
+
+def _same(a, b):
+    np.testing.assert_allclose(np.asarray(a.tolist(), dtype=np.float64),
+                               np.asarray(b.tolist(), dtype=np.float64), rtol=1e-6, atol=1e-6)
+
+
+SCALE = 0.5
+W = ember.tensor([1.0, 2.0, 3.0])
+
+
+def _uses_globals(x):
+    return x * SCALE + W
+
+
+def test_global_float_and_global_tensor_rebound():
+    global SCALE, W
+    f = ember.compile(_uses_globals)
+    x = ember.ones(3)
+    try:
+        for scale, w in [(0.5, [1.0, 2.0, 3.0]), (0.25, [1.0, 2.0, 3.0]), (0.25, [7.0, 8.0, 9.0])]:
+            SCALE, W = scale, ember.tensor(w)
+            for _ in range(CALLS):
+                _same(f(x), _uses_globals(x))
+        reasons = f.stats()["recompile_reasons"]
+        assert any(r.startswith("global 'SCALE' 0.5 -> 0.25 (test_guards.py:") for r in reasons)
+        assert any(r.startswith("global 'W' a tensor [3]") for r in reasons)
+    finally:
+        SCALE, W = 0.5, ember.tensor([1.0, 2.0, 3.0])
+
+
+def test_closure_variable_changed():
+    k = 2.0
+
+    def g(x):
+        return x * k
+
+    f = ember.compile(g)
+    x = ember.ones(2)
+    for value in (2.0, 3.0, -1.0, 3.0):
+        k = value
+        for _ in range(CALLS):
+            assert f(x).tolist() == [value, value]
+    assert "closure variable 'k' 2.0 -> 3.0" in f.stats()["recompile_reasons"][0]
+
+
+class Cfg:
+    def __init__(self, scale, square=False):
+        self.scale = scale
+        self.square = square
+
+
+def _with_cfg(x, cfg):
+    y = x * cfg.scale
+    return y * y if cfg.square else y
+
+
+def test_attribute_of_an_argument_object_changed():
+    f = ember.compile(_with_cfg)
+    x = ember.tensor([1.0, 2.0])
+    cfg = Cfg(2.0)
+    for scale, square in [(2.0, False), (3.0, False), (3.0, True), (2.0, False)]:
+        cfg.scale, cfg.square = scale, square
+        for _ in range(CALLS):
+            _same(f(x, cfg), _with_cfg(x, cfg))
+
+
+def test_new_objects_do_not_reuse_a_dead_ones_entry():
+    # A new Cfg often gets the id() of the one just freed: identity is by weak reference.
+    f = ember.compile(_with_cfg)
+    x = ember.tensor([1.0, 2.0])
+    wrong = 0
+    for i in range(70):
+        cfg = Cfg(float(i % 7), square=bool(i % 2))
+        out = f(x, cfg)
+        wrong += out.tolist() != _with_cfg(x, cfg).tolist()
+        del cfg
+        gc.collect()
+    assert wrong == 0
+    assert f.stats()["cache_entries"] <= 2 and not f.stats()["fallbacks"]
+
+
+class Holder:
+    def __init__(self, k):
+        self.k = k
+
+    @ember.compile
+    def run(self, x):
+        return x * self.k
+
+
+def test_compiled_method_sees_self_attributes_and_new_objects():
+    x = ember.ones(2)
+    h = Holder(2.0)
+    for k in (2.0, 5.0):
+        h.k = k
+        for _ in range(CALLS):
+            assert h.run(x).tolist() == [k, k]
+    for i in range(20):
+        h = Holder(float(i))
+        assert h.run(x).tolist() == [float(i)] * 2
+    assert not Holder.run.stats()["fallbacks"]
+
+
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.scale = 1.0
+        self.use_bias = True
+
+    def forward(self, x):
+        y = self.fc(x) * self.scale
+        return y + 1 if self.use_bias else y
+
+
+def test_module_attributes_submodules_and_parameters_changed():
+    ember.manual_seed(0)
+    m = Scaled()
+    cm = ember.compile(m)
+    x = ember.randn(4, 3)
+
+    def check():
+        for _ in range(CALLS):
+            with ember.no_grad():
+                _same(cm(x), m(x))
+
+    check()
+    cm.scale = 0.5
+    check()
+    m.use_bias = False
+    check()
+    m.fc = nn.Linear(3, 2)
+    check()
+    m.fc.weight = nn.Parameter(ember.randn(2, 3))
+    check()
+    m.eval()
+    check()
+    reasons = " | ".join(cm.stats()["recompile_reasons"])
+    assert "Scaled.scale 1.0 -> 0.5" in reasons and "Scaled.use_bias True -> False" in reasons
+
+
+def test_argument_aliasing_is_part_of_the_key():
+    @ember.compile
+    def f(a, b):
+        a.add_(1)
+        return a + b
+
+    def eager(a, b):
+        a.add_(1)
+        return a + b
+
+    x, x2 = ember.zeros(3), ember.zeros(3)
+    for _ in range(3):
+        _same(f(x, x), eager(x2, x2))
+    y, y2 = ember.zeros(3), ember.zeros(3)
+    for _ in range(3):
+        _same(f(x, y), eager(x2, y2))
+    _same(x, x2)
+    _same(y, y2)
+
+
+def test_signed_zero_and_nan_scalars():
+    f = ember.compile(lambda x, s: 1 / (x * s))
+    x = ember.ones(2)
+    for _ in range(3):
+        assert f(x, 0.0).tolist() == [math.inf, math.inf]
+    for _ in range(3):
+        assert f(x, -0.0).tolist() == [-math.inf, -math.inf]
+    g = ember.compile(lambda x, s: x + s)
+    for _ in range(6):
+        assert all(math.isnan(v) for v in g(x, math.nan).tolist())
+    assert g.stats()["compiles"] <= 3   # NaN equals NaN in the key: no compile per call
+
+
+def test_numpy_argument_mutated_in_place():
+    f = ember.compile(lambda x, a: x * ember.tensor(a))
+    x = ember.ones(3)
+    a = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    for step in range(6):
+        a[0] = step
+        assert f(x, a).tolist() == [float(step), 2.0, 3.0]
+
+
+def test_exception_on_a_first_call_leaves_no_broken_entry():
+    def g(x, boom):
+        if boom:
+            raise ValueError("boom")
+        return x * 2
+
+    f = ember.compile(g)
+    x = ember.ones(2)
+    with pytest.raises(ValueError, match="boom"):
+        f(x, True)
+    assert f.stats()["cache_entries"] == 0
+    for _ in range(CALLS):
+        assert f(x, False).tolist() == [2.0, 2.0]
+        with pytest.raises(ValueError, match="boom"):
+            f(x, True)
+
+
+def test_integer_division_by_zero_and_keyboard_interrupt_on_first_calls():
+    state = {"interrupt": True}
+
+    def g(x):
+        if state["interrupt"]:
+            raise KeyboardInterrupt
+        return x // 2
+
+    f = ember.compile(g)
+    x = ember.tensor([4, 6])
+    with pytest.raises(KeyboardInterrupt):
+        f(x)
+    state["interrupt"] = False
+    for _ in range(CALLS):
+        assert f(x).tolist() == [2, 3]
+
+
+def test_wrong_arity_adds_no_entry():
+    f = ember.compile(lambda x, y: x + y)
+    for _ in range(5):
+        with pytest.raises(TypeError):
+            f(ember.ones(2))
+    assert f.stats()["cache_entries"] == 0
+
+
+def test_fallback_record_counts_instead_of_growing():
+    f = ember.compile(lambda x: x * 2, cache_limit=1)
+    f(ember.ones(1))
+    with pytest.warns(UserWarning, match="cache limit"):
+        for n in range(2, 200):
+            f(ember.ones(n))
+    s = f.stats()
+    assert len(s["fallbacks"]) == 1
+    assert s["fallback_counts"][s["fallbacks"][0]] == 198
+
+
+@pytest.mark.parametrize("raw,expected", [("1", True), ("true", True), (" Yes ", True),
+                                          ("ON", True), ("0", False), ("false", False),
+                                          ("no", False), ("Off ", False), ("", False)])
+def test_env_flags(monkeypatch, raw, expected):
+    from ember.tracer.compile import env_flag
+    monkeypatch.setenv("EMBER_TEST_FLAG", raw)
+    assert env_flag("EMBER_TEST_FLAG") is expected
+
+
+def test_env_flag_rejects_other_words(monkeypatch):
+    from ember.tracer.compile import env_flag
+    monkeypatch.setenv("EMBER_TEST_FLAG", "maybe")
+    with pytest.raises(ValueError, match="EMBER_TEST_FLAG='maybe'"):
+        env_flag("EMBER_TEST_FLAG")
+
+
+def test_threads_on_one_warm_function_and_on_first_calls():
+    f = ember.compile(lambda x, k: (x * k + 1).relu().sum())
+    for k in range(8):
+        for _ in range(3):
+            f(ember.ones(16), float(k))
+    wrong = []
+
+    def worker(k, fn):
+        x = ember.full((16,), float(k % 3))
+        for i in range(500):
+            got = fn(x, float(k)).item()
+            want = 16 * max(float(k % 3) * k + 1, 0.0)
+            if got != want:
+                wrong.append((k, i, got, want))
+
+    def run(fns):
+        threads = [threading.Thread(target=worker, args=(k, fns[k])) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    run([f] * 8)
+    assert wrong == []
+    assert f.stats()["calls"] == 8 * 3 + 8 * 500
+    # First calls at once: each thread compiles its own function (and one shared).
+    fresh = [ember.compile(lambda x, k: (x * k + 1).relu().sum()) for _ in range(8)]
+    run(fresh)
+    shared = ember.compile(lambda x, k: (x * k + 1).relu().sum())
+    run([shared] * 8)
+    assert wrong == []
+
+
+def test_dump_folders_are_private(tmp_path, monkeypatch):
+    import os
+    import stat
+    from ember.inspect import dump
+    monkeypatch.setitem(dump._state, "dir", str(tmp_path))
+    folder = dump.new_folder("f")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+
+
+def test_kernels_of_dead_functions_are_freed():
+    from ember.codegen import llvm
+    x = ember.ones(32)
+    gc.collect()
+    before = len(llvm._CACHE)
+    for i in range(30):
+        f = ember.compile(lambda x, k=float(i) + 0.125: (x * k + 1).exp().sum())
+        for _ in range(3):
+            f(x)
+        del f
+    gc.collect()
+    assert len(llvm._CACHE) <= before
+    g = ember.compile(lambda x: (x * 3.5 + 1).exp().sum())   # and code still runs after
+    assert all(abs(g(x).item() - 32 * math.exp(4.5)) < 1e-2 for _ in range(3))
