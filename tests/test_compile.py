@@ -184,6 +184,24 @@ def test_random_programs(seed):
 
 # ---- ported programs and control flow ------------------------------------------------------
 
+def test_a_first_call_that_raises_leaves_a_working_cache_entry():
+    state = {"fail": True}   # read by the function, not an argument: the same guard key
+
+    def g(x):
+        if state["fail"]:
+            raise ValueError("bad first call")
+        return x * 2
+
+    cf = ember.compile(g)
+    x = ember.ones(3)
+    with pytest.raises(ValueError, match="bad first call"):
+        cf(x)
+    state["fail"] = False
+    for _ in range(4):
+        np.testing.assert_array_equal(cf(x).numpy(), [2.0, 2.0, 2.0])
+    assert cf.stats()["cache_hits"] >= 2 and cf.stats()["cache_entries"] == 1
+
+
 def test_data_dependent_branch_both_signs_any_order():
     @ember.compile
     def f(x):

@@ -433,6 +433,8 @@ class Entry:
 
     def second_call(self, args, kwargs, leaves):
         """Trace once more and compare: Python state that changed would be frozen."""
+        if not self.traces:   # the first call raised (a bad target, say): it traced nothing
+            return self.first_call(args, kwargs, leaves)
         result, trace, snapshot = self._trace(args, kwargs, leaves)
         first = self.traces[0]
         upto = _divergence(first, trace)
