@@ -96,6 +96,8 @@ OP_PROGRAMS = {
     "index_put": lambda: (_setitem_prog, _x(3, 4)),
     "one_hot": lambda: (lambda x, y: x * ember.nn.functional.one_hot(y, 4), _x(3, 4),
                         ember.tensor([3, 0, 1])),
+    "check_index": lambda: (lambda x, y: ember.nn.functional.cross_entropy(x, y), _x(3, 4),
+                            ember.tensor([3, 0, 1])),
     "full": lambda: (lambda x: x + ember.zeros(3, 4), _x(3, 4)),
     "arange": lambda: (lambda x: x + ember.arange(4), _x(3, 4)),
     "unfold2d": lambda: (lambda x: ember.dispatch.dispatch("unfold2d", x, kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), pad_value=0.0), _x(1, 2, 3, 3)),

@@ -352,7 +352,10 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     if input.is_floating_point() or input.dtype is dtypes.bool_:
         raise OpError("embedding", f"expected an integer index tensor, got {input.dtype.name}",
                       (input, weight))
-    _check_range("embedding", input, weight.shape[0], (input, weight))
+    # NumPy would wrap a negative index around: PyTorch's range check instead, as an op so
+    # that a compiled replay checks each call's indices too.
+    dispatch("check_index", input, bound=weight.shape[0], name="embedding",
+             message="index out of range in self")
     out = weight[input]
     if padding_idx is not None:
         # The padding row's value is used, but it gets no gradient (as in PyTorch).
@@ -451,10 +454,11 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
         raise OpError("nll_loss", f"expected integer class indices as target, got "
                       f"{target.dtype.name}", (input, target))
     n_classes = flat.shape[1]
+    dispatch("check_index", target, bound=n_classes, ignore=ignore_index, name="nll_loss",
+             message="Target {} is out of bounds.")
     t = target.reshape(-1)
     valid = t != ignore_index
     safe = where(valid, t, 0)
-    _check_range("nll_loss", safe, n_classes, (input, target), what="Target")
     picked = flat[arange(flat.shape[0], device=flat.device), safe]
     w = valid.to(flat.dtype)
     if weight is not None:
@@ -631,20 +635,6 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.mean()
-
-
-def _check_range(op: str, index: Tensor, n: int, inputs, what: str = "index") -> None:
-    """Indices must lie in [0, n): NumPy would silently wrap negative ones around.
-
-    This reads the indices directly (a validation, not a value the computation uses), so
-    it does not split a compiled trace."""
-    if index.numel() == 0:
-        return
-    xp = index._xp
-    lo, hi = int(xp.min(index._data)), int(xp.max(index._data))
-    if lo < 0 or hi >= n:
-        bad = lo if lo < 0 else hi
-        raise OpError(op, f"{what} {bad} is out of bounds for {n} entries", inputs)
 
 
 def _stack(tensors: Sequence[Tensor], dim: int) -> Tensor:

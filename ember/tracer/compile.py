@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ember import autograd, dispatch as _dispatch
+from ember.errors import OpError
 from ember.inspect import hooks as _inspect
 from ember.ir.graph import Graph, InputSource
 from ember.ir.passes import run_pipeline
@@ -172,7 +173,15 @@ class CompiledFunction:
             return entry.first_call(args, kwargs, leaves)
         self.counters["cache_hits"] += 1
         t0 = _inspect.clock()
-        out = entry.run(args, kwargs, leaves)
+        try:
+            out = entry.run(args, kwargs, leaves)
+        except OpError as e:
+            if not e.from_check:
+                raise
+            # A value check failed (an index out of range) before any step wrote state
+            # (plans run checks first, write-backs last): run the call eagerly, so that it
+            # raises where eager raises, having done what eager does before that line.
+            return self._eager(args, kwargs)
         self.record.hit(entry, _inspect.clock() - t0)
         return out
 
@@ -617,6 +626,9 @@ class Entry:
                 try:
                     with preserved_rng():
                         self.autograd_plans = CompiledAutograd(self, seg.trace, leaves)
+                except OpError:   # this call's values are bad (an index): raise as eager
+                    self.autograd_plans = None   # does, and build from a later call
+                    raise
                 except Exception as e:  # costs speed, never correctness
                     self.owner._fallback(f"the backward is not compiled ({type(e).__name__}: "
                                          f"{e}); gradients replay the trace eagerly")
@@ -654,8 +666,7 @@ class Entry:
 
     def _run_with_autograd(self, args, kwargs, leaves):
         """Replay the traced ops through dispatch, so the autograd tape is recorded."""
-        from ember.dispatch import dispatch
-        from ember.ops.registry import OPS
+        from ember.ir.interpreter import dispatch_node
 
         seg = self.root
         tenv: dict[int, Tensor] = {}
@@ -673,7 +684,7 @@ class Entry:
                 elif d["op"] == "const":
                     tenv[n] = Tensor._wrap(g.const_array(n))
                 else:
-                    tenv[n] = dispatch(OPS[d["op"]], *[tenv[a] for a in d["args"]], **d["attrs"])
+                    tenv[n] = dispatch_node(d, [tenv[a] for a in d["args"]])
             if seg.obs is None:
                 break
             value = observed_value(tenv[seg.obs.node]._data, seg.obs.how)
