@@ -67,5 +67,18 @@ class OpIndexError(OpError, IndexError):
     that still names the op and the user's line."""
 
 
+class OpTypeError(OpError, TypeError):
+    """An argument of the wrong type (a list where a tensor goes): a ``TypeError``, as in
+    PyTorch, that still names the op and the user's line."""
+
+
+def type_name(x) -> str:
+    """A value's type as PyTorch's argument errors write it: ``float``, ``numpy.ndarray``."""
+    kind = type(x)
+    if kind.__module__ == "builtins":
+        return kind.__name__
+    return f"{kind.__module__.split('.')[0]}.{kind.__name__}"
+
+
 def op_error(op: str, message: str, inputs=()) -> OpError:
     return OpError(op, message, inputs)
