@@ -84,6 +84,7 @@ def test_target_out_of_range_raises_on_every_replay(fn, marker):
     assert cf.stats()["cache_hits"] >= 5 and not cf.stats()["fallbacks"]
 
 
+@pytest.mark.filterwarnings("error")
 def test_embedding_index_out_of_range_raises_on_every_replay():
     emb = nn.Embedding(10, 3)
 
@@ -151,6 +152,22 @@ def test_messages_and_types_match_pytorch():
         for e in [got] + compiled:
             assert isinstance(e, IndexError), e
             assert e.message == str(want)
+
+
+def test_checks_hold_across_graph_breaks():
+    """A check after a data-dependent branch lives in a later segment of the plan."""
+    def fn(x, t):
+        if x.sum() > 0:   # a graph break: each sign is its own segment
+            x = x * 2
+        return F.cross_entropy(x, t)  # BREAK-LINE
+
+    cf = ember.compile(fn)
+    for sign in (1, -1, 1, -1, 1, -1):
+        x = ember.full((3, 4), 0.5 * sign)
+        for t in ([0, 1, 3], [0, 4, 1], [2, 2, 2], [-1, 0, 0]):
+            t = ember.tensor(t)
+            _same(_run(fn, x, t), _run(cf, x, t), line=_line("# BREAK-LINE"))
+    assert cf.stats()["cache_hits"] >= 8 and cf.stats()["breaks"]
 
 
 def test_first_call_that_raises_does_not_break_the_cache():
