@@ -13,7 +13,7 @@ import types
 import numpy as np
 
 from ember import autograd, dtypes
-from ember.errors import OpError, shape_str
+from ember.errors import OpError, OpTypeError, shape_str, type_name
 from ember.ops.registry import OPS, OpDef
 
 Tensor = None  # bound by ember.tensor at import (the two modules need each other)
@@ -124,8 +124,8 @@ def _prepare_elementwise(op: OpDef, args):
         elif isinstance(a, (bool, int, float, np.number, np.bool_)):
             d = dtypes.scalar_dtype(a.item() if isinstance(a, (np.number, np.bool_)) else a)
             wrapped = d if wrapped is None else dtypes.promote(wrapped, d)
-        else:
-            raise OpError(op.name, f"unsupported operand type {type(a).__name__}", tensors)
+        else:   # reached only by an operand of an unexpected type: not on the hot path
+            return _prepare_elementwise(op, _arrays_as_tensors(op, args, first))
     dt = dtypes.result_type(dim, zero, wrapped)
     if rule == "float" and not dt.is_floating_point:
         dt = dtypes.get_default_dtype()
@@ -139,6 +139,28 @@ def _prepare_elementwise(op: OpDef, args):
             out.append(a if a.dtype is dt else a.to(dt))
         else:
             out.append(constant(a, dt, first._device))
+    return tuple(out)
+
+
+def _arrays_as_tensors(op: OpDef, args, like) -> tuple:
+    """NumPy arrays as tensors on ``like``'s device (``x + np.ones(3)`` is a tensor in
+    PyTorch too); any other operand that is neither a tensor nor a number is a TypeError
+    naming the op and the argument, in PyTorch's words."""
+    from ember.tensor import tensor
+
+    names = ("condition", "input", "other") if op.dtype_rule == "where" else ("input", "other")
+    out = []
+    for i, a in enumerate(args):
+        if isinstance(a, np.ndarray) and a.dtype.kind in "biuf":
+            if _local.tracer is not None:   # a trace would freeze the array's values
+                _local.tracer.fail(f"{op.name}: a NumPy array operand would become a constant; "
+                            "pass ember.tensor(array) as an argument instead")
+            a = tensor(a, device=like.device)
+        elif not isinstance(a, (Tensor, bool, int, float, np.number, np.bool_)):
+            name = names[i] if i < len(names) else f"arg{i}"
+            raise OpTypeError(op.name, f"argument '{name}' (position {i + 1}) must be Tensor, "
+                              f"not {type_name(a)}")
+        out.append(a)
     return tuple(out)
 
 

@@ -35,15 +35,49 @@ def describe(x) -> str:
 class OpError(RuntimeError):
     """An op was given inputs it cannot work on (shapes, dtypes, devices, values)."""
 
+    # Raised by a check op (``OpDef.effect``), which a compiled plan runs before any step
+    # that writes state: the call can then be run again eagerly, from unchanged state.
+    from_check = False
+
     def __init__(self, op: str, message: str, inputs=(), location: str | None = None) -> None:
         self.op = op
+        self.message = message
         self.location = location or user_frame()
-        args = ", ".join(describe(i) for i in inputs)
-        text = f"{op}: {message}"
-        if args:
-            text += f"\n  inputs: {args}"
-        text += f"\n  at {self.location}"
-        super().__init__(text)
+        self.shown = ", ".join(describe(i) for i in inputs)
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        text = f"{self.op}: {self.message}"
+        if self.shown:
+            text += f"\n  inputs: {self.shown}"
+        return text + f"\n  at {self.location}"
+
+    def relocated(self, location: str) -> OpError:
+        """The same error reported at ``location``: a compiled replay names the line that
+        made the failing node, as eager would, rather than the compiled function's call."""
+        err = type(self).__new__(type(self))
+        err.__dict__.update(self.__dict__)
+        err.location = location
+        err.args = (err._text(),)
+        return err
+
+
+class OpIndexError(OpError, IndexError):
+    """A value out of range (an index, a class target): an ``IndexError``, as in PyTorch,
+    that still names the op and the user's line."""
+
+
+class OpTypeError(OpError, TypeError):
+    """An argument of the wrong type (a list where a tensor goes): a ``TypeError``, as in
+    PyTorch, that still names the op and the user's line."""
+
+
+def type_name(x) -> str:
+    """A value's type as PyTorch's argument errors write it: ``float``, ``numpy.ndarray``."""
+    kind = type(x)
+    if kind.__module__ == "builtins":
+        return kind.__name__
+    return f"{kind.__module__.split('.')[0]}.{kind.__name__}"
 
 
 def op_error(op: str, message: str, inputs=()) -> OpError:

@@ -96,6 +96,8 @@ OP_PROGRAMS = {
     "index_put": lambda: (_setitem_prog, _x(3, 4)),
     "one_hot": lambda: (lambda x, y: x * ember.nn.functional.one_hot(y, 4), _x(3, 4),
                         ember.tensor([3, 0, 1])),
+    "check_index": lambda: (lambda x, y: ember.nn.functional.cross_entropy(x, y), _x(3, 4),
+                            ember.tensor([3, 0, 1])),
     "full": lambda: (lambda x: x + ember.zeros(3, 4), _x(3, 4)),
     "arange": lambda: (lambda x: x + ember.arange(4), _x(3, 4)),
     "unfold2d": lambda: (lambda x: ember.dispatch.dispatch("unfold2d", x, kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), pad_value=0.0), _x(1, 2, 3, 3)),
@@ -183,6 +185,24 @@ def test_random_programs(seed):
 
 
 # ---- ported programs and control flow ------------------------------------------------------
+
+def test_a_first_call_that_raises_leaves_a_working_cache_entry():
+    state = {"fail": True}   # read by the function, not an argument: the same guard key
+
+    def g(x):
+        if state["fail"]:
+            raise ValueError("bad first call")
+        return x * 2
+
+    cf = ember.compile(g)
+    x = ember.ones(3)
+    with pytest.raises(ValueError, match="bad first call"):
+        cf(x)
+    state["fail"] = False
+    for _ in range(4):
+        np.testing.assert_array_equal(cf(x).numpy(), [2.0, 2.0, 2.0])
+    assert cf.stats()["cache_hits"] >= 2 and cf.stats()["cache_entries"] == 1
+
 
 def test_data_dependent_branch_both_signs_any_order():
     @ember.compile

@@ -680,7 +680,7 @@ def test_linear_shape_error_names_op_shapes_and_line():
     (lambda: nn.MaxPool2d(2)(ember.randn(4, 4)), "max_pool2d.*4-D"),
     (lambda: nn.CrossEntropyLoss()(ember.randn(2, 3), ember.tensor([0, 3])), "nll_loss.*Target 3"),
     (lambda: nn.CrossEntropyLoss()(ember.randn(2, 3), ember.tensor([0, 1, 2])), r"nll_loss.*\[2\]"),
-    (lambda: nn.Embedding(3, 2)(ember.tensor([1, -1])), "embedding.*-1 is out of bounds"),
+    (lambda: nn.Embedding(3, 2)(ember.tensor([1, -1])), "embedding.*index out of range in self"),
     (lambda: nn.Embedding(3, 2)(ember.tensor([0.5])), "embedding.*integer"),
 ])
 def test_shape_errors_are_op_errors(call, match):

@@ -449,6 +449,14 @@ def _no_scalars(cases):
     return [c for c in cases if all(isinstance(x, np.ndarray) for x in c.inputs)]
 
 
+def _torch_true(*a):
+    return __import__("torch").tensor(True)
+
+
+def _np_true(*a):
+    return np.array(True)
+
+
 def _build_cases():
     torch_op = lambda name: (lambda *xs: getattr(__import__("torch"), name)(*xs))  # noqa: E731
     import operator as op
@@ -514,6 +522,14 @@ def _build_cases():
                     Case([np.array(2)], lambda a: __import__("torch").nn.functional.one_hot(a, 3),
                          lambda a: np.eye(3, dtype=np.int64)[a], {"num_classes": 3}, id="0d",
                          grad=False)],
+        # A check: True when every index is in range (and raises otherwise, see
+        # tests/test_checked_replays.py); torch's only counterpart is its own raising.
+        "check_index": [Case([np.array([[0, 3], [-100, 1]])], _torch_true, _np_true,
+                             {"bound": 4, "ignore": -100, "name": "t", "message": "{}"},
+                             id="ignore", grad=False),
+                        Case([np.zeros((0,), np.int64)], _torch_true, _np_true,
+                             {"bound": 1, "name": "t", "message": "{}"}, id="empty",
+                             grad=False)],
         "matmul": _matmul_cases(),
         "reshape": [Case([f64(3, 4)], lambda a: a.reshape(2, 6), lambda a: a.reshape(2, 6),
                          {"shape": (2, 6)}, id="2d"),

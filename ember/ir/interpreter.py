@@ -21,12 +21,25 @@ def run_node(graph, nid: int, env: dict, xp=None):
     xp = xp or array_module(d["device"])
     try:
         out = op.eager(xp, *arrays, **d["attrs"])
+    except OpError as e:   # an op's own check (an index out of range): eager's error type
+        raise e.relocated(d.get("src") or e.location) from None
     except Exception as e:
         raise OpError(d["op"], f"while executing %{nid}: {type(e).__name__}: {e}",
                       location=d.get("src") or None) from e
     if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
         out = xp.asarray(out)  # NumPy returns scalars for 0-dim results
     return out
+
+
+def dispatch_node(d: dict, args: list):
+    """Replay a node (its data ``d``) on tensors through dispatch, so autograd records it;
+    an op's own check reports the line that made the node, as eager did."""
+    from ember.dispatch import dispatch
+
+    try:
+        return dispatch(OPS[d["op"]], *args, **d["attrs"])
+    except OpError as e:
+        raise e.relocated(d.get("src") or e.location) from None
 
 
 def interpret(graph, inputs: dict[int, object], nodes=None) -> dict:

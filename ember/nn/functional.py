@@ -17,7 +17,7 @@ from typing import Sequence
 from ember import dtypes
 from ember.autograd import no_grad
 from ember.dispatch import dispatch
-from ember.errors import OpError, shape_str
+from ember.errors import OpError, shape_str, type_name
 from ember.tensor import Tensor, arange, ones_like, rand_like, where
 
 __all__ = [
@@ -39,6 +39,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     >>> F.linear(ember.ones(2, 4), ember.ones(3, 4)).shape
     ember.Size([2, 3])
     """
+    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
+            or not isinstance(bias, _MAYBE)):
+        raise _not_tensor("linear", input=input, weight=weight, bias=bias)
     in_features = weight.shape[-1]
     if input.ndim == 0 or input.shape[-1] != in_features:
         raise OpError("linear", f"input of shape {shape_str(input)} does not fit a weight of shape "
@@ -60,6 +63,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     >>> F.conv2d(ember.ones(1, 3, 8, 8), ember.ones(6, 3, 5, 5)).shape
     ember.Size([1, 6, 4, 4])
     """
+    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
+            or not isinstance(bias, _MAYBE)):
+        raise _not_tensor("conv2d", input=input, weight=weight, bias=bias)
     if weight.ndim != 4:
         raise OpError("conv2d", f"expected a 4-D weight [out, in/groups, kh, kw], got "
                       f"{shape_str(weight)}", (input, weight))
@@ -110,6 +116,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     tensor([[[[ 5.,  7.],
               [13., 15.]]]])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("max_pool2d", input=input)
     if ceil_mode or return_indices:
         raise NotImplementedError("max_pool2d: ceil_mode and return_indices are not supported")
     x, unbatched, geom = _pool_setup("max_pool2d", input, kernel_size, stride, padding, dilation)
@@ -128,6 +136,8 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     >>> F.avg_pool2d(ember.ones(1, 1, 4, 4), 2).shape
     ember.Size([1, 1, 2, 2])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("avg_pool2d", input=input)
     if ceil_mode:
         raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
     x, unbatched, geom = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1)
@@ -156,6 +166,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     >>> F.adaptive_avg_pool2d(ember.ones(2, 3, 7, 7), 1).shape
     ember.Size([2, 3, 1, 1])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("adaptive_avg_pool2d", input=input)
     oh, ow = _pair(output_size)
     h, w = input.shape[-2:]
     oh, ow = oh or h, ow or w
@@ -178,6 +190,8 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0). ``F.relu(ember.tensor([-1., 2.]))`` is ``tensor([0., 2.])``."""
+    if not isinstance(input, Tensor):
+        raise _not_tensor("relu", input=input)
     return input.relu_() if inplace else input.relu()
 
 
@@ -187,6 +201,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     >>> F.leaky_relu(ember.tensor([-1., 2.]), 0.1)
     tensor([-0.1000,  2.0000])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("leaky_relu", input=input)
     out = where(input > 0, input, input * negative_slope)
     return input.copy_(out) if inplace else out
 
@@ -197,6 +213,8 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     >>> F.gelu(ember.tensor([0.0, 1.0]))
     tensor([0.0000, 0.8413])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("gelu", input=input)
     if approximate == "none":
         return input * 0.5 * (1.0 + (input * _INV_SQRT_2).erf())
     if approximate == "tanh":
@@ -207,17 +225,23 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x * sigmoid(x). ``F.silu(ember.tensor([0.]))`` is ``tensor([0.])``."""
+    if not isinstance(input, Tensor):
+        raise _not_tensor("silu", input=input)
     out = input * input.sigmoid()
     return input.copy_(out) if inplace else out
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-x)). ``F.sigmoid(ember.tensor([0.]))`` is ``tensor([0.5000])``."""
+    if not isinstance(input, Tensor):
+        raise _not_tensor("sigmoid", input=input)
     return input.sigmoid()
 
 
 def tanh(input: Tensor) -> Tensor:
     """Hyperbolic tangent. ``F.tanh(ember.tensor([0.]))`` is ``tensor([0.])``."""
+    if not isinstance(input, Tensor):
+        raise _not_tensor("tanh", input=input)
     return input.tanh()
 
 
@@ -227,6 +251,8 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=N
     >>> F.softmax(ember.tensor([[1., 1.]]), dim=1)
     tensor([[0.5000, 0.5000]])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("softmax", input=input)
     return input.softmax(_softmax_dim(input, dim), dtype=dtype)
 
 
@@ -236,6 +262,8 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
     >>> F.log_softmax(ember.tensor([[0., 0.]]), dim=1)
     tensor([[-0.6931, -0.6931]])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("log_softmax", input=input)
     return input.log_softmax(_softmax_dim(input, dim), dtype=dtype)
 
 
@@ -246,6 +274,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     >>> F.dropout(ember.ones(4), p=0.5, training=False)
     tensor([1., 1., 1., 1.])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("dropout", input=input)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0.0:
@@ -268,6 +298,10 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     >>> F.layer_norm(ember.tensor([[1., 3.]]), (2,))
     tensor([[-1.0000,  1.0000]])
     """
+    if (not isinstance(input, Tensor)
+            or not isinstance(weight, _MAYBE) or not isinstance(bias, _MAYBE)):
+        raise _not_tensor("layer_norm",
+                          input=input, normalized_shape=normalized_shape, weight=weight, bias=bias)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
     if k == 0 or input.ndim < k or tuple(input.shape[-k:]) != shape:
@@ -294,6 +328,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     tensor([[-1.0000],
             [ 1.0000]])
     """
+    if (not isinstance(input, Tensor) or not isinstance(running_mean, _MAYBE)
+            or not isinstance(running_var, _MAYBE) or not isinstance(weight, _MAYBE)
+            or not isinstance(bias, _MAYBE)):
+        raise _not_tensor("batch_norm", input=input, running_mean=running_mean,
+                          running_var=running_var, weight=weight, bias=bias)
     if input.ndim < 2:
         raise OpError("batch_norm", f"expected an input of at least 2 dims [N, C, ...], got "
                       f"{shape_str(input)}", (input,))
@@ -346,13 +385,18 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     >>> F.embedding(ember.tensor([1, 0]), ember.eye(3)).shape
     ember.Size([2, 3])
     """
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise _not_tensor("embedding", input=input, weight=weight)
     if max_norm is not None or scale_grad_by_freq or sparse:
         raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
                                   "supported")
     if input.is_floating_point() or input.dtype is dtypes.bool_:
         raise OpError("embedding", f"expected an integer index tensor, got {input.dtype.name}",
                       (input, weight))
-    _check_range("embedding", input, weight.shape[0], (input, weight))
+    # NumPy would wrap a negative index around: PyTorch's range check instead, as an op so
+    # that a compiled replay checks each call's indices too.
+    dispatch("check_index", input, bound=weight.shape[0], name="embedding",
+             message="index out of range in self")
     out = weight[input]
     if padding_idx is not None:
         # The padding row's value is used, but it gets no gradient (as in PyTorch).
@@ -374,6 +418,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     >>> F.cross_entropy(ember.zeros(2, 4), ember.tensor([0, 3]))
     tensor(1.3863)
     """
+    if (not isinstance(input, Tensor) or not isinstance(target, Tensor)
+            or not isinstance(weight, _MAYBE)):
+        raise _not_tensor("cross_entropy", input=input, target=target, weight=weight)
     reduction = _reduction(size_average, reduce, reduction)
     class_dim = 0 if input.ndim == 1 else 1
     logp = input.log_softmax(class_dim)
@@ -420,6 +467,8 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     >>> F.one_hot(ember.tensor([0, 2]), 3).tolist()
     [[1, 0, 0], [0, 0, 1]]
     """
+    if not isinstance(tensor, Tensor):
+        raise _not_tensor("one_hot", tensor=tensor)
     if num_classes == -1:
         if tensor.numel() == 0:
             raise OpError("one_hot", "Can not infer total number of classes from empty tensor.",
@@ -435,6 +484,9 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     >>> F.nll_loss(ember.tensor([[-1., -2.]]), ember.tensor([1]))
     tensor(2.)
     """
+    if (not isinstance(input, Tensor) or not isinstance(target, Tensor)
+            or not isinstance(weight, _MAYBE)):
+        raise _not_tensor("nll_loss", input=input, target=target, weight=weight)
     reduction = _reduction(size_average, reduce, reduction)
     if input.ndim == 1:  # unbatched: [C] with a 0-dim target
         batch_shape = ()
@@ -451,10 +503,11 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
         raise OpError("nll_loss", f"expected integer class indices as target, got "
                       f"{target.dtype.name}", (input, target))
     n_classes = flat.shape[1]
+    dispatch("check_index", target, bound=n_classes, ignore=ignore_index, name="nll_loss",
+             message="Target {} is out of bounds.")
     t = target.reshape(-1)
     valid = t != ignore_index
     safe = where(valid, t, 0)
-    _check_range("nll_loss", safe, n_classes, (input, target), what="Target")
     picked = flat[arange(flat.shape[0], device=flat.device), safe]
     w = valid.to(flat.dtype)
     if weight is not None:
@@ -477,6 +530,8 @@ def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
     >>> F.mse_loss(ember.tensor([1., 2.]), ember.tensor([1., 4.]))
     tensor(2.)
     """
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise _not_tensor("mse_loss", input=input, target=target)
     reduction = _reduction(size_average, reduce, reduction)
     diff = input - target
     return _reduce(diff * diff, reduction)
@@ -489,6 +544,8 @@ def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
     >>> F.l1_loss(ember.tensor([1., 2.]), ember.tensor([1., 4.]))
     tensor(1.)
     """
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise _not_tensor("l1_loss", input=input, target=target)
     reduction = _reduction(size_average, reduce, reduction)
     return _reduce((input - target).abs(), reduction)
 
@@ -501,6 +558,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     >>> F.binary_cross_entropy(ember.tensor([0.5]), ember.tensor([1.]))
     tensor(0.6931)
     """
+    if (not isinstance(input, Tensor) or not isinstance(target, Tensor)
+            or not isinstance(weight, _MAYBE)):
+        raise _not_tensor("binary_cross_entropy", input=input, target=target, weight=weight)
     reduction = _reduction(size_average, reduce, reduction)
     if tuple(target.shape) != tuple(input.shape):
         raise OpError("binary_cross_entropy", f"target {shape_str(target)} must have the "
@@ -521,6 +581,11 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     >>> F.binary_cross_entropy_with_logits(ember.tensor([0.]), ember.tensor([1.]))
     tensor(0.6931)
     """
+    if (not isinstance(input, Tensor) or not isinstance(target, Tensor)
+            or not isinstance(weight, _MAYBE) or not isinstance(pos_weight, _MAYBE)):
+        raise _not_tensor("binary_cross_entropy_with_logits", input=input, target=target,
+                          weight=weight, size_average=None, reduce=None, reduction=None,
+                          pos_weight=pos_weight)
     reduction = _reduction(size_average, reduce, reduction)
     if tuple(target.shape) != tuple(input.shape):
         raise OpError("binary_cross_entropy_with_logits", f"target {shape_str(target)} must "
@@ -546,10 +611,29 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     >>> F.flatten(ember.zeros(2, 3, 4), 1).shape
     ember.Size([2, 12])
     """
+    if not isinstance(input, Tensor):
+        raise _not_tensor("flatten", input=input)
     return input.flatten(start_dim, end_dim)
 
 
 # ---- helpers ---------------------------------------------------------------------------
+
+def _not_tensor(op: str, **args) -> TypeError:
+    """PyTorch's error for the first argument that should be a tensor and is not (a NumPy
+    array, a Python number): called only once a check has failed, so the common call
+    pays one ``isinstance`` per tensor argument. Keywords come in PyTorch's order for
+    ``op``; the ones that are not tensors by design (``normalized_shape``) are skipped."""
+    for pos, (name, v) in enumerate(args.items(), 1):
+        if v is not None and not isinstance(v, Tensor) and name in _TENSOR_ARGS:
+            return TypeError(f"{op}(): argument '{name}' (position {pos}) must be Tensor, "
+                             f"not {type_name(v)}")
+    return TypeError(f"{op}(): expected Tensor arguments")
+
+
+_MAYBE = (Tensor, type(None))   # an optional tensor argument: one isinstance
+_TENSOR_ARGS = frozenset(("input", "weight", "bias", "target", "tensor", "running_mean",
+                          "running_var", "pos_weight"))
+
 
 def _pair(v) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
@@ -631,20 +715,6 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.mean()
-
-
-def _check_range(op: str, index: Tensor, n: int, inputs, what: str = "index") -> None:
-    """Indices must lie in [0, n): NumPy would silently wrap negative ones around.
-
-    This reads the indices directly (a validation, not a value the computation uses), so
-    it does not split a compiled trace."""
-    if index.numel() == 0:
-        return
-    xp = index._xp
-    lo, hi = int(xp.min(index._data)), int(xp.max(index._data))
-    if lo < 0 or hi >= n:
-        bad = lo if lo < 0 else hi
-        raise OpError(op, f"{what} {bad} is out of bounds for {n} entries", inputs)
 
 
 def _stack(tensors: Sequence[Tensor], dim: int) -> Tensor:

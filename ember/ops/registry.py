@@ -29,11 +29,11 @@ class OpDef:
 
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
                  "differentiable", "saves_out", "saves_inputs", "saves_varargs",
-                 "data_dependent_shape")
+                 "data_dependent_shape", "effect")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
-                 impure: bool = False,
+                 impure: bool = False, effect: bool = False,
                  data_dependent_shape: Callable | None = None) -> None:
         assert dtype_rule in DTYPE_RULES, dtype_rule
         self.name = name
@@ -43,6 +43,9 @@ class OpDef:
         self.dtype_rule = dtype_rule
         self.commutative = commutative
         self.impure = impure  # random: never CSE'd, folded or replayed from a constant
+        # A check (index ranges): run for the error it may raise, so dead-code removal
+        # keeps it though nothing reads its result, and plans run it before anything else.
+        self.effect = effect
         # args -> True when the output's shape depends on input values (x[mask]): a
         # compiled replay could not know it, so such a call is never traced.
         self.data_dependent_shape = data_dependent_shape

@@ -68,9 +68,12 @@ def update_in_place(plan: Plan, graph, env: dict) -> None:
 
     Legal when nothing after the kernel reads the old value (through any view), the
     kernel reads it only at the point it writes (same strides: elementwise, no
-    reduction), and the tensor shares memory with no other input.
+    reduction), the tensor shares memory with no other input, and every check step
+    (``OpDef.effect``: an index out of range raises) has run before the kernel: a call
+    that raises must leave parameters as they were, as eager does.
     """
-    from ember.runtime.steps import KernelStep
+    from ember.ops.registry import OPS
+    from ember.runtime.steps import EagerStep, KernelStep
 
     targets = {v: i for i, v in graph.writebacks
                if graph.sources[i].kind == "captured"
@@ -90,9 +93,11 @@ def update_in_place(plan: Plan, graph, env: dict) -> None:
     for v in graph.outputs:          # handed on (views of inputs included): keep them
         for r in roots.get(v, ()):
             last_read[r] = float("inf")
+    checked = 1 + max((i for i, s in enumerate(plan.steps) if type(s) is EagerStep
+                       and OPS[graph[s.nid]["op"]].effect), default=-1)
     for i, (step, info) in enumerate(zip(plan.steps, plan.kernels)):
         k = info.kernel
-        if type(step) is not KernelStep or k is None or k.reduce_dims:
+        if type(step) is not KernelStep or k is None or k.reduce_dims or i < checked:
             continue
         for j, w in enumerate(step.writes):
             t = targets.get(w)

@@ -18,6 +18,7 @@ import networkx as nx
 from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
+from ember.ops.registry import OPS
 from ember.runtime.device import array_module
 from ember.runtime.memory import Buffer, InPlace, plan_memory, update_in_place
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
@@ -219,8 +220,15 @@ def _schedule(graph, groups, group_of):
         if unit_of[a] != unit_of[b]:
             q.add_edge(unit_of[a], unit_of[b])
     # Creation order breaks ties: the schedule follows the user's program where it can.
-    order = nx.lexicographical_topological_sort(
-        q, key=lambda u: groups[u[1]].nodes[0] if u[0] == "g" else u[1])
+    # Checks (index ranges) go first, as soon as what they check exists: a bad value then
+    # raises before any step has written a parameter in place (see update_in_place).
+    def key(u):
+        if u[0] == "g":
+            return 1, groups[u[1]].nodes[0]
+        op = graph[u[1]]["op"]
+        return (0 if op in OPS and OPS[op].effect else 1), u[1]
+
+    order = nx.lexicographical_topological_sort(q, key=key)
     for u in order:
         yield groups[u[1]] if u[0] == "g" else u[1]
 

@@ -19,7 +19,7 @@ import numpy as np
 from ember import autograd
 from ember.dispatch import dispatch
 from ember.ops.random import preserved_rng
-from ember.ops.registry import OPS
+from ember.ir.interpreter import dispatch_node
 from ember.tensor import Tensor
 from ember.tracer.trace import Tracer, tracing
 
@@ -52,8 +52,7 @@ class CompiledAutograd:
                         vals[n] = Tensor._wrap(g.const_array(n))
                         tracer.constant(vals[n], None)
                     else:
-                        vals[n] = dispatch(OPS[d["op"]], *[vals[a] for a in d["args"]],
-                                           **d["attrs"])
+                        vals[n] = dispatch_node(d, [vals[a] for a in d["args"]])
             cut = tracer.graph._next
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ember import autograd, dispatch as _dispatch
+from ember.errors import OpError
 from ember.inspect import hooks as _inspect
 from ember.ir.graph import Graph, InputSource
 from ember.ir.passes import run_pipeline
@@ -183,21 +184,17 @@ class CompiledFunction:
             entry, reason = self._lookup(key, leaves)
             if entry is not None and entry.state == "ready":
                 changed = entry.captured_changed()
-                if not changed:
-                    self.counters["cache_hits"] += 1
-                    t0 = _inspect.clock()
-                    out = entry.run(args, kwargs, leaves)
-                    self.record.hit(entry, _inspect.clock() - t0)
-                    return out
-                self._drop(key, entry)
-                entry, reason = None, changed
+                if changed:
+                    self._drop(key, entry)
+                    entry, reason = None, changed
+                else:
+                    return self._hit(entry, args, kwargs, leaves)
             if entry is None:
                 self._drop_dead()
-                if len(self.cache) >= self.cache_limit:
-                    self._fallback(f"cache limit of {self.cache_limit} entries reached; "
-                                   "running eagerly")
-                else:
+                if len(self.cache) < self.cache_limit:
                     return self._compile(key, args, kwargs, leaves, reason)
+                self._fallback(f"cache limit of {self.cache_limit} entries reached; "
+                               "running eagerly")
             elif entry.state == "second":
                 with _COMPILE_LOCK:
                     result = entry.second_call(args, kwargs, leaves)
@@ -205,6 +202,21 @@ class CompiledFunction:
                 return result
             self.counters["eager_calls"] += 1
         return self.fn(*args, **kwargs)   # outside the lock: eager calls run in parallel
+
+    def _hit(self, entry, args, kwargs, leaves):
+        self.counters["cache_hits"] += 1
+        t0 = _inspect.clock()
+        try:
+            out = entry.run(args, kwargs, leaves)
+        except OpError as e:
+            if not e.from_check:
+                raise
+            # A value check failed (an index out of range) before any step wrote state
+            # (plans run checks first, write-backs last): run the call eagerly, so that it
+            # raises where eager raises, having done what eager does before that line.
+            return self._eager(args, kwargs)
+        self.record.hit(entry, _inspect.clock() - t0)
+        return out
 
     def _lookup(self, key, leaves):
         """The entry whose guards hold for this call, or None and why none did."""
@@ -523,6 +535,8 @@ class Entry:
 
     def second_call(self, args, kwargs, leaves):
         """Trace once more and compare: Python state that changed would be frozen."""
+        if not self.traces:   # the first call raised (a bad target, say): it traced nothing
+            return self.first_call(args, kwargs, leaves)
         result, trace, snapshot = self._trace(args, kwargs, leaves)
         first = self.traces[0]
         upto = _divergence(first, trace)
@@ -703,6 +717,9 @@ class Entry:
                 try:
                     with preserved_rng():
                         self.autograd_plans = CompiledAutograd(self, seg.trace, leaves)
+                except OpError:   # this call's values are bad (an index): raise as eager
+                    self.autograd_plans = None   # does, and build from a later call
+                    raise
                 except Exception as e:  # costs speed, never correctness
                     self.owner._fallback(f"the backward is not compiled ({type(e).__name__}: "
                                          f"{e}); gradients replay the trace eagerly")
@@ -740,8 +757,7 @@ class Entry:
 
     def _run_with_autograd(self, args, kwargs, leaves):
         """Replay the traced ops through dispatch, so the autograd tape is recorded."""
-        from ember.dispatch import dispatch
-        from ember.ops.registry import OPS
+        from ember.ir.interpreter import dispatch_node
 
         seg = self.root
         tenv: dict[int, Tensor] = {}
@@ -759,7 +775,7 @@ class Entry:
                 elif d["op"] == "const":
                     tenv[n] = Tensor._wrap(g.const_array(n))
                 else:
-                    tenv[n] = dispatch(OPS[d["op"]], *[tenv[a] for a in d["args"]], **d["attrs"])
+                    tenv[n] = dispatch_node(d, [tenv[a] for a in d["args"]])
             if seg.obs is None:
                 break
             value = observed_value(tenv[seg.obs.node]._data, seg.obs.how)
