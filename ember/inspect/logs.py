@@ -9,10 +9,13 @@
     perf        compile time per stage; time per kernel (printed at exit)
     summary     at exit: per compiled function, calls, hits, recompiles, time saved
 
-Every line goes to stderr as ``[ember:<channel>] ...``.
+Every line goes through Python's ``logging``, to the logger ``ember.<channel>`` at INFO
+level; the ``ember`` logger writes it to stderr as ``[ember:<channel>] ...`` (replace or
+add handlers on ``logging.getLogger("ember")`` to send it elsewhere).
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -47,13 +50,29 @@ def enabled(channel: str) -> bool:
     return channel in _active
 
 
+class _Stderr(logging.Handler):
+    """Writes to the current ``sys.stderr`` (tests and notebooks replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        channel = record.name.partition(".")[2]
+        tag = f"ember:{channel}" if channel else "ember"
+        print(f"[{tag}] {record.getMessage()}", file=sys.stderr)
+
+
+_root = logging.getLogger("ember")
+_root.setLevel(logging.INFO)
+_root.addHandler(_Stderr())
+_root.propagate = False
+_loggers = {c: logging.getLogger(f"ember.{c}") for c in CHANNELS}
+
+
 def log(channel: str, text: str) -> None:
-    """Print ``text`` to stderr if ``channel`` is on."""
+    """Log ``text`` on ``channel`` if that channel is on."""
     if channel in _active:
-        print(f"[ember:{channel}] {text}", file=sys.stderr)
+        _loggers[channel].info(text)
 
 
 try:
     set_logs(os.environ.get("EMBER_LOGS", ""))
 except ValueError as e:  # a typo in the environment must not stop the program
-    print(f"[ember] ignoring EMBER_LOGS: {e}", file=sys.stderr)
+    _root.warning(f"ignoring EMBER_LOGS: {e}")
