@@ -1,7 +1,7 @@
 """Movement primitives: they change how elements are laid out, never their values.
 
 reshape, permute, expand, slice (basic indexing) and its gradient unslice, cat,
-contiguous, and unfold2d/fold2d (im2col/col2im, what convolution and pooling use).
+contiguous, detach, and unfold2d/fold2d (im2col/col2im, what convolution and pooling use).
 Slicing keys are stored canonically as tuples (hashable, for the IR): an int picks an
 index, ``(start, stop, step)`` a slice, ``None`` a new axis.
 """
@@ -52,6 +52,10 @@ def _to_device(xp, a, device):
     return array_module(device).asarray(a)
 
 
+# The same value, with no gradient: how a trace records ``t.detach()``, ``t.data`` and
+# values read under ``no_grad``, so that a compiled backward stops where eager's does.
+# ``simplify`` removes it before fusion; replayed through dispatch it cuts the tape.
+defop("detach", MOVEMENT, lambda xp, a: a)
 defop("to_device", MOVEMENT, _to_device, lambda g, out, a, device: (g.to(a.device),))
 
 

@@ -33,7 +33,7 @@ from ember.tracer import pytree
 from ember.tracer.trace import Observation, Tracer, copy_same_layout, observed_value, tracing
 
 DEFAULT_CACHE_LIMIT = 8
-_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice"))
+_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
 _global_eager = [os.environ.get("EMBER_EAGER", "") not in ("", "0")]
 
 
