@@ -536,6 +536,8 @@ def _build_cases():
         "to_device": [Case([f64(3, 2)], lambda a: a.to("cpu"), lambda a: a, {"device": CPU},
                            id="cpu")],
         "detach": [Case([f64(3, 2)], lambda a: a.detach(), lambda a: a, id="2d", grad=False)],
+        "data_update": [Case([f64(3, 2), f64(3, 2) + 1], lambda a, b: a + (b - a).detach(),
+                             lambda a, b: b, id="2d", grad=False)],
         "slice": [Case([f64(5, 6)], _slice_torch(((1, 4, 2), 3)), _slice_ref(((1, 4, 2), 3)),
                        {"key": ((1, 4, 2), 3)}, id="step-int"),
                   Case([f64(3, 4)], _slice_torch((None, (0, 3, 1), None, 2)),

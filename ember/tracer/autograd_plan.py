@@ -11,8 +11,17 @@ whose autograd node runs the backward plan: the registry's vjps as fused kernels
 
     >>> model = ember.compile(model)
     >>> loss = F.cross_entropy(model(x), y); loss.backward()   # both halves compiled
+
+The backward behaves as eager's would have: gradients stop at the trace's ``detach``
+nodes (``detach()``, ``.data``, ``no_grad``); an input that output ``k`` does not reach
+gets no gradient from it (``.grad`` stays None, which optimizers read as "skip"); a
+returned tensor the function called ``retain_grad()`` on gets its ``.grad``; and a value
+the backward reads (an input, an output) that was changed in place after the forward
+makes ``backward()`` raise, as eager's saved-tensor version check does.
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
@@ -57,6 +66,13 @@ class CompiledAutograd:
             cut = tracer.graph._next
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]
+            self.retained = [i for i in trace.retained_outputs
+                             if i in self.diff_outs and g.outputs[i] not in tensors]
+            for i in self.retained:
+                outs[i].retain_grad()
+            self.reach = [_reached(outs[i], {id(vals[n]): j for j, n in enumerate(self.diff)},
+                                   {id(outs[r]._node): j for j, r in enumerate(self.retained)})
+                          for i in self.diff_outs]
             seeds = []
             for i in self.diff_outs:
                 o = outs[i]
@@ -66,6 +82,7 @@ class CompiledAutograd:
             for i, s in zip(self.diff_outs, seeds):
                 autograd.backward(outs[i], s, retain_graph=True)
             grads = [vals[n]._grad for n in self.diff]
+            kept = [outs[i]._grad for i in self.retained]
         if tracer.failed:
             raise RuntimeError(tracer.failed)
         joint = tracer.graph
@@ -73,6 +90,7 @@ class CompiledAutograd:
         self.jid = jid
         self.seed_ids = [tracer.env[id(s)] for s in seeds]
         self.grad_ids = [None if gr is None else tracer.node_of(gr) for gr in grads]
+        self.kept_ids = [None if gr is None else tracer.node_of(gr) for gr in kept]
         eager_env = {tracer.env[id(t)]: t._data for t in tracer.keep if id(t) in tracer.env}
 
         # Forward: the outputs, the write-backs, and everything the backward reads.
@@ -83,7 +101,8 @@ class CompiledAutograd:
                 fneeds.update(a for a in joint[n]["args"] if a < cut)
         self.saved = sorted(fneeds)
         self.fwd = Segment(0, cut, needs=set(fneeds))
-        bneeds = [x for x in self.grad_ids if x is not None]
+        bneeds = sorted({x for x in self.grad_ids + self.kept_ids if x is not None})
+        self.reads = [_saved_reads(joint, g, jid, cut, s, bneeds) for s in self.seed_ids]
         self.bwd = Segment(cut, joint._next, needs=set(bneeds))
         self.joint = joint
 
@@ -108,13 +127,16 @@ class CompiledAutograd:
         g = self.trace.graph
         tensors = {n: _input_tensor(g, n, self.trace, leaves) for n in g.inputs}
         env = {self.jid[n]: t._data for n, t in tensors.items()}
+        # Versions as eager's saved tensors would record them: inputs before this call's
+        # in-place updates (which then count as modifications), updated ones after.
+        before = {n: t._version for n, t in tensors.items()}
         self.fwd.plan.run(env)
         with autograd.no_grad():
             for inp, v in self.writebacks:
                 t = tensors[inp]
                 t._data[...] = env[v]
                 t._version += 1
-        saved = {n: env[n] for n in self.saved}
+        call = _Call({n: env[n] for n in self.saved}, tensors, before)
         diff_inputs = tuple(tensors[n] for n in self.diff)
         outs = []
         for i, o in enumerate(g.outputs):
@@ -126,14 +148,17 @@ class CompiledAutograd:
                 outs.append(Tensor._wrap(arr))
                 continue
             t = Tensor._wrap(arr, True)
-            op = _Backward(self, self.diff_outs.index(i), saved)
+            op = _Backward(self, self.diff_outs.index(i), call)
             t._node = autograd.Node(op, diff_inputs, {}, Tensor._wrap(arr))
+            t._retains_grad = i in self.retained
             outs.append(t)
+        call.outputs = [weakref.ref(t) for t in outs]  # weak: an output holds its node
         return outs
 
-    def backward(self, k: int, grad, saved: dict) -> tuple:
+    def backward(self, k: int, grad, call: _Call) -> tuple:
         """Input gradients for the seed ``grad`` on differentiable output ``k``."""
-        env = dict(saved)
+        call.check(self.reads[k])
+        env = dict(call.saved)
         for j, s in enumerate(self.seed_ids):
             if j == k:  # plans are specialized to the contiguous seed they were built with
                 env[s] = np.ascontiguousarray(grad._data) if grad._xp is np else \
@@ -142,30 +167,153 @@ class CompiledAutograd:
                 d = self.joint[s]
                 env[s] = grad._xp.zeros(d["shape"], d["dtype"].np)
         self.bwd.plan.run(env)
-        return tuple(None if x is None else Tensor._wrap(env[x]) for x in self.grad_ids)
+        inputs, kept = self.reach[k]
+        for j in kept:    # a retained output that output k's gradient flows through
+            t = call.outputs[self.retained[j]]()
+            if t is not None and self.kept_ids[j] is not None:
+                autograd._accumulate(t, Tensor._wrap(env[self.kept_ids[j]]))
+        return tuple(None if x is None or j not in inputs else Tensor._wrap(env[x])
+                     for j, x in enumerate(self.grad_ids))
 
 
 class _Disagree(Exception):
     pass
 
 
+class _Call:
+    """What one compiled forward hands its backward: the saved values, and the versions
+    of the tensors whose memory they are."""
+
+    def __init__(self, saved: dict, inputs: dict, before: dict) -> None:
+        self.saved = saved
+        self.inputs = inputs                  # input node -> tensor
+        self.before = before                  # input node -> version before the call
+        self.after = {n: t._version for n, t in inputs.items()}
+        self.outputs: list = []               # weak references to the returned tensors
+
+    def check(self, reads: tuple) -> None:
+        """Raise as eager does if a value the backward reads was changed in place."""
+        old_inputs, new_inputs, outputs = reads
+        for n in old_inputs:
+            self._same(self.inputs[n], self.before[n], "the input")
+        for n in new_inputs:
+            self._same(self.inputs[n], self.after[n], "the input")
+        for i in outputs:
+            t = self.outputs[i]()
+            if t is not None:
+                self._same(t, 0, f"the output {i}")
+
+    @staticmethod
+    def _same(t, version: int, what: str) -> None:
+        if t._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: {what} of CompiledBackward of shape {list(t.shape)} is at "
+                f"version {t._version}; expected version {version} instead.")
+
+
 class _Backward:
     """The autograd op of a compiled call's output: its vjp runs the backward plan."""
 
-    saves_out = False
+    saves_out = False   # the backward checks the versions of what it reads itself
 
-    def __init__(self, plans: CompiledAutograd, k: int, saved: dict) -> None:
-        self.plans, self.k, self.saved = plans, k, saved
+    def __init__(self, plans: CompiledAutograd, k: int, call: _Call) -> None:
+        self.plans, self.k, self.call = plans, k, call
         self.name = "compiled"
 
     def saves_input(self, i: int) -> bool:
-        return True   # parameters are read by the backward: in-place changes are errors
+        return False
 
     def vjp(self, g, out, *inputs):
         if autograd.is_grad_enabled():
             raise RuntimeError("create_graph=True through an @ember.compile call is not "
                                "supported; run it with mode='eager' for higher derivatives")
-        return self.plans.backward(self.k, g, self.saved)
+        return self.plans.backward(self.k, g, self.call)
+
+
+def replay_op(op, *args, **attrs):
+    """Run a traced op with autograd recording. Grad mode is on: where the traced call had
+    it off, the trace has ``detach`` nodes, and they cut the tape as eager did."""
+    with autograd.enable_grad():
+        return dispatch(op, *args, **attrs)
+
+
+def _reached(root: Tensor, leaves: dict, kept: dict) -> tuple[set, set]:
+    """The differentiable inputs (``leaves``: id of tensor -> index) and retained outputs
+    (``kept``: id of node -> index) that eager's backward from ``root`` would reach.
+    Others get no gradient from it: their ``.grad`` stays None, not zeros."""
+    inputs, outputs = set(), set()
+    if root._node is None:
+        if id(root) in leaves:
+            inputs.add(leaves[id(root)])
+        return inputs, outputs
+    stack, seen = [root._node], {id(root._node)}
+    while stack:
+        node = stack.pop()
+        for t, parent in zip(node.inputs, node.parents):
+            if parent is True:
+                if id(t) in leaves:
+                    inputs.add(leaves[id(t)])
+            elif parent is not None and id(parent) not in seen:
+                seen.add(id(parent))
+                if id(parent) in kept:
+                    outputs.add(kept[id(parent)])
+                stack.append(parent)
+    return inputs, outputs
+
+
+# Values that share their argument's memory (a saved view of an input is that input).
+_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
+
+
+def _saved_reads(joint, g, jid: dict, cut: int, seed: int, results: list) -> tuple:
+    """What the backward of one output reads of the forward, as the tensors holding it:
+    (inputs read as they were before the call, inputs read as this call's in-place
+    updates left them, output positions). These are eager's saved tensors whose
+    version ``backward()`` checks. Only backward nodes that carry this output's seed to
+    a gradient, and what they read, count: another output's backward may read more."""
+    nx_graph = joint.nx
+    useful = set(results)
+    stack = list(results)
+    while stack:                       # backward nodes that feed a gradient
+        for a in nx_graph.predecessors(stack.pop()):
+            if a >= cut and a not in useful:
+                useful.add(a)
+                stack.append(a)
+    carried = {seed}
+    stack = [seed]
+    while stack:                       # ... and are fed by this seed
+        for u in nx_graph.successors(stack.pop()):
+            if u in useful and u not in carried:
+                carried.add(u)
+                stack.append(u)
+    needed = set(carried)
+    stack = list(carried)
+    while stack:                       # with everything they read in the backward
+        for a in nx_graph.predecessors(stack.pop()):
+            if a >= cut and a not in needed:
+                needed.add(a)
+                stack.append(a)
+    roots = {_root(joint, a) for m in needed for a in joint[m]["args"] if a < cut}
+    updated = {_root(joint, jid[v]): i for i, v in g.writebacks}
+    old = tuple(n for n in g.inputs if jid[n] in roots)
+    new = tuple(updated[r] for r in roots if r in updated)
+    outs = tuple(i for i, o in enumerate(g.outputs)
+                 if o not in g.sources and _root(joint, jid[o]) in roots)
+    return old, new, outs
+
+
+def _root(joint, n: int) -> int:
+    """The node whose memory ``n`` is a view of (itself if none); an in-place update
+    under no_grad (data_update) is the memory of the updated tensor."""
+    while True:
+        d = joint[n]
+        if d["op"] in _VIEWS:
+            n = d["args"][0]
+        elif d["op"] == "data_update":
+            n = d["args"][1]
+        else:
+            return n
 
 
 def _escaping_of(graph) -> set:

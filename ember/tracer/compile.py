@@ -73,6 +73,10 @@ class Trace:
     arg_paths: dict            # input node id -> leaf index in the flattened arguments
     failed: str = ""
     failed_at: str = ""
+    # Positions in graph.outputs whose tensor required grad, and those the function called
+    # ``retain_grad()`` on: what the compiled backward must reproduce.
+    grad_outputs: tuple = ()
+    retained_outputs: tuple = ()
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""
@@ -389,7 +393,9 @@ class Entry:
                 template.append(("V", v))
         snapshot.update(tracer.snapshots)
         trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
-                      tracer.failed, tracer.failed_at)
+                      tracer.failed, tracer.failed_at,
+                      tuple(i for i, t in enumerate(tensors) if t.requires_grad),
+                      tuple(i for i, t in enumerate(tensors) if t._retains_grad))
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -559,9 +565,11 @@ class Entry:
     def run(self, args, kwargs, leaves):
         # A call that ran backward itself (a training step) has consumed its graph: its
         # outputs are returned without one, like values read after ``loss.backward()``.
-        if not self.traces[0].graph.grad_writes and autograd.is_grad_enabled() and (
-                any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
-                or any(t.requires_grad for t in self.captured)):
+        # (Outputs made under enable_grad() inside a no_grad call need gradients too.)
+        if not self.traces[0].graph.grad_writes and (self.traces[0].grad_outputs or (
+                autograd.is_grad_enabled() and (
+                    any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
+                    or any(t.requires_grad for t in self.captured)))):
             plans = self._autograd_plans(leaves)
             if plans is None:
                 return self._run_with_autograd(args, kwargs, leaves)
@@ -652,8 +660,8 @@ class Entry:
 
     def _run_with_autograd(self, args, kwargs, leaves):
         """Replay the traced ops through dispatch, so the autograd tape is recorded."""
-        from ember.dispatch import dispatch
         from ember.ops.registry import OPS
+        from ember.tracer.autograd_plan import replay_op
 
         seg = self.root
         tenv: dict[int, Tensor] = {}
@@ -671,7 +679,7 @@ class Entry:
                 elif d["op"] == "const":
                     tenv[n] = Tensor._wrap(g.const_array(n))
                 else:
-                    tenv[n] = dispatch(OPS[d["op"]], *[tenv[a] for a in d["args"]], **d["attrs"])
+                    tenv[n] = replay_op(OPS[d["op"]], *[tenv[a] for a in d["args"]], **d["attrs"])
             if seg.obs is None:
                 break
             value = observed_value(tenv[seg.obs.node]._data, seg.obs.how)

@@ -154,7 +154,11 @@ class Tracer:
                 self.stale.add(id(k))
         self.stale.discard(id(t))
         self.stale.discard(id(result))
-        self.env[id(t)] = self.node_of(result)
+        new = self.node_of(result)
+        if t.requires_grad and not result.requires_grad:  # updated under no_grad
+            new = self.graph.add("data_update", (self.node_of(t), new), {}, t.shape, t.dtype,
+                                 t.device, user_frame())
+        self.env[id(t)] = new
         self.mutated[id(t)] = t
         self.keep.append(t)
 

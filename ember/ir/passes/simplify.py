@@ -1,6 +1,6 @@
 """Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes, and
-detach (it only stops gradients, which the compiled backward has already taken into
-account)."""
+detach and data_update (they only steer gradients, which the compiled backward has
+already taken into account)."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,6 +37,8 @@ def _identity_operand(graph, nid: int) -> int | None:
         return graph[args[0]]["args"][0]
     if op == "detach":
         return args[0]
+    if op == "data_update":
+        return args[1]
     if op in ("cast", "reshape", "expand") and same_type(args[0]):
         return args[0]
     if op == "permute" and d["attrs"]["dims"] == tuple(range(len(d["shape"]))):
