@@ -102,7 +102,8 @@ class CompiledAutograd:
         self.saved = sorted(fneeds)
         self.fwd = Segment(0, cut, needs=set(fneeds))
         bneeds = sorted({x for x in self.grad_ids + self.kept_ids if x is not None})
-        self.reads = [_saved_reads(joint, g, jid, cut, s, bneeds) for s in self.seed_ids]
+        self.reads = [_saved_reads(joint, g, jid, cut, s, self.seed_ids, bneeds)
+                      for s in self.seed_ids]
         self.bwd = Segment(cut, joint._next, needs=set(bneeds))
         self.joint = joint
 
@@ -266,32 +267,42 @@ def _reached(root: Tensor, leaves: dict, kept: dict) -> tuple[set, set]:
 _VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
 
 
-def _saved_reads(joint, g, jid: dict, cut: int, seed: int, results: list) -> tuple:
+def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results: list) -> tuple:
     """What the backward of one output reads of the forward, as the tensors holding it:
     (inputs read as they were before the call, inputs read as this call's in-place
-    updates left them, output positions). These are eager's saved tensors whose
-    version ``backward()`` checks. Only backward nodes that carry this output's seed to
-    a gradient, and what they read, count: another output's backward may read more."""
+    updates left them, output positions). These are eager's saved tensors whose version
+    ``backward()`` checks. The joint backward serves every output; a gradient is linear
+    in the seeds, so what depends only on other outputs' seeds (zeros here) is not read
+    for this one: nodes this seed reaches a gradient through, and the seed-free values
+    (``a.sign()``, say) they combine it with."""
     nx_graph = joint.nx
-    useful = set(results)
+    reaching = set(results)
     stack = list(results)
     while stack:                       # backward nodes that feed a gradient
         for a in nx_graph.predecessors(stack.pop()):
-            if a >= cut and a not in useful:
-                useful.add(a)
+            if a >= cut and a not in reaching:
+                reaching.add(a)
                 stack.append(a)
-    carried = {seed}
+    seeded, carried = set(), set()
+    for s in seeds:
+        stack = [s]
+        while stack:                   # nodes fed by seed s (and by this one: carried)
+            n = stack.pop()
+            for u in nx_graph.successors(n):
+                if u not in seeded:
+                    seeded.add(u)
+                    stack.append(u)
     stack = [seed]
-    while stack:                       # ... and are fed by this seed
+    while stack:
         for u in nx_graph.successors(stack.pop()):
-            if u in useful and u not in carried:
+            if u in reaching and u not in carried:
                 carried.add(u)
                 stack.append(u)
     needed = set(carried)
     stack = list(carried)
-    while stack:                       # with everything they read in the backward
+    while stack:                       # with the seed-free values they read
         for a in nx_graph.predecessors(stack.pop()):
-            if a >= cut and a not in needed:
+            if a >= cut and a not in needed and a not in seeded and a not in seeds:
                 needed.add(a)
                 stack.append(a)
     roots = {_root(joint, a) for m in needed for a in joint[m]["args"] if a < cut}
