@@ -310,6 +310,8 @@ class Tensor:
         return t
 
     def detach_(self) -> Tensor:
+        if _dispatch_mod.tracer is not None:
+            _dispatch_mod.tracer.detach(self, self)
         self._node = None
         self.requires_grad = False
         return self

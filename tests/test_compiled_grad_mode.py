@@ -109,6 +109,26 @@ def test_detach_of_an_input_and_of_a_returned_value():
           backward=lambda outs: (outs[0] + outs[2].sum()).backward())
 
 
+def test_detach_in_place():
+    def prog(M, x, w):
+        y = x * w
+        y.detach_()
+        return (y * w).sum()
+    check(prog, [_a(4), _a(4, seed=1)])
+
+
+def test_detach_in_place_of_an_input_runs_eagerly():
+    def prog(x, w):
+        w.detach_()
+        return (x * w).sum()
+    cf = ember.compile(prog)
+    with pytest.warns(UserWarning, match="detach_"):
+        cf(ember.ones(3), ember.ones(3, requires_grad=True))
+    w = ember.ones(3, requires_grad=True)
+    cf(ember.ones(3), w)
+    assert not w.requires_grad
+
+
 def test_no_grad_block_mixed_with_recorded_ops():
     def prog(M, x, w):
         h = x * w
@@ -401,7 +421,9 @@ _SHAPES = ((N, N), (N, 1), (1, N), (N,), ())
 def make_program(seed: int) -> dict:
     """A random straight-line program over 2-3 inputs: elementwise ops, reductions and
     matmuls, with detach()/.data, no_grad blocks (some with enable_grad inside),
-    set_grad_enabled, retain_grad on a returned value, and inputs left unused."""
+    set_grad_enabled, in-place updates under no_grad (of inputs before their first use,
+    of a sum right after it is made: nothing saved them yet), retain_grad on a returned
+    value, and inputs left unused."""
     rng = random.Random(seed)
     n_in = rng.choice((2, 3))
     shapes = [rng.choice(((N, N), (N, N), (N,), (N, 1))) for _ in range(n_in)]
@@ -423,8 +445,17 @@ def make_program(seed: int) -> dict:
         vals.append((shape, grad and mode[-1]))
 
     pool = lambda: usable + list(range(n_in, len(vals)))   # noqa: E731
+    for i in usable:    # an input updated in place under no_grad first: still a leaf
+        if rng.random() < 0.15:
+            body.append(("inplace_input", i, rng.choice(("clamp", "scale"))))
     for _ in range(rng.randint(3, 9)):
         r = rng.random()
+        if r > 0.95 and len(pool()) > 1:   # h = a + b, then h *= 0.5 under no_grad
+            i = pick(among=pool())
+            j = pick(among=[k for k in pool() if k != i])
+            add(("add_then_scale_", i, j), np.broadcast_shapes(vals[i][0], vals[j][0]),
+                vals[i][1] or vals[j][1])
+            continue
         if r < 0.08 and depth < 2:
             body.append(("enter", "no_grad"))
             mode.append(False)
@@ -505,6 +536,8 @@ def run_program(M, prog, xs):
                 undo.append(lambda prev=prev: M.set_grad_enabled(prev))
             elif kind == "exit":
                 undo.pop()()
+            elif kind == "inplace_input":
+                _apply(M, stmt, vals)
             else:
                 vals.append(_apply(M, stmt, vals))
     finally:
@@ -521,6 +554,16 @@ def run_program(M, prog, xs):
 
 def _apply(M, stmt, vals):
     kind = stmt[0]
+    if kind == "inplace_input":
+        with M.no_grad():
+            v = vals[stmt[1]]
+            v.clamp_(-0.8, 0.8) if stmt[2] == "clamp" else v.mul_(0.9)
+        return v
+    if kind == "add_then_scale_":
+        h = vals[stmt[1]] + vals[stmt[2]]
+        with M.no_grad():
+            h.mul_(0.5)
+        return h
     if kind == "detach":
         return vals[stmt[1]].detach()
     if kind == "data":

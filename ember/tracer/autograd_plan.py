@@ -104,6 +104,7 @@ class CompiledAutograd:
         bneeds = sorted({x for x in self.grad_ids + self.kept_ids if x is not None})
         self.reads = [_saved_reads(joint, g, jid, cut, s, self.seed_ids, bneeds)
                       for s in self.seed_ids]
+        self.checked = sorted({n for old, new, _ in self.reads for n in old + new})
         self.bwd = Segment(cut, joint._next, needs=set(bneeds))
         self.joint = joint
 
@@ -130,14 +131,15 @@ class CompiledAutograd:
         env = {self.jid[n]: t._data for n, t in tensors.items()}
         # Versions as eager's saved tensors would record them: inputs before this call's
         # in-place updates (which then count as modifications), updated ones after.
-        before = {n: t._version for n, t in tensors.items()}
+        before = {n: tensors[n]._version for n in self.checked}
         self.fwd.plan.run(env)
         with autograd.no_grad():
             for inp, v in self.writebacks:
                 t = tensors[inp]
                 t._data[...] = env[v]
                 t._version += 1
-        call = _Call({n: env[n] for n in self.saved}, tensors, before)
+        call = _Call({n: env[n] for n in self.saved}, {n: tensors[n] for n in self.checked},
+                     before)
         diff_inputs = tuple(tensors[n] for n in self.diff)
         outs = []
         for i, o in enumerate(g.outputs):

@@ -132,7 +132,12 @@ class Tracer:
         self.keep.append(t)
 
     def detach(self, t, src) -> None:
-        """``t = src.detach()`` (or ``src.data``): the same value, with no gradient."""
+        """``t = src.detach()`` (or ``src.data``, or ``src.detach_()`` when ``t is src``):
+        the same value, with no gradient."""
+        if t is src and src.requires_grad and id(src) in self.input_of:
+            # The caller's tensor stops requiring grad: a replay could not do that.
+            self.fail("detach_() of an input or parameter changes it outside the graph")
+            return
         n = self.node_of(src)
         self.env[id(t)] = self.stop_grad(n) if src.requires_grad else n
         self.keep.append(t)
