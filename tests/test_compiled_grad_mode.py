@@ -38,7 +38,8 @@ def _run(M, fn, arrays, requires, backward):
     out = fn(*xs)
     outs = list(out) if isinstance(out, tuple) else [out]
     extra = backward(outs) or []
-    return ([_np(o) for o in outs], [_np(x.grad) for x in xs], [_np(e) for e in extra])
+    grads = [_np(x.grad) if x.is_leaf else None for x in xs]   # x.mul_(w) makes a non-leaf
+    return [_np(o) for o in outs], grads, [_np(e) for e in extra]
 
 
 def _backward_first(outs):
@@ -366,6 +367,13 @@ def test_input_changed_inside_the_call_after_being_saved_raises():
             w.mul_(2)
         return y.sum()
     assert _raises_like_torch(prog, [X3, W3], [True, True], lambda xs, outs: None)
+
+
+def test_input_updated_in_place_with_autograd_is_no_error():
+    def prog(M, x, w):
+        x.mul_(w)                       # recorded: eager saves a copy of the old x
+        return (x * w).sum()
+    check(prog, [X3, W3], [False, True])
 
 
 def test_only_the_reads_of_the_output_backpropagated_count():

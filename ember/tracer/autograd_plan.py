@@ -30,7 +30,7 @@ from ember.dispatch import dispatch
 from ember.ops.random import preserved_rng
 from ember.ops.registry import OPS
 from ember.tensor import Tensor
-from ember.tracer.trace import Tracer, tracing
+from ember.tracer.trace import Tracer, copy_same_layout, tracing
 
 
 class CompiledAutograd:
@@ -102,7 +102,12 @@ class CompiledAutograd:
         self.saved = sorted(fneeds)
         self.fwd = Segment(0, cut, needs=set(fneeds))
         bneeds = sorted({x for x in self.grad_ids + self.kept_ids if x is not None})
-        self.reads = [_saved_reads(joint, g, jid, cut, s, self.seed_ids, bneeds)
+        # An in-place update recorded by autograd (``x.mul_(w)``) made eager save a copy
+        # of the old value: reading it is no error. Untracked ones (under no_grad) are.
+        copied = {i for i, v in g.writebacks
+                  if vals[v].requires_grad and g[v]["op"] != "data_update"}
+        self.keep_old = [i for i in copied if jid[i] in fneeds]   # ... so the plan does too
+        self.reads = [_saved_reads(joint, g, jid, cut, s, self.seed_ids, bneeds, copied)
                       for s in self.seed_ids]
         self.checked = sorted({n for old, new, _ in self.reads for n in old + new})
         self.bwd = Segment(cut, joint._next, needs=set(bneeds))
@@ -133,11 +138,13 @@ class CompiledAutograd:
         # in-place updates (which then count as modifications), updated ones after.
         before = {n: tensors[n]._version for n in self.checked}
         self.fwd.plan.run(env)
+        old = {self.jid[n]: copy_same_layout(tensors[n]._data) for n in self.keep_old}
         with autograd.no_grad():
             for inp, v in self.writebacks:
                 t = tensors[inp]
                 t._data[...] = env[v]
                 t._version += 1
+        env.update(old)
         call = _Call({n: env[n] for n in self.saved}, {n: tensors[n] for n in self.checked},
                      before)
         diff_inputs = tuple(tensors[n] for n in self.diff)
@@ -269,7 +276,8 @@ def _reached(root: Tensor, leaves: dict, kept: dict) -> tuple[set, set]:
 _VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
 
 
-def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results: list) -> tuple:
+def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results: list,
+                 copied: set) -> tuple:
     """What the backward of one output reads of the forward, as the tensors holding it:
     (inputs read as they were before the call, inputs read as this call's in-place
     updates left them, output positions). These are eager's saved tensors whose version
@@ -309,7 +317,7 @@ def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results:
                 stack.append(a)
     roots = {_root(joint, a) for m in needed for a in joint[m]["args"] if a < cut}
     updated = {_root(joint, jid[v]): i for i, v in g.writebacks}
-    old = tuple(n for n in g.inputs if jid[n] in roots)
+    old = tuple(n for n in g.inputs if jid[n] in roots and n not in copied)
     new = tuple(updated[r] for r in roots if r in updated)
     outs = tuple(i for i, o in enumerate(g.outputs)
                  if o not in g.sources and _root(joint, jid[o]) in roots)
