@@ -306,10 +306,12 @@ class Tensor:
         """A tensor sharing this one's data, cut off from the autograd graph."""
         t = Tensor._wrap(self._data, False)
         if _dispatch_mod.tracer is not None:
-            _dispatch_mod.tracer.alias(t, self)
+            _dispatch_mod.tracer.detach(t, self)
         return t
 
     def detach_(self) -> Tensor:
+        if _dispatch_mod.tracer is not None:
+            _dispatch_mod.tracer.detach(self, self)
         self._node = None
         self.requires_grad = False
         return self

@@ -103,6 +103,8 @@ OP_PROGRAMS = {
     "unfold2d": lambda: (lambda x: ember.dispatch.dispatch("unfold2d", x, kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), pad_value=0.0), _x(1, 2, 3, 3)),
     "fold2d": lambda: (lambda x: ember.dispatch.dispatch("fold2d", x, shape=(1, 1, 3, 3), kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1)), _x(1, 4, 4)),
     "to_device": lambda: (lambda x: x.to("cpu") + 1, _x(3, 4)),
+    "detach": lambda: (lambda x: ember.dispatch.dispatch("detach", x * 2) + x, _x(3, 4)),
+    "data_update": lambda: (lambda x: ember.dispatch.dispatch("data_update", x, x * 2) + x, _x(3, 4)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm"}
 

@@ -114,8 +114,8 @@ def test_matches_pytorch():
 def test_parameter_changed_in_place_before_backward_is_an_error_as_in_eager():
     lin = nn.Linear(3, 2)
     cf = ember.compile(lambda x: lin(x).sum())
-    for _ in range(3):
-        out = cf(_x(4, 3))
+    for _ in range(3):   # x's gradient reads the weight (without it, torch reads x only)
+        out = cf(_x(4, 3, grad=True))
     with ember.no_grad():
         lin.weight.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):

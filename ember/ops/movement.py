@@ -1,7 +1,7 @@
 """Movement primitives: they change how elements are laid out, never their values.
 
 reshape, permute, expand, slice (basic indexing) and its gradient unslice, cat,
-contiguous, and unfold2d/fold2d (im2col/col2im, what convolution and pooling use).
+contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im, what convolution and pooling use).
 Slicing keys are stored canonically as tuples (hashable, for the IR): an int picks an
 index, ``(start, stop, step)`` a slice, ``None`` a new axis.
 """
@@ -52,6 +52,14 @@ def _to_device(xp, a, device):
     return array_module(device).asarray(a)
 
 
+# The same value, with no gradient: how a trace records ``t.detach()``, ``t.data`` and
+# values read under ``no_grad``, so that a compiled backward stops where eager's does.
+# ``simplify`` removes it before fusion; replayed through dispatch it cuts the tape.
+defop("detach", MOVEMENT, lambda xp, a: a)
+# ``a`` whose data was overwritten with ``b`` under ``no_grad`` (``p.clamp_(0, 1)``, an
+# optimizer step): the value of ``b``, and ``a``'s place in the autograd graph, as in eager
+# where an in-place update without grad mode keeps a tensor's grad_fn (a leaf stays a leaf).
+defop("data_update", MOVEMENT, lambda xp, a, b: b, lambda g, out, a, b: (g, None))
 defop("to_device", MOVEMENT, _to_device, lambda g, out, a, device: (g.to(a.device),))
 
 

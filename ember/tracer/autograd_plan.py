@@ -11,17 +11,25 @@ whose autograd node runs the backward plan: the registry's vjps as fused kernels
 
     >>> model = ember.compile(model)
     >>> loss = F.cross_entropy(model(x), y); loss.backward()   # both halves compiled
+
+The backward behaves as eager's would have: gradients stop at the trace's ``detach``
+nodes (``detach()``, ``.data``, ``no_grad``); an input that output ``k`` does not reach
+gets no gradient from it (``.grad`` stays None, which optimizers read as "skip"); a
+returned tensor the function called ``retain_grad()`` on gets its ``.grad``; and a value
+the backward reads (an input, an output) that was changed in place after the forward
+makes ``backward()`` raise, as eager's saved-tensor version check does.
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 
 from ember import autograd
-from ember.dispatch import dispatch
 from ember.ops.random import preserved_rng
 from ember.ir.interpreter import dispatch_node
 from ember.tensor import Tensor
-from ember.tracer.trace import Tracer, tracing
+from ember.tracer.trace import Tracer, copy_same_layout, tracing
 
 
 class CompiledAutograd:
@@ -56,6 +64,13 @@ class CompiledAutograd:
             cut = tracer.graph._next
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]
+            self.retained = [i for i in trace.retained_outputs
+                             if i in self.diff_outs and g.outputs[i] not in tensors]
+            for i in self.retained:
+                outs[i].retain_grad()
+            self.reach = [_reached(outs[i], {id(vals[n]): j for j, n in enumerate(self.diff)},
+                                   {id(outs[r]._node): j for j, r in enumerate(self.retained)})
+                          for i in self.diff_outs]
             seeds = []
             for i in self.diff_outs:
                 o = outs[i]
@@ -65,6 +80,7 @@ class CompiledAutograd:
             for i, s in zip(self.diff_outs, seeds):
                 autograd.backward(outs[i], s, retain_graph=True)
             grads = [vals[n]._grad for n in self.diff]
+            kept = [outs[i]._grad for i in self.retained]
         if tracer.failed:
             raise RuntimeError(tracer.failed)
         joint = tracer.graph
@@ -72,6 +88,7 @@ class CompiledAutograd:
         self.jid = jid
         self.seed_ids = [tracer.env[id(s)] for s in seeds]
         self.grad_ids = [None if gr is None else tracer.node_of(gr) for gr in grads]
+        self.kept_ids = [None if gr is None else tracer.node_of(gr) for gr in kept]
         eager_env = {tracer.env[id(t)]: t._data for t in tracer.keep if id(t) in tracer.env}
 
         # Forward: the outputs, the write-backs, and everything the backward reads.
@@ -82,7 +99,15 @@ class CompiledAutograd:
                 fneeds.update(a for a in joint[n]["args"] if a < cut)
         self.saved = sorted(fneeds)
         self.fwd = Segment(0, cut, needs=set(fneeds))
-        bneeds = [x for x in self.grad_ids if x is not None]
+        bneeds = sorted({x for x in self.grad_ids + self.kept_ids if x is not None})
+        # An in-place update recorded by autograd (``x.mul_(w)``) made eager save a copy
+        # of the old value: reading it is no error. Untracked ones (under no_grad) are.
+        copied = {i for i, v in g.writebacks
+                  if vals[v].requires_grad and g[v]["op"] != "data_update"}
+        self.keep_old = [i for i in copied if jid[i] in fneeds]   # ... so the plan does too
+        self.reads = [_saved_reads(joint, g, jid, cut, s, self.seed_ids, bneeds, copied)
+                      for s in self.seed_ids]
+        self.checked = sorted({n for old, new, _ in self.reads for n in old + new})
         self.bwd = Segment(cut, joint._next, needs=set(bneeds))
         self.joint = joint
 
@@ -107,13 +132,19 @@ class CompiledAutograd:
         g = self.trace.graph
         tensors = {n: _input_tensor(g, n, self.trace, leaves) for n in g.inputs}
         env = {self.jid[n]: t._data for n, t in tensors.items()}
+        # Versions as eager's saved tensors would record them: inputs before this call's
+        # in-place updates (which then count as modifications), updated ones after.
+        before = {n: tensors[n]._version for n in self.checked}
         self.fwd.plan.run(env)
+        old = {self.jid[n]: copy_same_layout(tensors[n]._data) for n in self.keep_old}
         with autograd.no_grad():
             for inp, v in self.writebacks:
                 t = tensors[inp]
                 t._data[...] = env[v]
                 t._version += 1
-        saved = {n: env[n] for n in self.saved}
+        env.update(old)
+        call = _Call({n: env[n] for n in self.saved}, {n: tensors[n] for n in self.checked},
+                     before)
         diff_inputs = tuple(tensors[n] for n in self.diff)
         outs = []
         for i, o in enumerate(g.outputs):
@@ -125,14 +156,17 @@ class CompiledAutograd:
                 outs.append(Tensor._wrap(arr))
                 continue
             t = Tensor._wrap(arr, True)
-            op = _Backward(self, self.diff_outs.index(i), saved)
+            op = _Backward(self, self.diff_outs.index(i), call)
             t._node = autograd.Node(op, diff_inputs, {}, Tensor._wrap(arr))
+            t._retains_grad = i in self.retained
             outs.append(t)
+        call.outputs = [weakref.ref(t) for t in outs]  # weak: an output holds its node
         return outs
 
-    def backward(self, k: int, grad, saved: dict) -> tuple:
+    def backward(self, k: int, grad, call: _Call) -> tuple:
         """Input gradients for the seed ``grad`` on differentiable output ``k``."""
-        env = dict(saved)
+        call.check(self.reads[k])
+        env = dict(call.saved)
         for j, s in enumerate(self.seed_ids):
             if j == k:  # plans are specialized to the contiguous seed they were built with
                 env[s] = np.ascontiguousarray(grad._data) if grad._xp is np else \
@@ -141,30 +175,165 @@ class CompiledAutograd:
                 d = self.joint[s]
                 env[s] = grad._xp.zeros(d["shape"], d["dtype"].np)
         self.bwd.plan.run(env)
-        return tuple(None if x is None else Tensor._wrap(env[x]) for x in self.grad_ids)
+        inputs, kept = self.reach[k]
+        for j in kept:    # a retained output that output k's gradient flows through
+            t = call.outputs[self.retained[j]]()
+            if t is not None and self.kept_ids[j] is not None:
+                autograd._accumulate(t, Tensor._wrap(env[self.kept_ids[j]]))
+        return tuple(None if x is None or j not in inputs else Tensor._wrap(env[x])
+                     for j, x in enumerate(self.grad_ids))
 
 
 class _Disagree(Exception):
     pass
 
 
+class _Call:
+    """What one compiled forward hands its backward: the saved values, and the versions
+    of the tensors whose memory they are."""
+
+    def __init__(self, saved: dict, inputs: dict, before: dict) -> None:
+        self.saved = saved
+        self.inputs = inputs                  # input node -> tensor
+        self.before = before                  # input node -> version before the call
+        self.after = {n: t._version for n, t in inputs.items()}
+        self.outputs: list = []               # weak references to the returned tensors
+
+    def check(self, reads: tuple) -> None:
+        """Raise as eager does if a value the backward reads was changed in place."""
+        old_inputs, new_inputs, outputs = reads
+        for n in old_inputs:
+            self._same(self.inputs[n], self.before[n], "the input")
+        for n in new_inputs:
+            self._same(self.inputs[n], self.after[n], "the input")
+        for i in outputs:
+            t = self.outputs[i]()
+            if t is not None:
+                self._same(t, 0, f"the output {i}")
+
+    @staticmethod
+    def _same(t, version: int, what: str) -> None:
+        if t._version != version:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: {what} of CompiledBackward of shape {list(t.shape)} is at "
+                f"version {t._version}; expected version {version} instead.")
+
+
 class _Backward:
     """The autograd op of a compiled call's output: its vjp runs the backward plan."""
 
-    saves_out = False
+    saves_out = False   # the backward checks the versions of what it reads itself
 
-    def __init__(self, plans: CompiledAutograd, k: int, saved: dict) -> None:
-        self.plans, self.k, self.saved = plans, k, saved
+    def __init__(self, plans: CompiledAutograd, k: int, call: _Call) -> None:
+        self.plans, self.k, self.call = plans, k, call
         self.name = "compiled"
 
     def saves_input(self, i: int) -> bool:
-        return True   # parameters are read by the backward: in-place changes are errors
+        return False
 
     def vjp(self, g, out, *inputs):
         if autograd.is_grad_enabled():
             raise RuntimeError("create_graph=True through an @ember.compile call is not "
                                "supported; run it with mode='eager' for higher derivatives")
-        return self.plans.backward(self.k, g, self.saved)
+        return self.plans.backward(self.k, g, self.call)
+
+
+def replay_op(d: dict, args: list):
+    """Run a traced node (its data ``d``) with autograd recording. Grad mode is on: where
+    the traced call had it off, the trace has ``detach`` nodes, and they cut the tape as
+    eager did."""
+    with autograd.enable_grad():
+        return dispatch_node(d, args)
+
+
+def _reached(root: Tensor, leaves: dict, kept: dict) -> tuple[set, set]:
+    """The differentiable inputs (``leaves``: id of tensor -> index) and retained outputs
+    (``kept``: id of node -> index) that eager's backward from ``root`` would reach.
+    Others get no gradient from it: their ``.grad`` stays None, not zeros."""
+    inputs, outputs = set(), set()
+    if root._node is None:
+        if id(root) in leaves:
+            inputs.add(leaves[id(root)])
+        return inputs, outputs
+    stack, seen = [root._node], {id(root._node)}
+    while stack:
+        node = stack.pop()
+        for t, parent in zip(node.inputs, node.parents):
+            if parent is True:
+                if id(t) in leaves:
+                    inputs.add(leaves[id(t)])
+            elif parent is not None and id(parent) not in seen:
+                seen.add(id(parent))
+                if id(parent) in kept:
+                    outputs.add(kept[id(parent)])
+                stack.append(parent)
+    return inputs, outputs
+
+
+# Values that share their argument's memory (a saved view of an input is that input).
+_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
+
+
+def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results: list,
+                 copied: set) -> tuple:
+    """What the backward of one output reads of the forward, as the tensors holding it:
+    (inputs read as they were before the call, inputs read as this call's in-place
+    updates left them, output positions). These are eager's saved tensors whose version
+    ``backward()`` checks. The joint backward serves every output; a gradient is linear
+    in the seeds, so what depends only on other outputs' seeds (zeros here) is not read
+    for this one: nodes this seed reaches a gradient through, and the seed-free values
+    (``a.sign()``, say) they combine it with."""
+    nx_graph = joint.nx
+    reaching = set(results)
+    stack = list(results)
+    while stack:                       # backward nodes that feed a gradient
+        for a in nx_graph.predecessors(stack.pop()):
+            if a >= cut and a not in reaching:
+                reaching.add(a)
+                stack.append(a)
+    seeded, carried = set(), set()
+    for s in seeds:
+        stack = [s]
+        while stack:                   # nodes fed by seed s (and by this one: carried)
+            n = stack.pop()
+            for u in nx_graph.successors(n):
+                if u not in seeded:
+                    seeded.add(u)
+                    stack.append(u)
+    stack = [seed]
+    while stack:
+        for u in nx_graph.successors(stack.pop()):
+            if u in reaching and u not in carried:
+                carried.add(u)
+                stack.append(u)
+    needed = set(carried)
+    stack = list(carried)
+    while stack:                       # with the seed-free values they read
+        for a in nx_graph.predecessors(stack.pop()):
+            if a >= cut and a not in needed and a not in seeded and a not in seeds:
+                needed.add(a)
+                stack.append(a)
+    roots = {_root(joint, a) for m in needed for a in joint[m]["args"] if a < cut}
+    updated = {_root(joint, jid[v]): i for i, v in g.writebacks}
+    old = tuple(n for n in g.inputs if jid[n] in roots and n not in copied)
+    new = tuple(updated[r] for r in roots if r in updated)
+    outs = tuple(i for i, o in enumerate(g.outputs)
+                 if o not in g.sources and _root(joint, jid[o]) in roots)
+    return old, new, outs
+
+
+def _root(joint, n: int) -> int:
+    """The node whose memory ``n`` is a view of (itself if none); an in-place update
+    under no_grad (data_update) is the memory of the updated tensor."""
+    while True:
+        d = joint[n]
+        if d["op"] in _VIEWS:
+            n = d["args"][0]
+        elif d["op"] == "data_update":
+            n = d["args"][1]
+        else:
+            return n
 
 
 def _escaping_of(graph) -> set:

@@ -38,7 +38,7 @@ from ember.tracer.guards import GuardSet
 from ember.tracer.trace import Observation, Tracer, copy_same_layout, observed_value, tracing
 
 DEFAULT_CACHE_LIMIT = 8
-_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice"))
+_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
 _REASONS_KEPT = 100   # recompile reasons listed in stats(); later ones are only counted
 
 
@@ -97,6 +97,10 @@ class Trace:
     arg_paths: dict            # input node id -> leaf index in the flattened arguments
     failed: str = ""
     failed_at: str = ""
+    # Positions in graph.outputs whose tensor required grad, and those the function called
+    # ``retain_grad()`` on: what the compiled backward must reproduce.
+    grad_outputs: tuple = ()
+    retained_outputs: tuple = ()
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""
@@ -490,7 +494,9 @@ class Entry:
                 template.append(("V", v))
         snapshot.update(tracer.snapshots)
         trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
-                      tracer.failed, tracer.failed_at)
+                      tracer.failed, tracer.failed_at,
+                      tuple(i for i, t in enumerate(tensors) if t.requires_grad),
+                      tuple(i for i, t in enumerate(tensors) if t._retains_grad))
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -663,9 +669,11 @@ class Entry:
     def run(self, args, kwargs, leaves):
         # A call that ran backward itself (a training step) has consumed its graph: its
         # outputs are returned without one, like values read after ``loss.backward()``.
-        if not self.traces[0].graph.grad_writes and autograd.is_grad_enabled() and (
-                any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
-                or any(t.requires_grad for t in self.captured)):
+        # (Outputs made under enable_grad() inside a no_grad call need gradients too.)
+        if not self.traces[0].graph.grad_writes and (self.traces[0].grad_outputs or (
+                autograd.is_grad_enabled() and (
+                    any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
+                    or any(t.requires_grad for t in self.captured)))):
             plans = self._autograd_plans(leaves)
             if plans is None:
                 return self._run_with_autograd(args, kwargs, leaves)
@@ -757,7 +765,7 @@ class Entry:
 
     def _run_with_autograd(self, args, kwargs, leaves):
         """Replay the traced ops through dispatch, so the autograd tape is recorded."""
-        from ember.ir.interpreter import dispatch_node
+        from ember.tracer.autograd_plan import replay_op
 
         seg = self.root
         tenv: dict[int, Tensor] = {}
@@ -775,7 +783,7 @@ class Entry:
                 elif d["op"] == "const":
                     tenv[n] = Tensor._wrap(g.const_array(n))
                 else:
-                    tenv[n] = dispatch_node(d, [tenv[a] for a in d["args"]])
+                    tenv[n] = replay_op(d, [tenv[a] for a in d["args"]])
             if seg.obs is None:
                 break
             value = observed_value(tenv[seg.obs.node]._data, seg.obs.how)

@@ -60,6 +60,7 @@ class Tracer:
         self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
         self.grads: dict[int, tuple] = {}      # id(owner) -> (owner, assigned .grad or None)
         self.values: dict[tuple, Any] = {}     # (id(dict), key) -> tensor of a Python input
+        self.detached: dict[int, int] = {}     # node -> its ``detach`` node (made once)
 
     # ---- called by the compile front end ----------------------------------------------
     def add_arg(self, t, path: str) -> None:
@@ -110,6 +111,10 @@ class Tracer:
                       "(e.g. indexing with a boolean mask)")
             return
         ins = tuple(self.node_of(a) for a in args)
+        if op.vjp is not None and not result.requires_grad and any(a.requires_grad for a in args):
+            # Run with grad mode off: a replay with autograd (the compiled backward) must
+            # not differentiate through it either, so it reads detached inputs.
+            ins = tuple(self.stop_grad(n) if a.requires_grad else n for a, n in zip(args, ins))
         self.env[id(result)] = self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
                                               result.device, user_frame())
         self.keep.append(result)
@@ -126,6 +131,26 @@ class Tracer:
         self.env[id(t)] = self.node_of(src)
         self.keep.append(t)
 
+    def detach(self, t, src) -> None:
+        """``t = src.detach()`` (or ``src.data``, or ``src.detach_()`` when ``t is src``):
+        the same value, with no gradient."""
+        if t is src and src.requires_grad and id(src) in self.input_of:
+            # The caller's tensor stops requiring grad: a replay could not do that.
+            self.fail("detach_() of an input or parameter changes it outside the graph")
+            return
+        n = self.node_of(src)
+        self.env[id(t)] = self.stop_grad(n) if src.requires_grad else n
+        self.keep.append(t)
+
+    def stop_grad(self, n: int) -> int:
+        """A ``detach`` node of node ``n``: gradients stop there, values pass."""
+        d = self.detached.get(n)
+        if d is None:
+            x = self.graph[n]
+            d = self.detached[n] = self.graph.add("detach", (n,), {}, x["shape"], x["dtype"],
+                                                  x["device"], user_frame())
+        return d
+
     def mutate(self, t, result) -> None:
         """``t`` was updated in place to ``result``'s value."""
         root = _root(t._data)
@@ -134,7 +159,11 @@ class Tracer:
                 self.stale.add(id(k))
         self.stale.discard(id(t))
         self.stale.discard(id(result))
-        self.env[id(t)] = self.node_of(result)
+        new = self.node_of(result)
+        if t.requires_grad and not result.requires_grad:  # updated under no_grad
+            new = self.graph.add("data_update", (self.node_of(t), new), {}, t.shape, t.dtype,
+                                 t.device, user_frame())
+        self.env[id(t)] = new
         self.mutated[id(t)] = t
         self.keep.append(t)
 

@@ -1,4 +1,6 @@
-"""Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes."""
+"""Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes, and
+detach and data_update (they only steer gradients, which the compiled backward has
+already taken into account)."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,6 +35,10 @@ def _identity_operand(graph, nid: int) -> int | None:
         return args[0]
     if op == "neg" and graph[args[0]]["op"] == "neg":
         return graph[args[0]]["args"][0]
+    if op == "detach":
+        return args[0]
+    if op == "data_update":
+        return args[1]
     if op in ("cast", "reshape", "expand") and same_type(args[0]):
         return args[0]
     if op == "permute" and d["attrs"]["dims"] == tuple(range(len(d["shape"]))):
