@@ -101,6 +101,8 @@ OP_PROGRAMS = {
     "unfold2d": lambda: (lambda x: ember.dispatch.dispatch("unfold2d", x, kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1), pad_value=0.0), _x(1, 2, 3, 3)),
     "fold2d": lambda: (lambda x: ember.dispatch.dispatch("fold2d", x, shape=(1, 1, 3, 3), kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1)), _x(1, 4, 4)),
     "to_device": lambda: (lambda x: x.to("cpu") + 1, _x(3, 4)),
+    "strided_view": lambda: (lambda x: ember.dispatch.dispatch("strided_view", x * 2, shape=(2, 2), strides=(4, 2), offset=5) + 1, _x(3, 4)),
+    "strided_scatter": lambda: (lambda x, y: ember.dispatch.dispatch("strided_scatter", x * 2, y + 1, shape=(2, 2), strides=(4, 2), offset=5), _x(3, 4), _x(2, 2)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm"}
 
