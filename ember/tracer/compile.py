@@ -577,10 +577,13 @@ class Entry:
                                                      for kind, v in trace.out_leaves])
         env = {}
         trace0 = self.traces[0]
-        if _shares_written_memory(self.traces, leaves):
-            self.owner.recompile_reasons.append(
-                "eager call: an argument shares memory with a tensor the call writes in place")
-            return self.owner._eager(args, kwargs)
+        for t in self.traces:
+            if t.graph.writebacks:
+                if _shares_written_memory(self.traces, leaves):
+                    self.owner.recompile_reasons.append("eager call: an argument shares memory "
+                                                        "with a tensor the call writes in place")
+                    return self.owner._eager(args, kwargs)
+                break
         for nid, i in trace0.arg_paths.items():
             env[nid] = leaves[i][1]._data
         seg = self.root
@@ -647,6 +650,10 @@ class Entry:
         effects = trace.effects
         if effects is None:
             effects = trace.effects = _effects(g, env)
+        if effects is _PURE:   # fresh results only, nothing to write: the common case
+            return pytree.unflatten(trace.out_spec, [
+                v if kind == "V" else Tensor._wrap(env[g.outputs[v]])
+                for kind, v in trace.out_leaves])
         copies, staged, needed = effects
         tensors = {n: _input_tensor(g, n, trace, leaves) for n in needed}
         values = [None if i in g.aliases else env[n] for i, n in enumerate(g.outputs)]
@@ -760,7 +767,13 @@ def _effects(g: Graph, env: dict) -> tuple[list, list, set]:
         seen.add(n)
     staged = [v for i, v in g.writebacks
               if env[v] is not env[i] and id(root(env[v])) in written]
-    return copies, staged, _effect_inputs(g)
+    needed = _effect_inputs(g)
+    if not (copies or staged or needed or g.writebacks or g.grad_writes or g.rebinds):
+        return _PURE
+    return copies, staged, needed
+
+
+_PURE = ([], [], set())
 
 
 def _shares_written_memory(traces: list, leaves) -> bool:
