@@ -24,7 +24,8 @@ from ember.ops.registry import INDEX, MOVEMENT, OPS, defop
 
 
 def view_of(xp, base, shape, strides, offset):
-    """The array ``strided_view`` computes: a view of ``base`` when it is contiguous."""
+    """The array ``strided_view`` computes: a view of ``base`` where NumPy can flatten it
+    without a copy (then the flat array may itself be strided), else of a flat copy."""
     flat = base.reshape(-1)   # a view where the layout allows: then strided itself
     unit = flat.strides[0] if flat.size > 1 else flat.itemsize
     if not shape or 0 not in shape:

@@ -255,6 +255,13 @@ class Tracer:
         self.fail("a tensor's .data was set to memory the compiled function has not seen")
         return self.env[id(t)]
 
+    def set_data(self, t, other) -> None:
+        """``t.data = other`` is about to happen (called by the ``Tensor.data`` setter):
+        ``t`` must be known with its old memory for ``finish`` to replay the rebinding,
+        even if the call never read it."""
+        if id(t) not in self.env:
+            self.node_of(t)
+
     def python_input(self, container: dict, key: str):
         """A 0-dim float64 tensor holding ``container[key]``, as a graph input that is
         read again at every call (one per container and key)."""

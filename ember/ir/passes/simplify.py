@@ -1,4 +1,10 @@
-"""Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes."""
+"""Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes.
+
+Safe with in-place updates: the graph is pure (a write is a new value, see
+``ember/ir/views.py``), and a result simplified to an input (``y = x + 0`` then
+``x.add_(5)``) is copied by the replay before the write-back (``compile._effects``),
+so ``y`` keeps the old value and never aliases ``x``.
+"""
 from __future__ import annotations
 
 import numpy as np
