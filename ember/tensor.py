@@ -240,6 +240,11 @@ class Tensor:
 
     @data.setter
     def data(self, other: Tensor) -> None:
+        tracer = _dispatch_mod.tracer
+        if tracer is not None:  # the trace must know t with its old memory to replay this
+            hook = getattr(tracer, "set_data", None)
+            if hook is not None:
+                hook(self, other)
         self._data = other._data
         # .data may move the tensor (Module.to): device and array module must follow.
         self._device, self._xp = other._device, other._xp
