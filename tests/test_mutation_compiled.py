@@ -535,3 +535,31 @@ def test_captured_tensors_written_before_read_and_copied_between():
         for x, y in zip(tc, te):
             _same(x, y)
     assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
+
+
+def test_rebinding_data_of_unread_tensors_and_arguments():
+    """``p.data = q`` on a captured tensor the call never read, and ``x.data = ...`` on an
+    argument: replayed as the same rebinding (``p`` shares ``q``'s memory after)."""
+    def make():
+        p, q = ember.zeros(3), ember.ones(3)
+
+        def f(x):
+            x.data = x.data * 2 + 1
+            p.data = q
+            q.add_(1)
+            return x.sum()
+        return f, p, q
+
+    (fe, pe, qe), (fc, pc, qc) = make(), make()
+    compiled = ember.compile(fc)
+    xe, xc = ember.ones(3), ember.ones(3)
+    for _ in range(CALLS):
+        pe.data, pc.data = ember.zeros(3), ember.zeros(3)
+        _same(compiled(xc), fe(xe))
+        _same(xc, xe)
+        _same(pc, pe)
+        _same(qc, qe)
+        qc.add_(10)              # p views q's memory, as in eager
+        qe.add_(10)
+        _same(pc, pe)
+    assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
