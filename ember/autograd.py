@@ -7,9 +7,13 @@ registry ``vjp``, which is written with ember ops.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 _state = threading.local()
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_inside_ember: dict[str, bool] = {}   # code file name -> is it part of ember
 
 
 def is_grad_enabled() -> bool:
@@ -58,14 +62,20 @@ class enable_grad(_GradMode):
 class Node:
     """One recorded op application: what backward needs to send gradients to inputs."""
 
-    __slots__ = ("op", "inputs", "attrs", "out", "versions", "parents", "freed", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "out", "versions", "out_version", "parents", "freed",
+                 "where", "__weakref__")
 
     def __init__(self, op, inputs, attrs, out) -> None:
         self.op = op
         self.inputs = inputs
         self.attrs = attrs
-        self.out = out  # a detached Tensor sharing the result's data (no reference cycle)
+        # A detached Tensor sharing the result's data and version counter (no reference
+        # cycle): an in-place write through any view of the result bumps that counter.
+        self.out = out
         self.versions = tuple(t._version for t in inputs)
+        self.out_version = out._version
+        # For the error when a saved value was changed in place (only ops that save one).
+        self.where = _user_line() if getattr(op, "saves_any", True) else None
         # Where each input's gradient goes, fixed now: the producing Node, True for a leaf
         # that requires grad, None for a constant. Looking at ``t._node`` at backward
         # time would be wrong once an in-place op has given ``t`` a newer node.
@@ -74,10 +84,29 @@ class Node:
         self.freed = False
 
     def name(self) -> str:
-        return f"{self.op.name.capitalize()}Backward"
+        name = self.op.name
+        return name if name[0].isupper() else f"{name.capitalize()}Backward"
+
+    def recorded_at(self) -> str:
+        return "<unknown>" if self.where is None else "%s:%d" % self.where
 
     def __repr__(self) -> str:
         return f"<{self.name()}>"
+
+
+def _user_line():
+    """(file, line) of the innermost frame outside ember: where a Node was recorded.
+    Kept as a tuple, formatted only when an error needs it (this runs for every Node)."""
+    f = sys._getframe(2)
+    while f is not None:
+        fn = f.f_code.co_filename
+        inside = _inside_ember.get(fn)
+        if inside is None:
+            inside = _inside_ember[fn] = os.path.abspath(fn).startswith(_PKG_DIR)
+        if not inside:
+            return fn, f.f_lineno
+        f = f.f_back
+    return None
 
 
 def _toposort(root: Node) -> list[Node]:
@@ -123,18 +152,7 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     "Trying to backward through the graph a second time (or directly access saved "
                     "tensors after they have already been freed). Specify retain_graph=True if you "
                     "need to backward through the graph a second time.")
-            if node.out._version and node.op.saves_out:
-                raise RuntimeError(
-                    f"one of the variables needed for gradient computation has been modified by "
-                    f"an inplace operation: the output 0 of {node.name()} of shape "
-                    f"{list(node.out.shape)} is at version {node.out._version}; expected version 0 "
-                    f"instead.")
-            for i, (t, v) in enumerate(zip(node.inputs, node.versions)):
-                if t._version != v and node.op.saves_input(i):
-                    raise RuntimeError(
-                        f"one of the variables needed for gradient computation has been modified by "
-                        f"an inplace operation: the input of {node.name()} of shape {list(t.shape)} is "
-                        f"at version {t._version}; expected version {v} instead.")
+            _check_saved(node)
             in_grads = node.op.vjp(g, node.out, *node.inputs, **node.attrs)
             for t, child, ig in zip(node.inputs, node.parents, in_grads):
                 if ig is None or child is None:
@@ -149,6 +167,31 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     grads[key] = ig if prev is None else prev + ig
             if not retain_graph:
                 node.freed = True
+
+
+def _check_saved(node: Node) -> None:
+    """Raise if a value this node's gradient reads was written in place since it was saved."""
+    op = node.op
+    changed = [i for i, (t, v) in enumerate(zip(node.inputs, node.versions)) if t._version != v]
+    out_changed = op.saves_out and node.out._version != node.out_version
+    if not changed and not out_changed:
+        return
+    wants = tuple(p is not None for p in node.parents)
+    needs = getattr(op, "needs_saved", None)
+    if out_changed and (needs is None or needs(None, wants)):
+        raise _modified(node, "the output 0", node.out, node.out_version)
+    for i in changed:
+        if op.saves_input(i) and (needs is None or needs(i, wants)):
+            raise _modified(node, f"the input {i}", node.inputs[i], node.versions[i])
+
+
+def _modified(node: Node, what: str, t, expected: int) -> RuntimeError:
+    return RuntimeError(
+        f"one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: {what} of {node.name()} (the {node.op.name} recorded at "
+        f"{node.recorded_at()}), of shape {list(t.shape)}, is at version {t._version}; expected "
+        f"version {expected} instead. A tensor shares its version with every view of its "
+        f"storage: an in-place write through any of them changes it.")
 
 
 def _accumulate(t, g) -> None:

@@ -77,11 +77,20 @@ def dispatch(op: OpDef | str, *args, **attrs):
         raise _explain(op, args, attrs, e) from None
     if type(out) is not _NP_ARRAY and not hasattr(out, "__cuda_array_interface__"):
         out = np.asarray(out)
-    needs_grad = (op.vjp is not None and autograd._state.__dict__.get("grad", True)
-                  and any(a.requires_grad for a in args))
+    needs_grad = False
+    if op.vjp is not None and autograd._state.__dict__.get("grad", True):
+        for a in args:
+            if a._base is not None and a._vver != a._vc[0]:
+                a._sync_view()   # its base was written in place since: a new history
+            if a._rg:
+                needs_grad = True
     result = Tensor._wrap(out, needs_grad)
+    if op.view:
+        result._view_of(args[0], op, attrs)
     if needs_grad:
-        result._node = autograd.Node(op, args, attrs, Tensor._wrap(out, False))
+        saved = Tensor._wrap(out, False)
+        saved._vc = result._vc
+        result._node = autograd.Node(op, args, attrs, saved)
     tracer = _local.tracer
     if tracer is not None:
         tracer.record(op, args, attrs, result)

@@ -8,7 +8,7 @@ _METHODS = """
 exp log sqrt rsqrt abs sign sin cos tanh sigmoid erf relu square reciprocal log1p neg
 maximum minimum clamp clip sum mean var std amax amin max min argmax argmin all any
 softmax log_softmax logsumexp norm matmul mm bmm dot reshape flatten unflatten permute
-transpose swapaxes t unsqueeze squeeze expand broadcast_to clone split chunk narrow unbind
+transpose swapaxes t unsqueeze squeeze expand broadcast_to clone split chunk narrow unbind diagonal
 masked_fill lt le gt ge eq ne logical_not add sub mul div pow numel floor ceil trunc
 remainder fmod floor_divide
 """.split()

@@ -63,8 +63,15 @@ class Tensor:
     tensor([4., 6.])
     """
 
-    __slots__ = ("_data", "requires_grad", "_grad", "_node", "_version", "_retains_grad",
-                 "_device", "_xp", "__weakref__")
+    # Storage model, as PyTorch's: a view (``_base`` is not None) shares its base's memory
+    # and version counter ``_vc`` (a one-element list, so every view bumps the same
+    # count). ``_view`` is how the view was made from its base, as (OpDef, attrs) steps:
+    # replayed on the base to give the view a new history after the base was written in
+    # place. ``_vver`` is the version at which the view's history was last made, and
+    # ``_vmeta`` says how it was made (None, "no_grad", or (function, output index) for
+    # functions returning several views). The last three are set only on views.
+    __slots__ = ("_data", "_rg", "_grad", "_node", "_vc", "_base", "_view", "_vver", "_vmeta",
+                 "_retains_grad", "_device", "_xp", "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, data: Any = (), dtype=None, device=None, requires_grad: bool = False) -> None:
@@ -75,10 +82,11 @@ class Tensor:
     @staticmethod
     def _init(t: Tensor, data, requires_grad: bool) -> None:
         t._data = data
-        t.requires_grad = requires_grad
+        t._rg = requires_grad
         t._grad = None
         t._node = None
-        t._version = 0
+        t._vc = [0]
+        t._base = None
         t._retains_grad = False
         if type(data) is _NP:
             t._device, t._xp = CPU, np
@@ -91,6 +99,63 @@ class Tensor:
         t = object.__new__(Tensor)
         Tensor._init(t, data, requires_grad)
         return t
+
+    def _view_of(self, src: Tensor, op, attrs: dict) -> None:
+        """Called by dispatch on the result of a view op: it becomes a view of ``src``'s base."""
+        if op.name == "reshape" and not _aliases(self._data, src._data):
+            return  # NumPy had to copy (torch's reshape copies there too)
+        base = src._base
+        grad = autograd._state.__dict__.get("grad", True)
+        if base is None:
+            self._base, self._view = src, ((op, attrs),)
+            self._vmeta = None if grad else "no_grad"
+        else:
+            self._base, self._view = base, src._view + ((op, attrs),)
+            meta = src._vmeta
+            self._vmeta = meta if meta is not None or grad else "no_grad"
+        self._vc = src._vc
+        self._vver = src._vc[0]
+
+    def _sync_view(self) -> None:
+        """The storage was written in place since this view's history was made: make it
+        again, as the view of the base's current history (PyTorch regenerates it too)."""
+        base = self._base
+        version = self._vc[0]
+        if base._rg and self._vmeta is not None:
+            # Its base's history may have been rewritten, and PyTorch will not make a new
+            # history for these views (see _check_view_write).
+            raise RuntimeError(_view_rebase_message(self._vmeta, "its base or another view of "
+                                                    "its base has been modified inplace"))
+        if base._rg and self._vmeta is None:
+            with autograd.enable_grad():
+                r = _replay(base, self._view)
+            self._node, self._rg = r._node, True
+        self._vver = version
+
+    def _is_view(self) -> bool:
+        return self._base is not None
+
+    @property
+    def _version(self) -> int:
+        """How many times this tensor's storage was written in place (through any view)."""
+        return self._vc[0]
+
+    @_version.setter
+    def _version(self, value: int) -> None:
+        self._vc[0] = value
+
+    @property
+    def requires_grad(self) -> bool:
+        base = self._base
+        if base is None:
+            return self._rg
+        if self._vver != self._vc[0] and self._vmeta is None:
+            self._sync_view()
+        return self._rg or base._rg  # PyTorch's rule for views
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self._rg = value
 
     def _fresh_copy(self) -> Tensor:
         t = Tensor._wrap(self._data.copy(), False)
@@ -156,21 +221,34 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        if self._base is not None and self._vver != self._vc[0]:
+            self._sync_view()
         return self._node
 
     @property
     def is_leaf(self) -> bool:
-        return self._node is None
+        return self.grad_fn is None
 
     @property
     def data(self) -> Tensor:
-        return self.detach()
+        """The same memory, cut off from autograd, with a version counter of its own: as in
+        PyTorch, writes through ``.data`` are hidden from autograd's checks."""
+        t = Tensor._wrap(self._data, False)
+        if _dispatch_mod.tracer is not None:   # no gradient through it, compiled too
+            _dispatch_mod.tracer.detach(t, self)
+        return t
 
     @data.setter
     def data(self, other: Tensor) -> None:
+        tracer = _dispatch_mod.tracer
+        if tracer is not None:  # the trace must know t with its old memory to replay this
+            hook = getattr(tracer, "set_data", None)
+            if hook is not None:
+                hook(self, other)
         self._data = other._data
         # .data may move the tensor (Module.to): device and array module must follow.
         self._device, self._xp = other._device, other._xp
+        self._base = None  # it no longer views its old base's memory
         self._version += 1
 
     def __len__(self) -> int:
@@ -303,13 +381,17 @@ class Tensor:
 
     # ---- autograd ---------------------------------------------------------------------
     def detach(self) -> Tensor:
-        """A tensor sharing this one's data, cut off from the autograd graph."""
+        """A tensor sharing this one's data and version counter, cut off from the autograd
+        graph (so autograd still sees in-place writes through it)."""
         t = Tensor._wrap(self._data, False)
+        t._vc = self._vc
         if _dispatch_mod.tracer is not None:
             _dispatch_mod.tracer.detach(t, self)
         return t
 
     def detach_(self) -> Tensor:
+        if self._base is not None:
+            raise RuntimeError("Can't detach views in-place. Use detach() instead.")
         if _dispatch_mod.tracer is not None:
             _dispatch_mod.tracer.detach(self, self)
         self._node = None
@@ -708,30 +790,42 @@ class Tensor:
 
     # ---- shape ------------------------------------------------------------------------
     def reshape(self, *shape) -> Tensor:
-        shape = _shape_arg(shape)
+        """A view where the layout allows one (as ``view``), else a copy."""
+        shape = self._target_shape(_shape_arg(shape), "reshape")
+        return dispatch("reshape", self, shape=shape)
+
+    def _target_shape(self, shape: tuple[int, ...], op: str) -> tuple[int, ...]:
         n = self._data.size
         if shape.count(-1) > 1:
-            raise OpError("reshape", "only one dimension can be inferred", (self,))
+            raise OpError(op, "only one dimension can be inferred", (self,))
         if -1 in shape:
             known = math.prod(s for s in shape if s != -1)
             if known == 0 or n % known:
-                raise OpError("reshape", f"shape '{list(shape)}' is invalid for input of size {n}",
+                raise OpError(op, f"shape '{list(shape)}' is invalid for input of size {n}",
                               (self,))
             shape = tuple(n // known if s == -1 else s for s in shape)
         if math.prod(shape) != n:
-            raise OpError("reshape", f"shape '{list(shape)}' is invalid for input of size {n}",
-                          (self,))
-        if shape == self._data.shape:
-            return self
-        return dispatch("reshape", self, shape=shape)
+            raise OpError(op, f"shape '{list(shape)}' is invalid for input of size {n}", (self,))
+        return shape
 
     def view(self, *shape) -> Tensor:
+        """The same memory seen with another shape; raises where the layout allows no view.
+
+        >>> x = ember.zeros(2, 3); x.view(3, 2)[0, 0] = 1; x[0, 0]
+        tensor(1.)
+        """
         if len(shape) == 1 and isinstance(shape[0], (DType, str)):
             raise NotImplementedError("view(dtype) is not supported; use .to(dtype)")
-        return self.reshape(*shape)
+        shape = self._target_shape(_shape_arg(shape), "view")
+        data = self._data
+        if not data.flags.c_contiguous and _view_strides(data, shape) is None:
+            raise OpError("view", "view size is not compatible with input tensor's size and stride "
+                          "(at least one dimension spans across two contiguous subspaces). Use "
+                          ".reshape(...) instead.", (self,))
+        return dispatch("reshape", self, shape=shape)
 
     def view_as(self, other: Tensor) -> Tensor:
-        return self.reshape(other.shape)
+        return self.view(other.shape)
 
     def reshape_as(self, other: Tensor) -> Tensor:
         return self.reshape(other.shape)
@@ -740,6 +834,8 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         s, e = _dims(start_dim, self.ndim, "flatten")[0], _dims(end_dim, self.ndim, "flatten")[0]
+        if s == e:
+            return self  # as in PyTorch
         shape = self.shape
         return self.reshape(shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
 
@@ -753,8 +849,6 @@ class Tensor:
             raise OpError("permute", f"dims {list(dims)} are not a permutation of the "
                           f"{self.ndim} dims of the input", (self,))
         dims = tuple(d % self.ndim for d in dims)
-        if dims == tuple(range(self.ndim)):
-            return self
         return dispatch("permute", self, dims=dims)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
@@ -771,7 +865,7 @@ class Tensor:
         if self.ndim > 2:
             raise OpError("t", f"expects a tensor with <= 2 dimensions, but self is {self.ndim}D",
                           (self,))
-        return self.transpose(0, 1) if self.ndim == 2 else self
+        return self.transpose(0, 1) if self.ndim == 2 else self.permute(tuple(range(self.ndim)))
 
     @property
     def T(self) -> Tensor:
@@ -815,8 +909,7 @@ class Tensor:
                               f"existing size ({cur}) at non-singleton dimension {i}. Target sizes: "
                               f"{list(sizes)}", (self,))
             shape.append(s)
-        shape = tuple(shape)
-        return self if shape == self.shape else dispatch("expand", self, shape=shape)
+        return dispatch("expand", self, shape=tuple(shape))
 
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(other.shape)
@@ -838,6 +931,18 @@ class Tensor:
         x = x.expand(tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
         return x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
 
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+        """The diagonal of the dims ``dim1`` and ``dim2`` as the last dim: a view.
+
+        >>> ember.arange(9).reshape(3, 3).diagonal()
+        tensor([0, 4, 8])
+        """
+        d1, d2 = _dims(dim1, self.ndim, "diagonal")[0], _dims(dim2, self.ndim, "diagonal")[0]
+        if d1 == d2:
+            raise OpError("diagonal", f"diagonal dimensions cannot be identical {dim1}, {dim2}",
+                          (self,))
+        return dispatch("diagonal", self, offset=int(offset), dim1=d1, dim2=d2)
+
     def split(self, split_size, dim: int = 0) -> tuple[Tensor, ...]:
         d = _dims(dim, self.ndim, "split")[0]
         n = self.shape[d]
@@ -849,7 +954,7 @@ class Tensor:
         for s in sizes:
             out.append(self.narrow(d, start, s))
             start += s
-        return tuple(out)
+        return _several_views(out, self, "Split")
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         n = self.shape[_dims(dim, self.ndim, "chunk")[0]]
@@ -862,17 +967,15 @@ class Tensor:
 
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         d = _dims(dim, self.ndim, "unbind")[0]
-        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+        return _several_views([self[(slice(None),) * d + (i,)] for i in range(self.shape[d])],
+                              self, "Unbind")
 
     # ---- indexing ---------------------------------------------------------------------
     def __getitem__(self, key) -> Tensor:
         canon, index_tensors = _canonical_key(self, key)
         if index_tensors:
             return dispatch("index", self, *index_tensors, key=canon)
-        if all(type(k) is tuple and k[0] == 0 and k[2] == 1 and k[1] == s
-               for k, s in zip(canon, self.shape)) and len(canon) == self.ndim:
-            return self
-        return dispatch("slice", self, key=canon)
+        return dispatch("slice", self, key=canon)  # a view, even of everything (x[:])
 
     def __setitem__(self, key, value) -> None:
         canon, index_tensors = _canonical_key(self, key)
@@ -881,25 +984,44 @@ class Tensor:
             raise OpError("setitem", f"value is on {value.device} but the tensor is on {self.device}",
                           (self, value))
         value = value.to(self.dtype)
+        if not index_tensors:  # as PyTorch: a copy into the view ``self[key]``
+            target = dispatch("slice", self, key=canon)
+            target._inplace(lambda src: _overwrite(src, value.expand(target.shape)), (value,),
+                            "setitem", cast=True)
+            return
         self._inplace(lambda src: dispatch("index_put", src, value, *index_tensors, key=canon,
                                            accumulate=False), (value,), "setitem", cast=True)
 
     # ---- in-place ---------------------------------------------------------------------
-    def _inplace(self, compute, others=(), op: str = "inplace", cast: bool = False) -> Tensor:
-        """Compute out of place, then write into this tensor's memory (views see it)."""
-        track = autograd.is_grad_enabled() and (
-            self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in others))
-        if track and self._node is None and self.requires_grad:
-            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
-                               "in-place operation.")
-        if track and getattr(self._data, "base", None) is not None:
-            # Autograd tracks no base/view relation: the base's graph would miss this write
-            # and give a silently wrong gradient, so refuse instead.
-            raise RuntimeError(f"{op}: in-place update of a view while recording gradients is "
-                               "not supported; update the base tensor, or use an out-of-place op")
+    def _inplace(self, compute, others=(), op: str = "inplace", cast: bool = False,
+                 overlap_ok: bool = False) -> Tensor:
+        """Compute out of place, then write into this tensor's memory (views see it).
+
+        With gradients recorded, this tensor's history becomes the op's. Written through a
+        view, the base's history becomes a CopySlices node (PyTorch's): the base's
+        gradient passes through outside the view, and inside it goes to the op's inputs.
+        """
+        grad = autograd._state.__dict__.get("grad", True)
+        base = self._base
+        if base is not None and grad and self._vver != self._vc[0]:
+            self._sync_view()
+        track = grad and (self._rg or any(isinstance(o, Tensor) and o.requires_grad
+                                          for o in others))
+        if track:
+            if base is not None:
+                _check_view_write(self, base, op)
+            elif self._node is None and self._rg:
+                raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                                   "in-place operation.")
+        data = self._data
+        if not overlap_ok and not data.flags.c_contiguous and any(st == 0 and n > 1 for st, n in
+                                               zip(data.strides, data.shape)):
+            raise OpError(op, "unsupported operation: more than one element of the written-to "
+                          "tensor refers to a single memory location. Please clone() the tensor "
+                          "before performing the operation.", (self,))
         src = self
         if track:  # the graph must see the old value, which is about to be overwritten
-            src = Tensor._wrap(self._data.copy(), self.requires_grad)
+            src = Tensor._wrap(data.copy(), self._rg)
             src._node = self._node
             if _dispatch_mod.tracer is not None:
                 _dispatch_mod.tracer.alias(src, self)
@@ -911,15 +1033,19 @@ class Tensor:
             raise OpError(op, f"result type {result.dtype.name} can't be cast to the desired output "
                           f"type {self.dtype.name}", (self,))
         try:
-            self._data[...] = result._data
-        except ValueError as e:  # read-only memory (an expanded tensor, say)
+            data[...] = result._data
+        except ValueError as e:  # read-only memory (a NumPy array made read-only, say)
             raise OpError(op, f"cannot write into this tensor: {e}", (self,)) from None
-        if self._node is not None:  # the op that made this tensor saw its output overwritten
-            self._node.out._version += 1
-        if result._node is not None:
-            self._node = result._node
-            self.requires_grad = True
-        self._version += 1
+        self._vc[0] += 1  # every view of this storage, and every node saving one, sees it
+        if track:
+            if base is not None:
+                _rebase_history(self, base, result)
+            else:
+                if result._node is None:  # overwritten by a constant: its gradient is zero
+                    result = dispatch("where", constant(False, dtypes.bool_, self._device),
+                                      src, result)
+                self._node = result._node
+                self._rg = True
         if _dispatch_mod.tracer is not None:
             _dispatch_mod.tracer.mutate(self, result)
         return self
@@ -956,11 +1082,16 @@ class Tensor:
 
     def copy_(self, src: Tensor):
         src = _as_tensor_like(src, self)
-        return self._inplace(lambda s: src.to(self.dtype).to(self.device).expand(self.shape),
-                             (src,), "copy_", cast=True)
+        return self._inplace(lambda s: _overwrite(s, src.to(self.dtype).to(self.device)
+                                                  .expand(self.shape)), (src,), "copy_", cast=True)
+
+    def masked_fill_(self, mask: Tensor, value):
+        return self._inplace(lambda s: s.masked_fill(mask, value), (value,), "masked_fill_")
 
     def fill_(self, value):
-        return self._inplace(lambda s: full_like(s, value), (), "fill_", cast=True)
+        # One value everywhere: PyTorch allows it where elements share memory (expand).
+        return self._inplace(lambda s: full_like(s, value), (), "fill_", cast=True,
+                             overlap_ok=True)
 
     def zero_(self):
         return self.fill_(0)
@@ -996,6 +1127,129 @@ def _observe(t: Tensor, how: str) -> None:
     """A Python value is read from a tensor: a compiled function's trace splits here."""
     if _dispatch_mod.tracer is not None:
         _dispatch_mod.tracer.observe(t, how)
+
+
+def _overwrite(old: Tensor, new: Tensor) -> Tensor:
+    """``new``, but linked to ``old``'s history with a zero gradient, as PyTorch's copy_
+    is: backward then still visits (and checks the saved tensors of) the old history."""
+    if old._node is None or not autograd._state.__dict__.get("grad", True):
+        return new
+    return dispatch("where", constant(False, dtypes.bool_, old._device), old, new)
+
+
+def _aliases(out, a) -> bool:
+    """Is array ``out`` a view of ``a``'s memory (and not a copy)? NumPy and CuPy point
+    a view's ``base`` at the array owning the memory."""
+    b = out.base
+    return b is not None and (b is a or b is a.base)
+
+
+def _replay(t: Tensor, steps: tuple) -> Tensor:
+    """Make the view ``steps`` (a view's ``_view``) of ``t`` again, through dispatch."""
+    for op, attrs in steps:
+        t = dispatch(op, t, **attrs)
+    return t
+
+
+def _view_strides(a, shape: tuple[int, ...]):
+    """Element strides of ``a`` seen as ``shape`` without copying, or None where no view
+    can (PyTorch's computeStride: dims merge only where their memory is contiguous)."""
+    old = a.shape
+    if a.size == 0 or not old:
+        return (0,) * len(shape)
+    item = a.itemsize
+    strides = [st // item for st in a.strides]
+    new = [0] * len(shape)
+    view_d = len(shape) - 1
+    chunk = strides[-1]
+    tensor_n = view_n = 1
+    for d in range(len(old) - 1, -1, -1):
+        tensor_n *= old[d]
+        if d == 0 or (old[d - 1] != 1 and strides[d - 1] != tensor_n * chunk):
+            while view_d >= 0 and (view_n < tensor_n or shape[view_d] == 1):
+                new[view_d] = view_n * chunk
+                view_n *= shape[view_d]
+                view_d -= 1
+            if view_n != tensor_n:
+                return None
+            if d > 0:
+                chunk = strides[d - 1]
+                tensor_n = view_n = 1
+    return tuple(new) if view_d == -1 else None
+
+
+def _several_views(views: list[Tensor], src: Tensor, name: str) -> tuple[Tensor, ...]:
+    """Outputs of split/chunk/unbind: as in PyTorch, autograd refuses to write into them."""
+    for i, v in enumerate(views):
+        if v is not src and v._base is not None:
+            v._vmeta = (name, i)
+    return tuple(views)
+
+
+def _check_view_write(view: Tensor, base: Tensor, op: str) -> None:
+    """Refuse what PyTorch refuses: writes autograd could not track through a view."""
+    if base._node is None and base._rg:
+        raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used in "
+                           "an in-place operation.")
+    meta = view._vmeta
+    if meta is not None:
+        raise RuntimeError(f"{op}: " + _view_rebase_message(meta, "is being modified inplace"))
+
+
+def _view_rebase_message(meta, what: str) -> str:
+    if meta == "no_grad":
+        return (f"A view was created in no_grad mode and {what} with grad mode enabled. Given "
+                "that this use case is ambiguous and error-prone, it is forbidden. You can "
+                "clarify your code by moving both the view and the inplace either both inside "
+                "the no_grad block (if you don't want the inplace to be tracked) or both outside "
+                "(if you want the inplace to be tracked).")
+    return (f"Output {meta[1]} of {meta[0]} is a view and {what}. This view is the "
+            "output of a function that returns multiple views. Such functions do not allow the "
+            "output views to be modified inplace. You should replace the inplace operation by an "
+            "out-of-place one.")
+
+
+class _CopySlices:
+    """The autograd op of a base written in place through one of its views.
+
+    Inputs: the base before the write (only its history is used) and the value written
+    into the view. The base's gradient passes through outside the view; inside, it is the
+    written value's gradient (PyTorch's CopySlices)."""
+
+    name = "CopySlices"
+    saves_out = False
+
+    @staticmethod
+    def saves_input(i: int) -> bool:
+        return False  # only shapes and histories are used, never values
+
+    @staticmethod
+    def vjp(g, out, old, written, view, shape):
+        g_old = g_written = None
+        if old._rg:
+            n = math.prod(shape)
+            where = _replay(arange(n, device=g.device).reshape(shape), view).reshape(-1)
+            g_old = dispatch("index_put", g.reshape(-1), g.new_zeros(()), where, key=("t0",),
+                             accumulate=False).reshape(shape)
+        if written._rg:
+            g_written = _replay(g, view)
+        return g_old, g_written
+
+
+_COPY_SLICES = _CopySlices()
+
+
+def _rebase_history(view: Tensor, base: Tensor, written: Tensor) -> None:
+    """After ``view`` was overwritten with ``written``: the base's history is a CopySlices
+    node, and the view's history is the view of it."""
+    old = Tensor._wrap(base._data, base._rg)
+    old._node = base._node
+    saved = Tensor._wrap(base._data, False)
+    saved._vc = base._vc
+    base._node = autograd.Node(_COPY_SLICES, (old, written),
+                               {"view": view._view, "shape": tuple(base._data.shape)}, saved)
+    base._rg = True
+    view._sync_view()
 
 
 def _canonical_key(x: Tensor, key) -> tuple[tuple, list[Tensor]]:

@@ -86,6 +86,7 @@ OP_PROGRAMS = {
     "expand": lambda: (lambda x: x.expand(2, 3, 4) * 1.5, _x(3, 4)),
     "contiguous": lambda: (lambda x: x.t().contiguous() + 1, _x(3, 4)),
     "slice": lambda: (lambda x: x[1:, ::2] * 3, _x(3, 4)),
+    "diagonal": lambda: (lambda x: x.diagonal(1) * 3 + x[0, :3], _x(3, 4)),
     "unslice": lambda: (lambda x: ember.dispatch.dispatch("unslice", x * 2, shape=(3, 4), key=((0, 2, 1),)), _x(2, 4)),
     "floor": lambda: (lambda x: (x * 3).floor(), _x(3, 4)),
     "floor_divide": lambda: (lambda x, y: x // y, _x(3, 4), _x(4, pos=True)),
@@ -105,6 +106,8 @@ OP_PROGRAMS = {
     "to_device": lambda: (lambda x: x.to("cpu") + 1, _x(3, 4)),
     "detach": lambda: (lambda x: ember.dispatch.dispatch("detach", x * 2) + x, _x(3, 4)),
     "data_update": lambda: (lambda x: ember.dispatch.dispatch("data_update", x, x * 2) + x, _x(3, 4)),
+    "strided_view": lambda: (lambda x: ember.dispatch.dispatch("strided_view", x * 2, shape=(2, 2), strides=(4, 2), offset=5) + 1, _x(3, 4)),
+    "strided_scatter": lambda: (lambda x, y: ember.dispatch.dispatch("strided_scatter", x * 2, y + 1, shape=(2, 2), strides=(4, 2), offset=5), _x(3, 4), _x(2, 2)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm"}
 

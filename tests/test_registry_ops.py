@@ -541,6 +541,11 @@ def _build_cases():
                          lambda a: a.transpose(2, 0, 1), {"dims": (2, 0, 1)}, id="3d"),
                     Case([f64(5, 4)[::2]], lambda a: a.permute(1, 0), lambda a: a.T,
                          {"dims": (1, 0)}, id="sliced")],
+        "diagonal": [Case([f64(3, 4)], lambda a: a.diagonal(1), lambda a: a.diagonal(1),
+                          {"offset": 1, "dim1": 0, "dim2": 1}, id="offset"),
+                     Case([f64(2, 3, 4)], lambda a: a.diagonal(-1, 2, 0),
+                          lambda a: a.diagonal(-1, 2, 0), {"offset": -1, "dim1": 2, "dim2": 0},
+                          id="3d")],
         "expand": [Case([f64(3, 1)], lambda a: a.expand(2, 3, 4),
                         lambda a: np.broadcast_to(a, (2, 3, 4)), {"shape": (2, 3, 4)}, id="3d"),
                    Case([np.asarray(f64(1)[0])], lambda a: a.expand(3),
@@ -568,6 +573,26 @@ def _build_cases():
                     Case([f64(3)], _unslice_torch((3, 4), ((0, 3, 1), 2)),
                          _unslice_ref((3, 4), ((0, 3, 1), 2)),
                          {"shape": (3, 4), "key": ((0, 3, 1), 2)}, id="col")],
+        # Views of a storage as pure values (ember/ir/views.py): what a compiled call's
+        # in-place update through an alias becomes. torch.as_strided on contiguous input.
+        "strided_view": [
+            Case([f64(3, 4)], lambda a: __import__("torch").as_strided(a, (2, 2), (4, 2), 5),
+                 lambda a: a.reshape(-1)[[[5, 7], [9, 11]]],
+                 {"shape": (2, 2), "strides": (4, 2), "offset": 5}, id="rows-step"),
+            Case([f64(3, 4)], lambda a: __import__("torch").as_strided(a, (4, 3), (1, 4), 0),
+                 lambda a: a.T, {"shape": (4, 3), "strides": (1, 4), "offset": 0}, id="t"),
+            Case([f64(2, 3)], lambda a: __import__("torch").as_strided(a, (2, 3), (0, 1), 3),
+                 lambda a: np.broadcast_to(a[1], (2, 3)),
+                 {"shape": (2, 3), "strides": (0, 1), "offset": 3}, id="expanded")],
+        "strided_scatter": [
+            Case([f64(3, 4), f64(2, 2)],
+                 _torch_scatter((2, 2), (4, 2), 5),
+                 lambda a, v: _np_scatter(a, v, (2, 2), (4, 2), 5),
+                 {"shape": (2, 2), "strides": (4, 2), "offset": 5}, id="rows-step"),
+            Case([f64(3, 4), f64(4)],
+                 _torch_scatter((4,), (1,), 8),
+                 lambda a, v: _np_scatter(a, v, (4,), (1,), 8),
+                 {"shape": (4,), "strides": (1,), "offset": 8}, id="last-row")],
         "cat": [Case([f64(2, 3), f64(4, 3)], lambda *a: __import__("torch").cat(a, 0),
                      lambda *a: np.concatenate(a, 0), {"dim": 0}, id="dim0"),
                 Case([f64(2, 3), transposed(f64(2, 4)), f64(2, 1)],
@@ -587,6 +612,25 @@ def _build_cases():
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         cases[name] = _cmp_cases(name)
     return cases
+
+
+def _torch_scatter(shape, strides, offset):
+    """torch.as_strided_scatter's forward, by index_put: its gradient for the base (torch
+    2.13) is the view's region instead of the rest."""
+    def fn(a, v):
+        import torch
+        idx = np.lib.stride_tricks.as_strided(np.arange(a.numel())[offset:], shape,
+                                              [s * 8 for s in strides]).reshape(-1)
+        flat = a.reshape(-1).index_put((torch.tensor(idx),), v.reshape(-1))
+        return flat.reshape(a.shape)
+    return fn
+
+
+def _np_scatter(a, v, shape, strides, offset):
+    out = a.copy()
+    flat = out.reshape(-1)[offset:]
+    np.lib.stride_tricks.as_strided(flat, shape, [s * flat.itemsize for s in strides])[...] = v
+    return out
 
 
 CASES = _build_cases()

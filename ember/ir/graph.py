@@ -7,7 +7,9 @@ keeps both edges of ``x + x``; the edge key is the operand position.
 
 Graph inputs say where their values come from (``args[0]``, ``kwargs['x']``, or a
 captured tensor such as a parameter); outputs are node ids, and ``writebacks`` map
-captured or argument tensors mutated in place to the node holding their new value.
+captured or argument tensors whose memory was written in place (through any alias) to
+the node holding its new value. The graph itself is pure: an in-place update is a new
+value (``ember/ir/views.py``), so passes never reason about mutation.
 
 Text form, one node a line:  ``%7:f32[128,512] = add %5, %6        # model.py:14``
 """
@@ -62,6 +64,13 @@ class Graph:
         # ``tensor.grad = ...`` done by the call: (input node of the tensor, index into
         # ``outputs`` of the new gradient, or None for ``.grad = None``).
         self.grad_writes: list[tuple[int, int | None]] = []
+        # ``tensor.data = value`` done by the call: (input node, index into ``outputs``).
+        self.rebinds: list[tuple[int, int]] = []
+        # Index into ``outputs`` -> what that tensor is eagerly when it is not memory of its
+        # own: ("input", input node) the input tensor itself, or ("view", input node, shape,
+        # byte strides, byte offset, element strides, element offset) a view of the caller's
+        # memory (the last two as ``strided_view`` of the input takes them).
+        self.aliases: dict[int, tuple] = {}
         self._next = 0
 
     # ---- building -------------------------------------------------------------------
@@ -162,6 +171,8 @@ class Graph:
         g.outputs = list(self.outputs)
         g.writebacks = list(self.writebacks)
         g.grad_writes = list(self.grad_writes)
+        g.rebinds = list(self.rebinds)
+        g.aliases = dict(self.aliases)
         g._next = self._next
         return g
 
@@ -197,6 +208,9 @@ class Graph:
             if k is None or k < len(self.outputs):
                 value = "None" if k is None else f"%{self.outputs[k]}"
                 lines.append(f"{self[i]['attrs']['path']}.grad <- {value}")
+        for i, k in self.rebinds:
+            if k < len(self.outputs):
+                lines.append(f"{self[i]['attrs']['path']}.data <- %{self.outputs[k]}")
         return "\n".join(lines)
 
     __str__ = text

@@ -172,9 +172,11 @@ def _pow(xp, a, b):
 
 defop("add", BINARY, lambda xp, a, b: a + b, _add_vjp, commutative=True)
 defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp)
-defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True)
-defop("div", BINARY, _quiet(lambda xp, a, b: xp.true_divide(a, b)), _div_vjp, dtype_rule="float")
-defop("pow", BINARY, _pow, _pow_vjp)
+defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True,
+      reads_for_others=(0, 1))
+defop("div", BINARY, _quiet(lambda xp, a, b: xp.true_divide(a, b)), _div_vjp, dtype_rule="float",
+      out_for=(1,))
+defop("pow", BINARY, _pow, _pow_vjp, reads_for_others=(1,), out_for=(1,))
 
 
 def _int_division(fn):

@@ -11,4 +11,4 @@ def _matmul_vjp(g, out, a, b):
             sum_to(a.mT @ g, b.shape) if b.requires_grad else None)
 
 
-defop("matmul", EXTERN, lambda xp, a, b: xp.matmul(a, b), _matmul_vjp)
+defop("matmul", EXTERN, lambda xp, a, b: xp.matmul(a, b), _matmul_vjp, reads_for_others=(0, 1))

@@ -1,11 +1,15 @@
 """Movement primitives: they change how elements are laid out, never their values.
 
-reshape, permute, expand, slice (basic indexing) and its gradient unslice, cat,
-contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im, what convolution and pooling use).
+reshape, permute, expand, slice (basic indexing) and its gradient unslice, diagonal, cat,
+contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im, what convolution and
+pooling use). reshape (where the layout allows), permute, expand, slice and diagonal are
+views: their result shares the input's memory, as in PyTorch (``OpDef.view``).
 Slicing keys are stored canonically as tuples (hashable, for the IR): an int picks an
 index, ``(start, stop, step)`` a slice, ``None`` a new axis.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -19,7 +23,7 @@ def numpy_key(key: tuple) -> tuple:
 
 
 defop("reshape", MOVEMENT, lambda xp, a, shape: a.reshape(shape),
-      lambda g, out, a, shape: (g.reshape(a.shape),))
+      lambda g, out, a, shape: (g.reshape(a.shape),), view=True)
 
 
 def _permute_vjp(g, out, a, dims):
@@ -29,7 +33,7 @@ def _permute_vjp(g, out, a, dims):
     return (g.permute(tuple(inverse)),)
 
 
-defop("permute", MOVEMENT, lambda xp, a, dims: a.transpose(dims), _permute_vjp)
+defop("permute", MOVEMENT, lambda xp, a, dims: a.transpose(dims), _permute_vjp, view=True)
 
 
 def _expand_vjp(g, out, a, shape):
@@ -37,7 +41,17 @@ def _expand_vjp(g, out, a, shape):
     return (sum_to(g, a.shape),)
 
 
-defop("expand", MOVEMENT, lambda xp, a, shape: xp.broadcast_to(a, shape), _expand_vjp)
+def _expand(xp, a, shape):
+    out = xp.broadcast_to(a, shape)
+    if xp is np and a.flags.writeable:
+        # PyTorch lets one write through an expanded view where no two elements share
+        # memory (``x.expand(3, 4)[0].add_(1)``); Tensor._inplace refuses the overlapping
+        # writes, as PyTorch does. NumPy marks every broadcast read-only.
+        out.flags.writeable = True
+    return out
+
+
+defop("expand", MOVEMENT, _expand, _expand_vjp, view=True)
 # Always a fresh C-ordered copy: Tensor.contiguous() skips it when already contiguous, and
 # clone() relies on the copy.
 defop("contiguous", MOVEMENT, lambda xp, a: xp.array(a, copy=True, order="C"),
@@ -69,10 +83,33 @@ def _unslice(xp, g, shape, key):
     return z
 
 
-defop("slice", MOVEMENT, lambda xp, a, key: a[numpy_key(key)],
-      lambda g, out, a, key: (dispatch("unslice", g, shape=tuple(a.shape), key=key),))
+# The trailing Ellipsis keeps ``a[1, 2]`` a 0-dim view (NumPy gives a scalar copy).
+defop("slice", MOVEMENT, lambda xp, a, key: a[numpy_key(key) + (Ellipsis,)],
+      lambda g, out, a, key: (dispatch("unslice", g, shape=tuple(a.shape), key=key),),
+      view=True)
 defop("unslice", MOVEMENT, _unslice,
       lambda g, out, a, shape, key: (dispatch("slice", g, key=key),))
+
+
+def _diagonal(xp, a, offset, dim1, dim2):
+    out = a.diagonal(offset, dim1, dim2)
+    if xp is np and a.flags.writeable:
+        out.flags.writeable = True  # a view PyTorch writes through; NumPy marks it read-only
+    return out
+
+
+def _diagonal_vjp(g, out, a, offset, dim1, dim2):
+    from ember.tensor import arange
+    # Where each diagonal element sits in ``a`` (flat), then a scatter into zeros.
+    n = math.prod(a.shape)
+    where = dispatch("diagonal", arange(n, device=a.device).reshape(a.shape), offset=offset,
+                     dim1=dim1, dim2=dim2).reshape(-1)
+    flat = dispatch("index_put", g.new_zeros((n,)), g.reshape(-1), where, key=("t0",),
+                    accumulate=False)
+    return (flat.reshape(a.shape),)
+
+
+defop("diagonal", MOVEMENT, _diagonal, _diagonal_vjp, view=True)
 
 
 def _cat_vjp(g, out, *inputs, dim):

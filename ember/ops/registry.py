@@ -29,11 +29,13 @@ class OpDef:
 
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
                  "differentiable", "saves_out", "saves_inputs", "saves_varargs",
-                 "data_dependent_shape", "effect")
+                 "data_dependent_shape", "effect", "view", "reads_for_others", "out_for",
+                 "saves_any")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
-                 impure: bool = False, effect: bool = False,
+                 impure: bool = False, effect: bool = False, view: bool = False,
+                 reads_for_others: tuple = (), out_for: tuple | None = None,
                  data_dependent_shape: Callable | None = None) -> None:
         assert dtype_rule in DTYPE_RULES, dtype_rule
         self.name = name
@@ -49,16 +51,39 @@ class OpDef:
         # args -> True when the output's shape depends on input values (x[mask]): a
         # compiled replay could not know it, so such a call is never traced.
         self.data_dependent_shape = data_dependent_shape
+        # The eager result shares its first input's memory (a view, as in PyTorch): it
+        # shares that storage's version counter too, and in-place writes through it reach
+        # the base. reshape is a view only where the layout allows (else NumPy copies).
+        self.view = view
         self.differentiable = vjp is not None
         # Whether the gradient reads the op's output: then writing into that output in
         # place before backward must raise (as in PyTorch) instead of giving wrong grads.
         # Likewise for inputs: ops like add or slice only look at an input's shape, so
         # changing that input in place afterwards is harmless (PyTorch allows it too).
         self.saves_out, self.saves_inputs, self.saves_varargs = _value_reads(vjp)
+        self.saves_any = self.saves_out or any(self.saves_inputs) or self.saves_varargs
+        # Finer, as PyTorch saves: inputs whose value only the *other* inputs' gradients
+        # read (x in ``x * 3``, where 3 needs no gradient, may then change in place), and
+        # the inputs whose gradients read the output (None: any).
+        self.reads_for_others = reads_for_others
+        self.out_for = out_for
 
     def saves_input(self, i: int) -> bool:
         """Does the gradient read the value of input ``i``?"""
         return self.saves_inputs[i] if i < len(self.saves_inputs) else self.saves_varargs
+
+    def needs_saved(self, i: int | None, wants: tuple) -> bool:
+        """Does backward read input ``i``'s value (``None``: the output's), given which
+        inputs want a gradient (``wants[j]``)?"""
+        if i is None:
+            if not self.saves_out:
+                return False
+            return self.out_for is None or any(wants[j] for j in self.out_for if j < len(wants))
+        if not self.saves_input(i):
+            return False
+        if i in self.reads_for_others:
+            return any(w for j, w in enumerate(wants) if j != i)
+        return True
 
     @property
     def elementwise(self) -> bool:

@@ -36,10 +36,12 @@ class CompiledAutograd:
     """The forward and backward segments of one single-segment cache entry."""
 
     def __init__(self, entry, trace, leaves) -> None:
-        from ember.tracer.compile import Segment, _close, _input_tensor
+        from ember.tracer.compile import Segment, _close, _effects, _input_tensor
 
         self.trace = trace
         g = trace.graph
+        if g.rebinds or any(how[0] == "view" for how in g.aliases.values()):
+            raise _Disagree("the call rebinds .data or returns views of its arguments")
         tensors = {n: _input_tensor(g, n, trace, leaves) for n in g.inputs}
         self.diff = [n for n in g.inputs if tensors[n].requires_grad]
         tracer = Tracer()
@@ -124,6 +126,13 @@ class CompiledAutograd:
         for n in bneeds:
             if not _close(env[n], eager_env[n]):
                 raise _Disagree(f"compiled gradient %{n} differs from eager")
+        # Values a call must copy before it writes back or hands them on: the forward's
+        # results computed in an input's memory, write-backs read from written memory.
+        fenv = {n: env[jid[n]] for n in g.inputs}
+        fenv.update((o, env[jid[o]]) for o in g.outputs)
+        fenv.update((v, env[jid[v]]) for _, v in g.writebacks)
+        self.copies, staged, _ = _effects(g, fenv)
+        self.staged = {jid[v] for v in staged}
 
     def forward(self, leaves):
         """Run the forward plan; return the output tensors, differentiable as in eager."""
@@ -132,26 +141,31 @@ class CompiledAutograd:
         g = self.trace.graph
         tensors = {n: _input_tensor(g, n, self.trace, leaves) for n in g.inputs}
         env = {self.jid[n]: t._data for n, t in tensors.items()}
+        memory = dict(env)
         # Versions as eager's saved tensors would record them: inputs before this call's
         # in-place updates (which then count as modifications), updated ones after.
         before = {n: tensors[n]._version for n in self.checked}
         self.fwd.plan.run(env)
         old = {self.jid[n]: copy_same_layout(tensors[n]._data) for n in self.keep_old}
+        arrays = {i: env[self.jid[o]].copy() for i, o in enumerate(g.outputs) if i in self.copies}
+        early = {v: env[v].copy() for v in self.staged}
         with autograd.no_grad():
             for inp, v in self.writebacks:
-                t = tensors[inp]
-                t._data[...] = env[v]
-                t._version += 1
+                new, mem = early.get(v, env[v]), memory[self.jid[inp]]
+                if new is not mem:
+                    mem[...] = new
+                tensors[inp]._version += 1
         env.update(old)
         call = _Call({n: env[n] for n in self.saved}, {n: tensors[n] for n in self.checked},
                      before)
         diff_inputs = tuple(tensors[n] for n in self.diff)
         outs = []
         for i, o in enumerate(g.outputs):
-            if o in tensors:   # an input handed back: the same tensor, as in eager
-                outs.append(tensors[o])
+            how = g.aliases.get(i)
+            if how is not None:   # an input handed back: the same tensor, as in eager
+                outs.append(tensors[how[1]])
                 continue
-            arr = env[self.jid[o]]
+            arr = arrays[i] if i in arrays else env[self.jid[o]]
             if i not in self.diff_outs:
                 outs.append(Tensor._wrap(arr))
                 continue

@@ -29,7 +29,9 @@ from ember.errors import OpError
 from ember.inspect import hooks as _inspect
 from ember.ir.graph import Graph, InputSource
 from ember.ir.passes import run_pipeline
+from ember.ir.views import byte_view, root
 from ember.ops.random import preserved_rng
+from ember.ops.registry import OPS
 from ember.runtime.plan import Plan, build_plan
 from ember.tensor import Tensor
 from ember.nn.module import STRUCTURE_VERSION
@@ -38,7 +40,9 @@ from ember.tracer.guards import GuardSet
 from ember.tracer.trace import Observation, Tracer, copy_same_layout, observed_value, tracing
 
 DEFAULT_CACHE_LIMIT = 8
-_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach"))
+# Ops whose result may be a view of their first argument (besides those with OpDef.view).
+_MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach", "strided_view",
+                             "to_device", "unfold2d"))
 _REASONS_KEPT = 100   # recompile reasons listed in stats(); later ones are only counted
 
 
@@ -101,6 +105,7 @@ class Trace:
     # ``retain_grad()`` on: what the compiled backward must reproduce.
     grad_outputs: tuple = ()
     retained_outputs: tuple = ()
+    effects: tuple | None = None   # what a replay copies before writing back (``_effects``)
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""
@@ -114,7 +119,8 @@ class Trace:
             sig.append((n, d["op"], d["args"], _attr_key(d["attrs"]), d["shape"], d["dtype"].name,
                         None if c is None else (c.shape, c.tobytes())))
         if upto >= g._next:  # the whole call: what it writes back must agree too
-            sig.append(("effects", tuple(g.outputs), tuple(g.writebacks), tuple(g.grad_writes)))
+            sig.append(("effects", tuple(g.outputs), tuple(g.writebacks), tuple(g.grad_writes),
+                        tuple(g.rebinds), tuple(sorted(g.aliases.items()))))
         return sig
 
 
@@ -683,6 +689,13 @@ class Entry:
                                                      for kind, v in trace.out_leaves])
         env = {}
         trace0 = self.traces[0]
+        for t in self.traces:
+            if t.graph.writebacks:
+                if _shares_written_memory(self.traces, leaves):
+                    self.owner.recompile_reasons.append("eager call: an argument shares memory "
+                                                        "with a tensor the call writes in place")
+                    return self.owner._eager(args, kwargs)
+                break
         for nid, i in trace0.arg_paths.items():
             env[nid] = leaves[i][1]._data
         seg = self.root
@@ -742,25 +755,35 @@ class Entry:
             env[nid] = t._data
 
     def _outputs(self, trace: Trace, env: dict, leaves):
+        """Apply the call's effects as eager would and return its result: memory written
+        in place is written back into the caller's tensors, ``.grad`` and ``.data``
+        assignments are redone, and results that are (views of) the caller's tensors
+        are those tensors (views of that memory); the rest are fresh arrays."""
         g = trace.graph
+        effects = trace.effects
+        if effects is None:
+            effects = trace.effects = _effects(g, env)
+        if effects is _PURE:   # fresh results only, nothing to write: the common case
+            return pytree.unflatten(trace.out_spec, [
+                v if kind == "V" else Tensor._wrap(env[g.outputs[v]])
+                for kind, v in trace.out_leaves])
+        copies, staged, needed = effects
+        tensors = {n: _input_tensor(g, n, trace, leaves) for n in needed}
+        values = [None if i in g.aliases else env[n] for i, n in enumerate(g.outputs)]
+        for i in copies:          # fresh results the plan computed in someone's memory
+            values[i] = values[i].copy()
+        early = {v: env[v].copy() for v in staged}
         for inp, val in g.writebacks:
-            t = _input_tensor(g, inp, trace, leaves)
-            if env[val] is not t._data:   # else the kernel already wrote it in place
-                t._data[...] = env[val]
-            t._version += 1
+            new, mem = early.get(val, env[val]), env[inp]
+            if new is not mem:    # else the kernel already wrote it in place
+                mem[...] = new
+            tensors[inp]._version += 1
+        handed = [_handed(g, i, values[i], env, tensors) for i in range(len(g.outputs))]
         for inp, out in g.grad_writes:
-            t = _input_tensor(g, inp, trace, leaves)
-            t._grad = None if out is None else Tensor._wrap(env[g.outputs[out]])
-        outs = []
-        for kind, v in trace.out_leaves:
-            if kind == "V":
-                outs.append(v)
-                continue
-            nid = g.outputs[v]
-            if nid in g.sources:
-                outs.append(_input_tensor(g, nid, trace, leaves))
-            else:
-                outs.append(Tensor._wrap(env[nid]))
+            tensors[inp]._grad = None if out is None else handed[out]
+        for inp, out in g.rebinds:
+            _rebind(tensors[inp], handed[out])
+        outs = [v if kind == "V" else handed[v] for kind, v in trace.out_leaves]
         return pytree.unflatten(trace.out_spec, outs)
 
     def _run_with_autograd(self, args, kwargs, leaves):
@@ -796,20 +819,26 @@ class Entry:
                 return result
             seg = child
         g = seg.trace.graph
+        tensors = {n: _input_tensor(g, n, seg.trace, leaves) for n in _effect_inputs(g)}
+        memory = {n: tensors[n]._data for n in tensors}   # before any .data rebinding
         with autograd.no_grad():
+            new = {inp: tenv[val]._data.copy() for inp, val in g.writebacks}
             for inp, val in g.writebacks:
-                t = _input_tensor(g, inp, seg.trace, leaves)
-                t._data[...] = tenv[val]._data
-                t._version += 1
+                memory[inp][...] = new[inp]
+                tensors[inp]._version += 1
+            handed = []
+            for i, n in enumerate(g.outputs):
+                how = g.aliases.get(i)
+                if how is not None and (how[0] == "input" or any(
+                        how[1] == inp for inp, _ in g.writebacks)):
+                    handed.append(_handed(g, i, None, memory, tensors))
+                else:
+                    handed.append(tenv[n])
             for inp, out in g.grad_writes:
-                _input_tensor(g, inp, seg.trace, leaves)._grad = (
-                    None if out is None else tenv[g.outputs[out]].detach())
-        outs = []
-        for kind, v in seg.trace.out_leaves:
-            if kind == "V":
-                outs.append(v)
-            else:
-                outs.append(tenv[g.outputs[v]])
+                tensors[inp]._grad = None if out is None else handed[out].detach()
+            for inp, out in g.rebinds:
+                _rebind(tensors[inp], handed[out].detach())
+        outs = [v if kind == "V" else handed[v] for kind, v in seg.trace.out_leaves]
         return pytree.unflatten(seg.trace.out_spec, outs)
 
 
@@ -826,6 +855,84 @@ def _trace_through(entry: Entry, seg: Segment) -> Graph:
         if s is seg:
             return t.graph
     raise AssertionError("segment without a trace")
+
+
+def _effect_inputs(g: Graph) -> set:
+    """Input nodes whose tensors a call's effects and results refer to."""
+    ins = {i for i, _ in g.writebacks} | {i for i, _ in g.grad_writes} | {i for i, _ in g.rebinds}
+    return ins | {how[1] for how in g.aliases.values()}
+
+
+def _effects(g: Graph, env: dict) -> tuple[list, list, set]:
+    """Which values a replay must copy before it writes back: fresh results the plan
+    computed as (views of) an input's memory (``y = x + 0`` simplified to ``x``, two
+    results merged into one), and written-back values read from memory that another
+    write-back overwrites first. Decided once: a plan's aliasing is the same every call."""
+    input_roots = {id(root(env[n])) for n in g.inputs if n in env}
+    written = {id(root(env[i])) for i, _ in g.writebacks}
+    copies, seen = [], set()
+    for i, n in enumerate(g.outputs):
+        if i in g.aliases:
+            continue
+        if id(root(env[n])) in input_roots or n in seen:
+            copies.append(i)
+        seen.add(n)
+    staged = [v for i, v in g.writebacks
+              if env[v] is not env[i] and id(root(env[v])) in written]
+    needed = _effect_inputs(g)
+    if not (copies or staged or needed or g.writebacks or g.grad_writes or g.rebinds):
+        return _PURE
+    return copies, staged, needed
+
+
+_PURE = ([], [], set())
+
+
+def _shares_written_memory(traces: list, leaves) -> bool:
+    """True when an argument shares memory with another argument or captured tensor that
+    the call writes in place: the traces assumed separate memory (running them would
+    read values before the write that eager reads after it)."""
+    seen: dict[int, bool] = {}
+    for trace in traces:
+        g = trace.graph
+        if not g.writebacks:
+            continue
+        written = {i for i, _ in g.writebacks}
+        arrays = [(leaves[i][1]._data, n in written) for n, i in trace.arg_paths.items()]
+        for n in written:
+            if g.sources[n].kind != "arg":
+                t = g.sources[n].current()
+                if t is not None:
+                    arrays.append((t._data, True))
+        for a, w in arrays:
+            r = id(root(a))
+            if r in seen and (w or seen[r]):
+                return True
+            seen[r] = seen.get(r, False) or w
+        seen.clear()
+    return False
+
+
+def _handed(g: Graph, i: int, value, memory: dict, tensors: dict):
+    """Output ``i`` as the tensor a caller gets."""
+    how = g.aliases.get(i)
+    if how is None:
+        return Tensor._wrap(value)
+    if how[0] == "input":
+        return tensors[how[1]]
+    _, n, shape, strides, offset, lstrides, loffset = how
+    t = Tensor._wrap(byte_view(memory[n], shape, strides, offset))
+    link = getattr(t, "_view_of", None)
+    if link is not None:   # a view of the caller's tensor: one version counter, as eager
+        link(tensors[n], OPS["strided_view"],
+             {"shape": shape, "strides": lstrides, "offset": loffset})
+    return t
+
+
+def _rebind(t: Tensor, value: Tensor) -> None:
+    """``t.data = value`` as a replay of the traced call does it."""
+    if value is not t:
+        t.data = value
 
 
 def _input_tensor(g: Graph, nid: int, trace: Trace, leaves):
@@ -856,7 +963,7 @@ def _divergence(a: Trace, b: Trace) -> int:
 def _segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> Graph:
     """The nodes of [lo, hi); values from earlier segments become inputs."""
     sg = g.copy()
-    sg.grad_writes = []  # applied by the caller from the whole trace's outputs
+    sg.grad_writes, sg.rebinds, sg.aliases = [], [], {}  # applied from the whole trace
     used_before = set()
     for n in g.nodes():
         if lo <= n < hi:
@@ -888,7 +995,8 @@ def _escaping(g: Graph) -> set[int]:
         if n in out:
             continue
         out.add(n)
-        if g[n]["op"] in _MOVEMENT_VIEWS:
+        op = g[n]["op"]
+        if op in _MOVEMENT_VIEWS or op in OPS and getattr(OPS[op], "view", False):
             stack.extend(g[n]["args"])
     return out
 

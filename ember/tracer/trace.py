@@ -7,6 +7,12 @@ read of a Python value (``bool(t)``, ``t.item()`` ...) is reported here.
 Tensors reached that were not made during the trace (parameters, closures, globals)
 become graph inputs read at every call, never constants: an optimizer updating a weight
 must reach the next compiled call.
+
+In-place updates are recorded against the memory they write (a ``Storage``), whatever
+alias wrote it: the storage's new value is a pure node (``strided_scatter`` for a write
+through a view, see ``ember/ir/views.py``), and a later read of any alias of that memory
+is a view of the new value. Storages of the caller's tensors are written back at the end
+of the call; the graph itself holds no mutation.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import numpy as np
 from ember import dispatch as _dispatch
 from ember.errors import user_frame
 from ember.ir.graph import Graph, InputSource
+from ember.ir.views import IDENTITY, address, layout_in, overlaps, root
 from ember.runtime.device import array_module, device_of_array
 
 
@@ -41,6 +48,17 @@ def observed_value(array, how: str):
     return (a.shape, a.dtype.str, a.tobytes())
 
 
+class Storage:
+    """Memory written during the trace. ``array`` fixes the coordinates (the caller's
+    tensor for an input, else the biggest tensor seen of it), ``node`` holds its current
+    value, ``version`` counts writes (a tensor's node older than that is re-derived)."""
+
+    __slots__ = ("array", "node", "version", "input")
+
+    def __init__(self, array, node: int, input: int | None) -> None:
+        self.array, self.node, self.version, self.input = array, node, 0, input
+
+
 class Tracer:
     """Collects one trace. Keeps every tensor it saw alive so ids stay unique."""
 
@@ -53,8 +71,11 @@ class Tracer:
         self.env: dict[int, int] = {}      # id(tensor) -> node id holding its current value
         self.keep: list = []
         self.observations: list[Observation] = []
-        self.mutated: dict[int, Any] = {}  # id(tensor) -> tensor, for write-backs
-        self.stale: set[int] = set()       # views whose memory was overwritten in place
+        self.storages: dict[int, Storage] = {}  # id(root array) -> memory written in place
+        self.version: dict[int, int] = {}   # id(tensor) -> storage version its node shows
+        self.arrays: dict[int, Any] = {}    # id(tensor) -> its array when its node was set
+        self.input_arrays: dict[int, Any] = {}   # input node -> its tensor's array then
+        self.input_tensors: dict[int, Any] = {}  # input node -> the tensor
         self.captured: list = []
         self.input_of: dict[int, int] = {}  # id(tensor) -> its input node
         self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
@@ -68,7 +89,7 @@ class Tracer:
             return
         nid = self.graph.add_input(InputSource("arg", path), t.shape, t.dtype, t.device)
         self.env[id(t)] = self.input_of[id(t)] = nid
-        self.keep.append(t)
+        self._new_input(t, nid)
 
     def node_of(self, t) -> int:
         nid = self.env.get(id(t))
@@ -85,12 +106,35 @@ class Tracer:
                 source = InputSource("captured", desc, t)
             nid = self.graph.add_input(source, t.shape, t.dtype, t.device, src)
             self.env[id(t)] = self.input_of[id(t)] = nid
-            self.keep.append(t)
+            self._new_input(t, nid)
             self.captured.append(t)
             self.snapshots[nid] = copy_same_layout(t._data)
-        elif id(t) in self.stale:
-            self.fail("a view is read after the tensor it views was updated in place")
+            if self.storages and id(root(t._data)) in self.storages:
+                self.fail("a tensor first read after memory it shares was updated in place "
+                          "(a captured view of a written tensor)")
+            return nid
+        if self.arrays.get(id(t)) is not t._data:   # ``t.data = other`` rebound it
+            nid = self._rebound(t)
+        if self.storages:
+            s = self.storages.get(id(root(t._data)))
+            if s is not None and self.version.get(id(t), 0) != s.version:
+                nid = self._rederive(t, s)
         return nid
+
+    def _new_input(self, t, nid: int) -> None:
+        self.arrays[id(t)] = self.input_arrays[nid] = t._data
+        self.input_tensors[nid] = t
+        self.keep.append(t)
+
+    def _set(self, t, nid: int) -> None:
+        """``t``'s value is node ``nid``, as of now."""
+        self.env[id(t)] = nid
+        self.arrays[id(t)] = t._data
+        if self.storages:
+            s = self.storages.get(id(root(t._data)))
+            if s is not None:
+                self.version[id(t)] = s.version
+        self.keep.append(t)
 
     def fail(self, reason: str) -> None:
         """Stop recording: the function finishes eagerly, and this trace is not replayed."""
@@ -115,21 +159,18 @@ class Tracer:
             # Run with grad mode off: a replay with autograd (the compiled backward) must
             # not differentiate through it either, so it reads detached inputs.
             ins = tuple(self.stop_grad(n) if a.requires_grad else n for a, n in zip(args, ins))
-        self.env[id(result)] = self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
-                                              result.device, user_frame())
-        self.keep.append(result)
+        self._set(result, self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
+                                         result.device, user_frame()))
         node = result._node
         if node is not None:  # backward inside the trace reads the saved output
             self.alias(node.out, result)
 
     def constant(self, t, value) -> None:
-        self.env[id(t)] = self.graph.add_const(t._host().copy(), t.dtype, t.device, user_frame())
-        self.keep.append(t)
+        self._set(t, self.graph.add_const(t._host().copy(), t.dtype, t.device, user_frame()))
 
     def alias(self, t, src) -> None:
         """``t`` holds the same value as ``src`` (detach, .data, saved outputs)."""
-        self.env[id(t)] = self.node_of(src)
-        self.keep.append(t)
+        self._set(t, self.node_of(src))
 
     def detach(self, t, src) -> None:
         """``t = src.detach()`` (or ``src.data``, or ``src.detach_()`` when ``t is src``):
@@ -139,8 +180,7 @@ class Tracer:
             self.fail("detach_() of an input or parameter changes it outside the graph")
             return
         n = self.node_of(src)
-        self.env[id(t)] = self.stop_grad(n) if src.requires_grad else n
-        self.keep.append(t)
+        self._set(t, self.stop_grad(n) if src.requires_grad else n)
 
     def stop_grad(self, n: int) -> int:
         """A ``detach`` node of node ``n``: gradients stop there, values pass."""
@@ -152,20 +192,103 @@ class Tracer:
         return d
 
     def mutate(self, t, result) -> None:
-        """``t`` was updated in place to ``result``'s value."""
-        root = _root(t._data)
-        for k in self.keep:
-            if k is not t and _root(k._data) is root and id(k) in self.env:
-                self.stale.add(id(k))
-        self.stale.discard(id(t))
-        self.stale.discard(id(result))
-        new = self.node_of(result)
-        if t.requires_grad and not result.requires_grad:  # updated under no_grad
-            new = self.graph.add("data_update", (self.node_of(t), new), {}, t.shape, t.dtype,
-                                 t.device, user_frame())
-        self.env[id(t)] = new
-        self.mutated[id(t)] = t
-        self.keep.append(t)
+        """``t`` was updated in place to ``result``'s value: a new value of its storage."""
+        if id(t) not in self.env:   # a tensor from outside, written before it was read
+            self.node_of(t)
+        value = self.node_of(result)
+        a = t._data
+        if result.dtype != t.dtype:
+            value = self.graph.add("cast", (value,), {"dtype": t.dtype}, t.shape, t.dtype,
+                                   t.device, user_frame())
+        if t.requires_grad and not result.requires_grad:  # updated under no_grad: the
+            # value is new, the gradient still flows to what t was (as eager keeps its node)
+            value = self.graph.add("data_update", (self.node_of(t), value), {}, t.shape,
+                                   t.dtype, t.device, user_frame())
+        if a.size:
+            s = self._storage(a)
+            if s is None:
+                return
+            lay = layout_in(a, s.array)
+            if lay is None:
+                return self.fail("an in-place update writes memory shared with another "
+                                 "tensor in a way the compiler cannot follow")
+            if lay is IDENTITY:
+                s.node = value
+            elif overlaps(lay[0], lay[1]):
+                return self.fail("an in-place update writes through a view whose elements "
+                                 "share memory (an expanded or overlapping view)")
+            else:
+                s.node = self.graph.add("strided_scatter", (s.node, value),
+                                        {"shape": lay[0], "strides": lay[1], "offset": lay[2]},
+                                        s.array.shape, t.dtype, t.device, user_frame())
+            s.version += 1
+        self._set(t, value)
+
+    def _storage(self, a) -> Storage | None:
+        """The Storage of the memory ``a`` views, made at its first write."""
+        r = root(a)
+        s = self.storages.get(id(r))
+        if s is not None:
+            return s
+        inputs = [n for n, arr in self.input_arrays.items()
+                  if self.graph.sources[n].kind != "value" and root(arr) is r]
+        if len(inputs) > 1:
+            paths = ", ".join(self.graph.sources[n].path for n in inputs)
+            self.fail(f"tensors {paths} share memory and one is updated in place")
+            return None
+        if inputs:
+            s = Storage(self.input_arrays[inputs[0]], inputs[0], inputs[0])
+        else:   # memory made during the call: the biggest tensor seen of it gives coordinates
+            best = None
+            for k in self.keep:
+                if self.arrays.get(id(k)) is k._data and root(k._data) is r and (
+                        best is None or _span(k._data) > _span(best._data)):
+                    best = k
+            if best is None:
+                self.fail("an in-place update of memory the trace has not seen")
+                return None
+            s = Storage(best._data, self.node_of(best), None)
+        self.storages[id(r)] = s
+        return s
+
+    def _rederive(self, t, s: Storage) -> int:
+        """``t``'s value as a view of its storage's current value."""
+        lay = layout_in(t._data, s.array)
+        if lay is None:
+            self.fail("a tensor is read after memory it shares with another was updated in "
+                      "place, through an alias the compiler cannot express as a view")
+            return self.env[id(t)]
+        nid = s.node if lay is IDENTITY else self.graph.add(
+            "strided_view", (s.node,), {"shape": lay[0], "strides": lay[1], "offset": lay[2]},
+            t.shape, t.dtype, t.device, user_frame())
+        self.env[id(t)] = nid
+        self.version[id(t)] = s.version
+        return nid
+
+    def _rebound(self, t) -> int:
+        """``t.data = other`` happened: ``t`` now shows the memory of a tensor seen before."""
+        a = t._data
+        for k in reversed(self.keep):
+            if k is not t and self.arrays.get(id(k)) is k._data and root(k._data) is root(a):
+                lay = layout_in(a, k._data)
+                if lay is None:
+                    continue
+                nid = self.node_of(k)
+                if lay is not IDENTITY:
+                    nid = self.graph.add("strided_view", (nid,), {"shape": lay[0],
+                                         "strides": lay[1], "offset": lay[2]},
+                                         t.shape, t.dtype, t.device, user_frame())
+                self._set(t, nid)
+                return nid
+        self.fail("a tensor's .data was set to memory the compiled function has not seen")
+        return self.env[id(t)]
+
+    def set_data(self, t, other) -> None:
+        """``t.data = other`` is about to happen (called by the ``Tensor.data`` setter):
+        ``t`` must be known with its old memory for ``finish`` to replay the rebinding,
+        even if the call never read it."""
+        if id(t) not in self.env:
+            self.node_of(t)
 
     def python_input(self, container: dict, key: str):
         """A 0-dim float64 tensor holding ``container[key]``, as a graph input that is
@@ -181,7 +304,7 @@ class Tracer:
                              getter=lambda: container[key])
         nid = self.graph.add_input(source, t.shape, t.dtype, t.device, user_frame())
         self.env[id(t)] = self.input_of[id(t)] = nid
-        self.keep.append(t)
+        self._new_input(t, nid)
         self.snapshots[nid] = t._data.copy()
         self.values[(id(container), key)] = t
         return t
@@ -210,6 +333,7 @@ class Tracer:
     def finish(self, output_tensors: list) -> Graph:
         g = self.graph
         g.outputs = [self.node_of(t) for t in output_tensors]
+        handed = list(output_tensors)
         # Gradients assigned during the call become extra outputs (fresh every call).
         for owner, value in self.grads.values():
             orig = self.input_of.get(id(owner))
@@ -220,11 +344,41 @@ class Tracer:
             else:
                 g.grad_writes.append((orig, len(g.outputs)))
                 g.outputs.append(self.node_of(value))
-        for t in self.mutated.values():
-            orig = self.input_of.get(id(t))
-            if orig is not None and self.env[id(t)] != orig:
-                g.writebacks.append((orig, self.env[id(t)]))
+                handed.append(value)
+        # ``t.data = other`` on a tensor from outside: replayed as the same rebinding.
+        for nid, arr in self.input_arrays.items():
+            t = self.input_tensors[nid]
+            if t._data is not arr and g.sources[nid].kind in ("arg", "captured"):
+                g.rebinds.append((nid, len(g.outputs)))
+                g.outputs.append(self.node_of(t))
+                handed.append(t)
+        # What each handed-on tensor is eagerly: an input itself, a view of the caller's
+        # memory (then so it is at every call), or memory of its own.
+        for i, t in enumerate(handed):
+            how = self._caller_alias(t)
+            if how is not None:
+                g.aliases[i] = how
+        for s in self.storages.values():
+            if s.input is not None and s.node != s.input:
+                g.writebacks.append((s.input, s.node))
         return g
+
+    def _caller_alias(self, t):
+        a = t._data
+        n = self.input_of.get(id(t))
+        if n is not None and self.input_arrays[n] is a:
+            return ("input", n)
+        r = root(a)
+        for n, arr in self.input_arrays.items():
+            if g_kind(self.graph, n) not in ("arg", "captured", "grad") or root(arr) is not r:
+                continue
+            lay = layout_in(a, arr)
+            if lay is IDENTITY:
+                lay = (tuple(a.shape), _c_strides(a.shape), 0)
+            if lay is not None:
+                return ("view", n, tuple(a.shape), tuple(a.strides), address(a) - address(arr),
+                        tuple(lay[1]), lay[2])
+        return None
 
 def copy_same_layout(a):
     """A copy with the same strides: compiled kernels are specialized to input layouts."""
@@ -237,10 +391,23 @@ def copy_same_layout(a):
     return out
 
 
-def _root(a):
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
+def g_kind(graph: Graph, nid: int) -> str:
+    return graph.sources[nid].kind
+
+
+def _c_strides(shape) -> tuple:
+    out, step = [], 1
+    for n in reversed(shape):
+        out.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(out))
+
+
+def _span(a) -> int:
+    """Bytes from ``a``'s first element to one past its last."""
+    if a.size == 0:
+        return 0
+    return a.itemsize + sum((n - 1) * abs(s) for n, s in zip(a.shape, a.strides))
 
 
 class tracing:

@@ -1,6 +1,8 @@
 """Common-subexpression elimination: one node per distinct (op, operands, attributes).
 
-Random ops are never merged: two calls to rand() are two different tensors.
+Random ops are never merged: two calls to rand() are two different tensors. Reads
+across an in-place update are never merged either: the write made a new value
+(``strided_scatter``), and reads after it are ops on that value.
 """
 from __future__ import annotations
 

@@ -1,6 +1,12 @@
 """Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes, and
 detach and data_update (they only steer gradients, which the compiled backward has
-already taken into account)."""
+already taken into account).
+
+Safe with in-place updates: the graph is pure (a write is a new value, see
+``ember/ir/views.py``), and a result simplified to an input (``y = x + 0`` then
+``x.add_(5)``) is copied by the replay before the write-back (``compile._effects``),
+so ``y`` keeps the old value and never aliases ``x``.
+"""
 from __future__ import annotations
 
 import numpy as np

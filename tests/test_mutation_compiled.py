@@ -1,0 +1,565 @@
+"""In-place updates through aliases under @ember.compile: every call writes the caller's
+memory as eager does (parameters through ``.data``, slices, transposes, views), results
+that are views of an argument share its memory, and what cannot be proven right runs
+eagerly with a stated reason. Each case runs eager, compiled and (when installed) torch
+side by side for several calls, comparing the caller's tensors and the results."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+import ember.nn.functional as F
+
+CALLS = 5
+
+
+def _np(t):
+    return np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t)
+
+
+def _same(a, b, tol=1e-5):
+    a, b = _np(a), _np(b)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def _inputs(lib, arrays):
+    return [lib.tensor(a.copy()) for a in arrays]
+
+
+def check(fn, *arrays, calls=CALLS, torch_too=True, fallback=False):
+    """``fn`` eager, compiled and in torch over ``calls`` calls: the arguments after
+    each call and the results agree. Returns the compiled function."""
+    compiled = ember.compile(fn)
+    eager_in, comp_in = _inputs(ember, arrays), _inputs(ember, arrays)
+    torch = None
+    if torch_too:
+        try:
+            import torch
+        except ImportError:
+            torch = None
+    torch_in = _inputs(torch, arrays) if torch is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(calls):
+            want = fn(*eager_in)
+            got = compiled(*comp_in)
+            ref = fn(*torch_in) if torch is not None else None
+            for k, (e, c) in enumerate(zip(eager_in, comp_in)):
+                _same(c, e)
+                if torch is not None:
+                    _same(torch_in[k], e)
+            if want is not None:
+                want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+                for w, g in zip(want, got):
+                    _same(g, w)
+                if torch is not None:
+                    ref = ref if isinstance(ref, tuple) else (ref,)
+                    for w, r in zip(want, ref):
+                        _same(r, w)
+    stats = compiled.stats()
+    if fallback:
+        assert stats["fallbacks"], stats
+    else:
+        assert not stats["fallbacks"], stats["fallbacks"]
+        assert stats["cache_hits"] >= calls - 2, stats
+    return compiled
+
+
+A = np.arange(12, dtype=np.float32).reshape(3, 4)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("slice_add", lambda x: (x[1:].add_(5), None)[1]),
+    ("row_fill", lambda x: (x[0].fill_(-1), None)[1]),
+    ("step_mul", lambda x: (x.view(-1)[::2].mul_(3), None)[1]),
+    ("t_add", lambda x: (x.t().add_(1), None)[1]),
+    ("ellipsis", lambda x: (x[..., :1].add_(5), None)[1]),
+    ("column_zero", lambda x: (x[:, 2].zero_(), None)[1]),
+    ("clamp", lambda x: (x[1:, 1:].clamp_(0, 7), None)[1]),
+    ("chain_of_views", lambda x: (x.t()[1:].unsqueeze(0)[0, :, 1:].sub_(2), None)[1]),
+    ("narrow_copy", lambda x: (x.narrow(1, 1, 2).copy_(x[:, :2] * 10), None)[1]),
+])
+def test_write_through_a_view_reaches_the_caller(name, fn):
+    check(fn, A)
+
+
+def _setitem(x):
+    x.view(-1)[2:4] = 9
+
+
+def _iadd_alias(x):
+    d = x[1]
+    d += 3
+
+
+def test_slice_assignment_and_augmented_assignment():
+    check(_setitem, A)
+    check(_iadd_alias, A)
+
+
+def test_reads_after_a_write_see_it():
+    def f(x):
+        v = x[:, 1:]
+        before = v.sum()
+        x.mul_(2)
+        after = v.sum()          # the same view, read again: it shows the write
+        w = x[1:]
+        x[0].add_(1)
+        return before, after, w * 1, x.sum()
+    check(f, A)
+
+
+def test_result_that_is_a_view_of_an_argument_shares_its_memory():
+    def f(x):
+        x.add_(1)
+        return x[1:], x
+    compiled = ember.compile(f)
+    x = ember.tensor(A.copy())
+    for _ in range(CALLS):
+        v, same = compiled(x)
+        assert same is x
+        v.fill_(0)               # writing the view writes the caller's x, as in eager
+        assert float(x[1:].abs().sum()) == 0
+    assert compiled.stats()["cache_hits"] >= CALLS - 2
+
+
+def test_result_view_of_unwritten_argument_shares_memory():
+    compiled = ember.compile(lambda x: x[1:])
+    x = ember.tensor(A.copy())
+    for _ in range(4):
+        v = compiled(x)
+        v[0, 0] = 100
+        assert float(x[1, 0]) == 100
+        x[1, 0] = 0
+
+
+def test_simplified_value_stays_a_copy():
+    def f(x):
+        y = x + 0
+        z = x * 1
+        x.add_(5)
+        return y, z
+    compiled = check(f, A)
+    x = ember.tensor(A.copy())
+    y, z = compiled(x)
+    y.add_(1)                     # fresh tensors: the caller's x is not touched
+    _same(x, A + 5)
+
+
+def test_cse_does_not_merge_reads_across_a_write():
+    def f(x):
+        a = x.sum()
+        x.add_(1)
+        b = x.sum()
+        x[0].mul_(0)
+        return a, b, x.sum()
+    check(f, A)
+
+
+def test_write_to_memory_made_inside_the_call():
+    def f(x):
+        y = x * 2
+        v = y[1:]
+        y.add_(1)
+        y[:, 0] = 0
+        return v * 1, y
+    check(f, A)
+
+
+def test_mutated_argument_returned_is_the_argument():
+    compiled = ember.compile(lambda x: x.add_(1))
+    x = ember.tensor(A.copy())
+    for i in range(4):
+        assert compiled(x) is x
+    _same(x, A + 4)
+
+
+def test_captured_tensor_written_through_views():
+    state = ember.tensor(A.copy())
+    ref = A.copy()
+
+    @ember.compile
+    def f(x):
+        state[1:].add_(x)
+        state.t()[0].mul_(2)
+        return state.sum()
+
+    for _ in range(CALLS):
+        out = f(ember.ones(4))
+        ref[1:] += 1
+        ref[:, 0] *= 2
+        _same(state, ref)
+        _same(out, ref.sum())
+
+
+def test_rebinding_data_of_a_captured_tensor():
+    w = ember.tensor(A.copy())
+    ref = A.copy()
+
+    @ember.compile
+    def f(x):
+        w.data = w.data * 2 + x
+        return w.sum()
+
+    for _ in range(CALLS):
+        out = f(ember.ones(3, 4))
+        ref = ref * 2 + 1
+        _same(w, ref)
+        _same(out, ref.sum())
+    assert not f.stats()["fallbacks"]
+
+
+def test_arguments_sharing_written_memory_run_eagerly():
+    def f(a, b):
+        a.add_(1)
+        return b * 1
+
+    compiled = ember.compile(f)
+    x, xe = ember.tensor(A.copy()), ember.tensor(A.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            _same(compiled(x, x[1:]), f(xe, xe[1:]))
+            _same(x, xe)
+    assert any("share memory" in r for r in compiled.stats()["fallbacks"])
+
+
+def test_aliasing_at_replay_that_the_trace_did_not_have_runs_eagerly():
+    def f(a, b):
+        a.add_(1)
+        return b * 1
+
+    compiled = ember.compile(f)
+    x, y = ember.tensor(A.copy()), ember.tensor(A.copy())
+    for _ in range(3):
+        compiled(x, y)
+    z, ze = ember.tensor(A.copy()), ember.tensor(A.copy())
+    out = compiled(z, z)          # same shapes: same cache key, but aliased
+    _same(out, f(ze, ze))
+    _same(z, ze)
+
+
+def test_write_through_an_expanded_view_is_refused_as_in_eager():
+    def f(x):
+        x.expand(3, 4).add_(1)
+
+    x = ember.zeros(1, 4)
+    with pytest.raises(Exception):
+        f(x)
+    with pytest.raises(Exception):
+        ember.compile(f)(ember.zeros(1, 4))
+
+
+def test_overlapping_views_are_detected():
+    from ember.ir.views import overlaps
+    assert overlaps((3, 4), (0, 1))
+    assert overlaps((2, 2), (1, 1))
+    assert not overlaps((3, 4), (4, 1))
+    assert not overlaps((3, 4), (1, 3))
+    assert not overlaps((0, 4), (0, 1))
+
+
+# ---- training steps that update parameters through aliases ----------------------------
+
+UPDATES = {
+    "data_add": lambda p, g, lr: p.data.add_(-lr * g),
+    "data_add_alpha": lambda p, g, lr: p.data.add_(g, alpha=-lr),
+    "data_sub": lambda p, g, lr: p.data.sub_(lr * g),
+    "data_copy": lambda p, g, lr: p.data.copy_(p.data - lr * g),
+    "detach_add": lambda p, g, lr: p.detach().add_(-lr * g),
+    "isub_alias": lambda p, g, lr: _isub(p.data, lr * g),
+    "data_rebind": lambda p, g, lr: setattr(p, "data", p.data - lr * g),
+}
+
+
+def _isub(d, v):
+    d -= v
+
+
+def _model():
+    ember.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def _train(update, steps, compiled):
+    model = _model()
+    rng = np.random.default_rng(0)
+    x = ember.tensor(rng.standard_normal((16, 6)).astype(np.float32))
+    y = ember.tensor(rng.standard_normal((16, 3)).astype(np.float32))
+
+    def step(x, y):
+        model.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        for p in model.parameters():
+            update(p, p.grad, 0.1)
+        return loss
+
+    fn = ember.compile(step) if compiled else step
+    losses = [float(fn(x, y)) for _ in range(steps)]
+    return losses, [p.detach().numpy().copy() for p in model.parameters()], fn
+
+
+@pytest.mark.parametrize("name", list(UPDATES))
+def test_training_step_updates_parameters_through_aliases(name):
+    want, wparams, _ = _train(UPDATES[name], 6, compiled=False)
+    got, gparams, fn = _train(UPDATES[name], 6, compiled=True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for a, b in zip(gparams, wparams):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert len(set(got)) == len(got)           # it keeps training
+    stats = fn.stats()
+    assert not stats["fallbacks"] and stats["cache_hits"] >= 3, stats
+
+
+def test_training_loop_with_data_add_alpha_50_steps():
+    want, wparams, _ = _train(UPDATES["data_add_alpha"], 50, compiled=False)
+    got, gparams, fn = _train(UPDATES["data_add_alpha"], 50, compiled=True)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    for a, b in zip(gparams, wparams):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert fn.stats()["cache_hits"] >= 47
+
+
+def test_training_loop_matches_torch():
+    torch = pytest.importorskip("torch")
+    want, _, _ = _train(UPDATES["data_add_alpha"], 20, compiled=True)
+    model = _model()
+    tm = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    with torch.no_grad():
+        for tp, p in zip(tm.parameters(), model.parameters()):
+            tp.copy_(torch.tensor(p.detach().numpy()))
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.standard_normal((16, 6)).astype(np.float32))
+    y = torch.tensor(rng.standard_normal((16, 3)).astype(np.float32))
+    got = []
+    for _ in range(20):
+        tm.zero_grad()
+        loss = torch.nn.functional.mse_loss(tm(x), y)
+        loss.backward()
+        for p in tm.parameters():
+            p.data.add_(p.grad, alpha=-0.1)
+        got.append(float(loss.detach()))
+    np.testing.assert_allclose(want, got, rtol=1e-4, atol=1e-6)
+
+
+def test_parameter_update_still_writes_in_place():
+    """The fast path: a fused kernel writes the new parameter straight into its memory."""
+    model = _model()
+    x, y = ember.randn(16, 6), ember.randn(16, 3)
+
+    @ember.compile
+    def step(x, y):
+        model.zero_grad()
+        F.mse_loss(model(x), y).backward()
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-0.1)
+
+    arrays = [p._data for p in model.parameters()]
+    for _ in range(4):
+        step(x, y)
+    assert all(p._data is a for p, a in zip(model.parameters(), arrays))
+    from ember.runtime.memory import InPlace
+    plans = [k for k in step.kernels()]
+    assert plans
+    entry = next(iter(step.cache.values()))
+    in_place = [b for s in entry.root.plan.steps for b in getattr(s, "buffers", [])
+                if isinstance(b, InPlace)]
+    assert len(in_place) == len(arrays)
+
+
+# ---- gradients through in-place updates of views ---------------------------------------
+
+def _view_writes(x, w):
+    y = x * w
+    y[:, 0].mul_(3)
+    y.t()[1].add_(1)
+    return (y * y).sum()
+
+
+def test_gradients_through_in_place_view_updates():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+    compiled = ember.compile(_view_writes)
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        pass
+    for _ in range(4):
+        xe, we = ember.tensor(a, requires_grad=True), ember.tensor(a + 1, requires_grad=True)
+        xc, wc = ember.tensor(a, requires_grad=True), ember.tensor(a + 1, requires_grad=True)
+        le, lc = _view_writes(xe, we), compiled(xc, wc)
+        le.backward()
+        lc.backward()
+        _same(lc, le)
+        _same(xc.grad, xe.grad)
+        _same(wc.grad, we.grad)
+    if torch is not None:
+        xt, wt = torch.tensor(a, requires_grad=True), torch.tensor(a + 1, requires_grad=True)
+        _view_writes(xt, wt).backward()
+        _same(xe.grad, xt.grad)
+        _same(we.grad, wt.grad)
+    assert compiled.stats()["cache_hits"] >= 2 and not compiled.stats()["fallbacks"]
+
+
+def test_training_step_with_in_place_view_updates_in_the_forward():
+    def run(compiled):
+        ember.manual_seed(0)
+        lin = nn.Linear(4, 4)
+        x = ember.tensor(np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
+
+        def step(x):
+            lin.zero_grad()
+            h = lin(x)
+            h[:, 1:].relu_()
+            h.t()[0].mul_(0.5)
+            loss = (h * h).mean()
+            loss.backward()
+            for p in lin.parameters():
+                p.data.sub_(0.1 * p.grad)
+            return loss
+
+        fn = ember.compile(step) if compiled else step
+        return [float(fn(x)) for _ in range(6)], [p.detach().numpy() for p in lin.parameters()]
+
+    (want, wp), (got, gp) = run(False), run(True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for a, b in zip(gp, wp):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _branchy(x):
+    x[1:].add_(1)
+    v = x[:2]
+    if x.sum() > 20:      # a graph break between writes, both branches taken over the calls
+        x[0].mul_(2)
+    else:
+        v.sub_(1)
+    return v * 1, x[1:]
+
+
+def test_writes_across_a_graph_break():
+    compiled = check(_branchy, np.arange(4, dtype=np.float32), calls=14)
+    assert compiled.stats()["breaks"]
+
+
+def test_returned_view_shares_the_version_counter():
+    compiled = ember.compile(lambda x: x.add_(1)[1:])
+    x = ember.tensor(A.copy())
+    for _ in range(4):
+        v = compiled(x)
+        before = x._version
+        v.add_(1)
+        assert x._version == before + 1
+
+
+def test_strided_argument_written_through_views():
+    """The argument is a transposed, strided view of a bigger tensor: writes land in the
+    bigger tensor's memory, and results that view the argument view that memory."""
+    def f(x):
+        x.mul_(1.0)
+        x[0].add_(1)
+        x[:, 1:].mul_(2)
+        return x[1:], x.sum()
+
+    compiled = ember.compile(f)
+    be = ember.tensor(np.arange(20, dtype=np.float32).reshape(4, 5))
+    bc = ember.tensor(np.arange(20, dtype=np.float32).reshape(4, 5))
+    for _ in range(CALLS):
+        want, got = f(be[:, 1:4].t()), compiled(bc[:, 1:4].t())
+        _same(bc, be)
+        _same(got[0], want[0])
+        _same(got[1], want[1])
+        got[0].fill_(-1)
+        want[0].fill_(-1)
+        _same(bc, be)
+    assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
+
+
+def test_gradients_and_writes_across_a_graph_break():
+    """With a graph break and inputs needing gradients, the trace replays through
+    dispatch: its write-backs and returned views must still be eager's."""
+    def make():
+        state = ember.zeros(3)
+
+        def f(x, w):
+            y = x * w
+            y[0].mul_(2)
+            state[1:].add_(y.detach().sum(0)[1:])
+            if y.sum() > 0:
+                y = y * 2
+            return y.sum(), state[1:]
+        return f, state
+
+    (fe, se), (fc, sc) = make(), make()
+    compiled = ember.compile(fc)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3) / 10
+    for _ in range(CALLS):
+        xe, we = ember.tensor(a, requires_grad=True), ember.tensor(a + 1, requires_grad=True)
+        xc, wc = ember.tensor(a, requires_grad=True), ember.tensor(a + 1, requires_grad=True)
+        (le, ve), (lc, vc) = fe(xe, we), compiled(xc, wc)
+        le.backward()
+        lc.backward()
+        _same(lc, le)
+        _same(xc.grad, xe.grad)
+        _same(wc.grad, we.grad)
+        _same(sc, se)
+        vc.fill_(0)
+        ve.fill_(0)
+        _same(sc, se)
+    assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
+
+
+def test_captured_tensors_written_before_read_and_copied_between():
+    """``a.copy_(b)`` never reads ``a``: it must still be written back; and ``b``'s old
+    value copied into ``a`` must not see ``b``'s later update."""
+    def make():
+        a, b, c = ember.zeros(6), ember.ones(6), ember.full((6,), 5.0)
+
+        def f(x):
+            a.copy_(b)
+            b.add_(x)
+            c[2:].zero_()
+        return f, (a, b, c)
+
+    (fe, te), (fc, tc) = make(), make()
+    compiled = ember.compile(fc)
+    for _ in range(CALLS):
+        fe(ember.ones(6))
+        compiled(ember.ones(6))
+        for x, y in zip(tc, te):
+            _same(x, y)
+    assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
+
+
+def test_rebinding_data_of_unread_tensors_and_arguments():
+    """``p.data = q`` on a captured tensor the call never read, and ``x.data = ...`` on an
+    argument: replayed as the same rebinding (``p`` shares ``q``'s memory after)."""
+    def make():
+        p, q = ember.zeros(3), ember.ones(3)
+
+        def f(x):
+            x.data = x.data * 2 + 1
+            p.data = q
+            q.add_(1)
+            return x.sum()
+        return f, p, q
+
+    (fe, pe, qe), (fc, pc, qc) = make(), make()
+    compiled = ember.compile(fc)
+    xe, xc = ember.ones(3), ember.ones(3)
+    for _ in range(CALLS):
+        pe.data, pc.data = ember.zeros(3), ember.zeros(3)
+        _same(compiled(xc), fe(xe))
+        _same(xc, xe)
+        _same(pc, pe)
+        _same(qc, qe)
+        qc.add_(10)              # p views q's memory, as in eager
+        qe.add_(10)
+        _same(pc, pe)
+    assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
