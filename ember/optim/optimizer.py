@@ -203,6 +203,23 @@ class Optimizer:
         self.__dict__.update(state)
 
 
+def check_lr(lr) -> None:
+    """PyTorch's checks of a learning rate (a float, or a one-element tensor)."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        lr = lr.item()
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def check_betas(betas) -> None:
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+
+
 def _cast_state(param: Tensor, key: str, value: Any) -> Any:
     """A copy of one state value, placed like ``param`` (the step count stays as saved)."""
     if isinstance(value, Tensor):
