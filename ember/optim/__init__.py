@@ -6,6 +6,7 @@
 ...     loss_fn(model(x), y).backward()
 ...     opt.step()
 """
+from ember.optim import lr_scheduler
 from ember.optim.adadelta import Adadelta
 from ember.optim.adagrad import Adagrad
 from ember.optim.adam import Adam, AdamW
@@ -17,4 +18,4 @@ from ember.optim.rmsprop import RMSprop
 from ember.optim.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax",
-           "NAdam", "RAdam"]
+           "NAdam", "RAdam", "lr_scheduler"]
