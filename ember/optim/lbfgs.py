@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ember import dispatch as _dispatch
-from ember.autograd import enable_grad, no_grad
+from ember.autograd import no_grad
 from ember.optim.optimizer import Optimizer, ParamsT, check_lr
 from ember.tensor import Tensor, cat, zeros
 
