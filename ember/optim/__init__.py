@@ -6,8 +6,17 @@
 ...     loss_fn(model(x), y).backward()
 ...     opt.step()
 """
+from ember.optim import lr_scheduler
+from ember.optim.adadelta import Adadelta
+from ember.optim.adagrad import Adagrad
 from ember.optim.adam import Adam, AdamW
+from ember.optim.adamax import Adamax
+from ember.optim.lbfgs import LBFGS
+from ember.optim.nadam import NAdam
 from ember.optim.optimizer import Optimizer
+from ember.optim.radam import RAdam
+from ember.optim.rmsprop import RMSprop
 from ember.optim.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax",
+           "NAdam", "RAdam", "LBFGS", "lr_scheduler"]

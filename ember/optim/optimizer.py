@@ -8,11 +8,12 @@ step, so that a compiled step sees the count advance and an lr change.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 from ember import dispatch as _dispatch
-from ember.autograd import enable_grad
+from ember.autograd import enable_grad, no_grad
 from ember.tensor import Tensor
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
@@ -160,7 +161,10 @@ class Optimizer:
         """Load a ``state_dict()``, matching parameters by position within groups.
 
         Tensors are copied (to the parameter's device; floating state to its dtype, the
-        step count kept float32), so the loaded optimizer never shares memory with the source.
+        step count kept float32), so the loaded optimizer never shares memory with the
+        source. The group dicts and the state tensors already here are updated in place,
+        not replaced: a compiled training step holds them (it reads ``lr`` from the group
+        dict and replays updates of the state tensors), and must see what was loaded.
         """
         groups = self.param_groups
         saved_groups = state_dict["param_groups"]
@@ -172,20 +176,36 @@ class Optimizer:
                                  "the size of optimizer's group")
         id_map = {saved: p for g, sg in zip(groups, saved_groups)
                   for saved, p in zip(sg["params"], g["params"])}
-        state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        loaded: dict[int, dict[str, Any]] = {}
         for key, value in state_dict["state"].items():
             if key not in id_map:
                 continue  # state of a parameter this optimizer doesn't hold
             param = id_map[key]
-            state[param] = {k: _cast_state(param, k, v) for k, v in value.items()}
-        new_groups = []
-        for g, sg in zip(groups, saved_groups):
-            ng = copy.deepcopy({k: v for k, v in sg.items() if k != "params"})
-            ng["params"] = g["params"]
-            new_groups.append(ng)
-        # Assign only after everything above succeeded: bad input never corrupts state.
-        self.state = state
-        self.param_groups = new_groups
+            loaded[id(param)] = {k: _cast_state(param, k, v) for k, v in value.items()}
+        new_groups = [copy.deepcopy({k: v for k, v in sg.items() if k != "params"})
+                      for sg in saved_groups]
+        # Change things only after everything above succeeded: bad input never corrupts state.
+        for g, ng in zip(groups, new_groups):
+            params = g["params"]
+            g.clear()
+            g.update(ng)
+            g["params"] = params
+        replaced = 0
+        for p in [p for g in groups for p in g["params"]]:
+            old = self.state.get(p)
+            new = loaded.get(id(p))
+            if new is None:
+                replaced += bool(old)
+                self.state.pop(p, None)
+            elif not (old and _copy_in_place(old, new)):
+                replaced += bool(old)
+                self.state[p] = new
+        if replaced:
+            warnings.warn(f"{type(self).__name__}.load_state_dict: the loaded state of "
+                          f"{replaced} parameter(s) has other entries than their current "
+                          "state, which was replaced: a training step compiled before this "
+                          "call would keep updating the old state tensors. Compile the step "
+                          "again (a new ember.compile) after loading.", stacklevel=2)
 
     def __repr__(self) -> str:
         lines = [self.__class__.__name__ + " ("]
@@ -201,6 +221,44 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+def check_lr(lr) -> None:
+    """PyTorch's checks of a learning rate (a float, or a one-element tensor)."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        lr = lr.item()
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def check_betas(betas) -> None:
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+
+
+def _copy_in_place(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Write ``new`` into the tensors of ``old`` when both have the same entries, tensors
+    of the same shape, dtype and device; False (and ``old`` untouched) otherwise."""
+    if old.keys() != new.keys():
+        return False
+    for k, v in new.items():
+        o = old[k]
+        if isinstance(o, Tensor) != isinstance(v, Tensor):
+            return False
+        if isinstance(v, Tensor) and (o.shape != v.shape or o.dtype != v.dtype
+                                      or o.device != v.device):
+            return False
+    with no_grad():
+        for k, v in new.items():
+            if isinstance(v, Tensor):
+                old[k].copy_(v)
+            else:
+                old[k] = v
+    return True
 
 
 def _cast_state(param: Tensor, key: str, value: Any) -> Any:
