@@ -8,7 +8,6 @@ step, so that a compiled step sees the count advance and an lr change.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
@@ -201,11 +200,9 @@ class Optimizer:
                 replaced += bool(old)
                 self.state[p] = new
         if replaced:
-            warnings.warn(f"{type(self).__name__}.load_state_dict: the loaded state of "
-                          f"{replaced} parameter(s) has other entries than their current "
-                          "state, which was replaced: a training step compiled before this "
-                          "call would keep updating the old state tensors. Compile the step "
-                          "again (a new ember.compile) after loading.", stacklevel=2)
+            # New state tensors: a compiled step traced with the old ones recompiles (its
+            # guards read this counter; see ember/tracer/guards.py).
+            self._state_version = getattr(self, "_state_version", 0) + 1
 
     def __repr__(self) -> str:
         lines = [self.__class__.__name__ + " ("]

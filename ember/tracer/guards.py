@@ -269,6 +269,9 @@ class _Builder:
         """An optimizer's settings, but not ``lr`` (read at every call: schedulers change
         it) nor its state (tensors, updated in place)."""
         out = self.plain
+        out.append(f"v = R[{k}]().__dict__.get('_state_version', 0)")
+        self._guard(out, f"v == {getattr(opt, '_state_version', 0)}", f"{where} state",
+                    f"version {getattr(opt, '_state_version', 0)}")
         out.append(f"v = R[{k}]().param_groups")
         self._guard(out, f"len(v) == {len(opt.param_groups)}", f"{where}.param_groups",
                     f"{len(opt.param_groups)} groups")
