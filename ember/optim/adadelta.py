@@ -41,11 +41,7 @@ class Adadelta(Optimizer):
         for group in self.param_groups:
             lr = self._lr(group)
             rho, eps, weight_decay = group["rho"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
+            for p, grad, state in self._with_grads(group):
                 if not state:
                     state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
                     state["square_avg"] = zeros_like(p)

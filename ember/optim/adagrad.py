@@ -55,11 +55,7 @@ class Adagrad(Optimizer):
         for group in self.param_groups:
             lr = self._lr(group)
             weight_decay, lr_decay, eps = group["weight_decay"], group["lr_decay"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
+            for p, grad, state in self._with_grads(group):
                 if not state:   # a group added after construction
                     self._init_state(p, group)
                 step_t = state["step"]

@@ -52,11 +52,7 @@ class NAdam(Optimizer):
             beta1, beta2 = group["betas"]
             eps, weight_decay = group["eps"], group["weight_decay"]
             momentum_decay = group["momentum_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
+            for p, grad, state in self._with_grads(group):
                 if not state:
                     state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
                     state["mu_product"] = ones((), dtype=dtypes.float32, device=p.device)

@@ -156,6 +156,13 @@ class Optimizer:
         state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
         return {"state": state, "param_groups": groups}
 
+    def _with_grads(self, group: dict):
+        """(parameter, its gradient (negated with ``maximize``), its state dict) for each
+        parameter of ``group`` that has a gradient: the loop every ``step()`` runs."""
+        for p in group["params"]:
+            if p.grad is not None:
+                yield p, (-p.grad if group.get("maximize") else p.grad), self.state[p]
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a ``state_dict()``, matching parameters by position within groups.
 

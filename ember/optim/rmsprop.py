@@ -45,11 +45,7 @@ class RMSprop(Optimizer):
             lr = self._lr(group)
             alpha, eps = group["alpha"], group["eps"]
             weight_decay, momentum = group["weight_decay"], group["momentum"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = -p.grad if group["maximize"] else p.grad
-                state = self.state[p]
+            for p, grad, state in self._with_grads(group):
                 if not state:
                     state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
                     state["square_avg"] = zeros_like(p)
