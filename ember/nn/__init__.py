@@ -17,6 +17,7 @@ from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss,
 from ember.nn.module import Module, Parameter
 from ember.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from ember.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase
 from ember.nn.sparse import Embedding
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout",
     "Flatten", "Unflatten", "LayerNorm", "BatchNorm1d", "BatchNorm2d", "Embedding",
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
 ]
