@@ -125,6 +125,10 @@ def test_errors_match_torch():
         nn.RNN(3, 4, nonlinearity="sigmoid")
     with pytest.raises(ValueError, match="dropout should be a number in range"):
         nn.LSTM(3, 4, dropout=2.0)
+    with pytest.raises(RuntimeError, match="Expected hidden\\[1\\] size \\(2, 1, 4\\), got"):
+        nn.LSTM(3, 4, 2)(ember.randn(2, 1, 3), (ember.zeros(2, 1, 4), ember.zeros(2, 2, 4)))
+    with pytest.raises(RuntimeError, match="hidden0 has inconsistent hidden_size: got 5"):
+        nn.GRUCell(3, 4)(ember.randn(2, 3), ember.zeros(2, 5))
     with pytest.raises(ValueError, match="Expected input to be 1D or 2D, got 3D"):
         nn.LSTMCell(3, 4)(ember.randn(1, 2, 3))
 

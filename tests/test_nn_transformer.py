@@ -174,6 +174,8 @@ def test_multihead_attention_names_and_errors():
     x = ember.randn(4, 2, 8)
     with pytest.raises(RuntimeError, match="The shape of the 2D attn_mask is"):
         em(x, x, x, attn_mask=ember.zeros(3, 4))
+    with pytest.raises(AssertionError, match="Expected key_padded_mask.shape\\[1\\] to be 4"):
+        em(x, x, x, key_padding_mask=ember.zeros(2, 3).bool())
     with pytest.raises(RuntimeError, match="Need attn_mask if specifying the is_causal hint"):
         em(x, x, x, is_causal=True)
 

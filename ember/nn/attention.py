@@ -20,7 +20,6 @@ import math
 from typing import Optional
 
 from ember import dtypes
-from ember.errors import shape_str
 from ember.nn import functional as F
 from ember.nn import init
 from ember.nn.linear import Linear
@@ -168,9 +167,13 @@ class MultiheadAttention(Module):
         v = F.linear(value, w_v, b_v)
 
         mask = self._attn_mask(attn_mask, q.dtype, L, S, N)
-        if key_padding_mask is not None and tuple(key_padding_mask.shape) != (N, S):
-            raise AssertionError(f"expecting key_padding_mask shape of {(N, S)}, but got "
-                                 f"{tuple(key_padding_mask.shape)}")
+        if key_padding_mask is not None:
+            for d, want in enumerate((N, S)):
+                if key_padding_mask.ndim != 2 or key_padding_mask.shape[d] != want:
+                    got = (key_padding_mask.shape[d] if key_padding_mask.ndim == 2
+                           else list(key_padding_mask.shape))
+                    raise AssertionError(f"Expected key_padded_mask.shape[{d}] to be {want}, "
+                                         f"but got {got}")
         kpm = _as_float_mask(key_padding_mask, q.dtype, "key_padding_mask")
         if self.bias_k is not None:
             k = cat([k, self.bias_k.expand(1, N, E)], 0)
@@ -212,12 +215,12 @@ class MultiheadAttention(Module):
             return None
         if mask.ndim == 2:
             if tuple(mask.shape) != (L, S):
-                raise RuntimeError(f"The shape of the 2D attn_mask is {shape_str(mask)}, but "
+                raise RuntimeError(f"The shape of the 2D attn_mask is {mask.shape}, but "
                                    f"should be {(L, S)}.")
             return mask.unsqueeze(0)
         if mask.ndim == 3:
             if tuple(mask.shape) != (N * self.num_heads, L, S):
-                raise RuntimeError(f"The shape of the 3D attn_mask is {shape_str(mask)}, but "
+                raise RuntimeError(f"The shape of the 3D attn_mask is {mask.shape}, but "
                                    f"should be {(N * self.num_heads, L, S)}.")
             return mask
         raise RuntimeError(f"attn_mask's dimension {mask.ndim} is not supported")

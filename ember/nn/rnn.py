@@ -114,7 +114,7 @@ class RNNBase(Module):
                             f"{type(input).__name__}")
         if input.ndim not in (2, 3):
             raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.ndim}D "
-                             f"{'input' if is_lstm else 'tensor'} instead")
+                             f"instead")
         batched = input.ndim == 3
         batch_dim = 0 if self.batch_first else 1
         x = input if batched else input.unsqueeze(batch_dim)
@@ -182,10 +182,13 @@ class RNNBase(Module):
         if not batched:
             h0 = h0.unsqueeze(1)
             c0 = c0.unsqueeze(1) if c0 is not None else None
+        which = ("[0]", "[1]") if is_lstm else ("", "")
         if tuple(h0.shape) != tuple(h_shape):
-            raise RuntimeError(f"Expected hidden size {tuple(h_shape)}, got {list(h0.shape)}")
+            raise RuntimeError(f"Expected hidden{which[0]} size {tuple(h_shape)}, got "
+                               f"{list(h0.shape)}")
         if c0 is not None and tuple(c0.shape) != tuple(c_shape):
-            raise RuntimeError(f"Expected hidden size {tuple(c_shape)}, got {list(c0.shape)}")
+            raise RuntimeError(f"Expected hidden{which[1]} size {tuple(c_shape)}, got "
+                               f"{list(c0.shape)}")
         return h0, c0
 
     def _run_direction(self, x: Tensor, suffix: str, h: Tensor, c: Optional[Tensor],
@@ -350,14 +353,14 @@ class RNNCellBase(Module):
                                f"expected {self.input_size}")
         return x, batched
 
-    def _hidden(self, h, x: Tensor, batched: bool) -> Tensor:
+    def _hidden(self, h, x: Tensor, batched: bool, name: str = "hidden0") -> Tensor:
         if h is None:
             return zeros(x.shape[0], self.hidden_size, dtype=x.dtype, device=x.device)
         h = h if batched else h.unsqueeze(0)
         if tuple(h.shape) != (x.shape[0], self.hidden_size):
-            raise RuntimeError(f"Input batch size {x.shape[0]} doesn't match hidden batch "
+            raise RuntimeError(f"Input batch size {x.shape[0]} doesn't match {name} batch "
                                f"size {h.shape[0]}" if h.shape[0] != x.shape[0] else
-                               f"hidden has inconsistent hidden_size: got {h.shape[-1]}, "
+                               f"{name} has inconsistent hidden_size: got {h.shape[-1]}, "
                                f"expected {self.hidden_size}")
         return h
 
@@ -416,7 +419,8 @@ class LSTMCell(RNNCellBase):
         if hx is None:
             h = c = self._hidden(None, x, batched)
         else:
-            h, c = self._hidden(hx[0], x, batched), self._hidden(hx[1], x, batched)
+            h = self._hidden(hx[0], x, batched, "hidden0")
+            c = self._hidden(hx[1], x, batched, "hidden1")
         h, c = _step("LSTM", *self._gates(x, h), h, c)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 
