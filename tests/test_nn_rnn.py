@@ -182,3 +182,22 @@ def test_cell_compiled_equals_eager():
             x, h, c = ember.randn(2, 3), ember.randn(2, 4), ember.randn(2, 4)
             for a, b in zip(f(x, (h, c)), cell(x, (h, c))):
                 np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls_name", ["RNN", "LSTM", "GRU"])
+def test_float32_matches_torch(cls_name):
+    rng = np.random.default_rng(1)
+    tm = getattr(torch.nn, cls_name)(3, 8, num_layers=2, bidirectional=True)
+    em = getattr(nn, cls_name)(3, 8, num_layers=2, bidirectional=True)
+    _copy(tm, em)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 16)).astype(np.float32)
+    tx, ex = torch.tensor(x, requires_grad=True), ember.tensor(x, requires_grad=True)
+    to, eo = tm(tx)[0], em(ex)[0]
+    assert eo.dtype == ember.float32
+    (to * torch.tensor(w)).sum().backward()
+    (eo * ember.tensor(w)).sum().backward()
+    pairs = [(eo, to), (ex.grad, tx.grad)] + [(p.grad, q.grad) for p, q in
+                                              zip(em.parameters(), tm.parameters())]
+    for e, t in pairs:
+        np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-5)

@@ -309,3 +309,22 @@ def test_compiled_equals_eager(name, grad):
         for p, g in zip(model.parameters(), c_grads):
             np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-4, atol=1e-5)
         model.zero_grad()
+
+
+@pytest.mark.parametrize("cls_name", ["TransformerEncoderLayer", "TransformerDecoderLayer"])
+def test_float32_layers_match_torch(cls_name):
+    tm = getattr(torch.nn, cls_name)(8, 2, 16, dropout=0.0).eval()
+    em = getattr(nn, cls_name)(8, 2, 16, dropout=0.0).eval()
+    em.load_state_dict({k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()})
+    x = RNG.standard_normal((5, 2, 8)).astype(np.float32)
+    w = RNG.standard_normal((5, 2, 8)).astype(np.float32)
+    tx, ex = torch.tensor(x, requires_grad=True), ember.tensor(x, requires_grad=True)
+    extra = 1 if cls_name == "TransformerDecoderLayer" else 0
+    to, eo = tm(*[tx] * (1 + extra)), em(*[ex] * (1 + extra))
+    assert eo.dtype == ember.float32
+    (to * torch.tensor(w)).sum().backward()
+    (eo * ember.tensor(w)).sum().backward()
+    pairs = [(eo, to), (ex.grad, tx.grad)] + [(p.grad, q.grad) for p, q in
+                                              zip(em.parameters(), tm.parameters())]
+    for e, t in pairs:
+        np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-5)
