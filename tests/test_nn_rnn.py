@@ -123,6 +123,8 @@ def test_errors_match_torch():
         rnn(ember.randn(2, 3), ember.zeros(2, 1, 4))
     with pytest.raises(ValueError, match="Unknown nonlinearity"):
         nn.RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        nn.GRU(3, 4, dropout=0.5)
     with pytest.raises(ValueError, match="dropout should be a number in range"):
         nn.LSTM(3, 4, dropout=2.0)
     with pytest.raises(RuntimeError, match="Expected hidden\\[1\\] size \\(2, 1, 4\\), got"):

@@ -17,6 +17,7 @@ gates stacked in PyTorch's order: LSTM i, f, g, o; GRU r, z, n), so a torch
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 from ember.nn import functional as F
@@ -44,6 +45,10 @@ class RNNBase(Module):
                 or not 0 <= dropout <= 1):
             raise ValueError("dropout should be a number in range [0, 1] representing the "
                              "probability of an element being zeroed")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
+                          "non-zero dropout expects num_layers greater than 1, but got "
+                          f"dropout={dropout} and num_layers={num_layers}", stacklevel=3)
         if not isinstance(hidden_size, int) or isinstance(hidden_size, bool):
             raise TypeError(f"hidden_size should be of type int, got: "
                             f"{type(hidden_size).__name__}")
