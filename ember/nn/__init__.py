@@ -6,6 +6,7 @@
 ember.Size([32, 10])
 """
 from ember.nn import functional, init  # noqa: F401
+from ember.nn.attention import MultiheadAttention
 from ember.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh
 from ember.nn.container import ModuleDict, ModuleList, Sequential
 from ember.nn.conv import Conv2d
@@ -17,7 +18,10 @@ from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss,
 from ember.nn.module import Module, Parameter
 from ember.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from ember.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase
 from ember.nn.sparse import Embedding
+from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
+                                  TransformerEncoder, TransformerEncoderLayer)
 
 __all__ = [
     "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
@@ -25,4 +29,7 @@ __all__ = [
     "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout",
     "Flatten", "Unflatten", "LayerNorm", "BatchNorm1d", "BatchNorm2d", "Embedding",
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
+    "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+    "TransformerEncoderLayer", "TransformerDecoderLayer",
 ]
