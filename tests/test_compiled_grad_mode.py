@@ -638,3 +638,24 @@ def test_fuzz_random_programs_with_gradients_long():
     count = int(os.environ.get("EMBER_GRAD_FUZZ_COUNT", "2000"))
     compiled = sum(fuzz_one(seed) for seed in range(1000, 1000 + count))
     assert compiled >= count // 2
+
+
+def test_intermediate_saved_for_backward_then_changed_in_place_raises_as_eager():
+    # Eager's backward raises "modified by an inplace operation"; the compiled backward
+    # keeps the value it saved and would answer instead: that signature runs eagerly.
+    def f(x):
+        y = x.exp()
+        w = y * y
+        with ember.no_grad():
+            y.mul_(2)
+        return w.sum()
+
+    cf = ember.compile(f)
+    for fn in (f, cf, cf, cf, cf):
+        x = ember.ones(3, requires_grad=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = fn(x)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.backward()
+    assert any("saved for backward" in r for r in cf.stats()["fallbacks"])

@@ -330,7 +330,29 @@ class Tracer:
                                              self.graph._next, user_frame()))
 
     # ---- results ------------------------------------------------------------------------
+    def _check_saved_values(self, outputs: list) -> None:
+        """A value an output's backward reads was changed in place during the call: eager's
+        backward raises there, a compiled backward (which keeps what it saved) would not.
+        Such a signature runs eagerly."""
+        from ember import autograd
+
+        for t in outputs:
+            root_node = t._node
+            if root_node is None or getattr(root_node, "freed", False):
+                continue
+            for node in autograd._toposort(root_node):
+                if getattr(node, "freed", False):
+                    continue
+                try:
+                    autograd._check_saved(node)
+                except RuntimeError as e:
+                    self.fail("a value saved for backward was changed in place during the call, "
+                              f"so eager's backward raises ({str(e).split(';')[0][:120]}...); "
+                              "this signature runs eagerly")
+                    return
+
     def finish(self, output_tensors: list) -> Graph:
+        self._check_saved_values(output_tensors)
         g = self.graph
         g.outputs = [self.node_of(t) for t in output_tensors]
         handed = list(output_tensors)
