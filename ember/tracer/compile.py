@@ -403,15 +403,14 @@ def _storage(a):
     return a
 
 
-def _aliasing(tensors: list) -> tuple:
+def _aliasing(tensors: list) -> tuple | None:
     """Which tensor arguments are the same tensor, and which share memory: a trace of
-    ``f(x, x)`` must not replay ``f(x, y)``."""
-    same, shared = [], []
-    roots = [_storage(t._data) for t in tensors]
-    for i, t in enumerate(tensors):
-        same.append(next(j for j in range(i + 1) if tensors[j] is t))
-        shared.append(next(j for j in range(i + 1) if roots[j] is roots[i]))
-    return ("A", tuple(same), tuple(shared))
+    ``f(x, x)`` must not replay ``f(x, y)``. None in the usual case: no two do."""
+    ids = [id(t) for t in tensors]
+    roots = [id(_storage(t._data)) for t in tensors]
+    if len(set(roots)) == len(roots):   # distinct memory implies distinct tensors
+        return None
+    return ("A", tuple(ids.index(i) for i in ids), tuple(roots.index(r) for r in roots))
 
 
 def describe_key_change(old, new) -> str:
@@ -427,7 +426,7 @@ def describe_key_change(old, new) -> str:
     for i, (a, b) in enumerate(zip(old[2:], new[2:])):
         if a == b:
             continue
-        if a[0] == "A":
+        if a is None or b is None or a[0] == "A":
             return "which tensor arguments are the same tensor or share memory changed"
         if a[0] == "T" and b[0] == "T":
             names = ("shape", "dtype", "device", "requires_grad", "strides")
