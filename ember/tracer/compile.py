@@ -328,7 +328,9 @@ class CompiledFunction:
         for path, v in leaves:
             if isinstance(v, Tensor):
                 a = v._data
-                parts.append(("T", a.shape, a.dtype, v._device, v.requires_grad, a.strides))
+                # ``_rg`` is requires_grad for a tensor that is not a view (the hot path)
+                rg = v._rg if v._base is None else v.requires_grad
+                parts.append(("T", a.shape, a.dtype, v._device, rg, a.strides))
                 tensors.append(v)
             elif isinstance(v, (int, float, bool, str, type(None))):
                 parts.append(_scalar_key(v))
