@@ -408,10 +408,13 @@ def _storage(a):
 def _aliasing(tensors: list) -> tuple | None:
     """Which tensor arguments are the same tensor, and which share memory: a trace of
     ``f(x, x)`` must not replay ``f(x, y)``. None in the usual case: no two do."""
-    ids = [id(t) for t in tensors]
-    roots = [id(_storage(t._data)) for t in tensors]
+    roots = []
+    for t in tensors:
+        a = t._data
+        roots.append(id(a) if a.base is None else id(_storage(a)))
     if len(set(roots)) == len(roots):   # distinct memory implies distinct tensors
         return None
+    ids = [id(t) for t in tensors]
     return ("A", tuple(ids.index(i) for i in ids), tuple(roots.index(r) for r in roots))
 
 
