@@ -19,7 +19,6 @@ from ember.ops.registry import OPS, OpDef
 Tensor = None  # bound by ember.tensor at import (the two modules need each other)
 
 
-
 class _TracerState(threading.local):
     """The active tracer (ember.tracer) of this thread, or None. It sees every op,
     constant and mutation. Per thread: a trace in one thread must not record the ops

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ember import dtypes
 from ember.autograd import no_grad
 from ember.optim.optimizer import Optimizer, ParamsT, check_lr
-from ember.tensor import Tensor, zeros, zeros_like
+from ember.tensor import Tensor
 
 
 class Adadelta(Optimizer):
@@ -42,10 +41,7 @@ class Adadelta(Optimizer):
             lr = self._lr(group)
             rho, eps, weight_decay = group["rho"], group["eps"], group["weight_decay"]
             for p, grad, state in self._with_grads(group):
-                if not state:
-                    state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
-                    state["square_avg"] = zeros_like(p)
-                    state["acc_delta"] = zeros_like(p)
+                self._init_state(state, p, "square_avg", "acc_delta")
                 state["step"].add_(1)
                 if weight_decay != 0:
                     grad = grad.add(p, alpha=weight_decay)

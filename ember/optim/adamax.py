@@ -6,7 +6,7 @@ from typing import Any, Callable
 from ember import dtypes
 from ember.autograd import no_grad
 from ember.optim.optimizer import Optimizer, ParamsT, check_betas, check_lr
-from ember.tensor import Tensor, zeros, zeros_like
+from ember.tensor import Tensor
 
 
 class Adamax(Optimizer):
@@ -43,10 +43,7 @@ class Adamax(Optimizer):
             beta1, beta2 = group["betas"]
             eps, weight_decay = group["eps"], group["weight_decay"]
             for p, grad, state in self._with_grads(group):
-                if not state:
-                    state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
-                    state["exp_avg"] = zeros_like(p)
-                    state["exp_inf"] = zeros_like(p)
+                self._init_state(state, p, "exp_avg", "exp_inf")
                 step_t = state["step"]
                 step_t.add_(1)
                 if weight_decay != 0:

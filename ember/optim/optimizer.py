@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable
 
 from ember import dispatch as _dispatch
 from ember.autograd import enable_grad, no_grad
-from ember.tensor import Tensor
+from ember import dtypes
+from ember.tensor import Tensor, zeros, zeros_like
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -155,6 +156,15 @@ class Optimizer:
             groups.append(packed)
         state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
         return {"state": state, "param_groups": groups}
+
+    @staticmethod
+    def _init_state(state: dict, p: Tensor, *buffers: str) -> None:
+        """A parameter's state at its first step: a step counter and zero buffers shaped
+        like it, all tensors (a compiled step updates them in place)."""
+        if not state:
+            state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
+            for name in buffers:
+                state[name] = zeros_like(p)
 
     def _with_grads(self, group: dict):
         """(parameter, its gradient (negated with ``maximize``), its state dict) for each

@@ -6,7 +6,7 @@ from typing import Any, Callable
 from ember import dtypes
 from ember.autograd import no_grad
 from ember.optim.optimizer import Optimizer, ParamsT, check_betas, check_lr
-from ember.tensor import Tensor, where, zeros, zeros_like
+from ember.tensor import Tensor, where
 
 
 class RAdam(Optimizer):
@@ -50,10 +50,7 @@ class RAdam(Optimizer):
             eps, weight_decay = group["eps"], group["weight_decay"]
             rho_inf = 2 / (1 - beta2) - 1
             for p, grad, state in self._with_grads(group):
-                if not state:
-                    state["step"] = zeros((), dtype=dtypes.float32, device=p.device)
-                    state["exp_avg"] = zeros_like(p)
-                    state["exp_avg_sq"] = zeros_like(p)
+                self._init_state(state, p, "exp_avg", "exp_avg_sq")
                 step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
                 step_t.add_(1)
                 step = step_t.to(dtypes.float64)

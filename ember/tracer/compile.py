@@ -399,19 +399,13 @@ def _scalar_key(v) -> tuple:
     return ("V", type(v).__name__, v)
 
 
-def _storage(a):
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
-
-
 def _aliasing(tensors: list) -> tuple | None:
     """Which tensor arguments are the same tensor, and which share memory: a trace of
     ``f(x, x)`` must not replay ``f(x, y)``. None in the usual case: no two do."""
     roots = []
     for t in tensors:
         a = t._data
-        roots.append(id(a) if a.base is None else id(_storage(a)))
+        roots.append(id(a) if a.base is None else id(root(a)))
     if len(set(roots)) == len(roots):   # distinct memory implies distinct tensors
         return None
     ids = [id(t) for t in tensors]
@@ -696,8 +690,8 @@ class Entry:
         for t in self.traces:
             if t.graph.writebacks:
                 if _shares_written_memory(self.traces, leaves):
-                    self.owner.recompile_reasons.append("eager call: an argument shares memory "
-                                                        "with a tensor the call writes in place")
+                    self.owner._fallback("a call ran eagerly: an argument shares memory with "
+                                         "a tensor the call writes in place")
                     return self.owner._eager(args, kwargs)
                 break
         for nid, i in trace0.arg_paths.items():
