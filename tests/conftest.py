@@ -186,11 +186,13 @@ def _fresh_state():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` (the large fuzzer runs) run only when asked for by marker,
-    e.g. ``pytest -m slow``; a plain ``pytest`` (the README's command, CI) skips them."""
-    if "slow" in (config.getoption("-m") or ""):
+    """Tests marked ``fuzz`` (the large fuzzer runs, minutes to hours) run only when asked
+    for by marker, e.g. ``pytest -m fuzz``; a plain ``pytest`` (the README's command, CI)
+    skips them. Tests marked ``slow`` (a few seconds each: subprocesses, the CUDA
+    emulator) run in a plain ``pytest``; ``pytest -m "not slow"`` is the fast lane."""
+    if "fuzz" in (config.getoption("-m") or ""):
         return
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    skip = pytest.mark.skip(reason="a large fuzz run: select it with -m fuzz")
     for item in items:
-        if "slow" in item.keywords:
+        if "fuzz" in item.keywords:
             item.add_marker(skip)

@@ -21,6 +21,8 @@ if str(ROOT) not in sys.path:  # benchmarks/ sits beside ember/, not inside the 
 from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.workloads import FAMILIES, build  # noqa: E402
 
+pytestmark = pytest.mark.slow  # seconds per test: left out by the fast lane
+
 # Peers that spend seconds compiling (torch.compile, Numba's parallel loops, XLA) are
 # left out: the test checks that the suite runs and reports, on ember, NumPy and torch.
 SKIP = ["torch.compile", "numba", "jax"]

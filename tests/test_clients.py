@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # seconds per test: left out by the fast lane
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DRIVER = os.path.join(ROOT, "tests", "clients", "drive.py")
 PROGRAMS = ["mnist", "wlm_LSTM", "wlm_GRU", "wlm_Transformer", "mingpt"]

@@ -633,7 +633,7 @@ def test_fuzz_random_programs_with_gradients(chunk):
     assert compiled >= 15   # most programs have a gradient, computed by compiled code
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 def test_fuzz_random_programs_with_gradients_long():
     count = int(os.environ.get("EMBER_GRAD_FUZZ_COUNT", "2000"))
     compiled = sum(fuzz_one(seed) for seed in range(1000, 1000 + count))

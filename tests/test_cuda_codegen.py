@@ -49,6 +49,8 @@ import test_codegen_llvm as tl  # noqa: E402  (its hand-built kernels)
 import test_compile as tc  # noqa: E402  (its programs)
 import test_fusion as tf  # noqa: E402
 
+pytestmark = pytest.mark.slow  # seconds per test: left out by the fast lane
+
 F32, F64, I32, I64, B = dt.float32, dt.float64, dt.int32, dt.int64, dt.bool_
 ALL = [F32, F64, I32, I64, B]
 SMALL = cuda.DeviceLimits(sm_count=1, max_threads_per_block=64, max_threads_per_sm=64)

@@ -22,7 +22,8 @@ import ember  # noqa: E402
 import ember.nn as nn  # noqa: E402
 import ember.nn.functional as F  # noqa: E402
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the emulator needs g++")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("g++") is None, reason="the emulator needs g++")]
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,6 +7,8 @@ import pytest
 
 import ember
 
+pytestmark = pytest.mark.slow  # seconds per test: left out by the fast lane
+
 
 def test_demo_reaches_95_percent():
     pytest.importorskip("sklearn")

@@ -84,7 +84,7 @@ def test_new_objects_do_not_reuse_a_dead_ones_entry():
     f = ember.compile(_with_cfg)
     x = ember.tensor([1.0, 2.0])
     wrong = 0
-    for i in range(70):
+    for i in range(28):
         cfg = Cfg(float(i % 7), square=bool(i % 2))
         out = f(x, cfg)
         wrong += out.tolist() != _with_cfg(x, cfg).tolist()

@@ -4,7 +4,7 @@ calls it changes what users change (those values, including -0.0/NaN/inf, object
 replaced by new ones, submodules, train/eval, argument aliasing, dtypes, grad mode,
 requires_grad). Every compiled call must equal the same call run eagerly.
 
-The fast slice runs in CI; ``EMBER_FUZZ_GUARDS=10000 pytest -m slow -k guards_fuzz``
+The fast slice runs in CI; ``EMBER_FUZZ_GUARDS=10000 pytest -m fuzz -k guards_fuzz``
 runs a large one.
 """
 import math
@@ -145,7 +145,7 @@ def test_guards_fuzz_fast():
     assert not bad, bad[0]
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 def test_guards_fuzz_large():
     n = int(os.environ.get("EMBER_FUZZ_GUARDS", "2000"))
     bad = [b for seed in range(1000, 1000 + n) for b in _run_program(seed)]

@@ -17,6 +17,8 @@ import pytest
 
 import ember
 
+pytestmark = pytest.mark.slow  # seconds per test: left out by the fast lane
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf8").read()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)

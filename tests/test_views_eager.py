@@ -715,9 +715,9 @@ def test_fuzz_views_against_torch():
         run_program(seed)
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 def test_fuzz_views_against_torch_many():
-    """``EMBER_VIEW_FUZZ=20000 pytest -m slow -k many tests/test_views_eager.py``."""
+    """``EMBER_VIEW_FUZZ=20000 pytest -m fuzz -k many tests/test_views_eager.py``."""
     pytest.importorskip("torch")
     n = int(os.environ.get("EMBER_VIEW_FUZZ", "3000"))
     for seed in range(1000, 1000 + n):

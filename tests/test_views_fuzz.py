@@ -8,7 +8,7 @@ after. It runs eagerly in ember, in torch (when installed) and compiled over sev
 calls on the same argument: all must agree, or the compiled function must have fallen
 back to eager with a stated reason.
 
-The fast slice runs with the suite; ``EMBER_FUZZ_PROGRAMS=5000 pytest -m slow
+The fast slice runs with the suite; ``EMBER_FUZZ_PROGRAMS=5000 pytest -m fuzz
 tests/test_views_fuzz.py`` runs a large one.
 """
 from __future__ import annotations
@@ -245,7 +245,7 @@ def _no_caught_miscompiles(report):
     assert not bad, bad[:5]
 
 
-@pytest.mark.slow
+@pytest.mark.fuzz
 def test_views_fuzz_large():
     n = int(os.environ.get("EMBER_FUZZ_PROGRAMS", "2000"))
     report = fuzz(range(10_000, 10_000 + n))
