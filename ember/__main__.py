@@ -1,4 +1,5 @@
-"""The ``ember`` command: ``ember demo``, ``ember inspect`` (also ``python -m ember ...``).
+"""The ``ember`` command: ``ember demo``, ``ember inspect``, ``ember cache`` (also
+``python -m ember ...``).
 
 >>> ember demo --epochs 10
 >>> ember inspect examples/inspect_example.py:loss_fn --arg "f32[4,8]" --arg "i64[4]"
@@ -15,6 +16,12 @@ def _demo(argv: list[str]) -> int:
     return demo_main(argv)
 
 
+def _cache(argv: list[str]) -> int:
+    from ember.diskcache import main as cache_main
+
+    return cache_main(argv)
+
+
 def _inspect(argv: list[str]) -> int:
     from ember.inspect.cli import main as inspect_main
 
@@ -25,6 +32,7 @@ def _inspect(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "demo": (_demo, "train a small MLP on scikit-learn's handwritten digits"),
     "inspect": (_inspect, "compile a function from a script on random inputs and explain it"),
+    "cache": (_cache, "show ('info') or empty ('clear') the persistent kernel cache"),
 }
 
 

@@ -1,0 +1,134 @@
+"""The persistent kernel cache's store: checks, atomic writes, privacy, LRU bound, CLI."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from ember.diskcache import CacheWarning, DiskCache, default_cache
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_round_trip_and_keys_depend_on_every_part(tmp_path):
+    cache = DiskCache(str(tmp_path / "c"))
+    k1, k2 = cache.key("kernel", "x86_64 +avx2"), cache.key("kernel", "x86_64 +avx512f")
+    assert k1 != k2 and k1 == cache.key("kernel", "x86_64 +avx2")
+    assert cache.get(k1) is None
+    cache.put(k1, b"\x7fELF code")
+    assert cache.get(k1) == b"\x7fELF code" and cache.get(k2) is None
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.writes) == (1, 2, 1)
+
+
+def test_folder_is_private(tmp_path):
+    cache = DiskCache(str(tmp_path / "c"))
+    cache.put(cache.key("a"), b"x")
+    assert stat.S_IMODE(os.stat(cache.root).st_mode) == 0o700
+    os.chmod(cache.root, 0o777)
+    again = DiskCache(cache.root)
+    again.put(again.key("b"), b"y")
+    assert stat.S_IMODE(os.stat(cache.root).st_mode) == 0o700
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign", "other_key", "empty"])
+def test_damaged_entries_are_removed_with_a_warning_and_rebuilt(tmp_path, damage):
+    cache = DiskCache(str(tmp_path / "c"))
+    key, payload = cache.key("k"), bytes(range(256)) * 4
+    cache.put(key, payload)
+    path = os.path.join(cache.root, key + ".bin")
+    blob = open(path, "rb").read()
+    if damage == "truncate":
+        blob = blob[:-100]
+    elif damage == "flip":
+        blob = blob[:-1] + bytes([blob[-1] ^ 1])
+    elif damage == "foreign":
+        blob = b"\x7fELF" + blob[4:]
+    elif damage == "other_key":
+        other = cache.key("other")
+        cache.put(other, payload)
+        blob = open(os.path.join(cache.root, other + ".bin"), "rb").read()
+    else:
+        blob = b""
+    open(path, "wb").write(blob)
+    with pytest.warns(CacheWarning, match="failed its checks"):
+        assert cache.get(key) is None
+    assert not os.path.exists(path) and cache.stats.rejected == 1
+    cache.put(key, payload)
+    assert cache.get(key) == payload
+
+
+def _writer(root: str, key: str, seed: int, n: int) -> None:
+    cache = DiskCache(root)
+    for i in range(n):
+        cache.put(key, bytes([seed]) * (1000 + 37 * (i % 50)))
+
+
+def test_two_processes_writing_at_once_leave_whole_entries(tmp_path):
+    root = str(tmp_path / "c")
+    key = DiskCache.key("shared")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(root, key, s, 300)) for s in (1, 2)]
+    for p in procs:
+        p.start()
+    reader = DiskCache(root)
+    seen = 0
+    while any(p.is_alive() for p in procs):
+        got = reader.get(key)  # a half-written entry would fail its checks and warn
+        if got is not None:
+            assert len(set(got)) == 1
+            seen += 1
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert reader.stats.rejected == 0
+    assert reader.get(key) is not None
+    assert not [n for n in os.listdir(root) if n.startswith(".tmp-")]
+
+
+def test_least_recently_used_entries_go_first(tmp_path):
+    cache = DiskCache(str(tmp_path / "c"), max_bytes=3600)  # three entries with their headers
+    keys = [cache.key(str(i)) for i in range(4)]
+    for i, k in enumerate(keys[:3]):
+        cache.put(k, b"x" * 1000)
+        os.utime(os.path.join(cache.root, k + ".bin"), (1000 + i, 1000 + i))
+    assert cache.get(keys[0]) is not None  # used: now the newest
+    cache.put(keys[3], b"x" * 1000)        # over the bound: the oldest unused goes
+    assert cache.get(keys[1]) is None
+    assert all(cache.get(k) is not None for k in (keys[0], keys[2], keys[3]))
+
+
+def test_environment_turns_it_off_or_moves_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBER_CACHE_DIR", "")
+    assert default_cache() is None
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path / "here"))
+    monkeypatch.setenv("EMBER_CACHE_MAX_MB", "3")
+    cache = default_cache()
+    assert cache.root == str(tmp_path / "here") and cache.max_bytes == 3 << 20
+    monkeypatch.setenv("EMBER_CACHE_MAX_MB", "lots")
+    with pytest.raises(ValueError, match="EMBER_CACHE_MAX_MB"):
+        default_cache()
+
+
+def test_bad_keys_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="hex digest"):
+        DiskCache(str(tmp_path)).get("../../etc/passwd")
+
+
+def test_command_line_info_and_clear(tmp_path):
+    root = tmp_path / "c"
+    cache = DiskCache(str(root))
+    for i in range(3):
+        cache.put(cache.key(str(i)), b"y" * 10)
+    env = dict(os.environ, EMBER_CACHE_DIR=str(root), PYTHONPATH=ROOT)
+    run = [sys.executable, "-m", "ember", "cache"]
+    info = subprocess.run(run + ["info"], env=env, capture_output=True, text=True)
+    assert info.returncode == 0 and "entries: 3" in info.stdout, info.stderr
+    clear = subprocess.run(run + ["clear"], env=env, capture_output=True, text=True)
+    assert "removed 3 entries" in clear.stdout
+    assert cache.entries() == []
+    off = subprocess.run(run, env=dict(env, EMBER_CACHE_DIR=""), capture_output=True, text=True)
+    assert "off" in off.stdout
