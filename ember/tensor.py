@@ -20,10 +20,10 @@ from ember.runtime.device import CPU, Device, array_module, as_device, device_of
 from ember.tensor_common import (_NP, Size, _aliases, _dims, _observe, _replay,  # noqa: F401
                                  _shape_arg, _view_rebase_message, values_indices)
 from ember.tensor_create import (TensorCreate, allclose, arange, as_tensor,  # noqa: F401
-                                 cat, concat, empty, empty_like, eye, from_numpy, full,
-                                 full_like, is_tensor, linspace, ones, ones_like, rand,
-                                 rand_like, randint, randint_like, randn, randn_like, randperm,
-                                 stack, tensor, where, zeros, zeros_like)
+                                 broadcast_shapes, cat, concat, empty, empty_like, eye,
+                                 from_numpy, full, full_like, is_tensor, linspace, ones,
+                                 ones_like, rand, rand_like, randint, randint_like, randn,
+                                 randn_like, randperm, stack, tensor, where, zeros, zeros_like)
 from ember.tensor_index import TensorIndex
 from ember.tensor_math import TensorMath
 from ember.tensor_shape import TensorShape
@@ -184,7 +184,11 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     def numel(self) -> int:
         return self._data.size
 
+    def nelement(self) -> int:
+        return self._data.size
+
     def element_size(self) -> int:
+        """Bytes per element (4 for float32)."""
         return self._data.itemsize
 
     def is_floating_point(self) -> bool:
@@ -353,6 +357,31 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
 
+    def type(self, dtype=None, non_blocking: bool = False):
+        """Without ``dtype``, the type's name ('ember.FloatTensor', as torch's
+        'torch.FloatTensor'); with one (a dtype or such a name), this tensor cast to it.
+
+        >>> ember.zeros(2).type(), ember.zeros(2).type(ember.int64).dtype
+        ('ember.FloatTensor', ember.int64)
+        """
+        if dtype is None:
+            name = _TYPE_NAMES.get(self.dtype.name, self.dtype.name)
+            return f"ember.{'cuda.' if self.is_cuda else ''}{name}"
+        if isinstance(dtype, str) and dtype.endswith("Tensor"):
+            prefix, _, name = dtype.rpartition(".")
+            by_type = {v: k for k, v in _TYPE_NAMES.items()}
+            if name not in by_type or prefix not in ("torch", "ember", "torch.cuda", "ember.cuda"):
+                raise ValueError(f"invalid type: '{dtype}'")
+            out = self.to(dtypes.as_dtype(by_type[name]))
+            return out.cuda() if prefix.endswith("cuda") else out.cpu()
+        return self.to(dtypes.as_dtype(dtype))
+
+    def __format__(self, spec: str) -> str:
+        # f"{loss:.4f}" formats a 0-dim tensor's value, as PyTorch does.
+        if self.ndim == 0:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
     # ---- autograd ---------------------------------------------------------------------
     def detach(self) -> Tensor:
         """A tensor sharing this one's data and version counter, cut off from the autograd
@@ -405,3 +434,10 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
 
 
 _dispatch_mod._bind(Tensor)
+
+# Tensor.type() names, as torch's legacy tensor types.
+_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+               "bfloat16": "BFloat16Tensor", "int64": "LongTensor", "int32": "IntTensor",
+               "int16": "ShortTensor", "int8": "CharTensor", "uint8": "ByteTensor",
+               "bool": "BoolTensor", "complex64": "ComplexFloatTensor",
+               "complex128": "ComplexDoubleTensor"}

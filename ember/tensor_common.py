@@ -28,6 +28,26 @@ class Size(tuple):
         return math.prod(self)
 
 
+class memory_format:
+    """How a tensor's elements are laid out in memory (``ember.contiguous_format``,
+    ``ember.preserve_format``), accepted where PyTorch takes ``memory_format=``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ember.{self.name}"
+
+    def __reduce__(self):
+        return self.name   # pickles as the module-level singleton
+
+
+contiguous_format = memory_format("contiguous_format")
+preserve_format = memory_format("preserve_format")
+
+
 def _dims(dim, ndim: int, op: str) -> tuple[int, ...]:
     """Normalize a dim argument (int, tuple or None = all) to sorted non-negative ints."""
     if dim is None:

@@ -24,17 +24,28 @@ class TensorCreate:
 
     __slots__ = ()
 
-    def new_zeros(self, *size, dtype=None, device=None) -> Tensor:
-        return zeros(_shape_arg(size), dtype=dtype or self.dtype, device=device or self.device)
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        """Zeros of ``size`` with this tensor's dtype and device (unless given)."""
+        return zeros(_shape_arg(size), dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
 
-    def new_ones(self, *size, dtype=None, device=None) -> Tensor:
-        return ones(_shape_arg(size), dtype=dtype or self.dtype, device=device or self.device)
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return ones(_shape_arg(size), dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
 
-    def new_full(self, size, fill_value, dtype=None, device=None) -> Tensor:
-        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device)
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        return empty(_shape_arg(size), dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
 
-    def new_tensor(self, data, dtype=None, device=None) -> Tensor:
-        return tensor(data, dtype=dtype or self.dtype, device=device or self.device)
+    def new_full(self, size, fill_value, *, dtype=None, device=None,
+                 requires_grad: bool = False) -> Tensor:
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+        """A copy of ``data`` (detached when a tensor) with this tensor's dtype and device."""
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
 
 
 def _as_tensor_like(v, like: Tensor) -> Tensor:
@@ -224,9 +235,39 @@ def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, devic
 
 # ---- functions over several tensors --------------------------------------------------------
 
-def where(condition: Tensor, input, other) -> Tensor:
-    """Elements of ``input`` where ``condition`` holds, else of ``other`` (broadcasting)."""
+def where(condition: Tensor, input=None, other=None):
+    """Elements of ``input`` where ``condition`` holds, else of ``other`` (broadcasting).
+    ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``.
+
+    >>> ember.where(ember.tensor([True, False]), 1.0, 0.0)
+    tensor([1., 0.])
+    """
+    if input is None and other is None:
+        return condition.nonzero(as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where() takes a condition alone, or a condition, input and other")
     return dispatch("where", condition, input, other)
+
+
+def broadcast_shapes(*shapes) -> Size:
+    """The shape that tensors of ``shapes`` broadcast to.
+
+    >>> ember.broadcast_shapes((2, 1), (3,))
+    ember.Size([2, 3])
+    """
+    out: list[int] = []
+    for shape in shapes:
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if len(shape) > len(out):
+            out = [1] * (len(shape) - len(out)) + out
+        for i, s in enumerate(shape):
+            j = len(out) - len(shape) + i
+            if out[j] == 1:
+                out[j] = s
+            elif s != 1 and s != out[j]:
+                raise RuntimeError(f"Shape mismatch: objects cannot be broadcast to a single shape. "
+                                   f"Mismatch is at dim {j}: {out[j]} vs {s}")
+    return Size(out)
 
 
 def cat(tensors: Iterable[Tensor], dim: int = 0) -> Tensor:
@@ -260,8 +301,18 @@ def stack(tensors: Iterable[Tensor], dim: int = 0) -> Tensor:
     return cat([t.unsqueeze(dim) for t in tensors], dim)
 
 
-def allclose(a: Tensor, b: Tensor, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
-    return bool(np.allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol, equal_nan=equal_nan))
+def allclose(input: Tensor, other: Tensor, rtol: float = 1e-5, atol: float = 1e-8,
+             equal_nan: bool = False) -> bool:
+    """Whether every element of ``input`` is close to ``other`` (see ``Tensor.isclose``).
+
+    >>> ember.allclose(ember.tensor([1.0]), ember.tensor([1.0 + 1e-9]))
+    True
+    """
+    for name, v in (("input", input), ("other", other)):
+        if not isinstance(v, _tensor.Tensor):
+            raise TypeError(f"allclose(): argument '{name}' must be Tensor, not "
+                            f"{type(v).__name__}")
+    return input.allclose(other, rtol, atol, equal_nan)
 
 
 def is_tensor(x) -> bool:

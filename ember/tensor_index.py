@@ -17,7 +17,7 @@ from ember import autograd, dispatch as _dispatch_mod, dtypes
 from ember import tensor as _tensor  # Tensor itself (this module is a base of it)
 from ember.dispatch import constant, dispatch
 from ember.errors import OpError, shape_str
-from ember.tensor_common import _replay, _view_rebase_message
+from ember.tensor_common import _dims, _replay, _view_rebase_message, values_indices
 from ember.tensor_create import _as_tensor_like, arange, full_like, rand_like, randn_like, tensor
 
 if TYPE_CHECKING:
@@ -166,6 +166,157 @@ class TensorIndex:
     __imul__ = mul_
     __itruediv__ = div_
 
+    def tril_(self, diagonal: int = 0):
+        return self._inplace(lambda s: s.tril(diagonal), (), "tril_")
+
+    def triu_(self, diagonal: int = 0):
+        return self._inplace(lambda s: s.triu(diagonal), (), "triu_")
+
+    def bitwise_and_(self, other):
+        return self._inplace(lambda s: s & other, (other,), "bitwise_and_")
+
+    def bitwise_or_(self, other):
+        return self._inplace(lambda s: s | other, (other,), "bitwise_or_")
+
+    def bitwise_xor_(self, other):
+        return self._inplace(lambda s: s ^ other, (other,), "bitwise_xor_")
+
+    __iand__ = bitwise_and_
+    __ior__ = bitwise_or_
+    __ixor__ = bitwise_xor_
+
+    def addmm_(self, mat1, mat2, *, beta=1, alpha=1):
+        return self._inplace(lambda s: s.addmm(mat1, mat2, beta=beta, alpha=alpha), (mat1, mat2),
+                             "addmm_")
+
+    def baddbmm_(self, batch1, batch2, *, beta=1, alpha=1):
+        return self._inplace(lambda s: s.baddbmm(batch1, batch2, beta=beta, alpha=alpha),
+                             (batch1, batch2), "baddbmm_")
+
+    def scatter_(self, dim: int, index, src=None, *, value=None, reduce=None):
+        return self._inplace(lambda s: s.scatter(dim, index, src, value=value, reduce=reduce),
+                             (src,), "scatter_")
+
+    def scatter_add_(self, dim: int, index, src):
+        return self._inplace(lambda s: s.scatter_add(dim, index, src), (src,), "scatter_add_")
+
+    # ---- sorting and gathering along a dim --------------------------------------------
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """(values, indices) sorted along ``dim``; ties keep their order, NaN sorts as
+        the largest value.
+
+        >>> ember.tensor([3, 1, 2]).sort()
+        values_indices(values=tensor([1, 2, 3]), indices=tensor([1, 2, 0]))
+        """
+        d = _dims(dim, self.ndim, "sort")
+        d = d[0] if d else 0
+        idx = dispatch("argsort", self, dim=d, descending=bool(descending))
+        return values_indices(self.gather(d, idx) if self.ndim else self.clone(), idx)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        d = _dims(dim, self.ndim, "argsort")
+        return dispatch("argsort", self, dim=d[0] if d else 0, descending=bool(descending))
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+        """(values, indices) of the ``k`` largest (or smallest) elements along ``dim``.
+
+        >>> ember.tensor([1., 5., 3.]).topk(2).values
+        tensor([5., 3.])
+        """
+        d = _dims(dim, self.ndim, "topk")
+        d = d[0] if d else 0
+        n = self.shape[d] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise OpError("topk", "selected index k out of range", (self,))
+        idx = dispatch("argsort", self, dim=d, descending=bool(largest))
+        if self.ndim == 0:
+            return values_indices(self.clone(), idx)
+        idx = idx.narrow(d, 0, k).contiguous()
+        return values_indices(self.gather(d, idx), idx)
+
+    def gather(self, dim: int, index, *, sparse_grad: bool = False) -> Tensor:
+        """``out[i][j] = self[index[i][j]][j]`` for dim 0 (and likewise for others).
+
+        >>> ember.tensor([[1, 2], [3, 4]]).gather(1, ember.tensor([[1], [0]]))
+        tensor([[2],
+                [3]])
+        """
+        _check_index_tensor(self, index, "gather")
+        d = _dims(dim, self.ndim, "gather")
+        return dispatch("gather", self, index, dim=d[0] if d else 0)
+
+    def scatter(self, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:
+        """A copy with ``src`` (or ``value``) written at ``index`` along ``dim``: the
+        inverse of gather (``reduce="add"`` adds instead)."""
+        if reduce not in (None, "add"):
+            raise NotImplementedError(f"scatter(reduce={reduce!r}) is not supported; only "
+                                      "'add' (or use scatter_add)")
+        if src is None and value is None:
+            raise TypeError("scatter() missing 1 required argument: 'src' or 'value'")
+        _check_index_tensor(self, index, "scatter")
+        if not isinstance(src, _tensor.Tensor):
+            v = value if src is None else src
+            src = _tensor.full(index.shape, v, dtype=self.dtype, device=self.device)
+        elif src.dtype is not self.dtype:
+            raise OpError("scatter", f"scatter(): Expected self.dtype to be equal to src.dtype",
+                          (self, src))
+        d = _dims(dim, self.ndim, "scatter")
+        return dispatch("scatter", self, index, src, dim=d[0] if d else 0,
+                        accumulate=reduce == "add")
+
+    def scatter_add(self, dim: int, index, src) -> Tensor:
+        """A copy with ``src`` added at ``index`` along ``dim`` (repeated indices add up)."""
+        return self.scatter(dim, index, src, reduce="add")
+
+    def index_select(self, dim: int, index) -> Tensor:
+        """The entries of ``index`` (a vector) along ``dim``.
+
+        >>> ember.tensor([[1, 2], [3, 4]]).index_select(0, ember.tensor([1]))
+        tensor([[3, 4]])
+        """
+        if not isinstance(index, _tensor.Tensor):
+            raise TypeError("index_select(): argument 'index' must be Tensor, not "
+                            f"{type(index).__name__}")
+        if index.dtype not in (dtypes.int64, dtypes.int32):
+            raise OpError("index_select", "index_select(): Expected dtype int32/int64 for index",
+                          (self, index))
+        if index.ndim > 1:
+            raise OpError("index_select", "index_select(): Index is supposed to be a vector",
+                          (self, index))
+        d = _dims(dim, self.ndim, "index_select")
+        d = d[0] if d else 0
+        x = self.reshape(1) if self.ndim == 0 else self
+        dispatch("check_index", index, bound=x.shape[d], name="index_select",
+                 message="index out of range in self")
+        out = x[(slice(None),) * d + (index.reshape(-1),)]
+        return out.reshape(()) if self.ndim == 0 else out
+
+    def masked_select(self, mask) -> Tensor:
+        """The elements where ``mask`` (broadcast with this tensor) holds, as a vector.
+        Its length depends on the values: a compiled call runs it eagerly."""
+        if not isinstance(mask, _tensor.Tensor) or mask.dtype is not dtypes.bool_:
+            raise OpError("masked_select", "masked_select: expected BoolTensor for mask",
+                          (self,))
+        shape = _tensor.broadcast_shapes(self.shape, mask.shape)
+        return self.expand(shape)[mask.expand(shape)]
+
+    def nonzero(self, *, as_tuple: bool = False):
+        """Indices of the nonzero elements, one row each (or one vector per dim with
+        ``as_tuple``). Its size depends on the values: a compiled call runs it eagerly.
+
+        >>> ember.tensor([0, 3, 0, 4]).nonzero()
+        tensor([[1],
+                [3]])
+        """
+        if as_tuple:
+            x = self.reshape(1) if self.ndim == 0 else self
+            nz = dispatch("nonzero", x)
+            return tuple(nz[:, i] for i in range(x.ndim))
+        return dispatch("nonzero", self)
+
+    def argwhere(self) -> Tensor:
+        return self.nonzero()
+
 def _overwrite(old: Tensor, new: Tensor) -> Tensor:
     """``new``, but linked to ``old``'s history with a zero gradient, as PyTorch's copy_
     is: backward then still visits (and checks the saved tensors of) the old history."""
@@ -279,3 +430,10 @@ def _canonical_key(x: Tensor, key) -> tuple[tuple, list[Tensor]]:
         else:
             raise IndexError(f"unsupported index type {type(k).__name__}")
     return tuple(canon), tensors
+
+
+def _check_index_tensor(x, index, op: str) -> None:
+    if not isinstance(index, _tensor.Tensor):
+        raise TypeError(f"{op}(): argument 'index' must be Tensor, not {type(index).__name__}")
+    if index.dtype is not dtypes.int64:
+        raise OpError(op, f"{op}(): Expected dtype int64 for index", (x, index))

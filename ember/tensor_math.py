@@ -102,16 +102,56 @@ class TensorMath:
     def __ne__(self, o):  # type: ignore[override]
         return dispatch("ne", self, o)
 
+    # & | ^ ~ are bitwise on integers and logical on bools (the same thing there, and the
+    # logical ops are the ones compiled kernels fuse); floats raise, as in PyTorch.
     def __and__(self, o):
-        return dispatch("logical_and", self, o)
+        return _bitwise("and", self, o)
+
+    def __rand__(self, o):
+        return _bitwise("and", o, self)
 
     def __or__(self, o):
-        return dispatch("logical_or", self, o)
+        return _bitwise("or", self, o)
+
+    def __ror__(self, o):
+        return _bitwise("or", o, self)
+
+    def __xor__(self, o):
+        return _bitwise("xor", self, o)
+
+    def __rxor__(self, o):
+        return _bitwise("xor", o, self)
 
     def __invert__(self):
-        if self.dtype is not dtypes.bool_:
-            raise OpError("invert", "only bool tensors are supported", (self,))
-        return dispatch("logical_not", self)
+        return self.bitwise_not()
+
+    def bitwise_and(self, other):
+        return _bitwise("and", self, other)
+
+    def bitwise_or(self, other):
+        return _bitwise("or", self, other)
+
+    def bitwise_xor(self, other):
+        return _bitwise("xor", self, other)
+
+    def bitwise_not(self):
+        """``~x``: bitwise on integers, logical on bools.
+
+        >>> ~ember.tensor([0, 5])
+        tensor([-1, -6])
+        """
+        if self.dtype is dtypes.bool_:
+            return dispatch("logical_not", self)
+        return dispatch("bitwise_not", self)
+
+    def logical_and(self, other):
+        return dispatch("logical_and", self, other)
+
+    def logical_or(self, other):
+        return dispatch("logical_or", self, other)
+
+    def logical_xor(self, other):
+        return dispatch("logical_xor", self, other)
 
     def add(self, o, alpha=1):
         return self + (o * alpha if alpha != 1 else o)
@@ -138,9 +178,12 @@ class TensorMath:
         return self % o
 
     def fmod(self, o):
-        """Remainder with the dividend's sign (C's fmod), unlike ``%``."""
-        r = self % o
-        return where((r != 0) & ((r < 0) != (self < 0)), r - o, r)
+        """Remainder with the dividend's sign (C's fmod), unlike ``%``.
+
+        >>> ember.tensor([-3., 3.]).fmod(2)
+        tensor([-1.,  1.])
+        """
+        return dispatch("fmod", self, o)
 
     def floor(self):
         return dispatch("floor", self)
@@ -194,7 +237,61 @@ class TensorMath:
         return 1 / self
 
     def log1p(self):
-        return (self + 1).log()
+        """log(1 + x), exact for small x (``log1p(1e-8)`` is 1e-8, not 0)."""
+        return dispatch("log1p", self)
+
+    def expm1(self):
+        """exp(x) - 1, exact for small x."""
+        return dispatch("expm1", self)
+
+    def round(self, decimals: int = 0):
+        """Round half to even, to ``decimals`` places (as torch.round).
+
+        >>> ember.tensor([0.5, 1.5, 1.234]).round(decimals=0)
+        tensor([0., 2., 1.])
+        """
+        return dispatch("round", self, decimals=int(decimals))
+
+    def isnan(self) -> Tensor:
+        return self != self
+
+    def isinf(self) -> Tensor:
+        if not self.is_floating_point():
+            return _tensor.zeros_like(self, dtype=dtypes.bool_)
+        return self.abs() == math.inf
+
+    def isfinite(self) -> Tensor:
+        if not self.is_floating_point():
+            return _tensor.ones_like(self, dtype=dtypes.bool_)
+        return (self - self) == 0   # inf - inf and nan - nan are nan
+
+    def isclose(self, other, rtol: float = 1e-05, atol: float = 1e-08,
+                equal_nan: bool = False) -> Tensor:
+        """Elementwise ``|self - other| <= atol + rtol * |other|`` (equal infinities are
+        close; NaNs are close to each other only with ``equal_nan``).
+
+        >>> ember.tensor([1.0, 2.0]).isclose(ember.tensor([1.0 + 1e-9, 2.1]))
+        tensor([ True, False])
+        """
+        other = _as_tensor_like(other, self)
+        if self.dtype is not other.dtype:
+            raise OpError("isclose", f"{self.dtype.name} did not match {other.dtype.name}",
+                          (self, other))
+        if rtol < 0 or atol < 0:
+            raise OpError("isclose", f"rtol and atol must be non-negative, got rtol={rtol}, "
+                          f"atol={atol}", (self, other))
+        close = self == other
+        if self.dtype is dtypes.bool_:
+            return close
+        if equal_nan and self.is_floating_point():
+            close = close | (self.isnan() & other.isnan())
+        diff = (self - other).abs()
+        allowed = (other * rtol).abs() + atol
+        return close | (diff.isfinite() & (diff <= allowed))
+
+    def allclose(self, other, rtol: float = 1e-05, atol: float = 1e-08,
+                 equal_nan: bool = False) -> bool:
+        return bool(self.isclose(other, rtol, atol, equal_nan).all())
 
     def maximum(self, o):
         return dispatch("maximum", self, o)
@@ -327,11 +424,23 @@ class TensorMath:
         x = self.logical_not() if self.dtype is dtypes.bool_ else -self
         return x.argmax(dim, keepdim)
 
-    def all(self) -> Tensor:
-        return self.bool().logical_not().sum() == 0
+    def all(self, dim=None, keepdim: bool = False) -> Tensor:
+        return self.bool().logical_not().sum(dim, keepdim) == 0
 
-    def any(self) -> Tensor:
-        return self.bool().sum() > 0
+    def any(self, dim=None, keepdim: bool = False) -> Tensor:
+        return self.bool().sum(dim, keepdim) > 0
+
+    def cumsum(self, dim: int, *, dtype=None) -> Tensor:
+        """Running sums along ``dim`` (integers and bools sum as int64).
+
+        >>> ember.tensor([1, 2, 3]).cumsum(0)
+        tensor([1, 3, 6])
+        """
+        return _scan(self, "cumsum", dim, dtype)
+
+    def cumprod(self, dim: int, *, dtype=None) -> Tensor:
+        """Running products along ``dim``."""
+        return _scan(self, "cumprod", dim, dtype)
 
     def softmax(self, dim: int, dtype=None) -> Tensor:
         x = self.to(dtype) if dtype is not None else self
@@ -347,15 +456,30 @@ class TensorMath:
         shifted = x - x.amax(dim, keepdim=True).detach()
         return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
-    def logsumexp(self, dim, keepdim: bool = False) -> Tensor:
-        m = self.amax(dim, keepdim=True).detach()
-        out = (self - m).exp().sum(dim, keepdim=True).log() + m
-        return out if keepdim else out.squeeze(dim)
+    def logsumexp(self, dim=None, keepdim: bool = False) -> Tensor:
+        """log(sum(exp(x))) over ``dim``, without overflow; rows of -inf give -inf.
 
-    def norm(self, p=2, dim=None, keepdim: bool = False) -> Tensor:
-        if p == 2:
-            return (self * self).sum(dim, keepdim).sqrt()
-        return (self.abs() ** p).sum(dim, keepdim) ** (1.0 / p)
+        >>> ember.tensor([0.0, 0.0]).logsumexp(0)
+        tensor(0.6931)
+        """
+        x = self if self.is_floating_point() else self.to(dtypes.get_default_dtype())
+        axes = _dims(dim, x.ndim, "logsumexp")
+        if x.numel() == 0:
+            return x.exp().sum(axes, keepdim).log()
+        m = x.amax(axes, keepdim=True).detach()
+        m = where(m.isinf(), 0.0, m)   # all -inf (or an inf): shift by 0, not by inf
+        out = (x - m).exp().sum(axes, keepdim=True).log() + m
+        return out if keepdim else out.squeeze(axes)
+
+    def norm(self, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+        """torch.norm: the vector p-norm over ``dim`` (all elements when None); "fro" is
+        the 2-norm, and over two dims the Frobenius norm.
+
+        >>> ember.tensor([3.0, 4.0]).norm()
+        tensor(5.)
+        """
+        from ember import linalg
+        return linalg.legacy_norm(self, p, dim, keepdim, dtype)
 
     # ---- matmul -----------------------------------------------------------------------
     def matmul(self, other):
@@ -379,8 +503,98 @@ class TensorMath:
             out = out.squeeze(-2 if other.ndim > 1 else -1)
         return out
 
-    mm = matmul
-    bmm = matmul
+    def mm(self, mat2) -> Tensor:
+        """The product of two matrices (2-D only; ``matmul`` broadcasts)."""
+        _check_matrices("mm", self, mat2, 2, "self", "mat2")
+        if self.shape[1] != mat2.shape[0]:
+            raise OpError("mm", f"mat1 and mat2 shapes cannot be multiplied ({self.shape[0]}x"
+                          f"{self.shape[1]} and {mat2.shape[0]}x{mat2.shape[1]})", (self, mat2))
+        return dispatch("matmul", self, mat2)
+
+    def bmm(self, mat2) -> Tensor:
+        """Batched matrix product of two 3-D tensors with the same batch size."""
+        _check_matrices("bmm", self, mat2, 3, "batch1", "batch2")
+        b, n, k = self.shape
+        if mat2.shape[0] != b or mat2.shape[1] != k:
+            raise OpError("bmm", f"Expected size for first two dimensions of batch2 tensor to be: "
+                          f"[{b}, {k}] but got: [{mat2.shape[0]}, {mat2.shape[1]}].", (self, mat2))
+        return dispatch("matmul", self, mat2)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
+        """``beta * self + alpha * (mat1 @ mat2)`` (self broadcasts; beta=0 ignores it)."""
+        return _scaled_sum(self, mat1.mm(mat2), beta, alpha, "addmm")
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
+        """``beta * self + alpha * bmm(batch1, batch2)``."""
+        return _scaled_sum(self, batch1.bmm(batch2), beta, alpha, "baddbmm")
+
+    def outer(self, vec2) -> Tensor:
+        """The outer product of two vectors.
+
+        >>> ember.tensor([1, 2]).outer(ember.tensor([1, 10]))
+        tensor([[ 1, 10],
+                [ 2, 20]])
+        """
+        for name, v in (("self", self), ("vec2", vec2)):
+            if not isinstance(v, _tensor.Tensor):
+                raise TypeError(f"outer(): argument 'vec2' (position 1) must be Tensor, not "
+                                f"{type(v).__name__}")
+            if v.ndim != 1:
+                raise OpError("outer", f"outer: Expected 1-D argument {name}, but got {v.ndim}-D",
+                              (self, vec2))
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    ger = outer
 
     def dot(self, other: Tensor) -> Tensor:
         return (self * other).sum()
+
+
+def _bitwise(name: str, a, b):
+    """a & b, a | b, a ^ b: logical where both are bool, else bitwise (integers only)."""
+    if _is_bool(a) and _is_bool(b):
+        return dispatch("logical_" + name, a, b)
+    return dispatch("bitwise_" + name, a, b)
+
+
+def _is_bool(v) -> bool:
+    return isinstance(v, bool) or getattr(v, "dtype", None) is dtypes.bool_
+
+
+def _check_matrices(op: str, a, b, nd: int, name_a: str, name_b: str) -> None:
+    for name, v in ((name_a, a), (name_b, b)):
+        if not isinstance(v, _tensor.Tensor):
+            raise TypeError(f"{op}(): argument '{name}' must be Tensor, not {type(v).__name__}")
+        if v.ndim != nd:
+            what = "matrix" if nd == 2 else f"{nd}D tensor"
+            raise OpError(op, f"{name} must be a {what}", (a, b))
+    if a.dtype is not b.dtype:
+        raise OpError(op, f"expected m1 and m2 to have the same dtype, but got: {a.dtype.name} "
+                      f"!= {b.dtype.name}", (a, b))
+
+
+def _scaled_sum(input, product, beta, alpha, op: str):
+    """beta * input + alpha * product, as addmm/baddbmm: ``input`` broadcasts to the
+    product's shape, and beta == 0 drops it (its NaNs too)."""
+    try:
+        shape = _tensor.broadcast_shapes(input.shape, product.shape)
+    except RuntimeError:
+        shape = None
+    if shape != tuple(product.shape):
+        raise OpError(op, f"the input of shape {shape_str(input)} can't be broadcast to the "
+                      f"product's shape {shape_str(product)}", (input, product))
+    out = product if alpha == 1 else product * alpha
+    if beta == 0:
+        return out
+    return out + (input if beta == 1 else input * beta)
+
+
+def _scan(x, op: str, dim, dtype):
+    if dtype is not None:
+        x = x.to(dtype)
+    elif x.dtype.category < 2:   # as sum: integers and bools accumulate in int64
+        x = x.to(dtypes.int64)
+    d = _dims(dim, x.ndim, op)
+    if x.ndim == 0:
+        return dispatch(op, x.reshape(1), dim=0).reshape(())
+    return dispatch(op, x, dim=d[0])
