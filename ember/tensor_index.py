@@ -16,7 +16,7 @@ import numpy as np
 from ember import autograd, dispatch as _dispatch_mod, dtypes
 from ember import tensor as _tensor  # Tensor itself (this module is a base of it)
 from ember.dispatch import constant, dispatch
-from ember.errors import OpError, shape_str
+from ember.errors import OpError, OpIndexError, shape_str
 from ember.tensor_common import _dims, _replay, _view_rebase_message, values_indices
 from ember.tensor_create import _as_tensor_like, arange, full_like, rand_like, randn_like, tensor
 
@@ -281,8 +281,8 @@ class TensorIndex:
             raise OpError("index_select", "index_select(): Expected dtype int32/int64 for index",
                           (self, index))
         if index.ndim > 1:
-            raise OpError("index_select", "index_select(): Index is supposed to be a vector",
-                          (self, index))
+            raise OpIndexError("index_select", "index_select(): Index is supposed to be a "
+                               "vector", (self, index))
         d = _dims(dim, self.ndim, "index_select")
         d = d[0] if d else 0
         x = self.reshape(1) if self.ndim == 0 else self

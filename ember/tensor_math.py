@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ember import autograd, dtypes
 from ember import tensor as _tensor  # Tensor itself (this module is a base of it)
 from ember.dispatch import dispatch
-from ember.errors import OpError, shape_str
+from ember.errors import OpError, OpTypeError, shape_str
 from ember.tensor_common import _dims, values_indices
 from ember.tensor_create import _as_tensor_like, arange, where
 
@@ -123,6 +123,9 @@ class TensorMath:
         return _bitwise("xor", o, self)
 
     def __invert__(self):
+        if self.is_floating_point():
+            raise OpTypeError("invert", "~ (operator.invert) is only implemented on integer and "
+                              "Boolean-type tensors", (self,))
         return self.bitwise_not()
 
     def bitwise_and(self, other):
@@ -263,7 +266,7 @@ class TensorMath:
     def isfinite(self) -> Tensor:
         if not self.is_floating_point():
             return _tensor.ones_like(self, dtype=dtypes.bool_)
-        return (self - self) == 0   # inf - inf and nan - nan are nan
+        return (self == self) & (self.abs() != math.inf)
 
     def isclose(self, other, rtol: float = 1e-05, atol: float = 1e-08,
                 equal_nan: bool = False) -> Tensor:
@@ -285,9 +288,10 @@ class TensorMath:
             return close
         if equal_nan and self.is_floating_point():
             close = close | (self.isnan() & other.isnan())
-        diff = (self - other).abs()
-        allowed = (other * rtol).abs() + atol
-        return close | (diff.isfinite() & (diff <= allowed))
+        # Only finite pairs are compared by distance (inf - inf would be nan).
+        both = self.isfinite() & other.isfinite()
+        a, b = where(both, self, 0), where(both, other, 0)
+        return close | (both & ((a - b).abs() <= (b * rtol).abs() + atol))
 
     def allclose(self, other, rtol: float = 1e-05, atol: float = 1e-08,
                  equal_nan: bool = False) -> bool:

@@ -257,10 +257,14 @@ def _bitwise(name, fn):
     def eager(xp, *arrays):
         for a in arrays:
             if a.dtype.kind not in "biu":
-                raise OpError(name, f'"{name}_cpu" not implemented for '
+                raise _NotImplemented(name, f'"{name}_cpu" not implemented for '
                               f"'{_TORCH_NAMES.get(a.dtype.name, a.dtype.name)}'")
         return fn(xp, *arrays)
     return eager
+
+
+class _NotImplemented(OpError, NotImplementedError):
+    """What PyTorch raises for an op it lacks for a dtype (bitwise ops on floats)."""
 
 
 _TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
