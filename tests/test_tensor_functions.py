@@ -545,3 +545,35 @@ def test_data_dependent_shapes_run_eagerly_with_a_reason():
         out = cf(x)
     for a, b in zip(out, f(x)):
         assert_close(a, b)
+
+
+# ---- CUDA: the CuPy paths on the stand-in (tests/cupy_standin.py; a GPU runs test_gpu.py) --
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="the emulator needs g++")
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_cuda_standin_matches_cpu(case):
+    import cupy_standin
+
+    def run(device):
+        xs = [ember.tensor(x, device=device) if isinstance(x, np.ndarray) else x
+              for x in case.inputs]
+        for x in xs:
+            if case.grad and isinstance(x, ember.Tensor) and x.is_floating_point():
+                x.requires_grad_(True)
+        out = case.fn(ember, *xs)
+        outs = [o for o in (out if isinstance(out, tuple) else (out,))
+                if isinstance(o, ember.Tensor)]
+        for o in outs:
+            assert o.device.type == device
+        floats = [o for o in outs if o.requires_grad]
+        if floats:
+            sum((o * o).sum() for o in floats).backward()
+        grads = [x.grad for x in xs if isinstance(x, ember.Tensor) and x.grad is not None]
+        return [to_np(o) for o in outs], [to_np(g) for g in grads]
+
+    cpu = run("cpu")
+    with cupy_standin.installed():
+        cuda = run("cuda")
+    for a, b in zip(cuda[0] + cuda[1], cpu[0] + cpu[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert len(cuda[0]) == len(cpu[0]) and len(cuda[1]) == len(cpu[1])

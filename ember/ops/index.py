@@ -221,8 +221,8 @@ def _argsort(xp, a, dim, descending):
 
 
 def _stable_argsort(xp, a, dim):
-    # CuPy's sort is always stable (and takes no ``kind``).
-    return xp.argsort(a, axis=dim, kind="stable") if xp is np else xp.argsort(a, axis=dim)
+    # CuPy's sorts are always stable, and take kind="stable" (and no other kind).
+    return xp.argsort(a, axis=dim, kind="stable")
 
 
 # Indices only (values are a gather of them, which carries the gradient).
