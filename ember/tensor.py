@@ -367,6 +367,9 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         if dtype is None:
             name = _TYPE_NAMES.get(self.dtype.name, self.dtype.name)
             return f"ember.{'cuda.' if self.is_cuda else ''}{name}"
+        legacy = getattr(dtype, "dtype", None)
+        if isinstance(dtype, type) and isinstance(legacy, DType):   # x.type(ember.LongTensor)
+            return self.to(legacy)
         if isinstance(dtype, str) and dtype.endswith("Tensor"):
             prefix, _, name = dtype.rpartition(".")
             by_type = {v: k for k, v in _TYPE_NAMES.items()}

@@ -319,6 +319,41 @@ def is_tensor(x) -> bool:
     return isinstance(x, _tensor.Tensor)
 
 
+
+# ---- legacy tensor types: ember.LongTensor(3), ember.FloatTensor([1, 2]) ----------------------
+
+class _LegacyTensorType(type):
+    """``ember.LongTensor`` and friends, as torch's legacy types: calling one makes a tensor
+    of its dtype (from sizes, zero-filled where torch leaves memory uninitialized, or
+    from data); ``isinstance`` checks the dtype of a CPU tensor; ``x.type(ember.LongTensor)``
+    casts."""
+
+    dtype: DType
+
+    def __call__(cls, *args, device=None):
+        if len(args) == 1 and not isinstance(args[0], int):
+            if isinstance(args[0], Size):
+                return zeros(args[0], dtype=cls.dtype, device=device)
+            return tensor(args[0], dtype=cls.dtype, device=device)
+        return zeros(_shape_arg(args), dtype=cls.dtype, device=device)
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, _tensor.Tensor) and obj.dtype is cls.dtype and not obj.is_cuda
+
+    def __repr__(cls) -> str:
+        return f"<class 'ember.{cls.__name__}'>"
+
+
+LEGACY_TYPES = {}
+for _name, _type in (("float32", "FloatTensor"), ("float64", "DoubleTensor"),
+                     ("float16", "HalfTensor"), ("bfloat16", "BFloat16Tensor"),
+                     ("int64", "LongTensor"), ("int32", "IntTensor"), ("int16", "ShortTensor"),
+                     ("int8", "CharTensor"), ("uint8", "ByteTensor"), ("bool", "BoolTensor")):
+    if _name in dtypes._BY_NAME:   # the dtypes this build has
+        LEGACY_TYPES[_type] = _LegacyTensorType(_type, (), {"dtype": dtypes._BY_NAME[_name],
+                                                            "__module__": "ember"})
+globals().update(LEGACY_TYPES)
+
 # Last: tensor.py imports this module while it defines Tensor, so Tensor is looked up
 # at call time (``_tensor.Tensor``), whichever module is imported first.
 from ember import tensor as _tensor  # noqa: E402

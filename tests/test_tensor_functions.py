@@ -362,6 +362,22 @@ def test_type_names_and_casts():
         x.type("ember.NoSuchTensor")
 
 
+def test_legacy_tensor_types_as_torch():
+    torch = pytest.importorskip("torch")
+    for name in ("FloatTensor", "DoubleTensor", "LongTensor", "IntTensor", "BoolTensor"):
+        E, T = getattr(ember, name), getattr(torch, name)
+        e, t = E(2, 3), T(2, 3)
+        assert tuple(e.shape) == tuple(t.shape) and str(e.dtype)[6:] == str(t.dtype)[6:]
+        assert isinstance(e, E) and isinstance(t, T)
+        assert_close(E([1, 0, 2]), T([1, 0, 2]))
+        assert_close(ember.zeros(2).type(E), torch.zeros(2).type(T))
+        assert ember.zeros(2).type(E).type() == "ember." + name
+    assert not isinstance(ember.zeros(2), ember.LongTensor)
+    # word_language_model's dummy input, as written for PyTorch
+    x = ember.LongTensor(6).zero_().view(-1, 2)
+    assert x.dtype is ember.int64 and x.shape == (3, 2) and not x.any()
+
+
 def test_sizes_and_format():
     torch = pytest.importorskip("torch")
     for e, t in ((ember.zeros(2, 3), torch.zeros(2, 3)),
