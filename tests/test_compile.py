@@ -108,6 +108,23 @@ OP_PROGRAMS = {
     "data_update": lambda: (lambda x: ember.dispatch.dispatch("data_update", x, x * 2) + x, _x(3, 4)),
     "strided_view": lambda: (lambda x: ember.dispatch.dispatch("strided_view", x * 2, shape=(2, 2), strides=(4, 2), offset=5) + 1, _x(3, 4)),
     "strided_scatter": lambda: (lambda x, y: ember.dispatch.dispatch("strided_scatter", x * 2, y + 1, shape=(2, 2), strides=(4, 2), offset=5), _x(3, 4), _x(2, 2)),
+    # The tensor functions' primitives (tests/test_tensor_functions.py has their composites).
+    "log1p": lambda: (lambda x: x.abs().log1p() * 2, _x(3, 4)),
+    "expm1": lambda: (lambda x: x.expm1() + 1, _x(3, 4)),
+    "round": lambda: (lambda x: (x * 10).round(decimals=1), _x(3, 4)),
+    "fmod": lambda: (lambda x, y: x.fmod(y) * 2, _x(3, 4), _x(4, pos=True)),
+    "bitwise_and": lambda: (lambda x: (x * 10).long() & 6, _x(3, 4)),
+    "bitwise_or": lambda: (lambda x: (x * 10).long() | 6, _x(3, 4)),
+    "bitwise_xor": lambda: (lambda x: (x * 10).long() ^ 6, _x(3, 4)),
+    "bitwise_not": lambda: (lambda x: ~(x * 10).long(), _x(3, 4)),
+    "logical_xor": lambda: (lambda x, y: (x > 0).logical_xor(y > 0), _x(3, 4), _x(4)),
+    "gather": lambda: (lambda x, i: x.gather(1, i) * 2, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]])),
+    "scatter": lambda: (lambda x, i, y: x.scatter_add(1, i, y) + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),
+    "nonzero": lambda: (lambda x: (x > 0).nonzero() + 1, _x(3, 4)),
+    "argsort": lambda: (lambda x: x.sort(1).values * 2 + x.argsort(0), _x(3, 4)),
+    "cumsum": lambda: (lambda x: x.cumsum(1) * 2, _x(3, 4)),
+    "cumprod": lambda: (lambda x: x.cumprod(0) + 1, _x(3, 4)),
+    "flip": lambda: (lambda x: x.flip(0, 1) * 2, _x(3, 4)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm"}
 

@@ -609,9 +609,141 @@ def _build_cases():
         "randperm": _random_cases("randperm"),
     }
     cases["full"], cases["arange"] = _creation_cases()
+    cases.update(_tensor_function_cases())
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         cases[name] = _cmp_cases(name)
     return cases
+
+
+def _torch(name, **kw):
+    return lambda *xs: getattr(__import__("torch"), name)(*xs, **kw)
+
+
+def _np_gather(dim):
+    return lambda a, i: np.take_along_axis(a[tuple(slice(0, n) if d != dim else slice(None)
+                                                    for d, n in enumerate(i.shape))], i, dim)
+
+
+def _np_scatter_along(dim, accumulate):
+    def ref(a, i, src):
+        out = a.copy()
+        for pos in np.ndindex(i.shape):
+            tgt = list(pos)
+            tgt[dim] = i[pos]
+            if accumulate:
+                out[tuple(tgt)] += src[pos]
+            else:
+                out[tuple(tgt)] = src[pos]
+        return out
+    return ref
+
+
+def _np_argsort_desc(dim):
+    # Stable descending: ascending of the reversed dim, reversed back.
+    def ref(a):
+        n = a.shape[dim]
+        return n - 1 - np.flip(np.argsort(np.flip(a, dim), axis=dim, kind="stable"), dim)
+    return ref
+
+
+def _tensor_function_cases():
+    """The primitives under the tensor functions (issue 14): log1p, expm1, round, fmod,
+    bitwise ops, gather/scatter, nonzero, argsort, cumsum/cumprod, flip."""
+    ia = np.array([[1, 2, 12], [-4, 5, 7]], dtype=np.int64)
+    ib = np.array([3, 6, 1], dtype=np.int64)
+    b = lambda *s: rng.integers(0, 2, size=s).astype(bool)  # noqa: E731
+    perm_rows = np.stack([rng.permutation(4)[:3] for _ in range(5)], axis=1)  # (3, 5) unique
+    bitwise = {}
+    for name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+        ref = getattr(np, name)
+        bitwise[name] = [Case([ia, ib], _torch(name), ref, id="i64", grad=False),
+                         Case([ia.astype(np.int32), 6], _torch(name), ref, id="i32-int",
+                              grad=False),
+                         Case([b(2, 3), b(3)], _torch(name), ref, id="bool", grad=False),
+                         Case([np.asarray(5, np.int64), ia.astype(np.int32)], _torch(name), None,
+                              id="0d-i64-i32", grad=False)]
+    return dict(bitwise, **{
+        "bitwise_not": [Case([ia], _torch("bitwise_not"), np.invert, id="i64", grad=False),
+                        Case([b(4)], _torch("bitwise_not"), np.invert, id="bool", grad=False)],
+        "logical_xor": _bool_cases("logical_xor", np.logical_xor),
+        "log1p": unary_cases("log1p", np.log1p, make=_pos)
+        + [Case([np.array([1e-10, -1e-9, 1e-5, 3e-8])], lambda a: a.log1p(), np.log1p, id="tiny"),
+           Case([np.array([1e-8, -3e-8], np.float32)], lambda a: a.log1p(), np.log1p,
+                id="tiny-f32")],
+        "expm1": unary_cases("expm1", np.expm1)
+        + [Case([np.array([1e-10, -1e-9, 1e-5])], lambda a: a.expm1(), np.expm1, id="tiny")],
+        "round": [Case([f64(3, 4) * 10], lambda a: __import__("torch").round(a), np.round,
+                       {"decimals": 0}, id="2d"),
+                  Case([np.array([0.5, 1.5, 2.5, -0.5, -1.5])], lambda a: a.round(), np.round,
+                       {"decimals": 0}, id="half-even", grad=False),
+                  Case([f64(5)], lambda a: a.round(decimals=2), lambda a: np.round(a, 2),
+                       {"decimals": 2}, id="decimals", grad=False),
+                  Case([ia], lambda a: a.round(), lambda a: a, {"decimals": 0}, id="int",
+                       grad=False)],
+        "fmod": [c for c in binary_cases(_torch("fmod"), np.fmod, make=_off_integers,
+                                         make_b=_non_dividing) if c.id != "rscalar"],
+        "gather": [Case([f64(3, 4), rng.integers(0, 4, (3, 2))], lambda a, i: a.gather(1, i), _np_gather(1), {"dim": 1}, id="dim1"),
+                   Case([transposed(f64(4, 5)), rng.integers(0, 4, (6, 3))],
+                        lambda a, i: a.gather(0, i), _np_gather(0), {"dim": 0},
+                        id="dim0-smaller-noncontig"),
+                   Case([np.arange(6).reshape(2, 3), np.array([[2, 0]])],
+                        lambda a, i: a.gather(1, i), _np_gather(1), {"dim": 1}, id="int",
+                        grad=False)],
+        "scatter": [Case([f64(4, 5), perm_rows, f64(3, 5)],
+                         lambda a, i, s: a.scatter(0, i, s), _np_scatter_along(0, False),
+                         {"dim": 0, "accumulate": False}, id="unique"),
+                    # torch 2.13's backward fails when src is larger than the index.
+                    Case([f64(4, 5), perm_rows, f64(3, 6)],
+                         lambda a, i, s: a.scatter(0, i, s), _np_scatter_along(0, False),
+                         {"dim": 0, "accumulate": False}, id="src-larger", grad=False),
+                    Case([f64(3, 4), rng.integers(0, 4, (3, 6)), f64(3, 6)],
+                         lambda a, i, s: a.scatter_add(1, i, s), _np_scatter_along(1, True),
+                         {"dim": 1, "accumulate": True}, id="add-repeated"),
+                    Case([np.zeros((2, 3), np.int64), np.array([[1, 1, 0]]),
+                          np.array([[5, 6, 7]])], lambda a, i, s: a.scatter_add(0, i, s),
+                         _np_scatter_along(0, True), {"dim": 0, "accumulate": True}, id="int",
+                         grad=False)],
+        "nonzero": [Case([np.array([[0, 3, 0], [4, 0, 5]])], _torch("nonzero"), np.argwhere,
+                         id="int", grad=False),
+                    Case([np.array([0.0, -1.5, np.nan, 0.0])], _torch("nonzero"), np.argwhere,
+                         id="float-nan", grad=False),
+                    Case([np.asarray(2.0)], _torch("nonzero"), np.argwhere, id="0d", grad=False),
+                    Case([np.zeros((2, 0, 3))], _torch("nonzero"), np.argwhere, id="empty",
+                         grad=False)],
+        "argsort": [Case([distinct(3, 4)], lambda a: a.argsort(1),
+                         lambda a: np.argsort(a, 1, kind="stable"),
+                         {"dim": 1, "descending": False}, id="asc"),
+                    Case([rng.integers(0, 3, (4, 5))], lambda a: a.argsort(dim=0, descending=True,
+                                                                           stable=True),
+                         _np_argsort_desc(0), {"dim": 0, "descending": True}, id="desc-ties"),
+                    Case([np.array([2.0, np.nan, -1.0, np.nan, 5.0])],
+                         lambda a: a.argsort(dim=0, stable=True),
+                         lambda a: np.argsort(a, kind="stable"),
+                         {"dim": 0, "descending": False}, id="nan", grad=False),
+                    Case([np.array([True, False, True])],
+                         lambda a: a.argsort(dim=0, descending=True, stable=True),
+                         _np_argsort_desc(0), {"dim": 0, "descending": True}, id="bool-desc",
+                         grad=False)],
+        "cumsum": [Case([f64(3, 4)], lambda a: a.cumsum(1), lambda a: np.cumsum(a, 1),
+                        {"dim": 1}, id="dim1"),
+                   Case([transposed(f64(4, 3))], lambda a: a.cumsum(0), lambda a: np.cumsum(a, 0),
+                        {"dim": 0}, id="dim0-noncontig"),
+                   Case([ia], lambda a: a.cumsum(1), lambda a: np.cumsum(a, 1), {"dim": 1},
+                        id="int", grad=False)],
+        "cumprod": [Case([away_from_zero(3, 4)], lambda a: a.cumprod(1),
+                         lambda a: np.cumprod(a, 1), {"dim": 1}, id="dim1"),
+                    Case([np.array([[2.0, 0.0, 3.0, 4.0], [1.5, 2.0, 0.0, 0.0]])],
+                         lambda a: a.cumprod(1), lambda a: np.cumprod(a, 1), {"dim": 1},
+                         id="zeros"),
+                    Case([transposed(away_from_zero(4, 3))], lambda a: a.cumprod(0),
+                         lambda a: np.cumprod(a, 0), {"dim": 0}, id="dim0-noncontig")],
+        "flip": [Case([f64(2, 3, 4)], lambda a: a.flip(0, 2), lambda a: np.flip(a, (0, 2)),
+                      {"dims": (0, 2)}, id="3d"),
+                 Case([transposed(f64(4, 3))], lambda a: a.flip(1), lambda a: np.flip(a, 1),
+                      {"dims": (1,)}, id="noncontig"),
+                 Case([np.arange(5)], lambda a: a.flip(0), lambda a: a[::-1], {"dims": (0,)},
+                      id="int", grad=False)],
+    })
 
 
 def _torch_scatter(shape, strides, offset):

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ember.dispatch import dispatch
+from ember.errors import OpError
 from ember.ops.registry import BINARY, TERNARY, UNARY, defop
 
 
@@ -223,3 +224,57 @@ def _where_vjp(g, out, c, a, b):
 
 
 defop("where", TERNARY, lambda xp, c, a, b: xp.where(c, a, b), _where_vjp, dtype_rule="where")
+
+
+# ---- accurate near zero, rounding, C remainder, bitwise ----------------------------------
+# log(1 + x) and exp(x) - 1 lose every digit of a small x to rounding (log1p(1e-8) would
+# be 0 in float32): NumPy's log1p/expm1 keep them.
+defop("log1p", UNARY, _quiet(lambda xp, a: xp.log1p(a)), lambda g, out, a: (g / (a + 1),),
+      dtype_rule="float")
+defop("expm1", UNARY, _quiet(lambda xp, a: xp.expm1(a)), lambda g, out, a: (g * (out + 1),),
+      dtype_rule="float")
+
+
+def _round(xp, a, decimals):
+    if a.dtype.kind in "biu":
+        return a.copy() if decimals >= 0 else xp.round(a, decimals)
+    return xp.round(a, decimals)   # half to even, as torch.round
+
+
+defop("round", UNARY, _round, lambda g, out, a, decimals: _zero_grad(g, out, a))
+
+
+def _fmod_vjp(g, out, a, b):
+    return (sum_to(g, a.shape) if a.requires_grad else None,
+            sum_to(-g * (a / b).trunc(), b.shape) if b.requires_grad else None)
+
+
+# C's fmod: the result takes the dividend's sign (torch.fmod), unlike remainder.
+defop("fmod", BINARY, _int_division(lambda xp, a, b: xp.fmod(a, b)), _fmod_vjp)
+
+
+def _bitwise(name, fn):
+    def eager(xp, *arrays):
+        for a in arrays:
+            if a.dtype.kind not in "biu":
+                raise _NotImplemented(name, f'"{name}_cpu" not implemented for '
+                              f"'{_TORCH_NAMES.get(a.dtype.name, a.dtype.name)}'")
+        return fn(xp, *arrays)
+    return eager
+
+
+class _NotImplemented(OpError, NotImplementedError):
+    """What PyTorch raises for an op it lacks for a dtype (bitwise ops on floats)."""
+
+
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half",
+                "bfloat16": "BFloat16"}
+defop("bitwise_and", BINARY, _bitwise("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b)),
+      commutative=True)
+defop("bitwise_or", BINARY, _bitwise("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b)),
+      commutative=True)
+defop("bitwise_xor", BINARY, _bitwise("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b)),
+      commutative=True)
+defop("bitwise_not", UNARY, _bitwise("bitwise_not", lambda xp, a: xp.invert(a)))
+defop("logical_xor", BINARY, lambda xp, a, b: xp.logical_xor(a, b), dtype_rule="bool",
+      commutative=True)

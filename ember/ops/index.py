@@ -1,5 +1,6 @@
 """Advanced indexing: gather with integer/bool tensors, and its scatter (index_put);
-one_hot; and ``check_index``, the range check of indices that eager PyTorch makes.
+one_hot; ``check_index``, the range check of indices that eager PyTorch makes; gather
+and scatter along one dim (torch.gather, scatter, scatter_add); nonzero; argsort.
 
 Keys are canonical tuples as in movement.py, where the string ``"tK"`` stands for
 the K-th index tensor passed as an input after the data.
@@ -109,3 +110,120 @@ def _check_index(xp, a, *, bound: int, ignore=None, name: str, message: str):
 # PyTorch checks indices where it reads them; ember's gathers are composed from
 # primitives that would wrap a negative index around, hence a check op of its own.
 defop("check_index", INDEX, _check_index, effect=True)
+
+
+# ---- gather / scatter along a dim (torch.gather, Tensor.scatter, scatter_add) ---------------
+
+def _along(xp, index, dim):
+    """The full NumPy index of ``index`` along ``dim``: ``index`` there, and an open grid
+    over ``index``'s shape in every other dim (so the input may be larger there)."""
+    grid = list(xp.ogrid[tuple(slice(0, n) for n in index.shape)]) if index.ndim else []
+    grid[dim] = index
+    return tuple(grid)
+
+
+def _check_along(a, index, dim, name):
+    if index.ndim != a.ndim and not (index.ndim <= 1 and a.ndim <= 1):
+        raise OpError(name, "Index tensor must have the same number of dimensions as "
+                      f"{'input' if name == 'gather' else 'self'} tensor")
+    if index.dtype != np.int64:
+        raise OpError(name, f"{name}(): Expected dtype int64 for index")
+    for d in range(index.ndim):
+        if d != dim and index.shape[d] > (a.shape[d] if a.ndim else 1):
+            raise OpError(name, f"Size does not match at dimension {d} expected index "
+                          f"{list(index.shape)} to be smaller than self {list(a.shape)} apart "
+                          f"from dimension {dim}")
+    if index.size:
+        n = a.shape[dim] if a.ndim else 1
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= n:
+            raise OpIndexError(name, f"index {hi if hi >= n else lo} is out of bounds for "
+                               f"dimension {dim} with size {n}")
+
+
+def _gather(xp, a, index, dim):
+    _check_along(a, index, dim, "gather")
+    a1, i1 = a.reshape(-1) if a.ndim == 0 else a, index.reshape(-1) if index.ndim == 0 else index
+    return a1[_along(xp, i1, dim)].reshape(index.shape)
+
+
+def _gather_vjp(g, out, a, index, dim):
+    return (dispatch("scatter", a.new_zeros(a.shape), index, g, dim=dim, accumulate=True),
+            None)
+
+
+def _scatter(xp, a, index, src, dim, accumulate):
+    name = "scatter_add" if accumulate else "scatter"
+    _check_along(a, index, dim, name)
+    for d in range(index.ndim):
+        if src.ndim and index.shape[d] > src.shape[d]:
+            raise OpError(name, f"Size does not match at dimension {d} expected index "
+                          f"{list(index.shape)} to be smaller than src {list(src.shape)}")
+    out = a.copy()
+    if not index.size:
+        return out
+    # 0-dim tensors act as 1-dim ones of one element (reshape(-1) of ``out`` is a view).
+    o1, i1 = out.reshape(-1) if out.ndim == 0 else out, index.reshape(-1) if index.ndim == 0 else index
+    s1 = src.reshape(-1) if src.ndim == 0 and i1.ndim else src
+    k = _along(xp, i1, dim)
+    v = s1[tuple(slice(0, n) for n in i1.shape)].astype(a.dtype, copy=False)
+    if not accumulate:
+        o1[k] = v
+    elif xp is np:
+        np.add.at(o1, k, v)
+    else:
+        import cupyx
+        cupyx.scatter_add(o1, k, v)
+    return out
+
+
+def _pad_to(g, shape):
+    """``g`` (the index's shape) in zeros of ``shape``: src may be larger than the index."""
+    if tuple(g.shape) == tuple(shape):
+        return g
+    key = tuple((0, n, 1) for n in g.shape)
+    return dispatch("unslice", g, shape=tuple(shape), key=key)
+
+
+def _scatter_vjp(g, out, a, index, src, dim, accumulate):
+    ga = gs = None
+    if a.requires_grad:
+        ga = g if accumulate else dispatch("scatter", g, index, g.new_zeros(()).expand(index.shape),
+                                           dim=dim, accumulate=False)
+    if src.requires_grad:
+        gs = _pad_to(dispatch("gather", g, index, dim=dim), src.shape)
+    return ga, None, gs
+
+
+defop("gather", INDEX, _gather, _gather_vjp)
+defop("scatter", INDEX, _scatter, _scatter_vjp)
+
+
+def _nonzero(xp, a):
+    return xp.stack(xp.nonzero(a), axis=-1).astype(np.int64) if a.ndim else \
+        xp.zeros((int(bool(a)), 0), dtype=np.int64)
+
+
+# How many elements are nonzero is known only from the values.
+defop("nonzero", INDEX, _nonzero, data_dependent_shape=lambda a: True)
+
+
+def _argsort(xp, a, dim, descending):
+    if a.ndim == 0:
+        return xp.zeros((), dtype=np.int64)
+    if not descending:
+        return _stable_argsort(xp, a, dim).astype(np.int64)
+    # Stable descending: ascending on the reversed dim, reversed back (ties keep their
+    # order, NaN comes first as in torch, and no negation that unsigned or bool can't take).
+    n = a.shape[dim]
+    rev = xp.flip(_stable_argsort(xp, xp.flip(a, dim), dim), dim)
+    return (n - 1 - rev).astype(np.int64)
+
+
+def _stable_argsort(xp, a, dim):
+    # CuPy's sorts are always stable, and take kind="stable" (and no other kind).
+    return xp.argsort(a, axis=dim, kind="stable")
+
+
+# Indices only (values are a gather of them, which carries the gradient).
+defop("argsort", INDEX, _argsort)

@@ -1,6 +1,6 @@
 """Movement primitives: they change how elements are laid out, never their values.
 
-reshape, permute, expand, slice (basic indexing) and its gradient unslice, diagonal, cat,
+reshape, permute, expand, slice (basic indexing) and its gradient unslice, diagonal, cat, flip,
 contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im, what convolution and
 pooling use). reshape (where the layout allows), permute, expand, slice and diagonal are
 views: their result shares the input's memory, as in PyTorch (``OpDef.view``).
@@ -170,3 +170,8 @@ def _fold_vjp(g, out, cols, shape, kernel, stride, padding, dilation):
 
 defop("unfold2d", MOVEMENT, _unfold2d, _unfold_vjp)
 defop("fold2d", MOVEMENT, _fold2d, _fold_vjp)
+
+
+# A copy, as torch.flip (NumPy's flip is a negative-stride view, which PyTorch can't make).
+defop("flip", MOVEMENT, lambda xp, a, dims: xp.flip(a, dims).copy() if dims else a.copy(),
+      lambda g, out, a, dims: (dispatch("flip", g, dims=dims),))
