@@ -17,6 +17,7 @@ whole modules and optimizers included: only for files from a trusted source.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import os
 import pickle
@@ -552,6 +553,12 @@ class _CheckpointUnpickler(pickle.Unpickler):
         self.names = _load_names()
 
     def find_class(self, module: str, name: str):
+        # Protocol 2 writes Python 2 names (__builtin__.set); the default find_class, which
+        # this replaces, maps them back.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         full = f"{module}.{name}"
         found = self.names.get(full)
         if found is None:
