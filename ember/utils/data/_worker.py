@@ -12,8 +12,9 @@ from typing import Any, Callable
 import numpy as np
 
 _worker_info: WorkerInfo | None = None
-# How often (seconds) an idle worker checks that the main process still exists.
-STATUS_CHECK_INTERVAL = 5.0
+# How often (seconds) an idle worker checks that the main process still exists and
+# still wants it.
+STATUS_CHECK_INTERVAL = 1.0
 
 
 class WorkerInfo:
@@ -118,8 +119,8 @@ def worker_loop(fetcher_factory: Callable[[], Any], index_queue, data_queue, don
             try:
                 task = index_queue.get(timeout=STATUS_CHECK_INTERVAL)
             except queue.Empty:
-                if os.getppid() != parent:
-                    break  # the main process is gone
+                if os.getppid() != parent or done_event.is_set():
+                    break  # the main process is gone, or has shut the workers down
                 continue
             if isinstance(task, ResumeIteration):
                 data_queue.put((task, None))

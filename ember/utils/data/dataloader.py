@@ -430,7 +430,7 @@ class _MultiProcessIter(_BaseIter):
         self._num_yielded += 1
         return _pin(data) if self._pin else data
 
-    def _shutdown_workers(self) -> None:
+    def _shutdown_workers(self, wait: float = 5.0) -> None:
         if self._shutdown:
             return
         self._shutdown = True
@@ -441,7 +441,7 @@ class _MultiProcessIter(_BaseIter):
             except (OSError, ValueError):
                 pass
         for w in self._workers:
-            w.join(timeout=5.0)
+            w.join(timeout=wait)
             if w.is_alive():
                 w.terminate()
                 w.join()
@@ -451,7 +451,11 @@ class _MultiProcessIter(_BaseIter):
         self._result_queue.close()
 
     def __del__(self) -> None:
+        # Reached from the garbage collector (an iterator left in an exception's traceback,
+        # say), where the index queues' feeder threads may be gone with the rest of the
+        # cycle and the None never sent: the workers see the done event within their
+        # status check interval, or are terminated (they hold nothing the main one needs).
         try:
-            self._shutdown_workers()
+            self._shutdown_workers(wait=_worker.STATUS_CHECK_INTERVAL + 0.5)
         except Exception:  # interpreter shutdown: modules may be gone
             pass

@@ -22,8 +22,8 @@ class Dataset(Generic[T_co]):
     def __getitem__(self, index: int) -> T_co:
         raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
 
-    def __len__(self) -> int:
-        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+    # No __len__ here, as in PyTorch: len() of a dataset without one is a TypeError (a
+    # DataLoader over an IterableDataset has a length only when the dataset has one).
 
     def __add__(self, other: Dataset) -> ConcatDataset:
         return ConcatDataset([self, other])
