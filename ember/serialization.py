@@ -141,7 +141,7 @@ class _CheckpointPickler(pickle._Pickler):
     def __init__(self, file, protocol: int) -> None:
         super().__init__(file, protocol)
         self.storages: list[_StorageRef] = []
-        self._by_root: dict[int, tuple[Any, _StorageRef]] = {}  # keeps roots alive too
+        self._by_root: dict[tuple, tuple[Any, _StorageRef]] = {}  # keeps roots alive too
 
     def reducer_override(self, obj):
         t = type(obj)
@@ -200,13 +200,17 @@ class _CheckpointPickler(pickle._Pickler):
         layout = _layout(a, found[1]) if found is not None else None
         if layout is not None:
             owner, block = found
-            entry = self._by_root.get(id(owner))
+            # Keyed by where the block is, not id(owner): CuPy-like wrappers may hand out a
+            # new object for one ``base``. Entries keep their owners alive, so no address
+            # is reused while saving.
+            where = (location, _address(block), block.size)
+            entry = self._by_root.get(where)
             if entry is None:
                 flat = _typed(block, a.dtype)
                 ref = _StorageRef(str(len(self.storages)),
                                   flat.get() if hasattr(flat, "get") else flat, name, location)
                 self.storages.append(ref)
-                self._by_root[id(owner)] = entry = (owner, ref)
+                self._by_root[where] = entry = (owner, ref)
             if entry[1].flat.dtype == a.dtype:
                 return (entry[1], *layout)
         # Memory we can't describe as (offset, non-negative strides) of one block of this

@@ -391,3 +391,61 @@ def test_ember_checkpoint_of_non_contiguous_memory(tmp_path):
     ea, eb, ec = ember.load(path)
     np.testing.assert_array_equal(ea.numpy(), a.numpy())
     np.testing.assert_array_equal(ec.numpy(), [2, 3, 4, 5])
+
+
+# ---- CUDA tensors (on the CuPy stand-in; tests/test_gpu.py style checks need a GPU) ----------
+
+def test_cuda_tensors_save_load_and_map_location():
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    import cupy_standin
+    with cupy_standin.installed():
+        x = ember.arange(12.).reshape(3, 4).to("cuda")
+        p = nn.Parameter(ember.ones(2, device="cuda"))
+        buf = io.BytesIO()
+        ember.save({"x": x, "row": x[1], "t": x.t(), "p": p}, buf)
+        names = zipfile.ZipFile(buf).namelist()
+        assert sum(n.startswith("archive/data/") for n in names) == 2  # x's views share
+        buf.seek(0)
+        on_gpu = ember.load(buf)
+        assert all(v.device == ember.device("cuda", 0) for v in on_gpu.values())
+        assert type(on_gpu["p"]) is nn.Parameter and on_gpu["p"].requires_grad
+        np.testing.assert_array_equal(on_gpu["t"].cpu().numpy(), x.t().cpu().numpy())
+        on_gpu["x"][1, 0] = 50.0
+        assert on_gpu["row"][0].item() == 50.0
+        buf.seek(0)
+        on_cpu = ember.load(buf, map_location="cpu")
+        assert all(v.device == ember.device("cpu") for v in on_cpu.values())
+        on_cpu["x"][1, 0] = -1.0
+        assert on_cpu["row"][0].item() == -1.0 and on_cpu["t"][0, 1].item() == -1.0
+        buf.seek(0)
+        moved = ember.load(buf, map_location=lambda storage, loc: storage.cuda())
+        assert moved["x"].device.type == "cuda"
+        buf.seek(0)
+        assert ember.load(buf, map_location={"cuda:0": "cpu"})["x"].device.type == "cpu"
+        back = pickle.loads(pickle.dumps(x))
+        assert back.device.type == "cuda"
+        np.testing.assert_array_equal(back.cpu().numpy(), x.cpu().numpy())
+        cpu_saved = io.BytesIO()
+        ember.save(ember.ones(3), cpu_saved)
+        cpu_saved.seek(0)
+        assert ember.load(cpu_saved, map_location="cuda").device.type == "cuda"
+
+
+def test_torch_reads_ember_cuda_checkpoint_with_map_location():
+    torch = pytest.importorskip("torch")
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    import cupy_standin
+    with cupy_standin.installed():
+        x = ember.randn(3, 2).to("cuda")
+        expected = x.cpu().numpy()
+        buf = io.BytesIO()
+        ember.save({"x": x, "col": x[:, 1]}, buf)
+    buf.seek(0)
+    out = torch.load(buf, map_location="cpu")
+    np.testing.assert_array_equal(out["x"].numpy(), expected)
+    np.testing.assert_array_equal(out["col"].numpy(), expected[:, 1])
+    assert out["col"].untyped_storage().data_ptr() == out["x"].untyped_storage().data_ptr()
