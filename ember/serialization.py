@@ -499,7 +499,7 @@ def _place(host: np.ndarray, location: str, map_location) -> _LoadedStorage:
 def _load_names() -> dict[str, Any]:
     """What each global a checkpoint may name is built as, and whether weights_only allows
     it (all of these are allowed)."""
-    from ember.nn.module import Parameter
+    from ember.nn.module import Parameter, _Registry
     names: dict[str, Any] = {
         "collections.OrderedDict": OrderedDict,
         "collections.Counter": Counter,
@@ -515,6 +515,10 @@ def _load_names() -> dict[str, Any]:
         "torch.Size": Size,
         "torch.UntypedStorage": _UNTYPED,
         "torch.storage.UntypedStorage": _UNTYPED,
+        # A module's parameter/buffer/submodule dicts: an OrderedDict that counts changes.
+        # Allowed so that a whole model loads with weights_only once its own classes are
+        # named in safe_globals, as PyTorch's plain-dict modules do.
+        "ember.nn.module._Registry": _Registry,
         "ember.dtypes.dtype_of_name": dtypes.dtype_of_name,
         "ember.runtime.device.Device": Device,
         "ember.tensor.Size": Size,

@@ -3,6 +3,7 @@ collation, splits, iterable datasets and real worker processes."""
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import random
 import time
@@ -573,3 +574,23 @@ def test_len_of_loaders():
     assert len(DataLoader(Sized(10), batch_size=4)) == 3
     with pytest.raises(TypeError):
         len(DataLoader(Stream(10), batch_size=4))
+
+
+def test_mingpt_sampler_pattern_is_lazy():
+    """minGPT: RandomSampler(replacement=True, num_samples=int(1e10)), a few batches taken
+    from iter(loader) with worker processes."""
+    ds = TensorDataset(ember.arange(20).reshape(10, 2), ember.arange(10))
+    sampler = RandomSampler(ds, replacement=True, num_samples=int(1e10))
+    assert len(sampler) == int(1e10)
+    t0 = time.time()
+    loader = DataLoader(ds, sampler=sampler, shuffle=False, pin_memory=False, batch_size=4,
+                        num_workers=2)
+    it = iter(loader)
+    batches = [next(it) for _ in range(3)]
+    assert time.time() - t0 < 10
+    for x, y in batches:
+        assert x.shape == (4, 2) and (x[:, 0] == 2 * y).all().item()
+    assert len(loader) == int(1e10) // 4
+    del it
+    w = list(itertools.islice(WeightedRandomSampler([1.0, 2.0], int(1e10)), 5))
+    assert len(w) == 5 and set(w) <= {0, 1}

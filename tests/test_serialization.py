@@ -449,3 +449,34 @@ def test_torch_reads_ember_cuda_checkpoint_with_map_location():
     np.testing.assert_array_equal(out["x"].numpy(), expected)
     np.testing.assert_array_equal(out["col"].numpy(), expected[:, 1])
     assert out["col"].untyped_storage().data_ptr() == out["x"].untyped_storage().data_ptr()
+
+
+def test_whole_model_loads_with_weights_only_once_its_classes_are_allowed():
+    """word_language_model's pattern: torch.save(model) and a load under safe_globals
+    naming the model's classes."""
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.rnn = nn.LSTM(4, 4, 2)
+            self.drop = nn.Dropout(0.1)
+            self.out = nn.Linear(4, 10)
+
+        def forward(self, x):
+            h, _ = self.rnn(self.drop(self.emb(x)))
+            return self.out(h)
+    globals()["LM"] = LM  # picklable by name
+    LM.__qualname__ = "LM"
+    model = LM()
+    buf = io.BytesIO()
+    ember.save(model, buf)
+    buf.seek(0)
+    with pytest.raises(pickle.UnpicklingError, match="GLOBAL test_serialization.LM"):
+        ember.load(buf)
+    buf.seek(0)
+    with safe_globals([LM, nn.Embedding, nn.LSTM, nn.Dropout, nn.Linear]):
+        loaded = ember.load(buf)
+    model.eval()
+    loaded.eval()
+    x = ember.randint(0, 10, (5, 2))
+    np.testing.assert_array_equal(loaded(x).detach().numpy(), model(x).detach().numpy())

@@ -13,6 +13,7 @@ from ember.tensor import Tensor
 from ember.utils.data._random import numpy_rng
 
 T_co = TypeVar("T_co", covariant=True)
+_CHUNK = 1024  # indices drawn at a time by samplers with replacement
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler",
            "WeightedRandomSampler", "BatchSampler"]
@@ -81,7 +82,9 @@ class RandomSampler(Sampler[int]):
         n = len(self.data_source)
         rng = numpy_rng(self.generator)
         if self.replacement:
-            yield from rng.integers(0, n, self.num_samples).tolist()
+            # In chunks: minGPT asks for num_samples=1e10 and takes a few batches.
+            for start in range(0, self.num_samples, _CHUNK):
+                yield from rng.integers(0, n, min(_CHUNK, self.num_samples - start)).tolist()
             return
         for _ in range(self.num_samples // n):
             yield from rng.permutation(n).tolist()
@@ -149,8 +152,13 @@ class WeightedRandomSampler(Sampler[int]):
             raise RuntimeError("cannot sample n_sample > prob_dist.size(-1) samples without "
                                "replacement")
         rng = numpy_rng(self.generator)
-        yield from rng.choice(len(w), size=self.num_samples, replace=self.replacement,
-                              p=w / w.sum()).tolist()
+        p = w / w.sum()
+        if not self.replacement:
+            yield from rng.choice(len(w), size=self.num_samples, replace=False, p=p).tolist()
+            return
+        for start in range(0, self.num_samples, _CHUNK):
+            yield from rng.choice(len(w), size=min(_CHUNK, self.num_samples - start),
+                                  p=p).tolist()
 
     def __len__(self) -> int:
         return self.num_samples
