@@ -7,6 +7,7 @@ import itertools
 import os
 import random
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -594,3 +595,24 @@ def test_mingpt_sampler_pattern_is_lazy():
     del it
     w = list(itertools.islice(WeightedRandomSampler([1.0, 2.0], int(1e10)), 5))
     assert len(w) == 5 and set(w) <= {0, 1}
+
+
+def test_pin_memory_with_cuda_copies_batches_to_pinned_memory(monkeypatch):
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    import cupy_standin
+    made = []
+
+    def empty_pinned(shape, dtype):  # CuPy's: a NumPy array over page-locked memory
+        made.append(tuple(shape))
+        return np.empty(shape, dtype)
+    with cupy_standin.installed():
+        monkeypatch.setattr(cupy_standin.cupyx, "empty_pinned", empty_pinned, raising=False)
+        ds = TensorDataset(ember.arange(12.).reshape(6, 2), ember.arange(6))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "no accelerator" warning
+            got = list(DataLoader(ds, batch_size=4, pin_memory=True))
+    assert made == [(4, 2), (4,), (2, 2), (2,)]
+    assert [b[1].tolist() for b in got] == [[0, 1, 2, 3], [4, 5]]
+    np.testing.assert_array_equal(got[1][0].numpy(), [[8.0, 9.0], [10.0, 11.0]])
+

@@ -272,6 +272,9 @@ class _BaseIter:
         self._pin = _can_pin(loader)
         self._sampler_iter = iter(loader._index_sampler)
         self._num_yielded = 0
+        # Drawn by every iterator, workers or not, as PyTorch does (so a loop over a
+        # loader moves the global generator the same way whatever num_workers is).
+        self._base_seed = seed_from(loader.generator)
 
     def __iter__(self):
         return self
@@ -312,8 +315,6 @@ class _MultiProcessIter(_BaseIter):
             ctx = multiprocessing.get_context()
         elif isinstance(ctx, str):
             ctx = multiprocessing.get_context(ctx)
-        # As PyTorch: one draw from the loader's generator gives every worker's seed.
-        self._base_seed = seed_from(loader.generator)
         self._done_event = ctx.Event()
         self._result_queue = ctx.Queue()
         self._index_queues, self._workers = [], []
