@@ -376,14 +376,15 @@ def _torch_name(obj) -> tuple[str, str] | None:
 
 # ---- loading --------------------------------------------------------------------------------
 
-def load(f, map_location=None, pickle_module: Any = None, *, weights_only: bool | None = True,
+def load(f, map_location=None, pickle_module: Any = None, *, weights_only: bool | None = None,
          mmap: bool | None = None, **pickle_load_args: Any) -> Any:
     """Load what ``ember.save`` or ``torch.save`` wrote to ``f`` (a path or binary file).
 
     ``map_location`` places the storages: a device or its name, a dict from saved location
     to location (``{"cuda:1": "cuda:0"}``), or a function ``(storage, location)`` returning
     a tensor (the storage, moved) or None (keep the saved location). ``weights_only=True``
-    (the default) refuses any global that is not a tensor, dtype, device or container.
+    (the default, also when None) refuses any global that is not a tensor, dtype, device or
+    container. ``mmap`` is accepted and has no effect: storages are read into memory.
 
     >>> sd = ember.load("model.pt", map_location="cpu")
     """

@@ -331,7 +331,7 @@ def test_tensor_dataset_batches_equal_torch():
 
 
 def test_default_collate_equals_torch():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils.data import default_collate as tcollate
     cases = [
         [Rows()[0], Rows()[1]],
@@ -353,7 +353,7 @@ def test_default_collate_equals_torch():
 
 
 def test_default_convert_equals_torch():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils.data import default_convert as tconvert
     for sample in [np.arange(3), {"a": np.ones(2), "b": "s"}, (np.int64(3), [np.zeros(1)]),
                    Rows.Point(np.ones(1), 2)]:
