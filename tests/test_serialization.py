@@ -93,6 +93,19 @@ def test_pickle_module_and_optimizer_resume_identically():
         np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
 
 
+def test_copy_copy_shares_memory_like_torch():
+    t = ember.arange(4.)
+    c = copy.copy(t)
+    c[0] = 9.0
+    assert t[0].item() == 9.0 and c is not t
+    p = nn.Parameter(ember.ones(2))
+    q = copy.copy(p)
+    assert type(q) is nn.Parameter and q.requires_grad
+    with ember.no_grad():
+        q.mul_(3.0)
+    assert p.tolist() == [3.0, 3.0]
+
+
 def test_copy_and_deepcopy_of_module():
     model = _model()
     clone = copy.deepcopy(model)
