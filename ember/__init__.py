@@ -25,6 +25,8 @@ globals().update(_LEGACY_TYPES)   # ember.LongTensor, ember.FloatTensor, ...
 from ember.einsum import einsum
 from ember import linalg
 from ember import cuda, nn, optim, utils  # noqa: E402
+from ember import serialization  # noqa: E402
+from ember.serialization import load, save  # noqa: E402
 
 float = float32
 double = float64

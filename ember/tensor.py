@@ -251,6 +251,12 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
             t.grad = self.grad.__deepcopy__(memo)
         return t
 
+    def __reduce_ex__(self, protocol):
+        # The default protocol would pickle the array module held in _xp ("cannot pickle
+        # 'module' object"); this one keeps class, requires_grad and shared memory.
+        from ember.serialization import reduce_tensor
+        return reduce_tensor(self)
+
     def __repr__(self) -> str:
         a = self._host()
         body = np.array2string(a, separator=", ", prefix="tensor(",
