@@ -785,3 +785,14 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _stack(tensors: Sequence[Tensor], dim: int) -> Tensor:
     from ember.tensor import stack
     return stack(list(tensors), dim)
+
+
+# ---- the rest, one file per kind (imported last: they use the helpers above) -------------
+from ember.nn._functional import activation, conv, loss, sampling  # noqa: E402
+from ember.nn._functional.activation import *  # noqa: E402,F401,F403
+from ember.nn._functional.conv import *  # noqa: E402,F401,F403
+from ember.nn._functional.loss import *  # noqa: E402,F401,F403
+from ember.nn._functional.sampling import *  # noqa: E402,F401,F403
+
+__all__ += activation.__all__ + conv.__all__ + loss.__all__ + sampling.__all__
+del activation, conv, loss, sampling
