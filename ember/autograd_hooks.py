@@ -30,6 +30,10 @@ __all__ = ["RemovableHandle", "register_hook", "LEAF_HOOKS", "run_hooks", "run_l
 
 # id(leaf tensor) -> (weak reference to it, OrderedDict of hooks by handle id)
 LEAF_HOOKS: dict[int, tuple[weakref.ref, OrderedDict]] = {}
+# Moves when a leaf's hooks change. A compiled backward replays without Python, so an
+# entry traced before a hook was put on a parameter it reads would skip the hook: the
+# compile cache can guard on this counter (not done yet: ember/tracer is not ours).
+LEAF_HOOKS_VERSION = [0]
 
 
 class RemovableHandle:
@@ -103,6 +107,7 @@ def register_hook(tensor, hook: Callable) -> RemovableHandle:
             ref = weakref.ref(tensor, lambda _r, key=key: _drop(key, _r))
             entry = LEAF_HOOKS[key] = (ref, OrderedDict())
         hooks = entry[1]
+        LEAF_HOOKS_VERSION[0] += 1
     handle = RemovableHandle(hooks)
     hooks[handle.id] = hook
     return handle

@@ -169,7 +169,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """
     if not isinstance(input, Tensor):
         raise _not_tensor("adaptive_avg_pool2d", input=input)
-    oh, ow = _pair(output_size)
+    oh, ow = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
     h, w = input.shape[-2:]
     oh, ow = oh or h, ow or w
     if h % oh == 0 and w % ow == 0:  # equal windows: one reshape and a mean

@@ -60,7 +60,8 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
                                       f"{_LINEAR[mode] + 2}D input")
         out = input
         for d in range(dim):
-            i0, i1, w1 = _linear_taps(in_sizes[d], out_sizes[d], scales[d], align_corners)
+            i0, i1, w1 = _linear_taps(in_sizes[d], out_sizes[d], scales[d], align_corners,
+                                      np.float64 if input.dtype is dtypes.float64 else np.float32)
             out = _blend(out, 2 + d, i0, i1, w1)
         return out
     if mode in ("nearest", "nearest-exact"):
@@ -203,17 +204,21 @@ def _nearest_index(n_in: int, n_out: int, scale, exact: bool):
     return np.minimum(np.floor(dst * s).astype(np.int64), n_in - 1)
 
 
-def _linear_taps(n_in: int, n_out: int, scale, align_corners: bool):
-    dst = np.arange(n_out, dtype=np.float32)
+def _linear_taps(n_in: int, n_out: int, scale, align_corners: bool, ftype):
+    """Source indices and weights of linear interpolation, computed in the input's
+    precision (PyTorch's opmath: float64 for float64 inputs, float32 otherwise)."""
+    dst = np.arange(n_out, dtype=ftype)
     if align_corners:
-        s = np.float32((n_in - 1) / (n_out - 1)) if n_out > 1 else np.float32(0)
-        src = dst * s
+        src = dst * ftype((n_in - 1) / (n_out - 1) if n_out > 1 else 0)
     else:
-        s = _source_scale(n_in, n_out, scale)
-        src = np.maximum(s * (dst + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+        if scale is not None and scale > 0:
+            s = ftype(1.0) / ftype(scale)
+        else:
+            s = ftype(n_in) / ftype(n_out)
+        src = np.maximum(s * (dst + ftype(0.5)) - ftype(0.5), ftype(0))
     i0 = np.minimum(src.astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = (src - i0.astype(np.float32)).astype(np.float32)
+    w1 = (src - i0.astype(ftype)).astype(ftype)
     return i0, i1, w1
 
 
