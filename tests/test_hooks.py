@@ -314,3 +314,31 @@ def test_tensor_hook_inside_compiled_function():
             f(x)
             np.testing.assert_allclose(w.grad.numpy(), 3 * x.sum(0).numpy(), rtol=1e-6)
     assert any("register_hook" in r for r in f.stats()["fallbacks"])
+
+
+def test_backward_hook_with_several_inputs_and_outputs():
+    # MultiheadAttention(x, x, x): three inputs needing gradients, two outputs (the
+    # weights unused, so their grad_output is None in both libraries).
+    tm = torch.nn.MultiheadAttention(4, 2).double()
+    em = nn.MultiheadAttention(4, 2).double()
+    _copy_module(tm, em)
+    x0 = RNG.standard_normal((3, 2, 4))
+    recs = []
+    for lib, m in ((torch, tm), (ember, em)):
+        rec = {}
+        m.register_full_backward_hook(lambda mod, gi, go, rec=rec: rec.update(gi=gi, go=go))
+        x = _tensor(lib, x0, True)
+        out, _ = m(x, x, x)
+        out.sum().backward()
+        recs.append(rec)
+    t_rec, e_rec = recs
+    assert len(e_rec["gi"]) == len(t_rec["gi"]) == 3
+    for a, b in zip(e_rec["gi"], t_rec["gi"]):
+        _same(a, b)
+    assert e_rec["go"][1] is None and t_rec["go"][1] is None
+    _same(e_rec["go"][0], t_rec["go"][0])
+    # Replacing several input gradients is not supported: an error, never a wrong answer.
+    em.register_full_backward_hook(lambda mod, gi, go: tuple(g * 2 for g in gi))
+    x = ember.tensor(x0, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="several inputs"):
+        em(x, x, x)[0].sum().backward()
