@@ -270,6 +270,11 @@ class BackwardHook:
             self.arrived_outputs += 1
             if not self.input_slots and self.arrived_outputs == self.n_outputs and self.hooks:
                 # No input needs a gradient: PyTorch calls the hook with None for each.
+                warnings.warn("Full backward hook is firing when gradients are computed with "
+                              "respect to module outputs since no inputs require gradients. "
+                              "See https://docs.pytorch.org/docs/main/generated/torch.nn."
+                              "Module.html#torch.nn.Module.register_full_backward_hook for "
+                              "more details.", stacklevel=2)
                 self._call_hooks((None,) * self.n_inputs)
             return self.grad_outputs[i]
         return hook
