@@ -723,3 +723,33 @@ def test_compiled_losses_and_clipping_equal_eager(loss):
         for p, g in zip(lin.parameters(), c_grads):
             np.testing.assert_allclose(g, p.grad.numpy(), rtol=1e-4, atol=1e-6)
         lin.zero_grad()
+
+
+def test_gaussian_nll_variance_shapes():
+    a, b = RNG.standard_normal((5, 4)), RNG.standard_normal((5, 4))
+    for var in (RNG.uniform(0.5, 2, size=(5,)), RNG.uniform(0.5, 2, size=(5, 1))):
+        _compare_fn(lambda p, q, v: torch.nn.functional.gaussian_nll_loss(p, q, v),
+                    lambda p, q, v: F.gaussian_nll_loss(p, q, v), [a, b, var])
+    with pytest.raises(ValueError, match="var is of incorrect size"):
+        F.gaussian_nll_loss(ember.zeros(5, 4), ember.zeros(5, 4), ember.ones(3))
+    with pytest.raises(ValueError, match="var has negative entry"):
+        F.gaussian_nll_loss(ember.zeros(5, 4), ember.zeros(5, 4), -ember.ones(5, 4))
+
+
+@pytest.mark.parametrize("kwargs", [{"max_norm": 1.0}, {"scale_grad_by_freq": True},
+                                    {"padding_idx": 1}])
+def test_compiled_embedding_options_equal_eager(kwargs):
+    ember.manual_seed(3)
+    ce, ee = nn.Embedding(6, 3, **kwargs), nn.Embedding(6, 3, **kwargs)
+    ee.load_state_dict(ce.state_dict())
+    f = ember.compile(lambda idx: (ce(idx) * ember.arange(3.0)).sum())
+    for step in range(4):
+        idx = ember.tensor([[0, 1, 1], [5, step, 1]])
+        c = f(idx)
+        c.backward()
+        e = (ee(idx) * ember.arange(3.0)).sum()
+        e.backward()
+        np.testing.assert_allclose(c.item(), e.item(), rtol=1e-6)
+        np.testing.assert_allclose(ce.weight.detach().numpy(), ee.weight.detach().numpy(),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(ce.weight.grad.numpy(), ee.weight.grad.numpy(), rtol=1e-6)

@@ -188,10 +188,11 @@ def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor | float, full: 
     reduction = _reduction(None, None, reduction)
     if not isinstance(var, Tensor):
         var = input.new_full(tuple(input.shape), float(var))
-    elif var.ndim == input.ndim - 1 or (var.ndim == input.ndim and var.shape[-1] == 1
-                                        and input.shape[-1] != 1):
-        if var.ndim == input.ndim - 1:
+    elif tuple(var.shape) != tuple(input.shape):
+        if tuple(input.shape[:-1]) == tuple(var.shape):      # one variance per sample
             var = var.unsqueeze(-1)
+        elif not (tuple(input.shape[:-1]) == tuple(var.shape[:-1]) and var.shape[-1] == 1):
+            raise ValueError("var is of incorrect size")
     if (var < 0).any():
         raise ValueError("var has negative entry/entries")
     from ember.autograd import no_grad
