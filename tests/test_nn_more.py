@@ -538,6 +538,41 @@ def test_import_paths():
     assert ember.nn.modules.conv.Conv1d is nn.Conv1d
     from ember.nn.utils import clip_grad_norm_
     assert clip_grad_norm_ is ember.nn.utils.clip_grad_norm_
+    # the classes word_language_model lists for torch.load(weights_only=True)
+    M = ember.nn.modules
+    for mod, name in (("activation", "MultiheadAttention"), ("container", "ModuleList"),
+                      ("dropout", "Dropout"), ("linear", "Linear"),
+                      ("linear", "NonDynamicallyQuantizableLinear"),
+                      ("normalization", "LayerNorm"), ("sparse", "Embedding"),
+                      ("transformer", "TransformerEncoder"),
+                      ("transformer", "TransformerEncoderLayer"), ("rnn", "GRU"), ("rnn", "LSTM"),
+                      ("rnn", "RNN"), ("upsampling", "Upsample"), ("padding", "ZeroPad2d"),
+                      ("distance", "CosineSimilarity"), ("batchnorm", "BatchNorm2d")):
+        assert hasattr(getattr(torch.nn.modules, mod), name)
+        assert getattr(getattr(M, mod), name) is getattr(nn, name, None) or name.startswith("Non")
+    assert M.linear.NonDynamicallyQuantizableLinear is type(nn.MultiheadAttention(4, 2).out_proj)
+
+
+@pytest.mark.parametrize("name,arg", [("ZeroPad2d", (1, 1, 2, 0)), ("ZeroPad1d", 2),
+                                      ("ConstantPad2d", ((1, 0, 2, 1), 1.5)),
+                                      ("ReflectionPad2d", 1), ("ReflectionPad1d", (2, 1)),
+                                      ("ReplicationPad2d", (1, 2, 0, 1)),
+                                      ("ReplicationPad1d", 2), ("CircularPad2d", 1)])
+def test_padding_modules_match_torch(name, arg):
+    args = arg if name.startswith("ConstantPad") else (arg,)
+    tm, em = getattr(torch.nn, name)(*args), getattr(nn, name)(*args)
+    assert repr(em) == repr(tm)
+    shape = (2, 3, 5) if name.endswith("1d") else (1, 2, 4, 5)
+    _compare_fn(tm, em, [RNG.standard_normal(shape)])
+
+
+def test_distance_modules_match_torch():
+    a, b = RNG.standard_normal((4, 6)), RNG.standard_normal((4, 6))
+    for name, kw in (("CosineSimilarity", {"dim": 1}), ("PairwiseDistance", {"p": 3.0}),
+                     ("PairwiseDistance", {"keepdim": True})):
+        tm, em = getattr(torch.nn, name)(**kw), getattr(nn, name)(**kw)
+        assert repr(em) == repr(tm)
+        _compare_fn(tm, em, [a, b])
 
 
 # ---- nn.utils -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ember.nn.activation import (CELU, ELU, GELU, GLU, SELU, Hardsigmoid, Hardsw
 from ember.nn.container import (ModuleDict, ModuleList, ParameterDict, ParameterList,
                                 Sequential)
 from ember.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from ember.nn.distance import CosineSimilarity, PairwiseDistance
 from ember.nn.dropout import Dropout
 from ember.nn.flatten import Flatten, Unflatten
 from ember.nn.linear import Identity, Linear
@@ -22,6 +23,10 @@ from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, Cros
                            MarginRankingLoss, MSELoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss,
                            SoftMarginLoss)
 from ember.nn.module import Module, Parameter
+from ember.nn.padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
+                              ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
+                              ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
+                              ReplicationPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d)
 from ember.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from ember.nn.pooling import (AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample,
                               UpsamplingBilinear2d, UpsamplingNearest2d)
@@ -44,7 +49,10 @@ __all__ = [
     "HingeEmbeddingLoss", "PoissonNLLLoss", "GaussianNLLLoss", "RNNBase", "RNN", "LSTM", "GRU",
     "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "MultiheadAttention", "Transformer",
     "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
-    "TransformerDecoderLayer",
+    "TransformerDecoderLayer", "CosineSimilarity", "PairwiseDistance", "ConstantPad1d",
+    "ConstantPad2d", "ConstantPad3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ReflectionPad1d",
+    "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d",
+    "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
 ]
 
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.
