@@ -17,6 +17,9 @@ torch = pytest.importorskip("torch")
 
 RNG = np.random.default_rng(0)
 
+# PyTorch's note that an even 'same' padding copies the input (ember pads the same way).
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+
 
 def _np(t):
     return t.detach().numpy() if hasattr(t, "detach") else np.asarray(t)
@@ -128,7 +131,8 @@ def test_activation_edges():
 CONV1D = [
     ((3, 4, 3), {}), ((3, 6, 5), {"stride": 2, "padding": 2, "dilation": 2}),
     ((4, 6, 3), {"groups": 2, "bias": False}), ((3, 4, 3), {"padding": "same"}),
-    ((3, 4, 4), {"padding": "valid"}),
+    ((3, 4, 4), {"padding": "valid"}), ((3, 4, 4), {"padding": "same"}),
+    ((3, 4, 3), {"padding": "same", "dilation": 3}),
 ]
 
 

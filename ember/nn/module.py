@@ -123,17 +123,24 @@ class Module:
         d = self.__dict__
         if d["_forward_pre_hooks"] or d["_forward_hooks"]:
             return _hooks.call_with_hooks(self, args, kwargs)
-        return self._call_forward(args, kwargs)
+        try:   # inline, not _call_forward: this is every layer's call
+            return self.forward(*args, **kwargs)
+        except OpError as e:
+            self._name_in_error(e)
+            raise
 
     def _call_forward(self, args: tuple, kwargs: dict) -> Any:
         try:
             return self.forward(*args, **kwargs)
         except OpError as e:
-            # Name the innermost module that failed (its repr line), once.
-            if not getattr(e, "module", None):
-                e.module = f"{self._get_name()}({self.extra_repr()})"
-                e.args = (f"{e.args[0]}\n  in module {e.module}",) + e.args[1:]
+            self._name_in_error(e)
             raise
+
+    def _name_in_error(self, e: OpError) -> None:
+        """Name the innermost module that failed (its repr line), once."""
+        if not getattr(e, "module", None):
+            e.module = f"{self._get_name()}({self.extra_repr()})"
+            e.args = (f"{e.args[0]}\n  in module {e.module}",) + e.args[1:]
 
     # ---- hooks (ember/nn/hooks.py runs them) ------------------------------------------
     def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,

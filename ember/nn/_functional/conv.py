@@ -43,9 +43,17 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if input.ndim not in (2, 3):
         raise OpError("conv1d", f"expected a 2-D [C, L] or 3-D [N, C, L] input, got "
                       f"{shape_str(input)}", (input, weight))
+    stride, dilation = _single(stride, "stride"), _single(dilation, "dilation")
+    if padding == "same" and (dilation * (weight.shape[-1] - 1)) % 2:
+        if stride != 1:
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        # An even total: PyTorch puts the extra element on the right.
+        from ember.nn._functional.sampling import pad as pad_
+        total = dilation * (weight.shape[-1] - 1)
+        input, padding = pad_(input, (total // 2, total - total // 2)), 0
     pad = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
-    out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias,
-                 (1, _single(stride, "stride")), pad, (1, _single(dilation, "dilation")), groups)
+    out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, stride), pad,
+                 (1, dilation), groups)
     return out.squeeze(-2)
 
 
