@@ -346,3 +346,14 @@ def test_backward_hook_with_several_inputs_and_outputs():
     x = ember.tensor(x0, requires_grad=True)
     with pytest.raises(NotImplementedError, match="several inputs"):
         em(x, x, x)[0].sum().backward()
+
+
+def test_backward_hook_may_return_unchanged_grads_with_several_inputs():
+    em = nn.MultiheadAttention(4, 2)
+    em.register_full_backward_hook(lambda mod, gi, go: gi)     # the same tensors: no change
+    x = ember.randn(3, 2, 4, requires_grad=True)
+    em(x, x, x)[0].sum().backward()
+    y = x.detach().requires_grad_()
+    em._backward_hooks.clear()
+    em(y, y, y)[0].sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), rtol=1e-6)

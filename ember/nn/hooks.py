@@ -215,10 +215,12 @@ class BackwardHook:
             self.arrived_inputs += 1
             if self.arrived_inputs < len(self.input_slots):
                 return None
-            new = self._call_hooks(tuple(self.grad_inputs))
+            given = tuple(self.grad_inputs)
+            new = self._call_hooks(given)
             if new is None:
                 return None
-            if len(self.input_slots) > 1:
+            changed = [j for j in self.input_slots if new[j] is not given[j]]
+            if any(j != i for j in changed):
                 raise NotImplementedError(
                     f"{type(self.module).__name__}: a full backward hook returned new input "
                     "gradients for a module with several inputs that need gradients; ember "
