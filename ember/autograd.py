@@ -63,7 +63,7 @@ class Node:
     """One recorded op application: what backward needs to send gradients to inputs."""
 
     __slots__ = ("op", "inputs", "attrs", "out", "versions", "out_version", "parents", "freed",
-                 "where", "__weakref__")
+                 "where", "hooks", "__weakref__")
 
     def __init__(self, op, inputs, attrs, out) -> None:
         self.op = op
@@ -82,6 +82,7 @@ class Node:
         self.parents = tuple(t._node if t._node is not None else (t.requires_grad or None)
                              for t in inputs)
         self.freed = False
+        self.hooks = None   # Tensor.register_hook on the output (ember/autograd_hooks.py)
 
     def name(self) -> str:
         name = self.op.name
@@ -134,14 +135,16 @@ def _toposort(root: Node) -> list[Node]:
 def backward(root, grad, retain_graph: bool = False, create_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``."""
     from ember.tensor import Tensor
+    from ember import autograd_hooks as hooks
 
     node = root._node
     if node is None:
         if root.requires_grad:  # a leaf: its gradient is the seed itself
-            _accumulate(root, grad)
+            _accumulate(root, hooks.run_leaf_hooks(root, grad))
             return
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     grads: dict[int, Tensor] = {id(node): grad}
+    hooked: dict[int, list] = {}  # leaves with hooks: summed first, hooked once, as PyTorch
     with (enable_grad() if create_graph else no_grad()):
         for node in _toposort(node):
             g = grads.pop(id(node), None)
@@ -153,13 +156,18 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     "tensors after they have already been freed). Specify retain_graph=True if you "
                     "need to backward through the graph a second time.")
             _check_saved(node)
+            if node.hooks:
+                g = hooks.run_hooks(node.hooks, g)
             in_grads = node.op.vjp(g, node.out, *node.inputs, **node.attrs)
             for t, child, ig in zip(node.inputs, node.parents, in_grads):
                 if ig is None or child is None:
                     continue
                 if ig.shape != t.shape:  # a vjp must undo broadcasting itself
                     raise AssertionError(f"{node.name()}: gradient shape {ig.shape} != input {t.shape}")
-                if child is True or (t._retains_grad and t._node is child):
+                if child is True and hooks.LEAF_HOOKS and hooks.leaf_hooks(t) is not None:
+                    prev = hooked.setdefault(id(t), [t, None])
+                    prev[1] = ig if prev[1] is None else prev[1] + ig
+                elif child is True or (t._retains_grad and t._node is child):
                     _accumulate(t, ig)
                 if child is not True:
                     key = id(child)
@@ -167,6 +175,8 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     grads[key] = ig if prev is None else prev + ig
             if not retain_graph:
                 node.freed = True
+        for t, g in hooked.values():
+            _accumulate(t, hooks.run_leaf_hooks(t, g))
 
 
 def _check_saved(node: Node) -> None:

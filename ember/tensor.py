@@ -418,6 +418,12 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         self.requires_grad = requires_grad
         return self
 
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
+        replaces it. Returns a handle with ``remove()`` (see ember/autograd_hooks.py)."""
+        from ember.autograd_hooks import register_hook
+        return register_hook(self, hook)
+
     def retain_grad(self) -> None:
         if not self.requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")

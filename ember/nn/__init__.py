@@ -7,29 +7,53 @@ ember.Size([32, 10])
 """
 from ember.nn import functional, init  # noqa: F401
 from ember.nn.attention import MultiheadAttention
-from ember.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh
-from ember.nn.container import ModuleDict, ModuleList, Sequential
-from ember.nn.conv import Conv2d
+from ember.nn.activation import (CELU, ELU, GELU, GLU, SELU, Hardsigmoid, Hardswish, Hardtanh,
+                                 LeakyReLU, LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
+                                 SiLU, Sigmoid, Softmax, Softmin, Softplus, Softsign, Tanh,
+                                 Tanhshrink, Threshold)
+from ember.nn.container import (ModuleDict, ModuleList, ParameterDict, ParameterList,
+                                Sequential)
+from ember.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from ember.nn.distance import CosineSimilarity, PairwiseDistance
 from ember.nn.dropout import Dropout
 from ember.nn.flatten import Flatten, Unflatten
 from ember.nn.linear import Identity, Linear
-from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss,
-                           NLLLoss)
+from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss,
+                           GaussianNLLLoss, HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss,
+                           MarginRankingLoss, MSELoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss,
+                           SoftMarginLoss)
 from ember.nn.module import Module, Parameter
-from ember.nn.norm import BatchNorm1d, BatchNorm2d, LayerNorm
-from ember.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from ember.nn.padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
+                              ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
+                              ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
+                              ReplicationPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d)
+from ember.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from ember.nn.pooling import (AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample,
+                              UpsamplingBilinear2d, UpsamplingNearest2d)
 from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase
 from ember.nn.sparse import Embedding
 from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                                   TransformerEncoder, TransformerEncoderLayer)
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "Sequential", "ModuleList", "ModuleDict",
-    "Identity", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU",
-    "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Dropout",
-    "Flatten", "Unflatten", "LayerNorm", "BatchNorm1d", "BatchNorm2d", "Embedding",
-    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss",
-    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
-    "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
-    "TransformerEncoderLayer", "TransformerDecoderLayer",
+    "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList",
+    "ModuleDict", "ParameterList", "ParameterDict", "Identity", "Linear", "Conv1d", "Conv2d",
+    "ConvTranspose1d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+    "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "ReLU", "ReLU6", "LeakyReLU",
+    "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softmin", "ELU", "CELU",
+    "SELU", "Softplus", "Mish", "Hardtanh", "Hardswish", "Hardsigmoid", "LogSigmoid",
+    "Softsign", "Tanhshrink", "GLU", "PReLU", "Threshold", "Dropout", "Flatten", "Unflatten",
+    "LayerNorm", "GroupNorm", "BatchNorm1d", "BatchNorm2d", "Embedding", "CrossEntropyLoss",
+    "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "SmoothL1Loss",
+    "HuberLoss", "KLDivLoss", "SoftMarginLoss", "MarginRankingLoss", "CosineEmbeddingLoss",
+    "HingeEmbeddingLoss", "PoissonNLLLoss", "GaussianNLLLoss", "RNNBase", "RNN", "LSTM", "GRU",
+    "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell", "MultiheadAttention", "Transformer",
+    "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
+    "TransformerDecoderLayer", "CosineSimilarity", "PairwiseDistance", "ConstantPad1d",
+    "ConstantPad2d", "ConstantPad3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ReflectionPad1d",
+    "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d",
+    "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
 ]
+
+# PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.
+from ember.nn import modules, parameter, utils  # noqa: E402,F401

@@ -169,7 +169,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """
     if not isinstance(input, Tensor):
         raise _not_tensor("adaptive_avg_pool2d", input=input)
-    oh, ow = _pair(output_size)
+    oh, ow = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
     h, w = input.shape[-2:]
     oh, ow = oh or h, ow or w
     if h % oh == 0 and w % ow == 0:  # equal windows: one reshape and a mean
@@ -388,9 +388,8 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     """
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise _not_tensor("embedding", input=input, weight=weight)
-    if max_norm is not None or scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: max_norm, scale_grad_by_freq and sparse are not "
-                                  "supported")
+    if sparse:
+        raise NotImplementedError("embedding: sparse=True (sparse gradients) is not supported")
     if input.is_floating_point() or input.dtype is dtypes.bool_:
         raise OpError("embedding", f"expected an integer index tensor, got {input.dtype.name}",
                       (input, weight))
@@ -398,7 +397,11 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
     # that a compiled replay checks each call's indices too.
     dispatch("check_index", input, bound=weight.shape[0], name="embedding",
              message="index out of range in self")
+    if max_norm is not None:
+        _embedding.embedding_renorm_(weight, input, max_norm, norm_type)
     out = weight[input]
+    if scale_grad_by_freq:
+        out = _embedding.scale_grad_by_freq(out, input)
     if padding_idx is not None:
         # The padding row's value is used, but it gets no gradient (as in PyTorch).
         if padding_idx < 0:
@@ -785,3 +788,10 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _stack(tensors: Sequence[Tensor], dim: int) -> Tensor:
     from ember.tensor import stack
     return stack(list(tensors), dim)
+
+
+# ---- the rest, one file per kind in ember/nn/_functional/ (imported last) --------------
+from ember.nn._functional import *  # noqa: E402,F401,F403
+from ember.nn._functional import __all__ as _more, embedding as _embedding  # noqa: E402
+
+__all__ += _more

@@ -14,6 +14,8 @@ import numpy as np
 from ember import dtypes
 from ember.autograd import no_grad
 from ember.errors import OpError, shape_str
+from ember.autograd_hooks import RemovableHandle
+from ember.nn import hooks as _hooks
 from ember.tensor import Tensor, tensor
 
 
@@ -82,18 +84,8 @@ class Parameter(Tensor):
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-class _RemovableHandle:
-    """Returned by ``register_forward_hook``; ``handle.remove()`` unregisters the hook."""
-
-    _next_id = 0
-
-    def __init__(self, hooks: dict) -> None:
-        self._hooks = hooks
-        self.id = _RemovableHandle._next_id
-        _RemovableHandle._next_id += 1
-
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
+# Returned by the register_*hook methods (``handle.remove()``); the old name stays.
+_RemovableHandle = RemovableHandle
 
 
 class Module:
@@ -118,6 +110,8 @@ class Module:
         object.__setattr__(self, "_buffers", _Registry())
         object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_modules", _Registry())
+        # The other hook dicts (flags, backward hooks) are made when first needed: compiled
+        # functions guard what a module holds, and most modules never have hooks.
         object.__setattr__(self, "_forward_pre_hooks", _Registry())
         object.__setattr__(self, "_forward_hooks", _Registry())
 
@@ -126,35 +120,61 @@ class Module:
                                   '"forward" function')
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        for hook in list(self._forward_pre_hooks.values()):
-            res = hook(self, args)
-            if res is not None:
-                args = res if isinstance(res, tuple) else (res,)
-        try:
-            out = self.forward(*args, **kwargs)
+        d = self.__dict__
+        if d["_forward_pre_hooks"] or d["_forward_hooks"]:
+            return _hooks.call_with_hooks(self, args, kwargs)
+        try:   # inline, not _call_forward: this is every layer's call
+            return self.forward(*args, **kwargs)
         except OpError as e:
-            # Name the innermost module that failed (its repr line), once.
-            if not getattr(e, "module", None):
-                e.module = f"{self._get_name()}({self.extra_repr()})"
-                e.args = (f"{e.args[0]}\n  in module {e.module}",) + e.args[1:]
+            self._name_in_error(e)
             raise
-        for hook in list(self._forward_hooks.values()):
-            res = hook(self, args, out)
-            if res is not None:
-                out = res
-        return out
 
-    def register_forward_pre_hook(self, hook: Callable) -> _RemovableHandle:
-        """``hook(module, args)`` runs before forward; it may return replacement args."""
-        handle = _RemovableHandle(self._forward_pre_hooks)
-        self._forward_pre_hooks[handle.id] = hook
-        return handle
+    def _call_forward(self, args: tuple, kwargs: dict) -> Any:
+        try:
+            return self.forward(*args, **kwargs)
+        except OpError as e:
+            self._name_in_error(e)
+            raise
 
-    def register_forward_hook(self, hook: Callable) -> _RemovableHandle:
-        """``hook(module, args, output)`` runs after forward; it may return a new output."""
-        handle = _RemovableHandle(self._forward_hooks)
-        self._forward_hooks[handle.id] = hook
-        return handle
+    def _name_in_error(self, e: OpError) -> None:
+        """Name the innermost module that failed (its repr line), once."""
+        if not getattr(e, "module", None):
+            e.module = f"{self._get_name()}({self.extra_repr()})"
+            e.args = (f"{e.args[0]}\n  in module {e.module}",) + e.args[1:]
+
+    # ---- hooks (ember/nn/hooks.py runs them) ------------------------------------------
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """``hook(module, args)`` runs before forward and may return new args; with
+        ``with_kwargs``, ``hook(module, args, kwargs)`` may return ``(args, kwargs)``."""
+        return _hooks.add_hook(self, "_forward_pre_hooks", hook, prepend,
+                               {"_forward_pre_hooks_with_kwargs": with_kwargs})
+
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False,
+                              with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """``hook(module, args, output)`` runs after forward and may return a new output
+        (``with_kwargs``: ``hook(module, args, kwargs, output)``; ``always_call``: also
+        when forward raised).
+
+        >>> h = model.register_forward_hook(lambda m, args, out: print(out.shape))
+        >>> h.remove()
+        """
+        return _hooks.add_hook(self, "_forward_hooks", hook, prepend,
+                               {"_forward_hooks_with_kwargs": with_kwargs,
+                                "_forward_hooks_always_called": always_call})
+
+    def register_full_backward_hook(self, hook: Callable,
+                                    prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
+        the module's inputs are computed; it may return new ``grad_input``."""
+        return _hooks.add_backward_hook(self, "_backward_hooks", hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook: Callable,
+                                        prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_output)`` runs when the gradient with respect to the module's
+        output arrives; it may return a new ``grad_output``."""
+        return _hooks.add_backward_hook(self, "_backward_pre_hooks", hook, prepend)
 
     # ---- registration -----------------------------------------------------------------
     def register_parameter(self, name: str, param: Parameter | None) -> None:
