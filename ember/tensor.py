@@ -214,7 +214,10 @@ class Tensor:
         return self._data.itemsize
 
     def is_floating_point(self) -> bool:
-        return self._data.dtype.kind == "f"
+        return self.dtype.is_floating_point
+
+    def is_complex(self) -> bool:
+        return self.dtype.is_complex
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
@@ -375,6 +378,27 @@ class Tensor:
 
     def bool(self) -> Tensor:
         return self.to(dtypes.bool_)
+
+    def half(self) -> Tensor:
+        return self.to(dtypes.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(dtypes.bfloat16)
+
+    def byte(self) -> Tensor:
+        return self.to(dtypes.uint8)
+
+    def char(self) -> Tensor:
+        return self.to(dtypes.int8)
+
+    def short(self) -> Tensor:
+        return self.to(dtypes.int16)
+
+    def cfloat(self) -> Tensor:
+        return self.to(dtypes.complex64)
+
+    def cdouble(self) -> Tensor:
+        return self.to(dtypes.complex128)
 
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)
@@ -1096,11 +1120,13 @@ class Tensor:
     def zero_(self):
         return self.fill_(0)
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0):
-        return self._inplace(lambda s: rand_like(s) * (b - a) + a, (), "uniform_", cast=True)
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None):
+        return self._inplace(lambda s: rand_like(s, generator=generator) * (b - a) + a, (),
+                             "uniform_", cast=True)
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0):
-        return self._inplace(lambda s: randn_like(s) * std + mean, (), "normal_", cast=True)
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None):
+        return self._inplace(lambda s: randn_like(s, generator=generator) * std + mean, (),
+                             "normal_", cast=True)
 
     __iadd__ = add_
     __isub__ = sub_
@@ -1346,6 +1372,9 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
             dt = dtypes.from_numpy_dtype(a.dtype) if a.dtype.kind in "biu" else dtypes.get_default_dtype()
         if a.dtype.kind in "iu" and not isinstance(data, np.ndarray):
             dt = dtypes.int64
+        if a.dtype.kind == "c":   # Python complex numbers take the default complex dtype
+            dt = dtypes.from_numpy_dtype(a.dtype) if isinstance(data, np.ndarray) \
+                else dtypes.default_complex()
     else:
         dt = dtypes.as_dtype(dtype)
     if dt.is_floating_point and isinstance(data, (list, tuple)):
@@ -1435,17 +1464,20 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bo
     return t.requires_grad_(True) if requires_grad else t
 
 
-def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = dispatch("rand", shape=_shape_arg(size), dtype=_factory_dtype(dtype), device=as_device(device))
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    t = dispatch("rand", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
+                 device=as_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = dispatch("randn", shape=_shape_arg(size), dtype=_factory_dtype(dtype), device=as_device(device))
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    t = dispatch("randn", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
+                 device=as_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randint(low: int, high: int | None = None, size=None, dtype=None, device=None) -> Tensor:
+def randint(low: int, high: int | None = None, size=None, *, generator=None, dtype=None,
+            device=None) -> Tensor:
     if size is None and isinstance(high, (tuple, list, Size)):  # randint(high, size)
         high, size = None, high
     if high is None:
@@ -1453,13 +1485,14 @@ def randint(low: int, high: int | None = None, size=None, dtype=None, device=Non
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     return dispatch("randint", low=low, high=high, shape=_shape_arg((size,)),
-                    dtype=dtypes.as_dtype(dtype or dtypes.int64), device=as_device(device))
+                    dtype=dtypes.as_dtype(dtype or dtypes.int64), device=as_device(device),
+                    generator=generator)
 
 
-def randperm(n: int, dtype=None, device=None) -> Tensor:
+def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
     """A random permutation of 0..n-1."""
     return dispatch("randperm", n=n, dtype=dtypes.as_dtype(dtype or dtypes.int64),
-                    device=as_device(device))
+                    device=as_device(device), generator=generator)
 
 
 def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -1479,16 +1512,22 @@ def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: boo
                 requires_grad=requires_grad)
 
 
-def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False, *,
+              generator=None) -> Tensor:
+    return rand(t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
 
 
-def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False, *,
+               generator=None) -> Tensor:
+    return randn(t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
 
 
-def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None) -> Tensor:
-    return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device)
+def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None, *,
+                 generator=None) -> Tensor:
+    return randint(low, high, t.shape, generator=generator, dtype=dtype or t.dtype,
+                   device=device or t.device)
 
 
 # ---- functions over several tensors --------------------------------------------------------
