@@ -7,7 +7,8 @@
 tensor([4., 6.])
 """
 from ember import ops as _ops  # noqa: F401  (fills the op registry)
-from ember.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ember.autograd import (enable_grad, inference_mode, is_grad_enabled,
+                            is_inference_mode_enabled, no_grad, set_grad_enabled)
 from ember.dtypes import (bool_ as bool, bfloat16, complex64, complex128, float16, float32,
                           float64, finfo, get_default_dtype, iinfo, int8, int16, int32, int64,
                           promote_types, set_default_dtype, uint8, DType as dtype)
@@ -22,6 +23,10 @@ from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat
 from ember.sampling import bernoulli, multinomial, normal  # noqa: E402
 from ember.random import get_rng_state, set_rng_state  # noqa: E402
 from ember import cuda, nn, optim, random, utils  # noqa: E402
+from ember import accelerator, amp, backends, compiler  # noqa: E402
+from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
+from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
+                                      set_float32_matmul_precision)
 
 float = float32
 double = float64

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ember import autograd, dispatch as _dispatch_mod, dtypes
+from ember.amp import state as _amp
 from ember.dispatch import constant, dispatch
 from ember.dtypes import DType
 from ember.errors import OpError, shape_str
@@ -278,10 +279,13 @@ class Tensor:
 
     def __repr__(self) -> str:
         a = self._host()
+        if a.dtype.kind == "V":   # bfloat16: NumPy formats it like a float32
+            a = a.astype(np.float32)
         body = np.array2string(a, separator=", ", prefix="tensor(",
                                precision=4, floatmode="maxprec_equal")
         extra = []
-        if a.size == 0 or self.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
+        if a.size == 0 or self.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_,
+                                             dtypes.get_default_dtype().to_complex()):
             extra.append(f"dtype={self.dtype!r}")
         if self._device.type != "cpu":
             extra.append(f"device='{self._device}'")
@@ -681,7 +685,7 @@ class Tensor:
 
     def mean(self, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
         x = self.to(dtype) if dtype is not None else self
-        if not x.is_floating_point():
+        if x.dtype.category < 2:
             raise OpError("mean", "could not infer output dtype. Input dtype must be either a "
                           f"floating point or complex dtype. Got: {x.dtype.name}", (x,))
         axes = _dims(dim, x.ndim, "mean")
@@ -796,6 +800,8 @@ class Tensor:
         if a.shape[-1] != b.shape[-2]:
             raise OpError("matmul", f"shapes {shape_str(self)} and {shape_str(other)} cannot be "
                           f"multiplied ({a.shape[-1]} != {b.shape[-2]})", (self, other))
+        if _amp.state.modes:   # inside ember.amp.autocast: a lower precision
+            a, b = _amp.cast_operands(a, b)
         if a.dtype is not b.dtype:
             dt = dtypes.promote(a.dtype, b.dtype)
             a, b = a.to(dt), b.to(dt)

@@ -87,4 +87,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ember.cuda' has no attribute '{name}'")
 
 
-# from ember.cuda import amp  # noqa: E402,F401  (ember.cuda.amp.autocast, GradScaler)
+from ember.cuda import amp  # noqa: E402,F401  (ember.cuda.amp.autocast, GradScaler)
