@@ -265,6 +265,14 @@ def _engine(xp, generator_, device):
     return generator_.engine()
 
 
+def drop_cuda_handles() -> None:
+    """Forget the CuPy RandomState objects the CUDA generators hold (they belong to one
+    CuPy module: tests swap CuPy for a stand-in); seeds and draw counts stay."""
+    for g in list(_ALL):
+        if g._engine is not None and g.device.type == "cuda":
+            g._engine._state = None
+
+
 class preserved_rng:
     """Context manager: random draws inside it leave every generator as it was (the
     compiler runs a plan once while building it; that must not shift the user's stream)."""
