@@ -260,7 +260,7 @@ class finfo:
         self.max = float(info.max)
         self.min = float(info.min)
         self.smallest_normal = self.tiny = float(info.smallest_normal)
-        self.resolution = float(info.resolution)
+        self.resolution = 10.0 ** -int(info.precision)   # PyTorch's: exactly a power of ten
         self.dtype = real.name
 
     def __repr__(self) -> str:

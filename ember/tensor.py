@@ -1375,7 +1375,7 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
         if a.dtype.kind == "f":
             dt = dtypes.get_default_dtype() if not isinstance(data, np.ndarray) else dtypes.from_numpy_dtype(a.dtype)
         else:
-            dt = dtypes.from_numpy_dtype(a.dtype) if a.dtype.kind in "biu" else dtypes.get_default_dtype()
+            dt = dtypes.from_numpy_dtype(a.dtype) if a.dtype.kind in "biuV" else dtypes.get_default_dtype()
         if a.dtype.kind in "iu" and not isinstance(data, np.ndarray):
             dt = dtypes.int64
         if a.dtype.kind == "c":   # Python complex numbers take the default complex dtype
