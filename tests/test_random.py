@@ -412,3 +412,27 @@ def test_compiled_training_with_dropout_matches_eager():
         ember.manual_seed(42)
         losses.append([float(fn(model, opt)) for _ in range(6)])
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+
+
+def test_seeding_inside_a_compiled_function_runs_eagerly_with_the_reason():
+    def f(x):
+        ember.manual_seed(0)
+        return x + ember.rand(3)
+
+    def h(x, g, state):
+        g.set_state(state)
+        return x + ember.randn(3, generator=g)
+
+    cf, ch = ember.compile(f), ember.compile(h)
+    x = ember.zeros(3)
+    with pytest.warns(UserWarning, match="manual_seed"):
+        outs = [to_np(cf(x)) for _ in range(4)]
+    assert all(np.array_equal(o, to_np(f(x))) for o in outs)   # reseeded at every call
+    assert any("manual_seed" in r for r in cf.stats()["fallbacks"])
+    g = ember.Generator().manual_seed(2)
+    state = g.get_state()
+    with pytest.warns(UserWarning, match="set_state"):
+        outs = [to_np(ch(x, g, state)) for _ in range(4)]
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+    with pytest.raises(ember.CompileError, match="manual_seed"):
+        ember.compile(f, fullgraph=True)(x)

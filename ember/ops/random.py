@@ -69,6 +69,7 @@ class Generator:
     # ---- seeding ------------------------------------------------------------------------
     def manual_seed(self, seed: int) -> "Generator":
         """Seed it; returns the generator (``g = Generator().manual_seed(0)``)."""
+        _untraceable("manual_seed")
         self._seed = _seed_value(seed)
         self._engine = None
         return self
@@ -93,6 +94,7 @@ class Generator:
         from ember.tensor import Tensor
         if not isinstance(new_state, Tensor) or new_state.dtype.name != "uint8":
             raise TypeError("RNG state must be a ember.ByteTensor (a uint8 tensor)")
+        _untraceable("set_state")
         raw = new_state.detach().cpu().numpy().tobytes()
         size = 48 if self.device.type == "cpu" else 16
         if len(raw) != size:
@@ -156,6 +158,16 @@ class Generator:
 
     def __reduce__(self):  # pickles with its state (DataLoader workers, checkpoints)
         return (_rebuild, (str(self.device), self._state_bytes()))
+
+
+def _untraceable(what: str) -> None:
+    """Seeding is Python state a trace can't record: a replay would not reseed, so a
+    compiled function that seeds runs eagerly (with this reason)."""
+    from ember import dispatch
+    tracer = dispatch.tracer
+    if tracer is not None:
+        tracer.fail(f"{what}() on a random generator inside the function: a compiled replay "
+                    "would not repeat it")
 
 
 def _rebuild(device: str, raw: bytes) -> Generator:
