@@ -436,3 +436,22 @@ def test_seeding_inside_a_compiled_function_runs_eagerly_with_the_reason():
     assert all(np.array_equal(o, outs[0]) for o in outs)
     with pytest.raises(ember.CompileError, match="manual_seed"):
         ember.compile(f, fullgraph=True)(x)
+
+
+def test_compiled_cuda_draws_equal_eager_with_the_standin():
+    from cupy_standin import installed
+    from ember.ops import random as rnd
+    with installed():
+        rnd._cuda_defaults.clear()   # made on first use: inside the trace below
+        def f(x):
+            return x + ember.rand(4, device="cuda") * 2
+
+        cf = ember.compile(f)
+        x = ember.zeros(4, device="cuda")
+        ember.manual_seed(6)
+        eager = [to_np(f(x)) for _ in range(4)]
+        ember.manual_seed(6)
+        rnd._cuda_defaults.clear()
+        compiled = [to_np(cf(x)) for _ in range(4)]
+        assert all(np.array_equal(a, b) for a, b in zip(eager, compiled))
+        assert not cf.stats()["fallbacks"] and cf.stats()["eager_calls"] == 0

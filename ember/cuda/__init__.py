@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import os
+
 from ember.ops import random as _random
 from ember.runtime.device import array_module, as_device
 from ember.runtime.device import device_count  # noqa: F401  (the public API)
@@ -51,7 +53,7 @@ manual_seed_all = manual_seed
 
 def seed() -> None:
     """Seed the CUDA default generator from the system's entropy."""
-    _random.seed_cuda(_random.Generator().seed())
+    _random.seed_cuda(int.from_bytes(os.urandom(8), "little") >> 1)
 
 
 seed_all = seed

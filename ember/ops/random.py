@@ -223,7 +223,8 @@ def cuda_default(index: int | None = 0) -> Generator:
     index = index or 0
     g = _cuda_defaults.get(index)
     if g is None:
-        g = _cuda_defaults[index] = Generator(Device("cuda", index)).manual_seed(_cuda_seed)
+        g = _cuda_defaults[index] = Generator(Device("cuda", index))
+        g._seed = _cuda_seed   # not manual_seed: made on first use, maybe inside a trace
     return g
 
 
