@@ -7,12 +7,14 @@
 tensor([4., 6.])
 """
 from ember import ops as _ops  # noqa: F401  (fills the op registry)
-from ember.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from ember.dtypes import (bool_ as bool, float32, float64, get_default_dtype, int32, int64,
-                          set_default_dtype, DType as dtype)
+from ember.autograd import (enable_grad, inference_mode, is_grad_enabled,
+                            is_inference_mode_enabled, no_grad, set_grad_enabled)
+from ember.dtypes import (bool_ as bool, bfloat16, complex64, complex128, float16, float32,
+                          float64, finfo, get_default_dtype, iinfo, int8, int16, int32, int64,
+                          promote_types, set_default_dtype, uint8, DType as dtype)
 from ember.errors import OpError
 from ember.functions import *  # noqa: F401,F403
-from ember.ops.random import manual_seed
+from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
 from ember.runtime.device import Device as device
 from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat, empty,
                           empty_like, eye, from_numpy, full, full_like, is_tensor, linspace, ones,
@@ -24,14 +26,34 @@ from ember.tensor_create import LEGACY_TYPES as _LEGACY_TYPES
 globals().update(_LEGACY_TYPES)   # ember.LongTensor, ember.FloatTensor, ...
 from ember.einsum import einsum
 from ember import linalg
-from ember import cuda, nn, optim, utils  # noqa: E402
 from ember import serialization  # noqa: E402
 from ember.serialization import load, save  # noqa: E402
+from ember.sampling import bernoulli, multinomial, normal  # noqa: E402
+from ember.random import get_rng_state, set_rng_state  # noqa: E402
+from ember import cuda, nn, optim, random, utils  # noqa: E402
+from ember import accelerator, amp, backends, compiler  # noqa: E402
+from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
+from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
+                                      set_float32_matmul_precision)
 
 float = float32
 double = float64
 long = int64
 int = int32
+half = float16
+short = int16
+cfloat = complex64
+cdouble = complex128
+
+
+def is_floating_point(input: Tensor) -> bool:
+    """``ember.is_floating_point(t)`` is ``t.is_floating_point()``."""
+    return input.is_floating_point()
+
+
+def is_complex(input: Tensor) -> bool:
+    """``ember.is_complex(t)`` is ``t.is_complex()``."""
+    return input.is_complex()
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "grad", True)
 
 
-def set_grad_enabled(mode: bool) -> None:
+def _set_grad(mode: bool) -> None:
     _state.grad = bool(mode)
 
 
@@ -29,11 +29,11 @@ class _GradMode:
 
     def __enter__(self):
         self._prev = is_grad_enabled()
-        set_grad_enabled(self._mode)
+        _set_grad(self._mode)
         return self
 
     def __exit__(self, *exc) -> None:
-        set_grad_enabled(self._prev)
+        _set_grad(self._prev)
 
     def __call__(self, fn):
         import functools
@@ -57,6 +57,74 @@ class no_grad(_GradMode):
 class enable_grad(_GradMode):
     """Context manager and decorator that turns gradient recording back on."""
     _mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Turn gradient recording on or off: at once as a call, for the block as a context
+    manager, for the call as a decorator (as ``torch.set_grad_enabled``).
+
+    >>> with ember.set_grad_enabled(False):
+    ...     y = x * 2          # y.requires_grad is False
+    """
+
+    def __init__(self, mode: bool) -> None:
+        self._prev = is_grad_enabled()
+        self._mode = bool(mode)
+        _set_grad(self._mode)
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, fn):
+        _set_grad(self._prev)   # as a decorator it changes nothing until fn runs
+        mode = self._mode
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class inference_mode(_GradMode):
+    """``no_grad`` for inference, as ``torch.inference_mode`` (context manager and
+    decorator; ``inference_mode(False)`` is a no-op). ember has no separate inference
+    tensors: results are plain tensors that don't require grad.
+
+    >>> @ember.inference_mode()
+    ... def predict(x): return model(x)
+    """
+
+    def __init__(self, mode: bool = True) -> None:
+        self._on = bool(mode)
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        self._was = getattr(_state, "inference", False)
+        if self._on:
+            _set_grad(False)
+            _state.inference = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _set_grad(self._prev)
+        _state.inference = self._was
+
+    def __call__(self, fn):
+        import functools
+        on = self._on
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(on):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def is_inference_mode_enabled() -> bool:
+    """Inside an enabled ``inference_mode`` block?"""
+    return getattr(_state, "inference", False)
 
 
 class Node:

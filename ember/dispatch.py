@@ -118,7 +118,7 @@ def _prepare_elementwise(op: OpDef, args):
     if len(tensors) == len(args) and rule != "where":
         dt0 = first._data.dtype
         if all(a._data.dtype == dt0 for a in args):  # fast path: nothing to promote
-            if rule == "float" and dt0.kind != "f":
+            if rule == "float" and dt0.kind in "biu":   # bfloat16's kind is "V"
                 return tuple(a.to(dtypes.get_default_dtype()) for a in args)
             return args
     dim = zero = wrapped = None
@@ -129,13 +129,13 @@ def _prepare_elementwise(op: OpDef, args):
                 dim = d if dim is None else dtypes.promote(dim, d)
             else:
                 zero = d if zero is None else dtypes.promote(zero, d)
-        elif isinstance(a, (bool, int, float, np.number, np.bool_)):
+        elif isinstance(a, (bool, int, float, complex, np.number, np.bool_)):
             d = dtypes.scalar_dtype(a.item() if isinstance(a, (np.number, np.bool_)) else a)
             wrapped = d if wrapped is None else dtypes.promote(wrapped, d)
         else:   # reached only by an operand of an unexpected type: not on the hot path
             return _prepare_elementwise(op, _arrays_as_tensors(op, args, first))
     dt = dtypes.result_type(dim, zero, wrapped)
-    if rule == "float" and not dt.is_floating_point:
+    if rule == "float" and dt.category < 2:   # complex stays complex
         dt = dtypes.get_default_dtype()
     out = []
     for i, a in enumerate(args):

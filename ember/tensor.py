@@ -192,7 +192,10 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         return self._data.itemsize
 
     def is_floating_point(self) -> bool:
-        return self._data.dtype.kind == "f"
+        return self.dtype.is_floating_point
+
+    def is_complex(self) -> bool:
+        return self.dtype.is_complex
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
@@ -259,10 +262,13 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
 
     def __repr__(self) -> str:
         a = self._host()
+        if a.dtype.kind == "V":   # bfloat16: NumPy formats it like a float32
+            a = a.astype(np.float32)
         body = np.array2string(a, separator=", ", prefix="tensor(",
                                precision=4, floatmode="maxprec_equal")
         extra = []
-        if a.size == 0 or self.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
+        if a.size == 0 or self.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_,
+                                             dtypes.get_default_dtype().to_complex()):
             extra.append(f"dtype={self.dtype!r}")
         if self._device.type != "cpu":
             extra.append(f"device='{self._device}'")
@@ -359,6 +365,27 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
 
     def bool(self) -> Tensor:
         return self.to(dtypes.bool_)
+
+    def half(self) -> Tensor:
+        return self.to(dtypes.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(dtypes.bfloat16)
+
+    def byte(self) -> Tensor:
+        return self.to(dtypes.uint8)
+
+    def char(self) -> Tensor:
+        return self.to(dtypes.int8)
+
+    def short(self) -> Tensor:
+        return self.to(dtypes.int16)
+
+    def cfloat(self) -> Tensor:
+        return self.to(dtypes.complex64)
+
+    def cdouble(self) -> Tensor:
+        return self.to(dtypes.complex128)
 
     def type_as(self, other: Tensor) -> Tensor:
         return self.to(other.dtype)

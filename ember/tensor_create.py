@@ -85,9 +85,12 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
         if a.dtype.kind == "f":
             dt = dtypes.get_default_dtype() if not isinstance(data, np.ndarray) else dtypes.from_numpy_dtype(a.dtype)
         else:
-            dt = dtypes.from_numpy_dtype(a.dtype) if a.dtype.kind in "biu" else dtypes.get_default_dtype()
+            dt = dtypes.from_numpy_dtype(a.dtype) if a.dtype.kind in "biuV" else dtypes.get_default_dtype()
         if a.dtype.kind in "iu" and not isinstance(data, np.ndarray):
             dt = dtypes.int64
+        if a.dtype.kind == "c":   # Python complex numbers take the default complex dtype
+            dt = dtypes.from_numpy_dtype(a.dtype) if isinstance(data, np.ndarray) \
+                else dtypes.default_complex()
     else:
         dt = dtypes.as_dtype(dtype)
     if dt.is_floating_point and isinstance(data, (list, tuple)):
@@ -177,17 +180,20 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bo
     return t.requires_grad_(True) if requires_grad else t
 
 
-def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = dispatch("rand", shape=_shape_arg(size), dtype=_factory_dtype(dtype), device=as_device(device))
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    t = dispatch("rand", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
+                 device=as_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = dispatch("randn", shape=_shape_arg(size), dtype=_factory_dtype(dtype), device=as_device(device))
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    t = dispatch("randn", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
+                 device=as_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randint(low: int, high: int | None = None, size=None, dtype=None, device=None) -> Tensor:
+def randint(low: int, high: int | None = None, size=None, *, generator=None, dtype=None,
+            device=None) -> Tensor:
     if size is None and isinstance(high, (tuple, list, Size)):  # randint(high, size)
         high, size = None, high
     if high is None:
@@ -195,13 +201,14 @@ def randint(low: int, high: int | None = None, size=None, dtype=None, device=Non
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     return dispatch("randint", low=low, high=high, shape=_shape_arg((size,)),
-                    dtype=dtypes.as_dtype(dtype or dtypes.int64), device=as_device(device))
+                    dtype=dtypes.as_dtype(dtype or dtypes.int64), device=as_device(device),
+                    generator=generator)
 
 
-def randperm(n: int, dtype=None, device=None) -> Tensor:
+def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
     """A random permutation of 0..n-1."""
     return dispatch("randperm", n=n, dtype=dtypes.as_dtype(dtype or dtypes.int64),
-                    device=as_device(device))
+                    device=as_device(device), generator=generator)
 
 
 def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -221,16 +228,22 @@ def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad: boo
                 requires_grad=requires_grad)
 
 
-def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def rand_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False, *,
+              generator=None) -> Tensor:
+    return rand(t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
 
 
-def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+def randn_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False, *,
+               generator=None) -> Tensor:
+    return randn(t.shape, generator=generator, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
 
 
-def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None) -> Tensor:
-    return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device)
+def randint_like(t: Tensor, low: int, high: int | None = None, dtype=None, device=None, *,
+                 generator=None) -> Tensor:
+    return randint(low, high, t.shape, generator=generator, dtype=dtype or t.dtype,
+                   device=device or t.device)
 
 
 # ---- functions over several tensors --------------------------------------------------------

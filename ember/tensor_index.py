@@ -155,11 +155,13 @@ class TensorIndex:
     def zero_(self):
         return self.fill_(0)
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0):
-        return self._inplace(lambda s: rand_like(s) * (b - a) + a, (), "uniform_", cast=True)
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None):
+        return self._inplace(lambda s: rand_like(s, generator=generator) * (b - a) + a, (),
+                             "uniform_", cast=True)
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0):
-        return self._inplace(lambda s: randn_like(s) * std + mean, (), "normal_", cast=True)
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None):
+        return self._inplace(lambda s: randn_like(s, generator=generator) * std + mean, (),
+                             "normal_", cast=True)
 
     __iadd__ = add_
     __isub__ = sub_

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ember import autograd, dtypes
 from ember import tensor as _tensor  # Tensor itself (this module is a base of it)
+from ember.amp import state as _amp
 from ember.dispatch import dispatch
 from ember.errors import OpError, OpTypeError, shape_str
 from ember.tensor_common import _dims, values_indices
@@ -355,7 +356,7 @@ class TensorMath:
 
     def mean(self, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
         x = self.to(dtype) if dtype is not None else self
-        if not x.is_floating_point():
+        if x.dtype.category < 2:
             raise OpError("mean", "could not infer output dtype. Input dtype must be either a "
                           f"floating point or complex dtype. Got: {x.dtype.name}", (x,))
         axes = _dims(dim, x.ndim, "mean")
@@ -497,6 +498,8 @@ class TensorMath:
         if a.shape[-1] != b.shape[-2]:
             raise OpError("matmul", f"shapes {shape_str(self)} and {shape_str(other)} cannot be "
                           f"multiplied ({a.shape[-1]} != {b.shape[-2]})", (self, other))
+        if _amp.state.modes:   # inside ember.amp.autocast: a lower precision
+            a, b = _amp.cast_operands(a, b)
         if a.dtype is not b.dtype:
             dt = dtypes.promote(a.dtype, b.dtype)
             a, b = a.to(dt), b.to(dt)

@@ -448,7 +448,7 @@ def installed():
     sys.modules["cupy"], sys.modules["cupyx"] = cupy, cupyx
     device._cupy, device._cupy_error = cupy, None
     cuda_codegen._CACHE.clear()          # its RawKernels belong to one CuPy
-    ember_random._generators.pop("cupy", None)
+    ember_random.drop_cuda_handles()
     try:
         yield cupy
     finally:
@@ -459,7 +459,7 @@ def installed():
                 sys.modules[k] = v
         device._cupy, device._cupy_error = saved_device
         cuda_codegen._CACHE.clear()
-        ember_random._generators.pop("cupy", None)
+        ember_random.drop_cuda_handles()
 
 
 _forever = []

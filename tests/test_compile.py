@@ -126,7 +126,7 @@ OP_PROGRAMS = {
     "cumprod": lambda: (lambda x: x.cumprod(0) + 1, _x(3, 4)),
     "flip": lambda: (lambda x: x.flip(0, 1) * 2, _x(3, 4)),
 }
-RANDOM_OPS = {"rand", "randn", "randint", "randperm"}
+RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
 
 
 def _setitem_prog(x):
@@ -150,11 +150,13 @@ def test_registry_op_compiled_equals_eager(name):
 def test_random_ops_compiled_draw_fresh_numbers(name):
     makers = {"rand": lambda x: x + ember.rand(4), "randn": lambda x: x + ember.randn(4),
               "randint": lambda x: x + ember.randint(0, 100, (4,)),
-              "randperm": lambda x: x + ember.randperm(4)}
+              "randperm": lambda x: x + ember.randperm(4),
+              "multinomial": lambda x: x + ember.multinomial(ember.ones(4), 4)}
     cf = ember.compile(makers[name])
     x = ember.zeros(4)
     outs = [cf(x).numpy().copy() for _ in range(4)]
-    assert any(not np.array_equal(outs[2], o) for o in outs[3:]) or name == "randperm"
+    assert any(not np.array_equal(outs[2], o) for o in outs[3:]) or name in ("randperm",
+                                                                            "multinomial")
     assert outs[0].shape == (4,)
 
 

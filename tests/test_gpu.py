@@ -36,7 +36,7 @@ def test_op_and_gradient_on_cuda_match_cpu(name, case):
     op = OPS[name]
     if op.kind in ("random", "creation"):
         attrs = dict(case.eattrs if case.eattrs is not None else case.attrs, device=CUDA)
-        out = ember.dispatch.dispatch(name, **attrs)
+        out = ember.dispatch.dispatch(name, *[_on(x, CUDA) for x in case.inputs], **attrs)
         assert out.device.type == "cuda"
         if op.kind == "creation":
             cpu = ember.dispatch.dispatch(name, **dict(attrs, device=ember.device("cpu")))

@@ -424,6 +424,12 @@ def _random_cases(name):
     if name == "randperm":
         return [Case([], torch_like((7,), ember.int64), None,
                      dict(n=7, dtype=ember.int64, device=CPU), grad=False, id="int64")]
+    if name == "multinomial":
+        return [Case([np.array([[0.2, 0.0, 0.8], [1.0, 2.0, 3.0]])], torch_like((2, k), ember.int64),
+                     None, dict(num_samples=k, replacement=r, device=CPU), grad=False, id=f"{r}")
+                for k, r in ((5, True), (2, False))] + [
+                Case([np.array([0.5, 0.0, 0.25, 0.25])], torch_like((3,), ember.int64), None,
+                     dict(num_samples=3, replacement=False, device=CPU), grad=False, id="1d")]
     return [Case([], torch_like((3, 4), d), None, dict(shape=(3, 4), dtype=d, device=CPU),
                  grad=False, id=d.name) for d in (ember.float32, ember.float64)]
 
@@ -607,6 +613,7 @@ def _build_cases():
         "randn": _random_cases("randn"),
         "randint": _random_cases("randint"),
         "randperm": _random_cases("randperm"),
+        "multinomial": _random_cases("multinomial"),
     }
     cases["full"], cases["arange"] = _creation_cases()
     cases.update(_tensor_function_cases())
@@ -786,7 +793,7 @@ def test_op_against_torch(name, case):
     torch = pytest.importorskip("torch")
     op = OPS[name]
     if op.kind in ("random", "creation"):
-        out, expected = case.ember_fn(name)(), case.torch_fn()
+        out, expected = case.ember_fn(name)(*map(ember.from_numpy, case.inputs)), case.torch_fn()
         assert out.shape == tuple(expected.shape)
         assert out.dtype.name == str(expected.dtype).replace("torch.", "")
         if op.kind == "creation":
@@ -834,12 +841,13 @@ def test_op_against_numpy(name, case):
 
 def _check_random(name, case):
     attrs = case.attrs
-    a = case.ember_fn(name)()
+    inputs = list(map(ember.from_numpy, case.inputs))
+    a = case.ember_fn(name)(*inputs)
     ember.manual_seed(7)
-    b = case.ember_fn(name)()
+    b = case.ember_fn(name)(*inputs)
     ember.manual_seed(7)
-    c = case.ember_fn(name)()
-    assert a.dtype is attrs["dtype"]
+    c = case.ember_fn(name)(*inputs)
+    assert a.dtype is attrs.get("dtype", ember.int64)
     np.testing.assert_array_equal(to_np(b), to_np(c))  # seeding reproduces the stream
     v = to_np(b)
     if name == "rand":
@@ -851,3 +859,11 @@ def _check_random(name, case):
         assert v.shape == attrs["shape"] and v.min() >= attrs["low"] and v.max() < attrs["high"]
     elif name == "randperm":
         assert sorted(v.tolist()) == list(range(attrs["n"]))
+    elif name == "multinomial":
+        p = case.inputs[0].reshape(-1, case.inputs[0].shape[-1])
+        rows = v.reshape(p.shape[0], -1)
+        assert v.dtype == np.int64 and rows.shape[1] == attrs["num_samples"]
+        for r, row in zip(p, rows):   # only categories of positive weight are drawn
+            assert (r[row] > 0).all()
+            if not attrs["replacement"]:
+                assert len(set(row.tolist())) == len(row)

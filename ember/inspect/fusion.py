@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ember.ir.graph import Graph
+from ember.dtypes import kernel_supported
 from ember.ir.passes.fuse import FUSIBLE, REDUCE_OPS, _merge, fuse, fusible
 from ember.ops.registry import OPS
 
@@ -113,6 +114,9 @@ def not_fusible_reason(graph: Graph, n: int) -> str:
     kind = OPS[op].kind if op in OPS else "?"
     if d["device"].type != "cpu":
         return f"{op} is on {d['device']} (fusion is for CPU kernels)"
+    bad = [graph[x]["dtype"] for x in (n, *d["args"]) if not kernel_supported(graph[x]["dtype"])]
+    if bad:
+        return f"no code generator emits {bad[0].name} (the op runs through NumPy)"
     if op == "matmul":
         return "matmul runs as a BLAS call (extern)"
     if op in REDUCE_OPS:

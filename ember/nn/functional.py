@@ -49,8 +49,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                       f"{shape_str(weight)}: the input's last dim must be in_features="
                       f"{in_features}", (input, weight))
     out = input.matmul(weight.t())
-    if bias is not None:
-        out = out + bias
+    if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)
+        out = out + (bias if bias.dtype is out.dtype else bias.to(out.dtype))
     return out
 
 
@@ -98,8 +98,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         wg = weight.reshape(groups, out_ch // groups, in_per_group * kh * kw)
         out = wg.matmul(cols)                                      # [N, G, O/G, L]
     out = out.reshape(n, out_ch, oh, ow)
-    if bias is not None:
-        out = out + bias.reshape(1, out_ch, 1, 1)
+    if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)
+        out = out + bias.reshape(1, out_ch, 1, 1).to(out.dtype)
     return out.squeeze(0) if unbatched else out
 
 

@@ -11,4 +11,10 @@ def _matmul_vjp(g, out, a, b):
             sum_to(a.mT @ g, b.shape) if b.requires_grad else None)
 
 
-defop("matmul", EXTERN, lambda xp, a, b: xp.matmul(a, b), _matmul_vjp, reads_for_others=(0, 1))
+def _matmul(xp, a, b):
+    out = xp.matmul(a, b)
+    # ml_dtypes' bfloat16 matmul returns float32: keep the operands' dtype, as PyTorch.
+    return out if out.dtype == a.dtype or a.dtype != b.dtype else out.astype(a.dtype)
+
+
+defop("matmul", EXTERN, _matmul, _matmul_vjp, reads_for_others=(0, 1))

@@ -30,6 +30,7 @@ from ember.inspect import hooks as _inspect
 from ember.ir.graph import Graph, InputSource
 from ember.ir.passes import run_pipeline
 from ember.ir.views import byte_view, root
+from ember.amp import state as _amp
 from ember.ops.random import preserved_rng
 from ember.ops.registry import OPS
 from ember.runtime.plan import Plan, build_plan
@@ -324,6 +325,8 @@ class CompiledFunction:
     # ---- the key ------------------------------------------------------------------------
     def _key(self, leaves, spec):
         parts = [pytree.spec_key(spec), autograd.is_grad_enabled()]
+        if _amp.state.modes:   # autocast changes the dtypes a trace computes in
+            parts[1] = (parts[1], _amp.key())
         tensors = []
         for path, v in leaves:
             if isinstance(v, Tensor):
@@ -419,6 +422,8 @@ def describe_key_change(old, new) -> str:
     if old[0] != new[0]:
         return "argument structure changed"
     if old[1] != new[1]:
+        if isinstance(old[1], tuple) or isinstance(new[1], tuple):
+            return f"autocast (or grad mode) changed ({old[1]} -> {new[1]})"
         return f"grad mode changed ({old[1]} -> {new[1]})"
     if len(old) != len(new):
         return "number of arguments changed"

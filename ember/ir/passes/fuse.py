@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ember.dtypes import kernel_supported
 from ember.ops.registry import OPS
 
 # Elementwise ops the code generators can emit.
@@ -52,6 +53,11 @@ class Group:
 def fusible(graph, nid: int) -> bool:
     d = graph[nid]
     if d["device"].type not in ("cpu", "cuda"):   # the LLVM and the CUDA C backends
+        return False
+    # float16, bfloat16, int8/16, uint8, complex: no code generator emits them, so such an
+    # op runs through its eager implementation inside the plan.
+    if not kernel_supported(d["dtype"]) or any(
+            not kernel_supported(graph[a]["dtype"]) for a in d["args"]):
         return False
     if d["op"] in REDUCE_OPS:
         # Reductions along a tensor's rows fuse; sums down its columns (a bias gradient,
