@@ -19,6 +19,7 @@ from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat
                           ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                           randperm, stack, tensor, where, zeros, zeros_like)
 from ember import cuda, nn, optim, utils  # noqa: E402
+from ember import distributed  # noqa: E402,F401
 
 float = float32
 double = float64

@@ -6,6 +6,7 @@
 ember.Size([32, 10])
 """
 from ember.nn import functional, init  # noqa: F401
+from ember.nn import parallel  # noqa: F401  (DistributedDataParallel)
 from ember.nn.attention import MultiheadAttention
 from ember.nn.activation import GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Tanh
 from ember.nn.container import ModuleDict, ModuleList, Sequential
