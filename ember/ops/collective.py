@@ -13,10 +13,25 @@ into the tensor through the tensor's in-place path (the tracer's write-back).
 """
 from __future__ import annotations
 
+import time
+
 from ember.ops.registry import EXTERN, defop
+
+# Seconds spent in collective graph ops of this process (for throughput reports: a
+# compiled step's communication, separate from its compute).
+stats = {"seconds": 0.0, "calls": 0}
 
 
 def _run(xp, a, kind: str, group: int, op: str = "SUM", root: int = 0):
+    t0 = time.perf_counter()
+    try:
+        return _run_timed(xp, a, kind, group, op, root)
+    finally:
+        stats["seconds"] += time.perf_counter() - t0
+        stats["calls"] += 1
+
+
+def _run_timed(xp, a, kind: str, group: int, op: str, root: int):
     from ember.distributed.group import group_by_id
 
     pg = group_by_id(group)
