@@ -100,6 +100,19 @@ def test_no_sync_and_unused_parameters():
 
 
 @needs_mpi
+def test_nccl_code_path_on_the_cupy_standin(tmp_path):
+    """No GPU here: ember's NCCL backend runs against a fake ``cupy.cuda.nccl`` (MPI
+    underneath) on the CuPy stand-in. What stays unverified: real NCCL and CuPy calls."""
+    ref = _reference_training(TRAIN_STEPS)
+    out = str(tmp_path / "nccl.npz")
+    p = launch(2, "nccl", out)
+    assert_ok(p, 2, "nccl")
+    got = np.load(out)
+    for i, r in enumerate(ref):
+        np.testing.assert_allclose(got[f"arr_{i}"], r, atol=1e-5, rtol=0)
+
+
+@needs_mpi
 def test_failing_rank_ends_the_job_with_its_message():
     t0 = time.monotonic()
     p = launch(3, "fail", runner="ember-run", timeout=60)
@@ -429,6 +442,171 @@ def _w_collectives(dist, r, n, out):
     for _ in range(3):
         np.testing.assert_allclose(cg(ember.tensor(data(r))).numpy(), sum(every), rtol=1e-5)
     assert any("all_gather" in str(fb) for fb in cg.stats()["fallbacks"]), cg.stats()
+
+
+def _fake_nccl(cupy):
+    """A ``cupy.cuda.nccl`` for the CuPy stand-in (whose device memory is host memory):
+    each NCCL call becomes the MPI call on the arrays at the given pointers, so
+    ``ember.distributed.nccl`` runs its real code (pointers, counts, dtypes, roots,
+    grouped send/recv for gather/scatter, event-polled requests) without a GPU."""
+    import ctypes
+    import types
+
+    from mpi4py import MPI
+    nccl = types.ModuleType("cupy.cuda.nccl")
+    types_ = {0: np.int8, 1: np.uint8, 2: np.int32, 4: np.int64, 6: np.float16,
+              7: np.float32, 8: np.float64}
+    for name, v in (("NCCL_INT8", 0), ("NCCL_UINT8", 1), ("NCCL_INT32", 2), ("NCCL_INT64", 4),
+                    ("NCCL_FLOAT16", 6), ("NCCL_FLOAT32", 7), ("NCCL_FLOAT64", 8)):
+        setattr(nccl, name, v)
+    ops = {0: MPI.SUM, 1: MPI.PROD, 2: MPI.MAX, 3: MPI.MIN}
+    nccl.NCCL_SUM, nccl.NCCL_PROD, nccl.NCCL_MAX, nccl.NCCL_MIN = 0, 1, 2, 3
+    nccl.available = True
+    pending: list = []
+    grouped = [0]
+    calls: list = []
+
+    def arr(ptr, count, dt):
+        return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(
+            np.ctypeslib.as_ctypes_type(types_[dt]))), shape=(count,))
+
+    class NcclCommunicator:
+        def __init__(self, ndev, uid, rank):
+            assert uid == ("fake-uid",) and ndev == MPI.COMM_WORLD.size
+            self.c = MPI.COMM_WORLD.Dup()
+
+        def allReduce(self, s, d, count, dt, op, stream):
+            calls.append("allReduce")
+            a, b = arr(s, count, dt), arr(d, count, dt)
+            self.c.Allreduce(a.copy(), b, ops[op])
+
+        def broadcast(self, s, d, count, dt, root, stream):
+            calls.append("broadcast")
+            b = arr(d, count, dt)
+            if self.c.rank == root:
+                b[...] = arr(s, count, dt)
+            self.c.Bcast(b, root=root)
+
+        def reduce(self, s, d, count, dt, op, root, stream):
+            calls.append("reduce")
+            a = arr(s, count, dt).copy()
+            self.c.Reduce(a, arr(d, count, dt) if self.c.rank == root else None, ops[op], root)
+
+        def allGather(self, s, d, count, dt, stream):
+            calls.append("allGather")
+            self.c.Allgather(arr(s, count, dt).copy(), arr(d, count * self.c.size, dt))
+
+        def reduceScatter(self, s, d, count, dt, op, stream):
+            calls.append("reduceScatter")
+            self.c.Reduce_scatter_block(arr(s, count * self.c.size, dt).copy(),
+                                        arr(d, count, dt), ops[op])
+
+        def send(self, s, count, dt, peer, stream):
+            calls.append("send")
+            pending.append(self.c.Isend(arr(s, count, dt).copy(), dest=peer))
+            if not grouped[0]:
+                MPI.Request.Waitall(pending)
+                pending.clear()
+
+        def recv(self, d, count, dt, peer, stream):
+            calls.append("recv")
+            pending.append(self.c.Irecv(arr(d, count, dt), source=peer))
+            if not grouped[0]:
+                MPI.Request.Waitall(pending)
+                pending.clear()
+
+        def abort(self):
+            pass
+
+        def destroy(self):
+            self.c.Free()
+
+    def group_start():
+        grouped[0] += 1
+
+    def group_end():
+        grouped[0] -= 1
+        if not grouped[0]:
+            MPI.Request.Waitall(pending)
+            pending.clear()
+
+    nccl.NcclCommunicator = NcclCommunicator
+    nccl.get_unique_id = lambda: ("fake-uid",)
+    nccl.groupStart, nccl.groupEnd = group_start, group_end
+    nccl.calls = calls
+    cupy.cuda.nccl = nccl
+    cupy.cuda.get_current_stream = lambda: types.SimpleNamespace(ptr=0)
+    cupy.cuda.Event.done = property(lambda self: True)   # the fake calls are synchronous
+    import sys as _sys
+    _sys.modules["cupy.cuda"], _sys.modules["cupy.cuda.nccl"] = cupy.cuda, nccl
+    return nccl
+
+
+def _w_nccl(dist, r, n, out):
+    """CUDA tensors over the nccl backend (and over MPI through host memory), on the
+    CuPy stand-in with a fake NCCL: checks ember's NCCL code path, not NCCL itself."""
+    import ember
+    from cupy_standin import installed
+    from ember.nn.parallel import DistributedDataParallel as DDP
+    dist.destroy_process_group()
+    R = dist.ReduceOp
+    with installed() as cupy:
+        nccl = _fake_nccl(cupy)
+        dist.init_process_group("nccl", device_id=ember.device("cuda:0"))
+        cuda = ember.device("cuda")
+
+        def data(k, shape=(2, 3)):
+            return (np.random.default_rng(k).standard_normal(shape) * 3).astype(np.float32)
+        every = [data(k) for k in range(n)]
+        gloo = dist.new_group(backend="gloo")     # CUDA tensors staged through host memory
+        for grp in (None, gloo):
+            for op, ref in ((R.SUM, sum(every)), (R.AVG, sum(every) / n),
+                            (R.MAX, np.max(every, axis=0))):
+                t = ember.tensor(data(r), device=cuda)
+                dist.all_reduce(t, op=op, group=grp)
+                np.testing.assert_allclose(t.cpu().numpy(), ref, rtol=1e-5)
+            t = ember.tensor(data(r), device=cuda)
+            dist.broadcast(t, src=n - 1, group=grp)
+            np.testing.assert_array_equal(t.cpu().numpy(), every[n - 1])
+        calls_before = len(nccl.calls)
+        cat = ember.zeros(2 * n, 3, device=cuda)
+        dist.all_gather_into_tensor(cat, ember.tensor(data(r), device=cuda))
+        np.testing.assert_array_equal(cat.cpu().numpy(), np.concatenate(every))
+        big = [data(10 + k, (2 * n, 3)) for k in range(n)]
+        o = ember.zeros(2, 3, device=cuda)
+        dist.reduce_scatter_tensor(o, ember.tensor(big[r], device=cuda))
+        np.testing.assert_allclose(o.cpu().numpy(), sum(big)[2 * r:2 * r + 2], rtol=1e-5)
+        t = ember.tensor(data(r), device=cuda)
+        dist.reduce(t, dst=0)
+        np.testing.assert_allclose(t.cpu().numpy(), sum(every) if r == 0 else every[r],
+                                   rtol=1e-5)
+        gl = [ember.zeros(2, 3, device=cuda) for _ in range(n)] if r == 0 else None
+        dist.gather(ember.tensor(data(r), device=cuda), gl, dst=0)
+        if r == 0:
+            for k in range(n):
+                np.testing.assert_array_equal(gl[k].cpu().numpy(), every[k])
+        sl = [ember.tensor(data(20 + k), device=cuda) for k in range(n)] if r == 0 else None
+        t = ember.zeros(2, 3, device=cuda)
+        dist.scatter(t, sl, src=0)
+        np.testing.assert_array_equal(t.cpu().numpy(), data(20 + r))
+        assert {"allGather", "reduceScatter", "reduce", "send", "recv"} <= \
+            set(nccl.calls[calls_before:]), nccl.calls
+
+        # DDP on CUDA parameters: buckets all-reduced by NCCL, weights as one process's.
+        model, _, x, y = _problem(r, n)
+        model.to(cuda)
+        ddp = DDP(model, bucket_cap_mb=0.0005)
+        opt = ember.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+        x, y = x.to(cuda), y.to(cuda)
+        before = nccl.calls.count("allReduce")
+        for _ in range(TRAIN_STEPS):
+            opt.zero_grad()
+            ((ddp(x) - y) ** 2).mean().backward()
+            opt.step()
+        assert nccl.calls.count("allReduce") - before == 3 * TRAIN_STEPS
+        if r == 0:
+            np.savez(out, *[p.detach().cpu().numpy() for p in model.parameters()])
+        dist.destroy_process_group(gloo)
 
 
 def _w_fail(dist, r, n, out):
