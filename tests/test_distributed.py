@@ -266,9 +266,24 @@ def _w_ddp_features(dist, r, n, out):
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=1e-6)
     # Inside no_sync nothing was communicated: the first micro-batch's gradient was local.
-    xs = _problem(0, 1)[2]
-    assert not np.allclose(local[0], ref.parameters().__next__().grad.numpy())
-    del xs
+    assert not np.allclose(local[0], next(ref.parameters()).grad.numpy())
+
+    # The same accumulation with a compiled micro-step: no_sync is guarded (its own
+    # entry, no all-reduce in its graph), the synchronized one averages the sum.
+    def micro(a, b):
+        loss = ((ddp(a) - b) ** 2).mean()
+        loss.backward()
+        return loss.detach()
+    cm = ember.compile(micro)
+    for _ in range(4):
+        model.zero_grad()
+        with ddp.no_sync():
+            cm(x, y)
+        cm(x2, y2)
+        for p, q in zip(model.parameters(), ref.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=1e-6)
+    s = cm.stats()
+    assert s["eager_calls"] == 0 and not s["fallbacks"] and s["cache_hits"] >= 4, s
 
     # find_unused_parameters: rank 0 uses branch a only, rank 1 uses a and b; c is unused.
     class Branches(nn.Module):
