@@ -100,12 +100,14 @@ def test_no_sync_and_unused_parameters():
 
 
 @needs_mpi
-def test_nccl_code_path_on_the_cupy_standin(tmp_path):
+@pytest.mark.parametrize("blocking", ["0", "1"])
+def test_nccl_code_path_on_the_cupy_standin(blocking, tmp_path):
     """No GPU here: ember's NCCL backend runs against a fake ``cupy.cuda.nccl`` (MPI
-    underneath) on the CuPy stand-in. What stays unverified: real NCCL and CuPy calls."""
+    underneath) on the CuPy stand-in, with stream-ordered and host-blocking waits. What
+    stays unverified: real NCCL and CuPy calls, streams, timeouts of hung NCCL kernels."""
     ref = _reference_training(TRAIN_STEPS)
     out = str(tmp_path / "nccl.npz")
-    p = launch(2, "nccl", out)
+    p = launch(2, "nccl", out, env={"EMBER_NCCL_BLOCKING_WAIT": blocking})
     assert_ok(p, 2, "nccl")
     got = np.load(out)
     for i, r in enumerate(ref):

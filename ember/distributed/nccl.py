@@ -2,18 +2,24 @@
 
 The communicator is bootstrapped over MPI (rank 0 makes the unique id and broadcasts
 it), so the same launcher serves both backends. Each collective is enqueued on the
-current CuPy stream; its ``Request`` records a CUDA event after it and polls that event
-with the group's deadline, so a peer that never arrives ends in ``DistTimeoutError``
-(and an aborted communicator) instead of a hang. gather and scatter are built from
-grouped send/recv, as NCCL has no such collectives.
+current CuPy stream, so later work on that stream is ordered after it and ``wait()``
+need not block the host (PyTorch's NCCL semantics). With ``EMBER_NCCL_BLOCKING_WAIT=1``
+a ``Request`` polls a CUDA event recorded after the collective with the group's
+deadline, so a peer that never arrives ends in ``DistTimeoutError`` (and an aborted
+communicator) instead of a hang. gather and scatter are built from grouped send/recv,
+as NCCL has no such collectives.
 
 Written against CuPy's ``NcclCommunicator`` (CuPy >= 10); run only where a GPU is.
 """
 from __future__ import annotations
 
+import os
 import time
 
 from ember.distributed.mpi import DistTimeoutError
+
+BLOCKING_WAIT = os.environ.get("EMBER_NCCL_BLOCKING_WAIT", "0") not in ("", "0") or \
+    os.environ.get("TORCH_NCCL_BLOCKING_WAIT", "0") not in ("", "0")
 
 
 def load_nccl():
@@ -41,7 +47,14 @@ class NCCLRequest:
         return self.done
 
     def wait(self, timeout: float | None = None) -> None:
+        """Stream-ordered by default, as PyTorch's NCCL work: the collective was enqueued
+        on the current stream, so what runs on that stream afterwards already sees its
+        result and the host need not block. ``EMBER_NCCL_BLOCKING_WAIT=1`` makes the host
+        wait (with the group's timeout, aborting the communicator when it passes)."""
         if self.done:
+            return
+        if not BLOCKING_WAIT:
+            self._finish()
             return
         limit = self.timeout if timeout is None else timeout
         start = time.monotonic()
