@@ -315,6 +315,21 @@ def _w_ddp_features(dist, r, n, out):
             want = sum(g[name] for g in grads) / n
             np.testing.assert_allclose(p.grad.numpy(), want, atol=1e-6, err_msg=name)
 
+    # Compiled, find_unused_parameters runs eagerly (the usage map is data the ranks
+    # exchange), with that reason, and the same gradients.
+    def fstep(a):
+        net.zero_grad()
+        ddp(a, r == 1).sum().backward()
+    cf = ember.compile(fstep)
+    for _ in range(3):
+        cf(xin)
+        for name, p in net.named_parameters():
+            if not name.startswith("c."):
+                want = sum(g[name] for g in grads) / n
+                np.testing.assert_allclose(p.grad.numpy(), want, atol=1e-6, err_msg=name)
+    assert any("find_unused_parameters" in str(f) for f in cf.stats()["fallbacks"]), \
+        cf.stats()
+
     # Without find_unused_parameters an unused parameter is PyTorch's error, next forward.
     ddp = DDP(Branches())
     ddp(xin, True).sum().backward()
