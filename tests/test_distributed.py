@@ -69,7 +69,6 @@ def test_collectives_against_numpy(n):
 
 def _reference_training(steps: int) -> list[np.ndarray]:
     """One process, the whole batch, no DDP: the weights every split must reach."""
-    import ember
     model, opt, x, y = _problem(0, 1)
     for _ in range(steps):
         opt.zero_grad()
@@ -165,13 +164,20 @@ def test_distributed_sampler_partitions():
         DistributedSampler(range(4), 3, 3)
 
 
-def test_single_process_group_and_errors():
+def test_single_process_group_and_errors(monkeypatch):
     """A plain python process is a group of one (MPI singleton); errors as PyTorch's."""
     pytest.importorskip("mpi4py")
     import ember
     import ember.distributed as dist
     if dist.is_initialized():
         dist.destroy_process_group()
+    assert dist.is_available() and dist.is_mpi_available()
+    with monkeypatch.context() as m:   # torchrun's variables without an MPI launcher
+        m.setenv("RANK", "1")
+        m.setenv("WORLD_SIZE", "2")
+        with pytest.raises(RuntimeError, match="ember-run --nproc-per-node"):
+            dist.init_process_group("gloo")
+    assert not dist.is_initialized()
     with pytest.raises(ValueError, match="Default process group has not been initialized"):
         dist.all_reduce(ember.ones(2))
     with pytest.raises(ValueError, match="Invalid backend"):

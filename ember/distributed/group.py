@@ -71,7 +71,7 @@ class ProcessGroup:
         self.rank = self.mpi.rank
         self.size = self.mpi.size
         self.nccl = None
-        if backend_name == "nccl" or backend_name.startswith("cpu:") and "nccl" in backend_name:
+        if "nccl" in backend_name:   # "nccl", or "cpu:gloo,cuda:nccl"
             from ember.distributed.nccl import NCCLBackend
             self.nccl = NCCLBackend(comm, timeout, device_index or 0)
         self.calls = 0
