@@ -10,6 +10,11 @@ order (MPI requires it); ties in the schedule break by creation order.
 
 The op is pure in the IR: it returns a new array, and ``collective_inplace`` writes it
 into the tensor through the tensor's in-place path (the tracer's write-back).
+
+These ops are registered when ember.distributed first records one (``ember.ops``
+does not import this module): they need a process group to run, so the registry-wide
+tests (every op against torch, every op compiled) do not apply to them; their tests
+start MPI jobs (tests/test_distributed.py).
 """
 from __future__ import annotations
 
