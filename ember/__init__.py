@@ -35,6 +35,7 @@ from ember import accelerator, amp, backends, compiler  # noqa: E402
 from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
                                       set_float32_matmul_precision)
+from ember import distributed  # noqa: E402,F401
 
 float = float32
 double = float64

@@ -14,6 +14,9 @@ import threading
 _state = threading.local()
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _inside_ember: dict[str, bool] = {}   # code file name -> is it part of ember
+# Objects watching backward sweeps (DistributedDataParallel's reducers): ``begin(order)``
+# with the nodes about to run, ``leaf(t)`` after a leaf's ``.grad`` changed, ``end()``.
+backward_observers: list = []
 
 
 def is_grad_enabled() -> bool:
@@ -213,8 +216,10 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     grads: dict[int, Tensor] = {id(node): grad}
     hooked: dict[int, list] = {}  # leaves with hooks: summed first, hooked once, as PyTorch
+    order = _toposort(node)
+    observers = [o for o in backward_observers if o.begin(order)]
     with (enable_grad() if create_graph else no_grad()):
-        for node in _toposort(node):
+        for node in order:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -237,6 +242,8 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     prev[1] = ig if prev[1] is None else prev[1] + ig
                 elif child is True or (t._retains_grad and t._node is child):
                     _accumulate(t, ig)
+                    for o in observers:
+                        o.leaf(t)
                 if child is not True:
                     key = id(child)
                     prev = grads.get(key)
@@ -245,6 +252,10 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                 node.freed = True
         for t, g in hooked.values():
             _accumulate(t, hooks.run_leaf_hooks(t, g))
+            for o in observers:
+                o.leaf(t)
+        for o in observers:
+            o.end()
 
 
 def _check_saved(node: Node) -> None:

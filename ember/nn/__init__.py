@@ -6,6 +6,7 @@
 ember.Size([32, 10])
 """
 from ember.nn import functional, init  # noqa: F401
+from ember.nn import parallel  # noqa: F401  (DistributedDataParallel)
 from ember.nn.attention import MultiheadAttention
 from ember.nn.activation import (CELU, ELU, GELU, GLU, SELU, Hardsigmoid, Hardswish, Hardtanh,
                                  LeakyReLU, LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
