@@ -512,6 +512,8 @@ class TensorMath:
 
     def mm(self, mat2) -> Tensor:
         """The product of two matrices (2-D only; ``matmul`` broadcasts)."""
+        if _amp.state.modes and isinstance(mat2, _tensor.Tensor):  # under autocast
+            self, mat2 = _amp.cast_operands(self, mat2)
         _check_matrices("mm", self, mat2, 2, "self", "mat2")
         if self.shape[1] != mat2.shape[0]:
             raise OpError("mm", f"mat1 and mat2 shapes cannot be multiplied ({self.shape[0]}x"
@@ -520,6 +522,8 @@ class TensorMath:
 
     def bmm(self, mat2) -> Tensor:
         """Batched matrix product of two 3-D tensors with the same batch size."""
+        if _amp.state.modes and isinstance(mat2, _tensor.Tensor):  # under autocast
+            self, mat2 = _amp.cast_operands(self, mat2)
         _check_matrices("bmm", self, mat2, 3, "batch1", "batch2")
         b, n, k = self.shape
         if mat2.shape[0] != b or mat2.shape[1] != k:
@@ -529,10 +533,14 @@ class TensorMath:
 
     def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> Tensor:
         """``beta * self + alpha * (mat1 @ mat2)`` (self broadcasts; beta=0 ignores it)."""
+        if _amp.state.modes:  # autocast runs addmm, self included, in its dtype
+            self = _amp.cast_operands(self)[0]
         return _scaled_sum(self, mat1.mm(mat2), beta, alpha, "addmm")
 
     def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> Tensor:
         """``beta * self + alpha * bmm(batch1, batch2)``."""
+        if _amp.state.modes:
+            self = _amp.cast_operands(self)[0]
         return _scaled_sum(self, batch1.bmm(batch2), beta, alpha, "baddbmm")
 
     def outer(self, vec2) -> Tensor:

@@ -10,10 +10,10 @@ from fnmatch import fnmatch
 from types import ModuleType
 
 from benchmarks.harness import Workload
-from benchmarks.workloads import chain, cnn, compile_time, copy, mlp, norms, overhead
+from benchmarks.workloads import chain, cnn, compile_time, copy, gpt, mlp, norms, overhead
 
 FAMILIES: dict[str, ModuleType] = {
-    "chain": chain, "norms": norms, "copy": copy, "mlp": mlp, "cnn": cnn,
+    "chain": chain, "norms": norms, "copy": copy, "mlp": mlp, "cnn": cnn, "gpt": gpt,
     "overhead": overhead, "compile": compile_time}
 GPU_FAMILIES = ("chain", "norms", "copy", "mlp", "cnn")
 DEVICES = ("cpu", "cuda")

@@ -42,18 +42,23 @@ class ModelSpec:
     sample_shape: tuple[int, ...]                # one input, without the batch dim
     classes: int
     forward_gemms: Callable[[int], list[Gemm]]   # batch -> (M, K, N) of each forward GEMM
-    jax_forward: Callable[[dict, Any], Any]      # (params, x) -> logits, pure
+    jax_forward: Callable[[dict, Any], Any] | None  # (params, x) -> logits, pure
     # (weights, xp) -> forward / (step, state); xp is numpy, or cupy for the GPU cells
     numpy_forward: Callable[..., Callable] | None = None
     numpy_train: Callable[..., tuple[Callable, Callable]] | None = None
+    # (batch, rng) -> (x, y) where the input is not a float sample of sample_shape (tokens)
+    make_batch: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def model_workloads(spec: ModelSpec, batch: int, device: str = "cpu") -> list[Workload]:
     """The forward (inference, no_grad) and the training-step workloads of ``spec``."""
     weights = initial_weights(spec)
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((batch,) + spec.sample_shape, dtype=np.float32)
-    y = rng.integers(0, spec.classes, batch).astype(np.int64)
+    if spec.make_batch is not None:
+        x, y = spec.make_batch(batch, rng)
+    else:
+        x = rng.standard_normal((batch,) + spec.sample_shape, dtype=np.float32)
+        y = rng.integers(0, spec.classes, batch).astype(np.int64)
     fwd = spec.forward_gemms(batch)
     suffix = "" if device == "cpu" else f"_{device}"
     where = "" if device == "cpu" else f" on {device}"
@@ -77,7 +82,7 @@ def model_workloads(spec: ModelSpec, batch: int, device: str = "cpu") -> list[Wo
         forward.append(_numpy_forward(spec, weights, x, device))
     if spec.numpy_train is not None:
         train.append(_numpy_train(spec, weights, x, y, device))
-    if device == "cpu":
+    if device == "cpu" and spec.jax_forward is not None:
         forward.append(_jax_forward(spec, weights, x))
         train.append(_jax_train(spec, weights, x, y))
     fallbacks = () if device == "cpu" else ("cupy",)
