@@ -69,6 +69,16 @@ def share_weights(torch, model, outdir: str, name: str, framework: str) -> None:
     model.load_state_dict({k: torch.tensor(saved[k]) for k in saved.files})
 
 
+def no_dropout(torch, model) -> None:
+    """Dropout's random masks cannot agree between two libraries: turn it off (nn.Transformer
+    keeps its default dropout of 0.1 whatever the program's --dropout says)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        elif isinstance(m, torch.nn.MultiheadAttention):
+            m.dropout = 0.0
+
+
 def checksums(model) -> dict[str, list[float]]:
     return {k: [float(v.sum()), float(np.abs(v).sum())] for k, v in state_arrays(model).items()}
 
@@ -162,6 +172,7 @@ def run_word_language_model(torch, framework: str, outdir: str, model_type: str)
     def sharing_to(self, *a, **k):
         if not made and type(self).__name__ in ("RNNModel", "TransformerModel"):
             share_weights(torch, self, outdir, f"wlm_{model_type}", framework)
+            no_dropout(torch, self)
             made.append(self)
         return module_to(self, *a, **k)
 
@@ -190,6 +201,7 @@ def run_word_language_model(torch, framework: str, outdir: str, model_type: str)
             else:
                 m = prog_model.RNNModel(model_type, ntokens, 16, 16, 2, 0.0, False)
             m.load_state_dict(made[0].state_dict())  # the same start as the program
+            no_dropout(torch, m)
             m.train()
             return m, None
 
