@@ -85,7 +85,7 @@ def test_training_matches_one_process(n, runner, tmp_path):
     out = str(tmp_path / "w")
     p = launch(n, "train", out, runner=runner)
     assert_ok(p, n, "train")
-    for mode in ("eager", "compiled"):
+    for mode in TRAIN_MODES:
         got = np.load(f"{out}_{mode}.npz")
         for i, r in enumerate(ref):
             np.testing.assert_allclose(got[f"arr_{i}"], r, atol=1e-5, rtol=0,
@@ -204,6 +204,9 @@ def test_single_process_group_and_errors(monkeypatch):
 
 # ---- the worker (run by mpiexec on every rank) ----------------------------------------
 TRAIN_STEPS = 5
+# eager; the whole step compiled (all-reduces in its graph); a compiled DDP forward with
+# an eager backward; DDP around a compiled model.
+TRAIN_MODES = ("eager", "compiled", "compiled_ddp", "ddp_of_compiled")
 
 
 def _problem(rank: int, n: int):
@@ -228,15 +231,19 @@ def _problem(rank: int, n: int):
 def _w_train(dist, r, n, out):
     import ember
     from ember.nn.parallel import DistributedDataParallel as DDP
-    for mode in ("eager", "compiled"):
+    for mode in TRAIN_MODES:
         model, _, x, y = _problem(r, n)
-        ddp = DDP(model, bucket_cap_mb=0.0005)    # 3 buckets: several all-reduces in flight
+        if mode == "ddp_of_compiled":              # nanoGPT's order: compile, then wrap
+            ddp = DDP(ember.compile(model), bucket_cap_mb=0.0005)
+        else:
+            ddp = DDP(model, bucket_cap_mb=0.0005)    # 3 buckets: several in flight
         assert len(ddp.reducer.buckets) == 3
         opt = ember.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+        fwd = ember.compile(ddp) if mode == "compiled_ddp" else ddp
 
         def step(x, y):
             opt.zero_grad()
-            loss = ((ddp(x) - y) ** 2).mean()
+            loss = ((fwd(x) - y) ** 2).mean()
             loss.backward()
             opt.step()
             return loss.detach()

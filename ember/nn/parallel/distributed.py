@@ -46,7 +46,11 @@ class DistributedDataParallel(Module):
 
         super().__init__()
         pg = resolve(process_group, "DistributedDataParallel")
-        self.module = module
+        # ember.compile(model) is not a Module: keep the model as ``.module`` (clean
+        # state_dict keys, ``parameters()``) and call the compiled one in forward.
+        inner = getattr(module, "_orig_mod", None) if not isinstance(module, Module) else None
+        self.module = inner if isinstance(inner, Module) else module
+        object.__setattr__(self, "_call", module)
         self.device_ids = device_ids
         self.output_device = output_device
         self.dim = dim
@@ -86,8 +90,16 @@ class DistributedDataParallel(Module):
                     for b in bufs:
                         broadcast(b, self.process_group.global_ranks[0],
                                   group=self.process_group)
-        self.reducer.prepare(self.require_backward_grad_sync and autograd.is_grad_enabled())
-        return self.module(*inputs, **kwargs)
+        sync = self.require_backward_grad_sync and autograd.is_grad_enabled()
+        if _dispatch.tracer is not None:
+            # Recorded, so that a replay arms the reducer too (see ops/collective.py).
+            from ember.dispatch import dispatch
+            from ember.ops import collective  # noqa: F401  (registers ddp_prepare)
+            dispatch("ddp_prepare", self.reducer.params[0].detach(), reducer=self.reducer.id,
+                     sync=sync)
+        else:
+            self.reducer.prepare(sync)
+        return self._call(*inputs, **kwargs)
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -145,10 +157,18 @@ class _Watch:
         self.ref().end()
 
 
+REDUCERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()   # id -> _Reducer
+
+
 class _Reducer:
     """Buckets of parameters and the state of one backward's gradient reduction."""
 
+    _next_id = 0
+
     def __init__(self, named: list, pg, cap_bytes: int, find_unused: bool) -> None:
+        self.id = _Reducer._next_id
+        _Reducer._next_id += 1
+        REDUCERS[self.id] = self
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.index = {id(p): i for i, p in enumerate(self.params)}
