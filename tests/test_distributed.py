@@ -353,6 +353,14 @@ def _w_ddp_features(dist, r, n, out):
     else:
         raise AssertionError("an unused parameter was not reported")
 
+    # Ranks wrapping different models: every rank raises at construction.
+    try:
+        DDP(nn.Linear(3, 2 + r))
+    except RuntimeError as e:
+        assert "models differ" in str(e) and "rank 1" in str(e), e
+    else:
+        raise AssertionError("different models were not reported")
+
     # state_dict: PyTorch's "module." keys; the wrapped module's own have none, and
     # load_state_dict takes both.
     sd = ddp.state_dict()

@@ -65,6 +65,7 @@ class DistributedDataParallel(Module):
         if not named:
             raise RuntimeError("DistributedDataParallel is not needed when a module doesn't "
                                "have any parameter that requires a gradient.")
+        _verify_same_parameters(named, pg)
         self._sync_module_states(pg)
         self.reducer = _Reducer(named, pg, self.bucket_bytes_cap, find_unused_parameters)
 
@@ -126,6 +127,26 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _verify_same_parameters(named: list, pg) -> None:
+    """Every rank must wrap the same parameters (shapes, dtypes, order), or the bucket
+    all-reduces would mix unrelated gradients: one small allgather, at construction."""
+    import zlib
+    if pg.size == 1:
+        return
+    desc = [(n, tuple(p.shape), p.dtype.name) for n, p in named]
+    mine = np.array([len(desc), zlib.crc32(repr(desc).encode())], dtype=np.int64)
+    every = np.empty((pg.size, 2), dtype=np.int64)
+    pg.mpi.all_gather(every, mine, "DistributedDataParallel (parameter check)").wait()
+    if (every == every[0]).all():
+        return
+    first = ", ".join(f"{n}{list(s)}" for n, s, _ in desc[:4])
+    ranks = "; ".join(f"rank {r}: {int(c)} parameters (signature {int(h):08x})"
+                      for r, (c, h) in enumerate(every))
+    raise RuntimeError(f"DistributedDataParallel: the ranks' models differ in their parameters "
+                       f"(names, shapes or dtypes): {ranks}. This rank ({pg.rank}) has "
+                       f"{len(desc)}: {first}{', ...' if len(desc) > 4 else ''}")
 
 
 def consume_prefix_in_state_dict_if_present(state_dict: dict, prefix: str) -> None:
