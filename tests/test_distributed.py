@@ -164,42 +164,48 @@ def test_distributed_sampler_partitions():
         DistributedSampler(range(4), 3, 3)
 
 
-def test_single_process_group_and_errors(monkeypatch):
-    """A plain python process is a group of one (MPI singleton); errors as PyTorch's."""
+def test_single_process_group_and_errors():
+    """A plain python process is a group of one (MPI singleton); errors as PyTorch's.
+    Run in a child process: MPI stays initialized until a process exits."""
     pytest.importorskip("mpi4py")
+    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for v in ("RANK", "WORLD_SIZE", "PMI_RANK", "PMI_SIZE"):
+        e.pop(v, None)
+    p = subprocess.run([sys.executable, HERE, "single"], capture_output=True, text=True,
+                       timeout=60, env=e, cwd=ROOT)
+    assert p.returncode == 0 and "OK single 0" in p.stdout, (p.stdout + p.stderr)[-3000:]
+
+
+def _single_process_checks() -> None:
     import ember
     import ember.distributed as dist
-    if dist.is_initialized():
-        dist.destroy_process_group()
     assert dist.is_available() and dist.is_mpi_available()
-    with monkeypatch.context() as m:   # torchrun's variables without an MPI launcher
-        m.setenv("RANK", "1")
-        m.setenv("WORLD_SIZE", "2")
-        with pytest.raises(RuntimeError, match="ember-run --nproc-per-node"):
-            dist.init_process_group("gloo")
+    os.environ.update(RANK="1", WORLD_SIZE="2")   # torchrun's variables, no MPI launcher
+    with pytest.raises(RuntimeError, match="ember-run --nproc-per-node"):
+        dist.init_process_group("gloo")
+    del os.environ["RANK"], os.environ["WORLD_SIZE"]
     assert not dist.is_initialized()
     with pytest.raises(ValueError, match="Default process group has not been initialized"):
         dist.all_reduce(ember.ones(2))
     with pytest.raises(ValueError, match="Invalid backend"):
         dist.init_process_group("tpu")
     dist.init_process_group("gloo")
-    try:
-        assert (dist.get_rank(), dist.get_world_size(), dist.is_initialized()) == (0, 1, True)
-        t = ember.tensor([1.0, 2.0])
-        assert dist.all_reduce(t, op=dist.ReduceOp.AVG, async_op=True).wait()
-        np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
-        out = ember.zeros(2)
-        with pytest.raises(ValueError, match="world_size"):
-            dist.all_gather_into_tensor(ember.zeros(3), t)
-        dist.all_gather_into_tensor(out, t)
-        np.testing.assert_array_equal(out.numpy(), [1.0, 2.0])
-        with pytest.raises(ValueError, match="AVG needs a floating-point"):
-            dist.all_reduce(ember.tensor([1, 2]), op=dist.ReduceOp.AVG)
-        with pytest.raises(RuntimeError, match="twice"):
-            dist.init_process_group("gloo")
-    finally:
-        dist.destroy_process_group()
+    assert (dist.get_rank(), dist.get_world_size(), dist.is_initialized()) == (0, 1, True)
+    t = ember.tensor([1.0, 2.0])
+    assert dist.all_reduce(t, op=dist.ReduceOp.AVG, async_op=True).wait()
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
+    out = ember.zeros(2)
+    with pytest.raises(ValueError, match="world_size"):
+        dist.all_gather_into_tensor(ember.zeros(3), t)
+    dist.all_gather_into_tensor(out, t)
+    np.testing.assert_array_equal(out.numpy(), [1.0, 2.0])
+    with pytest.raises(ValueError, match="AVG needs a floating-point"):
+        dist.all_reduce(ember.tensor([1, 2]), op=dist.ReduceOp.AVG)
+    with pytest.raises(RuntimeError, match="twice"):
+        dist.init_process_group("gloo")
+    dist.destroy_process_group()
     assert not dist.is_initialized()
+    print("OK single 0", flush=True)
 
 
 # ---- the worker (run by mpiexec on every rank) ----------------------------------------
@@ -703,4 +709,8 @@ def _worker(case: str, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2:])
+    if sys.argv[1] == "single":
+        sys.path.insert(0, ROOT)
+        _single_process_checks()
+    else:
+        _worker(sys.argv[1], sys.argv[2:])
