@@ -359,6 +359,28 @@ def _w_ddp_features(dist, r, n, out):
     else:
         raise AssertionError("an unused parameter was not reported")
 
+    # Buffers (BatchNorm's running stats) are broadcast from rank 0 at every forward, a
+    # graph op when compiled: compiled equals eager, parameters and buffers.
+    res = {}
+    for mode in ("eager", "compiled"):
+        ember.manual_seed(0)
+        bn = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+        bddp = DDP(bn)
+        bopt = ember.optim.SGD(bddp.parameters(), lr=0.1)
+
+        def bstep(a):
+            bopt.zero_grad()
+            ((bddp(a) - 1) ** 2).mean().backward()
+            bopt.step()
+        f = ember.compile(bstep) if mode == "compiled" else bstep
+        brng = np.random.default_rng(r)
+        for _ in range(4):
+            f(ember.tensor(brng.standard_normal((4, 6)).astype(np.float32)))
+        res[mode] = [t.detach().numpy().copy() for t in list(bn.parameters()) + list(bn.buffers())]
+    assert not f.stats()["fallbacks"], f.stats()
+    for a, b in zip(res["eager"], res["compiled"]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
     # Ranks wrapping different models: every rank raises at construction.
     try:
         DDP(nn.Linear(3, 2 + r))
