@@ -85,7 +85,7 @@ def test_training_matches_one_process(n, runner, tmp_path):
     out = str(tmp_path / "w")
     p = launch(n, "train", out, runner=runner)
     assert_ok(p, n, "train")
-    for mode in ("eager", "compiled"):
+    for mode in TRAIN_MODES:
         got = np.load(f"{out}_{mode}.npz")
         for i, r in enumerate(ref):
             np.testing.assert_allclose(got[f"arr_{i}"], r, atol=1e-5, rtol=0,
@@ -164,46 +164,55 @@ def test_distributed_sampler_partitions():
         DistributedSampler(range(4), 3, 3)
 
 
-def test_single_process_group_and_errors(monkeypatch):
-    """A plain python process is a group of one (MPI singleton); errors as PyTorch's."""
+def test_single_process_group_and_errors():
+    """A plain python process is a group of one (MPI singleton); errors as PyTorch's.
+    Run in a child process: MPI stays initialized until a process exits."""
     pytest.importorskip("mpi4py")
+    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for v in ("RANK", "WORLD_SIZE", "PMI_RANK", "PMI_SIZE"):
+        e.pop(v, None)
+    p = subprocess.run([sys.executable, HERE, "single"], capture_output=True, text=True,
+                       timeout=60, env=e, cwd=ROOT)
+    assert p.returncode == 0 and "OK single 0" in p.stdout, (p.stdout + p.stderr)[-3000:]
+
+
+def _single_process_checks() -> None:
     import ember
     import ember.distributed as dist
-    if dist.is_initialized():
-        dist.destroy_process_group()
     assert dist.is_available() and dist.is_mpi_available()
-    with monkeypatch.context() as m:   # torchrun's variables without an MPI launcher
-        m.setenv("RANK", "1")
-        m.setenv("WORLD_SIZE", "2")
-        with pytest.raises(RuntimeError, match="ember-run --nproc-per-node"):
-            dist.init_process_group("gloo")
+    os.environ.update(RANK="1", WORLD_SIZE="2")   # torchrun's variables, no MPI launcher
+    with pytest.raises(RuntimeError, match="ember-run --nproc-per-node"):
+        dist.init_process_group("gloo")
+    del os.environ["RANK"], os.environ["WORLD_SIZE"]
     assert not dist.is_initialized()
     with pytest.raises(ValueError, match="Default process group has not been initialized"):
         dist.all_reduce(ember.ones(2))
     with pytest.raises(ValueError, match="Invalid backend"):
         dist.init_process_group("tpu")
     dist.init_process_group("gloo")
-    try:
-        assert (dist.get_rank(), dist.get_world_size(), dist.is_initialized()) == (0, 1, True)
-        t = ember.tensor([1.0, 2.0])
-        assert dist.all_reduce(t, op=dist.ReduceOp.AVG, async_op=True).wait()
-        np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
-        out = ember.zeros(2)
-        with pytest.raises(ValueError, match="world_size"):
-            dist.all_gather_into_tensor(ember.zeros(3), t)
-        dist.all_gather_into_tensor(out, t)
-        np.testing.assert_array_equal(out.numpy(), [1.0, 2.0])
-        with pytest.raises(ValueError, match="AVG needs a floating-point"):
-            dist.all_reduce(ember.tensor([1, 2]), op=dist.ReduceOp.AVG)
-        with pytest.raises(RuntimeError, match="twice"):
-            dist.init_process_group("gloo")
-    finally:
-        dist.destroy_process_group()
+    assert (dist.get_rank(), dist.get_world_size(), dist.is_initialized()) == (0, 1, True)
+    t = ember.tensor([1.0, 2.0])
+    assert dist.all_reduce(t, op=dist.ReduceOp.AVG, async_op=True).wait()
+    np.testing.assert_array_equal(t.numpy(), [1.0, 2.0])
+    out = ember.zeros(2)
+    with pytest.raises(ValueError, match="world_size"):
+        dist.all_gather_into_tensor(ember.zeros(3), t)
+    dist.all_gather_into_tensor(out, t)
+    np.testing.assert_array_equal(out.numpy(), [1.0, 2.0])
+    with pytest.raises(ValueError, match="AVG needs a floating-point"):
+        dist.all_reduce(ember.tensor([1, 2]), op=dist.ReduceOp.AVG)
+    with pytest.raises(RuntimeError, match="twice"):
+        dist.init_process_group("gloo")
+    dist.destroy_process_group()
     assert not dist.is_initialized()
+    print("OK single 0", flush=True)
 
 
 # ---- the worker (run by mpiexec on every rank) ----------------------------------------
 TRAIN_STEPS = 5
+# eager; the whole step compiled (all-reduces in its graph); a compiled DDP forward with
+# an eager backward; DDP around a compiled model.
+TRAIN_MODES = ("eager", "compiled", "compiled_ddp", "ddp_of_compiled")
 
 
 def _problem(rank: int, n: int):
@@ -228,15 +237,19 @@ def _problem(rank: int, n: int):
 def _w_train(dist, r, n, out):
     import ember
     from ember.nn.parallel import DistributedDataParallel as DDP
-    for mode in ("eager", "compiled"):
+    for mode in TRAIN_MODES:
         model, _, x, y = _problem(r, n)
-        ddp = DDP(model, bucket_cap_mb=0.0005)    # 3 buckets: several all-reduces in flight
+        if mode == "ddp_of_compiled":              # nanoGPT's order: compile, then wrap
+            ddp = DDP(ember.compile(model), bucket_cap_mb=0.0005)
+        else:
+            ddp = DDP(model, bucket_cap_mb=0.0005)    # 3 buckets: several in flight
         assert len(ddp.reducer.buckets) == 3
         opt = ember.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+        fwd = ember.compile(ddp) if mode == "compiled_ddp" else ddp
 
         def step(x, y):
             opt.zero_grad()
-            loss = ((ddp(x) - y) ** 2).mean()
+            loss = ((fwd(x) - y) ** 2).mean()
             loss.backward()
             opt.step()
             return loss.detach()
@@ -345,6 +358,36 @@ def _w_ddp_features(dist, r, n, out):
         assert "find_unused_parameters=True" in str(e) and "c.weight" in str(e), e
     else:
         raise AssertionError("an unused parameter was not reported")
+
+    # Buffers (BatchNorm's running stats) are broadcast from rank 0 at every forward, a
+    # graph op when compiled: compiled equals eager, parameters and buffers.
+    res = {}
+    for mode in ("eager", "compiled"):
+        ember.manual_seed(0)
+        bn = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+        bddp = DDP(bn)
+        bopt = ember.optim.SGD(bddp.parameters(), lr=0.1)
+
+        def bstep(a):
+            bopt.zero_grad()
+            ((bddp(a) - 1) ** 2).mean().backward()
+            bopt.step()
+        f = ember.compile(bstep) if mode == "compiled" else bstep
+        brng = np.random.default_rng(r)
+        for _ in range(4):
+            f(ember.tensor(brng.standard_normal((4, 6)).astype(np.float32)))
+        res[mode] = [t.detach().numpy().copy() for t in list(bn.parameters()) + list(bn.buffers())]
+    assert not f.stats()["fallbacks"], f.stats()
+    for a, b in zip(res["eager"], res["compiled"]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+    # Ranks wrapping different models: every rank raises at construction.
+    try:
+        DDP(nn.Linear(3, 2 + r))
+    except RuntimeError as e:
+        assert "models differ" in str(e) and "rank 1" in str(e), e
+    else:
+        raise AssertionError("different models were not reported")
 
     # state_dict: PyTorch's "module." keys; the wrapped module's own have none, and
     # load_state_dict takes both.
@@ -688,4 +731,8 @@ def _worker(case: str, args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1], sys.argv[2:])
+    if sys.argv[1] == "single":
+        sys.path.insert(0, ROOT)
+        _single_process_checks()
+    else:
+        _worker(sys.argv[1], sys.argv[2:])

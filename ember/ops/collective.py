@@ -69,6 +69,21 @@ defop("broadcast", EXTERN,
       impure=True, effect=True)
 
 
+def _ddp_prepare(xp, a, reducer: int, sync: bool):
+    from ember.nn.parallel.distributed import REDUCERS
+    r = REDUCERS.get(reducer)
+    if r is not None:
+        r.prepare(sync)
+    return xp.zeros((0,), dtype=a.dtype)
+
+
+# DistributedDataParallel.forward arming its reducer for the next backward: a Python
+# side effect that a replay must repeat, or ``ember.compile(ddp)`` followed by an eager
+# ``loss.backward()`` would skip the gradient all-reduce. Reads a parameter only to
+# have a device and a place in the schedule.
+defop("ddp_prepare", EXTERN, _ddp_prepare, impure=True, effect=True)
+
+
 def collective_inplace(tensor, kind: str, pg, **attrs) -> None:
     """Run collective ``kind`` on ``tensor`` as a graph op written back in place."""
     from ember import autograd

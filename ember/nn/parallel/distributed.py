@@ -46,7 +46,11 @@ class DistributedDataParallel(Module):
 
         super().__init__()
         pg = resolve(process_group, "DistributedDataParallel")
-        self.module = module
+        # ember.compile(model) is not a Module: keep the model as ``.module`` (clean
+        # state_dict keys, ``parameters()``) and call the compiled one in forward.
+        inner = getattr(module, "_orig_mod", None) if not isinstance(module, Module) else None
+        self.module = inner if isinstance(inner, Module) else module
+        object.__setattr__(self, "_call", module)
         self.device_ids = device_ids
         self.output_device = output_device
         self.dim = dim
@@ -61,6 +65,7 @@ class DistributedDataParallel(Module):
         if not named:
             raise RuntimeError("DistributedDataParallel is not needed when a module doesn't "
                                "have any parameter that requires a gradient.")
+        _verify_same_parameters(named, pg)
         self._sync_module_states(pg)
         self.reducer = _Reducer(named, pg, self.bucket_bytes_cap, find_unused_parameters)
 
@@ -86,8 +91,16 @@ class DistributedDataParallel(Module):
                     for b in bufs:
                         broadcast(b, self.process_group.global_ranks[0],
                                   group=self.process_group)
-        self.reducer.prepare(self.require_backward_grad_sync and autograd.is_grad_enabled())
-        return self.module(*inputs, **kwargs)
+        sync = self.require_backward_grad_sync and autograd.is_grad_enabled()
+        if _dispatch.tracer is not None:
+            # Recorded, so that a replay arms the reducer too (see ops/collective.py).
+            from ember.dispatch import dispatch
+            from ember.ops import collective  # noqa: F401  (registers ddp_prepare)
+            dispatch("ddp_prepare", self.reducer.params[0].detach(), reducer=self.reducer.id,
+                     sync=sync)
+        else:
+            self.reducer.prepare(sync)
+        return self._call(*inputs, **kwargs)
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
@@ -114,6 +127,26 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _verify_same_parameters(named: list, pg) -> None:
+    """Every rank must wrap the same parameters (shapes, dtypes, order), or the bucket
+    all-reduces would mix unrelated gradients: one small allgather, at construction."""
+    import zlib
+    if pg.size == 1:
+        return
+    desc = [(n, tuple(p.shape), p.dtype.name) for n, p in named]
+    mine = np.array([len(desc), zlib.crc32(repr(desc).encode())], dtype=np.int64)
+    every = np.empty((pg.size, 2), dtype=np.int64)
+    pg.mpi.all_gather(every, mine, "DistributedDataParallel (parameter check)").wait()
+    if (every == every[0]).all():
+        return
+    first = ", ".join(f"{n}{list(s)}" for n, s, _ in desc[:4])
+    ranks = "; ".join(f"rank {r}: {int(c)} parameters (signature {int(h):08x})"
+                      for r, (c, h) in enumerate(every))
+    raise RuntimeError(f"DistributedDataParallel: the ranks' models differ in their parameters "
+                       f"(names, shapes or dtypes): {ranks}. This rank ({pg.rank}) has "
+                       f"{len(desc)}: {first}{', ...' if len(desc) > 4 else ''}")
 
 
 def consume_prefix_in_state_dict_if_present(state_dict: dict, prefix: str) -> None:
@@ -145,10 +178,18 @@ class _Watch:
         self.ref().end()
 
 
+REDUCERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()   # id -> _Reducer
+
+
 class _Reducer:
     """Buckets of parameters and the state of one backward's gradient reduction."""
 
+    _next_id = 0
+
     def __init__(self, named: list, pg, cap_bytes: int, find_unused: bool) -> None:
+        self.id = _Reducer._next_id
+        _Reducer._next_id += 1
+        REDUCERS[self.id] = self
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.index = {id(p): i for i, p in enumerate(self.params)}
