@@ -303,6 +303,54 @@ def test_gradient_finite_differences(case):
     check_grad_fd(_run(case, ember), case.inputs, rtol=1e-4, atol=1e-6)
 
 
+# ---- in-place forms ---------------------------------------------------------------------------
+
+INPLACE = [("exp", ()), ("log", ()), ("sqrt", ()), ("rsqrt", ()), ("abs", ()), ("neg", ()),
+           ("sign", ()), ("sin", ()), ("cos", ()), ("tanh", ()), ("sigmoid", ()), ("erf", ()),
+           ("floor", ()), ("ceil", ()), ("trunc", ()), ("round", ()), ("log1p", ()),
+           ("expm1", ()), ("square", ()), ("reciprocal", ()), ("remainder", (0.7,)),
+           ("fmod", (-0.7,)), ("floor_divide", (0.3,)), ("cumsum", (1,)), ("cumprod", (0,)),
+           ("logical_not", ()), ("clip", (0.5, 1.5))]
+
+
+@pytest.mark.parametrize("name,args", INPLACE, ids=[n for n, _ in INPLACE])
+def test_inplace_forms_against_torch(name, args):
+    torch = pytest.importorskip("torch")
+    a = rng.uniform(0.2, 2.0, size=(3, 4))
+    grad = name not in ("logical_not", "floor_divide")   # torch gives no gradient through them
+
+    def fn(x):
+        y = x * 1
+        out = getattr(y, name + "_")(*args)
+        assert out is y
+        return y
+
+    check_against_torch(fn, fn, [a], grad=grad)
+
+
+@pytest.mark.parametrize("name", ["sin", "sqrt", "log1p", "round"])
+def test_inplace_forms_refuse_a_narrower_dtype(name):
+    torch = pytest.importorskip("torch")
+    if name == "round":   # rounding an integer keeps it an integer: allowed
+        for M in (ember, torch):
+            assert M.tensor([3, 4]).round_().tolist() == [3, 4]
+        return
+    for M in (ember, torch):
+        with pytest.raises(RuntimeError, match="can't be cast"):
+            getattr(M.tensor([1, 2]), name + "_")()
+
+
+def test_bitwise_not_and_logical_inplace_on_integers_and_bools():
+    torch = pytest.importorskip("torch")
+    for M in (ember, torch):
+        x = M.tensor([5, -2])
+        x.bitwise_not_()
+        assert x.tolist() == [-6, 1]
+        b = M.tensor([True, False])
+        b.logical_xor_(M.tensor([True, True]))
+        assert b.tolist() == [False, True]
+
+
 # ---- values PyTorch need not be asked for --------------------------------------------------
 
 def test_log1p_expm1_exact_near_zero_eager_and_compiled():
