@@ -264,7 +264,8 @@ def _cases():
           grad=False),
         C("tensor_split", lambda M, x: M.tensor_split(x, 3), [f64(7, 2)]),
         C("tensor_split-indices", lambda M, x: x.tensor_split([1, 4, 10], dim=-1), [f64(2, 6)]),
-        C("tensor_split-tensor", lambda M, x, i: x.tensor_split(i, 1), [f64(2, 5), np.array([2, 3])]),
+        C("tensor_split-tensor", lambda M, x, i: x.tensor_split(i, 1),
+          [f64(2, 5), np.array([2, 3])]),
         C("unflatten", lambda M, x: (M.unflatten(x, 1, (2, 3)), x.unflatten(-1, (3, -1))),
           [f64(4, 6)]),
         C("movedim", lambda M, x: (M.movedim(x, 0, -1), x.movedim((0, 1), (2, 0))),
@@ -294,8 +295,8 @@ def test_against_torch(case):
                         rtol=case.rtol, atol=case.atol)
 
 
-FD_CASES = [c for c in CASES if c.grad and c.fd and any(isinstance(x, np.ndarray) and x.dtype == np.float64
-                                               for x in c.inputs)]
+FD_CASES = [c for c in CASES if c.grad and c.fd and any(
+    isinstance(x, np.ndarray) and x.dtype == np.float64 for x in c.inputs)]
 
 
 @pytest.mark.parametrize("case", FD_CASES, ids=[c.id for c in FD_CASES])
@@ -547,9 +548,10 @@ def test_errors_match_torch(fn):
 COMPILED = [c for c in CASES if c.id not in {
     # The LLVM kernel's float64 erf is a polynomial that differs from eager's beyond the
     # compiler's check, so the compiler itself runs it eagerly (issue 16, item 1).
-    "erf", "sin-cos-erf-int",
+    "erf",
     # Shapes that depend on values: these run eagerly (checked below).
-    "masked_select", "masked_select-broadcast", "masked_select-bcast-input", "nonzero", "nonzero-as-tuple", "nonzero-0d",
+    "masked_select", "masked_select-broadcast", "masked_select-bcast-input", "nonzero",
+    "nonzero-as-tuple", "nonzero-0d",
     "nonzero-bool-float", "where-cond", "argwhere", "repeat_interleave-tensor",
     "repeat_interleave-counts", "tensor_split-tensor", "new-tensors"}]
 
