@@ -19,6 +19,9 @@ import ember.linalg
 
 from conftest import assert_close, check_against_torch, check_grad_fd, to_np
 
+# torch warns that scatter(reduce=) is deprecated; ember's scatter(reduce="add") is compared.
+pytestmark = pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter")
+
 rng = np.random.default_rng(14)
 
 
