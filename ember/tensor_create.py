@@ -278,8 +278,8 @@ def broadcast_shapes(*shapes) -> Size:
             if out[j] == 1:
                 out[j] = s
             elif s != 1 and s != out[j]:
-                raise RuntimeError(f"Shape mismatch: objects cannot be broadcast to a single shape. "
-                                   f"Mismatch is at dim {j}: {out[j]} vs {s}")
+                raise RuntimeError("Shape mismatch: objects cannot be broadcast to a single "
+                                   f"shape. Mismatch is at dim {j}: {out[j]} vs {s}")
     return Size(out)
 
 

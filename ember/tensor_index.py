@@ -319,6 +319,25 @@ class TensorIndex:
     def argwhere(self) -> Tensor:
         return self.nonzero()
 
+# In-place forms of methods (``x.sin_()`` writes ``x.sin()`` into x), as PyTorch names them.
+# As there, a result of a higher kind than the tensor (``int_tensor.sin_()``) raises.
+_INPLACE_FORMS = """exp log sqrt rsqrt abs neg sign sin cos tanh sigmoid erf floor ceil trunc round
+log1p expm1 square reciprocal remainder fmod floor_divide cumsum cumprod bitwise_not
+logical_not logical_and logical_or logical_xor clip""".split()
+
+
+def _inplace_form(name: str):
+    def method(self, *args, **kwargs):
+        return self._inplace(lambda s: getattr(s, name)(*args, **kwargs), args, name + "_")
+    method.__name__ = method.__qualname__ = name + "_"
+    method.__doc__ = f"``x.{name}_(...)`` writes ``x.{name}(...)`` into x."
+    return method
+
+
+for _name in _INPLACE_FORMS:
+    setattr(TensorIndex, _name + "_", _inplace_form(_name))
+
+
 def _overwrite(old: Tensor, new: Tensor) -> Tensor:
     """``new``, but linked to ``old``'s history with a zero gradient, as PyTorch's copy_
     is: backward then still visits (and checks the saved tensors of) the old history."""

@@ -163,7 +163,8 @@ def _scatter(xp, a, index, src, dim, accumulate):
     if not index.size:
         return out
     # 0-dim tensors act as 1-dim ones of one element (reshape(-1) of ``out`` is a view).
-    o1, i1 = out.reshape(-1) if out.ndim == 0 else out, index.reshape(-1) if index.ndim == 0 else index
+    o1 = out.reshape(-1) if out.ndim == 0 else out
+    i1 = index.reshape(-1) if index.ndim == 0 else index
     s1 = src.reshape(-1) if src.ndim == 0 and i1.ndim else src
     k = _along(xp, i1, dim)
     v = s1[tuple(slice(0, n) for n in i1.shape)].astype(a.dtype, copy=False)

@@ -2,13 +2,11 @@
 and the scans cumsum and cumprod."""
 from __future__ import annotations
 
+from ember import dtypes
 from ember.dispatch import dispatch
 from ember.ops.registry import INDEX, REDUCE, defop
 
-
-def arange(n, device):
-    from ember.tensor import arange as make   # ember.tensor imports the ops package
-    return make(n, device=device)
+_INT64 = dtypes.int64
 
 
 def where(c, a, b):
@@ -62,28 +60,22 @@ def _cumsum_vjp(g, out, a, dim):
                      dims=(dim,)),)
 
 
-# Beyond this length, cumprod's gradient divides by the input (O(n)) instead of forming
-# the n x n products that stay exact where inputs are zero.
-EXACT_CUMPROD_GRAD = 256
-
-
 def _cumprod_vjp(g, out, a, dim):
-    n = a.shape[dim]
-    if n > EXACT_CUMPROD_GRAD:
-        rev = _cumsum_vjp(g * out, None, a, dim)[0]
-        return (rev / a,)
-    # c[..., i, j] = prod of a[k] for k <= j, k != i: a broadcast along a new dim i, with
-    # the diagonal replaced by 1, cumulatively multiplied along j. grad_i = sum_{j >= i}
-    # g_j c[i, j]. Exact where inputs are zero (dividing out[j] by a[i] is not).
-    x = a.movedim(dim, -1)
-    gj = g.movedim(dim, -1)
-    eye = (arange(n, device=a.device).reshape(n, 1) == arange(n, device=a.device)).expand(
-        x.shape[:-1] + (n, n))
-    rows = where(eye, 1, x.unsqueeze(-2).expand(x.shape[:-1] + (n, n)).to(a.dtype))
-    c = dispatch("cumprod", rows, dim=rows.ndim - 1)
-    upper = arange(n, device=a.device).reshape(n, 1) <= arange(n, device=a.device)
-    grad = (where(upper, c * gj.unsqueeze(-2), 0)).sum(-1)
-    return (grad.movedim(-1, dim),)
+    # grad_i = sum_{j >= i} g_j prod_{k <= j, k != i} a_k, in O(n) and exact with zeros
+    # (as PyTorch's): before a row's first zero it is revcumsum(g * out)_i / a_i; at the
+    # first zero, revcumsum(g * out')_i with out' the products skipping that zero; after
+    # it, every product holds that zero.
+    zero = a == 0
+    zeros_so_far = dispatch("cumsum", dispatch("cast", zero, dtype=_INT64), dim=dim)
+    before = zeros_so_far == 0
+    first = zero & (zeros_so_far == 1)
+    grad = where(before, _rev_cumsum(g * out, dim) / where(before, a, 1), 0)
+    skipped = dispatch("cumprod", where(first, 1, a), dim=dim)
+    return (grad + where(first, _rev_cumsum(g * skipped, dim), 0),)
+
+
+def _rev_cumsum(x, dim):
+    return _cumsum_vjp(x, None, x, dim)[0]
 
 
 defop("cumsum", REDUCE, lambda xp, a, dim: xp.cumsum(a, axis=dim, dtype=a.dtype), _cumsum_vjp)
