@@ -119,7 +119,9 @@ def _write_zip(obj: Any, fh, archive: str, protocol: int) -> None:
 
 def _write_record(zf: zipfile.ZipFile, name: str, data, seekable: bool) -> None:
     """One stored (uncompressed) record, its bytes aligned to 64 as torch's writer does."""
-    view = memoryview(data).cast("B") if isinstance(data, np.ndarray) else data
+    # Bytes through a uint8 view: the buffer protocol has no format for some dtypes
+    # (bfloat16).
+    view = memoryview(data.view(np.uint8)) if isinstance(data, np.ndarray) else data
     size = len(view) if not isinstance(view, memoryview) else view.nbytes
     info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_STORED

@@ -616,3 +616,27 @@ def test_pin_memory_with_cuda_copies_batches_to_pinned_memory(monkeypatch):
     assert [b[1].tolist() for b in got] == [[0, 1, 2, 3], [4, 5]]
     np.testing.assert_array_equal(got[1][0].numpy(), [[8.0, 9.0], [10.0, 11.0]])
 
+
+
+def test_fuzz_workers_equal_single_process():
+    """Random sizes, batch sizes, drop_last, samplers and worker counts: worker processes
+    give exactly the single-process batches, in order."""
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        n = int(rng.integers(1, 40))
+        bs = int(rng.integers(1, 9))
+        drop = bool(rng.integers(0, 2))
+        workers = int(rng.integers(1, 4))
+        prefetch = int(rng.integers(1, 4))
+        ds = TensorDataset(ember.arange(n * 2).reshape(n, 2), ember.arange(n))
+        sampler = [int(i) for i in rng.integers(0, n, int(rng.integers(1, 30)))]
+        for kwargs in ({}, {"sampler": sampler}):
+            one = [[t.tolist() for t in b] for b in DataLoader(ds, batch_size=bs, drop_last=drop,
+                                                               **kwargs)]
+            many = [[t.tolist() for t in b] for b in DataLoader(
+                ds, batch_size=bs, drop_last=drop, num_workers=workers,
+                prefetch_factor=prefetch, **kwargs)]
+            assert many == one, (n, bs, drop, workers, prefetch, kwargs)
+        streamed = sorted(v for b in DataLoader(Stream(n), batch_size=bs, num_workers=workers)
+                          for v in b.tolist())
+        assert streamed == list(range(n))

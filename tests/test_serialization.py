@@ -493,3 +493,62 @@ def test_whole_model_loads_with_weights_only_once_its_classes_are_allowed():
     loaded.eval()
     x = ember.randint(0, 10, (5, 2))
     np.testing.assert_array_equal(loaded(x).detach().numpy(), model(x).detach().numpy())
+
+
+def _random_views(rng):
+    """The same random chain of view ops (slices with steps, permutes, indexing) applied
+    to an ember and a torch base: yields (ember view, torch view) pairs."""
+    ops = []
+    for _ in range(rng.integers(1, 4)):
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            ops.append(("slice", int(rng.integers(0, 3)), int(rng.integers(1, 3))))
+        elif kind == 1:
+            ops.append(("permute", int(rng.integers(0, 1000)), 0))
+        else:
+            ops.append(("index", int(rng.integers(0, 2)), 0))
+
+    def apply(t):
+        for op, a, b in ops:
+            if t.ndim == 0:
+                break
+            if op == "slice":
+                t = t[a % t.shape[0]::b]
+            elif op == "permute":
+                order = list(np.random.default_rng(a).permutation(t.ndim))
+                t = t.permute(*order)
+            elif t.shape[0] > 0:
+                t = t[a % t.shape[0]]
+        return t
+    return apply
+
+
+def test_fuzz_views_and_dtypes_both_ways(tmp_path):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    dtypes = ["float32", "float64", "int64", "int32", "bool"]
+    for case in range(25):
+        shape = tuple(int(n) for n in rng.integers(2, 5, rng.integers(1, 4)))
+        name = dtypes[case % len(dtypes)]
+        data = (rng.standard_normal(shape) * 10).astype(name)
+        views = [_random_views(rng) for _ in range(3)]
+        tbase = torch.tensor(data)
+        ebase = ember.tensor(data)
+        tsd = {"base": tbase, **{f"v{i}": f(tbase) for i, f in enumerate(views)}}
+        esd = {"base": ebase, **{f"v{i}": f(ebase) for i, f in enumerate(views)}}
+        for k in tsd:
+            np.testing.assert_array_equal(esd[k].numpy(), tsd[k].numpy())
+        # torch -> ember, and ember -> torch; then write the base and read every view.
+        torch.save(tsd, tmp_path / "t.pt")
+        ember.save(esd, tmp_path / "e.pt")
+        from_torch = ember.load(tmp_path / "t.pt")
+        from_ember = torch.load(tmp_path / "e.pt")
+        fill = np.arange(np.prod(shape)).reshape(shape).astype(name)
+        from_torch["base"][...] = ember.tensor(fill)
+        from_ember["base"][...] = torch.tensor(fill)
+        expected = {k: f(torch.tensor(fill)).numpy() for k, f in
+                    zip([f"v{i}" for i in range(3)], views)}
+        for k, want in expected.items():
+            np.testing.assert_array_equal(from_torch[k].numpy(), want, err_msg=f"{case} {k}")
+            np.testing.assert_array_equal(from_ember[k].numpy(), want, err_msg=f"{case} {k}")
+            assert str(from_torch[k].dtype) == f"ember.{name}"
