@@ -11,8 +11,9 @@ from ember.utils.data.dataset import (ChainDataset, ConcatDataset, Dataset, Iter
                                       Subset, TensorDataset, random_split)
 from ember.utils.data.sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
                                       SubsetRandomSampler, WeightedRandomSampler)
+from ember.utils.data.distributed import DistributedSampler
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset",
            "ChainDataset", "random_split", "Sampler", "SequentialSampler", "RandomSampler",
-           "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler", "DataLoader",
+           "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler", "DistributedSampler", "DataLoader",
            "default_collate", "default_convert", "get_worker_info", "WorkerInfo"]

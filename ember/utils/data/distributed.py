@@ -6,8 +6,10 @@ from typing import Iterator
 
 import numpy as np
 
+from ember.utils.data.sampler import Sampler
 
-class DistributedSampler:
+
+class DistributedSampler(Sampler):
     """Indices of ``dataset`` for rank ``rank`` of ``num_replicas`` (by default the
     process group's): every rank gets ``len(sampler)`` indices, disjoint across ranks,
     padded by repeating the first indices (or cut with ``drop_last=True``) so all ranks
