@@ -274,6 +274,9 @@ def test_bernoulli_exponential_random_distributions():
     assert b.dtype is ember.float32
     np.testing.assert_allclose(b.numpy().mean(0), [0.0, 0.25, 1.0], atol=0.01)
     assert ember.bernoulli(ember.full((3,), 0.5), 0.0).numpy().tolist() == [0, 0, 0]
+    # a bfloat16 tensor's flips are drawn in float32: p = 0.999 is not rounded up to 1
+    hb = ember.zeros(100000, dtype=ember.bfloat16).bernoulli_(0.999, generator=g)
+    assert hb.dtype is ember.bfloat16 and 0.998 < hb.float().numpy().mean() < 0.9995
     i = ember.zeros(20000, dtype=ember.int64).bernoulli_(0.5, generator=g)
     assert i.dtype is ember.int64 and abs(i.numpy().mean() - 0.5) < 0.02
     with pytest.raises(RuntimeError):
