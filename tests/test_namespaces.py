@@ -360,3 +360,13 @@ def test_cuda_grad_scaler_without_gpu_disables_itself():
     es.step(opt)
     es.update()
     np.testing.assert_array_equal(to_np(p), [0.0, 0.0])
+
+
+def test_cuda_capability_queries():
+    torch = _torch()
+    if not ember.cuda.is_available():
+        assert ember.cuda.is_bf16_supported() == torch.cuda.is_bf16_supported() == False  # noqa: E712
+    from cupy_standin import installed
+    with installed():   # the stand-in reports compute capability 9.0
+        assert ember.cuda.get_device_capability() == (9, 0)
+        assert ember.cuda.is_bf16_supported()
