@@ -152,6 +152,13 @@ def test_fork_rng_restores_the_stream():
         ember.manual_seed(99)
         ember.rand(100)
     assert np.array_equal(ember.rand(4).numpy(), a)
+    # CUDA generators named by index, string or device are put back too (no GPU needed)
+    ember.cuda.manual_seed(5)
+    before = ember.cuda.get_rng_state().numpy()
+    for devices in ([0], ["cuda:0"], [ember.device("cuda")]):
+        with ember.random.fork_rng(devices=devices):
+            ember.cuda.manual_seed(77)
+        assert np.array_equal(ember.cuda.get_rng_state().numpy(), before)
     ember.manual_seed(3)
     with ember.random.fork_rng(enabled=False):   # then the draws inside do count
         ember.rand(1)
