@@ -168,6 +168,13 @@ def _autocast_cases(m):
         "softmax": lambda: x.softmax(-1),
         "float64_matmul": lambda: x.double() @ w.double().t(),
         "matmul_then_add": lambda: (x @ w.t()) + b,
+        # the losses PyTorch's autocast computes in float32
+        "cross_entropy": lambda: fn.cross_entropy(x @ w.t(), m.tensor([0, 1, 1])),
+        "nll_loss": lambda: fn.nll_loss((x @ w.t()).log_softmax(-1), m.tensor([1, 0, 1])),
+        "mse_loss": lambda: fn.mse_loss(x @ w.t(), m.zeros(3, 2)),
+        "l1_loss": lambda: fn.l1_loss(x @ w.t(), m.ones(3, 2)),
+        "bce_logits": lambda: fn.binary_cross_entropy_with_logits(x @ w.t(), m.ones(3, 2) * 0.5),
+        "bce": lambda: fn.binary_cross_entropy((x @ w.t()).sigmoid(), m.ones(3, 2) * 0.5),
     }
 
 
