@@ -465,3 +465,16 @@ def test_compiled_cuda_draws_equal_eager_with_the_standin():
         compiled = [to_np(cf(x)) for _ in range(4)]
         assert all(np.array_equal(a, b) for a, b in zip(eager, compiled))
         assert not cf.stats()["fallbacks"] and cf.stats()["eager_calls"] == 0
+
+
+@pytest.mark.parametrize("init", ["uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_",
+                                  "xavier_uniform_", "xavier_normal_"])
+def test_nn_init_uses_the_generator(init):
+    fn = getattr(ember.nn.init, init)
+    ember.manual_seed(0)
+    d = ember.rand(3).numpy()
+    ember.manual_seed(0)
+    a = fn(ember.empty(4, 5), generator=ember.Generator().manual_seed(1)).numpy()
+    b = fn(ember.empty(4, 5), generator=ember.Generator().manual_seed(1)).numpy()
+    assert np.array_equal(a, b)
+    assert np.array_equal(ember.rand(3).numpy(), d)   # the default stream was not used
