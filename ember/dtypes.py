@@ -281,7 +281,8 @@ class iinfo:
         if d.category != 1:
             raise TypeError(f"{d} is not supported by ember.iinfo")
         info = np.iinfo(d.np)
-        self.bits, self.max, self.min, self.dtype = int(info.bits), int(info.max), int(info.min), d.name
+        self.bits, self.max, self.min = int(info.bits), int(info.max), int(info.min)
+        self.dtype = d.name
 
     def __repr__(self) -> str:
         return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"

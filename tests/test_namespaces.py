@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import ember
-import ember.nn.functional as F
 from conftest import to_np
 
 
@@ -225,7 +224,8 @@ def test_autocast_decorator_and_errors():
         warnings.simplefilter("always")
         with torch.autocast("cpu", dtype=torch.float32):
             pass
-    assert ew and tw and "not supported" in str(ew[0].message) and "not supported" in str(tw[0].message)
+    assert ew and tw
+    assert "not supported" in str(ew[0].message) and "not supported" in str(tw[0].message)
 
 
 def test_cuda_autocast_without_gpu_is_a_documented_no_op():
@@ -372,7 +372,7 @@ def test_cuda_grad_scaler_without_gpu_disables_itself():
 def test_cuda_capability_queries():
     torch = _torch()
     if not ember.cuda.is_available():
-        assert ember.cuda.is_bf16_supported() == torch.cuda.is_bf16_supported() == False  # noqa: E712
+        assert not ember.cuda.is_bf16_supported() and not torch.cuda.is_bf16_supported()
     from cupy_standin import installed
     with installed():   # the stand-in reports compute capability 9.0
         assert ember.cuda.get_device_capability() == (9, 0)

@@ -113,7 +113,8 @@ def test_state_round_trip_and_errors():
     assert np.array_equal(ember.randn(10, generator=h).numpy(), b)
     # the errors PyTorch gives: a non-byte tensor is a TypeError, a wrong size a RuntimeError
     tg = torch.Generator()
-    for bad, err in ((ember.zeros(48), TypeError), (ember.zeros(3, dtype=ember.uint8), RuntimeError)):
+    bad_states = ((ember.zeros(48), TypeError), (ember.zeros(3, dtype=ember.uint8), RuntimeError))
+    for bad, err in bad_states:
         with pytest.raises(err):
             g.set_state(bad)
         with pytest.raises(err):
@@ -403,7 +404,8 @@ def test_compiled_generator_from_closure_and_in_place_fills():
 def test_compiled_training_with_dropout_matches_eager():
     def make():
         ember.manual_seed(0)
-        model = ember.nn.Sequential(ember.nn.Linear(6, 8), ember.nn.Dropout(0.3), ember.nn.Linear(8, 1))
+        nn = ember.nn
+        model = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.3), nn.Linear(8, 1))
         return model, ember.optim.SGD(model.parameters(), lr=0.1)
 
     x, y = ember.randn(16, 6), ember.randn(16, 1)
