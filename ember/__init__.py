@@ -11,7 +11,8 @@ from ember.autograd import (enable_grad, inference_mode, is_grad_enabled,
                             is_inference_mode_enabled, no_grad, set_grad_enabled)
 from ember.dtypes import (bool_ as bool, bfloat16, complex64, complex128, float16, float32,
                           float64, finfo, get_default_dtype, iinfo, int8, int16, int32, int64,
-                          promote_types, set_default_dtype, uint8, DType as dtype)
+                          is_complex, is_floating_point, promote_types, set_default_dtype,
+                          uint8, DType as dtype)
 from ember.errors import OpError
 from ember.functions import *  # noqa: F401,F403
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
@@ -46,15 +47,6 @@ short = int16
 cfloat = complex64
 cdouble = complex128
 
-
-def is_floating_point(input: Tensor) -> bool:
-    """``ember.is_floating_point(t)`` is ``t.is_floating_point()``."""
-    return input.is_floating_point()
-
-
-def is_complex(input: Tensor) -> bool:
-    """``ember.is_complex(t)`` is ``t.is_complex()``."""
-    return input.is_complex()
 
 __version__ = "0.1.0"
 

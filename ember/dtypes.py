@@ -238,6 +238,20 @@ def _combine(higher: DType | None, lower: DType | None) -> DType | None:
     return higher
 
 
+def is_floating_point(input) -> bool:
+    """Is the tensor's dtype a floating one (``ember.is_floating_point(t)``)?
+
+    >>> ember.is_floating_point(ember.ones(2, dtype=ember.bfloat16))
+    True
+    """
+    return input.dtype.is_floating_point
+
+
+def is_complex(input) -> bool:
+    """Is the tensor's dtype a complex one (``ember.is_complex(t)``)?"""
+    return input.dtype.is_complex
+
+
 # ---- finfo / iinfo ------------------------------------------------------------------------
 
 class finfo:
@@ -281,7 +295,8 @@ class iinfo:
         if d.category != 1:
             raise TypeError(f"{d} is not supported by ember.iinfo")
         info = np.iinfo(d.np)
-        self.bits, self.max, self.min, self.dtype = int(info.bits), int(info.max), int(info.min), d.name
+        self.bits, self.max, self.min = int(info.bits), int(info.max), int(info.min)
+        self.dtype = d.name
 
     def __repr__(self) -> str:
         return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"

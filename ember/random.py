@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 
 from ember.ops import random as _random
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
+from ember.runtime.device import as_device
 
 __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
            "get_rng_state", "set_rng_state", "fork_rng"]
@@ -44,7 +45,8 @@ def fork_rng(devices: Iterable | None = None, enabled: bool = True,
     gens = [default_generator]
     if device_type == "cuda":
         known = dict(_random._cuda_defaults)
-        chosen = known.keys() if devices is None else [getattr(d, "index", d) or 0 for d in devices]
+        chosen = known.keys() if devices is None else [
+            d if isinstance(d, int) else (as_device(d).index or 0) for d in devices]
         gens += [_random.cuda_default(i) for i in chosen]
     saved = [(g, g._snapshot()) for g in gens]
     cuda_seed = _random._cuda_seed

@@ -61,7 +61,7 @@ def bernoulli(input: Tensor, p: float | None = None, *, generator=None) -> Tenso
     tensor([0., 1.])
     """
     probs = input.detach() if p is None else p
-    return (rand_like(input, dtype=_float_of(input), generator=generator) < probs).to(input.dtype)
+    return (rand_like(input, dtype=_draw_dtype(input), generator=generator) < probs).to(input.dtype)
 
 
 def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None,
@@ -89,6 +89,12 @@ def _float_of(t: Tensor):
     return t.dtype if (t.is_floating_point() or t.is_complex()) else dtypes.get_default_dtype()
 
 
+def _draw_dtype(t: Tensor):
+    """What a coin flip compares in: float32 at least (a bfloat16 uniform has only 256
+    values, which would round every probability to a multiple of 1/256)."""
+    return dtypes.float64 if t.dtype is dtypes.float64 else dtypes.float32
+
+
 # ---- in-place fills (Tensor methods) -----------------------------------------------------
 
 def bernoulli_(self: Tensor, p=0.5, *, generator=None) -> Tensor:
@@ -97,7 +103,7 @@ def bernoulli_(self: Tensor, p=0.5, *, generator=None) -> Tensor:
         p = p.detach().to(self.device)
     elif not 0 <= p <= 1:
         raise RuntimeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
-    return self._inplace(lambda s: rand_like(s, dtype=_float_of(s), generator=generator) < p,
+    return self._inplace(lambda s: rand_like(s, dtype=_draw_dtype(s), generator=generator) < p,
                          (), "bernoulli_", cast=True)
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import ember
-import ember.nn.functional as F
 from conftest import to_np
 
 
@@ -168,6 +167,13 @@ def _autocast_cases(m):
         "softmax": lambda: x.softmax(-1),
         "float64_matmul": lambda: x.double() @ w.double().t(),
         "matmul_then_add": lambda: (x @ w.t()) + b,
+        # the losses PyTorch's autocast computes in float32
+        "cross_entropy": lambda: fn.cross_entropy(x @ w.t(), m.tensor([0, 1, 1])),
+        "nll_loss": lambda: fn.nll_loss((x @ w.t()).log_softmax(-1), m.tensor([1, 0, 1])),
+        "mse_loss": lambda: fn.mse_loss(x @ w.t(), m.zeros(3, 2)),
+        "l1_loss": lambda: fn.l1_loss(x @ w.t(), m.ones(3, 2)),
+        "bce_logits": lambda: fn.binary_cross_entropy_with_logits(x @ w.t(), m.ones(3, 2) * 0.5),
+        "bce": lambda: fn.binary_cross_entropy((x @ w.t()).sigmoid(), m.ones(3, 2) * 0.5),
     }
 
 
@@ -218,7 +224,8 @@ def test_autocast_decorator_and_errors():
         warnings.simplefilter("always")
         with torch.autocast("cpu", dtype=torch.float32):
             pass
-    assert ew and tw and "not supported" in str(ew[0].message) and "not supported" in str(tw[0].message)
+    assert ew and tw
+    assert "not supported" in str(ew[0].message) and "not supported" in str(tw[0].message)
 
 
 def test_cuda_autocast_without_gpu_is_a_documented_no_op():
@@ -360,3 +367,13 @@ def test_cuda_grad_scaler_without_gpu_disables_itself():
     es.step(opt)
     es.update()
     np.testing.assert_array_equal(to_np(p), [0.0, 0.0])
+
+
+def test_cuda_capability_queries():
+    torch = _torch()
+    if not ember.cuda.is_available():
+        assert not ember.cuda.is_bf16_supported() and not torch.cuda.is_bf16_supported()
+    from cupy_standin import installed
+    with installed():   # the stand-in reports compute capability 9.0
+        assert ember.cuda.get_device_capability() == (9, 0)
+        assert ember.cuda.is_bf16_supported()

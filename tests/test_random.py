@@ -113,7 +113,8 @@ def test_state_round_trip_and_errors():
     assert np.array_equal(ember.randn(10, generator=h).numpy(), b)
     # the errors PyTorch gives: a non-byte tensor is a TypeError, a wrong size a RuntimeError
     tg = torch.Generator()
-    for bad, err in ((ember.zeros(48), TypeError), (ember.zeros(3, dtype=ember.uint8), RuntimeError)):
+    bad_states = ((ember.zeros(48), TypeError), (ember.zeros(3, dtype=ember.uint8), RuntimeError))
+    for bad, err in bad_states:
         with pytest.raises(err):
             g.set_state(bad)
         with pytest.raises(err):
@@ -152,6 +153,13 @@ def test_fork_rng_restores_the_stream():
         ember.manual_seed(99)
         ember.rand(100)
     assert np.array_equal(ember.rand(4).numpy(), a)
+    # CUDA generators named by index, string or device are put back too (no GPU needed)
+    ember.cuda.manual_seed(5)
+    before = ember.cuda.get_rng_state().numpy()
+    for devices in ([0], ["cuda:0"], [ember.device("cuda")]):
+        with ember.random.fork_rng(devices=devices):
+            ember.cuda.manual_seed(77)
+        assert np.array_equal(ember.cuda.get_rng_state().numpy(), before)
     ember.manual_seed(3)
     with ember.random.fork_rng(enabled=False):   # then the draws inside do count
         ember.rand(1)
@@ -274,6 +282,9 @@ def test_bernoulli_exponential_random_distributions():
     assert b.dtype is ember.float32
     np.testing.assert_allclose(b.numpy().mean(0), [0.0, 0.25, 1.0], atol=0.01)
     assert ember.bernoulli(ember.full((3,), 0.5), 0.0).numpy().tolist() == [0, 0, 0]
+    # a bfloat16 tensor's flips are drawn in float32: p = 0.999 is not rounded up to 1
+    hb = ember.zeros(100000, dtype=ember.bfloat16).bernoulli_(0.999, generator=g)
+    assert hb.dtype is ember.bfloat16 and 0.998 < hb.float().numpy().mean() < 0.9995
     i = ember.zeros(20000, dtype=ember.int64).bernoulli_(0.5, generator=g)
     assert i.dtype is ember.int64 and abs(i.numpy().mean() - 0.5) < 0.02
     with pytest.raises(RuntimeError):
@@ -393,7 +404,8 @@ def test_compiled_generator_from_closure_and_in_place_fills():
 def test_compiled_training_with_dropout_matches_eager():
     def make():
         ember.manual_seed(0)
-        model = ember.nn.Sequential(ember.nn.Linear(6, 8), ember.nn.Dropout(0.3), ember.nn.Linear(8, 1))
+        nn = ember.nn
+        model = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.3), nn.Linear(8, 1))
         return model, ember.optim.SGD(model.parameters(), lr=0.1)
 
     x, y = ember.randn(16, 6), ember.randn(16, 1)
@@ -455,3 +467,16 @@ def test_compiled_cuda_draws_equal_eager_with_the_standin():
         compiled = [to_np(cf(x)) for _ in range(4)]
         assert all(np.array_equal(a, b) for a, b in zip(eager, compiled))
         assert not cf.stats()["fallbacks"] and cf.stats()["eager_calls"] == 0
+
+
+@pytest.mark.parametrize("init", ["uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_",
+                                  "xavier_uniform_", "xavier_normal_"])
+def test_nn_init_uses_the_generator(init):
+    fn = getattr(ember.nn.init, init)
+    ember.manual_seed(0)
+    d = ember.rand(3).numpy()
+    ember.manual_seed(0)
+    a = fn(ember.empty(4, 5), generator=ember.Generator().manual_seed(1)).numpy()
+    b = fn(ember.empty(4, 5), generator=ember.Generator().manual_seed(1)).numpy()
+    assert np.array_equal(a, b)
+    assert np.array_equal(ember.rand(3).numpy(), d)   # the default stream was not used

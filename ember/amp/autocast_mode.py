@@ -2,8 +2,11 @@
 
 Inside ``autocast(device_type, dtype)`` the operands of matmul, ``mm``, ``bmm``,
 ``F.linear`` and ``F.conv2d`` that live on ``device_type`` and are float32 (or float16 /
-bfloat16) are cast to ``dtype`` first, so these ops return ``dtype``; other ops run in
-their inputs' types. Gradients flow back through the casts to float32 weights.
+bfloat16) are cast to ``dtype`` first, so these ops return ``dtype``. The losses PyTorch
+runs in float32 (``cross_entropy``, ``nll_loss``, ``mse_loss``, ``l1_loss``,
+``binary_cross_entropy`` and its ``_with_logits`` form) take float32 copies of float16 /
+bfloat16 arguments; other ops run in their inputs' types. Gradients flow back through
+the casts to float32 weights.
 
 On the CPU the default dtype is bfloat16 (float16 is allowed too), as in PyTorch. On
 CUDA it is float16; without a GPU, ``autocast("cuda")`` warns and does nothing, as

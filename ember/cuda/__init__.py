@@ -40,6 +40,21 @@ def get_device_name(device=None) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
+def get_device_capability(device=None) -> tuple[int, int]:
+    """The GPU's compute capability, e.g. ``(9, 0)`` for an H100."""
+    cp, index = _cupy(device)
+    cc = cp.cuda.Device(index).compute_capability   # "90"
+    return int(cc[:-1]), int(cc[-1])
+
+
+def is_bf16_supported(including_emulation: bool = True) -> bool:
+    """Does the GPU compute in bfloat16 (compute capability 8.0 or newer)? False
+    without a GPU, as in PyTorch."""
+    if not is_available():
+        return False
+    return get_device_capability()[0] >= 8
+
+
 # ---- random numbers: the CUDA default generators ----------------------------------------
 # As in PyTorch, seeding needs no GPU (the seed is kept for when one is used).
 

@@ -15,6 +15,7 @@ import math
 from typing import Sequence
 
 from ember import dtypes
+from ember.amp import state as _amp
 from ember.autograd import no_grad
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str, type_name
@@ -413,6 +414,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
 
 # ---- losses ----------------------------------------------------------------------------
 
+@_amp.fp32_op   # float32 inside autocast, as PyTorch
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                   size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -481,6 +483,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return dispatch("one_hot", tensor, num_classes=int(num_classes))
 
 
+@_amp.fp32_op   # float32 inside autocast, as PyTorch
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
              ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities [N, C, ...] at class indices [N, ...].
@@ -527,6 +530,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     return loss.sum() / w.sum()
 
 
+@_amp.fp32_op   # float32 inside autocast, as PyTorch
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
              reduction: str = "mean") -> Tensor:
     """Mean (or sum) of squared differences.
@@ -541,6 +545,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
     return _reduce(diff * diff, reduction)
 
 
+@_amp.fp32_op   # float32 inside autocast, as PyTorch
 def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
             reduction: str = "mean") -> Tensor:
     """Mean (or sum) of absolute differences.
@@ -554,6 +559,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
     return _reduce((input - target).abs(), reduction)
 
 
+@_amp.fp32_op   # float32 inside autocast, as PyTorch
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
                          size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
     """-(t log p + (1 - t) log(1 - p)) for probabilities ``input``; logs clamp at -100 as
@@ -577,6 +583,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return _reduce(loss, reduction)
 
 
+@_amp.fp32_op   # float32 inside autocast, as PyTorch
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
                                      size_average=None, reduce=None, reduction: str = "mean",
                                      pos_weight: Tensor | None = None) -> Tensor:

@@ -96,7 +96,7 @@ class Generator:
             raise TypeError("RNG state must be a ember.ByteTensor (a uint8 tensor)")
         _untraceable("set_state")
         raw = new_state.detach().cpu().numpy().tobytes()
-        size = 48 if self.device.type == "cpu" else 16
+        size = sum(n for _, n in (_CPU_LAYOUT if self.device.type == "cpu" else _CUDA_LAYOUT))
         if len(raw) != size:
             raise RuntimeError(f"Expected a {self.device.type} generator state of size {size} "
                                f"but found the input RNG state size to be {len(raw)}")
@@ -107,24 +107,22 @@ class Generator:
         e = self.engine()
         if self.device.type == "cpu":
             s = e.bit_generator.state
-            return (s["state"]["state"].to_bytes(16, "little") + s["state"]["inc"].to_bytes(16, "little")
-                    + int(s["has_uint32"]).to_bytes(4, "little")
-                    + int(s["uinteger"]).to_bytes(4, "little") + self._seed.to_bytes(8, "little"))
-        return e.seed.to_bytes(8, "little") + e.draws.to_bytes(8, "little")
+            return _pack(_CPU_LAYOUT, state=s["state"]["state"], inc=s["state"]["inc"],
+                         has_uint32=s["has_uint32"], uinteger=s["uinteger"], seed=self._seed)
+        return _pack(_CUDA_LAYOUT, seed=e.seed, draws=e.draws)
 
     def _set_state_bytes(self, raw: bytes) -> None:
-        num = int.from_bytes
         if self.device.type == "cpu":
-            self._seed = num(raw[40:48], "little")
+            v = _unpack(_CPU_LAYOUT, raw)
             bg = np.random.PCG64()
             bg.state = {"bit_generator": "PCG64",
-                        "state": {"state": num(raw[0:16], "little"), "inc": num(raw[16:32], "little")},
-                        "has_uint32": num(raw[32:36], "little"), "uinteger": num(raw[36:40], "little")}
-            self._engine = np.random.Generator(bg)
+                        "state": {"state": v["state"], "inc": v["inc"]},
+                        "has_uint32": v["has_uint32"], "uinteger": v["uinteger"]}
+            self._seed, self._engine = v["seed"], np.random.Generator(bg)
         else:
-            self._seed = num(raw[0:8], "little")
-            self._engine = None
-            self.engine().draws = num(raw[8:16], "little")
+            v = _unpack(_CUDA_LAYOUT, raw)
+            self._seed, self._engine = v["seed"], None
+            self.engine().draws = v["draws"]
 
     # ---- drawing ------------------------------------------------------------------------
     def engine(self):
@@ -158,6 +156,25 @@ class Generator:
 
     def __reduce__(self):  # pickles with its state (DataLoader workers, checkpoints)
         return (_rebuild, (str(self.device), self._state_bytes()))
+
+
+# State layouts (little-endian fields and their bytes). CPU, 48 bytes: NumPy's PCG64
+# state and increment, its cached 32-bit half, and the seed. CUDA, 16 bytes, as PyTorch's:
+# the seed and the number of draws (Philox's offset).
+_CPU_LAYOUT = (("state", 16), ("inc", 16), ("has_uint32", 4), ("uinteger", 4), ("seed", 8))
+_CUDA_LAYOUT = (("seed", 8), ("draws", 8))
+
+
+def _pack(layout, **values) -> bytes:
+    return b"".join(int(values[name]).to_bytes(size, "little") for name, size in layout)
+
+
+def _unpack(layout, raw: bytes) -> dict:
+    out, at = {}, 0
+    for name, size in layout:
+        out[name] = int.from_bytes(raw[at:at + size], "little")
+        at += size
+    return out
 
 
 def _untraceable(what: str) -> None:

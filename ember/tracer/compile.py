@@ -1012,13 +1012,21 @@ class _Stale(Exception):
     """A captured input the plan was built for is gone or changed layout."""
 
 
+# The first-run check's tolerance per type: float16/bfloat16 results of float32 kernels
+# may round one ulp (2**-10, 2**-7 relative) away from NumPy's.
+_CHECK_TOL = {"float16": 2e-3, "bfloat16": 2e-2, "float32": 1e-4, "float64": 1e-9,
+              "complex64": 1e-4, "complex128": 1e-9}
+
+
 def _close(a, b) -> bool:
     a, b = (np.asarray(x.get() if hasattr(x, "__cuda_array_interface__") else x)
             for x in (a, b))   # CuPy arrays come to the host to be compared
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    if a.dtype.kind == "f":
-        tol = 1e-4 if a.dtype == np.float32 else 1e-9
+    tol = _CHECK_TOL.get(a.dtype.name)
+    if tol is not None:
+        if a.dtype.kind == "V":   # bfloat16 (ml_dtypes): compared as float32
+            a, b = a.astype(np.float32), b.astype(np.float32)
         return bool(np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
     return bool(np.array_equal(a, b))
 
