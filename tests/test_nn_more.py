@@ -792,3 +792,17 @@ def test_compiled_embedding_options_equal_eager(kwargs):
         np.testing.assert_allclose(ce.weight.detach().numpy(), ee.weight.detach().numpy(),
                                    rtol=1e-6)
         np.testing.assert_allclose(ce.weight.grad.numpy(), ee.weight.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"scale_factor": 1.7, "mode": "bilinear"},
+                                    {"scale_factor": (0.6, 2.9), "mode": "bilinear"},
+                                    {"scale_factor": 2.3}, {"size": (3, 11),
+                                                            "mode": "nearest-exact"}])
+def test_interpolate_float32_picks_torchs_pixels(kwargs):
+    # float32: the same source pixels (nearest) and weights to float32 rounding (linear)
+    x = RNG.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    a = F.interpolate(ember.tensor(x), **kwargs).numpy()
+    b = torch.nn.functional.interpolate(torch.tensor(x), **kwargs).numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=3e-6)
+    if "mode" not in kwargs or kwargs["mode"].startswith("nearest"):
+        np.testing.assert_array_equal(a, b)

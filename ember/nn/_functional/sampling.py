@@ -212,7 +212,7 @@ def _linear_taps(n_in: int, n_out: int, scale, align_corners: bool, ftype):
         src = dst * ftype((n_in - 1) / (n_out - 1) if n_out > 1 else 0)
     else:
         if scale is not None and scale > 0:
-            s = ftype(1.0) / ftype(scale)
+            s = ftype(1.0 / scale)       # 1/scale in double, then cast, as PyTorch
         else:
             s = ftype(n_in) / ftype(n_out)
         src = np.maximum(s * (dst + ftype(0.5)) - ftype(0.5), ftype(0))
