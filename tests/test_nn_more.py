@@ -806,3 +806,15 @@ def test_interpolate_float32_picks_torchs_pixels(kwargs):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=3e-6)
     if "mode" not in kwargs or kwargs["mode"].startswith("nearest"):
         np.testing.assert_array_equal(a, b)
+
+
+def test_init_private_helpers_and_deprecated_names():
+    w = ember.empty(6, 4, 3)
+    assert nn.init._calculate_correct_fan(w, "fan_out") == torch.nn.init._calculate_correct_fan(
+        torch.empty(6, 4, 3), "fan_out") == 18
+    assert nn.init._no_grad_fill_(w, 2.0).numpy().max() == 2.0
+    with pytest.warns(FutureWarning, match="nn.init.constant_"):
+        nn.init.constant(w, 1.0)
+    assert w.numpy().min() == 1.0
+    with pytest.warns(FutureWarning, match="nn.init.xavier_uniform_"):
+        nn.init.xavier_uniform(ember.empty(3, 3))
