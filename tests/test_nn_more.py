@@ -251,6 +251,9 @@ INTERP = [
     ({"size": (3, 5), "mode": "nearest-exact"}, (1, 2, 4, 7)),
     ({"size": (3, 4, 5), "mode": "trilinear"}, (1, 1, 2, 3, 4)),
     ({"size": (3, 2), "mode": "area"}, (1, 2, 7, 5)),
+    ({"scale_factor": 1.7, "mode": "bicubic"}, (1, 2, 5, 7)),
+    ({"size": (9, 4), "mode": "bicubic", "align_corners": True}, (2, 1, 5, 7)),
+    ({"size": (2, 3), "mode": "bicubic"}, (1, 1, 5, 7)),
 ]
 
 
@@ -278,6 +281,8 @@ def test_upsample_modules():
         F.interpolate(ember.zeros(1, 1, 2, 2), size=3, align_corners=True)
     with pytest.raises(NotImplementedError, match="bilinear mode needs 4D input"):
         F.interpolate(ember.zeros(1, 1, 2), size=3, mode="bilinear")
+    with pytest.raises(NotImplementedError, match="bicubic mode needs 4D input"):
+        F.interpolate(ember.zeros(1, 1, 2), size=3, mode="bicubic")
 
 
 @pytest.mark.parametrize("pad,mode", [((1, 2), "constant"), ((1, 1, 2, 0), "constant"),
