@@ -824,3 +824,18 @@ def test_init_private_helpers_and_deprecated_names():
     assert w.numpy().min() == 1.0
     with pytest.warns(FutureWarning, match="nn.init.xavier_uniform_"):
         nn.init.xavier_uniform(ember.empty(3, 3))
+
+
+@pytest.mark.parametrize("name,args,shape", [
+    ("MaxPool1d", (3,), (2, 3, 10)), ("MaxPool1d", (3, 2, 1), (2, 3, 9)),
+    ("MaxPool1d", (2, 1, 0, 2), (3, 8)), ("AvgPool1d", (2,), (2, 3, 9)),
+    ("AvgPool1d", (3, 2, 1), (2, 3, 9)), ("AvgPool1d", (3, 2, 1, False, False), (2, 3, 8)),
+    ("AdaptiveAvgPool1d", (4,), (2, 3, 10)), ("AdaptiveAvgPool1d", (1,), (3, 7)),
+    ("AdaptiveMaxPool1d", (3,), (2, 3, 10)), ("AdaptiveMaxPool2d", ((2, 3),), (2, 3, 7, 8)),
+    ("AdaptiveMaxPool2d", (1,), (3, 5, 5)), ("AdaptiveMaxPool2d", ((None, 2),), (1, 2, 4, 6)),
+])
+def test_pooling_1d_and_adaptive_max_match_torch(name, args, shape):
+    tm, em = getattr(torch.nn, name)(*args), getattr(nn, name)(*args)
+    assert repr(em) == repr(tm)
+    _compare_fn(tm, em, [RNG.standard_normal(shape)])
+    assert getattr(ember.nn.modules.pooling, name) is getattr(nn, name)
