@@ -839,3 +839,55 @@ def test_pooling_1d_and_adaptive_max_match_torch(name, args, shape):
     assert repr(em) == repr(tm)
     _compare_fn(tm, em, [RNG.standard_normal(shape)])
     assert getattr(ember.nn.modules.pooling, name) is getattr(nn, name)
+
+
+@pytest.mark.parametrize("args,kwargs,shape", [((4,), {}, (2, 3, 4)),
+                                               (([3, 4],), {"eps": 1e-6}, (2, 3, 4)),
+                                               ((5,), {"elementwise_affine": False}, (7, 5))])
+def test_rmsnorm_matches_torch(args, kwargs, shape):
+    tm, em = _pair_modules("RMSNorm", *args, **kwargs)
+    if tm.weight is not None:
+        with torch.no_grad():
+            tm.weight.uniform_(0.5, 1.5)
+        em.load_state_dict({k: ember.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    assert repr(em) == repr(tm)
+    _compare_fn(tm, em, [RNG.standard_normal(shape)])
+    x = RNG.standard_normal(shape).astype(np.float32)   # default eps: float32's epsilon
+    norm_shape = tuple(args[0]) if isinstance(args[0], list) else (args[0],)
+    np.testing.assert_allclose(F.rms_norm(ember.tensor(x), norm_shape).numpy(),
+                               torch.nn.functional.rms_norm(torch.tensor(x), norm_shape).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 3D input")
+@pytest.mark.parametrize("name,shape", [("Dropout1d", (8, 16, 5)), ("Dropout2d", (8, 16, 3, 3)),
+                                        ("Dropout3d", (4, 16, 2, 2, 2)),
+                                        ("Dropout2d", (16, 3, 3))])
+def test_channel_dropout_drops_whole_channels(name, shape):
+    m = getattr(nn, name)(0.4)
+    assert repr(m) == repr(getattr(torch.nn, name)(0.4))
+    x = ember.ones(*shape)
+    y = m(x).numpy()
+    # (a 3-D input to Dropout2d is read as [N, C, L], as PyTorch does, with its warning)
+    chan = y.reshape(shape[0], shape[1], -1)
+    for c in chan.reshape(-1, chan.shape[-1]):
+        assert set(np.unique(c)) <= {0.0, np.float32(1 / 0.6)} and len(np.unique(c)) == 1
+    dropped = (chan[..., 0] == 0).mean()
+    assert 0.15 < dropped < 0.65
+    m.eval()
+    assert m(x) is x
+    with pytest.raises(ember.OpError, match="Expected"):
+        getattr(nn, name)(0.4)(ember.ones(2))
+
+
+def test_alpha_dropout_keeps_mean_and_variance():
+    ember.manual_seed(0)
+    x = ember.randn(200000)
+    for m in (nn.AlphaDropout(0.2), nn.FeatureAlphaDropout(0.2)):
+        inp = x.reshape(2000, 100, 1) if isinstance(m, nn.FeatureAlphaDropout) else x
+        y = m(inp).numpy()
+        assert abs(y.mean()) < 0.02 and abs(y.std() - 1.0) < 0.02
+        m.eval()
+        assert m(inp) is inp
+    with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
+        F.alpha_dropout(x, 1.5, True)

@@ -25,7 +25,7 @@ _LAYOUT = {
     "flatten": ([flatten], []),
     "loss": ([loss], ["_Loss", "_WeightedLoss"]),
     "batchnorm": ([], [(norm, "BatchNorm1d"), (norm, "BatchNorm2d"), (norm, "_BatchNorm")]),
-    "normalization": ([], [(norm, "LayerNorm"), (norm, "GroupNorm")]),
+    "normalization": ([], [(norm, "LayerNorm"), (norm, "GroupNorm"), (norm, "RMSNorm")]),
     "pooling": ([], [(pooling, n) for n in ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
                                             "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
                                             "AdaptiveMaxPool1d", "AdaptiveMaxPool2d")]),
