@@ -215,9 +215,11 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
             return
         raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
     grads: dict[int, Tensor] = {id(node): grad}
-    hooked: dict[int, list] = {}  # leaves with hooks: summed first, hooked once, as PyTorch
+    # Leaves with hooks: summed first, hooked once, as PyTorch; and retained non-leaves
+    # whose node has hooks, filled with the gradient after the hooks.
+    hooked: dict[int, list | dict] = {}
     order = _toposort(node)
-    observers = [o for o in backward_observers if o.begin(order)]
+    observers = [o for o in backward_observers if o.begin(order)]  # DDP's reducers
     with (enable_grad() if create_graph else no_grad()):
         for node in order:
             g = grads.pop(id(node), None)
@@ -231,6 +233,8 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
             _check_saved(node)
             if node.hooks:
                 g = hooks.run_hooks(node.hooks, g)
+                for t in hooked.pop(id(node), {}).values():  # retain_grad: the hooked grad
+                    _accumulate(t, g)
             in_grads = node.op.vjp(g, node.out, *node.inputs, **node.attrs)
             for t, child, ig in zip(node.inputs, node.parents, in_grads):
                 if ig is None or child is None:
@@ -240,6 +244,8 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                 if child is True and hooks.LEAF_HOOKS and hooks.leaf_hooks(t) is not None:
                     prev = hooked.setdefault(id(t), [t, None])
                     prev[1] = ig if prev[1] is None else prev[1] + ig
+                elif child is not True and child.hooks and t._retains_grad and t._node is child:
+                    hooked.setdefault(id(child), {})[id(t)] = t
                 elif child is True or (t._retains_grad and t._node is child):
                     _accumulate(t, ig)
                     for o in observers:
@@ -250,10 +256,11 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     grads[key] = ig if prev is None else prev + ig
             if not retain_graph:
                 node.freed = True
-        for t, g in hooked.values():
-            _accumulate(t, hooks.run_leaf_hooks(t, g))
-            for o in observers:
-                o.leaf(t)
+        for entry in hooked.values():
+            if type(entry) is list:   # a leaf with hooks
+                _accumulate(entry[0], hooks.run_leaf_hooks(entry[0], entry[1]))
+                for o in observers:
+                    o.leaf(entry[0])
         for o in observers:
             o.end()
 

@@ -357,3 +357,19 @@ def test_backward_hook_may_return_unchanged_grads_with_several_inputs():
     em._backward_hooks.clear()
     em(y, y, y)[0].sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), y.grad.numpy(), rtol=1e-6)
+
+
+def test_retained_gradient_is_the_hooked_one():
+    def scenario(lib, _):
+        x = _tensor(lib, [1.0, -2.0, 3.0], True)
+        y = x * 2
+        y.retain_grad()
+        y.register_hook(lambda g: g * 2)
+        z = x.exp()
+        z.retain_grad()                              # retained, no hook
+        (y * y + y + z).sum().backward()
+        return y.grad, z.grad, x.grad
+
+    t, e = _both(scenario)
+    for a, b in zip(e, t):
+        _same(a, b)

@@ -251,6 +251,9 @@ INTERP = [
     ({"size": (3, 5), "mode": "nearest-exact"}, (1, 2, 4, 7)),
     ({"size": (3, 4, 5), "mode": "trilinear"}, (1, 1, 2, 3, 4)),
     ({"size": (3, 2), "mode": "area"}, (1, 2, 7, 5)),
+    ({"scale_factor": 1.7, "mode": "bicubic"}, (1, 2, 5, 7)),
+    ({"size": (9, 4), "mode": "bicubic", "align_corners": True}, (2, 1, 5, 7)),
+    ({"size": (2, 3), "mode": "bicubic"}, (1, 1, 5, 7)),
 ]
 
 
@@ -278,6 +281,8 @@ def test_upsample_modules():
         F.interpolate(ember.zeros(1, 1, 2, 2), size=3, align_corners=True)
     with pytest.raises(NotImplementedError, match="bilinear mode needs 4D input"):
         F.interpolate(ember.zeros(1, 1, 2), size=3, mode="bilinear")
+    with pytest.raises(NotImplementedError, match="bicubic mode needs 4D input"):
+        F.interpolate(ember.zeros(1, 1, 2), size=3, mode="bicubic")
 
 
 @pytest.mark.parametrize("pad,mode", [((1, 2), "constant"), ((1, 1, 2, 0), "constant"),
@@ -358,6 +363,7 @@ def test_cross_entropy_matches_torch(smoothing, weighted, ignore, reduction, sha
     x = RNG.standard_normal(shape)
     target = RNG.integers(0, 4, size=(shape[0],) + shape[2:])
     target.flat[0] = ignore if ignore >= 0 else -100
+    target.flat[-1] = 3 - max(ignore, 0) % 4   # never all ignored (a 0/0 mean, in both)
     w = RNG.uniform(0.5, 2, size=4) if weighted else None
     tw, ew = (None, None) if w is None else (torch.tensor(w), ember.tensor(w))
     _compare_fn(lambda a, t: torch.nn.functional.cross_entropy(
@@ -792,3 +798,96 @@ def test_compiled_embedding_options_equal_eager(kwargs):
         np.testing.assert_allclose(ce.weight.detach().numpy(), ee.weight.detach().numpy(),
                                    rtol=1e-6)
         np.testing.assert_allclose(ce.weight.grad.numpy(), ee.weight.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"scale_factor": 1.7, "mode": "bilinear"},
+                                    {"scale_factor": (0.6, 2.9), "mode": "bilinear"},
+                                    {"scale_factor": 2.3}, {"size": (3, 11),
+                                                            "mode": "nearest-exact"}])
+def test_interpolate_float32_picks_torchs_pixels(kwargs):
+    # float32: the same source pixels (nearest) and weights to float32 rounding (linear)
+    x = RNG.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    a = F.interpolate(ember.tensor(x), **kwargs).numpy()
+    b = torch.nn.functional.interpolate(torch.tensor(x), **kwargs).numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=3e-6)
+    if "mode" not in kwargs or kwargs["mode"].startswith("nearest"):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_init_private_helpers_and_deprecated_names():
+    w = ember.empty(6, 4, 3)
+    assert nn.init._calculate_correct_fan(w, "fan_out") == torch.nn.init._calculate_correct_fan(
+        torch.empty(6, 4, 3), "fan_out") == 18
+    assert nn.init._no_grad_fill_(w, 2.0).numpy().max() == 2.0
+    with pytest.warns(FutureWarning, match="nn.init.constant_"):
+        nn.init.constant(w, 1.0)
+    assert w.numpy().min() == 1.0
+    with pytest.warns(FutureWarning, match="nn.init.xavier_uniform_"):
+        nn.init.xavier_uniform(ember.empty(3, 3))
+
+
+@pytest.mark.parametrize("name,args,shape", [
+    ("MaxPool1d", (3,), (2, 3, 10)), ("MaxPool1d", (3, 2, 1), (2, 3, 9)),
+    ("MaxPool1d", (2, 1, 0, 2), (3, 8)), ("AvgPool1d", (2,), (2, 3, 9)),
+    ("AvgPool1d", (3, 2, 1), (2, 3, 9)), ("AvgPool1d", (3, 2, 1, False, False), (2, 3, 8)),
+    ("AdaptiveAvgPool1d", (4,), (2, 3, 10)), ("AdaptiveAvgPool1d", (1,), (3, 7)),
+    ("AdaptiveMaxPool1d", (3,), (2, 3, 10)), ("AdaptiveMaxPool2d", ((2, 3),), (2, 3, 7, 8)),
+    ("AdaptiveMaxPool2d", (1,), (3, 5, 5)), ("AdaptiveMaxPool2d", ((None, 2),), (1, 2, 4, 6)),
+])
+def test_pooling_1d_and_adaptive_max_match_torch(name, args, shape):
+    tm, em = getattr(torch.nn, name)(*args), getattr(nn, name)(*args)
+    assert repr(em) == repr(tm)
+    _compare_fn(tm, em, [RNG.standard_normal(shape)])
+    assert getattr(ember.nn.modules.pooling, name) is getattr(nn, name)
+
+
+@pytest.mark.parametrize("args,kwargs,shape", [((4,), {}, (2, 3, 4)),
+                                               (([3, 4],), {"eps": 1e-6}, (2, 3, 4)),
+                                               ((5,), {"elementwise_affine": False}, (7, 5))])
+def test_rmsnorm_matches_torch(args, kwargs, shape):
+    tm, em = _pair_modules("RMSNorm", *args, **kwargs)
+    if tm.weight is not None:
+        with torch.no_grad():
+            tm.weight.uniform_(0.5, 1.5)
+        em.load_state_dict({k: ember.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    assert repr(em) == repr(tm)
+    _compare_fn(tm, em, [RNG.standard_normal(shape)])
+    x = RNG.standard_normal(shape).astype(np.float32)   # default eps: float32's epsilon
+    norm_shape = tuple(args[0]) if isinstance(args[0], list) else (args[0],)
+    np.testing.assert_allclose(F.rms_norm(ember.tensor(x), norm_shape).numpy(),
+                               torch.nn.functional.rms_norm(torch.tensor(x), norm_shape).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 3D input")
+@pytest.mark.parametrize("name,shape", [("Dropout1d", (8, 16, 5)), ("Dropout2d", (8, 16, 3, 3)),
+                                        ("Dropout3d", (4, 16, 2, 2, 2)),
+                                        ("Dropout2d", (16, 3, 3))])
+def test_channel_dropout_drops_whole_channels(name, shape):
+    m = getattr(nn, name)(0.4)
+    assert repr(m) == repr(getattr(torch.nn, name)(0.4))
+    x = ember.ones(*shape)
+    y = m(x).numpy()
+    # (a 3-D input to Dropout2d is read as [N, C, L], as PyTorch does, with its warning)
+    chan = y.reshape(shape[0], shape[1], -1)
+    for c in chan.reshape(-1, chan.shape[-1]):
+        assert set(np.unique(c)) <= {0.0, np.float32(1 / 0.6)} and len(np.unique(c)) == 1
+    dropped = (chan[..., 0] == 0).mean()
+    assert 0.15 < dropped < 0.65
+    m.eval()
+    assert m(x) is x
+    with pytest.raises(ember.OpError, match="Expected"):
+        getattr(nn, name)(0.4)(ember.ones(2))
+
+
+def test_alpha_dropout_keeps_mean_and_variance():
+    ember.manual_seed(0)
+    x = ember.randn(200000)
+    for m in (nn.AlphaDropout(0.2), nn.FeatureAlphaDropout(0.2)):
+        inp = x.reshape(2000, 100, 1) if isinstance(m, nn.FeatureAlphaDropout) else x
+        y = m(inp).numpy()
+        assert abs(y.mean()) < 0.02 and abs(y.std() - 1.0) < 0.02
+        m.eval()
+        assert m(inp) is inp
+    with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
+        F.alpha_dropout(x, 1.5, True)

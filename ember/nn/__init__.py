@@ -16,7 +16,8 @@ from ember.nn.container import (ModuleDict, ModuleList, ParameterDict, Parameter
                                 Sequential)
 from ember.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from ember.nn.distance import CosineSimilarity, PairwiseDistance
-from ember.nn.dropout import Dropout
+from ember.nn.dropout import (AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d,
+                              FeatureAlphaDropout)
 from ember.nn.flatten import Flatten, Unflatten
 from ember.nn.linear import Identity, Linear
 from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss,
@@ -28,9 +29,10 @@ from ember.nn.padding import (CircularPad1d, CircularPad2d, CircularPad3d, Const
                               ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
                               ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
                               ReplicationPad3d, ZeroPad1d, ZeroPad2d, ZeroPad3d)
-from ember.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
-from ember.nn.pooling import (AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample,
-                              UpsamplingBilinear2d, UpsamplingNearest2d)
+from ember.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
+from ember.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
+                              AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d,
+                              Upsample, UpsamplingBilinear2d, UpsamplingNearest2d)
 from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase
 from ember.nn.sparse import Embedding
 from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
@@ -53,7 +55,9 @@ __all__ = [
     "TransformerDecoderLayer", "CosineSimilarity", "PairwiseDistance", "ConstantPad1d",
     "ConstantPad2d", "ConstantPad3d", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ReflectionPad1d",
     "ReflectionPad2d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad2d",
-    "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d",
+    "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d", "MaxPool1d",
+    "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "RMSNorm",
+    "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
 ]
 
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.

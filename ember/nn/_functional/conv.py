@@ -1,4 +1,4 @@
-"""conv1d, conv_transpose1d/2d and group_norm, composed from registry ops.
+"""conv1d, conv_transpose1d/2d, group_norm and rms_norm, composed from registry ops.
 
 conv1d is conv2d over a height of 1. A transposed convolution is the gradient of a
 convolution with respect to its input: one matmul (weight^T @ x gives every kernel tap's
@@ -15,7 +15,7 @@ from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str
 from ember.tensor import Tensor
 
-__all__ = ["conv1d", "conv_transpose1d", "conv_transpose2d", "group_norm"]
+__all__ = ["conv1d", "conv_transpose1d", "conv_transpose2d", "group_norm", "rms_norm"]
 
 
 def _single(v, name: str = "value") -> int:
@@ -158,3 +158,27 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
     if bias is not None:
         out = out + bias.reshape(stat_shape)
     return out
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2 over the trailing ``normalized_shape`` dims) + eps) * weight;
+    ``eps`` defaults to the dtype's machine epsilon, as PyTorch.
+
+    >>> F.rms_norm(ember.tensor([[3.0, 4.0]]), (2,))
+    tensor([[0.8485, 1.1314]])
+    """
+    import numpy as np
+    from ember.nn.functional import _MAYBE, _not_tensor
+    if not isinstance(input, Tensor) or not isinstance(weight, _MAYBE):
+        raise _not_tensor("rms_norm", input=input, weight=weight)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or tuple(input.shape[-k:]) != shape:
+        raise OpError("rms_norm", f"input of shape {shape_str(input)} does not end in the "
+                      f"normalized_shape {list(shape)}", (input,))
+    if eps is None:
+        eps = float(np.finfo(input._data.dtype).eps)
+    dims = tuple(range(input.ndim - k, input.ndim))
+    out = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
+    return out if weight is None else out * weight

@@ -1,5 +1,5 @@
 """Resampling and padding: interpolate (nearest, nearest-exact, linear, bilinear,
-trilinear, area), upsample*, pad (constant, reflect, replicate, circular).
+bicubic, trilinear, area), upsample*, pad (constant, reflect, replicate, circular).
 
 Every mode is a gather along one spatial dim at a time with integer indices (and, for the
 linear modes, two gathers blended by constant weights). The indices and weights depend
@@ -78,8 +78,16 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         if dim == 1:
             return adaptive_avg_pool2d(input.unsqueeze(-2), (1, out_sizes[0])).squeeze(-2)
         raise NotImplementedError("interpolate: mode='area' supports 3-D and 4-D inputs")
-    if mode in ("bicubic",):
-        raise NotImplementedError("interpolate: mode='bicubic' is not supported")
+    if mode == "bicubic":
+        if dim != 2:
+            raise NotImplementedError(f"Got {input.ndim}D input, but bicubic mode needs 4D "
+                                      "input")
+        out = input
+        ftype = np.float64 if input.dtype is dtypes.float64 else np.float32
+        for d in range(dim):
+            taps = _cubic_taps(in_sizes[d], out_sizes[d], scales[d], align_corners, ftype)
+            out = _weighted_sum(out, 2 + d, taps)
+        return out
     raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got "
                               f"{input.ndim}D) for the modes: nearest | linear | bilinear | "
                               f"bicubic | trilinear | area | nearest-exact (got {mode})")
@@ -212,7 +220,7 @@ def _linear_taps(n_in: int, n_out: int, scale, align_corners: bool, ftype):
         src = dst * ftype((n_in - 1) / (n_out - 1) if n_out > 1 else 0)
     else:
         if scale is not None and scale > 0:
-            s = ftype(1.0) / ftype(scale)
+            s = ftype(1.0 / scale)       # 1/scale in double, then cast, as PyTorch
         else:
             s = ftype(n_in) / ftype(n_out)
         src = np.maximum(s * (dst + ftype(0.5)) - ftype(0.5), ftype(0))
@@ -220,6 +228,40 @@ def _linear_taps(n_in: int, n_out: int, scale, align_corners: bool, ftype):
     i1 = np.minimum(i0 + 1, n_in - 1)
     w1 = (src - i0.astype(ftype)).astype(ftype)
     return i0, i1, w1
+
+
+def _cubic_taps(n_in: int, n_out: int, scale, align_corners: bool, ftype):
+    """PyTorch's bicubic: four source indices (clamped at the borders) and the cubic
+    convolution weights (A = -0.75) for each output position."""
+    a = ftype(-0.75)
+    dst = np.arange(n_out, dtype=ftype)
+    if align_corners:
+        src = dst * ftype((n_in - 1) / (n_out - 1) if n_out > 1 else 0)
+    else:   # no clamp at 0 for cubic, as PyTorch
+        s = ftype(1.0 / scale) if scale is not None and scale > 0 else \
+            ftype(n_in) / ftype(n_out)
+        src = s * (dst + ftype(0.5)) - ftype(0.5)
+    base = np.floor(src).astype(np.int64)
+    t = (src - base.astype(ftype)).astype(ftype)
+
+    def near(x):   # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):    # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    weights = (far(t + 1), near(t), near(1 - t), far(2 - t))
+    return [(np.clip(base - 1 + k, 0, n_in - 1), w) for k, w in enumerate(weights)]
+
+
+def _weighted_sum(x: Tensor, dim: int, taps) -> Tensor:
+    shape = [1] * x.ndim
+    out = None
+    for idx, w in taps:
+        shape[dim] = len(w)
+        term = _take(x, dim, idx) * tensor(w.reshape(shape), dtype=x.dtype, device=x.device)
+        out = term if out is None else out + term
+    return out
 
 
 def _take(x: Tensor, dim: int, idx: np.ndarray) -> Tensor:

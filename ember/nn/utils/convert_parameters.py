@@ -39,7 +39,9 @@ def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
 def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     """Point each parameter's data at its slice of ``vec`` (as PyTorch's ``param.data =``)."""
     if not isinstance(vec, Tensor):
-        raise TypeError(f"expected torch.Tensor, but got: {type(vec).__module__ + '.' if type(vec).__module__ != 'builtins' else ''}{type(vec).__name__}")
+        kind = type(vec)
+        prefix = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+        raise TypeError(f"expected torch.Tensor, but got: {prefix}{kind.__name__}")
     device = None
     pointer = 0
     for p in parameters:
