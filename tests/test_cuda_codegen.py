@@ -645,7 +645,7 @@ def test_emulated_kernels_match_cpu(emulated):
 
 def test_emulated_64bit_indexing(workdir, monkeypatch):
     """The 64-bit index code (forced here for small sizes) computes the same."""
-    monkeypatch.setattr(cuda, "_I31", 0)
+    monkeypatch.setattr(cuda.source, "_I31", 0)   # where the generator reads it
     cases = [c for c in all_cases() if not c.kernel.name.startswith(("prog", "ops_"))]
     rng = np.random.default_rng(3)
     cases += [aligned_case(make_case(k, rng)) for n in (5, 1023) for k in vector_kernels(n)]
