@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ember.codegen.kernel import Kernel, KernelCache
-from ember.codegen.cuda.ops import _PRELUDE
+from ember.codegen.cuda.ops import _PRELUDE, math_source
 from ember.codegen.cuda.source import (ELEMENTWISE_BLOCK, MAX_GRID_THREADS, MAX_PARAM_BYTES,
                                        MAX_PARTS, MAX_SPLIT, POINTS_PER_THREAD,
                                        WARP_ROWS_BLOCK, _Generator, _ident, _Writer)
@@ -27,7 +27,7 @@ def cuda_source(kernel: Kernel) -> str:
         >>> "const int p1 = ember_neg(p0);" in cuda_source(k)    # wraps like NumPy
         True
     """
-    return _PRELUDE + _Generator(kernel).source()
+    return _PRELUDE + math_source([kernel]) + _Generator(kernel).source()
 
 
 def compile_kernel(kernel: Kernel) -> "CudaKernel":
@@ -75,7 +75,7 @@ class CudaKernel:
     def __init__(self, kernel: Kernel) -> None:
         gen = _Generator(kernel)
         self._describe(gen)
-        self.source = _PRELUDE + gen.source()
+        self.source = _PRELUDE + math_source([kernel]) + gen.source()
         self.entries = gen.entries()
 
     @classmethod
@@ -259,7 +259,7 @@ class CudaKernels:
             raise ValueError(f"{self.name}: the kernels' {_param_bytes(kernels)} bytes of "
                              f"parameters exceed a launch's {MAX_PARAM_BYTES}")
         self.parts = [CudaKernel._part(g) for g in gens]
-        self.source = (_PRELUDE + "".join(g.part_source() for g in gens)
+        self.source = (_PRELUDE + math_source(kernels) + "".join(g.part_source() for g in gens)
                        + _multi_entry(self.name, gens))
         self.entries = [self.name]
         self._function = None

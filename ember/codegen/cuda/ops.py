@@ -8,6 +8,8 @@ import numpy as np
 
 from ember import dtypes
 from ember.dtypes import DType
+from ember.codegen.kernel import Kernel
+from ember.codegen.mathlib import DECOMPOSED, INTERNAL_OPS, program
 
 F32, F64, I32, I64, B = (dtypes.float32, dtypes.float64, dtypes.int32, dtypes.int64,
                          dtypes.bool_)
@@ -19,9 +21,8 @@ _SUFFIX = {F32: "f32", F64: "f64", I32: "i32", I64: "i64", B: "b"}
 # ---- scalar ops -----------------------------------------------------------------------
 
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-_FLOAT_RESULT = {"exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf", "div"}
-_MATH = {"abs": "fabs", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "exp": "exp",
-         "log": "log", "tanh": "tanh", "erf": "erf"}
+_FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | frozenset(DECOMPOSED)
+_MATH = {"abs": "fabs", "sqrt": "sqrt", "sin": "sin", "cos": "cos"}
 _INF_BITS = {F32: "__int_as_float(0x7f800000)",
              F64: "__longlong_as_double(0x7ff0000000000000LL)"}
 _NAN_BITS = {F32: "__int_as_float(0x7fc00000)",
@@ -99,14 +100,14 @@ def _op(name: str, args: list[str], arg_dtypes: list[DType], out: DType) -> str:
 
 def _float_op(name: str, a: list[str], out: DType) -> str | None:
     f = "f" if out is F32 else ""
-    one = "1.0f" if out is F32 else "1.0"
     if name in _MATH:
         return f"{_MATH[name]}{f}({a[0]})"
+    if name in DECOMPOSED:   # a mathlib program, defined by math_source
+        return f"ember_{name}_{_SUFFIX[out]}({', '.join(a)})"
     return {
         "neg": lambda: f"(-{a[0]})",
         "sign": lambda: f"ember_sign({a[0]})",
         "relu": lambda: f"ember_relu({a[0]})",
-        "sigmoid": lambda: f"({one} / ({one} + exp{f}(-{a[0]})))",
         "add": lambda: f"({a[0]} + {a[1]})",
         "sub": lambda: f"({a[0]} - {a[1]})",
         "mul": lambda: f"({a[0]} * {a[1]})",
@@ -130,6 +131,40 @@ _BOOL_OPS = {
     "abs": "{0}", "relu": "{0}", "add": "({0} || {1})", "maximum": "({0} || {1})",
     "mul": "({0} && {1})", "minimum": "({0} && {1})", "pow": "({0} || !{1})",
 }
+
+
+def math_source(kernels: list[Kernel]) -> str:
+    """The ``__device__`` functions of the mathlib programs ``kernels`` use (each
+    include-guarded, so sources concatenate)."""
+    need = {(e.op, e.dtype) for k in kernels for e in k.exprs
+            if e.op in DECOMPOSED and e.dtype in (F32, F64)}
+    return "".join(_math_function(op, dt)
+                   for op, dt in sorted(need, key=lambda n: (n[0], n[1].itemsize)))
+
+
+def _math_function(op: str, dt: DType) -> str:
+    """``ember_<op>_<f32|f64>``: mathlib's program, each operation as written (no
+    contraction into FMAs; the program's FMAs are explicit)."""
+    prog = program(op, dt)
+    name = f"ember_{op}_{_SUFFIX[dt]}"
+    nargs = sum(e.op == "arg" for e in prog)
+    params = ", ".join(f"{_CTYPE[dt]} t{i}" for i in range(nargs))
+    lines = [f"#ifndef EMBER_MATH_{name}", f"#define EMBER_MATH_{name}",
+             f"EMBER_FN {_CTYPE[dt]} {name}({params}) {{"]
+    for j, e in enumerate(prog):
+        if e.op == "arg":
+            continue
+        a = [f"t{i}" for i in e.args] if e.op != "const" else []
+        if e.op == "const":
+            code = _literal(e.args[0], e.dtype)
+        elif e.op in INTERNAL_OPS or (e.op in ("add", "sub", "mul") and e.dtype.is_floating_point):
+            code = f"ember_{e.op}_rn({', '.join(a)})" if e.op in ("add", "sub", "mul") else \
+                f"ember_{e.op}({', '.join(a)})"
+        else:
+            code = _op(e.op, a, [prog[i].dtype for i in e.args], e.dtype)
+        lines.append(f"    const {_CTYPE[e.dtype]} t{j} = {code};")
+    lines += [f"    return t{len(prog) - 1};", "}", "#endif", ""]
+    return "\n".join(lines)
 
 
 _PRELUDE = r"""#ifndef EMBER_CUDA_PRELUDE
@@ -196,6 +231,55 @@ template <class T> EMBER_FN T ember_max_nan(T a, T b) {
     return a > b ? a : b;
 }
 
+// The operations of mathlib programs (math_source), exactly as written: the _rn forms are
+// never contracted into FMAs, so the GPU computes what the CPU backend does.
+#ifdef __CUDA_ARCH__
+EMBER_FN float ember_add_rn(float a, float b) { return __fadd_rn(a, b); }
+EMBER_FN float ember_sub_rn(float a, float b) { return __fsub_rn(a, b); }
+EMBER_FN float ember_mul_rn(float a, float b) { return __fmul_rn(a, b); }
+EMBER_FN double ember_add_rn(double a, double b) { return __dadd_rn(a, b); }
+EMBER_FN double ember_sub_rn(double a, double b) { return __dsub_rn(a, b); }
+EMBER_FN double ember_mul_rn(double a, double b) { return __dmul_rn(a, b); }
+#else
+template <class T> EMBER_FN T ember_add_rn(T a, T b) { return a + b; }
+template <class T> EMBER_FN T ember_sub_rn(T a, T b) { return a - b; }
+template <class T> EMBER_FN T ember_mul_rn(T a, T b) { return a * b; }
+#endif
+EMBER_FN float ember_fma(float a, float b, float c) { return fmaf(a, b, c); }
+EMBER_FN double ember_fma(double a, double b, double c) { return fma(a, b, c); }
+EMBER_FN float ember_rint(float x) { return rintf(x); }
+EMBER_FN double ember_rint(double x) { return rint(x); }
+EMBER_FN float ember_copysign(float x, float y) { return copysignf(x, y); }
+EMBER_FN double ember_copysign(double x, double y) { return copysign(x, y); }
+union ember_bits32 { float f; int i; };
+union ember_bits64 { double f; long long i; };
+EMBER_FN float ember_pow2(int n) { ember_bits32 u; u.i = (n + 127) << 23; return u.f; }
+EMBER_FN double ember_pow2(long long n) {
+    ember_bits64 u; u.i = (n + 1023) << 52; return u.f;
+}
+// x * 2^n, n integral: two exact scalings (one would leave the exponent range near the
+// subnormals).
+EMBER_FN float ember_ldexp(float x, float n) {
+    const int i = (int)n, h = i >> 1;
+    return ember_mul_rn(ember_mul_rn(x, ember_pow2(h)), ember_pow2(i - h));
+}
+EMBER_FN double ember_ldexp(double x, double n) {
+    const long long i = (long long)n, h = i >> 1;
+    return ember_mul_rn(ember_mul_rn(x, ember_pow2(h)), ember_pow2(i - h));
+}
+EMBER_FN float ember_frexp_exp(float x) {
+    ember_bits32 u; u.f = x; return (float)(((u.i >> 23) & 255) - 127);
+}
+EMBER_FN double ember_frexp_exp(double x) {
+    ember_bits64 u; u.f = x; return (double)(((u.i >> 52) & 2047) - 1023);
+}
+EMBER_FN float ember_frexp_mant(float x) {
+    ember_bits32 u; u.f = x; u.i = (u.i & 0x7fffff) | (127 << 23); return u.f;
+}
+EMBER_FN double ember_frexp_mant(double x) {
+    ember_bits64 u; u.f = x; u.i = (u.i & 0xfffffffffffffLL) | (1023LL << 52); return u.f;
+}
+
 // Reductions: the accumulator type, its identity and its combine.
 #define EMBER_RED(NAME, T, IDENTITY, APPLY) \
     struct NAME { \
@@ -203,6 +287,7 @@ template <class T> EMBER_FN T ember_max_nan(T a, T b) {
         static __device__ __forceinline__ T identity() { return IDENTITY; } \
         static __device__ __forceinline__ T apply(T a, T b) { return APPLY; } \
     };
+EMBER_RED(ember_red_sum_f32, float, 0.0f, a + b)
 EMBER_RED(ember_red_sum_f64, double, 0.0, a + b)
 EMBER_RED(ember_red_sum_i32, int, 0, ember_add(a, b))
 EMBER_RED(ember_red_sum_i64, long long, 0, ember_add(a, b))

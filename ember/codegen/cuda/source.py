@@ -6,9 +6,10 @@ import re
 from contextlib import contextmanager
 
 
-from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
+from ember.codegen.kernel import REDUCTIONS, Kernel, Load
 from ember.dtypes import DType
 from ember.codegen.kernel import collapse_dims
+from ember.codegen.policy import accumulator_dtype
 from ember.codegen.cuda.ops import (B, F32, F64, I32, I64, _CTYPE, _STORAGE, _SUFFIX, _convert,
                                     _literal, _op)
 
@@ -437,7 +438,7 @@ class _Generator:
         k = self.k
         e = k.exprs[j]
         arg = e.args[0]
-        acc = _acc_dtype(e)
+        acc = accumulator_dtype(self.k, e)   # the policy both backends share
         red = f"ember_red_{e.op[7:]}_{_SUFFIX[acc]}"
         self._ensure_row(w, arg, memo, row_offs)
         a = f"a{j}"
@@ -536,10 +537,3 @@ def _int(v: int) -> str:
     """An integer literal of a type wide enough for it."""
     v = int(v)
     return str(v) if -_I31 <= v <= _I31 else f"{v}LL"
-
-
-def _acc_dtype(e: Expr) -> DType:
-    # float32 sums accumulate in double, as the CPU backend does.
-    if e.op == "reduce_sum" and e.dtype.is_floating_point:
-        return F64
-    return e.dtype

@@ -2,7 +2,6 @@
 reduction, then the stores."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -12,6 +11,8 @@ from ember import dtypes
 from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
 from ember.dtypes import DType
 from ember.codegen.kernel import collapse_dims
+from ember.codegen.mathlib import DECOMPOSED
+from ember.codegen.policy import accumulator_dtype
 from ember.codegen.llvm.jit import _DATA_OFFSET, _target_machine
 from ember.codegen.llvm.scalar import _I1, _I8, _I64, _PTR, _STORAGE_TYPE, _VALUE_TYPE, _Scalar
 
@@ -304,14 +305,8 @@ class _LoopNest:
         b.store(new, slot)
 
     def _acc_dtype(self, e: Expr) -> DType:
-        """float32 sums of up to 64K points accumulate in float32: the vectorizer's
-        64 partial sums keep each under ~1K additions (error ~1e-6, like NumPy's
-        pairwise sum), and float64 would halve the vector width of the whole loop
-        (softmax's exp ran 1.8x slower). Longer sums use float64."""
-        if (e.op == "reduce_sum" and e.dtype.is_floating_point
-                and (e.dtype is dtypes.float64 or math.prod(self.kernel.inner_shape) > 65536)):
-            return dtypes.float64
-        return e.dtype
+        """The accumulator dtype: the shared policy (``policy.accumulator_dtype``)."""
+        return accumulator_dtype(self.kernel, e)
 
     def _store(self, i: int, v, off, expr: int | None = None) -> None:
         b, k = self.b, self.kernel
@@ -333,4 +328,4 @@ def _const(value, dt: DType) -> ir.Constant:
 
 
 # Per-point ops worth keeping in memory between passes rather than computing again.
-_EXPENSIVE = frozenset(("exp", "log", "tanh", "sigmoid", "erf", "pow", "sin", "cos"))
+_EXPENSIVE = frozenset(("pow", "sin", "cos")) | frozenset(DECOMPOSED)

@@ -8,6 +8,7 @@ import llvmlite.ir as ir
 
 from ember import dtypes
 from ember.dtypes import DType
+from ember.codegen.mathlib import DECOMPOSED, INTERNAL_OPS, program
 
 
 # ---- IR construction ------------------------------------------------------------------
@@ -29,9 +30,10 @@ _FMF = ("contract",)
 # ---- scalar ops -----------------------------------------------------------------------
 
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-_FLOAT_RESULT = {"exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "erf", "div"}
-_LN2_HI = {32: 0.693359375, 64: 6.93147180369123816490e-01}    # exact in few bits, so
-_LN2_LO = {32: -2.12194440e-4, 64: 1.90821492927058770002e-10}  # n * hi is exact
+_FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | frozenset(DECOMPOSED)
+# float type -> (integer type of its bits, mantissa bits, exponent bias)
+_BITS = {_F32: (_I32, 23, 127), _F64: (_I64, 52, 1023)}
+_DTYPE_OF = {_F32: dtypes.float32, _F64: dtypes.float64}
 
 
 class _Scalar:
@@ -41,6 +43,7 @@ class _Scalar:
         self.b = b
         self.fn = fn
         self.module = fn.module
+        self.fmf = _FMF   # fast-math flags of add/sub/mul/div (none inside mathlib programs)
 
     # -- plumbing
     def intrinsic(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -60,32 +63,19 @@ class _Scalar:
         return ir.Constant(ty, v)
 
     def add(self, x, y):
-        return self.b.fadd(x, y, flags=_FMF)
+        return self.b.fadd(x, y, flags=self.fmf)
 
     def sub(self, x, y):
-        return self.b.fsub(x, y, flags=_FMF)
+        return self.b.fsub(x, y, flags=self.fmf)
 
     def mul(self, x, y):
-        return self.b.fmul(x, y, flags=_FMF)
+        return self.b.fmul(x, y, flags=self.fmf)
 
     def div(self, x, y):
-        return self.b.fdiv(x, y, flags=_FMF)
-
-    def horner(self, x, coeffs: list[float]):
-        """coeffs[0]*x^n + ... + coeffs[n], as FMAs."""
-        acc = self.c(x.type, coeffs[0])
-        for cf in coeffs[1:]:
-            acc = self.add(self.mul(acc, x), self.c(x.type, cf))
-        return acc
+        return self.b.fdiv(x, y, flags=self.fmf)
 
     def isnan(self, x):
         return self.b.fcmp_unordered("uno", x, x)
-
-    def clamp(self, x, lo: float, hi: float):
-        """Clamp, keeping NaN (ordered compares are false for it)."""
-        b = self.b
-        x = b.select(b.fcmp_ordered("<", x, self.c(x.type, lo)), self.c(x.type, lo), x)
-        return b.select(b.fcmp_ordered(">", x, self.c(x.type, hi)), self.c(x.type, hi), x)
 
     def convert(self, v, src: DType, dst: DType):
         """NumPy ``astype`` semantics between ember dtypes."""
@@ -128,6 +118,8 @@ class _Scalar:
         if name in _FLOAT_RESULT and not out.is_floating_point:
             raise NotImplementedError(f"op {name} with result dtype {out}")
         args = [self.convert(a, d, out) for a, d in zip(args, arg_dtypes)]
+        if out.is_floating_point and name in DECOMPOSED:
+            return self.render(name, args)
         if out.is_floating_point:
             fn = getattr(self, "f_" + name, None)
         elif out is dtypes.bool_:
@@ -159,7 +151,7 @@ class _Scalar:
 
     # -- floating point
     def f_neg(self, x):
-        return self.b.fneg(x, flags=_FMF)
+        return self.b.fneg(x, flags=self.fmf)
 
     def f_abs(self, x):
         return self.call("fabs", x)
@@ -208,133 +200,63 @@ class _Scalar:
     def f_cos(self, x):
         return self.call("cos", x)
 
-    def f_exp(self, x):
-        """exp(x): n = round(x / ln2), r = x - n ln2 (Cody-Waite hi/lo), Taylor on r,
-        times 2^n as two exponent-field scalings so results down to the subnormals stay
-        exact (one scale alone would need an exponent out of range)."""
+    # -- mathlib programs (the decomposed transcendental functions)
+    def render(self, name: str, args: list):
+        """The value of ``mathlib.program(name, dtype)`` on ``args``: every op exactly as
+        written (no 'contract': the program's FMAs are explicit, as on the GPU)."""
+        dt = _DTYPE_OF[args[0].type]
+        prog = program(name, dt)
+        saved, self.fmf = self.fmf, ()
+        try:
+            vals: list = []
+            for e in prog:
+                if e.op == "arg":
+                    v = args[e.args[0]]
+                elif e.op == "const":
+                    v = self.c(_VALUE_TYPE[e.dtype], e.args[0])
+                elif e.op in INTERNAL_OPS:
+                    v = getattr(self, "m_" + e.op)(*(vals[a] for a in e.args))
+                else:
+                    v = self.op(e.op, [vals[a] for a in e.args],
+                                [prog[a].dtype for a in e.args], e.dtype)
+                vals.append(v)
+            return vals[-1]
+        finally:
+            self.fmf = saved
+
+    def m_fma(self, x, y, z):
+        return self.call("fma", x, y, z)
+
+    def m_rint(self, x):
+        return self.call("rint", x)
+
+    def m_copysign(self, x, y):
+        return self.call("copysign", x, y)
+
+    def m_ldexp(self, x, n):
+        """x * 2^n as two exponent-field scalings (one alone would leave the exponent
+        range for results near the subnormals)."""
         b = self.b
-        ty = x.type
-        bits = 32 if ty == _F32 else 64
-        ity, mant, bias = (_I32, 23, 127) if bits == 32 else (_I64, 52, 1023)
-        lo, hi = (-150.0, 100.0) if bits == 32 else (-1400.0, 1000.0)
-        nan = self.isnan(x)
-        # The clamp maps -inf/+inf to 0/inf; NaN is replaced so fptosi never sees it.
-        xc = b.select(nan, self.c(ty, 0.0), self.clamp(x, lo, hi))
-        n = self.call("rint", self.mul(xc, self.c(ty, 1.4426950408889634)))
-        r = self.sub(xc, self.mul(n, self.c(ty, _LN2_HI[bits])))
-        r = self.sub(r, self.mul(n, self.c(ty, _LN2_LO[bits])))
-        # |r| <= ln2/2: Taylor to r^7 (float32) or r^13 (float64) is below half an ulp.
-        degree = 7 if bits == 32 else 13
-        p = self.horner(r, [1.0 / math.factorial(k) for k in range(degree, -1, -1)])
+        ity, mant, bias = _BITS[x.type]
         ni = b.fptosi(n, ity)
         n1 = b.ashr(ni, ir.Constant(ity, 1))
         n2 = b.sub(ni, n1)
-        s1 = b.bitcast(b.shl(b.add(n1, ir.Constant(ity, bias)), ir.Constant(ity, mant)), ty)
-        s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(ity, bias)), ir.Constant(ity, mant)), ty)
-        return b.select(nan, x, self.mul(self.mul(p, s1), s2))
+        s1 = b.bitcast(b.shl(b.add(n1, ir.Constant(ity, bias)), ir.Constant(ity, mant)), x.type)
+        s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(ity, bias)), ir.Constant(ity, mant)), x.type)
+        return self.mul(self.mul(x, s1), s2)
 
-    def expm1_nonpositive(self, y):
-        """exp(y) - 1 for y <= 0, accurate near 0 (for tanh); y must not be NaN."""
+    def m_frexp_exp(self, x):
         b = self.b
-        ty = y.type
-        bits = 32 if ty == _F32 else 64
-        ity, mant, bias = (_I32, 23, 127) if bits == 32 else (_I64, 52, 1023)
-        y = self.clamp(y, -40.0, 0.0)   # exp(-40) is below both epsilons: the result is -1
-        n = self.call("rint", self.mul(y, self.c(ty, 1.4426950408889634)))
-        r = self.sub(y, self.mul(n, self.c(ty, _LN2_HI[bits])))
-        r = self.sub(r, self.mul(n, self.c(ty, _LN2_LO[bits])))
-        degree = 7 if bits == 32 else 13
-        q = self.mul(r, self.horner(r, [1.0 / math.factorial(k) for k in range(degree, 0, -1)]))
-        s = b.bitcast(b.shl(b.add(b.fptosi(n, ity), ir.Constant(ity, bias)),
-                            ir.Constant(ity, mant)), ty)
-        # 2^n (e^r - 1) + (2^n - 1): exactly q when n == 0, no cancellation otherwise.
-        return self.add(self.mul(s, q), self.sub(s, self.c(ty, 1.0)))
+        ity, mant, bias = _BITS[x.type]
+        e = b.and_(b.lshr(b.bitcast(x, ity), ir.Constant(ity, mant)),
+                   ir.Constant(ity, 2 * bias + 1))
+        return b.sitofp(b.sub(e, ir.Constant(ity, bias)), x.type)
 
-    def f_log(self, x):
-        """log(x) = e ln2 + log(m), m in [sqrt(1/2), sqrt(2)); log(1+f) = 2 atanh(s),
-        s = f / (2 + f), as a series in s^2 (|s| < 0.172)."""
+    def m_frexp_mant(self, x):
         b = self.b
-        ty = x.type
-        bits = 32 if ty == _F32 else 64
-        ity, mant, bias = (_I32, 23, 127) if bits == 32 else (_I64, 52, 1023)
-        tiny = b.fcmp_ordered("<", x, self.c(ty, 2.0 ** (1 - bias)))
-        # Subnormals: scale into the normal range first, take the scale off e.
-        xs = b.select(tiny, self.mul(x, self.c(ty, 2.0 ** mant)), x)
-        ib = b.bitcast(xs, ity)
-        e = b.sub(b.and_(b.lshr(ib, ir.Constant(ity, mant)), ir.Constant(ity, 2 * bias + 1)),
-                  ir.Constant(ity, bias))
-        e = b.select(tiny, b.sub(e, ir.Constant(ity, mant)), e)
-        m = b.bitcast(b.or_(b.and_(ib, ir.Constant(ity, (1 << mant) - 1)),
-                            ir.Constant(ity, bias << mant)), ty)
-        big = b.fcmp_ordered(">", m, self.c(ty, math.sqrt(2.0)))
-        m = b.select(big, self.mul(m, self.c(ty, 0.5)), m)
-        e = b.add(e, b.zext(big, ity))
-        f = self.sub(m, self.c(ty, 1.0))
-        s = self.div(f, self.add(f, self.c(ty, 2.0)))
-        z = self.mul(s, s)
-        terms = 5 if bits == 32 else 10
-        series = self.mul(z, self.horner(z, [2.0 / (2 * k + 1) for k in range(terms, 0, -1)]))
-        log1p = self.add(self.add(s, s), self.mul(s, series))
-        ef = b.sitofp(e, ty)
-        res = self.add(self.mul(ef, self.c(ty, _LN2_HI[bits])),
-                       self.add(log1p, self.mul(ef, self.c(ty, _LN2_LO[bits]))))
-        res = b.select(b.fcmp_ordered("==", x, self.c(ty, math.inf)), self.c(ty, math.inf), res)
-        res = b.select(b.fcmp_ordered("==", x, self.c(ty, 0.0)), self.c(ty, -math.inf), res)
-        return b.select(b.fcmp_unordered("<", x, self.c(ty, 0.0)), self.c(ty, math.nan), res)
-
-    def f_tanh(self, x):
-        b = self.b
-        ty = x.type
-        nan = self.isnan(x)
-        y = self.mul(self.call("fabs", x), self.c(ty, -2.0))
-        u = self.expm1_nonpositive(b.select(nan, self.c(ty, 0.0), y))
-        # tanh|x| = -expm1(-2|x|) / (expm1(-2|x|) + 2): relative accuracy near 0 too.
-        t = self.div(b.fneg(u), self.add(u, self.c(ty, 2.0)))
-        return b.select(nan, x, self.call("copysign", t, x))
-
-    def f_sigmoid(self, x):
-        b = self.b
-        ty = x.type
-        # exp only ever sees -|x|, so neither branch overflows (as the registry does).
-        e = self.f_exp(b.fneg(self.call("fabs", x)))
-        r = self.div(self.c(ty, 1.0), self.add(self.c(ty, 1.0), e))
-        return b.select(b.fcmp_ordered(">=", x, self.c(ty, 0.0)), r, self.mul(e, r))
-
-    def f_erf(self, x):
-        """Taylor series for |x| < 0.5 (relative accuracy near 0), else the registry's
-        Abramowitz-Stegun 7.1.26 form (absolute error 1.2e-7)."""
-        b = self.b
-        ty = x.type
-        if ty == _F32:
-            return self.erf_rational(x)
-        ax = self.call("fabs", x)
-        z = self.mul(x, x)
-        terms = 6 if ty == _F32 else 11
-        taylor = [2.0 / math.sqrt(math.pi) * (-1) ** k / (math.factorial(k) * (2 * k + 1))
-                  for k in range(terms - 1, -1, -1)]
-        small = self.mul(x, self.horner(z, taylor))
-        t = self.div(self.c(ty, 1.0), self.add(self.c(ty, 1.0), self.mul(ax, self.c(ty, 0.5))))
-        poly = self.horner(t, [0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
-                               -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223])
-        big = self.sub(self.c(ty, 1.0), self.mul(t, self.f_exp(self.sub(poly, z))))
-        big = self.call("copysign", big, x)
-        return b.select(b.fcmp_ordered("<", ax, self.c(ty, 0.5)), small, big)
-
-    def erf_rational(self, x):
-        """float32 erf as x P(x^2) / Q(x^2) on [-4, 4] (Eigen's/XLA's fit; erf is +-1 in
-        float32 beyond). No exp: about twice as fast as the A-S form; |error| < 5e-7."""
-        b = self.b
-        xc = self.clamp(x, -4.0, 4.0)
-        z = self.mul(xc, xc)
-        p = self.horner(z, [-2.72614225801306e-10, 2.77068142495902e-08,
-                            -2.10102402082508e-06, -5.69250639462346e-05,
-                            -7.34990630326855e-04, -2.95459980854025e-03,
-                            -1.60960333262415e-02])
-        q = self.horner(z, [-1.45660718464996e-05, -2.13374055278905e-04,
-                            -1.68282697438203e-03, -7.37332916720468e-03,
-                            -1.42647390514189e-02])
-        r = self.div(self.mul(xc, p), q)
-        return b.select(self.isnan(x), x, r)
+        ity, mant, bias = _BITS[x.type]
+        return b.bitcast(b.or_(b.and_(b.bitcast(x, ity), ir.Constant(ity, (1 << mant) - 1)),
+                               ir.Constant(ity, bias << mant)), x.type)
 
     def f_pow(self, x, y):
         if x.type == _F64:
@@ -353,7 +275,7 @@ class _Scalar:
         def k(v: float):
             return self.c(ty, v)
 
-        r = self.f_exp(self.mul(y, self.f_log(self.call("fabs", x))))
+        r = self.render("exp", [self.mul(y, self.render("log", [self.call("fabs", x)]))])
         fy = self.call("floor", y)
         y_int = b.fcmp_ordered("==", fy, y)                       # true for +-inf too
         half = self.call("floor", self.mul(y, k(0.5)))
