@@ -6,9 +6,9 @@ A ``Backend`` says which Kernel ops and dtypes it can render (``supports``), com
 (``batch_groups`` + ``compile_batch``), and runs compiled code (``launch``). The plan
 builder and the fusion pass ask ``backend_for(device.type)`` and never name a device:
 
-    >>> from ember.codegen.backend import backend_for
+    >>> from ember import dtypes
     >>> cpu = backend_for("cpu")
-    >>> cpu.name, cpu.supports("exp", ember.float32), cpu.supports("exp", ember.float16)
+    >>> cpu.name, cpu.supports("exp", dtypes.float32), cpu.supports("matmul", dtypes.float32)
     ('llvm', True, False)
 
 Adding a backend is one subclass and one ``register_backend(device_type, factory)`` call
@@ -21,8 +21,9 @@ import importlib
 import threading
 from typing import Callable
 
-from ember import dtypes
-from ember.codegen.kernel import FUSIBLE, KERNEL_DTYPES, REDUCTIONS, Kernel
+from ember.codegen.kernel import REDUCTIONS, Kernel
+from ember.codegen.policy import FUSIBLE, KERNEL_DTYPES
+from ember.dtypes import DType
 
 __all__ = ["Backend", "register_backend", "backend_for"]
 
@@ -35,7 +36,7 @@ class Backend:
     # The value dtypes its generated code handles (a kernel touching another falls back).
     dtypes: frozenset = KERNEL_DTYPES
 
-    def supports(self, op: str, dtype: dtypes.DType) -> bool:
+    def supports(self, op: str, dtype: DType) -> bool:
         """Whether a Kernel expr ``op`` producing ``dtype`` can be compiled."""
         return dtype in self.dtypes and (op in FUSIBLE or op in REDUCTIONS)
 

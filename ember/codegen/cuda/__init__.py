@@ -46,6 +46,8 @@ so index arithmetic divides by constants; it is 32-bit unless the sizes or offse
 """
 from __future__ import annotations
 
+from ember.codegen.backend import Backend
+from ember.codegen.kernel import Kernel
 from ember.codegen.cuda.launch import (_CACHE, CudaKernel, CudaKernels, DeviceLimits, Launch,
                                        MultiLaunch, _param_bytes, compile_kernel,
                                        compile_kernels, cuda_source, launch_groups)
@@ -57,5 +59,26 @@ from ember.codegen.cuda.source import (ELEMENTWISE_BLOCK, MAX_GRID_THREADS, MAX_
 
 # Files: launch.py (CudaKernel(s), launch sizes, the cache), source.py (the CUDA C of a
 # Kernel's loops), ops.py (the op table: a C expression per op and dtype, the prelude).
-__all__ = ["cuda_source", "compile_kernel", "compile_kernels", "launch_groups", "CudaKernel",
+__all__ = ["CudaBackend", "cuda_source", "compile_kernel", "compile_kernels", "launch_groups", "CudaKernel",
            "CudaKernels", "DeviceLimits", "Launch", "MultiLaunch"]
+
+
+class CudaBackend(Backend):
+    """The GPU's code generator (registered for device type "cuda"; CuPy is needed only
+    to launch)."""
+
+    name = "cuda"
+    device_type = "cuda"
+
+    def compile_kernel(self, kernel: Kernel) -> CudaKernel:
+        return compile_kernel(kernel)
+
+    def batch_groups(self, kernels: list[Kernel]) -> list[list[int]]:
+        # Elementwise kernels share launches, as many as a launch's parameters hold;
+        # reductions keep their own.
+        return launch_groups(kernels)
+
+    def compile_batch(self, kernels: list[Kernel], name: str) -> CudaKernels:
+        multi = compile_kernels(kernels, name)
+        multi.compile()   # now, while a failure can keep the separate kernels
+        return multi

@@ -22,7 +22,8 @@ releases the GIL during the call.
 """
 from __future__ import annotations
 
-from ember.codegen.kernel import collapse_dims
+from ember.codegen.backend import Backend
+from ember.codegen.kernel import Kernel, collapse_dims
 from ember.codegen.llvm.jit import _DATA_OFFSET, _jit, _target_machine
 from ember.codegen.llvm.kernels import (_CACHE, PARALLEL_MIN_NS, CompiledKernel,
                                         CompiledKernels, compile_kernel, compile_kernels,
@@ -33,5 +34,18 @@ from ember.codegen.llvm.scalar import _Scalar
 # Files: jit.py (target machine, MCJIT, thread pool), loops.py (the loop nest of a
 # Kernel), scalar.py (the op table: scalar IR per op and dtype), kernels.py (compiled
 # kernels and their cache).
-__all__ = ["compile_kernel", "compile_kernels", "CompiledKernel", "CompiledKernels",
+__all__ = ["LLVMBackend", "compile_kernel", "compile_kernels", "CompiledKernel", "CompiledKernels",
            "collapse_dims", "estimate_ns"]
+
+
+class LLVMBackend(Backend):
+    """The CPU's code generator (registered for device type "cpu")."""
+
+    name = "llvm"
+    device_type = "cpu"
+
+    def compile_kernel(self, kernel: Kernel) -> CompiledKernel:
+        return compile_kernel(kernel)
+
+    def compile_batch(self, kernels: list[Kernel], name: str) -> CompiledKernels:
+        return compile_kernels(kernels, name)
