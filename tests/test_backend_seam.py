@@ -97,6 +97,7 @@ def test_mathlib_programs_agree_bit_for_bit_on_cpu_and_emulated_gpu(workdir):
     ("exp", np.exp), ("log", np.log), ("tanh", np.tanh),
     ("sigmoid", lambda x: np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))),
                                    np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))),
+    ("softplus", lambda x: np.logaddexp(0, x)),
 ])
 def test_mathlib_float32_accuracy_against_float64_numpy(op, ref):
     """float32 programs within a few ulps of the correctly rounded float64 reference."""

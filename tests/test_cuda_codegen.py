@@ -301,7 +301,7 @@ def hand_built() -> list[tuple[Kernel, list | None]]:
 
 
 UNARY = ["neg", "exp", "log", "sqrt", "abs", "sign", "sin", "cos", "tanh", "sigmoid", "erf",
-         "relu", "logical_not"]
+         "softplus", "relu", "logical_not"]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "le", "gt", "ge",
           "eq", "ne", "logical_and", "logical_or"]
 BOOL_RESULT = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not"}

@@ -24,7 +24,7 @@ FMA is an explicit ``fma``, so the CPU and the GPU compute the same numbers.
 
 The algorithms (accuracy figures in the tests): exp by Cody-Waite range reduction and
 a Taylor polynomial; log by exponent split and an atanh series; tanh from expm1; sigmoid
-from exp of -|x|; erf as a rational fit (float32) or Taylor/Abramowitz-Stegun
+and softplus from exp of -|x|; erf as a rational fit (float32) or Taylor/Abramowitz-Stegun
 (float64).
 """
 from __future__ import annotations
@@ -141,6 +141,13 @@ class _Builder:
         negative = self.logical_or(self.lt(x, self.c(0.0)), self.isnan(x))
         return self.where(negative, self.c(math.nan), res)
 
+    def log1p_small(self, e: int) -> int:
+        """log(1 + e) for e >= 0, accurate when e is tiny: log(u) * e / (u - 1), u = 1 + e
+        (the rounding of u cancels out; Goldberg's trick)."""
+        u = self.add(self.c(1.0), e)
+        d = self.sub(u, self.c(1.0))
+        return self.where(self.eq(d, self.c(0.0)), e, self.mul(self.log(u), self.div(e, d)))
+
     def tanh(self, x: int) -> int:
         nan = self.isnan(x)
         y = self.mul(self.abs(x), self.c(-2.0))
@@ -154,6 +161,13 @@ class _Builder:
         e = self.exp(self.neg(self.abs(x)))
         r = self.div(self.c(1.0), self.add(self.c(1.0), e))
         return self.where(self.ge(x, self.c(0.0)), r, self.mul(e, r))
+
+    def softplus(self, x: int) -> int:
+        """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow, and exact for
+        very negative x (where it is exp(x))."""
+        e = self.exp(self.neg(self.abs(x)))
+        pos = self.where(self.gt(x, self.c(0.0)), x, self.c(0.0))
+        return self.add(pos, self.log1p_small(e))
 
     def erf(self, x: int) -> int:
         if self.bits == 32:
@@ -189,7 +203,7 @@ class _Builder:
 
 # The registry ops computed by a program: op -> its number of operands. Adding one is a
 # method above and a line here.
-DECOMPOSED = {"exp": 1, "log": 1, "tanh": 1, "sigmoid": 1, "erf": 1}
+DECOMPOSED = {"exp": 1, "log": 1, "tanh": 1, "sigmoid": 1, "erf": 1, "softplus": 1}
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,7 +20,7 @@ __all__ = ["FUSIBLE", "PRIMITIVE_OPS", "REDUCE_OPS", "KERNEL_DTYPES", "accumulat
 PRIMITIVE_OPS = frozenset("""neg sqrt abs sign sin cos relu cast add sub mul div pow maximum
 minimum lt le gt ge eq ne logical_and logical_or logical_not where""".split())
 # The elementwise registry ops a fused kernel may hold: the primitives, and the ops that
-# ``mathlib`` decomposes into them (exp, log, tanh, sigmoid, erf).
+# ``mathlib`` decomposes into them (exp, log, tanh, sigmoid, erf, softplus).
 FUSIBLE = PRIMITIVE_OPS | frozenset(DECOMPOSED)
 # Registry reductions a kernel may hold, as the Kernel expr each becomes.
 REDUCE_OPS = {"sum": "reduce_sum", "amax": "reduce_max"}
