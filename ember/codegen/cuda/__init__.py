@@ -21,9 +21,11 @@ plan batches an optimizer's per-parameter updates so.
 Scalar semantics are those of the CPU backend (``llvm._Scalar``): NumPy casting, NaN
 through maximum/minimum/relu/sign, compares false on NaN except ``ne``, integer
 arithmetic wrapping, INT_MIN for out-of-range float->int conversions; exp, log, tanh,
-erf and pow are CUDA's own math functions. One difference remains: CuPy compiles every
-RawKernel with ``-ftz=true`` (appended after the caller's options), so float32 subnormals
-flush to zero on the GPU; float64 is unaffected.
+sigmoid, erf and softplus are ``codegen/mathlib.py``'s programs, rendered as
+``__device__`` functions with no FMA contraction, so they give the CPU's bits (sqrt, sin,
+cos and pow are CUDA's own). One difference remains: CuPy compiles every RawKernel with
+``-ftz=true`` (appended after the caller's options), so float32 subnormals flush to zero
+on the GPU; float64 is unaffected.
 
 Shapes, strides and offsets are compiled in (``kernel.signature()`` already holds them),
 so index arithmetic divides by constants; it is 32-bit unless the sizes or offsets need
@@ -38,7 +40,8 @@ so index arithmetic divides by constants; it is 32-bit unless the sizes or offse
 - row reductions: one warp per row when rows are short (``WARP_ROW_MAX``), else one
   block per row; a row's reductions run in order, one pass over the row each (xor-shuffle
   warp reduce, then shared memory across warps), then a last pass stores the per-point
-  values. float32 sums accumulate in double, as on the CPU; reduce_max propagates NaN;
+  values. Accumulators follow ``policy.accumulator_dtype`` as on the CPU (float32 sums in
+  float32 up to 64K points a row, float64 beyond); reduce_max propagates NaN;
 - few long rows (a full reduction): each row is split across ``nsplit`` blocks, and the
   kernel runs as ``1 + #reductions`` launches (``<name>_p<k>`` entries): launch k writes
   each block's partial of reduction k to a workspace, later launches combine a row's

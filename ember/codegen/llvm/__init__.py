@@ -15,8 +15,9 @@ returns a ``CompiledKernel`` whose ``run(inputs, outputs)`` calls it through cty
 
 The loop nest is collapsed as far as the strides allow, so a contiguous kernel is one
 long unit-stride loop that LLVM's loop vectorizer turns into 16-lane AVX-512 code.
-exp and log are our own polynomials (``llvm.exp`` and libm calls stay scalar, about 10x
-slower, DESIGN section 6); tanh, sigmoid, erf and float32 pow are built from them.
+exp, log, tanh, sigmoid, erf and softplus are ``codegen/mathlib.py``'s programs, rendered
+inline so they vectorize (``llvm.exp`` and libm calls stay scalar, about 10x slower,
+DESIGN section 6); float32 pow is built from the float64 exp and log programs.
 Large kernels split their outermost loop across a persistent thread pool: ctypes
 releases the GIL during the call.
 """
