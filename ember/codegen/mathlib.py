@@ -2,11 +2,12 @@
 
 ``program(op, dtype)`` is a straight-line list of ``Expr`` over the op's operands
 (``Expr("arg", (i,), dtype)``); its last expr is the result. Programs use the registry's
-basic ops (add, sub, mul, div, neg, abs, where, compares, logical_or) and five more that
-every backend renders exactly (``INTERNAL_OPS``):
+basic ops (add, sub, mul, div, neg, abs, cast, where, compares, logical ops) and seven
+more that every backend renders exactly (``INTERNAL_OPS``):
 
     fma(a, b, c)      a * b + c, rounded once
     rint(x)           round to nearest, ties to even
+    floor(x)          round down
     copysign(x, y)    |x| with y's sign
     ldexp(x, n)       x * 2**n for integral n, as two exact power-of-two scalings (so results
                       down to the subnormals are exact)
@@ -37,9 +38,10 @@ from ember import dtypes
 from ember.codegen.kernel import Expr
 from ember.dtypes import DType
 
-__all__ = ["program", "DECOMPOSED", "INTERNAL_OPS"]
+__all__ = ["program", "decomposes", "DECOMPOSED", "INTERNAL_OPS"]
 
-INTERNAL_OPS = frozenset(("fma", "rint", "copysign", "ldexp", "frexp_exp", "frexp_mant"))
+INTERNAL_OPS = frozenset(("fma", "rint", "floor", "copysign", "ldexp", "frexp_exp",
+                          "frexp_mant"))
 _B = dtypes.bool_
 _LN2_HI = {32: 0.693359375, 64: 6.93147180369123816490e-01}    # exact in few bits, so
 _LN2_LO = {32: -2.12194440e-4, 64: 1.90821492927058770002e-10}  # n * hi is exact
@@ -59,14 +61,15 @@ class _Builder:
         return len(self.exprs) - 1
 
     def c(self, v: float) -> int:
-        key = float(v).hex()
+        key = (self.dt.name, float(v).hex())
         if key not in self._consts:
             self.exprs.append(Expr("const", (float(v),), self.dt))
             self._consts[key] = len(self.exprs) - 1
         return self._consts[key]
 
     def __getattr__(self, op: str) -> Callable[..., int]:
-        if op in ("lt", "le", "gt", "ge", "eq", "ne", "logical_or"):
+        if op in ("lt", "le", "gt", "ge", "eq", "ne", "logical_or", "logical_and",
+                  "logical_not"):
             return lambda *a: self.emit(op, *a, dtype=_B)
         return lambda *a: self.emit(op, *a)
 
@@ -169,6 +172,31 @@ class _Builder:
         pos = self.where(self.gt(x, self.c(0.0)), x, self.c(0.0))
         return self.add(pos, self.log1p_small(e))
 
+    def pow(self, x: int, y: int) -> int:
+        """float32 pow as exp(y log|x|) in float64 (correctly rounded to float32 nearly
+        always), with C99's special cases (as NumPy). float64 pow is the backends' libm
+        (exp(y log x) in double would lose ~|y log x| ulps)."""
+        if self.bits != 32:
+            raise NotImplementedError("float64 pow is the backends' own")
+        out, self.dt, self.bits = self.dt, dtypes.float64, 64
+        x = self.emit("cast", x)
+        y = self.emit("cast", y)
+        r = self.exp(self.mul(y, self.log(self.abs(x))))
+        y_int = self.eq(self.floor(y), y)                            # true for +-inf too
+        half = self.floor(self.mul(y, self.c(0.5)))
+        y_odd = self.eq(self.sub(y, self.add(half, half)), self.c(1.0))   # inf: NaN, false
+        sign = self.lt(self.copysign(self.c(1.0), x), self.c(0.0))        # x < 0 or -0
+        r = self.where(self.logical_and(sign, y_odd), self.neg(r), r)
+        neg_finite = self.logical_and(self.lt(x, self.c(0.0)), self.ne(x, self.c(-math.inf)))
+        r = self.where(self.logical_and(neg_finite, self.logical_not(y_int)),
+                       self.c(math.nan), r)
+        y_inf = self.eq(self.abs(y), self.c(math.inf))
+        one = self.logical_or(self.eq(y, self.c(0.0)), self.eq(x, self.c(1.0)))
+        one = self.logical_or(one, self.logical_and(self.eq(x, self.c(-1.0)), y_inf))
+        r = self.where(one, self.c(1.0), r)
+        self.dt, self.bits = out, 32
+        return self.emit("cast", r)
+
     def erf(self, x: int) -> int:
         if self.bits == 32:
             return self.erf_rational(x)
@@ -203,7 +231,7 @@ class _Builder:
 
 # The registry ops computed by a program: op -> its number of operands. Adding one is a
 # method above and a line here.
-DECOMPOSED = {"exp": 1, "log": 1, "tanh": 1, "sigmoid": 1, "erf": 1, "softplus": 1}
+DECOMPOSED = {"exp": 1, "log": 1, "tanh": 1, "sigmoid": 1, "erf": 1, "softplus": 1, "pow": 2}
 
 
 @functools.lru_cache(maxsize=None)
@@ -214,6 +242,18 @@ def program(op: str, dtype: DType) -> tuple[Expr, ...]:
     b = _Builder(dtype, DECOMPOSED[op])
     getattr(b, op)(*range(DECOMPOSED[op]))
     return tuple(b.exprs)
+
+
+def decomposes(op: str, dtype: DType) -> bool:
+    """Whether ``op`` on ``dtype`` is computed by a program (else by the backend's own
+    op table)."""
+    if op not in DECOMPOSED:
+        return False
+    try:
+        program(op, dtype)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def cost(op: str) -> int:

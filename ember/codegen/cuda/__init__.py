@@ -60,6 +60,7 @@ from ember.codegen.cuda.source import (ELEMENTWISE_BLOCK, MAX_GRID_THREADS, MAX_
                                        SPLIT_MAX_ROWS, SPLIT_MIN_INNER, WARP_ROW_MAX,
                                        WARP_ROWS_BLOCK, _Generator)
 
+# (Private names are re-exported for the tests and tools that reach them.)
 # Files: launch.py (CudaKernel(s), launch sizes, the cache), source.py (the CUDA C of a
 # Kernel's loops), ops.py (the op table: a C expression per op and dtype, the prelude).
 __all__ = ["CudaBackend", "cuda_source", "compile_kernel", "compile_kernels", "launch_groups", "CudaKernel",

@@ -9,7 +9,7 @@ import numpy as np
 from ember import dtypes
 from ember.dtypes import DType
 from ember.codegen.kernel import Kernel
-from ember.codegen.mathlib import DECOMPOSED, INTERNAL_OPS, program
+from ember.codegen.mathlib import DECOMPOSED, INTERNAL_OPS, decomposes, program
 
 F32, F64, I32, I64, B = (dtypes.float32, dtypes.float64, dtypes.int32, dtypes.int64,
                          dtypes.bool_)
@@ -21,7 +21,8 @@ _SUFFIX = {F32: "f32", F64: "f64", I32: "i32", I64: "i64", B: "b"}
 # ---- scalar ops -----------------------------------------------------------------------
 
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-_FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | frozenset(DECOMPOSED)
+# (pow has integer forms too)
+_FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | (frozenset(DECOMPOSED) - {"pow"})
 _MATH = {"abs": "fabs", "sqrt": "sqrt", "sin": "sin", "cos": "cos"}
 _INF_BITS = {F32: "__int_as_float(0x7f800000)",
              F64: "__longlong_as_double(0x7ff0000000000000LL)"}
@@ -102,7 +103,7 @@ def _float_op(name: str, a: list[str], out: DType) -> str | None:
     f = "f" if out is F32 else ""
     if name in _MATH:
         return f"{_MATH[name]}{f}({a[0]})"
-    if name in DECOMPOSED:   # a mathlib program, defined by math_source
+    if decomposes(name, out):   # a mathlib program, defined by math_source
         return f"ember_{name}_{_SUFFIX[out]}({', '.join(a)})"
     return {
         "neg": lambda: f"(-{a[0]})",
@@ -137,7 +138,7 @@ def math_source(kernels: list[Kernel]) -> str:
     """The ``__device__`` functions of the mathlib programs ``kernels`` use (each
     include-guarded, so sources concatenate)."""
     need = {(e.op, e.dtype) for k in kernels for e in k.exprs
-            if e.op in DECOMPOSED and e.dtype in (F32, F64)}
+            if e.op in DECOMPOSED and decomposes(e.op, e.dtype)}
     return "".join(_math_function(op, dt)
                    for op, dt in sorted(need, key=lambda n: (n[0], n[1].itemsize)))
 
@@ -247,6 +248,8 @@ template <class T> EMBER_FN T ember_mul_rn(T a, T b) { return a * b; }
 #endif
 EMBER_FN float ember_fma(float a, float b, float c) { return fmaf(a, b, c); }
 EMBER_FN double ember_fma(double a, double b, double c) { return fma(a, b, c); }
+EMBER_FN float ember_floor(float x) { return floorf(x); }
+EMBER_FN double ember_floor(double x) { return floor(x); }
 EMBER_FN float ember_rint(float x) { return rintf(x); }
 EMBER_FN double ember_rint(double x) { return rint(x); }
 EMBER_FN float ember_copysign(float x, float y) { return copysignf(x, y); }

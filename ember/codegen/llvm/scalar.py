@@ -2,13 +2,12 @@
 lowers (its op table is ``_Scalar``'s ``f_``/``i_``/``b_`` methods)."""
 from __future__ import annotations
 
-import math
 
 import llvmlite.ir as ir
 
 from ember import dtypes
 from ember.dtypes import DType
-from ember.codegen.mathlib import DECOMPOSED, INTERNAL_OPS, program
+from ember.codegen.mathlib import DECOMPOSED, INTERNAL_OPS, decomposes, program
 
 
 # ---- IR construction ------------------------------------------------------------------
@@ -30,7 +29,8 @@ _FMF = ("contract",)
 # ---- scalar ops -----------------------------------------------------------------------
 
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-_FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | frozenset(DECOMPOSED)
+# (pow has integer forms too)
+_FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | (frozenset(DECOMPOSED) - {"pow"})
 # float type -> (integer type of its bits, mantissa bits, exponent bias)
 _BITS = {_F32: (_I32, 23, 127), _F64: (_I64, 52, 1023)}
 _DTYPE_OF = {_F32: dtypes.float32, _F64: dtypes.float64}
@@ -118,7 +118,7 @@ class _Scalar:
         if name in _FLOAT_RESULT and not out.is_floating_point:
             raise NotImplementedError(f"op {name} with result dtype {out}")
         args = [self.convert(a, d, out) for a, d in zip(args, arg_dtypes)]
-        if out.is_floating_point and name in DECOMPOSED:
+        if out.is_floating_point and decomposes(name, out):
             return self.render(name, args)
         if out.is_floating_point:
             fn = getattr(self, "f_" + name, None)
@@ -230,6 +230,9 @@ class _Scalar:
     def m_rint(self, x):
         return self.call("rint", x)
 
+    def m_floor(self, x):
+        return self.call("floor", x)
+
     def m_copysign(self, x, y):
         return self.call("copysign", x, y)
 
@@ -259,36 +262,9 @@ class _Scalar:
                                ir.Constant(ity, bias << mant)), x.type)
 
     def f_pow(self, x, y):
-        if x.type == _F64:
-            # exp(y log x) in double loses ~|y log x| ulps; the libm call is exact.
-            return self.call("pow", x, y)
-        b = self.b
-        # float32: exp(y log|x|) in double is correctly rounded to float32 nearly always.
-        r = self.pow_via_exp_log(b.fpext(x, _F64), b.fpext(y, _F64))
-        return b.fptrunc(r, _F32)
-
-    def pow_via_exp_log(self, x, y):
-        """C99 pow semantics (as NumPy) from exp and log, for float64 values."""
-        b = self.b
-        ty = x.type
-
-        def k(v: float):
-            return self.c(ty, v)
-
-        r = self.render("exp", [self.mul(y, self.render("log", [self.call("fabs", x)]))])
-        fy = self.call("floor", y)
-        y_int = b.fcmp_ordered("==", fy, y)                       # true for +-inf too
-        half = self.call("floor", self.mul(y, k(0.5)))
-        y_odd = b.fcmp_ordered("==", self.sub(y, self.add(half, half)), k(1.0))  # inf: NaN
-        sign = b.icmp_signed("<", b.bitcast(x, _I64), ir.Constant(_I64, 0))  # x < 0 or -0
-        r = b.select(b.and_(sign, y_odd), b.fneg(r), r)
-        neg_finite = b.and_(b.fcmp_ordered("<", x, k(0.0)),
-                            b.fcmp_ordered("!=", x, k(-math.inf)))
-        r = b.select(b.and_(neg_finite, b.xor(y_int, ir.Constant(_I1, 1))), k(math.nan), r)
-        y_inf = b.fcmp_ordered("==", self.call("fabs", y), k(math.inf))
-        one = b.or_(b.fcmp_ordered("==", y, k(0.0)), b.fcmp_ordered("==", x, k(1.0)))
-        one = b.or_(one, b.and_(b.fcmp_ordered("==", x, k(-1.0)), y_inf))
-        return b.select(one, k(1.0), r)
+        # float64 (float32 is mathlib's program): exp(y log x) in double loses ~|y log x|
+        # ulps; the libm call is exact.
+        return self.call("pow", x, y)
 
     # -- integers (wrap around like NumPy)
     def i_neg(self, x):
