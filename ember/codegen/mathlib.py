@@ -2,7 +2,7 @@
 
 ``program(op, dtype)`` is a straight-line list of ``Expr`` over the op's operands
 (``Expr("arg", (i,), dtype)``); its last expr is the result. Programs use the registry's
-basic ops (add, sub, mul, div, neg, abs, cast, where, compares, logical ops) and seven
+basic ops (add, sub, mul, div, neg, abs, cast, where, compares, logical ops) and eight
 more that every backend renders exactly (``INTERNAL_OPS``):
 
     fma(a, b, c)      a * b + c, rounded once
@@ -11,6 +11,7 @@ more that every backend renders exactly (``INTERNAL_OPS``):
     copysign(x, y)    |x| with y's sign
     ldexp(x, n)       x * 2**n for integral n, as two exact power-of-two scalings (so results
                       down to the subnormals are exact)
+    exp2i(n)          2**n for integral n in the normal exponent range (one scaling)
     frexp_exp(x)      the unbiased exponent of a normal x, as a float
     frexp_mant(x)     x's significand in [1, 2) (x normal)
 
@@ -40,7 +41,7 @@ from ember.dtypes import DType
 
 __all__ = ["program", "decomposes", "DECOMPOSED", "INTERNAL_OPS"]
 
-INTERNAL_OPS = frozenset(("fma", "rint", "floor", "copysign", "ldexp", "frexp_exp",
+INTERNAL_OPS = frozenset(("fma", "rint", "floor", "copysign", "ldexp", "exp2i", "frexp_exp",
                           "frexp_mant"))
 _B = dtypes.bool_
 _LN2_HI = {32: 0.693359375, 64: 6.93147180369123816490e-01}    # exact in few bits, so
@@ -114,7 +115,7 @@ class _Builder:
         n, r = self.reduce_ln2(y)
         degree = 7 if self.bits == 32 else 13
         q = self.mul(r, self.horner(r, [1.0 / math.factorial(k) for k in range(degree, 0, -1)]))
-        s = self.ldexp(self.c(1.0), n)
+        s = self.exp2i(n)   # n >= -58: a normal power of two
         # 2^n (e^r - 1) + (2^n - 1): exactly q when n == 0, no cancellation otherwise.
         return self.fma(s, q, self.sub(s, self.c(1.0)))
 

@@ -270,6 +270,8 @@ EMBER_FN double ember_ldexp(double x, double n) {
     const long long i = (long long)n, h = i >> 1;
     return ember_mul_rn(ember_mul_rn(x, ember_pow2(h)), ember_pow2(i - h));
 }
+EMBER_FN float ember_exp2i(float n) { return ember_pow2((int)n); }
+EMBER_FN double ember_exp2i(double n) { return ember_pow2((long long)n); }
 EMBER_FN float ember_frexp_exp(float x) {
     ember_bits32 u; u.f = x; return (float)(((u.i >> 23) & 255) - 127);
 }

@@ -248,6 +248,12 @@ class _Scalar:
         s2 = b.bitcast(b.shl(b.add(n2, ir.Constant(ity, bias)), ir.Constant(ity, mant)), x.type)
         return self.mul(self.mul(x, s1), s2)
 
+    def m_exp2i(self, n):
+        b = self.b
+        ity, mant, bias = _BITS[n.type]
+        return b.bitcast(b.shl(b.add(b.fptosi(n, ity), ir.Constant(ity, bias)),
+                               ir.Constant(ity, mant)), n.type)
+
     def m_frexp_exp(self, x):
         b = self.b
         ity, mant, bias = _BITS[x.type]
