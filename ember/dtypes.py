@@ -77,9 +77,6 @@ complex128 = DType("complex128", np.complex128, 11)
 
 ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
        complex64, complex128)
-# The dtypes the code generators emit; a compiled op on any other runs through its
-# eager implementation inside the plan (ir/passes/fuse.py asks ``kernel_supported``).
-KERNEL_DTYPES = frozenset((bool_, int32, int64, float32, float64))
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NP = {d.np: d for d in ALL}
 # Aliases PyTorch users type.
@@ -91,11 +88,6 @@ _default_float = float32
 
 def dtype_of_name(name: str) -> DType:
     return _BY_NAME[name]
-
-
-def kernel_supported(d: DType) -> bool:
-    """Do the LLVM and CUDA C code generators handle ``d``?"""
-    return d in KERNEL_DTYPES
 
 
 def from_numpy_dtype(npd) -> DType:

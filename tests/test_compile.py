@@ -59,6 +59,7 @@ OP_PROGRAMS = {
     "tanh": lambda: (lambda x: x.tanh(), _x(3, 4)),
     "sigmoid": lambda: (lambda x: x.sigmoid(), _x(3, 4)),
     "erf": lambda: (lambda x: x.erf(), _x(3, 4)),
+    "softplus": lambda: (lambda x: ember.dispatch.dispatch("softplus", x * 3), _x(3, 4)),
     "relu": lambda: (lambda x: x.relu(), _x(3, 4)),
     "cast": lambda: (lambda x: (x * 3).long(), _x(3, 4)),
     "add": lambda: (lambda x, y: x + y, _x(3, 4), _x(4)),

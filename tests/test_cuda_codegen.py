@@ -303,7 +303,7 @@ def hand_built() -> list[tuple[Kernel, list | None]]:
 
 
 UNARY = ["neg", "exp", "log", "sqrt", "abs", "sign", "sin", "cos", "tanh", "sigmoid", "erf",
-         "relu", "logical_not"]
+         "softplus", "relu", "logical_not"]
 BINARY = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "lt", "le", "gt", "ge",
           "eq", "ne", "logical_and", "logical_or"]
 BOOL_RESULT = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not"}
@@ -647,7 +647,7 @@ def test_emulated_kernels_match_cpu(emulated):
 
 def test_emulated_64bit_indexing(workdir, monkeypatch):
     """The 64-bit index code (forced here for small sizes) computes the same."""
-    monkeypatch.setattr(cuda, "_I31", 0)
+    monkeypatch.setattr(cuda.source, "_I31", 0)   # where the generator reads it
     cases = [c for c in all_cases() if not c.kernel.name.startswith(("prog", "ops_"))]
     rng = np.random.default_rng(3)
     cases += [aligned_case(make_case(k, rng)) for n in (5, 1023) for k in vector_kernels(n)]

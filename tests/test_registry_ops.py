@@ -90,6 +90,28 @@ def _sigmoid_ref(a):
         return 1 / (1 + np.exp(-a))
 
 
+def _softplus_ref(a):
+    return np.logaddexp(0, a)
+
+
+def _softplus_cases():
+    # Its own generator: drawing from the shared one would change every later op's inputs.
+    r = np.random.default_rng(29)
+    x = r.uniform(-4, 4, (5, 4))
+    return [Case([x[:3]], _torch_softplus, _softplus_ref, id="2d"),
+            Case([np.asarray(x[0, 0])], _torch_softplus, _softplus_ref, id="0d"),
+            Case([transposed(x[:4, :3])], _torch_softplus, _softplus_ref, id="noncontig"),
+            Case([x[::2, 1:]], _torch_softplus, _softplus_ref, id="sliced"),
+            Case([x[:3, :2].astype(np.float32)], _torch_softplus, _softplus_ref, id="f32")]
+
+
+def _torch_softplus(a):
+    import torch
+    # The registry op has no threshold (F.softplus applies it); above 30 the exact value
+    # is x to 1e-14, where torch returns x.
+    return torch.nn.functional.softplus(a, threshold=30)
+
+
 def _erf_ref(a):
     return np.vectorize(math.erf)(a)
 
@@ -493,6 +515,9 @@ def _build_cases():
         + [Case([np.array([-800.0, -30.0, 0.0, 30.0, 800.0])], lambda a: a.sigmoid(), _sigmoid_ref,
                 id="extreme", grad=False)],
         "erf": unary_cases("erf", _erf_ref),
+        "softplus": _softplus_cases()
+        + [Case([np.array([-800.0, -30.0, -1e-9, 0.0, 30.0, 800.0])], _torch_softplus,
+                _softplus_ref, id="extreme", grad=False)],
         "relu": unary_cases("relu", lambda a: np.maximum(a, 0), make=away_from_zero),
         "logical_not": [Case([rng.integers(0, 2, (3, 4)).astype(bool)], torch_op("logical_not"),
                              np.logical_not, id="bool", grad=False),

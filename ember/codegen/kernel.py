@@ -171,6 +171,36 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def collapse_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]
+                  ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+    """Merge dims that every load walks the same way, so the innermost loop is long.
+
+    Dim d merges into d+1 when each load has ``strides[d] == strides[d+1] * shape[d+1]``
+    (contiguous, or broadcast along both); outputs are C-contiguous and always merge.
+    Size-1 dims are dropped. An empty iteration space gives ``(0,)``, a 0-dim one ``(1,)``.
+
+        >>> collapse_dims((4, 8, 16), [(128, 16, 1), (0, 0, 1)])
+        ((32, 16), [(16, 1), (0, 1)])
+    """
+    if any(n == 0 for n in shape):
+        return (0,), [(0,) for _ in strides]
+    dims = [(n, [s[d] for s in strides]) for d, n in enumerate(shape) if n != 1]
+    merged: list[tuple[int, list[int]]] = []
+    for n, st in reversed(dims):
+        if merged:
+            inner_n, inner_st = merged[-1]
+            if all(a == b * inner_n for a, b in zip(st, inner_st)):
+                merged[-1] = (n * inner_n, inner_st)
+                continue
+        merged.append((n, st))
+    merged.reverse()
+    if not merged:
+        return (1,), [(0,) for _ in strides]
+    loop_shape = tuple(n for n, _ in merged)
+    return loop_shape, [tuple(st[i] for _, st in merged) for i in range(len(strides))]
+
+
+
 def _zero_inner(load: Load, kernel: Kernel) -> bool:
     return all(s == 0 for s in load.strides[len(kernel.shape) - kernel.reduce_dims:])
 

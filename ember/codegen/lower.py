@@ -8,8 +8,13 @@ that member runs along. Scalar constants become literals in the expression.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ember.codegen.kernel import Expr, Kernel, Load, Store, contiguous_strides
-from ember.ir.passes.fuse import REDUCE_OPS, Group
+from ember.codegen.policy import REDUCE_OPS
+
+if TYPE_CHECKING:   # codegen never imports the IR at run time (the IR imports codegen)
+    from ember.ir.passes.fuse import Group
 
 
 def group_outputs(graph, group: Group, keep: set[int]) -> list[int]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ember.ir.graph import Graph
-from ember.dtypes import kernel_supported
+from ember.codegen.backend import backend_for
 from ember.ir.passes.fuse import FUSIBLE, REDUCE_OPS, _merge, fuse, fusible
 from ember.ops.registry import OPS
 
@@ -112,9 +112,10 @@ def not_fusible_reason(graph: Graph, n: int) -> str:
     d = graph[n]
     op = d["op"]
     kind = OPS[op].kind if op in OPS else "?"
-    if d["device"].type != "cpu":
-        return f"{op} is on {d['device']} (fusion is for CPU kernels)"
-    bad = [graph[x]["dtype"] for x in (n, *d["args"]) if not kernel_supported(graph[x]["dtype"])]
+    backend = backend_for(d["device"].type)
+    if backend is None:
+        return f"{op} is on {d['device']}, which has no code generator"
+    bad = [graph[x]["dtype"] for x in (n, *d["args"]) if graph[x]["dtype"] not in backend.dtypes]
     if bad:
         return f"no code generator emits {bad[0].name} (the op runs through NumPy)"
     if op == "matmul":

@@ -70,6 +70,9 @@ def _sigmoid(xp, a):
 
 
 defop("sigmoid", UNARY, _sigmoid, lambda g, out, a: (g * out * (1 - out),), dtype_rule="float")
+# log(1 + exp(a)) without overflow (F.softplus adds beta and the threshold).
+defop("softplus", UNARY, lambda xp, a: xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a))),
+      lambda g, out, a: (g * a.sigmoid(),), dtype_rule="float")
 
 
 # Maclaurin coefficients of erf(x) * sqrt(pi) / 2 = sum c_n x^(2n+1): enough terms for

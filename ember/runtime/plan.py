@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ember.codegen.backend import backend_for
 from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
@@ -29,7 +30,7 @@ from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, Matmu
 class KernelInfo:
     """What explain() shows of one step."""
     name: str
-    backend: str            # "llvm", "cuda", "extern", "eager"
+    backend: str            # a Backend's name ("llvm", "cuda"), "extern" or "eager"
     ops: list[str]
     nodes: list[int]
     src: list[str]
@@ -60,24 +61,15 @@ class Plan:
             env[trace_id] = local[nid]
 
 
-def _compile(kernel: Kernel, device):
-    """Machine code for ``kernel`` on ``device``: LLVM on the CPU, CUDA C on a GPU."""
-    if device.type == "cuda":
-        from ember.codegen import cuda
-        return cuda.compile_kernel(kernel)
-    from ember.codegen import llvm
-    return llvm.compile_kernel(kernel)
-
-
-def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
-               on_fallback=None) -> tuple[Plan, dict]:
+def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
+               ) -> tuple[Plan, dict]:
     """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array)."""
     t0 = time.perf_counter()
     plan = Plan(consts=graph.device_consts())
     env = dict(env)
     env.update(plan.consts)
     keep = set(graph.outputs) | {v for _, v in graph.writebacks}
-    groups = fuse(graph) if backend == "llvm" else []
+    groups = fuse(graph)   # groups only where a backend can compile them
     group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
@@ -101,8 +93,7 @@ def build_plan(graph, env: dict, escaping: set[int], *, backend: str = "llvm",
             plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d["op"]], [unit],
                                            [d["src"]] if d.get("src") else []))
     update_in_place(plan, graph, env)
-    if backend == "llvm":
-        _fuse_horizontally(plan)
+    _fuse_horizontally(plan)
     plan_memory(plan, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
@@ -123,8 +114,9 @@ def _read_transposed(graph, nid: int) -> bool:
 
 
 def _fuse_horizontally(plan: Plan) -> None:
-    """Run independent kernels as one call each: one machine-code call on the CPU
-    (``llvm.compile_kernels``), one launch on a GPU (``cuda.compile_kernels``).
+    """Run independent kernels as few calls as their backend can make of them
+    (``Backend.batch_groups`` and ``compile_batch``: one machine-code call on the CPU,
+    one launch per parameter-limited group on a GPU).
 
     Within each window of consecutive kernel steps of one backend, a kernel's level is
     one more than the highest level of the window's kernels it reads from; each level
@@ -157,8 +149,8 @@ def _fuse_horizontally(plan: Plan) -> None:
         window.clear()
 
     for step, info in zip(plan.steps, plan.kernels):
-        if type(step) is KernelStep and info.backend in ("llvm", "cuda"):
-            if window and window[0][1].backend != info.backend:
+        if type(step) is KernelStep:
+            if window and window[0][0].backend is not step.backend:
                 flush()   # a call runs on one device
             window.append((step, info))
             continue
@@ -171,28 +163,14 @@ def _fuse_horizontally(plan: Plan) -> None:
 
 def _emit_batch(batch: list[tuple], steps: list, infos: list) -> None:
     """Independent kernel steps of one backend as few calls as it can make of them."""
-    backend = batch[0][1].backend
-    if backend == "cuda":
-        from ember.codegen import cuda
-        # Elementwise kernels share launches, as many as a launch's parameters hold;
-        # reductions keep their own.
-        groups = cuda.launch_groups([i.kernel for _, i in batch])
-
-        def compile_kernels(kernels, name):
-            multi = cuda.compile_kernels(kernels, name)
-            multi.compile()   # now, while a failure can keep the separate kernels
-            return multi
-    else:
-        from ember.codegen import llvm
-        groups = [range(len(batch))]
-        compile_kernels = llvm.compile_kernels
-    for group in groups:
+    backend = batch[0][0].backend
+    for group in backend.batch_groups([i.kernel for _, i in batch]):
         part = [batch[j] for j in group]
         compiled = None
         if len(part) >= 2:
             name = f"{part[0][1].name}-{part[-1][1].name}"
             try:
-                compiled = compile_kernels([i.kernel for _, i in part], name)
+                compiled = backend.compile_batch([i.kernel for _, i in part], name)
             except Exception:  # keep the separate kernels: they work
                 pass
         if compiled is None:
@@ -202,7 +180,7 @@ def _emit_batch(batch: list[tuple], steps: list, infos: list) -> None:
             continue
         steps.append(MultiKernelStep([s for s, _ in part], compiled))
         infos.append(KernelInfo(
-            name, backend, [op for _, i in part for op in i.ops],
+            name, backend.name, [op for _, i in part for op in i.ops],
             [n for _, i in part for n in i.nodes],
             sorted({x for _, i in part for x in i.src}), compiled.source,
             parts=[i for _, i in part]))
@@ -239,9 +217,10 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     name = f"kernel{len(plan.kernels)}"
     src = sorted({graph[n]["src"] for n in group.nodes if graph[n].get("src")})
     device = graph[group.nodes[0]]["device"]
+    backend = backend_for(device.type)   # fusion grouped it: there is one
     try:
         kernel = lower_group(graph, group, args, outs, env, name)
-        compiled = _compile(kernel, device)
+        compiled = backend.compile_kernel(kernel)
     except Exception as e:  # a compile error costs speed, never correctness
         reason = f"{type(e).__name__}: {e}"
         if on_fallback:
@@ -257,9 +236,9 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     xp = array_module(device)
     buffers = [Buffer(graph[o]["shape"], graph[o]["dtype"].np, pooled=o not in escaping,
                       xp=xp) for o in outs]
-    step = KernelStep(compiled, args, outs, buffers)
+    step = KernelStep(compiled, args, outs, buffers, backend)
     step(env)
-    info = KernelInfo(name, "cuda" if device.type == "cuda" else "llvm", kernel.ops,
+    info = KernelInfo(name, backend.name, kernel.ops,
                       group.nodes, src, getattr(compiled, "source", ""), kernel)
     prev = plan.steps[-1] if plan.steps else None
     if (isinstance(prev, MatmulStep) and prev.epilogue is None and prev.nid in args

@@ -9,11 +9,14 @@ from ember.runtime.memory import Buffer
 
 
 class KernelStep:
-    """A generated kernel: reads ``args``, writes ``writes`` into their buffers."""
+    """A generated kernel: reads ``args``, writes ``writes`` into their buffers. It calls
+    ``compiled.run`` itself (what ``backend.launch`` does, one call less per kernel)."""
     may_alias = False   # its outputs are its own buffers, never views of its inputs
 
-    def __init__(self, compiled, args: list[int], outs: list[int], buffers: list[Buffer]):
+    def __init__(self, compiled, args: list[int], outs: list[int], buffers: list[Buffer],
+                 backend=None):
         self.compiled, self.reads, self.writes, self.buffers = compiled, args, outs, buffers
+        self.backend = backend   # the Backend that compiled it (for batching)
 
     def __call__(self, env: dict) -> None:
         out = [b.get(env) for b in self.buffers]

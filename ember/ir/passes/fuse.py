@@ -19,14 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ember.dtypes import kernel_supported
+from ember.codegen.backend import backend_for
+from ember.codegen.policy import FUSIBLE, REDUCE_OPS  # noqa: F401  (re-exported)
 from ember.ops.registry import OPS
-
-# Elementwise ops the code generators can emit.
-FUSIBLE = frozenset("""neg exp log sqrt abs sign sin cos tanh sigmoid erf relu cast add sub mul
-div pow maximum minimum lt le gt ge eq ne logical_and logical_or logical_not where""".split())
-# Reductions they can emit, as the Kernel expr each becomes.
-REDUCE_OPS = {"sum": "reduce_sum", "amax": "reduce_max"}
 
 
 @dataclass
@@ -51,13 +46,11 @@ class Group:
 
 
 def fusible(graph, nid: int) -> bool:
+    """Whether node ``nid`` can be a member of a kernel: its device's backend (if any)
+    renders its op on its dtypes (``Backend.supports``)."""
     d = graph[nid]
-    if d["device"].type not in ("cpu", "cuda"):   # the LLVM and the CUDA C backends
-        return False
-    # float16, bfloat16, int8/16, uint8, complex: no code generator emits them, so such an
-    # op runs through its eager implementation inside the plan.
-    if not kernel_supported(d["dtype"]) or any(
-            not kernel_supported(graph[a]["dtype"]) for a in d["args"]):
+    backend = backend_for(d["device"].type)
+    if backend is None or any(graph[a]["dtype"] not in backend.dtypes for a in d["args"]):
         return False
     if d["op"] in REDUCE_OPS:
         # Reductions along a tensor's rows fuse; sums down its columns (a bias gradient,
@@ -65,10 +58,11 @@ def fusible(graph, nid: int) -> bool:
         # where a fused kernel would walk each column with a stride (measured 10x slower).
         ndim = len(graph[d["args"][0]]["shape"])
         axes = {a % max(ndim, 1) for a in d["attrs"]["axes"]}
-        return bool(axes) and (ndim - 1 in axes or ndim == 0) and d["dtype"].name != "float16"
+        return (bool(axes) and (ndim - 1 in axes or ndim == 0)
+                and backend.supports(REDUCE_OPS[d["op"]], d["dtype"]))
     if d["op"] == "contiguous":   # a copy: in a kernel, just the value stored again
         return True
-    return d["op"] in FUSIBLE and OPS[d["op"]].elementwise
+    return backend.supports(d["op"], d["dtype"]) and OPS[d["op"]].elementwise
 
 
 def fuse(graph) -> list[Group]:

@@ -1,0 +1,276 @@
+"""Compiled CPU kernels: ``CompiledKernel`` (one Kernel, one call) and
+``CompiledKernels`` (independent kernels, one call), cached by signature."""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+import numpy as np
+
+from ember.codegen import mathlib
+from ember.codegen.kernel import REDUCTIONS, Kernel, KernelCache
+from ember.codegen.llvm.jit import _DATA_OFFSET, _NDARRAY, _jit, _pool, _target_machine
+from ember.codegen.llvm.loops import _Layout, _add_kernel, _build_module, _new_module
+from ember.codegen.llvm.scalar import _I8, _I64, _PTR
+
+
+# Kernels whose estimated single-thread time is at least this (ns) run on all cores.
+# Waking a pool thread costs ~20-100 us on this VM (measured), so the split pays from
+# ~250 us of work: ~256K elements of the 17-op chain, ~512K of a plain add.
+PARALLEL_MIN_NS = 250_000
+# Rough single-core costs (ns) behind that estimate, measured on 1M-element kernels:
+# streaming memory ~25 GB/s; exp/log/tanh/sigmoid/erf ~0.3 ns; other ops ~0.05 ns.
+_NS_PER_BYTE = 1 / 25
+_NS_PER_OP = {"exp": 0.3, "log": 0.3, "tanh": 0.3, "sigmoid": 0.35, "erf": 0.3,
+              "pow": 1.0, "sin": 5.0, "cos": 5.0}
+
+
+def _op_ns(op: str) -> float:
+    """The cost of one op per point; a mathlib program not measured above costs about
+    as much per operation as exp's (~0.3 ns for ~25 operations)."""
+    if op in _NS_PER_OP:
+        return _NS_PER_OP[op]
+    return 0.012 * mathlib.cost(op) if op in mathlib.DECOMPOSED else 0.05
+
+
+def compile_kernel(kernel: Kernel) -> "CompiledKernel":
+    """Machine code for ``kernel``; equal kernels (by ``kernel.signature()``) compile once."""
+    return _CACHE.get_or_build(kernel, CompiledKernel)
+
+
+class CompiledKernel:
+    """A JIT-compiled kernel: ``run(inputs, outputs)`` fills ``outputs`` in place.
+
+    ``inputs`` are the kernel's input arrays (any strides: the Loads' element strides
+    and offsets are compiled in, relative to each array's data pointer); ``outputs`` are
+    C-contiguous arrays of ``kernel.shape`` with the stored exprs' dtypes.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        kernel.validate()
+        self.name = _ident(kernel.name)
+        self.shape = tuple(kernel.shape)
+        self.num_inputs = kernel.num_inputs
+        self.num_outputs = len(kernel.stores)
+        self.out_dtypes = [kernel.exprs[s.expr].dtype for s in kernel.stores]
+        self._out_np = [d.np for d in self.out_dtypes]
+        # Elements each output holds: the product of the dims its store walks.
+        self.out_sizes = [math.prod(n for n, st in zip(self.shape, s.strides) if st)
+                          for s in kernel.stores]
+        self.size = math.prod(self.shape)
+        self.layout = _Layout.of(kernel)
+        self.loop_shape = self.layout.outer_shape
+        self.source = _build_module(kernel, self.name, self.layout)
+        self._engine, self._module = _jit(self.source)
+        nargs = self.num_inputs + self.num_outputs
+        i64 = ctypes.c_int64
+        # Passing the arrays themselves and reading their data pointer inside the
+        # generated code costs ~0.7 us a call; asking NumPy (.ctypes.data or
+        # __array_interface__) costs ~0.8-1.2 us per array (measured).
+        if _DATA_OFFSET is not None:
+            ftype = ctypes.CFUNCTYPE(None, *([ctypes.py_object] * nargs), i64, i64)
+            self._cfunc = ftype(self._engine.get_function_address(self.name + "_py"))
+            self._by_object = True
+        else:  # pragma: no cover - NumPy with an unexpected object layout
+            ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs), i64, i64)
+            self._cfunc = ftype(self._engine.get_function_address(self.name))
+            self._by_object = False
+        outer = self.loop_shape[0]
+        self._outer = outer
+        self._chunks = None
+        nthreads = min(os.cpu_count() or 1, outer)
+        self.estimated_ns = estimate_ns(kernel)
+        if self.estimated_ns >= PARALLEL_MIN_NS and nthreads > 1:
+            bounds = [outer * t // nthreads for t in range(nthreads + 1)]
+            self._chunks = list(zip(bounds[:-1], bounds[1:]))
+
+    def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        """Compute the kernel over ``inputs`` into the preallocated ``outputs``."""
+        # The generated code trusts its arguments: it reads ndarray fields and writes
+        # whole outputs. Types, shapes and dtypes are checked (~0.2 us); contiguity of the
+        # outputs is the caller's promise (checking it would cost as much again).
+        if len(inputs) != self.num_inputs or len(outputs) != self.num_outputs:
+            self._reject(inputs, outputs)
+        for a in inputs:
+            if type(a) is not _NDARRAY:
+                self._reject(inputs, outputs)
+        for o, npd, n in zip(outputs, self._out_np, self.out_sizes):
+            if type(o) is not _NDARRAY or o.dtype is not npd or o.size != n:
+                self._reject(inputs, outputs)
+        chunks = self._chunks
+        if chunks is None:
+            if not self.layout.empty:
+                if self._by_object:
+                    self._cfunc(*inputs, *outputs, 0, self._outer)
+                else:  # pragma: no cover
+                    self._cfunc(*[a.ctypes.data for a in (*inputs, *outputs)], 0, self._outer)
+            return
+        if self._by_object:
+            args = [*inputs, *outputs]
+        else:  # pragma: no cover
+            args = [a.ctypes.data for a in (*inputs, *outputs)]
+        pool = _pool()
+        futures = [pool.submit(self._cfunc, *args, lo, hi) for lo, hi in chunks[1:]]
+        self._cfunc(*args, *chunks[0])  # the calling thread takes a share too
+        for f in futures:
+            f.result()
+
+    def _reject(self, inputs: list, outputs: list) -> None:
+        """Raise for arguments the fast checks in ``run`` did not accept, unless they are
+        valid after all (ndarray subclasses, equal but distinct dtype objects)."""
+        if len(inputs) != self.num_inputs or len(outputs) != self.num_outputs:
+            raise ValueError(f"kernel {self.name} takes {self.num_inputs} inputs and "
+                             f"{self.num_outputs} outputs, got {len(inputs)} and "
+                             f"{len(outputs)}")
+        for a in inputs:
+            if not isinstance(a, _NDARRAY):
+                raise TypeError(f"kernel {self.name}: inputs must be NumPy arrays, "
+                                f"got {type(a).__name__}")
+        for o, npd, n in zip(outputs, self._out_np, self.out_sizes):
+            if not (isinstance(o, _NDARRAY) and o.size == n and o.dtype == npd):
+                raise ValueError(f"kernel {self.name}: outputs must be "
+                                 f"{[d.name for d in self._out_np]} arrays of "
+                                 f"{self.out_sizes} elements")
+
+    def optimized_ir(self) -> str:
+        """The LLVM IR after the O3 pipeline (vectorized loops show as <16 x float>)."""
+        return str(self._module)
+
+    def asm(self) -> str:
+        """The host assembly of the optimized module."""
+        return _target_machine().emit_assembly(llvm.parse_assembly(self.optimized_ir()))
+
+    def __repr__(self) -> str:
+        return (f"CompiledKernel({self.name}, shape={self.shape}, "
+                f"loops={self.loop_shape}, threads={len(self._chunks or [0])})")
+
+
+# ---- horizontal fusion ----------------------------------------------------------------
+
+def compile_kernels(kernels: list[Kernel], name: str) -> "CompiledKernels":
+    """Independent kernels (of any shapes) as one machine-code function, one call."""
+    return CompiledKernels(kernels, name)
+
+
+class CompiledKernels:
+    """Several independent kernels run by one call: ``run([[inputs...], ...],
+    [[outputs...], ...])``. The outer rows of all of them form one range that threads
+    split, so e.g. every parameter's optimizer update is one call over all cores.
+
+        >>> multi = compile_kernels([k1, k2], "updates")
+        >>> multi.run([[x1], [x2]], [[y1], [y2]])
+    """
+
+    def __init__(self, kernels: list[Kernel], name: str) -> None:
+        if _DATA_OFFSET is None:  # pragma: no cover
+            raise NotImplementedError("horizontal fusion needs ndarray data pointer offsets")
+        self.name = _ident(name)
+        self.parts = [CompiledKernel.__new__(CompiledKernel) for _ in kernels]
+        module = _new_module(self.name)
+        subs, bounds, total = [], [], 0
+        for i, (k, part) in enumerate(zip(kernels, self.parts)):
+            k.validate()
+            part.name, part.shape = f"{self.name}_{i}", tuple(k.shape)
+            part.num_inputs, part.num_outputs = k.num_inputs, len(k.stores)
+            part.out_dtypes = [k.exprs[s.expr].dtype for s in k.stores]
+            part._out_np = [d.np for d in part.out_dtypes]
+            part.out_sizes = [math.prod(n for n, st in zip(part.shape, s.strides) if st)
+                              for s in k.stores]
+            part.layout = _Layout.of(k)
+            rows = 0 if part.layout.empty else part.layout.outer_shape[0]
+            subs.append(_add_kernel(module, k, part.name, part.layout))
+            bounds.append((total, rows))
+            total += rows
+        self._rows = total
+        self.nargs = sum(p.num_inputs + p.num_outputs for p in self.parts)
+        self._driver(module, subs, bounds)
+        self.source = str(module)
+        self._engine, self._module = _jit(self.source)
+        ftype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+        self._cfunc = ftype(self._engine.get_function_address(self.name))
+        self._argv = ctypes.py_object * self.nargs
+        self.estimated_ns = sum(estimate_ns(k) for k in kernels)
+        nthreads = min(os.cpu_count() or 1, total)
+        self._chunks = None
+        if self.estimated_ns >= PARALLEL_MIN_NS and nthreads > 1:
+            cuts = [total * t // nthreads for t in range(nthreads + 1)]
+            self._chunks = list(zip(cuts[:-1], cuts[1:]))
+
+    def _driver(self, module, subs, bounds) -> None:
+        """``name(PyObject** arrays, start, end)``: each part gets its share of the rows."""
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64]),
+                         name=self.name)
+        argv, start, end = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        k = 0
+        for sub, (lo, rows), part in zip(subs, bounds, self.parts):
+            n = part.num_inputs + part.num_outputs
+            ptrs = []
+            for j in range(k, k + n):
+                obj = b.load(b.gep(argv, [ir.Constant(_I64, j)], source_etype=_PTR), typ=_PTR)
+                ptrs.append(b.load(b.gep(obj, [ir.Constant(_I64, _DATA_OFFSET)],
+                                         source_etype=_I8), typ=_PTR))
+            k += n
+            # rows [start, end) of the whole range, clipped to this part's [lo, lo + rows)
+            s = b.sub(start, ir.Constant(_I64, lo))
+            e = b.sub(end, ir.Constant(_I64, lo))
+            zero, top = ir.Constant(_I64, 0), ir.Constant(_I64, rows)
+            s = b.select(b.icmp_signed("<", s, zero), zero, s)
+            e = b.select(b.icmp_signed(">", e, top), top, e)
+            with b.if_then(b.icmp_signed("<", s, e)):
+                b.call(sub, ptrs + [s, e])
+        b.ret_void()
+
+    def run(self, inputs: list[list[np.ndarray]], outputs: list[list[np.ndarray]]) -> None:
+        flat = []
+        for part, ins, outs in zip(self.parts, inputs, outputs):
+            if len(ins) != part.num_inputs or len(outs) != part.num_outputs or any(
+                    type(a) is not _NDARRAY for a in ins) or any(
+                    type(o) is not _NDARRAY or o.dtype is not d or o.size != n
+                    for o, d, n in zip(outs, part._out_np, part.out_sizes)):
+                part._reject(ins, outs)
+            flat.extend(ins)
+            flat.extend(outs)
+        if len(inputs) != len(self.parts):
+            raise ValueError(f"{self.name} runs {len(self.parts)} kernels, got "
+                             f"{len(inputs)} input lists")
+        argv = self._argv(*flat)
+        addr = ctypes.addressof(argv)
+        if self._chunks is None:
+            self._cfunc(addr, 0, self._rows)
+            return
+        pool = _pool()
+        futures = [pool.submit(self._cfunc, addr, lo, hi) for lo, hi in self._chunks[1:]]
+        self._cfunc(addr, *self._chunks[0])
+        for f in futures:
+            f.result()
+
+    def optimized_ir(self) -> str:
+        return str(self._module)
+
+    def asm(self) -> str:
+        return _target_machine().emit_assembly(llvm.parse_assembly(self.optimized_ir()))
+
+
+
+def estimate_ns(kernel: Kernel) -> float:
+    """A rough single-thread run time of ``kernel`` (ns), to decide on threading."""
+    per_elem = sum(ld.dtype.itemsize for ld in kernel.loads if any(ld.strides))
+    per_elem += sum(kernel.exprs[s.expr].dtype.itemsize for s in kernel.stores)
+    per_elem *= _NS_PER_BYTE
+    per_elem += sum(_op_ns(e.op) for e in kernel.exprs
+                    if e.op not in ("load", "const"))
+    passes = 1 + sum(e.op in REDUCTIONS for e in kernel.exprs)  # each reduction re-reads
+    return math.prod(kernel.shape) * per_elem * passes
+
+
+def _ident(name: str) -> str:
+    ident = re.sub(r"\W", "_", name or "kernel")
+    return ident if not ident[0].isdigit() else "k_" + ident
+
+
+_CACHE = KernelCache()

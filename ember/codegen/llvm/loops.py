@@ -1,0 +1,331 @@
+"""LLVM IR of a Kernel's loop nest: rows split across threads, one inner pass per
+reduction, then the stores."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+
+from ember import dtypes
+from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
+from ember.dtypes import DType
+from ember.codegen.kernel import collapse_dims
+from ember.codegen.mathlib import DECOMPOSED
+from ember.codegen.policy import accumulator_dtype
+from ember.codegen.llvm.jit import _DATA_OFFSET, _target_machine
+from ember.codegen.llvm.scalar import _I1, _I8, _I64, _PTR, _STORAGE_TYPE, _VALUE_TYPE, _Scalar
+
+
+# ---- loop nest ------------------------------------------------------------------------
+
+@dataclass
+class _Layout:
+    """The kernel's outer (row) and inner (reduced) loop nests after collapsing; the
+    stride lists are the loads' then the stores'."""
+    outer_shape: tuple[int, ...]
+    outer_strides: list[tuple[int, ...]]
+    inner_shape: tuple[int, ...]
+    inner_strides: list[tuple[int, ...]]
+    empty: bool
+
+    @classmethod
+    def of(cls, kernel: Kernel) -> "_Layout":
+        split = len(kernel.shape) - kernel.reduce_dims
+        strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
+        outer, o_st = collapse_dims(kernel.shape[:split], [s[:split] for s in strides])
+        inner, i_st = collapse_dims(kernel.shape[split:], [s[split:] for s in strides])
+        if not kernel.reduce_dims:
+            inner, i_st = (), [() for _ in strides]
+        empty = outer == (0,) or (kernel.reduce_dims > 0 and inner == (0,) and not any(
+            e.op in REDUCTIONS for e in kernel.exprs))
+        return cls(outer, o_st, inner, i_st, empty)
+
+
+
+
+def _new_module(name: str) -> ir.Module:
+    module = ir.Module(name=name)
+    module.triple = llvm.get_process_triple()
+    module.data_layout = str(_target_machine().target_data)
+    return module
+
+
+def _add_kernel(module: ir.Module, kernel: Kernel, name: str, layout: _Layout) -> ir.Function:
+    """Function ``name(inputs..., outputs..., start, end)`` computing outer rows
+    [start, end) of ``kernel``."""
+    nin, nout = kernel.num_inputs, len(kernel.stores)
+    fnty = ir.FunctionType(ir.VoidType(), [_PTR] * (nin + nout) + [_I64, _I64])
+    fn = ir.Function(module, fnty, name=name)
+    for arg in fn.args[:nin + nout]:
+        # Outputs are fresh buffers; inputs are only read, so aliasing among them is fine.
+        arg.add_attribute("noalias")
+    _LoopNest(kernel, fn, layout).emit()
+    return fn
+
+
+def _build_module(kernel: Kernel, name: str, layout: _Layout) -> str:
+    """The unoptimized LLVM IR text of ``kernel`` as function ``name`` (and ``name_py``)."""
+    module = _new_module(name)
+    nin, nout = kernel.num_inputs, len(kernel.stores)
+    fn = _add_kernel(module, kernel, name, layout)
+    fnty = fn.function_type
+
+    if _DATA_OFFSET is not None:
+        # Entry point taking the ndarray objects (PyObject*): reads each data pointer.
+        wrapper = ir.Function(module, fnty, name=name + "_py")
+        b = ir.IRBuilder(wrapper.append_basic_block("entry"))
+        ptrs = [b.load(b.gep(obj, [ir.Constant(_I64, _DATA_OFFSET)], source_etype=_I8),
+                       typ=_PTR) for obj in wrapper.args[:nin + nout]]
+        b.call(fn, ptrs + list(wrapper.args[nin + nout:]))
+        b.ret_void()
+    return str(module)
+
+
+class _LoopNest:
+    """Emits the loops of a kernel and the scalar code of its exprs.
+
+    The outer dims (rows) form one loop nest, split across threads by its first loop.
+    For each row, every reduction gets a loop nest over the inner dims that accumulates
+    into a stack slot (SROA turns it into a register; 'reassoc' on the accumulating add
+    lets the vectorizer keep 16 partial sums), then a last inner nest computes and stores
+    the per-point outputs. Per-point values are recomputed in each pass instead of being
+    kept: a row is in L1/L2 by then, and recomputing costs less than a round trip.
+    """
+
+    def __init__(self, kernel: Kernel, fn: ir.Function, layout: "_Layout") -> None:
+        self.kernel = kernel
+        self.fn = fn
+        self.layout = layout
+        nin = kernel.num_inputs
+        self.in_ptrs = fn.args[:nin]
+        self.out_ptrs = fn.args[nin:nin + len(kernel.stores)]
+        self.start, self.end = fn.args[-2], fn.args[-1]
+        self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
+        self.stash = self._plan_stash()
+        self.pass_no = 0
+
+    def emit(self) -> None:
+        b = self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
+        self.entry = b.block
+        if self.layout.empty:
+            b.ret_void()
+            return
+        k = self.kernel
+        zeros = [ir.Constant(_I64, ld.offset) for ld in k.loads]
+        zeros += [ir.Constant(_I64, 0) for _ in k.stores]
+        self._nest(self.layout.outer_shape, self.layout.outer_strides, zeros, self._row,
+                   "o", parallel=True)
+        self.b.ret_void()
+
+    def _nest(self, shape, strides, offs: list, body, tag: str, parallel: bool = False):
+        """Loops over ``shape``; ``body(offs)`` gets each stride list's element offset."""
+        def level(depth: int, offs: list) -> None:
+            if depth == len(shape):
+                body(offs)
+                return
+            b = self.b
+            lo = self.start if parallel and depth == 0 else ir.Constant(_I64, 0)
+            hi = self.end if parallel and depth == 0 else ir.Constant(_I64, shape[depth])
+            pre = b.block
+            loop = self.fn.append_basic_block(f"{tag}loop{depth}")
+            done = self.fn.append_basic_block(f"{tag}done{depth}")
+            b.cbranch(b.icmp_signed("<", lo, hi), loop, done)
+            b.position_at_end(loop)
+            i = b.phi(_I64, name=f"{tag}{depth}")
+            i.add_incoming(lo, pre)
+            offs = [off if st[depth] == 0 else
+                    b.add(off, b.mul(i, ir.Constant(_I64, st[depth])))
+                    for off, st in zip(offs, strides)]
+            level(depth + 1, offs)
+            nxt = b.add(i, ir.Constant(_I64, 1))
+            i.add_incoming(nxt, b.block)
+            b.cbranch(b.icmp_signed("<", nxt, hi), loop, done)
+            b.position_at_end(done)
+        level(0, offs)
+
+    def _row(self, offs: list) -> None:
+        """One row: its reductions in order, then the stores."""
+        k, lay = self.kernel, self.layout
+        memo: dict[int, object] = {}
+        nl = len(k.loads)
+        self.pass_no = 0
+        for r, e in enumerate(k.exprs):
+            if e.op not in REDUCTIONS:
+                continue
+            self._ensure_row(e.args[0], offs, memo)
+            acc = self._accumulator(e)
+
+            def reduce_body(inner, e=e, acc=acc):
+                local = dict(memo)
+                self._accumulate(e, acc, self._value(e.args[0], inner, local))
+                for j, (i, when) in self.stash.items():   # keep it for the later passes
+                    if when == self.pass_no:
+                        self._store(i, self._value(j, inner, local), inner[nl + i], expr=j)
+            self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{r}_")
+            memo[r] = _Scalar(self.b, self.fn).convert(
+                self.b.load(acc), self._acc_dtype(e), e.dtype)
+            self.pass_no += 1
+        point = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
+        for i, st in enumerate(k.stores):
+            if i not in point:
+                self._store(i, self._value(st.expr, offs, memo), offs[nl + i])
+        if point:
+            for i in point:
+                self._ensure_row(k.stores[i].expr, offs, memo)
+
+            def body(inner):
+                local = dict(memo)
+                # Every value first: a stashed value is read from an output buffer that
+                # the stores below overwrite.
+                values = [self._value(k.stores[i].expr, inner, local) for i in point]
+                for i, v in zip(point, values):
+                    self._store(i, v, inner[nl + i])
+            self._nest(lay.inner_shape, lay.inner_strides, offs, body, "s")
+
+    def _plan_stash(self) -> dict[int, tuple[int, int]]:
+        """Expensive per-point values (exp, log, ...) computed in a reduction pass and
+        needed again later, each parked in a point-level output buffer of its dtype until
+        the last pass overwrites it: softmax computes exp once, not twice.
+        Returns expr -> (store index, pass number that writes it)."""
+        k = self.kernel
+        if not k.reduce_dims:
+            return {}
+        point_stores = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
+        reductions = [r for r, e in enumerate(k.exprs) if e.op in REDUCTIONS]
+        cones = [self._cone(k.exprs[r].args[0]) for r in reductions]
+        final = set().union(*(self._cone(k.stores[i].expr) for i in point_stores))
+        stash, free = {}, list(point_stores)
+        for p, cone in enumerate(cones):
+            later = final.union(*cones[p + 1:])
+            for j in sorted(cone & later, reverse=True):
+                if k.exprs[j].op not in _EXPENSIVE or j in stash:
+                    continue
+                fits = [i for i in free if k.exprs[k.stores[i].expr].dtype == k.exprs[j].dtype]
+                if fits:
+                    stash[j] = (fits[0], p)
+                    free.remove(fits[0])
+        return stash
+
+    def _cone(self, j: int) -> set[int]:
+        """The per-point exprs that expr ``j`` is computed from (itself included)."""
+        return self.kernel.cone(j, self.row_level.__getitem__)
+
+    def _ensure_row(self, j: int, offs: list, memo: dict) -> None:
+        """Compute the row-level exprs that expr ``j`` uses, here, before an inner loop
+        (a value made inside the loop would not dominate later uses)."""
+        for n in sorted(self.kernel.cone(j, memo.__contains__)):
+            if self.row_level[n] and n not in memo:
+                self._value(n, offs, memo)
+
+    def _value(self, j: int, offs: list, memo: dict):
+        """The SSA value of expr ``j`` at load offsets ``offs`` (memoized in ``memo``)."""
+        if j in memo:
+            return memo[j]
+        k, b = self.kernel, self.b
+        e = k.exprs[j]
+        parked = self.stash.get(j)
+        if parked is not None and self.pass_no > parked[1]:   # computed in an earlier pass
+            i = parked[0]
+            dt = e.dtype
+            v = b.load(b.gep(self.out_ptrs[i], [offs[len(k.loads) + i]], inbounds=True,
+                             source_etype=_STORAGE_TYPE[dt]), typ=_STORAGE_TYPE[dt])
+            if dt is dtypes.bool_:
+                v = b.icmp_unsigned("!=", v, ir.Constant(_I8, 0))
+            memo[j] = v
+            return v
+        if e.op == "load":
+            ld: Load = k.loads[e.args[0]]
+            ptr = b.gep(self.in_ptrs[ld.input], [offs[e.args[0]]], inbounds=True,
+                        source_etype=_STORAGE_TYPE[ld.dtype])
+            v = b.load(ptr, typ=_STORAGE_TYPE[ld.dtype])
+            if ld.dtype is dtypes.bool_:
+                v = b.icmp_unsigned("!=", v, ir.Constant(_I8, 0))
+            v = _Scalar(b, self.fn).convert(v, ld.dtype, e.dtype)
+        elif e.op == "const":
+            v = _const(e.args[0], e.dtype)
+        elif e.op in REDUCTIONS:
+            raise AssertionError(f"reduction {j} used before it was computed")
+        else:
+            args = [self._value(a, offs, memo) for a in e.args]
+            arg_dtypes = [k.exprs[a].dtype for a in e.args]
+            sc = _Scalar(b, self.fn)
+            if (e.op == "div" and k.reduce_dims and e.dtype.is_floating_point
+                    and not self.row_level[j] and self.row_level[e.args[1]]):
+                # Dividing every point of a row by one row value (softmax): multiply by
+                # its reciprocal, which LLVM hoists out of the loop (within 1 ulp).
+                x, y = (sc.convert(a, d, e.dtype) for a, d in zip(args, arg_dtypes))
+                r = sc.div(sc.c(y.type, 1.0), y)
+                # Where 1/y overflows (a subnormal y), divide as written.
+                finite = b.fcmp_ordered("<", sc.call("fabs", r), sc.c(y.type, float("inf")))
+                v = b.select(finite, sc.mul(x, r), sc.div(x, y))
+            else:
+                v = sc.op(e.op, args, arg_dtypes, e.dtype)
+        memo[j] = v
+        return v
+
+    def _accumulator(self, e: Expr):
+        """A stack slot holding the reduction's identity (allocated in the entry block)."""
+        ty = _VALUE_TYPE[self._acc_dtype(e)]
+        with self.b.goto_block(self.entry):
+            self.b.position_at_start(self.entry)
+            slot = self.b.alloca(ty)
+        if e.op == "reduce_sum":
+            init = ir.Constant(ty, 0.0 if e.dtype.is_floating_point else 0)
+        elif e.dtype.is_floating_point:
+            init = ir.Constant(ty, float("-inf"))
+        elif e.dtype is dtypes.bool_:
+            init = ir.Constant(ty, 0)
+        else:
+            init = ir.Constant(ty, -(1 << (e.dtype.itemsize * 8 - 1)))
+        self.b.store(init, slot)
+        return slot
+
+    def _accumulate(self, e: Expr, slot, v) -> None:
+        b = self.b
+        sc = _Scalar(b, self.fn)
+        arg_dtype = self.kernel.exprs[e.args[0]].dtype
+        acc_dtype = self._acc_dtype(e)
+        acc = b.load(slot, typ=_VALUE_TYPE[acc_dtype])
+        if e.op == "reduce_sum":
+            if e.dtype.is_floating_point:
+                # 'reassoc' lets the vectorizer keep 16 x 4 partial sums.
+                v = sc.convert(sc.convert(v, arg_dtype, e.dtype), e.dtype, acc_dtype)
+                new = b.fadd(acc, v, flags=("reassoc", "contract"))
+            else:
+                new = b.add(acc, sc.convert(v, arg_dtype, e.dtype))
+        elif e.dtype.is_floating_point:
+            # NaN-propagating maximum, as torch.amax and np.max.
+            v = sc.convert(v, arg_dtype, e.dtype)
+            new = sc.call("maximum", acc, v)
+        else:
+            v = sc.convert(v, arg_dtype, e.dtype)
+            gt = b.icmp_unsigned if e.dtype is dtypes.bool_ else b.icmp_signed
+            new = b.select(gt(">", v, acc), v, acc)
+        b.store(new, slot)
+
+    def _acc_dtype(self, e: Expr) -> DType:
+        """The accumulator dtype: the shared policy (``policy.accumulator_dtype``)."""
+        return accumulator_dtype(self.kernel, e)
+
+    def _store(self, i: int, v, off, expr: int | None = None) -> None:
+        b, k = self.b, self.kernel
+        dt = k.exprs[k.stores[i].expr if expr is None else expr].dtype
+        if dt is dtypes.bool_:
+            v = b.zext(v, _I8)
+        b.store(v, b.gep(self.out_ptrs[i], [off], inbounds=True, source_etype=_STORAGE_TYPE[dt]))
+
+
+def _const(value, dt: DType) -> ir.Constant:
+    if dt.is_floating_point:
+        return ir.Constant(_VALUE_TYPE[dt], float(value))
+    if dt is dtypes.bool_:
+        return ir.Constant(_I1, int(bool(value)))
+    bits = dt.itemsize * 8
+    v = int(value) & ((1 << bits) - 1)   # integer literals wrap like NumPy casts
+    return ir.Constant(_VALUE_TYPE[dt], v - (1 << bits) if v >> (bits - 1) else v)
+
+
+
+# Per-point ops worth keeping in memory between passes rather than computing again.
+_EXPENSIVE = frozenset(("pow", "sin", "cos")) | frozenset(DECOMPOSED)
