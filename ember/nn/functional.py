@@ -233,18 +233,6 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
     return input.copy_(out) if inplace else out
 
 
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold (as torch).
-    ``F.softplus(ember.tensor([0.]))`` is ``tensor([0.6931])``."""
-    if not isinstance(input, Tensor):
-        raise _not_tensor("softplus", input=input)
-    scaled = input if beta == 1 else input * beta
-    out = dispatch("softplus", scaled)   # one fused primitive (codegen/mathlib.py)
-    if beta != 1:
-        out = out / beta
-    return where(scaled > threshold, input, out)
-
-
 def sigmoid(input: Tensor) -> Tensor:
     """1 / (1 + exp(-x)). ``F.sigmoid(ember.tensor([0.]))`` is ``tensor([0.5000])``."""
     if not isinstance(input, Tensor):

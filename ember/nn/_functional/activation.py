@@ -13,6 +13,7 @@ tensor([-0.6321,  2.0000])
 """
 from __future__ import annotations
 
+from ember.dispatch import dispatch
 from ember.tensor import Tensor, where
 
 __all__ = ["elu", "selu", "celu", "softplus", "mish", "hardtanh", "relu6", "hardswish",
@@ -68,8 +69,10 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     tensor([ 0.6931, 30.0000])
     """
     _check("softplus", input)
-    scaled = input * beta
-    smooth = scaled.clamp(max=threshold).exp().log1p() / beta
+    scaled = input if beta == 1 else input * beta
+    smooth = dispatch("softplus", scaled)   # one fused primitive (codegen/mathlib.py)
+    if beta != 1:
+        smooth = smooth / beta
     return where(scaled > threshold, input, smooth)
 
 
