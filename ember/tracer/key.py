@@ -1,0 +1,147 @@
+"""The cache key of a compiled call: what must be equal for a trace to be replayed.
+
+A key holds the pytree structure of the arguments, grad mode, one small record per
+argument leaf (a tensor's metadata, a Python scalar's type and value, another object's
+type), and which tensor arguments alias. It is built on every call, so its parts are
+tuples (``NamedTuple``: hashing and equality are the tuple's, in C). ``diff`` writes the
+reason a call missed the cache, field by field.
+
+>>> old = make_key(*pytree.flatten_call((ember.ones(2, 3),), {}))
+>>> new = make_key(*pytree.flatten_call((ember.ones(4, 3),), {}))
+>>> new.diff(old)
+'argument 0 shape [2,3] -> [4,3]'
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from ember import autograd
+from ember.ir.views import root
+from ember.tensor import Tensor
+from ember.tracer import pytree
+
+
+class TensorKey(NamedTuple):
+    """A tensor argument: what a trace specialized on (its data is read at every call)."""
+    kind: str               # "T"
+    shape: tuple
+    dtype: Any              # the NumPy dtype
+    device: Any
+    requires_grad: bool
+    strides: tuple          # in bytes, as NumPy keeps them
+
+
+class ScalarKey(NamedTuple):
+    """A Python scalar argument: its type and value (-0.0 apart from 0.0, NaNs alike)."""
+    kind: str               # "V"
+    type_name: str
+    value: Any
+    sign: float = 1.0       # for 0.0 and -0.0 only; part of the tuple to tell them apart
+
+
+class ObjectKey(NamedTuple):
+    """Another object: its type here; its identity and contents are the entry's guards."""
+    kind: str               # "O"
+    type: type
+
+
+class AliasKey(NamedTuple):
+    """Which tensor arguments are the same tensor, and which share memory (by position of
+    the first tensor with that identity / memory)."""
+    kind: str               # "A"
+    same_tensor: tuple
+    same_memory: tuple
+
+
+_TENSOR_FIELDS = ("shape", "dtype", "device", "requires_grad", "strides")
+
+
+class CallKey(NamedTuple):
+    """The key of one call (see the module docstring). ``aliasing`` is None in the usual
+    case, when no two tensor arguments share memory."""
+    structure: Any
+    grad_enabled: bool
+    leaves: tuple           # TensorKey | ScalarKey | ObjectKey per argument leaf
+    aliasing: AliasKey | None
+
+    def diff(self, old: CallKey | None) -> str:
+        """Why this key is not ``old``, in words ("" when there is no old key)."""
+        if old is None:
+            return ""
+        if old.structure != self.structure:
+            return "argument structure changed"
+        if old.grad_enabled != self.grad_enabled:
+            return f"grad mode changed ({old.grad_enabled} -> {self.grad_enabled})"
+        if len(old.leaves) != len(self.leaves):
+            return "number of arguments changed"
+        for i, (a, b) in enumerate(zip(old.leaves, self.leaves)):
+            if a == b:
+                continue
+            if type(a) is TensorKey and type(b) is TensorKey:
+                for name in _TENSOR_FIELDS:
+                    x, y = getattr(a, name), getattr(b, name)
+                    if x != y:
+                        return f"argument {i} {name} {_fmt(x)} -> {_fmt(y)}"
+            return f"argument {i} changed: {_fmt_leaf(a)} -> {_fmt_leaf(b)}"
+        if old.aliasing != self.aliasing:
+            return "which tensor arguments are the same tensor or share memory changed"
+        return "guards changed"
+
+
+def make_key(leaves: list, spec) -> CallKey:
+    """The key of a call whose flattened arguments are ``leaves`` (pytree.flatten_call)."""
+    parts = []
+    tensors = []
+    new = tuple.__new__   # a NamedTuple's own __new__ costs a Python call per leaf
+    for _, v in leaves:
+        if isinstance(v, Tensor):
+            a = v._data
+            # ``_rg`` is requires_grad for a tensor that is not a view (the hot path)
+            rg = v._rg if v._base is None else v.requires_grad
+            parts.append(new(TensorKey, ("T", a.shape, a.dtype, v._device, rg, a.strides)))
+            tensors.append(v)
+        elif isinstance(v, (int, float, bool, str, type(None))):
+            parts.append(scalar_key(v))
+        else:
+            parts.append(new(ObjectKey, ("O", type(v))))
+    alias = aliasing(tensors) if len(tensors) > 1 else None
+    return new(CallKey, (pytree.spec_key(spec), autograd.is_grad_enabled(), tuple(parts), alias))
+
+
+def scalar_key(v) -> ScalarKey:
+    """A Python scalar in the key: its type and value, with -0.0 apart from 0.0 and every
+    NaN alike (NaN != NaN would miss the cache at every call)."""
+    if type(v) is float:
+        if v != v:
+            return ScalarKey("V", "float", "nan")
+        if v == 0.0:
+            return ScalarKey("V", "float", v, math.copysign(1.0, v))
+    return ScalarKey("V", type(v).__name__, v)
+
+
+def aliasing(tensors: list) -> AliasKey | None:
+    """Which tensor arguments are the same tensor, and which share memory: a trace of
+    ``f(x, x)`` must not replay ``f(x, y)``. None in the usual case: no two do."""
+    roots = []
+    for t in tensors:
+        a = t._data
+        roots.append(id(a) if a.base is None else id(root(a)))
+    if len(set(roots)) == len(roots):   # distinct memory implies distinct tensors
+        return None
+    ids = [id(t) for t in tensors]
+    return AliasKey("A", tuple(ids.index(i) for i in ids), tuple(roots.index(r) for r in roots))
+
+
+def _fmt_leaf(part) -> str:
+    if type(part) is ScalarKey:
+        return repr(part.value)
+    if type(part) is ObjectKey:
+        return f"a {part.type.__name__}"
+    return "a tensor"
+
+
+def _fmt(x) -> str:
+    if isinstance(x, tuple):
+        return "[" + ",".join(map(str, x)) + "]"
+    return str(x)
