@@ -334,11 +334,13 @@ def _key(*args, **kwargs):
 def test_call_key_fields_and_diff():
     """The key is typed (named fields, not positions) and ``diff`` names the field that
     changed, as the recompile reason shows it."""
-    from ember.tracer.key import TensorKey
+    from ember.tracer.key import ScalarKey, TensorKey, leaf
 
     x = ember.ones(2, 3)
     k = _key(x, 0.5)
-    assert isinstance(k.leaves[0], TensorKey) and k.leaves[0].shape == (2, 3)
+    t, v = leaf(k.leaves[0]), leaf(k.leaves[1])
+    assert isinstance(t, TensorKey) and t.shape == (2, 3) and not t.requires_grad
+    assert isinstance(v, ScalarKey) and v.value == 0.5 and v.type_name == "float"
     assert k == _key(ember.zeros(2, 3), 0.5) and hash(k) == hash(_key(ember.zeros(2, 3), 0.5))
     assert k.aliasing is None
     assert _key(ember.ones(4, 3), 0.5).diff(k) == "argument 0 shape [2,3] -> [4,3]"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ember.tracer.key import CallKey, ScalarKey, TensorKey
+from ember.tracer.key import CallKey, ScalarKey, TensorKey, leaf
 from ember.tracer.segments import segments
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def cache_report(cf: CompiledFunction) -> str:
 def describe_key(key: CallKey) -> str:
     """A call key in words: each argument leaf, grad mode, and which tensor arguments
     alias (see ember/tracer/key.py)."""
-    leaves = [_leaf(part) for part in key.leaves]
+    leaves = [_leaf(leaf(part)) for part in key.leaves]
     rest = []
     alias = key.aliasing
     if alias is not None:

@@ -35,7 +35,10 @@ class Inspector(events.Listener):
         cf.record.entry_created(entry, key, reason)
 
     def hit(self, cf: CompiledFunction, entry: Entry, seconds: float) -> None:
-        cf.record.hit(entry, seconds)
+        rec = cf.record._by_entry.get(entry)   # FunctionRecord.hit, inlined: every hit
+        if rec is not None:
+            rec.hits += 1
+            rec.hit_seconds += seconds
 
     def pass_log(self, cf: CompiledFunction) -> PassRecorder | None:
         """The ``log`` for run_pipeline, or None when nobody looks (the IR text costs time)."""

@@ -23,11 +23,12 @@ from ember.ops.random import preserved_rng
 from ember.runtime.plan import build_plan
 from ember.tensor import Tensor
 from ember.tracer import events, pytree
+from ember.tracer.autograd_plan import CompiledAutograd
 from ember.tracer.checks import Mismatch, check_against_eager, verify_segment
 from ember.tracer.options import COMPILE_LOCK, CompileError
-from ember.tracer.segments import (Segment, Trace, divergence, has_path, insert_path,
+from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
                                    segment_graph, trace_through, walk)
-from ember.tracer.trace import Tracer, copy_same_layout, observed_value, tracing
+from ember.tracer.trace import Tracer, copy_same_layout, tracing
 from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memory,
                                     tensor_outputs)
 
@@ -253,26 +254,16 @@ class Entry:
                 break
         for nid, i in trace0.arg_paths.items():
             env[nid] = leaves[i][1]._data
-        verify = self.owner.mode == "verify"
-
-        def run_segment(seg: Segment) -> None:
-            self._fill_captured(seg, env)
-            if verify:
-                verify_segment(self.owner, seg, env)
-            seg.plan.run(env)
-
         try:
-            end = walk(self.root, run_segment,
-                       lambda seg: observed_value(env[seg.obs.node], seg.obs.how))
+            seg, value = walk(self.root, self._run_segment, env)
         except Stale as e:  # e.g. a gradient set to None outside: run this call eagerly
             self.owner._fallback(f"a call ran eagerly: {e}")
             return self.owner._eager(args, kwargs)
-        if not end.complete:  # a branch not seen yet: trace it (this call runs eagerly)
-            obs = end.segment.obs
+        if value is not END:  # a branch not seen yet: trace it (this call runs eagerly)
             self.owner._recompiled(
-                f"new value {_short(end.value)} of {obs.how}() at {obs.location}")
+                f"new value {_short(value)} of {seg.obs.how}() at {seg.obs.location}")
             return self._new_branch(args, kwargs, leaves)
-        return outputs(end.segment.trace, env, leaves)
+        return outputs(seg.trace, env, leaves)
 
     def _autograd_plans(self, leaves):
         """The compiled forward/backward pair (built on first need), or None where the
@@ -281,7 +272,6 @@ class Entry:
             seg = self.root
             self.autograd_plans = False
             if seg is not None and seg.obs is None and seg.trace is not None:
-                from ember.tracer.autograd_plan import CompiledAutograd  # builds on Entry
                 try:
                     with preserved_rng():
                         self.autograd_plans = CompiledAutograd(self, seg.trace, leaves)
@@ -293,6 +283,13 @@ class Entry:
                                          f"{e}); gradients replay the trace eagerly")
         return self.autograd_plans or None
 
+    def _run_segment(self, seg: Segment, env: dict) -> None:
+        """One segment of a compiled replay: read the captured tensors, run the plan."""
+        self._fill_captured(seg, env)
+        if self.owner.mode == "verify":
+            verify_segment(self.owner, seg, env)
+        seg.plan.run(env)
+
     def _fill_captured(self, seg: Segment, env: dict) -> None:
         for nid, source, m in seg.captured:  # read every call: optimizers update them
             t = source.current()
@@ -301,21 +298,21 @@ class Entry:
                             f"was {m} when compiled")
             env[nid] = t._data
 
+    def _replay_segment(self, seg: Segment, tenv: dict) -> None:
+        """One segment replayed through dispatch: its nodes of a trace through it."""
+        g = trace_through(self.root, self.traces, seg)
+        _ReplayInterpreter(g).run(tenv, [n for n in g.nodes() if seg.lo <= n < seg.hi])
+
     def _run_with_autograd(self, args, kwargs, leaves):
         """Replay the traced ops through dispatch, so the autograd tape is recorded."""
         tenv: dict[int, Tensor] = {}
         for nid, i in self.traces[0].arg_paths.items():
             tenv[nid] = leaves[i][1]
 
-        def run_segment(seg: Segment) -> None:
-            g = trace_through(self.root, self.traces, seg)
-            _ReplayInterpreter(g).run(tenv, [n for n in g.nodes() if seg.lo <= n < seg.hi])
-
-        end = walk(self.root, run_segment,
-                   lambda seg: observed_value(tenv[seg.obs.node]._data, seg.obs.how))
-        if not end.complete:
+        seg, value = walk(self.root, self._replay_segment, tenv, tensors=True)
+        if value is not END:
             return self._new_branch(args, kwargs, leaves, quiet=True)
-        return tensor_outputs(end.segment.trace, tenv, leaves)
+        return tensor_outputs(seg.trace, tenv, leaves)
 
 
 class _ReplayInterpreter(TensorInterpreter):

@@ -7,8 +7,8 @@ that follows. A cache entry keeps one tree; each path from the root is one trace
 eager replay with autograd).
 
 >>> path = insert_path(entry, trace)        # the segments along trace's path
->>> end = walk(entry.root, run_segment, observed)
->>> end.segment.trace if end.complete else end.value    # the last segment, or a new value
+>>> seg, value = walk(entry.root, run_segment, env)
+>>> seg.trace if value is END else value    # the last segment, or a value not seen yet
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from ember.ir.graph import Graph, InputSource
 from ember.runtime.plan import Plan
-from ember.tracer.trace import Observation
+from ember.tracer.trace import Observation, observed_value
 
 
 @dataclass
@@ -78,28 +78,28 @@ class Segment:
     traced: Graph | None = None
 
 
-@dataclass
-class WalkEnd:
-    """Where ``walk`` stopped: at the end of a call (``complete``), or at a segment whose
-    observed ``value`` has no child yet (a branch not traced yet)."""
-    segment: Segment
-    complete: bool
-    value: Any = None
+END = object()   # what ``walk`` returns as the value when a call reached its end
 
 
-def walk(root: Segment, run: Callable[[Segment], None],
-         observe: Callable[[Segment], Any]) -> WalkEnd:
-    """Run ``run(segment)`` from ``root`` down, choosing each child by ``observe(segment)``
-    (the value the call read at the segment's end). Exceptions of ``run`` propagate."""
+def walk(root: Segment, run: Callable[[Segment, dict], None], env: dict,
+         tensors: bool = False) -> tuple[Segment, Any]:
+    """Run ``run(segment, env)`` from ``root`` down; after each segment, the value the
+    call read there (``env`` holds arrays, or Tensors when ``tensors``) picks the child.
+    Returns the last segment and ``END`` when the call reached its end, or the segment
+    whose observed value has no child yet and that value (a branch not traced yet).
+    Exceptions of ``run`` propagate. (Plain arguments and a tuple: every replay, every
+    cache hit, goes through here.)"""
     seg = root
     while True:
-        run(seg)
-        if seg.obs is None:
-            return WalkEnd(seg, True)
-        value = observe(seg)
+        run(seg, env)
+        obs = seg.obs
+        if obs is None:
+            return seg, END
+        v = env[obs.node]
+        value = observed_value(v._data if tensors else v, obs.how)
         child = seg.children.get(value)
         if child is None:
-            return WalkEnd(seg, False, value)
+            return seg, value
         seg = child
 
 
