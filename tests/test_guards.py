@@ -352,6 +352,12 @@ def test_call_key_fields_and_diff():
     with ember.no_grad():
         assert _key(x, 0.5).diff(k) == "grad mode changed (True -> False)"
     assert k.diff(None) == ""
+    # The cache looks up the plain fields on every call: equal to the key, same hash.
+    from ember.tracer import pytree
+    from ember.tracer.key import key_fields
+    fields = key_fields(*pytree.flatten_call((x, 0.5), {}))
+    assert type(fields) is tuple and fields == k and hash(fields) == hash(k)
+    assert {k: "entry"}[fields] == "entry"
 
 
 def test_call_key_scalars_and_aliasing():

@@ -63,6 +63,7 @@ def cache_report(cf: CompiledFunction) -> str:
 def describe_key(key: CallKey) -> str:
     """A call key in words: each argument leaf, grad mode, and which tensor arguments
     alias (see ember/tracer/key.py)."""
+    key = CallKey(*key)   # the fields, named (a plain tuple on the hot path)
     leaves = [_leaf(leaf(part)) for part in key.leaves]
     rest = []
     alias = key.aliasing

@@ -30,7 +30,7 @@ from ember.tracer import events, pytree
 from ember.tracer.entry import Entry
 from ember.tracer.events import clock
 from ember.tracer.guards import GuardSet
-from ember.tracer.key import CallKey, make_key
+from ember.tracer.key import CallKey, key_fields
 from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT, CompileError,  # noqa: F401
                                   VerificationError, eager_mode, env_flag, global_eager,
                                   set_eager)
@@ -72,7 +72,7 @@ class CompiledFunction:
         self.breaks: list[tuple[str, str]] = []
         self._warned: set[str] = set()
         self._lock = threading.RLock()
-        self._last_key = None
+        self._last_key: CallKey | None = None
         self.record = None   # the inspector's record (ember.inspect sets it)
         events.publish("function_created", self)
 
@@ -84,7 +84,7 @@ class CompiledFunction:
         if self.mode == "eager" or global_eager[0] or _dispatch.tracer is not None:
             return self.fn(*args, **kwargs)  # nested calls are traced inline
         leaves, spec = pytree.flatten_call(args, kwargs)
-        key = make_key(leaves, spec)
+        key = key_fields(leaves, spec)   # a CallKey's fields: see key.py
         with self._lock:
             self.counters["calls"] += 1
             entry, reason = self._lookup(key, leaves)
@@ -126,13 +126,13 @@ class CompiledFunction:
             handler(self, entry, seconds)
         return out
 
-    def _lookup(self, key: CallKey, leaves):
+    def _lookup(self, key: tuple, leaves):
         """The entry whose guards hold for this call, or None and why none did."""
         entries = self._by_key.get(key)
         if not entries:
             if not self.cache:
                 return None, ""
-            return None, key.diff(self._last_key)
+            return None, CallKey(*key).diff(self._last_key)
         for e in entries:
             if e.guards is None or e.state == "eager":
                 return e, ""
@@ -151,7 +151,7 @@ class CompiledFunction:
             entry = Entry(self, GuardSet(self.fn, leaves, STRUCTURE_VERSION))
             # An exception (the user's, a KeyboardInterrupt) leaves no entry behind.
             result = entry.first_call(args, kwargs, leaves)
-        self._last_key = key
+        key = self._last_key = CallKey(*key)   # the stored key has names (inspect reads them)
         self.cache[(key, id(entry))] = entry
         self._by_key.setdefault(key, []).append(entry)
         events.publish("entry_created", self, entry, key, reason or "first call")
@@ -175,6 +175,7 @@ class CompiledFunction:
             return
         eager = Entry(self, None)
         eager.state = "eager"
+        key = CallKey(*key)
         self.cache[(key, id(eager))] = eager
         self._by_key.setdefault(key, []).append(eager)
         events.publish("entry_created", self, eager, key, f"the call changes {what}")

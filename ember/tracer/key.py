@@ -2,11 +2,12 @@
 
 A ``CallKey`` holds the pytree structure of the arguments, grad mode, one record per
 argument leaf (a tensor's metadata, a Python scalar's type and value, another object's
-type), and which tensor arguments alias. It is built on every call, so it is a tuple
-(``NamedTuple``: hashing and equality are the tuple's, in C), and its leaf records are
-plain tagged tuples (a tuple subclass costs about 0.2 us more to make, per leaf, per
-call); ``leaf(part)`` reads one as a ``TensorKey``, ``ScalarKey`` or ``ObjectKey``.
-``diff`` writes the reason a call missed the cache, field by field.
+type), and which tensor arguments alias; ``diff`` writes the reason a call missed the
+cache, field by field. It is a ``NamedTuple``, so hashing and equality are the tuple's,
+in C. Every call builds one, so ``key_fields`` builds it as a plain tuple (equal to the
+``CallKey``, with the same hash: a tuple subclass costs about 0.2 us more to make, per
+call) and a miss names it ``CallKey(*fields)``; likewise the leaf records are plain
+tagged tuples that ``leaf(part)`` reads as a ``TensorKey``, ``ScalarKey`` or ``ObjectKey``.
 
 >>> old = make_key(*pytree.flatten_call((ember.ones(2, 3),), {}))
 >>> new = make_key(*pytree.flatten_call((ember.ones(4, 3),), {}))
@@ -97,6 +98,11 @@ class CallKey(NamedTuple):
 
 def make_key(leaves: list, spec) -> CallKey:
     """The key of a call whose flattened arguments are ``leaves`` (pytree.flatten_call)."""
+    return CallKey(*key_fields(leaves, spec))
+
+
+def key_fields(leaves: list, spec) -> tuple:
+    """``make_key``'s fields as a plain tuple (what the cache looks up on every call)."""
     parts = []
     tensors = []
     for _, v in leaves:
@@ -111,8 +117,7 @@ def make_key(leaves: list, spec) -> CallKey:
         else:
             parts.append(("O", type(v)))                                       # ObjectKey
     alias = aliasing(tensors) if len(tensors) > 1 else None
-    return tuple.__new__(CallKey, (pytree.spec_key(spec), autograd.is_grad_enabled(),
-                                   tuple(parts), alias))
+    return (pytree.spec_key(spec), autograd.is_grad_enabled(), tuple(parts), alias)
 
 
 def leaf(part: tuple) -> TensorKey | ScalarKey | ObjectKey:
