@@ -528,11 +528,11 @@ def test_boolean_mask_indexing_is_never_replayed_with_a_stale_shape():
 def test_a_failing_build_runs_eagerly_and_stays_correct(monkeypatch):
     """An internal compiler failure while building the plan costs speed, never a wrong
     answer or a broken cache entry: the signature runs eagerly, with the reason."""
-    import ember.tracer.compile as tc_mod
+    import ember.tracer.entry as entry_mod   # where the plans are built
 
     def broken(*args, **kwargs):
         raise TypeError("kernel kernel3: inputs must be NumPy arrays")
-    monkeypatch.setattr(tc_mod, "build_plan", broken)
+    monkeypatch.setattr(entry_mod, "build_plan", broken)
 
     def f(x):
         return (x * 2).exp().sum(-1)
@@ -546,3 +546,34 @@ def test_a_failing_build_runs_eagerly_and_stays_correct(monkeypatch):
     assert cf.stats()["fallbacks"]
     with pytest.raises(ember.CompileError, match="building the compiled code failed"):
         ember.compile(f, fullgraph=True)(x)
+
+
+def test_one_segment_walk_serves_plain_and_gradient_replays():
+    """Two observed values split the trace into a tree of segments; the compiled replay
+    and the replay with gradients go down the same tree and equal eager on every path,
+    values and gradients, whichever branch is seen first."""
+    def f(x):
+        y = x * 2
+        if y.sum() > 0:
+            y = y.exp()
+        else:
+            y = -y
+        if bool(y.max() > 3):
+            y = y / 2
+        return y.sum()
+
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal(5).astype(np.float32) + shift for shift in (2, -2, 0.1, -0.1)]
+    for grad in (False, True):
+        cf = ember.compile(f)
+        for _ in range(3):
+            for a in inputs:
+                x = ember.tensor(a, requires_grad=grad)
+                x_ref = ember.tensor(a, requires_grad=grad)
+                got, want = cf(x), f(x_ref)
+                np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5)
+                if grad:
+                    got.backward()
+                    want.backward()
+                    np.testing.assert_allclose(x.grad.numpy(), x_ref.grad.numpy(), rtol=1e-5)
+        assert cf.stats()["cache_hits"] > 0

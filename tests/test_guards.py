@@ -321,3 +321,53 @@ def test_kernels_of_dead_functions_are_freed():
     assert len(llvm._CACHE) <= before
     g = ember.compile(lambda x: (x * 3.5 + 1).exp().sum())   # and code still runs after
     assert all(abs(g(x).item() - 32 * math.exp(4.5)) < 1e-2 for _ in range(3))
+
+
+# ---- the call key (ember/tracer/key.py) -------------------------------------------------
+
+def _key(*args, **kwargs):
+    from ember.tracer import pytree
+    from ember.tracer.key import make_key
+    return make_key(*pytree.flatten_call(args, kwargs))
+
+
+def test_call_key_fields_and_diff():
+    """The key is typed (named fields, not positions) and ``diff`` names the field that
+    changed, as the recompile reason shows it."""
+    from ember.tracer.key import ScalarKey, TensorKey, leaf
+
+    x = ember.ones(2, 3)
+    k = _key(x, 0.5)
+    t, v = leaf(k.leaves[0]), leaf(k.leaves[1])
+    assert isinstance(t, TensorKey) and t.shape == (2, 3) and not t.requires_grad
+    assert isinstance(v, ScalarKey) and v.value == 0.5 and v.type_name == "float"
+    assert k == _key(ember.zeros(2, 3), 0.5) and hash(k) == hash(_key(ember.zeros(2, 3), 0.5))
+    assert k.aliasing is None
+    assert _key(ember.ones(4, 3), 0.5).diff(k) == "argument 0 shape [2,3] -> [4,3]"
+    assert _key(ember.ones(2, 3, dtype=ember.float64), 0.5).diff(k).startswith(
+        "argument 0 dtype float32 -> float64")
+    assert _key(x.t(), 0.5).diff(k).startswith("argument 0 shape [2,3] -> [3,2]")
+    assert _key(x, 0.25).diff(k) == "argument 1 changed: 0.5 -> 0.25"
+    assert _key(x, 0.5, 1).diff(k) == "argument structure changed"
+    with ember.no_grad():
+        assert _key(x, 0.5).diff(k) == "grad mode changed (True -> False)"
+    assert k.diff(None) == ""
+    # The cache looks up the plain fields on every call: equal to the key, same hash.
+    from ember.tracer import pytree
+    from ember.tracer.key import key_fields
+    fields = key_fields(*pytree.flatten_call((x, 0.5), {}))
+    assert type(fields) is tuple and fields == k and hash(fields) == hash(k)
+    assert {k: "entry"}[fields] == "entry"
+
+
+def test_call_key_scalars_and_aliasing():
+    """-0.0 and 0.0 are different keys, every NaN the same; aliasing of tensor arguments
+    is part of the key and of its diff."""
+    x, y = ember.ones(3), ember.ones(3)
+    assert _key(x, 0.0) != _key(x, -0.0)
+    assert _key(x, float("nan")) == _key(x, float("nan"))
+    apart, same = _key(x, y), _key(x, x)
+    assert apart.aliasing is None and same.aliasing.same_tensor == (0, 0)
+    assert same.diff(apart) == "which tensor arguments are the same tensor or share memory changed"
+    view = _key(x, x[1:])
+    assert view.aliasing.same_tensor == (0, 1) and view.aliasing.same_memory == (0, 0)

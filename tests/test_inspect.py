@@ -542,3 +542,72 @@ def test_verify_repro_goes_to_a_temp_dir_without_a_dump_dir():
         assert script.exists() and Path(tempfile.gettempdir()) in script.parents
     finally:
         shutil.rmtree(script.parent, ignore_errors=True)
+
+
+# ---- the tracer's events; one-way layers --------------------------------------------------
+
+def test_tracer_publishes_events_to_subscribers():
+    """What the compiler does reaches any subscriber (as it reaches ember.inspect): one
+    function, two traced calls (trace, check), one built segment, then hits."""
+    from ember.tracer import events
+
+    seen: list[str] = []
+
+    class Watch(events.Listener):
+        def function_created(self, cf):
+            seen.append("created")
+
+        def traced(self, cf, entry, seconds):
+            seen.append("traced")
+
+        def segment_built(self, cf, seg, env, passlog, seconds):
+            assert seg.plan is not None and seconds >= 0
+            seen.append("built")
+
+        def hit(self, cf, entry, seconds):
+            seen.append("hit")
+
+        def recompiled(self, cf, reason):
+            seen.append("recompiled: " + reason)
+
+    watch = Watch()
+    events.subscribe(watch)
+    try:
+        f = ember.compile(lambda x: (x * 2).exp())
+        for _ in range(4):
+            f(ember.ones(3))
+        f(ember.ones(5))
+    finally:
+        events.unsubscribe(watch)
+    assert seen[:6] == ["created", "traced", "built", "traced", "hit", "hit"]
+    assert seen[6] == "recompiled: argument 0 shape [3] -> [5]"
+    assert f.record.entries[0].hits == 2    # ember.inspect subscribed as well
+
+
+def test_the_tracer_does_not_import_inspect():
+    """Layers go one way: ember.inspect imports the tracer, never the reverse."""
+    import ast
+
+    for path in (ROOT / "ember" / "tracer").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("ember.inspect") for n in names), path.name
+
+
+def test_fusion_reports_refused_merges_as_data():
+    """fuse() hands back the merges it refused and why; explain_fusion shows those."""
+    from ember.inspect.fusion import explain_fusion
+    from ember.ir.passes.fuse import Refused, fuse
+
+    x, u = ember.randn(4, 4), ember.randn(3, 4)   # row sums of x: [4], broadcast on [3, 4]
+    report = ember.explain(lambda t, v: t.exp().sum(-1) + v.exp(), x, u)
+    g = report.graphs[0].graph
+    refused: list = []
+    groups = fuse(g, refused)
+    assert groups == fuse(g)      # asking for the decisions changes nothing
+    sums = [n for n in g.nodes() if g[n]["op"] == "sum"]
+    assert any(isinstance(r, Refused) and r.producer in sums and r.reason == "spaces"
+               for r in refused)
+    text = str(explain_fusion(g, report.graphs[0].kernels))
+    assert f"%{sums[0]} sum -> " in text and "iteration spaces differ" in text

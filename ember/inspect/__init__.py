@@ -2,7 +2,7 @@
 
 explain.py   ember.explain(fn, *args): graphs, kernels, breaks (and .to_html())
 logs.py      EMBER_LOGS channels; ember.set_logs
-hooks.py     the calls ember/tracer/compile.py makes into this package
+hooks.py     the subscriber to the compiler's events (ember/tracer/events.py)
 record.py    per compiled function: times, cache entries and why each exists
 passes.py    the ``passes`` channel: node counts and IR diffs per pass
 fusion.py    the fused groups and why neighbours were not fused
@@ -15,3 +15,4 @@ draw.py      pictures of a graph (Graphviz dot, or SVG written in Python)
 html.py      the one-page HTML report
 cli.py       ``ember inspect script.py:function --arg "f32[4,8]" ...``
 """
+from ember.inspect import hooks as _hooks  # noqa: E402,F401  (subscribes to the tracer)

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ember.tracer.key import CallKey, ScalarKey, TensorKey, leaf
+from ember.tracer.segments import segments
+
 if TYPE_CHECKING:
     from ember.tracer.compile import CompiledFunction
 
@@ -57,46 +60,32 @@ def cache_report(cf: CompiledFunction) -> str:
     return "\n".join(lines)
 
 
-def describe_key(key: tuple) -> str:
-    """A guard key in words: each argument leaf, grad mode, train/eval of modules, and the
-    other guards compile.py adds after the leaves (optimizer settings ...)."""
-    leaves, rest = [], []
-    for part in key[2:]:
-        if isinstance(part, tuple) and part and part[0] in ("T", "V", "O") and len(part) > 1:
-            leaves.append(_leaf(part))
-        elif isinstance(part, tuple) and part and part[0] == "A":
-            if part[1] != tuple(range(len(part[1]))) or part[2] != tuple(range(len(part[2]))):
-                rest.append(f"tensor arguments alias: same tensor {list(part[1])}, "
-                            f"same memory {list(part[2])}")
-        elif isinstance(part, tuple) and all(isinstance(t, bool) for t in part):
-            if part:
-                rest.append(f"{len(part)} module(s), {sum(part)} in train mode")
-        elif part not in ((), None):
-            text = repr(part)
-            rest.append(f"other guard {text if len(text) < 80 else text[:77] + '...'}")
+def describe_key(key: CallKey) -> str:
+    """A call key in words: each argument leaf, grad mode, and which tensor arguments
+    alias (see ember/tracer/key.py)."""
+    key = CallKey(*key)   # the fields, named (a plain tuple on the hot path)
+    leaves = [_leaf(leaf(part)) for part in key.leaves]
+    rest = []
+    alias = key.aliasing
+    if alias is not None:
+        rest.append(f"tensor arguments alias: same tensor {list(alias.same_tensor)}, "
+                    f"same memory {list(alias.same_memory)}")
     text = (f"args {', '.join(leaves) if leaves else '(none)'}; "
-            f"grad mode {'on' if key[1] else 'off'}")
+            f"grad mode {'on' if key.grad_enabled else 'off'}")
     return "; ".join([text] + rest)
 
 
-def _leaf(part: tuple) -> str:
-    kind = part[0]
-    if kind == "T":
-        shape, dtype_str, device, requires_grad, strides = part[1:6]
-        npd = np.dtype(dtype_str)
-        elems = tuple(s // npd.itemsize for s in strides)
-        text = (f"{_SHORT.get(npd.name, npd.name)}[{','.join(map(str, shape))}] "
-                f"strides ({','.join(map(str, elems))}) {device}")
-        return text + (" requires_grad" if requires_grad else "")
-    if kind == "V":
-        return f"{part[1]} {part[2]!r}"
-    return f"a {part[1].__name__} (its contents are guards)"
+def _leaf(part) -> str:
+    if isinstance(part, TensorKey):
+        npd = np.dtype(part.dtype)
+        elems = tuple(s // npd.itemsize for s in part.strides)
+        text = (f"{_SHORT.get(npd.name, npd.name)}[{','.join(map(str, part.shape))}] "
+                f"strides ({','.join(map(str, elems))}) {part.device}")
+        return text + (" requires_grad" if part.requires_grad else "")
+    if isinstance(part, ScalarKey):
+        return f"{part.type_name} {part.value!r}"
+    return f"a {part.type.__name__} (its contents are guards)"
 
 
 def _graphs(entry) -> int:
-    count, stack = 0, [entry.root] if entry.root is not None else []
-    while stack:
-        seg = stack.pop()
-        count += seg.graph is not None
-        stack.extend(seg.children.values())
-    return count
+    return sum(seg.graph is not None for seg in segments(entry.root))

@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from ember.tracer.compile import CompiledFunction, CompiledModule
+
 _SPEC = re.compile(r"^\s*(?P<dtype>[a-z]+[0-9]*)?\[(?P<shape>[0-9,\s]*)\]"
                    r"(?:\s*<\s*(?P<high>\d+))?\s*$")
 _DTYPES = {"f32": "float32", "float32": "float32", "float": "float32",
@@ -112,7 +114,6 @@ def cache_of(fn: Callable, args_per_call: list[list]) -> str:
     import warnings
 
     import ember
-    from ember.tracer.compile import CompiledFunction, CompiledModule
 
     if isinstance(fn, CompiledModule):
         fn = fn._orig_mod

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ember.ir.graph import Graph
+from ember.tracer.compile import CompiledFunction, CompiledModule, compile
+from ember.tracer.segments import segments
 
 
 @dataclass
@@ -78,8 +80,6 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     >>> report = ember.explain(lambda x: (x * 2).relu().sum(), ember.randn(8))
     >>> print(report)            # graphs, kernels with their fused ops, graph breaks
     """
-    from ember.tracer.compile import CompiledFunction, CompiledModule, compile
-
     if isinstance(fn, CompiledModule):
         cf = CompiledFunction(fn._orig_mod.__call__)
     elif isinstance(fn, CompiledFunction):
@@ -91,13 +91,10 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     cf(*args, **kwargs)
     report = ExplainReport(getattr(fn, "__name__", type(fn).__name__))
     for entry in cf.cache.values():
-        stack = [entry.root] if entry.root is not None else []
-        while stack:
-            seg = stack.pop()
+        for seg in segments(entry.root):
             if seg.graph is not None:
                 report.graphs.append(GraphReport(seg.graph, seg.traced, list(seg.plan.kernels)))
                 report.kernels.extend(seg.plan.kernels)
-            stack.extend(reversed(list(seg.children.values())))
     report.breaks = [Break(r, loc) for r, loc in cf.breaks]
     report.fallbacks = list(cf.fallbacks)
     report.stats = cf.stats()

@@ -1,10 +1,11 @@
 """Why the graph became these kernels: the fused groups, and why neighbours stayed apart.
 
 The plan's kernels say which nodes ran together. For every edge between two op nodes
-that ended in different kernels, ``explain_fusion`` names the rule of ember/ir/passes/
-fuse.py that kept them apart: an op the code generators do not emit (BLAS matmul,
-movement views), iteration spaces that cannot share one loop nest, a merge that would
-make a cycle between kernels, or broadcasting that would index a value differently.
+that ended in different kernels, ``explain_fusion`` names what kept them apart: an op
+the code generators do not emit (BLAS matmul, movement views), or the reason fusion
+itself gave when it refused the merge (``fuse(graph, refused)``): iteration spaces that
+cannot share one loop nest, a merge that would make a cycle between kernels, or
+broadcasting that would index a value differently.
 
 >>> report = ember.explain(lambda x: (x * 2).sum() + x.t(), ember.randn(4, 4))
 >>> print(explain_fusion(report.graphs[0].graph, report.graphs[0].kernels))
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ember.ir.graph import Graph
 from ember.codegen.backend import backend_for
-from ember.ir.passes.fuse import FUSIBLE, REDUCE_OPS, _merge, fuse, fusible
+from ember.ir.passes.fuse import FUSIBLE, REDUCE_OPS, fuse, fusible
 from ember.ops.registry import OPS
 
 _LEAVES = ("input", "const")
@@ -59,7 +60,9 @@ class FusionReport:
 def explain_fusion(graph: Graph, kernels: list) -> FusionReport:
     """The fused groups of ``graph`` and, for each edge between kernels, why."""
     unit = {n: i for i, k in enumerate(kernels) for n in k.nodes}
-    group_of = {n: g for g in fuse(graph) for n in g.nodes}
+    refused: list = []   # fusion's own decisions: the merges it tried and refused, and why
+    group_of = {n: g for g in fuse(graph, refused) for n in g.nodes}
+    why = {(r.producer, r.consumer): r.reason for r in refused}
     report = FusionReport(graph, list(kernels))
     seen = set()
     for a, b in graph.nx.edges():
@@ -67,37 +70,30 @@ def explain_fusion(graph: Graph, kernels: list) -> FusionReport:
             continue
         seen.add((a, b))
         if unit.get(a) is None or unit.get(a) != unit.get(b):
-            report.not_fused.append(NotFused(a, b, why_apart(graph, a, b, group_of)))
+            report.not_fused.append(NotFused(a, b, why_apart(graph, a, b, group_of,
+                                                             why.get((a, b)))))
     return report
 
 
-def why_apart(graph: Graph, a: int, b: int, group_of: dict) -> str:
-    """Why producer ``a`` and its user ``b`` are in different kernels."""
+def why_apart(graph: Graph, a: int, b: int, group_of: dict, refused: str | None) -> str:
+    """Why producer ``a`` and its user ``b`` are in different kernels; ``refused`` is the
+    reason fusion gave when it refused to merge them (``fuse.Refused``), if it tried."""
     for n in (b, a):
         if not fusible(graph, n):
             return not_fusible_reason(graph, n)
     ga, gb = group_of.get(a), group_of.get(b)
     if ga is None or gb is None:
         return "not grouped by fusion"
-    if not _spaces_agree(ga, gb):
+    if refused == "spaces":
         return (f"iteration spaces differ ({_space(ga)} vs {_space(gb)}); "
                 f"a kernel is one loop nest")
-    via = cycle_through(graph, set(ga.nodes), set(gb.nodes))
-    if via is not None:
-        return f"merging would make a cycle through %{via} {graph[via]['op']}"
-    if _merge(graph, ga, gb) is None:
+    if refused == "cycle":
+        via = cycle_through(graph, set(ga.nodes), set(gb.nodes))
+        where = f" through %{via} {graph[via]['op']}" if via is not None else ""
+        return f"merging would make a cycle{where}"
+    if refused == "broadcast":
         return "broadcasting would read a value at a different point of the shared loop nest"
     return "left apart by the greedy fusion order"
-
-
-def _spaces_agree(a, b) -> bool:
-    """The iteration-space rule of fuse._merge: equal, or one group over the other's rows."""
-    if a.rdims and b.rdims:
-        return a.full == b.full and a.rdims == b.rdims
-    if a.rdims or b.rdims:
-        base, other = (a, b) if a.rdims else (b, a)
-        return other.full == base.full or other.full in base.row_shapes()
-    return a.full == b.full
 
 
 def _space(g) -> str:

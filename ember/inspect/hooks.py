@@ -1,57 +1,98 @@
-"""Where the compiler calls the inspector: one function per moment worth seeing.
+"""The inspector's subscription to the compiler's events (ember/tracer/events.py).
 
-ember/tracer/compile.py calls these (and nothing else of ember.inspect) so the compiler
-stays readable and everything about looking inside lives here. Each is cheap when no log
-channel, dump directory or profiler wants it, and none may break a compile: a failing
-hook is a warning.
+The tracer publishes what happens (a function compiled, a call traced, a segment built,
+a hit, a recompile, a fallback, a graph break); ``Inspector`` turns each into records,
+log lines, dumps and reports, and everything about looking inside lives here. Each is
+cheap when no log channel, dump directory or profiler wants it, and none may break a
+compile: a failing debug output is a warning. Importing ``ember.inspect`` subscribes.
 
->>> # in compile.py:   self.record = _inspect.track(self)
+>>> events.subscribe(Inspector())     # done once, below
 """
 from __future__ import annotations
 
 import warnings
-from time import perf_counter as clock  # noqa: F401  (compile.py times stages with it)
 from typing import TYPE_CHECKING
 
 from ember.inspect import dump, logs
 from ember.inspect.passes import PassRecorder
-from ember.inspect.record import FunctionRecord, new_record
+from ember.inspect.record import new_record
+from ember.tracer import events
 
 if TYPE_CHECKING:
     from ember.runtime.plan import KernelInfo
-    from ember.tracer.compile import CompiledFunction, Entry, Segment
+    from ember.tracer.compile import CompiledFunction
+    from ember.tracer.entry import Entry
+    from ember.tracer.segments import Segment
 
 
-def track(cf: CompiledFunction) -> FunctionRecord:
-    """A new CompiledFunction: its record (kept for the summary at exit)."""
-    return new_record(cf)
+class Inspector(events.Listener):
+    """Records, logs and dumps, from the compiler's events."""
 
+    def function_created(self, cf: CompiledFunction) -> None:
+        cf.record = new_record(cf)   # kept for the summary at exit
 
-def pass_recorder(cf: CompiledFunction) -> PassRecorder | None:
-    """The ``log`` for run_pipeline, or None when nobody looks (the IR text costs time)."""
-    if logs.enabled("passes") or logs.enabled("perf") or dump.dump_dir() is not None:
-        return PassRecorder(cf.__name__)
-    return None
+    def entry_created(self, cf: CompiledFunction, entry: Entry, key, reason: str) -> None:
+        cf.record.entry_created(entry, key, reason)
 
+    def hit(self, cf: CompiledFunction, entry: Entry, seconds: float) -> None:
+        rec = cf.record._by_entry.get(entry)   # FunctionRecord.hit, inlined: every hit
+        if rec is not None:
+            rec.hits += 1
+            rec.hit_seconds += seconds
 
-def traced(cf: CompiledFunction, entry: Entry, seconds: float) -> None:
-    """A call of ``cf`` ran the user's Python under the tracer for ``seconds``."""
-    cf.record.traced(entry, seconds)
-    if logs.enabled("perf"):
-        from ember.inspect import perf
-        perf.log_trace(cf.__name__, seconds)
+    def pass_log(self, cf: CompiledFunction) -> PassRecorder | None:
+        """The ``log`` for run_pipeline, or None when nobody looks (the IR text costs time)."""
+        if logs.enabled("passes") or logs.enabled("perf") or dump.dump_dir() is not None:
+            return PassRecorder(cf.__name__)
+        return None
 
+    def traced(self, cf: CompiledFunction, entry: Entry, seconds: float) -> None:
+        """A call of ``cf`` ran the user's Python under the tracer for ``seconds``."""
+        cf.record.traced(entry, seconds)
+        if logs.enabled("perf"):
+            from ember.inspect import perf
+            perf.log_trace(cf.__name__, seconds)
 
-def segment_built(cf: CompiledFunction, seg: Segment, env: dict, passlog: PassRecorder | None,
-                  seconds: float) -> None:
-    """A graph (segment) of ``cf`` was optimized and compiled into ``seg.plan``."""
-    cf.record.compile_seconds += seconds
-    cf.record.graphs_built += 1
-    try:
-        _segment_built(cf, seg, env, passlog, seconds)
-    except Exception as e:  # debug output must never break a compile
-        warnings.warn(f"ember: inspecting {cf.__name__} failed: {type(e).__name__}: {e}",
-                      stacklevel=3)
+    def recompiled(self, cf: CompiledFunction, reason: str) -> None:
+        logs.log("recompiles", f"{cf.__name__}: recompiling: {reason}")
+
+    def fallback(self, cf: CompiledFunction, text: str) -> None:
+        logs.log("breaks", f"{cf.__name__}: fallback: {text}")
+
+    def graph_break(self, cf: CompiledFunction, how: str, location: str) -> None:
+        logs.log("breaks", f"{cf.__name__}: graph break: {how}() at {location}")
+
+    def segment_built(self, cf: CompiledFunction, seg: Segment, env: dict,
+                      passlog: PassRecorder | None, seconds: float) -> None:
+        """A graph (segment) of ``cf`` was optimized and compiled into ``seg.plan``."""
+        cf.record.compile_seconds += seconds
+        cf.record.graphs_built += 1
+        if logs.enabled("graph"):
+            logs.log("graph", f"{cf.__name__}: segment [{seg.lo}, {seg.hi}):\n{seg.graph.text()}")
+        if logs.enabled("kernels"):
+            for k in seg.plan.kernels:
+                if k.source:  # generated code: LLVM IR, or CUDA C
+                    logs.log("kernels", f"{k.name} ({'+'.join(k.ops)}):\n{k.source}")
+        try:
+            _segment_built(cf, seg, env, passlog, seconds)
+        except Exception as e:  # debug output must never break a compile
+            warnings.warn(f"ember: inspecting {cf.__name__} failed: {type(e).__name__}: {e}",
+                          stacklevel=3)
+
+    def verify_failed(self, cf: CompiledFunction, seg: Segment, inputs: dict, info: KernelInfo,
+                      message: str) -> str:
+        """mode="verify" found kernel ``info`` differing: write a repro; a line naming it."""
+        done = dump.dump_graph(cf.__name__, seg.graph, seg.traced or seg.graph,
+                               seg.plan.kernels, inputs,
+                               why=f"mode='verify' found {info.name} differing",
+                               suffix="_verify", recorded=message)
+        if done is None:
+            return "repro: could not be written (see the warning)"
+        return f"repro: python {done.resolve() / 'repro.py'}"
+
+    def cache_report(self, cf: CompiledFunction) -> str:
+        from ember.inspect.cache import cache_report
+        return cache_report(cf)
 
 
 def _segment_built(cf, seg, env, passlog, seconds) -> None:
@@ -74,12 +115,5 @@ def _segment_built(cf, seg, env, passlog, seconds) -> None:
             logs.log("graph", f"{cf.__name__}: graph {where} dumped to {folder}")
 
 
-def verify_failed(cf: CompiledFunction, seg: Segment, inputs: dict, info: KernelInfo,
-                  message: str) -> str:
-    """mode="verify" found kernel ``info`` differing: write a repro; returns a line naming it."""
-    done = dump.dump_graph(cf.__name__, seg.graph, seg.traced or seg.graph, seg.plan.kernels,
-                           inputs, why=f"mode='verify' found {info.name} differing",
-                           suffix="_verify", recorded=message)
-    if done is None:
-        return "repro: could not be written (see the warning)"
-    return f"repro: python {done.resolve() / 'repro.py'}"
+INSPECTOR = Inspector()
+events.subscribe(INSPECTOR)

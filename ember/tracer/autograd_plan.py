@@ -26,23 +26,24 @@ import weakref
 import numpy as np
 
 from ember import autograd
+from ember.ir.interpreter import TensorInterpreter
 from ember.ops.random import preserved_rng
-from ember.ir.interpreter import dispatch_node
 from ember.tensor import Tensor
+from ember.tracer.checks import close
+from ember.tracer.segments import Segment
 from ember.tracer.trace import Tracer, copy_same_layout, tracing
+from ember.tracer.writeback import effects, escaping, input_tensor
 
 
 class CompiledAutograd:
     """The forward and backward segments of one single-segment cache entry."""
 
     def __init__(self, entry, trace, leaves) -> None:
-        from ember.tracer.compile import Segment, _close, _effects, _input_tensor
-
         self.trace = trace
         g = trace.graph
         if g.rebinds or any(how[0] == "view" for how in g.aliases.values()):
             raise _Disagree("the call rebinds .data or returns views of its arguments")
-        tensors = {n: _input_tensor(g, n, trace, leaves) for n in g.inputs}
+        tensors = {n: input_tensor(g, n, trace, leaves) for n in g.inputs}
         self.diff = [n for n in g.inputs if tensors[n].requires_grad]
         tracer = Tracer()
         vals: dict[int, Tensor] = {}
@@ -54,15 +55,7 @@ class CompiledAutograd:
                 tracer.add_arg(t, f"%{n}")
                 vals[n] = t
             with autograd.enable_grad():
-                for n in g.nodes():
-                    if n in vals:
-                        continue
-                    d = g[n]
-                    if d["op"] == "const":
-                        vals[n] = Tensor._wrap(g.const_array(n))
-                        tracer.constant(vals[n], None)
-                    else:
-                        vals[n] = dispatch_node(d, [vals[a] for a in d["args"]])
+                _JointInterpreter(g, tracer).run(vals)
             cut = tracer.graph._next
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]
@@ -115,31 +108,29 @@ class CompiledAutograd:
 
         env = {jid[n]: eager_env[jid[n]] for n in g.inputs}
         joint.outputs = self.saved           # every saved value is fresh each call
-        entry._build_segment(self.fwd, joint, env, _escaping_of(joint))
+        entry.build_segment(self.fwd, joint, env, escaping(joint))
         for n in self.saved:
-            if not _close(env[n], eager_env[n]):
+            if not close(env[n], eager_env[n]):
                 raise _Disagree(f"compiled forward value %{n} differs from eager")
         for s in self.seed_ids:
             env[s] = eager_env[s]
         joint.outputs = bneeds
-        entry._build_segment(self.bwd, joint, env, _escaping_of(joint))
+        entry.build_segment(self.bwd, joint, env, escaping(joint))
         for n in bneeds:
-            if not _close(env[n], eager_env[n]):
+            if not close(env[n], eager_env[n]):
                 raise _Disagree(f"compiled gradient %{n} differs from eager")
         # Values a call must copy before it writes back or hands them on: the forward's
         # results computed in an input's memory, write-backs read from written memory.
         fenv = {n: env[jid[n]] for n in g.inputs}
         fenv.update((o, env[jid[o]]) for o in g.outputs)
         fenv.update((v, env[jid[v]]) for _, v in g.writebacks)
-        self.copies, staged, _ = _effects(g, fenv)
+        self.copies, staged, _ = effects(g, fenv)
         self.staged = {jid[v] for v in staged}
 
     def forward(self, leaves):
         """Run the forward plan; return the output tensors, differentiable as in eager."""
-        from ember.tracer.compile import _input_tensor
-
         g = self.trace.graph
-        tensors = {n: _input_tensor(g, n, self.trace, leaves) for n in g.inputs}
+        tensors = {n: input_tensor(g, n, self.trace, leaves) for n in g.inputs}
         env = {self.jid[n]: t._data for n, t in tensors.items()}
         memory = dict(env)
         # Versions as eager's saved tensors would record them: inputs before this call's
@@ -253,12 +244,22 @@ class _Backward:
         return self.plans.backward(self.k, g, self.call)
 
 
-def replay_op(d: dict, args: list):
-    """Run a traced node (its data ``d``) with autograd recording. Grad mode is on: where
-    the traced call had it off, the trace has ``detach`` nodes, and they cut the tape as
-    eager did."""
-    with autograd.enable_grad():
-        return dispatch_node(d, args)
+class _JointInterpreter(TensorInterpreter):
+    """The trace replayed on fresh tensors under the joint graph's tracer: constants are
+    recorded as constants of the joint graph."""
+
+    __slots__ = ("tracer",)
+
+    def __init__(self, graph, tracer: Tracer) -> None:
+        super().__init__(graph)
+        self.tracer = tracer
+
+    def run_node(self, nid: int, env: dict):
+        if self.graph[nid]["op"] == "const":
+            t = Tensor._wrap(self.graph.const_array(nid))
+            self.tracer.constant(t, None)
+            return t
+        return super().run_node(nid, env)
 
 
 def _reached(root: Tensor, leaves: dict, kept: dict) -> tuple[set, set]:
@@ -349,7 +350,3 @@ def _root(joint, n: int) -> int:
         else:
             return n
 
-
-def _escaping_of(graph) -> set:
-    from ember.tracer.compile import _escaping
-    return _escaping(graph)

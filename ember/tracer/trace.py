@@ -26,6 +26,7 @@ from ember.errors import user_frame
 from ember.ir.graph import Graph, InputSource
 from ember.ir.views import IDENTITY, address, layout_in, overlaps, root
 from ember.runtime.device import array_module, device_of_array
+from ember.tracer.options import CompileError
 
 
 @dataclass
@@ -141,7 +142,6 @@ class Tracer:
         location = user_frame()
         if self.fullgraph:
             _dispatch.tracer = None
-            from ember.tracer.compile import CompileError
             raise CompileError(f"ember.compile(fullgraph=True): {reason} (at {location})")
         if not self.failed:
             self.failed, self.failed_at = reason, location

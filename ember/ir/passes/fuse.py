@@ -65,8 +65,19 @@ def fusible(graph, nid: int) -> bool:
     return backend.supports(d["op"], d["dtype"]) and OPS[d["op"]].elementwise
 
 
-def fuse(graph) -> list[Group]:
-    """The fused groups of ``graph`` (singletons included), ordered by first member."""
+@dataclass(frozen=True)
+class Refused:
+    """A merge fusion tried and refused: ``consumer``'s group with ``producer``'s, and
+    why: "spaces" (iteration spaces differ), "cycle" (a path would leave the merged group
+    and re-enter it) or "broadcast" (a value would be read at another loop point)."""
+    producer: int
+    consumer: int
+    reason: str
+
+
+def fuse(graph, refused: list | None = None) -> list[Group]:
+    """The fused groups of ``graph`` (singletons included), ordered by first member.
+    Each refused merge is appended to ``refused`` (``Refused``) when a list is given."""
     group_of: dict[int, Group] = {}
     for nid in graph.nodes():
         if not fusible(graph, nid):
@@ -85,19 +96,21 @@ def fuse(graph) -> list[Group]:
                 continue
             seen.append(cand)
             merged = _merge(graph, g, cand)
-            if merged is not None:
+            if isinstance(merged, Group):
                 g = merged
+            elif refused is not None:
+                refused.append(Refused(a, nid, merged))
         for m in g.nodes:
             group_of[m] = g
     unique = {id(g): g for g in group_of.values()}
     return sorted(unique.values(), key=lambda g: g.nodes[0])
 
 
-def _merge(graph, a: Group, b: Group) -> Group | None:
-    """``a`` and ``b`` as one group, or None if they cannot share a loop nest."""
+def _merge(graph, a: Group, b: Group) -> Group | str:
+    """``a`` and ``b`` as one group, or why they cannot share a loop nest (``Refused``)."""
     if a.rdims and b.rdims:
         if a.full != b.full or a.rdims != b.rdims:
-            return None
+            return "spaces"
         base, other, other_role = a, b, None
     elif a.rdims or b.rdims:
         base, other = (a, b) if a.rdims else (b, a)
@@ -107,16 +120,18 @@ def _merge(graph, a: Group, b: Group) -> Group | None:
         elif other.full in (keep, drop):
             other_role = "row"
         else:
-            return None
+            return "spaces"
     else:
         if a.full != b.full:
-            return None
+            return "spaces"
         base, other, other_role = a, b, None
     role = dict(base.role)
     role.update(other.role if other_role is None else {m: other_role for m in other.nodes})
     merged = Group(sorted(set(a.nodes) | set(b.nodes)), base.full, base.rdims, role)
-    if not _consistent(graph, merged) or not _can_merge(graph, set(merged.nodes)):
-        return None
+    if not _consistent(graph, merged):
+        return "cycle" if not _can_merge(graph, set(merged.nodes)) else "broadcast"
+    if not _can_merge(graph, set(merged.nodes)):
+        return "cycle"
     return merged
 
 

@@ -1,0 +1,81 @@
+"""The compiled code checked against eager: once per plan, and kernel by kernel in verify mode.
+
+A new plan's first run uses the inputs of the call that was just traced, so its results
+must equal the eager results that call returned; if not, the signature runs eagerly
+(``Mismatch``). ``mode="verify"`` runs every kernel beside the reference interpreter and
+names the first that differs (``VerificationError``, with a repro script when the
+inspector writes one).
+
+>>> check_against_eager(trace, env, result)    # raises Mismatch
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.ir.interpreter import interpret
+from ember.ops.registry import OPS
+from ember.tensor import Tensor
+from ember.tracer import events, pytree
+from ember.tracer.options import VerificationError
+
+
+class Mismatch(Exception):
+    """A compiled result differed from eager's (the message says where)."""
+
+
+# The first-run check's tolerance per type: float16/bfloat16 results of float32 kernels
+# may round one ulp (2**-10, 2**-7 relative) away from NumPy's.
+_CHECK_TOL = {"float16": 2e-3, "bfloat16": 2e-2, "float32": 1e-4, "float64": 1e-9,
+              "complex64": 1e-4, "complex128": 1e-9}
+
+
+def close(a, b) -> bool:
+    """Equal arrays (floats within a dtype's tolerance; NaNs equal)."""
+    a, b = (np.asarray(x.get() if hasattr(x, "__cuda_array_interface__") else x)
+            for x in (a, b))   # CuPy arrays come to the host to be compared
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    tol = _CHECK_TOL.get(a.dtype.name)
+    if tol is not None:
+        if a.dtype.kind == "V":   # bfloat16 (ml_dtypes): compared as float32
+            a, b = a.astype(np.float32), b.astype(np.float32)
+        return bool(np.allclose(a, b, rtol=tol, atol=tol, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def check_against_eager(trace, env: dict, result) -> None:
+    """The first compiled run must equal the eager result of the same call."""
+    g = trace.graph
+    if any(g[n]["op"] in OPS and OPS[g[n]["op"]].impure for n in g.nodes()):
+        return  # random draws differ between the two runs by design
+    leaves, _ = pytree.flatten(result)
+    tensors = [v for _, v in leaves if isinstance(v, Tensor)]
+    for i, (t, nid) in enumerate(zip(tensors, g.outputs)):
+        if nid in g.sources:
+            continue
+        if not close(env[nid], t._host()):
+            raise Mismatch(f"compiled output {i} differed from eager on the first call "
+                           f"(node %{nid}, {g[nid]['src']}); this signature runs eagerly")
+
+
+def verify_segment(owner, seg, env: dict) -> None:
+    """mode="verify": run kernel by kernel beside the interpreter; name the first that differs."""
+    g = seg.graph
+    for nid in g.inputs:
+        if nid not in env and g.sources[nid].kind == "captured":
+            env[nid] = g.sources[nid].tensor._data
+    inputs = {n: env[n] for n in g.inputs}
+    ref = interpret(g, inputs)
+    local = dict(inputs)
+    local.update(seg.plan.consts)
+    for step, info in zip(seg.plan.steps, seg.plan.kernels):
+        step(local)
+        for n in info.nodes:
+            if n in local and not close(local[n], ref[n]):
+                diff = np.nanmax(np.abs(np.asarray(local[n], float) - np.asarray(ref[n], float)))
+                msg = (f"ember.compile(mode='verify') of {owner.__name__}: kernel {info.name} "
+                       f"({info.backend}: {'+'.join(info.ops)}) computed %{n} differently from "
+                       f"eager; max abs diff {diff}"
+                       f"\n  source lines: {', '.join(info.src) or '?'}")
+                repro = events.ask("verify_failed", owner, seg, inputs, info, msg)
+                raise VerificationError(f"{msg}\n  {repro or 'repro: none written'}")

@@ -1,0 +1,338 @@
+"""One cache entry: the traces of a key, their segment tree, its plans, and the replays.
+
+An entry's first call traces (the call runs eagerly under the tracer) and builds plans
+along the trace's path, checked against the call's eager results. The second call traces
+again and compares (Python state that changed would be frozen into the plans). From then
+on a call replays: ``walk`` goes down the segment tree running each segment's plan, and
+``writeback.outputs`` applies the call's effects. Calls that need gradients run the
+compiled forward/backward pair (``autograd_plan.py``), or replay the trace through
+dispatch where that pair can't be built.
+
+>>> entry = Entry(compiled_function, guards)
+>>> entry.first_call(args, kwargs, leaves); entry.second_call(args, kwargs, leaves)
+>>> entry.run(args, kwargs, leaves)          # a replay: no user Python runs
+"""
+from __future__ import annotations
+
+from ember import autograd
+from ember.errors import OpError
+from ember.ir.graph import Graph
+from ember.ir.interpreter import TensorInterpreter
+from ember.ir.passes import run_pipeline
+from ember.ops.random import preserved_rng
+from ember.runtime.plan import build_plan
+from ember.tensor import Tensor
+from ember.tracer import events, pytree
+from ember.tracer.autograd_plan import CompiledAutograd
+from ember.tracer.checks import Mismatch, check_against_eager, verify_segment
+from ember.tracer.options import COMPILE_LOCK, CompileError
+from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
+                                   segment_graph, trace_through, walk)
+from ember.tracer.trace import Tracer, copy_same_layout, tracing
+from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memory,
+                                    tensor_outputs)
+
+
+class Stale(Exception):
+    """A captured input the plan was built for is gone or changed layout."""
+
+
+class Entry:
+    """The compiled code of one guard key: a tree of segments split at observed values."""
+
+    def __init__(self, owner, guards) -> None:
+        self.owner = owner     # the CompiledFunction
+        self.guards = guards   # the Python state the trace read (None: matches any)
+        self.state = "second"
+        self.root: Segment | None = None
+        self.traces: list[Trace] = []
+        self.captured: list = []
+        self.captured_meta: list = []
+        self.captured_data: list = []
+        self.warmups = 0
+        self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
+
+    # ---- tracing ------------------------------------------------------------------------
+    def _trace(self, args, kwargs, leaves):
+        with COMPILE_LOCK:
+            return self._trace_locked(args, kwargs, leaves)
+
+    def _trace_locked(self, args, kwargs, leaves):
+        tracer = Tracer(fullgraph=self.owner.fullgraph)
+        arg_paths = {}
+        snapshot = {}
+        for i, (path, v) in enumerate(leaves):
+            if isinstance(v, Tensor):
+                tracer.add_arg(v, path)
+                nid = tracer.env[id(v)]
+                arg_paths.setdefault(nid, i)
+                snapshot[nid] = copy_same_layout(v._data)
+        t0 = events.clock()
+        with tracing(tracer):
+            result = self.owner.fn(*args, **kwargs)
+            out_leaves, out_spec = pytree.flatten(result)
+            tensors = [v for _, v in out_leaves if isinstance(v, Tensor)]
+            graph = tracer.finish(tensors)
+        events.publish("traced", self.owner, self, events.clock() - t0)
+        template, k = [], 0
+        for _, v in out_leaves:
+            if isinstance(v, Tensor):
+                template.append(("T", k))
+                k += 1
+            else:
+                template.append(("V", v))
+        snapshot.update(tracer.snapshots)
+        trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
+                      tracer.failed, tracer.failed_at,
+                      tuple(i for i, t in enumerate(tensors) if t.requires_grad),
+                      tuple(i for i, t in enumerate(tensors) if t._retains_grad))
+        return result, trace, snapshot
+
+    def first_call(self, args, kwargs, leaves):
+        owner = self.owner
+        result, trace, snapshot = self._trace(args, kwargs, leaves)
+        owner.counters["compiles"] += 1
+        if trace.failed:
+            self.state = "eager"
+            owner._fallback(trace.failed, trace.failed_at)
+            return result
+        self._start(trace, snapshot, result)
+        return result
+
+    def _start(self, trace: Trace, snapshot: dict, result) -> None:
+        owner = self.owner
+        self.traces.append(trace)
+        self.captured = list(trace.captured)
+        self.captured_meta = [meta(t) for t in self.captured]
+        self.captured_data = [t._data for t in self.captured]   # checked by identity first
+        for o in trace.observations:
+            if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
+                owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
+            events.publish("graph_break", owner, o.how, o.location)
+        self._compile_path(trace, snapshot, result)
+
+    def _compile_path(self, trace: Trace, snapshot: dict, result, quiet: bool = False) -> None:
+        """Build the plans of ``trace``'s path. If that fails (the first-call check found a
+        difference, or the compiler itself failed), this signature runs eagerly from now
+        on: a compile failure costs speed, never correctness."""
+        try:
+            with COMPILE_LOCK:
+                self._add_path(trace, snapshot, result)
+        except CompileError:   # fullgraph=True: already explained
+            self.state = "eager"
+            raise
+        except Exception as e:
+            self.state = "eager"
+            if not quiet:
+                self.owner._fallback(str(e) if isinstance(e, Mismatch) else
+                                     f"building the compiled code failed ({type(e).__name__}: "
+                                     f"{e}); this signature runs eagerly")
+
+    def second_call(self, args, kwargs, leaves):
+        """Trace once more and compare: Python state that changed would be frozen."""
+        if not self.traces:   # the first call raised (a bad target, say): it traced nothing
+            return self.first_call(args, kwargs, leaves)
+        result, trace, snapshot = self._trace(args, kwargs, leaves)
+        first = self.traces[0]
+        upto = divergence(first, trace)
+        a, b = first.signature(upto), trace.signature(upto)
+        if a != b:
+            n = next((x[0] for x, y in zip(a, b) if x != y), min(len(a), len(b)))
+            loc = (trace.graph[n]["src"] if isinstance(n, int) and n in trace.graph.nx
+                   else "")
+            if self.warmups < 1 and not trace.failed:
+                # State created lazily on the first call (an optimizer's momentum buffers,
+                # gradients that did not exist yet) makes call 1 differ from call 2: start
+                # over from call 2, and compare it with call 3.
+                self.warmups += 1
+                self.owner.notes.append(f"call 1 differed from call 2 (at {loc or 'the end'});"
+                                        " compiled from call 2 on")
+                self.root, self.traces = None, []
+                self._start(trace, snapshot, result)
+                return result
+            self.state = "eager"
+            self.owner._fallback("a Python value differed between the first two calls (it would "
+                                 "be frozen into the compiled code); this signature runs eagerly",
+                                 loc)
+            return result
+        self.state = "ready"
+        if trace.failed:
+            self.state = "eager"
+            self.owner._fallback(trace.failed, trace.failed_at)
+            return result
+        if not has_path(self.root, trace):
+            self.owner.counters["compiles"] += 1
+            self.traces.append(trace)
+            self._compile_path(trace, snapshot, result)
+        return result
+
+    def _new_branch(self, args, kwargs, leaves, quiet: bool = False):
+        """A replay reached a value not seen yet: trace this call (it runs eagerly) and
+        add its path to the tree."""
+        result, trace, snapshot = self._trace(args, kwargs, leaves)
+        if not quiet:
+            self.owner.counters["compiles"] += 1
+            if trace.failed:
+                self.owner._fallback(trace.failed, trace.failed_at)
+                return result
+        self.traces.append(trace)
+        if not trace.failed:
+            self._compile_path(trace, snapshot, result, quiet=quiet)
+        return result
+
+    def captured_changed(self) -> str:
+        data = self.captured_data
+        for i, t in enumerate(self.captured):
+            if t._data is data[i]:   # same array object: same shape, dtype and strides
+                continue
+            m, now = self.captured_meta[i], meta(t)
+            if now != m:
+                return f"captured tensor {i} changed {m} -> {now}"
+            data[i] = t._data
+        return ""
+
+    # ---- building segments --------------------------------------------------------------
+    def _add_path(self, trace: Trace, snapshot: dict, result) -> None:
+        """Insert ``trace`` into the segment tree, (re)build plans along it, check them."""
+        g = trace.graph
+        self.root, path = insert_path(self.root, trace)
+        escapes = escaping(g)
+        env = dict(snapshot)
+        with preserved_rng():  # the traced call already drew this call's random numbers
+            for seg in path:
+                if seg.plan is None:
+                    self.build_segment(seg, g, env, escapes)
+                else:
+                    seg.plan.run(env)
+        check_against_eager(trace, env, result)
+
+    def build_segment(self, seg: Segment, g: Graph, env: dict, escapes: set) -> None:
+        """Optimize and compile the nodes of ``seg`` in ``g`` into ``seg.plan``, running it
+        once on ``env`` (which receives the values the segment hands on)."""
+        sg = segment_graph(g, seg.lo, seg.hi, sorted(seg.needs),
+                           g.writebacks if seg.obs is None else [])
+        seg.traced = sg.copy()
+        t0, passlog = events.clock(), events.ask("pass_log", self.owner)
+        sg = run_pipeline(sg, log=passlog)
+        seg.graph = sg
+        seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
+                        if s.kind in ("captured", "grad", "value")]
+        inputs = {n: env[n] for n in sg.inputs}
+        plan, local = build_plan(sg, inputs, escapes,
+                                 on_fallback=lambda r, loc: self.owner._fallback(
+                                     f"a kernel runs eagerly: {r}", loc))
+        plan.exports = list(zip(sorted(seg.needs), sg.outputs))
+        for trace_id, nid in plan.exports:
+            env[trace_id] = local[nid]
+        seg.plan = plan
+        events.publish("segment_built", self.owner, seg, env, passlog, events.clock() - t0)
+
+    # ---- replay -------------------------------------------------------------------------
+    def run(self, args, kwargs, leaves):
+        # A call that ran backward itself (a training step) has consumed its graph: its
+        # outputs are returned without one, like values read after ``loss.backward()``.
+        # (Outputs made under enable_grad() inside a no_grad call need gradients too.)
+        if not self.traces[0].graph.grad_writes and (self.traces[0].grad_outputs or (
+                autograd.is_grad_enabled() and (
+                    any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
+                    or any(t.requires_grad for t in self.captured)))):
+            plans = self._autograd_plans(leaves)
+            if plans is None:
+                return self._run_with_autograd(args, kwargs, leaves)
+            trace = self.root.trace
+            outs = plans.forward(leaves)
+            return pytree.unflatten(trace.out_spec, [v if kind == "V" else outs[v]
+                                                     for kind, v in trace.out_leaves])
+        env = {}
+        trace0 = self.traces[0]
+        for t in self.traces:
+            if t.graph.writebacks:
+                if shares_written_memory(self.traces, leaves):
+                    self.owner._fallback("a call ran eagerly: an argument shares memory with "
+                                         "a tensor the call writes in place")
+                    return self.owner._eager(args, kwargs)
+                break
+        for nid, i in trace0.arg_paths.items():
+            env[nid] = leaves[i][1]._data
+        try:
+            seg, value = walk(self.root, self._run_segment, env)
+        except Stale as e:  # e.g. a gradient set to None outside: run this call eagerly
+            self.owner._fallback(f"a call ran eagerly: {e}")
+            return self.owner._eager(args, kwargs)
+        if value is not END:  # a branch not seen yet: trace it (this call runs eagerly)
+            self.owner._recompiled(
+                f"new value {_short(value)} of {seg.obs.how}() at {seg.obs.location}")
+            return self._new_branch(args, kwargs, leaves)
+        return outputs(seg.trace, env, leaves)
+
+    def _autograd_plans(self, leaves):
+        """The compiled forward/backward pair (built on first need), or None where the
+        call has graph breaks or the build failed: then the trace replays eagerly."""
+        if self.autograd_plans is None:
+            seg = self.root
+            self.autograd_plans = False
+            if seg is not None and seg.obs is None and seg.trace is not None:
+                try:
+                    with preserved_rng():
+                        self.autograd_plans = CompiledAutograd(self, seg.trace, leaves)
+                except OpError:   # this call's values are bad (an index): raise as eager
+                    self.autograd_plans = None   # does, and build from a later call
+                    raise
+                except Exception as e:  # costs speed, never correctness
+                    self.owner._fallback(f"the backward is not compiled ({type(e).__name__}: "
+                                         f"{e}); gradients replay the trace eagerly")
+        return self.autograd_plans or None
+
+    def _run_segment(self, seg: Segment, env: dict) -> None:
+        """One segment of a compiled replay: read the captured tensors, run the plan."""
+        self._fill_captured(seg, env)
+        if self.owner.mode == "verify":
+            verify_segment(self.owner, seg, env)
+        seg.plan.run(env)
+
+    def _fill_captured(self, seg: Segment, env: dict) -> None:
+        for nid, source, m in seg.captured:  # read every call: optimizers update them
+            t = source.current()
+            if source.kind != "captured" and (t is None or meta(t) != m):
+                raise Stale(f"{source.path} is {'None' if t is None else meta(t)}, "
+                            f"was {m} when compiled")
+            env[nid] = t._data
+
+    def _replay_segment(self, seg: Segment, tenv: dict) -> None:
+        """One segment replayed through dispatch: its nodes of a trace through it."""
+        g = trace_through(self.root, self.traces, seg)
+        _ReplayInterpreter(g).run(tenv, [n for n in g.nodes() if seg.lo <= n < seg.hi])
+
+    def _run_with_autograd(self, args, kwargs, leaves):
+        """Replay the traced ops through dispatch, so the autograd tape is recorded."""
+        tenv: dict[int, Tensor] = {}
+        for nid, i in self.traces[0].arg_paths.items():
+            tenv[nid] = leaves[i][1]
+
+        seg, value = walk(self.root, self._replay_segment, tenv, tensors=True)
+        if value is not END:
+            return self._new_branch(args, kwargs, leaves, quiet=True)
+        return tensor_outputs(seg.trace, tenv, leaves)
+
+
+class _ReplayInterpreter(TensorInterpreter):
+    """A trace replayed on the caller's tensors with gradients recorded. Grad mode is on:
+    where the traced call had it off, the trace has ``detach`` nodes, and they cut the
+    tape as eager did. Inputs are read from their sources (parameters, captured tensors)."""
+
+    __slots__ = ()
+
+    def run_node(self, nid: int, env: dict):
+        d = self.graph[nid]
+        if d["op"] == "input":
+            return self.graph.sources[nid].current()
+        if d["op"] == "const":
+            return Tensor._wrap(self.graph.const_array(nid))
+        with autograd.enable_grad():
+            return super().run_node(nid, env)
+
+
+def _short(v) -> str:
+    if isinstance(v, tuple) and len(v) == 3 and isinstance(v[2], bytes):
+        return f"<array {v[0]}>"
+    return repr(v)

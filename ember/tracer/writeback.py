@@ -1,0 +1,190 @@
+"""A replay's effects on the caller, applied as eager applies them.
+
+The IR is pure: a traced call's in-place writes are write-backs of whole storages at the
+end, its ``.grad`` and ``.data`` assignments are recorded apart, and results that are
+(views of) the caller's tensors are recorded as aliases. After a replay computed the
+values, these functions write the caller's memory in place, redo the assignments and
+hand back the results: the caller's own tensors and views of their memory where eager
+would, fresh arrays otherwise.
+
+>>> out = outputs(trace, env, leaves)     # after the plans ran over env
+"""
+from __future__ import annotations
+
+from ember import autograd
+from ember.ir.graph import Graph
+from ember.ir.views import byte_view, root
+from ember.ops.registry import OPS
+from ember.tensor import Tensor
+from ember.tracer import pytree
+
+# Ops whose result may be a view of their first argument (besides those with OpDef.view).
+MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach", "strided_view",
+                            "to_device", "unfold2d"))
+
+
+def outputs(trace, env: dict, leaves):
+    """Apply the call's effects as eager would and return its result: memory written
+    in place is written back into the caller's tensors, ``.grad`` and ``.data``
+    assignments are redone, and results that are (views of) the caller's tensors
+    are those tensors (views of that memory); the rest are fresh arrays."""
+    g = trace.graph
+    fx = trace.effects
+    if fx is None:
+        fx = trace.effects = effects(g, env)
+    if fx is PURE:   # fresh results only, nothing to write: the common case
+        return pytree.unflatten(trace.out_spec, [
+            v if kind == "V" else Tensor._wrap(env[g.outputs[v]])
+            for kind, v in trace.out_leaves])
+    copies, staged, needed = fx
+    tensors = {n: input_tensor(g, n, trace, leaves) for n in needed}
+    values = [None if i in g.aliases else env[n] for i, n in enumerate(g.outputs)]
+    for i in copies:          # fresh results the plan computed in someone's memory
+        values[i] = values[i].copy()
+    early = {v: env[v].copy() for v in staged}
+    for inp, val in g.writebacks:
+        new, mem = early.get(val, env[val]), env[inp]
+        if new is not mem:    # else the kernel already wrote it in place
+            mem[...] = new
+        tensors[inp]._version += 1
+    handed = [_handed(g, i, values[i], env, tensors) for i in range(len(g.outputs))]
+    for inp, out in g.grad_writes:
+        tensors[inp]._grad = None if out is None else handed[out]
+    for inp, out in g.rebinds:
+        _rebind(tensors[inp], handed[out])
+    outs = [v if kind == "V" else handed[v] for kind, v in trace.out_leaves]
+    return pytree.unflatten(trace.out_spec, outs)
+
+
+def tensor_outputs(trace, tenv: dict, leaves):
+    """``outputs`` for a replay that ran through dispatch (``tenv``: node -> Tensor, with
+    autograd history): the results keep their history, write-backs and assignments do
+    not record any."""
+    g = trace.graph
+    tensors = {n: input_tensor(g, n, trace, leaves) for n in effect_inputs(g)}
+    memory = {n: tensors[n]._data for n in tensors}   # before any .data rebinding
+    with autograd.no_grad():
+        new = {inp: tenv[val]._data.copy() for inp, val in g.writebacks}
+        for inp, val in g.writebacks:
+            memory[inp][...] = new[inp]
+            tensors[inp]._version += 1
+        handed = []
+        for i, n in enumerate(g.outputs):
+            how = g.aliases.get(i)
+            if how is not None and (how[0] == "input" or any(
+                    how[1] == inp for inp, _ in g.writebacks)):
+                handed.append(_handed(g, i, None, memory, tensors))
+            else:
+                handed.append(tenv[n])
+        for inp, out in g.grad_writes:
+            tensors[inp]._grad = None if out is None else handed[out].detach()
+        for inp, out in g.rebinds:
+            _rebind(tensors[inp], handed[out].detach())
+    outs = [v if kind == "V" else handed[v] for kind, v in trace.out_leaves]
+    return pytree.unflatten(trace.out_spec, outs)
+
+
+def effect_inputs(g: Graph) -> set:
+    """Input nodes whose tensors a call's effects and results refer to."""
+    ins = {i for i, _ in g.writebacks} | {i for i, _ in g.grad_writes} | {i for i, _ in g.rebinds}
+    return ins | {how[1] for how in g.aliases.values()}
+
+
+def effects(g: Graph, env: dict) -> tuple[list, list, set]:
+    """Which values a replay must copy before it writes back: fresh results the plan
+    computed as (views of) an input's memory (``y = x + 0`` simplified to ``x``, two
+    results merged into one), and written-back values read from memory that another
+    write-back overwrites first. Decided once: a plan's aliasing is the same every call."""
+    input_roots = {id(root(env[n])) for n in g.inputs if n in env}
+    written = {id(root(env[i])) for i, _ in g.writebacks}
+    copies, seen = [], set()
+    for i, n in enumerate(g.outputs):
+        if i in g.aliases:
+            continue
+        if id(root(env[n])) in input_roots or n in seen:
+            copies.append(i)
+        seen.add(n)
+    staged = [v for i, v in g.writebacks
+              if env[v] is not env[i] and id(root(env[v])) in written]
+    needed = effect_inputs(g)
+    if not (copies or staged or needed or g.writebacks or g.grad_writes or g.rebinds):
+        return PURE
+    return copies, staged, needed
+
+
+PURE = ([], [], set())
+
+
+def shares_written_memory(traces: list, leaves) -> bool:
+    """True when an argument shares memory with another argument or captured tensor that
+    the call writes in place: the traces assumed separate memory (running them would
+    read values before the write that eager reads after it)."""
+    seen: dict[int, bool] = {}
+    for trace in traces:
+        g = trace.graph
+        if not g.writebacks:
+            continue
+        written = {i for i, _ in g.writebacks}
+        arrays = [(leaves[i][1]._data, n in written) for n, i in trace.arg_paths.items()]
+        for n in written:
+            if g.sources[n].kind != "arg":
+                t = g.sources[n].current()
+                if t is not None:
+                    arrays.append((t._data, True))
+        for a, w in arrays:
+            r = id(root(a))
+            if r in seen and (w or seen[r]):
+                return True
+            seen[r] = seen.get(r, False) or w
+        seen.clear()
+    return False
+
+
+def escaping(g: Graph) -> set[int]:
+    """Values handed to the user (outputs, and what they view): never reused buffers."""
+    out = set()
+    stack = list(g.outputs)
+    while stack:
+        n = stack.pop()
+        if n in out:
+            continue
+        out.add(n)
+        op = g[n]["op"]
+        if op in MOVEMENT_VIEWS or op in OPS and getattr(OPS[op], "view", False):
+            stack.extend(g[n]["args"])
+    return out
+
+
+def input_tensor(g: Graph, nid: int, trace, leaves):
+    """The caller's tensor behind input node ``nid``: an argument, or a captured one."""
+    src = g.sources[nid]
+    if src.kind != "arg":
+        return src.current()
+    return leaves[trace.arg_paths[nid]][1]
+
+
+def meta(t) -> tuple:
+    """What a plan built for a captured tensor assumed: shape, dtype, device, strides."""
+    return (tuple(t.shape), t.dtype.name, str(t.device), t._data.strides)
+
+
+def _handed(g: Graph, i: int, value, memory: dict, tensors: dict):
+    """Output ``i`` as the tensor a caller gets."""
+    how = g.aliases.get(i)
+    if how is None:
+        return Tensor._wrap(value)
+    if how[0] == "input":
+        return tensors[how[1]]
+    _, n, shape, strides, offset, lstrides, loffset = how
+    t = Tensor._wrap(byte_view(memory[n], shape, strides, offset))
+    link = getattr(t, "_view_of", None)
+    if link is not None:   # a view of the caller's tensor: one version counter, as eager
+        link(tensors[n], OPS["strided_view"],
+             {"shape": shape, "strides": lstrides, "offset": loffset})
+    return t
+
+
+def _rebind(t: Tensor, value: Tensor) -> None:
+    """``t.data = value`` as a replay of the traced call does it."""
+    if value is not t:
+        t.data = value
