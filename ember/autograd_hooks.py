@@ -32,7 +32,7 @@ __all__ = ["RemovableHandle", "register_hook", "LEAF_HOOKS", "run_hooks", "run_l
 LEAF_HOOKS: dict[int, tuple[weakref.ref, OrderedDict]] = {}
 # Moves when a leaf's hooks change. A compiled backward replays without Python, so an
 # entry traced before a hook was put on a parameter it reads would skip the hook: the
-# compile cache can guard on this counter (not done yet: ember/tracer is not ours).
+# compile key holds this counter (tracer/key.py) while any leaf has hooks.
 LEAF_HOOKS_VERSION = [0]
 
 
@@ -59,6 +59,7 @@ class RemovableHandle:
             d = ref()
             if d is not None and self.id in d:
                 del d[self.id]
+        LEAF_HOOKS_VERSION[0] += 1   # a compiled backward traced with the hook must go
 
     def __enter__(self) -> RemovableHandle:
         return self

@@ -373,3 +373,26 @@ def test_retained_gradient_is_the_hooked_one():
     t, e = _both(scenario)
     for a, b in zip(e, t):
         _same(a, b)
+
+
+def test_leaf_hook_registered_after_compiling_is_not_skipped():
+    # A replayed backward runs no Python: a hook put on a parameter after the step was
+    # compiled must make the next call recompile (the key's leaf-hook version), not be lost.
+    w = ember.ones(3, requires_grad=True)
+
+    @ember.compile
+    def step(x):
+        w.grad = None
+        (w * x).sum().backward()
+        return w.grad * 1
+
+    x = ember.tensor([1.0, 2.0, 3.0])
+    for _ in range(3):
+        assert step(x).tolist() == [1.0, 2.0, 3.0]
+    handle = w.register_hook(lambda g: g * 10)
+    for _ in range(3):
+        assert step(x).tolist() == [10.0, 20.0, 30.0]
+    assert any("gradient hook" in r for r in step.stats()["recompile_reasons"])
+    handle.remove()
+    for _ in range(3):
+        assert step(x).tolist() == [1.0, 2.0, 3.0]
