@@ -7,7 +7,10 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+import ember
 
 from ember.diskcache import CacheWarning, DiskCache, default_cache
 
@@ -132,3 +135,75 @@ def test_command_line_info_and_clear(tmp_path):
     assert cache.entries() == []
     off = subprocess.run(run, env=dict(env, EMBER_CACHE_DIR=""), capture_output=True, text=True)
     assert "off" in off.stdout
+
+
+# ---- the LLVM backend through the cache ----------------------------------------------------
+
+STEP = r"""
+import json, sys, warnings
+import ember, ember.nn as nn, ember.nn.functional as F
+from ember.diskcache import default_cache
+ember.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+@ember.compile
+def step(x, y):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+x, y = ember.randn(5, 8), ember.randint(0, 3, (5,))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    losses = [step(x, y).item() for _ in range(5)]
+cache = default_cache()
+info = cache.info() if cache else {"hits": 0, "writes": 0, "rejected": 0}
+print(json.dumps({"losses": losses, "hits": info["hits"], "writes": info["writes"],
+                  "rejected": info["rejected"], "warned": [str(w.message) for w in caught
+                                                           if "cache" in str(w.message)]}))
+"""
+
+
+def _run_step(root, **env_vars) -> dict:
+    import json
+    env = dict(os.environ, EMBER_CACHE_DIR=str(root), PYTHONPATH=ROOT, **env_vars)
+    proc = subprocess.run([sys.executable, "-c", STEP], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_loads_the_kernels_and_computes_the_same(tmp_path):
+    first = _run_step(tmp_path)
+    assert first["writes"] > 0
+    second = _run_step(tmp_path)
+    assert second["writes"] == 0 and second["hits"] >= first["writes"]
+    assert second["losses"] == first["losses"]      # bit for bit: the same machine code
+    off = _run_step("")                              # EMBER_CACHE_DIR= : no cache
+    assert off["hits"] == off["writes"] == 0 and off["losses"] == first["losses"]
+
+
+def test_corrupt_machine_code_is_rebuilt_never_run(tmp_path):
+    first = _run_step(tmp_path)
+    for name in os.listdir(tmp_path):
+        if name.endswith(".bin"):
+            path = tmp_path / name
+            blob = bytearray(path.read_bytes())
+            blob[-20:] = b"\xcc" * 20           # int3 instructions in the code
+            path.write_bytes(bytes(blob))
+    second = _run_step(tmp_path)
+    assert second["rejected"] == first["writes"] and second["writes"] == first["writes"]
+    assert second["warned"] and second["losses"] == first["losses"]
+
+
+def test_kernels_from_the_cache_still_show_their_optimized_ir(tmp_path):
+    _run_step(tmp_path / "cache")
+    second = _run_step(tmp_path / "cache", EMBER_DUMP_DIR=str(tmp_path / "dump"))
+    assert second["writes"] == 0
+    optimized = list((tmp_path / "dump").rglob("*.opt.ll"))
+    assembly = list((tmp_path / "dump").rglob("*.s"))
+    assert optimized and all("define" in p.read_text() for p in optimized)
+    assert assembly and all(p.stat().st_size > 0 for p in assembly)

@@ -11,6 +11,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from ember.codegen.kernel import KernelCache
+from ember.diskcache import DiskCache, default_cache
 
 
 _CACHE = KernelCache()
@@ -43,11 +44,8 @@ def _new_target_machine() -> llvm.TargetMachine:
         opt=3, reloc="pic", codemodel="small", jit=True)
 
 
-def _jit(source: str):
-    """Verify, optimize at O3 (loop + SLP vectorization) and MCJIT-compile ``source``."""
-    # Each engine gets its own target machine: an MCJIT engine owns the one it is made
-    # with and destroys it when freed (a shared one crashed every later engine).
-    tm = _new_target_machine()
+def _optimize(source: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Parse, verify and optimize ``source`` at O3 (loop + SLP vectorization)."""
     mod = llvm.parse_assembly(source)
     mod.verify()
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
@@ -55,7 +53,41 @@ def _jit(source: str):
     pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def optimized_module(source: str) -> llvm.ModuleRef:
+    """``source`` after the O3 pipeline (for showing IR and assembly)."""
+    return _optimize(source, _target_machine())
+
+
+def _cache_key(cache: DiskCache, source: str) -> str:
+    """The machine code depends on the IR, the LLVM in llvmlite and the host CPU."""
+    return cache.key("llvm", source, llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                     llvm.get_host_cpu_features().flatten())
+
+
+def _jit(source: str):
+    """MCJIT-compile ``source``: the machine code comes from the persistent cache
+    (``ember/diskcache.py``) when an earlier process compiled the same IR on this CPU,
+    else from the O3 pipeline and codegen, and is then stored there. Returns the engine
+    and the optimized module (None when the code came from the cache: nothing was
+    optimized; ``optimized_module`` makes it on demand)."""
+    # Each engine gets its own target machine: an MCJIT engine owns the one it is made
+    # with and destroys it when freed (a shared one crashed every later engine).
+    tm = _new_target_machine()
+    cache = default_cache()
+    key = _cache_key(cache, source) if cache is not None else None
+    code = cache.get(key) if cache is not None else None
+    if code is not None:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(code))
+        engine.finalize_object()
+        return engine, None
+    mod = _optimize(source, tm)
     engine = llvm.create_mcjit_compiler(mod, tm)
+    if cache is not None:
+        engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf)))
     engine.finalize_object()
     # The engine (and its machine code) lives as long as the compiled kernel holding it:
     # only that object calls into the code (worker threads finish before run() returns).

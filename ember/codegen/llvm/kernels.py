@@ -13,7 +13,8 @@ import numpy as np
 
 from ember.codegen import mathlib
 from ember.codegen.kernel import REDUCTIONS, Kernel, KernelCache
-from ember.codegen.llvm.jit import _DATA_OFFSET, _NDARRAY, _jit, _pool, _target_machine
+from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _jit, _pool, _target_machine,
+                                    optimized_module)
 from ember.codegen.llvm.loops import _Layout, _add_kernel, _build_module, _new_module
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
@@ -138,6 +139,8 @@ class CompiledKernel:
 
     def optimized_ir(self) -> str:
         """The LLVM IR after the O3 pipeline (vectorized loops show as <16 x float>)."""
+        if self._module is None:   # machine code from the persistent cache
+            self._module = optimized_module(self.source)
         return str(self._module)
 
     def asm(self) -> str:
@@ -250,6 +253,8 @@ class CompiledKernels:
             f.result()
 
     def optimized_ir(self) -> str:
+        if self._module is None:   # machine code from the persistent cache
+            self._module = optimized_module(self.source)
         return str(self._module)
 
     def asm(self) -> str:
