@@ -16,7 +16,7 @@ from ember.dtypes import (bool_ as bool, bfloat16, complex64, complex128, float1
 from ember.errors import OpError
 from ember.functions import *  # noqa: F401,F403
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
-from ember.runtime.device import Device as device
+from ember.devices import Device as device
 from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat, empty,
                           empty_like, eye, from_numpy, full, full_like, is_tensor, linspace, ones,
                           ones_like, rand, rand_like, randint, randint_like, randn, randn_like,

@@ -5,9 +5,9 @@ ember's only one).
 """
 from __future__ import annotations
 
-from ember.runtime.device import Device, as_device
-from ember.runtime.device import device_count as _cuda_count
-from ember.runtime.device import is_cuda_available
+from ember.devices import Device, as_device
+from ember.devices import device_count as _cuda_count
+from ember.devices import is_cuda_available
 
 
 def is_available() -> bool:

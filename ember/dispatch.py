@@ -68,7 +68,7 @@ def dispatch(op: OpDef | str, *args, **attrs):
             arrays = [a._data for a in args]
             out = op.eager(args[0]._xp, *arrays, **attrs)
         else:
-            from ember.runtime.device import array_module
+            from ember.devices import array_module
             out = op.eager(array_module(attrs["device"]), **attrs)
     except OpError:
         raise
@@ -98,7 +98,7 @@ def dispatch(op: OpDef | str, *args, **attrs):
 
 def constant(value, dtype: dtypes.DType, device):
     """A 0-dim tensor for a Python scalar taking part in an op (a literal in traces)."""
-    from ember.runtime.device import array_module
+    from ember.devices import array_module
 
     t = Tensor._wrap(array_module(device).asarray(value, dtype=dtype.np), False)
     tracer = _local.tracer

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from ember.ops import random as _random
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
-from ember.runtime.device import as_device
+from ember.devices import as_device
 
 __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed",
            "get_rng_state", "set_rng_state", "fork_rng"]

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ember import dtypes
-from ember.runtime.device import CPU, Device, array_module, as_device, device_of_array
+from ember.devices import CPU, Device, array_module, as_device, device_of_array
 from ember.tensor import Size, Tensor
 
 __all__ = ["save", "load", "add_safe_globals", "get_safe_globals", "clear_safe_globals",
@@ -523,7 +523,7 @@ def _load_names() -> dict[str, Any]:
         # named in safe_globals, as PyTorch's plain-dict modules do.
         "ember.nn.module._Registry": _Registry,
         "ember.dtypes.dtype_of_name": dtypes.dtype_of_name,
-        "ember.runtime.device.Device": Device,
+        "ember.devices.Device": Device,
         "ember.tensor.Size": Size,
     }
     for dname, sname in _STORAGE_OF_DTYPE.items():

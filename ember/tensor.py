@@ -16,7 +16,7 @@ from ember import autograd, dispatch as _dispatch_mod, dtypes
 from ember.dispatch import dispatch
 from ember.dtypes import DType
 from ember.errors import OpError, shape_str
-from ember.runtime.device import CPU, Device, array_module, as_device, device_of_array
+from ember.devices import CPU, Device, array_module, as_device, device_of_array
 from ember.tensor_common import (_NP, Size, _aliases, _dims, _observe, _replay,  # noqa: F401
                                  _shape_arg, _view_rebase_message, values_indices)
 from ember.tensor_create import (TensorCreate, allclose, arange, as_tensor,  # noqa: F401

@@ -12,7 +12,7 @@ from ember import dispatch as _dispatch_mod, dtypes
 from ember.dispatch import constant, dispatch
 from ember.dtypes import DType
 from ember.errors import OpError, shape_str
-from ember.runtime.device import array_module, as_device
+from ember.devices import array_module, as_device
 from ember.tensor_common import Size, _dims, _shape_arg
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """A NumPy-backed stand-in for CuPy, so ember's "cuda" paths run in CI without a GPU.
 
 ``with installed():`` puts this module's ``cupy`` (and ``cupyx``) in ``sys.modules`` and
-in ``ember.runtime.device``, so ``ember.device("cuda")`` works: eager ops, ``.to("cuda")``,
+in ``ember.devices``, so ``ember.device("cuda")`` works: eager ops, ``.to("cuda")``,
 autograd, compiled plans, and the generated CUDA C, which ``RawKernel`` compiles with g++
 over the fiber emulator (``cuda_emulator.py``) and launches on the arrays' memory.
 
@@ -441,7 +441,7 @@ def installed():
     """``ember.device("cuda")`` runs on the stand-in inside the block."""
     from ember.codegen import cuda as cuda_codegen
     from ember.ops import random as ember_random
-    from ember.runtime import device
+    from ember import devices as device
 
     saved = {k: sys.modules.get(k) for k in ("cupy", "cupyx")}
     saved_device = (device._cupy, device._cupy_error)

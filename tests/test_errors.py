@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ember
-from ember.runtime.device import Device
+from ember.devices import Device
 
 HERE = os.path.basename(__file__)
 

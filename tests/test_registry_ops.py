@@ -15,7 +15,7 @@ import ember
 from ember.dispatch import dispatch
 from ember.ops import OPS
 from ember.ops.index import build_key
-from ember.runtime.device import CPU
+from ember.devices import CPU
 
 from conftest import assert_close, check_against_torch, check_grad_fd, to_np
 

@@ -66,7 +66,7 @@ class autocast:
                           f"supports dtypes of {names} currently.", stacklevel=2)
             self._enabled = False
         if self._enabled and device_type == "cuda":
-            from ember.runtime.device import is_cuda_available
+            from ember.devices import is_cuda_available
             if not is_cuda_available():
                 warnings.warn("CUDA is not available. Disabling autocast.", stacklevel=2)
                 self._enabled = False

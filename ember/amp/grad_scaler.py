@@ -27,7 +27,7 @@ class GradScaler:
         self._device = device
         self._enabled = bool(enabled)
         if self._enabled and device == "cuda":
-            from ember.runtime.device import is_cuda_available
+            from ember.devices import is_cuda_available
             if not is_cuda_available():
                 warnings.warn("ember.cuda.amp.GradScaler is enabled, but CUDA is not "
                               "available.  Disabling.", stacklevel=2)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 
 from ember.ops import random as _random
-from ember.runtime.device import array_module, as_device
-from ember.runtime.device import device_count  # noqa: F401  (the public API)
-from ember.runtime.device import is_cuda_available as is_available  # noqa: F401
+from ember.devices import array_module, as_device
+from ember.devices import device_count  # noqa: F401  (the public API)
+from ember.devices import is_cuda_available as is_available  # noqa: F401
 
 
 def _cupy(device=None):

@@ -4,7 +4,7 @@ Eagerly a collective runs on the tensor's memory itself (a contiguous staging co
 when the tensor is a strided view, or a CUDA tensor on the MPI transport) and bumps the
 tensor's version when it completes. ``async_op=True`` returns a ``Work`` whose
 ``wait()`` completes it. Inside ``@ember.compile`` tracing, ``all_reduce`` and
-``broadcast`` are graph ops (``ember/ops/collective.py``) written into the tensor like
+``broadcast`` are graph ops (``ember/distributed/graph_ops.py``) written into the tensor like
 any in-place op, so a replay runs them; the other collectives stop the trace (the
 function then runs eagerly, with that reason in ``ember.compile`` stats).
 
@@ -213,7 +213,7 @@ def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool =
     if pg.size == 1:
         return _finish(None, async_op, [tensor])
     if _dispatch.tracer is not None:
-        from ember.ops.collective import collective_inplace
+        from ember.distributed.graph_ops import collective_inplace
         collective_inplace(tensor, "all_reduce", pg, reduce_op=op.name)
         return _finish(None, async_op, [tensor])
     tr = pg.transport(tensor._device.type)
@@ -239,7 +239,7 @@ def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False
     if pg.size == 1:
         return _finish(None, async_op, [tensor])
     if _dispatch.tracer is not None:
-        from ember.ops.collective import collective_inplace
+        from ember.distributed.graph_ops import collective_inplace
         collective_inplace(tensor, "broadcast", pg, root=root)
         return _finish(None, async_op, [tensor])
     tr = pg.transport(tensor._device.type)

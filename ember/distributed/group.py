@@ -194,7 +194,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = Non
 
 def _cuda_ok() -> bool:
     try:
-        from ember.runtime.device import _load_cupy
+        from ember.devices import _load_cupy
         return _load_cupy() is not None and is_nccl_available()
     except Exception:
         return False

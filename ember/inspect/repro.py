@@ -43,7 +43,7 @@ try:
 except ImportError:  # not installed: use the checkout this script was written from
     sys.path.insert(0, {root!r})
 from ember.ir.interpreter import interpret  # noqa: E402
-from ember.runtime.device import Device, array_module  # noqa: E402
+from ember.devices import Device, array_module  # noqa: E402
 from ember.runtime.plan import build_plan  # noqa: E402
 
 

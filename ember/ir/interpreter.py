@@ -19,7 +19,7 @@ import numpy as np
 
 from ember.errors import OpError
 from ember.ops.registry import OPS
-from ember.runtime.device import array_module
+from ember.devices import array_module
 
 
 class Interpreter:

@@ -175,5 +175,5 @@ def byte_view(a, shape, strides, offset):
 
 
 def _module(a):
-    from ember.runtime.device import array_module, device_of_array
+    from ember.devices import array_module, device_of_array
     return array_module(device_of_array(a))

@@ -59,7 +59,7 @@ defop("contiguous", MOVEMENT, lambda xp, a: xp.array(a, copy=True, order="C"),
 
 
 def _to_device(xp, a, device):
-    from ember.runtime.device import array_module
+    from ember.devices import array_module
     # Decided by the array, not ``xp``: a plan runs each op with its output device's module.
     if device.type == "cpu":  # NumPy arrays are already on the host (no .get())
         return a if isinstance(a, np.ndarray) else a.get()

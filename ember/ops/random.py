@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 
 from ember.ops.registry import CREATION, RANDOM, defop
-from ember.runtime.device import Device, array_module, as_device
+from ember.devices import Device, array_module, as_device
 
 # PyTorch's default seed (c10's default_rng_seed_val): an unseeded program is
 # reproducible from run to run, as it is in PyTorch.

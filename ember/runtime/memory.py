@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ember.runtime.device import array_module, device_of_array
+from ember.devices import array_module, device_of_array
 
 if TYPE_CHECKING:
     from ember.runtime.plan import Plan

@@ -20,7 +20,7 @@ from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
 from ember.ops.registry import OPS
-from ember.runtime.device import array_module
+from ember.devices import array_module
 from ember.runtime.memory import Buffer, InPlace, plan_memory, update_in_place
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
                                  MultiKernelStep)

@@ -25,7 +25,7 @@ from ember import dispatch as _dispatch
 from ember.errors import user_frame
 from ember.ir.graph import Graph, InputSource
 from ember.ir.views import IDENTITY, address, layout_in, overlaps, root
-from ember.runtime.device import array_module, device_of_array
+from ember.devices import array_module, device_of_array
 from ember.tracer.options import CompileError
 
 

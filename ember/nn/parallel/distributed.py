@@ -11,7 +11,7 @@ everywhere). At the end of the backward each bucket is waited for and its averag
 written to the parameters' ``.grad``.
 
 Inside ``@ember.compile`` the same code records each bucket's all-reduce as a graph op
-(``ember/ops/collective.py``), so a compiled training step is one graph whose
+(``ember/distributed/graph_ops.py``), so a compiled training step is one graph whose
 collectives are scheduled as soon as their bucket's gradients exist.
 """
 from __future__ import annotations
@@ -93,9 +93,9 @@ class DistributedDataParallel(Module):
                                   group=self.process_group)
         sync = self.require_backward_grad_sync and autograd.is_grad_enabled()
         if _dispatch.tracer is not None:
-            # Recorded, so that a replay arms the reducer too (see ops/collective.py).
+            # Recorded, so that a replay arms the reducer too (see _register_ddp_prepare).
             from ember.dispatch import dispatch
-            from ember.ops import collective  # noqa: F401  (registers ddp_prepare)
+            _register_ddp_prepare()
             dispatch("ddp_prepare", self.reducer.params[0].detach(), reducer=self.reducer.id,
                      sync=sync)
         else:
@@ -312,7 +312,7 @@ class _Reducer:
             self.results[b] = None
             return
         if self.tracing:
-            from ember.ops.collective import all_reduce_value
+            from ember.distributed.graph_ops import all_reduce_value
             from ember.tensor import cat
             flat = cat([g.reshape(-1) for g in grads])
             self.results[b] = all_reduce_value(flat, self.pg)
@@ -358,3 +358,22 @@ class _Reducer:
             if globally_used[i] or not self.find_unused:
                 p.grad = Tensor._wrap(flat[off:off + k].reshape(p.shape))
             off += k
+
+
+def _ddp_prepare(xp, a, reducer: int, sync: bool):
+    r = REDUCERS.get(reducer)
+    if r is not None:
+        r.prepare(sync)
+    return xp.zeros((0,), dtype=a.dtype)
+
+
+def _register_ddp_prepare() -> None:
+    """Register the ``ddp_prepare`` graph op (once, on the first traced forward)."""
+    from ember.ops.registry import EXTERN, OPS, defop
+    if "ddp_prepare" in OPS:
+        return
+    # DistributedDataParallel.forward arming its reducer for the next backward: a Python
+    # side effect that a replay must repeat, or ``ember.compile(ddp)`` followed by an
+    # eager ``loss.backward()`` would skip the gradient all-reduce. Reads a parameter only
+    # to have a device and a place in the schedule.
+    defop("ddp_prepare", EXTERN, _ddp_prepare, impure=True, effect=True)

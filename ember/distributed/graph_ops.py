@@ -12,7 +12,7 @@ The op is pure in the IR: it returns a new array, and ``collective_inplace`` wri
 into the tensor through the tensor's in-place path (the tracer's write-back).
 
 These ops are registered when ember.distributed first records one (``ember.ops``
-does not import this module): they need a process group to run, so the registry-wide
+knows nothing of them: the registry is below every package): they need a process group to run, so the registry-wide
 tests (every op against torch, every op compiled) do not apply to them; their tests
 start MPI jobs (tests/test_distributed.py).
 """
@@ -67,21 +67,6 @@ defop("all_reduce", EXTERN,
 defop("broadcast", EXTERN,
       lambda xp, a, group, root: _run(xp, a, "broadcast", group, root=root),
       impure=True, effect=True)
-
-
-def _ddp_prepare(xp, a, reducer: int, sync: bool):
-    from ember.nn.parallel.distributed import REDUCERS
-    r = REDUCERS.get(reducer)
-    if r is not None:
-        r.prepare(sync)
-    return xp.zeros((0,), dtype=a.dtype)
-
-
-# DistributedDataParallel.forward arming its reducer for the next backward: a Python
-# side effect that a replay must repeat, or ``ember.compile(ddp)`` followed by an eager
-# ``loss.backward()`` would skip the gradient all-reduce. Reads a parameter only to
-# have a device and a place in the schedule.
-defop("ddp_prepare", EXTERN, _ddp_prepare, impure=True, effect=True)
 
 
 def collective_inplace(tensor, kind: str, pg, **attrs) -> None:
