@@ -328,3 +328,36 @@ def test_float32_layers_match_torch(cls_name):
                                               zip(em.parameters(), tm.parameters())]
     for e, t in pairs:
         np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _softmax_kernels(report):
+    return [k for k in report.kernels if "amax" in k.ops and "exp" in k.ops]
+
+
+@pytest.mark.parametrize("form", ["sdpa", "mingpt"])
+def test_attention_softmax_with_scale_and_mask_is_one_kernel(form):
+    # Issue 14: attention compiles to matmuls around one fused kernel holding the scale,
+    # the mask, and the whole softmax (max, exp, sum, division).
+    import math
+    q, k, v = (ember.randn(2, 4, 16, 8) for _ in range(3))
+    bias = ember.tril(ember.ones(16, 16)).view(1, 1, 16, 16)
+
+    def mingpt(q, k, v):
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(bias[:, :, :16, :16] == 0, float("-inf"))
+        return F.softmax(att, dim=-1) @ v
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    fn = sdpa if form == "sdpa" else mingpt
+    report = ember.explain(fn, q, k, v)
+    fused = _softmax_kernels(report)
+    assert len(fused) == 1, [(x.backend, x.ops) for x in report.kernels]
+    assert fused[0].backend == "llvm"
+    assert {"mul", "where", "amax", "sub", "exp", "sum", "div"} <= set(fused[0].ops)
+    assert [x.backend for x in report.kernels].count("extern") == 2   # the two matmuls
+    compiled = ember.compile(fn)
+    for _ in range(3):
+        out = compiled(q, k, v)
+    np.testing.assert_allclose(out.numpy(), fn(q, k, v).numpy(), rtol=1e-5, atol=1e-6)
