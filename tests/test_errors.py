@@ -183,11 +183,11 @@ def test_interpreter_errors_name_the_node_and_the_users_line():
     from ember.ir.interpreter import Interpreter, TensorInterpreter
 
     _, g, env = _traced_graph()
-    exp = next(n for n in g.nodes() if g[n]["op"] == "exp")
+    exp = next(n for n in g.nodes() if g[n].op == "exp")
 
     class Broken(Interpreter):
         def call_op(self, d, args):
-            if d["op"] == "exp":
+            if d.op == "exp":
                 raise ValueError("boom")
             return super().call_op(d, args)
 
@@ -198,7 +198,7 @@ def test_interpreter_errors_name_the_node_and_the_users_line():
 
     class BrokenTensors(TensorInterpreter):
         def call_op(self, d, args):
-            if d["op"] == "exp":
+            if d.op == "exp":
                 raise ValueError("boom")
             return super().call_op(d, args)
 

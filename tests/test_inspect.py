@@ -606,7 +606,7 @@ def test_fusion_reports_refused_merges_as_data():
     refused: list = []
     groups = fuse(g, refused)
     assert groups == fuse(g)      # asking for the decisions changes nothing
-    sums = [n for n in g.nodes() if g[n]["op"] == "sum"]
+    sums = [n for n in g.nodes() if g[n].op == "sum"]
     assert any(isinstance(r, Refused) and r.producer in sums and r.reason == "spaces"
                for r in refused)
     text = str(explain_fusion(g, report.graphs[0].kernels))

@@ -28,14 +28,14 @@ def external_args(graph, group: Group) -> list[int]:
     members = set(group.nodes)
     out: list[int] = []
     for n in group.nodes:
-        for a in graph[n]["args"]:
+        for a in graph[n].args:
             if a not in members and a not in out and not _inline_const(graph, a):
                 out.append(a)
     return out
 
 
 def _inline_const(graph, nid: int) -> bool:
-    return graph[nid]["op"] == "const" and graph.consts[nid].size == 1
+    return graph[nid].op == "const" and graph.consts[nid].size == 1
 
 
 def broadcast_strides(array, shape: tuple) -> tuple[int, ...]:
@@ -77,36 +77,36 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         d = graph[a]
         if _inline_const(graph, a):
             ref[a] = len(exprs)
-            exprs.append(Expr("const", (graph.consts[a].reshape(()).item(),), d["dtype"]))
+            exprs.append(Expr("const", (graph.consts[a].reshape(()).item(),), d.dtype))
             return ref[a]
         # An outside value is read at the shape its user works at (a reduction reads
         # over the full shape); the same array read two ways is two Loads.
         red = group.role[user] == "red"
-        at = full if red else tuple(graph[user]["shape"])
+        at = full if red else tuple(graph[user].shape)
         st = broadcast_strides(arrays[a], at)
         it = (tuple(st[perm[i]] for i in range(len(full))) if red
               else to_iteration(user, at, st))
         key = (a, it)
         if key not in load_ref:
             load_ref[key] = len(exprs)
-            loads.append(Load(args.index(a), d["dtype"], it))
-            exprs.append(Expr("load", (len(loads) - 1,), d["dtype"]))
+            loads.append(Load(args.index(a), d.dtype, it))
+            exprs.append(Expr("load", (len(loads) - 1,), d.dtype))
         return load_ref[key]
 
     for n in group.nodes:
         d = graph[n]
-        operands = tuple(operand(n, a) for a in d["args"])
-        if d["op"] == "contiguous":   # the same value, stored C-contiguously if an output
+        operands = tuple(operand(n, a) for a in d.args)
+        if d.op == "contiguous":   # the same value, stored C-contiguously if an output
             ref[n] = operands[0]
             continue
-        op = REDUCE_OPS[d["op"]] if group.role[n] == "red" else d["op"]
+        op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op
         ref[n] = len(exprs)
-        exprs.append(Expr(op, operands, d["dtype"]))
+        exprs.append(Expr(op, operands, d.dtype))
     stores = []
     for o in outputs:
-        shape = tuple(graph[o]["shape"])
+        shape = tuple(graph[o].shape)
         stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
     return Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
                   reduce_dims=len(group.rdims),
-                  ops=[graph[n]["op"] for n in group.nodes],
-                  src=sorted({graph[n]["src"] for n in group.nodes if graph[n].get("src")}))
+                  ops=[graph[n].op for n in group.nodes],
+                  src=sorted({graph[n].src for n in group.nodes if graph[n].src}))

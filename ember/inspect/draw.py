@@ -96,7 +96,7 @@ class _Style:
         self.color_of: dict[int, str] = {}
         k_color = 0
         for i, k in enumerate(self.kernels):
-            members = [n for n in k.nodes if n in graph.nx]
+            members = [n for n in k.nodes if n in graph]
             for n in members:
                 self.kernel_of[n] = i
             if not _is_group(k):
@@ -107,7 +107,7 @@ class _Style:
             self.clusters.append((f"{k.name} ({k.backend})", color, members))
 
     def fill(self, n: int) -> str:
-        op = self.graph[n]["op"]
+        op = self.graph[n].op
         if op in ("input", "const"):
             return FILL[op]
         i = self.kernel_of.get(n)
@@ -119,15 +119,15 @@ class _Style:
 
     def label(self, n: int) -> list[str]:
         d = self.graph[n]
-        if d["op"] == "input":
-            head = f"%{n} input {d['attrs'].get('path', '')}"
-        elif d["op"] == "const":
+        if d.op == "input":
+            head = f"%{n} input {d.attrs.get('path', '')}"
+        elif d.op == "const":
             v = self.graph.consts.get(n)
             head = f"%{n} const" + (f" {v.item():g}" if v is not None and v.size == 1
                                     and v.dtype.kind in "fiub" else "")
         else:
-            head = f"%{n} {d['op']}"
-        src = d.get("src") or ""
+            head = f"%{n} {d.op}"
+        src = d.src or ""
         return [head, _short_src(src)] if src else [head]
 
 
@@ -150,7 +150,7 @@ def _kind(op: str) -> str:
 def _edges(graph):
     """(producer, user, how many operands) per connected pair: ``x + x`` draws once."""
     counts: dict[tuple[int, int], int] = {}
-    for a, b in graph.nx.edges():
+    for a, b in graph.edges():
         counts[(a, b)] = counts.get((a, b), 0) + 1
     return [(a, b, c) for (a, b), c in sorted(counts.items())]
 
@@ -225,7 +225,7 @@ def _python_svg(graph, kernels: list | None, title: str) -> str:
             else:      # straight down through a crossed layer
                 d += f" L{x2:.1f},{y2:.1f}"
         # A value with several users labels each edge near its user, where they part.
-        fan_out = len(set(graph.nx.successors(a))) > 1
+        fan_out = len(set(graph.users(a))) > 1
         (x1, y1), (x2, y2) = points[-2:] if fan_out else points[:2]
         lab = graph.type_str(a) + (f" x{count}" if count > 1 else "")
         # Labels sit on the outer side of their edge, so two edges meeting keep theirs apart.
@@ -272,7 +272,7 @@ def _layout(graph, style: _Style):
               for u, members in units.items()}
     q = nx.DiGraph()
     q.add_nodes_from(units)
-    q.add_edges_from((unit_of[a], unit_of[b]) for a, b in graph.nx.edges()
+    q.add_edges_from((unit_of[a], unit_of[b]) for a, b in graph.edges()
                      if unit_of[a] != unit_of[b])
     layers = _unit_layers(graph, q, units)
     layer_of = {u: i for i, row in enumerate(layers) for u in row}
@@ -321,7 +321,7 @@ def _pred_x(graph, u, units: dict, pos: dict, route: dict) -> float:
         return x + w / 2
     xs = []
     for n in units[u]:
-        for p in graph.nx.predecessors(n):
+        for p in graph.inputs_of(n):
             if (p, n) in route:
                 xs.append(max(route[(p, n)], key=lambda p: p[1])[0])
             elif p in pos:
@@ -341,16 +341,16 @@ class _Block:
         pad = _PAD if clustered else 0.0
         head = _LABEL_H if clustered else 0.0
         inside = set(members)
-        rows = [sorted(gen) for gen in nx.topological_generations(graph.nx.subgraph(members))]
+        rows = [sorted(gen) for gen in nx.topological_generations(graph.to_networkx().subgraph(members))]
         row_of = {n: i for i, r in enumerate(rows) for n in r}
         left: list[list] = [[] for _ in rows]
         right: list[list] = [[] for _ in rows]
         for m in members:
-            for p in sorted(set(graph.nx.predecessors(m))):
+            for p in sorted(set(graph.inputs_of(m))):
                 if p not in inside:
                     for i in range(row_of[m]):
                         left[i].append((p, m))
-            for u in sorted(set(graph.nx.successors(m))):
+            for u in sorted(set(graph.users(m))):
                 last = row_of[u] if u in inside else len(rows)
                 for i in range(row_of[m] + 1, last):
                     right[i].append((m, u))
@@ -382,7 +382,7 @@ def _unit_layers(graph, q, units: dict) -> list[list]:
             layer[u] = i
     for u, members in units.items():
         succ = list(q.successors(u))
-        if u[0] == "n" and graph[u[1]]["op"] == "const" and succ:
+        if u[0] == "n" and graph[u[1]].op == "const" and succ:
             layer[u] = max(0, min(layer[s] for s in succ) - 1)
     rows: list[list] = [[] for _ in range(max(layer.values(), default=-1) + 1)]
     for u in sorted(units, key=lambda u: min(units[u])):

@@ -17,7 +17,7 @@ class GraphReport:
 
     @property
     def nx(self):
-        return self.graph.nx
+        return self.graph.to_networkx()
 
     @property
     def text(self) -> str:

@@ -43,8 +43,8 @@ class FusionReport:
         g = self.graph
         lines = []
         for k in self.kernels:
-            members = ", ".join(_node(g, n) for n in k.nodes if n in g.nx)
-            shape = g.type_str(k.nodes[-1]) if k.nodes and k.nodes[-1] in g.nx else ""
+            members = ", ".join(_node(g, n) for n in k.nodes if n in g)
+            shape = g.type_str(k.nodes[-1]) if k.nodes and k.nodes[-1] in g else ""
             extra = f"  [fell back: {k.reason}]" if k.reason else ""
             lines.append(f"{k.name:<9}{k.backend:<7}{members}  {shape}{extra}")
         users: dict[tuple[int, str], list[int]] = {}  # one line per producer and reason
@@ -65,8 +65,8 @@ def explain_fusion(graph: Graph, kernels: list) -> FusionReport:
     why = {(r.producer, r.consumer): r.reason for r in refused}
     report = FusionReport(graph, list(kernels))
     seen = set()
-    for a, b in graph.nx.edges():
-        if (a, b) in seen or graph[a]["op"] in _LEAVES or graph[b]["op"] in _LEAVES:
+    for a, b in graph.edges():
+        if (a, b) in seen or graph[a].op in _LEAVES or graph[b].op in _LEAVES:
             continue
         seen.add((a, b))
         if unit.get(a) is None or unit.get(a) != unit.get(b):
@@ -89,7 +89,7 @@ def why_apart(graph: Graph, a: int, b: int, group_of: dict, refused: str | None)
                 f"a kernel is one loop nest")
     if refused == "cycle":
         via = cycle_through(graph, set(ga.nodes), set(gb.nodes))
-        where = f" through %{via} {graph[via]['op']}" if via is not None else ""
+        where = f" through %{via} {graph[via].op}" if via is not None else ""
         return f"merging would make a cycle{where}"
     if refused == "broadcast":
         return "broadcasting would read a value at a different point of the shared loop nest"
@@ -106,12 +106,12 @@ def _space(g) -> str:
 
 def not_fusible_reason(graph: Graph, n: int) -> str:
     d = graph[n]
-    op = d["op"]
+    op = d.op
     kind = OPS[op].kind if op in OPS else "?"
-    backend = backend_for(d["device"].type)
+    backend = backend_for(d.device.type)
     if backend is None:
-        return f"{op} is on {d['device']}, which has no code generator"
-    bad = [graph[x]["dtype"] for x in (n, *d["args"]) if graph[x]["dtype"] not in backend.dtypes]
+        return f"{op} is on {d.device}, which has no code generator"
+    bad = [graph[x].dtype for x in (n, *d.args) if graph[x].dtype not in backend.dtypes]
     if bad:
         return f"no code generator emits {bad[0].name} (the op runs through NumPy)"
     if op == "matmul":
@@ -134,12 +134,12 @@ def cycle_through(graph: Graph, first: set, second: set) -> int | None:
     # Node ids are topological: walking back from the sets' outside operands, nothing
     # below the smallest member can lead back into them.
     parent = {}
-    stack = [a for m in merged for a in graph[m]["args"] if a not in merged and a >= lo]
+    stack = [a for m in merged for a in graph[m].args if a not in merged and a >= lo]
     for s in stack:
         parent.setdefault(s, s)
     while stack:
         n = stack.pop()
-        for a in graph[n]["args"]:
+        for a in graph[n].args:
             if a in merged:
                 return parent[n]
             if a >= lo and a not in parent:
@@ -149,4 +149,4 @@ def cycle_through(graph: Graph, first: set, second: set) -> int | None:
 
 
 def _node(graph, n: int) -> str:
-    return f"%{n} {graph[n]['op']}"
+    return f"%{n} {graph[n].op}"

@@ -59,7 +59,7 @@ def profile_plan(plan: Plan, graph: Graph, function: str, where: str) -> None:
     """Time every step of ``plan`` (compiled from ``graph``) on every call from now on."""
     timed = []
     for step, info in zip(plan.steps, plan.kernels):
-        shape = graph.type_str(info.nodes[-1]) if info.nodes and info.nodes[-1] in graph.nx else ""
+        shape = graph.type_str(info.nodes[-1]) if info.nodes and info.nodes[-1] in graph else ""
         rec = KernelTime(function, where, shape, info.name, info.backend, "+".join(info.ops))
         KERNEL_TIMES.append(rec)
         timed.append(_timed(step, rec))

@@ -54,16 +54,16 @@ def make_inputs(graph, use_saved):
     inputs = {{}}
     for n in graph.inputs:
         d = graph[n]
-        npd = d["dtype"].np
+        npd = d.dtype.np
         if saved is not None and f"n{{n}}" in saved:
             inputs[n] = saved[f"n{{n}}"]
         elif npd == np.bool_:
-            inputs[n] = rng.random(d["shape"]) < 0.5
+            inputs[n] = rng.random(d.shape) < 0.5
         elif np.issubdtype(npd, np.integer):  # small values: valid as indices too
-            inputs[n] = rng.integers(0, 2, d["shape"]).astype(npd)
+            inputs[n] = rng.integers(0, 2, d.shape).astype(npd)
         else:
-            inputs[n] = rng.standard_normal(d["shape"]).astype(npd)
-        inputs[n] = array_module(d["device"]).asarray(inputs[n])
+            inputs[n] = rng.standard_normal(d.shape).astype(npd)
+        inputs[n] = array_module(d.device).asarray(inputs[n])
         print(f"input %{{n}}: {{graph.type_str(n)}}  {{graph.sources[n].path}}")
     return inputs
 
@@ -91,7 +91,7 @@ def main(argv):
     if "--device" in argv:
         device = Device(argv[argv.index("--device") + 1])
         for n in graph.nodes():
-            graph[n]["device"] = device
+            graph[n].device = device
     inputs = make_inputs(graph, "--random" not in argv)
     want = interpret(graph, inputs)
     plan, got = build_plan(graph, inputs, set(graph.outputs))

@@ -43,24 +43,24 @@ class Interpreter:
         """The value of node ``nid`` from the values in ``env``."""
         d = self.graph[nid]
         try:
-            return self.call_op(d, [env[a] for a in d["args"]])
+            return self.call_op(d, [env[a] for a in d.args])
         except OpError as e:   # an op's own check (an index out of range): eager's error type
-            raise e.relocated(d.get("src") or e.location) from None
+            raise e.relocated(d.src or e.location) from None
         except Exception as e:
             raise self.node_error(nid, d, e)
 
     def call_op(self, d: dict, args: list):
         """Run the op of node data ``d`` on ``args`` (arrays)."""
-        xp = self.xp or array_module(d["device"])
-        out = OPS[d["op"]].eager(xp, *args, **d["attrs"])
+        xp = self.xp or array_module(d.device)
+        out = OPS[d.op].eager(xp, *args, **d.attrs)
         if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
             out = xp.asarray(out)  # NumPy returns scalars for 0-dim results
         return out
 
     def node_error(self, nid: int, d: dict, e: Exception) -> Exception:
         """The exception to raise for ``e`` raised while running node ``nid``."""
-        err = OpError(d["op"], f"while executing %{nid}: {type(e).__name__}: {e}",
-                      location=d.get("src") or None)
+        err = OpError(d.op, f"while executing %{nid}: {type(e).__name__}: {e}",
+                      location=d.src or None)
         err.__cause__ = e
         return err
 
@@ -74,10 +74,10 @@ class TensorInterpreter(Interpreter):
 
     def call_op(self, d: dict, args: list):
         from ember.dispatch import dispatch   # dispatch sits above the IR
-        return dispatch(OPS[d["op"]], *args, **d["attrs"])
+        return dispatch(OPS[d.op], *args, **d.attrs)
 
     def node_error(self, nid: int, d: dict, e: Exception) -> Exception:
-        e.add_note(f"(while replaying %{nid} = {d['op']}, traced at {d.get('src') or '?'})")
+        e.add_note(f"(while replaying %{nid} = {d.op}, traced at {d.src or '?'})")
         return e
 
 

@@ -77,8 +77,8 @@ def update_in_place(plan: Plan, graph, env: dict) -> None:
 
     targets = {v: i for i, v in graph.writebacks
                if graph.sources[i].kind == "captured"
-               and graph[i]["dtype"] == graph[v]["dtype"]
-               and tuple(graph[i]["shape"]) == tuple(graph[v]["shape"])}
+               and graph[i].dtype == graph[v].dtype
+               and tuple(graph[i].shape) == tuple(graph[v].shape)}
     if not targets:
         return
     roots: dict[int, set] = {n: {n} for n in graph.inputs}
@@ -94,7 +94,7 @@ def update_in_place(plan: Plan, graph, env: dict) -> None:
         for r in roots.get(v, ()):
             last_read[r] = float("inf")
     checked = 1 + max((i for i, s in enumerate(plan.steps) if type(s) is EagerStep
-                       and OPS[graph[s.nid]["op"]].effect), default=-1)
+                       and OPS[graph[s.nid].op].effect), default=-1)
     for i, (step, info) in enumerate(zip(plan.steps, plan.kernels)):
         k = info.kernel
         if type(step) is not KernelStep or k is None or k.reduce_dims or i < checked:

@@ -74,24 +74,24 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
-        elif graph[unit]["op"] == "matmul":
+        elif graph[unit].op == "matmul":
             d = graph[unit]
-            shape, transposed = tuple(d["shape"]), _read_transposed(graph, unit)
+            shape, transposed = tuple(d.shape), _read_transposed(graph, unit)
             if transposed:
                 shape = shape[:-2] + shape[-2:][::-1]
-            step = MatmulStep(graph, unit, Buffer(shape, d["dtype"].np, pooled=unit not in escaping,
-                                                  xp=array_module(d["device"])), transposed)
+            step = MatmulStep(graph, unit, Buffer(shape, d.dtype.np, pooled=unit not in escaping,
+                                                  xp=array_module(d.device)), transposed)
             step(env)
             plan.steps.append(step)
             plan.kernels.append(KernelInfo(f"%{unit}", "extern", ["matmul"], [unit],
-                                           [d["src"]] if d.get("src") else []))
-        elif graph[unit]["op"] not in ("input", "const"):
+                                           [d.src] if d.src else []))
+        elif graph[unit].op not in ("input", "const"):
             step = EagerStep(graph, unit)
             step(env)
             plan.steps.append(step)
             d = graph[unit]
-            plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d["op"]], [unit],
-                                           [d["src"]] if d.get("src") else []))
+            plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d.op], [unit],
+                                           [d.src] if d.src else []))
     update_in_place(plan, graph, env)
     _fuse_horizontally(plan)
     plan_memory(plan, keep)
@@ -104,12 +104,12 @@ def _read_transposed(graph, nid: int) -> bool:
     that swaps its last two dims."""
     d = graph[nid]
     users = list(graph.users(nid))
-    nd = len(d["shape"])
+    nd = len(d.shape)
     swap = tuple(range(nd - 2)) + (nd - 1, nd - 2)
     return (nd >= 2 and len(users) == 1
-            and graph[users[0]]["op"] == "permute" and graph[users[0]]["attrs"]["dims"] == swap
-            and all(len(graph[a]["shape"]) >= 2 and graph[a]["dtype"] == d["dtype"]
-                    for a in d["args"])
+            and graph[users[0]].op == "permute" and graph[users[0]].attrs["dims"] == swap
+            and all(len(graph[a].shape) >= 2 and graph[a].dtype == d.dtype
+                    for a in d.args)
             and not any(nid == v for _, v in graph.writebacks) and nid not in graph.outputs)
 
 
@@ -194,7 +194,7 @@ def _schedule(graph, groups, group_of):
         u = ("g", group_of[n]) if n in group_of else ("n", n)
         unit_of[n] = u
         q.add_node(u)
-    for a, b in graph.nx.edges():
+    for a, b in graph.edges():
         if unit_of[a] != unit_of[b]:
             q.add_edge(unit_of[a], unit_of[b])
     # Creation order breaks ties: the schedule follows the user's program where it can.
@@ -203,7 +203,7 @@ def _schedule(graph, groups, group_of):
     def key(u):
         if u[0] == "g":
             return 1, groups[u[1]].nodes[0]
-        op = graph[u[1]]["op"]
+        op = graph[u[1]].op
         return (0 if op in OPS and OPS[op].effect else 1), u[1]
 
     order = nx.lexicographical_topological_sort(q, key=key)
@@ -215,8 +215,8 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     args = external_args(graph, group)
     outs = group_outputs(graph, group, keep)
     name = f"kernel{len(plan.kernels)}"
-    src = sorted({graph[n]["src"] for n in group.nodes if graph[n].get("src")})
-    device = graph[group.nodes[0]]["device"]
+    src = sorted({graph[n].src for n in group.nodes if graph[n].src})
+    device = graph[group.nodes[0]].device
     backend = backend_for(device.type)   # fusion grouped it: there is one
     try:
         kernel = lower_group(graph, group, args, outs, env, name)
@@ -230,11 +230,11 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
         step = GroupFallbackStep(graph, group.nodes)
         step(env)
         plan.steps.append(step)
-        plan.kernels.append(KernelInfo(name, "eager", [graph[n]["op"] for n in group.nodes],
+        plan.kernels.append(KernelInfo(name, "eager", [graph[n].op for n in group.nodes],
                                        group.nodes, src, reason=reason))
         return
     xp = array_module(device)
-    buffers = [Buffer(graph[o]["shape"], graph[o]["dtype"].np, pooled=o not in escaping,
+    buffers = [Buffer(graph[o].shape, graph[o].dtype.np, pooled=o not in escaping,
                       xp=xp) for o in outs]
     step = KernelStep(compiled, args, outs, buffers, backend)
     step(env)

@@ -52,13 +52,13 @@ class EagerStep:
 
     def __init__(self, graph, nid: int) -> None:
         self.graph, self.nid = graph, nid
-        self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [None]
-        self.shape = tuple(graph[nid]["shape"])
+        self.reads, self.writes, self.buffers = list(graph[nid].args), [nid], [None]
+        self.shape = tuple(graph[nid].shape)
 
     def __call__(self, env: dict) -> None:
         out = run_node(self.graph, self.nid, env)
         if out.shape != self.shape:   # kernels after this one are built for that shape
-            raise RuntimeError(f"ember.compile: %{self.nid} ({self.graph[self.nid]['op']}) "
+            raise RuntimeError(f"ember.compile: %{self.nid} ({self.graph[self.nid].op}) "
                                f"gave shape {out.shape}, traced as {self.shape}; a "
                                "data-dependent shape must not be replayed")
         env[self.nid] = out
@@ -71,7 +71,7 @@ class MatmulStep:
 
     def __init__(self, graph, nid: int, buffer: Buffer, transposed: bool = False) -> None:
         self.graph, self.nid = graph, nid
-        self.reads, self.writes, self.buffers = list(graph[nid]["args"]), [nid], [buffer]
+        self.reads, self.writes, self.buffers = list(graph[nid].args), [nid], [buffer]
         self.epilogue: KernelStep | None = None
         # Compute (A @ B)^T as B^T @ A^T into a C-order buffer when the product is only
         # read transposed (weight gradients): the kernels reading it then see contiguous
@@ -85,7 +85,7 @@ class MatmulStep:
         self.buffers = self.buffers + k.buffers
 
     def __call__(self, env: dict) -> None:
-        a, b = (env[x] for x in self.graph[self.nid]["args"])
+        a, b = (env[x] for x in self.graph[self.nid].args)
         buf = self.buffers[0]
         if self.transposed:
             out = buf.xp.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))

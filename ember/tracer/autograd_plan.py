@@ -56,7 +56,7 @@ class CompiledAutograd:
                 vals[n] = t
             with autograd.enable_grad():
                 _JointInterpreter(g, tracer).run(vals)
-            cut = tracer.graph._next
+            cut = tracer.graph.next_id
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]
             self.retained = [i for i in trace.retained_outputs
@@ -91,19 +91,19 @@ class CompiledAutograd:
         fneeds = {jid[o] for o in g.outputs} | {v for _, v in self.writebacks}
         for n in joint.nodes():
             if n >= cut:
-                fneeds.update(a for a in joint[n]["args"] if a < cut)
+                fneeds.update(a for a in joint[n].args if a < cut)
         self.saved = sorted(fneeds)
         self.fwd = Segment(0, cut, needs=set(fneeds))
         bneeds = sorted({x for x in self.grad_ids + self.kept_ids if x is not None})
         # An in-place update recorded by autograd (``x.mul_(w)``) made eager save a copy
         # of the old value: reading it is no error. Untracked ones (under no_grad) are.
         copied = {i for i, v in g.writebacks
-                  if vals[v].requires_grad and g[v]["op"] != "data_update"}
+                  if vals[v].requires_grad and g[v].op != "data_update"}
         self.keep_old = [i for i in copied if jid[i] in fneeds]   # ... so the plan does too
         self.reads = [_saved_reads(joint, g, jid, cut, s, self.seed_ids, bneeds, copied)
                       for s in self.seed_ids]
         self.checked = sorted({n for old, new, _ in self.reads for n in old + new})
-        self.bwd = Segment(cut, joint._next, needs=set(bneeds))
+        self.bwd = Segment(cut, joint.next_id, needs=set(bneeds))
         self.joint = joint
 
         env = {jid[n]: eager_env[jid[n]] for n in g.inputs}
@@ -178,7 +178,7 @@ class CompiledAutograd:
                     grad._xp.ascontiguousarray(grad._data)
             else:       # another output's gradient: this node only carries output k
                 d = self.joint[s]
-                env[s] = grad._xp.zeros(d["shape"], d["dtype"].np)
+                env[s] = grad._xp.zeros(d.shape, d.dtype.np)
         self.bwd.plan.run(env)
         inputs, kept = self.reach[k]
         for j in kept:    # a retained output that output k's gradient flows through
@@ -255,7 +255,7 @@ class _JointInterpreter(TensorInterpreter):
         self.tracer = tracer
 
     def run_node(self, nid: int, env: dict):
-        if self.graph[nid]["op"] == "const":
+        if self.graph[nid].op == "const":
             t = Tensor._wrap(self.graph.const_array(nid))
             self.tracer.constant(t, None)
             return t
@@ -299,11 +299,11 @@ def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results:
     in the seeds, so what depends only on other outputs' seeds (zeros here) is not read
     for this one: nodes this seed reaches a gradient through, and the seed-free values
     (``a.sign()``, say) they combine it with."""
-    nx_graph = joint.nx
+    nx_graph = joint
     reaching = set(results)
     stack = list(results)
     while stack:                       # backward nodes that feed a gradient
-        for a in nx_graph.predecessors(stack.pop()):
+        for a in nx_graph.inputs_of(stack.pop()):
             if a >= cut and a not in reaching:
                 reaching.add(a)
                 stack.append(a)
@@ -312,24 +312,24 @@ def _saved_reads(joint, g, jid: dict, cut: int, seed: int, seeds: list, results:
         stack = [s]
         while stack:                   # nodes fed by seed s (and by this one: carried)
             n = stack.pop()
-            for u in nx_graph.successors(n):
+            for u in nx_graph.users(n):
                 if u not in seeded:
                     seeded.add(u)
                     stack.append(u)
     stack = [seed]
     while stack:
-        for u in nx_graph.successors(stack.pop()):
+        for u in nx_graph.users(stack.pop()):
             if u in reaching and u not in carried:
                 carried.add(u)
                 stack.append(u)
     needed = set(carried)
     stack = list(carried)
     while stack:                       # with the seed-free values they read
-        for a in nx_graph.predecessors(stack.pop()):
+        for a in nx_graph.inputs_of(stack.pop()):
             if a >= cut and a not in needed and a not in seeded and a not in seeds:
                 needed.add(a)
                 stack.append(a)
-    roots = {_root(joint, a) for m in needed for a in joint[m]["args"] if a < cut}
+    roots = {_root(joint, a) for m in needed for a in joint[m].args if a < cut}
     updated = {_root(joint, jid[v]): i for i, v in g.writebacks}
     old = tuple(n for n in g.inputs if jid[n] in roots and n not in copied)
     new = tuple(updated[r] for r in roots if r in updated)
@@ -343,10 +343,10 @@ def _root(joint, n: int) -> int:
     under no_grad (data_update) is the memory of the updated tensor."""
     while True:
         d = joint[n]
-        if d["op"] in _VIEWS:
-            n = d["args"][0]
-        elif d["op"] == "data_update":
-            n = d["args"][1]
+        if d.op in _VIEWS:
+            n = d.args[0]
+        elif d.op == "data_update":
+            n = d.args[1]
         else:
             return n
 

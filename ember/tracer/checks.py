@@ -46,7 +46,7 @@ def close(a, b) -> bool:
 def check_against_eager(trace, env: dict, result) -> None:
     """The first compiled run must equal the eager result of the same call."""
     g = trace.graph
-    if any(g[n]["op"] in OPS and OPS[g[n]["op"]].impure for n in g.nodes()):
+    if any(g[n].op in OPS and OPS[g[n].op].impure for n in g.nodes()):
         return  # random draws differ between the two runs by design
     leaves, _ = pytree.flatten(result)
     tensors = [v for _, v in leaves if isinstance(v, Tensor)]
@@ -55,7 +55,7 @@ def check_against_eager(trace, env: dict, result) -> None:
             continue
         if not close(env[nid], t._host()):
             raise Mismatch(f"compiled output {i} differed from eager on the first call "
-                           f"(node %{nid}, {g[nid]['src']}); this signature runs eagerly")
+                           f"(node %{nid}, {g[nid].src}); this signature runs eagerly")
 
 
 def verify_segment(owner, seg, env: dict) -> None:

@@ -138,7 +138,7 @@ class Entry:
         a, b = first.signature(upto), trace.signature(upto)
         if a != b:
             n = next((x[0] for x, y in zip(a, b) if x != y), min(len(a), len(b)))
-            loc = (trace.graph[n]["src"] if isinstance(n, int) and n in trace.graph.nx
+            loc = (trace.graph[n].src if isinstance(n, int) and n in trace.graph
                    else "")
             if self.warmups < 1 and not trace.failed:
                 # State created lazily on the first call (an optimizer's momentum buffers,
@@ -324,9 +324,9 @@ class _ReplayInterpreter(TensorInterpreter):
 
     def run_node(self, nid: int, env: dict):
         d = self.graph[nid]
-        if d["op"] == "input":
+        if d.op == "input":
             return self.graph.sources[nid].current()
-        if d["op"] == "const":
+        if d.op == "const":
             return Tensor._wrap(self.graph.const_array(nid))
         with autograd.enable_grad():
             return super().run_node(nid, env)

@@ -86,7 +86,7 @@ class CallKey(NamedTuple):
         if old.grad_enabled != self.grad_enabled:
             return f"grad mode changed ({old.grad_enabled} -> {self.grad_enabled})"
         if old.modes != self.modes:
-            (a_amp, a_hooks), (b_amp, b_hooks) = old.modes or ((), 0), self.modes or ((), 0)
+            a_amp, b_amp = (old.modes or ((), 0))[0], (self.modes or ((), 0))[0]
             if a_amp != b_amp:
                 return f"autocast changed ({a_amp or 'off'} -> {b_amp or 'off'})"
             return "a gradient hook was registered on a tensor"

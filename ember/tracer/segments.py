@@ -46,9 +46,9 @@ class Trace:
                 break
             d = g[n]
             c = g.consts.get(n)
-            sig.append((n, d["op"], d["args"], _attr_key(d["attrs"]), d["shape"], d["dtype"].name,
+            sig.append((n, d.op, d.args, _attr_key(d.attrs), d.shape, d.dtype.name,
                         None if c is None else (c.shape, c.tobytes())))
-        if upto >= g._next:  # the whole call: what it writes back must agree too
+        if upto >= g.next_id:  # the whole call: what it writes back must agree too
             sig.append(("effects", tuple(g.outputs), tuple(g.writebacks), tuple(g.grad_writes),
                         tuple(g.rebinds), tuple(sorted(g.aliases.items()))))
         return sig
@@ -141,7 +141,7 @@ def insert_path(root: Segment | None, trace: Trace) -> tuple[Segment, list[Segme
     """Add ``trace``'s path to the tree (creating segments it lacks); returns the root and
     the path, and marks for rebuilding each segment that must now hand on more values."""
     g = trace.graph
-    cuts = [o.cut for o in trace.observations] + [g._next]
+    cuts = [o.cut for o in trace.observations] + [g.next_id]
     path: list[Segment] = []
     parent, lo = None, 0
     for i, hi in enumerate(cuts):
@@ -162,7 +162,7 @@ def insert_path(root: Segment | None, trace: Trace) -> tuple[Segment, list[Segme
     # What each segment must hand on: values used later, outputs, observed values.
     later_uses = set(g.outputs) | {v for _, v in g.writebacks}
     for n in g.nodes():
-        later_uses.update(g[n]["args"])
+        later_uses.update(g[n].args)
     for seg in path:
         need = {n for n in later_uses if seg.lo <= n < seg.hi and (
             n in g.outputs or any(v == n for _, v in g.writebacks)
@@ -180,7 +180,7 @@ def divergence(a: Trace, b: Trace) -> int:
     for oa, ob in zip(a.observations, b.observations):
         if oa.value != ob.value or oa.cut != ob.cut:
             return min(oa.cut, ob.cut)
-    return max(a.graph._next, b.graph._next)
+    return max(a.graph.next_id, b.graph.next_id)
 
 
 def segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> Graph:
@@ -190,7 +190,7 @@ def segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> G
     used_before = set()
     for n in g.nodes():
         if lo <= n < hi:
-            used_before.update(a for a in g[n]["args"] if a < lo)
+            used_before.update(a for a in g[n].args if a < lo)
     used_before.update(n for n in needs if n < lo)
     used_before.update(v for _, v in writebacks if v < lo)
     used_before.update(i for i, _ in writebacks)
@@ -199,7 +199,7 @@ def segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> G
             sg.remove(n)
         elif n < lo or (n >= hi):
             if n in used_before:
-                if g[n]["op"] != "input":
+                if g[n].op != "input":
                     sg.make_input(n, InputSource("env", f"%{n}"))
             else:
                 sg.remove(n)

@@ -187,8 +187,8 @@ class Tracer:
         d = self.detached.get(n)
         if d is None:
             x = self.graph[n]
-            d = self.detached[n] = self.graph.add("detach", (n,), {}, x["shape"], x["dtype"],
-                                                  x["device"], user_frame())
+            d = self.detached[n] = self.graph.add("detach", (n,), {}, x.shape, x.dtype,
+                                                  x.device, user_frame())
         return d
 
     def mutate(self, t, result) -> None:
@@ -327,7 +327,7 @@ class Tracer:
             self.fail(f"graph break: {how}() reads a tensor's value")
         nid = self.node_of(t)
         self.observations.append(Observation(nid, how, observed_value(t._data, how),
-                                             self.graph._next, user_frame()))
+                                             self.graph.next_id, user_frame()))
 
     # ---- results ------------------------------------------------------------------------
     def _check_saved_values(self, outputs: list) -> None:

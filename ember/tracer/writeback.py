@@ -149,9 +149,9 @@ def escaping(g: Graph) -> set[int]:
         if n in out:
             continue
         out.add(n)
-        op = g[n]["op"]
+        op = g[n].op
         if op in MOVEMENT_VIEWS or op in OPS and getattr(OPS[op], "view", False):
-            stack.extend(g[n]["args"])
+            stack.extend(g[n].args)
     return out
 
 

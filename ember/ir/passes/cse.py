@@ -11,23 +11,23 @@ from ember.ops.registry import OPS
 
 def _key(graph, nid: int):
     d = graph[nid]
-    op = d["op"]
+    op = d.op
     if op == "const":
         v = graph.consts[nid]
         if v.size > 64:  # comparing big constants costs more than it saves
             return None
-        return ("const", d["dtype"].name, v.shape, v.tobytes())
+        return ("const", d.dtype.name, v.shape, v.tobytes())
     if op == "input" or OPS[op].impure:
         return None
-    args = d["args"]
+    args = d.args
     if OPS[op].commutative:
         args = tuple(sorted(args))
     try:
-        attrs = tuple(sorted(d["attrs"].items()))
+        attrs = tuple(sorted(d.attrs.items()))
         hash(attrs)
     except TypeError:
         return None
-    return (op, args, attrs, d["dtype"].name)
+    return (op, args, attrs, d.dtype.name)
 
 
 def cse(graph):

@@ -1,7 +1,6 @@
 """Dead-code removal: drop nodes that no output, write-back or check needs."""
 from __future__ import annotations
 
-import networkx as nx
 
 from ember.ops.registry import OPS
 
@@ -9,10 +8,10 @@ from ember.ops.registry import OPS
 def dce(graph):
     live = set(graph.outputs) | {v for _, v in graph.writebacks} | {i for i, _ in graph.writebacks}
     # A check's result is never read, but the error it raises on a bad value must be.
-    live |= {n for n in graph.nodes() if graph[n]["op"] in OPS and OPS[graph[n]["op"]].effect}
+    live |= {n for n in graph.nodes() if graph[n].op in OPS and OPS[graph[n].op].effect}
     for root in list(live):
-        live |= nx.ancestors(graph.nx, root)
+        live |= graph.ancestors(root)
     for nid in graph.nodes():
-        if nid not in live and graph[nid]["op"] != "input":
+        if nid not in live and graph[nid].op != "input":
             graph.remove(nid)
     return graph

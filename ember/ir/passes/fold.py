@@ -12,13 +12,13 @@ MAX_FOLD_ELEMENTS = 1 << 16  # folding a huge constant trades compile time and m
 def fold(graph):
     for nid in graph.nodes():
         d = graph[nid]
-        op = d["op"]
+        op = d.op
         if op in ("input", "const") or OPS[op].impure:
             continue
-        if not all(graph[a]["op"] == "const" for a in d["args"]):
+        if not all(graph[a].op == "const" for a in d.args):
             continue
         size = 1
-        for s in d["shape"]:
+        for s in d.shape:
             size *= s
         if size > MAX_FOLD_ELEMENTS:
             continue

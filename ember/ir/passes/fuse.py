@@ -49,20 +49,20 @@ def fusible(graph, nid: int) -> bool:
     """Whether node ``nid`` can be a member of a kernel: its device's backend (if any)
     renders its op on its dtypes (``Backend.supports``)."""
     d = graph[nid]
-    backend = backend_for(d["device"].type)
-    if backend is None or any(graph[a]["dtype"] not in backend.dtypes for a in d["args"]):
+    backend = backend_for(d.device.type)
+    if backend is None or any(graph[a].dtype not in backend.dtypes for a in d.args):
         return False
-    if d["op"] in REDUCE_OPS:
+    if d.op in REDUCE_OPS:
         # Reductions along a tensor's rows fuse; sums down its columns (a bias gradient,
         # over the batch dim) stay with NumPy, which adds whole contiguous rows at a time,
         # where a fused kernel would walk each column with a stride (measured 10x slower).
-        ndim = len(graph[d["args"][0]]["shape"])
-        axes = {a % max(ndim, 1) for a in d["attrs"]["axes"]}
+        ndim = len(graph[d.args[0]].shape)
+        axes = {a % max(ndim, 1) for a in d.attrs["axes"]}
         return (bool(axes) and (ndim - 1 in axes or ndim == 0)
-                and backend.supports(REDUCE_OPS[d["op"]], d["dtype"]))
-    if d["op"] == "contiguous":   # a copy: in a kernel, just the value stored again
+                and backend.supports(REDUCE_OPS[d.op], d.dtype))
+    if d.op == "contiguous":   # a copy: in a kernel, just the value stored again
         return True
-    return backend.supports(d["op"], d["dtype"]) and OPS[d["op"]].elementwise
+    return backend.supports(d.op, d.dtype) and OPS[d.op].elementwise
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,14 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
         if not fusible(graph, nid):
             continue
         d = graph[nid]
-        if d["op"] in REDUCE_OPS:
-            full = tuple(graph[d["args"][0]]["shape"])
-            g = Group([nid], full, frozenset(a % max(len(full), 1) for a in d["attrs"]["axes"]),
+        if d.op in REDUCE_OPS:
+            full = tuple(graph[d.args[0]].shape)
+            g = Group([nid], full, frozenset(a % max(len(full), 1) for a in d.attrs["axes"]),
                       {nid: "red"})
         else:
-            g = Group([nid], tuple(d["shape"]), role={nid: "point"})
+            g = Group([nid], tuple(d.shape), role={nid: "point"})
         seen = []
-        for a in d["args"]:
+        for a in d.args:
             cand = group_of.get(a)
             if cand is None or any(cand is s for s in seen):
                 continue
@@ -142,15 +142,15 @@ def _consistent(graph, g: Group) -> bool:
     for n in g.nodes:
         d = graph[n]
         # A reduction reads its operand over the full shape; other ops at their own shape.
-        use_shape = g.full if g.role[n] == "red" else tuple(d["shape"])
+        use_shape = g.full if g.role[n] == "red" else tuple(d.shape)
         use_map = (list(range(len(g.full))) if g.role[n] == "red"
                    else g.dim_map(n, use_shape))
-        if g.role[n] == "red" and d["args"][0] in g.role and g.role[d["args"][0]] != "point":
+        if g.role[n] == "red" and d.args[0] in g.role and g.role[d.args[0]] != "point":
             return False
-        for a in d["args"]:
+        for a in d.args:
             if a not in g.role:
                 continue
-            shape = tuple(graph[a]["shape"])
+            shape = tuple(graph[a].shape)
             amap = g.dim_map(a, shape)
             lead = len(use_shape) - len(shape)
             if lead < 0:
@@ -166,14 +166,14 @@ def _can_merge(graph, merged: set) -> bool:
     lo = min(merged)
     # Walk backwards from the merged set's external operands; node ids are topological,
     # so nothing below ``lo`` can lead back into the set.
-    stack = [a for m in merged for a in graph[m]["args"] if a not in merged]
+    stack = [a for m in merged for a in graph[m].args if a not in merged]
     seen = set()
     while stack:
         n = stack.pop()
         if n in seen or n < lo:
             continue
         seen.add(n)
-        for a in graph[n]["args"]:
+        for a in graph[n].args:
             if a in merged:
                 return False
             stack.append(a)

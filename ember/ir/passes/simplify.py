@@ -13,7 +13,7 @@ import numpy as np
 
 
 def _is_scalar_const(graph, nid: int, value) -> bool:
-    if graph[nid]["op"] != "const":
+    if graph[nid].op != "const":
         return False
     v = graph.consts[nid]
     return v.size >= 1 and bool(np.all(v == value))
@@ -22,10 +22,10 @@ def _is_scalar_const(graph, nid: int, value) -> bool:
 def _identity_operand(graph, nid: int) -> int | None:
     """The operand that ``nid`` merely passes through, if any."""
     d = graph[nid]
-    op, args = d["op"], d["args"]
+    op, args = d.op, d.args
 
     def same_type(a: int) -> bool:
-        return graph[a]["shape"] == d["shape"] and graph[a]["dtype"] is d["dtype"]
+        return graph[a].shape == d.shape and graph[a].dtype is d.dtype
 
     if op in ("mul",):
         for a, b in (args, args[::-1]):
@@ -39,22 +39,22 @@ def _identity_operand(graph, nid: int) -> int | None:
         return args[0]
     if op == "div" and _is_scalar_const(graph, args[1], 1) and same_type(args[0]):
         return args[0]
-    if op == "neg" and graph[args[0]]["op"] == "neg":
-        return graph[args[0]]["args"][0]
+    if op == "neg" and graph[args[0]].op == "neg":
+        return graph[args[0]].args[0]
     if op == "detach":
         return args[0]
     if op == "data_update":
         return args[1]
     if op in ("cast", "reshape", "expand") and same_type(args[0]):
         return args[0]
-    if op == "permute" and d["attrs"]["dims"] == tuple(range(len(d["shape"]))):
+    if op == "permute" and d.attrs["dims"] == tuple(range(len(d.shape))):
         return args[0]
     return None
 
 
 def simplify(graph):
     for nid in graph.nodes():
-        if graph[nid]["op"] in ("input", "const"):
+        if graph[nid].op in ("input", "const"):
             continue
         src = _identity_operand(graph, nid)
         if src is not None:
