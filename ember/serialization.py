@@ -33,7 +33,7 @@ import numpy as np
 
 from ember import dtypes
 from ember.devices import CPU, Device, array_module, as_device, device_of_array
-from ember.tensor import Size, Tensor
+from ember.tensor import Size, Tensor, array_of
 
 __all__ = ["save", "load", "add_safe_globals", "get_safe_globals", "clear_safe_globals",
            "safe_globals"]
@@ -187,9 +187,9 @@ class _CheckpointPickler(pickle._Pickler):
             raise RuntimeError("can't save a Parameter that is not a leaf")
         rg = bool(t.requires_grad)
         if _is_parameter(t):
-            plain = Tensor._wrap(t._data, False)
+            plain = Tensor._wrap(array_of(t), False)
             return _rebuild_parameter, (plain, rg, OrderedDict())
-        ref, offset, strides = self._storage_of(t._data)
+        ref, offset, strides = self._storage_of(array_of(t))
         return _rebuild_tensor_v2, (ref, offset, tuple(t.shape), strides, rg, OrderedDict())
 
     def _storage_of(self, a) -> tuple[_StorageRef, int, tuple[int, ...]]:
@@ -476,7 +476,7 @@ def _place(host: np.ndarray, location: str, map_location) -> _LoadedStorage:
     if callable(map_location) and not isinstance(map_location, (str, Device)):
         moved = map_location(Tensor._wrap(host), location)
         if isinstance(moved, Tensor):
-            data = moved._data
+            data = array_of(moved)
             if moved.device.type == "cpu":
                 return _LoadedStorage(data.reshape(-1), CPU)
             return _LoadedStorage(data.get().reshape(-1), moved.device)
@@ -663,7 +663,7 @@ def reduce_tensor(t: Tensor) -> tuple:
     """``Tensor.__reduce_ex__``: the array owning the tensor's memory (memoized by pickle,
     so tensors sharing memory share it again after ``pickle.loads``), its place in it,
     requires_grad, its class and any instance attributes of a subclass."""
-    a = t._data
+    a = array_of(t)
     found = _block_of(a) if t._xp is np else None
     layout = _layout(a, found[1]) if found is not None and type(found[0]) is np.ndarray \
         else None
@@ -684,6 +684,6 @@ def _rebuild_pickled(owner, dtype, offset: int, shape, strides, device: str,
     data = _strided(flat, offset, shape, strides)
     t = object.__new__(cls)
     if device != "cpu":
-        data = Tensor._wrap(data).to(device)._data
+        data = array_of(Tensor._wrap(data).to(device))
     Tensor._init(t, data, requires_grad)
     return t

@@ -29,6 +29,19 @@ from ember.tensor_math import TensorMath
 from ember.tensor_shape import TensorShape
 
 
+
+def array_of(t: Tensor):
+    """The NumPy (CPU) or CuPy (CUDA) array holding ``t``'s values.
+
+    How ember's own layers (the tracer, serialization, distributed, data loading) read a
+    tensor's memory; an internal accessor, not part of PyTorch's API. The array is the
+    tensor's own memory: writing into it bypasses autograd and the version counter.
+
+    >>> array_of(ember.tensor([1.0, 2.0]))
+    array([1., 2.], dtype=float32)
+    """
+    return t._data
+
 class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     """A multi-dimensional array with autograd, on the CPU (NumPy) or CUDA (CuPy).
 

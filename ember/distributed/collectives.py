@@ -22,6 +22,7 @@ import numpy as np
 from ember import dispatch as _dispatch
 from ember.distributed.group import ProcessGroup, ReduceOp, resolve
 from ember.distributed.mpi import DistTimeoutError
+from ember.tensor import array_of
 
 _NAMES = ("all_reduce", "broadcast", "all_gather", "all_gather_into_tensor",
           "reduce_scatter_tensor", "reduce", "gather", "scatter", "barrier", "reduce_scatter")
@@ -80,7 +81,7 @@ def _record(name: str, t, op: ReduceOp | None, root: int, extra: int) -> np.ndar
     rec[2] = root
     rec[14] = extra
     if t is not None:
-        a = t._data
+        a = array_of(t)
         rec[3] = _DTYPES.index(a.dtype.name) if a.dtype.name in _DTYPES else 99
         rec[4] = a.ndim
         shape = list(a.shape)
@@ -129,7 +130,7 @@ def _check(pg: ProcessGroup, name: str, t=None, op: ReduceOp | None = None, root
 # ---- buffers --------------------------------------------------------------------------
 def _staged(t, transport):
     """(buffer the transport works on, copy-back or None) for tensor ``t``."""
-    a = t._data
+    a = array_of(t)
     if transport.name == "mpi" and t._device.type == "cuda":
         host = np.ascontiguousarray(a.get())
         return host, lambda: a.set(host) if a.flags.c_contiguous else a.__setitem__(
@@ -141,7 +142,7 @@ def _staged(t, transport):
 
 
 def _to_host(t, transport):
-    a = t._data
+    a = array_of(t)
     if transport.name == "mpi" and t._device.type == "cuda":
         return np.ascontiguousarray(a.get())
     return t._xp.ascontiguousarray(a)
@@ -156,7 +157,7 @@ def _empty_like_buf(buf, shape):
 
 def _write(t, value) -> None:
     """Write an array (host or device) into tensor ``t`` in place and bump its version."""
-    a = t._data
+    a = array_of(t)
     if t._device.type == "cuda" and isinstance(value, np.ndarray):
         value = t._xp.asarray(value)
     a[...] = value.reshape(a.shape)
@@ -166,11 +167,11 @@ def _write(t, value) -> None:
 def _reduce_name(op, what: str, t) -> str:
     if not isinstance(op, ReduceOp):
         raise TypeError(f"{what}: op must be a dist.ReduceOp, got {op!r}")
-    if op is ReduceOp.AVG and t is not None and t._data.dtype.kind not in "fc":
+    if op is ReduceOp.AVG and t is not None and array_of(t).dtype.kind not in "fc":
         raise ValueError(f"{what}: ReduceOp.AVG needs a floating-point tensor, got "
-                         f"{t._data.dtype.name}")
+                         f"{array_of(t).dtype.name}")
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and t is not None \
-            and t._data.dtype.kind not in "biu":
+            and array_of(t).dtype.kind not in "biu":
         raise ValueError(f"{what}: ReduceOp.{op.name} needs an integer or bool tensor")
     return "SUM" if op is ReduceOp.AVG else op.name
 
@@ -339,7 +340,7 @@ def reduce(tensor, dst: int | None = None, op: ReduceOp = ReduceOp.SUM, group=No
     _check(pg, "reduce", tensor, op, root)
     tr = pg.transport(tensor._device.type)
     buf, back = _staged(tensor, tr)
-    if pg.rank != root and buf is tensor._data:
+    if pg.rank != root and buf is array_of(tensor):
         buf = buf.copy()    # MPI reads it; NCCL's in-place reduce may write it
     req = tr.reduce(buf, name, root, "reduce")
 

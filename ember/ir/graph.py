@@ -48,7 +48,7 @@ class InputSource:
         if self.kind == "grad":
             return self.tensor._grad
         if self.kind == "value":
-            return self.tensor._wrap(np.asarray(float(self.getter()), self.tensor._data.dtype))
+            return self.tensor._wrap(np.asarray(float(self.getter()), self.tensor.dtype.np))
         return self.tensor
 
 

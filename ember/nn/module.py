@@ -16,7 +16,7 @@ from ember.autograd import no_grad
 from ember.errors import OpError, shape_str
 from ember.autograd_hooks import RemovableHandle
 from ember.nn import hooks as _hooks
-from ember.tensor import Tensor, tensor
+from ember.tensor import Tensor, tensor, array_of
 
 
 # Moves whenever any module's attributes or registry dicts change (assignment, deletion,
@@ -71,7 +71,7 @@ class Parameter(Tensor):
             raise RuntimeError("Only Tensors of floating point dtype can require gradients")
         obj = object.__new__(cls)
         # Shares the data with ``data``, as torch.nn.Parameter shares storage.
-        Tensor._init(obj, data._data, requires_grad)
+        Tensor._init(obj, array_of(data), requires_grad)
         return obj
 
     def __init__(self, data: Tensor | None = None, requires_grad: bool = True) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from ember import autograd
 from ember.ir.interpreter import TensorInterpreter
 from ember.ops.random import preserved_rng
-from ember.tensor import Tensor
+from ember.tensor import Tensor, array_of
 from ember.tracer.checks import close
 from ember.tracer.segments import Segment
 from ember.tracer.trace import Tracer, copy_same_layout, tracing
@@ -51,7 +51,7 @@ class CompiledAutograd:
         # as this eager run, to be checked against it: both start from the same state.
         with preserved_rng(), tracing(tracer):
             for n in g.inputs:
-                t = Tensor._wrap(tensors[n]._data, tensors[n].requires_grad)
+                t = Tensor._wrap(array_of(tensors[n]), tensors[n].requires_grad)
                 tracer.add_arg(t, f"%{n}")
                 vals[n] = t
             with autograd.enable_grad():
@@ -84,7 +84,7 @@ class CompiledAutograd:
         self.seed_ids = [tracer.env[id(s)] for s in seeds]
         self.grad_ids = [None if gr is None else tracer.node_of(gr) for gr in grads]
         self.kept_ids = [None if gr is None else tracer.node_of(gr) for gr in kept]
-        eager_env = {tracer.env[id(t)]: t._data for t in tracer.keep if id(t) in tracer.env}
+        eager_env = {tracer.env[id(t)]: array_of(t) for t in tracer.keep if id(t) in tracer.env}
 
         # Forward: the outputs, the write-backs, and everything the backward reads.
         self.writebacks = [(i, jid[v]) for i, v in g.writebacks]
@@ -131,13 +131,13 @@ class CompiledAutograd:
         """Run the forward plan; return the output tensors, differentiable as in eager."""
         g = self.trace.graph
         tensors = {n: input_tensor(g, n, self.trace, leaves) for n in g.inputs}
-        env = {self.jid[n]: t._data for n, t in tensors.items()}
+        env = {self.jid[n]: array_of(t) for n, t in tensors.items()}
         memory = dict(env)
         # Versions as eager's saved tensors would record them: inputs before this call's
         # in-place updates (which then count as modifications), updated ones after.
         before = {n: tensors[n]._version for n in self.checked}
         self.fwd.plan.run(env)
-        old = {self.jid[n]: copy_same_layout(tensors[n]._data) for n in self.keep_old}
+        old = {self.jid[n]: copy_same_layout(array_of(tensors[n])) for n in self.keep_old}
         arrays = {i: env[self.jid[o]].copy() for i, o in enumerate(g.outputs) if i in self.copies}
         early = {v: env[v].copy() for v in self.staged}
         with autograd.no_grad():
@@ -174,8 +174,8 @@ class CompiledAutograd:
         env = dict(call.saved)
         for j, s in enumerate(self.seed_ids):
             if j == k:  # plans are specialized to the contiguous seed they were built with
-                env[s] = np.ascontiguousarray(grad._data) if grad._xp is np else \
-                    grad._xp.ascontiguousarray(grad._data)
+                env[s] = np.ascontiguousarray(array_of(grad)) if grad._xp is np else \
+                    grad._xp.ascontiguousarray(array_of(grad))
             else:       # another output's gradient: this node only carries output k
                 d = self.joint[s]
                 env[s] = grad._xp.zeros(d.shape, d.dtype.np)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ember.ir.interpreter import interpret
 from ember.ops.registry import OPS
-from ember.tensor import Tensor
+from ember.tensor import Tensor, array_of
 from ember.tracer import events, pytree
 from ember.tracer.options import VerificationError
 
@@ -63,7 +63,7 @@ def verify_segment(owner, seg, env: dict) -> None:
     g = seg.graph
     for nid in g.inputs:
         if nid not in env and g.sources[nid].kind == "captured":
-            env[nid] = g.sources[nid].tensor._data
+            env[nid] = array_of(g.sources[nid].tensor)
     inputs = {n: env[n] for n in g.inputs}
     ref = interpret(g, inputs)
     local = dict(inputs)

@@ -21,7 +21,7 @@ from ember.ir.interpreter import TensorInterpreter
 from ember.ir.passes import run_pipeline
 from ember.ops.random import preserved_rng
 from ember.runtime.plan import build_plan
-from ember.tensor import Tensor
+from ember.tensor import Tensor, array_of
 from ember.tracer import events, pytree
 from ember.tracer.autograd_plan import CompiledAutograd
 from ember.tracer.checks import Mismatch, check_against_eager, verify_segment
@@ -66,7 +66,7 @@ class Entry:
                 tracer.add_arg(v, path)
                 nid = tracer.env[id(v)]
                 arg_paths.setdefault(nid, i)
-                snapshot[nid] = copy_same_layout(v._data)
+                snapshot[nid] = copy_same_layout(array_of(v))
         t0 = events.clock()
         with tracing(tracer):
             result = self.owner.fn(*args, **kwargs)
@@ -104,7 +104,7 @@ class Entry:
         self.traces.append(trace)
         self.captured = list(trace.captured)
         self.captured_meta = [meta(t) for t in self.captured]
-        self.captured_data = [t._data for t in self.captured]   # checked by identity first
+        self.captured_data = [array_of(t) for t in self.captured]   # checked by identity first
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
@@ -183,12 +183,12 @@ class Entry:
     def captured_changed(self) -> str:
         data = self.captured_data
         for i, t in enumerate(self.captured):
-            if t._data is data[i]:   # same array object: same shape, dtype and strides
+            if array_of(t) is data[i]:   # same array object: same shape, dtype and strides
                 continue
             m, now = self.captured_meta[i], meta(t)
             if now != m:
                 return f"captured tensor {i} changed {m} -> {now}"
-            data[i] = t._data
+            data[i] = array_of(t)
         return ""
 
     # ---- building segments --------------------------------------------------------------
@@ -253,7 +253,7 @@ class Entry:
                     return self.owner._eager(args, kwargs)
                 break
         for nid, i in trace0.arg_paths.items():
-            env[nid] = leaves[i][1]._data
+            env[nid] = array_of(leaves[i][1])
         try:
             seg, value = walk(self.root, self._run_segment, env)
         except Stale as e:  # e.g. a gradient set to None outside: run this call eagerly
@@ -296,7 +296,7 @@ class Entry:
             if source.kind != "captured" and (t is None or meta(t) != m):
                 raise Stale(f"{source.path} is {'None' if t is None else meta(t)}, "
                             f"was {m} when compiled")
-            env[nid] = t._data
+            env[nid] = array_of(t)
 
     def _replay_segment(self, seg: Segment, tenv: dict) -> None:
         """One segment replayed through dispatch: its nodes of a trace through it."""

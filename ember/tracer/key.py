@@ -23,7 +23,7 @@ from ember import autograd
 from ember import autograd_hooks as _hooks
 from ember.amp import state as _amp
 from ember.ir.views import root
-from ember.tensor import Tensor
+from ember.tensor import Tensor, array_of
 from ember.tracer import pytree
 
 
@@ -118,7 +118,7 @@ def key_fields(leaves: list, spec) -> tuple:
     tensors = []
     for _, v in leaves:
         if isinstance(v, Tensor):
-            a = v._data
+            a = array_of(v)
             # ``_rg`` is requires_grad for a tensor that is not a view (the hot path)
             rg = v._rg if v._base is None else v.requires_grad
             parts.append(("T", a.shape, a.dtype, v._device, rg, a.strides))   # TensorKey
@@ -155,7 +155,7 @@ def aliasing(tensors: list) -> AliasKey | None:
     ``f(x, x)`` must not replay ``f(x, y)``. None in the usual case: no two do."""
     roots = []
     for t in tensors:
-        a = t._data
+        a = array_of(t)
         roots.append(id(a) if a.base is None else id(root(a)))
     if len(set(roots)) == len(roots):   # distinct memory implies distinct tensors
         return None

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 from ember.ir.graph import Graph, InputSource
 from ember.runtime.plan import Plan
 from ember.tracer.trace import Observation, observed_value
+from ember.tensor import array_of
 
 
 @dataclass
@@ -96,7 +97,7 @@ def walk(root: Segment, run: Callable[[Segment, dict], None], env: dict,
         if obs is None:
             return seg, END
         v = env[obs.node]
-        value = observed_value(v._data if tensors else v, obs.how)
+        value = observed_value(array_of(v) if tensors else v, obs.how)
         child = seg.children.get(value)
         if child is None:
             return seg, value

@@ -27,6 +27,7 @@ from ember.ir.graph import Graph, InputSource
 from ember.ir.views import IDENTITY, address, layout_in, overlaps, root
 from ember.devices import array_module, device_of_array
 from ember.tracer.options import CompileError
+from ember.tensor import array_of
 
 
 @dataclass
@@ -109,30 +110,30 @@ class Tracer:
             self.env[id(t)] = self.input_of[id(t)] = nid
             self._new_input(t, nid)
             self.captured.append(t)
-            self.snapshots[nid] = copy_same_layout(t._data)
-            if self.storages and id(root(t._data)) in self.storages:
+            self.snapshots[nid] = copy_same_layout(array_of(t))
+            if self.storages and id(root(array_of(t))) in self.storages:
                 self.fail("a tensor first read after memory it shares was updated in place "
                           "(a captured view of a written tensor)")
             return nid
-        if self.arrays.get(id(t)) is not t._data:   # ``t.data = other`` rebound it
+        if self.arrays.get(id(t)) is not array_of(t):   # ``t.data = other`` rebound it
             nid = self._rebound(t)
         if self.storages:
-            s = self.storages.get(id(root(t._data)))
+            s = self.storages.get(id(root(array_of(t))))
             if s is not None and self.version.get(id(t), 0) != s.version:
                 nid = self._rederive(t, s)
         return nid
 
     def _new_input(self, t, nid: int) -> None:
-        self.arrays[id(t)] = self.input_arrays[nid] = t._data
+        self.arrays[id(t)] = self.input_arrays[nid] = array_of(t)
         self.input_tensors[nid] = t
         self.keep.append(t)
 
     def _set(self, t, nid: int) -> None:
         """``t``'s value is node ``nid``, as of now."""
         self.env[id(t)] = nid
-        self.arrays[id(t)] = t._data
+        self.arrays[id(t)] = array_of(t)
         if self.storages:
-            s = self.storages.get(id(root(t._data)))
+            s = self.storages.get(id(root(array_of(t))))
             if s is not None:
                 self.version[id(t)] = s.version
         self.keep.append(t)
@@ -196,7 +197,7 @@ class Tracer:
         if id(t) not in self.env:   # a tensor from outside, written before it was read
             self.node_of(t)
         value = self.node_of(result)
-        a = t._data
+        a = array_of(t)
         if result.dtype != t.dtype:
             value = self.graph.add("cast", (value,), {"dtype": t.dtype}, t.shape, t.dtype,
                                    t.device, user_frame())
@@ -241,19 +242,19 @@ class Tracer:
         else:   # memory made during the call: the biggest tensor seen of it gives coordinates
             best = None
             for k in self.keep:
-                if self.arrays.get(id(k)) is k._data and root(k._data) is r and (
-                        best is None or _span(k._data) > _span(best._data)):
+                if self.arrays.get(id(k)) is array_of(k) and root(array_of(k)) is r and (
+                        best is None or _span(array_of(k)) > _span(array_of(best))):
                     best = k
             if best is None:
                 self.fail("an in-place update of memory the trace has not seen")
                 return None
-            s = Storage(best._data, self.node_of(best), None)
+            s = Storage(array_of(best), self.node_of(best), None)
         self.storages[id(r)] = s
         return s
 
     def _rederive(self, t, s: Storage) -> int:
         """``t``'s value as a view of its storage's current value."""
-        lay = layout_in(t._data, s.array)
+        lay = layout_in(array_of(t), s.array)
         if lay is None:
             self.fail("a tensor is read after memory it shares with another was updated in "
                       "place, through an alias the compiler cannot express as a view")
@@ -267,10 +268,10 @@ class Tracer:
 
     def _rebound(self, t) -> int:
         """``t.data = other`` happened: ``t`` now shows the memory of a tensor seen before."""
-        a = t._data
+        a = array_of(t)
         for k in reversed(self.keep):
-            if k is not t and self.arrays.get(id(k)) is k._data and root(k._data) is root(a):
-                lay = layout_in(a, k._data)
+            if k is not t and self.arrays.get(id(k)) is array_of(k) and root(array_of(k)) is root(a):
+                lay = layout_in(a, array_of(k))
                 if lay is None:
                     continue
                 nid = self.node_of(k)
@@ -305,7 +306,7 @@ class Tracer:
         nid = self.graph.add_input(source, t.shape, t.dtype, t.device, user_frame())
         self.env[id(t)] = self.input_of[id(t)] = nid
         self._new_input(t, nid)
-        self.snapshots[nid] = t._data.copy()
+        self.snapshots[nid] = array_of(t).copy()
         self.values[(id(container), key)] = t
         return t
 
@@ -326,7 +327,7 @@ class Tracer:
         if self.fullgraph:
             self.fail(f"graph break: {how}() reads a tensor's value")
         nid = self.node_of(t)
-        self.observations.append(Observation(nid, how, observed_value(t._data, how),
+        self.observations.append(Observation(nid, how, observed_value(array_of(t), how),
                                              self.graph.next_id, user_frame()))
 
     # ---- results ------------------------------------------------------------------------
@@ -370,7 +371,7 @@ class Tracer:
         # ``t.data = other`` on a tensor from outside: replayed as the same rebinding.
         for nid, arr in self.input_arrays.items():
             t = self.input_tensors[nid]
-            if t._data is not arr and g.sources[nid].kind in ("arg", "captured"):
+            if array_of(t) is not arr and g.sources[nid].kind in ("arg", "captured"):
                 g.rebinds.append((nid, len(g.outputs)))
                 g.outputs.append(self.node_of(t))
                 handed.append(t)
@@ -386,7 +387,7 @@ class Tracer:
         return g
 
     def _caller_alias(self, t):
-        a = t._data
+        a = array_of(t)
         n = self.input_of.get(id(t))
         if n is not None and self.input_arrays[n] is a:
             return ("input", n)

@@ -15,7 +15,7 @@ from ember import autograd
 from ember.ir.graph import Graph
 from ember.ir.views import byte_view, root
 from ember.ops.registry import OPS
-from ember.tensor import Tensor
+from ember.tensor import Tensor, array_of
 from ember.tracer import pytree
 
 # Ops whose result may be a view of their first argument (besides those with OpDef.view).
@@ -62,9 +62,9 @@ def tensor_outputs(trace, tenv: dict, leaves):
     not record any."""
     g = trace.graph
     tensors = {n: input_tensor(g, n, trace, leaves) for n in effect_inputs(g)}
-    memory = {n: tensors[n]._data for n in tensors}   # before any .data rebinding
+    memory = {n: array_of(tensors[n]) for n in tensors}   # before any .data rebinding
     with autograd.no_grad():
-        new = {inp: tenv[val]._data.copy() for inp, val in g.writebacks}
+        new = {inp: array_of(tenv[val]).copy() for inp, val in g.writebacks}
         for inp, val in g.writebacks:
             memory[inp][...] = new[inp]
             tensors[inp]._version += 1
@@ -125,12 +125,12 @@ def shares_written_memory(traces: list, leaves) -> bool:
         if not g.writebacks:
             continue
         written = {i for i, _ in g.writebacks}
-        arrays = [(leaves[i][1]._data, n in written) for n, i in trace.arg_paths.items()]
+        arrays = [(array_of(leaves[i][1]), n in written) for n, i in trace.arg_paths.items()]
         for n in written:
             if g.sources[n].kind != "arg":
                 t = g.sources[n].current()
                 if t is not None:
-                    arrays.append((t._data, True))
+                    arrays.append((array_of(t), True))
         for a, w in arrays:
             r = id(root(a))
             if r in seen and (w or seen[r]):
@@ -165,7 +165,7 @@ def input_tensor(g: Graph, nid: int, trace, leaves):
 
 def meta(t) -> tuple:
     """What a plan built for a captured tensor assumed: shape, dtype, device, strides."""
-    return (tuple(t.shape), t.dtype.name, str(t.device), t._data.strides)
+    return (tuple(t.shape), t.dtype.name, str(t.device), array_of(t).strides)
 
 
 def _handed(g: Graph, i: int, value, memory: dict, tensors: dict):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str
-from ember.tensor import Tensor
+from ember.tensor import Tensor, array_of
 
 __all__ = ["conv1d", "conv_transpose1d", "conv_transpose2d", "group_norm", "rms_norm"]
 
@@ -178,7 +178,7 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         raise OpError("rms_norm", f"input of shape {shape_str(input)} does not end in the "
                       f"normalized_shape {list(shape)}", (input,))
     if eps is None:
-        eps = float(np.finfo(input._data.dtype).eps)
+        eps = float(np.finfo(array_of(input).dtype).eps)
     dims = tuple(range(input.ndim - k, input.ndim))
     out = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
     return out if weight is None else out * weight

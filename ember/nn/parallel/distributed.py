@@ -25,6 +25,7 @@ import numpy as np
 from ember import autograd
 from ember import dispatch as _dispatch
 from ember.nn.module import Module
+from ember.tensor import array_of
 
 
 class DistributedDataParallel(Module):
@@ -200,7 +201,7 @@ class _Reducer:
         for i in reversed(range(len(self.params))):
             p = self.params[i]
             k = (p.dtype, p.device)
-            nbytes = p.numel() * p._data.itemsize
+            nbytes = p.numel() * array_of(p).itemsize
             if not self.buckets or k != key or (size + nbytes > cap_bytes and size):
                 self.buckets.append([])
                 key, size = k, 0
@@ -318,7 +319,7 @@ class _Reducer:
             self.results[b] = all_reduce_value(flat, self.pg)
             return
         xp = grads[0]._xp
-        flat = xp.concatenate([g._data.reshape(-1) for g in grads])
+        flat = xp.concatenate([array_of(g).reshape(-1) for g in grads])
         tr = self.pg.transport(grads[0].device.type)
         if tr.name == "mpi" and not isinstance(flat, np.ndarray):
             flat = flat.get()

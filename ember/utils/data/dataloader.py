@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ember.tensor import Tensor, tensor
+from ember.tensor import Tensor, tensor, array_of
 from ember.utils.data import _worker
 from ember.utils.data._random import seed_from
 from ember.utils.data.collate import default_collate, default_convert
@@ -236,7 +236,7 @@ def _pin(data: Any) -> Any:
     if isinstance(data, Tensor):
         if data.device.type != "cpu":
             return data
-        host = data._data
+        host = array_of(data)
         pinned = cupyx.empty_pinned(host.shape, host.dtype)
         pinned[...] = host
         return Tensor._wrap(pinned, data.requires_grad)
