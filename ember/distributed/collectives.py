@@ -202,6 +202,19 @@ def _trace_unsupported(what: str) -> None:
 
 
 # ---- collectives ----------------------------------------------------------------------
+def _settle(tensor, back, avg=None, size: int = 1):
+    """What a collective does once its data has arrived: AVG's division of the received
+    sum (``avg``: the buffer), the copy of a staged buffer back into ``tensor``
+    (``back``), and a new version of ``tensor`` (it was written in place)."""
+    def then():
+        if avg is not None:
+            avg[...] /= size
+        if back is not None:
+            back()
+        tensor._vc[0] += 1
+    return then
+
+
 def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool = False):
     """Combine ``tensor`` across ranks with ``op``, in place on every rank.
 
@@ -221,13 +234,7 @@ def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool =
     buf, back = _staged(tensor, tr)
     req = tr.all_reduce(buf, name, "all_reduce")
 
-    def then():
-        if op is ReduceOp.AVG:
-            buf[...] /= pg.size
-        if back is not None:
-            back()
-        tensor._vc[0] += 1
-    req.then = then
+    req.then = _settle(tensor, back, buf if op is ReduceOp.AVG else None, pg.size)
     return _finish(req, async_op, [tensor])
 
 
@@ -296,11 +303,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     flat = out.reshape(pg.size, src.size)
     req = tr.all_gather(flat, src.reshape(-1), "all_gather_into_tensor")
 
-    def then():
-        if back is not None:
-            back()
-        output_tensor._vc[0] += 1
-    req.then = then
+    req.then = _settle(output_tensor, back)
     return _finish(req, async_op, [output_tensor])
 
 
@@ -320,13 +323,7 @@ def reduce_scatter_tensor(output, input, op: ReduceOp = ReduceOp.SUM, group=None
     out, back = _staged(output, tr)
     req = tr.reduce_scatter(out.reshape(-1), src.reshape(-1), name, "reduce_scatter_tensor")
 
-    def then():
-        if op is ReduceOp.AVG:
-            out[...] /= pg.size
-        if back is not None:
-            back()
-        output._vc[0] += 1
-    req.then = then
+    req.then = _settle(output, back, out if op is ReduceOp.AVG else None, pg.size)
     return _finish(req, async_op, [output])
 
 
