@@ -396,3 +396,20 @@ def test_leaf_hook_registered_after_compiling_is_not_skipped():
     handle.remove()
     for _ in range(3):
         assert step(x).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_hooked_tensor_dying_does_not_recompile():
+    # Only adding or removing a hook changes the key; a hooked leaf garbage-collected
+    # between two calls (an earlier test's, say) must not turn a cache hit into a miss.
+    import gc
+    doomed = ember.ones(2, requires_grad=True)
+    doomed.register_hook(lambda g: g)
+    f = ember.compile(lambda x: (x * 2).exp().sum())
+    x = ember.randn(8)
+    for _ in range(3):
+        f(x)
+    del doomed
+    gc.collect()
+    for _ in range(3):
+        f(x)
+    assert f.stats()["compiles"] == 1 and f.stats()["cache_hits"] == 4

@@ -129,8 +129,10 @@ def key_fields(leaves: list, spec) -> tuple:
             parts.append(("O", type(v)))                                       # ObjectKey
     alias = aliasing(tensors) if len(tensors) > 1 else None
     modes = None
-    if _amp.state.modes or _hooks.LEAF_HOOKS:
-        modes = (_amp.key(), _hooks.LEAF_HOOKS_VERSION[0] if _hooks.LEAF_HOOKS else 0)
+    # The hook version moves only when a leaf hook is added or removed, not when a hooked
+    # tensor dies (a garbage collection between two calls must not cause a recompile).
+    if _amp.state.modes or _hooks.LEAF_HOOKS_VERSION[0]:
+        modes = (_amp.key(), _hooks.LEAF_HOOKS_VERSION[0])
     return (pytree.spec_key(spec), autograd.is_grad_enabled(), modes, tuple(parts), alias)
 
 
