@@ -241,7 +241,7 @@ def run_mingpt(torch, framework: str, outdir: str) -> dict:
 
     def train_config():
         t = Trainer.get_default_config()
-        t.learning_rate, t.max_iters, t.batch_size, t.num_workers = 1e-3, 10, 8, 0
+        t.learning_rate, t.max_iters, t.batch_size, t.num_workers = 1e-3, 10, 8, 2
         return t
 
     def make_model():
