@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow  # seconds per test: left out by the fast lane
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md"), encoding="utf8").read()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)
-PYTHON = [code for lang, code in BLOCKS if lang == "python"]
+PYTHON = [code for lang, code in BLOCKS if lang == "python" and '"cuda"' not in code]
+GPU_PYTHON = [code for lang, code in BLOCKS if lang == "python" and '"cuda"' in code]
 INSPECT = [line for lang, code in BLOCKS if lang == "bash"
            for line in [code.replace("\\\n", " ")] if "ember inspect" in line]
 
@@ -33,14 +34,19 @@ def run(cmd: list[str], cwd) -> subprocess.CompletedProcess:
 
 
 def test_readme_has_examples():
-    assert len(PYTHON) >= 4 and len(INSPECT) == 1
+    assert len(PYTHON) >= 4 and len(GPU_PYTHON) == 1 and len(INSPECT) == 1
 
 
 @pytest.mark.parametrize("code", PYTHON, ids=[f"python{i}" for i in range(len(PYTHON))])
 def test_python_block_runs(code, tmp_path):
-    if '"cuda"' in code and not ember.cuda.is_available():
-        pytest.skip("the GPU example needs a CUDA device")
     proc = run([sys.executable, "-c", code], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ember.cuda.is_available(), reason="needs a CUDA GPU with CuPy")
+def test_gpu_block_runs(tmp_path):
+    proc = run([sys.executable, "-c", GPU_PYTHON[0]], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
