@@ -15,6 +15,7 @@ import numpy as np
 from ember import autograd, dtypes
 from ember.errors import OpError, OpTypeError, shape_str, type_name
 from ember.ops.registry import OPS, OpDef
+from ember.devices import array_module
 
 Tensor = None  # bound by ember.tensor at import (the two modules need each other)
 
@@ -68,7 +69,6 @@ def dispatch(op: OpDef | str, *args, **attrs):
             arrays = [a._data for a in args]
             out = op.eager(args[0]._xp, *arrays, **attrs)
         else:
-            from ember.devices import array_module
             out = op.eager(array_module(attrs["device"]), **attrs)
     except OpError:
         raise
@@ -98,8 +98,6 @@ def dispatch(op: OpDef | str, *args, **attrs):
 
 def constant(value, dtype: dtypes.DType, device):
     """A 0-dim tensor for a Python scalar taking part in an op (a literal in traces)."""
-    from ember.devices import array_module
-
     t = Tensor._wrap(array_module(device).asarray(value, dtype=dtype.np), False)
     tracer = _local.tracer
     if tracer is not None:

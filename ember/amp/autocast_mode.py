@@ -24,6 +24,7 @@ import warnings
 
 from ember import dtypes
 from ember.amp.state import state
+from ember.devices import is_cuda_available
 
 _DEFAULT = {"cpu": dtypes.bfloat16, "cuda": dtypes.float16}
 _SUPPORTED = {"cpu": (dtypes.bfloat16, dtypes.float16),
@@ -66,7 +67,6 @@ class autocast:
                           f"supports dtypes of {names} currently.", stacklevel=2)
             self._enabled = False
         if self._enabled and device_type == "cuda":
-            from ember.devices import is_cuda_available
             if not is_cuda_available():
                 warnings.warn("CUDA is not available. Disabling autocast.", stacklevel=2)
                 self._enabled = False

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import warnings
 
+from ember.devices import is_cuda_available
+
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
 
 
@@ -27,7 +29,6 @@ class GradScaler:
         self._device = device
         self._enabled = bool(enabled)
         if self._enabled and device == "cuda":
-            from ember.devices import is_cuda_available
             if not is_cuda_available():
                 warnings.warn("ember.cuda.amp.GradScaler is enabled, but CUDA is not "
                               "available.  Disabling.", stacklevel=2)

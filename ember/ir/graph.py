@@ -26,6 +26,7 @@ import networkx as nx
 import numpy as np
 
 from ember.dtypes import DType
+from ember.devices import array_module
 
 
 @dataclass
@@ -127,7 +128,6 @@ class Graph:
     def const_array(self, nid: int):
         """Constant ``nid`` as an array on its node's device (``consts`` holds host
         copies: they are hashed, printed and folded on the host)."""
-        from ember.devices import array_module
         v, device = self.consts[nid], self[nid].device
         return v if device.type == "cpu" else array_module(device).asarray(v)
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ember.dispatch import dispatch
 from ember.ops.registry import INDEX, MOVEMENT, OPS, defop
+from ember.devices import array_module, device_of_array
 
 
 def view_of(xp, base, shape, strides, offset):
@@ -175,5 +176,4 @@ def byte_view(a, shape, strides, offset):
 
 
 def _module(a):
-    from ember.devices import array_module, device_of_array
     return array_module(device_of_array(a))

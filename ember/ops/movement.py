@@ -15,6 +15,7 @@ import numpy as np
 
 from ember.dispatch import dispatch
 from ember.ops.registry import MOVEMENT, defop
+from ember.devices import array_module
 
 
 def numpy_key(key: tuple) -> tuple:
@@ -59,7 +60,6 @@ defop("contiguous", MOVEMENT, lambda xp, a: xp.array(a, copy=True, order="C"),
 
 
 def _to_device(xp, a, device):
-    from ember.devices import array_module
     # Decided by the array, not ``xp``: a plan runs each op with its output device's module.
     if device.type == "cpu":  # NumPy arrays are already on the host (no .get())
         return a if isinstance(a, np.ndarray) else a.get()
