@@ -16,6 +16,8 @@ import datetime
 import enum
 import os
 import sys
+import time
+import traceback
 
 from ember.distributed.mpi import load_mpi
 
@@ -47,6 +49,8 @@ class Backend:
 
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
+# How long a failing rank waits, after printing its traceback, before MPI_Abort.
+_ABORT_GRACE_S = 0.3
 # Ranks compare what they call (collective, shapes, dtype, root, op) for this many first
 # collectives of a group, and always under EMBER_DISTRIBUTED_DEBUG=1 (or PyTorch's
 # TORCH_DISTRIBUTED_DEBUG=DETAIL): the comparison is one small allgather, so checking
@@ -222,13 +226,24 @@ def _install_abort_hook() -> None:
     previous = sys.excepthook
 
     def hook(tp, value, tb):
-        previous(tp, value, tb)
+        r = _world.rank if _world is not None else os.environ.get("RANK", "?")
+        note = f"[ember.distributed] rank {r} raised {tp.__name__}: ending the job (MPI_Abort)\n"
         try:
-            r = _world.rank if _world is not None else os.environ.get("RANK", "?")
-            sys.stderr.write(f"[ember.distributed] rank {r} raised {tp.__name__}: ending the "
-                             "job (MPI_Abort)\n")
-            sys.stderr.flush()
-            sys.stdout.flush()
+            if previous is sys.__excepthook__:
+                # One write of the whole message, then a moment before the abort: the MPI
+                # launcher forwards a rank's stderr through a pipe and stops reading it
+                # when the job is aborted, so a traceback printed line by line was seen
+                # cut off mid-frame (1 run in 15).
+                text = "".join(traceback.format_exception(tp, value, tb)) + note
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.write(2, text.encode("utf-8", "backslashreplace"))
+            else:
+                previous(tp, value, tb)
+                sys.stderr.write(note)
+                sys.stderr.flush()
+                sys.stdout.flush()
+            time.sleep(_ABORT_GRACE_S)
         finally:
             load_mpi().COMM_WORLD.Abort(1)
 
