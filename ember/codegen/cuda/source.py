@@ -487,6 +487,27 @@ class _Generator:
         where not already in ``memo``."""
         if j in memo:
             return memo[j]
+        # Operands first, depth first in operand order, as a recursion would write them,
+        # but with an explicit stack: a 20,000-op chain is 20,000 deep.
+        exprs = self.k.exprs
+        stack = [j]
+        while stack:
+            n = stack[-1]
+            if n in memo:
+                stack.pop()
+                continue
+            e = exprs[n]
+            if e.op not in ("load", "const") and e.op not in REDUCTIONS:
+                pending = next((a for a in e.args if a not in memo), None)
+                if pending is not None:
+                    stack.append(pending)
+                    continue
+            stack.pop()
+            self._value_of(w, n, memo, offs, prefix)
+        return memo[j]
+
+    def _value_of(self, w: _Writer, j: int, memo: dict, offs: _Offsets, prefix: str) -> str:
+        """Write the definition of expr ``j``, whose operands are all in ``memo``."""
         k = self.k
         e = k.exprs[j]
         if e.op == "load":

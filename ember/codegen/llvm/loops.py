@@ -219,9 +219,33 @@ class _LoopNest:
                 self._value(n, offs, memo)
 
     def _value(self, j: int, offs: list, memo: dict):
-        """The SSA value of expr ``j`` at load offsets ``offs`` (memoized in ``memo``)."""
+        """The SSA value of expr ``j`` at load offsets ``offs`` (memoized in ``memo``).
+
+        Operands first, depth first in operand order, as a recursion would emit them,
+        but with an explicit stack: a 20,000-op chain is 20,000 deep."""
         if j in memo:
             return memo[j]
+        exprs = self.kernel.exprs
+        stack = [j]
+        while stack:
+            n = stack[-1]
+            if n in memo:
+                stack.pop()
+                continue
+            e = exprs[n]
+            parked = self.stash.get(n)
+            if (e.op not in ("load", "const") and e.op not in REDUCTIONS
+                    and not (parked is not None and self.pass_no > parked[1])):
+                pending = next((a for a in e.args if a not in memo), None)
+                if pending is not None:
+                    stack.append(pending)
+                    continue
+            stack.pop()
+            self._value_of(n, offs, memo)
+        return memo[j]
+
+    def _value_of(self, j: int, offs: list, memo: dict):
+        """Emit expr ``j`` whose operands are all in ``memo``."""
         k, b = self.kernel, self.b
         e = k.exprs[j]
         parked = self.stash.get(j)

@@ -31,6 +31,13 @@ class Group:
     full: tuple[int, ...]
     rdims: frozenset[int] = frozenset()
     role: dict[int, str] = field(default_factory=dict)
+    # The first and last member ids (kept up to date by ``_merge``: bounds its walks).
+    lo: int = field(default=-1, repr=False, compare=False)
+    hi: int = field(default=-1, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.nodes:
+            self.lo, self.hi = min(self.nodes), max(self.nodes)
 
     def row_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The reduced shape with reduced dims kept as 1, and with them dropped."""
@@ -77,7 +84,12 @@ class Refused:
 
 def fuse(graph, refused: list | None = None) -> list[Group]:
     """The fused groups of ``graph`` (singletons included), ordered by first member.
-    Each refused merge is appended to ``refused`` (``Refused``) when a list is given."""
+    Each refused merge is appended to ``refused`` (``Refused``) when a list is given.
+
+    Linear in the graph (n log n at worst): a merge checks only the edges between its
+    two parts and walks only from the smaller part (each node is on the smaller side
+    O(log n) times), folds the smaller group into the larger one in place, and members
+    are sorted once at the end."""
     group_of: dict[int, Group] = {}
     for nid in graph.nodes():
         if not fusible(graph, nid):
@@ -89,25 +101,31 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
                       {nid: "red"})
         else:
             g = Group([nid], tuple(d.shape), role={nid: "point"})
+        group_of[nid] = g
         seen = []
         for a in d.args:
             cand = group_of.get(a)
-            if cand is None or any(cand is s for s in seen):
+            if cand is None or cand is g or any(cand is s for s in seen):
                 continue
             seen.append(cand)
-            merged = _merge(graph, g, cand)
+            merged = _merge(graph, g, cand, group_of)
             if isinstance(merged, Group):
                 g = merged
             elif refused is not None:
                 refused.append(Refused(a, nid, merged))
-        for m in g.nodes:
-            group_of[m] = g
     unique = {id(g): g for g in group_of.values()}
+    for g in unique.values():
+        g.nodes.sort()
     return sorted(unique.values(), key=lambda g: g.nodes[0])
 
 
-def _merge(graph, a: Group, b: Group) -> Group | str:
-    """``a`` and ``b`` as one group, or why they cannot share a loop nest (``Refused``)."""
+def _merge(graph, a: Group, b: Group, group_of: dict | None = None) -> Group | str:
+    """``a`` and ``b`` as one group, or why they cannot share a loop nest (``Refused``).
+
+    On success the larger of the two groups becomes the merged one (its members, roles
+    and space updated in place, ``group_of`` pointed at it for the smaller's members)
+    and is returned; on refusal neither changes. Both must be groups ``fuse`` made:
+    each consistent and cycle-free on its own, so only what joins them is checked."""
     if a.rdims and b.rdims:
         if a.full != b.full or a.rdims != b.rdims:
             return "spaces"
@@ -125,56 +143,101 @@ def _merge(graph, a: Group, b: Group) -> Group | str:
         if a.full != b.full:
             return "spaces"
         base, other, other_role = a, b, None
-    role = dict(base.role)
-    role.update(other.role if other_role is None else {m: other_role for m in other.nodes})
-    merged = Group(sorted(set(a.nodes) | set(b.nodes)), base.full, base.rdims, role)
-    if not _consistent(graph, merged):
-        return "cycle" if not _can_merge(graph, set(merged.nodes)) else "broadcast"
-    if not _can_merge(graph, set(merged.nodes)):
+    small, large = (a, b) if len(a.nodes) <= len(b.nodes) else (b, a)
+    if not _can_merge(graph, small, large):
         return "cycle"
-    return merged
+    if not _consistent(graph, base, other, other_role, small, large):
+        return "broadcast"
+    # Fold the smaller group into the larger (each node moves O(log n) times). A
+    # member's role is rewritten only when an elementwise group joins a reduction's
+    # (its members become "point"/"row" once: a group with rdims keeps them).
+    if other_role == "row":
+        for m in other.nodes:
+            other.role[m] = other_role
+    large.role.update(small.role)
+    large.nodes.extend(small.nodes)
+    large.full, large.rdims = base.full, base.rdims
+    large.lo, large.hi = min(large.lo, small.lo), max(large.hi, small.hi)
+    if group_of is not None:
+        for m in small.nodes:
+            group_of[m] = large
+    return large
 
 
-def _consistent(graph, g: Group) -> bool:
-    """Every member reads every other member's value at the iteration point NumPy's
+def _consistent(graph, base: Group, other: Group, other_role: str | None,
+                small: Group, large: Group) -> bool:
+    """Every member would read every other member's value at the iteration point NumPy's
     broadcasting means: e.g. an [N] row sum feeding an [N, C] op broadcasts along the
-    rows, not the columns, so it cannot come from the same loop nest."""
-    for n in g.nodes:
+    rows, not the columns, so it cannot come from the same loop nest. Only edges between
+    the two parts need checking: within a part, roles and the space stay as they were
+    (a part's members that become "row" all have one shape: a group without reductions
+    has every member at its full shape)."""
+    full, rdims = base.full, base.rdims
+    nfull = len(full)
+    row_map = [d for d in range(nfull) if d not in rdims]
+
+    def role(n: int) -> str:
+        return other_role if other_role is not None and n in other.role else (
+            base.role[n] if n in base.role else other.role[n])
+
+    def dim_map(n: int, shape: tuple) -> list[int]:
+        if role(n) == "point" or len(shape) == nfull:
+            return list(range(len(shape)))
+        return row_map
+
+    def edge_ok(n: int, a: int) -> bool:
         d = graph[n]
-        # A reduction reads its operand over the full shape; other ops at their own shape.
-        use_shape = g.full if g.role[n] == "red" else tuple(d.shape)
-        use_map = (list(range(len(g.full))) if g.role[n] == "red"
-                   else g.dim_map(n, use_shape))
-        if g.role[n] == "red" and d.args[0] in g.role and g.role[d.args[0]] != "point":
+        rn = role(n)
+        use_shape = full if rn == "red" else tuple(d.shape)
+        use_map = list(range(nfull)) if rn == "red" else dim_map(n, use_shape)
+        if rn == "red" and a == d.args[0] and role(a) != "point":
             return False
-        for a in d.args:
-            if a not in g.role:
+        shape = tuple(graph[a].shape)
+        amap = dim_map(a, shape)
+        lead = len(use_shape) - len(shape)
+        if lead < 0:
+            return False
+        for j, size in enumerate(shape):
+            if size != 1 and use_map[lead + j] != amap[j]:
+                return False
+        return True
+
+    lg = large.role
+    for n in small.nodes:
+        for a in graph[n].args:          # small reads large
+            if a in lg and not edge_ok(n, a):
+                return False
+        for u in graph.users(n):         # large reads small
+            if u in lg and not edge_ok(u, n):
+                return False
+    return True
+
+
+def _can_merge(graph, small: Group, large: Group) -> bool:
+    """True if no path leaves the two groups' union and re-enters it (which would make
+    a cycle). Each part is cycle-free on its own, so such a path runs from one part to
+    the other through outside nodes: walk backwards from the smaller part's outside
+    operands (to find the larger part) and forwards from its outside users (likewise).
+    Node ids are topological, so a walk stops below the larger part's first member
+    (backwards) or above its last (forwards)."""
+    lm, sm = large.role, small.role
+    lo, hi = large.lo, large.hi
+
+    def reaches(starts: list[int], step, inside) -> bool:
+        stack, seen = list(starts), set()
+        while stack:
+            n = stack.pop()
+            if n in seen or not inside(n):
                 continue
-            shape = tuple(graph[a].shape)
-            amap = g.dim_map(a, shape)
-            lead = len(use_shape) - len(shape)
-            if lead < 0:
-                return False
-            for j, size in enumerate(shape):
-                if size != 1 and use_map[lead + j] != amap[j]:
-                    return False
-    return True
+            seen.add(n)
+            for a in step(n):
+                if a in lm:
+                    return True
+                if a not in sm:
+                    stack.append(a)
+        return False
 
-
-def _can_merge(graph, merged: set) -> bool:
-    """True if no path leaves ``merged`` and re-enters it (which would make a cycle)."""
-    lo = min(merged)
-    # Walk backwards from the merged set's external operands; node ids are topological,
-    # so nothing below ``lo`` can lead back into the set.
-    stack = [a for m in merged for a in graph[m].args if a not in merged]
-    seen = set()
-    while stack:
-        n = stack.pop()
-        if n in seen or n < lo:
-            continue
-        seen.add(n)
-        for a in graph[n].args:
-            if a in merged:
-                return False
-            stack.append(a)
-    return True
+    back = [a for m in small.nodes for a in graph[m].args if a not in sm and a not in lm]
+    fwd = [u for m in small.nodes for u in graph.users(m) if u not in sm and u not in lm]
+    return not (reaches(back, lambda n: graph[n].args, lambda n: n >= lo)
+                or reaches(fwd, graph.users, lambda n: n <= hi))
