@@ -26,12 +26,12 @@ def group_outputs(graph, group: Group, keep: set[int]) -> list[int]:
 
 def external_args(graph, group: Group) -> list[int]:
     members = set(group.nodes)
-    out: list[int] = []
+    out: dict[int, None] = {}   # ordered, with O(1) membership
     for n in group.nodes:
         for a in graph[n].args:
             if a not in members and a not in out and not _inline_const(graph, a):
-                out.append(a)
-    return out
+                out[a] = None
+    return list(out)
 
 
 def _inline_const(graph, nid: int) -> bool:
@@ -66,6 +66,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
                 out[pos[d]] = strides[j]
         return tuple(out)
 
+    arg_index = {a: i for i, a in reversed(list(enumerate(args)))}   # first position
     loads: list[Load] = []
     exprs: list[Expr] = []
     load_ref: dict[tuple, int] = {}
@@ -89,7 +90,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         key = (a, it)
         if key not in load_ref:
             load_ref[key] = len(exprs)
-            loads.append(Load(args.index(a), d.dtype, it))
+            loads.append(Load(arg_index[a], d.dtype, it))
             exprs.append(Expr("load", (len(loads) - 1,), d.dtype))
         return load_ref[key]
 

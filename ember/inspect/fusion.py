@@ -93,6 +93,8 @@ def why_apart(graph: Graph, a: int, b: int, group_of: dict, refused: str | None)
         return f"merging would make a cycle{where}"
     if refused == "broadcast":
         return "broadcasting would read a value at a different point of the shared loop nest"
+    if refused == "size":
+        return "the kernel would be too long (fuse.MAX_GROUP_WEIGHT ops) to compile fast"
     return "left apart by the greedy fusion order"
 
 

@@ -17,11 +17,22 @@ Movement ops need no fusion: they run as NumPy views that kernels read through s
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ember.codegen.backend import backend_for
+from ember.codegen.mathlib import DECOMPOSED, cost
 from ember.codegen.policy import FUSIBLE, REDUCE_OPS  # noqa: F401  (re-exported)
 from ember.ops.registry import OPS
+
+# The most scalar ops one kernel holds (a decomposed exp counts as its program's ~30):
+# LLVM's O3 (its loop vectorizer) grows faster than linearly in a loop body's size:
+# per op 0.64 ms at 128 ops, 0.54 at 512, 0.76 at 1,024, 2.9 at 4,000. A longer chain
+# is split into kernels of this size, each one more pass over memory.
+MAX_GROUP_WEIGHT = 512
+
+
+_cost = functools.lru_cache(maxsize=None)(cost)
 
 
 @dataclass
@@ -34,10 +45,13 @@ class Group:
     # The first and last member ids (kept up to date by ``_merge``: bounds its walks).
     lo: int = field(default=-1, repr=False, compare=False)
     hi: int = field(default=-1, repr=False, compare=False)
+    weight: int = field(default=0, repr=False, compare=False)   # scalar ops, see above
 
     def __post_init__(self) -> None:
         if self.nodes:
             self.lo, self.hi = min(self.nodes), max(self.nodes)
+        if not self.weight:
+            self.weight = len(self.nodes)
 
     def row_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The reduced shape with reduced dims kept as 1, and with them dropped."""
@@ -76,7 +90,8 @@ def fusible(graph, nid: int) -> bool:
 class Refused:
     """A merge fusion tried and refused: ``consumer``'s group with ``producer``'s, and
     why: "spaces" (iteration spaces differ), "cycle" (a path would leave the merged group
-    and re-enter it) or "broadcast" (a value would be read at another loop point)."""
+    and re-enter it), "broadcast" (a value would be read at another loop point) or
+    "size" (the kernel would exceed ``MAX_GROUP_WEIGHT`` ops)."""
     producer: int
     consumer: int
     reason: str
@@ -100,7 +115,8 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
             g = Group([nid], full, frozenset(a % max(len(full), 1) for a in d.attrs["axes"]),
                       {nid: "red"})
         else:
-            g = Group([nid], tuple(d.shape), role={nid: "point"})
+            g = Group([nid], tuple(d.shape), role={nid: "point"},
+                      weight=_cost(d.op) if d.op in DECOMPOSED else 1)
         group_of[nid] = g
         seen = []
         for a in d.args:
@@ -143,6 +159,8 @@ def _merge(graph, a: Group, b: Group, group_of: dict | None = None) -> Group | s
         if a.full != b.full:
             return "spaces"
         base, other, other_role = a, b, None
+    if a.weight + b.weight > MAX_GROUP_WEIGHT:
+        return "size"
     small, large = (a, b) if len(a.nodes) <= len(b.nodes) else (b, a)
     if not _can_merge(graph, small, large):
         return "cycle"
@@ -158,6 +176,7 @@ def _merge(graph, a: Group, b: Group, group_of: dict | None = None) -> Group | s
     large.nodes.extend(small.nodes)
     large.full, large.rdims = base.full, base.rdims
     large.lo, large.hi = min(large.lo, small.lo), max(large.hi, small.hi)
+    large.weight += small.weight
     if group_of is not None:
         for m in small.nodes:
             group_of[m] = large
