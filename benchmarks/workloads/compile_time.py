@@ -1,4 +1,5 @@
-"""Cold compile time: the chain and the MLP training step, each compiled afresh.
+"""Cold compile time: the chain, the MLP training step and long elementwise chains
+(2,000 and 20,000 ops: compile time linear in the graph), each compiled afresh.
 
 A cell's time is the wall time of the first two calls of a newly compiled function on
 new state: ember traces, compiles and checks on call 1 and traces again on call 2 (it
@@ -7,6 +8,11 @@ replays from call 3); the peers compile on call 1 (torch.compile may recompile o
 and inductor initialization, Numba's thread pool) are paid before timing by compiling
 an unrelated function. torch.compile runs with its caches off and ember's kernel cache
 is emptied, so every repeat compiles from nothing.
+
+The long chains (``compile_chain_<n>``) time the first call alone: it traces, optimizes,
+fuses, generates and compiles every kernel and checks the result against eager. Their
+constants all differ, so no two kernels share machine code. torch eager (the same
+Python, run once) is the reference; torch.compile runs on the 2,000-op chain only.
 """
 from __future__ import annotations
 
@@ -26,6 +32,12 @@ from benchmarks.workloads.models import (LR, MOMENTUM, initial_weights, jax_sgd_
 SIZES = ["128"]      # the MLP's batch; the chain runs on CHAIN_N elements
 QUICK_SIZES = ["8"]
 CHAIN_N = 4096
+# Long elementwise chains (ops per chain) on LONG_CHAIN_N float32; the aims: under 1 s
+# and under 10 s for the first call.
+LONG_CHAINS = (2000, 20000)
+QUICK_LONG_CHAINS = (200,)
+LONG_CHAIN_N = 1024
+TORCH_COMPILE_MAX_OPS = 2000   # inductor on 20,000 ops takes minutes
 
 
 def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
@@ -39,6 +51,13 @@ def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
                             f"first two calls", mlp_train_impls(batch),
                             reference="torch.compile", unit="s", cold=True,
                             rtol=1e-3, atol=1e-5))
+    quick = sizes == QUICK_SIZES
+    for n in QUICK_LONG_CHAINS if quick else LONG_CHAINS:
+        out.append(Workload(f"compile_chain_{n}", "compile",
+                            f"cold compile of a {n:,}-op elementwise chain "
+                            f"({LONG_CHAIN_N} float32), first call",
+                            long_chain_impls(n), reference="torch", unit="s", cold=True,
+                            rtol=1e-5, atol=1e-6))
     return out
 
 
@@ -139,6 +158,66 @@ def chain_impls() -> list[Impl]:
             Impl("torch.compile", "torch.compile", torch_setup),
             Impl("numba", "numba", numba_setup),
             Impl("jax.jit", "jax", jax_setup)]
+
+
+# ---- long chains ------------------------------------------------------------------------
+
+def make_long_chain(n: int) -> Callable[[Any], Any]:
+    """``n`` dependent elementwise ops (mul, add, neg, relu, sub by constants that all
+    differ), the same code for ember and torch tensors; values stay bounded."""
+    def f(x):
+        for i in range(n):
+            r = i % 4
+            if r == 0:
+                x = x * (1.0 + ((i * 7919) % 1000) * 1e-6)
+            elif r == 1:
+                x = x + ((i * 104729) % 1000 - 500) * 1e-6
+            elif r == 2:
+                x = -x
+            else:
+                x = x.relu() if i % 8 == 3 else x - 1e-4
+        return x
+    return f
+
+
+def long_chain_impls(n: int) -> list[Impl]:
+    x = np.random.default_rng(5).standard_normal(LONG_CHAIN_N, dtype=np.float32)
+
+    def ember_setup() -> Prepared:
+        import ember
+        warm = ember.compile(lambda v: (v * 2).exp() + 1)
+        for _ in range(3):
+            warm(ember.ones(16))
+        xt = ember.tensor(x)
+
+        def call() -> Timed:
+            with _ember_cold():
+                fn = ember.compile(make_long_chain(n))
+                return _timed(lambda: fn(xt), calls=1)
+        return Prepared(call, arrays)
+
+    def torch_setup() -> Prepared:
+        import torch
+        xt = torch.from_numpy(x.copy())
+        fn = make_long_chain(n)
+        return Prepared(lambda: _timed(lambda: fn(xt), calls=1), arrays)
+
+    def torch_compile_setup() -> Prepared:
+        import torch
+        with _torch_cold():
+            torch.compile(lambda v: (v * 2).exp() + 1)(torch.ones(16))
+        xt = torch.from_numpy(x.copy())
+
+        def call() -> Timed:
+            with _torch_cold():
+                fn = torch.compile(make_long_chain(n))
+                return _timed(lambda: fn(xt), calls=1)
+        return Prepared(call, arrays)
+
+    impls = [Impl("ember", "ember", ember_setup), Impl("torch", "torch", torch_setup)]
+    if n <= TORCH_COMPILE_MAX_OPS:
+        impls.append(Impl("torch.compile", "torch.compile", torch_compile_setup))
+    return impls
 
 
 # ---- the MLP training step ---------------------------------------------------------------
