@@ -319,3 +319,28 @@ def test_dce_keeps_exactly_what_the_roots_need(seed):
     dce(g)
     verify(g)
     assert set(g.nodes()) == want
+
+
+# ---- compile time, reported -------------------------------------------------------------
+
+def test_explain_and_the_perf_log_give_compile_time_by_phase(monkeypatch, capsys):
+    monkeypatch.setenv("EMBER_CACHE_DIR", "")          # LLVM must really run
+    c = 1.0 + random.random()                          # a kernel no earlier test made
+
+    def f(x):
+        return (x * c).exp().sum(-1)
+    report = ember.explain(f, ember.randn(4, 8))
+    g = report.graphs[0]
+    assert {"passes", "fuse", "lower", "codegen", "llvm"} <= set(g.phase_seconds)
+    assert all(v >= 0 for v in g.phase_seconds.values())
+    assert sum(g.phase_seconds.values()) <= g.compile_seconds + 1e-6
+    text = str(report)
+    assert f"compiled in {g.compile_seconds:.3f} s (passes " in text
+    assert "us per node" in text and "llvm " in text
+    ember.set_logs("perf")
+    try:
+        ember.compile(lambda x: (x * (c + 1)).exp())(ember.randn(4))
+    finally:
+        ember.set_logs("")
+    err = capsys.readouterr().err
+    assert "compile phases" in err and "llvm " in err and "us per node" in err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ember.codegen.phases import summary
 from ember.ir.graph import Graph
 from ember.tracer.compile import CompiledFunction, CompiledModule, compile
 from ember.tracer.segments import segments
@@ -14,6 +15,15 @@ class GraphReport:
     graph: Graph            # the optimized IR
     traced: Graph           # the IR as traced, before passes
     kernels: list = field(default_factory=list)      # this graph's runtime.plan.KernelInfo
+    # Compile seconds per phase (passes, fuse, lower, codegen, llvm; ``codegen.phases``)
+    # and in all (passes, plan building and its first run).
+    phase_seconds: dict = field(default_factory=dict)
+    compile_seconds: float = 0.0
+
+    @property
+    def compile_time(self) -> str:
+        """The compile time, split by phase and per traced node, on one line."""
+        return summary(self.phase_seconds, self.compile_seconds, len(self.traced))
 
     @property
     def nx(self):
@@ -41,16 +51,20 @@ class ExplainReport:
     breaks: list[Break] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    trace_seconds: float = 0.0      # the traced calls (the Python run under the tracer)
 
     def __str__(self) -> str:
         lines = [f"ember.explain({self.name}): {len(self.graphs)} graph(s), "
-                 f"{len(self.kernels)} kernel(s), {len(self.breaks)} graph break(s)"]
+                 f"{len(self.kernels)} kernel(s), {len(self.breaks)} graph break(s)"
+                 + (f"; traced in {self.trace_seconds * 1e3:.1f} ms" if self.trace_seconds
+                    else "")]
         for b in self.breaks:
             lines.append(f"  break: {b}")
         for f in self.fallbacks:
             lines.append(f"  fallback: {f}")
         for i, g in enumerate(self.graphs):
             lines.append(f"\n-- graph {i}: {len(g.traced)} traced nodes -> {len(g.graph)} after passes")
+            lines.append(f"  compiled in {g.compile_time}")
             lines.extend("  " + line for line in g.text.splitlines())
         lines.append("\n-- kernels")
         for k in self.kernels:
@@ -93,9 +107,14 @@ def explain(fn, *args, **kwargs) -> ExplainReport:
     for entry in cf.cache.values():
         for seg in segments(entry.root):
             if seg.graph is not None:
-                report.graphs.append(GraphReport(seg.graph, seg.traced, list(seg.plan.kernels)))
+                plan = seg.plan
+                report.graphs.append(GraphReport(
+                    seg.graph, seg.traced, list(plan.kernels), dict(plan.phase_seconds),
+                    plan.phase_seconds.get("passes", 0.0) + plan.compile_seconds))
                 report.kernels.extend(seg.plan.kernels)
     report.breaks = [Break(r, loc) for r, loc in cf.breaks]
     report.fallbacks = list(cf.fallbacks)
     report.stats = cf.stats()
+    record = getattr(cf, "record", None)
+    report.trace_seconds = getattr(record, "trace_seconds", 0.0)
     return report

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from ember.codegen.phases import summary
 from ember.inspect import logs
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ def log_compile(name: str, graph: str, pass_runs: list, plan_seconds: float,
     logs.log("perf", f"{name}: graph {graph}: compiled in {total_seconds * 1e3:.2f} ms: "
              f"passes {passes * 1e3:.2f} ms ({each}); plan {plan_seconds * 1e3:.2f} ms "
              f"(fusion, lowering, LLVM, first run)")
+
+
+def log_phases(name: str, graph: str, phase_seconds: dict, seconds: float, nodes: int) -> None:
+    """The compile time of one graph by phase, and per traced node (``codegen.phases``)."""
+    logs.log("perf", f"{name}: graph {graph}: compile phases "
+             f"{summary(phase_seconds, seconds, nodes)}")
 
 
 def profile_plan(plan: Plan, graph: Graph, function: str, where: str) -> None:

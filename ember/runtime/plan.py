@@ -18,6 +18,7 @@ import networkx as nx
 from ember.codegen.backend import backend_for
 from ember.codegen.kernel import Kernel
 from ember.codegen.lower import external_args, group_outputs, lower_group
+from ember.codegen.phases import phase
 from ember.ir.passes.fuse import Group, fuse
 from ember.ops.registry import OPS
 from ember.devices import array_module
@@ -50,6 +51,9 @@ class Plan:
     consts: dict = field(default_factory=dict)
     exports: list[tuple[int, int]] = field(default_factory=list)  # (trace id, plan node id)
     compile_seconds: float = 0.0
+    # Seconds per compile phase ("passes", "fuse", "lower", "codegen", "llvm"), filled
+    # in by the tracer (``codegen.phases``); "codegen" excludes "llvm".
+    phase_seconds: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)       # what plan_memory pooled and allocated
 
     def run(self, env: dict) -> None:
@@ -69,7 +73,8 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
     env = dict(env)
     env.update(plan.consts)
     keep = set(graph.outputs) | {v for _, v in graph.writebacks}
-    groups = fuse(graph)   # groups only where a backend can compile them
+    with phase("fuse"):
+        groups = fuse(graph)   # groups only where a backend can compile them
     group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
@@ -219,8 +224,10 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     device = graph[group.nodes[0]].device
     backend = backend_for(device.type)   # fusion grouped it: there is one
     try:
-        kernel = lower_group(graph, group, args, outs, env, name)
-        compiled = backend.compile_kernel(kernel)
+        with phase("lower"):
+            kernel = lower_group(graph, group, args, outs, env, name)
+        with phase("codegen"):   # LLVM's own share is phase "llvm", inside this one
+            compiled = backend.compile_kernel(kernel)
     except Exception as e:  # a compile error costs speed, never correctness
         reason = f"{type(e).__name__}: {e}"
         if on_fallback:

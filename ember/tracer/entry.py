@@ -15,6 +15,7 @@ dispatch where that pair can't be built.
 from __future__ import annotations
 
 from ember import autograd
+from ember.codegen import phases
 from ember.errors import OpError
 from ember.ir.graph import Graph
 from ember.ir.interpreter import TensorInterpreter
@@ -213,14 +214,18 @@ class Entry:
                            g.writebacks if seg.obs is None else [])
         seg.traced = sg.copy()
         t0, passlog = events.clock(), events.ask("pass_log", self.owner)
-        sg = run_pipeline(sg, log=passlog)
-        seg.graph = sg
-        seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
-                        if s.kind in ("captured", "grad", "value")]
-        inputs = {n: env[n] for n in sg.inputs}
-        plan, local = build_plan(sg, inputs, escapes,
-                                 on_fallback=lambda r, loc: self.owner._fallback(
-                                     f"a kernel runs eagerly: {r}", loc))
+        with phases.collecting() as acc:   # seconds per phase, for explain() and logs
+            sg = run_pipeline(sg, log=passlog)
+            seg.graph = sg
+            seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
+                            if s.kind in ("captured", "grad", "value")]
+            inputs = {n: env[n] for n in sg.inputs}
+            plan, local = build_plan(sg, inputs, escapes,
+                                     on_fallback=lambda r, loc: self.owner._fallback(
+                                         f"a kernel runs eagerly: {r}", loc))
+        if "codegen" in acc:
+            acc["codegen"] -= acc.get("llvm", 0.0)
+        plan.phase_seconds = acc
         plan.exports = list(zip(sorted(seg.needs), sg.outputs))
         for trace_id, nid in plan.exports:
             env[trace_id] = local[nid]

@@ -11,6 +11,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from ember.codegen.kernel import KernelCache
+from ember.codegen.phases import phase
 from ember.diskcache import DiskCache, default_cache
 
 
@@ -84,11 +85,12 @@ def _jit(source: str):
         engine.add_object_file(llvm.ObjectFileRef.from_data(code))
         engine.finalize_object()
         return engine, None
-    mod = _optimize(source, tm)
-    engine = llvm.create_mcjit_compiler(mod, tm)
-    if cache is not None:
-        engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf)))
-    engine.finalize_object()
+    with phase("llvm"):
+        mod = _optimize(source, tm)
+        engine = llvm.create_mcjit_compiler(mod, tm)
+        if cache is not None:
+            engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf)))
+        engine.finalize_object()
     # The engine (and its machine code) lives as long as the compiled kernel holding it:
     # only that object calls into the code (worker threads finish before run() returns).
     return engine, mod

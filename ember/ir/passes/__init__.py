@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from ember.codegen.phases import phase
 from ember.ir.passes.cse import cse
 from ember.ir.passes.dce import dce
 from ember.ir.passes.fold import fold
@@ -17,9 +18,10 @@ def run_pipeline(graph, *, check: bool = True, log=None):
     for p in PIPELINE:
         before = graph.text() if log else None
         t0 = time.perf_counter()
-        graph = p(graph)
-        if check:
-            verify(graph)
+        with phase("passes"):
+            graph = p(graph)
+            if check:
+                verify(graph)
         if log:
             log(p.__name__, before, graph.text(), time.perf_counter() - t0)
     return graph
