@@ -201,13 +201,15 @@ class Graph:
 
     def replace_uses(self, old: int, new: int) -> None:
         """Point every use of ``old`` (args, outputs, writebacks) at ``new``."""
+        g = self._nx
         for user in self.users(old):
             d = self[user]
-            d.args = tuple(new if a == old else a for a in d.args)
-            # rebuild the user's in-edges from its args, keeping operand positions
-            self._cut_inputs(user)
+            # move just the edges of the operands that change (keyed by position)
             for pos, a in enumerate(d.args):
-                self._nx.add_edge(a, user, key=pos)
+                if a == old:
+                    g.remove_edge(old, user, key=pos)
+                    g.add_edge(new, user, key=pos)
+            d.args = tuple(new if a == old else a for a in d.args)
         self.outputs = [new if o == old else o for o in self.outputs]
         self.writebacks = [(i, new if v == old else v) for i, v in self.writebacks]
 

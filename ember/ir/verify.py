@@ -16,27 +16,32 @@ def verify(graph) -> None:
     graph is acyclic without a separate search."""
     g = graph._nx
     nodes = graph._nodes
-    pred = g.pred
-    for nid in graph.nodes():
-        d = nodes[nid]
+    pred = g._pred     # networkx's own dicts: node -> {operand node: {edge key: data}}
+    consts = graph.consts
+    for nid, d in nodes.items():
         op = d.op
-        if op not in ("input", "const") and op not in OPS:
+        if op not in OPS and op not in ("input", "const"):
             raise GraphError(f"%{nid}: unknown op {op!r}")
-        for k in ("shape", "dtype", "device", "args", "attrs"):
-            if getattr(d, k) is None:
-                raise GraphError(f"%{nid}: missing {k}")
-        if nid not in pred:
+        if (d.shape is None or d.dtype is None or d.device is None or d.args is None
+                or d.attrs is None):
+            k = next(k for k in ("shape", "dtype", "device", "args", "attrs")
+                     if getattr(d, k) is None)
+            raise GraphError(f"%{nid}: missing {k}")
+        ins = pred.get(nid)
+        if ins is None:
             raise GraphError(f"%{nid}: not in the edge graph")
-        ins = pred[nid]
         for pos, a in enumerate(d.args):
-            if a not in nodes or a >= nid:
+            if a >= nid or a not in nodes:
                 raise GraphError(f"%{nid}: argument %{a} is not an earlier node")
-            if pos not in ins.get(a, ()):
+            keys = ins.get(a)
+            if keys is None or pos not in keys:
                 raise GraphError(f"%{nid}: edge for operand {pos} (%{a}) is missing")
-        n_in = sum(len(keys) for keys in ins.values())
+        n_in = 0
+        for a, keys in ins.items():
+            n_in += len(keys)
         if n_in != len(d.args):
             raise GraphError(f"%{nid}: {n_in} in-edges for {len(d.args)} operands")
-        if op == "const" and nid not in graph.consts:
+        if op == "const" and nid not in consts:
             raise GraphError(f"%{nid}: const without a value")
     if len(g) != len(nodes):
         raise GraphError(f"the edge graph has {len(g)} nodes for {len(nodes)} IR nodes")
