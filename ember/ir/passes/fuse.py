@@ -12,7 +12,9 @@ kernel each: the producers of a reduction, the reduction, and the consumers that
 back over the same rows. Nodes are visited in order and merged greedily with the groups
 of their operands when (1) the iteration spaces agree, (2) every value used inside the
 group is indexed the way NumPy broadcasting indexes it (``_consistent``), and (3) no
-path leaves the group and re-enters it (``_can_merge``), which would make a cycle.
+path leaves the group and re-enters it (``_can_merge``), which would make a cycle, and
+(4) the group stays within ``MAX_GROUP_WEIGHT`` scalar ops (LLVM compile time). Each
+merge checks only what joins two groups, so fusion is linear in the graph.
 Movement ops need no fusion: they run as NumPy views that kernels read through strides.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ember.codegen.mathlib import DECOMPOSED, cost
 from ember.codegen.policy import FUSIBLE, REDUCE_OPS  # noqa: F401  (re-exported)
 from ember.ops.registry import OPS
 
-# The most scalar ops one kernel holds (a decomposed exp counts as its program's ~30):
+# The most scalar ops one kernel holds (a decomposed op weighs its program: exp 19):
 # LLVM's O3 (its loop vectorizer) grows faster than linearly in a loop body's size:
 # per op 0.64 ms at 128 ops, 0.54 at 512, 0.76 at 1,024, 2.9 at 4,000. A longer chain
 # is split into kernels of this size, each one more pass over memory.
