@@ -64,7 +64,8 @@ class ExplainReport:
             lines.append(f"  fallback: {f}")
         for i, g in enumerate(self.graphs):
             lines.append(f"\n-- graph {i}: {len(g.traced)} traced nodes -> {len(g.graph)} after passes")
-            lines.append(f"  compiled in {g.compile_time}")
+            if g.compile_seconds:   # (a repro's report has no timings)
+                lines.append(f"  compiled in {g.compile_time}")
             lines.extend("  " + line for line in g.text.splitlines())
         lines.append("\n-- kernels")
         for k in self.kernels:
