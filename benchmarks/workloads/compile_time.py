@@ -6,8 +6,8 @@ new state: ember traces, compiles and checks on call 1 and traces again on call 
 replays from call 3); the peers compile on call 1 (torch.compile may recompile on call
 2 once the optimizer's momentum buffers exist). One-time start-up costs (imports, LLVM
 and inductor initialization, Numba's thread pool) are paid before timing by compiling
-an unrelated function. torch.compile runs with its caches off and ember's kernel cache
-is emptied, so every repeat compiles from nothing.
+an unrelated function. torch.compile runs with its caches off, ember's kernel cache is
+emptied and its persistent cache turned off, so every repeat compiles from nothing.
 
 The long chains (``compile_chain_<n>``) time the first call alone: it traces, optimizes,
 fuses, generates and compiles every kernel and checks the result against eager. Their
@@ -17,6 +17,7 @@ Python, run once) is the reference; torch.compile runs on the 2,000-op chain onl
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from typing import Any, Callable, Iterator
@@ -74,7 +75,17 @@ def _ember_cold() -> Iterator[None]:
     if not _empty_ember_kernel_caches():
         raise RuntimeError("no ember kernel cache found to empty (ember.codegen.llvm._CACHE): "
                            "a cold compile could not be told from a cache hit")
-    yield
+    # The persistent cache too (EMBER_CACHE_DIR, read on each use): with it, every repeat
+    # after the first loaded the machine code an earlier repeat stored.
+    saved = os.environ.get("EMBER_CACHE_DIR")
+    os.environ["EMBER_CACHE_DIR"] = ""
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["EMBER_CACHE_DIR"]
+        else:
+            os.environ["EMBER_CACHE_DIR"] = saved
 
 
 def _empty_ember_kernel_caches() -> bool:
