@@ -31,8 +31,8 @@ from ember.ops.registry import OPS
 # LLVM's O3 (its loop vectorizer) grows faster than linearly in a loop body's size.
 # CPU time per op of a chain kernel (build, O3, machine code; best of 3): 0.29 ms at
 # 128 ops, 0.23-0.24 at 256-512, 0.29 at 768, 0.31 at 1,024, 0.51 at 2,048, 1.08 at
-# 4,096. A longer chain is split into kernels of this size, each one more pass over
-# memory.
+# 4,096 (half of O3's time at 512 ops is LoopVectorizePass). A longer chain is split
+# into kernels of this size, each one more pass over memory.
 MAX_GROUP_WEIGHT = 512
 
 
