@@ -344,3 +344,17 @@ def test_explain_and_the_perf_log_give_compile_time_by_phase(monkeypatch, capsys
         ember.set_logs("")
     err = capsys.readouterr().err
     assert "compile phases" in err and "llvm " in err and "us per node" in err
+
+
+def test_phases_count_batched_kernels_in_codegen(monkeypatch):
+    """Independent kernels are compiled again as one batch (horizontal fusion): its LLVM
+    time is inside "codegen", so codegen without LLVM stays >= 0."""
+    monkeypatch.setenv("EMBER_CACHE_DIR", "")
+    c = 1.0 + random.random()
+
+    def f(x, y):
+        return (x * c).exp(), (y.sum(-1) * c).tanh()
+    report = ember.explain(f, ember.randn(64), ember.randn(8, 16))
+    g = report.graphs[0]
+    assert len(g.kernels) == 1 and len(g.kernels[0].parts) == 2, g.kernels
+    assert g.phase_seconds["codegen"] >= 0 and g.phase_seconds["llvm"] > 0

@@ -98,7 +98,8 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
             plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d.op], [unit],
                                            [d.src] if d.src else []))
     update_in_place(plan, graph, env)
-    _fuse_horizontally(plan)
+    with phase("codegen"):   # batches of independent kernels, compiled together
+        _fuse_horizontally(plan)
     plan_memory(plan, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
