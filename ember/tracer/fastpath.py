@@ -19,12 +19,16 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import numpy as np
+
 from ember import autograd
 from ember import autograd_hooks as _hooks
 from ember import dispatch as _dispatch
 from ember.amp import state as _amp
 from ember.errors import OpError
 from ember.ir.views import root
+from ember.runtime.memory import Buffer
+from ember.runtime.steps import KernelStep
 from ember.tensor import Tensor
 from ember.tracer import events, pytree
 from ember.tracer.events import clock
@@ -83,6 +87,7 @@ class _Writer:
     def __init__(self, owner, entry, key: tuple, leaves: list) -> None:
         self.owner, self.entry, self.key = owner, entry, key
         self.types = [type(v) for _, v in leaves]   # Tensor, or a subclass (Parameter)
+        self.arrays = [type(v._data) if isinstance(v, Tensor) else None for _, v in leaves]
         self.ns: dict[str, Any] = {}
         self.lines: list[str] = []
 
@@ -91,6 +96,30 @@ class _Writer:
         n = f"{hint}{len(self.ns)}"
         self.ns[n] = value
         return n
+
+    def plan_lines(self, plan, args: set, pad: str) -> None:
+        """``plan.run(env)``'s work as straight-line code over ``env`` (Plan.run copies
+        env and exports; here the plan's own ids are used as they are)."""
+        L = self.lines
+        ready = set(args)   # values known to be NumPy arrays
+        if plan.consts:
+            L.append(f"{pad}env.update({self.name(plan.consts, 'CONSTS')})")
+            ready |= {n for n, c in plan.consts.items() if type(c) is np.ndarray}
+        for step in plan.steps:
+            call = _direct(step, ready)
+            if call is None:
+                L.append(f"{pad}{self.name(step, 'STEP')}(env)")
+                ready -= set(step.writes)
+                continue
+            f, outer = call
+            outs = [f"o{len(self.ns)}_{j}" for j in range(len(step.buffers))]
+            for o, b in zip(outs, step.buffers):
+                L.append(f"{pad}{o} = {self.name(b, 'B')}.get(env)")
+            ins = ", ".join(f"env[{r!r}]" for r in step.reads)
+            L.append(f"{pad}{self.name(f, 'K')}({ins}, {', '.join(outs)}, 0, {outer!r})")
+            for w, o in zip(step.writes, outs):
+                L.append(f"{pad}env[{w!r}] = {o}")
+            ready |= set(step.writes)
 
     def function(self) -> Callable[[tuple], Any]:
         owner, entry = self.owner, self.entry
@@ -106,7 +135,8 @@ class _Writer:
                   clock=clock, OpError=OpError, copysign=math.copysign, WRAP=Tensor._wrap)
         L.append("def fast(args):")
         L.append(f"    if len(args) != {n} or G[0] or LOCAL.tracer is not None "
-                 f"or ENTRY.state != 'ready': {miss}")
+                 f"or ENTRY.state != 'ready' or ENTRY.root is not {self.name(seg, 'SEG')} "
+                 f"or {self.name(seg, 'SEG')}.plan is not {self.name(seg.plan, 'PLAN')}: {miss}")
         names = [f"a{i}" for i in range(n)]
         if n:
             L.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args")
@@ -120,6 +150,7 @@ class _Writer:
                 arrays.append(d)
                 L.append(f"    if type({a}) is not {self.name(t, 'T')}: {miss}")
                 L.append(f"    {d} = {a}._data")
+                L.append(f"    if type({d}) is not {self.name(self.arrays[i], 'AT')}: {miss}")
                 dt, dv = self.name(dtype, "DT"), self.name(device, "DV")
                 L.append(f"    if ({d}.shape != {shape!r} or {d}.strides != {strides!r} or "
                          f"({d}.dtype is not {dt} and {d}.dtype != {dt}) or "
@@ -167,7 +198,15 @@ class _Writer:
         if seg.captured:
             L.append(f"            {self.name(entry._fill_captured, 'FILL')}"
                      f"({self.name(seg, 'SEG')}, env)")
-        L.append(f"            {self.name(seg.plan.run, 'RUN')}(env)")
+        g = trace.graph
+        exports = dict(seg.plan.exports)
+        if all(g.outputs[v] in exports for kind, v in trace.out_leaves if kind == "T"):
+            # The plan's steps, inlined (the values stay in ``env``: plan node ids)
+            self.plan_lines(seg.plan, set(trace.arg_paths), "            ")
+            result = {t: n for t, n in exports.items()}
+        else:
+            L.append(f"            {self.name(seg.plan.run, 'RUN')}(env)")
+            result = {n: n for n in g.outputs}
         L.append("        except OpError as e:")
         L.append("            if not e.from_check: raise")
         L.append("            return OWNER._eager(args, {})")
@@ -176,8 +215,7 @@ class _Writer:
             L.append(f"        except {self.name(Stale, 'STALE')} as e:")
             L.append("            OWNER._fallback(f'a call ran eagerly: {e}')")
             L.append("            return OWNER._eager(args, {})")
-        g = trace.graph
-        values = [repr(v) if kind == "V" else f"WRAP(env[{g.outputs[v]!r}])"
+        values = [repr(v) if kind == "V" else f"WRAP(env[{result[g.outputs[v]]!r}])"
                   for kind, v in trace.out_leaves]
         if trace.out_spec == ("leaf", None, None):
             L.append(f"        out = {values[0]}")
@@ -196,6 +234,25 @@ class _Writer:
         fast = self.ns["fast"]
         fast.source = source
         return fast
+
+
+def _direct(step, ready: set):
+    """``(f, outer)`` to call kernel step ``step`` straight (``CompiledKernel.direct``)
+    when its checks in ``run`` are sure to pass: it reads only arrays in ``ready`` (known
+    NumPy arrays), its buffers are NumPy buffers of the kernel's output dtypes and sizes.
+    Else None (the step is called as it is)."""
+    if type(step) is not KernelStep or not all(r in ready for r in step.reads):
+        return None
+    direct = getattr(step.compiled, "direct", None)
+    call = direct() if direct is not None else None
+    if call is None or len(step.reads) != step.compiled.num_inputs:
+        return None
+    outs = zip(step.buffers, step.compiled._out_np, step.compiled.out_sizes)
+    if len(step.buffers) != step.compiled.num_outputs or not all(
+            type(b) is Buffer and b.xp is np and b.dtype == d and math.prod(b.shape) == n
+            for b, d, n in outs):
+        return None
+    return call
 
 
 def _tensor_index(leaves: tuple, i: int) -> int:

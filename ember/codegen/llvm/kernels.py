@@ -120,6 +120,15 @@ class CompiledKernel:
         for f in futures:
             f.result()
 
+    def direct(self):
+        """``(f, outer)`` such that ``f(*inputs, *outputs, 0, outer)`` is ``run(inputs,
+        outputs)`` without its checks, for a caller that has made sure of them (a cache
+        hit's generated code: fastpath.py); None where ``run`` does more (threads, an
+        empty loop, raw pointers)."""
+        if self._chunks is not None or self.layout.empty or not self._by_object:
+            return None
+        return self._cfunc, self._outer
+
     def _reject(self, inputs: list, outputs: list) -> None:
         """Raise for arguments the fast checks in ``run`` did not accept, unless they are
         valid after all (ndarray subclasses, equal but distinct dtype objects)."""
