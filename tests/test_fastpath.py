@@ -201,6 +201,13 @@ def test_hook_version_and_autocast_miss():
         np.testing.assert_allclose(_arr(c(x)), [2.0, 2.0])
     finally:
         h.remove()
+    # the hook version has moved for good: keys carry it, and the fast path checks it
+    _hot(c, x)
+    assert c._fast is not None and c._fast((x,)) is not MISS
+    if hasattr(ember, "autocast"):
+        with ember.autocast("cpu", dtype=ember.bfloat16):
+            assert c._fast((x,)) is MISS
+            np.testing.assert_allclose(_arr(c(x)).astype(np.float32), [2.0, 2.0])
 
 
 def test_index_error_raises_as_eager():
@@ -383,3 +390,114 @@ def test_iadd_records_gradient():
     y += x
     y.sum().backward()
     np.testing.assert_allclose(_arr(x.grad), [3.0] * 3)
+
+
+# ---- effects, training steps, kernel launchers ---------------------------------------------
+
+def _mlp_step():
+    ember.manual_seed(0)
+    m = ember.nn.Sequential(ember.nn.Linear(8, 16), ember.nn.ReLU(), ember.nn.Linear(16, 4))
+    opt = ember.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = ember.nn.functional.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return m, step
+
+
+def test_training_step_fast_equals_eager():
+    x = ember.tensor(np.random.default_rng(0).standard_normal((4, 8), dtype=np.float32))
+    y = ember.tensor(np.array([0, 1, 2, 3]))
+    m1, s1 = _mlp_step()
+    m2, s2 = _mlp_step()
+    c = ember.compile(s1)
+    for i in range(7):
+        a, b = c(x, y), s2(x, y)
+        np.testing.assert_allclose(a.item(), b.item(), rtol=1e-5)
+    assert c._fast is not None and "OUTPUTS" in c._fast.source   # effects: writeback.outputs
+    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(_arr(p1), _arr(p2), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_arr(p1.grad), _arr(p2.grad), rtol=1e-5, atol=1e-6)
+
+
+def test_argument_sharing_written_memory_runs_eagerly():
+    w = ember.zeros(4)
+
+    def f(x):
+        w.add_(x)
+        return w * 2
+
+    c = ember.compile(f)
+    x = ember.ones(4)
+    for _ in range(4):
+        c(x)
+    assert c._fast is not None
+    np.testing.assert_allclose(_arr(w), [4.0] * 4)
+    view = w[:]   # the argument is the memory the call writes: eager order matters
+    assert c._fast((view,)) is MISS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = c(view)
+    np.testing.assert_allclose(_arr(w), [8.0] * 4)
+    np.testing.assert_allclose(_arr(out), [16.0] * 4)
+
+
+def test_builtin_launcher_matches_ctypes():
+    from ember.codegen.llvm import fastcall
+    if not fastcall.available():
+        pytest.skip("no builtin launcher on this Python")
+
+    def f(x, y):
+        return (x * y).exp() - y
+
+    c = ember.compile(f)
+    rng = np.random.default_rng(5)
+    x = ember.tensor(rng.standard_normal((3, 5), dtype=np.float32))
+    y = ember.tensor(rng.standard_normal((3, 5), dtype=np.float32))
+    out = _hot(c, x, y)
+    np.testing.assert_allclose(_arr(out), np.exp(_arr(x) * _arr(y)) - _arr(y), rtol=1e-6)
+    ns = c._fast.__globals__
+    step = next(v for k, v in ns.items() if k.startswith("KEEP"))
+    k = step.compiled
+    f_direct = k.direct()
+    assert type(f_direct).__name__ == "builtin_function_or_method"
+    a = np.empty(15, np.float32).reshape(3, 5)
+    b = np.empty_like(a)
+    f_direct(x._data, y._data, a)
+    k._cfunc(x._data, y._data, b, 0, k._outer)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(SystemError):
+        f_direct(x._data, y._data)             # wrong count: refused, nothing run
+    with pytest.raises(SystemError):
+        f_direct(x._data, [1.0], a)            # not an ndarray: refused
+    m = np.zeros_like(a).view(np.memmap)        # run() takes subclasses (through ctypes)
+    k.run([x._data, y._data], [m])
+    np.testing.assert_array_equal(np.asarray(m), b)
+
+
+def test_fast_hits_from_threads():
+    import threading
+
+    c = ember.compile(lambda x, s: x * s + 1)
+    xs = [ember.tensor(np.full(8, float(i), np.float32)) for i in range(4)]
+    _hot(c, xs[0], 2.0)
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(200):
+                out = c(xs[i], 2.0)
+                if not np.array_equal(_arr(out), np.full(8, 2.0 * i + 1, np.float32)):
+                    errors.append(i)
+        except Exception as e:   # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

@@ -3,7 +3,7 @@
 A generic hit flattens the arguments, builds the key tuple (``key.py``), hashes it, looks
 up the entry, checks its guards, checks the captured tensors, walks the segment tree,
 runs the plan and wraps the outputs through ``writeback.outputs``. For the common entry
-(plain positional arguments, one segment, no in-place effects, no autograd) all of this
+(plain positional arguments, one segment, no autograd plans) all of this
 is decided once: ``build`` writes a function that checks exactly the fields the key
 holds, straight on the arguments, in the cheapest order, then runs the plan and wraps the
 results. Anything it does not expect returns ``MISS`` before it has changed anything, and
@@ -33,7 +33,7 @@ from ember.tensor import Tensor
 from ember.tracer import events, pytree
 from ember.tracer.events import clock
 from ember.tracer.options import global_eager
-from ember.tracer.writeback import PURE
+from ember.tracer.writeback import PURE, outputs, shares_written_memory
 
 MISS = object()   # "not this entry's call, or not the common case: take the generic path"
 MAX_ARGS = 32     # beyond that the pairwise aliasing test is no cheaper than the key's
@@ -54,8 +54,8 @@ def eligible(owner, entry, key: tuple) -> str:
     structure, grad, modes, leaves, alias = key
     if owner.mode != "default" or entry.state != "ready":
         return "mode or state"
-    if modes is not None or alias is not None:
-        return "autocast, leaf hooks or aliasing arguments"
+    if alias is not None:
+        return "aliasing arguments"
     if len(leaves) > MAX_ARGS or structure != _positional(len(leaves)):
         return "keyword or nested arguments"
     seg = entry.root
@@ -65,12 +65,11 @@ def eligible(owner, entry, key: tuple) -> str:
     if seg.trace is not trace:
         return "segment trace"
     g = trace.graph
-    if g.writebacks or g.grad_writes or g.rebinds or trace.effects is not PURE:
-        return "effects"
-    if trace.grad_outputs:
-        return "gradients"
-    if grad and any(p[0] == "T" and p[4] for p in leaves):
-        return "gradients"
+    if trace.effects is None:
+        return "effects not known yet"
+    if not g.grad_writes:   # (a call that runs backward itself never takes autograd plans)
+        if trace.grad_outputs or grad and any(p[0] == "T" and p[4] for p in leaves):
+            return "gradients"
     return ""
 
 
@@ -111,12 +110,14 @@ class _Writer:
                 L.append(f"{pad}{self.name(step, 'STEP')}(env)")
                 ready -= set(step.writes)
                 continue
-            f, outer = call
+            f = call
             outs = [f"o{len(self.ns)}_{j}" for j in range(len(step.buffers))]
             for o, b in zip(outs, step.buffers):
                 L.append(f"{pad}{o} = {self.name(b, 'B')}.get(env)")
             ins = ", ".join(f"env[{r!r}]" for r in step.reads)
-            L.append(f"{pad}{self.name(f, 'K')}({ins}, {', '.join(outs)}, 0, {outer!r})")
+            # (the namespace keeps the step, so the kernel's machine code, alive)
+            self.name(step, "KEEP")
+            L.append(f"{pad}{self.name(f, 'K')}({ins}, {', '.join(outs)})")
             for w, o in zip(step.writes, outs):
                 L.append(f"{pad}env[{w!r}] = {o}")
             ready |= set(step.writes)
@@ -132,7 +133,8 @@ class _Writer:
         ns.update(MISS=MISS, G=global_eager, LOCAL=_dispatch._local, root=root,
                   GRAD=autograd._state, AMP=_amp.state, HOOKV=_hooks.LEAF_HOOKS_VERSION,
                   ENTRY=entry, OWNER=owner, C=owner.counters, LOCK=owner._lock, EV=events,
-                  clock=clock, OpError=OpError, copysign=math.copysign, WRAP=Tensor._wrap)
+                  clock=clock, OpError=OpError, copysign=math.copysign, WRAP=Tensor._wrap,
+                  AMPKEY=_amp.key)
         L.append("def fast(args):")
         L.append(f"    if len(args) != {n} or G[0] or LOCAL.tracer is not None "
                  f"or ENTRY.state != 'ready' or ENTRY.root is not {self.name(seg, 'SEG')} "
@@ -169,19 +171,30 @@ class _Writer:
             pairs = [f"{x} is {y}" for j, x in enumerate(roots) for y in roots[j + 1:]]
             L.append(f"    if {' or '.join(pairs)}: {miss}")
         L.append(f"    if GRAD.__dict__.get('grad', True) is not {bool(grad)!r}: {miss}")
-        L.append(f"    if AMP.modes or HOOKV[0]: {miss}")
+        modes = self.key[2]
+        if modes is None:
+            L.append(f"    if AMP.modes or HOOKV[0]: {miss}")
+        else:   # (autocast key, leaf-hook version): one of them is set, as in key_fields
+            L.append(f"    if HOOKV[0] != {modes[1]!r} or AMPKEY() != "
+                     f"{self.name(modes[0], 'AK')}: {miss}")
         guards = entry.guards
+        g = trace.graph
+        pure = trace.effects is PURE
+        leaves_used = not pure or (guards is not None and guards.where
+                                   and "L[" in guards.source)
+        if leaves_used:   # the (path, value) leaves, as pytree.flatten_call makes them
+            paths = self.name([p for p, _ in pytree.flatten_call((None,) * n, {})[0]], "P")
+            L.append(f"    L = list(zip({paths}, args))")
+        else:
+            L.append("    L = None")
         if guards is not None and guards.where:
-            if "L[" in guards.source:
-                paths = self.name([p for p, _ in pytree.flatten_call((None,) * n, {})[0]],
-                                  "P")
-                L.append(f"    L = list(zip({paths}, args))")
-            else:
-                L.append("    L = None")
             L.append(f"    if {self.name(guards.check, 'GC')}(L) != -1: {miss}")
+        if g.writebacks:   # Entry.run runs such a call eagerly (the generic path says why)
+            L.append(f"    if {self.name(shares_written_memory, 'SHARES')}"
+                     f"({self.name(entry.traces, 'TRACES')}, L): {miss}")
         if entry.captured:
             L.append(f"    if {self.name(entry.captured_changed, 'CC')}(): {miss}")
-            if grad:   # gradients would flow from a captured tensor: the autograd path
+            if grad and not g.grad_writes:   # gradients would flow from a captured tensor
                 caps = self.name(entry.captured, "CAP")
                 L.append(f"    for t in {caps}:")
                 L.append(f"        if t.requires_grad: {miss}")
@@ -198,11 +211,12 @@ class _Writer:
         if seg.captured:
             L.append(f"            {self.name(entry._fill_captured, 'FILL')}"
                      f"({self.name(seg, 'SEG')}, env)")
-        g = trace.graph
         exports = dict(seg.plan.exports)
-        if all(g.outputs[v] in exports for kind, v in trace.out_leaves if kind == "T"):
+        if pure and all(g.outputs[v] in exports for kind, v in trace.out_leaves
+                        if kind == "T"):
             # The plan's steps, inlined (the values stay in ``env``: plan node ids)
-            self.plan_lines(seg.plan, set(trace.arg_paths), "            ")
+            exact = {nid for nid, i in trace.arg_paths.items() if self.arrays[i] is np.ndarray}
+            self.plan_lines(seg.plan, exact, "            ")
             result = {t: n for t, n in exports.items()}
         else:
             L.append(f"            {self.name(seg.plan.run, 'RUN')}(env)")
@@ -217,7 +231,10 @@ class _Writer:
             L.append("            return OWNER._eager(args, {})")
         values = [repr(v) if kind == "V" else f"WRAP(env[{result[g.outputs[v]]!r}])"
                   for kind, v in trace.out_leaves]
-        if trace.out_spec == ("leaf", None, None):
+        if not pure:   # write-backs, .grad and .data assignments, aliased results
+            L.append(f"        out = {self.name(outputs, 'OUTPUTS')}"
+                     f"({self.name(trace, 'TRACE')}, env, L)")
+        elif trace.out_spec == ("leaf", None, None):
             L.append(f"        out = {values[0]}")
         else:
             spec = self.name(trace.out_spec, "SPEC")
@@ -237,7 +254,8 @@ class _Writer:
 
 
 def _direct(step, ready: set):
-    """``(f, outer)`` to call kernel step ``step`` straight (``CompiledKernel.direct``)
+    """``f(*inputs, *outputs)`` to call kernel step ``step`` straight
+    (``CompiledKernel.direct``)
     when its checks in ``run`` are sure to pass: it reads only arrays in ``ready`` (known
     NumPy arrays), its buffers are NumPy buffers of the kernel's output dtypes and sizes.
     Else None (the step is called as it is)."""
