@@ -501,3 +501,85 @@ def test_fast_hits_from_threads():
     for t in threads:
         t.join()
     assert not errors
+
+
+# ---- fuzz: a fast hit answers only the calls the generic path would answer the same ------
+
+SCALE = [0.5]
+
+
+def _fuzz_fn(x, y, s):
+    return (x * s + y).relu() * SCALE[0] - y
+
+
+def _fuzz_args(rng):
+    """Arguments that vary one key field at a time around a common signature."""
+    kind = rng.integers(0, 9)
+    base = rng.standard_normal((3, 4)).astype(np.float32)
+    x = ember.tensor(base)
+    y = ember.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+    s = 1.5
+    if kind == 1:
+        x = ember.tensor(base.astype(np.float64))
+        y = y.double()
+    elif kind == 2:
+        x = ember.tensor(np.ascontiguousarray(base.T)).t()      # other strides
+    elif kind == 3:
+        x = x.requires_grad_(True)
+    elif kind == 4:
+        y = x                                                    # the same tensor twice
+    elif kind == 5:
+        s = float(rng.choice([0.0, -0.0, 2.0, float("nan")]))
+    elif kind == 6:
+        s = int(rng.integers(-2, 3))
+    elif kind == 7:
+        y = x[:, :]                                              # a view of x
+    elif kind == 8:
+        x = ember.nn.Parameter(x)
+    return x, y, s
+
+
+def _fuzz(n_calls: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    c = ember.compile(_fuzz_fn)
+    SCALE[0] = 0.5
+    fast_answers = 0
+    for i in range(n_calls):
+        if rng.random() < 0.05:
+            SCALE[0] = float(rng.choice([0.5, 0.25]))     # a guarded global's contents
+        x, y, s = _fuzz_args(rng)
+        grad = rng.random() < 0.85
+        with ember.set_grad_enabled(grad):
+            fast = c._fast
+            answer = fast((x, y, s)) if fast is not None else MISS
+            if answer is not MISS:
+                fast_answers += 1
+                # it answered: the generic path must agree (values and requires_grad)
+                ref = _fuzz_fn(x, y, s)
+                np.testing.assert_allclose(_arr(answer), _arr(ref), rtol=1e-5, atol=1e-6,
+                                           equal_nan=True)
+                assert answer.requires_grad == ref.requires_grad
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = c(x, y, s)
+            ref = _fuzz_fn(x, y, s)
+        # (a fused kernel may round differently from eager by an ulp)
+        np.testing.assert_allclose(_arr(out), _arr(ref), rtol=1e-5, atol=1e-6, equal_nan=True)
+        assert out.requires_grad == ref.requires_grad
+        if out.requires_grad:
+            out.sum().backward()
+            g = x.grad
+            x.grad = None
+            ref.sum().backward()
+            np.testing.assert_allclose(_arr(g), _arr(x.grad), rtol=1e-5, atol=1e-6)
+    assert fast_answers > 0
+
+
+def test_fastpath_fuzz_short():
+    _fuzz(150, 0)
+
+
+@pytest.mark.slow
+def test_fastpath_fuzz_long():
+    for seed in range(1, 9):
+        _fuzz(600, seed)
