@@ -583,3 +583,28 @@ def test_fastpath_fuzz_short():
 def test_fastpath_fuzz_long():
     for seed in range(1, 9):
         _fuzz(600, seed)
+
+
+def test_compiled_module_forward_with_autograd_plans():
+    ember.manual_seed(3)
+    m = ember.nn.Sequential(ember.nn.Linear(4, 6), ember.nn.Tanh(), ember.nn.Linear(6, 2))
+    c = ember.compile(m)
+    x = ember.randn(5, 4)
+    for _ in range(3):
+        c(x)
+    cf = c._compiled_forward
+    assert cf._fast is not None and "P.forward" in cf._fast.source
+    for _ in range(2):
+        m.zero_grad()
+        out = c(x)
+        (out * out).sum().backward()
+        got = [_arr(p.grad).copy() for p in m.parameters()]
+        m.zero_grad()
+        ref = m(x)
+        (ref * ref).sum().backward()
+        np.testing.assert_allclose(_arr(out), _arr(ref), rtol=1e-5, atol=1e-6)
+        for a, p in zip(got, m.parameters()):
+            np.testing.assert_allclose(a, _arr(p.grad), rtol=1e-5, atol=1e-6)
+    with ember.no_grad():   # another key: no gradients, the plain plan
+        out = c(x)
+    assert not out.requires_grad

@@ -65,12 +65,22 @@ def eligible(owner, entry, key: tuple) -> str:
     if seg.trace is not trace:
         return "segment trace"
     g = trace.graph
-    if trace.effects is None:
+    if trace.effects is None and not _autograd(entry, key) == "always":
         return "effects not known yet"
-    if not g.grad_writes:   # (a call that runs backward itself never takes autograd plans)
-        if trace.grad_outputs or grad and any(p[0] == "T" and p[4] for p in leaves):
-            return "gradients"
     return ""
+
+
+def _autograd(entry, key: tuple) -> str:
+    """Whether a hit of ``entry`` runs its compiled forward/backward pair, as
+    ``Entry.run`` decides: "always", "never", or "captured" (when a captured tensor
+    requires grad, read at each call)."""
+    trace = entry.traces[0]
+    if trace.graph.grad_writes:   # a call that runs backward itself
+        return "never"
+    grad = key[1]
+    if trace.grad_outputs or grad and any(p[0] == "T" and p[4] for p in key[3]):
+        return "always"
+    return "captured" if grad and entry.captured else "never"
 
 
 def _positional(n: int):
@@ -89,6 +99,7 @@ class _Writer:
         self.arrays = [type(v._data) if isinstance(v, Tensor) else None for _, v in leaves]
         self.ns: dict[str, Any] = {}
         self.lines: list[str] = []
+        self.extra: list[str] = []   # a second function (autograd_lines)
 
     def name(self, value, hint: str) -> str:
         """A namespace name bound to ``value``."""
@@ -180,8 +191,9 @@ class _Writer:
         guards = entry.guards
         g = trace.graph
         pure = trace.effects is PURE
-        leaves_used = not pure or (guards is not None and guards.where
-                                   and "L[" in guards.source)
+        auto = _autograd(entry, self.key)
+        leaves_used = not pure or auto != "never" or (guards is not None and guards.where
+                                                      and "L[" in guards.source)
         if leaves_used:   # the (path, value) leaves, as pytree.flatten_call makes them
             paths = self.name([p for p, _ in pytree.flatten_call((None,) * n, {})[0]], "P")
             L.append(f"    L = list(zip({paths}, args))")
@@ -189,15 +201,23 @@ class _Writer:
             L.append("    L = None")
         if guards is not None and guards.where:
             L.append(f"    if {self.name(guards.check, 'GC')}(L) != -1: {miss}")
+        if entry.captured:
+            L.append(f"    if {self.name(entry.captured_changed, 'CC')}(): {miss}")
+        if auto == "always":
+            self.autograd_lines(trace)
+            return self.finish()
+        if auto == "captured":   # gradients flow from a captured tensor: the pair runs
+            caps = self.name(entry.captured, "CAP")
+            L.append(f"    for t in {caps}:")
+            L.append("        if t.requires_grad:")
+            L.append("            return autograd(args, L)")
+            self.autograd_lines(trace, name="autograd")
+        if trace.effects is None:
+            L.append(f"    {miss}")   # (not known yet: the generic path finds out)
+            return self.finish()
         if g.writebacks:   # Entry.run runs such a call eagerly (the generic path says why)
             L.append(f"    if {self.name(shares_written_memory, 'SHARES')}"
                      f"({self.name(entry.traces, 'TRACES')}, L): {miss}")
-        if entry.captured:
-            L.append(f"    if {self.name(entry.captured_changed, 'CC')}(): {miss}")
-            if grad and not g.grad_writes:   # gradients would flow from a captured tensor
-                caps = self.name(entry.captured, "CAP")
-                L.append(f"    for t in {caps}:")
-                L.append(f"        if t.requires_grad: {miss}")
         # From here on the call is this entry's hit: what _hit and Entry.run do.
         L.append("    with LOCK:")
         L.append("        C['calls'] += 1")
@@ -244,8 +264,40 @@ class _Writer:
         L.append("            s = clock() - t0")
         L.append("            for h in H: h(OWNER, ENTRY, s)")
         L.append("        return out")
-        source = "\n".join(L) + "\n"
-        code = compile(source, f"<ember fast hit of {getattr(owner, '__name__', 'fn')}>",
+        return self.finish()
+
+    def autograd_lines(self, trace, name: str = "") -> None:
+        """The hit through the compiled forward/backward pair (``Entry.run``): inline, or
+        as a second function ``name`` of the namespace (``AUTOGRAD``)."""
+        L = self.extra if name else self.lines
+        pad = "    "
+        if name:
+            L.append(f"def {name}(args, L):")
+        plans = self.name(self.entry, "E")
+        L.append(f"{pad}P = {plans}.autograd_plans")
+        L.append(f"{pad}if not P: return MISS   # not built yet, or unavailable: generic")
+        L.append(f"{pad}with LOCK:")
+        L.append(f"{pad}    C['calls'] += 1")
+        L.append(f"{pad}    C['cache_hits'] += 1")
+        L.append(f"{pad}    H = EV.HANDLERS.get('hit')")
+        L.append(f"{pad}    if H: t0 = clock()")
+        L.append(f"{pad}    try:")
+        L.append(f"{pad}        outs = P.forward(L)")
+        L.append(f"{pad}    except OpError as e:")
+        L.append(f"{pad}        if not e.from_check: raise")
+        L.append(f"{pad}        return OWNER._eager(args, {{}})")
+        values = ", ".join(repr(v) if kind == "V" else f"outs[{v!r}]"
+                           for kind, v in trace.out_leaves)
+        spec = self.name(trace.out_spec, "SPEC")
+        L.append(f"{pad}    out = {self.name(pytree.unflatten, 'UNF')}({spec}, [{values}])")
+        L.append(f"{pad}    if H:")
+        L.append(f"{pad}        s = clock() - t0")
+        L.append(f"{pad}        for h in H: h(OWNER, ENTRY, s)")
+        L.append(f"{pad}    return out")
+
+    def finish(self) -> Callable[[tuple], Any]:
+        source = "\n".join(self.lines + self.extra) + "\n"
+        code = compile(source, f"<ember fast hit of {getattr(self.owner, '__name__', 'fn')}>",
                        "exec")
         exec(code, self.ns)
         fast = self.ns["fast"]
