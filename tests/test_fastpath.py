@@ -1,7 +1,6 @@
 """The shortest paths: a cache hit's generated function (tracer/fastpath.py) and the eager
 operator fast paths (dispatch.binary, dispatch.iadd). Each must give what the generic
 path gives, and hand every case it does not expect to that path."""
-import math
 import warnings
 
 import numpy as np
@@ -608,3 +607,24 @@ def test_compiled_module_forward_with_autograd_plans():
     with ember.no_grad():   # another key: no gradients, the plain plan
         out = c(x)
     assert not out.requires_grad
+
+
+def test_steps_replaced_later_still_run():
+    """The perf channel wraps a plan's steps in place: a fast function built before must
+    run the wrappers (it calls steps from the plan's live list)."""
+    c = ember.compile(lambda x: (x * 2).exp() + 1)
+    x = ember.tensor(np.linspace(-1, 1, 6, dtype=np.float32))
+    _hot(c, x)
+    plan = c._fast.__globals__["ENTRY"].root.plan
+    calls = []
+
+    def wrap(step):
+        def run(env):
+            calls.append(1)
+            step(env)
+        return run
+
+    plan.steps[:] = [wrap(s) for s in plan.steps]
+    out = c(x)
+    assert len(calls) == len(plan.steps) and calls
+    np.testing.assert_allclose(_arr(out), np.exp(_arr(x) * 2) + 1, rtol=1e-6)

@@ -64,8 +64,7 @@ def eligible(owner, entry, key: tuple) -> str:
     trace = entry.traces[0]
     if seg.trace is not trace:
         return "segment trace"
-    g = trace.graph
-    if trace.effects is None and not _autograd(entry, key) == "always":
+    if trace.effects is None and _autograd(entry, key) != "always":
         return "effects not known yet"
     return ""
 
@@ -109,28 +108,38 @@ class _Writer:
 
     def plan_lines(self, plan, args: set, pad: str) -> None:
         """``plan.run(env)``'s work as straight-line code over ``env`` (Plan.run copies
-        env and exports; here the plan's own ids are used as they are)."""
+        env and exports; here the plan's own ids are used as they are). Steps are called
+        from the plan's live list, so a step replaced there later (the perf channel times
+        steps by wrapping them) is the one that runs; a kernel step is inlined as its
+        direct call while it is still the step in its place."""
         L = self.lines
-        ready = set(args)   # values known to be NumPy arrays
+        ready = set(args)   # values known to be exactly NumPy arrays
+        steps = self.name(plan.steps, "STEPS")
         if plan.consts:
             L.append(f"{pad}env.update({self.name(plan.consts, 'CONSTS')})")
             ready |= {n for n, c in plan.consts.items() if type(c) is np.ndarray}
-        for step in plan.steps:
+        for i, step in enumerate(plan.steps):
             call = _direct(step, ready)
             if call is None:
-                L.append(f"{pad}{self.name(step, 'STEP')}(env)")
-                ready -= set(step.writes)
+                L.append(f"{pad}{steps}[{i}](env)")
+                writes = getattr(step, "writes", None)
+                if writes is None:   # a wrapped step: nothing known after it
+                    ready.clear()
+                else:
+                    ready -= set(writes)
                 continue
-            f = call
+            # (the namespace keeps the step, so the kernel's machine code, alive)
+            keep = self.name(step, "KEEP")
+            L.append(f"{pad}if {steps}[{i}] is {keep}:")
             outs = [f"o{len(self.ns)}_{j}" for j in range(len(step.buffers))]
             for o, b in zip(outs, step.buffers):
-                L.append(f"{pad}{o} = {self.name(b, 'B')}.get(env)")
+                L.append(f"{pad}    {o} = {self.name(b, 'B')}.get(env)")
             ins = ", ".join(f"env[{r!r}]" for r in step.reads)
-            # (the namespace keeps the step, so the kernel's machine code, alive)
-            self.name(step, "KEEP")
-            L.append(f"{pad}{self.name(f, 'K')}({ins}, {', '.join(outs)})")
+            L.append(f"{pad}    {self.name(call, 'K')}({ins}, {', '.join(outs)})")
             for w, o in zip(step.writes, outs):
-                L.append(f"{pad}env[{w!r}] = {o}")
+                L.append(f"{pad}    env[{w!r}] = {o}")
+            L.append(f"{pad}else:")
+            L.append(f"{pad}    {steps}[{i}](env)")
             ready |= set(step.writes)
 
     def function(self) -> Callable[[tuple], Any]:
@@ -147,9 +156,11 @@ class _Writer:
                   clock=clock, OpError=OpError, copysign=math.copysign, WRAP=Tensor._wrap,
                   AMPKEY=_amp.key)
         L.append("def fast(args):")
+        segn, plan, steps = (self.name(seg, "SEG"), self.name(seg.plan, "PLAN"),
+                             self.name(seg.plan.steps, "SL"))
         L.append(f"    if len(args) != {n} or G[0] or LOCAL.tracer is not None "
-                 f"or ENTRY.state != 'ready' or ENTRY.root is not {self.name(seg, 'SEG')} "
-                 f"or {self.name(seg, 'SEG')}.plan is not {self.name(seg.plan, 'PLAN')}: {miss}")
+                 f"or ENTRY.state != 'ready' or ENTRY.root is not {segn} "
+                 f"or {segn}.plan is not {plan} or {plan}.steps is not {steps}: {miss}")
         names = [f"a{i}" for i in range(n)]
         if n:
             L.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args")
