@@ -628,3 +628,21 @@ def test_steps_replaced_later_still_run():
     out = c(x)
     assert len(calls) == len(plan.steps) and calls
     np.testing.assert_allclose(_arr(out), np.exp(_arr(x) * 2) + 1, rtol=1e-6)
+
+
+def test_two_entries_of_one_key_use_the_generic_order():
+    """Two entries of one key (a guarded global changed and back): the generic lookup's
+    order decides, never a fast function of the entry hit last."""
+    g = {"scale": 0.5}
+    exec("def f(x):\n    return x * scale\n", g)
+    c = ember.compile(g["f"])
+    x = ember.ones(2)
+    _hot(c, x)
+    g["scale"] = 2.0
+    for _ in range(4):
+        np.testing.assert_allclose(_arr(c(x)), [2.0, 2.0])
+    assert c._fast is None     # two entries now: no fast function for either
+    g["scale"] = 0.5
+    for _ in range(2):
+        np.testing.assert_allclose(_arr(c(x)), [0.5, 0.5])
+    assert c._fast is None

@@ -142,9 +142,10 @@ class CompiledFunction:
         """Make ``entry`` (just hit) the one the next call tries first, through its fast
         function, built once per entry (None where it needs the generic path). Only the
         single entry of its key: with several, the generic lookup's order decides."""
+        if len(self._by_key.get(key, ())) != 1 or entry.state != "ready":
+            self._fast = None
+            return
         if entry.fast is False:
-            if len(self._by_key.get(key, ())) != 1 or entry.state != "ready":
-                return
             entry.fast = fastpath.build(self, entry, key, leaves)
         self._fast = entry.fast
 
