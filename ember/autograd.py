@@ -151,8 +151,9 @@ class Node:
         # Where each input's gradient goes, fixed now: the producing Node, True for a leaf
         # that requires grad, None for a constant. Looking at ``t._node`` at backward
         # time would be wrong once an in-place op has given ``t`` a newer node.
-        self.parents = tuple([t._node if t._node is not None else (t.requires_grad or None)
-                              for t in inputs])
+        # (``_rg`` is requires_grad for a tensor that is not a view, without the property)
+        self.parents = tuple([t._node if t._node is not None else (
+            (t._rg if t._base is None else t.requires_grad) or None) for t in inputs])
         self.freed = False
         self.hooks = None   # Tensor.register_hook on the output (ember/autograd_hooks.py)
 
