@@ -143,15 +143,17 @@ class Node:
         # A detached Tensor sharing the result's data and version counter (no reference
         # cycle): an in-place write through any view of the result bumps that counter.
         self.out = out
-        self.versions = tuple(t._version for t in inputs)
-        self.out_version = out._version
+        # (``_vc[0]`` is ``_version``; list comprehensions: a Node is made per recorded op)
+        self.versions = tuple([t._vc[0] for t in inputs])
+        self.out_version = out._vc[0]
         # For the error when a saved value was changed in place (only ops that save one).
         self.where = _user_line() if getattr(op, "saves_any", True) else None
         # Where each input's gradient goes, fixed now: the producing Node, True for a leaf
         # that requires grad, None for a constant. Looking at ``t._node`` at backward
         # time would be wrong once an in-place op has given ``t`` a newer node.
-        self.parents = tuple(t._node if t._node is not None else (t.requires_grad or None)
-                             for t in inputs)
+        # (``_rg`` is requires_grad for a tensor that is not a view, without the property)
+        self.parents = tuple([t._node if t._node is not None else (
+            (t._rg if t._base is None else t.requires_grad) or None) for t in inputs])
         self.freed = False
         self.hooks = None   # Tensor.register_hook on the output (ember/autograd_hooks.py)
 

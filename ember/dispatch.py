@@ -96,6 +96,123 @@ def dispatch(op: OpDef | str, *args, **attrs):
     return result
 
 
+# 0-dim arrays of Python scalars in a dtype, made by ``_scalar_array`` for the fast paths
+# below (read-only, so sharing them is safe; they never reach a user or a Node).
+_SCALARS: dict = {}
+_SCALARS_MAX = 256
+
+
+def _scalar_array(v, dt):
+    """``np.asarray(v, dtype=dt)``, read-only, cached for a repeated scalar (``x * 0.5``)."""
+    key = (v, dt)
+    a = _SCALARS.get(key)
+    if a is None:
+        a = np.asarray(v, dtype=dt)
+        if v == 0:   # 0.0 == -0.0 share a key: keep the sign of the one asked for
+            return a
+        a.flags.writeable = False
+        if len(_SCALARS) >= _SCALARS_MAX:
+            _SCALARS.clear()
+        _SCALARS[key] = a
+    return a
+
+
+def binary(name: str, a, b, reflected: bool = False):
+    """``dispatch(name, a, b)`` (``dispatch(name, b, a)`` when ``reflected``) for a
+    ``Tensor`` operator, with the same result and errors: ``a`` is a Tensor, ``b`` a
+    Tensor or a Python number.
+
+    The common case is taken here without the generic work: no tracer, NumPy arrays,
+    ``b`` a tensor of ``a``'s dtype and device, or a Python float/int with a floating
+    ``a`` (whose dtype is then the result's, as PyTorch promotes). Everything else, and
+    any failure, goes through ``dispatch``, which decides and raises as always.
+
+    >>> binary("add", ember.ones(2), 1.0)
+    tensor([2., 2.])
+    """
+    op = OPS[name]
+    if _local.tracer is None and not op.view:
+        da = a._data
+        dt = da.dtype
+        if type(da) is _NP_ARRAY:
+            tb = type(b)
+            if tb is Tensor or isinstance(b, Tensor):
+                db = b._data
+                if (db.dtype is dt and a._device is b._device and type(db) is _NP_ARRAY
+                        and not (op.dtype_rule == "float" and dt.kind in "biu")):
+                    if reflected:
+                        return _apply(op, b, a, db, da, (b, a))
+                    return _apply(op, a, b, da, db, (a, b))
+            elif (tb is float or tb is int) and dt.kind == "f":
+                c = _scalar_array(b, dt)
+                if reflected:
+                    return _apply(op, None, a, c, da, (b, a))
+                return _apply(op, a, None, da, c, (a, b))
+    return dispatch(op, b, a) if reflected else dispatch(op, a, b)
+
+
+def _apply(op: OpDef, x, y, dx, dy, args):
+    """The end of ``dispatch`` for two NumPy operands (``x``/``y`` None: a Python scalar,
+    ``args`` the call as given, for the generic path to redo on a failure)."""
+    try:
+        out = op.eager(np, dx, dy)
+    except Exception:   # the generic path raises what it raises (the op is pure)
+        return dispatch(op, *args)
+    if type(out) is not _NP_ARRAY:
+        out = np.asarray(out)
+    needs_grad = False
+    if op.vjp is not None and autograd._state.__dict__.get("grad", True):
+        for t in (x, y):
+            if t is not None:
+                if t._base is not None and t._vver != t._vc[0]:
+                    t._sync_view()   # its base was written in place since: a new history
+                if t._rg:
+                    needs_grad = True
+    result = Tensor._wrap(out, needs_grad)
+    if needs_grad:
+        # The Node saves its inputs: a scalar becomes the fresh 0-dim tensor dispatch makes.
+        if x is None:
+            x = Tensor._wrap(np.asarray(args[0], dtype=dx.dtype), False)
+        elif y is None:
+            y = Tensor._wrap(np.asarray(args[1], dtype=dy.dtype), False)
+        saved = Tensor._wrap(out, False)
+        saved._vc = result._vc
+        result._node = autograd.Node(op, (x, y), {}, saved)
+    return result
+
+
+def iadd(t, o):
+    """``t += o`` (``Tensor.add_``) in the common case, written in place by one NumPy call:
+    no tracer, no gradient recorded, ``t`` not a view, ``o`` a tensor of its dtype and
+    device (or a Python number, ``t`` floating), the result of ``t``'s shape. Else
+    ``add_`` decides and raises as always. Returns None when it did not do it."""
+    if _local.tracer is not None or t._base is not None:
+        return None
+    da = t._data
+    if type(da) is not _NP_ARRAY:
+        return None
+    dt = da.dtype
+    grad = autograd._state.__dict__.get("grad", True)
+    if isinstance(o, Tensor):
+        db = o._data
+        if (db.dtype is not dt or o._device is not t._device or type(db) is not _NP_ARRAY
+                or (grad and (t._rg or o.requires_grad))):
+            return None
+    elif (type(o) is float or type(o) is int) and dt.kind == "f":
+        if grad and t._rg:
+            return None
+        db = _scalar_array(o, dt)
+    else:
+        return None
+    # Elements sharing memory (an expanded tensor) are an error of add_'s to raise.
+    if (db.shape != da.shape and db.ndim) or not da.flags.c_contiguous \
+            or not da.flags.writeable:
+        return None
+    np.add(da, db, out=da)   # NumPy copies first where db overlaps da
+    t._vc[0] += 1
+    return t
+
+
 def constant(value, dtype: dtypes.DType, device):
     """A 0-dim tensor for a Python scalar taking part in an op (a literal in traces)."""
     t = Tensor._wrap(array_module(device).asarray(value, dtype=dtype.np), False)

@@ -28,6 +28,8 @@ from ember.tensor_index import TensorIndex
 from ember.tensor_math import TensorMath
 from ember.tensor_shape import TensorShape
 
+_new = object.__new__
+
 
 
 def array_of(t: Tensor):
@@ -83,8 +85,20 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
 
     @staticmethod
     def _wrap(data, requires_grad: bool = False) -> Tensor:
-        t = object.__new__(Tensor)
-        Tensor._init(t, data, requires_grad)
+        t = _new(Tensor)
+        # ``_init``, inlined: every op's result is made here
+        t._data = data
+        t._rg = requires_grad
+        t._grad = None
+        t._node = None
+        t._vc = [0]
+        t._base = None
+        t._retains_grad = False
+        if type(data) is _NP:
+            t._device, t._xp = CPU, np
+        else:
+            t._device = device_of_array(data)
+            t._xp = array_module(t._device)
         return t
 
     def _view_of(self, src: Tensor, op, attrs: dict) -> None:

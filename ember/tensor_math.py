@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ember import autograd, dtypes
 from ember import tensor as _tensor  # Tensor itself (this module is a base of it)
 from ember.amp import state as _amp
-from ember.dispatch import dispatch
+from ember.dispatch import binary, dispatch, iadd
 from ember.errors import OpError, OpTypeError, shape_str
 from ember.tensor_common import _dims, values_indices
 from ember.tensor_create import _as_tensor_like, arange, where
@@ -29,28 +29,28 @@ class TensorMath:
 
     # ---- arithmetic (elementwise primitives) ------------------------------------------
     def __add__(self, o):
-        return dispatch("add", self, o)
+        return binary("add", self, o)
 
     def __radd__(self, o):
-        return dispatch("add", o, self)
+        return binary("add", self, o, True)
 
     def __sub__(self, o):
-        return dispatch("sub", self, o)
+        return binary("sub", self, o)
 
     def __rsub__(self, o):
-        return dispatch("sub", o, self)
+        return binary("sub", self, o, True)
 
     def __mul__(self, o):
-        return dispatch("mul", self, o)
+        return binary("mul", self, o)
 
     def __rmul__(self, o):
-        return dispatch("mul", o, self)
+        return binary("mul", self, o, True)
 
     def __truediv__(self, o):
-        return dispatch("div", self, o)
+        return binary("div", self, o)
 
     def __rtruediv__(self, o):
-        return dispatch("div", o, self)
+        return binary("div", self, o, True)
 
     def __pow__(self, o):
         return dispatch("pow", self, o)
@@ -69,6 +69,11 @@ class TensorMath:
 
     def __rmod__(self, o):
         return dispatch("remainder", o, self)
+
+    def __iadd__(self, o):
+        # ``add_`` unless the common case (dispatch.iadd) wrote it in one NumPy call
+        done = iadd(self, o)
+        return done if done is not None else self.add_(o)
 
     def __matmul__(self, o):
         return self.matmul(o)

@@ -4,8 +4,15 @@ outputs go to, which is all that memory planning needs to know about it.
 """
 from __future__ import annotations
 
-from ember.ir.interpreter import run_node
+import numpy as np
+
+from ember.devices import array_module
+from ember.errors import OpError
+from ember.ir.interpreter import Interpreter, run_node
+from ember.ops.registry import OPS
 from ember.runtime.memory import Buffer
+
+_NDARRAY = np.ndarray
 
 
 class KernelStep:
@@ -54,9 +61,20 @@ class EagerStep:
         self.graph, self.nid = graph, nid
         self.reads, self.writes, self.buffers = list(graph[nid].args), [nid], [None]
         self.shape = tuple(graph[nid].shape)
+        self.node = graph[nid]
+        self.xp = array_module(self.node.device)
 
     def __call__(self, env: dict) -> None:
-        out = run_node(self.graph, self.nid, env)
+        # interpreter.run_node's work, without making an Interpreter per call
+        d = self.node
+        try:
+            out = OPS[d.op].eager(self.xp, *[env[a] for a in d.args], **d.attrs)
+        except OpError as e:   # an op's own check: eager's error type, the user's line
+            raise e.relocated(d.src or e.location) from None
+        except Exception as e:
+            raise Interpreter(self.graph).node_error(self.nid, d, e)
+        if type(out) is not _NDARRAY and not hasattr(out, "__cuda_array_interface__"):
+            out = self.xp.asarray(out)  # NumPy returns scalars for 0-dim results
         if out.shape != self.shape:   # kernels after this one are built for that shape
             raise RuntimeError(f"ember.compile: %{self.nid} ({self.graph[self.nid].op}) "
                                f"gave shape {out.shape}, traced as {self.shape}; a "

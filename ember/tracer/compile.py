@@ -26,9 +26,10 @@ from typing import Any, Callable
 from ember import dispatch as _dispatch
 from ember.errors import OpError
 from ember.nn.module import STRUCTURE_VERSION, Module
-from ember.tracer import events, pytree
+from ember.tracer import events, fastpath, pytree
 from ember.tracer.entry import Entry
 from ember.tracer.events import clock
+from ember.tracer.fastpath import MISS
 from ember.tracer.guards import GuardSet
 from ember.tracer.key import CallKey, key_fields
 from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT, CompileError,  # noqa: F401
@@ -73,6 +74,7 @@ class CompiledFunction:
         self._warned: set[str] = set()
         self._lock = threading.RLock()
         self._last_key: CallKey | None = None
+        self._fast = None   # the fast function of the entry hit last (see _set_fast)
         self.record = None   # the inspector's record (ember.inspect sets it)
         events.publish("function_created", self)
 
@@ -81,6 +83,13 @@ class CompiledFunction:
 
     # ---- calling ----------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        fast = self._fast
+        if fast is not None and not kwargs:
+            # The entry hit last, through its generated function (fastpath.py): it checks
+            # what the key and guards check and runs the plan, or says MISS untouched.
+            out = fast(args)
+            if out is not MISS:
+                return out
         if self.mode == "eager" or global_eager[0] or _dispatch.tracer is not None:
             return self.fn(*args, **kwargs)  # nested calls are traced inline
         leaves, spec = pytree.flatten_call(args, kwargs)
@@ -94,7 +103,10 @@ class CompiledFunction:
                     self._drop(key, entry)
                     entry, reason = None, changed
                 else:
-                    return self._hit(entry, args, kwargs, leaves)
+                    out = self._hit(entry, args, kwargs, leaves)
+                    if not kwargs:
+                        self._set_fast(entry, key, leaves)
+                    return out
             if entry is None:
                 self._drop_dead()
                 if len(self.cache) < self.cache_limit:
@@ -126,6 +138,17 @@ class CompiledFunction:
             handler(self, entry, seconds)
         return out
 
+    def _set_fast(self, entry, key, leaves) -> None:
+        """Make ``entry`` (just hit) the one the next call tries first, through its fast
+        function, built once per entry (None where it needs the generic path). Only the
+        single entry of its key: with several, the generic lookup's order decides."""
+        if len(self._by_key.get(key, ())) != 1 or entry.state != "ready":
+            self._fast = None
+            return
+        if entry.fast is False:
+            entry.fast = fastpath.build(self, entry, key, leaves)
+        self._fast = entry.fast
+
     def _lookup(self, key: tuple, leaves):
         """The entry whose guards hold for this call, or None and why none did."""
         entries = self._by_key.get(key)
@@ -145,6 +168,7 @@ class CompiledFunction:
     def _compile(self, key, args, kwargs, leaves, reason: str):
         """A miss: trace (the call runs eagerly under the tracer), then keep the entry if
         the call finished and left the state its trace read as it found it."""
+        self._fast = None   # a new entry: the generic lookup decides until the next hit
         if reason:
             self._recompiled(reason)
         with COMPILE_LOCK:
@@ -173,6 +197,7 @@ class CompiledFunction:
         if n == 1:
             self.notes.append(f"the call changed {what}; compiling again from the next call")
             return
+        self._fast = None
         eager = Entry(self, None)
         eager.state = "eager"
         key = CallKey(*key)
@@ -189,6 +214,7 @@ class CompiledFunction:
                 self._drop(key, entry)
 
     def _drop(self, key, entry) -> None:
+        self._fast = None
         self.cache.pop((key, id(entry)), None)
         entries = self._by_key.get(key, [])
         if entry in entries:

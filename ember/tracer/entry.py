@@ -52,6 +52,7 @@ class Entry:
         self.captured_data: list = []
         self.warmups = 0
         self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
+        self.fast = False   # fastpath.build's function, None if not eligible, False: not yet
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):

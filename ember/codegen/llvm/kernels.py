@@ -94,18 +94,23 @@ class CompiledKernel:
         # The generated code trusts its arguments: it reads ndarray fields and writes
         # whole outputs. Types, shapes and dtypes are checked (~0.2 us); contiguity of the
         # outputs is the caller's promise (checking it would cost as much again).
+        exact = True   # all exactly ndarrays (else subclasses, accepted by _reject)
         if len(inputs) != self.num_inputs or len(outputs) != self.num_outputs:
             self._reject(inputs, outputs)
         for a in inputs:
             if type(a) is not _NDARRAY:
                 self._reject(inputs, outputs)
+                exact = False
         for o, npd, n in zip(outputs, self._out_np, self.out_sizes):
             if type(o) is not _NDARRAY or o.dtype is not npd or o.size != n:
                 self._reject(inputs, outputs)
+                exact = False
         chunks = self._chunks
         if chunks is None:
             if not self.layout.empty:
-                if self._by_object:
+                if self._by_object and exact:   # a builtin (fastcall.py) or ctypes
+                    (getattr(self, "_direct", None) or self.direct())(*inputs, *outputs)
+                elif self._by_object:
                     self._cfunc(*inputs, *outputs, 0, self._outer)
                 else:  # pragma: no cover
                     self._cfunc(*[a.ctypes.data for a in (*inputs, *outputs)], 0, self._outer)
@@ -119,6 +124,25 @@ class CompiledKernel:
         self._cfunc(*args, *chunks[0])  # the calling thread takes a share too
         for f in futures:
             f.result()
+
+    def direct(self):
+        """``f`` such that ``f(*inputs, *outputs)`` is ``run(inputs, outputs)`` without
+        its checks, for a caller that has made sure of them (a cache hit's generated code:
+        fastpath.py): a builtin (fastcall.py) for a short kernel, else a ctypes call.
+        None where ``run`` does more (threads, an empty loop, raw pointers)."""
+        if self._chunks is not None or self.layout.empty or not self._by_object:
+            return None
+        f = getattr(self, "_direct", None)
+        if f is None:
+            from ember.codegen.llvm import fastcall
+            if self.estimated_ns <= fastcall.MAX_NS:
+                f = fastcall.launcher(self._engine.get_function_address(self.name + "_py"),
+                                      self.num_inputs + self.num_outputs, self._outer)
+            if f is None:
+                cfunc, outer = self._cfunc, self._outer
+                f = lambda *arrays: cfunc(*arrays, 0, outer)  # noqa: E731
+            self._direct = f   # the kernel keeps its launcher; its engine outlives it
+        return f
 
     def _reject(self, inputs: list, outputs: list) -> None:
         """Raise for arguments the fast checks in ``run`` did not accept, unless they are
