@@ -14,7 +14,7 @@ import numpy as np
 from ember.codegen import mathlib
 from ember.codegen.kernel import REDUCTIONS, Kernel, KernelCache
 from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _jit, _pool, _target_machine,
-                                    optimized_module)
+                                    jit_described, optimized_module)
 from ember.codegen.llvm.loops import _Layout, _add_kernel, _build_module, _new_module
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
@@ -65,8 +65,11 @@ class CompiledKernel:
         self.size = math.prod(self.shape)
         self.layout = _Layout.of(kernel)
         self.loop_shape = self.layout.outer_shape
-        self.source = _build_module(kernel, self.name, self.layout)
-        self._engine, self._module = _jit(self.source)
+        # The persistent cache is looked up by the description (signature and name):
+        # a hit skips building the IR (jit.jit_described).
+        self._engine, self._module, self.source = jit_described(
+            f"{self.name} {kernel.signature()!r}",
+            lambda: _build_module(kernel, self.name, self.layout))
         nargs = self.num_inputs + self.num_outputs
         i64 = ctypes.c_int64
         # Passing the arrays themselves and reading their data pointer inside the
