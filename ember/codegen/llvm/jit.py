@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -95,7 +97,7 @@ def _jit(source: str, cache: DiskCache | None | bool = True):
     key = _cache_key(cache, source) if cache is not None else None
     code = cache.get(key) if cache is not None else None
     if code is not None:
-        return _load_object(code), None
+        return _load_object(code, source), None
     tm = _new_target_machine()
     mod = _optimize(source, tm)
     engine = llvm.create_mcjit_compiler(mod, tm)
@@ -133,7 +135,7 @@ def jit_described(description: str, build_source: Callable[[], str]
     entry = _split_entry(blob) if blob is not None else None
     if entry is not None:
         source, code = entry
-        return _load_object(code), None, source
+        return _load_object(code, source), None, source
     source = build_source()
     tm = _new_target_machine()
     mod = _optimize(source, tm)
@@ -168,12 +170,39 @@ def _split_entry(blob: bytes) -> tuple[str, bytes] | None:
     return source, blob[n + 8 + size:]
 
 
-def _load_object(code: bytes) -> llvm.ExecutionEngine:
-    """An engine running machine code from the cache."""
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
-    engine.add_object_file(llvm.ObjectFileRef.from_data(code))
-    engine.finalize_object()
-    return engine
+def _load_object(code: bytes, source: str) -> "_Library":
+    """The machine code of a cache entry, linked into the process's ORC JIT as a library
+    of its own: ~0.3 ms, where a new MCJIT engine (target machine, and a codegen run over
+    an empty module at finalization) cost ~2.5-4 ms a kernel (measured). ``source`` is
+    the IR the code was made from; its function definitions are the exports."""
+    global _LLJIT
+    names = [a or b for a, b in _DEFINED.findall(source)]
+    with _LLJIT_LOCK:
+        if _LLJIT is None:
+            _LLJIT = llvm.create_lljit_compiler(_new_target_machine())
+        builder = llvm.JITLibraryBuilder().add_object_img(code).add_current_process()
+        for name in names:
+            builder.export_symbol(name)
+        # A library's name can never be reused, even after its tracker is freed.
+        tracker = builder.link(_LLJIT, f"ember-cached-{next(_LIBRARY_IDS)}")
+    return _Library(tracker)
+
+
+class _Library:
+    """Code loaded from the cache; it stays mapped while this object lives (the
+    compiled kernel holding it is the only caller), as an MCJIT engine's does."""
+
+    def __init__(self, tracker) -> None:
+        self._tracker = tracker
+
+    def get_function_address(self, name: str) -> int:
+        return self._tracker[name]
+
+
+_LLJIT = None
+_LLJIT_LOCK = threading.Lock()
+_LIBRARY_IDS = itertools.count()
+_DEFINED = re.compile(r'^define [^@]*@(?:"([^"]+)"|([-\w.$]+))\(', re.M)
 
 
 _FINGERPRINT: str | None = None
