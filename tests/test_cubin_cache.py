@@ -11,14 +11,12 @@ driver loading the CUBIN (``cuModuleLoadData``): that needs a GPU.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import ember
@@ -89,7 +87,6 @@ def test_the_cache_turned_off_still_compiles(monkeypatch):
 SCRIPT = r"""
 import hashlib, json, os, sys, types, warnings
 sys.path.insert(0, {tests!r})
-import numpy as np
 import cupy_standin
 cupy_standin.install()
 import ember, ember.nn as nn, ember.nn.functional as F
