@@ -185,15 +185,16 @@ def _load_object(code: bytes, source: str) -> "_Library":
             builder.export_symbol(name)
         # A library's name can never be reused, even after its tracker is freed.
         tracker = builder.link(_LLJIT, f"ember-cached-{next(_LIBRARY_IDS)}")
-    return _Library(tracker)
+    return _Library(tracker, _LLJIT)
 
 
 class _Library:
     """Code loaded from the cache; it stays mapped while this object lives (the
-    compiled kernel holding it is the only caller), as an MCJIT engine's does."""
+    compiled kernel holding it is the only caller), as an MCJIT engine's does. It
+    holds the JIT too, so the JIT is never disposed of before its libraries."""
 
-    def __init__(self, tracker) -> None:
-        self._tracker = tracker
+    def __init__(self, tracker, lljit) -> None:
+        self._tracker, self._jit = tracker, lljit
 
     def get_function_address(self, name: str) -> int:
         return self._tracker[name]
