@@ -157,7 +157,7 @@ def cached_cubin(source: str, arch: str, entries: list[str],
     if not _defines(cubin, entries):
         raise NvrtcError(f"the CUBIN for {arch} lacks the entry points {entries}")
     if cache is not None:
-        cache.put(key, cubin)
+        cache.put(key, cubin, "cubin")
     return cubin
 
 

@@ -102,7 +102,8 @@ def _jit(source: str, cache: DiskCache | None | bool = True):
     mod = _optimize(source, tm)
     engine = llvm.create_mcjit_compiler(mod, tm)
     if cache is not None:
-        engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf)))
+        engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf),
+                                                                      "llvm"))
     engine.finalize_object()
     # The engine (and its machine code) lives as long as the compiled kernel holding it:
     # only that object calls into the code (worker threads finish before run() returns).
@@ -141,7 +142,7 @@ def jit_described(description: str, build_source: Callable[[], str]
     mod = _optimize(source, tm)
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.set_object_cache(
-        notify_func=lambda _m, buf: cache.put(key, _join_entry(source, bytes(buf))))
+        notify_func=lambda _m, buf: cache.put(key, _join_entry(source, bytes(buf)), "llvm"))
     engine.finalize_object()
     return engine, mod, source
 
