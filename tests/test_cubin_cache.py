@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import ember
@@ -222,3 +223,59 @@ def test_without_the_cache_or_when_the_driver_refuses_cupy_compiles(tmp_path):
     assert refused["raw"] > 0 and refused["loads"] == 0
     assert len(refused["warned"]) == 1 and "refused a CUBIN" in refused["warned"][0]
     assert refused["losses"] == off["losses"]
+
+
+# ---- on a real GPU (skipped here): the driver loads the CUBINs a first process stored ------
+
+GPU_SCRIPT = r"""
+import json, sys, warnings
+import ember, ember.nn as nn, ember.nn.functional as F
+from ember.codegen.cuda import launch
+from ember.diskcache import default_cache
+
+def run(device):
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 3)).to(device)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    @ember.compile
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    ember.manual_seed(1)
+    x, y = ember.randn(8, 12).to(device), ember.randint(0, 3, (8,)).to(device)
+    return [step(x, y).item() for _ in range(5)]
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    gpu = run("cuda")
+cpu = run("cpu")
+info = default_cache().info()
+print(json.dumps({"gpu": gpu, "cpu": cpu, "cubins": info["kinds"].get("cubin", 0),
+                  "hits": info["hits"], "writes": info["writes"],
+                  "off": launch._CUBINS_OFF, "warned": [str(w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.gpu
+@needs_nvrtc
+@pytest.mark.skipif(not ember.cuda.is_available(), reason="needs a CUDA GPU with CuPy")
+def test_on_a_gpu_a_second_process_runs_the_cached_cubins(tmp_path):
+    def run() -> dict:
+        env = dict(os.environ, EMBER_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT)
+        proc = subprocess.run([sys.executable, "-c", GPU_SCRIPT], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    first = run()
+    assert first["off"] is None, first["off"]       # the driver took ember's CUBINs
+    assert first["cubins"] > 0 and not first["warned"]
+    second = run()
+    assert second["off"] is None and second["writes"] == 0 and second["hits"] > 0
+    assert second["gpu"] == first["gpu"]             # the same machine code
+    np.testing.assert_allclose(first["gpu"], first["cpu"], rtol=1e-4, atol=1e-5)
