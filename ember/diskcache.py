@@ -100,11 +100,12 @@ class DiskCache:
         self.stats.hits += 1
         return payload
 
-    def put(self, key: str, payload: bytes) -> None:
-        """Store ``payload`` under ``key``: written to a temporary file, then renamed."""
+    def put(self, key: str, payload: bytes, kind: str = "") -> None:
+        """Store ``payload`` under ``key``: written to a temporary file, then renamed.
+        ``kind`` (e.g. "llvm", "cubin") is shown by ``info``."""
         if not self._prepare():
             return
-        blob = _pack(key, payload)
+        blob = _pack(key, payload, kind)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -166,7 +167,11 @@ class DiskCache:
     def info(self) -> dict:
         """Where the cache is, how many entries and bytes it holds, and its bound."""
         entries = self.entries()
-        return {"path": self.root, "entries": len(entries),
+        kinds: dict[str, int] = {}
+        for path, _, _ in entries:
+            kind = _kind_of(path)
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return {"path": self.root, "entries": len(entries), "kinds": kinds,
                 "bytes": sum(size for _, size, _ in entries), "max_bytes": self.max_bytes,
                 "hits": self.stats.hits, "misses": self.stats.misses,
                 "writes": self.stats.writes, "rejected": self.stats.rejected}
@@ -197,10 +202,22 @@ class DiskCache:
             return True
 
 
-def _pack(key: str, payload: bytes) -> bytes:
-    meta = json.dumps({"key": key, "size": len(payload),
+def _pack(key: str, payload: bytes, kind: str = "") -> bytes:
+    meta = json.dumps({"key": key, "size": len(payload), "kind": kind,
                        "sha256": hashlib.sha256(payload).hexdigest()}).encode()
     return MAGIC + meta + b"\n" + payload
+
+
+def _kind_of(path: str) -> str:
+    """The kind an entry's header names ("?" if it has none or cannot be read): for
+    ``info`` only, nothing is loaded on its word."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+        meta = json.loads(head[len(MAGIC):].partition(b"\n")[0])
+        return str(meta.get("kind") or "?")
+    except (OSError, ValueError, AttributeError):
+        return "?"
 
 
 def _unpack(blob: bytes, key: str) -> bytes | None:
@@ -270,6 +287,8 @@ def main(argv: list[str]) -> int:
         print(f"ember cache: removed {cache.clear()} entries from {cache.root}")
         return 0
     info = cache.info()
-    print(f"ember cache: {info['path']}\n  entries: {info['entries']}\n"
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(info["kinds"].items()))
+    print(f"ember cache: {info['path']}\n  entries: {info['entries']}"
+          + (f" ({kinds})" if kinds else "") + "\n"
           f"  size:    {info['bytes'] / 1e6:.1f} MB of {info['max_bytes'] / 1e6:.0f} MB")
     return 0

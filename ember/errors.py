@@ -12,10 +12,16 @@ def user_frame(skip_ember: bool = True) -> str:
     f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
-        if not (skip_ember and os.path.abspath(fn).startswith(_PKG_DIR)):
+        inside = _IN_PKG.get(fn)
+        if inside is None:   # abspath per frame cost ~20 ms a trace of the MLP step
+            inside = _IN_PKG[fn] = os.path.abspath(fn).startswith(_PKG_DIR)
+        if not (skip_ember and inside):
             return f"{fn}:{f.f_lineno}"
         f = f.f_back
     return "<unknown>"
+
+
+_IN_PKG: dict[str, bool] = {}   # code file name -> inside the ember package
 
 
 def shape_str(t) -> str:

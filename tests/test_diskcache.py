@@ -207,3 +207,18 @@ def test_kernels_from_the_cache_still_show_their_optimized_ir(tmp_path):
     assembly = list((tmp_path / "dump").rglob("*.s"))
     assert optimized and all("define" in p.read_text() for p in optimized)
     assert assembly and all(p.stat().st_size > 0 for p in assembly)
+
+
+def test_info_counts_entries_by_kind(tmp_path):
+    root = tmp_path / "c"
+    cache = DiskCache(str(root))
+    cache.put(cache.key("a"), b"\x7fELF cpu", "llvm")
+    cache.put(cache.key("b"), b"\x7fELF cpu", "llvm")
+    cache.put(cache.key("c"), b"\x7fELF gpu", "cubin")
+    cache.put(cache.key("d"), b"old")               # no kind: shown as "?"
+    assert cache.info()["kinds"] == {"llvm": 2, "cubin": 1, "?": 1}
+    assert cache.get(cache.key("c")) == b"\x7fELF gpu"   # the kind is not part of the checks
+    env = dict(os.environ, EMBER_CACHE_DIR=str(root), PYTHONPATH=ROOT)
+    info = subprocess.run([sys.executable, "-m", "ember", "cache", "info"], env=env,
+                          capture_output=True, text=True)
+    assert "entries: 4 (1 ?, 1 cubin, 2 llvm)" in info.stdout, info.stdout + info.stderr

@@ -11,10 +11,11 @@ from types import ModuleType
 
 from benchmarks.harness import Workload
 from benchmarks.workloads import chain, cnn, compile_time, copy, gpt, mlp, norms, overhead
+from benchmarks.workloads import warm_start
 
 FAMILIES: dict[str, ModuleType] = {
     "chain": chain, "norms": norms, "copy": copy, "mlp": mlp, "cnn": cnn, "gpt": gpt,
-    "overhead": overhead, "compile": compile_time}
+    "overhead": overhead, "compile": compile_time, "warm": warm_start}
 GPU_FAMILIES = ("chain", "norms", "copy", "mlp", "cnn")
 DEVICES = ("cpu", "cuda")
 

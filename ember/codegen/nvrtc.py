@@ -17,13 +17,16 @@ import glob
 import os
 import struct
 import threading
+import warnings
 from importlib import metadata
 
-__all__ = ["NvrtcError", "compile_cubin", "compile_entry_points", "cubin_functions",
-           "find_nvrtc", "nvrtc_version"]
+__all__ = ["NvrtcError", "cached_cubin", "compile_cubin", "compile_entry_points",
+           "cubin_functions", "find_nvrtc", "nvrtc_version"]
 
 DEFAULT_ARCH = "sm_90"
 PACKAGE = "nvidia-cuda-nvrtc"
+# Where else pip puts NVRTC: the CUDA 12 wheel CuPy's cupy-cuda12x pulls in.
+PACKAGES = (PACKAGE, "nvidia-cuda-nvrtc-cu12")
 
 
 class NvrtcError(RuntimeError):
@@ -97,11 +100,19 @@ def find_nvrtc() -> str:
     env = os.environ.get("EMBER_NVRTC")
     if env:
         return env
-    try:
-        dist = metadata.distribution(PACKAGE)
-    except metadata.PackageNotFoundError as e:
-        raise NvrtcError(f"NVRTC not found: pip install '{PACKAGE}' (or set EMBER_NVRTC "
-                         "to a libnvrtc.so)") from e
+    for package in PACKAGES:
+        try:
+            dist = metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            continue
+        found = _library_in(dist)
+        if found:
+            return found
+    raise NvrtcError(f"NVRTC not found: pip install '{PACKAGE}' (or set EMBER_NVRTC to a "
+                     "libnvrtc.so)")
+
+
+def _library_in(dist: metadata.Distribution) -> str | None:
     # The package lays it out as nvidia/cu13/lib/libnvrtc.so.13 (CUDA 13) or
     # nvidia/cuda_nvrtc/lib/libnvrtc.so.12 (CUDA 12); libnvrtc-builtins sits beside it.
     for f in dist.files or []:
@@ -111,9 +122,50 @@ def find_nvrtc() -> str:
             return str(dist.locate_file(f))
     root = str(dist.locate_file("nvidia"))
     found = sorted(glob.glob(os.path.join(root, "**", "libnvrtc.so*"), recursive=True))
-    if found:
-        return found[0]
-    raise NvrtcError(f"the {PACKAGE} package holds no libnvrtc shared library")
+    return found[0] if found else None
+
+
+def cached_cubin(source: str, arch: str, entries: list[str],
+                 options: tuple[str, ...] = ()) -> bytes:
+    """The CUBIN of ``source`` for ``arch`` from ember's persistent cache
+    (``ember/diskcache.py``), else compiled by NVRTC and stored there. The key covers
+    the source, the architecture, the options and NVRTC's version (with ember's, as
+    every key); an entry is checked (checksum, key) before it is used, and a CUBIN
+    that is not an ELF file defining every name in ``entries`` is dropped and rebuilt
+    with a warning, so nothing unchecked reaches the driver. Without a cache
+    (``EMBER_CACHE_DIR=``) it just compiles. Raises ``NvrtcError`` as ``compile_cubin``.
+
+        >>> cubin = cached_cubin('extern "C" __global__ void k() {}', "sm_90", ["k"])
+        >>> "k" in cubin_functions(cubin)
+        True
+    """
+    from ember.diskcache import CacheWarning, default_cache
+
+    cache = default_cache()
+    key = None
+    if cache is not None:
+        major, minor = nvrtc_version()
+        key = cache.key("cuda-cubin", source, arch, f"nvrtc {major}.{minor}", *options)
+        cubin = cache.get(key)
+        if cubin is not None:
+            if _defines(cubin, entries):
+                return cubin
+            cache.stats.rejected += 1
+            warnings.warn(f"ember cache: the CUBIN under {key[:16]} lacks the entry points "
+                          f"{entries}; rebuilding it", CacheWarning, stacklevel=2)
+    cubin, _ = compile_cubin(source, arch, options=options)
+    if not _defines(cubin, entries):
+        raise NvrtcError(f"the CUBIN for {arch} lacks the entry points {entries}")
+    if cache is not None:
+        cache.put(key, cubin, "cubin")
+    return cubin
+
+
+def _defines(cubin: bytes, entries: list[str]) -> bool:
+    try:
+        return set(entries) <= cubin_functions(cubin)
+    except (ValueError, IndexError, struct.error):   # not an ELF64 file
+        return False
 
 
 # ---- plumbing -------------------------------------------------------------------------

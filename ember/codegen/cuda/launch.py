@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ember.codegen.kernel import Kernel, KernelCache
+from ember.diskcache import default_cache
 from ember.codegen.cuda.ops import _PRELUDE, math_source
 from ember.codegen.cuda.source import (ELEMENTWISE_BLOCK, MAX_GRID_THREADS, MAX_PARAM_BYTES,
                                        MAX_PARTS, MAX_SPLIT, POINTS_PER_THREAD,
@@ -77,6 +79,7 @@ class CudaKernel:
         self._describe(gen)
         self.source = _PRELUDE + math_source([kernel]) + gen.source()
         self.entries = gen.entries()
+        self._program = _Program(self.source, self.entries)
 
     @classmethod
     def _part(cls, gen: "_Generator") -> "CudaKernel":
@@ -85,6 +88,7 @@ class CudaKernel:
         part = cls.__new__(cls)
         part._describe(gen)
         part.source, part.entries = "", []
+        part._program = _Program("", [])
         return part
 
     def _describe(self, gen: "_Generator") -> None:
@@ -111,7 +115,6 @@ class CudaKernel:
         self.vector_entry = f"{gen.name}_v" if gen.vector else None
         self.vector_width = gen.vector[0] if gen.vector else 1
         self.vector_access = gen.vector_access()
-        self._functions: dict[str, object] = {}
         self._plans: dict[tuple[int, bool], tuple[list[Launch], int]] = {}
 
     def aligned(self, pointers: list[int]) -> bool:
@@ -188,18 +191,9 @@ class CudaKernel:
         launches, slots = plan
         ws = cupy.empty(slots, cupy.uint64) if slots else None
         for launch in launches:
-            fn = self._function(cupy, launch.entry)
+            fn = self._program.function(cupy, dev, launch.entry)
             extra = (ws, np.int32(launch.nsplit)) if launch.nsplit else ()
             fn((launch.grid,), (launch.block,), args + extra)
-
-    def _function(self, cupy, entry: str):
-        fn = self._functions.get(entry)
-        if fn is None:
-            # CuPy compiles one module per (source, options) and caches it per device;
-            # each RawKernel picks its entry point out of that module.
-            fn = self._functions[entry] = cupy.RawKernel(self.source, entry,
-                                                         options=("--std=c++17",))
-        return fn
 
     def _check_args(self, cupy, inputs: list, outputs: list) -> None:
         # The generated code trusts its arguments (it indexes with compiled-in strides).
@@ -262,7 +256,7 @@ class CudaKernels:
         self.source = (_PRELUDE + math_source(kernels) + "".join(g.part_source() for g in gens)
                        + _multi_entry(self.name, gens))
         self.entries = [self.name]
-        self._function = None
+        self._program = _Program(self.source, self.entries)
         self._compiled_on: set[int] = set()   # devices
         # (device, vector mask) -> the launch (None: every part is empty) and the scalar
         # arguments that follow the arrays.
@@ -308,7 +302,8 @@ class CudaKernels:
             plan = self._plans[dev.id, mask] = (launch, launch.args() if launch else ())
         launch, scalars = plan
         if launch is not None:
-            self._kernel(cupy)((launch.grid,), (launch.block,), (*args, *scalars))
+            self._program.function(cupy, dev, self.name)(
+                (launch.grid,), (launch.block,), (*args, *scalars))
 
     def compile(self) -> None:
         """Compile for the current device now rather than at the first ``run``, so that a
@@ -317,19 +312,15 @@ class CudaKernels:
         part (every block range is empty) and reads no argument."""
         import cupy
 
-        dev = cupy.cuda.Device().id
-        if dev in self._compiled_on:
+        dev = cupy.cuda.Device()
+        if dev.id in self._compiled_on:
             return
         nothing = cupy.empty(1, cupy.uint8)
         arrays = sum(p.num_inputs + p.num_outputs for p in self.parts)
         empty = MultiLaunch(self.name, 1, 32, (0,) * len(self.parts), 0)
-        self._kernel(cupy)((1,), (32,), (nothing,) * arrays + empty.args())
-        self._compiled_on.add(dev)
-
-    def _kernel(self, cupy):
-        if self._function is None:
-            self._function = cupy.RawKernel(self.source, self.name, options=("--std=c++17",))
-        return self._function
+        self._program.function(cupy, dev, self.name)((1,), (32,),
+                                                      (nothing,) * arrays + empty.args())
+        self._compiled_on.add(dev.id)
 
     def __repr__(self) -> str:
         return f"CudaKernels({self.name}, {len(self.parts)} parts)"
@@ -417,6 +408,75 @@ def _multi_entry(name: str, gens: list["_Generator"]) -> str:
                     w(f"{g.name}({args});")
                 w("return;")
     return w.text()
+
+
+OPTIONS = ("--std=c++17",)
+
+
+class _Program:
+    """The machine code of one CUDA source, per device: a CUBIN from ember's persistent
+    cache (``nvrtc.cached_cubin``: keyed by the source, the device's architecture and
+    NVRTC's version; compiled by NVRTC on a miss) loaded as a CuPy module, or, where that
+    cannot be done (the cache is off, no NVRTC, a CuPy without ``cuda.function.Module``,
+    a driver that refuses the CUBIN), CuPy's ``RawKernel``, which compiles through its
+    own cache (``CUPY_CACHE_DIR``). Either runs the same source with the same options."""
+
+    def __init__(self, source: str, entries: list[str]) -> None:
+        self.source, self.entries = source, entries
+        self._functions: dict[tuple[int, str], object] = {}
+
+    def function(self, cupy, device, entry: str):
+        """The launchable ``entry`` on ``device`` (a ``cupy.cuda.Device``, current)."""
+        fn = self._functions.get((device.id, entry))
+        if fn is None:
+            module = self._module(cupy, device)
+            if module is not None:
+                fn = module.get_function(entry)
+            else:
+                # CuPy compiles one module per (source, options) and caches it per
+                # device; each RawKernel picks its entry point out of that module.
+                fn = cupy.RawKernel(self.source, entry, options=OPTIONS)
+            self._functions[device.id, entry] = fn
+        return fn
+
+    def _module(self, cupy, device):
+        module_type = getattr(getattr(getattr(cupy, "cuda", None), "function", None),
+                              "Module", None)
+        if module_type is None or _CUBINS_OFF or default_cache() is None:
+            return None
+        from ember.codegen import nvrtc
+        try:
+            nvrtc.nvrtc_version()
+        except nvrtc.NvrtcError as e:
+            # No NVRTC of ember's own: CuPy (with its own NVRTC and its own disk cache,
+            # CUPY_CACHE_DIR) compiles, as before there was this cache; nothing to say.
+            _cubins_off(str(e).splitlines()[0], warn=False)
+            return None
+        try:
+            cubin = nvrtc.cached_cubin(self.source, f"sm_{device.compute_capability}",
+                                       self.entries, OPTIONS[1:])
+        except nvrtc.NvrtcError:
+            return None   # CuPy compiles it and reports the error at the launch
+        module = module_type()
+        try:
+            module.load(cubin)
+        except Exception as e:   # e.g. a driver older than the NVRTC that made it
+            _cubins_off(f"the driver refused a CUBIN ({type(e).__name__}: {e})")
+            return None
+        return module
+
+
+_CUBINS_OFF: str | None = None   # why this process compiles through CuPy instead
+
+
+def _cubins_off(reason: str, warn: bool = True) -> None:
+    """From now on this process leaves CUDA compiles to CuPy's RawKernel (said once)."""
+    global _CUBINS_OFF
+    if _CUBINS_OFF is None:
+        _CUBINS_OFF = reason
+        if warn:
+            warnings.warn(f"ember: CUDA kernels are not kept in ember's cache ({reason}); "
+                          "CuPy compiles them", RuntimeWarning, stacklevel=4)
 
 
 _CACHE = KernelCache()

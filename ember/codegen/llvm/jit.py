@@ -3,9 +3,13 @@ and the thread pool that kernels split their rows across."""
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import itertools
 import os
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -32,17 +36,31 @@ def _target_machine() -> llvm.TargetMachine:
 def _new_target_machine() -> llvm.TargetMachine:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    target = llvm.Target.from_triple(llvm.get_process_triple())
+    triple, cpu, features = _host()
+    target = llvm.Target.from_triple(triple)
     return target.create_target_machine(
-        cpu=llvm.get_host_cpu_name(),
+        cpu=cpu,
         # LLVM's Intel tuning caps vectors at 256 bits; 512-bit zmm code runs the
         # exp/erf polynomials ~1.3x faster here (measured), so lift the cap.
-        features=llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit",
+        features=features + ",-prefer-256-bit",
         # Small code model + PIC: constants become RIP-relative memory operands
         # ({1to16} broadcasts) instead of a movabs + broadcast per use inside the
         # loop (JIT default "large"); erf ran 1.4x faster. llvmlite's memory manager
         # keeps one module's sections together, and libm calls go through stubs.
         opt=3, reloc="pic", codemodel="small", jit=True)
+
+
+_HOST: tuple[str, str, str] | None = None
+
+
+def _host() -> tuple[str, str, str]:
+    """(triple, CPU name, CPU features) of this machine, asked of LLVM once: the
+    features string alone costs ~0.4 ms, and every engine and cache key needs them."""
+    global _HOST
+    if _HOST is None:
+        _HOST = (llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                 llvm.get_host_cpu_features().flatten())
+    return _HOST
 
 
 def _optimize(source: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
@@ -64,11 +82,10 @@ def optimized_module(source: str) -> llvm.ModuleRef:
 
 def _cache_key(cache: DiskCache, source: str) -> str:
     """The machine code depends on the IR, the LLVM in llvmlite and the host CPU."""
-    return cache.key("llvm", source, llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                     llvm.get_host_cpu_features().flatten())
+    return cache.key("llvm", source, *_host())
 
 
-def _jit(source: str):
+def _jit(source: str, cache: DiskCache | None | bool = True):
     """MCJIT-compile ``source``: the machine code comes from the persistent cache
     (``ember/diskcache.py``) when an earlier process compiled the same IR on this CPU,
     else from the O3 pipeline and codegen, and is then stored there. Returns the engine
@@ -76,24 +93,144 @@ def _jit(source: str):
     optimized; ``optimized_module`` makes it on demand)."""
     # Each engine gets its own target machine: an MCJIT engine owns the one it is made
     # with and destroys it when freed (a shared one crashed every later engine).
-    tm = _new_target_machine()
-    cache = default_cache()
+    if cache is True:
+        cache = default_cache()
     key = _cache_key(cache, source) if cache is not None else None
     code = cache.get(key) if cache is not None else None
     if code is not None:
-        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(code))
-        engine.finalize_object()
-        return engine, None
+        return _load_object(code, source), None
     with phase("llvm"):
+        tm = _new_target_machine()
         mod = _optimize(source, tm)
         engine = llvm.create_mcjit_compiler(mod, tm)
         if cache is not None:
-            engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf)))
+            engine.set_object_cache(notify_func=lambda _m, buf: cache.put(key, bytes(buf),
+                                                                          "llvm"))
         engine.finalize_object()
     # The engine (and its machine code) lives as long as the compiled kernel holding it:
     # only that object calls into the code (worker threads finish before run() returns).
     return engine, mod
+
+
+def jit_described(description: str, build_source: Callable[[], str]
+                  ) -> tuple[llvm.ExecutionEngine, llvm.ModuleRef | None, str]:
+    """MCJIT-compile the code that ``build_source()`` makes, looking the persistent cache
+    up by ``description`` first (a text that determines the IR, e.g. a kernel's
+    signature and name): a hit skips building, printing and parsing the IR and the O3
+    pipeline, which is most of a warm start's compile time. The entry keeps the IR text
+    beside the machine code, so ``source`` (dumps, explain) is the same either way.
+    The key also covers a hash of the code generator's own source files
+    (``_codegen_fingerprint``): a changed generator never meets code from an old one.
+    Returns the engine, the optimized module (None on a hit) and the IR text.
+
+        >>> engine, _, ir = jit_described("ret", lambda: "define void @f() { ret void }")
+        >>> engine.get_function_address("f") != 0
+        True
+    """
+    cache = default_cache()
+    if cache is None:
+        source = build_source()
+        engine, mod = _jit(source, cache=None)
+        return engine, mod, source
+    key = cache.key("llvm-described", description, _codegen_fingerprint(), *_host(),
+                    str(_DATA_OFFSET))
+    blob = cache.get(key)
+    entry = _split_entry(blob) if blob is not None else None
+    if entry is not None:
+        source, code = entry
+        return _load_object(code, source), None, source
+    source = build_source()
+    tm = _new_target_machine()
+    mod = _optimize(source, tm)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.set_object_cache(
+        notify_func=lambda _m, buf: cache.put(key, _join_entry(source, bytes(buf)), "llvm"))
+    engine.finalize_object()
+    return engine, mod, source
+
+
+_ENTRY_MAGIC = b"ember-llvm-ir+obj 1\n"
+
+
+def _join_entry(source: str, code: bytes) -> bytes:
+    text = source.encode()
+    return _ENTRY_MAGIC + len(text).to_bytes(8, "little") + text + code
+
+
+def _split_entry(blob: bytes) -> tuple[str, bytes] | None:
+    """(IR text, object code) of a described entry; None if it is not one. The store
+    already checked the checksum and key, so this only guards against a format change."""
+    n = len(_ENTRY_MAGIC)
+    if not blob.startswith(_ENTRY_MAGIC) or len(blob) < n + 8:
+        return None
+    size = int.from_bytes(blob[n:n + 8], "little")
+    if n + 8 + size >= len(blob):
+        return None
+    try:
+        source = blob[n + 8:n + 8 + size].decode()
+    except UnicodeDecodeError:
+        return None
+    return source, blob[n + 8 + size:]
+
+
+def _load_object(code: bytes, source: str) -> "_Library":
+    """The machine code of a cache entry, linked into the process's ORC JIT as a library
+    of its own: ~0.3 ms, where a new MCJIT engine (target machine, and a codegen run over
+    an empty module at finalization) cost ~2.5-4 ms a kernel (measured). ``source`` is
+    the IR the code was made from; its function definitions are the exports."""
+    global _LLJIT
+    names = [a or b for a, b in _DEFINED.findall(source)]
+    with _LLJIT_LOCK:
+        if _LLJIT is None:
+            _LLJIT = llvm.create_lljit_compiler(_new_target_machine())
+        builder = llvm.JITLibraryBuilder().add_object_img(code).add_current_process()
+        for name in names:
+            builder.export_symbol(name)
+        # A library's name can never be reused, even after its tracker is freed.
+        tracker = builder.link(_LLJIT, f"ember-cached-{next(_LIBRARY_IDS)}")
+    return _Library(tracker, _LLJIT)
+
+
+class _Library:
+    """Code loaded from the cache; it stays mapped while this object lives (the
+    compiled kernel holding it is the only caller), as an MCJIT engine's does. It
+    holds the JIT too, so the JIT is never disposed of before its libraries."""
+
+    def __init__(self, tracker, lljit) -> None:
+        self._tracker, self._jit = tracker, lljit
+
+    def get_function_address(self, name: str) -> int:
+        return self._tracker[name]
+
+
+_LLJIT = None
+_LLJIT_LOCK = threading.Lock()
+_LIBRARY_IDS = itertools.count()
+_DEFINED = re.compile(r'^define [^@]*@(?:"([^"]+)"|([-\w.$]+))\(', re.M)
+
+
+_FINGERPRINT: str | None = None
+
+
+def _codegen_fingerprint() -> str:
+    """A hash of the files whose code decides what a kernel description compiles to
+    (``ember/codegen`` and ``ember/dtypes.py``), so that an edited generator with an
+    unchanged version number never loads code an older one made (~2 ms, once)."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import ember
+        root = os.path.dirname(os.path.abspath(ember.__file__))
+        files = [os.path.join(root, "dtypes.py")]
+        for folder, dirs, names in os.walk(os.path.join(root, "codegen")):
+            dirs.sort()
+            files += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".py")]
+        h = hashlib.sha256()
+        for path in files:
+            h.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                h.update(f.read())
+        _FINGERPRINT = h.hexdigest()
+    return _FINGERPRINT
 
 
 def _find_data_offset() -> int | None:

@@ -13,8 +13,8 @@ import numpy as np
 
 from ember.codegen import mathlib
 from ember.codegen.kernel import REDUCTIONS, Kernel, KernelCache
-from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _jit, _pool, _target_machine,
-                                    optimized_module)
+from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _pool, _target_machine,
+                                    jit_described, optimized_module)
 from ember.codegen.llvm.loops import _Layout, _add_kernel, _build_module, _new_module
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
@@ -65,8 +65,11 @@ class CompiledKernel:
         self.size = math.prod(self.shape)
         self.layout = _Layout.of(kernel)
         self.loop_shape = self.layout.outer_shape
-        self.source = _build_module(kernel, self.name, self.layout)
-        self._engine, self._module = _jit(self.source)
+        # The persistent cache is looked up by the description (signature and name):
+        # a hit skips building the IR (jit.jit_described).
+        self._engine, self._module, self.source = jit_described(
+            f"{self.name} {kernel.signature()!r}",
+            lambda: _build_module(kernel, self.name, self.layout))
         nargs = self.num_inputs + self.num_outputs
         i64 = ctypes.c_int64
         # Passing the arrays themselves and reading their data pointer inside the
@@ -197,8 +200,7 @@ class CompiledKernels:
             raise NotImplementedError("horizontal fusion needs ndarray data pointer offsets")
         self.name = _ident(name)
         self.parts = [CompiledKernel.__new__(CompiledKernel) for _ in kernels]
-        module = _new_module(self.name)
-        subs, bounds, total = [], [], 0
+        bounds, total = [], 0
         for i, (k, part) in enumerate(zip(kernels, self.parts)):
             k.validate()
             part.name, part.shape = f"{self.name}_{i}", tuple(k.shape)
@@ -209,14 +211,19 @@ class CompiledKernels:
                               for s in k.stores]
             part.layout = _Layout.of(k)
             rows = 0 if part.layout.empty else part.layout.outer_shape[0]
-            subs.append(_add_kernel(module, k, part.name, part.layout))
             bounds.append((total, rows))
             total += rows
         self._rows = total
         self.nargs = sum(p.num_inputs + p.num_outputs for p in self.parts)
-        self._driver(module, subs, bounds)
-        self.source = str(module)
-        self._engine, self._module = _jit(self.source)
+
+        def build() -> str:   # only on a miss of the persistent cache (jit_described)
+            module = _new_module(self.name)
+            subs = [_add_kernel(module, k, part.name, part.layout)
+                    for k, part in zip(kernels, self.parts)]
+            self._driver(module, subs, bounds)
+            return str(module)
+        self._engine, self._module, self.source = jit_described(
+            f"{self.name} {[k.signature() for k in kernels]!r}", build)
         ftype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
         self._cfunc = ftype(self._engine.get_function_address(self.name))
         self._argv = ctypes.py_object * self.nargs
