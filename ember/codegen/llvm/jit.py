@@ -140,12 +140,13 @@ def jit_described(description: str, build_source: Callable[[], str]
         source, code = entry
         return _load_object(code, source), None, source
     source = build_source()
-    tm = _new_target_machine()
-    mod = _optimize(source, tm)
-    engine = llvm.create_mcjit_compiler(mod, tm)
-    engine.set_object_cache(
-        notify_func=lambda _m, buf: cache.put(key, _join_entry(source, bytes(buf)), "llvm"))
-    engine.finalize_object()
+    with phase("llvm"):
+        tm = _new_target_machine()
+        mod = _optimize(source, tm)
+        engine = llvm.create_mcjit_compiler(mod, tm)
+        engine.set_object_cache(notify_func=lambda _m, buf: cache.put(
+            key, _join_entry(source, bytes(buf)), "llvm"))
+        engine.finalize_object()
     return engine, mod, source
 
 
