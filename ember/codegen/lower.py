@@ -96,7 +96,9 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
     for n in group.nodes:
         d = graph[n]
         operands = tuple(operand(n, a) for a in d.args)
-        if d.op == "contiguous":   # the same value, stored C-contiguously if an output
+        if d.op in ("contiguous", "expand"):
+            # The same value (an expand: read at the broadcast point, as NumPy would),
+            # stored C-contiguously if an output.
             ref[n] = operands[0]
             continue
         op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op

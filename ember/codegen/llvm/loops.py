@@ -86,10 +86,10 @@ class _LoopNest:
     """Emits the loops of a kernel and the scalar code of its exprs.
 
     The outer dims (rows) form one loop nest, split across threads by its first loop.
-    For each row, every reduction gets a loop nest over the inner dims that accumulates
-    into a stack slot (SROA turns it into a register; 'reassoc' on the accumulating add
-    lets the vectorizer keep 16 partial sums), then a last inner nest computes and stores
-    the per-point outputs. Per-point values are recomputed in each pass instead of being
+    For each row, each pass of reductions (those that do not read one another) gets a
+    loop nest over the inner dims that accumulates each into a stack slot (SROA turns it
+    into a register; 'reassoc' on the accumulating add lets the vectorizer keep 16
+    partial sums), then a last inner nest computes and stores the per-point outputs. Per-point values are recomputed in each pass instead of being
     kept: a row is in L1/L2 by then, and recomputing costs less than a round trip.
     """
 
@@ -102,6 +102,7 @@ class _LoopNest:
         self.out_ptrs = fn.args[nin:nin + len(kernel.stores)]
         self.start, self.end = fn.args[-2], fn.args[-1]
         self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
+        self.passes = self._plan_passes() if kernel.reduce_dims else []
         self.stash = self._plan_stash()
         self.pass_no = 0
 
@@ -145,26 +146,29 @@ class _LoopNest:
         level(0, offs)
 
     def _row(self, offs: list) -> None:
-        """One row: its reductions in order, then the stores."""
+        """One row: its reductions pass by pass, then the stores."""
         k, lay = self.kernel, self.layout
         memo: dict[int, object] = {}
         nl = len(k.loads)
         self.pass_no = 0
-        for r, e in enumerate(k.exprs):
-            if e.op not in REDUCTIONS:
-                continue
-            self._ensure_row(e.args[0], offs, memo)
-            acc = self._accumulator(e)
+        for p, group in enumerate(self.passes):
+            for r in group:
+                self._ensure_row(k.exprs[r].args[0], offs, memo)
+            accs = [self._accumulator(k.exprs[r]) for r in group]
 
-            def reduce_body(inner, e=e, acc=acc):
+            def reduce_body(inner, group=group, accs=accs):
                 local = dict(memo)
-                self._accumulate(e, acc, self._value(e.args[0], inner, local))
+                for r, acc in zip(group, accs):
+                    e = k.exprs[r]
+                    self._accumulate(e, acc, self._value(e.args[0], inner, local))
                 for j, (i, when) in self.stash.items():   # keep it for the later passes
                     if when == self.pass_no:
                         self._store(i, self._value(j, inner, local), inner[nl + i], expr=j)
-            self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{r}_")
-            memo[r] = _Scalar(self.b, self.fn).convert(
-                self.b.load(acc), self._acc_dtype(e), e.dtype)
+            self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{p}_")
+            for r, acc in zip(group, accs):
+                e = k.exprs[r]
+                memo[r] = _Scalar(self.b, self.fn).convert(
+                    self.b.load(acc), self._acc_dtype(e), e.dtype)
             self.pass_no += 1
         point = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
         for i, st in enumerate(k.stores):
@@ -183,6 +187,21 @@ class _LoopNest:
                     self._store(i, v, inner[nl + i])
             self._nest(lay.inner_shape, lay.inner_strides, offs, body, "s")
 
+    def _plan_passes(self) -> list[list[int]]:
+        """The reductions grouped into passes over the row: each joins the current pass
+        unless it reads a reduction of that pass. layer_norm's sum and sum of squares, or
+        its backward's two row sums, then share one read of the row."""
+        k = self.kernel
+        passes: list[list[int]] = []
+        for r, e in enumerate(k.exprs):
+            if e.op not in REDUCTIONS:
+                continue
+            if passes and not (k.cone(e.args[0]) & set(passes[-1])):
+                passes[-1].append(r)
+            else:
+                passes.append([r])
+        return passes
+
     def _plan_stash(self) -> dict[int, tuple[int, int]]:
         """Expensive per-point values (exp, log, ...) computed in a reduction pass and
         needed again later, each parked in a point-level output buffer of its dtype until
@@ -192,8 +211,8 @@ class _LoopNest:
         if not k.reduce_dims:
             return {}
         point_stores = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
-        reductions = [r for r, e in enumerate(k.exprs) if e.op in REDUCTIONS]
-        cones = [self._cone(k.exprs[r].args[0]) for r in reductions]
+        cones = [set().union(*(self._cone(k.exprs[r].args[0]) for r in group))
+                 for group in self.passes]
         final = set().union(*(self._cone(k.stores[i].expr) for i in point_stores))
         stash, free = {}, list(point_stores)
         for p, cone in enumerate(cones):
