@@ -534,7 +534,10 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
         # Compiled: the gather as a masked row sum (exact: one term, the rest zeros), so
         # it joins the row kernel that made ``flat`` (log_softmax's), and its gradient
         # is elementwise instead of a scatter. Eager keeps the cheaper gather.
-        hit = safe.unsqueeze(1) == arange(n_classes, device=flat.device)
+        # int32 class numbers: the compare then runs at the float32 lanes' width.
+        small = dtypes.int32 if n_classes < 2 ** 31 else dtypes.int64
+        hit = (safe.to(small).unsqueeze(1)
+               == arange(n_classes, dtype=small, device=flat.device))
         picked = where(hit, flat, 0.0).sum(1)
     else:
         picked = flat[arange(flat.shape[0], device=flat.device), safe]
