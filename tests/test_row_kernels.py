@@ -11,7 +11,7 @@ import ember.nn.functional as F
 from ember import dtypes
 from ember.codegen.kernel import Expr, Kernel, Load
 from ember.codegen.llvm.kernels import CompiledKernel
-from ember.codegen.llvm.loops import _LoopNest
+from ember.codegen.llvm.loops import _Layout, _LoopNest
 
 f32 = dtypes.float32
 
@@ -22,7 +22,7 @@ def _kernels(fn, *args):
 
 def _reduce_passes(kernel: Kernel) -> list[list[int]]:
     nest = _LoopNest.__new__(_LoopNest)
-    nest.kernel = kernel
+    nest.kernel, nest.layout, nest.row_level = kernel, _Layout.of(kernel), kernel.row_level()
     return nest._plan_passes()
 
 
@@ -274,3 +274,50 @@ def test_expand_between_kernel_ops_fuses_and_matches_eager():
     for _ in range(2):
         y = cf(x)
     np.testing.assert_allclose(y.numpy(), f(x).numpy(), rtol=1e-6)
+
+
+# ---- the target gather inside the row kernel ----------------------------------------------
+
+def _gather_kernel(iota: bool) -> Kernel:
+    """sum over j of where(t[i] == arange[j], x[i, j] - max_i(x), 0) on a [5, 7] x."""
+    i32 = dtypes.int32
+    return Kernel("g", (5, 7), [Load(0, f32, (7, 1)), Load(1, i32, (1, 0)),
+                                Load(2, i32, (0, 1), iota=iota)],
+                  [Expr("load", (0,), f32), Expr("reduce_max", (0,), f32),
+                   Expr("sub", (0, 1), f32), Expr("load", (1,), i32),
+                   Expr("load", (2,), i32), Expr("eq", (3, 4), dtypes.bool_),
+                   Expr("const", (0.0,), f32), Expr("where", (5, 2, 6), f32),
+                   Expr("reduce_sum", (7,), f32)],
+                  [], reduce_dims=1)
+
+
+@pytest.mark.parametrize("iota", [True, False])
+def test_masked_row_sum_becomes_a_gather(iota):
+    from ember.codegen.kernel import Store
+    k = _gather_kernel(iota)
+    k.stores = [Store(8, (1, 0))]
+    nest = _LoopNest.__new__(_LoopNest)
+    nest.kernel, nest.layout, nest.row_level = k, _Layout.of(k), k.row_level()
+    # the max; with the hint the masked sum takes no pass of its own
+    assert nest._plan_passes() == ([[1]] if iota else [[1], [8]])
+    assert list(nest.gathers) == ([8] if iota else [])
+    x = np.random.default_rng(5).standard_normal((5, 7)).astype(np.float32)
+    x[2, 4] = x[2].max()                   # picks x - max = 0.0 exactly
+    t = np.array([0, 6, 4, -1, 7], np.int32)   # -1 and 7 match no column: 0
+    out = np.empty(5, np.float32)
+    CompiledKernel(k).run([x, t, np.arange(7, dtype=np.int32)], [out])
+    shifted = x - x.max(1, keepdims=True)
+    want = np.where(t[:, None] == np.arange(7), shifted, 0).sum(1)
+    np.testing.assert_array_equal(out, want)
+    assert out[3] == 0 and out[4] == 0
+    assert not np.signbit(out[2])
+
+
+def test_nll_kernel_gathers_without_a_third_pass():
+    x, t = ember.randn(32, 50), ember.tensor(np.arange(32) % 50)
+    ks = _kernels(lambda x, t: F.nll_loss(F.log_softmax(x, dim=1), t), x, t)
+    (kernel,) = [k.kernel for k in ks if k.kernel is not None and "amax" in k.ops]
+    assert any(ld.iota for ld in kernel.loads)
+    nest = _LoopNest.__new__(_LoopNest)
+    nest.kernel, nest.layout, nest.row_level = kernel, _Layout.of(kernel), kernel.row_level()
+    assert len(nest._plan_passes()) == 2 and len(nest.gathers) == 1   # max; sum of exp
