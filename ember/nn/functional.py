@@ -312,7 +312,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
                       f"normalized_shape {list(shape)}", (input,))
     dims = tuple(range(input.ndim - k, input.ndim))
     count = math.prod(shape)
-    if count == 0 or input.numel() == 0:
+    if count == 0 or input.numel() == 0 or input.dtype not in (dtypes.float32,
+                                                                 dtypes.float64):
         centered = input - input.mean(dims, keepdim=True)
         var = (centered * centered).mean(dims, keepdim=True)
         out = centered * (var + eps).rsqrt()
