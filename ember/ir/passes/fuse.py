@@ -14,6 +14,8 @@ of their operands when (1) the iteration spaces agree, (2) every value used insi
 group is indexed the way NumPy broadcasting indexes it (``_consistent``), and (3) no
 path leaves the group and re-enters it (``_can_merge``), which would make a cycle.
 Movement ops need no fusion: they run as NumPy views that kernels read through strides.
+The exception is an ``expand`` between two fusible ops (a row sum's gradient), which
+joins the group as broadcasting (``_fusible_expand``).
 """
 from __future__ import annotations
 
