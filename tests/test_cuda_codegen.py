@@ -86,6 +86,8 @@ def make_case(kernel: Kernel, rng: np.random.Generator, values=None) -> Case:
         n = max(hi - lo + 1, 1)
         if values is not None and values[i] is not None:
             buf = np.resize(np.asarray(values[i], d.np), n)
+        elif any(ld.iota for ld in lds):   # the Load's promise: it reads 0, 1, 2, ...
+            buf = np.arange(lo, lo + n).astype(d.np)
         elif d.is_floating_point:
             buf = (rng.standard_normal(n) * 2).astype(d.np)
         elif d is B:

@@ -1,12 +1,13 @@
 """The MLP 784-512-256-10 (ReLU): forward and training step, by default at batch 128."""
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks.harness import Workload
-from benchmarks.workloads.common import parse_count
+from benchmarks.harness import Impl, Prepared, Workload
+from benchmarks.workloads.common import parse_count, to_np
 from benchmarks.workloads.models import LR, MOMENTUM, ModelSpec, Weights, model_workloads
 
 SIZES = ["128"]
@@ -16,7 +17,66 @@ LINEARS = ["0", "2", "4"]  # the Linear layers' names inside the Sequential
 
 
 def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
-    return [w for text in sizes for w in model_workloads(SPEC, parse_count(text), device)]
+    out = [w for text in sizes for w in model_workloads(SPEC, parse_count(text), device)]
+    if device == "cpu" and sizes:
+        out.append(update_workload())
+    return out
+
+
+# ---- the optimizer update alone: its GB/s against the copy's --------------------------
+
+def update_workload() -> Workload:
+    """SGD with momentum over the MLP's parameters, gradients fixed: each call reads the
+    parameters, gradients and momentum buffers and writes parameters and buffers, 20
+    bytes per float32 parameter, so its rate compares with ``copy_16M``'s bandwidth."""
+    sizes = [m * n + n for m, n in zip(WIDTHS, WIDTHS[1:])]
+    nbytes = 20 * sum(sizes)
+    return Workload("mlp_sgd_update", "mlp",
+                    f"SGD momentum update of the MLP's {sum(sizes)} parameters "
+                    "(gradients fixed)",
+                    [Impl("ember", "ember", _update_setup("ember", True)),
+                     Impl("ember eager", "ember", _update_setup("ember", False)),
+                     Impl("torch", "torch", _update_setup("torch", False)),
+                     Impl("numpy", "numpy", _numpy_update_setup)],
+                    nbytes=nbytes, stateful=True, check_calls=3, reference="numpy",
+                    rtol=1e-5, atol=1e-6)
+
+
+def _update_inputs() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(7)
+    shapes = [s for m, n in zip(WIDTHS, WIDTHS[1:]) for s in ((n, m), (n,))]
+    params = [(0.05 * rng.standard_normal(s)).astype(np.float32) for s in shapes]
+    grads = [(0.01 * rng.standard_normal(s)).astype(np.float32) for s in shapes]
+    return params, grads
+
+
+def _update_setup(name: str, compiled: bool) -> Callable[[], Prepared]:
+    def setup() -> Prepared:
+        lib = importlib.import_module(name)
+        params, grads = _update_inputs()
+        ps = [lib.tensor(p.copy(), requires_grad=True) for p in params]
+        for p, g in zip(ps, grads):
+            p.grad = lib.tensor(g.copy())
+        opt = lib.optim.SGD(ps, lr=LR, momentum=MOMENTUM)
+
+        def update():
+            opt.step()
+        fn = lib.compile(update) if compiled else update
+        state = lambda: [to_np(p.detach()) for p in ps]   # noqa: E731
+        return Prepared(fn, lambda _: [], state=state)
+    return setup
+
+
+def _numpy_update_setup() -> Prepared:
+    params, grads = _update_inputs()
+    bufs = [np.zeros_like(p) for p in params]
+
+    def update():
+        for p, g, buf in zip(params, grads, bufs):
+            buf *= MOMENTUM
+            buf += g
+            p -= np.float32(LR) * buf
+    return Prepared(update, lambda _: [], state=lambda: [p.copy() for p in params])
 
 
 def make_mlp(lib: Any) -> Any:

@@ -51,6 +51,11 @@ class Load:
     dtype: DType
     strides: tuple[int, ...]    # element strides per iteration dim; 0 = broadcast
     offset: int = 0             # element offset of the first element
+    # A hint: the input holds 0, 1, 2, ... along the kernel's single inner dim (an
+    # ``arange`` constant). A backend may then turn a masked row sum
+    # ``reduce_sum(where(eq(row_index, this), v, 0))`` into a read of ``v`` at
+    # ``row_index`` (NLL's target gather); one that ignores it just loads the values.
+    iota: bool = False
 
 
 @dataclass(frozen=True)

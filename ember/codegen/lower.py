@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ember.codegen.kernel import Expr, Kernel, Load, Store, contiguous_strides
 from ember.codegen.policy import REDUCE_OPS
 
@@ -36,6 +38,15 @@ def external_args(graph, group: Group) -> list[int]:
 
 def _inline_const(graph, nid: int) -> bool:
     return graph[nid].op == "const" and graph.consts[nid].size == 1
+
+
+def _iota(graph, nid: int) -> bool:
+    """True for an integer constant holding 0, 1, ..., n-1 (``Load.iota``)."""
+    if graph[nid].op != "const":
+        return False
+    c = graph.consts[nid]
+    return (isinstance(c, np.ndarray) and c.ndim == 1 and c.size > 1 and c.dtype.kind in "iu"
+            and bool((c == np.arange(c.size)).all()))
 
 
 def broadcast_strides(array, shape: tuple) -> tuple[int, ...]:
@@ -90,14 +101,16 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         key = (a, it)
         if key not in load_ref:
             load_ref[key] = len(exprs)
-            loads.append(Load(arg_index[a], d.dtype, it))
+            loads.append(Load(arg_index[a], d.dtype, it, iota=_iota(graph, a)))
             exprs.append(Expr("load", (len(loads) - 1,), d.dtype))
         return load_ref[key]
 
     for n in group.nodes:
         d = graph[n]
         operands = tuple(operand(n, a) for a in d.args)
-        if d.op == "contiguous":   # the same value, stored C-contiguously if an output
+        if d.op in ("contiguous", "expand"):
+            # The same value (an expand: read at the broadcast point, as NumPy would),
+            # stored C-contiguously if an output.
             ref[n] = operands[0]
             continue
         op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op

@@ -17,6 +17,7 @@ from typing import Sequence
 from ember import dtypes
 from ember.amp import state as _amp
 from ember.autograd import no_grad
+from ember.compiler import is_compiling
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str, type_name
 from ember.tensor import Tensor, arange, ones_like, rand_like, where
@@ -310,9 +311,24 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         raise OpError("layer_norm", f"input of shape {shape_str(input)} does not end in the "
                       f"normalized_shape {list(shape)}", (input,))
     dims = tuple(range(input.ndim - k, input.ndim))
-    centered = input - input.mean(dims, keepdim=True)
-    var = (centered * centered).mean(dims, keepdim=True)
-    out = centered * (var + eps).rsqrt()
+    count = math.prod(shape)
+    if count == 0 or input.numel() == 0 or input.dtype not in (dtypes.float32,
+                                                                 dtypes.float64):
+        centered = input - input.mean(dims, keepdim=True)
+        var = (centered * centered).mean(dims, keepdim=True)
+        out = centered * (var + eps).rsqrt()
+    else:
+        # The statistics in one pass over each row: the sum and the sum of squares of
+        # the row shifted by its first element. The shift keeps the cancellation in
+        # E[d^2] - E[d]^2 to the scale of the row's spread (the shifted-data algorithm);
+        # it is detached because the result does not depend on it (any constant shift
+        # gives the same function), so the gradient stays exact. A compiled row kernel
+        # reads each row once for both sums, then once to normalize.
+        first = input[(Ellipsis,) + (slice(0, 1),) * k].detach()
+        d = input - first
+        shift = d.sum(dims, keepdim=True) * (1.0 / count)       # mean - first
+        var = ((d * d).sum(dims, keepdim=True) * (1.0 / count) - shift * shift).clamp(min=0.0)
+        out = (d - shift) * (var + eps).rsqrt()
     if weight is not None:
         out = out * weight
     if bias is not None:
@@ -515,7 +531,17 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     t = target.reshape(-1)
     valid = t != ignore_index
     safe = where(valid, t, 0)
-    picked = flat[arange(flat.shape[0], device=flat.device), safe]
+    if is_compiling() and flat.ndim == 2:
+        # Compiled: the gather as a masked row sum (exact: one term, the rest zeros), so
+        # it joins the row kernel that made ``flat`` (log_softmax's), and its gradient
+        # is elementwise instead of a scatter. Eager keeps the cheaper gather.
+        # int32 class numbers: the compare then runs at the float32 lanes' width.
+        small = dtypes.int32 if n_classes < 2 ** 31 else dtypes.int64
+        hit = (safe.to(small).unsqueeze(1)
+               == arange(n_classes, dtype=small, device=flat.device))
+        picked = where(hit, flat, 0.0).sum(1)
+    else:
+        picked = flat[arange(flat.shape[0], device=flat.device), safe]
     w = valid.to(flat.dtype)
     if weight is not None:
         if tuple(weight.shape) != (n_classes,):

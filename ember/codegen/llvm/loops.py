@@ -86,10 +86,10 @@ class _LoopNest:
     """Emits the loops of a kernel and the scalar code of its exprs.
 
     The outer dims (rows) form one loop nest, split across threads by its first loop.
-    For each row, every reduction gets a loop nest over the inner dims that accumulates
-    into a stack slot (SROA turns it into a register; 'reassoc' on the accumulating add
-    lets the vectorizer keep 16 partial sums), then a last inner nest computes and stores
-    the per-point outputs. Per-point values are recomputed in each pass instead of being
+    For each row, each pass of reductions (those that do not read one another) gets a
+    loop nest over the inner dims that accumulates each into a stack slot (SROA turns it
+    into a register; 'reassoc' on the accumulating add lets the vectorizer keep 16
+    partial sums), then a last inner nest computes and stores the per-point outputs. Per-point values are recomputed in each pass instead of being
     kept: a row is in L1/L2 by then, and recomputing costs less than a round trip.
     """
 
@@ -102,6 +102,8 @@ class _LoopNest:
         self.out_ptrs = fn.args[nin:nin + len(kernel.stores)]
         self.start, self.end = fn.args[-2], fn.args[-1]
         self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
+        self.gathers, self.gathers_after = {}, {}
+        self.passes = self._plan_passes() if kernel.reduce_dims else []
         self.stash = self._plan_stash()
         self.pass_no = 0
 
@@ -145,27 +147,34 @@ class _LoopNest:
         level(0, offs)
 
     def _row(self, offs: list) -> None:
-        """One row: its reductions in order, then the stores."""
+        """One row: its reductions pass by pass, then the stores."""
         k, lay = self.kernel, self.layout
         memo: dict[int, object] = {}
         nl = len(k.loads)
         self.pass_no = 0
-        for r, e in enumerate(k.exprs):
-            if e.op not in REDUCTIONS:
-                continue
-            self._ensure_row(e.args[0], offs, memo)
-            acc = self._accumulator(e)
+        for r in self.gathers_after.get(-1, ()):
+            self._gather(r, offs, memo)
+        for p, group in enumerate(self.passes):
+            for r in group:
+                self._ensure_row(k.exprs[r].args[0], offs, memo)
+            accs = [self._accumulator(k.exprs[r]) for r in group]
 
-            def reduce_body(inner, e=e, acc=acc):
+            def reduce_body(inner, group=group, accs=accs):
                 local = dict(memo)
-                self._accumulate(e, acc, self._value(e.args[0], inner, local))
+                for r, acc in zip(group, accs):
+                    e = k.exprs[r]
+                    self._accumulate(e, acc, self._value(e.args[0], inner, local))
                 for j, (i, when) in self.stash.items():   # keep it for the later passes
                     if when == self.pass_no:
                         self._store(i, self._value(j, inner, local), inner[nl + i], expr=j)
-            self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{r}_")
-            memo[r] = _Scalar(self.b, self.fn).convert(
-                self.b.load(acc), self._acc_dtype(e), e.dtype)
+            self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{p}_")
+            for r, acc in zip(group, accs):
+                e = k.exprs[r]
+                memo[r] = _Scalar(self.b, self.fn).convert(
+                    self.b.load(acc), self._acc_dtype(e), e.dtype)
             self.pass_no += 1
+            for r in self.gathers_after.get(p, ()):
+                self._gather(r, offs, memo)
         point = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
         for i, st in enumerate(k.stores):
             if i not in point:
@@ -183,6 +192,87 @@ class _LoopNest:
                     self._store(i, v, inner[nl + i])
             self._nest(lay.inner_shape, lay.inner_strides, offs, body, "s")
 
+    def _plan_passes(self) -> list[list[int]]:
+        """The reductions grouped into passes over the row: each joins the last pass
+        unless it reads a reduction of that pass. layer_norm's sum and sum of squares, or
+        its backward's two row sums, then share one read of the row. Gathers (see
+        ``_gather_of``) take no pass: ``self.gathers_after[p]`` are computed once pass
+        ``p`` is done (-1: before the first)."""
+        k = self.kernel
+        passes: list[list[int]] = []
+        avail: dict[int, int] = {}     # reduction -> the pass after which it is known
+        self.gathers: dict[int, tuple[int, int]] = {}
+        self.gathers_after: dict[int, list[int]] = {}
+
+        def deps(*roots: int) -> list[int]:
+            return [d for j in roots for d in k.cone(j) if k.exprs[d].op in REDUCTIONS]
+        for r, e in enumerate(k.exprs):
+            if e.op not in REDUCTIONS:
+                continue
+            gather = self._gather_of(r)
+            if gather is not None:
+                self.gathers[r] = gather
+                avail[r] = max((avail[d] for d in deps(*gather)), default=-1)
+                self.gathers_after.setdefault(avail[r], []).append(r)
+                continue
+            need = max((avail[d] for d in deps(e.args[0])), default=-1)
+            if passes and need < len(passes) - 1:
+                passes[-1].append(r)
+            else:
+                passes.append([r])
+            avail[r] = len(passes) - 1
+        return passes
+
+    def _gather_of(self, r: int) -> tuple[int, int] | None:
+        """``(v, i)`` if reduction ``r`` is ``reduce_sum(where(eq(i, iota), v, 0))`` over
+        one inner dim, with ``i`` a row-level integer and ``iota`` a load of 0..n-1
+        (``Load.iota``): the sum is ``v`` at inner index ``i`` (0 if ``i`` is out of
+        range), read directly instead of summed over the row."""
+        k, lay = self.kernel, self.layout
+        e = k.exprs[r]
+        if e.op != "reduce_sum" or not e.dtype.is_floating_point or len(lay.inner_shape) != 1:
+            return None
+        w = k.exprs[e.args[0]]
+        if w.op != "where" or w.dtype != e.dtype:
+            return None
+        c, v, z = w.args
+        zero = k.exprs[z]
+        if (k.exprs[c].op != "eq" or zero.op != "const" or zero.args[0] != 0
+                or k.exprs[v].dtype != e.dtype):
+            return None
+        a, b = k.exprs[c].args
+        for i, j in ((a, b), (b, a)):
+            ld = k.exprs[j]
+            if (ld.op != "load" or not k.loads[ld.args[0]].iota
+                    or ld.dtype != k.exprs[i].dtype or ld.dtype.is_floating_point
+                    or ld.dtype is dtypes.bool_ or not self.row_level[i]):
+                continue
+            n = ld.args[0]
+            if (k.loads[n].offset == 0 and lay.inner_strides[n] == (1,)
+                    and not any(lay.outer_strides[n])):
+                return v, i
+        return None
+
+    def _gather(self, r: int, offs: list, memo: dict) -> None:
+        """Gather ``r`` (``_gather_of``): ``v`` read at inner index ``i`` of this row."""
+        b, k = self.b, self.kernel
+        v, i = self.gathers[r]
+        self._ensure_row(i, offs, memo)
+        self._ensure_row(v, offs, memo)
+        sc = _Scalar(b, self.fn)
+        idx = sc.convert(self._value(i, offs, memo), k.exprs[i].dtype, dtypes.int64)
+        n = ir.Constant(_I64, self.layout.inner_shape[0])
+        inside = b.and_(b.icmp_signed(">=", idx, ir.Constant(_I64, 0)),
+                        b.icmp_signed("<", idx, n))
+        at = b.select(inside, idx, ir.Constant(_I64, 0))   # index 0 always exists (n > 1)
+        moved = [off if st[0] == 0 else b.add(off, b.mul(at, ir.Constant(_I64, st[0])))
+                 for off, st in zip(offs, self.layout.inner_strides)]
+        value = self._value(v, moved, dict(memo))
+        ty = _VALUE_TYPE[k.exprs[r].dtype]
+        # + 0.0 as the masked sum would (-0.0 becomes 0.0), 0 where no index matched.
+        value = b.fadd(value, ir.Constant(ty, 0.0))
+        memo[r] = b.select(inside, value, ir.Constant(ty, 0.0))
+
     def _plan_stash(self) -> dict[int, tuple[int, int]]:
         """Expensive per-point values (exp, log, ...) computed in a reduction pass and
         needed again later, each parked in a point-level output buffer of its dtype until
@@ -192,8 +282,8 @@ class _LoopNest:
         if not k.reduce_dims:
             return {}
         point_stores = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
-        reductions = [r for r, e in enumerate(k.exprs) if e.op in REDUCTIONS]
-        cones = [self._cone(k.exprs[r].args[0]) for r in reductions]
+        cones = [set().union(*(self._cone(k.exprs[r].args[0]) for r in group))
+                 for group in self.passes]
         final = set().union(*(self._cone(k.stores[i].expr) for i in point_stores))
         stash, free = {}, list(point_stores)
         for p, cone in enumerate(cones):

@@ -16,6 +16,8 @@ path leaves the group and re-enters it (``_can_merge``), which would make a cycl
 (4) the group stays within ``MAX_GROUP_WEIGHT`` scalar ops (LLVM compile time). Each
 merge checks only what joins two groups, so fusion is linear in the graph.
 Movement ops need no fusion: they run as NumPy views that kernels read through strides.
+The exception is an ``expand`` between two fusible ops (a row sum's gradient), which
+joins the group as broadcasting (``_fusible_expand``).
 """
 from __future__ import annotations
 
@@ -87,7 +89,23 @@ def fusible(graph, nid: int) -> bool:
                 and backend.supports(REDUCE_OPS[d.op], d.dtype))
     if d.op == "contiguous":   # a copy: in a kernel, just the value stored again
         return True
+    if d.op == "expand":
+        return _fusible_expand(graph, nid)
     return backend.supports(d.op, d.dtype) and OPS[d.op].elementwise
+
+
+def _fusible_expand(graph, nid: int) -> bool:
+    """An expand between two kernel ops is NumPy broadcasting, which a kernel does by
+    index arithmetic: the gradient of a row sum (``sum(keepdim) -> expand -> mul``)
+    then stays in the row kernel. Only when it joins a producer and consumers that
+    fuse: alone it would copy what a view gives for free."""
+    d = graph[nid]
+    src = d.args[0]
+    users = list(graph.users(nid))
+    return (bool(users) and graph[src].op not in ("input", "const", "expand")
+            and fusible(graph, src) and graph[src].dtype == d.dtype
+            and all(graph[u].op != "expand" and graph[u].op not in REDUCE_OPS
+                    and fusible(graph, u) for u in users))
 
 
 @dataclass(frozen=True)
