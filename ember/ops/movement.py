@@ -170,6 +170,8 @@ def _fold_vjp(g, out, cols, shape, kernel, stride, padding, dilation):
 
 defop("unfold2d", MOVEMENT, _unfold2d, _unfold_vjp)
 defop("fold2d", MOVEMENT, _fold2d, _fold_vjp)
+# im2col/col2im in the one-GEMM layout and max pooling (what conv2d and max_pool2d use).
+from ember.ops import conv as _conv  # noqa: E402,F401
 
 
 # A copy, as torch.flip (NumPy's flip is a negative-stride view, which PyTorch can't make).
