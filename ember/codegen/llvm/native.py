@@ -33,15 +33,19 @@ _I1, _I64 = ir.IntType(1), ir.IntType(64)
 _PTR = ir.PointerType()
 _FLOAT = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
 # Work (elements touched) from which a call is split across the pool: a wake-up costs
-# ~20-100 us here, im2col moves ~1 element/ns on one core.
-_PARALLEL_MIN = 200_000
+# ~20-100 us here, im2col moves ~1 element/ns on one core, and on a loaded machine a
+# late worker costs more than the split saves (measured), so only ~1 ms of work splits.
+_PARALLEL_MIN = 1_000_000
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
 
 def supports(*arrays) -> bool:
-    """Whether the native kernels handle these arrays (host float32/float64)."""
-    return all(type(a) is np.ndarray and a.dtype in _FLOAT for a in arrays)
+    """Whether the native kernels handle these arrays (host float32/float64, planes
+    under 2^24 elements: pooling keeps its indices in floats)."""
+    return all(type(a) is np.ndarray and a.dtype in _FLOAT
+               and (a.ndim == 2 or a.ndim == 4 and a.shape[2] * a.shape[3] < 1 << 24)
+               for a in arrays)
 
 
 # ---- IR helpers ----------------------------------------------------------------------
@@ -173,10 +177,41 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
     module, fn, b = _function(name, 3 if backward else 2)
     if backward:
         x, g, dx, start, end = fn.args
+        row = b.alloca(ft, size=_c(ow))   # one output row's argmax positions
     else:
         x, out, start, end = fn.args
     ninf = ir.Constant(ft, float("-inf"))
     zero = ir.Constant(ft, 0.0)
+
+    def window(xbase, oy, ox):
+        """The window's maximum and its flat index in the plane. The index travels as a
+        float (exact: planes under 2^24 elements) in a loop of its own, which LLVM
+        vectorizes with blends; as a select chain on integers beside the RMW scatter it
+        became data-dependent branches (pooling backward ran ~8x slower than forward).
+        -1 until the first in-range element, which PyTorch starts from."""
+        y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
+        x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
+        best, arg = ninf, ir.Constant(ft, -1.0)
+        for i in range(kh):   # unrolled: the value and index travel in registers
+            iy = b.add(y0, _c(i * dh))
+            rok = _in_range(b, iy, h)
+            iyc = b.select(rok, iy, _c(0))
+            for j in range(kw):
+                ix = b.add(x0, _c(j * dw))
+                ok = b.and_(rok, _in_range(b, ix, w))
+                ixc = b.select(ok, ix, _c(0))
+                off = b.add(b.mul(iyc, _c(xstr[2])), b.mul(ixc, _c(xstr[3])))
+                v = b.load(_at(b, x, b.add(xbase, off), ft), typ=ft)
+                better = b.or_(b.fcmp_ordered(">", v, best), b.fcmp_unordered("uno", v, v))
+                if backward:   # (the value alone needs no "first": it starts at -inf)
+                    better = b.or_(better, b.fcmp_ordered("<", arg, zero))
+                take = b.and_(ok, better)
+                best = b.select(take, v, best)
+                if backward:
+                    flat = b.sitofp(b.add(b.mul(iyc, _c(w)), ixc), ft)
+                    arg = b.select(take, flat, arg)
+        return best, arg
+
     with _for(b, start, end) as p:
         xbase = _dot(b, [(b.sdiv(p, _c(c_)), xstr[0]), (b.srem(p, _c(c_)), xstr[1])])
         if backward:
@@ -184,34 +219,21 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
             with _for(b, 0, h * w) as k:
                 b.store(zero, _at(b, dx, b.add(dbase, k), ft))
         with _for(b, 0, oh) as oy:
-            with _for(b, 0, ow) as ox:
-                y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
-                x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
-                # arg -1 until the first in-range element, which PyTorch starts from.
-                best, arg = ninf, _c(-1)
-                for i in range(kh):   # unrolled: the value and index travel in registers
-                    iy = b.add(y0, _c(i * dh))
-                    rok = _in_range(b, iy, h)
-                    iyc = b.select(rok, iy, _c(0))
-                    for j in range(kw):
-                        ix = b.add(x0, _c(j * dw))
-                        ok = b.and_(rok, _in_range(b, ix, w))
-                        ixc = b.select(ok, ix, _c(0))
-                        off = b.add(b.mul(iyc, _c(xstr[2])), b.mul(ixc, _c(xstr[3])))
-                        v = b.load(_at(b, x, b.add(xbase, off), ft), typ=ft)
-                        better = b.or_(b.fcmp_ordered(">", v, best),
-                                       b.fcmp_unordered("uno", v, v))
-                        take = b.and_(ok, b.or_(better, b.icmp_signed("<", arg, _c(0))))
-                        best = b.select(take, v, best)
-                        arg = b.select(take, b.add(b.mul(iyc, _c(w)), ixc), arg)
-                o = b.add(b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow)), ox)
-                if backward:
+            obase = b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow))
+            if not backward:
+                with _for(b, 0, ow) as ox:
+                    best, _ = window(xbase, oy, ox)
+                    b.store(best, _at(b, out, b.add(obase, ox), ft))
+            else:
+                with _for(b, 0, ow) as ox:
+                    _, arg = window(xbase, oy, ox)
+                    b.store(arg, _at(b, row, ox, ft))
+                with _for(b, 0, ow) as ox:
                     # A window with no in-range element cannot happen (pad <= k/2).
-                    d = _at(b, dx, b.add(dbase, arg), ft)
-                    gv = b.load(_at(b, g, o, ft), typ=ft)
+                    at = b.fptosi(b.load(_at(b, row, ox, ft), typ=ft), _I64)
+                    d = _at(b, dx, b.add(dbase, at), ft)
+                    gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
                     b.store(b.fadd(b.load(d, typ=ft), gv), d)
-                else:
-                    b.store(best, _at(b, out, o, ft))
     b.ret_void()
     return str(module)
 
