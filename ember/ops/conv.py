@@ -97,6 +97,11 @@ def _window_argmax(xp, a, kernel, stride, padding, dilation):
     oh, ow = win.shape[2:4]
     flat = win.reshape(n, c, oh, ow, kh * kw)
     k = flat.argmax(-1)   # NumPy's argmax stops at the first NaN, as a max would
+    if ph or pw:   # a window of -inf whose max landed on padding: its first real element
+        valid = _windows(xp, xp.ones((1, 1, h, w), dtype=bool), kernel, stride, padding,
+                         dilation, False).reshape(1, 1, oh, ow, kh * kw)
+        on_pad = ~xp.take_along_axis(valid, k[..., None], -1)[..., 0]
+        k = xp.where(on_pad, valid.argmax(-1), k)
     iy = xp.arange(oh).reshape(oh, 1) * sh - ph + (k // kw) * dh
     ix = xp.arange(ow) * sw - pw + (k % kw) * dw
     return (iy * w + ix).astype(np.int64)
