@@ -203,3 +203,32 @@ def test_compiled_conv_bias_relu_fuses_after_the_gemm():
     np.testing.assert_allclose(to_np(f(x)), to_np(F.relu(conv(x))), rtol=1e-6, atol=1e-6)
     text = str(ember.explain(lambda x: F.relu(conv(x)), x))
     assert "matmul+add" in text and "contiguous+relu" in text, text
+
+
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0))])
+@pytest.mark.parametrize("include_pad,override", [(True, None), (False, None), (True, 5)])
+def test_avg_pool2d_matches_torch(k, s, p, include_pad, override):
+    torch = pytest.importorskip("torch")
+    for x in (rng.standard_normal((2, 3, 9, 8)),
+              rng.standard_normal((2, 8, 9, 3)).astype(np.float32).transpose(0, 3, 2, 1)):
+        check_against_torch(
+            lambda a: F.avg_pool2d(a, k, s, p, count_include_pad=include_pad,
+                                   divisor_override=override),
+            lambda a: torch.nn.functional.avg_pool2d(a, k, s, p, count_include_pad=include_pad,
+                                                     divisor_override=override), [x])
+
+
+def test_avg_pool2d_native_equals_fallback_and_finite_differences():
+    x = rng.standard_normal((2, 3, 7, 6))
+    for div in (9, 0):
+        geom = ((3, 3), (2, 2), (1, 1))
+        out = native.avg_pool2d(x, *geom, div)
+        np.testing.assert_allclose(out, conv_ops._avg_pool2d(np, x.astype(np.float16), *geom,
+                                                             div).astype(np.float64),
+                                   rtol=5e-3, atol=5e-3)
+        g = rng.standard_normal(out.shape)
+        np.testing.assert_allclose(native.avg_pool2d_backward(g, x.shape, *geom, div),
+                                   conv_ops._avg_pool2d_backward(np, g.astype(np.float16),
+                                                                 x.shape, *geom, div),
+                                   rtol=5e-3, atol=5e-3)
+    check_grad_fd(lambda a: F.avg_pool2d(a, 3, 2, 1, count_include_pad=False), [x])

@@ -358,6 +358,24 @@ def _conv_cases():
     out["max_pool2d_indices"].append(Case(
         [tie], lambda a: F().max_pool2d(a, 2, 1, return_indices=True)[1], None, tattrs,
         id="ties-nan", grad=False))
+    out["avg_pool2d"], out["avg_pool2d_backward"] = [], []
+    for k, s, p, div in [((2, 2), (2, 2), (0, 0), 4), ((3, 2), (2, 1), (1, 1), 6),
+                         ((3, 3), (2, 2), (1, 1), 0), ((2, 3), (1, 2), (1, 1), 5)]:
+        attrs = dict(kernel=k, stride=s, padding=p, divisor=div)
+        kw = dict(count_include_pad=div != 0, divisor_override=div if div == 5 else None)
+        pool = lambda a, k=k, s=s, p=p, kw=kw: F().avg_pool2d(a, k, s, p, **kw)  # noqa: E731
+        tag = f"k{k}s{s}p{p}div{div}"
+        out["avg_pool2d"] += [Case([f64(2, 3, 7, 6)], pool, None, attrs, id=tag),
+                              Case([transposed(f64(2, 3, 7, 6)).astype(np.float32)], pool,
+                                   None, attrs, id=tag + "-noncontig-f32")]
+        if _has_torch():
+            import torch
+            gshape = tuple(pool(torch.zeros(2, 3, 7, 6)).shape)
+            out["avg_pool2d_backward"].append(Case(
+                [f64(*gshape)], lambda g, k=k, s=s, p=p, kw=kw: torch.ops.aten.avg_pool2d_backward(
+                    g, torch.zeros(2, 3, 7, 6, dtype=g.dtype), k, s, p, False,
+                    kw["count_include_pad"], kw["divisor_override"]),
+                None, dict(attrs, shape=(2, 3, 7, 6)), id=tag))
     idx = rng.integers(0, 16, size=(2, 3, 2, 2))
     out["pool_gather"].append(Case(
         [f64(2, 3, 4, 4), idx],

@@ -19,7 +19,7 @@ from ember.amp import state as _amp
 from ember.autograd import no_grad
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str, type_name
-from ember.tensor import Tensor, arange, ones_like, rand_like, where
+from ember.tensor import Tensor, arange, rand_like, where
 
 __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "relu",
@@ -148,21 +148,15 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     if ceil_mode:
         raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
     x, unbatched, geom = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1)
-    (kh, kw), stride, padding, dilation, (oh, ow) = geom
-    n, c = x.shape[:2]
-    cols = dispatch("unfold2d", x, kernel=(kh, kw), stride=stride, padding=padding,
-                    dilation=dilation, pad_value=0.0)
-    total = cols.reshape(n, c, kh * kw, oh * ow).sum(2).reshape(n, c, oh, ow)
+    (kh, kw), stride, padding, _, _ = geom
     if divisor_override:
-        out = total / divisor_override
+        divisor = int(divisor_override)
     elif count_include_pad or padding == (0, 0):
-        out = total / (kh * kw)
-    else:  # divide each window by how many real (unpadded) elements it covers
-        with no_grad():
-            ones = ones_like(x[:1, :1])
-            count = dispatch("unfold2d", ones, kernel=(kh, kw), stride=stride, padding=padding,
-                             dilation=dilation, pad_value=0.0).sum(1).reshape(1, 1, oh, ow)
-        out = total / count
+        divisor = kh * kw
+    else:   # each window by how many real (unpadded) elements it covers
+        divisor = 0
+    out = dispatch("avg_pool2d", x, kernel=(kh, kw), stride=stride, padding=padding,
+                   divisor=divisor)
     return out.squeeze(0) if unbatched else out
 
 

@@ -159,3 +159,48 @@ defop("pool_gather", EXTERN, _gather,
       lambda g, out, a, idx: (dispatch("pool_scatter", g, idx, shape=tuple(a.shape)), None))
 defop("pool_scatter", EXTERN, _scatter,
       lambda g, out, src, idx, shape: (dispatch("pool_gather", g, idx), None))
+
+
+# ---- average pooling ------------------------------------------------------------------
+# ``divisor``: divisor_override, or kh*kw (count_include_pad), or 0: each window's count
+# of real (unpadded) elements.
+
+def _avg_divisors(xp, shape, kernel, stride, padding, divisor, dtype):
+    if divisor:
+        return divisor
+    ones = xp.ones((1, 1) + tuple(shape[2:]), dtype=dtype)
+    return _windows(xp, ones, kernel, stride, padding, (1, 1), 0).sum(axis=(4, 5))
+
+
+def _avg_pool2d(xp, a, kernel, stride, padding, divisor):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(a):
+        return native.avg_pool2d(a, kernel, stride, padding, divisor)
+    total = _windows(xp, a, kernel, stride, padding, (1, 1), 0).sum(axis=(4, 5))
+    out = total / _avg_divisors(xp, a.shape, kernel, stride, padding, divisor, a.dtype)
+    return xp.ascontiguousarray(out.astype(a.dtype, copy=False))
+
+
+def _avg_pool2d_backward(xp, g, shape, kernel, stride, padding, divisor):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(g):
+        return native.avg_pool2d_backward(g, shape, kernel, stride, padding, divisor)
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = g.shape[2:]
+    share = g / _avg_divisors(xp, shape, kernel, stride, padding, divisor, g.dtype)
+    out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += share
+    return xp.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w]).astype(g.dtype, copy=False)
+
+
+defop("avg_pool2d", EXTERN, _avg_pool2d,
+      lambda g, out, a, kernel, stride, padding, divisor: (
+          dispatch("avg_pool2d_backward", g, shape=tuple(a.shape), kernel=kernel,
+                   stride=stride, padding=padding, divisor=divisor),))
+defop("avg_pool2d_backward", EXTERN, _avg_pool2d_backward,
+      lambda g, out, gy, shape, kernel, stride, padding, divisor: (
+          dispatch("avg_pool2d", g, kernel=kernel, stride=stride, padding=padding,
+                   divisor=divisor),))

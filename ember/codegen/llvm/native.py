@@ -27,7 +27,8 @@ import numpy as np
 from ember.codegen.llvm.jit import _jit, _pool
 from ember.codegen.llvm.loops import _new_module
 
-__all__ = ["supports", "im2col", "col2im", "max_pool2d", "max_pool2d_backward"]
+__all__ = ["supports", "im2col", "col2im", "max_pool2d", "max_pool2d_backward",
+           "avg_pool2d", "avg_pool2d_backward"]
 
 _I1, _I64 = ir.IntType(1), ir.IntType(64)
 _PTR = ir.PointerType()
@@ -238,6 +239,59 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
     return str(module)
 
 
+def _avg_ir(name, ft, shape, xstr, geom, divisor: int, backward: bool):
+    """Average pooling over planes [start, end): out = window sum / divisor (``divisor``
+    0: the window's count of real, unpadded elements). Backward (g instead of x, dx
+    C-contiguous): dx[p] = 0, then each in-range element of a window += g / divisor."""
+    (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
+    module, fn, b = _function(name, 2)
+    src, dst, start, end = fn.args
+    zero = ir.Constant(ft, 0.0)
+    with _for(b, start, end) as p:
+        if backward:
+            dbase = b.mul(p, _c(h * w))
+            with _for(b, 0, h * w) as k:
+                b.store(zero, _at(b, dst, b.add(dbase, k), ft))
+        else:
+            xbase = _dot(b, [(b.sdiv(p, _c(c_)), xstr[0]), (b.srem(p, _c(c_)), xstr[1])])
+        with _for(b, 0, oh) as oy:
+            with _for(b, 0, ow) as ox:
+                y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
+                x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
+                o = b.add(b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow)), ox)
+                cells = []
+                for i in range(kh):
+                    iy = b.add(y0, _c(i * dh))
+                    rok = _in_range(b, iy, h)
+                    iyc = b.select(rok, iy, _c(0))
+                    for j in range(kw):
+                        ix = b.add(x0, _c(j * dw))
+                        ok = b.and_(rok, _in_range(b, ix, w))
+                        cells.append((ok, iyc, b.select(ok, ix, _c(0))))
+                if divisor:
+                    div = ir.Constant(ft, float(divisor))
+                else:
+                    count = _c(0)
+                    for ok, _, _ in cells:
+                        count = b.add(count, b.zext(ok, _I64))
+                    div = b.sitofp(count, ft)
+                if not backward:
+                    total = zero
+                    for ok, iyc, ixc in cells:
+                        off = b.add(b.mul(iyc, _c(xstr[2])), b.mul(ixc, _c(xstr[3])))
+                        v = b.load(_at(b, src, b.add(xbase, off), ft), typ=ft)
+                        total = b.fadd(total, b.select(ok, v, zero))
+                    b.store(b.fdiv(total, div), _at(b, dst, o, ft))
+                else:
+                    gv = b.fdiv(b.load(_at(b, src, o, ft), typ=ft), div)
+                    for ok, iyc, ixc in cells:
+                        with b.if_then(ok):
+                            d = _at(b, dst, b.add(dbase, b.add(b.mul(iyc, _c(w)), ixc)), ft)
+                            b.store(b.fadd(b.load(d, typ=ft), gv), d)
+    b.ret_void()
+    return str(module)
+
+
 # ---- compiled kernels and their calls ------------------------------------------------
 
 class _Native:
@@ -272,7 +326,9 @@ def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
             if k is None:
                 name = f"ember_{kind}_{abs(hash(sig)) & 0xffffffff:08x}"
                 ft = _FLOAT[dtype]
-                if kind == "im2col":
+                if kind in ("avg_fwd", "avg_bwd"):
+                    src, nptrs = _avg_ir(name, ft, *key, backward=kind == "avg_bwd"), 2
+                elif kind == "im2col":
                     src, nptrs = _im2col_ir(name, ft, *key), 2
                 elif kind == "col2im":
                     src, nptrs = _col2im_ir(name, ft, *key), 2
@@ -357,4 +413,32 @@ def max_pool2d_backward(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
     if dx.size:
         _kernel("pool_bwd", x.dtype, tuple(x.shape), _elem_strides(x), geom)(
             [x, g, dx], n * c, g.size * math.prod(kernel) + dx.size)
+    return dx
+
+
+def avg_pool2d(x: np.ndarray, kernel, stride, padding, divisor: int) -> np.ndarray:
+    """Window sums of [N, C, H, W] (any strides) / ``divisor`` (0: each window's count
+    of real elements) -> C-contiguous output."""
+    if not _strided_ok(x):
+        x = np.ascontiguousarray(x)
+    geom = _geometry(x.shape, kernel, stride, padding, (1, 1))
+    n, c = x.shape[:2]
+    out = np.empty((n, c, *geom[4]), x.dtype)
+    if out.size:
+        _kernel("avg_fwd", x.dtype, tuple(x.shape), _elem_strides(x), geom, int(divisor))(
+            [x, out], n * c, out.size * math.prod(kernel))
+    return out
+
+
+def avg_pool2d_backward(g: np.ndarray, shape, kernel, stride, padding,
+                        divisor: int) -> np.ndarray:
+    """The input gradient of ``avg_pool2d``: each window's gradient / divisor, spread
+    over its real elements."""
+    g = np.ascontiguousarray(g)
+    shape = tuple(shape)
+    geom = _geometry(shape, kernel, stride, padding, (1, 1))
+    dx = np.empty(shape, g.dtype)
+    if dx.size:
+        _kernel("avg_bwd", g.dtype, shape, (0, 0, 0, 0), geom, int(divisor))(
+            [g, dx], shape[0] * shape[1], g.size * math.prod(kernel) + dx.size)
     return dx
