@@ -1,9 +1,10 @@
 """Movement primitives: they change how elements are laid out, never their values.
 
 reshape, permute, expand, slice (basic indexing) and its gradient unslice, diagonal, cat, flip,
-contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im, what convolution and
-pooling use). reshape (where the layout allows), permute, expand, slice and diagonal are
-views: their result shares the input's memory, as in PyTorch (``OpDef.view``).
+contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im in the [N, C*kh*kw, L]
+layout, what conv_transpose2d uses; conv2d and pooling use ``ember.ops.conv``). reshape
+(where the layout allows), permute, expand, slice and diagonal are views: their result
+shares the input's memory, as in PyTorch (``OpDef.view``).
 Slicing keys are stored canonically as tuples (hashable, for the IR): an int picks an
 index, ``(start, stop, step)`` a slice, ``None`` a new axis.
 """
