@@ -232,3 +232,17 @@ def test_avg_pool2d_native_equals_fallback_and_finite_differences():
                                                                  x.shape, *geom, div),
                                    rtol=5e-3, atol=5e-3)
     check_grad_fd(lambda a: F.avg_pool2d(a, 3, 2, 1, count_include_pad=False), [x])
+
+
+def test_native_kernels_split_across_threads_give_the_same_result(monkeypatch):
+    x = rng.standard_normal((5, 3, 9, 8)).astype(np.float32)
+    geom = ((3, 3), (2, 2), (1, 1), (1, 1))
+    one = [native.im2col(x, *geom), native.max_pool2d(x, *geom), native.avg_pool2d(x, *geom[:3], 0)]
+    g = rng.standard_normal(one[0].shape).astype(np.float32)
+    one += [native.col2im(g, x.shape, *geom), native.max_pool2d_backward(one[1], x, *geom)]
+    monkeypatch.setattr(native, "_PARALLEL_MIN", 0)
+    split = [native.im2col(x, *geom), native.max_pool2d(x, *geom),
+             native.avg_pool2d(x, *geom[:3], 0), native.col2im(g, x.shape, *geom),
+             native.max_pool2d_backward(one[1], x, *geom)]
+    for a, b in zip(one, split):
+        np.testing.assert_array_equal(a, b)

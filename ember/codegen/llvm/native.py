@@ -33,10 +33,11 @@ __all__ = ["supports", "im2col", "col2im", "max_pool2d", "max_pool2d_backward",
 _I1, _I64 = ir.IntType(1), ir.IntType(64)
 _PTR = ir.PointerType()
 _FLOAT = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
-# Work (elements touched) from which a call is split across the pool: a wake-up costs
-# ~20-100 us here, im2col moves ~1 element/ns on one core, and on a loaded machine a
-# late worker costs more than the split saves (measured), so only ~1 ms of work splits.
-_PARALLEL_MIN = 1_000_000
+# Work (elements touched) from which a call is split across the pool. These kernels
+# are memory-bound: on this 2-core VM splitting the CNN benchmarks' im2col/pooling
+# (1-4M elements) made the training steps ~3% slower (SimpleCNN 9.9 -> 10.2 ms, CIFAR
+# 31.7 -> 32.6 ms, alternating in one process), so only much larger calls split.
+_PARALLEL_MIN = 16_000_000
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
