@@ -306,6 +306,98 @@ def _fold_cases():
     return cases
 
 
+def _conv_cases():
+    """im2col/col2im (one row per output pixel) and the max-pooling primitives."""
+    F = lambda: __import__("torch").nn.functional  # noqa: E731
+    geoms = [((2, 2), (1, 1), (0, 0), (1, 1)), ((3, 2), (2, 1), (1, 0), (1, 2)),
+             ((3, 3), (2, 2), (1, 1), (1, 1))]
+    out = {k: [] for k in ("im2col", "col2im", "max_pool2d", "max_pool2d_backward",
+                           "max_pool2d_indices", "pool_gather", "pool_scatter")}
+    for k, s, p, d in geoms:
+        attrs = dict(kernel=k, stride=s, padding=p, dilation=d)
+        tag = f"k{k}s{s}p{p}d{d}"
+
+        def rows(t, k=k, s=s, p=p, d=d):   # torch's unfold, one row per output pixel
+            u = F().unfold(t, k, d, p, s)
+            return u.transpose(1, 2).reshape(-1, u.shape[1])
+
+        def ref(a, attrs=attrs):
+            u = _unfold_ref(attrs)(a)
+            return u.transpose(0, 2, 1).reshape(-1, u.shape[1])
+
+        for x, xid in [(f64(2, 3, 5, 6), ""), (transposed(f64(2, 3, 5, 6)), "-noncontig"),
+                       (f64(2, 3, 5, 6).astype(np.float32), "-f32")]:
+            out["im2col"].append(Case([x], rows, ref, attrs, id=tag + xid))
+        n, c, hw = 2, 3, (5, 6)
+        oh = (hw[0] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        ow = (hw[1] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        out["col2im"].append(Case(
+            [f64(n * oh * ow, c * k[0] * k[1])],
+            lambda a, k=k, s=s, p=p, d=d, hw=hw, L=oh * ow: F().fold(
+                a.reshape(2, L, -1).transpose(1, 2), hw, k, d, p, s),
+            None, dict(attrs, shape=(n, c) + hw), id=tag))
+        pool = lambda a, k=k, s=s, p=p, d=d: F().max_pool2d(a, k, s, p, d)  # noqa: E731
+        x = distinct(2, 3, 7, 6)
+        out["max_pool2d"] += [Case([x], pool, None, attrs, id=tag),
+                              Case([transposed(distinct(2, 3, 7, 6))], pool, None, attrs,
+                                   id=tag + "-noncontig"),
+                              Case([x.astype(np.float32)], pool, None, attrs, id=tag + "-f32")]
+        g = f64(*pool(__import__("torch").tensor(x)).shape) if _has_torch() else None
+        if g is not None:
+            out["max_pool2d_backward"].append(Case(
+                [g, x], lambda g, x, k=k, s=s, p=p, d=d: __import__("torch").ops.aten
+                .max_pool2d_with_indices_backward(g, x, k, s, p, d, False, F().max_pool2d(
+                    x.detach(), k, s, p, d, return_indices=True)[1]), None, attrs, id=tag))
+        out["max_pool2d_indices"].append(Case(
+            [x], lambda a, k=k, s=s, p=p, d=d: F().max_pool2d(a, k, s, p, d,
+                                                             return_indices=True)[1],
+            None, attrs, id=tag, grad=False))
+    # Ties and a NaN: PyTorch takes the first maximum, and a NaN over anything.
+    tie = np.array([[[[1.0, 1.0, 0.0], [1.0, np.nan, 2.0], [2.0, 0.0, 2.0]]]])
+    tattrs = dict(kernel=(2, 2), stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+    out["max_pool2d_indices"].append(Case(
+        [tie], lambda a: F().max_pool2d(a, 2, 1, return_indices=True)[1], None, tattrs,
+        id="ties-nan", grad=False))
+    out["avg_pool2d"], out["avg_pool2d_backward"] = [], []
+    for k, s, p, div in [((2, 2), (2, 2), (0, 0), 4), ((3, 2), (2, 1), (1, 1), 6),
+                         ((3, 3), (2, 2), (1, 1), 0), ((2, 3), (1, 2), (1, 1), 5)]:
+        attrs = dict(kernel=k, stride=s, padding=p, divisor=div)
+        kw = dict(count_include_pad=div != 0, divisor_override=div if div == 5 else None)
+        pool = lambda a, k=k, s=s, p=p, kw=kw: F().avg_pool2d(a, k, s, p, **kw)  # noqa: E731
+        tag = f"k{k}s{s}p{p}div{div}"
+        out["avg_pool2d"] += [Case([f64(2, 3, 7, 6)], pool, None, attrs, id=tag),
+                              Case([transposed(f64(2, 3, 7, 6)).astype(np.float32)], pool,
+                                   None, attrs, id=tag + "-noncontig-f32")]
+        if _has_torch():
+            import torch
+            gshape = tuple(pool(torch.zeros(2, 3, 7, 6)).shape)
+            out["avg_pool2d_backward"].append(Case(
+                [f64(*gshape)], lambda g, k=k, s=s, p=p, kw=kw: torch.ops.aten.avg_pool2d_backward(
+                    g, torch.zeros(2, 3, 7, 6, dtype=g.dtype), k, s, p, False,
+                    kw["count_include_pad"], kw["divisor_override"]),
+                None, dict(attrs, shape=(2, 3, 7, 6)), id=tag))
+    idx = rng.integers(0, 16, size=(2, 3, 2, 2))
+    out["pool_gather"].append(Case(
+        [f64(2, 3, 4, 4), idx],
+        lambda a, i: a.flatten(2).gather(2, i.flatten(2)).reshape(i.shape),
+        lambda a, i: np.take_along_axis(a.reshape(2, 3, 16), i.reshape(2, 3, 4), 2)
+        .reshape(i.shape), id="4x4"))
+    out["pool_scatter"].append(Case(
+        [f64(2, 3, 2, 2), idx],
+        lambda g, i: __import__("torch").zeros(2, 3, 16, dtype=g.dtype).scatter_add(
+            2, i.flatten(2), g.flatten(2)).reshape(2, 3, 4, 4),
+        None, dict(shape=(2, 3, 4, 4)), id="4x4"))
+    return out
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _slice_ref(key):
     from ember.ops.movement import numpy_key
     return lambda a: a[numpy_key(key)]
@@ -631,6 +723,7 @@ def _build_cases():
                      {"dim": 1}, id="dim1-noncontig")],
         "unfold2d": _unfold_cases(),
         "fold2d": _fold_cases(),
+        **_conv_cases(),
         "sum": _reduce_cases("sum", "sum", f64),
         "amax": _reduce_cases("amax", "max", distinct),
         "argmax": _argmax_cases(),

@@ -1,8 +1,10 @@
 """SimpleCNN (PyTorch's "Training a classifier" tutorial, 2-class head, as in
-tests/test_ported_programs.py) on 3x32x32 images: forward and training step, batch 64.
+tests/test_ported_programs.py) and the CIFAR CNN of issue 15 (3->32->64 3x3 convolutions,
+2x2 max pooling, 2304-128-10) on 3x32x32 images: forward and training step, batch 64.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +18,13 @@ QUICK_SIZES = ["2"]
 
 
 def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
-    return [w for text in sizes for w in model_workloads(SPEC, parse_count(text), device)]
+    out = []
+    for text in sizes:
+        out += model_workloads(SPEC, parse_count(text), device)
+        # The CIFAR CNN is in this family too (names cnn_cifar_*).
+        out += [dataclasses.replace(w, family=SPEC.family)
+                for w in model_workloads(CIFAR_SPEC, parse_count(text), device)]
+    return out
 
 
 def make_cnn(lib: Any) -> Any:
@@ -50,9 +58,15 @@ def forward_gemms(batch: int) -> list[tuple[int, int, int]]:
             (batch, 400, 120), (batch, 120, 84), (batch, 84, 2)]
 
 
-def numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
-    """im2col convolutions through np.matmul, max pooling by reshaping (``xp=cupy``: the
-    same on the device)."""
+def _numpy_pool(x):
+    """2x2 max pooling (floor mode) by reshaping."""
+    n, c, h, w = x.shape
+    x = x[:, :, :h // 2 * 2, :w // 2 * 2]
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
+
+
+def _numpy_conv(xp: Any) -> Callable:
+    """A valid, stride-1 convolution as im2col and one np.matmul."""
     as_strided = xp.lib.stride_tricks.as_strided
 
     def conv(x, w, b):
@@ -64,11 +78,13 @@ def numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
         cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * (h - k + 1) * (wd - k + 1), -1)
         out = cols @ w.reshape(o, -1).T + b
         return out.reshape(n, h - k + 1, wd - k + 1, o).transpose(0, 3, 1, 2)
+    return conv
 
-    def pool(x):
-        n, c, h, w = x.shape
-        return x.reshape(n, c, h // 2, 2, w // 2, 2).max(axis=(3, 5))
 
+def numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
+    """im2col convolutions through np.matmul, max pooling by reshaping (``xp=cupy``: the
+    same on the device)."""
+    conv, pool = _numpy_conv(xp), _numpy_pool
     p = weights
 
     def forward(x):
@@ -104,3 +120,68 @@ def jax_forward(params: dict, x: Any) -> Any:
 
 SPEC = ModelSpec("cnn", "SimpleCNN", make_cnn, (3, 32, 32), 2, forward_gemms, jax_forward,
                  numpy_forward)
+
+
+# ---- the CIFAR CNN of issue 15 ---------------------------------------------------------
+
+def make_cifar(lib: Any) -> Any:
+    """A CIFAR-10 CNN (3->32->64, 3x3 convolutions, 2x2 max pooling, 2304-128-10)."""
+    nn, F = lib.nn, lib.nn.functional
+
+    class CifarCNN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 32, 3)
+            self.conv2 = nn.Conv2d(32, 64, 3)
+            self.pool = nn.MaxPool2d(2)
+            self.fc1 = nn.Linear(64 * 6 * 6, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = lib.flatten(x, 1)
+            return self.fc2(F.relu(self.fc1(x)))
+
+    return CifarCNN()
+
+
+def cifar_forward_gemms(batch: int) -> list[tuple[int, int, int]]:
+    return [(batch * 30 * 30, 3 * 9, 32), (batch * 13 * 13, 32 * 9, 64),
+            (batch, 2304, 128), (batch, 128, 10)]
+
+
+def cifar_numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
+    conv, pool, p = _numpy_conv(xp), _numpy_pool, weights
+
+    def forward(x):
+        x = pool(xp.maximum(conv(x, p["conv1.weight"], p["conv1.bias"]), 0))
+        x = pool(xp.maximum(conv(x, p["conv2.weight"], p["conv2.bias"]), 0))
+        x = x.reshape(len(x), -1)
+        x = xp.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
+        return x @ p["fc2.weight"].T + p["fc2.bias"]
+    return forward
+
+
+def cifar_jax_forward(params: dict, x: Any) -> Any:
+    import jax
+    from jax import lax
+    import jax.numpy as jnp
+
+    def conv(x, name):
+        y = lax.conv_general_dilated(x, params[f"{name}.weight"], (1, 1), "VALID",
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return y + params[f"{name}.bias"][None, :, None, None]
+
+    def pool(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    x = pool(jax.nn.relu(conv(x, "conv1")))
+    x = pool(jax.nn.relu(conv(x, "conv2")))
+    x = x.reshape(x.shape[0], -1)
+    x = jax.nn.relu(x @ params["fc1.weight"].T + params["fc1.bias"])
+    return x @ params["fc2.weight"].T + params["fc2.bias"]
+
+
+CIFAR_SPEC = ModelSpec("cnn_cifar", "CIFAR CNN", make_cifar, (3, 32, 32), 10,
+                       cifar_forward_gemms, cifar_jax_forward, cifar_numpy_forward)

@@ -1,9 +1,10 @@
 """Movement primitives: they change how elements are laid out, never their values.
 
 reshape, permute, expand, slice (basic indexing) and its gradient unslice, diagonal, cat, flip,
-contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im, what convolution and
-pooling use). reshape (where the layout allows), permute, expand, slice and diagonal are
-views: their result shares the input's memory, as in PyTorch (``OpDef.view``).
+contiguous, detach, data_update, and unfold2d/fold2d (im2col/col2im in the [N, C*kh*kw, L]
+layout, what conv_transpose2d uses; conv2d and pooling use ``ember.ops.conv``). reshape
+(where the layout allows), permute, expand, slice and diagonal are views: their result
+shares the input's memory, as in PyTorch (``OpDef.view``).
 Slicing keys are stored canonically as tuples (hashable, for the IR): an int picks an
 index, ``(start, stop, step)`` a slice, ``None`` a new axis.
 """
@@ -170,6 +171,8 @@ def _fold_vjp(g, out, cols, shape, kernel, stride, padding, dilation):
 
 defop("unfold2d", MOVEMENT, _unfold2d, _unfold_vjp)
 defop("fold2d", MOVEMENT, _fold2d, _fold_vjp)
+# im2col/col2im in the one-GEMM layout and max pooling (what conv2d and max_pool2d use).
+from ember.ops import conv as _conv  # noqa: E402,F401
 
 
 # A copy, as torch.flip (NumPy's flip is a negative-stride view, which PyTorch can't make).

@@ -42,6 +42,8 @@ def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     out = max_pool2d(input.unsqueeze(-2), (1, _one(kernel_size, "kernel_size")), (1, stride),
                      (0, _one(padding, "padding")), (1, _one(dilation, "dilation")),
                      ceil_mode, return_indices)
+    if return_indices:   # an index into the [1, L] plane is one into the row
+        return out[0].squeeze(-2), out[1].squeeze(-2)
     return out.squeeze(-2)
 
 

@@ -1,0 +1,445 @@
+"""Native CPU kernels for convolution and pooling, generated with llvmlite.
+
+im2col into the rows-are-output-pixels layout ([N*OH*OW, C*kh*kw], so a convolution is
+one large GEMM ``cols @ W^T``), its adjoint col2im, and max pooling forward/backward.
+Each kernel is specialized on its geometry, dtype and input strides (constants, so LLVM
+unrolls and vectorizes the window loops), compiled once per process (and through
+``_jit``'s persistent disk cache across processes), and split over the batch (or the
+[N*C] planes) across the CPU pool when the work is large enough to pay for the wake-up.
+
+>>> import numpy as np
+>>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+>>> max_pool2d(x, (2, 2), (2, 2), (0, 0), (1, 1))[0, 0]
+array([[ 5.,  7.],
+       [13., 15.]], dtype=float32)
+"""
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import threading
+from contextlib import contextmanager
+
+import llvmlite.ir as ir
+import numpy as np
+
+from ember.codegen.llvm.jit import _jit, _pool
+from ember.codegen.llvm.loops import _new_module
+
+__all__ = ["supports", "im2col", "col2im", "max_pool2d", "max_pool2d_backward",
+           "avg_pool2d", "avg_pool2d_backward"]
+
+_I1, _I64 = ir.IntType(1), ir.IntType(64)
+_PTR = ir.PointerType()
+_FLOAT = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
+# Work (elements touched) from which a call is split across the pool. These kernels
+# are memory-bound: on this 2-core VM splitting the CNN benchmarks' im2col/pooling
+# (1-4M elements) made the training steps ~3% slower (SimpleCNN 9.9 -> 10.2 ms, CIFAR
+# 31.7 -> 32.6 ms, alternating in one process), so only much larger calls split.
+_PARALLEL_MIN = 16_000_000
+_KERNELS: dict = {}
+_LOCK = threading.Lock()
+
+
+def supports(*arrays) -> bool:
+    """Whether the native kernels handle these arrays (host float32/float64, planes
+    under 2^24 elements: pooling keeps its indices in floats)."""
+    return all(type(a) is np.ndarray and a.dtype in _FLOAT
+               and (a.ndim == 2 or a.ndim == 4 and a.shape[2] * a.shape[3] < 1 << 24)
+               for a in arrays)
+
+
+# ---- IR helpers ----------------------------------------------------------------------
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(_I64, v)
+
+
+@contextmanager
+def _for(b: ir.IRBuilder, lo, hi):
+    """``for i in range(lo, hi)`` (i64 values or ints) around the body built inside."""
+    lo = _c(lo) if isinstance(lo, int) else lo
+    hi = _c(hi) if isinstance(hi, int) else hi
+    pre = b.block
+    head, body, end = (b.append_basic_block() for _ in range(3))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(_I64)
+    i.add_incoming(lo, pre)
+    b.cbranch(b.icmp_signed("<", i, hi), body, end)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, _c(1)), b.block)
+    b.branch(head)
+    b.position_at_end(end)
+
+
+def _at(b: ir.IRBuilder, ptr, idx, typ):
+    return b.gep(ptr, [idx], inbounds=True, source_etype=typ)
+
+
+def _dot(b: ir.IRBuilder, terms) -> ir.Value:
+    """sum(v * k) over (i64 value, int constant) pairs."""
+    acc = _c(0)
+    for v, k in terms:
+        if k:
+            acc = b.add(acc, v if k == 1 else b.mul(v, _c(k)))
+    return acc
+
+
+def _in_range(b: ir.IRBuilder, v, n: int):
+    """0 <= v < n, as one unsigned compare."""
+    return b.icmp_unsigned("<", v, _c(n))
+
+
+def _function(name: str, nptrs: int):
+    module = _new_module(name)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [_PTR] * nptrs + [_I64, _I64]),
+                     name=name)
+    for a in fn.args[:nptrs]:
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    return module, fn, b
+
+
+# ---- kernels -------------------------------------------------------------------------
+
+def _im2col_ir(name, ft, shape, xstr, geom):
+    """cols[n, oy, ox, c, i, j] = x[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw] (or 0),
+    for n in [start, end)."""
+    (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
+    module, fn, b = _function(name, 2)
+    x, cols, start, end = fn.args
+    zero = ir.Constant(ft, 0.0)
+    row = c_ * kh * kw
+    with _for(b, start, end) as n:
+        with _for(b, 0, oh) as oy:
+            with _for(b, 0, ow) as ox:
+                obase = b.mul(b.add(b.mul(b.add(b.mul(n, _c(oh)), oy), _c(ow)), ox), _c(row))
+                y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
+                x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
+                with _for(b, 0, c_) as c:
+                    cbase = _dot(b, [(n, xstr[0]), (c, xstr[1])])
+                    with _for(b, 0, kh) as i:
+                        iy = b.add(y0, b.mul(i, _c(dh)))
+                        rok = _in_range(b, iy, h)
+                        iyc = b.select(rok, iy, _c(0))
+                        rbase = b.add(cbase, b.mul(iyc, _c(xstr[2])))
+                        obase_i = b.add(obase, b.mul(b.add(b.mul(c, _c(kh)), i), _c(kw)))
+                        for j in range(kw):   # unrolled: kw is small
+                            ix = b.add(x0, _c(j * dw))
+                            ok = b.and_(rok, _in_range(b, ix, w))
+                            ixc = b.select(ok, ix, _c(0))
+                            v = b.load(_at(b, x, b.add(rbase, b.mul(ixc, _c(xstr[3]))), ft),
+                                       typ=ft)
+                            b.store(b.select(ok, v, zero),
+                                    _at(b, cols, b.add(obase_i, _c(j)), ft))
+    b.ret_void()
+    return str(module)
+
+
+def _col2im_ir(name, ft, shape, geom):
+    """dx[n] = 0, then dx[n, c, iy, ix] += cols[n, oy, ox, c, i, j] over the windows."""
+    (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
+    module, fn, b = _function(name, 2)
+    cols, dx, start, end = fn.args
+    zero = ir.Constant(ft, 0.0)
+    row, plane = c_ * kh * kw, c_ * h * w
+    with _for(b, start, end) as n:
+        dbase = b.mul(n, _c(plane))
+        with _for(b, 0, plane) as k:
+            b.store(zero, _at(b, dx, b.add(dbase, k), ft))
+        with _for(b, 0, oh) as oy:
+            with _for(b, 0, ow) as ox:
+                obase = b.mul(b.add(b.mul(b.add(b.mul(n, _c(oh)), oy), _c(ow)), ox), _c(row))
+                y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
+                x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
+                with _for(b, 0, c_) as c:
+                    with _for(b, 0, kh) as i:
+                        iy = b.add(y0, b.mul(i, _c(dh)))
+                        with b.if_then(_in_range(b, iy, h)):
+                            rbase = b.add(dbase, b.mul(b.add(b.mul(c, _c(h)), iy), _c(w)))
+                            obase_i = b.add(obase, b.mul(b.add(b.mul(c, _c(kh)), i), _c(kw)))
+                            for j in range(kw):
+                                ix = b.add(x0, _c(j * dw))
+                                with b.if_then(_in_range(b, ix, w)):
+                                    p = _at(b, dx, b.add(rbase, ix), ft)
+                                    g = b.load(_at(b, cols, b.add(obase_i, _c(j)), ft), typ=ft)
+                                    b.store(b.fadd(b.load(p, typ=ft), g), p)
+    b.ret_void()
+    return str(module)
+
+
+def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
+    """Max pooling over planes [start, end) of the N*C planes, PyTorch's rule: the first
+    maximum wins, a NaN wins (and the last NaN). Forward: out[p, oy, ox] = x at the max.
+    Backward (argument g instead of out): dx[p] = 0, dx[p, argmax] += g[p, oy, ox]."""
+    (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
+    module, fn, b = _function(name, 3 if backward else 2)
+    if backward:
+        x, g, dx, start, end = fn.args
+        row = b.alloca(ft, size=_c(ow))   # one output row's argmax positions
+    else:
+        x, out, start, end = fn.args
+    ninf = ir.Constant(ft, float("-inf"))
+    zero = ir.Constant(ft, 0.0)
+
+    def window(xbase, oy, ox):
+        """The window's maximum and its flat index in the plane. The index travels as a
+        float (exact: planes under 2^24 elements) in a loop of its own, which LLVM
+        vectorizes with blends; as a select chain on integers beside the RMW scatter it
+        became data-dependent branches (pooling backward ran ~8x slower than forward).
+        -1 until the first in-range element, which PyTorch starts from."""
+        y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
+        x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
+        best, arg = ninf, ir.Constant(ft, -1.0)
+        for i in range(kh):   # unrolled: the value and index travel in registers
+            iy = b.add(y0, _c(i * dh))
+            rok = _in_range(b, iy, h)
+            iyc = b.select(rok, iy, _c(0))
+            for j in range(kw):
+                ix = b.add(x0, _c(j * dw))
+                ok = b.and_(rok, _in_range(b, ix, w))
+                ixc = b.select(ok, ix, _c(0))
+                off = b.add(b.mul(iyc, _c(xstr[2])), b.mul(ixc, _c(xstr[3])))
+                v = b.load(_at(b, x, b.add(xbase, off), ft), typ=ft)
+                better = b.or_(b.fcmp_ordered(">", v, best), b.fcmp_unordered("uno", v, v))
+                if backward:   # (the value alone needs no "first": it starts at -inf)
+                    better = b.or_(better, b.fcmp_ordered("<", arg, zero))
+                take = b.and_(ok, better)
+                best = b.select(take, v, best)
+                if backward:
+                    flat = b.sitofp(b.add(b.mul(iyc, _c(w)), ixc), ft)
+                    arg = b.select(take, flat, arg)
+        return best, arg
+
+    with _for(b, start, end) as p:
+        xbase = _dot(b, [(b.sdiv(p, _c(c_)), xstr[0]), (b.srem(p, _c(c_)), xstr[1])])
+        if backward:
+            dbase = b.mul(p, _c(h * w))
+            with _for(b, 0, h * w) as k:
+                b.store(zero, _at(b, dx, b.add(dbase, k), ft))
+        with _for(b, 0, oh) as oy:
+            obase = b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow))
+            if not backward:
+                with _for(b, 0, ow) as ox:
+                    best, _ = window(xbase, oy, ox)
+                    b.store(best, _at(b, out, b.add(obase, ox), ft))
+            else:
+                with _for(b, 0, ow) as ox:
+                    _, arg = window(xbase, oy, ox)
+                    b.store(arg, _at(b, row, ox, ft))
+                with _for(b, 0, ow) as ox:
+                    # A window with no in-range element cannot happen (pad <= k/2).
+                    at = b.fptosi(b.load(_at(b, row, ox, ft), typ=ft), _I64)
+                    d = _at(b, dx, b.add(dbase, at), ft)
+                    gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
+                    b.store(b.fadd(b.load(d, typ=ft), gv), d)
+    b.ret_void()
+    return str(module)
+
+
+def _avg_ir(name, ft, shape, xstr, geom, divisor: int, backward: bool):
+    """Average pooling over planes [start, end): out = window sum / divisor (``divisor``
+    0: the window's count of real, unpadded elements). Backward (g instead of x, dx
+    C-contiguous): dx[p] = 0, then each in-range element of a window += g / divisor."""
+    (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
+    module, fn, b = _function(name, 2)
+    src, dst, start, end = fn.args
+    zero = ir.Constant(ft, 0.0)
+    with _for(b, start, end) as p:
+        if backward:
+            dbase = b.mul(p, _c(h * w))
+            with _for(b, 0, h * w) as k:
+                b.store(zero, _at(b, dst, b.add(dbase, k), ft))
+        else:
+            xbase = _dot(b, [(b.sdiv(p, _c(c_)), xstr[0]), (b.srem(p, _c(c_)), xstr[1])])
+        with _for(b, 0, oh) as oy:
+            with _for(b, 0, ow) as ox:
+                y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
+                x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
+                o = b.add(b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow)), ox)
+                cells = []
+                for i in range(kh):
+                    iy = b.add(y0, _c(i * dh))
+                    rok = _in_range(b, iy, h)
+                    iyc = b.select(rok, iy, _c(0))
+                    for j in range(kw):
+                        ix = b.add(x0, _c(j * dw))
+                        ok = b.and_(rok, _in_range(b, ix, w))
+                        cells.append((ok, iyc, b.select(ok, ix, _c(0))))
+                if divisor:
+                    div = ir.Constant(ft, float(divisor))
+                else:
+                    count = _c(0)
+                    for ok, _, _ in cells:
+                        count = b.add(count, b.zext(ok, _I64))
+                    div = b.sitofp(count, ft)
+                if not backward:
+                    total = zero
+                    for ok, iyc, ixc in cells:
+                        off = b.add(b.mul(iyc, _c(xstr[2])), b.mul(ixc, _c(xstr[3])))
+                        v = b.load(_at(b, src, b.add(xbase, off), ft), typ=ft)
+                        total = b.fadd(total, b.select(ok, v, zero))
+                    b.store(b.fdiv(total, div), _at(b, dst, o, ft))
+                else:
+                    gv = b.fdiv(b.load(_at(b, src, o, ft), typ=ft), div)
+                    for ok, iyc, ixc in cells:
+                        with b.if_then(ok):
+                            d = _at(b, dst, b.add(dbase, b.add(b.mul(iyc, _c(w)), ixc)), ft)
+                            b.store(b.fadd(b.load(d, typ=ft), gv), d)
+    b.ret_void()
+    return str(module)
+
+
+# ---- compiled kernels and their calls ------------------------------------------------
+
+class _Native:
+    """One compiled kernel ``fn(ptrs..., start, end)`` and how to split its range."""
+
+    def __init__(self, name: str, source: str, nptrs: int) -> None:
+        self._engine, _ = _jit(source)
+        ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nptrs), ctypes.c_int64,
+                                 ctypes.c_int64)
+        self._fn = ftype(self._engine.get_function_address(name))
+
+    def __call__(self, arrays, total: int, work: int) -> None:
+        ptrs = [a.ctypes.data for a in arrays]
+        nthreads = min(os.cpu_count() or 1, total)
+        if work < _PARALLEL_MIN or nthreads < 2:
+            self._fn(*ptrs, 0, total)
+            return
+        bounds = [total * t // nthreads for t in range(nthreads + 1)]
+        futures = [_pool().submit(self._fn, *ptrs, lo, hi)
+                   for lo, hi in zip(bounds[1:-1], bounds[2:])]
+        self._fn(*ptrs, bounds[0], bounds[1])   # the calling thread takes a share
+        for f in futures:
+            f.result()
+
+
+def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
+    sig = (kind, dtype.str, *key)
+    k = _KERNELS.get(sig)
+    if k is None:
+        with _LOCK:
+            k = _KERNELS.get(sig)
+            if k is None:
+                name = f"ember_{kind}_{abs(hash(sig)) & 0xffffffff:08x}"
+                ft = _FLOAT[dtype]
+                if kind in ("avg_fwd", "avg_bwd"):
+                    src, nptrs = _avg_ir(name, ft, *key, backward=kind == "avg_bwd"), 2
+                elif kind == "im2col":
+                    src, nptrs = _im2col_ir(name, ft, *key), 2
+                elif kind == "col2im":
+                    src, nptrs = _col2im_ir(name, ft, *key), 2
+                else:
+                    src = _pool_ir(name, ft, *key, backward=kind == "pool_bwd")
+                    nptrs = 3 if kind == "pool_bwd" else 2
+                k = _KERNELS[sig] = _Native(name, src, nptrs)
+    return k
+
+
+def _elem_strides(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(s // a.itemsize for s in a.strides)
+
+
+def _out_size(n, k, s, p, d):
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _geometry(shape, kernel, stride, padding, dilation):
+    _, _, h, w = shape
+    out = (_out_size(h, kernel[0], stride[0], padding[0], dilation[0]),
+           _out_size(w, kernel[1], stride[1], padding[1], dilation[1]))
+    return (tuple(kernel), tuple(stride), tuple(padding), tuple(dilation), out)
+
+
+def _strided_ok(a: np.ndarray) -> bool:
+    """Strides the kernels can take (whole elements; NumPy allows odd byte strides)."""
+    return all(s % a.itemsize == 0 for s in a.strides)
+
+
+def im2col(x: np.ndarray, kernel, stride, padding, dilation) -> np.ndarray:
+    """[N, C, H, W] (any strides) -> [N*OH*OW, C*kh*kw], zeros where the window is in
+    the padding."""
+    if not _strided_ok(x):
+        x = np.ascontiguousarray(x)
+    geom = _geometry(x.shape, kernel, stride, padding, dilation)
+    n, c = x.shape[:2]
+    (kh, kw), oh, ow = geom[0], *geom[4]
+    cols = np.empty((n * oh * ow, c * kh * kw), x.dtype)
+    if cols.size:
+        _kernel("im2col", x.dtype, tuple(x.shape), _elem_strides(x), geom)(
+            [x, cols], n, cols.size)
+    return cols
+
+
+def col2im(cols: np.ndarray, shape, kernel, stride, padding, dilation) -> np.ndarray:
+    """The adjoint of ``im2col``: [N*OH*OW, C*kh*kw] -> [N, C, H, W], overlapping windows
+    accumulated."""
+    cols = np.ascontiguousarray(cols)
+    shape = tuple(shape)
+    out = np.empty(shape, cols.dtype)
+    if out.size:
+        _kernel("col2im", cols.dtype, shape, _geometry(shape, kernel, stride, padding,
+                                                       dilation))([cols, out], shape[0],
+                                                                  cols.size + out.size)
+    return out
+
+
+def max_pool2d(x: np.ndarray, kernel, stride, padding, dilation) -> np.ndarray:
+    """Max over each window of [N, C, H, W] (any strides) -> C-contiguous output."""
+    if not _strided_ok(x):
+        x = np.ascontiguousarray(x)
+    geom = _geometry(x.shape, kernel, stride, padding, dilation)
+    n, c = x.shape[:2]
+    out = np.empty((n, c, *geom[4]), x.dtype)
+    if out.size:
+        _kernel("pool_fwd", x.dtype, tuple(x.shape), _elem_strides(x), geom)(
+            [x, out], n * c, out.size * math.prod(kernel))
+    return out
+
+
+def max_pool2d_backward(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
+                        dilation) -> np.ndarray:
+    """The input gradient of ``max_pool2d``: each output's gradient goes to the element
+    its window's maximum came from (found again from ``x``)."""
+    if not _strided_ok(x):
+        x = np.ascontiguousarray(x)
+    g = np.ascontiguousarray(g, dtype=x.dtype)
+    geom = _geometry(x.shape, kernel, stride, padding, dilation)
+    n, c = x.shape[:2]
+    dx = np.empty(x.shape, x.dtype)
+    if dx.size:
+        _kernel("pool_bwd", x.dtype, tuple(x.shape), _elem_strides(x), geom)(
+            [x, g, dx], n * c, g.size * math.prod(kernel) + dx.size)
+    return dx
+
+
+def avg_pool2d(x: np.ndarray, kernel, stride, padding, divisor: int) -> np.ndarray:
+    """Window sums of [N, C, H, W] (any strides) / ``divisor`` (0: each window's count
+    of real elements) -> C-contiguous output."""
+    if not _strided_ok(x):
+        x = np.ascontiguousarray(x)
+    geom = _geometry(x.shape, kernel, stride, padding, (1, 1))
+    n, c = x.shape[:2]
+    out = np.empty((n, c, *geom[4]), x.dtype)
+    if out.size:
+        _kernel("avg_fwd", x.dtype, tuple(x.shape), _elem_strides(x), geom, int(divisor))(
+            [x, out], n * c, out.size * math.prod(kernel))
+    return out
+
+
+def avg_pool2d_backward(g: np.ndarray, shape, kernel, stride, padding,
+                        divisor: int) -> np.ndarray:
+    """The input gradient of ``avg_pool2d``: each window's gradient / divisor, spread
+    over its real elements."""
+    g = np.ascontiguousarray(g)
+    shape = tuple(shape)
+    geom = _geometry(shape, kernel, stride, padding, (1, 1))
+    dx = np.empty(shape, g.dtype)
+    if dx.size:
+        _kernel("avg_bwd", g.dtype, shape, (0, 0, 0, 0), geom, int(divisor))(
+            [g, dx], shape[0] * shape[1], g.size * math.prod(kernel) + dx.size)
+    return dx

@@ -1,0 +1,206 @@
+"""Convolution and pooling primitives: im2col/col2im in the GEMM-friendly layout, and
+max pooling with its own gradient.
+
+``im2col`` lays the windows of an [N, C, H, W] input out as [N*OH*OW, C*kh*kw] (one row
+per output pixel), so a convolution is one large GEMM ``cols @ W^T`` and both its
+gradients are one GEMM each (``g @ W`` then ``col2im``; ``g^T @ cols``), instead of N
+small GEMMs. ``max_pool2d`` keeps no unfolded copy: its gradient finds each window's
+maximum again in the input (PyTorch's rule: the first maximum, or a NaN) and sends the
+output gradient there. On the CPU, float32/float64 run native kernels
+(``ember.codegen.llvm.native``); other dtypes and devices (CuPy) run the NumPy-style code
+below.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.dispatch import dispatch
+from ember.ops.registry import EXTERN, MOVEMENT, defop
+
+
+def _out_size(n, k, stride, pad, dilation):
+    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+
+
+def _native():
+    try:
+        from ember.codegen.llvm import native
+    except ImportError:   # pragma: no cover - llvmlite missing: the array code runs
+        return None
+    return native
+
+
+def _windows(xp, a, kernel, stride, padding, dilation, pad_value):
+    """The [N, C, OH, OW, kh, kw] windows of ``a`` as a strided view of a padded copy."""
+    n, c, h, w = a.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    if ph or pw:
+        a = xp.pad(a, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
+    s = a.strides
+    return xp.lib.stride_tricks.as_strided(
+        a, shape=(n, c, oh, ow, kh, kw),
+        strides=(s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw))
+
+
+# ---- im2col / col2im ----------------------------------------------------------------
+
+def _im2col(xp, a, kernel, stride, padding, dilation):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(a):
+        return native.im2col(a, kernel, stride, padding, dilation)
+    win = _windows(xp, a, kernel, stride, padding, dilation, 0)
+    n, c, oh, ow, kh, kw = win.shape
+    return xp.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow,
+                                                                          c * kh * kw)
+
+
+def _col2im(xp, cols, shape, kernel, stride, padding, dilation):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(cols):
+        return native.col2im(cols, shape, kernel, stride, padding, dilation)
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
+    cols = cols.reshape(n, oh, ow, c, kh, kw)
+    out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):  # kh*kw strided adds; overlapping windows accumulate
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw] += \
+                cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return out[:, :, ph:ph + h, pw:pw + w]
+
+
+def _im2col_vjp(g, out, a, kernel, stride, padding, dilation):
+    return (dispatch("col2im", g, shape=tuple(a.shape), kernel=kernel, stride=stride,
+                     padding=padding, dilation=dilation),)
+
+
+def _col2im_vjp(g, out, cols, shape, kernel, stride, padding, dilation):
+    return (dispatch("im2col", g, kernel=kernel, stride=stride, padding=padding,
+                     dilation=dilation),)
+
+
+defop("im2col", MOVEMENT, _im2col, _im2col_vjp)
+defop("col2im", MOVEMENT, _col2im, _col2im_vjp)
+
+
+# ---- max pooling ----------------------------------------------------------------------
+
+def _window_argmax(xp, a, kernel, stride, padding, dilation):
+    """Each window's maximum as a flat index into its [H, W] plane (PyTorch's
+    ``return_indices``): the first maximum, or the first NaN."""
+    n, c, h, w = a.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    low = -xp.inf if a.dtype.kind not in "biu" else np.iinfo(a.dtype).min
+    win = _windows(xp, a, kernel, stride, padding, dilation, low)
+    oh, ow = win.shape[2:4]
+    flat = win.reshape(n, c, oh, ow, kh * kw)
+    k = flat.argmax(-1)   # NumPy's argmax stops at the first NaN, as a max would
+    if ph or pw:   # a window of -inf whose max landed on padding: its first real element
+        valid = _windows(xp, xp.ones((1, 1, h, w), dtype=bool), kernel, stride, padding,
+                         dilation, False).reshape(1, 1, oh, ow, kh * kw)
+        on_pad = ~xp.take_along_axis(valid, k[..., None], -1)[..., 0]
+        k = xp.where(on_pad, valid.argmax(-1), k)
+    iy = xp.arange(oh).reshape(oh, 1) * sh - ph + (k // kw) * dh
+    ix = xp.arange(ow) * sw - pw + (k % kw) * dw
+    return (iy * w + ix).astype(np.int64)
+
+
+def _gather(xp, a, idx):
+    n, c = a.shape[:2]
+    flat = a.reshape(n, c, -1)
+    return xp.take_along_axis(flat, idx.reshape(n, c, -1), axis=2).reshape(idx.shape)
+
+
+def _scatter(xp, g, idx, shape):
+    n, c, h, w = shape
+    planes = xp.arange(n * c, dtype=np.int64).reshape(n, c, 1, 1) * (h * w)
+    flat = (planes + idx).reshape(-1)
+    out = xp.bincount(flat, weights=g.reshape(-1), minlength=n * c * h * w)
+    return out.astype(g.dtype).reshape(shape)
+
+
+def _max_pool2d(xp, a, kernel, stride, padding, dilation):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(a):
+        return native.max_pool2d(a, kernel, stride, padding, dilation)
+    if a.dtype.kind in "biu":   # no -inf padding: the window's own values decide
+        win = _windows(xp, a, kernel, stride, padding, dilation, np.iinfo(a.dtype).min)
+        return xp.ascontiguousarray(win.max(axis=(4, 5)))
+    return _gather(xp, a, _window_argmax(xp, a, kernel, stride, padding, dilation))
+
+
+def _max_pool2d_backward(xp, g, a, kernel, stride, padding, dilation):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(a) and g.dtype == a.dtype:
+        return native.max_pool2d_backward(g, a, kernel, stride, padding, dilation)
+    idx = _window_argmax(xp, a, kernel, stride, padding, dilation)
+    return _scatter(xp, g, idx, a.shape)
+
+
+def _max_pool2d_vjp(g, out, a, kernel, stride, padding, dilation):
+    return (dispatch("max_pool2d_backward", g, a, kernel=kernel, stride=stride,
+                     padding=padding, dilation=dilation),)
+
+
+def _max_pool2d_backward_vjp(gg, out, g, a, kernel, stride, padding, dilation):
+    # Linear in g: its gradient picks gg at the same maxima; none flows to a (the
+    # maxima's positions are piecewise constant in a), a zero one.
+    idx = dispatch("max_pool2d_indices", a, kernel=kernel, stride=stride, padding=padding,
+                   dilation=dilation)
+    return (dispatch("pool_gather", gg, idx), a.new_zeros(a.shape))
+
+
+defop("max_pool2d", EXTERN, _max_pool2d, _max_pool2d_vjp)
+defop("max_pool2d_backward", EXTERN, _max_pool2d_backward, _max_pool2d_backward_vjp)
+defop("max_pool2d_indices", EXTERN, _window_argmax)
+defop("pool_gather", EXTERN, _gather,
+      lambda g, out, a, idx: (dispatch("pool_scatter", g, idx, shape=tuple(a.shape)), None))
+defop("pool_scatter", EXTERN, _scatter,
+      lambda g, out, src, idx, shape: (dispatch("pool_gather", g, idx), None))
+
+
+# ---- average pooling ------------------------------------------------------------------
+# ``divisor``: divisor_override, or kh*kw (count_include_pad), or 0: each window's count
+# of real (unpadded) elements.
+
+def _avg_divisors(xp, shape, kernel, stride, padding, divisor, dtype):
+    if divisor:
+        return divisor
+    ones = xp.ones((1, 1) + tuple(shape[2:]), dtype=dtype)
+    return _windows(xp, ones, kernel, stride, padding, (1, 1), 0).sum(axis=(4, 5))
+
+
+def _avg_pool2d(xp, a, kernel, stride, padding, divisor):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(a):
+        return native.avg_pool2d(a, kernel, stride, padding, divisor)
+    total = _windows(xp, a, kernel, stride, padding, (1, 1), 0).sum(axis=(4, 5))
+    out = total / _avg_divisors(xp, a.shape, kernel, stride, padding, divisor, a.dtype)
+    return xp.ascontiguousarray(out.astype(a.dtype, copy=False))
+
+
+def _avg_pool2d_backward(xp, g, shape, kernel, stride, padding, divisor):
+    native = _native() if xp is np else None
+    if native is not None and native.supports(g):
+        return native.avg_pool2d_backward(g, shape, kernel, stride, padding, divisor)
+    n, c, h, w = shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = g.shape[2:]
+    share = g / _avg_divisors(xp, shape, kernel, stride, padding, divisor, g.dtype)
+    out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += share
+    return xp.ascontiguousarray(out[:, :, ph:ph + h, pw:pw + w]).astype(g.dtype, copy=False)
+
+
+defop("avg_pool2d", EXTERN, _avg_pool2d,
+      lambda g, out, a, kernel, stride, padding, divisor: (
+          dispatch("avg_pool2d_backward", g, shape=tuple(a.shape), kernel=kernel,
+                   stride=stride, padding=padding, divisor=divisor),))
+defop("avg_pool2d_backward", EXTERN, _avg_pool2d_backward,
+      lambda g, out, gy, shape, kernel, stride, padding, divisor: (
+          dispatch("avg_pool2d", g, kernel=kernel, stride=stride, padding=padding,
+                   divisor=divisor),))
