@@ -21,7 +21,7 @@ from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
 from ember.ops.registry import OPS
 from ember.devices import array_module
-from ember.runtime.memory import Buffer, InPlace, plan_memory, update_in_place
+from ember.runtime.memory import Arena, Buffer, InPlace, plan_memory, update_in_place
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
                                  MultiKernelStep)
 
@@ -61,10 +61,15 @@ class Plan:
             env[trace_id] = local[nid]
 
 
-def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
-               ) -> tuple[Plan, dict]:
-    """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array)."""
+def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
+               arena: Arena | None = None) -> tuple[Plan, dict]:
+    """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array).
+    Its pooled buffers go into ``arena``, shared with the other plans of its compiled
+    signature (a private one if None)."""
     t0 = time.perf_counter()
+    # What the plan hands on (to the user, to a later segment or to the backward) gets
+    # memory of its own: pooled bytes are reused by the next plan that runs.
+    escaping = set(escaping) | set(graph.outputs)
     plan = Plan(consts=graph.device_consts())
     env = dict(env)
     env.update(plan.consts)
@@ -94,7 +99,7 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
                                            [d.src] if d.src else []))
     update_in_place(plan, graph, env)
     _fuse_horizontally(plan)
-    plan_memory(plan, keep)
+    plan_memory(plan, keep, arena)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
 
