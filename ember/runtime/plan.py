@@ -76,6 +76,10 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     keep = set(graph.outputs) | {v for _, v in graph.writebacks}
     groups = fuse(graph)   # groups only where a backend can compile them
     group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}
+    # The first run frees each value once its last reader has run (as a replay's pooled
+    # buffers do): it would otherwise hold every intermediate of the graph at once.
+    waiting = {n: set(graph.users(n)) for n in graph.nodes()}
+    held = keep | set(graph.inputs) | set(plan.consts)
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
@@ -97,11 +101,25 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
             d = graph[unit]
             plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d.op], [unit],
                                            [d.src] if d.src else []))
+        _release(graph, unit.nodes if isinstance(unit, Group) else (unit,), env, waiting, held)
     update_in_place(plan, graph, env)
     _fuse_horizontally(plan)
     plan_memory(plan, keep, arena)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
+
+
+def _release(graph, nodes, env: dict, waiting: dict, held: set) -> None:
+    """Drop from ``env`` the values whose last reader is among ``nodes`` (which just
+    ran; a view in ``env`` keeps its base alive)."""
+    for u in nodes:
+        for a in graph[u].args:
+            w = waiting.get(a)
+            if w is not None:
+                w.discard(u)
+                if not w and a not in held:
+                    del waiting[a]
+                    env.pop(a, None)
 
 
 def _read_transposed(graph, nid: int) -> bool:
