@@ -17,7 +17,6 @@ import pytest
 
 import ember
 from ember.runtime.memory import Arena, Buffer, plan_memory
-from ember.runtime.steps import KernelStep
 
 nn, F = ember.nn, ember.nn.functional
 NUMPY_DOMAIN = 389047   # NumPy's tracemalloc domain (numpy/core/include/.../ndarraytypes.h)
