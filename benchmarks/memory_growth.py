@@ -5,7 +5,9 @@ the MLP 784-512-256-10 at batch 512, SGD momentum 0.9, cross entropy; for ember 
 ember compiled with the compiler loaded first (what torch pays at import: llvmlite's
 LLVM and the JIT), ember eager and torch eager. A cell measures, from /proc, the resident
 size after four steps (the last loss still held) minus before the first, and the peak
-(VmHWM, reset at the start) minus the same start. Runs alternate; medians are printed::
+(VmHWM, reset at the start) minus the same start, and what is in use (the resident size
+after glibc's ``malloc_trim`` hands free heap pages back). Runs alternate; medians are
+printed::
 
     python -m benchmarks.memory_growth --repeats 3
 """
@@ -95,7 +97,14 @@ for _ in range(4):
 float(loss)
 gc.collect()
 r1 = rss()
-print(json.dumps({"rss": (r1 - r0) / 2**20, "peak": (max(hwm(), r1) - r0) / 2**20}))
+peak = max(hwm(), r1)
+try:   # what is in use, without the free heap pages glibc keeps for later allocations
+    import ctypes
+    ctypes.CDLL(None).malloc_trim(0)
+except (OSError, AttributeError):
+    pass
+print(json.dumps({"rss": (r1 - r0) / 2**20, "peak": (peak - r0) / 2**20,
+                  "in_use": (rss() - r0) / 2**20}))
 '''
 
 KINDS = [("ember compiled", "ember", True, False),
@@ -132,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         for name, rs in runs.items():
             rss = statistics.median(r["rss"] for r in rs)
             peak = statistics.median(r["peak"] for r in rs)
+            used = statistics.median(r["in_use"] for r in rs)
             print(f"{model} b{batch}  {name:38s} resident +{rss:7.1f} MB (x{rss / torch:.2f} "
-                  f"torch's)  peak +{peak:7.1f} MB  runs: "
+                  f"torch's)  in use +{used:7.1f} MB  peak +{peak:7.1f} MB  runs: "
                   + ", ".join(f"{r['rss']:.0f}" for r in rs), flush=True)
 
 

@@ -296,3 +296,57 @@ def _pending_trim(_arg) -> int:
     gc.collect()   # what the result held may also sit in reference cycles
     release_free_memory()
     return 0   # anything else would mean "an exception is set"
+
+
+RELEASE_MIN_BYTES = 1 << 20   # values smaller than this stay in a run's env to its end
+
+
+class ReleasingStep:
+    """A step, then dropping values nothing after it reads from the run's environment.
+
+    A plan's run keeps every value in its env until it returns; values a step allocates
+    itself (eager steps: an unfold's columns, a copy made by a reshape) would all be alive
+    at once. Wrapping their last reader frees each as soon as it is dead, as eager does.
+    Only plans with such values of at least ``RELEASE_MIN_BYTES`` get one (a wrapped step
+    is a call through one more Python frame)."""
+
+    __slots__ = ("step", "drop", "reads", "writes", "buffers", "may_alias")
+
+    def __init__(self, step, drop: list[int]) -> None:
+        self.step, self.drop = step, drop
+        self.reads, self.writes, self.buffers = step.reads, step.writes, step.buffers
+        self.may_alias = step.may_alias
+
+    def __call__(self, env: dict) -> None:
+        self.step(env)
+        for v in self.drop:
+            env.pop(v, None)
+
+    def __getattr__(self, name: str):   # what inspectors read of the step (epilogue, ...)
+        return getattr(self.step, name)
+
+
+def release_dead_values(plan: Plan, graph, live_out: set[int]) -> int:
+    """Wrap the last reader of each large value a step allocates outside the arena (its
+    buffer is None: an eager step's result) in a ``ReleasingStep``. Returns the bytes
+    that are now freed before the run ends."""
+    last: dict[int, int] = {}
+    made: dict[int, int] = {}
+    for i, step in enumerate(plan.steps):
+        for a in step.reads:
+            last[a] = i
+        for w, buf in zip(step.writes, step.buffers):
+            if buf is None and w not in live_out and w in graph:
+                made[w] = i
+    drops: dict[int, list[int]] = {}
+    freed = 0
+    for v, i in made.items():
+        d = graph[v]
+        nbytes = int(np.prod(d.shape, dtype=np.int64)) * np.dtype(d.dtype.np).itemsize
+        if nbytes < RELEASE_MIN_BYTES:
+            continue
+        drops.setdefault(max(i, last.get(v, i)), []).append(v)
+        freed += nbytes
+    for i, vs in drops.items():
+        plan.steps[i] = ReleasingStep(plan.steps[i], sorted(vs))
+    return freed

@@ -21,7 +21,8 @@ from ember.codegen.lower import external_args, group_outputs, lower_group
 from ember.ir.passes.fuse import Group, fuse
 from ember.ops.registry import OPS
 from ember.devices import array_module
-from ember.runtime.memory import Arena, Buffer, InPlace, plan_memory, update_in_place
+from ember.runtime.memory import (Arena, Buffer, InPlace, plan_memory, release_dead_values,
+                                  update_in_place)
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
                                  MultiKernelStep)
 
@@ -105,6 +106,7 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     update_in_place(plan, graph, env)
     _fuse_horizontally(plan)
     plan_memory(plan, keep, arena)
+    release_dead_values(plan, graph, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
 
