@@ -209,3 +209,46 @@ def test_harness_reports_memory_per_cell():
         assert big["peak_growth_bytes"] >= big["rss_growth_bytes"]
     assert "resident / peak" in detail_table(r)
     assert "ember memory" in summary_table([r])
+
+
+def test_replay_drops_large_eager_results_after_their_last_reader():
+    from types import SimpleNamespace
+
+    from ember.runtime.memory import RELEASE_MIN_BYTES, ReleasingStep, release_dead_values
+
+    n = RELEASE_MIN_BYTES // 4          # float32 values of exactly the threshold
+    kind = SimpleNamespace(np=np.float32)
+    nodes = {1: SimpleNamespace(shape=(n,), dtype=kind),        # large, eager-made
+             2: SimpleNamespace(shape=(n,), dtype=kind),        # large, the output
+             3: SimpleNamespace(shape=(8,), dtype=kind)}        # small: left alone
+
+    class Graph(dict):
+        pass
+
+    class Eager(_FakeStep):
+        def __init__(self, reads, writes, fn):
+            super().__init__(reads, writes, [None] * len(writes))
+            self.fn = fn
+
+        def __call__(self, env):
+            env[self.writes[0]] = self.fn(*(env[a] for a in self.reads))
+
+    seen = {}
+
+    def last(a, b):
+        seen["1 during its last reader"] = 1 in env
+        return a + b
+
+    plan = _FakePlan([Eager([0], [1], lambda x: np.ones(n, np.float32) + x[0]),
+                      Eager([0], [3], lambda x: x[:8] * 2),
+                      Eager([1, 3], [2], lambda a, b: last(a, b[0]))])
+    freed = release_dead_values(plan, Graph(nodes), {2})
+    assert freed == RELEASE_MIN_BYTES
+    assert type(plan.steps[2]) is ReleasingStep and type(plan.steps[0]) is Eager
+    assert plan.steps[2].reads == [1, 3] and plan.steps[2].fn is plan.steps[2].step.fn
+    env = {0: np.full(n, 2, np.float32)}
+    for s in plan.steps:
+        s(env)
+    assert seen["1 during its last reader"]
+    assert 1 not in env and 3 in env        # dead and large: gone; small: kept
+    np.testing.assert_array_equal(env[2], np.full(n, 7, np.float32))   # (1 + 2) + 2 * 2
