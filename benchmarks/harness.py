@@ -165,6 +165,7 @@ def _run_impl(w: Workload, impl: Impl, cfg: Config) -> tuple[dict, list[np.ndarr
     # their last parallel region; on a machine with few cores they would take the cores
     # this library is about to be timed on.
     time.sleep(cfg.pause_s)
+    meter = MemoryMeter()
     with warnings.catch_warnings(record=True) as caught:
         # Recorded, not raised: an implementation's warnings (ember falling back to eager)
         # belong in its cell, each once (a warning per call would pile up by thousands).
@@ -190,6 +191,8 @@ def _run_impl(w: Workload, impl: Impl, cfg: Config) -> tuple[dict, list[np.ndarr
                     cell["notes"].append(f"other processes used {other:.0%} of the CPUs "
                                          f"while this was timed: numbers are disturbed")
             cell.update(summarize(samples))
+            # While ``prep`` (the model, the compiled entry and its buffers) is alive.
+            cell.update(meter.read())
             if prep.notes is not None:
                 cell["notes"].extend(prep.notes())
         except Exception as e:
@@ -284,6 +287,75 @@ def _time_cold(prep: Prepared, cfg: Config) -> tuple[list[float], list[np.ndarra
         if arrays is None:
             arrays = _copy(prep.output(r.value))
     return samples, arrays
+
+
+class MemoryMeter:
+    """This process's memory over one cell, from /proc (Linux, no dependency): resident
+    growth (RSS now minus RSS at the start, the cell's objects still alive) and peak
+    growth (the highest RSS since the start minus RSS at the start).
+
+    The start hands free C-heap pages back (glibc's ``malloc_trim``) and resets the
+    kernel's peak-RSS mark (``/proc/self/clear_refs``), so the memory earlier cells freed
+    neither hides this cell's growth nor stands for its peak. NumPy, torch and the JIT
+    all allocate from the same heap: the figures cover every library alike.
+    """
+
+    def __init__(self) -> None:
+        import gc
+        gc.collect()
+        _malloc_trim()
+        self.peak_reset = _reset_peak_rss()
+        self.start = _rss_bytes()
+
+    def read(self) -> dict:
+        """{"rss_growth_bytes", "peak_growth_bytes"} (None where /proc can't say)."""
+        import gc
+        gc.collect()
+        now, peak = _rss_bytes(), _peak_rss_bytes()
+        if self.start is None or now is None:
+            return {}
+        out = {"rss_growth_bytes": now - self.start}
+        if self.peak_reset and peak is not None:
+            out["peak_growth_bytes"] = max(peak, now) - self.start
+        return out
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_bytes() -> int | None:
+    """VmHWM: the highest resident size since the process started or the last reset."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Set VmHWM back to the current RSS (Linux >= 4.0); False where that is refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc
+        pass
 
 
 class LoadMeter:

@@ -12,6 +12,10 @@ from typing import Any
 from benchmarks.harness import BUSY_MACHINE, UNIT_SCALE
 
 PEER_COLUMNS = ["ember eager", "numpy", "cupy", "torch", "torch.compile", "numba", "jax.jit"]
+MEMORY_NOTE = ("Memory: the process's resident-size growth over a cell (set-up, checks and "
+               "timing, with the cell's objects still alive) / its peak growth, both from "
+               "/proc after handing free heap pages back; 'vs torch': ember's resident "
+               "growth / torch eager's (below 1: ember holds less).")
 RATIO_NOTE = ("Columns after ember: the peer's median time / ember's median time, same run "
               "(> 1: ember is faster). ember = `ember.compile` (for op_*: ember eager); "
               "cupy = the NumPy code on CuPy arrays (*_cuda rows); *_cuda rows' torch "
@@ -39,6 +43,28 @@ def fmt_rate(cell: dict) -> str:
     if "gflops" in cell:
         return f"{cell['gflops']:.1f} GFLOP/s"
     return "—"
+
+
+def fmt_mb(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "—"
+    return f"{nbytes / 2**20:.0f} MB" if abs(nbytes) >= 10 * 2**20 else f"{nbytes / 2**20:.1f} MB"
+
+
+def fmt_memory(cell: dict) -> str:
+    """"resident growth / peak growth" of a cell, e.g. "12 MB / 40 MB"."""
+    if "rss_growth_bytes" not in cell:
+        return "—"
+    return f"{fmt_mb(cell['rss_growth_bytes'])} / {fmt_mb(cell.get('peak_growth_bytes'))}"
+
+
+def memory_ratio(result: dict, peer: str = "torch") -> str:
+    """The subject's resident growth over ``peer``'s (below 1: ember holds less)."""
+    a = result["impls"].get(result["subject"], {}).get("rss_growth_bytes")
+    b = result["impls"].get(peer, {}).get("rss_growth_bytes")
+    if a is None or not b or b <= 0:
+        return "—"
+    return f"{a / b:.2f}x"
 
 
 def status_text(cell: dict | None) -> str:
@@ -78,7 +104,7 @@ def summary_table(results: list[dict]) -> str:
     """One row per workload: ember's time, every peer's ratio, ember's rate, agreement."""
     columns = peer_columns(results)
     head = (["workload", "ember"] + columns
-            + ["ember rate", "of roofline", "agree"])
+            + ["ember rate", "of roofline", "ember memory", "vs torch", "agree"])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in results:
         subject = r["impls"].get(r["subject"], {})
@@ -91,7 +117,7 @@ def summary_table(results: list[dict]) -> str:
         roof = f"{subject['fraction']:.0%}" if "fraction" in subject else "—"
         agree = "yes" if r["agree"] else "NO: " + ", ".join(r["disagree"])
         row = [r["name"], ember] + [ratio_cell(r, c) for c in columns] + [
-            fmt_rate(subject), roof, agree]
+            fmt_rate(subject), roof, fmt_memory(subject), memory_ratio(r), agree]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -139,8 +165,8 @@ def detail_table(r: dict) -> str:
     if aim:
         lines += [f"Aim: {aim['text']}. Result: {aim_text(aim)}.", ""]
     lines += ["| implementation | median | IQR | min | max | runs | vs ember | rate | "
-              "of roofline | agrees | notes |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "of roofline | resident / peak | agrees | notes |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     u = r["unit"]
     for name, cell in r["impls"].items():
         if "median_s" in cell:
@@ -149,9 +175,10 @@ def detail_table(r: dict) -> str:
             vs = "(ember)" if name == r["subject"] else fmt_ratio(r["ratios"].get(name))
             row = [name, fmt_time(cell["median_s"], u), iqr, fmt_time(cell["min_s"], u),
                    fmt_time(cell["max_s"], u), runs, vs, fmt_rate(cell),
-                   f"{cell['fraction']:.0%}" if "fraction" in cell else "—"]
+                   f"{cell['fraction']:.0%}" if "fraction" in cell else "—",
+                   fmt_memory(cell)]
         else:
-            row = [name, status_text(cell)] + ["—"] * 7
+            row = [name, status_text(cell)] + ["—"] * 8
         agree = {True: "yes", False: "**NO**", None: "—"}[cell.get("agree")]
         notes = list(cell.get("notes", []))
         if cell.get("status") == "error":
@@ -203,7 +230,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
         lines += [f"**Incomplete**: {meta['incomplete']}.", ""]
     if meta.get("skipped"):
         lines += ["Skipped: " + "; ".join(meta["skipped"]) + ".", ""]
-    lines += [RATIO_NOTE, "", summary_table(results), ""]
+    lines += [RATIO_NOTE, "", MEMORY_NOTE, "", summary_table(results), ""]
     aims = aims_table(results)
     if aims:
         lines += ["Aims:", "", aims, ""]

@@ -22,7 +22,8 @@ from ember.codegen.phases import phase
 from ember.ir.passes.fuse import Group, fuse
 from ember.ops.registry import OPS
 from ember.devices import array_module
-from ember.runtime.memory import Buffer, InPlace, plan_memory, update_in_place
+from ember.runtime.memory import (Arena, Buffer, InPlace, plan_memory, release_dead_values,
+                                  update_in_place)
 from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
                                  MultiKernelStep)
 
@@ -65,10 +66,15 @@ class Plan:
             env[trace_id] = local[nid]
 
 
-def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
-               ) -> tuple[Plan, dict]:
-    """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array)."""
+def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
+               arena: Arena | None = None) -> tuple[Plan, dict]:
+    """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array).
+    Its pooled buffers go into ``arena``, shared with the other plans of its compiled
+    signature (a private one if None)."""
     t0 = time.perf_counter()
+    # What the plan hands on (to the user, to a later segment or to the backward) gets
+    # memory of its own: pooled bytes are reused by the next plan that runs.
+    escaping = set(escaping) | set(graph.outputs)
     plan = Plan(consts=graph.device_consts())
     env = dict(env)
     env.update(plan.consts)
@@ -76,6 +82,10 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
     with phase("fuse"):
         groups = fuse(graph)   # groups only where a backend can compile them
     group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}
+    # The first run frees each value once its last reader has run (as a replay's pooled
+    # buffers do): it would otherwise hold every intermediate of the graph at once.
+    waiting = {n: set(graph.users(n)) for n in graph.nodes()}
+    held = keep | set(graph.inputs) | set(plan.consts)
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
@@ -97,12 +107,27 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None
             d = graph[unit]
             plan.kernels.append(KernelInfo(f"%{unit}", "eager", [d.op], [unit],
                                            [d.src] if d.src else []))
+        _release(graph, unit.nodes if isinstance(unit, Group) else (unit,), env, waiting, held)
     update_in_place(plan, graph, env)
     with phase("codegen"):   # batches of independent kernels, compiled together
         _fuse_horizontally(plan)
-    plan_memory(plan, keep)
+    plan_memory(plan, keep, arena)
+    release_dead_values(plan, graph, keep)
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
+
+
+def _release(graph, nodes, env: dict, waiting: dict, held: set) -> None:
+    """Drop from ``env`` the values whose last reader is among ``nodes`` (which just
+    ran; a view in ``env`` keeps its base alive)."""
+    for u in nodes:
+        for a in graph[u].args:
+            w = waiting.get(a)
+            if w is not None:
+                w.discard(u)
+                if not w and a not in held:
+                    del waiting[a]
+                    env.pop(a, None)
 
 
 def _read_transposed(graph, nid: int) -> bool:

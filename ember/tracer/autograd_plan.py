@@ -28,6 +28,7 @@ import numpy as np
 from ember import autograd
 from ember.ir.interpreter import TensorInterpreter
 from ember.ops.random import preserved_rng
+from ember.runtime.memory import release_free_memory
 from ember.tensor import Tensor, array_of
 from ember.tracer.checks import close
 from ember.tracer.segments import Segment
@@ -126,6 +127,13 @@ class CompiledAutograd:
         fenv.update((v, env[jid[v]]) for _, v in g.writebacks)
         self.copies, staged, _ = effects(g, fenv)
         self.staged = {jid[v] for v in staged}
+        # The backward runs outside the compiled call (``loss.backward()``), perhaps on
+        # another thread, and its plan shares the entry's working memory with the
+        # forward's: the two must not run at the same time.
+        self.lock = entry.owner._lock
+        # The joint eager run's tensors (the tracer keeps every one) go now, not on return.
+        del env, eager_env, fenv, tracer, vals, outs, seeds, grads, kept
+        release_free_memory()   # the joint eager run's and the builds' freed arrays
 
     def forward(self, leaves):
         """Run the forward plan; return the output tensors, differentiable as in eager."""
@@ -171,6 +179,10 @@ class CompiledAutograd:
     def backward(self, k: int, grad, call: _Call) -> tuple:
         """Input gradients for the seed ``grad`` on differentiable output ``k``."""
         call.check(self.reads[k])
+        with self.lock:
+            return self._backward(k, grad, call)
+
+    def _backward(self, k: int, grad, call: _Call) -> tuple:
         env = dict(call.saved)
         for j, s in enumerate(self.seed_ids):
             if j == k:  # plans are specialized to the contiguous seed they were built with

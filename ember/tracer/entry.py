@@ -21,6 +21,7 @@ from ember.ir.graph import Graph
 from ember.ir.interpreter import TensorInterpreter
 from ember.ir.passes import run_pipeline
 from ember.ops.random import preserved_rng
+from ember.runtime.memory import Arena, release_free_memory
 from ember.runtime.plan import build_plan
 from ember.tensor import Tensor, array_of
 from ember.tracer import events, pytree
@@ -53,6 +54,7 @@ class Entry:
         self.warmups = 0
         self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
         self.fast = False   # fastpath.build's function, None if not eligible, False: not yet
+        self.arena = Arena()         # the working memory every plan of this entry shares
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):
@@ -120,6 +122,7 @@ class Entry:
         try:
             with COMPILE_LOCK:
                 self._add_path(trace, snapshot, result)
+            release_free_memory()   # the build's freed arrays: no lasting growth
         except CompileError:   # fullgraph=True: already explained
             self.state = "eager"
             raise
@@ -221,7 +224,7 @@ class Entry:
             seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
                             if s.kind in ("captured", "grad", "value")]
             inputs = {n: env[n] for n in sg.inputs}
-            plan, local = build_plan(sg, inputs, escapes,
+            plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
         if "codegen" in acc:
