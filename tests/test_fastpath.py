@@ -646,3 +646,14 @@ def test_two_entries_of_one_key_use_the_generic_order():
     for _ in range(2):
         np.testing.assert_allclose(_arr(c(x)), [0.5, 0.5])
     assert c._fast is None
+
+
+def test_mode_switched_to_eager_after_compiling_is_obeyed():
+    f = ember.compile(lambda x: x * 2.0 + 1.0)
+    x = ember.ones(4)
+    for _ in range(4):
+        f(x)
+    hits = f.counters["cache_hits"]
+    f.mode = "eager"
+    np.testing.assert_array_equal(f(x).numpy(), np.full(4, 3.0, np.float32))
+    assert f.counters["cache_hits"] == hits   # ran the Python function, not the plan

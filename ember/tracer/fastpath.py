@@ -159,7 +159,7 @@ class _Writer:
         segn, plan, steps = (self.name(seg, "SEG"), self.name(seg.plan, "PLAN"),
                              self.name(seg.plan.steps, "SL"))
         L.append(f"    if len(args) != {n} or G[0] or LOCAL.tracer is not None "
-                 f"or ENTRY.state != 'ready' or ENTRY.root is not {segn} "
+                 f"or OWNER.mode != 'default' or ENTRY.state != 'ready' or ENTRY.root is not {segn} "
                  f"or {segn}.plan is not {plan} or {plan}.steps is not {steps}: {miss}")
         names = [f"a{i}" for i in range(n)]
         if n:
