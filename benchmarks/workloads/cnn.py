@@ -81,41 +81,55 @@ def _numpy_conv(xp: Any) -> Callable:
     return conv
 
 
-def numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
-    """im2col convolutions through np.matmul, max pooling by reshaping (``xp=cupy``: the
-    same on the device)."""
-    conv, pool = _numpy_conv(xp), _numpy_pool
-    p = weights
+def _numpy_forward_of(fcs: list[str]) -> Callable[..., Callable[[Any], Any]]:
+    """The NumPy forward of a net of two conv+ReLU+pool blocks, then the Linears named
+    in ``fcs`` with ReLU between them: im2col convolutions through np.matmul, max
+    pooling by reshaping (``xp=cupy``: the same on the device)."""
+    def make(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
+        conv, pool, p = _numpy_conv(xp), _numpy_pool, weights
 
-    def forward(x):
-        x = pool(xp.maximum(conv(x, p["conv1.weight"], p["conv1.bias"]), 0))
-        x = pool(xp.maximum(conv(x, p["conv2.weight"], p["conv2.bias"]), 0))
-        x = x.reshape(len(x), -1)
-        x = xp.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
-        x = xp.maximum(x @ p["fc2.weight"].T + p["fc2.bias"], 0)
-        return x @ p["fc3.weight"].T + p["fc3.bias"]
+        def forward(x):
+            x = pool(xp.maximum(conv(x, p["conv1.weight"], p["conv1.bias"]), 0))
+            x = pool(xp.maximum(conv(x, p["conv2.weight"], p["conv2.bias"]), 0))
+            x = x.reshape(len(x), -1)
+            for i, name in enumerate(fcs):
+                x = x @ p[f"{name}.weight"].T + p[f"{name}.bias"]
+                if i < len(fcs) - 1:
+                    x = xp.maximum(x, 0)
+            return x
+        return forward
+    return make
+
+
+def _jax_forward_of(fcs: list[str]) -> Callable[[dict, Any], Any]:
+    """``_numpy_forward_of``'s net in JAX (lax convolutions and reduce_window pooling)."""
+    def forward(params: dict, x: Any) -> Any:
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        def conv(x, name):
+            y = lax.conv_general_dilated(x, params[f"{name}.weight"], (1, 1), "VALID",
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            return y + params[f"{name}.bias"][None, :, None, None]
+
+        def pool(x):
+            return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2),
+                                     "VALID")
+
+        x = pool(jax.nn.relu(conv(x, "conv1")))
+        x = pool(jax.nn.relu(conv(x, "conv2")))
+        x = x.reshape(x.shape[0], -1)
+        for i, name in enumerate(fcs):
+            x = x @ params[f"{name}.weight"].T + params[f"{name}.bias"]
+            if i < len(fcs) - 1:
+                x = jax.nn.relu(x)
+        return x
     return forward
 
 
-def jax_forward(params: dict, x: Any) -> Any:
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-
-    def conv(x, name):
-        y = lax.conv_general_dilated(x, params[f"{name}.weight"], (1, 1), "VALID",
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
-        return y + params[f"{name}.bias"][None, :, None, None]
-
-    def pool(x):
-        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
-
-    x = pool(jax.nn.relu(conv(x, "conv1")))
-    x = pool(jax.nn.relu(conv(x, "conv2")))
-    x = x.reshape(x.shape[0], -1)
-    x = jax.nn.relu(x @ params["fc1.weight"].T + params["fc1.bias"])
-    x = jax.nn.relu(x @ params["fc2.weight"].T + params["fc2.bias"])
-    return x @ params["fc3.weight"].T + params["fc3.bias"]
+numpy_forward = _numpy_forward_of(["fc1", "fc2", "fc3"])
+jax_forward = _jax_forward_of(["fc1", "fc2", "fc3"])
 
 
 SPEC = ModelSpec("cnn", "SimpleCNN", make_cnn, (3, 32, 32), 2, forward_gemms, jax_forward,
@@ -151,36 +165,8 @@ def cifar_forward_gemms(batch: int) -> list[tuple[int, int, int]]:
             (batch, 2304, 128), (batch, 128, 10)]
 
 
-def cifar_numpy_forward(weights: Weights, xp: Any = np) -> Callable[[Any], Any]:
-    conv, pool, p = _numpy_conv(xp), _numpy_pool, weights
-
-    def forward(x):
-        x = pool(xp.maximum(conv(x, p["conv1.weight"], p["conv1.bias"]), 0))
-        x = pool(xp.maximum(conv(x, p["conv2.weight"], p["conv2.bias"]), 0))
-        x = x.reshape(len(x), -1)
-        x = xp.maximum(x @ p["fc1.weight"].T + p["fc1.bias"], 0)
-        return x @ p["fc2.weight"].T + p["fc2.bias"]
-    return forward
-
-
-def cifar_jax_forward(params: dict, x: Any) -> Any:
-    import jax
-    from jax import lax
-    import jax.numpy as jnp
-
-    def conv(x, name):
-        y = lax.conv_general_dilated(x, params[f"{name}.weight"], (1, 1), "VALID",
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
-        return y + params[f"{name}.bias"][None, :, None, None]
-
-    def pool(x):
-        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
-
-    x = pool(jax.nn.relu(conv(x, "conv1")))
-    x = pool(jax.nn.relu(conv(x, "conv2")))
-    x = x.reshape(x.shape[0], -1)
-    x = jax.nn.relu(x @ params["fc1.weight"].T + params["fc1.bias"])
-    return x @ params["fc2.weight"].T + params["fc2.bias"]
+cifar_numpy_forward = _numpy_forward_of(["fc1", "fc2"])
+cifar_jax_forward = _jax_forward_of(["fc1", "fc2"])
 
 
 CIFAR_SPEC = ModelSpec("cnn_cifar", "CIFAR CNN", make_cifar, (3, 32, 32), 10,
