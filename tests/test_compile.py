@@ -109,6 +109,16 @@ OP_PROGRAMS = {
     "data_update": lambda: (lambda x: ember.dispatch.dispatch("data_update", x, x * 2) + x, _x(3, 4)),
     "strided_view": lambda: (lambda x: ember.dispatch.dispatch("strided_view", x * 2, shape=(2, 2), strides=(4, 2), offset=5) + 1, _x(3, 4)),
     "strided_scatter": lambda: (lambda x, y: ember.dispatch.dispatch("strided_scatter", x * 2, y + 1, shape=(2, 2), strides=(4, 2), offset=5), _x(3, 4), _x(2, 2)),
+    # Convolution and pooling primitives (ops/conv.py): native kernels in eager and plans.
+    "im2col": lambda: (lambda x: ember.dispatch.dispatch("im2col", x * 2, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)) + 1, _x(2, 3, 5, 6)),
+    "col2im": lambda: (lambda c: ember.dispatch.dispatch("col2im", c * 2, shape=(2, 3, 5, 6), kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)) + 1, _x(2 * 3 * 4, 3 * 6)),
+    "max_pool2d": lambda: (lambda x: ember.dispatch.dispatch("max_pool2d", x.relu(), kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)) * 2, _x(2, 3, 7, 6)),
+    "max_pool2d_backward": lambda: (lambda g, x: ember.dispatch.dispatch("max_pool2d_backward", g * 2, x, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), _x(2, 3, 4, 4), _x(2, 3, 7, 6)),
+    "max_pool2d_indices": lambda: (lambda x: ember.dispatch.dispatch("max_pool2d_indices", x * 2, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), _x(2, 3, 7, 6)),
+    "pool_gather": lambda: (lambda x: ember.dispatch.dispatch("pool_gather", x * 2, ember.dispatch.dispatch("max_pool2d_indices", x, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2))), _x(2, 3, 7, 6)),
+    "pool_scatter": lambda: (lambda g, x: ember.dispatch.dispatch("pool_scatter", g * 2, ember.dispatch.dispatch("max_pool2d_indices", x, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), shape=(2, 3, 7, 6)), _x(2, 3, 4, 4), _x(2, 3, 7, 6)),
+    "avg_pool2d": lambda: (lambda x: ember.dispatch.dispatch("avg_pool2d", x + 1, kernel=(3, 2), stride=(2, 1), padding=(1, 1), divisor=0) * 2, _x(2, 3, 7, 6)),
+    "avg_pool2d_backward": lambda: (lambda g: ember.dispatch.dispatch("avg_pool2d_backward", g * 2, shape=(2, 3, 7, 6), kernel=(3, 2), stride=(2, 1), padding=(1, 1), divisor=0), _x(2, 3, 4, 7)),
     # The tensor functions' primitives (tests/test_tensor_functions.py has their composites).
     "log1p": lambda: (lambda x: x.abs().log1p() * 2, _x(3, 4)),
     "expm1": lambda: (lambda x: x.expm1() + 1, _x(3, 4)),
