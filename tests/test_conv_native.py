@@ -3,6 +3,8 @@ as its own primitive, with the native llvmlite kernels behind both: against PyTo
 against the NumPy fallbacks, against finite differences, and compiled against eager."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -246,3 +248,21 @@ def test_native_kernels_split_across_threads_give_the_same_result(monkeypatch):
              native.max_pool2d_backward(one[1], x, *geom)]
     for a, b in zip(one, split):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_second_process_reuses_the_native_kernels_on_disk(tmp_path):
+    """The IR text keys the persistent cache: a kernel name salted per process (``hash``
+    of a string) missed it in every new process and filled it with copies."""
+    import subprocess
+    import sys
+    code = ("import ember, ember.nn.functional as F; x = ember.randn(2, 3, 9, 9, "
+            "requires_grad=True); F.max_pool2d(F.conv2d(x, ember.randn(4, 3, 3, 3)), 2)"
+            ".sum().backward()")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    counts = []
+    for seed in (1, 2):
+        env = dict(os.environ, PYTHONHASHSEED=str(seed), EMBER_CACHE_DIR=str(tmp_path),
+                   PYTHONPATH=root)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=root)
+        counts.append(sum(len(files) for _, _, files in os.walk(tmp_path)))
+    assert counts[0] > 0 and counts[1] == counts[0], counts

@@ -19,6 +19,7 @@ import ctypes
 import math
 import os
 import threading
+import zlib
 from contextlib import contextmanager
 
 import llvmlite.ir as ir
@@ -325,7 +326,9 @@ def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
         with _LOCK:
             k = _KERNELS.get(sig)
             if k is None:
-                name = f"ember_{kind}_{abs(hash(sig)) & 0xffffffff:08x}"
+                # A name stable across processes (hash() of strings is salted per
+                # process): the IR text is the persistent cache's key.
+                name = f"ember_{kind}_{zlib.crc32(repr(sig).encode()):08x}"
                 ft = _FLOAT[dtype]
                 if kind in ("avg_fwd", "avg_bwd"):
                     src, nptrs = _avg_ir(name, ft, *key, backward=kind == "avg_bwd"), 2
