@@ -191,3 +191,31 @@ def test_softmax_computes_exp_once():
     calls = [line for line in source.splitlines() if "call" in line and "llvm.rint" in line]
     assert len(calls) == 1, calls
     assert "<16 x float>" in opt
+
+
+def test_groups_joined_only_inside_a_third_group_make_no_cycle():
+    """Group A (a1, a2) and group B (b1, b2, sharing only ``e``): a1 -> view -> b1, and
+    b2 -> view -> a2. No path of nodes runs from A back to A, yet the two groups need
+    each other first; fusion must not leave both (it made the call run eagerly)."""
+    import warnings
+
+    def f(x, t, y):
+        a1 = (x * 2.0).exp()
+        e = t == ember.arange(41)
+        b1 = ember.where(e, a1.reshape(24, 41), 0.0)
+        b2 = ember.where(e, y, 0.0)
+        a2 = a1 + b2.reshape(6, 4, 41)
+        return b1, a2
+
+    rng = np.random.default_rng(0)
+    x = ember.tensor(rng.standard_normal((6, 4, 41)).astype(np.float32))
+    t = ember.tensor(rng.integers(0, 41, (24, 1)))
+    y = ember.tensor(rng.standard_normal((24, 41)).astype(np.float32))
+    cf = ember.compile(f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a fallback to eager warns
+        for _ in range(3):
+            got = cf(x, t, y)
+    for g, e in zip(got, f(x, t, y)):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-6)
+    assert cf.counters["eager_calls"] == 0

@@ -24,6 +24,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import networkx as nx
+
 from ember.codegen.backend import backend_for
 from ember.codegen.mathlib import DECOMPOSED, cost
 from ember.codegen.policy import FUSIBLE, REDUCE_OPS  # noqa: F401  (re-exported)
@@ -132,14 +134,7 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
         if not fusible(graph, nid):
             continue
         d = graph[nid]
-        if d.op in REDUCE_OPS:
-            full = tuple(graph[d.args[0]].shape)
-            g = Group([nid], full, frozenset(a % max(len(full), 1) for a in d.attrs["axes"]),
-                      {nid: "red"})
-        else:
-            g = Group([nid], tuple(d.shape), role={nid: "point"},
-                      weight=_cost(d.op) if d.op in DECOMPOSED else 1)
-        group_of[nid] = g
+        g = group_of[nid] = _single(graph, nid)
         seen = []
         for a in d.args:
             cand = group_of.get(a)
@@ -154,7 +149,44 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
     unique = {id(g): g for g in group_of.values()}
     for g in unique.values():
         g.nodes.sort()
-    return sorted(unique.values(), key=lambda g: g.nodes[0])
+    return _break_cycles(graph, sorted(unique.values(), key=lambda g: g.nodes[0]), refused)
+
+
+def _single(graph, nid: int) -> Group:
+    """Node ``nid`` as a group of its own."""
+    d = graph[nid]
+    if d.op in REDUCE_OPS:
+        full = tuple(graph[d.args[0]].shape)
+        return Group([nid], full, frozenset(a % max(len(full), 1) for a in d.attrs["axes"]),
+                     {nid: "red"})
+    return Group([nid], tuple(d.shape), role={nid: "point"},
+                 weight=_cost(d.op) if d.op in DECOMPOSED else 1)
+
+
+def _break_cycles(graph, groups: list[Group], refused: list | None) -> list[Group]:
+    """``groups`` with any cycle among whole groups broken. ``_can_merge`` sees paths
+    between the two groups it joins, not a path that runs through a third group: A's
+    node -> B -> A's other node, where B's members are joined to each other only inside
+    B (minGPT-like attention with a fused NLL made one). Such a pair could not be run in
+    any order, so the smaller group of each cycle goes back to one kernel per node."""
+    while True:
+        unit = {n: i for i, g in enumerate(groups) for n in g.nodes}
+        q = nx.DiGraph()
+        for a, b in graph.edges():
+            ua, ub = unit.get(a, ("n", a)), unit.get(b, ("n", b))
+            if ua != ub:
+                q.add_edge(ua, ub)
+        try:
+            cycle = nx.find_cycle(q)
+        except nx.NetworkXNoCycle:
+            return groups
+        members = [u for u, _ in cycle if not isinstance(u, tuple)]
+        victim = min(members, key=lambda i: len(groups[i].nodes))
+        if refused is not None:
+            refused.append(Refused(groups[victim].nodes[0], groups[victim].nodes[-1], "cycle"))
+        split = [_single(graph, n) for n in groups[victim].nodes]
+        groups = sorted(groups[:victim] + groups[victim + 1:] + split,
+                        key=lambda g: g.nodes[0])
 
 
 def _merge(graph, a: Group, b: Group, group_of: dict | None = None) -> Group | str:
