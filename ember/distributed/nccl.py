@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from ember.distributed.mpi import DistTimeoutError
+from ember.distributed.mpi import DistTimeoutError, Request
 
 BLOCKING_WAIT = os.environ.get("EMBER_NCCL_BLOCKING_WAIT", "0") not in ("", "0") or \
     os.environ.get("TORCH_NCCL_BLOCKING_WAIT", "0") not in ("", "0")
@@ -34,8 +34,10 @@ def load_nccl():
     return cupy, nccl
 
 
-class NCCLRequest:
-    __slots__ = ("event", "what", "timeout", "then", "done", "comm")
+class NCCLRequest(Request):
+    """A collective on the NCCL stream; completion is its CUDA event (``then`` and the
+    finishing are ``Request``'s)."""
+    __slots__ = ("event", "comm")
 
     def __init__(self, event, what: str, timeout: float, comm, then=None) -> None:
         self.event, self.what, self.timeout, self.comm = event, what, timeout, comm
@@ -65,12 +67,6 @@ class NCCLRequest:
                                        "for the other ranks (NCCL communicator aborted)")
             time.sleep(0.0001)
         self._finish()
-
-    def _finish(self) -> None:
-        self.done = True
-        if self.then is not None:
-            then, self.then = self.then, None
-            then()
 
 
 class NCCLBackend:
