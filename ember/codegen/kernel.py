@@ -33,6 +33,12 @@ Example: ``y = exp(x) * 2`` over a [4, 8] float32 ``x``:
 Row softmax of a [4, 8] ``x``: shape (4, 8), reduce_dims=1, exprs
     0 load x; 1 reduce_max(0); 2 sub(0, 1); 3 exp(2); 4 reduce_sum(3); 5 div(3, 4)
 and stores=[Store(5, (8, 1))].
+
+A *size-generic* kernel (``generic=True``, made for compiled functions whose sizes vary:
+dynamic shapes) is compiled once for every kernel of the same ``structure()``: after a
+backend has collapsed its loops, every loop bound, every stride other than 0 and 1 and
+every nonzero offset becomes a ``Param`` that the code reads at run time from one extra
+int64 argument (``dims``), so a batch of 48 runs the machine code built for 64.
 """
 from __future__ import annotations
 
@@ -81,6 +87,7 @@ class Kernel:
     reduce_dims: int = 0        # trailing dims of ``shape`` that are reduced
     ops: list[str] = field(default_factory=list)   # the primitive ops it fused, for explain()
     src: list[str] = field(default_factory=list)   # the user's lines they came from
+    generic: bool = False       # sizes, strides and offsets read at run time (see above)
 
     def __post_init__(self) -> None:
         # A bare expr index stores a C-contiguous output of ``shape`` (the common case).
@@ -152,7 +159,69 @@ class Kernel:
     def signature(self) -> tuple:
         """Everything the generated code depends on: equal signatures share machine code."""
         return (self.shape, self.reduce_dims, tuple(self.loads), _exact(tuple(self.exprs)),
-                tuple(self.stores))
+                tuple(self.stores), self.generic)
+
+    def structure(self) -> tuple:
+        """What a size-generic kernel's code depends on besides its collapsed loop layout
+        (which the backend adds, with ``template``): the loads' inputs, dtypes and hints,
+        the exprs and which exprs are stored, never a size."""
+        return (self.reduce_dims, tuple((ld.input, ld.dtype, ld.iota) for ld in self.loads),
+                _exact(tuple(self.exprs)), tuple(st.expr for st in self.stores))
+
+
+class Param(int):
+    """A loop bound, stride or offset of a size-generic kernel. It computes and compares
+    as this instance's value (so size arithmetic works unchanged), while a backend emits
+    a run-time read of element ``index`` of the kernel's ``dims`` argument for it.
+
+        >>> p = Param(48, 0); p * 2, template((p, 1))
+        (96, (('P', 0), 1))
+    """
+
+    def __new__(cls, value: int, index: int) -> "Param":
+        obj = super().__new__(cls, value)
+        obj.index = index
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Param({int(self)}, {self.index})"
+
+
+class Parametrizer:
+    """Turns a collapsed layout's numbers into ``Param``s, in first-seen order; ``values``
+    is the ``dims`` array the kernel is then called with. Sizes always become Params;
+    strides and offsets of 0 and 1 stay literal (they decide broadcasting and
+    vectorization, so they are part of the code's structure).
+
+        >>> p = Parametrizer(); p.size(64), p.stride(1), p.stride(512), p.values
+        (Param(64, 0), 1, Param(512, 1), [64, 512])
+    """
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+
+    def size(self, n: int) -> Param:
+        self.values.append(int(n))
+        return Param(n, len(self.values) - 1)
+
+    def stride(self, s: int) -> int:
+        return s if s in (0, 1) else self.size(s)
+
+    def sizes(self, shape) -> tuple:
+        return tuple(self.size(n) for n in shape)
+
+    def strides(self, strides) -> tuple:
+        return tuple(self.stride(s) for s in strides)
+
+
+def template(x):
+    """``x`` (nested tuples and lists of numbers) with each Param as ``("P", index)``:
+    the part of a size-generic kernel's layout that its code depends on."""
+    if isinstance(x, Param):
+        return ("P", x.index)
+    if isinstance(x, (tuple, list)):
+        return tuple(template(v) for v in x)
+    return x
 
 
 def _exact(x):
