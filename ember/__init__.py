@@ -53,5 +53,6 @@ __version__ = "0.1.0"
 from ember.inspect.logs import set_logs  # noqa: E402
 from ember.tracer.compile import (CompileError, VerificationError, compile,  # noqa: E402
                                   eager_mode, set_eager)
+from ember.tracer.dynamic import mark_dynamic, mark_static  # noqa: E402
 from ember.inspect.explain import explain  # noqa: E402
 from ember.inspect.dump import set_dump_dir  # noqa: E402

@@ -245,20 +245,23 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
-def collapse_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]
-                  ) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+def collapse_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]],
+                  keep_unit: bool = False) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
     """Merge dims that every load walks the same way, so the innermost loop is long.
 
     Dim d merges into d+1 when each load has ``strides[d] == strides[d+1] * shape[d+1]``
     (contiguous, or broadcast along both); outputs are C-contiguous and always merge.
-    Size-1 dims are dropped. An empty iteration space gives ``(0,)``, a 0-dim one ``(1,)``.
+    Size-1 dims are dropped, unless ``keep_unit`` (a size-generic kernel: a size that is
+    1 in this call is another size in the next, and its layout must not change).
+    An empty iteration space gives ``(0,)``, a 0-dim one ``(1,)``.
 
         >>> collapse_dims((4, 8, 16), [(128, 16, 1), (0, 0, 1)])
         ((32, 16), [(16, 1), (0, 1)])
     """
     if any(n == 0 for n in shape):
         return (0,), [(0,) for _ in strides]
-    dims = [(n, [s[d] for s in strides]) for d, n in enumerate(shape) if n != 1]
+    dims = [(n, [s[d] for s in strides]) for d, n in enumerate(shape)
+            if n != 1 or keep_unit]
     merged: list[tuple[int, list[int]]] = []
     for n, st in reversed(dims):
         if merged:

@@ -49,8 +49,10 @@ def _iota(graph, nid: int) -> bool:
             and bool((c == np.arange(c.size)).all()))
 
 
-def broadcast_strides(array, shape: tuple) -> tuple[int, ...]:
-    """Element strides reading ``array`` broadcast to ``shape`` (0 on broadcast dims)."""
+def broadcast_strides(array, shape: tuple, keep_unit: bool = False) -> tuple[int, ...]:
+    """Element strides reading ``array`` broadcast to ``shape`` (0 on broadcast dims;
+    on every size-1 dim unless ``keep_unit``, which keeps the array's own stride where
+    ``shape`` is 1 too, as a size-generic kernel needs: see ``lower_group``)."""
     lead = len(shape) - array.ndim
     out = []
     for d, n in enumerate(shape):
@@ -58,13 +60,18 @@ def broadcast_strides(array, shape: tuple) -> tuple[int, ...]:
             out.append(0)
             continue
         size = array.shape[d - lead]
-        out.append(0 if size == 1 else array.strides[d - lead] // array.itemsize)
+        broadcast = size == 1 and not (keep_unit and n == 1)
+        out.append(0 if broadcast else array.strides[d - lead] // array.itemsize)
     return tuple(out)
 
 
 def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays: dict,
-                name: str) -> Kernel:
-    """Build the Kernel of ``group``; ``arrays`` holds the operands' arrays (for strides)."""
+                name: str, generic: bool = False) -> Kernel:
+    """Build the Kernel of ``group``; ``arrays`` holds the operands' arrays (for strides).
+
+    ``generic``: a size-generic kernel (its sizes read at run time, ``Kernel.generic``).
+    Its size-1 dims keep their strides (a plain kernel gives them 0), so that a batch of
+    1 has the layout, and so the machine code, of a batch of 48."""
     full = group.full
     perm = [d for d in range(len(full)) if d not in group.rdims] + sorted(group.rdims)
     pos = {d: i for i, d in enumerate(perm)}
@@ -73,7 +80,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         """Per-dim strides of a value at ``nid``'s shape -> strides per iteration dim."""
         out = [0] * len(full)
         for j, d in enumerate(group.dim_map(nid, shape)):
-            if shape[j] != 1:
+            if shape[j] != 1 or (generic and full[d] == 1):
                 out[pos[d]] = strides[j]
         return tuple(out)
 
@@ -95,7 +102,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         # over the full shape); the same array read two ways is two Loads.
         red = group.role[user] == "red"
         at = full if red else tuple(graph[user].shape)
-        st = broadcast_strides(arrays[a], at)
+        st = broadcast_strides(arrays[a], at, keep_unit=generic)
         it = (tuple(st[perm[i]] for i in range(len(full))) if red
               else to_iteration(user, at, st))
         key = (a, it)
@@ -121,6 +128,6 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         shape = tuple(graph[o].shape)
         stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
     return Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
-                  reduce_dims=len(group.rdims),
+                  reduce_dims=len(group.rdims), generic=generic,
                   ops=[graph[n].op for n in group.nodes],
                   src=sorted({graph[n].src for n in group.nodes if graph[n].src}))

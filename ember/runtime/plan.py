@@ -67,10 +67,12 @@ class Plan:
 
 
 def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
-               arena: Arena | None = None) -> tuple[Plan, dict]:
+               arena: Arena | None = None, dynamic: frozenset = frozenset()
+               ) -> tuple[Plan, dict]:
     """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array).
     Its pooled buffers go into ``arena``, shared with the other plans of its compiled
-    signature (a private one if None)."""
+    signature (a private one if None). ``dynamic``: the sizes that vary between calls
+    (dynamic shapes): kernels iterating over one are size-generic (``Kernel.generic``)."""
     t0 = time.perf_counter()
     # What the plan hands on (to the user, to a later segment or to the backward) gets
     # memory of its own: pooled bytes are reused by the next plan that runs.
@@ -88,7 +90,8 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     held = keep | set(graph.inputs) | set(plan.consts)
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
-            _add_group(plan, graph, unit, env, keep, escaping, on_fallback)
+            _add_group(plan, graph, unit, env, keep, escaping, on_fallback,
+                       _varies(unit.full, dynamic))
         elif graph[unit].op == "matmul":
             d = graph[unit]
             shape, transposed = tuple(d.shape), _read_transposed(graph, unit)
@@ -180,7 +183,7 @@ def _fuse_horizontally(plan: Plan) -> None:
         window.clear()
 
     for step, info in zip(plan.steps, plan.kernels):
-        if type(step) is KernelStep:
+        if type(step) is KernelStep and not info.kernel.generic:
             if window and window[0][0].backend is not step.backend:
                 flush()   # a call runs on one device
             window.append((step, info))
@@ -242,7 +245,18 @@ def _schedule(graph, groups, group_of):
         yield groups[u[1]] if u[0] == "g" else u[1]
 
 
-def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
+def _varies(shape, dynamic: frozenset) -> bool:
+    """Whether a kernel over ``shape`` likely changes size with the call: a dim is one
+    of the varying sizes or a product of two (a flattened batch x sequence). A wrong guess
+    costs speed only (a recompile per size, or generic code for a fixed size)."""
+    if not dynamic:
+        return False
+    return any(n in dynamic or any(n % d == 0 and n // d in dynamic for d in dynamic)
+               for n in shape)
+
+
+def _add_group(plan, graph, group, env, keep, escaping, on_fallback,
+               generic: bool = False) -> None:
     args = external_args(graph, group)
     outs = group_outputs(graph, group, keep)
     name = f"kernel{len(plan.kernels)}"
@@ -251,7 +265,7 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback) -> None:
     backend = backend_for(device.type)   # fusion grouped it: there is one
     try:
         with phase("lower"):
-            kernel = lower_group(graph, group, args, outs, env, name)
+            kernel = lower_group(graph, group, args, outs, env, name, generic)
         with phase("codegen"):   # LLVM's own share is phase "llvm", inside this one
             compiled = backend.compile_kernel(kernel)
     except Exception as e:  # a compile error costs speed, never correctness

@@ -27,6 +27,7 @@ from ember import dispatch as _dispatch
 from ember.errors import OpError
 from ember.nn.module import STRUCTURE_VERSION, Module
 from ember.tracer import events, fastpath, pytree
+from ember.tracer.dynamic import DynamicDims
 from ember.tracer.entry import Entry
 from ember.tracer.events import clock
 from ember.tracer.fastpath import MISS
@@ -54,9 +55,10 @@ class CompiledFunction:
     """
 
     def __init__(self, fn: Callable, mode: str = "default", fullgraph: bool = False,
-                 cache_limit: int = DEFAULT_CACHE_LIMIT) -> None:
+                 cache_limit: int = DEFAULT_CACHE_LIMIT, dynamic: bool | None = None) -> None:
         if mode not in ("default", "eager", "verify"):
             raise ValueError(f"ember.compile: unknown mode {mode!r} (default, eager, verify)")
+        self.dynamic = DynamicDims(dynamic)   # which sizes vary (dynamic.py)
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.mode = mode
@@ -65,7 +67,10 @@ class CompiledFunction:
         self.cache: dict[Any, Entry] = {}      # (key, n) -> Entry, in creation order
         self._by_key: dict[Any, list] = {}     # key -> its entries
         self._unstable: dict[Any, int] = {}    # key -> calls that changed their own guards
-        self.counters = {"calls": 0, "compiles": 0, "cache_hits": 0, "eager_calls": 0}
+        # "compiles": traces made into entries; "code_builds": entries whose plans
+        # generated machine code (the others found every kernel compiled already).
+        self.counters = {"calls": 0, "compiles": 0, "code_builds": 0, "cache_hits": 0,
+                         "eager_calls": 0}
         self.recompile_reasons: list[str] = []
         self.fallbacks: list[str] = []          # each reason once ...
         self.fallback_counts: dict[str, int] = {}   # ... and how often it happened
@@ -75,6 +80,7 @@ class CompiledFunction:
         self._lock = threading.RLock()
         self._last_key: CallKey | None = None
         self._fast = None   # the fast function of the entry hit last (see _set_fast)
+        self._fast_entry = None
         self.record = None   # the inspector's record (ember.inspect sets it)
         events.publish("function_created", self)
 
@@ -109,6 +115,8 @@ class CompiledFunction:
                     return out
             if entry is None:
                 self._drop_dead()
+                if len(self.cache) >= self.cache_limit and self.dynamic.active():
+                    self._evict()   # sizes vary: the least recently used size makes room
                 if len(self.cache) < self.cache_limit:
                     return self._compile(key, args, kwargs, leaves, reason)
                 self._fallback(f"cache limit of {self.cache_limit} entries reached; "
@@ -123,6 +131,7 @@ class CompiledFunction:
 
     def _hit(self, entry, args, kwargs, leaves):
         self.counters["cache_hits"] += 1
+        entry.last_used = self.counters["calls"]
         t0 = clock()
         try:
             out = entry.run(args, kwargs, leaves)
@@ -148,6 +157,7 @@ class CompiledFunction:
         if entry.fast is False:
             entry.fast = fastpath.build(self, entry, key, leaves)
         self._fast = entry.fast
+        self._fast_entry = entry
 
     def _lookup(self, key: tuple, leaves):
         """The entry whose guards hold for this call, or None and why none did."""
@@ -171,8 +181,11 @@ class CompiledFunction:
         self._fast = None   # a new entry: the generic lookup decides until the next hit
         if reason:
             self._recompiled(reason)
+        self.notes += self.dynamic.learn(key, leaves, self._by_key)
         with COMPILE_LOCK:
-            entry = Entry(self, GuardSet(self.fn, leaves, STRUCTURE_VERSION))
+            entry = Entry(self, GuardSet(self.fn, leaves, STRUCTURE_VERSION),
+                          self.dynamic.sizes(leaves))
+            entry.last_used = self.counters["calls"]
             # An exception (the user's, a KeyboardInterrupt) leaves no entry behind.
             result = entry.first_call(args, kwargs, leaves)
         key = self._last_key = CallKey(*key)   # the stored key has names (inspect reads them)
@@ -212,6 +225,19 @@ class CompiledFunction:
         for (key, _), entry in list(self.cache.items()):
             if entry.guards is not None and not entry.guards.alive():
                 self._drop(key, entry)
+
+    def _evict(self) -> None:
+        """Drop the least recently used entry (the one fast calls go to counts as used
+        now). Only for functions whose sizes vary: a new size then compiles in place of
+        an old one, from machine code already made, instead of running eagerly."""
+        fast_entry = self._fast_entry if self._fast is not None else None
+        candidates = [(e.last_used, i, k, e)
+                      for i, ((k, _), e) in enumerate(self.cache.items()) if e is not fast_entry]
+        if candidates:
+            _, _, key, entry = min(candidates, key=lambda c: c[:2])
+            self._drop(key, entry)
+            events.publish("recompiled", self, "evicted the least recently used entry "
+                           f"(cache limit {self.cache_limit}) for a new size")
 
     def _drop(self, key, entry) -> None:
         self._fast = None
@@ -288,8 +314,12 @@ class CompiledFunction:
 
 
 def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: bool = False,
-            cache_limit: int = DEFAULT_CACHE_LIMIT):
+            cache_limit: int = DEFAULT_CACHE_LIMIT, dynamic: bool | None = None):
     """Compile a function or an ``nn.Module``: trace, optimize, fuse and run as kernels.
+
+    ``dynamic`` (as torch.compile's): None compiles for the first call's sizes and makes
+    a dim dynamic once a call changes it; True makes every dim dynamic; False none.
+    Kernels over dynamic dims are compiled once for every size (``tracer/dynamic.py``).
 
     >>> @ember.compile
     ... def f(x):
@@ -297,11 +327,12 @@ def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: boo
     >>> f(ember.ones(4))
     tensor([8.3891, 8.3891, 8.3891, 8.3891])
     """
+    options = dict(mode=mode, fullgraph=fullgraph, cache_limit=cache_limit, dynamic=dynamic)
     if fn is None:
-        return lambda f: compile(f, mode=mode, fullgraph=fullgraph, cache_limit=cache_limit)
+        return lambda f: compile(f, **options)
     if isinstance(fn, Module):
-        return CompiledModule(fn, mode=mode, fullgraph=fullgraph, cache_limit=cache_limit)
-    return CompiledFunction(fn, mode=mode, fullgraph=fullgraph, cache_limit=cache_limit)
+        return CompiledModule(fn, **options)
+    return CompiledFunction(fn, **options)
 
 
 class CompiledModule:

@@ -42,9 +42,12 @@ class Stale(Exception):
 class Entry:
     """The compiled code of one guard key: a tree of segments split at observed values."""
 
-    def __init__(self, owner, guards) -> None:
+    def __init__(self, owner, guards, dynamic: frozenset = frozenset()) -> None:
         self.owner = owner     # the CompiledFunction
         self.guards = guards   # the Python state the trace read (None: matches any)
+        self.dynamic = dynamic   # the call's sizes that vary (size-generic kernels)
+        self.last_used = 0       # the owner's call count at the last generic-path hit
+        self.built_code = False  # whether building its plans generated machine code
         self.state = "second"
         self.root: Segment | None = None
         self.traces: list[Trace] = []
@@ -225,8 +228,12 @@ class Entry:
                             if s.kind in ("captured", "grad", "value")]
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
+                                     dynamic=self.dynamic,
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
+        if "llvm" in acc and not self.built_code:   # counted once per entry
+            self.built_code = True
+            self.owner.counters["code_builds"] += 1
         if "codegen" in acc:
             acc["codegen"] -= acc.get("llvm", 0.0)
         plan.phase_seconds = acc

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
+import threading
+import weakref
 import os
 import re
 
@@ -64,13 +67,21 @@ class CompiledKernel:
                           for s in kernel.stores]
         self.size = math.prod(self.shape)
         self.layout = _Layout.of(kernel)
-        self.loop_shape = self.layout.outer_shape
-        # The persistent cache is looked up by the description (signature and name):
-        # a hit skips building the IR (jit.jit_described).
-        self._engine, self._module, self.source = jit_described(
-            f"{self.name} {kernel.signature()!r}",
-            lambda: _build_module(kernel, self.name, self.layout))
-        nargs = self.num_inputs + self.num_outputs
+        self.loop_shape = tuple(int(n) for n in self.layout.outer_shape)
+        self._dims = None
+        if self.layout.dims is not None:
+            # Size-generic: one machine code for every kernel of this structure, named
+            # after it; this instance passes its sizes in ``_dims``.
+            self._dims = np.array(self.layout.dims, np.int64)
+            self.name, self._code = _generic_code(kernel, self.layout)
+        else:
+            # The persistent cache is looked up by the description (signature and name):
+            # a hit skips building the IR (jit.jit_described).
+            self._code = _Code(*jit_described(
+                f"{self.name} {kernel.signature()!r}",
+                lambda: _build_module(kernel, self.name, self.layout)))
+        self._engine, self.source = self._code.engine, self._code.source
+        nargs = self.num_inputs + self.num_outputs + (self._dims is not None)
         i64 = ctypes.c_int64
         # Passing the arrays themselves and reading their data pointer inside the
         # generated code costs ~0.7 us a call; asking NumPy (.ctypes.data or
@@ -83,6 +94,7 @@ class CompiledKernel:
             ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs), i64, i64)
             self._cfunc = ftype(self._engine.get_function_address(self.name))
             self._by_object = False
+        self._tail = () if self._dims is None else (self._dims,)   # the generic's sizes
         outer = self.loop_shape[0]
         self._outer = outer
         self._chunks = None
@@ -114,14 +126,15 @@ class CompiledKernel:
                 if self._by_object and exact:   # a builtin (fastcall.py) or ctypes
                     (getattr(self, "_direct", None) or self.direct())(*inputs, *outputs)
                 elif self._by_object:
-                    self._cfunc(*inputs, *outputs, 0, self._outer)
+                    self._cfunc(*inputs, *outputs, *self._tail, 0, self._outer)
                 else:  # pragma: no cover
-                    self._cfunc(*[a.ctypes.data for a in (*inputs, *outputs)], 0, self._outer)
+                    self._cfunc(*[a.ctypes.data for a in (*inputs, *outputs, *self._tail)],
+                                0, self._outer)
             return
         if self._by_object:
-            args = [*inputs, *outputs]
+            args = [*inputs, *outputs, *self._tail]
         else:  # pragma: no cover
-            args = [a.ctypes.data for a in (*inputs, *outputs)]
+            args = [a.ctypes.data for a in (*inputs, *outputs, *self._tail)]
         pool = _pool()
         futures = [pool.submit(self._cfunc, *args, lo, hi) for lo, hi in chunks[1:]]
         self._cfunc(*args, *chunks[0])  # the calling thread takes a share too
@@ -138,12 +151,17 @@ class CompiledKernel:
         f = getattr(self, "_direct", None)
         if f is None:
             from ember.codegen.llvm import fastcall
+            tail = self._tail
             if self.estimated_ns <= fastcall.MAX_NS:
                 f = fastcall.launcher(self._engine.get_function_address(self.name + "_py"),
-                                      self.num_inputs + self.num_outputs, self._outer)
+                                      self.num_inputs + self.num_outputs + len(tail),
+                                      self._outer)
+                if f is not None and tail:
+                    builtin = f
+                    f = lambda *arrays: builtin(*arrays, *tail)  # noqa: E731
             if f is None:
                 cfunc, outer = self._cfunc, self._outer
-                f = lambda *arrays: cfunc(*arrays, 0, outer)  # noqa: E731
+                f = lambda *arrays: cfunc(*arrays, *tail, 0, outer)  # noqa: E731
             self._direct = f   # the kernel keeps its launcher; its engine outlives it
         return f
 
@@ -166,9 +184,9 @@ class CompiledKernel:
 
     def optimized_ir(self) -> str:
         """The LLVM IR after the O3 pipeline (vectorized loops show as <16 x float>)."""
-        if self._module is None:   # machine code from the persistent cache
-            self._module = optimized_module(self.source)
-        return str(self._module)
+        if self._code.module is None:   # machine code from the persistent cache
+            self._code.module = optimized_module(self.source)
+        return str(self._code.module)
 
     def asm(self) -> str:
         """The host assembly of the optimized module."""
@@ -222,8 +240,8 @@ class CompiledKernels:
                     for k, part in zip(kernels, self.parts)]
             self._driver(module, subs, bounds)
             return str(module)
-        self._engine, self._module, self.source = jit_described(
-            f"{self.name} {[k.signature() for k in kernels]!r}", build)
+        self._code = _shared_code(f"{self.name} {[k.signature() for k in kernels]!r}", build)
+        self._engine, self.source = self._code.engine, self._code.source
         ftype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
         self._cfunc = ftype(self._engine.get_function_address(self.name))
         self._argv = ctypes.py_object * self.nargs
@@ -284,9 +302,9 @@ class CompiledKernels:
             f.result()
 
     def optimized_ir(self) -> str:
-        if self._module is None:   # machine code from the persistent cache
-            self._module = optimized_module(self.source)
-        return str(self._module)
+        if self._code.module is None:   # machine code from the persistent cache
+            self._code.module = optimized_module(self.source)
+        return str(self._code.module)
 
     def asm(self) -> str:
         return _target_machine().emit_assembly(llvm.parse_assembly(self.optimized_ir()))
@@ -304,9 +322,42 @@ def estimate_ns(kernel: Kernel) -> float:
     return math.prod(kernel.shape) * per_elem * passes
 
 
+class _Code:
+    """Machine code (an engine or a cached library), its optimized module (None until
+    asked for, when it came from the persistent cache) and its IR text."""
+
+    def __init__(self, engine, module, source: str) -> None:
+        self.engine, self.module, self.source = engine, module, source
+
+
+def _generic_code(kernel: Kernel, layout: _Layout) -> tuple[str, _Code]:
+    """The function name and machine code of a size-generic kernel: one per structure
+    (``Kernel.structure`` and the layout's template), named after it so that the
+    persistent cache finds it from any process."""
+    description = repr((kernel.structure(), layout.template()))
+    name = "generic_" + hashlib.sha1(description.encode()).hexdigest()[:16]
+    return name, _shared_code(f"{name} {description}",
+                              lambda: _build_module(kernel, name, layout))
+
+
+def _shared_code(description: str, build_source) -> _Code:
+    """``jit_described``'s code, made once per description while anything uses it: the
+    kernels of every size of a dynamic-shape function, a batch of optimizer updates
+    planned again for a new batch size."""
+    code = _SHARED.get(description)
+    if code is None:
+        with _SHARED_LOCK:
+            code = _SHARED.get(description)
+            if code is None:
+                code = _SHARED[description] = _Code(*jit_described(description, build_source))
+    return code
+
+
 def _ident(name: str) -> str:
     ident = re.sub(r"\W", "_", name or "kernel")
     return ident if not ident[0].isdigit() else "k_" + ident
 
 
 _CACHE = KernelCache()
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()

@@ -8,9 +8,9 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ember import dtypes
-from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load
+from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load, Param, Parametrizer
 from ember.dtypes import DType
-from ember.codegen.kernel import collapse_dims
+from ember.codegen.kernel import collapse_dims, template
 from ember.codegen.mathlib import DECOMPOSED
 from ember.codegen.policy import accumulator_dtype
 from ember.codegen.llvm.jit import _DATA_OFFSET, _target_machine
@@ -22,24 +22,41 @@ from ember.codegen.llvm.scalar import _I1, _I8, _I64, _PTR, _STORAGE_TYPE, _VALU
 @dataclass
 class _Layout:
     """The kernel's outer (row) and inner (reduced) loop nests after collapsing; the
-    stride lists are the loads' then the stores'."""
+    stride lists are the loads' then the stores'. For a size-generic kernel the numbers
+    are ``Param``s and ``dims`` holds their values (see ``kernel.py``)."""
     outer_shape: tuple[int, ...]
     outer_strides: list[tuple[int, ...]]
     inner_shape: tuple[int, ...]
     inner_strides: list[tuple[int, ...]]
     empty: bool
+    offsets: tuple[int, ...] = ()     # each load's element offset
+    dims: tuple[int, ...] | None = None   # a generic kernel's run-time values
 
     @classmethod
     def of(cls, kernel: Kernel) -> "_Layout":
         split = len(kernel.shape) - kernel.reduce_dims
         strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
-        outer, o_st = collapse_dims(kernel.shape[:split], [s[:split] for s in strides])
-        inner, i_st = collapse_dims(kernel.shape[split:], [s[split:] for s in strides])
+        unit = kernel.generic   # a generic kernel keeps size-1 dims (collapse_dims)
+        outer, o_st = collapse_dims(kernel.shape[:split], [s[:split] for s in strides], unit)
+        inner, i_st = collapse_dims(kernel.shape[split:], [s[split:] for s in strides], unit)
         if not kernel.reduce_dims:
             inner, i_st = (), [() for _ in strides]
         empty = outer == (0,) or (kernel.reduce_dims > 0 and inner == (0,) and not any(
             e.op in REDUCTIONS for e in kernel.exprs))
-        return cls(outer, o_st, inner, i_st, empty)
+        offsets = tuple(ld.offset for ld in kernel.loads)
+        if not kernel.generic or empty:
+            return cls(outer, o_st, inner, i_st, empty, offsets)
+        p = Parametrizer()
+        outer, inner = p.sizes(outer), p.sizes(inner)
+        o_st = [p.strides(st) for st in o_st]
+        i_st = [p.strides(st) for st in i_st]
+        offsets = p.strides(offsets)
+        return cls(outer, o_st, inner, i_st, empty, offsets, tuple(p.values))
+
+    def template(self) -> tuple:
+        """The layout with each Param as its slot: what a generic kernel's code depends on."""
+        return template((self.outer_shape, self.outer_strides, self.inner_shape,
+                         self.inner_strides, self.offsets))
 
 
 
@@ -52,9 +69,9 @@ def _new_module(name: str) -> ir.Module:
 
 
 def _add_kernel(module: ir.Module, kernel: Kernel, name: str, layout: _Layout) -> ir.Function:
-    """Function ``name(inputs..., outputs..., start, end)`` computing outer rows
-    [start, end) of ``kernel``."""
-    nin, nout = kernel.num_inputs, len(kernel.stores)
+    """Function ``name(inputs..., outputs..., [dims,] start, end)`` computing outer rows
+    [start, end) of ``kernel`` (``dims``: a generic kernel's int64 values)."""
+    nin, nout = kernel.num_inputs, len(kernel.stores) + (layout.dims is not None)
     fnty = ir.FunctionType(ir.VoidType(), [_PTR] * (nin + nout) + [_I64, _I64])
     fn = ir.Function(module, fnty, name=name)
     for arg in fn.args[:nin + nout]:
@@ -67,7 +84,7 @@ def _add_kernel(module: ir.Module, kernel: Kernel, name: str, layout: _Layout) -
 def _build_module(kernel: Kernel, name: str, layout: _Layout) -> str:
     """The unoptimized LLVM IR text of ``kernel`` as function ``name`` (and ``name_py``)."""
     module = _new_module(name)
-    nin, nout = kernel.num_inputs, len(kernel.stores)
+    nin, nout = kernel.num_inputs, len(kernel.stores) + (layout.dims is not None)
     fn = _add_kernel(module, kernel, name, layout)
     fnty = fn.function_type
 
@@ -100,6 +117,8 @@ class _LoopNest:
         nin = kernel.num_inputs
         self.in_ptrs = fn.args[:nin]
         self.out_ptrs = fn.args[nin:nin + len(kernel.stores)]
+        self.dims_ptr = fn.args[nin + len(kernel.stores)] if layout.dims is not None else None
+        self.dims: dict[int, object] = {}   # Param index -> its value, read in the entry
         self.start, self.end = fn.args[-2], fn.args[-1]
         self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
         self.gathers, self.gathers_after = {}, {}
@@ -114,11 +133,20 @@ class _LoopNest:
             b.ret_void()
             return
         k = self.kernel
-        zeros = [ir.Constant(_I64, ld.offset) for ld in k.loads]
+        if self.dims_ptr is not None:   # every run-time size, read once up front
+            for i in range(len(self.layout.dims)):
+                v = b.load(b.gep(self.dims_ptr, [ir.Constant(_I64, i)], inbounds=True,
+                                 source_etype=_I64), typ=_I64)
+                self.dims[i] = v
+        zeros = [self._int(off) for off in self.layout.offsets]
         zeros += [ir.Constant(_I64, 0) for _ in k.stores]
         self._nest(self.layout.outer_shape, self.layout.outer_strides, zeros, self._row,
                    "o", parallel=True)
         self.b.ret_void()
+
+    def _int(self, n: int):
+        """An i64 of a layout number: a constant, or a generic kernel's run-time value."""
+        return self.dims[n.index] if isinstance(n, Param) else ir.Constant(_I64, n)
 
     def _nest(self, shape, strides, offs: list, body, tag: str, parallel: bool = False):
         """Loops over ``shape``; ``body(offs)`` gets each stride list's element offset."""
@@ -128,7 +156,7 @@ class _LoopNest:
                 return
             b = self.b
             lo = self.start if parallel and depth == 0 else ir.Constant(_I64, 0)
-            hi = self.end if parallel and depth == 0 else ir.Constant(_I64, shape[depth])
+            hi = self.end if parallel and depth == 0 else self._int(shape[depth])
             pre = b.block
             loop = self.fn.append_basic_block(f"{tag}loop{depth}")
             done = self.fn.append_basic_block(f"{tag}done{depth}")
@@ -137,7 +165,7 @@ class _LoopNest:
             i = b.phi(_I64, name=f"{tag}{depth}")
             i.add_incoming(lo, pre)
             offs = [off if st[depth] == 0 else
-                    b.add(off, b.mul(i, ir.Constant(_I64, st[depth])))
+                    b.add(off, b.mul(i, self._int(st[depth])))
                     for off, st in zip(offs, strides)]
             level(depth + 1, offs)
             nxt = b.add(i, ir.Constant(_I64, 1))
@@ -248,7 +276,8 @@ class _LoopNest:
                     or ld.dtype is dtypes.bool_ or not self.row_level[i]):
                 continue
             n = ld.args[0]
-            if (k.loads[n].offset == 0 and lay.inner_strides[n] == (1,)
+            # (0 and 1 are never Params: a generic kernel's test is structural too)
+            if (lay.offsets[n] == 0 and lay.inner_strides[n] == (1,)
                     and not any(lay.outer_strides[n])):
                 return v, i
         return None
@@ -261,11 +290,11 @@ class _LoopNest:
         self._ensure_row(v, offs, memo)
         sc = _Scalar(b, self.fn)
         idx = sc.convert(self._value(i, offs, memo), k.exprs[i].dtype, dtypes.int64)
-        n = ir.Constant(_I64, self.layout.inner_shape[0])
+        n = self._int(self.layout.inner_shape[0])
         inside = b.and_(b.icmp_signed(">=", idx, ir.Constant(_I64, 0)),
                         b.icmp_signed("<", idx, n))
         at = b.select(inside, idx, ir.Constant(_I64, 0))   # index 0 always exists (n > 1)
-        moved = [off if st[0] == 0 else b.add(off, b.mul(at, ir.Constant(_I64, st[0])))
+        moved = [off if st[0] == 0 else b.add(off, b.mul(at, self._int(st[0])))
                  for off, st in zip(offs, self.layout.inner_strides)]
         value = self._value(v, moved, dict(memo))
         ty = _VALUE_TYPE[k.exprs[r].dtype]
