@@ -67,12 +67,15 @@ class Plan:
 
 
 def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
-               arena: Arena | None = None, dynamic: frozenset = frozenset()
-               ) -> tuple[Plan, dict]:
+               arena: Arena | None = None, dynamic: frozenset = frozenset(),
+               reference: dict | None = None) -> tuple[Plan, dict]:
     """Compile ``graph`` into a Plan, running it once on ``env`` (input id -> array).
     Its pooled buffers go into ``arena``, shared with the other plans of its compiled
-    signature (a private one if None). ``dynamic``: the sizes that vary between calls
-    (dynamic shapes): kernels iterating over one are size-generic (``Kernel.generic``)."""
+    signature (a private one if None).
+
+    Dynamic shapes: ``dynamic`` holds the sizes that vary between calls, ``reference``
+    the node shapes of this graph built for other sizes (``DynamicDims.reference``);
+    kernels iterating over a varying size are made size-generic (``Kernel.generic``)."""
     t0 = time.perf_counter()
     # What the plan hands on (to the user, to a later segment or to the backward) gets
     # memory of its own: pooled bytes are reused by the next plan that runs.
@@ -81,6 +84,8 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     env = dict(env)
     env.update(plan.consts)
     keep = set(graph.outputs) | {v for _, v in graph.writebacks}
+    # Shapes of the parameters and other captured tensors: no call changes those.
+    fixed = {tuple(graph[n].shape) for n in graph.inputs if graph.sources[n].kind != "arg"}
     with phase("fuse"):
         groups = fuse(graph)   # groups only where a backend can compile them
     group_of = {n: i for i, g in enumerate(groups) for n in g.nodes}
@@ -91,7 +96,7 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback,
-                       _varies(unit.full, dynamic))
+                       bool(dynamic) and _varies(graph, unit, dynamic, fixed, reference))
         elif graph[unit].op == "matmul":
             d = graph[unit]
             shape, transposed = tuple(d.shape), _read_transposed(graph, unit)
@@ -245,14 +250,16 @@ def _schedule(graph, groups, group_of):
         yield groups[u[1]] if u[0] == "g" else u[1]
 
 
-def _varies(shape, dynamic: frozenset) -> bool:
-    """Whether a kernel over ``shape`` likely changes size with the call: a dim is one
-    of the varying sizes or a product of two (a flattened batch x sequence). A wrong guess
-    costs speed only (a recompile per size, or generic code for a fixed size)."""
-    if not dynamic:
-        return False
-    return any(n in dynamic or any(n % d == 0 and n // d in dynamic for d in dynamic)
-               for n in shape)
+def _varies(graph, group: Group, dynamic: frozenset, fixed: set, reference) -> bool:
+    """Whether the kernel of ``group`` changes size with the call: its nodes' shapes
+    differ from the ``reference`` build's. Without one (the first size to compile
+    size-generic code), a guess: a dim is one of the sizes ``DynamicDims.sizes`` gave,
+    and the shape is not a parameter's. A wrong guess costs speed only (a recompile
+    per size, or generic code for a fixed size), never correctness."""
+    if reference is not None:   # the group's nodes and what they read (a row sum)
+        return any(reference.get(m) != tuple(graph[m].shape)
+                   for n in group.nodes for m in (n, *graph[n].args))
+    return tuple(group.full) not in fixed and any(n in dynamic for n in group.full)
 
 
 def _add_group(plan, graph, group, env, keep, escaping, on_fallback,

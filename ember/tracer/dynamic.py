@@ -25,6 +25,7 @@ import weakref
 
 from ember.tensor import Tensor
 
+_GRAPHS_KEPT = 64   # graph structures whose shapes ``reference`` keeps, per function
 # id(tensor) -> (weak reference, {dim: True for dynamic, False for static})
 _MARKS: dict[int, tuple[weakref.ref, dict[int, bool]]] = {}
 
@@ -79,6 +80,8 @@ class DynamicDims:
                              f"{mode!r}")
         self.mode = mode
         self.dims: dict[tuple[int, int], tuple[int, int]] = {}   # (leaf, dim) -> first change
+        # graph structure -> the node shapes of up to two builds of different sizes
+        self._seen: dict[int, list[dict[int, tuple]]] = {}
 
     def learn(self, key: tuple, leaves: list, old_keys) -> list[str]:
         """With ``dynamic=None``: the dims in which ``key`` differs from an earlier key
@@ -97,21 +100,46 @@ class DynamicDims:
         return new
 
     def sizes(self, leaves: list) -> frozenset:
-        """The sizes of this call that vary: what size-generic kernels iterate over."""
+        """The sizes of this call that vary, and their products with the call's other
+        sizes (a [batch x seq, d] view): the kernels over one are made size-generic. A
+        size taken for varying when it does not, or the reverse, costs speed only."""
         if self.mode is False:
             return frozenset()
-        out = set()
+        varying, every = set(), set()
         for i, (_, v) in enumerate(leaves):
             if not isinstance(v, Tensor):
                 continue
             m = marks(v)
             for d, n in enumerate(v.shape):
+                every.add(n)
                 dynamic = m.get(d)
                 if dynamic is None:
                     dynamic = self.mode is True or (i, d) in self.dims
                 if dynamic and n >= 1:   # (a size 0 kernel runs no code)
-                    out.add(n)
-        return frozenset(out)
+                    varying.add(n)
+        return frozenset(varying | {a * b for a in varying for b in every if b >= 2})
+
+    def reference(self, graph) -> dict[int, tuple] | None:
+        """Node shapes of an earlier build of a graph with ``graph``'s structure (ops,
+        operands, dtypes: the same program) at other sizes, or None if there is none
+        (then its shapes are kept for the next). A kernel whose shapes differ from that
+        build's iterates over a varying size: the plan compiles it size-generic."""
+        if self.mode is False:
+            return None
+        sig = hash(tuple((n, graph[n].op, graph[n].args, graph[n].dtype)
+                         for n in graph.nodes()))
+        shapes = {n: tuple(graph[n].shape) for n in graph.nodes()}
+        seen = self._seen.get(sig)
+        if seen is None:
+            if len(self._seen) < _GRAPHS_KEPT:
+                self._seen[sig] = [shapes]
+            return None
+        other = next((s for s in seen if s != shapes), None)
+        if other is None:    # only this size seen so far
+            return None
+        if shapes not in seen and len(seen) < 2:
+            seen.append(shapes)
+        return other
 
     def active(self) -> bool:
         return self.mode is True or bool(self.dims)

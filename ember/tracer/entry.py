@@ -229,6 +229,7 @@ class Entry:
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      dynamic=self.dynamic,
+                                     reference=self.owner.dynamic.reference(sg),
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
         if "llvm" in acc and not self.built_code:   # counted once per entry

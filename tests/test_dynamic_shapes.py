@@ -1,0 +1,304 @@
+"""Dynamic shapes: ``ember.compile(dynamic=...)``, ``mark_dynamic``/``mark_static`` and
+size-generic kernels (one machine code for every size), checked against eager and NumPy.
+
+``stats()["code_builds"]`` counts the entries whose plans generated machine code; a new
+size whose kernels are all compiled already adds a cache entry (``compiles``) but no
+build. The persistent cache is off here, so every build is a real one.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn as nn
+import ember.nn.functional as F
+from ember import dtypes as dt
+from ember.codegen.kernel import Expr, Kernel, Load, Param, Store, collapse_dims
+from ember.codegen.llvm import compile_kernel
+from ember.codegen.llvm import kernels as llvm_kernels
+
+
+@pytest.fixture(autouse=True)
+def no_disk_cache(monkeypatch):
+    monkeypatch.setenv("EMBER_CACHE_DIR", "")
+
+
+F32 = dt.float32
+
+
+def _softmax(n: int, m: int, generic: bool = True) -> Kernel:
+    return Kernel("sm", (n, m), loads=[Load(0, F32, (m, 1))],
+                  exprs=[Expr("load", (0,), F32), Expr("reduce_max", (0,), F32),
+                         Expr("sub", (0, 1), F32), Expr("exp", (2,), F32),
+                         Expr("reduce_sum", (3,), F32), Expr("div", (3, 4), F32)],
+                  stores=[5], reduce_dims=1, generic=generic)
+
+
+def _bias_relu_t(n: int, m: int, generic: bool = True) -> Kernel:
+    """relu(x.T + b) over [n, m] where x is [m, n] (a permuted load) and b is [m]."""
+    return Kernel("br", (n, m), loads=[Load(0, F32, (1, n)), Load(1, F32, (0, 1))],
+                  exprs=[Expr("load", (0,), F32), Expr("load", (1,), F32),
+                         Expr("add", (0, 1), F32), Expr("relu", (2,), F32)],
+                  stores=[3], generic=generic)
+
+
+def _offset_rowsum(n: int, m: int, generic: bool = True) -> Kernel:
+    """Row sums of x[:, 1:] for a [n, m + 1] x (a load with an offset), and x * 2."""
+    return Kernel("os", (n, m), loads=[Load(0, F32, (m + 1, 1), offset=1)],
+                  exprs=[Expr("load", (0,), F32), Expr("reduce_sum", (0,), F32),
+                         Expr("const", (2.0,), F32), Expr("mul", (0, 2), F32)],
+                  stores=[Store(1, (1, 0)), Store(3, (m, 1))], reduce_dims=1,
+                  generic=generic)
+
+
+SIZES = [(64, 10), (48, 10), (17, 3), (5, 33), (1, 7), (300, 200)]
+
+
+@pytest.mark.parametrize("make", [_softmax, _bias_relu_t, _offset_rowsum])
+def test_generic_kernel_runs_every_size_from_one_machine_code(make):
+    rng = np.random.default_rng(0)
+    kept = []
+    for n, m in SIZES:
+        k = make(n, m)
+        ck = compile_kernel(k)
+        if not (make is _bias_relu_t and n == 1):   # there x's stride n is a literal 1
+            kept.append(ck)
+        if make is _softmax:
+            x = rng.standard_normal((n, m)).astype(np.float32)
+            out = [np.empty((n, m), np.float32)]
+            ck.run([x], out)
+            e = np.exp(x - x.max(1, keepdims=True))
+            refs = [e / e.sum(1, keepdims=True)]
+        elif make is _bias_relu_t:
+            x = rng.standard_normal((m, n)).astype(np.float32)
+            b = rng.standard_normal(m).astype(np.float32)
+            out = [np.empty((n, m), np.float32)]
+            ck.run([x, b], out)
+            refs = [np.maximum(x.T + b, 0)]
+            y = np.empty((n, m), np.float32)
+            direct = ck.direct()
+            if direct is not None:   # the builtin launcher passes the sizes too
+                direct(x, b, y)
+                np.testing.assert_allclose(y, refs[0], rtol=1e-6)
+        else:
+            x = rng.standard_normal((n, m + 1)).astype(np.float32)
+            out = [np.empty(n, np.float32), np.empty((n, m), np.float32)]
+            ck.run([x], out)
+            refs = [x[:, 1:].sum(1), x[:, 1:] * 2]
+        for o, r in zip(out, refs):
+            np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-5)
+    # Sizes differ, strides differ (n, m + 1), the code does not.
+    assert all(ck._code is kept[0]._code for ck in kept)
+
+
+def test_generic_and_static_kernels_differ_and_static_is_unchanged():
+    static, generic = compile_kernel(_softmax(8, 4, False)), compile_kernel(_softmax(8, 4))
+    assert static._code is not generic._code
+    assert static.layout.dims is None and generic.layout.dims == (8, 4, 4, 4)
+    assert all(type(n) is int for n in static.layout.outer_shape)
+    assert isinstance(generic.layout.outer_shape[0], Param)
+
+
+def test_collapse_keeps_unit_dims_only_when_asked():
+    assert collapse_dims((1, 8), [(8, 1)]) == ((8,), [(1,)])
+    assert collapse_dims((1, 8), [(8, 1)], keep_unit=True) == ((8,), [(1,)])
+    assert collapse_dims((1, 8), [(0, 1), (8, 1)], keep_unit=True) == ((1, 8), [(0, 1), (8, 1)])
+
+
+# ---- compiled functions -----------------------------------------------------------
+
+def _mlp_pair():
+    def make():
+        ember.manual_seed(0)
+        m = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
+                          nn.Linear(16, 5))
+        opt = ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return m, step
+    return make(), make()
+
+
+BATCHES = [64, 64, 64, 48, 17, 64, 5, 33, 64, 1, 50]
+
+
+def test_training_loop_with_varying_batch_sizes_builds_code_at_most_three_times():
+    (m_eager, eager_step), (m_comp, step) = _mlp_pair()
+    compiled = ember.compile(step)
+    builds = []
+    for b in BATCHES:
+        x, y = ember.randn(b, 20), ember.randint(0, 5, (b,))
+        got, want = compiled(x, y), eager_step(x, y)
+        np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+        for p, q in zip(m_comp.parameters(), m_eager.parameters()):
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(),
+                                       rtol=1e-5, atol=1e-6)
+        builds.append(compiled.stats()["code_builds"])
+    stats = compiled.stats()
+    assert not stats["fallbacks"]
+    # 64 (static), 48 (the batch dim turns dynamic: generic kernels); 17, 5, 33 and 50
+    # reuse them. 1 may build the few kernels that broadcast a size-1 tensor along the
+    # batch (at 1 they read it like the batch itself).
+    assert builds[3] == 2
+    for i, b in enumerate(BATCHES):
+        if b in (17, 5, 33, 50):
+            assert builds[i] == builds[i - 1], (b, builds)
+    assert builds[-1] <= 3
+    assert any("argument 0 dim 0 varies (64 -> 48)" in n for n in stats["notes"])
+
+
+def test_transformer_forward_with_varying_sequence_lengths():
+    ember.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0,
+                                       batch_first=True)
+    layer.eval()
+    compiled = ember.compile(layer)
+    builds = {}
+    with ember.no_grad():
+        for t in [16, 16, 12, 20, 7, 16, 33, 12]:
+            x = ember.randn(3, t, 16)
+            mask = nn.Transformer.generate_square_subsequent_mask(t)
+            got = compiled(x, src_mask=mask, is_causal=True)
+            want = layer(x, src_mask=mask, is_causal=True)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
+            builds[t] = compiled.stats()["code_builds"]
+    assert not compiled.stats()["fallbacks"]
+    assert builds[12] == 2 and builds[33] == 2   # 20, 7 and 33 built nothing
+
+
+def test_sizes_through_reshape_flatten_view_and_python_branches():
+    def f(x):
+        b = x.shape[0]
+        h = x.view(b, x.shape[1] * x.shape[2]).relu()   # a view to expressions of sizes
+        h = h.reshape(b, 2, h.shape[1] // 2).sum(1)
+        if b > 8:                             # a branch on the size: exact per size
+            h = h * 2
+        return torch_like_flatten(h) + float(b)
+
+    def torch_like_flatten(h):
+        return ember.flatten(h, 0) / h.shape[0]
+
+    compiled = ember.compile(f)
+    for b in [10, 10, 12, 4, 9, 1, 0, 30]:
+        x = ember.randn(b, 4, 6)
+        np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6)
+    assert not compiled.stats()["fallbacks"]
+
+
+def test_dynamic_false_keeps_code_per_size_and_true_shares_from_the_start():
+    def f(x):
+        return (x * 2).exp().sum(-1)
+
+    static = ember.compile(f, dynamic=False)
+    eager_builds = []
+    for b in [6, 7, 8, 9]:
+        x = ember.randn(b, 5)
+        np.testing.assert_allclose(static(x).numpy(), f(x).numpy(), rtol=1e-6)
+        eager_builds.append(static.stats()["code_builds"])
+    assert eager_builds == [1, 2, 3, 4]
+    assert not any("varies" in n for n in static.stats()["notes"])
+    assert all(not k.kernel.generic for k in static.kernels() if k.kernel is not None)
+
+    dynamic = ember.compile(f, dynamic=True)
+    for b in [6, 7, 8, 9]:
+        x = ember.randn(b, 11)
+        np.testing.assert_allclose(dynamic(x).numpy(), f(x).numpy(), rtol=1e-6)
+    assert dynamic.stats()["code_builds"] == 1
+    assert any(k.kernel.generic for k in dynamic.kernels() if k.kernel is not None)
+
+
+def test_mark_dynamic_and_mark_static():
+    def f(x):
+        return (x + 1).tanh() * 3
+
+    marked = ember.compile(f)
+    for b in [6, 7, 8]:
+        x = ember.randn(b, 3)
+        ember.mark_dynamic(x, 0)
+        np.testing.assert_allclose(marked(x).numpy(), f(x).numpy(), rtol=1e-6)
+    assert marked.stats()["code_builds"] == 1
+
+    pinned = ember.compile(f)
+    for b in [6, 7, 8]:
+        x = ember.randn(b, 3)
+        ember.mark_static(x, 0)
+        np.testing.assert_allclose(pinned(x).numpy(), f(x).numpy(), rtol=1e-6)
+    assert pinned.stats()["code_builds"] == 3
+    assert not any("varies" in n for n in pinned.stats()["notes"])
+
+    with pytest.raises(IndexError, match="mark_dynamic: dim 2 is out of range"):
+        ember.mark_dynamic(ember.ones(2, 3), 2)
+    with pytest.raises(TypeError, match="mark_static: expected a Tensor"):
+        ember.mark_static([1, 2], 0)
+    with pytest.raises(ValueError, match="dynamic must be None, True or False"):
+        ember.compile(f, dynamic="auto")
+
+
+def test_more_sizes_than_the_cache_limit_evict_instead_of_running_eagerly():
+    def f(x):
+        return x.softmax(-1) * 2
+
+    compiled = ember.compile(f, cache_limit=3)
+    for b in [4, 5, 6, 7, 8, 9, 4, 10]:
+        x = ember.randn(b, 6)
+        np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6)
+    stats = compiled.stats()
+    assert stats["cache_entries"] <= 3
+    assert not stats["fallbacks"] and stats["eager_calls"] == 0
+    assert stats["code_builds"] == 2
+
+
+def test_the_entry_used_by_fast_calls_is_not_evicted():
+    def f(x):
+        return x * 3 + 1
+
+    compiled = ember.compile(f, cache_limit=2)
+    big = ember.randn(8, 4)
+    for x in [big, big, ember.randn(5, 4), big, ember.randn(6, 4), big]:
+        np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6, atol=1e-6)
+    assert compiled.stats()["cache_entries"] <= 2
+
+
+def test_generic_kernels_match_torch():
+    torch = pytest.importorskip("torch")
+
+    def f(x, w):
+        return F.gelu(F.layer_norm(x @ w, (w.shape[1],)))
+
+    compiled = ember.compile(f, dynamic=True)
+    w = ember.randn(12, 24)
+    for b in [3, 9, 1, 40]:
+        x = ember.randn(b, 12)
+        want = torch.nn.functional.gelu(torch.nn.functional.layer_norm(
+            torch.from_numpy(x.numpy()) @ torch.from_numpy(w.numpy()), (24,)))
+        np.testing.assert_allclose(compiled(x, w).numpy(), want.numpy(), rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_shared_code_is_freed_with_its_last_user():
+    import gc
+    import weakref
+
+    k = _bias_relu_t(77, 3)
+    k.exprs = k.exprs + [Expr("const", (0.123,), F32), Expr("mul", (3, 4), F32)]
+    k.stores = [Store(5, (3, 1))]   # a structure no other test builds
+    ck = compile_kernel(k)
+    ref = weakref.ref(ck._code)
+    assert compile_kernel(_relaid(k, 9))._code is ck._code
+    del ck
+    llvm_kernels._CACHE.clear()
+    gc.collect()
+    assert ref() is None
+
+
+def _relaid(k: Kernel, n: int) -> Kernel:
+    """``k`` over n rows instead of its own."""
+    m = k.shape[1]
+    return Kernel(k.name, (n, m), [Load(0, F32, (1, n)), Load(1, F32, (0, 1))], k.exprs,
+                  [Store(5, (m, 1))], generic=True)
