@@ -10,12 +10,12 @@ from fnmatch import fnmatch
 from types import ModuleType
 
 from benchmarks.harness import Workload
-from benchmarks.workloads import chain, cnn, compile_time, copy, gpt, mlp, norms, overhead
-from benchmarks.workloads import warm_start
+from benchmarks.workloads import chain, cnn, compile_time, copy, dynamic, gpt, mlp, norms
+from benchmarks.workloads import overhead, warm_start
 
 FAMILIES: dict[str, ModuleType] = {
     "chain": chain, "norms": norms, "copy": copy, "mlp": mlp, "cnn": cnn, "gpt": gpt,
-    "overhead": overhead, "compile": compile_time, "warm": warm_start}
+    "overhead": overhead, "compile": compile_time, "warm": warm_start, "dynamic": dynamic}
 GPU_FAMILIES = ("chain", "norms", "copy", "mlp", "cnn")
 DEVICES = ("cpu", "cuda")
 

@@ -88,6 +88,9 @@ class Kernel:
     ops: list[str] = field(default_factory=list)   # the primitive ops it fused, for explain()
     src: list[str] = field(default_factory=list)   # the user's lines they came from
     generic: bool = False       # sizes, strides and offsets read at run time (see above)
+    # A generic kernel's loop sizes that vary (read at run time); the others are
+    # compiled in (a row length of 1024 keeps its unrolled loop). None: all vary.
+    varying: frozenset | None = None
 
     def __post_init__(self) -> None:
         # A bare expr index stores a C-contiguous output of ``shape`` (the common case).
@@ -159,7 +162,7 @@ class Kernel:
     def signature(self) -> tuple:
         """Everything the generated code depends on: equal signatures share machine code."""
         return (self.shape, self.reduce_dims, tuple(self.loads), _exact(tuple(self.exprs)),
-                tuple(self.stores), self.generic)
+                tuple(self.stores), self.generic, self.varying)
 
     def structure(self) -> tuple:
         """What a size-generic kernel's code depends on besides its collapsed loop layout
@@ -189,12 +192,16 @@ class Param(int):
 
 class Parametrizer:
     """Turns a collapsed layout's numbers into ``Param``s, in first-seen order; ``values``
-    is the ``dims`` array the kernel is then called with. Sizes always become Params;
-    strides and offsets of 0 and 1 stay literal (they decide broadcasting and
-    vectorization, so they are part of the code's structure).
+    is the ``dims`` array the kernel is then called with. Sizes become Params, or those
+    whose flag is set (``sizes(shape, flags)``: the dims that vary); strides and offsets
+    of 0 and 1 stay literal (they decide broadcasting and vectorization, so they are
+    part of the code's structure). A literal is part of the template, so it only ever
+    meets its own value.
 
         >>> p = Parametrizer(); p.size(64), p.stride(1), p.stride(512), p.values
         (Param(64, 0), 1, Param(512, 1), [64, 512])
+        >>> Parametrizer().sizes((64, 1024), (True, False))
+        (Param(64, 0), 1024)
     """
 
     def __init__(self) -> None:
@@ -207,8 +214,10 @@ class Parametrizer:
     def stride(self, s: int) -> int:
         return s if s in (0, 1) else self.size(s)
 
-    def sizes(self, shape) -> tuple:
-        return tuple(self.size(n) for n in shape)
+    def sizes(self, shape, flags=None) -> tuple:
+        if flags is None:
+            return tuple(self.size(n) for n in shape)
+        return tuple(self.size(n) if f else n for n, f in zip(shape, flags))
 
     def strides(self, strides) -> tuple:
         return tuple(self.stride(s) for s in strides)
@@ -246,35 +255,43 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def collapse_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]],
-                  keep_unit: bool = False) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+                  keep_unit: bool = False, flags: tuple | None = None):
     """Merge dims that every load walks the same way, so the innermost loop is long.
 
     Dim d merges into d+1 when each load has ``strides[d] == strides[d+1] * shape[d+1]``
     (contiguous, or broadcast along both); outputs are C-contiguous and always merge.
     Size-1 dims are dropped, unless ``keep_unit`` (a size-generic kernel: a size that is
     1 in this call is another size in the next, and its layout must not change).
-    An empty iteration space gives ``(0,)``, a 0-dim one ``(1,)``.
+    An empty iteration space gives ``(0,)``, a 0-dim one ``(1,)``. With ``flags`` (one
+    bool per dim) it also returns each collapsed dim's flags OR-ed together.
 
         >>> collapse_dims((4, 8, 16), [(128, 16, 1), (0, 0, 1)])
         ((32, 16), [(16, 1), (0, 1)])
     """
+    flags = tuple(flags) if flags is not None else None
+    out = _collapse(shape, strides, keep_unit, flags or (False,) * len(shape))
+    return out if flags is not None else out[:2]
+
+
+def _collapse(shape, strides, keep_unit: bool, flags: tuple):
     if any(n == 0 for n in shape):
-        return (0,), [(0,) for _ in strides]
-    dims = [(n, [s[d] for s in strides]) for d, n in enumerate(shape)
+        return (0,), [(0,) for _ in strides], (False,)
+    dims = [(n, [s[d] for s in strides], f) for d, (n, f) in enumerate(zip(shape, flags))
             if n != 1 or keep_unit]
-    merged: list[tuple[int, list[int]]] = []
-    for n, st in reversed(dims):
+    merged: list[tuple[int, list[int], bool]] = []
+    for n, st, f in reversed(dims):
         if merged:
-            inner_n, inner_st = merged[-1]
+            inner_n, inner_st, inner_f = merged[-1]
             if all(a == b * inner_n for a, b in zip(st, inner_st)):
-                merged[-1] = (n * inner_n, inner_st)
+                merged[-1] = (n * inner_n, inner_st, f or inner_f)
                 continue
-        merged.append((n, st))
+        merged.append((n, st, f))
     merged.reverse()
     if not merged:
-        return (1,), [(0,) for _ in strides]
-    loop_shape = tuple(n for n, _ in merged)
-    return loop_shape, [tuple(st[i] for _, st in merged) for i in range(len(strides))]
+        return (1,), [(0,) for _ in strides], (False,)
+    loop_shape = tuple(n for n, _, _ in merged)
+    return (loop_shape, [tuple(st[i] for _, st, _ in merged) for i in range(len(strides))],
+            tuple(f for _, _, f in merged))
 
 
 

@@ -66,10 +66,12 @@ def broadcast_strides(array, shape: tuple, keep_unit: bool = False) -> tuple[int
 
 
 def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays: dict,
-                name: str, generic: bool = False) -> Kernel:
+                name: str, generic: bool = False, varying: frozenset | None = None
+                ) -> Kernel:
     """Build the Kernel of ``group``; ``arrays`` holds the operands' arrays (for strides).
 
-    ``generic``: a size-generic kernel (its sizes read at run time, ``Kernel.generic``).
+    ``generic``: a size-generic kernel (its ``varying`` sizes, strides and offsets read at
+    run time: ``Kernel.generic``).
     Its size-1 dims keep their strides (a plain kernel gives them 0), so that a batch of
     1 has the layout, and so the machine code, of a batch of 48."""
     full = group.full
@@ -129,5 +131,6 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
     return Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
                   reduce_dims=len(group.rdims), generic=generic,
+                  varying=varying if generic else None,
                   ops=[graph[n].op for n in group.nodes],
                   src=sorted({graph[n].src for n in group.nodes if graph[n].src}))

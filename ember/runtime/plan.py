@@ -96,7 +96,8 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback,
-                       bool(dynamic) and _varies(graph, unit, dynamic, fixed, reference))
+                       dynamic if dynamic and _varies(graph, unit, dynamic, fixed, reference)
+                       else frozenset())
         elif graph[unit].op == "matmul":
             d = graph[unit]
             shape, transposed = tuple(d.shape), _read_transposed(graph, unit)
@@ -263,7 +264,8 @@ def _varies(graph, group: Group, dynamic: frozenset, fixed: set, reference) -> b
 
 
 def _add_group(plan, graph, group, env, keep, escaping, on_fallback,
-               generic: bool = False) -> None:
+               generic: frozenset = frozenset()) -> None:
+    """``generic``: the varying sizes if the kernel is to be size-generic, else empty."""
     args = external_args(graph, group)
     outs = group_outputs(graph, group, keep)
     name = f"kernel{len(plan.kernels)}"
@@ -272,7 +274,8 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback,
     backend = backend_for(device.type)   # fusion grouped it: there is one
     try:
         with phase("lower"):
-            kernel = lower_group(graph, group, args, outs, env, name, generic)
+            kernel = lower_group(graph, group, args, outs, env, name, bool(generic),
+                                 generic or None)
         with phase("codegen"):   # LLVM's own share is phase "llvm", inside this one
             compiled = backend.compile_kernel(kernel)
     except Exception as e:  # a compile error costs speed, never correctness

@@ -105,19 +105,20 @@ class DynamicDims:
         size taken for varying when it does not, or the reverse, costs speed only."""
         if self.mode is False:
             return frozenset()
-        varying, every = set(), set()
+        varying, fixed = set(), set()
         for i, (_, v) in enumerate(leaves):
             if not isinstance(v, Tensor):
                 continue
             m = marks(v)
             for d, n in enumerate(v.shape):
-                every.add(n)
                 dynamic = m.get(d)
                 if dynamic is None:
                     dynamic = self.mode is True or (i, d) in self.dims
                 if dynamic and n >= 1:   # (a size 0 kernel runs no code)
                     varying.add(n)
-        return frozenset(varying | {a * b for a in varying for b in every if b >= 2})
+                elif n >= 2:
+                    fixed.add(n)
+        return frozenset(varying | {a * b for a in varying for b in fixed})
 
     def reference(self, graph) -> dict[int, tuple] | None:
         """Node shapes of an earlier build of a graph with ``graph``'s structure (ops,

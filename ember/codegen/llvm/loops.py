@@ -37,17 +37,21 @@ class _Layout:
         split = len(kernel.shape) - kernel.reduce_dims
         strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
         unit = kernel.generic   # a generic kernel keeps size-1 dims (collapse_dims)
-        outer, o_st = collapse_dims(kernel.shape[:split], [s[:split] for s in strides], unit)
-        inner, i_st = collapse_dims(kernel.shape[split:], [s[split:] for s in strides], unit)
+        # Which dims vary (a generic kernel reads those sizes at run time, see Kernel)
+        flags = tuple(kernel.varying is None or n in kernel.varying for n in kernel.shape)
+        outer, o_st, o_f = collapse_dims(kernel.shape[:split], [s[:split] for s in strides],
+                                         unit, flags[:split])
+        inner, i_st, i_f = collapse_dims(kernel.shape[split:], [s[split:] for s in strides],
+                                         unit, flags[split:])
         if not kernel.reduce_dims:
-            inner, i_st = (), [() for _ in strides]
+            inner, i_st, i_f = (), [() for _ in strides], ()
         empty = outer == (0,) or (kernel.reduce_dims > 0 and inner == (0,) and not any(
             e.op in REDUCTIONS for e in kernel.exprs))
         offsets = tuple(ld.offset for ld in kernel.loads)
         if not kernel.generic or empty:
             return cls(outer, o_st, inner, i_st, empty, offsets)
         p = Parametrizer()
-        outer, inner = p.sizes(outer), p.sizes(inner)
+        outer, inner = p.sizes(outer, o_f), p.sizes(inner, i_f)
         o_st = [p.strides(st) for st in o_st]
         i_st = [p.strides(st) for st in i_st]
         offsets = p.strides(offsets)
