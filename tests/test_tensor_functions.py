@@ -606,19 +606,21 @@ def test_compiled_gradients_equal_eager(case):
         assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_data_dependent_shapes_run_eagerly_with_a_reason():
-    x = ember.tensor([[0.0, 1.5], [-2.0, 0.0]])
-
+def test_data_dependent_shapes_split_the_trace_and_compile():
     def f(t):
         return t.nonzero(), t.masked_select(t > 0), ember.where(t < 0)[1]
 
     cf = ember.compile(f)
-    with pytest.warns(UserWarning, match="depends on its inputs' values"):
-        out = cf(x)
-    for _ in range(2):
-        out = cf(x)
-    for a, b in zip(out, f(x)):
-        assert_close(a, b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no eager fallback
+        for v in ([[0.0, 1.5], [-2.0, 0.0]], [[0.0, 1.5], [-2.0, 0.0]], [[1.0, 1.5], [2.0, -3.0]],
+                  [[0.0, 0.0], [0.0, 0.0]], [[0.0, 1.5], [-2.0, 0.0]]):
+            x = ember.tensor(v)
+            for a, b in zip(cf(x), f(x)):
+                assert_close(a, b)
+    stats = cf.stats()
+    assert not stats["fallbacks"] and stats["cache_hits"] >= 2
+    assert any("shape()" in b for b in stats["breaks"])
 
 
 # ---- CUDA: the CuPy paths on the stand-in (tests/cupy_standin.py; a GPU runs test_gpu.py) --

@@ -63,6 +63,10 @@ class EagerStep:
         self.shape = tuple(graph[nid].shape)
         self.node = graph[nid]
         self.xp = array_module(self.node.device)
+        # A result nothing in this plan reads may have another shape than traced: a
+        # data-dependent one (x[mask]) ends its segment, and its shape picks the next.
+        self.any_shape = (OPS[self.node.op].data_dependent_shape is not None
+                          and not graph.users(nid))
 
     def __call__(self, env: dict) -> None:
         # interpreter.run_node's work, without making an Interpreter per call
@@ -75,7 +79,8 @@ class EagerStep:
             raise Interpreter(self.graph).node_error(self.nid, d, e)
         if type(out) is not _NDARRAY and not hasattr(out, "__cuda_array_interface__"):
             out = self.xp.asarray(out)  # NumPy returns scalars for 0-dim results
-        if out.shape != self.shape:   # kernels after this one are built for that shape
+        if out.shape != self.shape and not self.any_shape:   # kernels after this one
+            # are built for the traced shape
             raise RuntimeError(f"ember.compile: %{self.nid} ({self.graph[self.nid].op}) "
                                f"gave shape {out.shape}, traced as {self.shape}; a "
                                "data-dependent shape must not be replayed")

@@ -67,8 +67,8 @@ class CompiledFunction:
         self.cache: dict[Any, Entry] = {}      # (key, n) -> Entry, in creation order
         self._by_key: dict[Any, list] = {}     # key -> its entries
         self._unstable: dict[Any, int] = {}    # key -> calls that changed their own guards
-        # "compiles": traces made into entries; "code_builds": entries whose plans
-        # generated machine code (the others found every kernel compiled already).
+        # "compiles": traces made into entries or branches; "code_builds": those whose
+        # plans generated machine code (the others found every kernel compiled already).
         self.counters = {"calls": 0, "compiles": 0, "code_builds": 0, "cache_hits": 0,
                          "eager_calls": 0}
         self.recompile_reasons: list[str] = []

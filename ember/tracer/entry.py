@@ -39,6 +39,10 @@ class Stale(Exception):
     """A captured input the plan was built for is gone or changed layout."""
 
 
+# Child segments a graph break keeps (values seen there) before new values run eagerly.
+MAX_BRANCHES = 16
+
+
 class Entry:
     """The compiled code of one guard key: a tree of segments split at observed values."""
 
@@ -47,7 +51,7 @@ class Entry:
         self.guards = guards   # the Python state the trace read (None: matches any)
         self.dynamic = dynamic   # the call's sizes that vary (size-generic kernels)
         self.last_used = 0       # the owner's call count at the last generic-path hit
-        self.built_code = False  # whether building its plans generated machine code
+        self.built_code = False  # whether building the last path generated machine code
         self.state = "second"
         self.root: Segment | None = None
         self.traces: list[Trace] = []
@@ -188,6 +192,14 @@ class Entry:
             self._compile_path(trace, snapshot, result, quiet=quiet)
         return result
 
+    def _too_many_branches(self, seg: Segment, args, kwargs):
+        """A graph break that keeps meeting new values (a logged loss, a mask's count on
+        random data) would trace every call: past ``MAX_BRANCHES`` the calls with a new
+        value run eagerly (the ones seen keep their compiled paths)."""
+        self.owner._fallback(f"more than {MAX_BRANCHES} values of {seg.obs.how}() at "
+                             f"{seg.obs.location}: a call with a new one runs eagerly")
+        return self.owner._eager(args, kwargs)
+
     def captured_changed(self) -> str:
         data = self.captured_data
         for i, t in enumerate(self.captured):
@@ -206,15 +218,21 @@ class Entry:
         self.root, path = insert_path(self.root, trace)
         escapes = escaping(g)
         env = dict(snapshot)
+        self.built_code = False   # code_builds counts each path that generated code
+        # Sizes that data-dependent ops gave (x[mask]) vary like dynamic dims: the kernels
+        # over them are size-generic, so the next size makes no new code.
+        observed = frozenset(n for o in trace.observations if o.how == "shape"
+                             for n in o.value)
         with preserved_rng():  # the traced call already drew this call's random numbers
             for seg in path:
                 if seg.plan is None:
-                    self.build_segment(seg, g, env, escapes)
+                    self.build_segment(seg, g, env, escapes, observed)
                 else:
                     seg.plan.run(env)
         check_against_eager(trace, env, result)
 
-    def build_segment(self, seg: Segment, g: Graph, env: dict, escapes: set) -> None:
+    def build_segment(self, seg: Segment, g: Graph, env: dict, escapes: set,
+                      observed: frozenset = frozenset()) -> None:
         """Optimize and compile the nodes of ``seg`` in ``g`` into ``seg.plan``, running it
         once on ``env`` (which receives the values the segment hands on)."""
         sg = segment_graph(g, seg.lo, seg.hi, sorted(seg.needs),
@@ -228,11 +246,11 @@ class Entry:
                             if s.kind in ("captured", "grad", "value")]
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
-                                     dynamic=self.dynamic,
+                                     dynamic=self._dynamic_sizes(observed),
                                      reference=self.owner.dynamic.reference(sg),
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
-        if "llvm" in acc and not self.built_code:   # counted once per entry
+        if "llvm" in acc and not self.built_code:   # counted once per path
             self.built_code = True
             self.owner.counters["code_builds"] += 1
         if "codegen" in acc:
@@ -243,6 +261,13 @@ class Entry:
             env[trace_id] = local[nid]
         seg.plan = plan
         events.publish("segment_built", self.owner, seg, env, passlog, events.clock() - t0)
+
+    def _dynamic_sizes(self, observed: frozenset) -> frozenset:
+        """The varying sizes a plan's kernels are made size-generic over: the call's
+        dynamic dims, and the sizes data-dependent ops gave (unless ``dynamic=False``)."""
+        if self.owner.dynamic.mode is False or not observed:
+            return self.dynamic
+        return self.dynamic | observed
 
     # ---- replay -------------------------------------------------------------------------
     def run(self, args, kwargs, leaves):
@@ -277,6 +302,8 @@ class Entry:
             self.owner._fallback(f"a call ran eagerly: {e}")
             return self.owner._eager(args, kwargs)
         if value is not END:  # a branch not seen yet: trace it (this call runs eagerly)
+            if len(seg.children) >= MAX_BRANCHES:
+                return self._too_many_branches(seg, args, kwargs)
             self.owner._recompiled(
                 f"new value {_short(value)} of {seg.obs.how}() at {seg.obs.location}")
             return self._new_branch(args, kwargs, leaves)
@@ -328,6 +355,8 @@ class Entry:
 
         seg, value = walk(self.root, self._replay_segment, tenv, tensors=True)
         if value is not END:
+            if len(seg.children) >= MAX_BRANCHES:
+                return self._too_many_branches(seg, args, kwargs)
             return self._new_branch(args, kwargs, leaves, quiet=True)
         return tensor_outputs(seg.trace, tenv, leaves)
 

@@ -180,6 +180,8 @@ def divergence(a: Trace, b: Trace) -> int:
     """Node count up to which two traces must agree (their first differing observation)."""
     for oa, ob in zip(a.observations, b.observations):
         if oa.value != ob.value or oa.cut != ob.cut:
+            if oa.how == ob.how == "shape" and oa.node == ob.node:
+                return oa.node   # the node whose size differed may differ in its shape
             return min(oa.cut, ob.cut)
     return max(a.graph.next_id, b.graph.next_id)
 

@@ -34,7 +34,8 @@ from ember.tensor import array_of
 class Observation:
     """A Python value read from a tensor: the trace splits here and guards on the value."""
     node: int          # the node whose value was read
-    how: str           # "bool", "item", "tolist" or "numpy"
+    how: str           # "bool", "item", "tolist", "numpy" or "shape" (a data-dependent
+                       # shape: the node's result size, known only from the values)
     value: Any         # the value seen (hashable)
     cut: int           # nodes created before the read (the split point)
     location: str
@@ -42,6 +43,8 @@ class Observation:
 
 def observed_value(array, how: str):
     """The hashable Python value a read produces, computed from an array."""
+    if how == "shape":
+        return tuple(array.shape)
     a = np.asarray(array) if not hasattr(array, "get") or isinstance(array, np.generic) else array.get()
     if how == "bool":
         return bool(a.reshape(()))
@@ -150,8 +153,8 @@ class Tracer:
 
     # ---- hooks called by ember.dispatch / ember.tensor --------------------------------
     def record(self, op, args, attrs, result) -> None:
-        if op.data_dependent_shape is not None and op.data_dependent_shape(*args):
-            # A replay would not see the values the shape came from: run eagerly.
+        split = op.data_dependent_shape is not None and op.data_dependent_shape(*args)
+        if split and self.fullgraph:
             self.fail(f"{op.name} gives a shape that depends on its inputs' values "
                       "(e.g. indexing with a boolean mask)")
             return
@@ -160,11 +163,19 @@ class Tracer:
             # Run with grad mode off: a replay with autograd (the compiled backward) must
             # not differentiate through it either, so it reads detached inputs.
             ins = tuple(self.stop_grad(n) if a.requires_grad else n for a, n in zip(args, ins))
-        self._set(result, self.graph.add(op.name, ins, attrs, result.shape, result.dtype,
-                                         result.device, user_frame()))
+        nid = self.graph.add(op.name, ins, attrs, result.shape, result.dtype, result.device,
+                             user_frame())
+        self._set(result, nid)
         node = result._node
         if node is not None:  # backward inside the trace reads the saved output
             self.alias(node.out, result)
+        if split:
+            # The result's size is known only from the values (x[mask], nonzero): the
+            # trace splits after it, and its shape picks the segment that follows, as a
+            # value read by bool() does. Each size is traced once; kernels over it are
+            # size-generic, so a new size makes no new code.
+            self.observations.append(Observation(nid, "shape", tuple(result.shape),
+                                                 self.graph.next_id, user_frame()))
 
     def constant(self, t, value) -> None:
         self._set(t, self.graph.add_const(t._host().copy(), t.dtype, t.device, user_frame()))
