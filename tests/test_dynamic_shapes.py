@@ -396,3 +396,18 @@ def test_a_break_that_keeps_meeting_new_values_runs_them_eagerly():
 def test_fullgraph_still_refuses_a_data_dependent_shape():
     with pytest.raises(ember.CompileError, match="boolean mask"):
         ember.compile(lambda x: x[x > 0].sum(), fullgraph=True)(ember.tensor([1., -2.]))
+
+
+def test_the_sizes_of_a_function_share_one_working_memory():
+    def f(x):
+        h = (x * 2).exp().sum(-1, keepdim=True) + x      # intermediates in the arena
+        return (h.softmax(-1) * x.sigmoid()).sum(0)
+
+    many = ember.compile(f)
+    for n in (300, 2000, 700, 1200):
+        x = ember.randn(n, 64)
+        np.testing.assert_allclose(many(x).numpy(), f(x).numpy(), rtol=1e-4, atol=1e-5)
+    largest = ember.compile(f)
+    for _ in range(2):
+        largest(ember.randn(2000, 64))
+    assert 0 < many.arena.nbytes <= largest.arena.nbytes * 1.05   # the max, not the sum

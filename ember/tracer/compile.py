@@ -27,6 +27,7 @@ from ember import dispatch as _dispatch
 from ember.errors import OpError
 from ember.nn.module import STRUCTURE_VERSION, Module
 from ember.tracer import events, fastpath, pytree
+from ember.runtime.memory import Arena
 from ember.tracer.dynamic import DynamicDims
 from ember.tracer.entry import Entry
 from ember.tracer.events import clock
@@ -59,6 +60,7 @@ class CompiledFunction:
         if mode not in ("default", "eager", "verify"):
             raise ValueError(f"ember.compile: unknown mode {mode!r} (default, eager, verify)")
         self.dynamic = DynamicDims(dynamic)   # which sizes vary (dynamic.py)
+        self.arena = Arena()   # the working memory all entries share (one call at a time)
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.mode = mode

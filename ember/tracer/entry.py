@@ -61,7 +61,10 @@ class Entry:
         self.warmups = 0
         self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
         self.fast = False   # fastpath.build's function, None if not eligible, False: not yet
-        self.arena = Arena()         # the working memory every plan of this entry shares
+        # The working memory every plan of this entry shares, and the owner's other
+        # entries too: a function runs one call at a time (its lock), so the sizes of a
+        # dynamic-shape function share one block as large as the largest needs.
+        self.arena = getattr(owner, "arena", None) or Arena()
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):
