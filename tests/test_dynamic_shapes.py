@@ -411,3 +411,28 @@ def test_the_sizes_of_a_function_share_one_working_memory():
     for _ in range(2):
         largest(ember.randn(2000, 64))
     assert 0 < many.arena.nbytes <= largest.arena.nbytes * 1.05   # the max, not the sum
+
+
+def _row_sum(n: int, m: int) -> Kernel:
+    return Kernel("rs", (n, m), loads=[Load(0, F32, (m, 1))],
+                  exprs=[Expr("load", (0,), F32), Expr("reduce_sum", (0,), F32)],
+                  stores=[Store(1, (1, 0))], reduce_dims=1, generic=True)
+
+
+def test_generic_sums_keep_the_accumulator_their_row_length_needs():
+    from ember.codegen.policy import SUM_F32_MAX
+
+    short, long = compile_kernel(_row_sum(2, 1000)), compile_kernel(_row_sum(2, SUM_F32_MAX * 2))
+    assert short._code is not long._code   # float32 vs float64 accumulation
+    x = np.full((2, SUM_F32_MAX * 2), 0.1, np.float32)
+    out = np.empty(2, np.float32)
+    long.run([x], [out])
+    np.testing.assert_allclose(out, x.astype(np.float64).sum(1), rtol=1e-6)
+
+
+def test_an_empty_generic_kernel_keeps_static_code():
+    ck = compile_kernel(_row_sum(3, 0))
+    assert ck.layout.dims is None
+    out = np.full(3, 7.0, np.float32)
+    ck.run([np.empty((3, 0), np.float32)], [out])
+    np.testing.assert_array_equal(out, 0.0)

@@ -166,10 +166,12 @@ class Kernel:
 
     def structure(self) -> tuple:
         """What a size-generic kernel's code depends on besides its collapsed loop layout
-        (which the backend adds, with ``template``): the loads' inputs, dtypes and hints,
-        the exprs and which exprs are stored, never a size."""
+        (which the backend adds, with ``template``, and anything else it decides from
+        sizes, such as a sum's accumulator dtype): the loads' inputs, dtypes and hints, the
+        exprs, which exprs are stored and which are row-level, never a size."""
+        row = tuple(self.row_level()) if self.reduce_dims else ()
         return (self.reduce_dims, tuple((ld.input, ld.dtype, ld.iota) for ld in self.loads),
-                _exact(tuple(self.exprs)), tuple(st.expr for st in self.stores))
+                _exact(tuple(self.exprs)), tuple(st.expr for st in self.stores), row)
 
 
 class Param(int):

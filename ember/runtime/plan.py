@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import networkx as nx
+import numpy as np
 
 from ember.codegen.backend import backend_for
 from ember.codegen.kernel import Kernel
@@ -100,7 +101,9 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
                        else frozenset())
         elif graph[unit].op == "matmul":
             d = graph[unit]
-            shape, transposed = tuple(d.shape), _read_transposed(graph, unit)
+            shape = tuple(d.shape)
+            transposed = _read_transposed(graph, unit) and _transposed_pays(
+                *(env[a] for a in d.args))
             if transposed:
                 shape = shape[:-2] + shape[-2:][::-1]
             step = MatmulStep(graph, unit, Buffer(shape, d.dtype.np, pooled=unit not in escaping,
@@ -137,6 +140,29 @@ def _release(graph, nodes, env: dict, waiting: dict, held: set) -> None:
                 if not w and a not in held:
                     del waiting[a]
                     env.pop(a, None)
+
+
+def _transposed_pays(a, b) -> bool:
+    """Whether BLAS computes ``(a @ b)^T`` as ``b^T @ a^T`` about as fast as ``a @ b``
+    (timed on these arrays, best of two each): the C-order transpose lets the kernels
+    reading it run contiguous, but for some shapes it costs BLAS 3x (a conv's weight
+    gradient, [288, 10816] @ [10816, 64], runs at 65 GFLOP/s one way, 187 the other).
+    Small products keep the transpose without timing."""
+    if a.ndim != 2 or b.ndim != 2 or type(a) is not np.ndarray or type(b) is not np.ndarray:
+        return True
+    if a.shape[0] * a.shape[1] * b.shape[1] < (1 << 22):   # < ~8 MFLOP: < ~0.1 ms
+        return True
+
+    def best(f) -> float:
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+    straight = best(lambda: np.matmul(a, b))
+    swapped = best(lambda: np.matmul(b.T, a.T))
+    return swapped <= 1.1 * straight
 
 
 def _read_transposed(graph, nid: int) -> bool:

@@ -48,7 +48,9 @@ class _Layout:
         empty = outer == (0,) or (kernel.reduce_dims > 0 and inner == (0,) and not any(
             e.op in REDUCTIONS for e in kernel.exprs))
         offsets = tuple(ld.offset for ld in kernel.loads)
-        if not kernel.generic or empty:
+        # (An empty dim collapses every stride to 0, which would read as a broadcast:
+        # such a kernel keeps static code.)
+        if not kernel.generic or empty or 0 in kernel.shape:
             return cls(outer, o_st, inner, i_st, empty, offsets)
         p = Parametrizer()
         outer, inner = p.sizes(outer, o_f), p.sizes(inner, i_f)
