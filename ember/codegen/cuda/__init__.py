@@ -29,7 +29,15 @@ on the GPU; float64 is unaffected.
 
 Shapes, strides and offsets are compiled in (``kernel.signature()`` already holds them),
 so index arithmetic divides by constants; it is 32-bit unless the sizes or offsets need
-64 bits. Layouts:
+64 bits. A size-generic kernel (``Kernel.generic``, for dynamic shapes) instead reads
+every size, every stride other than 0 and 1 and every nonzero offset of its collapsed
+layout from an int64 ``dims`` argument (after the outputs), indexes in 64 bits, and is
+named after its structure: kernels that differ only in sizes have one source and share
+one module, each launched with its own ``dims`` and launch sizes. What the static
+generator decides from sizes it holds every variant of: a reduction's source has a
+block-per-row layout (with split phases), a warp-per-row one and, with float32 sums, a
+block-per-row one summing in float64; each instance launches the one the static kernel of
+its sizes would use. Generic kernels never share a ``CudaKernels`` launch. Layouts:
 
 - elementwise: a grid-stride loop over the collapsed iteration space
   (``llvm.collapse_dims``), about one resident wave of blocks. When every load is

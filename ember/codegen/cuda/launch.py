@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +74,11 @@ class CudaKernel:
     ``inputs`` are CuPy arrays with any strides (the Loads' element strides and offsets
     are compiled in, relative to each array's data pointer); ``outputs`` are preallocated
     C-contiguous CuPy arrays, one per store, of the stored exprs' dtypes.
+
+    A size-generic kernel (``kernel.generic``) reads its sizes, strides and offsets from
+    ``dims`` (int64, passed after the outputs at every launch, one device copy per
+    device); its source and compiled module are shared with every kernel of the same
+    structure, whatever their sizes, and its launches are sized by its own.
     """
 
     def __init__(self, kernel: Kernel) -> None:
@@ -79,7 +86,8 @@ class CudaKernel:
         self._describe(gen)
         self.source = _PRELUDE + math_source([kernel]) + gen.source()
         self.entries = gen.entries()
-        self._program = _Program(self.source, self.entries)
+        self._program = (_shared_program(self.source, self.entries) if gen.generic else
+                         _Program(self.source, self.entries))
 
     @classmethod
     def _part(cls, gen: "_Generator") -> "CudaKernel":
@@ -108,6 +116,11 @@ class CudaKernel:
         self.num_reductions = len(gen.reductions)
         self.warp_rows = gen.warp_rows
         self.can_split = gen.split
+        # The entry point of its rows and the prefix of its split phases' entry points.
+        self.row_entry, self.phase_prefix = gen.row_entries() if gen.reduce else (gen.name, "")
+        self.generic = gen.generic
+        self.dims = None if gen.dims is None else np.array(gen.dims, np.int64)
+        self._dims_on: dict[int, object] = {}   # device -> its copy of ``dims``
         self.index_bits = 64 if gen.idx == "long long" else 32
         self.max_block = gen.max_block   # the kernels' __launch_bounds__
         # The vector entry (None if there is none), its points per iteration, and what it
@@ -149,7 +162,7 @@ class CudaKernel:
             rows_per_block = block // 32
             grid = min(-(-self.rows // rows_per_block), limits.resident_blocks(block),
                        MAX_GRID_THREADS // block)
-            return [Launch(self.name, max(grid, 1), block)], 0
+            return [Launch(self.row_entry, max(grid, 1), block)], 0
         # About POINTS_PER_THREAD points per thread and pass, in 128..1024 threads.
         want = 1 << max(0, (-(-self.inner // POINTS_PER_THREAD) - 1).bit_length())
         block = max(32, min(max_block, max(128, want)))
@@ -160,9 +173,9 @@ class CudaKernel:
                          -(-self.inner // (block * POINTS_PER_THREAD)), MAX_SPLIT)
         if nsplit <= 1:
             grid = min(self.rows, resident, MAX_GRID_THREADS // block)
-            return [Launch(self.name, max(grid, 1), block)], 0
+            return [Launch(self.row_entry, max(grid, 1), block)], 0
         grid = self.rows * nsplit
-        phases = [Launch(f"{self.name}_p{k}", grid, block, nsplit)
+        phases = [Launch(f"{self.phase_prefix}{k}", grid, block, nsplit)
                   for k in range(self.num_reductions + 1)]
         return phases, self.num_reductions * self.rows * nsplit
 
@@ -184,6 +197,11 @@ class CudaKernel:
         args = (*inputs, *outputs)
         vector = self.vector_for(args)
         dev = cupy.cuda.Device()
+        if self.dims is not None:
+            dims = self._dims_on.get(dev.id)
+            if dims is None:
+                dims = self._dims_on[dev.id] = cupy.asarray(self.dims)
+            args += (dims,)
         plan = self._plans.get((dev.id, vector))
         if plan is None:
             plan = self._plans[dev.id, vector] = self._launches(DeviceLimits.of_device(dev),
@@ -244,6 +262,11 @@ class CudaKernels:
         if not 1 <= len(kernels) <= MAX_PARTS:
             raise ValueError(f"{self.name}: 1 to {MAX_PARTS} kernels share a launch, "
                              f"got {len(kernels)}")
+        for k in kernels:
+            if k.generic:
+                # Its code is shared by every size, and launched alone with its sizes.
+                raise ValueError(f"{self.name}: kernel {k.name} is size-generic; it "
+                                 "launches alone")
         gens = [_Generator(k, f"{self.name}_{p}") for p, k in enumerate(kernels)]
         for k, gen in zip(kernels, gens):
             if gen.reduce:
@@ -345,11 +368,12 @@ def launch_groups(kernels: list[Kernel]) -> list[list[int]]:
     """How independent ``kernels`` can run: groups of their indices, each one launch
     (``compile_kernels`` for a group of several). Elementwise kernels share launches, as
     many as one launch's parameters hold; a kernel that reduces keeps its own launch (its
-    block layout is its own)."""
+    block layout is its own), and so does a size-generic one (its code serves every size:
+    a launch of several would be compiled per combination of sizes)."""
     groups: list[list[int]] = []
     shared: list[int] = []
     for i, k in enumerate(kernels):
-        if k.reduce_dims:
+        if k.reduce_dims or k.generic:
             groups.append([i])
             continue
         if shared and (len(shared) == MAX_PARTS
@@ -424,12 +448,17 @@ class _Program:
     def __init__(self, source: str, entries: list[str]) -> None:
         self.source, self.entries = source, entries
         self._functions: dict[tuple[int, str], object] = {}
+        # device -> its loaded module (None: CuPy's RawKernel compiles): one load per
+        # device, whichever of the entry points are used
+        self._modules: dict[int, object] = {}
 
     def function(self, cupy, device, entry: str):
         """The launchable ``entry`` on ``device`` (a ``cupy.cuda.Device``, current)."""
         fn = self._functions.get((device.id, entry))
         if fn is None:
-            module = self._module(cupy, device)
+            if device.id not in self._modules:
+                self._modules[device.id] = self._module(cupy, device)
+            module = self._modules[device.id]
             if module is not None:
                 fn = module.get_function(entry)
             else:
@@ -467,6 +496,18 @@ class _Program:
 
 
 _CUBINS_OFF: str | None = None   # why this process compiles through CuPy instead
+# The programs of size-generic kernels by source: kernels of one structure, whatever
+# their sizes, share one (held while a kernel uses it).
+_PROGRAMS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_PROGRAMS_LOCK = threading.Lock()
+
+
+def _shared_program(source: str, entries: list[str]) -> _Program:
+    with _PROGRAMS_LOCK:
+        program = _PROGRAMS.get(source)
+        if program is None:
+            program = _PROGRAMS[source] = _Program(source, entries)
+        return program
 
 
 def _cubins_off(reason: str, warn: bool = True) -> None:

@@ -1,14 +1,15 @@
 """CUDA C source of a Kernel: index arithmetic, loop layouts and reductions."""
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from contextlib import contextmanager
 
 
-from ember.codegen.kernel import REDUCTIONS, Kernel, Load
+from ember.codegen.kernel import REDUCTIONS, Kernel, Load, Param, Parametrizer
 from ember.dtypes import DType
-from ember.codegen.kernel import collapse_dims
+from ember.codegen.kernel import collapse_dims, template
 from ember.codegen.policy import accumulator_dtype
 from ember.codegen.cuda.ops import (B, F32, F64, I32, I64, _CTYPE, _STORAGE, _SUFFIX, _convert,
                                     _literal, _op)
@@ -140,13 +141,13 @@ class _Lane:
     ``_Generator._value`` reads loads: a contiguous load is a component of the vector
     loaded for the iteration, an invariant load its one element."""
 
-    def __init__(self, vectors: dict[int, str], c: int, kernel: Kernel) -> None:
-        self.vectors, self.c, self.k = vectors, c, kernel
+    def __init__(self, vectors: dict[int, str], c: int, offsets) -> None:
+        self.vectors, self.c, self.offsets = vectors, c, offsets
 
     def element(self, k: int, ptr: str) -> str:
         if k in self.vectors:
             return f"{self.vectors[k]}.{_LANES[self.c]}"
-        return f"{ptr}[{_int(self.k.loads[k].offset)}]"
+        return f"{ptr}[{_int(self.offsets[k])}]"
 
 
 class _Generator:
@@ -155,7 +156,9 @@ class _Generator:
     def __init__(self, kernel: Kernel, name: str | None = None) -> None:
         kernel.validate()
         self.k = kernel
-        self.name = _ident(name or kernel.name)
+        # A kernel without points keeps static code: there is nothing to share, and its
+        # collapsed layout (every stride 0) would read as loads broadcast along the row.
+        self.generic = kernel.generic and all(kernel.shape)
         nd = len(kernel.shape)
         split = nd - kernel.reduce_dims
         strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
@@ -176,12 +179,31 @@ class _Generator:
             self.empty = self.rows == 0
             self.row_level = [False] * len(kernel.exprs)
         self.size = math.prod(kernel.shape)
-        self.warp_rows = self.reduce and self.inner <= WARP_ROW_MAX
+        self.offsets = tuple(ld.offset for ld in kernel.loads)
+        # A size-generic kernel's accumulators are a run-time choice (its entries come
+        # in both kinds, see ``entries``): this instance's is the policy's for its sizes.
+        self.wide = self.generic and any(
+            kernel.exprs[j].dtype is F32 and accumulator_dtype(kernel, kernel.exprs[j]) is F64
+            for j in self.reductions)
+        self.warp_rows = self.reduce and self.inner <= WARP_ROW_MAX and not self.wide
         self.split = (self.reduce and bool(self.reductions) and not self.warp_rows
                       and self.inner >= SPLIT_MIN_INNER and self.rows <= SPLIT_MAX_ROWS)
+        self.dims: list[int] | None = None
+        if self.generic:
+            self._parametrize()
+            self.name = _generic_name(kernel, self.template)
+            self.rows_c, self.inner_c, self.size_c = "n_rows", "n_inner", "n_size"
+            if self.reduce:
+                self.row_level = self._collapsed_row_level()
+        else:
+            self.name = _ident(name or kernel.name)
+            self.rows_c, self.inner_c, self.size_c = (_int(self.rows), _int(self.inner),
+                                                      _int(self.size))
         self.idx = "long long" if self._needs_64bit() else "int"
         self.max_block = (1024 if self.reduce and not self.warp_rows else
                           WARP_ROWS_BLOCK if self.reduce else ELEMENTWISE_BLOCK)
+        # The row layout being written (a generic kernel writes several, see ``source``).
+        self._warp, self._split, self._wide = self.warp_rows, self.split, False
         # Each input pointer is typed by the first load that reads it.
         self.in_dtypes: list[DType | None] = [None] * kernel.num_inputs
         for ld in kernel.loads:
@@ -189,21 +211,53 @@ class _Generator:
                 self.in_dtypes[ld.input] = ld.dtype
         self.vector = self._vector_plan()
 
+    def _parametrize(self) -> None:
+        """Sizes, strides (other than 0 and 1) and nonzero offsets of the collapsed
+        layout become ``Param``s read from ``dims`` (in the order the LLVM backend
+        takes them); ``template`` is what the code depends on."""
+        p = Parametrizer()
+        self.outer = p.sizes(self.outer)
+        self.inner_shape = p.sizes(self.inner_shape) if self.reduce else ()
+        self.o_st = [p.strides(st) for st in self.o_st]
+        self.i_st = [p.strides(st) for st in self.i_st]
+        self.offsets = p.strides(self.offsets)
+        self.dims = p.values
+        self.template = template((self.outer, self.o_st, self.inner_shape, self.i_st,
+                                  self.offsets))
+
+    def _collapsed_row_level(self) -> list[bool]:
+        """``Kernel.row_level`` read off the collapsed layout: a load is row-level when
+        it does not move along the (collapsed) inner loop. It differs from the kernel's
+        only where a size-1 reduced dim has a stride, and both are right there; this one
+        depends on the template alone, as a generic kernel's code must."""
+        out: list[bool] = []
+        for e in self.k.exprs:
+            if e.op in REDUCTIONS or e.op == "const":
+                out.append(True)
+            elif e.op == "load":
+                out.append(not any(self.i_st[e.args[0]]))
+            else:
+                out.append(all(out[a] for a in e.args))
+        return out
+
     def _vector_plan(self) -> tuple[int, list[int]] | None:
         """(V, the contiguous loads) if this elementwise kernel also gets a vector entry:
         in the collapsed (then 1-D) iteration space every load it reads has stride 1 or 0
         and every store stride 1; else None. A load of any other stride (broadcast along
         some dims, transposed, reversed) keeps the kernel scalar."""
         k = self.k
-        if self.reduce or self.empty or not k.stores or len(self.outer) != 1:
+        if (self.reduce or (self.empty and not self.generic) or not k.stores
+                or len(self.outer) != 1):
             return None
         nl = len(k.loads)
         used = sorted({k.exprs[n].args[0] for st in k.stores for n in k.cone(st.expr)
                        if k.exprs[n].op == "load"})
         if any(self.o_st[j] not in ((0,), (1,)) for j in used):
             return None
-        # (A single point collapses to stride 0 everywhere; its store is contiguous too.)
-        if self.size > 1 and any(self.o_st[nl + i] != (1,) for i in range(len(k.stores))):
+        # (A single point collapses to stride 0 everywhere; its store is contiguous too.
+        # A generic kernel's code may not depend on its size: it asks stride 1.)
+        if ((self.size > 1 or self.generic)
+                and any(self.o_st[nl + i] != (1,) for i in range(len(k.stores)))):
             return None
         contiguous = [j for j in used if self.o_st[j] == (1,)]
         # 16 bytes is the widest load or store a thread can issue, and CUDA's vector types
@@ -228,6 +282,8 @@ class _Generator:
         return out
 
     def _needs_64bit(self) -> bool:
+        if self.generic:
+            return True   # the sizes are not known when the code is written
         k = self.k
         # Loop indices run up to the size plus one grid (or one split row) of threads.
         bound = self.size + MAX_GRID_THREADS + MAX_SPLIT * 1024
@@ -241,43 +297,105 @@ class _Generator:
         names = [self.name]
         if self.vector:
             names.append(f"{self.name}_v")
+        if self.generic and self.reduce:
+            return [entry for layout in self._row_layouts() for entry in layout[3]]
         if self.split:
             names += [f"{self.name}_p{p}" for p in range(len(self.reductions) + 1)]
         return names
+
+    def _row_layouts(self) -> list[tuple[str, bool, bool, list[str]]]:
+        """The row layouts this kernel's source holds: (body suffix, warp per row, wide
+        accumulators, entry points). A static kernel has the one its sizes pick; a generic
+        one has every layout some size could pick, and ``row_entries`` picks per
+        instance: a block per row (entry ``<name>``, with split phases ``<name>_p<k>``),
+        a warp per row (``<name>_w``) and, with float32 sums, a block per row summing in
+        float64 (``<name>_x``, ``<name>_xp<k>``) for rows the policy gives float64."""
+        phases = range(len(self.reductions) + 1)
+        if not self.generic:
+            return [("", self.warp_rows, False,
+                     [self.name] + ([f"{self.name}_p{p}" for p in phases] if self.split
+                                    else []))]
+        split = bool(self.reductions)
+        out = [("", False, False, [self.name] + ([f"{self.name}_p{p}" for p in phases]
+                                                 if split else [])),
+               ("w", True, False, [f"{self.name}_w"])]
+        if any(self.k.exprs[j].op == "reduce_sum" and self.k.exprs[j].dtype is F32
+               for j in self.reductions):
+            out.append(("x", False, True, [f"{self.name}_x"] + (
+                [f"{self.name}_xp{p}" for p in phases] if split else [])))
+        return out
+
+    def row_entries(self) -> tuple[str, str]:
+        """This instance's row entry point and the prefix of its split phases' names."""
+        if not self.generic:
+            return self.name, f"{self.name}_p"
+        if self.warp_rows:
+            return f"{self.name}_w", ""
+        return (f"{self.name}_x", f"{self.name}_xp") if self.wide else (self.name,
+                                                                          f"{self.name}_p")
 
     # -- the whole program
     def source(self) -> str:
         w = _Writer()
         k = self.k
-        w(f"// ember kernel {self.name}: shape {tuple(k.shape)}, reduce_dims {k.reduce_dims}"
-          + (f", ops {'+'.join(k.ops)}" if k.ops else ""))
+        if self.generic:
+            # Nothing of this instance's sizes (nor its name or ops, which are not part
+            # of the structure): equal structures give equal sources, one module.
+            w(f"// ember size-generic kernel {self.name}: reduce_dims {k.reduce_dims}, "
+              f"{len(self.dims)} sizes, strides and offsets read from dims[]")
+        else:
+            w(f"// ember kernel {self.name}: shape {tuple(k.shape)}, "
+              f"reduce_dims {k.reduce_dims}" + (f", ops {'+'.join(k.ops)}" if k.ops else ""))
         params = self._params()
-        # The most threads a launch of this kernel may have (see CudaKernel.launches):
-        # the bound lets the compiler budget registers so that such a launch always fits.
-        bound = f"__launch_bounds__({self.max_block})"
         if not self.reduce:
+            # The most threads a launch of this kernel may have (see CudaKernel.launches):
+            # the bound lets the compiler budget registers so that such a launch fits.
+            bound = f"__launch_bounds__({self.max_block})"
             self._elementwise_functions(w, f'extern "C" __global__ void {bound}', params,
                                         _GRID)
             return w.text()
         args = self._args()
-        w("template <int PHASE>")
-        with w.block(f"__device__ __forceinline__ void {self.name}_body({params}, "
-                     "unsigned long long* __restrict__ ws, const int nsplit)"):
-            self._rows(w)
-        with w.block(f'extern "C" __global__ void {bound} {self.name}({params})'):
-            w(f"{self.name}_body<-1>({args}, nullptr, 1);")
-        if self.split:
-            for p in range(len(self.reductions) + 1):
-                with w.block(f'extern "C" __global__ void {bound} {self.name}_p{p}({params}, '
+        for suffix, warp, wide, entries in self._row_layouts():
+            self._warp, self._wide = warp, wide
+            self._split = len(entries) > 1
+            bound = f"__launch_bounds__({WARP_ROWS_BLOCK if warp else 1024})"
+            body = f"{self.name}_{suffix}body"
+            w("template <int PHASE>")
+            with w.block(f"__device__ __forceinline__ void {body}({params}, "
+                         "unsigned long long* __restrict__ ws, const int nsplit)"):
+                self._hoisted(w, self._rows)
+            with w.block(f'extern "C" __global__ void {bound} {entries[0]}({params})'):
+                w(f"{body}<-1>({args}, nullptr, 1);")
+            for p, entry in enumerate(entries[1:]):
+                with w.block(f'extern "C" __global__ void {bound} {entry}({params}, '
                              "unsigned long long* __restrict__ ws, const int nsplit)"):
-                    w(f"{self.name}_body<{p}>({args}, ws, nsplit);")
+                    w(f"{body}<{p}>({args}, ws, nsplit);")
+        self._warp, self._split, self._wide = self.warp_rows, self.split, False
         return w.text()
+
+    def _hoisted(self, w: _Writer, write) -> None:
+        """``write(w)`` a function body; a generic kernel's body first reads the ``dims``
+        it uses (``D<i>``) and the counts made of them into locals."""
+        if not self.generic:
+            write(w)
+            return
+        top, body = w.segment(), w.segment()
+        write(body)
+        text = body.text()
+        counts = {"n_rows": self.outer, "n_inner": self.inner_shape, "n_size": self.outer}
+        used = [c for c in counts if re.search(rf"\b{c}\b", text)]
+        text += " ".join(_int(n) for c in used for n in counts[c])
+        for i in sorted({int(m) for m in re.findall(r"\bD(\d+)\b", text)}):
+            top(f"const long long D{i} = dims[{i}];")
+        for c in used:
+            top(f"const long long {c} = {' * '.join(_int(n) for n in counts[c]) or '1'};")
 
     def part_source(self) -> str:
         """This elementwise kernel as ``__device__`` functions ``<name>`` (and ``<name>_v``
         if it has a vector entry) that run its grid-stride loop over blocks ``bid`` of
         ``nblocks`` of the caller's launch: a part of a ``CudaKernels`` launch."""
         assert not self.reduce, "only elementwise kernels share a launch"
+        assert not self.generic, "size-generic kernels launch alone"
         w = _Writer()
         k = self.k
         w(f"// ember kernel part {self.name} ({k.name}): shape {tuple(k.shape)}"
@@ -290,11 +408,11 @@ class _Generator:
                                blocks: tuple[str, str]) -> None:
         """The scalar function and, if any, the vector one, over ``blocks``."""
         with w.block(f"{head} {self.name}({params})"):
-            self._elementwise(w, blocks)
+            self._hoisted(w, lambda body: self._elementwise(body, blocks))
         if self.vector:
             w(f"// {self.vector[0]} points per iteration; the caller checks alignment")
             with w.block(f"{head} {self.name}_v({params})"):
-                self._vector_elementwise(w, blocks)
+                self._hoisted(w, lambda body: self._vector_elementwise(body, blocks))
 
     def _params(self, prefix: str = "") -> str:
         """The parameter list: the inputs' then the outputs' pointers (names prefixed
@@ -305,12 +423,15 @@ class _Generator:
             ps.append(f"const {ty}* __restrict__ {prefix}in{i}")
         for i, st in enumerate(self.k.stores):
             ps.append(f"{_STORAGE[self.k.exprs[st.expr].dtype]}* __restrict__ {prefix}out{i}")
+        if self.generic:
+            ps.append(f"const long long* __restrict__ {prefix}dims")
         return ", ".join(ps)
 
     def _args(self, prefix: str = "") -> str:
         """The names of ``_params(prefix)``, to pass them on."""
         return ", ".join([f"{prefix}in{i}" for i in range(self.k.num_inputs)]
-                         + [f"{prefix}out{i}" for i in range(len(self.k.stores))])
+                         + [f"{prefix}out{i}" for i in range(len(self.k.stores))]
+                         + ([f"{prefix}dims"] if self.generic else []))
 
     def _level(self, w: _Writer, index: str, shape, strides, bases: list, prefixes: tuple,
                tag: str) -> _Offsets:
@@ -319,22 +440,25 @@ class _Generator:
         return _Offsets(w.segment(), self.idx, index, shape, strides, bases, names, tag)
 
     # -- elementwise: a grid-stride loop over the collapsed iteration space
-    def _grid_loop(self, var: str, start: int, end: int, blocks: tuple[str, str]) -> str:
-        """A grid-stride loop over [start, end) as block ``blocks[0]`` of ``blocks[1]``."""
+    def _grid_loop(self, var: str, start: int | str, end: int | str,
+                   blocks: tuple[str, str]) -> str:
+        """A grid-stride loop over [start, end) as block ``blocks[0]`` of ``blocks[1]``
+        (numbers, or C expressions of a generic kernel's sizes)."""
         ix = self.idx
         block, nblocks = blocks
         first = f"({ix}){block} * ({ix})blockDim.x + ({ix})threadIdx.x"
         if start:
-            first = f"{_int(start)} + {first}"
-        return (f"for ({ix} {var} = {first}; {var} < {_int(end)}; "
+            first = f"{start if isinstance(start, str) else _int(start)} + {first}"
+        end = end if isinstance(end, str) else _int(end)
+        return (f"for ({ix} {var} = {first}; {var} < {end}; "
                 f"{var} += ({ix})blockDim.x * ({ix}){nblocks})")
 
-    def _elementwise(self, w: _Writer, blocks: tuple[str, str], start: int = 0) -> None:
+    def _elementwise(self, w: _Writer, blocks: tuple[str, str], start: int | str = 0) -> None:
         """The points from ``start`` on, one per iteration."""
         k = self.k
         nl = len(k.loads)
-        with w.block(self._grid_loop("i", start, self.size, blocks)):
-            bases = [_int(ld.offset) for ld in k.loads] + ["0"] * len(k.stores)
+        with w.block(self._grid_loop("i", start, self.size_c, blocks)):
+            bases = [_int(off) for off in self.offsets] + ["0"] * len(k.stores)
             offs = self._level(w, "i", self.outer, self.o_st, bases, ("o", "s"), "d")
             memo: dict[int, str] = {}
             for i, st in enumerate(k.stores):
@@ -347,7 +471,9 @@ class _Generator:
         then the last size % V points as in the scalar entry."""
         k = self.k
         v, contiguous = self.vector
-        nvec = self.size // v
+        # A generic kernel's point count is known at run time only: both loops are
+        # written, and run no iteration where they have nothing to do.
+        nvec = f"{self.size_c} / {v}" if self.generic else self.size // v
         if nvec:
             with w.block(self._grid_loop("v", 0, nvec, blocks)):
                 vectors: dict[int, str] = {}
@@ -355,8 +481,8 @@ class _Generator:
                     ld = k.loads[j]
                     ty = f"{_VECTOR[ld.dtype]}{v}"
                     ptr = self._in_ptr(ld)
-                    if ld.offset:
-                        ptr = f"{ptr} + {_int(ld.offset)}"
+                    if self.offsets[j]:
+                        ptr = f"{ptr} + {_int(self.offsets[j])}"
                     w(f"const {ty} vec{j} = reinterpret_cast<const {ty}*>({ptr})[v];")
                     vectors[j] = f"vec{j}"
                 # Values that read no contiguous load are the same in every lane: lane 0
@@ -369,7 +495,7 @@ class _Generator:
                 lanes = []
                 for c in range(v):
                     memo = dict(shared)
-                    lane = _Lane(vectors, c, k)
+                    lane = _Lane(vectors, c, self.offsets)
                     lanes.append([self._value(w, st.expr, memo, lane, f"l{c}_")
                                   for st in k.stores])
                     if c == 0:
@@ -379,7 +505,9 @@ class _Generator:
                     ty = f"{_VECTOR[d]}{v}"
                     parts = ", ".join(self._stored(d, lanes[c][i]) for c in range(v))
                     w(f"reinterpret_cast<{ty}*>(out{i})[v] = {ty}{{{parts}}};")
-        if self.size % v:
+        if self.generic:
+            self._elementwise(w, blocks, start=f"{nvec} * {v}")
+        elif self.size % v:
             # Fewer than V points, so one iteration for a few threads.
             self._elementwise(w, blocks, start=nvec * v)
 
@@ -388,7 +516,7 @@ class _Generator:
         k, ix = self.k, self.idx
         nl, ns = len(k.loads), len(k.stores)
         last = len(self.reductions)
-        if self.warp_rows:
+        if self._warp:
             w("const int tpr = 32;")
         else:
             w("const int tpr = (int)blockDim.x;")
@@ -396,12 +524,12 @@ class _Generator:
         w("const int gpb = (int)blockDim.x / tpr;")
         w("const int lane = (int)threadIdx.x % tpr;")
         loop = (f"for ({ix} g = ({ix})blockIdx.x * ({ix})gpb + ({ix})((int)threadIdx.x / tpr); "
-                f"g < ({ix}){_int(self.rows)} * nsplit; g += ({ix})gridDim.x * ({ix})gpb)")
+                f"g < ({ix}){self.rows_c} * nsplit; g += ({ix})gridDim.x * ({ix})gpb)")
         with w.block(loop):
             w(f"const {ix} row = g / nsplit;")
             w(f"const {ix} vl = (g - row * nsplit) * tpr + lane;   // this thread's first point")
             w(f"const {ix} nthreads = ({ix})nsplit * tpr;")
-            bases = [_int(ld.offset) for ld in k.loads] + ["0"] * ns
+            bases = [_int(off) for off in self.offsets] + ["0"] * ns
             row_offs = self._level(w, "row", self.outer, self.o_st, bases, ("ro", "rs"), "d")
             memo: dict[int, str] = {}
             for r, j in enumerate(self.reductions):
@@ -427,7 +555,7 @@ class _Generator:
 
     def _inner_loop(self) -> str:
         ix = self.idx
-        return f"for ({ix} j = vl; j < {_int(self.inner)}; j += nthreads)"
+        return f"for ({ix} j = vl; j < {self.inner_c}; j += nthreads)"
 
     def _inner_offsets(self, w: _Writer, row_offs: _Offsets) -> _Offsets:
         n = len(self.k.loads) + len(self.k.stores)
@@ -438,7 +566,7 @@ class _Generator:
         k = self.k
         e = k.exprs[j]
         arg = e.args[0]
-        acc = accumulator_dtype(self.k, e)   # the policy both backends share
+        acc = self._accumulator(e)
         red = f"ember_red_{e.op[7:]}_{_SUFFIX[acc]}"
         self._ensure_row(w, arg, memo, row_offs)
         a = f"a{j}"
@@ -452,27 +580,40 @@ class _Generator:
                 if acc is not e.dtype:
                     v = _convert(v, e.dtype, acc)
                 w(f"{a} = {red}::apply({a}, {v});")
-            if self.warp_rows:
+            if self._warp:
                 w(f"{a} = ember_warp_reduce<{red}>({a});")
             else:
                 w(f"{a} = ember_block_reduce<{red}>({a}, smem);")
-            if self.split:
+            if self._split:
                 with w.block(f"if (PHASE == {r})"):
                     w(f"if (threadIdx.x == 0) *reinterpret_cast<{_CTYPE[acc]}*>("
-                      f"ws + {_int(r * self.rows)} * nsplit + g) = {a};")
+                      f"ws + {self._partials(r)} * nsplit + g) = {a};")
                     w("continue;")
-        if self.split:
+        if self._split:
             # Later phases: this row's partials from the earlier launch, combined in the
             # same order by every block of the row.
             with w.block("else"):
                 w(f"{a} = {red}::identity();")
                 with w.block("for (int t = (int)threadIdx.x; t < nsplit; t += (int)blockDim.x)"):
                     w(f"{a} = {red}::apply({a}, *reinterpret_cast<const {_CTYPE[acc]}*>("
-                      f"ws + ({_int(r * self.rows)} + row) * nsplit + t));")
+                      f"ws + ({self._partials(r)} + row) * nsplit + t));")
                 w(f"{a} = ember_block_reduce<{red}>({a}, smem);")
         name = f"r{j}"
         w(f"const {_CTYPE[e.dtype]} {name} = {_convert(a, acc, e.dtype)};")
         memo[j] = name
+
+    def _accumulator(self, e) -> DType:
+        """The dtype reduction ``e`` accumulates in: the policy both backends share, or
+        in a generic kernel's layout the one it is written for."""
+        if not self.generic:
+            return accumulator_dtype(self.k, e)
+        if e.op == "reduce_sum" and e.dtype is F32:
+            return F64 if self._wide else F32
+        return e.dtype
+
+    def _partials(self, r: int) -> str:
+        """Where reduction ``r``'s partials start in the workspace (in rows x nsplit)."""
+        return f"({r} * n_rows)" if self.generic else _int(r * self.rows)
 
     def _ensure_row(self, w: _Writer, j: int, memo: dict, offs: _Offsets) -> None:
         """Compute, at row scope, the row-level exprs that expr ``j`` uses (so an inner
@@ -549,12 +690,21 @@ def _ident(name: str) -> str:
     return ident if not ident[0].isdigit() else "k_" + ident
 
 
+def _generic_name(kernel: Kernel, layout_template: tuple) -> str:
+    """A generic kernel's entry name: from what its code depends on, never its sizes."""
+    description = repr((kernel.structure(), layout_template))
+    return "generic_" + hashlib.sha1(description.encode()).hexdigest()[:16]
+
+
 def _span(shape: tuple[int, ...], strides: tuple[int, ...]) -> int:
     """The largest |element offset| a stride list reaches over ``shape``."""
     return sum(max(n - 1, 0) * abs(s) for n, s in zip(shape, strides))
 
 
 def _int(v: int) -> str:
-    """An integer literal of a type wide enough for it."""
+    """An integer literal of a type wide enough for it; a generic kernel's ``Param`` is
+    its run-time value (the local ``D<index>``, read from ``dims``)."""
+    if isinstance(v, Param):
+        return f"D{v.index}"
     v = int(v)
     return str(v) if -_I31 <= v <= _I31 else f"{v}LL"
