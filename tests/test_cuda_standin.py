@@ -341,3 +341,25 @@ def test_a_multi_kernel_that_fails_to_compile_keeps_the_separate_kernels(monkeyp
         assert len(launched) == launches
         assert [len(k.parts) for k in cf.kernels() if k.parts] == ([2] if launches == 1 else [])
         monkeypatch.undo()
+
+
+def test_varying_batch_sizes_on_cuda_share_generic_kernels():
+    """Dynamic shapes on the GPU path: every batch size equals the CPU, and sizes after
+    the second compile no new CUDA module."""
+    lin = nn.Linear(12, 16)
+    ref = lambda x: (F.gelu(lin(x)).softmax(-1) * 2).sum(0)  # noqa: E731
+    wants = {}
+    for b in (9, 7, 13, 20, 5):
+        x = ember.randn(b, 12)
+        wants[b] = (x, ref(x).detach().numpy())
+    lin.to("cuda")
+    cf = ember.compile(ref)
+    builds = []
+    for b, (x, want) in wants.items():
+        got = cf(x.cuda())
+        np.testing.assert_allclose(got.detach().cpu().numpy(), want, rtol=1e-5, atol=1e-5)
+        builds.append(cf.stats()["code_builds"])
+    assert not cf.stats()["fallbacks"]
+    assert builds[0] >= 1 and builds[-1] == builds[1], builds   # 13, 20, 5: no new code
+    generic = [k for k in cf.kernels() if k.kernel is not None and k.kernel.generic]
+    assert generic and all(k.backend == "cuda" for k in generic)

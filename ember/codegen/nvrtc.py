@@ -153,7 +153,9 @@ def cached_cubin(source: str, arch: str, entries: list[str],
             cache.stats.rejected += 1
             warnings.warn(f"ember cache: the CUBIN under {key[:16]} lacks the entry points "
                           f"{entries}; rebuilding it", CacheWarning, stacklevel=2)
-    cubin, _ = compile_cubin(source, arch, options=options)
+    from ember.codegen.phases import phase   # (here: the NVRTC worker loads this file alone)
+    with phase("cuda"):   # a compile's share of the plan build (explain, code_builds)
+        cubin, _ = compile_cubin(source, arch, options=options)
     if not _defines(cubin, entries):
         raise NvrtcError(f"the CUBIN for {arch} lacks the entry points {entries}")
     if cache is not None:

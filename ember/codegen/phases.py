@@ -20,7 +20,7 @@ from typing import Iterator
 
 _local = threading.local()
 # The phases in compile order ("other": the plan's first run, memory planning...).
-ORDER = ("passes", "fuse", "lower", "codegen", "llvm")
+ORDER = ("passes", "fuse", "lower", "codegen", "llvm", "cuda")
 
 
 @contextmanager

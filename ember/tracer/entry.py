@@ -253,7 +253,7 @@ class Entry:
                                      reference=self.owner.dynamic.reference(sg),
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
-        if "llvm" in acc and not self.built_code:   # counted once per path
+        if ("llvm" in acc or "cuda" in acc) and not self.built_code:   # once per path
             self.built_code = True
             self.owner.counters["code_builds"] += 1
         if "codegen" in acc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ember.codegen.kernel import Kernel, KernelCache
+from ember.codegen.phases import phase
 from ember.diskcache import default_cache
 from ember.codegen.cuda.ops import _PRELUDE, math_source
 from ember.codegen.cuda.source import (ELEMENTWISE_BLOCK, MAX_GRID_THREADS, MAX_PARAM_BYTES,
@@ -464,7 +465,8 @@ class _Program:
             else:
                 # CuPy compiles one module per (source, options) and caches it per
                 # device; each RawKernel picks its entry point out of that module.
-                fn = cupy.RawKernel(self.source, entry, options=OPTIONS)
+                with phase("cuda"):   # CuPy compiles at the first launch, or now
+                    fn = cupy.RawKernel(self.source, entry, options=OPTIONS)
             self._functions[device.id, entry] = fn
         return fn
 
