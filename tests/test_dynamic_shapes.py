@@ -17,6 +17,7 @@ from ember import dtypes as dt
 from ember.codegen.kernel import Expr, Kernel, Load, Param, Store, collapse_dims
 from ember.codegen.llvm import compile_kernel
 from ember.codegen.llvm import kernels as llvm_kernels
+from test_train_step import make_step
 
 
 @pytest.fixture(autouse=True)
@@ -113,15 +114,7 @@ def _mlp_pair():
         ember.manual_seed(0)
         m = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
                           nn.Linear(16, 10))
-        opt = ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(m(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-        return m, step
+        return m, make_step(m, ember.optim.SGD(m.parameters(), lr=0.05, momentum=0.9))
     return make(), make()
 
 
