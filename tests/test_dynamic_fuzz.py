@@ -58,7 +58,9 @@ def make_program(rng: random.Random):
                 x = x.sum(0, keepdim=True) * 0.1 + x           # a reduction over the batch
             elif kind == 8 and x.ndim == 3:
                 bsz, t, d = x.shape
-                x = x.view(bsz * t, d).relu().view(bsz, t, d)  # flatten to an expression
+                # flatten to an expression of the sizes (view needs contiguous memory:
+                # elementwise results keep a transposed input's strides, as in torch)
+                x = x.contiguous().view(bsz * t, d).relu().view(bsz, t, d)
             else:
                 x = x * 0.9 + 0.1
         if mask_at_end:

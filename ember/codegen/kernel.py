@@ -88,9 +88,10 @@ class Kernel:
     ops: list[str] = field(default_factory=list)   # the primitive ops it fused, for explain()
     src: list[str] = field(default_factory=list)   # the user's lines they came from
     generic: bool = False       # sizes, strides and offsets read at run time (see above)
-    # A generic kernel's loop sizes that vary (read at run time); the others are
-    # compiled in (a row length of 1024 keeps its unrolled loop). None: all vary.
-    varying: frozenset | None = None
+    # Per dim of ``shape``: whether a generic kernel's size there varies (read at run
+    # time); the others are compiled in (a row length of 1024 keeps its unrolled loop).
+    # None: all vary.
+    varying: tuple | None = None
 
     def __post_init__(self) -> None:
         # A bare expr index stores a C-contiguous output of ``shape`` (the common case).

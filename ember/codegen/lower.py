@@ -49,6 +49,41 @@ def _iota(graph, nid: int) -> bool:
             and bool((c == np.arange(c.size)).all()))
 
 
+def _varying_dims(graph, group: Group, reference: dict) -> list[bool]:
+    """Per dim of ``group.full``: whether a member or an operand of the group has another
+    size along it in the ``reference`` build (a value it lacks counts as varying)."""
+    full = group.full
+    varies = [False] * len(full)
+
+    def note(nid: int, at: tuple, dims: list[int]) -> None:
+        """Value ``nid`` read at shape ``at`` whose dims run along iteration ``dims``."""
+        now, then = tuple(graph[nid].shape), reference.get(nid)
+        lead = len(at) - len(now)
+        for k, n in enumerate(now):
+            if then is None or len(then) != len(now) or then[k] != n:
+                varies[dims[lead + k]] = True
+
+    for n in group.nodes:
+        shape = tuple(graph[n].shape)
+        note(n, shape, group.dim_map(n, shape))
+        red = group.role[n] == "red"
+        at = full if red else shape
+        dims = list(range(len(full))) if red else group.dim_map(n, shape)
+        for a in graph[n].args:
+            if len(graph[a].shape) <= len(at):
+                note(a, at, dims)
+    return varies
+
+
+def _unit_varies(graph, nid: int, reference: dict) -> bool:
+    """Whether a size-1 dim of value ``nid`` may be a varying size at 1 (its size differs
+    in the ``reference`` build), rather than a dim that broadcasts at every size."""
+    now, then = tuple(graph[nid].shape), reference.get(nid)
+    if then is None or len(then) != len(now):
+        return True
+    return any(n == 1 and m != 1 for n, m in zip(now, then))
+
+
 def broadcast_strides(array, shape: tuple, keep_unit: bool = False) -> tuple[int, ...]:
     """Element strides reading ``array`` broadcast to ``shape`` (0 on broadcast dims;
     on every size-1 dim unless ``keep_unit``, which keeps the array's own stride where
@@ -66,17 +101,24 @@ def broadcast_strides(array, shape: tuple, keep_unit: bool = False) -> tuple[int
 
 
 def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays: dict,
-                name: str, generic: bool = False, varying: frozenset | None = None
-                ) -> Kernel:
+                name: str, generic: bool = False, dynamic: frozenset = frozenset(),
+                reference: dict | None = None) -> Kernel:
     """Build the Kernel of ``group``; ``arrays`` holds the operands' arrays (for strides).
 
-    ``generic``: a size-generic kernel (its ``varying`` sizes, strides and offsets read at
-    run time: ``Kernel.generic``).
-    Its size-1 dims keep their strides (a plain kernel gives them 0), so that a batch of
-    1 has the layout, and so the machine code, of a batch of 48."""
+    ``generic``: a size-generic kernel (``Kernel.generic``). Which of its dims vary comes
+    from ``reference``, the node shapes of this graph built at other sizes (a dim whose
+    size differs there), else from the call's varying sizes ``dynamic`` (by value). Its
+    size-1 dims keep their strides where the size varies (a plain kernel gives every
+    size-1 dim stride 0, a broadcast), so that a batch of 1 has the layout, and so the
+    machine code, of a batch of 48."""
     full = group.full
     perm = [d for d in range(len(full)) if d not in group.rdims] + sorted(group.rdims)
     pos = {d: i for i, d in enumerate(perm)}
+    varying = None
+    if generic:
+        varies = (_varying_dims(graph, group, reference) if reference is not None
+                  else [n in dynamic for n in full])
+        varying = tuple(varies[d] for d in perm)
 
     def to_iteration(nid: int, shape: tuple, strides: tuple) -> tuple[int, ...]:
         """Per-dim strides of a value at ``nid``'s shape -> strides per iteration dim."""
@@ -104,7 +146,8 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         # over the full shape); the same array read two ways is two Loads.
         red = group.role[user] == "red"
         at = full if red else tuple(graph[user].shape)
-        st = broadcast_strides(arrays[a], at, keep_unit=generic)
+        unit = generic and (reference is None or _unit_varies(graph, a, reference))
+        st = broadcast_strides(arrays[a], at, keep_unit=unit)
         it = (tuple(st[perm[i]] for i in range(len(full))) if red
               else to_iteration(user, at, st))
         key = (a, it)
@@ -130,7 +173,6 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         shape = tuple(graph[o].shape)
         stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
     return Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
-                  reduce_dims=len(group.rdims), generic=generic,
-                  varying=varying if generic else None,
+                  reduce_dims=len(group.rdims), generic=generic, varying=varying,
                   ops=[graph[n].op for n in group.nodes],
                   src=sorted({graph[n].src for n in group.nodes if graph[n].src}))

@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import networkx as nx
-import numpy as np
 
 from ember.codegen.backend import backend_for
 from ember.codegen.kernel import Kernel
@@ -96,14 +95,12 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
     held = keep | set(graph.inputs) | set(plan.consts)
     for unit in _schedule(graph, groups, group_of):
         if isinstance(unit, Group):
+            generic = bool(dynamic) and _varies(graph, unit, dynamic, fixed, reference)
             _add_group(plan, graph, unit, env, keep, escaping, on_fallback,
-                       dynamic if dynamic and _varies(graph, unit, dynamic, fixed, reference)
-                       else frozenset())
+                       (generic, dynamic, reference))
         elif graph[unit].op == "matmul":
             d = graph[unit]
-            shape = tuple(d.shape)
-            transposed = _read_transposed(graph, unit) and _transposed_pays(
-                *(env[a] for a in d.args))
+            shape, transposed = tuple(d.shape), _read_transposed(graph, unit)
             if transposed:
                 shape = shape[:-2] + shape[-2:][::-1]
             step = MatmulStep(graph, unit, Buffer(shape, d.dtype.np, pooled=unit not in escaping,
@@ -140,29 +137,6 @@ def _release(graph, nodes, env: dict, waiting: dict, held: set) -> None:
                 if not w and a not in held:
                     del waiting[a]
                     env.pop(a, None)
-
-
-def _transposed_pays(a, b) -> bool:
-    """Whether BLAS computes ``(a @ b)^T`` as ``b^T @ a^T`` about as fast as ``a @ b``
-    (timed on these arrays, best of two each): the C-order transpose lets the kernels
-    reading it run contiguous, but for some shapes it costs BLAS 3x (a conv's weight
-    gradient, [288, 10816] @ [10816, 64], runs at 65 GFLOP/s one way, 187 the other).
-    Small products keep the transpose without timing."""
-    if a.ndim != 2 or b.ndim != 2 or type(a) is not np.ndarray or type(b) is not np.ndarray:
-        return True
-    if a.shape[0] * a.shape[1] * b.shape[1] < (1 << 22):   # < ~8 MFLOP: < ~0.1 ms
-        return True
-
-    def best(f) -> float:
-        times = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-    straight = best(lambda: np.matmul(a, b))
-    swapped = best(lambda: np.matmul(b.T, a.T))
-    return swapped <= 1.1 * straight
 
 
 def _read_transposed(graph, nid: int) -> bool:
@@ -290,8 +264,9 @@ def _varies(graph, group: Group, dynamic: frozenset, fixed: set, reference) -> b
 
 
 def _add_group(plan, graph, group, env, keep, escaping, on_fallback,
-               generic: frozenset = frozenset()) -> None:
-    """``generic``: the varying sizes if the kernel is to be size-generic, else empty."""
+               sizes: tuple = (False, frozenset(), None)) -> None:
+    """``sizes``: whether the kernel is size-generic, the varying sizes and the reference
+    build's shapes (``lower_group``)."""
     args = external_args(graph, group)
     outs = group_outputs(graph, group, keep)
     name = f"kernel{len(plan.kernels)}"
@@ -300,8 +275,7 @@ def _add_group(plan, graph, group, env, keep, escaping, on_fallback,
     backend = backend_for(device.type)   # fusion grouped it: there is one
     try:
         with phase("lower"):
-            kernel = lower_group(graph, group, args, outs, env, name, bool(generic),
-                                 generic or None)
+            kernel = lower_group(graph, group, args, outs, env, name, *sizes)
         with phase("codegen"):   # LLVM's own share is phase "llvm", inside this one
             compiled = backend.compile_kernel(kernel)
     except Exception as e:  # a compile error costs speed, never correctness

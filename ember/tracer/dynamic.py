@@ -125,7 +125,7 @@ class DynamicDims:
         operands, dtypes: the same program) at other sizes, or None if there is none
         (then its shapes are kept for the next). A kernel whose shapes differ from that
         build's iterates over a varying size: the plan compiles it size-generic."""
-        if self.mode is False:
+        if self.mode is not None:   # False: none varies; True: all do, from the start
             return None
         sig = hash(tuple((n, graph[n].op, graph[n].args, graph[n].dtype)
                          for n in graph.nodes()))

@@ -250,7 +250,7 @@ class Entry:
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      dynamic=self._dynamic_sizes(observed),
-                                     reference=self.owner.dynamic.reference(sg),
+                                     reference=self.owner.dynamic.reference(seg.traced),
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
         if ("llvm" in acc or "cuda" in acc) and not self.built_code:   # once per path

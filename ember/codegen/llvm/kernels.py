@@ -217,7 +217,10 @@ class CompiledKernels:
     def __init__(self, kernels: list[Kernel], name: str) -> None:
         if _DATA_OFFSET is None:  # pragma: no cover
             raise NotImplementedError("horizontal fusion needs ndarray data pointer offsets")
-        self.name = _ident(name)
+        # Named after what it computes, not the plan's step numbers: the same updates
+        # planned again (another batch size) find this code in memory and on disk.
+        signatures = repr([k.signature() for k in kernels])
+        self.name = "batch_" + hashlib.sha1(signatures.encode()).hexdigest()[:16]
         self.parts = [CompiledKernel.__new__(CompiledKernel) for _ in kernels]
         bounds, total = [], 0
         for i, (k, part) in enumerate(zip(kernels, self.parts)):
@@ -241,7 +244,7 @@ class CompiledKernels:
                     for k, part in zip(kernels, self.parts)]
             self._driver(module, subs, bounds)
             return str(module)
-        self._code = _shared_code(f"{self.name} {[k.signature() for k in kernels]!r}", build)
+        self._code = _shared_code(f"{self.name} {signatures}", build)
         self._engine, self.source = self._code.engine, self._code.source
         ftype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
         self._cfunc = ftype(self._engine.get_function_address(self.name))

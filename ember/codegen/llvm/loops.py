@@ -38,7 +38,7 @@ class _Layout:
         strides = [ld.strides for ld in kernel.loads] + [st.strides for st in kernel.stores]
         unit = kernel.generic   # a generic kernel keeps size-1 dims (collapse_dims)
         # Which dims vary (a generic kernel reads those sizes at run time, see Kernel)
-        flags = tuple(kernel.varying is None or n in kernel.varying for n in kernel.shape)
+        flags = kernel.varying or (True,) * len(kernel.shape)
         outer, o_st, o_f = collapse_dims(kernel.shape[:split], [s[:split] for s in strides],
                                          unit, flags[:split])
         inner, i_st, i_f = collapse_dims(kernel.shape[split:], [s[split:] for s in strides],
