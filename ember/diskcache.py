@@ -22,6 +22,7 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 MAGIC = b"EMBERCACHE1\n"
 SUFFIX = ".bin"
 DEFAULT_MAX_MB = 512
+RESCAN_EVERY = 256   # writes between full scans of the folder (see DiskCache.put)
 
 
 class CacheWarning(UserWarning):
@@ -57,6 +59,13 @@ class DiskCache:
         self.stats = CacheStats()
         self._lock = threading.Lock()
         self._ready = False
+        # The entries, least recently used first, with their sizes, as of the last scan
+        # of the folder plus this process's own writes and reads since. A scan stats
+        # every entry (~0.1 s at 40,000): a write rescans only every RESCAN_EVERY writes
+        # (other processes write too), and evicts from this order in between.
+        self._lru: collections.OrderedDict[str, int] | None = None
+        self._total = 0
+        self._since_scan = 0
 
     # ---- keys -----------------------------------------------------------------------
     @staticmethod
@@ -97,6 +106,9 @@ class DiskCache:
             os.utime(path)  # least recently used goes first
         except OSError:
             pass
+        with self._lock:
+            if self._lru is not None and path in self._lru:
+                self._lru.move_to_end(path)
         self.stats.hits += 1
         return payload
 
@@ -117,6 +129,14 @@ class DiskCache:
                           stacklevel=2)
             return
         self.stats.writes += 1
+        path = self._path(key)
+        with self._lock:
+            self._since_scan += 1
+            if self._lru is not None and self._since_scan < RESCAN_EVERY:
+                self._total += len(blob) - self._lru.pop(path, 0)
+                self._lru[path] = len(blob)
+                self._evict_known()
+                return
         self.evict()
 
     # ---- housekeeping ---------------------------------------------------------------
@@ -141,18 +161,25 @@ class DiskCache:
         """Remove the least recently used entries until the total fits; returns how many."""
         with self._lock:
             entries = self.entries()
-            total = sum(size for _, size, _ in entries)
-            removed = 0
-            for path, size, _ in entries:
-                if total <= self.max_bytes:
-                    break
-                _remove(path)
-                total -= size
-                removed += 1
-            return removed
+            self._lru = collections.OrderedDict((path, size) for path, size, _ in entries)
+            self._total = sum(size for _, size, _ in entries)
+            self._since_scan = 0
+            return self._evict_known()
+
+    def _evict_known(self) -> int:
+        """Remove the least recently used entries of ``_lru`` until the total fits (the
+        lock is held)."""
+        removed = 0
+        while self._total > self.max_bytes and self._lru:
+            path, size = self._lru.popitem(last=False)
+            _remove(path)
+            self._total -= size
+            removed += 1
+        return removed
 
     def clear(self) -> int:
         """Remove every entry (and stale temporary files); returns how many entries."""
+        self._lru = None
         entries = self.entries()
         for path, _, _ in entries:
             _remove(path)
