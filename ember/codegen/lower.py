@@ -84,6 +84,23 @@ def _unit_varies(graph, nid: int, reference: dict) -> bool:
     return any(n == 1 and m != 1 for n, m in zip(now, then))
 
 
+def _unexpanded_unit_strides(graph, nid: int, at: tuple, st: tuple) -> tuple:
+    """Strides of expand ``nid`` read at ``at`` with each size-1 dim that the expand kept
+    (it was 1 in its input too) given its input's C-order stride: NumPy's broadcast_to
+    sets it to 0, where a batch of 48 has the input's stride. Any stride reads a size-1
+    dim the same, so this only makes a batch of 1 lay out like other sizes."""
+    src = tuple(graph[graph[nid].args[0]].shape)
+    out = tuple(graph[nid].shape)
+    lead_src, lead_at = len(out) - len(src), len(at) - len(out)
+    dense = contiguous_strides(src)
+    fixed = list(st)
+    for k, n in enumerate(out):
+        j = k - lead_src
+        if n == 1 and j >= 0 and src[j] == 1 and at[lead_at + k] == 1:
+            fixed[lead_at + k] = dense[j]
+    return tuple(fixed)
+
+
 def broadcast_strides(array, shape: tuple, keep_unit: bool = False) -> tuple[int, ...]:
     """Element strides reading ``array`` broadcast to ``shape`` (0 on broadcast dims;
     on every size-1 dim unless ``keep_unit``, which keeps the array's own stride where
@@ -148,6 +165,8 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         at = full if red else tuple(graph[user].shape)
         unit = generic and (reference is None or _unit_varies(graph, a, reference))
         st = broadcast_strides(arrays[a], at, keep_unit=unit)
+        if unit and d.op == "expand":
+            st = _unexpanded_unit_strides(graph, a, at, st)
         it = (tuple(st[perm[i]] for i in range(len(full))) if red
               else to_iteration(user, at, st))
         key = (a, it)
