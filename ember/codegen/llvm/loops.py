@@ -54,8 +54,15 @@ class _Layout:
             return cls(outer, o_st, inner, i_st, empty, offsets)
         p = Parametrizer()
         outer, inner = p.sizes(outer, o_f), p.sizes(inner, i_f)
-        o_st = [p.strides(st) for st in o_st]
-        i_st = [p.strides(st) for st in i_st]
+        # Along any dim but the innermost loop's, even a stride of 0 or 1 is read at run
+        # time: a stride is a product of the sizes inside it, so at size 1 a contiguous
+        # array has stride 1 where other sizes have a varying one, and the code must be
+        # the same. (The innermost loop keeps them: its unit stride is what vectorizes.)
+        last_o = len(outer) - 1 if not kernel.reduce_dims else None
+        o_st = [tuple(p.stride(s) if d == last_o else p.size(s) for d, s in enumerate(st))
+                for st in o_st]
+        i_st = [tuple(p.stride(s) if d == len(inner) - 1 else p.size(s)
+                      for d, s in enumerate(st)) for st in i_st]
         offsets = p.strides(offsets)
         return cls(outer, o_st, inner, i_st, empty, offsets, tuple(p.values))
 
@@ -170,7 +177,7 @@ class _LoopNest:
             b.position_at_end(loop)
             i = b.phi(_I64, name=f"{tag}{depth}")
             i.add_incoming(lo, pre)
-            offs = [off if st[depth] == 0 else
+            offs = [off if _zero(st[depth]) else
                     b.add(off, b.mul(i, self._int(st[depth])))
                     for off, st in zip(offs, strides)]
             level(depth + 1, offs)
@@ -284,7 +291,7 @@ class _LoopNest:
             n = ld.args[0]
             # (0 and 1 are never Params: a generic kernel's test is structural too)
             if (lay.offsets[n] == 0 and lay.inner_strides[n] == (1,)
-                    and not any(lay.outer_strides[n])):
+                    and all(_zero(st) for st in lay.outer_strides[n])):
                 return v, i
         return None
 
@@ -300,7 +307,7 @@ class _LoopNest:
         inside = b.and_(b.icmp_signed(">=", idx, ir.Constant(_I64, 0)),
                         b.icmp_signed("<", idx, n))
         at = b.select(inside, idx, ir.Constant(_I64, 0))   # index 0 always exists (n > 1)
-        moved = [off if st[0] == 0 else b.add(off, b.mul(at, self._int(st[0])))
+        moved = [off if _zero(st[0]) else b.add(off, b.mul(at, self._int(st[0])))
                  for off, st in zip(offs, self.layout.inner_strides)]
         value = self._value(v, moved, dict(memo))
         ty = _VALUE_TYPE[k.exprs[r].dtype]
@@ -463,6 +470,12 @@ class _LoopNest:
         if dt is dtypes.bool_:
             v = b.zext(v, _I8)
         b.store(v, b.gep(self.out_ptrs[i], [off], inbounds=True, source_etype=_STORAGE_TYPE[dt]))
+
+
+def _zero(stride) -> bool:
+    """A literal stride of 0 (a broadcast), never a Param that is 0 in this instance:
+    code shared by every size must not depend on one size's values."""
+    return stride == 0 and not isinstance(stride, Param)
 
 
 def _const(value, dt: DType) -> ir.Constant:
