@@ -15,11 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ember.dispatch import dispatch
+from ember.ops.movement import _fold2d, _out_size
 from ember.ops.registry import EXTERN, MOVEMENT, defop
-
-
-def _out_size(n, k, stride, pad, dilation):
-    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
 def _native():
@@ -62,13 +59,9 @@ def _col2im(xp, cols, shape, kernel, stride, padding, dilation):
     n, c, h, w = shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     oh, ow = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
-    cols = cols.reshape(n, oh, ow, c, kh, kw)
-    out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for i in range(kh):  # kh*kw strided adds; overlapping windows accumulate
-        for j in range(kw):
-            out[:, :, i * dh:i * dh + sh * oh:sh, j * dw:j * dw + sw * ow:sw] += \
-                cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
-    return out[:, :, ph:ph + h, pw:pw + w]
+    # fold2d's [N, C*kh*kw, OH*OW] layout, as a view of this one's [N*OH*OW, C*kh*kw]
+    cols = cols.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    return _fold2d(xp, cols, shape, kernel, stride, padding, dilation)
 
 
 def _im2col_vjp(g, out, a, kernel, stride, padding, dilation):

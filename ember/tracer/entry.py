@@ -21,7 +21,7 @@ from ember.ir.graph import Graph
 from ember.ir.interpreter import TensorInterpreter
 from ember.ir.passes import run_pipeline
 from ember.ops.random import preserved_rng
-from ember.runtime.memory import Arena, release_free_memory
+from ember.runtime.memory import release_free_memory
 from ember.runtime.plan import build_plan
 from ember.tensor import Tensor, array_of
 from ember.tracer import events, pytree
@@ -64,7 +64,7 @@ class Entry:
         # The working memory every plan of this entry shares, and the owner's other
         # entries too: a function runs one call at a time (its lock), so the sizes of a
         # dynamic-shape function share one block as large as the largest needs.
-        self.arena = getattr(owner, "arena", None) or Arena()
+        self.arena = owner.arena
 
     # ---- tracing ------------------------------------------------------------------------
     def _trace(self, args, kwargs, leaves):
