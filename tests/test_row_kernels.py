@@ -153,10 +153,13 @@ def test_layer_norm_backward_row_sums_share_a_pass():
     def step(x, w, b):
         F.layer_norm(x, (64,), w, b).pow(2).sum().backward()
     ks = [k.kernel for k in _kernels(step, x, w, b) if k.kernel is not None]
-    rows = [k for k in ks if k.reduce_dims]
+    rows = [k for k in ks if k.reduce_dims and k.shape == (16, 64)]
     assert len(rows) == 1   # forward and backward in one row kernel
     passes = _reduce_passes(rows[0])
     assert len(passes) == 2   # the statistics, then the backward's two row sums
+    # The weight and bias gradients sum down the batch: column sums, generated too.
+    columns = [k for k in ks if k.reduce_dims and k.shape == (64, 16)]
+    assert columns and all(k.loads for k in columns)
 
 
 # ---- log_softmax + NLL, cross entropy -----------------------------------------------------

@@ -35,6 +35,9 @@ class Backend:
     device_type: str = ""       # the ``Device.type`` it compiles for
     # The value dtypes its generated code handles (a kernel touching another falls back).
     dtypes: frozenset = KERNEL_DTYPES
+    # Whether it reduces down columns (over a tensor's leading dims) as fast as along
+    # rows: it then gets bias gradients and other column sums to fuse.
+    column_reductions: bool = False
 
     def supports(self, op: str, dtype: DType) -> bool:
         """Whether a Kernel expr ``op`` producing ``dtype`` can be compiled."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ember import dtypes
 from ember.codegen.kernel import Expr, Kernel, Load, Store, contiguous_strides
 from ember.codegen.policy import REDUCE_OPS
 
@@ -138,10 +139,14 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         varying = tuple(varies[d] for d in perm)
 
     def to_iteration(nid: int, shape: tuple, strides: tuple) -> tuple[int, ...]:
-        """Per-dim strides of a value at ``nid``'s shape -> strides per iteration dim."""
+        """Per-dim strides of a value at ``nid``'s shape -> strides per iteration dim.
+        (A generic kernel keeps a size-1 dim's stride where the full size is 1 too, but
+        not on a reduced dim of a value with one value per row.)"""
+        row = group.role.get(nid) in ("row", "red")
         out = [0] * len(full)
         for j, d in enumerate(group.dim_map(nid, shape)):
-            if shape[j] != 1 or (generic and full[d] == 1):
+            if shape[j] != 1 or (generic and full[d] == 1
+                                 and not (row and d in group.rdims)):
                 out[pos[d]] = strides[j]
         return tuple(out)
 
@@ -191,7 +196,39 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
     for o in outputs:
         shape = tuple(graph[o].shape)
         stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
-    return Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
-                  reduce_dims=len(group.rdims), generic=generic, varying=varying,
-                  ops=[graph[n].op for n in group.nodes],
-                  src=sorted({graph[n].src for n in group.nodes if graph[n].src}))
+    kernel = Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
+                    reduce_dims=len(group.rdims), generic=generic, varying=varying,
+                    ops=[graph[n].op for n in group.nodes],
+                    src=sorted({graph[n].src for n in group.nodes if graph[n].src}))
+    _store_per_point(kernel)
+    return kernel
+
+
+def _store_per_point(kernel: Kernel) -> None:
+    """Give every full-shape output a per-point expr. An output computed from values
+    broadcast along the reduced dims only (a bias expanded over the batch, in the kernel
+    of the bias gradient's column sum) has one value per row, but is stored at every
+    point: it is stored as ``where(ne(p, p), v, v)``, which is ``v`` whatever the
+    per-point load ``p``, and which a backend computes and stores per point. (Where the
+    reduced dims it is stored along have size 1, it is stored once per row.)"""
+    if not kernel.reduce_dims:
+        return
+    nd, row = len(kernel.shape), kernel.row_level()
+    lo = nd - kernel.reduce_dims
+    cond = None
+    for i, st in enumerate(kernel.stores):
+        if not row[st.expr] or not any(st.strides[lo:]):
+            continue
+        if all(kernel.shape[d] == 1 for d in range(lo, nd) if st.strides[d]):
+            kernel.stores[i] = Store(st.expr, st.strides[:lo] + (0,) * kernel.reduce_dims)
+            continue
+        if cond is None:
+            point = next((j for j, e in enumerate(kernel.exprs)
+                          if e.op == "load" and not row[j]), None)
+            if point is None:   # validate() refuses it: it runs eagerly
+                return
+            cond = len(kernel.exprs)
+            kernel.exprs.append(Expr("ne", (point, point), dtypes.bool_))
+        kernel.exprs.append(Expr("where", (cond, st.expr, st.expr),
+                                 kernel.exprs[st.expr].dtype))
+        kernel.stores[i] = Store(len(kernel.exprs) - 1, st.strides)

@@ -45,6 +45,7 @@ class LLVMBackend(Backend):
 
     name = "llvm"
     device_type = "cpu"
+    column_reductions = True   # loops.py's column order
 
     def compile_kernel(self, kernel: Kernel) -> CompiledKernel:
         return compile_kernel(kernel)

@@ -31,6 +31,8 @@ class _Layout:
     empty: bool
     offsets: tuple[int, ...] = ()     # each load's element offset
     dims: tuple[int, ...] | None = None   # a generic kernel's run-time values
+    # Whether the loads suit column order (``_column_layout``); the loop nest decides.
+    column: bool = False
 
     @classmethod
     def of(cls, kernel: Kernel) -> "_Layout":
@@ -48,28 +50,42 @@ class _Layout:
         empty = outer == (0,) or (kernel.reduce_dims > 0 and inner == (0,) and not any(
             e.op in REDUCTIONS for e in kernel.exprs))
         offsets = tuple(ld.offset for ld in kernel.loads)
+        column = (kernel.reduce_dims > 0 and not empty
+                  and _column_layout(outer, o_st[:len(kernel.loads)], i_st[:len(kernel.loads)]))
         # (An empty dim collapses every stride to 0, which would read as a broadcast:
         # such a kernel keeps static code.)
         if not kernel.generic or empty or 0 in kernel.shape:
-            return cls(outer, o_st, inner, i_st, empty, offsets)
+            return cls(outer, o_st, inner, i_st, empty, offsets, column=column)
         p = Parametrizer()
         outer, inner = p.sizes(outer, o_f), p.sizes(inner, i_f)
         # Along any dim but the innermost loop's, even a stride of 0 or 1 is read at run
         # time: a stride is a product of the sizes inside it, so at size 1 a contiguous
         # array has stride 1 where other sizes have a varying one, and the code must be
-        # the same. (The innermost loop keeps them: its unit stride is what vectorizes.)
-        last_o = len(outer) - 1 if not kernel.reduce_dims else None
+        # the same. (The innermost loop keeps them: its unit stride is what vectorizes.
+        # In column order that is the last outer dim.)
+        last_o = len(outer) - 1 if not kernel.reduce_dims or column else None
         o_st = [tuple(p.stride(s) if d == last_o else p.size(s) for d, s in enumerate(st))
                 for st in o_st]
         i_st = [tuple(p.stride(s) if d == len(inner) - 1 else p.size(s)
                       for d, s in enumerate(st)) for st in i_st]
         offsets = p.strides(offsets)
-        return cls(outer, o_st, inner, i_st, empty, offsets, tuple(p.values))
+        return cls(outer, o_st, inner, i_st, empty, offsets, tuple(p.values), column)
 
     def template(self) -> tuple:
         """The layout with each Param as its slot: what a generic kernel's code depends on."""
         return template((self.outer_shape, self.outer_strides, self.inner_shape,
-                         self.inner_strides, self.offsets))
+                         self.inner_strides, self.offsets, self.column))
+
+
+def _column_layout(outer, o_st: list, i_st: list) -> bool:
+    """Whether loads with these collapsed strides (loads only, literal numbers) are
+    reduced faster in column order (``_LoopNest._column_order``): every load that moves
+    along the reduced dims moves by 0 or 1 along the last outer dim, and one by 1 there
+    while its innermost reduced stride is not 1. Eight columns at least, to vectorize."""
+    streamed = [n for n, st in enumerate(i_st) if any(st)]
+    return (outer[-1] >= 8 and bool(streamed)
+            and all(o_st[n][-1] in (0, 1) for n in streamed)
+            and any(o_st[n][-1] == 1 and i_st[n][-1] != 1 for n in streamed))
 
 
 
@@ -138,6 +154,7 @@ class _LoopNest:
         self.passes = self._plan_passes() if kernel.reduce_dims else []
         self.stash = self._plan_stash()
         self.pass_no = 0
+        self.column = self._column_order()
 
     def emit(self) -> None:
         b = self.b = ir.IRBuilder(self.fn.append_basic_block("entry"))
@@ -153,8 +170,11 @@ class _LoopNest:
                 self.dims[i] = v
         zeros = [self._int(off) for off in self.layout.offsets]
         zeros += [ir.Constant(_I64, 0) for _ in k.stores]
-        self._nest(self.layout.outer_shape, self.layout.outer_strides, zeros, self._row,
-                   "o", parallel=True)
+        if self.column:
+            self._columns(zeros)
+        else:
+            self._nest(self.layout.outer_shape, self.layout.outer_strides, zeros, self._row,
+                       "o", parallel=True)
         self.b.ret_void()
 
     def _int(self, n: int):
@@ -232,6 +252,102 @@ class _LoopNest:
                 for i, v in zip(point, values):
                     self._store(i, v, inner[nl + i])
             self._nest(lay.inner_shape, lay.inner_strides, offs, body, "s")
+
+    # ---- column order: reductions across rows that lie side by side in memory ----------
+
+    def _column_order(self) -> bool:
+        """Whether to reduce in column order: a row's points are far apart in memory
+        while neighbouring rows are adjacent (``x.sum(0)`` of a C-order matrix, the bias
+        gradient of an NHWC product). Row order would then read a cache line once per
+        row it holds, so instead each tile of neighbouring rows is reduced together: the
+        reduced dims outermost, the tile's rows innermost, contiguous and vectorized.
+
+        Where the layout suits it (``_column_layout``), for one pass of reductions whose
+        results are all the kernel stores (no per-point stores, gathers or stashed
+        values)."""
+        k = self.kernel
+        return (self.layout.column and len(self.passes) == 1 and not self.gathers
+                and not self.stash and all(self.row_level[st.expr] for st in k.stores))
+
+    def _columns(self, zeros: list) -> None:
+        """The kernel in column order (``_column_order``): the outer dims but the last
+        as rows are (split across threads by the first), the last in tiles."""
+        lay = self.layout
+        outer = lay.outer_shape
+        if len(outer) == 1:   # the threads split the columns themselves
+            self._column_tiles(zeros, self.start, self.end)
+            return
+        last = self._int(outer[-1])
+        self._nest(outer[:-1], [s[:-1] for s in lay.outer_strides], zeros,
+                   lambda offs: self._column_tiles(offs, ir.Constant(_I64, 0), last), "o",
+                   parallel=True)
+
+    def _loop(self, lo, hi, body, tag: str, step: int = 1) -> None:
+        """``for i in range(lo, hi, step): body(i)`` over i64 values."""
+        b = self.b
+        pre = b.block
+        loop = self.fn.append_basic_block(f"{tag}loop")
+        done = self.fn.append_basic_block(f"{tag}done")
+        b.cbranch(b.icmp_signed("<", lo, hi), loop, done)
+        b.position_at_end(loop)
+        i = b.phi(_I64, name=tag)
+        i.add_incoming(lo, pre)
+        body(i)
+        nxt = b.add(i, ir.Constant(_I64, step))
+        i.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, hi), loop, done)
+        b.position_at_end(done)
+
+    def _column_tiles(self, offs: list, lo, hi) -> None:
+        """Columns [lo, hi) at ``offs``, ``_TILE`` at a time: each tile's accumulators
+        live in a stack array, one per column."""
+        k, lay, b = self.kernel, self.layout, self.b
+        nl = len(k.loads)
+        last = [s[-1] for s in lay.outer_strides]   # the loads', then the stores'
+        group = self.passes[0]
+        slots = []
+        for r in group:
+            ty = _VALUE_TYPE[self._acc_dtype(k.exprs[r])]
+            with b.goto_block(self.entry):
+                b.position_at_start(self.entry)
+                slots.append((b.alloca(ty, size=_TILE), ty))
+
+        def at(base: list, t) -> list:   # offsets of column t of the tile
+            return [o if _zero(s) else b.add(o, b.mul(t, self._int(s)))
+                    for o, s in zip(base, last)]
+
+        def tile(c0) -> None:
+            n = b.sub(hi, c0)
+            n = b.select(b.icmp_signed("<", n, ir.Constant(_I64, _TILE)), n,
+                         ir.Constant(_I64, _TILE))
+            base = at(offs, c0)
+            zero = ir.Constant(_I64, 0)
+
+            def init(t) -> None:
+                for r, (slot, ty) in zip(group, slots):
+                    b.store(self._identity(k.exprs[r], ty), b.gep(slot, [t], source_etype=ty))
+            self._loop(zero, n, init, "ci")
+
+            def point(inner: list) -> None:
+                def column(t) -> None:
+                    where, local = at(inner, t), {}
+                    for r, (slot, ty) in zip(group, slots):
+                        e = k.exprs[r]
+                        self._accumulate(e, b.gep(slot, [t], source_etype=ty),
+                                         self._value(e.args[0], where, local))
+                self._loop(zero, n, column, "cr")
+            self._nest(lay.inner_shape, lay.inner_strides, base, point, "r0_")
+
+            def store(t) -> None:
+                where = at(base, t)
+                memo = {r: _Scalar(b, self.fn).convert(
+                    b.load(b.gep(slot, [t], source_etype=ty), typ=ty),
+                    self._acc_dtype(k.exprs[r]), k.exprs[r].dtype)
+                    for r, (slot, ty) in zip(group, slots)}
+                for i, st in enumerate(k.stores):
+                    self._store(i, self._value(st.expr, where, memo), where[nl + i])
+            self._loop(zero, n, store, "cs")
+        self._loop(lo, hi, tile, "ct", step=_TILE)
 
     def _plan_passes(self) -> list[list[int]]:
         """The reductions grouped into passes over the row: each joins the last pass
@@ -426,16 +542,19 @@ class _LoopNest:
         with self.b.goto_block(self.entry):
             self.b.position_at_start(self.entry)
             slot = self.b.alloca(ty)
-        if e.op == "reduce_sum":
-            init = ir.Constant(ty, 0.0 if e.dtype.is_floating_point else 0)
-        elif e.dtype.is_floating_point:
-            init = ir.Constant(ty, float("-inf"))
-        elif e.dtype is dtypes.bool_:
-            init = ir.Constant(ty, 0)
-        else:
-            init = ir.Constant(ty, -(1 << (e.dtype.itemsize * 8 - 1)))
-        self.b.store(init, slot)
+        self.b.store(self._identity(e, ty), slot)
         return slot
+
+    @staticmethod
+    def _identity(e: Expr, ty) -> ir.Constant:
+        """The value reduction ``e`` starts from, of accumulator type ``ty``."""
+        if e.op == "reduce_sum":
+            return ir.Constant(ty, 0.0 if e.dtype.is_floating_point else 0)
+        if e.dtype.is_floating_point:
+            return ir.Constant(ty, float("-inf"))
+        if e.dtype is dtypes.bool_:
+            return ir.Constant(ty, 0)
+        return ir.Constant(ty, -(1 << (e.dtype.itemsize * 8 - 1)))
 
     def _accumulate(self, e: Expr, slot, v) -> None:
         b = self.b
@@ -461,7 +580,11 @@ class _LoopNest:
         b.store(new, slot)
 
     def _acc_dtype(self, e: Expr) -> DType:
-        """The accumulator dtype: the shared policy (``policy.accumulator_dtype``)."""
+        """The accumulator dtype: the shared policy (``policy.accumulator_dtype``), but
+        float64 for float32 sums in column order, which add each column's points one by
+        one (row order keeps 64 partial sums)."""
+        if self.column and e.op == "reduce_sum" and e.dtype is dtypes.float32:
+            return dtypes.float64
         return accumulator_dtype(self.kernel, e)
 
     def _store(self, i: int, v, off, expr: int | None = None) -> None:
@@ -488,6 +611,10 @@ def _const(value, dt: DType) -> ir.Constant:
     return ir.Constant(_VALUE_TYPE[dt], v - (1 << bits) if v >> (bits - 1) else v)
 
 
+
+# Columns reduced together in column order (``_LoopNest._column_tiles``): 2 KiB of
+# float64 accumulators, and a contiguous run of 1 KiB of float32 per reduced point.
+_TILE = 256
 
 # Per-point ops worth keeping in memory between passes rather than computing again.
 _EXPENSIVE = frozenset(("pow", "sin", "cos")) | frozenset(DECOMPOSED)

@@ -82,12 +82,14 @@ def fusible(graph, nid: int) -> bool:
     if backend is None or any(graph[a].dtype not in backend.dtypes for a in d.args):
         return False
     if d.op in REDUCE_OPS:
-        # Reductions along a tensor's rows fuse; sums down its columns (a bias gradient,
-        # over the batch dim) stay with NumPy, which adds whole contiguous rows at a time,
-        # where a fused kernel would walk each column with a stride (measured 10x slower).
+        # Reductions along a tensor's rows fuse, and sums down its columns (a bias
+        # gradient, over the batch dim) where the backend reduces neighbouring columns
+        # together (``Backend.column_reductions``); else they stay with NumPy, which adds
+        # whole contiguous rows at a time, where a kernel walking each column with a
+        # stride was measured 10x slower.
         ndim = len(graph[d.args[0]].shape)
         axes = {a % max(ndim, 1) for a in d.attrs["axes"]}
-        return (bool(axes) and (ndim - 1 in axes or ndim == 0)
+        return (bool(axes) and (ndim - 1 in axes or ndim == 0 or backend.column_reductions)
                 and backend.supports(REDUCE_OPS[d.op], d.dtype))
     if d.op == "contiguous":   # a copy: in a kernel, just the value stored again
         return True

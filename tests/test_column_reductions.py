@@ -1,0 +1,181 @@
+"""Column reductions: sums and maxima down a tensor's leading dims (``x.sum(0)``, a bias
+gradient over the batch, a per-channel sum of an NHWC array) are generated and reduced
+in column order, tiles of adjacent columns at a time (``loops._LoopNest._columns``).
+Compiled equals eager and NumPy (float64 references), at sizes around the tile and the
+vector width, in static and size-generic code."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+from ember import dtypes
+from ember.codegen.kernel import Expr, Kernel, Load, Store
+from ember.codegen.llvm.kernels import CompiledKernel
+from ember.codegen.llvm.loops import _TILE, _Layout, _LoopNest
+
+f32 = dtypes.float32
+
+
+def _kernels(fn, *args):
+    return ember.explain(fn, *args).kernels
+
+
+def _column_order(kernel: Kernel) -> bool:
+    nest = _LoopNest.__new__(_LoopNest)
+    nest.kernel, nest.layout = kernel, _Layout.of(kernel)
+    nest.row_level = kernel.row_level()
+    nest.passes = nest._plan_passes()
+    nest.stash = nest._plan_stash()
+    return nest._column_order()
+
+
+def _compiled(fn, *args):
+    """fn compiled: its third call (the first two trace and build), and eager's result."""
+    cf = ember.compile(fn)
+    cf(*args)
+    cf(*args)
+    got, want = cf(*args), fn(*args)
+    stats = cf.stats()
+    assert not stats["fallbacks"] and stats["cache_hits"], stats
+    return got, want
+
+
+@pytest.mark.parametrize("rows,cols", [(1, 8), (3, 9), (64, 255), (1000, _TILE),
+                                       (17, _TILE + 1), (5, 1000), (4096, 1024)])
+def test_sum_down_columns_equals_numpy(rows, cols):
+    rng = np.random.default_rng(rows * 7 + cols)
+    a = rng.standard_normal((rows, cols)).astype(np.float32)
+    got, want = _compiled(lambda x: ((x * 2).sum(0), (x + 1).mean(0), x.amax(0)),
+                          ember.tensor(a))
+    ref = (2 * a.astype(np.float64).sum(0), (a.astype(np.float64) + 1).mean(0), a.max(0))
+    # float32 rounding of the inputs' sum, relative to the sum of magnitudes
+    scale = 2e-6 * (np.abs(a).sum(0).max() + rows)
+    for g, w, r in zip(got, want, ref):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=2e-5, atol=scale)
+        np.testing.assert_allclose(g.numpy(), r, rtol=2e-5, atol=scale)
+
+
+def test_column_sum_is_one_generated_kernel_in_column_order():
+    x = ember.randn(512, 300)
+    ks = _kernels(lambda x: (x * 2).sum(0), x)
+    assert [k.backend for k in ks] == ["llvm"]
+    assert _column_order(ks[0].kernel)
+    # A row sum keeps row order.
+    ks = _kernels(lambda x: (x * 2).sum(1), x)
+    assert not _column_order(ks[0].kernel)
+
+
+def test_float32_column_sums_accumulate_in_float64():
+    # 200,000 float32 values per column, one by one: float32 accumulation would drift.
+    a = np.random.default_rng(0).random((200_000, 16), dtype=np.float32)
+    got, _ = _compiled(lambda x: (x + 0.5).sum(0), ember.tensor(a))
+    want = (a + np.float32(0.5)).astype(np.float64).sum(0)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float64])
+def test_integer_and_double_columns(dtype):
+    a = (np.random.default_rng(1).standard_normal((70, 33)) * 100).astype(dtype)
+    got, want = _compiled(lambda x: (x.sum(0), x.amax(0)), ember.tensor(a))
+    np.testing.assert_array_equal(got[0].numpy(), a.sum(0))
+    np.testing.assert_array_equal(got[1].numpy(), a.max(0))
+    np.testing.assert_array_equal(got[0].numpy(), want[0].numpy())
+
+
+def test_nan_propagates_through_a_column_max():
+    a = np.random.default_rng(2).standard_normal((40, 20)).astype(np.float32)
+    a[13, 5] = np.nan
+    got, _ = _compiled(lambda x: (x * 1).amax(0), ember.tensor(a))
+    np.testing.assert_array_equal(np.isnan(got.numpy()), np.isnan(a.max(0)))
+
+
+def test_middle_dim_and_nhwc_channel_sums():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 50, 40)).astype(np.float32)    # sum over dim 1
+    got, _ = _compiled(lambda x: (x * x).sum(1), ember.tensor(a))
+    np.testing.assert_allclose(got.numpy(), (a.astype(np.float64) ** 2).sum(1), rtol=2e-5)
+    # A per-channel sum of an NHWC array viewed as NCHW (a bias gradient).
+    g = rng.standard_normal((8, 9, 9, 32)).astype(np.float32)
+    x = ember.tensor(g).permute(0, 3, 1, 2)
+    got, _ = _compiled(lambda x: (x * 3).sum((0, 2, 3)), x)
+    np.testing.assert_allclose(got.numpy(), 3 * g.astype(np.float64).sum((0, 1, 2)),
+                               rtol=2e-5, atol=1e-4)
+    ks = _kernels(lambda x: (x * 3).sum((0, 2, 3)), x)
+    assert len(ks) == 1 and _column_order(ks[0].kernel)
+
+
+def test_mixed_layouts_reduce_in_row_order_and_agree():
+    rng = np.random.default_rng(4)
+    g = ember.tensor(rng.standard_normal((4, 7, 7, 16)).astype(np.float32)).permute(0, 3, 1, 2)
+    m = ember.tensor(rng.standard_normal((4, 16, 7, 7)).astype(np.float32))
+    got, want = _compiled(lambda g, m: (g * m).sum((0, 2, 3), keepdim=True), g, m)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-5, atol=1e-5)
+
+
+def test_broadcast_output_beside_a_column_sum():
+    # ``e`` is the bias broadcast over the batch: one value per column of the column sum's
+    # kernel, but an output at every point (stored per point, lower._store_per_point).
+    x, b = ember.randn(33, 12), ember.randn(12)
+
+    def f(x, b):
+        e = b.expand(33, 12) * 2
+        return (x * e).sum(0), e + 0
+    got, want = _compiled(f, x, b)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_kernel_level_column_order_with_a_stored_row_value():
+    # rows = 20 columns of a [50, 20] array: reduce_sum then * 0.5, stored per column.
+    n, c = 50, 20
+    k = Kernel("colk", (c, n), [Load(0, f32, (1, c))],
+               [Expr("load", (0,), f32), Expr("reduce_sum", (0,), f32),
+                Expr("const", (0.5,), f32), Expr("mul", (1, 2), f32)],
+               [Store(3, (1, 0))], reduce_dims=1)
+    assert _column_order(k)
+    a = np.random.default_rng(5).standard_normal((n, c)).astype(np.float32)
+    out = np.empty(c, np.float32)
+    CompiledKernel(k).run([a], [out])
+    np.testing.assert_allclose(out, a.astype(np.float64).sum(0) * 0.5, rtol=1e-6)
+
+
+def test_generic_column_sums_share_code_across_batch_sizes():
+    cf = ember.compile(lambda x, w: ((x * w).sum(0), (x + w).amax(0)), dynamic=True)
+    w = ember.randn(40)
+    builds = []
+    for b in (64, 48, 17, 300, 1, 9):
+        x = ember.randn(b, 40)
+        for _ in range(3):   # until a call replays (a new size traces: eager's result)
+            hits = cf.stats()["cache_hits"]
+            got = cf(x, w)
+            if cf.stats()["cache_hits"] > hits:
+                break
+        else:
+            raise AssertionError(f"batch {b} never replayed: {cf.stats()}")
+        ref = ((x.numpy() * w.numpy()).astype(np.float64).sum(0), (x.numpy() + w.numpy()).max(0))
+        np.testing.assert_allclose(got[0].numpy(), ref[0], rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(got[1].numpy(), ref[1], rtol=1e-6)
+        builds.append(cf.stats()["code_builds"])
+    assert builds[-1] == builds[0], builds   # one machine code for every batch size
+
+
+def test_linear_bias_gradient_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((128, 64)).astype(np.float32)
+    w = rng.standard_normal((32, 64)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+
+    def step(x, w, b):
+        ember.nn.functional.linear(x, w, b).relu().sum().backward()
+    ew, eb = ember.tensor(w, requires_grad=True), ember.tensor(b, requires_grad=True)
+    cf = ember.compile(step)
+    for _ in range(2):
+        ew.grad = eb.grad = None
+        cf(ember.tensor(x), ew, eb)
+    tw = torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True)
+    torch.nn.functional.linear(torch.tensor(x), tw, tb).relu().sum().backward()
+    np.testing.assert_allclose(eb.grad.numpy(), tb.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ew.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-4)
