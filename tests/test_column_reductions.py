@@ -179,3 +179,83 @@ def test_linear_bias_gradient_matches_torch():
     torch.nn.functional.linear(torch.tensor(x), tw, tb).relu().sum().backward()
     np.testing.assert_allclose(eb.grad.numpy(), tb.grad.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ew.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_gradient_stored_beside_its_column_sum_in_one_pass():
+    # relu's backward (g * mask) is stored for the weight gradient's GEMM and summed
+    # down the batch for the bias gradient: one kernel, in column order.
+    rng = np.random.default_rng(7)
+    g = ember.tensor(rng.standard_normal((128, 300)).astype(np.float32))
+    m = ember.tensor(rng.standard_normal((128, 300)).astype(np.float32) > 0)
+
+    def f(g, m):
+        d = g * m
+        return d.sum(0), d
+    ks = [k for k in _kernels(f, g, m) if k.kernel is not None]
+    assert len(ks) == 1 and _column_order(ks[0].kernel)
+    got, want = _compiled(f, g, m)
+    ref = g.numpy() * m.numpy()
+    np.testing.assert_array_equal(got[1].numpy(), ref)
+    np.testing.assert_allclose(got[0].numpy(), ref.astype(np.float64).sum(0), rtol=1e-5,
+                               atol=1e-5)
+    # A per-point output that needs the sum (x - mean) keeps row order.
+    ks = _kernels(lambda g: g - g.mean(0), g)
+    assert all(not _column_order(k.kernel) for k in ks if k.kernel is not None)
+
+
+# ---- fuzz: random reductions over random layouts ------------------------------------------
+
+def _fuzz_case(seed: int) -> None:
+    """A random 2-4 dim array (maybe a permuted view), an elementwise prefix, a sum, mean
+    or amax over a random set of dims (keepdim or not), sometimes the prefix stored too:
+    compiled equals NumPy in float64, at one size (static code) then at another (the
+    leading dim turns dynamic: size-generic code)."""
+    rng = np.random.default_rng(seed)
+    nd = int(rng.integers(2, 5))
+    shape = [int(rng.choice([1, 2, 3, 7, 8, 9, 16, 33, 64, 130, 257])) for _ in range(nd)]
+    perm = rng.permutation(nd) if rng.random() < 0.5 else np.arange(nd)
+    axes = tuple(sorted(int(a) for a in rng.choice(nd, int(rng.integers(1, nd + 1)),
+                                                   replace=False)))
+    keep = bool(rng.random() < 0.5)
+    op = str(rng.choice(["sum", "mean", "amax"]))
+    scale = float(rng.choice([0.5, 2.0, -1.5]))
+    store_prefix = bool(rng.random() < 0.4)
+
+    def program(x):
+        y = (x * scale + 0.25).relu() - 0.1
+        r = getattr(y, op)(axes, keepdim=keep)
+        return (r, y) if store_prefix else (r,)
+
+    def reference(x):
+        y = np.maximum(x * scale + 0.25, 0) - 0.1
+        r = {"sum": np.sum, "mean": np.mean, "amax": np.max}[op](y, axis=axes, keepdims=keep)
+        return (r, y) if store_prefix else (r,)
+
+    cf = ember.compile(program)
+    for lead in (shape[0], shape[0] + 3):
+        base = rng.standard_normal([lead] + shape[1:]).astype(np.float32)
+        # stored in the permuted order, viewed back in the logical one
+        x = ember.tensor(np.ascontiguousarray(base.transpose(perm)))
+        x = x.permute(*[int(i) for i in np.argsort(perm)])
+        for _ in range(3):
+            got = cf(x)
+        tol = 2e-6 * (np.abs(base).sum() + 1) if op != "amax" else 1e-6
+        for g, r in zip(got, reference(base.astype(np.float64))):
+            np.testing.assert_allclose(g.numpy(), r, rtol=1e-5, atol=tol,
+                                       err_msg=f"seed {seed}: {shape} perm {perm} "
+                                               f"{op}{axes} keepdim={keep}")
+    stats = cf.stats()
+    assert not stats["fallbacks"] and stats["cache_hits"], (seed, stats)
+
+
+def test_column_fuzz_slice():
+    for seed in range(30):
+        _fuzz_case(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.fuzz
+def test_column_fuzz_long():
+    import os
+    for seed in range(1000, 1000 + int(os.environ.get("EMBER_COLUMN_FUZZ", "1000"))):
+        _fuzz_case(seed)

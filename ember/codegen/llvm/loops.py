@@ -262,12 +262,15 @@ class _LoopNest:
         row it holds, so instead each tile of neighbouring rows is reduced together: the
         reduced dims outermost, the tile's rows innermost, contiguous and vectorized.
 
-        Where the layout suits it (``_column_layout``), for one pass of reductions whose
-        results are all the kernel stores (no per-point stores, gathers or stashed
-        values)."""
+        Where the layout suits it (``_column_layout``), for one pass of reductions (no
+        gathers or stashed values) whose per-point stores need no reduction: those are
+        stored in the same pass (a bias gradient's kernel stores the gradient it sums,
+        which the weight gradient's GEMM reads)."""
         k = self.kernel
         return (self.layout.column and len(self.passes) == 1 and not self.gathers
-                and not self.stash and all(self.row_level[st.expr] for st in k.stores))
+                and not self.stash
+                and all(self.row_level[st.expr] or not any(
+                    k.exprs[j].op in REDUCTIONS for j in k.cone(st.expr)) for st in k.stores))
 
     def _columns(self, zeros: list) -> None:
         """The kernel in column order (``_column_order``): the outer dims but the last
@@ -305,6 +308,7 @@ class _LoopNest:
         nl = len(k.loads)
         last = [s[-1] for s in lay.outer_strides]   # the loads', then the stores'
         group = self.passes[0]
+        points = [i for i, st in enumerate(k.stores) if not self.row_level[st.expr]]
         slots = []
         for r in group:
             ty = _VALUE_TYPE[self._acc_dtype(k.exprs[r])]
@@ -335,6 +339,9 @@ class _LoopNest:
                         e = k.exprs[r]
                         self._accumulate(e, b.gep(slot, [t], source_etype=ty),
                                          self._value(e.args[0], where, local))
+                    for i in points:
+                        self._store(i, self._value(k.stores[i].expr, where, local),
+                                    where[nl + i])
                 self._loop(zero, n, column, "cr")
             self._nest(lay.inner_shape, lay.inner_strides, base, point, "r0_")
 
@@ -345,7 +352,8 @@ class _LoopNest:
                     self._acc_dtype(k.exprs[r]), k.exprs[r].dtype)
                     for r, (slot, ty) in zip(group, slots)}
                 for i, st in enumerate(k.stores):
-                    self._store(i, self._value(st.expr, where, memo), where[nl + i])
+                    if i not in points:
+                        self._store(i, self._value(st.expr, where, memo), where[nl + i])
             self._loop(zero, n, store, "cs")
         self._loop(lo, hi, tile, "ct", step=_TILE)
 
