@@ -19,7 +19,8 @@ from ember.codegen.kernel import REDUCTIONS, Kernel, KernelCache
 from ember.codegen.policy import accumulator_dtype
 from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _pool, _target_machine,
                                     jit_described, optimized_module)
-from ember.codegen.llvm.loops import _Layout, _add_kernel, _build_module, _new_module
+from ember.codegen.llvm.loops import (_Layout, _add_kernel, _build_module, _new_module,
+                                      serial_sums)
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
 
@@ -338,8 +339,10 @@ def _generic_code(kernel: Kernel, layout: _Layout) -> tuple[str, _Code]:
     """The function name and machine code of a size-generic kernel: one per structure
     (``Kernel.structure`` and the layout's template), named after it so that the
     persistent cache finds it from any process."""
-    # A float32 sum's accumulator depends on the row length (policy.accumulator_dtype).
-    acc = tuple(accumulator_dtype(kernel, e) for e in kernel.exprs if e.op in REDUCTIONS)
+    # A float32 sum's accumulator depends on the row length (policy.accumulator_dtype,
+    # loops.serial_sums).
+    acc = (tuple(accumulator_dtype(kernel, e) for e in kernel.exprs if e.op in REDUCTIONS),
+           serial_sums(layout))
     description = repr((kernel.structure(), layout.template(), acc))
     name = "generic_" + hashlib.sha1(description.encode()).hexdigest()[:16]
     return name, _shared_code(f"{name} {description}",

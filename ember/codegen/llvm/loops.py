@@ -77,6 +77,19 @@ class _Layout:
                          self.inner_strides, self.offsets, self.column))
 
 
+def serial_sums(layout: _Layout) -> bool:
+    """Whether a row's float32 sum would add its points one by one: the innermost loop is
+    shorter than the vectorizer's 64 partial sums while the row is long (a sum over
+    [33, 130, *, 7] keeping dim 2: rows of 30,030 points, 7 at a time). They then
+    accumulate in float64: float32 drifted 9e-5 relative there. (Size-generic code reads
+    the sizes of this call: the shared code's name includes the answer.)"""
+    inner = layout.inner_shape
+    total = 1
+    for n in inner:
+        total *= int(n)
+    return bool(inner) and int(inner[-1]) < 64 and total > 4096
+
+
 def _column_layout(outer, o_st: list, i_st: list) -> bool:
     """Whether loads with these collapsed strides (loads only, literal numbers) are
     reduced faster in column order (``_LoopNest._column_order``): every load that moves
@@ -589,9 +602,11 @@ class _LoopNest:
 
     def _acc_dtype(self, e: Expr) -> DType:
         """The accumulator dtype: the shared policy (``policy.accumulator_dtype``), but
-        float64 for float32 sums in column order, which add each column's points one by
-        one (row order keeps 64 partial sums)."""
-        if self.column and e.op == "reduce_sum" and e.dtype is dtypes.float32:
+        float64 for float32 sums whose points are added one by one: in column order, or
+        where the innermost loop is too short for the vectorizer's partial sums
+        (``serial_sums``)."""
+        if (e.op == "reduce_sum" and e.dtype is dtypes.float32
+                and (self.column or serial_sums(self.layout))):
             return dtypes.float64
         return accumulator_dtype(self.kernel, e)
 
