@@ -404,6 +404,32 @@ def test_the_sizes_of_a_function_share_one_working_memory():
     assert 0 < many.arena.nbytes <= largest.arena.nbytes * 1.05   # the max, not the sum
 
 
+def test_the_sizes_of_a_training_step_share_the_gradient_arrays():
+    # Every batch size's plan hands out gradients of the parameters' shapes: they come
+    # from one set of spare arrays (the arena's), reused once nobody holds them, and a
+    # gradient the user keeps is never overwritten by a later call.
+    (m_eager, eager_step), (m_comp, step) = _mlp_pair()
+    compiled = ember.compile(step)
+    kept = []
+    for b in (64, 64, 64, 48, 17, 33, 5, 64, 48):
+        x, y = ember.randn(b, 20), ember.randint(0, 10, (b,))
+        compiled(x, y)
+        eager_step(x, y)
+        p = next(m_comp.parameters())
+        kept.append((p.grad, p.grad.numpy().copy()))
+        for q, r in zip(m_comp.parameters(), m_eager.parameters()):
+            np.testing.assert_allclose(q.grad.numpy(), r.grad.numpy(), rtol=1e-5, atol=1e-6)
+    for g, values in kept:   # every gradient kept still holds its own call's values
+        np.testing.assert_array_equal(g.numpy(), values)
+    spares = compiled.arena.handed
+    assert spares
+    for entry in compiled.cache.values():
+        for step_ in entry.root.plan.steps:
+            for buf in getattr(step_, "buffers", ()):
+                if type(buf).__name__ == "Buffer" and not buf.pooled:
+                    assert buf.spare is spares[(buf.xp, buf.shape, buf.dtype)]
+
+
 def _row_sum(n: int, m: int) -> Kernel:
     return Kernel("rs", (n, m), loads=[Load(0, F32, (m, 1))],
                   exprs=[Expr("load", (0,), F32), Expr("reduce_sum", (0,), F32)],

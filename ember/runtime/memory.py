@@ -17,18 +17,31 @@ from ember.devices import array_module, device_of_array
 if TYPE_CHECKING:
     from ember.runtime.plan import Plan
 
+class Spares(list):
+    """Arrays handed out before, of one shape and dtype, kept for reuse once their
+    tensors are freed: at most ``limit`` of them."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int = 4) -> None:
+        super().__init__()
+        self.limit = limit
+
+
 class Buffer:
     """Memory for one output of a step. ``plan_memory`` gives it a reused array. Values
-    handed to the user (``pooled`` False) get an array nobody else holds: one this
-    buffer handed out before whose tensor has since been freed, else a new one, so a
-    steady loop does not fault in fresh pages (64 MB of them cost ~10 ms here) and no
-    call ever overwrites a tensor the user still has."""
+    handed to the user (``pooled`` False) get an array nobody else holds: one handed out
+    before whose tensor has since been freed, else a new one, so a steady loop does not
+    fault in fresh pages (64 MB of them cost ~10 ms here) and no call ever overwrites a
+    tensor the user still has. Those spare arrays are the arena's, shared by every plan
+    of the compiled signature (``Arena.spares``): eight batch sizes of a training step
+    keep one set of gradient arrays, not eight."""
 
     __slots__ = ("shape", "dtype", "pooled", "array", "spare", "xp", "__weakref__")
 
     def __init__(self, shape, dtype, pooled: bool, xp=np) -> None:
         self.shape, self.dtype, self.pooled, self.array = tuple(shape), np.dtype(dtype), pooled, None
-        self.spare: list = []
+        self.spare = Spares()
         self.xp = xp   # NumPy, or CuPy for a buffer on the GPU
 
     @property
@@ -46,7 +59,7 @@ class Buffer:
         a = self.xp.empty(self.shape, self.dtype)
         # A pooled buffer gets its array from plan_memory after the plan's first run:
         # what that run allocated must not stay alive beside it.
-        if not self.pooled and len(self.spare) < 4:
+        if not self.pooled and len(self.spare) < self.spare.limit:
             self.spare.append(a)
         return a
 
@@ -181,6 +194,11 @@ def plan_memory(plan: Plan, live_out: set[int], arena: Arena | None = None) -> i
         arena = Arena()
     for xp, bufs in layout.items():
         arena.place(xp, bufs, sizes[xp])
+    handed = [b for step in plan.steps for b in step.buffers
+              if type(b) is Buffer and not b.pooled]
+    for b in handed:
+        b.spare = arena.spares(b, sum(c.shape == b.shape and c.dtype == b.dtype
+                                      and c.xp is b.xp for c in handed))
     total = sum(sizes.values())
     plan.memory = {"pooled_bytes": needed, "allocated_bytes": total,
                    "arena_bytes": arena.nbytes}
@@ -198,11 +216,20 @@ class Arena:
     >>> arena.nbytes   # max of the two layouts, not their sum
     """
 
-    __slots__ = ("blocks", "users", "__weakref__")
+    __slots__ = ("blocks", "users", "handed", "__weakref__")
 
     def __init__(self) -> None:
         self.blocks: dict = {}   # array module -> its uint8 block
         self.users: dict = {}    # array module -> [(weakref to Buffer, offset)]
+        self.handed: dict = {}   # (array module, shape, dtype) -> Spares
+
+    def spares(self, buf: Buffer, count: int) -> Spares:
+        """The spare arrays of ``buf``'s shape and dtype, shared by the signature's
+        plans (they run one at a time; an array is reused only once nobody holds it),
+        room for 4 per buffer of that kind in the plan that has the most."""
+        s = self.handed.setdefault((buf.xp, buf.shape, buf.dtype), Spares(0))
+        s.limit = max(s.limit, 4 * count)
+        return s
 
     @property
     def nbytes(self) -> int:
