@@ -78,16 +78,21 @@ class _Layout:
 
 
 def serial_sums(layout: _Layout) -> bool:
-    """Whether a row's float32 sum would add its points one by one: the innermost loop is
-    shorter than the vectorizer's 64 partial sums while the row is long (a sum over
-    [33, 130, *, 7] keeping dim 2: rows of 30,030 points, 7 at a time). They then
-    accumulate in float64: float32 drifted 9e-5 relative there. (Size-generic code reads
-    the sizes of this call: the shared code's name includes the answer.)"""
+    """Whether a row's float32 sum would add its points one by one, without the
+    vectorizer's 64 partial sums: the innermost loop is short (a sum over [33, 130, *, 7]
+    keeping dim 2: rows of 30,030 points, 7 at a time) or reads no load contiguously (a
+    sum of a transposed view), while the row is long. They then accumulate in float64:
+    float32 drifted 9e-5 relative on that row. (Size-generic code reads the sizes of
+    this call: the shared code's name includes the answer.)"""
     inner = layout.inner_shape
+    if not inner:
+        return False
     total = 1
     for n in inner:
         total *= int(n)
-    return bool(inner) and int(inner[-1]) < 64 and total > 4096
+    loads = layout.inner_strides[:len(layout.offsets)]   # (the stores' follow)
+    unit = any(st[-1] == 1 and not isinstance(st[-1], Param) for st in loads)
+    return total > 1024 and (int(inner[-1]) < 64 or not unit)
 
 
 def _column_layout(outer, o_st: list, i_st: list) -> bool:
