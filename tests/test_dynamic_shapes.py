@@ -260,6 +260,30 @@ def test_the_entry_used_by_fast_calls_is_not_evicted():
     assert compiled.stats()["cache_entries"] <= 2
 
 
+def test_a_loop_over_many_sizes_keeps_them_all_by_default():
+    # 8 entries until a dim turns dynamic, then 64: a loop cycling through 20 sequence
+    # lengths traces each once (twice: the first-call protocol), then only replays.
+    def f(x):
+        return (x.softmax(-1) * 2).sum(0)
+
+    compiled = ember.compile(f)
+    assert compiled.limit() == 8
+    sizes = list(range(3, 23))
+    for _ in range(2):
+        for n in sizes:
+            compiled(ember.randn(n, 16))
+    assert compiled.limit() == 64
+    before = compiled.stats()
+    for n in sizes:
+        x = ember.randn(n, 16)
+        np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-5, atol=1e-6)
+    after = compiled.stats()
+    assert after["compiles"] == before["compiles"]
+    assert after["cache_hits"] == before["cache_hits"] + len(sizes)
+    assert after["cache_entries"] == len(sizes)
+    assert ember.compile(f, cache_limit=5).limit() == 5   # an explicit limit is kept
+
+
 def test_generic_kernels_match_torch():
     torch = pytest.importorskip("torch")
 

@@ -40,7 +40,7 @@ def cache_report(cf: CompiledFunction) -> str:
     """Every cache entry of compiled function ``cf``: guard key, reason, state, hits."""
     c = cf.counters
     lines = [f"{cf.record.name}: {len(cf.cache)} cache entr{'y' if len(cf.cache) == 1 else 'ies'}"
-             f" (limit {cf.cache_limit}); {c['calls']} calls, {c['compiles']} compiles, "
+             f" (limit {cf.limit()}); {c['calls']} calls, {c['compiles']} compiles, "
              f"{c['cache_hits']} cache hits, {c['eager_calls']} eager calls"]
     for i, ((key, _), entry) in enumerate(cf.cache.items()):
         rec = cf.record.entry_of(entry)

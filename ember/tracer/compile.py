@@ -34,7 +34,8 @@ from ember.tracer.events import clock
 from ember.tracer.fastpath import MISS
 from ember.tracer.guards import GuardSet
 from ember.tracer.key import CallKey, key_fields
-from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT, CompileError,  # noqa: F401
+from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F401
+                                  DYNAMIC_CACHE_LIMIT, CompileError,
                                   VerificationError, eager_mode, env_flag, global_eager,
                                   set_eager)
 from ember.tracer.segments import segments
@@ -56,7 +57,7 @@ class CompiledFunction:
     """
 
     def __init__(self, fn: Callable, mode: str = "default", fullgraph: bool = False,
-                 cache_limit: int = DEFAULT_CACHE_LIMIT, dynamic: bool | None = None) -> None:
+                 cache_limit: int | None = None, dynamic: bool | None = None) -> None:
         if mode not in ("default", "eager", "verify"):
             raise ValueError(f"ember.compile: unknown mode {mode!r} (default, eager, verify)")
         self.dynamic = DynamicDims(dynamic)   # which sizes vary (dynamic.py)
@@ -65,6 +66,7 @@ class CompiledFunction:
         self.fn = fn
         self.mode = mode
         self.fullgraph = fullgraph
+        # None: DEFAULT_CACHE_LIMIT, DYNAMIC_CACHE_LIMIT once sizes vary (limit())
         self.cache_limit = cache_limit
         self.cache: dict[Any, Entry] = {}      # (key, n) -> Entry, in creation order
         self._by_key: dict[Any, list] = {}     # key -> its entries
@@ -117,12 +119,12 @@ class CompiledFunction:
                     return out
             if entry is None:
                 self._drop_dead()
-                if len(self.cache) >= self.cache_limit and self.dynamic.active():
+                limit = self.limit()
+                if len(self.cache) >= limit and self.dynamic.active():
                     self._evict()   # sizes vary: the least recently used size makes room
-                if len(self.cache) < self.cache_limit:
+                if len(self.cache) < limit:
                     return self._compile(key, args, kwargs, leaves, reason)
-                self._fallback(f"cache limit of {self.cache_limit} entries reached; "
-                               "running eagerly")
+                self._fallback(f"cache limit of {limit} entries reached; running eagerly")
             elif entry.state == "second":
                 with COMPILE_LOCK:
                     result = entry.second_call(args, kwargs, leaves)
@@ -228,6 +230,13 @@ class CompiledFunction:
             if entry.guards is not None and not entry.guards.alive():
                 self._drop(key, entry)
 
+    def limit(self) -> int:
+        """The number of cache entries kept: ``cache_limit``, or by default 8, and 64
+        once some dim is dynamic (entries of one function share code and memory)."""
+        if self.cache_limit is not None:
+            return self.cache_limit
+        return DYNAMIC_CACHE_LIMIT if self.dynamic.active() else DEFAULT_CACHE_LIMIT
+
     def _evict(self) -> None:
         """Drop the least recently used entry (the one fast calls go to counts as used
         now). Only for functions whose sizes vary: a new size then compiles in place of
@@ -239,7 +248,7 @@ class CompiledFunction:
             _, _, key, entry = min(candidates, key=lambda c: c[:2])
             self._drop(key, entry)
             events.publish("recompiled", self, "evicted the least recently used entry "
-                           f"(cache limit {self.cache_limit}) for a new size")
+                           f"(cache limit {self.limit()}) for a new size")
 
     def _drop(self, key, entry) -> None:
         self._fast = None
@@ -316,12 +325,15 @@ class CompiledFunction:
 
 
 def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: bool = False,
-            cache_limit: int = DEFAULT_CACHE_LIMIT, dynamic: bool | None = None):
+            cache_limit: int | None = None, dynamic: bool | None = None):
     """Compile a function or an ``nn.Module``: trace, optimize, fuse and run as kernels.
 
     ``dynamic`` (as torch.compile's): None compiles for the first call's sizes and makes
     a dim dynamic once a call changes it; True makes every dim dynamic; False none.
     Kernels over dynamic dims are compiled once for every size (``tracer/dynamic.py``).
+    ``cache_limit``: the cache entries kept (default 8, and 64 once a dim is dynamic:
+    the least recently used size then makes room for a new one); past it, calls run
+    eagerly.
 
     >>> @ember.compile
     ... def f(x):

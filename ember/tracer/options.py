@@ -9,6 +9,11 @@ import os
 import threading
 
 DEFAULT_CACHE_LIMIT = 8
+# Entries kept by default once a function's sizes vary (``dynamic``): they share machine
+# code and working memory, ~1 MB each for an MLP training step, and a loop cycling
+# through more distinct sizes than the limit would trace every call (as torch's
+# accumulated_cache_size_limit lets more entries live than cache_size_limit).
+DYNAMIC_CACHE_LIMIT = 64
 
 
 def env_flag(name: str, default: bool = False) -> bool:
