@@ -477,3 +477,53 @@ def test_an_empty_generic_kernel_keeps_static_code():
     out = np.full(3, 7.0, np.float32)
     ck.run([np.empty((3, 0), np.float32)], [out])
     np.testing.assert_array_equal(out, 0.0)
+
+
+# ---- numbers made from sizes: run-time scalars ---------------------------------------------
+
+@pytest.mark.parametrize("name,fn", [
+    ("mean(0)", lambda x: (x * 2).mean(0)),
+    ("var(0)", lambda x: x.var(0)),
+    ("mse_loss", lambda x: F.mse_loss(x, x * 0.5)),
+    ("batch_norm", lambda x: F.batch_norm(x, None, None, training=True)),
+])
+def test_a_mean_over_a_varying_dim_shares_code_across_sizes(name, fn):
+    # mean's 1/N is a constant of the trace; a generic kernel reads it at run time (a
+    # "scalar" expr) instead of compiling it in, so each size does not build code.
+    torch = pytest.importorskip("torch")
+    tfn = {"mean(0)": lambda x: (x * 2).mean(0), "var(0)": lambda x: x.var(0),
+           "mse_loss": lambda x: torch.nn.functional.mse_loss(x, x * 0.5),
+           "batch_norm": lambda x: torch.nn.functional.batch_norm(x, None, None,
+                                                                  training=True)}[name]
+    compiled = ember.compile(fn)
+    builds = []
+    for n in (64, 48, 17, 33, 5, 70, 48):
+        x = ember.randn(n, 24)
+        for _ in range(3):
+            got = compiled(x)
+        np.testing.assert_allclose(got.numpy(), fn(x).numpy(), rtol=1e-5, atol=1e-6)
+        want = tfn(torch.from_numpy(x.numpy())).numpy()
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5)
+        builds.append(compiled.stats()["code_builds"])
+    assert not compiled.stats()["fallbacks"]
+    assert builds[1] == builds[-1], builds   # 48 builds generic code; then none
+
+
+def test_scalars_are_values_of_one_machine_code():
+    def mean_rows(n: int, scale: float) -> Kernel:
+        return Kernel("ms", (n, 16), loads=[Load(0, F32, (16, 1))],
+                      exprs=[Expr("load", (0,), F32), Expr("reduce_sum", (0,), F32),
+                             Expr("scalar", (0,), F32), Expr("mul", (1, 2), F32)],
+                      stores=[Store(3, (1, 0))], reduce_dims=1, generic=True,
+                      scalars=(scale,))
+    a, b = mean_rows(40, 1 / 16), mean_rows(40, 0.25)
+    assert a.structure() == b.structure() and a.signature() != b.signature()
+    ka, kb = compile_kernel(a), compile_kernel(b)
+    assert ka._code is kb._code          # one machine code ...
+    x = np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32)
+    for k, scale in ((ka, 1 / 16), (kb, 0.25)):   # ... each instance its own value
+        out = np.empty(40, np.float32)
+        k.run([x], [out])
+        np.testing.assert_allclose(out, x.sum(1) * np.float32(scale), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="generic"):
+        Kernel("bad", (4,), [], [Expr("scalar", (0,), F32)], [0], scalars=(1.0,)).validate()

@@ -38,6 +38,9 @@ class Backend:
     # Whether it reduces down columns (over a tensor's leading dims) as fast as along
     # rows: it then gets bias gradients and other column sums to fuse.
     column_reductions: bool = False
+    # Whether its size-generic kernels read "scalar" exprs at run time (Kernel.scalars):
+    # a mean over a varying dim then shares code across sizes.
+    runtime_scalars: bool = False
 
     def supports(self, op: str, dtype: DType) -> bool:
         """Whether a Kernel expr ``op`` producing ``dtype`` can be compiled."""

@@ -11,6 +11,8 @@ arithmetic). ``exprs`` is a scalar SSA program:
 
     Expr("load", (k,), dtype)          value of loads[k] at this point
     Expr("const", (value,), dtype)     a literal
+    Expr("scalar", (i,), dtype)        ``scalars[i]``, read at run time (a size-generic
+                                       kernel's number that depends on sizes: mean's 1/N)
     Expr(op, (j, ...), dtype)          a registry elementwise op over earlier exprs
                                        ("cast" converts to ``dtype``)
     Expr("reduce_sum", (j,), dtype)    sum of expr j over the row's inner points
@@ -38,7 +40,9 @@ A *size-generic* kernel (``generic=True``, made for compiled functions whose siz
 dynamic shapes) is compiled once for every kernel of the same ``structure()``: after a
 backend has collapsed its loops, every loop bound, every stride other than 0 and 1 and
 every nonzero offset becomes a ``Param`` that the code reads at run time from one extra
-int64 argument (``dims``), so a batch of 48 runs the machine code built for 64.
+int64 argument (``dims``), so a batch of 48 runs the machine code built for 64. So do its
+``scalars`` (after the sizes, as float64 bits): the constants that differ between sizes,
+such as the 1/N of a mean over a varying dim, which would otherwise make code per size.
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ from dataclasses import dataclass, field
 from ember.dtypes import DType
 
 REDUCTIONS = ("reduce_sum", "reduce_max")
+LEAVES = ("load", "const", "scalar")   # exprs without operand exprs
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class Kernel:
     # time); the others are compiled in (a row length of 1024 keeps its unrolled loop).
     # None: all vary.
     varying: tuple | None = None
+    scalars: tuple = ()         # the values of its "scalar" exprs (a generic kernel's)
 
     def __post_init__(self) -> None:
         # A bare expr index stores a C-contiguous output of ``shape`` (the common case).
@@ -118,7 +124,7 @@ class Kernel:
                 out.append(True)
             elif e.op == "load":
                 out.append(self.reduce_dims > 0 and _zero_inner(self.loads[e.args[0]], self))
-            elif e.op == "const":
+            elif e.op in ("const", "scalar"):
                 out.append(True)
             else:
                 out.append(all(out[a] for a in e.args))
@@ -133,7 +139,7 @@ class Kernel:
             if n in out or stop(n):
                 continue
             out.add(n)
-            if self.exprs[n].op not in ("load", "const"):
+            if self.exprs[n].op not in LEAVES:
                 stack.extend(self.exprs[n].args)
         return out
 
@@ -153,23 +159,27 @@ class Kernel:
                 raise ValueError(f"kernel {self.name}: row-level expr {st.expr} is stored "
                                  "with nonzero strides on reduced dims")
         for i, e in enumerate(self.exprs):
-            if e.op not in ("load", "const") and any(
+            if e.op not in LEAVES and any(
                     isinstance(a, int) and not 0 <= a < i for a in e.args):
                 raise ValueError(f"kernel {self.name}: expr {i} ({e.op}) must use earlier "
                                  "exprs")
             if e.op in REDUCTIONS and not self.reduce_dims:
                 raise ValueError(f"kernel {self.name}: {e.op} in a kernel without reduce_dims")
+            if e.op == "scalar" and not (self.generic and 0 <= e.args[0] < len(self.scalars)):
+                raise ValueError(f"kernel {self.name}: scalar {e.args[0]} of "
+                                 f"{len(self.scalars)} (generic kernels only)")
 
     def signature(self) -> tuple:
         """Everything the generated code depends on: equal signatures share machine code."""
         return (self.shape, self.reduce_dims, tuple(self.loads), _exact(tuple(self.exprs)),
-                tuple(self.stores), self.generic, self.varying)
+                tuple(self.stores), self.generic, self.varying, _exact(tuple(self.scalars)))
 
     def structure(self) -> tuple:
         """What a size-generic kernel's code depends on besides its collapsed loop layout
         (which the backend adds, with ``template``, and anything else it decides from
         sizes, such as a sum's accumulator dtype): the loads' inputs, dtypes and hints, the
-        exprs, which exprs are stored and which are row-level, never a size."""
+        exprs, which exprs are stored and which are row-level, never a size (nor a
+        ``scalars`` value)."""
         row = tuple(self.row_level()) if self.reduce_dims else ()
         return (self.reduce_dims, tuple((ld.input, ld.dtype, ld.iota) for ld in self.loads),
                 _exact(tuple(self.exprs)), tuple(st.expr for st in self.stores), row)

@@ -41,6 +41,22 @@ def _inline_const(graph, nid: int) -> bool:
     return graph[nid].op == "const" and graph.consts[nid].size == 1
 
 
+def const_varies(graph, nid: int, reference: dict | None) -> bool:
+    """Whether ``nid`` is a scalar float constant whose value differs in the ``reference``
+    build (``DynamicDims.reference``): a number made from a size, as a mean's 1/N. A
+    size-generic kernel reads it at run time (a "scalar" expr) instead of compiling it
+    in, so that each size does not build code of its own."""
+    if reference is None or not _inline_const(graph, nid):
+        return False
+    then = reference.get(("const", nid))
+    return then is not None and _float_bits(then) != _float_bits(graph.consts[nid])
+
+
+def _float_bits(value) -> bytes | None:
+    v = np.asarray(value)
+    return np.float64(v).tobytes() if v.size == 1 and v.dtype.kind == "f" else None
+
+
 def _iota(graph, nid: int) -> bool:
     """True for an integer constant holding 0, 1, ..., n-1 (``Load.iota``)."""
     if graph[nid].op != "const":
@@ -120,7 +136,7 @@ def broadcast_strides(array, shape: tuple, keep_unit: bool = False) -> tuple[int
 
 def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays: dict,
                 name: str, generic: bool = False, dynamic: frozenset = frozenset(),
-                reference: dict | None = None) -> Kernel:
+                reference: dict | None = None, scalars: bool = False) -> Kernel:
     """Build the Kernel of ``group``; ``arrays`` holds the operands' arrays (for strides).
 
     ``generic``: a size-generic kernel (``Kernel.generic``). Which of its dims vary comes
@@ -128,7 +144,9 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
     size differs there), else from the call's varying sizes ``dynamic`` (by value). Its
     size-1 dims keep their strides where the size varies (a plain kernel gives every
     size-1 dim stride 0, a broadcast), so that a batch of 1 has the layout, and so the
-    machine code, of a batch of 48."""
+    machine code, of a batch of 48. With ``scalars`` (the backend reads them) its float
+    constants whose value differs from the reference build's become run-time "scalar"
+    exprs (``const_varies``)."""
     full = group.full
     perm = [d for d in range(len(full)) if d not in group.rdims] + sorted(group.rdims)
     pos = {d: i for i, d in enumerate(perm)}
@@ -155,6 +173,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
     exprs: list[Expr] = []
     load_ref: dict[tuple, int] = {}
     ref: dict[int, int] = {}
+    values: list[float] = []        # the kernel's scalars
 
     def operand(user: int, a: int) -> int:
         if a in ref:
@@ -162,7 +181,12 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         d = graph[a]
         if _inline_const(graph, a):
             ref[a] = len(exprs)
-            exprs.append(Expr("const", (graph.consts[a].reshape(()).item(),), d.dtype))
+            value = graph.consts[a].reshape(()).item()
+            if generic and scalars and const_varies(graph, a, reference):
+                exprs.append(Expr("scalar", (len(values),), d.dtype))
+                values.append(float(value))
+            else:
+                exprs.append(Expr("const", (value,), d.dtype))
             return ref[a]
         # An outside value is read at the shape its user works at (a reduction reads
         # over the full shape); the same array read two ways is two Loads.
@@ -198,6 +222,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         stores.append(Store(ref[o], to_iteration(o, shape, contiguous_strides(shape))))
     kernel = Kernel(name, tuple(full[d] for d in perm), loads, exprs, stores,
                     reduce_dims=len(group.rdims), generic=generic, varying=varying,
+                    scalars=tuple(values),
                     ops=[graph[n].op for n in group.nodes],
                     src=sorted({graph[n].src for n in group.nodes if graph[n].src}))
     _store_per_point(kernel)

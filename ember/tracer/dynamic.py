@@ -120,8 +120,9 @@ class DynamicDims:
                     fixed.add(n)
         return frozenset(varying | {a * b for a in varying for b in fixed})
 
-    def reference(self, graph) -> dict[int, tuple] | None:
-        """Node shapes of an earlier build of a graph with ``graph``'s structure (ops,
+    def reference(self, graph) -> dict | None:
+        """Node shapes (and scalar constants' values, keyed ``("const", id)``) of an
+        earlier build of a graph with ``graph``'s structure (ops,
         operands, dtypes: the same program) at other sizes, or None if there is none
         (then its shapes are kept for the next). A kernel whose shapes differ from that
         build's iterates over a varying size: the plan compiles it size-generic."""
@@ -130,6 +131,10 @@ class DynamicDims:
         sig = hash(tuple((n, graph[n].op, graph[n].args, graph[n].dtype)
                          for n in graph.nodes()))
         shapes = {n: tuple(graph[n].shape) for n in graph.nodes()}
+        # and the scalar constants (a mean's 1/N: lower.const_varies)
+        shapes.update({("const", n): graph.consts[n].reshape(()).item()
+                       for n in graph.nodes() if graph[n].op == "const"
+                       and getattr(graph.consts[n], "size", 0) == 1})
         seen = self._seen.get(sig)
         if seen is None:
             if len(self._seen) < _GRAPHS_KEPT:

@@ -46,6 +46,7 @@ class LLVMBackend(Backend):
     name = "llvm"
     device_type = "cpu"
     column_reductions = True   # loops.py's column order
+    runtime_scalars = True     # read from the generic kernel's dims (loops.py)
 
     def compile_kernel(self, kernel: Kernel) -> CompiledKernel:
         return compile_kernel(kernel)

@@ -15,7 +15,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ember.codegen import mathlib
-from ember.codegen.kernel import REDUCTIONS, Kernel, KernelCache
+from ember.codegen.kernel import LEAVES, REDUCTIONS, Kernel, KernelCache
 from ember.codegen.policy import accumulator_dtype
 from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _pool, _target_machine,
                                     jit_described, optimized_module)
@@ -74,7 +74,9 @@ class CompiledKernel:
         if self.layout.dims is not None:
             # Size-generic: one machine code for every kernel of this structure, named
             # after it; this instance passes its sizes in ``_dims``.
-            self._dims = np.array(self.layout.dims, np.int64)
+            self._dims = np.concatenate([   # the sizes, then the scalars' float64 bits
+                np.array(self.layout.dims, np.int64),
+                np.array(kernel.scalars, np.float64).view(np.int64)])
             self.name, self._code = _generic_code(kernel, self.layout)
         else:
             # The persistent cache is looked up by the description (signature and name):
@@ -322,7 +324,7 @@ def estimate_ns(kernel: Kernel) -> float:
     per_elem += sum(kernel.exprs[s.expr].dtype.itemsize for s in kernel.stores)
     per_elem *= _NS_PER_BYTE
     per_elem += sum(_op_ns(e.op) for e in kernel.exprs
-                    if e.op not in ("load", "const"))
+                    if e.op not in LEAVES)
     passes = 1 + sum(e.op in REDUCTIONS for e in kernel.exprs)  # each reduction re-reads
     return math.prod(kernel.shape) * per_elem * passes
 

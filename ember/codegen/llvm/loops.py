@@ -8,7 +8,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ember import dtypes
-from ember.codegen.kernel import REDUCTIONS, Expr, Kernel, Load, Param, Parametrizer
+from ember.codegen.kernel import LEAVES, REDUCTIONS, Expr, Kernel, Load, Param, Parametrizer
 from ember.dtypes import DType
 from ember.codegen.kernel import collapse_dims, template
 from ember.codegen.mathlib import DECOMPOSED
@@ -186,6 +186,11 @@ class _LoopNest:
                 v = b.load(b.gep(self.dims_ptr, [ir.Constant(_I64, i)], inbounds=True,
                                  source_etype=_I64), typ=_I64)
                 self.dims[i] = v
+            # then the kernel's scalars, as float64 bits
+            self.scalars = [b.bitcast(b.load(b.gep(
+                self.dims_ptr, [ir.Constant(_I64, len(self.layout.dims) + i)],
+                inbounds=True, source_etype=_I64), typ=_I64), ir.DoubleType())
+                for i in range(len(k.scalars))]
         zeros = [self._int(off) for off in self.layout.offsets]
         zeros += [ir.Constant(_I64, 0) for _ in k.stores]
         if self.column:
@@ -508,7 +513,7 @@ class _LoopNest:
                 continue
             e = exprs[n]
             parked = self.stash.get(n)
-            if (e.op not in ("load", "const") and e.op not in REDUCTIONS
+            if (e.op not in LEAVES and e.op not in REDUCTIONS
                     and not (parked is not None and self.pass_no > parked[1])):
                 pending = next((a for a in e.args if a not in memo), None)
                 if pending is not None:
@@ -542,6 +547,8 @@ class _LoopNest:
             v = _Scalar(b, self.fn).convert(v, ld.dtype, e.dtype)
         elif e.op == "const":
             v = _const(e.args[0], e.dtype)
+        elif e.op == "scalar":
+            v = self._scalar(e)
         elif e.op in REDUCTIONS:
             raise AssertionError(f"reduction {j} used before it was computed")
         else:
@@ -561,6 +568,14 @@ class _LoopNest:
                 v = sc.op(e.op, args, arg_dtypes, e.dtype)
         memo[j] = v
         return v
+
+    def _scalar(self, e: Expr):
+        """A "scalar" expr: read from ``dims`` after the layout's values (float64 bits),
+        or, in a generic kernel laid out statically (an empty dim), its value."""
+        i = e.args[0]
+        if self.dims_ptr is None:
+            return _const(self.kernel.scalars[i], e.dtype)
+        return _Scalar(self.b, self.fn).convert(self.scalars[i], dtypes.float64, e.dtype)
 
     def _accumulator(self, e: Expr):
         """A stack slot holding the reduction's identity (allocated in the entry block)."""
