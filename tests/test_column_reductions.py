@@ -24,10 +24,8 @@ def _kernels(fn, *args):
 def _column_order(kernel: Kernel) -> bool:
     nest = _LoopNest.__new__(_LoopNest)
     nest.kernel, nest.layout = kernel, _Layout.of(kernel)
-    nest.row_level = kernel.row_level()
-    nest.passes = nest._plan_passes()
-    nest.stash = nest._plan_stash()
-    return nest._column_order()
+    nest.plan()
+    return nest.column
 
 
 def _compiled(fn, *args):

@@ -167,6 +167,11 @@ class _LoopNest:
         self.dims_ptr = fn.args[nin + len(kernel.stores)] if layout.dims is not None else None
         self.dims: dict[int, object] = {}   # Param index -> its value, read in the entry
         self.start, self.end = fn.args[-2], fn.args[-1]
+        self.plan()
+
+    def plan(self) -> None:
+        """Decide the loop structure from the kernel and its layout (no IR yet)."""
+        kernel = self.kernel
         self.row_level = kernel.row_level() if kernel.reduce_dims else [True] * len(kernel.exprs)
         self.gathers, self.gathers_after = {}, {}
         self.passes = self._plan_passes() if kernel.reduce_dims else []
