@@ -26,7 +26,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import numpy as np
 
-from ember.codegen.llvm.jit import _DATA_OFFSET, _new_target_machine
+from ember.codegen.llvm.jit import _DATA_OFFSET, _jit
 
 METH_FASTCALL = 0x80
 # Kernels estimated below this (ns) hold the GIL while they run; longer ones use ctypes.
@@ -108,10 +108,9 @@ def _trampoline(n: int) -> tuple:
     b.ret(none)
     b = ir.IRBuilder(fail)
     b.ret(ir.Constant(_P, None))   # NULL without an exception: SystemError
-    mod = llvm.parse_assembly(str(module))
-    mod.verify()
-    engine = llvm.create_mcjit_compiler(mod, _new_target_machine())
-    engine.finalize_object()
+    # Through the persistent cache like every kernel: compiling it cost ~6 ms per
+    # argument count in every process (30 ms of a warm start's 136).
+    engine, _ = _jit(str(module))
     addr = engine.get_function_address(f"ember_fastcall_{n}")
     mdef = _MethodDef(f"kernel{n}".encode(), addr, METH_FASTCALL, None)
     return engine, mdef
