@@ -47,9 +47,14 @@ class Case:
     kernel: Kernel
     inputs: list[np.ndarray]
     expected: list[np.ndarray]
+    run_time: tuple = ()    # const exprs the generic kernel reads at run time ("scalar")
 
     def generic(self) -> Kernel:
-        return replace(self.kernel, generic=True)
+        exprs, scalars = list(self.kernel.exprs), []
+        for j in self.run_time:
+            scalars.append(exprs[j].args[0])
+            exprs[j] = Expr("scalar", (len(scalars) - 1,), exprs[j].dtype)
+        return replace(self.kernel, generic=True, exprs=exprs, scalars=tuple(scalars))
 
 
 def _aligned(a: np.ndarray, align: int = 64) -> np.ndarray:
@@ -159,6 +164,18 @@ def full_sum(n: int) -> Case:
     return Case(k, [x], [np.array([np.sum(x.astype(np.float64) ** 2)], np.float32)])
 
 
+def row_mean(rows: int, n: int) -> Case:
+    """x.mean(1) of a float32 x [rows, n]: the row sum times 1/n, a number made from a size
+    that the generic kernel reads at run time (a "scalar" expr, Kernel.scalars)."""
+    x = _rng(rows, n).standard_normal((rows, n)).astype(np.float32)
+    f = F32
+    k = Kernel("row_mean", (rows, n), [Load(0, f, (n, 1))],
+               [Expr("load", (0,), f), Expr("reduce_sum", (0,), f),
+                Expr("const", (1.0 / n,), f), Expr("mul", (1, 2), f)],
+               [Store(3, (1, 0))], reduce_dims=1)
+    return Case(k, [x], [x.astype(np.float64).mean(1).astype(np.float32)], run_time=(2,))
+
+
 # family -> its sizes (each keeps the collapsed layout's form: no dim becomes 1 and no
 # two dims merge, so all share one template)
 FAMILIES: dict[Callable[..., Case], list[tuple]] = {
@@ -170,6 +187,7 @@ FAMILIES: dict[Callable[..., Case], list[tuple]] = {
     column_sums: [(4, 3, 5), (2, 7, 3), (6, 2, 9)],
     int_row_max: [(64, 9), (7, 300), (2, 2000)],
     full_sum: [(20000,), (70000,), (5,)],
+    row_mean: [(64, 100), (48, 37), (3, 2000)],
 }
 
 

@@ -363,3 +363,22 @@ def test_varying_batch_sizes_on_cuda_share_generic_kernels():
     assert builds[0] >= 1 and builds[-1] == builds[1], builds   # 13, 20, 5: no new code
     generic = [k for k in cf.kernels() if k.kernel is not None and k.kernel.generic]
     assert generic and all(k.backend == "cuda" for k in generic)
+
+
+def test_a_mean_over_varying_batches_on_cuda_shares_code():
+    """mse_loss's 1/N is read at run time by the generic CUDA kernel (a "scalar" expr):
+    no new module after the second size."""
+    ref = lambda x, y: F.mse_loss(x * 2, y)  # noqa: E731
+    cf = ember.compile(ref)
+    builds = []
+    for b in (9, 7, 13, 20, 5):
+        x, y = ember.randn(b, 12), ember.randn(b, 12)
+        want = ref(x, y).numpy()
+        for _ in range(2):
+            got = cf(x.cuda(), y.cuda())
+        np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-5, atol=1e-6)
+        builds.append(cf.stats()["code_builds"])
+    assert not cf.stats()["fallbacks"]
+    assert builds[-1] == builds[1], builds
+    scalars = [k for k in cf.kernels() if k.kernel is not None and k.kernel.scalars]
+    assert scalars and all(k.backend == "cuda" for k in scalars)

@@ -81,6 +81,7 @@ class CudaBackend(Backend):
 
     name = "cuda"
     device_type = "cuda"
+    runtime_scalars = True   # a generic kernel reads them from dims (source.py, SC<i>)
 
     def compile_kernel(self, kernel: Kernel) -> CudaKernel:
         return compile_kernel(kernel)

@@ -120,7 +120,9 @@ class CudaKernel:
         # The entry point of its rows and the prefix of its split phases' entry points.
         self.row_entry, self.phase_prefix = gen.row_entries() if gen.reduce else (gen.name, "")
         self.generic = gen.generic
-        self.dims = None if gen.dims is None else np.array(gen.dims, np.int64)
+        # the sizes, then the scalars' float64 bits (Kernel.scalars)
+        self.dims = None if gen.dims is None else np.concatenate([
+            np.array(gen.dims, np.int64), np.array(kernel.scalars, np.float64).view(np.int64)])
         self._dims_on: dict[int, object] = {}   # device -> its copy of ``dims``
         self.index_bits = 64 if gen.idx == "long long" else 32
         self.max_block = gen.max_block   # the kernels' __launch_bounds__

@@ -7,7 +7,7 @@ import re
 from contextlib import contextmanager
 
 
-from ember.codegen.kernel import REDUCTIONS, Kernel, Load, Param, Parametrizer
+from ember.codegen.kernel import LEAVES, REDUCTIONS, Kernel, Load, Param, Parametrizer
 from ember.dtypes import DType
 from ember.codegen.kernel import collapse_dims, template
 from ember.codegen.policy import accumulator_dtype
@@ -232,7 +232,7 @@ class _Generator:
         depends on the template alone, as a generic kernel's code must."""
         out: list[bool] = []
         for e in self.k.exprs:
-            if e.op in REDUCTIONS or e.op == "const":
+            if e.op in REDUCTIONS or e.op in ("const", "scalar"):
                 out.append(True)
             elif e.op == "load":
                 out.append(not any(self.i_st[e.args[0]]))
@@ -387,6 +387,8 @@ class _Generator:
         text += " ".join(_int(n) for c in used for n in counts[c])
         for i in sorted({int(m) for m in re.findall(r"\bD(\d+)\b", text)}):
             top(f"const long long D{i} = dims[{i}];")
+        for i in sorted({int(m) for m in re.findall(r"\bSC(\d+)\b", text)}):
+            top(f"const double SC{i} = __longlong_as_double(dims[{len(self.dims) + i}]);")
         for c in used:
             top(f"const long long {c} = {' * '.join(_int(n) for n in counts[c]) or '1'};")
 
@@ -490,7 +492,8 @@ class _Generator:
                 invariant: list[bool] = []
                 for e in k.exprs:
                     invariant.append(e.args[0] not in vectors if e.op == "load" else
-                                     e.op == "const" or all(invariant[a] for a in e.args))
+                                     e.op in ("const", "scalar")
+                                     or all(invariant[a] for a in e.args))
                 shared: dict[int, str] = {}
                 lanes = []
                 for c in range(v):
@@ -638,7 +641,7 @@ class _Generator:
                 stack.pop()
                 continue
             e = exprs[n]
-            if e.op not in ("load", "const") and e.op not in REDUCTIONS:
+            if e.op not in LEAVES and e.op not in REDUCTIONS:
                 pending = next((a for a in e.args if a not in memo), None)
                 if pending is not None:
                     stack.append(pending)
@@ -659,6 +662,10 @@ class _Generator:
             code = _convert(code, ld.dtype, e.dtype)
         elif e.op == "const":
             code = _literal(e.args[0], e.dtype)
+        elif e.op == "scalar":   # read from dims after the sizes (SC<i>, see _hoisted)
+            i = e.args[0]
+            code = (_convert(f"SC{i}", F64, e.dtype) if self.generic
+                    else _literal(k.scalars[i], e.dtype))
         elif e.op in REDUCTIONS:
             raise AssertionError(f"reduction {j} used before it was computed")
         else:
