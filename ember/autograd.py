@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 
 _state = threading.local()
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -130,6 +131,54 @@ def is_inference_mode_enabled() -> bool:
     return getattr(_state, "inference", False)
 
 
+class Unsaved:
+    """What a Node keeps of a tensor whose values its gradient never reads
+    (``OpDef.saves_input``/``saves_out``, found from the vjp's bytecode): the metadata
+    the vjp may read (shape, dtype, device, ``new_zeros``), the version counter, and a
+    weak reference to the tensor. So an intermediate nobody needs (the input of a bias
+    add, the output of a matmul whose gradient reads only its inputs) is freed as soon
+    as the forward pass drops it, not kept to the end of backward, as in PyTorch.
+
+    ``get()`` is the tensor while it lives (``retain_grad`` may be asked after the op)."""
+
+    __slots__ = ("shape", "dtype", "device", "ndim", "_rg", "_vc", "_ref")
+    _retains_grad, _node = False, None   # (a tensor gone: nobody can read its .grad)
+
+    def __init__(self, t) -> None:
+        self.shape, self.dtype, self.device, self.ndim = t.shape, t.dtype, t.device, t.ndim
+        self._rg, self._vc = t.requires_grad, t._vc
+        self._ref = weakref.ref(t)
+
+    def get(self):
+        return self._ref()
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._rg
+
+    @property
+    def _version(self) -> int:
+        return self._vc[0]
+
+    def new_zeros(self, *size, **kwargs):
+        from ember import zeros
+        kwargs.setdefault("dtype", self.dtype)
+        kwargs.setdefault("device", self.device)
+        return zeros(*size, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<unsaved {self.dtype.name}{list(self.shape)}>"
+
+
+def _keep(op, i: int, t):
+    """What a Node keeps of its input ``i``: the tensor itself if the gradient reads its
+    value, or it is a leaf (its ``.grad`` is set), else an ``Unsaved`` record."""
+    saves = getattr(op, "saves_input", None)
+    if saves is None or saves(i) or t._node is None:
+        return t
+    return Unsaved(t)
+
+
 class Node:
     """One recorded op application: what backward needs to send gradients to inputs."""
 
@@ -138,11 +187,12 @@ class Node:
 
     def __init__(self, op, inputs, attrs, out) -> None:
         self.op = op
-        self.inputs = inputs
+        self.inputs = tuple([_keep(op, i, t) for i, t in enumerate(inputs)])
         self.attrs = attrs
         # A detached Tensor sharing the result's data and version counter (no reference
         # cycle): an in-place write through any view of the result bumps that counter.
-        self.out = out
+        # Only if the gradient reads the output's value (else its metadata: Unsaved).
+        self.out = out if getattr(op, "saves_out", True) else Unsaved(out)
         # (``_vc[0]`` is ``_version``; list comprehensions: a Node is made per recorded op)
         self.versions = tuple([t._vc[0] for t in inputs])
         self.out_version = out._vc[0]
@@ -156,6 +206,15 @@ class Node:
             (t._rg if t._base is None else t.requires_grad) or None) for t in inputs])
         self.freed = False
         self.hooks = None   # Tensor.register_hook on the output (ember/autograd_hooks.py)
+
+    def release(self) -> None:
+        """After its backward (without ``retain_graph``): drop the saved values, as
+        PyTorch frees saved tensors, so a loss the user still holds does not keep every
+        activation of its graph alive. Leaves stay (their ``.grad``); parents stay."""
+        self.inputs = tuple([t if p is True or type(t) is Unsaved else Unsaved(t)
+                             for t, p in zip(self.inputs, self.parents)])
+        if type(self.out) is not Unsaved:
+            self.out = Unsaved(self.out)
 
     def name(self) -> str:
         name = self.op.name
@@ -241,6 +300,9 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
             for t, child, ig in zip(node.inputs, node.parents, in_grads):
                 if ig is None or child is None:
                     continue
+                if type(t) is Unsaved:   # the tensor, if anyone still holds it
+                    real = t.get()
+                    t = real if real is not None else t
                 if ig.shape != t.shape:  # a vjp must undo broadcasting itself
                     raise AssertionError(f"{node.name()}: gradient shape {ig.shape} != input {t.shape}")
                 if child is True and hooks.LEAF_HOOKS and hooks.leaf_hooks(t) is not None:
@@ -258,6 +320,7 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     grads[key] = ig if prev is None else prev + ig
             if not retain_graph:
                 node.freed = True
+                node.release()
         for entry in hooked.values():
             if type(entry) is list:   # a leaf with hooks
                 _accumulate(entry[0], hooks.run_leaf_hooks(entry[0], entry[1]))

@@ -239,3 +239,50 @@ def test_inplace_through_a_view_with_grad_rewrites_the_base_history():
         v = ember.zeros(4)
         v[0:2].add_(1)
         assert v.tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+# ---- what a recorded op keeps --------------------------------------------------------
+
+def test_a_value_no_gradient_reads_is_freed_during_the_forward():
+    import weakref
+    from ember.tensor import array_of
+    a = ember.randn(300, 300, requires_grad=True)
+    h = a * 2                      # add's gradient reads no value of h
+    data = weakref.ref(array_of(h))
+    out = (h + 1).sum()
+    del h
+    assert data() is None          # PyTorch frees it too; before, add's Node kept it
+    out.backward()
+    np.testing.assert_array_equal(a.grad.numpy(), np.full((300, 300), 2, np.float32))
+
+
+def test_saved_values_are_released_by_backward_while_the_loss_lives():
+    import weakref
+    from ember.tensor import array_of
+    a = ember.randn(200, 200, requires_grad=True)
+    h = a.exp()                    # exp's gradient reads its output: saved
+    data = weakref.ref(array_of(h))
+    loss = h.sum()
+    del h
+    assert data() is not None
+    loss.backward()
+    assert data() is None          # the loss still lives; its saved values do not
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_retain_grad_after_the_op_that_read_it_still_works():
+    a = ember.randn(5, 4, requires_grad=True)
+    h = a * 3
+    z = (h + 1).sum()              # add keeps only h's metadata and a weak reference
+    h.retain_grad()
+    z.backward()
+    np.testing.assert_array_equal(h.grad.numpy(), np.ones((5, 4), np.float32))
+    torch = pytest.importorskip("torch")
+    ta = torch.tensor(a.detach().numpy(), requires_grad=True)
+    th = ta * 3
+    tz = (th + 1).sum()
+    th.retain_grad()
+    tz.backward()
+    np.testing.assert_array_equal(h.grad.numpy(), th.grad.numpy())
+    np.testing.assert_array_equal(a.grad.numpy(), ta.grad.numpy())

@@ -96,8 +96,11 @@ def test_compiled_step_holds_about_one_eager_step_of_memory(make, shape, batch):
     np.testing.assert_allclose(losses, eager_losses, rtol=1e-4, atol=1e-6)
     extra = alive[-1] - eager_alive[-1]   # what the compiled function keeps
     # Its working buffers: at most about what one eager step allocates at its peak
-    # (before the fix, the first run's arrays stayed beside them: over 1.7x).
-    assert extra <= 1.25 * eager_peak, (extra, eager_peak)
+    # (before the fix, the first run's arrays stayed beside them: over 1.7x). Eager
+    # frees what no gradient reads as the forward goes (autograd.Unsaved), as PyTorch
+    # does: its peak is the tighter bound now (the MLP's arena is 1.40x of it, packed
+    # by liveness over the whole step; the CNN's 0.58x).
+    assert extra <= 1.5 * eager_peak, (extra, eager_peak)
     # No replay adds to it, and nothing of the traced calls outlives them.
     assert alive[-4:] == [alive[-1]] * 4, alive
     assert max(alive) <= alive[-1], alive

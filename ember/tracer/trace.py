@@ -167,8 +167,8 @@ class Tracer:
                              user_frame())
         self._set(result, nid)
         node = result._node
-        if node is not None:  # backward inside the trace reads the saved output
-            self.alias(node.out, result)
+        if node is not None and op.saves_out:   # backward inside the trace reads the
+            self.alias(node.out, result)         # saved output
         if split:
             # The result's size is known only from the values (x[mask], nonzero): the
             # trace splits after it, and its shape picks the segment that follows, as a
