@@ -131,26 +131,64 @@ def is_inference_mode_enabled() -> bool:
     return getattr(_state, "inference", False)
 
 
+_new = object.__new__
+
+
 class Unsaved:
     """What a Node keeps of a tensor whose values its gradient never reads
     (``OpDef.saves_input``/``saves_out``, found from the vjp's bytecode): the metadata
-    the vjp may read (shape, dtype, device, ``new_zeros``), the version counter, and a
-    weak reference to the tensor. So an intermediate nobody needs (the input of a bias
-    add, the output of a matmul whose gradient reads only its inputs) is freed as soon
-    as the forward pass drops it, not kept to the end of backward, as in PyTorch.
+    the vjp may read (shape, dtype, device, ``new_zeros``), the version counter, and
+    (for an input) a weak reference to the tensor. So an intermediate nobody needs (the
+    input of a bias add, the output of a matmul whose gradient reads only its inputs) is
+    freed as soon as the forward pass drops it, not kept to the end of backward, as in
+    PyTorch. ``get()`` is the tensor while it lives (``retain_grad`` may come later)."""
 
-    ``get()`` is the tensor while it lives (``retain_grad`` may be asked after the op)."""
-
-    __slots__ = ("shape", "dtype", "device", "ndim", "_rg", "_vc", "_ref")
+    __slots__ = ("_shape", "_np", "device", "_rg", "_vc", "_ref")
     _retains_grad, _node = False, None   # (a tensor gone: nobody can read its .grad)
 
-    def __init__(self, t) -> None:
-        self.shape, self.dtype, self.device, self.ndim = t.shape, t.dtype, t.device, t.ndim
-        self._rg, self._vc = t.requires_grad, t._vc
-        self._ref = weakref.ref(t)
+    def __init__(self, data, device, rg: bool, vc: list, tensor=None) -> None:
+        self._shape, self._np, self.device = data.shape, data.dtype, device
+        self._rg, self._vc = rg, vc
+        self._ref = None if tensor is None else weakref.ref(tensor)
+
+    @classmethod
+    def of(cls, t, keep_ref: bool = True) -> "Unsaved":
+        rg = t._rg if t._base is None else t.requires_grad
+        return cls(t._data, t._device, rg, t._vc, t if keep_ref else None)
+
+    @classmethod
+    def output(cls, data, device, vc: list) -> "Unsaved":
+        """Of an op's result (no reference kept)."""
+        u = _new(cls)
+        u._shape, u._np, u.device, u._rg, u._vc, u._ref = (data.shape, data.dtype, device,
+                                                            False, vc, None)
+        return u
+
+    @classmethod
+    def input(cls, t) -> "Unsaved":
+        """Of an input with a history (so one that requires grad)."""
+        u = _new(cls)
+        u._shape, u._np, u.device, u._rg, u._vc = (t._data.shape, t._data.dtype, t._device,
+                                                    True, t._vc)
+        u._ref = weakref.ref(t)
+        return u
 
     def get(self):
-        return self._ref()
+        return None if self._ref is None else self._ref()
+
+    @property
+    def shape(self):
+        from ember.tensor_common import Size
+        return Size(self._shape)
+
+    @property
+    def dtype(self):
+        from ember.dtypes import from_numpy_dtype
+        return from_numpy_dtype(self._np)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
 
     @property
     def requires_grad(self) -> bool:
@@ -167,16 +205,30 @@ class Unsaved:
         return zeros(*size, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<unsaved {self.dtype.name}{list(self.shape)}>"
+        return f"<unsaved {self.dtype.name}{list(self._shape)}>"
 
 
-def _keep(op, i: int, t):
-    """What a Node keeps of its input ``i``: the tensor itself if the gradient reads its
-    value, or it is a leaf (its ``.grad`` is set), else an ``Unsaved`` record."""
-    saves = getattr(op, "saves_input", None)
-    if saves is None or saves(i) or t._node is None:
-        return t
-    return Unsaved(t)
+def _kept(op, inputs: tuple) -> tuple:
+    """What a Node keeps of its inputs: each tensor whose value the gradient reads, or
+    that is a leaf (its ``.grad`` is set), else an ``Unsaved`` record."""
+    saves = getattr(op, "saves_inputs", None)
+    if saves is None:   # not an OpDef: it may say per input
+        keep = getattr(op, "saves_input", None)
+        if keep is None:
+            return inputs
+        saves = [keep(i) for i in range(len(inputs))]
+    if len(inputs) == 1:   # (the common case, without the loop)
+        t = inputs[0]
+        read = saves[0] if saves else getattr(op, "saves_varargs", True)
+        return inputs if t._node is None or read else (Unsaved.input(t),)
+    kept = None
+    n = len(saves)
+    for i, t in enumerate(inputs):
+        if t._node is not None and not (saves[i] if i < n else op.saves_varargs):
+            if kept is None:
+                kept = list(inputs)
+            kept[i] = Unsaved.input(t)
+    return inputs if kept is None else tuple(kept)
 
 
 class Node:
@@ -187,12 +239,13 @@ class Node:
 
     def __init__(self, op, inputs, attrs, out) -> None:
         self.op = op
-        self.inputs = tuple([_keep(op, i, t) for i, t in enumerate(inputs)])
+        self.inputs = inputs if getattr(op, "keeps_inputs", False) else _kept(op, inputs)
         self.attrs = attrs
         # A detached Tensor sharing the result's data and version counter (no reference
         # cycle): an in-place write through any view of the result bumps that counter.
         # Only if the gradient reads the output's value (else its metadata: Unsaved).
-        self.out = out if getattr(op, "saves_out", True) else Unsaved(out)
+        self.out = out if type(out) is Unsaved or getattr(op, "saves_out", True) else \
+            Unsaved.of(out, keep_ref=False)
         # (``_vc[0]`` is ``_version``; list comprehensions: a Node is made per recorded op)
         self.versions = tuple([t._vc[0] for t in inputs])
         self.out_version = out._vc[0]
@@ -211,10 +264,10 @@ class Node:
         """After its backward (without ``retain_graph``): drop the saved values, as
         PyTorch frees saved tensors, so a loss the user still holds does not keep every
         activation of its graph alive. Leaves stay (their ``.grad``); parents stay."""
-        self.inputs = tuple([t if p is True or type(t) is Unsaved else Unsaved(t)
+        self.inputs = tuple([t if p is True or type(t) is Unsaved else Unsaved.of(t)
                              for t, p in zip(self.inputs, self.parents)])
         if type(self.out) is not Unsaved:
-            self.out = Unsaved(self.out)
+            self.out = Unsaved.of(self.out, keep_ref=False)
 
     def name(self) -> str:
         name = self.op.name

@@ -87,8 +87,11 @@ def dispatch(op: OpDef | str, *args, **attrs):
     if op.view:
         result._view_of(args[0], op, attrs)
     if needs_grad:
-        saved = Tensor._wrap(out, False)
-        saved._vc = result._vc
+        if op.saves_out:
+            saved = Tensor._wrap(out, False)
+            saved._vc = result._vc
+        else:   # the gradient reads only its metadata
+            saved = autograd.Unsaved.output(out, result._device, result._vc)
         result._node = autograd.Node(op, args, attrs, saved)
     tracer = _local.tracer
     if tracer is not None:
@@ -175,8 +178,11 @@ def _apply(op: OpDef, x, y, dx, dy, args):
             x = Tensor._wrap(np.asarray(args[0], dtype=dx.dtype), False)
         elif y is None:
             y = Tensor._wrap(np.asarray(args[1], dtype=dy.dtype), False)
-        saved = Tensor._wrap(out, False)
-        saved._vc = result._vc
+        if op.saves_out:
+            saved = Tensor._wrap(out, False)
+            saved._vc = result._vc
+        else:
+            saved = autograd.Unsaved.output(out, result._device, result._vc)
         result._node = autograd.Node(op, (x, y), {}, saved)
     return result
 

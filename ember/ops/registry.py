@@ -30,7 +30,7 @@ class OpDef:
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
                  "differentiable", "saves_out", "saves_inputs", "saves_varargs",
                  "data_dependent_shape", "effect", "view", "reads_for_others", "out_for",
-                 "saves_any")
+                 "saves_any", "keeps_inputs")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
@@ -62,6 +62,8 @@ class OpDef:
         # changing that input in place afterwards is harmless (PyTorch allows it too).
         self.saves_out, self.saves_inputs, self.saves_varargs = _value_reads(vjp)
         self.saves_any = self.saves_out or any(self.saves_inputs) or self.saves_varargs
+        # A Node of it keeps every input as it is (autograd._kept: no Unsaved records)
+        self.keeps_inputs = all(self.saves_inputs) and (self.saves_varargs or vjp is None)
         # Finer, as PyTorch saves: inputs whose value only the *other* inputs' gradients
         # read (x in ``x * 3``, where 3 needs no gradient, may then change in place), and
         # the inputs whose gradients read the output (None: any).
