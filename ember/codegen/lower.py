@@ -49,12 +49,13 @@ def const_varies(graph, nid: int, reference: dict | None) -> bool:
     if reference is None or not _inline_const(graph, nid):
         return False
     then = reference.get(("const", nid))
-    return then is not None and _float_bits(then) != _float_bits(graph.consts[nid])
+    now = graph.consts[nid].reshape(()).item()   # (a CuPy constant too)
+    return then is not None and _float_bits(then) != _float_bits(now)
 
 
 def _float_bits(value) -> bytes | None:
-    v = np.asarray(value)
-    return np.float64(v).tobytes() if v.size == 1 and v.dtype.kind == "f" else None
+    """The exact float64 bits of a Python float (-0.0 is not 0.0), None otherwise."""
+    return np.float64(value).tobytes() if isinstance(value, float) else None
 
 
 def _iota(graph, nid: int) -> bool:
