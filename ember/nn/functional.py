@@ -92,8 +92,13 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if oh <= 0 or ow <= 0:
         raise OpError("conv2d", f"kernel size ({kh}, {kw}) (dilation {dh, dw}) is larger than "
                       f"the padded input ({h + 2 * ph}, {w + 2 * pw})", (input, weight))
-    cols = dispatch("im2col", x, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw),
-                    dilation=(dh, dw))                             # [N*OH*OW, C*kh*kw]
+    geom = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
+    if _direct_conv(x, weight, groups):   # no im2col, output already NCHW
+        out = dispatch("conv2d_direct", x, weight, **geom)
+        if bias is not None:
+            out = out + bias.reshape(1, out_ch, 1, 1).to(out.dtype)
+        return out.squeeze(0) if unbatched else out
+    cols = dispatch("im2col", x, kernel=(kh, kw), **geom)           # [N*OH*OW, C*kh*kw]
     rows = n * oh * ow
     if groups == 1:   # one GEMM over the whole batch; W^T is a view BLAS reads as is
         out = cols.matmul(weight.reshape(out_ch, -1).t())          # [N*OH*OW, O]
@@ -110,6 +115,43 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)
         out = out + bias.reshape(1, out_ch, 1, 1).to(out.dtype)
     return out.squeeze(0) if unbatched else out
+
+
+# When F.conv2d runs the generated direct convolution (``conv2d_direct``, its weight
+# gradient ``conv2d_weight_direct``) instead of im2col + GEMM: float32/float64 on the
+# CPU, groups 1, no autocast, and few output channels or a short reduction, where
+# BLAS's skinny GEMMs are slow and the im2col copy dominates. Measured on this 2-core
+# AVX-512 VM (float32, 3x3 padding 1 or 5x5, ms, median of 15, one thread each for a
+# fair comparison on the shared machine): fwd = im2col + GEMM + NHWC->NCHW copy vs
+# conv2d_direct; dW = GEMM g_rows^T @ cols vs conv2d_weight_direct; "all" = (im2col +
+# both GEMMs + copy) / (both direct kernels), > 1: direct is faster.
+#   N    C->O   k  HxW    K=C*k*k   fwd i2c / direct   dW GEMM / direct   all
+#   64   3->6   5  32     75        2.38 / 0.40        1.56 / 0.61        3.90
+#   64   6->16  5  14     150       0.56 / 0.32        0.43 / 0.55        1.14
+#   64   3->32  3  32     27        3.73 / 0.94        2.30 / 2.42        1.79
+#   64   32->64 3  16     288       7.17 / 4.19        4.78 / 12.30       0.72
+#   1    3->6   5  32     75        0.044 / 0.021      0.008 / 0.025      1.13
+#   256  3->6   5  32     75        21.3 / 1.75        9.54 / 4.66        4.81
+#   64   3->4   3  32     27        1.07 / 0.19        0.68 / 0.29        3.62
+#   64   3->16  3  32     27        1.83 / 0.49        1.34 / 1.32        1.75
+#   64   3->64  3  32     27        8.03 / 2.11        3.77 / 4.86        1.69
+#   64   16->16 3  16     144       1.76 / 0.62        1.01 / 1.64        1.22
+#   64   32->32 3  16     288       4.64 / 2.41        3.62 / 6.56        0.92
+#   64   16->64 3  16     144       4.77 / 2.15        2.59 / 6.26        0.88
+#   64   6->32  5  14     150       0.79 / 0.63        0.72 / 1.05        0.89
+#   64   12->16 5  14     300       1.13 / 0.64        0.78 / 1.05        1.13
+# The forward always wins; the weight gradient's kernel (~50 GFLOP/s) loses to BLAS
+# (~120) once both O and K grow. The rule: direct when O <= 16 and K <= 300, or
+# O <= 64 and K <= 64.
+
+
+def _direct_conv(x: Tensor, weight: Tensor, groups: int) -> bool:
+    """Whether conv2d takes the direct path (the cost rule above)."""
+    out_ch, c, kh, kw = weight.shape
+    return (groups == 1 and x.device.type == "cpu" and weight.device.type == "cpu"
+            and x.dtype is weight.dtype and x.dtype.name in ("float32", "float64")
+            and "cpu" not in _amp.state.modes
+            and (out_ch <= 16 and c * kh * kw <= 300 or out_ch <= 64 and c * kh * kw <= 64))
 
 
 # ---- pooling ---------------------------------------------------------------------------

@@ -78,6 +78,62 @@ defop("im2col", MOVEMENT, _im2col, _im2col_vjp)
 defop("col2im", MOVEMENT, _col2im, _col2im_vjp)
 
 
+# ---- direct convolution ---------------------------------------------------------------
+# For few output channels on the CPU (see F.conv2d's rule): generated kernels read the
+# input in place (``ember.codegen.llvm.directconv``) instead of im2col + a skinny GEMM.
+# Other devices and dtypes compute the same sums over a strided view of the windows.
+
+def _direct():
+    try:
+        from ember.codegen.llvm import directconv
+    except ImportError:   # pragma: no cover - llvmlite missing: the array code runs
+        return None
+    return directconv
+
+
+def _conv2d_direct(xp, x, w, stride, padding, dilation):
+    direct = _direct() if xp is np else None
+    if direct is not None and direct.supports(x, w):
+        return direct.conv2d(x, w, stride, padding, dilation)
+    win = _windows(xp, x, w.shape[2:], stride, padding, dilation, 0)
+    out = xp.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))           # [N, OH, OW, O]
+    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype, copy=False)
+
+
+def _conv2d_weight_direct(xp, g, x, kernel, stride, padding, dilation):
+    direct = _direct() if xp is np else None
+    if direct is not None and direct.supports(g, x):
+        return direct.conv2d_weight(g, x, kernel, stride, padding, dilation)
+    win = _windows(xp, x, kernel, stride, padding, dilation, 0)
+    return xp.tensordot(g, win, axes=([0, 2, 3], [0, 2, 3])).astype(x.dtype, copy=False)
+
+
+def _conv_input_grad(g, w, shape, stride, padding, dilation):
+    """dx of a convolution: g as rows [N*OH*OW, O] @ W [O, C*kh*kw], then col2im."""
+    n, o, oh, ow = g.shape
+    rows = g.permute(0, 2, 3, 1).reshape(n * oh * ow, o).matmul(w.reshape(o, -1))
+    return dispatch("col2im", rows, shape=tuple(shape), kernel=tuple(w.shape[2:]),
+                    stride=stride, padding=padding, dilation=dilation)
+
+
+def _conv2d_direct_vjp(g, out, x, w, stride, padding, dilation):
+    return (_conv_input_grad(g, w, x.shape, stride, padding, dilation),
+            dispatch("conv2d_weight_direct", g, x, kernel=tuple(w.shape[2:]),
+                     stride=stride, padding=padding, dilation=dilation))
+
+
+def _conv2d_weight_direct_vjp(gw, out, g, x, kernel, stride, padding, dilation):
+    # dw is bilinear in (g, x): its gradient in g is the convolution of x with gw, the
+    # one in x a convolution's input gradient with gw as the weight.
+    return (dispatch("conv2d_direct", x, gw, stride=stride, padding=padding,
+                     dilation=dilation),
+            _conv_input_grad(g, gw, x.shape, stride, padding, dilation))
+
+
+defop("conv2d_direct", EXTERN, _conv2d_direct, _conv2d_direct_vjp)
+defop("conv2d_weight_direct", EXTERN, _conv2d_weight_direct, _conv2d_weight_direct_vjp)
+
+
 # ---- max pooling ----------------------------------------------------------------------
 
 def _window_argmax(xp, a, kernel, stride, padding, dilation):
