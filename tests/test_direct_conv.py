@@ -198,6 +198,17 @@ def test_path_choice_in_explain():
     assert "im2col" in text and "conv2d_direct" not in text
 
 
+def test_compiled_bias_relu_fuse_after_the_direct_conv():
+    """The bias add and the ReLU after conv2d_direct are one kernel, with no copy."""
+    conv = ember.nn.Conv2d(3, 4, 3)
+    x = ember.randn(2, 3, 8, 8)
+    f = ember.compile(lambda x: F.relu(conv(x)))
+    np.testing.assert_allclose(f(x).detach().numpy(), F.relu(conv(x)).detach().numpy(),
+                               rtol=1e-6, atol=1e-6)
+    text = str(ember.explain(lambda x: F.relu(conv(x)), x))
+    assert "conv2d_direct" in text and "add+relu" in text and "contiguous" not in text, text
+
+
 def test_other_paths_keep_im2col():
     x = ember.randn(1, 4, 6, 6)
     w = ember.randn(4, 2, 3, 3)
