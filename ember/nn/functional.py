@@ -126,23 +126,23 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 # conv2d_direct; dW = GEMM g_rows^T @ cols vs conv2d_weight_direct; "all" = (im2col +
 # both GEMMs + copy) / (both direct kernels), > 1: direct is faster.
 #   N    C->O   k  HxW    K=C*k*k   fwd i2c / direct   dW GEMM / direct   all
-#   64   3->6   5  32     75        2.38 / 0.40        1.56 / 0.61        3.90
-#   64   6->16  5  14     150       0.56 / 0.32        0.43 / 0.55        1.14
-#   64   3->32  3  32     27        3.73 / 0.94        2.30 / 2.42        1.79
-#   64   32->64 3  16     288       7.17 / 4.19        4.78 / 12.30       0.72
-#   1    3->6   5  32     75        0.044 / 0.021      0.008 / 0.025      1.13
-#   256  3->6   5  32     75        21.3 / 1.75        9.54 / 4.66        4.81
-#   64   3->4   3  32     27        1.07 / 0.19        0.68 / 0.29        3.62
-#   64   3->16  3  32     27        1.83 / 0.49        1.34 / 1.32        1.75
-#   64   3->64  3  32     27        8.03 / 2.11        3.77 / 4.86        1.69
-#   64   16->16 3  16     144       1.76 / 0.62        1.01 / 1.64        1.22
-#   64   32->32 3  16     288       4.64 / 2.41        3.62 / 6.56        0.92
-#   64   16->64 3  16     144       4.77 / 2.15        2.59 / 6.26        0.88
-#   64   6->32  5  14     150       0.79 / 0.63        0.72 / 1.05        0.89
-#   64   12->16 5  14     300       1.13 / 0.64        0.78 / 1.05        1.13
-# The forward always wins; the weight gradient's kernel (~50 GFLOP/s) loses to BLAS
-# (~120) once both O and K grow. The rule: direct when O <= 16 and K <= 300, or
-# O <= 64 and K <= 64.
+#   64   3->6   5  32     75        2.45 / 0.42        1.64 / 0.64        3.87
+#   64   6->16  5  14     150       0.57 / 0.33        0.44 / 0.55        1.14
+#   64   3->32  3  32     27        3.81 / 0.91        2.33 / 2.10        2.04
+#   64   32->64 3  16     288       7.18 / 4.06        4.74 / 7.32        1.05
+#   1    3->6   5  32     75        0.046 / 0.022      0.009 / 0.026      1.11
+#   256  3->6   5  32     75        19.5 / 1.68        7.45 / 4.43        4.41
+#   64   3->4   3  32     27        1.04 / 0.18        0.68 / 0.22        4.27
+#   64   3->16  3  32     27        1.73 / 0.51        1.32 / 1.12        1.87
+#   64   3->64  3  32     27        7.99 / 1.91        3.74 / 4.14        1.94
+#   64   16->16 3  16     144       1.83 / 0.62        0.98 / 1.05        1.68
+#   64   32->32 3  16     288       4.50 / 2.18        3.15 / 3.22        1.42
+#   64   16->64 3  16     144       4.15 / 2.09        2.51 / 3.57        1.18
+#   64   6->32  5  14     150       0.76 / 0.60        0.68 / 1.03        0.88
+#   64   12->16 5  14     300       1.07 / 0.65        0.81 / 1.05        1.10
+# The forward always wins; the weight gradient's kernel loses to BLAS once O, K and
+# the kernel grow (5x5 keeps fewer accumulators: see directconv._wgrad_ir). The rule:
+# direct when K <= 300 and O <= 64, and O <= 16 or a kernel of at most 3x3.
 
 
 def _direct_conv(x: Tensor, weight: Tensor, groups: int) -> bool:
@@ -151,7 +151,7 @@ def _direct_conv(x: Tensor, weight: Tensor, groups: int) -> bool:
     return (groups == 1 and x.device.type == "cpu" and weight.device.type == "cpu"
             and x.dtype is weight.dtype and x.dtype.name in ("float32", "float64")
             and "cpu" not in _amp.state.modes
-            and (out_ch <= 16 and c * kh * kw <= 300 or out_ch <= 64 and c * kh * kw <= 64))
+            and c * kh * kw <= 300 and (out_ch <= 16 or out_ch <= 64 and kh * kw <= 9))
 
 
 # ---- pooling ---------------------------------------------------------------------------
