@@ -20,6 +20,7 @@ from ember.autograd import no_grad
 from ember.compiler import is_compiling
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str, type_name
+from ember.ops.conv import direct_conv_rule as _direct_conv
 from ember.tensor import Tensor, arange, rand_like, where
 
 __all__ = [
@@ -61,8 +62,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     """2-D convolution (cross-correlation) of [N, C, H, W] with weight [O, C/groups, kh, kw].
 
     On the CPU with few output channels (float32/float64, groups 1; the measured rule
-    at ``_direct_conv``) it runs the generated direct convolution ``conv2d_direct``
-    (its weight gradient ``conv2d_weight_direct``; ``explain`` shows which ran).
+    at ``ember.ops.conv.direct_conv_rule``) it runs the generated direct convolution
+    ``conv2d_direct`` (weight gradient ``conv2d_weight_direct``; ``explain`` shows it).
     Otherwise it is lowered to im2col (the ``im2col`` primitive, one row per output
     pixel) and one matmul over the whole batch, so the GEMM is the only heavy op and
     both gradients come from matmul's (then ``col2im``).
@@ -118,51 +119,6 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)
         out = out + bias.reshape(1, out_ch, 1, 1).to(out.dtype)
     return out.squeeze(0) if unbatched else out
-
-
-# When F.conv2d runs the generated direct convolution (``conv2d_direct``, its weight
-# gradient ``conv2d_weight_direct``) instead of im2col + GEMM: float32/float64 on the
-# CPU, groups 1, no autocast, and few output channels or a short reduction, where
-# BLAS's skinny GEMMs are slow and the im2col copy dominates. Measured on this 2-core
-# AVX-512 VM (float32, 3x3 padding 1 or 5x5, ms, median of 15, one thread each for a
-# fair comparison on the shared machine): fwd = im2col + GEMM + NHWC->NCHW copy vs
-# conv2d_direct; dW = GEMM g_rows^T @ cols vs conv2d_weight_direct; "all" = (im2col +
-# both GEMMs + copy) / (both direct kernels), > 1: direct is faster.
-#   N    C->O   k  HxW    K=C*k*k   fwd i2c / direct   dW GEMM / direct   all
-#   64   3->6   5  32     75        2.45 / 0.42        1.64 / 0.64        3.87
-#   64   6->16  5  14     150       0.57 / 0.33        0.44 / 0.55        1.14
-#   64   3->32  3  32     27        3.81 / 0.91        2.33 / 2.10        2.04
-#   64   32->64 3  16     288       7.18 / 4.06        4.74 / 7.32        1.05
-#   1    3->6   5  32     75        0.046 / 0.022      0.009 / 0.026      1.11
-#   256  3->6   5  32     75        19.5 / 1.68        7.45 / 4.43        4.41
-#   64   3->4   3  32     27        1.04 / 0.18        0.68 / 0.22        4.27
-#   64   3->16  3  32     27        1.73 / 0.51        1.32 / 1.12        1.87
-#   64   3->64  3  32     27        7.99 / 1.91        3.74 / 4.14        1.94
-#   64   16->16 3  16     144       1.83 / 0.62        0.98 / 1.05        1.68
-#   64   32->32 3  16     288       4.50 / 2.18        3.15 / 3.22        1.42
-#   64   16->64 3  16     144       4.15 / 2.09        2.51 / 3.57        1.18
-#   64   6->32  5  14     150       0.76 / 0.60        0.68 / 1.03        0.88
-#   64   12->16 5  14     300       1.07 / 0.65        0.81 / 1.05        1.10
-# The same with two threads (both kernels split over the pool, BLAS threaded), f+dW
-# totals: direct / im2col path (without its NCHW copy):
-#   64 3->6 5x5: 0.82 / 2.86; 3->32 3x3: 1.79 / 2.72; 32->64 3x3 (13x13 out):
-#   6.28 / 4.67; 32->32 3x3 16x16: 4.45 / 5.34; 16->64: 3.88 / 4.09; 16->16: 1.38 /
-#   2.32; 6->16 5x5: 0.77 / 0.79; 3->64 3x3: 3.76 / 3.78; 12->16 5x5: 1.81 / 1.50.
-# The forward always wins; the weight gradient's kernel (~50-60 GFLOP/s) loses to
-# threaded BLAS once O*K grows, and for 5x5 sooner (it keeps fewer accumulators: see
-# directconv._wgrad_ir). The rule: direct when O <= 64, O*K <= 9216, and a kernel of
-# at most 3x3, or O <= 16 and K <= 150. In the CIFAR CNN's compiled step (3->32, then
-# 32->64 on im2col) that was 25.0 ms against 26.7 ms with im2col for both.
-
-
-def _direct_conv(x: Tensor, weight: Tensor, groups: int) -> bool:
-    """Whether conv2d takes the direct path (the cost rule above)."""
-    out_ch, c, kh, kw = weight.shape
-    return (groups == 1 and x.device.type == "cpu" and weight.device.type == "cpu"
-            and x.dtype is weight.dtype and x.dtype.name in ("float32", "float64")
-            and "cpu" not in _amp.state.modes
-            and out_ch <= 64 and out_ch * c * kh * kw <= 9216
-            and (kh * kw <= 9 or out_ch <= 16 and c * kh * kw <= 150))
 
 
 # ---- pooling ---------------------------------------------------------------------------
