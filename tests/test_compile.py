@@ -119,6 +119,8 @@ OP_PROGRAMS = {
     "pool_scatter": lambda: (lambda g, x: ember.dispatch.dispatch("pool_scatter", g * 2, ember.dispatch.dispatch("max_pool2d_indices", x, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), shape=(2, 3, 7, 6)), _x(2, 3, 4, 4), _x(2, 3, 7, 6)),
     "avg_pool2d": lambda: (lambda x: ember.dispatch.dispatch("avg_pool2d", x + 1, kernel=(3, 2), stride=(2, 1), padding=(1, 1), divisor=0) * 2, _x(2, 3, 7, 6)),
     "avg_pool2d_backward": lambda: (lambda g: ember.dispatch.dispatch("avg_pool2d_backward", g * 2, shape=(2, 3, 7, 6), kernel=(3, 2), stride=(2, 1), padding=(1, 1), divisor=0), _x(2, 3, 4, 7)),
+    "conv2d_direct": lambda: (lambda x, w: ember.dispatch.dispatch("conv2d_direct", x * 2, w, stride=(2, 1), padding=(1, 0), dilation=(1, 2)) + 1, _x(2, 3, 7, 6), _x(4, 3, 3, 2)),
+    "conv2d_weight_direct": lambda: (lambda g, x: ember.dispatch.dispatch("conv2d_weight_direct", g * 2, x, kernel=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2)), _x(2, 4, 4, 4), _x(2, 3, 7, 6)),
     # The tensor functions' primitives (tests/test_tensor_functions.py has their composites).
     "log1p": lambda: (lambda x: x.abs().log1p() * 2, _x(3, 4)),
     "expm1": lambda: (lambda x: x.expm1() + 1, _x(3, 4)),

@@ -199,7 +199,7 @@ def test_compiled_training_step_equals_eager(groups):
 
 def test_compiled_conv_bias_relu_fuses_after_the_gemm():
     """The NCHW copy, the bias add and the ReLU after the GEMM are one kernel."""
-    conv = ember.nn.Conv2d(3, 4, 3)
+    conv = ember.nn.Conv2d(3, 80, 3)   # 80 channels: the im2col + GEMM path
     f = ember.compile(lambda x: F.relu(conv(x)))
     x = ember.randn(2, 3, 8, 8)
     np.testing.assert_allclose(to_np(f(x)), to_np(F.relu(conv(x))), rtol=1e-6, atol=1e-6)

@@ -387,6 +387,24 @@ def _conv_cases():
         lambda g, i: __import__("torch").zeros(2, 3, 16, dtype=g.dtype).scatter_add(
             2, i.flatten(2), g.flatten(2)).reshape(2, 3, 4, 4),
         None, dict(shape=(2, 3, 4, 4)), id="4x4"))
+    # The direct convolution and its weight gradient (torch's conv2d / conv2d_weight).
+    out["conv2d_direct"], out["conv2d_weight_direct"] = [], []
+    for k, s, p, d in [((3, 2), (2, 1), (1, 0), (1, 2)), ((3, 3), (1, 1), (1, 1), (1, 1))]:
+        attrs = dict(stride=s, padding=p, dilation=d)
+        tag = f"k{k}s{s}p{p}d{d}"
+        conv = lambda a, w, s=s, p=p, d=d: F().conv2d(a, w, None, s, p, d)  # noqa: E731
+        for x, xid in [(f64(2, 3, 7, 6), ""), (transposed(f64(2, 3, 7, 6)), "-noncontig"),
+                       (f64(2, 3, 7, 6).astype(np.float32), "-f32")]:
+            w = f64(4, 3, *k).astype(x.dtype)
+            out["conv2d_direct"].append(Case([x, w], conv, None, attrs, id=tag + xid))
+        if _has_torch():
+            import torch
+            gshape = tuple(conv(torch.zeros(2, 3, 7, 6), torch.zeros(4, 3, *k)).shape)
+            out["conv2d_weight_direct"].append(Case(
+                [f64(*gshape), f64(2, 3, 7, 6)],
+                lambda g, x, k=k, s=s, p=p, d=d: torch.nn.grad.conv2d_weight(
+                    x, (4, 3, *k), g, s, p, d),
+                None, dict(attrs, kernel=k), id=tag))
     return out
 
 

@@ -20,6 +20,7 @@ from ember.autograd import no_grad
 from ember.compiler import is_compiling
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str, type_name
+from ember.ops.conv import direct_conv_rule as _direct_conv
 from ember.tensor import Tensor, arange, rand_like, where
 
 __all__ = [
@@ -60,9 +61,12 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
            dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation) of [N, C, H, W] with weight [O, C/groups, kh, kw].
 
-    Lowered to im2col (the ``im2col`` primitive, one row per output pixel) and one
-    matmul over the whole batch, so the GEMM is the only heavy op and both gradients
-    come from matmul's (then ``col2im``).
+    On the CPU with few output channels (float32/float64, groups 1; the measured rule
+    at ``ember.ops.conv.direct_conv_rule``) it runs the generated direct convolution
+    ``conv2d_direct`` (weight gradient ``conv2d_weight_direct``; ``explain`` shows it).
+    Otherwise it is lowered to im2col (the ``im2col`` primitive, one row per output
+    pixel) and one matmul over the whole batch, so the GEMM is the only heavy op and
+    both gradients come from matmul's (then ``col2im``).
 
     >>> F.conv2d(ember.ones(1, 3, 8, 8), ember.ones(6, 3, 5, 5)).shape
     ember.Size([1, 6, 4, 4])
@@ -92,8 +96,13 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if oh <= 0 or ow <= 0:
         raise OpError("conv2d", f"kernel size ({kh}, {kw}) (dilation {dh, dw}) is larger than "
                       f"the padded input ({h + 2 * ph}, {w + 2 * pw})", (input, weight))
-    cols = dispatch("im2col", x, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw),
-                    dilation=(dh, dw))                             # [N*OH*OW, C*kh*kw]
+    geom = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
+    if _direct_conv(x, weight, groups):   # no im2col, output already NCHW
+        out = dispatch("conv2d_direct", x, weight, **geom)
+        if bias is not None:
+            out = out + bias.reshape(1, out_ch, 1, 1).to(out.dtype)
+        return out.squeeze(0) if unbatched else out
+    cols = dispatch("im2col", x, kernel=(kh, kw), **geom)           # [N*OH*OW, C*kh*kw]
     rows = n * oh * ow
     if groups == 1:   # one GEMM over the whole batch; W^T is a view BLAS reads as is
         out = cols.matmul(weight.reshape(out_ch, -1).t())          # [N*OH*OW, O]
