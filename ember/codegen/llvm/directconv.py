@@ -30,15 +30,13 @@ array([[9., 9.],
 """
 from __future__ import annotations
 
-import ctypes
-import os
 import threading
 import zlib
 
 import llvmlite.ir as ir
 import numpy as np
 
-from ember.codegen.llvm.jit import _jit, _pool
+from ember.codegen.llvm.native import _Native
 from ember.codegen.llvm.loops import _new_module
 
 __all__ = ["supports", "conv2d", "conv2d_weight"]
@@ -194,7 +192,7 @@ def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
     [p, q], so that consecutive outputs of a strided convolution read consecutive
     memory."""
     n, c, h, w = x.shape
-    (sh, sw), (ph, pw) = stride, padding
+    (_, sw), (ph, pw) = stride, padding
     _, _, _, hp, wq = geom
     buf = np.zeros((n, c, hp, wq * sw), x.dtype)
     buf[:, :, ph:ph + h, pw:pw + w] = x
@@ -345,29 +343,6 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
 
 # ---- compiled kernels and their calls ------------------------------------------------
 
-class _Native:
-    """One compiled kernel ``fn(x, a, out, start, end)`` and how to split its range."""
-
-    def __init__(self, name: str, source: str) -> None:
-        self._engine, _ = _jit(source)
-        ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 3), ctypes.c_int64,
-                                 ctypes.c_int64)
-        self._fn = ftype(self._engine.get_function_address(name))
-
-    def __call__(self, arrays, total: int, work: int) -> None:
-        ptrs = [a.ctypes.data for a in arrays]
-        nthreads = min(os.cpu_count() or 1, total)
-        if work < _PARALLEL_MIN or nthreads < 2:
-            self._fn(*ptrs, 0, total)
-            return
-        bounds = [total * t // nthreads for t in range(nthreads + 1)]
-        futures = [_pool().submit(self._fn, *ptrs, lo, hi)
-                   for lo, hi in zip(bounds[1:-1], bounds[2:])]
-        self._fn(*ptrs, bounds[0], bounds[1])   # the calling thread takes a share
-        for f in futures:
-            f.result()
-
-
 def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
     sig = (kind, dtype.str, *key)
     k = _KERNELS.get(sig)
@@ -378,7 +353,7 @@ def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
                 # A name stable across processes: the IR text keys the disk cache.
                 name = f"ember_{kind}_{zlib.crc32(repr(sig).encode()):08x}"
                 make = _conv_ir if kind == "dconv" else _wgrad_ir
-                k = _KERNELS[sig] = _Native(name, make(name, dtype, *key))
+                k = _KERNELS[sig] = _Native(name, make(name, dtype, *key), 3, _PARALLEL_MIN)
     return k
 
 

@@ -297,9 +297,12 @@ def _avg_ir(name, ft, shape, xstr, geom, divisor: int, backward: bool):
 # ---- compiled kernels and their calls ------------------------------------------------
 
 class _Native:
-    """One compiled kernel ``fn(ptrs..., start, end)`` and how to split its range."""
+    """One compiled kernel ``fn(ptrs..., start, end)`` and how to split its range: over
+    the CPU pool once ``work`` reaches ``parallel_min``."""
 
-    def __init__(self, name: str, source: str, nptrs: int) -> None:
+    def __init__(self, name: str, source: str, nptrs: int,
+                 parallel_min: int = _PARALLEL_MIN) -> None:
+        self._parallel_min = parallel_min
         self._engine, _ = _jit(source)
         ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nptrs), ctypes.c_int64,
                                  ctypes.c_int64)
@@ -308,7 +311,7 @@ class _Native:
     def __call__(self, arrays, total: int, work: int) -> None:
         ptrs = [a.ctypes.data for a in arrays]
         nthreads = min(os.cpu_count() or 1, total)
-        if work < _PARALLEL_MIN or nthreads < 2:
+        if work < self._parallel_min or nthreads < 2:
             self._fn(*ptrs, 0, total)
             return
         bounds = [total * t // nthreads for t in range(nthreads + 1)]
