@@ -146,19 +146,9 @@ class Unsaved:
     __slots__ = ("_shape", "_np", "device", "_rg", "_vc", "_ref")
     _retains_grad, _node = False, None   # (a tensor gone: nobody can read its .grad)
 
-    def __init__(self, data, device, rg: bool, vc: list, tensor=None) -> None:
-        self._shape, self._np, self.device = data.shape, data.dtype, device
-        self._rg, self._vc = rg, vc
-        self._ref = None if tensor is None else weakref.ref(tensor)
-
-    @classmethod
-    def of(cls, t, keep_ref: bool = True) -> "Unsaved":
-        rg = t._rg if t._base is None else t.requires_grad
-        return cls(t._data, t._device, rg, t._vc, t if keep_ref else None)
-
     @classmethod
     def output(cls, data, device, vc: list) -> "Unsaved":
-        """Of an op's result (no reference kept)."""
+        """Of an op's result, or of a value a Node no longer needs (no reference kept)."""
         u = _new(cls)
         u._shape, u._np, u.device, u._rg, u._vc, u._ref = (data.shape, data.dtype, device,
                                                             False, vc, None)
@@ -245,7 +235,7 @@ class Node:
         # cycle): an in-place write through any view of the result bumps that counter.
         # Only if the gradient reads the output's value (else its metadata: Unsaved).
         self.out = out if type(out) is Unsaved or getattr(op, "saves_out", True) else \
-            Unsaved.of(out, keep_ref=False)
+            Unsaved.output(out._data, out._device, out._vc)
         # (``_vc[0]`` is ``_version``; list comprehensions: a Node is made per recorded op)
         self.versions = tuple([t._vc[0] for t in inputs])
         self.out_version = out._vc[0]
@@ -264,10 +254,11 @@ class Node:
         """After its backward (without ``retain_graph``): drop the saved values, as
         PyTorch frees saved tensors, so a loss the user still holds does not keep every
         activation of its graph alive. Leaves stay (their ``.grad``); parents stay."""
-        self.inputs = tuple([t if p is True or type(t) is Unsaved else Unsaved.of(t)
+        self.inputs = tuple([t if p is True or type(t) is Unsaved else
+                             Unsaved.output(t._data, t._device, t._vc)
                              for t, p in zip(self.inputs, self.parents)])
         if type(self.out) is not Unsaved:
-            self.out = Unsaved.of(self.out, keep_ref=False)
+            self.out = Unsaved.output(self.out._data, self.out._device, self.out._vc)
 
     def name(self) -> str:
         name = self.op.name

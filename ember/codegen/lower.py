@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ember import dtypes
-from ember.codegen.kernel import Expr, Kernel, Load, Store, contiguous_strides
+from ember.codegen.kernel import Expr, Kernel, Load, Store, _exact, contiguous_strides
 from ember.codegen.policy import REDUCE_OPS
 
 if TYPE_CHECKING:   # codegen never imports the IR at run time (the IR imports codegen)
@@ -50,12 +50,8 @@ def const_varies(graph, nid: int, reference: dict | None) -> bool:
         return False
     then = reference.get(("const", nid))
     now = graph.consts[nid].reshape(()).item()   # (a CuPy constant too)
-    return then is not None and _float_bits(then) != _float_bits(now)
-
-
-def _float_bits(value) -> bytes | None:
-    """The exact float64 bits of a Python float (-0.0 is not 0.0), None otherwise."""
-    return np.float64(value).tobytes() if isinstance(value, float) else None
+    # (exactly: -0.0 is not 0.0; integers stay compiled in)
+    return then is not None and isinstance(now, float) and _exact(then) != _exact(now)
 
 
 def _iota(graph, nid: int) -> bool:

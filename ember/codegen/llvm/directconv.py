@@ -30,13 +30,11 @@ array([[9., 9.],
 """
 from __future__ import annotations
 
-import threading
-import zlib
 
 import llvmlite.ir as ir
 import numpy as np
 
-from ember.codegen.llvm.native import _Native
+from ember.codegen.llvm.native import compiled
 from ember.codegen.llvm.loops import _new_module
 
 __all__ = ["supports", "conv2d", "conv2d_weight"]
@@ -51,8 +49,6 @@ _TILE = 24
 # Multiply-adds from which a call splits across the pool: these kernels are compute
 # bound, and a pool round trip costs ~30-60 us here.
 _PARALLEL_MIN = 2_000_000
-_KERNELS: dict = {}
-_LOCK = threading.Lock()
 
 
 def supports(*arrays) -> bool:
@@ -343,18 +339,10 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
 
 # ---- compiled kernels and their calls ------------------------------------------------
 
-def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
-    sig = (kind, dtype.str, *key)
-    k = _KERNELS.get(sig)
-    if k is None:
-        with _LOCK:
-            k = _KERNELS.get(sig)
-            if k is None:
-                # A name stable across processes: the IR text keys the disk cache.
-                name = f"ember_{kind}_{zlib.crc32(repr(sig).encode()):08x}"
-                make = _conv_ir if kind == "dconv" else _wgrad_ir
-                k = _KERNELS[sig] = _Native(name, make(name, dtype, *key), 3, _PARALLEL_MIN)
-    return k
+def _kernel(kind: str, dtype: np.dtype, *key):
+    make = _conv_ir if kind == "dconv" else _wgrad_ir
+    return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
+                    _PARALLEL_MIN)
 
 
 def _norm(kernel, stride, padding, dilation):

@@ -322,28 +322,33 @@ class _Native:
             f.result()
 
 
-def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
-    sig = (kind, dtype.str, *key)
+def compiled(sig: tuple, build, parallel_min: int = _PARALLEL_MIN) -> _Native:
+    """The kernel of signature ``sig`` (kind first), built once per process:
+    ``build(name)`` gives its IR text and pointer count. The name is stable across
+    processes (hash() of strings is salted per process): the IR text is the persistent
+    cache's key. directconv.py's kernels come through here too."""
     k = _KERNELS.get(sig)
     if k is None:
         with _LOCK:
             k = _KERNELS.get(sig)
             if k is None:
-                # A name stable across processes (hash() of strings is salted per
-                # process): the IR text is the persistent cache's key.
-                name = f"ember_{kind}_{zlib.crc32(repr(sig).encode()):08x}"
-                ft = _FLOAT[dtype]
-                if kind in ("avg_fwd", "avg_bwd"):
-                    src, nptrs = _avg_ir(name, ft, *key, backward=kind == "avg_bwd"), 2
-                elif kind == "im2col":
-                    src, nptrs = _im2col_ir(name, ft, *key), 2
-                elif kind == "col2im":
-                    src, nptrs = _col2im_ir(name, ft, *key), 2
-                else:
-                    src = _pool_ir(name, ft, *key, backward=kind == "pool_bwd")
-                    nptrs = 3 if kind == "pool_bwd" else 2
-                k = _KERNELS[sig] = _Native(name, src, nptrs)
+                name = f"ember_{sig[0]}_{zlib.crc32(repr(sig).encode()):08x}"
+                k = _KERNELS[sig] = _Native(name, *build(name), parallel_min)
     return k
+
+
+def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
+    def build(name: str) -> tuple[str, int]:
+        ft = _FLOAT[dtype]
+        if kind in ("avg_fwd", "avg_bwd"):
+            return _avg_ir(name, ft, *key, backward=kind == "avg_bwd"), 2
+        if kind == "im2col":
+            return _im2col_ir(name, ft, *key), 2
+        if kind == "col2im":
+            return _col2im_ir(name, ft, *key), 2
+        return (_pool_ir(name, ft, *key, backward=kind == "pool_bwd"),
+                3 if kind == "pool_bwd" else 2)
+    return compiled((kind, dtype.str, *key), build)
 
 
 def _elem_strides(a: np.ndarray) -> tuple[int, ...]:
