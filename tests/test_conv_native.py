@@ -66,8 +66,10 @@ def test_conv2d_grads_match_finite_differences(case):
     check_grad_fd(lambda x, w, b: F.conv2d(x, w, b, **attrs), [x, wt, b])
 
 
+# ((2, 2), None, 0, 1), (3, 3, 0, 1) and (2, 3, 0, 1) below tile the plane (stride ==
+# kernel, with rows and columns no window covers): their backward writes each cell once.
 POOL_CASES = [((2, 2), None, 0, 1), (3, 2, 1, 1), ((3, 2), (2, 1), (1, 0), (1, 2)),
-              (2, 1, 0, 2), (3, 3, 1, 1)]
+              (2, 1, 0, 2), (3, 3, 1, 1), (3, 3, 0, 1)]
 
 
 @pytest.mark.parametrize("k,s,p,d", POOL_CASES)
@@ -90,7 +92,7 @@ def test_max_pool2d_ties_nan_and_inf_follow_torch():
                     [2.0, 0.0, 2.0, -np.inf], [-np.inf, -np.inf, -np.inf, -np.inf]]]])
     for dtype in (np.float32, np.float64):
         xs = x.astype(dtype)
-        for k, s, p in [(2, 1, 0), (2, 2, 1), (3, 1, 1)]:
+        for k, s, p in [(2, 1, 0), (2, 2, 1), (3, 1, 1), (2, 2, 0), (3, 3, 0)]:
             xe = ember.tensor(xs, requires_grad=True)
             xt = torch.tensor(xs, requires_grad=True)
             ye, ie = F.max_pool2d(xe, k, s, p, return_indices=True)
@@ -117,7 +119,8 @@ def test_max_pool2d_grad_matches_finite_differences():
     check_grad_fd(lambda a: F.max_pool2d(a, 3, 2, 1), [x])
 
 
-@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), (2, 1))])
+@pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), (2, 1)),
+                                     ((2, 3), (2, 3), 0, 1)])
 def test_native_kernels_equal_the_array_fallbacks(k, s, p, d):
     """The llvmlite kernels and the NumPy code (what CuPy and other dtypes run) agree."""
     pair = lambda v: (v, v) if isinstance(v, int) else v   # noqa: E731

@@ -215,11 +215,16 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
                     arg = b.select(take, flat, arg)
         return best, arg
 
+    # Windows that tile the plane (stride == kernel, no padding or dilation: the usual
+    # 2x2/2) write each gradient element once, the window's maximum g and its other cells
+    # 0, instead of zeroing the plane and adding into it (1.19 -> 0.6 ms on CIFAR's
+    # [64, 32, 30, 30]).
+    tiled = backward and (sh, sw) == (kh, kw) and (ph, pw, dh, dw) == (0, 0, 1, 1)
     with _for(b, start, end) as p:
         xbase = _dot(b, [(b.sdiv(p, _c(c_)), xstr[0]), (b.srem(p, _c(c_)), xstr[1])])
         if backward:
             dbase = b.mul(p, _c(h * w))
-            with _for(b, 0, h * w) as k:
+            with _for(b, oh * kh * w if tiled else 0, h * w) as k:
                 b.store(zero, _at(b, dx, b.add(dbase, k), ft))
         with _for(b, 0, oh) as oy:
             obase = b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow))
@@ -231,12 +236,26 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
                 with _for(b, 0, ow) as ox:
                     _, arg = window(xbase, oy, ox)
                     b.store(arg, _at(b, row, ox, ft))
-                with _for(b, 0, ow) as ox:
-                    # A window with no in-range element cannot happen (pad <= k/2).
-                    at = b.fptosi(b.load(_at(b, row, ox, ft), typ=ft), _I64)
-                    d = _at(b, dx, b.add(dbase, at), ft)
-                    gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
-                    b.store(b.fadd(b.load(d, typ=ft), gv), d)
+                if tiled:
+                    for i in range(kh):
+                        y = b.add(b.mul(oy, _c(kh)), _c(i))
+                        rbase = b.mul(y, _c(w))
+                        with _for(b, 0, ow) as ox:
+                            at = b.fptosi(b.load(_at(b, row, ox, ft), typ=ft), _I64)
+                            gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
+                            for j in range(kw):
+                                pos = b.add(rbase, b.add(b.mul(ox, _c(kw)), _c(j)))
+                                b.store(b.select(b.icmp_signed("==", at, pos), gv, zero),
+                                        _at(b, dx, b.add(dbase, pos), ft))
+                        with _for(b, ow * kw, w) as x:   # columns no window covers
+                            b.store(zero, _at(b, dx, b.add(dbase, b.add(rbase, x)), ft))
+                else:
+                    with _for(b, 0, ow) as ox:
+                        # A window with no in-range element cannot happen (pad <= k/2).
+                        at = b.fptosi(b.load(_at(b, row, ox, ft), typ=ft), _I64)
+                        d = _at(b, dx, b.add(dbase, at), ft)
+                        gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
+                        b.store(b.fadd(b.load(d, typ=ft), gv), d)
     b.ret_void()
     return str(module)
 
