@@ -219,3 +219,36 @@ def test_groups_joined_only_inside_a_third_group_make_no_cycle():
     for g, e in zip(got, f(x, t, y)):
         np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-6)
     assert cf.counters["eager_calls"] == 0
+
+
+def test_relu_mask_is_recomputed_where_the_gradient_uses_it():
+    """ReLU's backward mask ``out > 0`` reads only ``out``, which the next layer's matmul
+    keeps anyway: it is computed in the backward kernel that multiplies the gradient,
+    not stored by the forward kernel (a full float array written and read once)."""
+    torch = pytest.importorskip("torch")
+    ember.manual_seed(0)
+    lin1, lin2 = ember.nn.Linear(12, 16), ember.nn.Linear(16, 3)
+
+    def step(x):
+        lin1.zero_grad()
+        lin2.zero_grad()
+        loss = lin2(lin1(x).relu()).square().mean()
+        loss.backward()
+        return loss.detach(), lin1.weight.grad.clone(), lin1.bias.grad.clone()
+
+    x = _x(8, 12)
+    cf, _ = _compiled_equals_eager(step, x)
+    ks = ember.explain(step, x).kernels   # the forward's is a matmul's epilogue
+    forward = [k for k in ks if "relu" in k.ops]
+    assert forward and all("gt" not in k.ops for k in forward), [k.ops for k in ks]
+    assert any("gt" in k.ops and "mul" in k.ops for k in ks), [k.ops for k in ks]
+    t1, t2 = torch.nn.Linear(12, 16), torch.nn.Linear(16, 3)
+    with torch.no_grad():
+        for t, e in ((t1, lin1), (t2, lin2)):
+            t.weight.copy_(torch.tensor(e.weight.detach().numpy()))
+            t.bias.copy_(torch.tensor(e.bias.detach().numpy()))
+    xt = torch.tensor(x.numpy())
+    t2(t1(xt).relu()).square().mean().backward()
+    got = cf(x)
+    np.testing.assert_allclose(got[1].numpy(), t1.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[2].numpy(), t1.bias.grad.numpy(), rtol=1e-4, atol=1e-6)

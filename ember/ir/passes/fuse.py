@@ -132,26 +132,61 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
     O(log n) times), folds the smaller group into the larger one in place, and members
     are sorted once at the end."""
     group_of: dict[int, Group] = {}
+    members = {n for n in graph.nodes() if fusible(graph, n)}
+    deferred = _deferred(graph, members)
     for nid in graph.nodes():
-        if not fusible(graph, nid):
+        if nid not in members:
             continue
         d = graph[nid]
         g = group_of[nid] = _single(graph, nid)
-        seen = []
-        for a in d.args:
-            cand = group_of.get(a)
-            if cand is None or cand is g or any(cand is s for s in seen):
-                continue
-            seen.append(cand)
-            merged = _merge(graph, g, cand, group_of)
-            if isinstance(merged, Group):
-                g = merged
-            elif refused is not None:
-                refused.append(Refused(a, nid, merged))
+        if nid not in deferred:
+            g = _join_args(graph, nid, g, group_of, refused)
+    for nid in deferred:   # where its users' group can join its producers', it does
+        _join_args(graph, nid, group_of[nid], group_of, None)
     unique = {id(g): g for g in group_of.values()}
     for g in unique.values():
         g.nodes.sort()
     return _break_cycles(graph, sorted(unique.values(), key=lambda g: g.nodes[0]), refused)
+
+
+def _join_args(graph, nid: int, g: Group, group_of: dict, refused: list | None) -> Group:
+    """``g`` (node ``nid``'s group) merged with each of its operands' groups that it can
+    share a loop nest with."""
+    seen = []
+    for a in graph[nid].args:
+        cand = group_of.get(a)
+        if cand is None or cand is g or any(cand is s for s in seen):
+            continue
+        seen.append(cand)
+        merged = _merge(graph, g, cand, group_of)
+        if isinstance(merged, Group):
+            g = merged
+        elif refused is not None:
+            refused.append(Refused(a, nid, merged))
+    return g
+
+
+def _deferred(graph, members: set[int]) -> list[int]:
+    """Cheap elementwise nodes that join their users' kernel before their producers':
+    those whose operands are all stored anyway (graph inputs, constants, outputs, or
+    values a non-kernel op such as a matmul or a pooling reads) and whose users all fuse.
+    Such a node costs nothing to recompute where it is used; joined to its producer it is
+    stored there and read back, when the user cannot share the producer's kernel. ReLU's
+    gradient mask ``cast(out > 0)`` is the case: its product with the gradient comes
+    after the pooling or matmul backward that reads ``out``, so it could never join the
+    forward kernel, and the forward stored the mask (a full float array) only for the
+    backward to read it once."""
+    outs = set(graph.outputs) | {v for _, v in graph.writebacks}
+
+    def stored(a: int) -> bool:
+        return (graph[a].op in ("input", "const") or a in outs
+                or any(u not in members for u in graph.users(a)))
+
+    return [n for n in graph.nodes()
+            if n in members and OPS[graph[n].op].elementwise and graph[n].op not in DECOMPOSED
+            and n not in outs and graph.users(n)
+            and all(u in members for u in graph.users(n))
+            and all(stored(a) for a in graph[n].args)]
 
 
 def _single(graph, nid: int) -> Group:
