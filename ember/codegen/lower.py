@@ -63,7 +63,7 @@ def _iota(graph, nid: int) -> bool:
             and bool((c == np.arange(c.size)).all()))
 
 
-def _varying_dims(graph, group: Group, reference: dict) -> list[bool]:
+def varying_dims(graph, group: Group, reference: dict) -> list[bool]:
     """Per dim of ``group.full``: whether a member or an operand of the group has another
     size along it in the ``reference`` build (a value it lacks counts as varying)."""
     full = group.full
@@ -149,7 +149,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
     pos = {d: i for i, d in enumerate(perm)}
     varying = None
     if generic:
-        varies = (_varying_dims(graph, group, reference) if reference is not None
+        varies = (varying_dims(graph, group, reference) if reference is not None
                   else [n in dynamic for n in full])
         varying = tuple(varies[d] for d in perm)
 

@@ -17,7 +17,8 @@ import networkx as nx
 
 from ember.codegen.backend import backend_for
 from ember.codegen.kernel import Kernel
-from ember.codegen.lower import const_varies, external_args, group_outputs, lower_group
+from ember.codegen.lower import (const_varies, external_args, group_outputs, lower_group,
+                                 varying_dims)
 from ember.codegen.phases import phase
 from ember.ir.passes.fuse import Group, fuse
 from ember.ops.registry import OPS
@@ -257,10 +258,10 @@ def _varies(graph, group: Group, dynamic: frozenset, fixed: set, reference) -> b
     size-generic code), a guess: a dim is one of the sizes ``DynamicDims.sizes`` gave,
     and the shape is not a parameter's. A wrong guess costs speed only (a recompile
     per size, or generic code for a fixed size), never correctness."""
-    if reference is not None:   # the group's nodes and what they read (a row sum), or
+    if reference is not None:   # a dim of its nodes or what they read (a row sum), or
         # a constant made from a size (lowered as a run-time scalar where it can be)
-        return any(reference.get(m) != tuple(graph[m].shape) or const_varies(graph, m, reference)
-                   for n in group.nodes for m in (n, *graph[n].args))
+        return any(varying_dims(graph, group, reference)) or any(
+            const_varies(graph, m, reference) for n in group.nodes for m in (n, *graph[n].args))
     return tuple(group.full) not in fixed and any(n in dynamic for n in group.full)
 
 
