@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -518,3 +519,33 @@ def test_horizontally_fused_kernels_of_different_shapes():
     np.testing.assert_allclose(Y, 1 / (1 + np.exp(-X)), rtol=1e-6)
     with pytest.raises(ValueError):
         multi.run([[x], [a, b], [X]], [[y], [z], [np.empty(3, np.float32)]])
+
+
+def _forked_call(fn, x, queue) -> None:
+    queue.put(float(fn(x).sum()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_parallel_kernels():
+    """multiprocessing forks by default on Linux, and only the forking thread survives:
+    a child that split a kernel over the parent's pool threads waited forever."""
+    import multiprocessing
+
+    from ember.codegen.llvm import jit
+
+    x = ember.randn(2048, 2048)
+    fn = ember.compile(lambda x: (x * 2 + 1).exp().sum(1))
+    for _ in range(3):
+        want = float(fn(x).sum())
+    assert jit._POOL is not None and jit._POOL._threads   # the kernel split: threads exist
+    time.sleep(0.3)   # the pool thread goes idle: the executor then reuses, not spawns
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_call, args=(fn, x, queue))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung in a parallel kernel")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == pytest.approx(want, rel=1e-6)

@@ -261,3 +261,15 @@ def _pool() -> ThreadPoolExecutor:
                 _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
                                            thread_name_prefix="ember-cpu")
     return _POOL
+
+
+def _forget_pool() -> None:
+    """In a forked child: only the forking thread exists there, so the parent's pool
+    threads are gone while their executor still counts them as idle, and a kernel's
+    share submitted to it would wait forever (a ``multiprocessing`` worker, fork being
+    Linux's default, hung on its first parallel kernel). The child starts its own."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
