@@ -593,3 +593,42 @@ def test_one_segment_walk_serves_plain_and_gradient_replays():
                     want.backward()
                     np.testing.assert_allclose(x.grad.numpy(), x_ref.grad.numpy(), rtol=1e-5)
         assert cf.stats()["cache_hits"] > 0
+
+
+def test_compiled_module_is_a_module_as_torch_compile_makes_it():
+    """ember.compile(module) behaves as torch.compile's OptimizedModule: an nn.Module
+    with the original as ``_orig_mod`` (state_dict keys, named_modules), usable inside
+    containers, train/eval and attributes forwarded, deep-copied and pickled."""
+    import copy
+    import pickle
+
+    torch = pytest.importorskip("torch")
+    ember.manual_seed(0)
+    m = ember.nn.Sequential(ember.nn.Linear(4, 3), ember.nn.ReLU())
+    cm = ember.compile(m)
+    tm = torch.compile(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()))
+    assert isinstance(cm, ember.nn.Module)
+    assert list(cm.state_dict()) == list(tm.state_dict())
+    assert [n for n, _ in cm.named_modules()] == [n for n, _ in tm.named_modules()]
+    assert len(cm) == len(tm) == 2
+    x = ember.randn(5, 4)
+    want = m(x).detach().numpy()
+    outer = ember.nn.Sequential(cm, ember.nn.Identity())
+    np.testing.assert_array_equal(outer(x).detach().numpy(), want)
+    assert list(outer.state_dict()) == ["0._orig_mod.0.weight", "0._orig_mod.0.bias"]
+    cm.eval()
+    assert not m.training and not cm.training
+    cm.train()
+    assert m.training and cm.training
+    cm.note = "set through the wrapper"
+    assert m.note == "set through the wrapper"
+    for twin in (copy.deepcopy(cm), pickle.loads(pickle.dumps(cm))):
+        assert type(twin) is type(cm) and twin._orig_mod is not m
+        np.testing.assert_array_equal(twin(x).detach().numpy(), want)
+        with ember.no_grad():
+            twin._orig_mod[0].weight.add_(1.0)   # its own parameters
+        np.testing.assert_array_equal(cm(x).detach().numpy(), want)
+    state = {k: ember.tensor(v.detach().numpy()) for k, v in tm.state_dict().items()}
+    cm.load_state_dict(state)   # a torch.compile checkpoint's keys load as they are
+    np.testing.assert_allclose(cm(x).detach().numpy(), tm(torch.tensor(x.numpy())).detach().numpy(),
+                               rtol=1e-6)

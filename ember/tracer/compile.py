@@ -349,21 +349,67 @@ def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: boo
     return CompiledFunction(fn, **options)
 
 
-class CompiledModule:
-    """A compiled module: behaves like the module (same parameters, train/eval, state_dict)."""
+class CompiledModule(Module):
+    """What ``ember.compile(module)`` returns: an ``nn.Module`` that holds the original as
+    its child ``_orig_mod`` and runs its calls compiled, as torch.compile's
+    ``OptimizedModule``: it is an ``nn.Module`` (containers take it), its parameters and
+    ``state_dict`` keys are the original's under ``_orig_mod.``, train/eval and every
+    other attribute read or set are the original's, and it deep-copies and pickles (a copy
+    compiles afresh).
+
+    >>> cm = ember.compile(nn.Linear(2, 2))
+    >>> list(cm.state_dict()), isinstance(cm, nn.Module)
+    (['_orig_mod.weight', '_orig_mod.bias'], True)
+    """
+
+    _OWN = frozenset({"_orig_mod", "_compiled_forward", "_options", "forward"})
 
     def __init__(self, module, **options) -> None:
-        object.__setattr__(self, "_orig_mod", module)
+        super().__init__()
+        self._modules["_orig_mod"] = module
+        object.__setattr__(self, "_options", options)
         object.__setattr__(self, "_compiled_forward", CompiledFunction(module.__call__, **options))
 
-    def __call__(self, *args, **kwargs):
+    def forward(self, *args, **kwargs):
         return self._compiled_forward(*args, **kwargs)
 
-    def __getattr__(self, name):
-        return getattr(self._orig_mod, name)
+    @property
+    def training(self) -> bool:
+        return self._orig_mod.training
 
-    def __setattr__(self, name, value):
-        setattr(self._orig_mod, name, value)
+    @training.setter
+    def training(self, value: bool) -> None:
+        # Module.__init__ sets the default before the original is registered: ignored.
+        modules = self.__dict__.get("_modules")
+        if modules is not None and "_orig_mod" in modules:
+            modules["_orig_mod"].training = value
+
+    def __getattr__(self, name: str):
+        modules = self.__dict__.get("_modules")
+        if modules is None or "_orig_mod" not in modules:   # before __init__ (a copy)
+            raise AttributeError(name)
+        if name in modules:
+            return modules[name]
+        return getattr(modules["_orig_mod"], name)
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._OWN or hasattr(type(self), name):
+            super().__setattr__(name, value)
+        else:
+            setattr(self._orig_mod, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._OWN or hasattr(type(self), name):
+            super().__delattr__(name)
+        else:
+            delattr(self._orig_mod, name)
+
+    def __len__(self) -> int:
+        return len(self._orig_mod)
+
+    def __reduce__(self):
+        # The compiled code, caches and locks stay behind: a copy compiles on its own.
+        return _compiled_module, (self._orig_mod, self._options)
 
     def stats(self) -> dict:
         return self._compiled_forward.stats()
@@ -373,3 +419,8 @@ class CompiledModule:
 
     def __repr__(self) -> str:
         return f"Compiled({self._orig_mod!r})"
+
+
+def _compiled_module(module, options: dict) -> CompiledModule:
+    """Unpickling: ``CompiledModule(module, **options)``."""
+    return CompiledModule(module, **options)
