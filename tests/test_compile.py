@@ -632,3 +632,101 @@ def test_compiled_module_is_a_module_as_torch_compile_makes_it():
     cm.load_state_dict(state)   # a torch.compile checkpoint's keys load as they are
     np.testing.assert_allclose(cm(x).detach().numpy(), tm(torch.tensor(x.numpy())).detach().numpy(),
                                rtol=1e-6)
+
+
+def test_torch_compile_arguments_are_accepted_as_torch_means_them():
+    """Programs pass torch.compile's mode, backend, options, name, disable and
+    recompile_limit; each means what it can here, and the rest errs as torch does."""
+    lin = ember.nn.Linear(3, 2)
+    x = ember.randn(4, 3)
+    want = lin(x).detach().numpy()
+    for kwargs in ({"mode": "max-autotune"}, {"mode": "reduce-overhead"},
+                   {"mode": "max-autotune-no-cudagraphs"}, {"backend": "inductor"},
+                   {"options": {"triton.cudagraphs": False}}, {"recompile_limit": 3}):
+        cm = ember.compile(lin, **kwargs)
+        for _ in range(3):
+            np.testing.assert_array_equal(cm(x).detach().numpy(), want)
+        assert cm.stats()["cache_hits"] >= 1, kwargs
+    assert ember.compile(lin, recompile_limit=3)._compiled_forward.limit() == 3
+    eager = ember.compile(lambda a: a * 2, backend="eager")
+    assert eager.mode == "eager"
+    assert ember.compile(lin, disable=True) is lin
+    named = ember.compile(lambda a: a + 1, name="shift")
+    named(x)
+    assert named.__name__ == "shift"
+    with pytest.raises(RuntimeError, match="Either mode or options"):
+        ember.compile(lin, mode="max-autotune", options={})
+    with pytest.raises(ValueError, match="unknown backend 'tvm'"):
+        ember.compile(lin, backend="tvm")
+    with pytest.raises(NotImplementedError, match="custom backend"):
+        ember.compile(lin, backend=lambda gm, inputs: gm)
+
+
+def test_module_compile_in_place_as_torch():
+    import copy
+
+    torch = pytest.importorskip("torch")
+    ember.manual_seed(0)
+    m = ember.nn.Sequential(ember.nn.Linear(4, 3), ember.nn.ReLU())
+    keys = list(m.state_dict())
+    x = ember.randn(5, 4)
+    want = m(x).detach().numpy()
+    assert m.compile() is None and type(m) is ember.nn.Sequential
+    t = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    t.compile()
+    assert list(m.state_dict()) == keys == list(t.state_dict())
+    for _ in range(3):
+        np.testing.assert_array_equal(m(x).detach().numpy(), want)
+    stats = m._compiled_call.stats()
+    assert stats["cache_hits"] >= 1 and not stats["fallbacks"]
+    twin = copy.deepcopy(m)   # compiled afresh, its own parameters
+    np.testing.assert_array_equal(twin(x).detach().numpy(), want)
+    assert twin._compiled_call is not m._compiled_call
+    outer = ember.compile(lambda a: m(a) * 2)   # a compiled module inside a compiled call
+    for _ in range(3):
+        np.testing.assert_array_equal(outer(x).detach().numpy(), want * 2)
+
+
+def test_compiler_disable_runs_the_call_as_written():
+    seen = []
+
+    @ember.compiler.disable
+    def log(t):
+        seen.append(float(t.sum()))   # Python the replay would not run
+        return t
+
+    def f(a):
+        return log(a * 2) + 1
+
+    cf = ember.compile(f)
+    x = ember.ones(3)
+    for _ in range(3):
+        np.testing.assert_array_equal(cf(x).numpy(), np.full(3, 3.0))
+    assert seen == [6.0, 6.0, 6.0]
+    assert any("ember.compiler.disable" in r for r in cf.stats()["fallbacks"])
+    with pytest.raises(ember.CompileError, match="ember.compiler.disable"):
+        ember.compile(f, fullgraph=True)(x)
+
+
+def test_reset_and_dynamo_config():
+    f = ember.compile(lambda a: a.exp() + 1)
+    x = ember.ones(4)
+    for _ in range(3):
+        f(x)
+    compiles = f.stats()["compiles"]
+    ember.compiler.reset()
+    f(x)
+    assert f.stats()["compiles"] == compiles + 1
+    ember._dynamo.reset()
+    f(x)
+    assert f.stats()["compiles"] == compiles + 2
+    before = ember._dynamo.config.cache_size_limit
+    try:
+        ember._dynamo.config.cache_size_limit = 2
+        assert ember._dynamo.config.recompile_limit == 2 == ember.compile(lambda a: a).limit()
+    finally:
+        ember._dynamo.config.recompile_limit = before
+    assert ember.compile(lambda a: a).limit() == before
+    ember._dynamo.config.suppress_errors = True
+    with pytest.raises(AttributeError):
+        ember._dynamo.config.no_such_setting = 1

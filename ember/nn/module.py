@@ -121,13 +121,55 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         d = self.__dict__
-        if d["_forward_pre_hooks"] or d["_forward_hooks"]:
+        if d["_forward_pre_hooks"] or d["_forward_hooks"] or "_compiled_call" in d:
+            compiled = d.get("_compiled_call")
+            if compiled is not None:
+                return compiled(*args, **kwargs)
             return _hooks.call_with_hooks(self, args, kwargs)
-        try:   # inline, not _call_forward: this is every layer's call
+        try:   # inline, not _call_impl: this is every layer's call
             return self.forward(*args, **kwargs)
         except OpError as e:
             self._name_in_error(e)
             raise
+
+    def _call_impl(self, *args: Any, **kwargs: Any) -> Any:
+        """The call as written (hooks, then ``forward``): what ``compile()`` compiles."""
+        d = self.__dict__
+        if d["_forward_pre_hooks"] or d["_forward_hooks"]:
+            return _hooks.call_with_hooks(self, args, kwargs)
+        try:
+            return self.forward(*args, **kwargs)
+        except OpError as e:
+            self._name_in_error(e)
+            raise
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile this module's calls in place, as PyTorch's ``Module.compile``: the
+        arguments are ``ember.compile``'s, and ``self(...)`` runs compiled from now on (the
+        module stays itself: its type, ``state_dict`` keys and attributes are unchanged).
+
+        >>> m = nn.Linear(4, 2); m.compile(); m(ember.randn(3, 4)).shape
+        ember.Size([3, 2])
+        """
+        from ember.tracer.compile import compile as _compile
+
+        def call(*a: Any, **k: Any) -> Any:
+            return Module._call_impl(self, *a, **k)
+        call.__name__ = call.__qualname__ = f"{type(self).__name__}.__call__"
+        object.__setattr__(self, "_compiled_call", _compile(call, *args, **kwargs))
+        object.__setattr__(self, "_compile_args", (args, kwargs))
+
+    def __getstate__(self) -> dict:
+        # A compiled call holds compiled code and locks: a copy compiles afresh.
+        state = dict(self.__dict__)
+        state.pop("_compiled_call", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "_compile_args" in state:
+            args, kwargs = state["_compile_args"]
+            self.compile(*args, **kwargs)
 
     def _call_forward(self, args: tuple, kwargs: dict) -> Any:
         try:

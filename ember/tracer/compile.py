@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+import weakref
 from typing import Any, Callable
 
 from ember import dispatch as _dispatch
@@ -34,6 +35,7 @@ from ember.tracer.events import clock
 from ember.tracer.fastpath import MISS
 from ember.tracer.guards import GuardSet
 from ember.tracer.key import CallKey, key_fields
+from ember.tracer import options as _options
 from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F401
                                   DYNAMIC_CACHE_LIMIT, CompileError,
                                   VerificationError, eager_mode, env_flag, global_eager,
@@ -44,6 +46,15 @@ __all__ = ["compile", "CompiledFunction", "CompiledModule", "CompileError", "Ver
            "eager_mode", "set_eager", "env_flag", "DEFAULT_CACHE_LIMIT"]
 
 _REASONS_KEPT = 100   # recompile reasons listed in stats(); later ones are only counted
+
+
+_LIVE: "weakref.WeakSet[CompiledFunction]" = weakref.WeakSet()   # for reset_all
+
+
+def reset_all() -> None:
+    """``ember.compiler.reset()``: every compiled function forgets its entries."""
+    for fn in list(_LIVE):
+        fn.reset()
 
 
 class CompiledFunction:
@@ -60,6 +71,7 @@ class CompiledFunction:
                  cache_limit: int | None = None, dynamic: bool | None = None) -> None:
         if mode not in ("default", "eager", "verify"):
             raise ValueError(f"ember.compile: unknown mode {mode!r} (default, eager, verify)")
+        self._dynamic_setting = dynamic
         self.dynamic = DynamicDims(dynamic)   # which sizes vary (dynamic.py)
         self.arena = Arena()   # the working memory all entries share (one call at a time)
         functools.update_wrapper(self, fn)
@@ -87,6 +99,19 @@ class CompiledFunction:
         self._fast_entry = None
         self.record = None   # the inspector's record (ember.inspect sets it)
         events.publish("function_created", self)
+        _LIVE.add(self)
+
+    def reset(self) -> None:
+        """Forget every compiled entry and which sizes turned dynamic: the next call traces
+        and compiles again (machine code already made is reused)."""
+        with self._lock:
+            self._fast = self._fast_entry = None
+            self.cache.clear()
+            self._by_key.clear()
+            self._unstable.clear()
+            self._last_key = None
+            self.dynamic = DynamicDims(self._dynamic_setting)
+            self.arena = Arena()
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
         return self if obj is None else functools.partial(self, obj)
@@ -235,7 +260,9 @@ class CompiledFunction:
         once some dim is dynamic (entries of one function share code and memory)."""
         if self.cache_limit is not None:
             return self.cache_limit
-        return DYNAMIC_CACHE_LIMIT if self.dynamic.active() else DEFAULT_CACHE_LIMIT
+        # (read at each call: ember._dynamo.config.recompile_limit sets the default)
+        return (max(DYNAMIC_CACHE_LIMIT, _options.DEFAULT_CACHE_LIMIT) if self.dynamic.active()
+                else _options.DEFAULT_CACHE_LIMIT)
 
     def _evict(self) -> None:
         """Drop the least recently used entry (the one fast calls go to counts as used
@@ -324,14 +351,29 @@ class CompiledFunction:
         return report if report is not None else f"{self.__name__}: {len(self.cache)} cache entries"
 
 
-def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: bool = False,
-            cache_limit: int | None = None, dynamic: bool | None = None):
+# torch.compile's modes tune Inductor and CUDA graphs; ember has one pipeline, which each
+# of them selects. Its backends: ember's own code generator stands for Inductor (the
+# default); "eager" and "aot_eager" run the function as written.
+_TORCH_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_BACKENDS = {None: "default", "inductor": "default", "eager": "eager", "aot_eager": "eager"}
+
+
+def compile(model: Callable | None = None, *, fullgraph: bool = False,
+            dynamic: bool | None = None, backend: str | None = None, mode: str | None = None,
+            options: dict | None = None, name: str | None = None, disable: bool = False,
+            recompile_limit: int | None = None, cache_limit: int | None = None):
     """Compile a function or an ``nn.Module``: trace, optimize, fuse and run as kernels.
 
-    ``dynamic`` (as torch.compile's): None compiles for the first call's sizes and makes
-    a dim dynamic once a call changes it; True makes every dim dynamic; False none.
-    Kernels over dynamic dims are compiled once for every size (``tracer/dynamic.py``).
-    ``cache_limit``: the cache entries kept (default 8, and 64 once a dim is dynamic:
+    torch.compile's signature: ``dynamic`` None compiles for the first call's sizes and
+    makes a dim dynamic once a call changes it, True makes every dim dynamic, False none;
+    kernels over dynamic dims are compiled once for every size (``tracer/dynamic.py``).
+    ``mode``: torch's modes ("reduce-overhead", "max-autotune", ...) all run ember's one
+    pipeline; ember's own are "eager" (run as written, to debug) and "verify" (check every
+    replay against eager). ``backend``: "inductor" (or None) is ember's code generator,
+    "eager"/"aot_eager" run as written. ``options`` (Inductor's settings) have nothing to
+    tune here and are accepted as given. ``name`` names the function in ``stats()`` and
+    ``explain()``. ``disable=True`` returns ``model`` itself. ``recompile_limit`` (or
+    ``cache_limit``): the cache entries kept (default 8, and 64 once a dim is dynamic:
     the least recently used size then makes room for a new one); past it, calls run
     eagerly.
 
@@ -341,12 +383,40 @@ def compile(fn: Callable | None = None, *, mode: str = "default", fullgraph: boo
     >>> f(ember.ones(4))
     tensor([8.3891, 8.3891, 8.3891, 8.3891])
     """
-    options = dict(mode=mode, fullgraph=fullgraph, cache_limit=cache_limit, dynamic=dynamic)
-    if fn is None:
-        return lambda f: compile(f, **options)
-    if isinstance(fn, Module):
-        return CompiledModule(fn, **options)
-    return CompiledFunction(fn, **options)
+    if mode is not None and options is not None:   # as torch.compile
+        raise RuntimeError("Either mode or options can be specified, but both can't be "
+                           "specified at the same time.")
+    if callable(backend):
+        raise NotImplementedError(
+            "ember.compile: a custom backend (a callable given a torch.fx graph) has no "
+            "graph to receive here: ember compiles with its own code generator. Leave "
+            "backend out (or 'inductor'), or use 'eager' to run the function as written")
+    if backend not in _BACKENDS:
+        raise ValueError(f"ember.compile: unknown backend {backend!r}: ember compiles with "
+                         "its own code generator ('inductor' or None), or runs the function "
+                         "as written ('eager', 'aot_eager')")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"ember.compile: options must be a dict, got {type(options).__name__}")
+    if recompile_limit is not None and cache_limit is not None and recompile_limit != cache_limit:
+        raise ValueError("ember.compile: recompile_limit and cache_limit name the same limit; "
+                         "give one")
+    run = "default" if mode is None or mode in _TORCH_MODES else mode
+    if _BACKENDS[backend] == "eager":
+        run = "eager"
+    settings = dict(mode=run, fullgraph=fullgraph, dynamic=dynamic,
+                    cache_limit=recompile_limit if recompile_limit is not None else cache_limit)
+    if model is None:
+        return lambda f: compile(f, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
+                                 mode=mode, options=options, name=name, disable=disable,
+                                 recompile_limit=recompile_limit, cache_limit=cache_limit)
+    if disable:
+        return model
+    compiled = (CompiledModule(model, **settings) if isinstance(model, Module)
+                else CompiledFunction(model, **settings))
+    if name is not None:
+        target = compiled._compiled_forward if isinstance(compiled, CompiledModule) else compiled
+        target.__name__ = name
+    return compiled
 
 
 class CompiledModule(Module):
