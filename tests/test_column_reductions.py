@@ -72,6 +72,19 @@ def test_float32_column_sums_accumulate_in_float64():
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-7)
 
 
+@pytest.mark.parametrize("shape, axes", [((64, 6, 28, 28), (0, 2, 3)), ((64, 50_176), (1,))])
+def test_long_float32_row_sums_accumulate_in_float64(shape, axes):
+    """A row of over 8,192 points: each of the vectorizer's 64 float32 partial sums would
+    take hundreds of points in turn (a conv bias gradient was 2.4e-4 off, 10x NumPy's
+    error, and failed the first call's check where a channel's sum nearly cancelled)."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal(shape, dtype=np.float32)
+    mask = rng.standard_normal(shape, dtype=np.float32) > 0
+    got, _ = _compiled(lambda g, m: (g * m).sum(axes), ember.tensor(g), ember.tensor(mask))
+    want = (g.astype(np.float64) * mask).sum(axes)
+    assert np.abs(got.numpy() - want).max() < 4e-5   # float32 partial sums: 2e-4 to 7e-4
+
+
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float64])
 def test_integer_and_double_columns(dtype):
     a = (np.random.default_rng(1).standard_normal((70, 33)) * 100).astype(dtype)

@@ -20,7 +20,7 @@ from ember.codegen.policy import accumulator_dtype
 from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _pool, _target_machine,
                                     jit_described, optimized_module)
 from ember.codegen.llvm.loops import (_Layout, _add_kernel, _build_module, _new_module,
-                                      serial_sums)
+                                      float64_sums)
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
 
@@ -342,9 +342,9 @@ def _generic_code(kernel: Kernel, layout: _Layout) -> tuple[str, _Code]:
     (``Kernel.structure`` and the layout's template), named after it so that the
     persistent cache finds it from any process."""
     # A float32 sum's accumulator depends on the row length (policy.accumulator_dtype,
-    # loops.serial_sums).
+    # loops.float64_sums).
     acc = (tuple(accumulator_dtype(kernel, e) for e in kernel.exprs if e.op in REDUCTIONS),
-           serial_sums(layout))
+           float64_sums(layout))
     description = repr((kernel.structure(), layout.template(), acc))
     name = "generic_" + hashlib.sha1(description.encode()).hexdigest()[:16]
     return name, _shared_code(f"{name} {description}",

@@ -77,13 +77,21 @@ class _Layout:
                          self.inner_strides, self.offsets, self.column))
 
 
-def serial_sums(layout: _Layout) -> bool:
-    """Whether a row's float32 sum would add its points one by one, without the
-    vectorizer's 64 partial sums: the innermost loop is short (a sum over [33, 130, *, 7]
-    keeping dim 2: rows of 30,030 points, 7 at a time) or reads no load contiguously (a
-    sum of a transposed view), while the row is long. They then accumulate in float64:
-    float32 drifted 9e-5 relative on that row. (Size-generic code reads the sizes of
-    this call: the shared code's name includes the answer.)"""
+def float64_sums(layout: _Layout) -> bool:
+    """Whether a row's float32 sum accumulates in float64 because float32 would add too
+    many points one after another:
+
+    - the innermost loop is short (a sum over [33, 130, *, 7] keeping dim 2: rows of
+      30,030 points, 7 at a time) or reads no load contiguously (a sum of a transposed
+      view): the vectorizer keeps no partial sums, so each point is added to one
+      accumulator (float32 drifted 9e-5 relative on that row);
+    - the row is long (over ``_FLOAT64_SUM_POINTS``): the vectorizer's 64 partial sums
+      then each take over 128 points in turn. A bias gradient over [64, 6, 28, 28] (50,176
+      points per channel) was 3e-4 off in float32, 10x NumPy's pairwise error, and failed
+      the first call's check where a channel's sum nearly cancelled.
+
+    Memory-bound either way: the wider adds cost no time. (Size-generic code reads the
+    sizes of this call: the shared code's name includes the answer.)"""
     inner = layout.inner_shape
     if not inner:
         return False
@@ -92,7 +100,12 @@ def serial_sums(layout: _Layout) -> bool:
         total *= int(n)
     loads = layout.inner_strides[:len(layout.offsets)]   # (the stores' follow)
     unit = any(st[-1] == 1 and not isinstance(st[-1], Param) for st in loads)
-    return total > 1024 and (int(inner[-1]) < 64 or not unit)
+    return total > _FLOAT64_SUM_POINTS or (total > 1024 and (int(inner[-1]) < 64 or not unit))
+
+
+# Points per float32 sum beyond which it accumulates in float64 (``float64_sums``): 128
+# per partial sum of the vectorized loop.
+_FLOAT64_SUM_POINTS = 8192
 
 
 def _column_layout(outer, o_st: list, i_st: list) -> bool:
@@ -628,10 +641,10 @@ class _LoopNest:
     def _acc_dtype(self, e: Expr) -> DType:
         """The accumulator dtype: the shared policy (``policy.accumulator_dtype``), but
         float64 for float32 sums whose points are added one by one: in column order, or
-        where the innermost loop is too short for the vectorizer's partial sums
-        (``serial_sums``)."""
+        where the innermost loop is too short for the vectorizer's partial sums or the row
+        is long (``float64_sums``)."""
         if (e.op == "reduce_sum" and e.dtype is dtypes.float32
-                and (self.column or serial_sums(self.layout))):
+                and (self.column or float64_sums(self.layout))):
             return dtypes.float64
         return accumulator_dtype(self.kernel, e)
 
