@@ -137,12 +137,11 @@ def fuse(graph, refused: list | None = None) -> list[Group]:
     for nid in graph.nodes():
         if nid not in members:
             continue
-        d = graph[nid]
         g = group_of[nid] = _single(graph, nid)
         if nid not in deferred:
             g = _join_args(graph, nid, g, group_of, refused)
     for nid in deferred:   # where its users' group can join its producers', it does
-        _join_args(graph, nid, group_of[nid], group_of, None)
+        _join_args(graph, nid, group_of[nid], group_of, refused)
     unique = {id(g): g for g in group_of.values()}
     for g in unique.values():
         g.nodes.sort()
