@@ -730,3 +730,71 @@ def test_reset_and_dynamo_config():
     ember._dynamo.config.suppress_errors = True
     with pytest.raises(AttributeError):
         ember._dynamo.config.no_such_setting = 1
+
+
+def test_results_that_are_dataclasses_and_dict_subclasses_replay_fresh_values():
+    """A dataclass result was a leaf of the output tree: replays handed back the traced
+    call's object, stale values and all (and the fast path failed to build). Dataclasses
+    and dict subclasses (OrderedDict, HuggingFace's ModelOutput) are opened now, and
+    rebuilt per call as a copy of the traced one: type and other attributes kept."""
+    import collections
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Out:
+        y: object
+        z: object
+        note: str = "kept"
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+        y: object
+
+    class ModelOutput(collections.OrderedDict):   # attribute access, as HF's
+        def __getattr__(self, k):
+            return self[k]
+
+    fns = {"dataclass": lambda a: Out(a * 2, a.mean()),
+           "frozen": lambda a: Frozen(a + 1),
+           "ordered": lambda a: collections.OrderedDict(y=a * 2, n=3),
+           "model_output": lambda a: ModelOutput(logits=a.exp(), loss=a.sum())}
+    for name, fn in fns.items():
+        cf = ember.compile(fn)
+        for i in range(5):
+            x = ember.full((2, 3), float(i))
+            got, want = cf(x), fn(x)
+            assert type(got) is type(want), name
+            if isinstance(want, dict):
+                assert list(got) == list(want)
+                pairs = [(got[k], want[k]) for k in want]
+            else:
+                pairs = [(getattr(got, f.name), getattr(want, f.name))
+                         for f in dataclasses.fields(want)]
+            for g, w in pairs:
+                if isinstance(w, ember.Tensor):
+                    np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-6)
+                else:
+                    assert g == w
+        stats = cf.stats()
+        assert not stats["fallbacks"] and stats["cache_hits"] >= 3, (name, stats)
+    assert cf(ember.ones(1)).logits.shape == (1,)
+
+
+def test_results_a_replay_cannot_rebuild_run_eagerly():
+    class Box:   # an object holding a tensor, which pytree cannot open
+        def __init__(self, t):
+            self.t = t
+
+    for fn in (lambda a: Box(a * 3), lambda a: (a * 2).numpy()):
+        cf = ember.compile(fn)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(4):
+                x = ember.full((2,), float(i))
+                got = cf(x)
+                value = got.t.numpy() if isinstance(got, Box) else got
+                np.testing.assert_array_equal(value, np.full(2, i * (3.0 if isinstance(
+                    got, Box) else 2.0)))
+        assert any("compiled replay would hand back" in r for r in cf.stats()["fallbacks"])
+    consts = ember.compile(lambda a: (3, "x", None))   # no tensor op at all: no steps
+    assert [consts(ember.ones(2)) for _ in range(4)] == [(3, "x", None)] * 4

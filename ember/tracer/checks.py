@@ -47,7 +47,7 @@ def close(a, b) -> bool:
 def check_against_eager(trace, env: dict, result) -> None:
     """The first compiled run must equal the eager result of the same call."""
     g = trace.graph
-    leaves, _ = pytree.flatten(result)
+    leaves, _ = pytree.flatten(result, results=True)
     tensors = [v for _, v in leaves if isinstance(v, Tensor)]
     for t in tensors:   # the eager result holds the traced run's graph until it goes
         release_when_freed(t)

@@ -14,8 +14,12 @@ dispatch where that pair can't be built.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ember import autograd
 from ember.codegen import phases
+from ember.devices import Device
+from ember.dtypes import DType
 from ember.errors import OpError
 from ember.ir.graph import Graph
 from ember.ir.interpreter import TensorInterpreter
@@ -33,6 +37,13 @@ from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, in
 from ember.tracer.trace import Tracer, copy_same_layout, tracing
 from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memory,
                                     tensor_outputs)
+
+# Results a replay may hand back as the traced call made them: immutable values, one
+# object for every call. Any other object (a list or array the function filled, an
+# object holding tensors that pytree cannot open) would be the traced call's object
+# again, stale: such a result makes the call run eagerly.
+_ATOMS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis), slice, range,
+          np.generic, DType, Device, type)
 
 
 class Stale(Exception):
@@ -84,7 +95,11 @@ class Entry:
         t0 = events.clock()
         with tracing(tracer):
             result = self.owner.fn(*args, **kwargs)
-            out_leaves, out_spec = pytree.flatten(result)
+            out_leaves, out_spec = pytree.flatten(result, results=True)
+            for path, v in out_leaves:
+                if not isinstance(v, (Tensor, _ATOMS)):
+                    tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
+                                "compiled replay would hand back the traced call's object")
             tensors = [v for _, v in out_leaves if isinstance(v, Tensor)]
             graph = tracer.finish(tensors)
         events.publish("traced", self.owner, self, events.clock() - t0)

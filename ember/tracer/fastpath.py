@@ -247,7 +247,10 @@ class _Writer:
                         if kind == "T"):
             # The plan's steps, inlined (the values stay in ``env``: plan node ids)
             exact = {nid for nid, i in trace.arg_paths.items() if self.arrays[i] is np.ndarray}
+            before = len(L)
             self.plan_lines(seg.plan, exact, "            ")
+            if len(L) == before:   # no steps (the result is Python values or the inputs)
+                L.append("            pass")
             result = {t: n for t, n in exports.items()}
         else:
             L.append(f"            {self.name(seg.plan.run, 'RUN')}(env)")

@@ -1,29 +1,62 @@
-"""Flatten nested call arguments and results (tuples, lists, dicts) into leaves."""
+"""Flatten nested call arguments and results (tuples, lists, dicts) into leaves.
+
+A function's results may also be dataclasses and dict subclasses (an ``OrderedDict``,
+a HuggingFace ``ModelOutput``): each call's result is a shallow copy of the traced one
+with its values replaced, so its type and other attributes stay. (Arguments of those
+types stay leaves: the cache key tells them apart as objects.)
+"""
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 
-def flatten(tree, path: str = "") -> tuple[list[tuple[str, Any]], Any]:
-    """Leaves as (path, value) and a spec that ``unflatten`` rebuilds the tree from."""
+def flatten(tree, path: str = "", results: bool = False) -> tuple[list[tuple[str, Any]], Any]:
+    """Leaves as (path, value) and a spec that ``unflatten`` rebuilds the tree from;
+    ``results``: a function's result (dataclasses and dict subclasses are opened too)."""
     leaves: list[tuple[str, Any]] = []
-    spec = _walk(tree, path, leaves)
+    spec = _walk(tree, path, leaves, results)
     return leaves, spec
 
 
-def _walk(x, p: str, leaves: list) -> Any:
+def _walk(x, p: str, leaves: list, results: bool = False) -> Any:
     # Not a self-calling closure: that would be a reference cycle keeping the leaves
     # (the call's tensors) alive until the garbage collector runs.
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return ("namedtuple", type(x),
-                [_walk(v, f"{p}.{f}", leaves) for f, v in zip(x._fields, x)])
+                [_walk(v, f"{p}.{f}", leaves, results) for f, v in zip(x._fields, x)])
     if isinstance(x, (tuple, list)):
-        return (type(x).__name__, None, [_walk(v, f"{p}[{i}]", leaves) for i, v in enumerate(x)])
+        return (type(x).__name__, None,
+                [_walk(v, f"{p}[{i}]", leaves, results) for i, v in enumerate(x)])
     if isinstance(x, dict):
         keys = list(x)
-        return ("dict", keys, [_walk(x[k], f"{p}[{k!r}]", leaves) for k in keys])
+        if type(x) is not dict and results:
+            template = _template(x, keys, lambda t, k: t.__setitem__(k, None))
+            if template is not None:
+                return ("mapping", (template, keys),
+                        [_walk(x[k], f"{p}[{k!r}]", leaves, results) for k in keys])
+        return ("dict", keys, [_walk(x[k], f"{p}[{k!r}]", leaves, results) for k in keys])
+    if results and dataclasses.is_dataclass(x) and not isinstance(x, type):
+        names = [f.name for f in dataclasses.fields(x)]
+        template = _template(x, names, lambda t, k: object.__setattr__(t, k, None))
+        if template is not None:
+            return ("dataclass", (template, names),
+                    [_walk(getattr(x, k), f"{p}.{k}", leaves, results) for k in names])
     leaves.append((p, x))
     return ("leaf", None, None)
+
+
+def _template(x, keys: list, clear) -> Any:
+    """A shallow copy of ``x`` with the values at ``keys`` set to None (the traced
+    tensors are not kept alive by the spec), or None if ``x`` cannot be copied so."""
+    try:
+        template = copy.copy(x)
+        for k in keys:
+            clear(template, k)
+    except Exception:   # (an object that refuses it stays a leaf: see entry.py)
+        return None
+    return template
 
 
 _POSITIONAL: dict[int, tuple] = {}   # n -> (spec, paths) of a call with n plain arguments
@@ -62,6 +95,15 @@ def _build(s, it) -> Any:
     vals = [_build(c, it) for c in children]
     if kind == "namedtuple":
         return meta(*vals)
+    if kind in ("mapping", "dataclass"):
+        template, keys = meta
+        out = copy.copy(template)
+        for k, v in zip(keys, vals):
+            if kind == "mapping":
+                out[k] = v
+            else:
+                object.__setattr__(out, k, v)
+        return out
     if kind == "dict":
         return dict(zip(meta, vals))
     return tuple(vals) if kind == "tuple" else vals
@@ -75,5 +117,7 @@ def spec_key(spec) -> Any:
     kind, meta, children = spec
     if kind == "leaf":
         return "L"
-    m = tuple(meta) if kind == "dict" else (meta.__name__ if kind == "namedtuple" else None)
+    m = (tuple(meta) if kind == "dict" else meta.__name__ if kind == "namedtuple"
+         else (type(meta[0]).__name__, tuple(meta[1])) if kind in ("mapping", "dataclass")
+         else None)
     return (kind, m, tuple(spec_key(c) for c in children))
