@@ -255,3 +255,30 @@ def test_the_joint_eager_run_of_compiled_autograd_frees_as_eager(monkeypatch):
     np.testing.assert_allclose(x.grad.numpy(), np.ones(n, np.float32))
     # The seed, the output, the input's gradient and what passes between: a few.
     assert len(peaks) == 1 and peaks[0] < 5 * 4 * n, f"{peaks[0] / 2**20:.1f} MB"
+
+
+@pytest.mark.parametrize("shape", [(1000, 700), (3, 1, 400000), (1, 1 << 21), (600000,)])
+def test_the_check_compares_big_values_block_by_block_and_whole(shape):
+    """``close`` goes block by block (so a check allocates little), and still sees a
+    difference anywhere, its tolerance, NaNs and layouts as before."""
+    from ember.tracer.checks import close
+
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    assert close(a, a.copy()) and close(a, a * (1 + 1e-6))
+    for where in (0, a.size // 2, a.size - 1):
+        b = a.copy()
+        b.reshape(-1)[where] += 1e-2
+        assert not close(a, b), where
+    b = a.copy()
+    b.reshape(-1)[-1] = np.nan
+    assert not close(a, b) and close(b, b.copy())
+    assert not close(a, a.astype(np.float64)) and not close(a, a.reshape(-1)[:-1])
+    i = np.arange(a.size).reshape(shape)
+    j = i.copy()
+    j.reshape(-1)[-1] += 1
+    assert close(i, i.copy()) and not close(i, j)
+    if a.ndim == 2:   # a transposed (strided) view
+        c = np.array(a.T, order="C", copy=True)
+        assert close(a.T, c)
+        c[-1, -1] += 1
+        assert not close(a.T, c)

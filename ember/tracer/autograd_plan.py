@@ -121,7 +121,8 @@ class CompiledAutograd:
         # (its autograd graph, kept by ``retain_graph``) go before the builds run.
         env = {jid[n]: eager_env[jid[n]] for n in g.inputs}
         eager_env = {n: eager_env[n] for n in (*self.saved, *bneeds, *self.seed_ids)}
-        del tracer, vals, outs, seeds, grads, kept
+        o = None   # (the seeds loop's last output, and so the eager graph, too)
+        del tracer, vals, outs, seeds, grads, kept, o
         joint.outputs = self.saved           # every saved value is fresh each call
         entry.build_segment(self.fwd, joint, env, escaping(joint))
         for n in self.saved:
