@@ -80,12 +80,18 @@ class CompiledAutograd:
         if tracer.failed:
             raise RuntimeError(tracer.failed)
         joint = tracer.graph
-        jid = {n: tracer.env[id(t)] for n, t in vals.items()}
+        jid = {n: tracer.env[id(t)] for n, t in vals.items()}   # (the kept nodes only)
         self.jid = jid
         self.seed_ids = [tracer.env[id(s)] for s in seeds]
         self.grad_ids = [None if gr is None else tracer.node_of(gr) for gr in grads]
         self.kept_ids = [None if gr is None else tracer.node_of(gr) for gr in kept]
-        eager_env = {tracer.env[id(t)]: array_of(t) for t in tracer.keep if id(t) in tracer.env}
+        # The eager values to check the plans against: every value the backward reads is
+        # held by the eager autograd graph (its Nodes' saved tensors) or by ``vals``,
+        # outputs and seeds by ``outs``/``seeds``, gradients by ``.grad``: all live
+        # tensors, whose ids the tracer still knows. The backward's intermediate
+        # gradients died as eager freed them; none is compared.
+        eager_env = {tracer.env[id(t)]: array_of(t) for t in tracer.live_tensors()[::-1]
+                     if id(t) in tracer.env}
 
         # Forward: the outputs, the write-backs, and everything the backward reads.
         self.writebacks = [(i, jid[v]) for i, v in g.writebacks]
@@ -107,7 +113,16 @@ class CompiledAutograd:
         self.bwd = Segment(cut, joint.next_id, needs=set(bneeds))
         self.joint = joint
 
+        missing = [n for n in (*self.saved, *bneeds, *self.seed_ids) if n not in eager_env]
+        if missing:   # never built unchecked
+            raise _Disagree(f"the eager value of %{missing[0]} is gone, so the compiled one "
+                            "cannot be checked against it")
+        # Only those stay, held by ``eager_env``: the joint eager run's other tensors
+        # (its autograd graph, kept by ``retain_graph``) go before the builds run.
         env = {jid[n]: eager_env[jid[n]] for n in g.inputs}
+        eager_env = {n: eager_env[n] for n in (*self.saved, *bneeds, *self.seed_ids)}
+        o = None   # (the seeds loop's last output, and so the eager graph, too)
+        del tracer, vals, outs, seeds, grads, kept, o
         joint.outputs = self.saved           # every saved value is fresh each call
         entry.build_segment(self.fwd, joint, env, escaping(joint))
         for n in self.saved:
@@ -115,6 +130,7 @@ class CompiledAutograd:
                 raise _Disagree(f"compiled forward value %{n} differs from eager")
         for s in self.seed_ids:
             env[s] = eager_env[s]
+        eager_env = {n: eager_env[n] for n in bneeds}   # the backward build's check only
         joint.outputs = bneeds
         entry.build_segment(self.bwd, joint, env, escaping(joint))
         for n in bneeds:
@@ -131,8 +147,8 @@ class CompiledAutograd:
         # another thread, and its plan shares the entry's working memory with the
         # forward's: the two must not run at the same time.
         self.lock = entry.owner._lock
-        # The joint eager run's tensors (the tracer keeps every one) go now, not on return.
-        del env, eager_env, fenv, tracer, vals, outs, seeds, grads, kept
+        # The builds' values and the eager gradients go now, not on return.
+        del env, eager_env, fenv
         release_free_memory()   # the joint eager run's and the builds' freed arrays
 
     def forward(self, leaves):
@@ -265,6 +281,28 @@ class _JointInterpreter(TensorInterpreter):
     def __init__(self, graph, tracer: Tracer) -> None:
         super().__init__(graph)
         self.tracer = tracer
+
+    def run(self, env: dict, nodes=None) -> dict:
+        """All nodes, each value dropped after its last use as eager drops it (what the
+        backward reads, its autograd Nodes hold): the joint run peaks near an eager
+        step, not at every forward value. Inputs, outputs and written-back values stay."""
+        if nodes is not None:
+            return super().run(env, nodes)
+        g = self.graph
+        last: dict[int, int] = {}
+        for nid in g.nodes():
+            for a in g[nid].args:
+                last[a] = nid
+        keep = {*g.inputs, *g.outputs, *(v for _, v in g.writebacks)}
+        for nid in g.nodes():
+            if nid not in env:
+                env[nid] = self.run_node(nid, env)
+            for a in g[nid].args:
+                if last.get(a) == nid and a not in keep:
+                    env.pop(a, None)
+            if nid not in last and nid not in keep:
+                env.pop(nid, None)
+        return env
 
     def run_node(self, nid: int, env: dict):
         if self.graph[nid].op == "const":

@@ -13,9 +13,17 @@ alias wrote it: the storage's new value is a pure node (``strided_scatter`` for 
 through a view, see ``ember/ir/views.py``), and a later read of any alias of that memory
 is a view of the new value. Storages of the caller's tensors are written back at the end
 of the call; the graph itself holds no mutation.
+
+The tracer keys what it knows of a tensor by ``id(tensor)``, yet keeps alive only the
+tensors it must (inputs, captured tensors, gradient owners, ``.data`` sources): a
+tensor the traced function drops is freed as in eager, and a weak reference's callback
+forgets its entries as it dies, before a new tensor can take its id (which would
+otherwise read the dead one's node: a wrong graph). So a training step's first call
+peaks near its eager run, not at the sum of every value it made.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +72,28 @@ class Storage:
         self.array, self.node, self.version, self.input = array, node, 0, input
 
 
+class _Ref(weakref.ref):
+    """A weak reference to a traced tensor that knows the id it was filed under."""
+
+    __slots__ = ("key",)
+
+
+def _forgetter(live: dict, maps: tuple):
+    """The callback of a tensor's ``_Ref``: drop the dead tensor's entries. It runs while
+    the tensor is deallocated (or collected with a cycle), before its id can be reused.
+    Closes over the dicts only, not the Tracer (no reference cycle)."""
+    def forget(ref) -> None:
+        k = ref.key
+        if live.get(k) is ref:   # (a newer tensor under that id has a ref of its own)
+            del live[k]
+            for m in maps:
+                m.pop(k, None)
+    return forget
+
+
 class Tracer:
-    """Collects one trace. Keeps every tensor it saw alive so ids stay unique."""
+    """Collects one trace. Keys tensors by id; a tensor the function drops is freed, and
+    its entries go with it (see the module docstring)."""
 
     def __init__(self, fullgraph: bool = False) -> None:
         self.fullgraph = fullgraph
@@ -74,7 +102,7 @@ class Tracer:
         self.snapshots: dict[int, object] = {}  # captured input -> its value before the call
         self.graph = Graph()
         self.env: dict[int, int] = {}      # id(tensor) -> node id holding its current value
-        self.keep: list = []
+        self.live: dict[int, _Ref] = {}    # id(tensor) -> weak reference, while it lives
         self.observations: list[Observation] = []
         self.storages: dict[int, Storage] = {}  # id(root array) -> memory written in place
         self.version: dict[int, int] = {}   # id(tensor) -> storage version its node shows
@@ -87,6 +115,12 @@ class Tracer:
         self.grads: dict[int, tuple] = {}      # id(owner) -> (owner, assigned .grad or None)
         self.values: dict[tuple, Any] = {}     # (id(dict), key) -> tensor of a Python input
         self.detached: dict[int, int] = {}     # node -> its ``detach`` node (made once)
+        self.data_sources: dict[int, Any] = {}  # id(t) -> the tensor ``t.data`` was set to
+        # Entries keyed by a tensor's id go when it dies. Inputs (``input_tensors``),
+        # captured tensors, gradient owners (``grad_owner``'s and ``grads``' values) and
+        # ``.data`` sources are held strongly, so their entries stay.
+        self._forget = _forgetter(self.live, (self.env, self.arrays, self.version,
+                                              self.grad_owner, self.data_sources))
 
     # ---- called by the compile front end ----------------------------------------------
     def add_arg(self, t, path: str) -> None:
@@ -128,8 +162,8 @@ class Tracer:
 
     def _new_input(self, t, nid: int) -> None:
         self.arrays[id(t)] = self.input_arrays[nid] = array_of(t)
-        self.input_tensors[nid] = t
-        self.keep.append(t)
+        self.input_tensors[nid] = t   # (held: an input's entries never go)
+        self._watch(t)
 
     def _set(self, t, nid: int) -> None:
         """``t``'s value is node ``nid``, as of now."""
@@ -139,7 +173,23 @@ class Tracer:
             s = self.storages.get(id(root(array_of(t))))
             if s is not None:
                 self.version[id(t)] = s.version
-        self.keep.append(t)
+        if id(t) not in self.live:
+            self._watch(t)
+
+    def _watch(self, t) -> None:
+        """Forget ``t``'s entries when it dies (its id may then be reused)."""
+        r = _Ref(t, self._forget)
+        r.key = id(t)
+        self.live[id(t)] = r
+
+    def live_tensors(self) -> list:
+        """The tensors seen that still live, most recently first seen first."""
+        out = []
+        for r in list(self.live.values())[::-1]:   # (a copy: a death edits ``live``)
+            t = r()
+            if t is not None:
+                out.append(t)
+        return out
 
     def fail(self, reason: str) -> None:
         """Stop recording: the function finishes eagerly, and this trace is not replayed."""
@@ -250,9 +300,12 @@ class Tracer:
             return None
         if inputs:
             s = Storage(self.input_arrays[inputs[0]], inputs[0], inputs[0])
-        else:   # memory made during the call: the biggest tensor seen of it gives coordinates
+        else:   # memory made during the call: the biggest live tensor of it gives
+            # coordinates. One that died can be read no more; an alias of memory outside
+            # every live tensor's span (its view-base died, a NumPy view lives on) finds
+            # no layout in ``s.array`` later and fails the trace: eager, never wrong.
             best = None
-            for k in self.keep:
+            for k in self.live_tensors():
                 if self.arrays.get(id(k)) is array_of(k) and root(array_of(k)) is r and (
                         best is None or _span(array_of(k)) > _span(array_of(best))):
                     best = k
@@ -280,7 +333,7 @@ class Tracer:
     def _rebound(self, t) -> int:
         """``t.data = other`` happened: ``t`` now shows the memory of a tensor seen before."""
         a = array_of(t)
-        for k in reversed(self.keep):
+        for k in self.live_tensors():   # (``set_data`` holds the source while ``t`` lives)
             if k is not t and self.arrays.get(id(k)) is array_of(k) and root(array_of(k)) is root(a):
                 lay = layout_in(a, array_of(k))
                 if lay is None:
@@ -301,6 +354,9 @@ class Tracer:
         even if the call never read it."""
         if id(t) not in self.env:
             self.node_of(t)
+        # ``t.data = f(x)`` drops ``f(x)`` at once: it must stay findable by ``_rebound``
+        # (at no cost in memory: ``t`` now holds the same array).
+        self.data_sources[id(t)] = other
 
     def python_input(self, container: dict, key: str):
         """A 0-dim float64 tensor holding ``container[key]``, as a graph input that is
@@ -323,16 +379,16 @@ class Tracer:
 
     def read_grad(self, owner, g) -> None:
         """``owner.grad`` was read and gave ``g``."""
-        self.grad_owner[id(g)] = owner
-        self.keep.append(owner)
+        self.grad_owner[id(g)] = owner   # (holds the owner)
+        if id(g) not in self.live:
+            self._watch(g)
 
     def set_grad(self, owner, value) -> None:
         """``owner.grad = value``: replayed at the end of every compiled call."""
         if value is not None:
             self.node_of(value)
         self.node_of(owner)
-        self.grads[id(owner)] = (owner, value)
-        self.keep.append(owner)
+        self.grads[id(owner)] = (owner, value)   # (holds both)
 
     def observe(self, t, how: str) -> None:
         if self.fullgraph:
