@@ -798,3 +798,20 @@ def test_results_a_replay_cannot_rebuild_run_eagerly():
         assert any("compiled replay would hand back" in r for r in cf.stats()["fallbacks"])
     consts = ember.compile(lambda a: (3, "x", None))   # no tensor op at all: no steps
     assert [consts(ember.ones(2)) for _ in range(4)] == [(3, "x", None)] * 4
+
+
+def test_a_tensor_returned_twice_is_one_object_as_in_eager():
+    """(y, y): replays made two tensors of two arrays, so an in-place update of one did
+    not show in the other, as it does in eager."""
+    w = ember.randn(3, requires_grad=True)
+    for fn in (lambda a: (a * 2,) * 2, lambda a: {"p": a * w, "q": [a * w]}[
+            "p"].mul(1), lambda a: [(a * w), 1][0:1] * 2):
+        cf = ember.compile(fn)
+        for _ in range(5):   # trace, second trace, generic hit, fast path hits
+            out = cf(ember.randn(3))
+            if isinstance(out, (tuple, list)):
+                assert out[0] is out[1]
+                with ember.no_grad():
+                    out[0].add_(1)
+                np.testing.assert_array_equal(out[0].detach().numpy(), out[1].detach().numpy())
+        assert not cf.stats()["fallbacks"]

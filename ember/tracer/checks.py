@@ -58,11 +58,21 @@ def _close(a, b, tol) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def result_tensors(leaves: list) -> list:
+    """The distinct tensors among a result's leaves, in order (one graph output each)."""
+    seen, out = set(), []
+    for _, v in leaves:
+        if isinstance(v, Tensor) and id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
 def check_against_eager(trace, env: dict, result) -> None:
     """The first compiled run must equal the eager result of the same call."""
     g = trace.graph
     leaves, _ = pytree.flatten(result, results=True)
-    tensors = [v for _, v in leaves if isinstance(v, Tensor)]
+    tensors = result_tensors(leaves)
     for t in tensors:   # the eager result holds the traced run's graph until it goes
         release_when_freed(t)
     if any(g[n].op in OPS and OPS[g[n].op].impure for n in g.nodes()):

@@ -30,7 +30,8 @@ from ember.runtime.plan import build_plan
 from ember.tensor import Tensor, array_of
 from ember.tracer import events, pytree
 from ember.tracer.autograd_plan import CompiledAutograd
-from ember.tracer.checks import Mismatch, check_against_eager, verify_segment
+from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
+                                 verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
                                    segment_graph, trace_through, walk)
@@ -100,16 +101,14 @@ class Entry:
                 if not isinstance(v, (Tensor, _ATOMS)):
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
                                 "compiled replay would hand back the traced call's object")
-            tensors = [v for _, v in out_leaves if isinstance(v, Tensor)]
+            tensors = result_tensors(out_leaves)
             graph = tracer.finish(tensors)
         events.publish("traced", self.owner, self, events.clock() - t0)
-        template, k = [], 0
-        for _, v in out_leaves:
-            if isinstance(v, Tensor):
-                template.append(("T", k))
-                k += 1
-            else:
-                template.append(("V", v))
+        # One graph output per distinct tensor: a tensor returned twice comes back as
+        # one object twice, as in eager (an in-place update through one shows in both).
+        position = {id(t): k for k, t in enumerate(tensors)}
+        template = [("T", position[id(v)]) if isinstance(v, Tensor) else ("V", v)
+                    for _, v in out_leaves]
         snapshot.update(tracer.snapshots)
         trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
                       tracer.failed, tracer.failed_at,

@@ -263,8 +263,10 @@ class _Writer:
             L.append(f"        except {self.name(Stale, 'STALE')} as e:")
             L.append("            OWNER._fallback(f'a call ran eagerly: {e}')")
             L.append("            return OWNER._eager(args, {})")
-        values = [repr(v) if kind == "V" else f"WRAP(env[{result[g.outputs[v]]!r}])"
-                  for kind, v in trace.out_leaves]
+        wrapped = sorted({v for kind, v in trace.out_leaves if kind == "T"})
+        for v in wrapped:   # once per output: a tensor returned twice is one object
+            L.append(f"        o{v} = WRAP(env[{result[g.outputs[v]]!r}])")
+        values = [repr(v) if kind == "V" else f"o{v}" for kind, v in trace.out_leaves]
         if not pure:   # write-backs, .grad and .data assignments, aliased results
             L.append(f"        out = {self.name(outputs, 'OUTPUTS')}"
                      f"({self.name(trace, 'TRACE')}, env, L)")

@@ -33,9 +33,9 @@ def outputs(trace, env: dict, leaves):
     if fx is None:
         fx = trace.effects = effects(g, env)
     if fx is PURE:   # fresh results only, nothing to write: the common case
-        return pytree.unflatten(trace.out_spec, [
-            v if kind == "V" else Tensor._wrap(env[g.outputs[v]])
-            for kind, v in trace.out_leaves])
+        made = [Tensor._wrap(env[n]) for n in g.outputs]   # (one per output: see entry.py)
+        return pytree.unflatten(trace.out_spec, [v if kind == "V" else made[v]
+                                                 for kind, v in trace.out_leaves])
     copies, staged, needed = fx
     tensors = {n: input_tensor(g, n, trace, leaves) for n in needed}
     values = [None if i in g.aliases else env[n] for i, n in enumerate(g.outputs)]
