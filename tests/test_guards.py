@@ -371,3 +371,22 @@ def test_call_key_scalars_and_aliasing():
     assert same.diff(apart) == "which tensor arguments are the same tensor or share memory changed"
     view = _key(x, x[1:])
     assert view.aliasing.same_tensor == (0, 1) and view.aliasing.same_memory == (0, 0)
+
+
+def _helper_with_default(a, *, table={"k": 1.0}):   # noqa: B006  (the state under test)
+    return a * table["k"]
+
+
+def test_default_arguments_are_guarded():
+    """A mutable default (a config dict) changed between calls was replayed with the
+    traced value; defaults of the function and of user functions it calls are guarded."""
+    def f(a, cfg={"s": 1.0}):   # noqa: B006
+        return _helper_with_default(a * cfg["s"])
+
+    cf = ember.compile(f)
+    x = ember.ones(2)
+    for s, k in [(1.0, 1.0), (2.0, 1.0), (2.0, 1.0), (3.0, 1.0), (3.0, 5.0), (3.0, 5.0)]:
+        f.__defaults__[0]["s"] = s
+        _helper_with_default.__kwdefaults__["table"]["k"] = k
+        np.testing.assert_array_equal(cf(x).numpy(), np.full(2, s * k))
+    assert any("default" in r for r in cf.stats()["recompile_reasons"])

@@ -7,7 +7,8 @@ still what it was when the trace was recorded; a failed guard names what changed
 (``global 'scale' 0.5 -> 0.25 (train.py:12)``) and the call compiles again.
 
 What is guarded is what the function can reach: the globals its code names (and the
-code of the user functions and user classes it reaches), its closure cells, ``self`` of
+code of the user functions and user classes it reaches), its closure cells and default
+arguments, ``self`` of
 a bound method, and the non-tensor arguments, followed through attributes, list, tuple
 and dict items, to a bounded depth. ember's nn.Modules are followed through all their
 submodules. Objects are held by weak reference where Python allows it, never by a bare
@@ -314,6 +315,14 @@ class _Builder:
                 continue
             self._value(self.plain, f"R[{k}]().__closure__[{i}].cell_contents", v,
                         f"closure variable {name!r}", 1)
+        # Default arguments are state too: a mutable default (``cfg={"s": 1.0}``) changed
+        # between calls was replayed with the traced value.
+        if fn.__defaults__:
+            self._value(self.plain, f"R[{k}]().__defaults__", fn.__defaults__,
+                        f"default arguments of {fn.__qualname__}", 1)
+        if fn.__kwdefaults__:
+            self._value(self.plain, f"R[{k}]().__kwdefaults__", fn.__kwdefaults__,
+                        f"keyword defaults of {fn.__qualname__}", 1)
 
     def _class_code(self, cls) -> None:
         """The methods of a user class (a model's forward): their globals are read too."""
