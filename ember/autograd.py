@@ -286,45 +286,134 @@ def _user_line():
     return None
 
 
-def _toposort(root: Node) -> list[Node]:
-    """Nodes reachable from root, each after every node that consumes it."""
+def _toposort(root: Node | list) -> list[Node]:
+    """Nodes reachable from ``root`` (a Node, or a list of them), each after every node
+    that consumes it."""
+    roots = root if isinstance(root, list) else [root]
     order: list[Node] = []
-    seen = {id(root)}
-    stack = [(root, 0)]
-    while stack:
-        node, i = stack.pop()
-        parents = node.parents
-        while i < len(parents):
-            child = parents[i]
-            i += 1
-            if type(child) is Node and id(child) not in seen:
-                seen.add(id(child))
-                stack.append((node, i))
-                stack.append((child, 0))
-                break
-        else:
-            order.append(node)
+    seen = {id(r) for r in roots}
+    for r in roots:
+        stack = [(r, 0)]
+        while stack:
+            node, i = stack.pop()
+            parents = node.parents
+            while i < len(parents):
+                child = parents[i]
+                i += 1
+                if type(child) is Node and id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((node, i))
+                    stack.append((child, 0))
+                    break
+            else:
+                order.append(node)
     order.reverse()
     return order
 
 
 def backward(root, grad, retain_graph: bool = False, create_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``."""
+    _run([(root, grad)], retain_graph, create_graph, None)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
+         create_graph: bool = False, allow_unused: bool | None = None,
+         is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple:
+    """The gradients of ``outputs`` with respect to ``inputs``, returned instead of
+    accumulated into ``.grad`` (no tensor's ``.grad`` changes), as ``torch.autograd.grad``.
+    ``create_graph=True`` records them, for higher derivatives (a gradient penalty).
+
+    >>> x = ember.tensor([1., 2.], requires_grad=True)
+    >>> ember.autograd.grad((x ** 3).sum(), x)
+    (tensor([ 3., 12.]),)
+    """
+    from ember.tensor import Tensor, ones_like
+
+    if is_grads_batched:
+        raise NotImplementedError("autograd.grad(is_grads_batched=True) (vmap over the "
+                                  "gradients) is not implemented")
+    if materialize_grads and allow_unused is False:
+        raise ValueError("Expected allow_unused to be True or not passed when "
+                         "materialize_grads=True, but got: allow_unused=False.")
+    allow_unused = materialize_grads or bool(allow_unused)
+    outs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    ins = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if grad_outputs is None:
+        seeds = (None,) * len(outs)
+    else:
+        seeds = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
+    if len(seeds) != len(outs):
+        raise RuntimeError(f"grad_outputs has {len(seeds)} tensors for {len(outs)} outputs")
+    for t in ins:
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    pairs = []
+    for o, g in zip(outs, seeds):
+        if not o.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have "
+                               "a grad_fn")
+        if g is None:
+            if o.numel() != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            g = ones_like(o)
+        elif g.shape != o.shape:
+            raise RuntimeError(f"Mismatch in shape: grad_output has a shape of "
+                               f"{list(g.shape)} and output has a shape of {list(o.shape)}.")
+        pairs.append((o, g.to(o.dtype)))
+    capture = {id(t): [t, None] for t in ins}
+    _run(pairs, create_graph if retain_graph is None else retain_graph, create_graph, capture)
+    result = []
+    for t in ins:
+        g = capture[id(t)][1]
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError("One of the differentiated Tensors appears to not have been "
+                                   "used in the graph. Set allow_unused=True if this is the "
+                                   "desired behavior.")
+            if materialize_grads:
+                g = t.new_zeros(t.shape)
+        result.append(g)
+    return tuple(result)
+
+
+def _run(pairs: list, retain_graph: bool, create_graph: bool, capture: dict | None) -> None:
+    """Send each (root, seed) pair's gradient back through the graph. Without
+    ``capture``, leaves' (and retained non-leaves') gradients accumulate into ``.grad``;
+    with it (``grad``), only the tensors it names get theirs, into it: no ``.grad``
+    changes and no DDP observer hears of it."""
     from ember.tensor import Tensor
     from ember import autograd_hooks as hooks
 
-    node = root._node
-    if node is None:
-        if root.requires_grad:  # a leaf: its gradient is the seed itself
-            _accumulate(root, hooks.run_leaf_hooks(root, grad))
-            return
-        raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-    grads: dict[int, Tensor] = {id(node): grad}
+    grads: dict[int, Tensor] = {}
+    roots = []
+    for root, seed in pairs:
+        node = root._node
+        if node is None:
+            if not root.requires_grad:
+                raise RuntimeError("element 0 of tensors does not require grad and does not "
+                                   "have a grad_fn")
+            if capture is None:   # a leaf: its gradient is the seed itself
+                _accumulate(root, hooks.run_leaf_hooks(root, seed))
+            elif id(root) in capture:
+                _add(capture[id(root)], seed)
+            continue
+        prev = grads.get(id(node))
+        grads[id(node)] = seed if prev is None else prev + seed
+        if all(r is not node for r in roots):
+            roots.append(node)
+    if not roots:
+        return
+    # Tensors asked for whose value a node made: their gradient is the node's total.
+    at_node = {}
+    if capture:
+        for t, _ in capture.values():
+            if t._node is not None:
+                at_node.setdefault(id(t._node), []).append(t)
     # Leaves with hooks: summed first, hooked once, as PyTorch; and retained non-leaves
     # whose node has hooks, filled with the gradient after the hooks.
     hooked: dict[int, list | dict] = {}
-    order = _toposort(node)
-    observers = [o for o in backward_observers if o.begin(order)]  # DDP's reducers
+    order = _toposort(roots)
+    observers = [o for o in backward_observers if o.begin(order)] if capture is None else []
     with (enable_grad() if create_graph else no_grad()):
         for node in order:
             g = grads.pop(id(node), None)
@@ -340,7 +429,12 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                 g = hooks.run_hooks(node.hooks, g)
                 for t in hooked.pop(id(node), {}).values():  # retain_grad: the hooked grad
                     _accumulate(t, g)
-            in_grads = node.op.vjp(g, node.out, *node.inputs, **node.attrs)
+            for t in at_node.get(id(node), ()):
+                _add(capture[id(t)], g)
+            out = node.out
+            if create_graph and type(out) is not Unsaved:
+                out = _attached(node)
+            in_grads = node.op.vjp(g, out, *node.inputs, **node.attrs)
             for t, child, ig in zip(node.inputs, node.parents, in_grads):
                 if ig is None or child is None:
                     continue
@@ -349,7 +443,10 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                     t = real if real is not None else t
                 if ig.shape != t.shape:  # a vjp must undo broadcasting itself
                     raise AssertionError(f"{node.name()}: gradient shape {ig.shape} != input {t.shape}")
-                if child is True and hooks.LEAF_HOOKS and hooks.leaf_hooks(t) is not None:
+                if capture is not None:
+                    if child is True and id(t) in capture:
+                        _add(capture[id(t)], ig)
+                elif child is True and hooks.LEAF_HOOKS and hooks.leaf_hooks(t) is not None:
                     prev = hooked.setdefault(id(t), [t, None])
                     prev[1] = ig if prev[1] is None else prev[1] + ig
                 elif child is not True and child.hooks and t._retains_grad and t._node is child:
@@ -370,8 +467,41 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
                 _accumulate(entry[0], hooks.run_leaf_hooks(entry[0], entry[1]))
                 for o in observers:
                     o.leaf(entry[0])
+        if capture:   # hooks of the leaves asked for run on their total, as PyTorch
+            for slot in capture.values():
+                t, g = slot
+                if g is not None and t._node is None and hooks.LEAF_HOOKS \
+                        and hooks.leaf_hooks(t) is not None:
+                    slot[1] = hooks.run_leaf_hooks(t, g)
         for o in observers:
             o.end()
+
+
+def _attached(node: Node):
+    """The node's saved result as a tensor the node made, for a gradient recorded with
+    ``create_graph``: one that reads it (tanh's ``1 - out**2``, exp's ``out``) is then
+    differentiated through it, as PyTorch's saved outputs are. (``Node.out`` is detached:
+    a second derivative through it was silently missing, or absent altogether.)"""
+    from ember import dispatch
+    from ember.tensor import Tensor
+
+    saved = node.out
+    t = Tensor._wrap(saved._data, True)
+    t._vc = saved._vc
+    t._node = node
+    if dispatch.tracer is not None:   # a compiled call: the same value as the saved one
+        dispatch.tracer.alias(t, saved)
+    return t
+
+
+def _add(slot: list, g) -> None:
+    """Add gradient ``g`` to a ``grad`` result slot [tensor, total]."""
+    t = slot[0]
+    if g.dtype != t.dtype:
+        g = g.to(t.dtype)
+    if not is_grad_enabled():
+        g = g.detach()
+    slot[1] = g if slot[1] is None else slot[1] + g
 
 
 def _check_saved(node: Node) -> None:
