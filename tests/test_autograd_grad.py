@@ -66,7 +66,7 @@ def test_gradient_penalty_with_create_graph_trains_like_torch():
 
 
 def test_errors_and_unused_inputs_as_torch():
-    (xe, _), (ue, ut) = _pair(3), _pair(3)
+    (xe, _), (ue, _) = _pair(3), _pair(3)
     y = (xe * 2).sum()
     with pytest.raises(RuntimeError, match="appears to not have been used"):
         ember.autograd.grad(y, [xe, ue], retain_graph=True)
