@@ -538,3 +538,8 @@ def _accumulate(t, g) -> None:
         t.grad = g if g._node is not None else g._fresh_copy()
     else:
         t.grad = t.grad + g
+
+
+# torch.autograd.Function and torch.autograd.function (defined on top of Node above).
+from ember import autograd_function as function  # noqa: E402
+from ember.autograd_function import Function, FunctionCtx, once_differentiable  # noqa: E402,F401
