@@ -816,3 +816,27 @@ def test_a_tensor_returned_twice_is_one_object_as_in_eager():
                     out[0].add_(1)
                 np.testing.assert_array_equal(out[0].detach().numpy(), out[1].detach().numpy())
         assert not cf.stats()["fallbacks"]
+
+
+def test_python_and_numpy_global_random_make_the_call_run_eagerly():
+    """A branch on random.random() could take the same side in both traces by chance
+    and then be replayed forever; a draw from either global RNG fails the trace."""
+    import random
+
+    x = ember.ones(2)
+    for draw in (random.random, lambda: float(np.random.rand())):
+        def f(a, draw=draw):
+            return a * 2 if draw() > 0.5 else a * 3
+
+        cf = ember.compile(f)
+        for seed in range(3):
+            random.seed(seed)
+            np.random.seed(seed)
+            want = [f(x).numpy() for _ in range(6)]
+            random.seed(seed)
+            np.random.seed(seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = [cf(x).numpy() for _ in range(6)]
+            np.testing.assert_array_equal(np.array(got), np.array(want))
+        assert any("global random" in r for r in cf.stats()["fallbacks"])

@@ -14,6 +14,8 @@ dispatch where that pair can't be built.
 """
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
 from ember import autograd
@@ -45,6 +47,15 @@ from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memo
 # again, stale: such a result makes the call run eagerly.
 _ATOMS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis), slice, range,
           np.generic, DType, Device, type)
+
+
+def _global_rngs() -> tuple:
+    """Python's and NumPy's global random states. A traced call that drew from them (a
+    branch on ``random.random()``) would replay the traced draw; the second trace catches
+    a different draw, but not one that took the same branch by chance."""
+    state = np.random.get_state(legacy=False)
+    return (random.getstate(), state["state"]["pos"], state["state"]["key"].tobytes(),
+            state["has_gauss"])
 
 
 class Stale(Exception):
@@ -94,8 +105,13 @@ class Entry:
                 arg_paths.setdefault(nid, i)
                 snapshot[nid] = copy_same_layout(array_of(v))
         t0 = events.clock()
+        rngs = _global_rngs()
         with tracing(tracer):
             result = self.owner.fn(*args, **kwargs)
+            if _global_rngs() != rngs:
+                tracer.fail("the function draws from Python's or NumPy's global random "
+                            "numbers: a replay would repeat the traced draws (ember's own "
+                            "random functions replay fresh draws)")
             out_leaves, out_spec = pytree.flatten(result, results=True)
             for path, v in out_leaves:
                 if not isinstance(v, (Tensor, _ATOMS)):
