@@ -95,8 +95,12 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
         dt = dtypes.as_dtype(dtype)
     if dt.is_floating_point and isinstance(data, (list, tuple)):
         data = _flatten_tensors(data)
-    arr = xp.array(data, dtype=dt.np)
-    t = _new_constant(arr)
+    if (_dispatch_mod.tracer is not None and type(data) is np.ndarray and xp is np
+            and data.dtype in dtypes._BY_NP):
+        # Traced: a copy of the array as it is at each call (see _from_array).
+        t = _from_array(data).to(dtype=dt, copy=True)
+    else:
+        t = _new_constant(xp.array(data, dtype=dt.np))
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -126,7 +130,19 @@ def from_numpy(a: np.ndarray) -> Tensor:
     dtypes.from_numpy_dtype(a.dtype)  # raises for unsupported dtypes
     if a.dtype not in dtypes._BY_NP:
         a = a.astype(dtypes.from_numpy_dtype(a.dtype).np)
-    return _new_constant(a)
+        return _new_constant(a)
+    return _from_array(a)
+
+
+def _from_array(a: np.ndarray) -> Tensor:
+    """A tensor over NumPy array ``a``. Traced, the array is Python state that the caller
+    may write in place between calls, so it is a captured input read at every call, not
+    a literal copied once (a large array's contents are not guarded: a replay of the
+    literal missed in-place writes)."""
+    t = _tensor.Tensor._wrap(a, False)
+    if _dispatch_mod.tracer is not None:
+        _dispatch_mod.tracer.node_of(t)
+    return t
 
 
 def _factory_dtype(dtype) -> DType:

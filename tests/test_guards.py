@@ -4,6 +4,7 @@ aliasing, new objects with a dead one's id(); and the cache stays sound when cal
 import gc
 import math
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -390,3 +391,34 @@ def test_default_arguments_are_guarded():
         _helper_with_default.__kwdefaults__["table"]["k"] = k
         np.testing.assert_array_equal(cf(x).numpy(), np.full(2, s * k))
     assert any("default" in r for r in cf.stats()["recompile_reasons"])
+
+
+class _Config:
+    scale = 1.0
+
+
+_BIG = np.ones(100_000, np.float32)   # over guards.MAX_ARRAY_BYTES: not compared by value
+
+
+def test_class_attributes_large_arrays_and_iterators_are_not_frozen():
+    """Found by probing state a replay could freeze: a class attribute (``Cfg.scale``),
+    a large NumPy array written in place (its literal was copied once), a tensor or an
+    array taken from an iterator (a captured input named by position only)."""
+    x = ember.ones(2)
+    f = ember.compile(lambda a: a * _Config.scale)
+    g = ember.compile(lambda a: a * ember.from_numpy(_BIG[:2]) + ember.tensor(_BIG[2:4]))
+    for v in (1.0, 1.0, 2.0, 2.0, 3.0, 3.0):
+        _Config.scale = v
+        _BIG[:] = v
+        np.testing.assert_array_equal(f(x).numpy(), np.full(2, v))
+        np.testing.assert_array_equal(g(x).numpy(), np.full(2, 2 * v))
+    assert not g.stats()["fallbacks"] and g.stats()["cache_hits"] >= 3
+    tensors = iter([ember.full((2,), float(i)) for i in range(8)])
+    arrays = iter([np.full(2, float(i), np.float32) for i in range(8)])
+    h = ember.compile(lambda a: a * next(tensors))
+    k = ember.compile(lambda a: a * ember.from_numpy(next(arrays)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(6):
+            np.testing.assert_array_equal(h(x).numpy(), np.full(2, float(i)))
+            np.testing.assert_array_equal(k(x).numpy(), np.full(2, float(i)))

@@ -49,6 +49,34 @@ _ATOMS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis), sli
           np.generic, DType, Device, type)
 
 
+def _same_captured(a: Trace, b: Trace, upto: int) -> bool:
+    """Whether both traces read the same tensors from outside the call, object for
+    object: a replay reads the first trace's. Signatures name captured inputs by their
+    position only, so a tensor taken from an iterator (``next(it)``) or any state the
+    guards cannot see, another each call, looked the same, and replays kept reading
+    the traced one. (Gradients are read through their owner; values through a getter.)"""
+    ga, gb = a.graph, b.graph
+    for n in ga.inputs:
+        if n >= upto:
+            break
+        sa, sb = ga.sources.get(n), gb.sources.get(n)
+        if sa is None or sb is None or sa.kind != sb.kind:
+            return False
+        if sa.kind in ("captured", "grad") and sa.tensor is not sb.tensor and not (
+                sa.kind == "captured" and _same_memory(sa.tensor._data, sb.tensor._data)):
+            return False
+    return True
+
+
+def _same_memory(x, y) -> bool:
+    """Two arrays over the same bytes, laid out alike (``from_numpy`` of one NumPy array
+    makes a new tensor per call: a replay reads the first, which sees the same memory).
+    The first is alive, so no other allocation can have its address."""
+    return (type(x) is np.ndarray and type(y) is np.ndarray and x.shape == y.shape
+            and x.strides == y.strides and x.dtype == y.dtype
+            and x.__array_interface__["data"][0] == y.__array_interface__["data"][0])
+
+
 def _global_rngs() -> tuple:
     """Python's and NumPy's global random states. A traced call that drew from them (a
     branch on ``random.random()``) would replay the traced draw; the second trace catches
@@ -181,6 +209,8 @@ class Entry:
         first = self.traces[0]
         upto = divergence(first, trace)
         a, b = first.signature(upto), trace.signature(upto)
+        if a == b and not _same_captured(first, trace, upto):
+            a, b = a + ["captured"], b + ["another captured tensor"]
         if a != b:
             n = next((x[0] for x, y in zip(a, b) if x != y), min(len(a), len(b)))
             loc = (trace.graph[n].src if isinstance(n, int) and n in trace.graph

@@ -245,6 +245,16 @@ class _Builder:
                 if isinstance(v, _SCALARS) or _is_tensor(v) or isinstance(v, np.ndarray):
                     self._value(out, f"d.get({name!r}, M)", v, f"{where}.{name}", depth)
             return
+        if isinstance(obj, type):
+            # A user class: the class attributes the code names (``Cfg.scale``), by value;
+            # its methods are followed as code (their globals).
+            self._class_code(obj)
+            for name in sorted(self.names):
+                v = next((vars(c)[name] for c in obj.__mro__ if name in vars(c)), MISSING)
+                if isinstance(v, _SCALARS) or _is_tensor(v) or isinstance(v, np.ndarray):
+                    self._value(out, f"getattr(R[{k}](), {name!r}, M)", v, f"{where}.{name}",
+                                depth)
+            return
         if isinstance(obj, types.FunctionType):
             self._func(obj, where)
             return
@@ -407,7 +417,9 @@ def _is_optimizer(v) -> bool:
 def _walkable(v) -> bool:
     """Objects whose contents are followed: containers, user objects, ember modules and
     optimizers, user functions, Python modules (the names used), bound methods."""
-    if _is_tensor(v) or isinstance(v, type):
+    if isinstance(v, type):   # a user class: its class attributes the code names
+        return not _library(v)
+    if _is_tensor(v):
         return False
     if type(v) in (list, tuple, dict) or isinstance(v, dict):
         return True
