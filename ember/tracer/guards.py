@@ -10,7 +10,8 @@ What is guarded is what the function can reach: the globals its code names (and 
 code of the user functions and user classes it reaches), its closure cells and default
 arguments, ``self`` of
 a bound method, and the non-tensor arguments, followed through attributes, list, tuple
-and dict items, to a bounded depth. ember's nn.Modules are followed through all their
+and dict items, to a bounded depth; a user class reached guards the class attributes the
+code names (``Cfg.scale``). ember's nn.Modules are followed through all their
 submodules. Objects are held by weak reference where Python allows it, never by a bare
 ``id()`` (a new object can get a dead one's id). Scalars compare by value with their
 type, so ``-0.0`` differs from ``0.0`` and a NaN equals a NaN.
