@@ -141,7 +141,7 @@ def _from_array(a: np.ndarray) -> Tensor:
     literal missed in-place writes)."""
     t = _tensor.Tensor._wrap(a, False)
     if _dispatch_mod.tracer is not None:
-        _dispatch_mod.tracer.node_of(t)
+        _dispatch_mod.tracer.array_input(t)
     return t
 
 

@@ -422,3 +422,17 @@ def test_class_attributes_large_arrays_and_iterators_are_not_frozen():
         for i in range(6):
             np.testing.assert_array_equal(h(x).numpy(), np.full(2, float(i)))
             np.testing.assert_array_equal(k(x).numpy(), np.full(2, float(i)))
+
+
+def test_a_numpy_table_made_in_the_call_still_compiles():
+    """A table computed with NumPy inside the call is a new array each call: the second
+    trace matches it by value (as the literal it used to be), so the call compiles."""
+    def f(a):
+        table = np.sin(np.arange(a.shape[0])[:, None] / 10.0).astype(np.float32)
+        return a + ember.tensor(table) + ember.from_numpy(table)
+
+    cf = ember.compile(f)
+    x = ember.ones(4, 3)
+    for _ in range(4):
+        np.testing.assert_allclose(cf(x).numpy(), f(x).numpy(), rtol=1e-6)
+    assert not cf.stats()["fallbacks"] and cf.stats()["cache_hits"] == 2

@@ -37,7 +37,7 @@ from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
 from ember.tracer.options import COMPILE_LOCK, CompileError
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
                                    segment_graph, trace_through, walk)
-from ember.tracer.trace import Tracer, copy_same_layout, tracing
+from ember.tracer.trace import ARRAY_INPUT, Tracer, copy_same_layout, tracing
 from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memory,
                                     tensor_outputs)
 
@@ -63,9 +63,22 @@ def _same_captured(a: Trace, b: Trace, upto: int) -> bool:
         if sa is None or sb is None or sa.kind != sb.kind:
             return False
         if sa.kind in ("captured", "grad") and sa.tensor is not sb.tensor and not (
-                sa.kind == "captured" and _same_memory(sa.tensor._data, sb.tensor._data)):
+                sa.kind == "captured" and _same_array(sa, sb)):
             return False
     return True
+
+
+def _same_array(sa, sb) -> bool:
+    """Captured inputs that are NumPy arrays made tensors inside the call: the same if
+    they are the same memory (a replay reads the first, which sees in-place writes), or
+    both made during the call with equal contents (a table computed with NumPy in the
+    forward, a new array each call: as constant as a literal was)."""
+    x, y = sa.tensor._data, sb.tensor._data
+    if _same_memory(x, y):
+        return True
+    return (sa.path.endswith(ARRAY_INPUT) and sb.path.endswith(ARRAY_INPUT)
+            and type(x) is np.ndarray and type(y) is np.ndarray and x.shape == y.shape
+            and x.dtype == y.dtype and bool(np.array_equal(x, y, equal_nan=True)))
 
 
 def _same_memory(x, y) -> bool:

@@ -38,6 +38,10 @@ from ember.tracer.options import CompileError
 from ember.tensor import array_of
 
 
+# The path suffix of a captured input that is a NumPy array made a tensor inside the call.
+ARRAY_INPUT = " (a NumPy array)"
+
+
 @dataclass
 class Observation:
     """A Python value read from a tensor: the trace splits here and guards on the value."""
@@ -130,11 +134,17 @@ class Tracer:
         self.env[id(t)] = self.input_of[id(t)] = nid
         self._new_input(t, nid)
 
-    def node_of(self, t) -> int:
+    def array_input(self, t) -> int:
+        """``t`` wraps a NumPy array the call made a tensor (``from_numpy``): a captured
+        input like any other, marked so that the second trace may match it by value."""
+        nid = self.env.get(id(t))
+        return nid if nid is not None else self.node_of(t, ARRAY_INPUT)
+
+    def node_of(self, t, label: str = "") -> int:
         nid = self.env.get(id(t))
         if nid is None:
             src = user_frame()
-            desc = f"captured[{len(self.captured)}]"
+            desc = f"captured[{len(self.captured)}]{label}"
             owner = self.grad_owner.get(id(t))
             if owner is not None and owner._grad is t:
                 # A gradient made before this call: read ``owner.grad`` at every call,
