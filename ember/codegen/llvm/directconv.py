@@ -150,6 +150,15 @@ class _Builder:
         return str(self.module)
 
 
+def _wgrad_block(out_ch: int, kw: int) -> int:
+    """Output channels per weight-gradient task: the most whose nob x kw accumulator
+    tile, plus the shorter operand list (nob g or kw x vectors) and one streamed vector,
+    fits AVX-512's 32 registers (8 x 3 + 3 + 1 for 3x3; 5 x 5 + 5 + 1 for 5x5)."""
+    most = max(nob for nob in range(1, 33) if nob * kw + min(nob, kw) + 1 <= 32
+               or nob == 1)
+    return _split(out_ch, most)
+
+
 def _split(n: int, most: int) -> int:
     """The block size <= ``most`` that splits ``n`` into the fewest, most even blocks."""
     blocks = -(-n // max(1, min(most, n)))
@@ -262,7 +271,7 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
     k = _Builder(name, dtype, 3)
     b, lanes = k.b, k.lanes
     x, g, dwt, start, end = k.fn.args
-    ob = _split(out_ch, max(1, _TILE // kw))
+    ob = _wgrad_block(out_ch, kw)
     full, rem = divmod(out_ch, ob)
     tail = ow - (nvec - 1) * lanes
     ones = k.mask(tail)
@@ -275,22 +284,39 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
             grow = [b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))),
                                       _c(oh)), oy), _c(ow)) for o in range(nob)]
             for v in range(nvec):   # unrolled: OW is a constant, and small
+                # The last vector's lanes past OW load as zeros, in g and in x (masked
+                # loads: 0 * inf would be NaN, and the unpadded x ends at its row).
                 part = v == nvec - 1 and tail < lanes
-                gs = []
-                for o in range(nob):
-                    ptr = k.at(g, b.add(grow[o], _c(v * lanes)))
-                    gs.append(b.call(k.mload, [ptr, ir.Constant(_I32, k.size), ones, k.zero])
-                              if part else b.load(ptr, typ=k.vt, align=k.size))
-                for j in range(kw):
+
+                def load(ptr, idx):
+                    if part:
+                        return b.call(k.mload, [k.at(ptr, idx), ir.Constant(_I32, k.size),
+                                                ones, k.zero])
+                    return k.vload(ptr, idx)
+
+                def xload(j):
                     p, q = divmod(j * dw, sw)[::-1]
-                    base = b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
-                                 _c(q + v * lanes))
-                    xv = k.vload(x, base)
-                    if part:   # lanes past OW: 0 * inf would be NaN
-                        xv = b.select(ones, xv, k.zero)
+                    return load(x, b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
+                                         _c(q + v * lanes)))
+
+                def fma(o, j, gv, xv):
+                    s = acc[o * kw + j]
+                    b.store(b.call(k.fma, [gv, xv, b.load(s, typ=k.vt)]), s)
+
+                # Hold the shorter of the two operand lists in registers and stream the
+                # other: the tile plus both lists would not fit the 32 registers.
+                if kw <= nob:
+                    xs = [xload(j) for j in range(kw)]
                     for o in range(nob):
-                        s = acc[o * kw + j]
-                        b.store(b.call(k.fma, [gs[o], xv, b.load(s, typ=k.vt)]), s)
+                        gv = load(g, b.add(grow[o], _c(v * lanes)))
+                        for j in range(kw):
+                            fma(o, j, gv, xs[j])
+                else:
+                    gs = [load(g, b.add(grow[o], _c(v * lanes))) for o in range(nob)]
+                    for j in range(kw):
+                        xv = xload(j)
+                        for o in range(nob):
+                            fma(o, j, gs[o], xv)
 
     def reduce(c, o0, nob, i, acc):
         for o in range(nob):
@@ -303,24 +329,34 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
                             b.add(b.mul(i, _c(kw)), _c(j)))
                 b.store(total, k.at(dwt, idx))
 
+    # n outside the kernel rows i: g[n, block] (a few KB) is then read kh times from L1,
+    # not kh times from memory. The kh tiles of partial sums wait in a stack array
+    # indexed by a run-time i (loaded before and stored after each (n, i) pass over
+    # OH rows): kept as values, kh tiles did not fit the registers and LLVM spilled
+    # inside the innermost loop (CIFAR 3->32 3x3, one thread: 1.73 -> 1.2x ms).
+    with b.goto_entry_block():
+        saved = b.alloca(k.vt, size=_c(kh * ob * kw))
+
+    def slot(i, idx):
+        return b.gep(saved, [b.add(b.mul(i, _c(ob * kw)), _c(idx))], inbounds=True,
+                     source_etype=k.vt)
+
     def body(blk, c, nob):
         o0 = b.mul(blk, _c(ob))
-        if kh * kw <= 9:
-            # n outside the kernel rows i: g[n, block] (a few KB) is then read kh times
-            # from L1, not kh times from memory (3x3, 64->64: 12.3 -> 9.2 ms). With
-            # 5x5's 100 accumulators the spills cost more than that saves.
-            accs = [k.accumulators(nob * kw) for _ in range(kh)]
-            with _Loop(b, 0, n_) as n:
-                for i in range(kh):
-                    rows(n, c, o0, nob, _c(i), accs[i])
-            for i in range(kh):
-                reduce(c, o0, nob, _c(i), accs[i])
-        else:
+        with _Loop(b, 0, kh * ob * kw) as z:
+            b.store(k.zero, b.gep(saved, [z], inbounds=True, source_etype=k.vt))
+        acc = k.accumulators(nob * kw)
+        with _Loop(b, 0, n_) as n:
             with _Loop(b, 0, kh) as i:
-                acc = k.accumulators(nob * kw)
-                with _Loop(b, 0, n_) as n:
-                    rows(n, c, o0, nob, i, acc)
-                reduce(c, o0, nob, i, acc)
+                for idx, s in enumerate(acc):
+                    b.store(b.load(slot(i, idx), typ=k.vt), s)
+                rows(n, c, o0, nob, i, acc)
+                for idx, s in enumerate(acc):
+                    b.store(b.load(s, typ=k.vt), slot(i, idx))
+        with _Loop(b, 0, kh) as i:
+            for idx, s in enumerate(acc):
+                b.store(b.load(slot(i, idx), typ=k.vt), s)
+            reduce(c, o0, nob, i, acc)
 
     with _Loop(b, start, end) as t:
         blk, c = b.sdiv(t, _c(c_)), b.srem(t, _c(c_))
@@ -386,7 +422,7 @@ def conv2d_weight(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
         return dw
     xq = _padded(x, geom, stride, padding)
     gc = np.ascontiguousarray(g, dtype=x.dtype)
-    ob = _split(o, max(1, _TILE // kernel[1]))
+    ob = _wgrad_block(o, kernel[1])
     _kernel("dwgrad", x.dtype, tuple(x.shape), o, kernel, stride, dilation, geom)(
         [xq, gc, dw], -(-o // ob) * c, g.size * dw.size // o)
     return dw
