@@ -181,15 +181,23 @@ def _blocks(b: ir.IRBuilder, count: int, size: int, emit) -> None:
 # ---- the padded, phase-split input ----------------------------------------------------
 
 def _layout(shape, kernel, stride, padding, dilation, lanes):
-    """(OH, OW, vectors per output row, Hp, Wq): the padded copy is [N, C, Hp, sw, Wq]."""
+    """(OH, OW, vectors per output row, Hp, Wq): the padded copy is [N, C, Hp, sw, Wq].
+    Without padding and with a unit column stride the kernels read x itself (Hp = H,
+    Wq = W): the tail vector's loads are masked, so no read leaves its row."""
     n, c, h, w = shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     nvec = -(-ow // lanes)
+    if _in_place(stride, padding):
+        return oh, ow, nvec, h, w
     # Room for the last vector's lanes past OW (read, never stored) at every tap.
     wq = max(nvec * lanes + (kw - 1) * dw // sw, -(-(w + 2 * pw) // sw))
     return oh, ow, nvec, h + 2 * ph, wq
+
+
+def _in_place(stride, padding) -> bool:
+    return padding == (0, 0) and stride[1] == 1
 
 
 def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
@@ -197,6 +205,8 @@ def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
     [p, q], so that consecutive outputs of a strided convolution read consecutive
     memory."""
     n, c, h, w = x.shape
+    if _in_place(stride, padding):
+        return np.ascontiguousarray(x).reshape(n, c, h, 1, w)
     (_, sw), (ph, pw) = stride, padding
     _, _, _, hp, wq = geom
     buf = np.zeros((n, c, hp, wq * sw), x.dtype)
@@ -235,7 +245,14 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
                         p, q = divmod(j * dw, sw)[::-1]
                         base = b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
                                      _c(q + v0 * lanes))
-                        xs = [k.vload(x, b.add(base, _c(v * lanes))) for v in range(nv)]
+                        # The tail vector's lanes past OW are never stored: a masked
+                        # load keeps them inside an unpadded x's row.
+                        xs = [b.call(k.mload, [k.at(x, b.add(base, _c(v * lanes))),
+                                               ir.Constant(_I32, k.size), k.mask(tail),
+                                               k.zero])
+                              if v0 + v == nvec - 1 and tail < lanes
+                              else k.vload(x, b.add(base, _c(v * lanes)))
+                              for v in range(nv)]
                         for o in range(nob):
                             widx = b.add(b.add(b.mul(b.add(o0, _c(o)), _c(c_ * kk)), wrow),
                                          _c(i * kw + j))
