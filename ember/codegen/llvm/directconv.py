@@ -200,6 +200,17 @@ def _in_place(stride, padding) -> bool:
     return padding == (0, 0) and stride[1] == 1
 
 
+def _flat(geom, kernel, stride, itemsize) -> bool:
+    """Whether the weight gradient runs its vectors along the flattened output plane
+    (``_wgrad_ir``): rows shorter than a vector, unit row stride, and the per-(n, c)
+    packed copy of x (kw x Hp x OW) small enough for the stack (<= 64 KB). For longer
+    rows packing cost more than the idle lanes it saves (one thread, 5x5 3->6, OW = 28:
+    438 -> 486 us; 3x3 3->32, OW = 30: 1247 -> 1165 us, within noise)."""
+    oh, ow, nvec, hp, _ = geom
+    lanes = 64 // itemsize
+    return ow < lanes and stride[0] == 1 and kernel[1] * hp * ow * itemsize <= 65536
+
+
 def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
     """x zero-padded into [N, C, Hp, sw, Wq]: column q*sw + p of the padded plane at
     [p, q], so that consecutive outputs of a strided convolution read consecutive
@@ -374,6 +385,76 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
             for idx, s in enumerate(acc):
                 b.store(b.load(slot(i, idx), typ=k.vt), s)
             reduce(c, o0, nob, i, acc)
+
+    plane_len = oh * ow
+    nflat, ftail = divmod(plane_len, lanes)
+    if _flat(geom, kernel, stride, k.size):
+        # OW < lanes: vectors run along the whole (oy, ox) plane, g's as it is and x's
+        # packed per (n, c) at row pitch OW, one copy per tap column j (xj[y, ox] =
+        # x[y, ox*sw + j*dw]): then xj[p + i*dh*OW] pairs with g[p], and no lane idles
+        # but the plane's last vector's (OW = 10: 100 / 112 lanes used, not 10 / 16).
+        with b.goto_entry_block():
+            packed = b.alloca(k.ft, size=_c(kw * hp * ow))
+        fmask = k.mask(ftail) if ftail else None
+
+        def pack(n, c):
+            plane = b.mul(b.add(b.mul(n, _c(c_)), c), _c(hp))
+            with _Loop(b, 0, hp) as y:
+                for j in range(kw):
+                    p, q = divmod(j * dw, sw)[::-1]
+                    src = b.add(b.mul(b.add(b.mul(b.add(plane, y), _c(sw)), _c(p)), _c(wq)),
+                                _c(q))
+                    dst = b.add(b.mul(y, _c(ow)), _c(j * hp * ow))
+                    for v in range(nvec):
+                        at_x = k.at(x, b.add(src, _c(v * lanes)))
+                        at_p = k.at(packed, b.add(dst, _c(v * lanes)))
+                        mask = ones if v == nvec - 1 else k.mask(lanes)
+                        val = b.call(k.mload, [at_x, ir.Constant(_I32, k.size), mask,
+                                               k.zero])
+                        b.call(k.mstore, [val, at_p, ir.Constant(_I32, k.size), mask])
+
+        def flat(n, o0, nob, i, acc):
+            gbase = [b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))), _c(plane_len))
+                     for o in range(nob)]
+            xbase = b.mul(i, _c(dh * ow))
+
+            def step(off, mask):
+                def load(ptr, idx):
+                    if mask is None:
+                        return k.vload(ptr, idx)
+                    return b.call(k.mload, [k.at(ptr, idx), ir.Constant(_I32, k.size),
+                                            mask, k.zero])
+                xs = [load(packed, b.add(xbase, b.add(off, _c(j * hp * ow))))
+                      for j in range(kw)]
+                for o in range(nob):
+                    gv = load(g, b.add(gbase[o], off))
+                    for j in range(kw):
+                        s = acc[o * kw + j]
+                        b.store(b.call(k.fma, [gv, xs[j], b.load(s, typ=k.vt)]), s)
+
+            if nflat:
+                with _Loop(b, 0, nflat) as v:
+                    step(b.mul(v, _c(lanes)), None)
+            if ftail:
+                step(_c(nflat * lanes), fmask)
+
+        def body(blk, c, nob):
+            o0 = b.mul(blk, _c(ob))
+            with _Loop(b, 0, kh * ob * kw) as z:
+                b.store(k.zero, b.gep(saved, [z], inbounds=True, source_etype=k.vt))
+            acc = k.accumulators(nob * kw)
+            with _Loop(b, 0, n_) as n:
+                pack(n, c)
+                with _Loop(b, 0, kh) as i:
+                    for idx, s in enumerate(acc):
+                        b.store(b.load(slot(i, idx), typ=k.vt), s)
+                    flat(n, o0, nob, i, acc)
+                    for idx, s in enumerate(acc):
+                        b.store(b.load(s, typ=k.vt), slot(i, idx))
+            with _Loop(b, 0, kh) as i:
+                for idx, s in enumerate(acc):
+                    b.store(b.load(slot(i, idx), typ=k.vt), s)
+                reduce(c, o0, nob, i, acc)
 
     with _Loop(b, start, end) as t:
         blk, c = b.sdiv(t, _c(c_)), b.srem(t, _c(c_))
