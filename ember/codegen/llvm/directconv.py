@@ -200,7 +200,7 @@ def _in_place(stride, padding) -> bool:
     return padding == (0, 0) and stride[1] == 1
 
 
-def _flat(geom, kernel, stride, itemsize) -> bool:
+def _flat(geom, kernel, stride, itemsize, channels: int = 1) -> bool:
     """Whether the weight gradient runs its vectors along the flattened output plane
     (``_wgrad_ir``): rows shorter than a vector, unit row stride, and the per-(n, c)
     packed copy of x (kw x Hp x OW) small enough for the stack (<= 64 KB). For longer
@@ -208,7 +208,8 @@ def _flat(geom, kernel, stride, itemsize) -> bool:
     438 -> 486 us; 3x3 3->32, OW = 30: 1247 -> 1165 us, within noise)."""
     oh, ow, nvec, hp, _ = geom
     lanes = 64 // itemsize
-    return ow < lanes and stride[0] == 1 and kernel[1] * hp * ow * itemsize <= 65536
+    return (ow < lanes and stride[0] == 1 and oh * ow <= 32 * lanes
+            and channels * kernel[1] * hp * ow * itemsize <= 65536)
 
 
 def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
@@ -285,6 +286,78 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
         def channels(o0, nob):
             for v0 in range(0, nvec, xb):   # unrolled: OW is a constant, and small
                 tile(o0, nob, v0, min(xb, nvec - v0))
+
+        _blocks(b, out_ch, ob, channels)
+    return k.source()
+
+
+def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
+    """out[n] for the images n in [start, end), vectors along the flattened (oy, ox)
+    plane (``_flat``): x[n] is packed at row pitch OW, one copy per (c, tap column j),
+    so that out[n, o, p] = sum_{c,i,j} w[o, c, i, j] * xj[n, c][p + i*dh*OW]."""
+    _, c_, _, _ = shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh, ow, nvec, hp, wq = geom
+    k = _Builder(name, dtype, 3)
+    b, lanes = k.b, k.lanes
+    x, wt, out, start, end = k.fn.args
+    kk, region, plane_len = kh * kw, hp * ow, oh * ow
+    nflat = -(-plane_len // lanes)
+    ftail = plane_len - (nflat - 1) * lanes
+    xb = _split(nflat, 4)
+    ob = _split(out_ch, max(1, _TILE // xb))
+    with b.goto_entry_block():
+        packed = b.alloca(k.ft, size=_c(c_ * kw * region))
+    rmask = k.mask(ow)
+
+    def masked_load(ptr, idx, mask):
+        return b.call(k.mload, [k.at(ptr, idx), ir.Constant(_I32, k.size), mask, k.zero])
+
+    with _Loop(b, start, end) as n:
+        with _Loop(b, 0, c_) as c:
+            plane = b.mul(b.add(b.mul(n, _c(c_)), c), _c(hp))
+            with _Loop(b, 0, hp) as y:
+                for j in range(kw):
+                    p, q = divmod(j * dw, sw)[::-1]
+                    src = b.add(b.mul(b.add(b.mul(b.add(plane, y), _c(sw)), _c(p)), _c(wq)),
+                                _c(q))
+                    dst = b.add(b.mul(b.add(b.mul(c, _c(kw)), _c(j)), _c(region)),
+                                b.mul(y, _c(ow)))
+                    b.call(k.mstore, [masked_load(x, src, rmask), k.at(packed, dst),
+                                      ir.Constant(_I32, k.size), rmask])
+
+        def tile(o0, nob, v0, nv):
+            acc = k.accumulators(nob * nv)
+            with _Loop(b, 0, c_) as c:
+                for i in range(kh):
+                    for j in range(kw):
+                        base = b.add(b.mul(b.add(b.mul(c, _c(kw)), _c(j)), _c(region)),
+                                     _c(i * dh * ow + v0 * lanes))
+                        xs = [masked_load(packed, b.add(base, _c(v * lanes)), k.mask(ftail))
+                              if v0 + v == nflat - 1 and ftail < lanes
+                              else k.vload(packed, b.add(base, _c(v * lanes)))
+                              for v in range(nv)]
+                        for o in range(nob):
+                            widx = b.add(b.mul(b.add(b.mul(b.add(o0, _c(o)), _c(c_)), c),
+                                               _c(kk)), _c(i * kw + j))
+                            wv = k.splat(b.load(k.at(wt, widx), typ=k.ft))
+                            for v in range(nv):
+                                s = acc[o * nv + v]
+                                b.store(b.call(k.fma, [wv, xs[v], b.load(s, typ=k.vt)]), s)
+            for o in range(nob):
+                obase = b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))), _c(plane_len))
+                for v in range(nv):
+                    val = b.load(acc[o * nv + v], typ=k.vt)
+                    ptr = k.at(out, b.add(obase, _c((v0 + v) * lanes)))
+                    if v0 + v == nflat - 1 and ftail < lanes:
+                        b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size),
+                                          k.mask(ftail)])
+                    else:
+                        b.store(val, ptr, align=k.size)
+
+        def channels(o0, nob):
+            for v0 in range(0, nflat, xb):   # unrolled: the plane is small (_flat)
+                tile(o0, nob, v0, min(xb, nflat - v0))
 
         _blocks(b, out_ch, ob, channels)
     return k.source()
@@ -474,7 +547,7 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
 # ---- compiled kernels and their calls ------------------------------------------------
 
 def _kernel(kind: str, dtype: np.dtype, *key):
-    make = _conv_ir if kind == "dconv" else _wgrad_ir
+    make = {"dconv": _conv_ir, "dconv_flat": _conv_flat_ir, "dwgrad": _wgrad_ir}[kind]
     return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
                     _PARALLEL_MIN)
 
@@ -499,8 +572,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation) -> np.ndarra
         return out
     xq = _padded(x, geom, stride, padding)
     wc = np.ascontiguousarray(w, dtype=x.dtype)
-    _kernel("dconv", x.dtype, tuple(x.shape), o, kernel, stride, dilation, geom)(
-        [xq, wc, out], n * oh, out.size * c * kh * kw)
+    flat = _flat(geom, kernel, stride, x.dtype.itemsize, c)
+    _kernel("dconv_flat" if flat else "dconv", x.dtype, tuple(x.shape), o, kernel, stride,
+            dilation, geom)([xq, wc, out], n if flat else n * oh, out.size * c * kh * kw)
     return out
 
 
