@@ -159,6 +159,19 @@ def _wgrad_block(out_ch: int, kw: int) -> int:
     return _split(out_ch, most)
 
 
+def _wgrad_groups(channels: int, kh: int, ob: int, kw: int, blocks: int
+                  ) -> tuple[int, int]:
+    """(input channels per weight-gradient task, groups of them): as many as keep the
+    task's partial sums (cg x kh x ob x kw vectors) within 32 KB, so that g[n, block]
+    is read from memory once, not once per input channel; at least two tasks where
+    there are two channels, for the two threads."""
+    most = max(1, 512 // (kh * ob * kw))
+    if blocks == 1 and channels > 1:
+        most = min(most, -(-channels // 2))
+    cg = _split(channels, most)
+    return cg, -(-channels // cg)
+
+
 def _split(n: int, most: int) -> int:
     """The block size <= ``most`` that splits ``n`` into the fewest, most even blocks."""
     blocks = -(-n // max(1, min(most, n)))
@@ -435,29 +448,13 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
     # indexed by a run-time i (loaded before and stored after each (n, i) pass over
     # OH rows): kept as values, kh tiles did not fit the registers and LLVM spilled
     # inside the innermost loop (CIFAR 3->32 3x3, one thread: 1.73 -> 1.2x ms).
+    cg, ngrp = _wgrad_groups(c_, kh, ob, kw, -(-out_ch // ob))
     with b.goto_entry_block():
-        saved = b.alloca(k.vt, size=_c(kh * ob * kw))
+        saved = b.alloca(k.vt, size=_c(cg * kh * ob * kw))
 
     def slot(i, idx):
         return b.gep(saved, [b.add(b.mul(i, _c(ob * kw)), _c(idx))], inbounds=True,
                      source_etype=k.vt)
-
-    def body(blk, c, nob):
-        o0 = b.mul(blk, _c(ob))
-        with _Loop(b, 0, kh * ob * kw) as z:
-            b.store(k.zero, b.gep(saved, [z], inbounds=True, source_etype=k.vt))
-        acc = k.accumulators(nob * kw)
-        with _Loop(b, 0, n_) as n:
-            with _Loop(b, 0, kh) as i:
-                for idx, s in enumerate(acc):
-                    b.store(b.load(slot(i, idx), typ=k.vt), s)
-                rows(n, c, o0, nob, i, acc)
-                for idx, s in enumerate(acc):
-                    b.store(b.load(s, typ=k.vt), slot(i, idx))
-        with _Loop(b, 0, kh) as i:
-            for idx, s in enumerate(acc):
-                b.store(b.load(slot(i, idx), typ=k.vt), s)
-            reduce(c, o0, nob, i, acc)
 
     plane_len = oh * ow
     nflat, ftail = divmod(plane_len, lanes)
@@ -511,36 +508,53 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
             if ftail:
                 step(_c(nflat * lanes), fmask)
 
-        def body(blk, c, nob):
-            o0 = b.mul(blk, _c(ob))
-            with _Loop(b, 0, kh * ob * kw) as z:
-                b.store(k.zero, b.gep(saved, [z], inbounds=True, source_etype=k.vt))
-            acc = k.accumulators(nob * kw)
-            with _Loop(b, 0, n_) as n:
-                pack(n, c)
+    else:
+        pack = None
+
+        def flat(n, o0, nob, i, acc):
+            rows(n, c_now[0], o0, nob, i, acc)
+
+    c_now = [None]
+
+    def body(blk, grp, nob):
+        o0 = b.mul(blk, _c(ob))
+        c0 = b.mul(grp, _c(cg))
+        c1 = b.add(c0, _c(cg))
+        c1 = b.select(b.icmp_signed("<", c1, _c(c_)), c1, _c(c_))
+        with _Loop(b, 0, cg * kh * ob * kw) as z:
+            b.store(k.zero, b.gep(saved, [z], inbounds=True, source_etype=k.vt))
+        acc = k.accumulators(nob * kw)
+        with _Loop(b, 0, n_) as n:
+            with _Loop(b, c0, c1) as c:
+                c_now[0] = c
+                if pack is not None:
+                    pack(n, c)
                 with _Loop(b, 0, kh) as i:
+                    ci = b.add(b.mul(b.sub(c, c0), _c(kh)), i)
                     for idx, s in enumerate(acc):
-                        b.store(b.load(slot(i, idx), typ=k.vt), s)
+                        b.store(b.load(slot(ci, idx), typ=k.vt), s)
                     flat(n, o0, nob, i, acc)
                     for idx, s in enumerate(acc):
-                        b.store(b.load(s, typ=k.vt), slot(i, idx))
+                        b.store(b.load(s, typ=k.vt), slot(ci, idx))
+        with _Loop(b, c0, c1) as c:
             with _Loop(b, 0, kh) as i:
+                ci = b.add(b.mul(b.sub(c, c0), _c(kh)), i)
                 for idx, s in enumerate(acc):
-                    b.store(b.load(slot(i, idx), typ=k.vt), s)
+                    b.store(b.load(slot(ci, idx), typ=k.vt), s)
                 reduce(c, o0, nob, i, acc)
 
     with _Loop(b, start, end) as t:
-        blk, c = b.sdiv(t, _c(c_)), b.srem(t, _c(c_))
+        blk, grp = b.sdiv(t, _c(ngrp)), b.srem(t, _c(ngrp))
         if not rem:
-            body(blk, c, ob)
+            body(blk, grp, ob)
         elif not full:
-            body(blk, c, rem)
+            body(blk, grp, rem)
         else:
             with b.if_else(b.icmp_signed("<", blk, _c(full))) as (then, other):
                 with then:
-                    body(blk, c, ob)
+                    body(blk, grp, ob)
                 with other:
-                    body(blk, c, rem)
+                    body(blk, grp, rem)
     return k.source()
 
 
@@ -595,6 +609,8 @@ def conv2d_weight(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
     xq = _padded(x, geom, stride, padding)
     gc = np.ascontiguousarray(g, dtype=x.dtype)
     ob = _wgrad_block(o, kernel[1])
+    blocks = -(-o // ob)
     _kernel("dwgrad", x.dtype, tuple(x.shape), o, kernel, stride, dilation, geom)(
-        [xq, gc, dw], -(-o // ob) * c, g.size * dw.size // o)
+        [xq, gc, dw], blocks * _wgrad_groups(c, kernel[0], ob, kernel[1], blocks)[1],
+        g.size * dw.size // o)
     return dw
