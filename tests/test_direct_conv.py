@@ -18,6 +18,15 @@ CASES = [
     (1, 1, 7, 40, 3, 1, 3, 3, 2, (1, 3)),
     (2, 5, 14, 10, 16, 5, 5, 1, 2, 1),
     (1, 2, 6, 35, 17, 2, 4, 1, 1, (2, 1)),
+    # The weight gradient's flattened-plane path (OW < the vector width, unit row
+    # stride), with a column stride, dilation and padding, and kw = 1 with a remainder
+    # block of output channels; x read in place (no padding, unit column stride) with a
+    # row stride and OW = 29, and OW = 16 exactly, batch 1.
+    (2, 3, 12, 21, 5, 3, 3, (1, 2), 0, (2, 1)),
+    (3, 2, 10, 9, 9, 3, 3, 1, 1, 2),
+    (2, 4, 6, 5, 33, 1, 1, 1, 0, 1),
+    (2, 3, 15, 37, 4, 3, 5, (2, 1), 0, (1, 2)),
+    (1, 2, 8, 18, 3, 3, 3, 1, 0, 1),
 ]
 
 
@@ -63,6 +72,35 @@ def test_weight_grad_masks_lanes_past_the_row():
     g = np.ones((1, 1, 1, 18), np.float32)   # only by j = 2 (then through ox = 17)
     dw = directconv.conv2d_weight(g, x, (3, 3), (1, 1), (0, 0), (1, 1))
     assert np.isfinite(dw[..., :2]).all() and np.isinf(dw[..., 2]).all()
+
+
+def test_weight_grad_flat_path_keeps_inf_in_its_taps():
+    # OW = 10 < 16: the flattened-plane path packs x per tap column. An inf in the last
+    # column reaches only j = 2's weights (through ox = 9); every other tap stays finite.
+    assert directconv._flat((10, 10, 1, 12, 12), (3, 3), (1, 1), 4)
+    x = np.ones((1, 1, 12, 12), np.float32)
+    x[0, 0, :, 11] = np.inf
+    g = np.ones((1, 2, 10, 10), np.float32)
+    dw = directconv.conv2d_weight(g, x, (3, 3), (1, 1), (0, 0), (1, 1))
+    assert np.isinf(dw[..., 2]).all()
+    np.testing.assert_array_equal(dw[..., :2], np.full((2, 1, 3, 2), 100, np.float32))
+
+
+def test_float32_error_on_the_training_shapes():
+    # The docstring's bound: float32 partial sums over a reduction of N*OH*OW = 50,176
+    # (weight gradient) and C*kh*kw = 150 (forward) terms, against float64.
+    rng = np.random.default_rng(5)
+    for (n, c, h, o, k) in ((64, 3, 32, 6, 5), (64, 6, 14, 16, 5)):
+        x = rng.standard_normal((n, c, h, h)).astype(np.float32)
+        wt = rng.standard_normal((o, c, k, k)).astype(np.float32)
+        win = _windows64(x, k, k, (1, 1), (0, 0), (1, 1))
+        ref = np.einsum("ncyxij,ocij->noyx", win, wt.astype(np.float64))
+        out = directconv.conv2d(x, wt, (1, 1), (0, 0), (1, 1))
+        g = rng.standard_normal(ref.shape).astype(np.float32)
+        dw = directconv.conv2d_weight(g, x, (k, k), (1, 1), (0, 0), (1, 1))
+        dw_ref = np.einsum("noyx,ncyxij->ocij", g.astype(np.float64), win)
+        assert np.abs(out - ref).max() <= 2e-6 * np.abs(ref).max()
+        assert np.abs(dw - dw_ref).max() <= 2e-5 * np.abs(dw_ref).max()
 
 
 def test_non_contiguous_input():

@@ -97,35 +97,37 @@ def _direct():
 # gradient ``conv2d_weight_direct``) instead of im2col + GEMM: float32/float64 on the
 # CPU, groups 1, no autocast, and few output channels or a short reduction, where
 # BLAS's skinny GEMMs are slow and the im2col copy dominates. Measured on this 2-core
-# AVX-512 VM (float32, 3x3 padding 1 or 5x5, ms, median of 15, one thread each for a
-# fair comparison on the shared machine): fwd = im2col + GEMM + NHWC->NCHW copy vs
-# conv2d_direct; dW = GEMM g_rows^T @ cols vs conv2d_weight_direct; "all" = (im2col +
-# both GEMMs + copy) / (both direct kernels), > 1: direct is faster.
-#   N    C->O   k  HxW    K=C*k*k   fwd i2c / direct   dW GEMM / direct   all
-#   64   3->6   5  32     75        2.45 / 0.42        1.64 / 0.64        3.87
-#   64   6->16  5  14     150       0.57 / 0.33        0.44 / 0.55        1.14
-#   64   3->32  3  32     27        3.81 / 0.91        2.33 / 2.10        2.04
-#   64   32->64 3  16     288       7.18 / 4.06        4.74 / 7.32        1.05
-#   1    3->6   5  32     75        0.046 / 0.022      0.009 / 0.026      1.11
-#   256  3->6   5  32     75        19.5 / 1.68        7.45 / 4.43        4.41
-#   64   3->4   3  32     27        1.04 / 0.18        0.68 / 0.22        4.27
-#   64   3->16  3  32     27        1.73 / 0.51        1.32 / 1.12        1.87
-#   64   3->64  3  32     27        7.99 / 1.91        3.74 / 4.14        1.94
-#   64   16->16 3  16     144       1.83 / 0.62        0.98 / 1.05        1.68
-#   64   32->32 3  16     288       4.50 / 2.18        3.15 / 3.22        1.42
-#   64   16->64 3  16     144       4.15 / 2.09        2.51 / 3.57        1.18
-#   64   6->32  5  14     150       0.76 / 0.60        0.68 / 1.03        0.88
-#   64   12->16 5  14     300       1.07 / 0.65        0.81 / 1.05        1.10
-# The same with two threads (both kernels split over the pool, BLAS threaded), f+dW
-# totals: direct / im2col path (without its NCHW copy):
-#   64 3->6 5x5: 0.82 / 2.86; 3->32 3x3: 1.79 / 2.72; 32->64 3x3 (13x13 out):
-#   6.28 / 4.67; 32->32 3x3 16x16: 4.45 / 5.34; 16->64: 3.88 / 4.09; 16->16: 1.38 /
-#   2.32; 6->16 5x5: 0.77 / 0.79; 3->64 3x3: 3.76 / 3.78; 12->16 5x5: 1.81 / 1.50.
-# The forward always wins; the weight gradient's kernel (~50-60 GFLOP/s) loses to
-# threaded BLAS once O*K grows, and for 5x5 sooner (it keeps fewer accumulators: see
-# directconv._wgrad_ir). The rule: direct when O <= 64, O*K <= 9216, and a kernel of
-# at most 3x3, or O <= 16 and K <= 150. In the CIFAR CNN's compiled step (3->32, then
-# 32->64 on im2col) that was 25.0 ms against 26.7 ms with im2col for both.
+# AVX-512 VM (float32, 3x3 padding 1 (HxW 16, 32) or none (15), 5x5 none; ms, median of
+# 15; quiet machine) after the kernels' second round (register-fitting weight-gradient
+# tiles, flattened-plane vectors for OW < 16, x read in place): fwd = im2col + GEMM +
+# NHWC->NCHW copy vs conv2d_direct; dW = GEMM g_rows^T @ cols vs conv2d_weight_direct;
+# "all" = (im2col + both GEMMs + copy) / (both direct kernels), > 1: direct is faster.
+# One thread each (BLAS and the kernels), then "all" with two threads each:
+#   N    C->O   k  HxW   K=C*k*k   fwd i2c / direct   dW GEMM / direct   all   all 2T
+#   64   3->6   5  32    75        2.70 / 0.40        1.69 / 0.56        4.56  5.50
+#   64   6->16  5  14    150       0.72 / 0.24        0.46 / 0.38        1.90  2.24
+#   64   3->32  3  32    27        3.33 / 0.79        2.17 / 1.13        2.86  2.28
+#   64   32->64 3  16    288       11.86 / 4.51       5.15 / 5.60        1.68  1.13
+#   64   32->64 3  15    288       6.61 / 3.15        3.20 / 3.99        1.37  1.04
+#   64   64->64 3  16    576       21.72 / 8.65       11.84 / 11.01      1.71  1.49
+#   1    3->6   5  32    75        0.05 / 0.02        0.01 / 0.03        1.14  1.11
+#   256  3->6   5  32    75        22.10 / 1.39       9.27 / 1.91        9.52  7.42
+#   64   3->4   3  32    27        1.25 / 0.20        0.72 / 0.26        4.28  2.98
+#   64   3->64  3  32    27        9.09 / 1.92        3.81 / 2.28        3.08  2.97
+#   64   16->16 3  16    144       1.94 / 0.66        0.96 / 0.80        1.99  1.67
+#   64   32->32 3  16    288       7.59 / 2.37        3.19 / 2.97        2.02  1.43
+#   64   16->64 3  16    144       4.66 / 1.96        2.40 / 2.58        1.55  1.09
+#   64   6->32  5  14    150       0.88 / 0.41        0.73 / 0.73        1.41  1.12
+#   64   12->16 5  14    300       1.30 / 0.45        0.84 / 0.74        1.79  1.46
+#   64   16->32 5  14    400       2.32 / 1.13        1.70 / 1.90        1.33  0.92
+# The forward wins everywhere; the weight gradient (now 90-110 GFLOP/s on one thread)
+# still loses to threaded BLAS for 5x5 with K = 400 and draws with it for O*K of
+# 18,432 at 3x3 (CIFAR's 32->64: 1.04). In the CIFAR CNN's compiled step that conv2
+# on the direct path was slower (python -m benchmarks --only cnn, two runs each:
+# 27.0, 28.2 ms against 25.4, 22.2 ms with im2col) and held 30-40 MB more, so the
+# 3x3 bound stays O*K <= 9,216. The rule: direct when O <= 64, O*K <= 9,216, and a
+# kernel of at most 3x3 or O <= 32 and K <= 300 (round one: O <= 16 and K <= 150;
+# 6->32 and 12->16 5x5 now win by 1.1-1.8x).
 
 
 def direct_conv_rule(x, weight, groups: int) -> bool:
@@ -139,7 +141,7 @@ def direct_conv_rule(x, weight, groups: int) -> bool:
             and x.dtype is weight.dtype and x.dtype.name in ("float32", "float64")
             and "cpu" not in _amp.modes
             and out_ch <= 64 and out_ch * c * kh * kw <= 9216
-            and (kh * kw <= 9 or out_ch <= 16 and c * kh * kw <= 150))
+            and (kh * kw <= 9 or out_ch <= 32 and c * kh * kw <= 300))
 
 
 def _conv2d_direct(xp, x, w, stride, padding, dilation):
