@@ -37,6 +37,12 @@ from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa:
 from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
                                       set_float32_matmul_precision)
 from ember import distributed  # noqa: E402,F401
+from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
+                           set_num_interop_threads, set_num_threads)
+from ember.determinism import (are_deterministic_algorithms_enabled,  # noqa: E402
+                               get_deterministic_debug_mode,
+                               is_deterministic_algorithms_warn_only_enabled,
+                               set_deterministic_debug_mode, use_deterministic_algorithms)
 
 float = float32
 double = float64
