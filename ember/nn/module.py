@@ -494,6 +494,25 @@ class Module:
     def double(self) -> Module:
         return self.to(dtypes.float64)
 
+    def half(self) -> Module:
+        """Cast floating-point parameters and buffers to float16 (in place, as torch).
+
+        >>> model.half()
+        """
+        return self.to(dtypes.float16)
+
+    def bfloat16(self) -> Module:
+        """Cast floating-point parameters and buffers to bfloat16 (in place, as torch)."""
+        return self.to(dtypes.bfloat16)
+
+    def type(self, dst_type: Any) -> Module:
+        """Cast every parameter and buffer, integer ones too, to ``dst_type`` (torch's
+        ``Module.type``).
+
+        >>> model.type(ember.float64)
+        """
+        return self._apply(lambda t: t.type(dst_type))
+
     # ---- state_dict -------------------------------------------------------------------
     def state_dict(self, destination: dict | None = None, prefix: str = "",
                    keep_vars: bool = False) -> OrderedDict:
