@@ -21,7 +21,8 @@ from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat
                           empty_like, eye, from_numpy, full, full_like, is_tensor, linspace, ones,
                           ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                           randperm, stack, tensor, where, zeros, zeros_like)
-from ember.tensor_common import contiguous_format, memory_format, preserve_format
+from ember.tensor_common import (channels_last, channels_last_3d, contiguous_format,  # noqa
+                                 memory_format, preserve_format)
 from ember.tensor_create import broadcast_shapes
 from ember.tensor_create import LEGACY_TYPES as _LEGACY_TYPES
 globals().update(_LEGACY_TYPES)   # ember.LongTensor, ember.FloatTensor, ...

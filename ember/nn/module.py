@@ -454,13 +454,15 @@ class Module:
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
-        """Move and/or cast parameters and buffers: ``to("cuda")``, ``to(ember.float64)``.
+        """Move and/or cast parameters and buffers: ``to("cuda")``, ``to(ember.float64)``,
+        ``to(memory_format=ember.channels_last)`` (4-D ones).
 
         Only floating-point tensors change dtype (``num_batches_tracked`` stays int64).
         """
         device = kwargs.pop("device", None)
         dtype = kwargs.pop("dtype", None)
         kwargs.pop("non_blocking", None)
+        fmt = kwargs.pop("memory_format", None)
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         for a in args:
@@ -479,7 +481,9 @@ class Module:
                                 f"desired dtype={dtype}")
 
         def convert(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+            # memory_format applies to 4-D and 5-D tensors only (conv weights), as torch
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None,
+                        memory_format=fmt if t.ndim in (4, 5) else None)
         return self._apply(convert)
 
     def cuda(self, device: int | None = None) -> Module:
