@@ -17,6 +17,7 @@ from ember.errors import OpError
 from ember.functions import *  # noqa: F401,F403
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
 from ember.devices import Device as device
+from ember.devices import get_default_device, set_default_device
 from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat, empty,
                           empty_like, eye, from_numpy, full, full_like, is_tensor, linspace, ones,
                           ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
