@@ -17,11 +17,13 @@ from ember.errors import OpError
 from ember.functions import *  # noqa: F401,F403
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
 from ember.devices import Device as device
+from ember.devices import get_default_device, set_default_device
 from ember.tensor import (Size, Tensor, allclose, arange, as_tensor, cat, concat, empty,
                           empty_like, eye, from_numpy, full, full_like, is_tensor, linspace, ones,
                           ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                           randperm, stack, tensor, where, zeros, zeros_like)
-from ember.tensor_common import contiguous_format, memory_format, preserve_format
+from ember.tensor_common import (channels_last, channels_last_3d, contiguous_format,  # noqa
+                                 memory_format, preserve_format)
 from ember.tensor_create import broadcast_shapes
 from ember.tensor_create import LEGACY_TYPES as _LEGACY_TYPES
 globals().update(_LEGACY_TYPES)   # ember.LongTensor, ember.FloatTensor, ...
@@ -33,10 +35,17 @@ from ember.sampling import bernoulli, multinomial, normal  # noqa: E402
 from ember.random import get_rng_state, set_rng_state  # noqa: E402
 from ember import cuda, nn, optim, random, utils  # noqa: E402
 from ember import _dynamo, accelerator, amp, backends, compiler  # noqa: E402
+from ember import testing  # noqa: E402,F401
 from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
                                       set_float32_matmul_precision)
 from ember import distributed  # noqa: E402,F401
+from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
+                           set_num_interop_threads, set_num_threads)
+from ember.determinism import (are_deterministic_algorithms_enabled,  # noqa: E402
+                               get_deterministic_debug_mode,
+                               is_deterministic_algorithms_warn_only_enabled,
+                               set_deterministic_debug_mode, use_deterministic_algorithms)
 
 float = float32
 double = float64

@@ -57,7 +57,41 @@ class Device:
         return hash((self.type, self.index or 0))
 
 
+    def __enter__(self) -> Device:
+        """``with ember.device("cuda"):`` makes factory functions default to it."""
+        _DEFAULT_STACK.append(_DEFAULT[0])
+        _DEFAULT[0] = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _DEFAULT[0] = _DEFAULT_STACK.pop()
+
+
 CPU = Device("cpu")
+_DEFAULT = [CPU]           # where factory functions put tensors given no device
+_DEFAULT_STACK: list = []  # the defaults that ``with device:`` blocks replaced
+
+
+def set_default_device(device) -> None:
+    """Make factory functions (zeros, randn, tensor, arange, ...) create tensors on
+    ``device`` when none is given; ``None`` goes back to the CPU (torch's function).
+
+    >>> ember.set_default_device("cpu")
+    >>> ember.zeros(2).device
+    device(type='cpu')
+    """
+    _DEFAULT[0] = CPU if device is None else as_device(device)
+
+
+def get_default_device() -> Device:
+    """Where factory functions create tensors given no device (torch's function)."""
+    d = _DEFAULT[0]
+    return Device("cuda", 0) if d.type == "cuda" and d.index is None else d
+
+
+def factory_device(device) -> Device:
+    """``device`` as a Device, or the default device when it is None."""
+    return _DEFAULT[0] if device is None else as_device(device)
 
 
 def as_device(d) -> Device:

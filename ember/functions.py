@@ -14,7 +14,7 @@ remainder fmod floor_divide
 expm1 round isnan isinf isfinite isclose cumsum cumprod tril triu flip fliplr flipud roll
 movedim moveaxis sort argsort topk gather scatter scatter_add index_select masked_select
 nonzero argwhere bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or
-logical_xor addmm baddbmm outer ger tensor_split
+logical_xor addmm baddbmm outer ger tensor_split nan_to_num
 """.split()
 
 

@@ -24,6 +24,7 @@ from ember.tensor_create import (TensorCreate, allclose, arange, as_tensor,  # n
                                  from_numpy, full, full_like, is_tensor, linspace, ones,
                                  ones_like, rand, rand_like, randint, randint_like, randn,
                                  randn_like, randperm, stack, tensor, where, zeros, zeros_like)
+from ember.tensor_common import preserve_format as _PRESERVE
 from ember.tensor_index import TensorIndex
 from ember.tensor_math import TensorMath
 from ember.tensor_shape import TensorShape
@@ -224,9 +225,6 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     def is_complex(self) -> bool:
         return self.dtype.is_complex
 
-    def is_contiguous(self) -> bool:
-        return bool(self._data.flags.c_contiguous)
-
     @property
     def grad_fn(self):
         if self._base is not None and self._vver != self._vc[0]:
@@ -353,7 +351,8 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
-    def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False) -> Tensor:
+    def to(self, *args, dtype=None, device=None, copy: bool = False, non_blocking: bool = False,
+           memory_format=None) -> Tensor:
         """``t.to("cuda")``, ``t.to(ember.float64)``, ``t.to(other)``, ``t.to("cpu", ember.int64)``."""
         for a in args:
             if isinstance(a, Tensor):
@@ -368,6 +367,8 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
             out = dispatch("to_device", out, device=as_device(device))
         if dtype is not None and dtypes.as_dtype(dtype) is not out.dtype:
             out = dispatch("cast", out, dtype=dtypes.as_dtype(dtype))
+        if memory_format is not None and memory_format is not _PRESERVE:
+            out = out._to_format(memory_format)
         if copy and out is self:
             out = self.clone()
         return out

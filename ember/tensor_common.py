@@ -46,6 +46,8 @@ class memory_format:
 
 contiguous_format = memory_format("contiguous_format")
 preserve_format = memory_format("preserve_format")
+channels_last = memory_format("channels_last")        # 4-D, stored N, H, W, C
+channels_last_3d = memory_format("channels_last_3d")  # 5-D, stored N, D, H, W, C
 
 
 def _dims(dim, ndim: int, op: str) -> tuple[int, ...]:

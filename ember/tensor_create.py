@@ -12,7 +12,7 @@ from ember import dispatch as _dispatch_mod, dtypes
 from ember.dispatch import constant, dispatch
 from ember.dtypes import DType
 from ember.errors import OpError, shape_str
-from ember.devices import array_module, as_device
+from ember.devices import array_module, factory_device
 from ember.tensor_common import Size, _dims, _shape_arg
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
     if isinstance(data, _tensor.Tensor):
         t = data.detach().to(dtype=dtype, device=device, copy=True)
         return t.requires_grad_(requires_grad) if requires_grad else t
-    dev = as_device(device)
+    dev = factory_device(device)
     xp = array_module(dev)
     if dtype is None:
         a = np.asarray(data.get() if hasattr(data, "get") and not isinstance(data, np.ndarray) else data)
@@ -118,7 +118,7 @@ def _flatten_tensors(data):
 def as_tensor(data: Any, dtype=None, device=None) -> Tensor:
     if isinstance(data, _tensor.Tensor):
         return data.to(dtype=dtype, device=device)
-    if isinstance(data, np.ndarray) and device in (None, "cpu") and dtype is None:
+    if isinstance(data, np.ndarray) and factory_device(device).type == "cpu" and dtype is None:
         return from_numpy(data)
     return tensor(data, dtype=dtype, device=device)
 
@@ -153,7 +153,7 @@ def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False)
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value)
     t = dispatch("full", shape=_shape_arg((size,)), value=fill_value, dtype=dtypes.as_dtype(dtype),
-                 device=as_device(device))
+                 device=factory_device(device))
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -178,33 +178,33 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
         dtype = (dtypes.get_default_dtype() if any(isinstance(v, float) for v in (start, end, step))
                  else dtypes.int64)
     t = dispatch("arange", start=start, end=end, step=step, dtype=dtypes.as_dtype(dtype),
-                 device=as_device(device))
+                 device=factory_device(device))
     return t.requires_grad_(True) if requires_grad else t
 
 
 def linspace(start: float, end: float, steps: int, dtype=None, device=None,
              requires_grad: bool = False) -> Tensor:
     dt = _factory_dtype(dtype)
-    xp = array_module(as_device(device))
+    xp = array_module(factory_device(device))
     t = _new_constant(xp.linspace(start, end, steps).astype(dt.np))
     return t.requires_grad_(True) if requires_grad else t
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    xp = array_module(as_device(device))
+    xp = array_module(factory_device(device))
     t = _new_constant(xp.eye(n, m, dtype=_factory_dtype(dtype).np))
     return t.requires_grad_(True) if requires_grad else t
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     t = dispatch("rand", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
-                 device=as_device(device), generator=generator)
+                 device=factory_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     t = dispatch("randn", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
-                 device=as_device(device), generator=generator)
+                 device=factory_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
@@ -217,14 +217,14 @@ def randint(low: int, high: int | None = None, size=None, *, generator=None, dty
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     return dispatch("randint", low=low, high=high, shape=_shape_arg((size,)),
-                    dtype=dtypes.as_dtype(dtype or dtypes.int64), device=as_device(device),
+                    dtype=dtypes.as_dtype(dtype or dtypes.int64), device=factory_device(device),
                     generator=generator)
 
 
 def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
     """A random permutation of 0..n-1."""
     return dispatch("randperm", n=n, dtype=dtypes.as_dtype(dtype or dtypes.int64),
-                    device=as_device(device), generator=generator)
+                    device=factory_device(device), generator=generator)
 
 
 def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:

@@ -323,7 +323,7 @@ class TensorIndex:
 # As there, a result of a higher kind than the tensor (``int_tensor.sin_()``) raises.
 _INPLACE_FORMS = """exp log sqrt rsqrt abs neg sign sin cos tanh sigmoid erf floor ceil trunc round
 log1p expm1 square reciprocal remainder fmod floor_divide cumsum cumprod bitwise_not
-logical_not logical_and logical_or logical_xor clip""".split()
+logical_not logical_and logical_or logical_xor clip nan_to_num""".split()
 
 
 def _inplace_form(name: str):

@@ -274,6 +274,23 @@ class TensorMath:
             return _tensor.ones_like(self, dtype=dtypes.bool_)
         return (self == self) & (self.abs() != math.inf)
 
+    def nan_to_num(self, nan: float = 0.0, posinf: float | None = None,
+                   neginf: float | None = None) -> Tensor:
+        """NaN to ``nan``, +inf to ``posinf``, -inf to ``neginf`` (by default the dtype's
+        largest and lowest finite values); the gradient passes where ``self`` is finite.
+
+        >>> ember.tensor([float("nan"), float("inf"), -1.0]).nan_to_num()
+        tensor([ 0.0000e+00,  3.4028e+38, -1.0000e+00])
+        """
+        if not self.is_floating_point():
+            return self.clone()
+        info = dtypes.finfo(self.dtype)
+        posinf = info.max if posinf is None else posinf
+        neginf = info.min if neginf is None else neginf
+        out = where(self != self, nan, self)
+        out = where(self == math.inf, posinf, out)
+        return where(self == -math.inf, neginf, out)
+
     def isclose(self, other, rtol: float = 1e-05, atol: float = 1e-08,
                 equal_nan: bool = False) -> Tensor:
         """Elementwise ``|self - other| <= atol + rtol * |other|`` (equal infinities are

@@ -11,8 +11,8 @@ from ember import tensor as _tensor  # Tensor itself (this module is a base of i
 from ember.dispatch import dispatch
 from ember.dtypes import DType
 from ember.errors import OpError
-from ember.tensor_common import (_dims, _shape_arg, contiguous_format, memory_format,
-                                 preserve_format)
+from ember.tensor_common import (_dims, _shape_arg, channels_last, channels_last_3d,
+                                 contiguous_format, memory_format, preserve_format)
 
 if TYPE_CHECKING:
     from ember.tensor import Tensor
@@ -254,14 +254,72 @@ class TensorShape:
     def broadcast_to(self, shape) -> Tensor:
         return self.expand(shape)
 
+    def stride(self, dim: int | None = None):
+        """Steps in elements between neighbours along each dim (torch's ``stride()``).
+
+        >>> ember.zeros(2, 3, 4, 5).to(memory_format=ember.channels_last).stride()
+        (60, 1, 15, 3)
+        """
+        item = self._data.itemsize
+        strides = tuple(s // item for s in self._data.strides)
+        return strides if dim is None else strides[_dims(dim, self.ndim, "stride")[0]]
+
+    def is_contiguous(self, memory_format=contiguous_format) -> bool:
+        """Whether elements are stored densely in ``memory_format``'s order (dims of size
+        1 do not count, as in torch)."""
+        _check_format(memory_format, "is_contiguous", _FORMATS)
+        order = _ORDER.get(memory_format)
+        if order is None:
+            return bool(self._data.flags.c_contiguous)
+        if self.ndim != len(order):
+            return False
+        return _dense(self.shape, self.stride(), order)
+
     def contiguous(self, memory_format=contiguous_format) -> Tensor:
-        _check_format(memory_format, "contiguous", (contiguous_format,))
-        return self if self.is_contiguous() else dispatch("contiguous", self)
+        """This tensor if dense in ``memory_format`` already, else a copy that is
+        (``ember.channels_last``: stored N, H, W, C; values and gradients unchanged)."""
+        _check_format(memory_format, "contiguous", _FORMATS)
+        order = _ORDER.get(memory_format)
+        if order is None:
+            return self if self.is_contiguous() else dispatch("contiguous", self)
+        _check_rank(self, memory_format, len(order))
+        if self.is_contiguous(memory_format):
+            return self
+        back = [order.index(d) for d in range(len(order))]
+        return dispatch("contiguous", self.permute(*order)).permute(*back)
+
+    def _to_format(self, memory_format) -> Tensor:
+        """``to(memory_format=...)``: as ``contiguous``, but, as torch, a channels-last
+        result has exactly the strides of a fresh one (``contiguous`` accepts any
+        strides that are dense, which differ only along dims of size 1)."""
+        order = _ORDER.get(memory_format)
+        if order is None:
+            return self.contiguous(memory_format)
+        _check_rank(self, memory_format, len(order))
+        canonical, step = [0] * len(order), 1
+        for d in reversed(order):
+            canonical[d] = step
+            step *= max(self.shape[d], 1)
+        if self.stride() == tuple(canonical):
+            return self
+        back = [order.index(d) for d in range(len(order))]
+        return dispatch("contiguous", self.permute(*order)).permute(*back)
 
     def clone(self, *, memory_format=preserve_format) -> Tensor:
-        """A copy with its own memory (C-ordered: ember keeps no other dense layout)."""
-        _check_format(memory_format, "clone", (contiguous_format, preserve_format))
-        return dispatch("contiguous", self)
+        """A copy with its own memory: C-ordered, or in ``memory_format`` (preserve keeps
+        a channels-last tensor channels-last, as torch)."""
+        _check_format(memory_format, "clone", _FORMATS)
+        if memory_format is preserve_format:
+            for fmt, order in _ORDER.items():
+                if self.ndim == len(order) and not self._data.flags.c_contiguous and \
+                        self.is_contiguous(fmt):
+                    memory_format = fmt
+        order = _ORDER.get(memory_format)
+        if order is None:
+            return dispatch("contiguous", self)
+        _check_rank(self, memory_format, len(order))
+        back = [order.index(d) for d in range(len(order))]
+        return dispatch("contiguous", self.permute(*order)).permute(*back)
 
     def repeat(self, *sizes) -> Tensor:
         sizes = _shape_arg(sizes)
@@ -428,6 +486,28 @@ def _triangle(x, diagonal: int, lower: bool, op: str):
     j = _tensor.arange(cols, device=x.device)
     keep = (j - i <= diagonal) if lower else (j - i >= diagonal)
     return _tensor.where(keep, x, x.new_zeros(()))
+
+
+_FORMATS = (contiguous_format, preserve_format, channels_last, channels_last_3d)
+# the storage order of each channels-last format's dims, outermost first
+_ORDER = {channels_last: (0, 2, 3, 1), channels_last_3d: (0, 2, 3, 4, 1)}
+
+
+def _dense(shape, strides, order) -> bool:
+    """torch's is-contiguous test for a storage order: innermost dim first, each dim of
+    size > 1 steps over everything inside it."""
+    expected = 1
+    for d in reversed(order):
+        if shape[d] != 1:
+            if strides[d] != expected:
+                return False
+            expected *= shape[d]
+    return True
+
+
+def _check_rank(t, fmt, rank: int) -> None:
+    if t.ndim != rank:
+        raise RuntimeError(f"required rank {rank} tensor to use {fmt.name} format")
 
 
 def _check_format(fmt, op: str, allowed: tuple) -> None:

@@ -16,8 +16,10 @@ that may NOT be attended (PyTorch's convention for this module): both ``attn_mas
 """
 from __future__ import annotations
 
+import contextlib
+import enum
 import math
-from typing import Optional
+from typing import Iterator, Optional
 
 from ember import dtypes
 from ember.nn import functional as F
@@ -26,7 +28,50 @@ from ember.nn.linear import Linear
 from ember.nn.module import Module, Parameter
 from ember.tensor import Tensor, cat, empty, zeros
 
-__all__ = ["MultiheadAttention"]
+__all__ = ["MultiheadAttention", "SDPBackend", "sdpa_kernel"]
+
+
+class SDPBackend(enum.IntEnum):
+    """torch.nn.attention.SDPBackend: the attention kernels PyTorch can pick from."""
+
+    ERROR = -1
+    MATH = 0
+    FLASH_ATTENTION = 1
+    EFFICIENT_ATTENTION = 2
+    CUDNN_ATTENTION = 3
+    OVERRIDEABLE = 4
+
+
+_SDP_FLAG = {SDPBackend.MATH: "math", SDPBackend.FLASH_ATTENTION: "flash",
+             SDPBackend.EFFICIENT_ATTENTION: "mem_efficient",
+             SDPBackend.CUDNN_ATTENTION: "cudnn"}
+
+
+@contextlib.contextmanager
+def sdpa_kernel(backends: list[SDPBackend] | SDPBackend,
+                set_priority: bool = False) -> Iterator[dict]:
+    """Enable only ``backends`` for scaled_dot_product_attention inside the block
+    (torch.nn.attention.sdpa_kernel): ``ember.backends.cuda``'s ``*_sdp_enabled`` flags
+    follow, and are restored after. ember has one attention implementation (eager or
+    fused by ember.compile), used whatever the choice: results do not change.
+
+    >>> with sdpa_kernel(SDPBackend.MATH):
+    ...     out = F.scaled_dot_product_attention(q, k, v)
+    """
+    from ember.backends import cuda as _cuda
+    if not isinstance(backends, (list, SDPBackend)):
+        raise AssertionError("Backend must be an instance of SDPBackend or a list of "
+                             f"SDPBackend instances, got {type(backends).__name__}")
+    if isinstance(backends, SDPBackend):
+        backends = [backends]
+    chosen = {_SDP_FLAG.get(b) for b in dict.fromkeys(backends)}
+    previous = dict(_cuda._sdp)
+    try:
+        for flag in _cuda._sdp:
+            _cuda._sdp[flag] = flag in chosen
+        yield {}
+    finally:
+        _cuda._sdp.update(previous)
 
 
 class NonDynamicallyQuantizableLinear(Linear):

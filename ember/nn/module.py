@@ -454,13 +454,15 @@ class Module:
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
-        """Move and/or cast parameters and buffers: ``to("cuda")``, ``to(ember.float64)``.
+        """Move and/or cast parameters and buffers: ``to("cuda")``, ``to(ember.float64)``,
+        ``to(memory_format=ember.channels_last)`` (4-D ones).
 
         Only floating-point tensors change dtype (``num_batches_tracked`` stays int64).
         """
         device = kwargs.pop("device", None)
         dtype = kwargs.pop("dtype", None)
         kwargs.pop("non_blocking", None)
+        fmt = kwargs.pop("memory_format", None)
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         for a in args:
@@ -479,7 +481,9 @@ class Module:
                                 f"desired dtype={dtype}")
 
         def convert(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+            # memory_format applies to 4-D and 5-D tensors only (conv weights), as torch
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None,
+                        memory_format=fmt if t.ndim in (4, 5) else None)
         return self._apply(convert)
 
     def cuda(self, device: int | None = None) -> Module:
@@ -493,6 +497,25 @@ class Module:
 
     def double(self) -> Module:
         return self.to(dtypes.float64)
+
+    def half(self) -> Module:
+        """Cast floating-point parameters and buffers to float16 (in place, as torch).
+
+        >>> model.half()
+        """
+        return self.to(dtypes.float16)
+
+    def bfloat16(self) -> Module:
+        """Cast floating-point parameters and buffers to bfloat16 (in place, as torch)."""
+        return self.to(dtypes.bfloat16)
+
+    def type(self, dst_type: Any) -> Module:
+        """Cast every parameter and buffer, integer ones too, to ``dst_type`` (torch's
+        ``Module.type``).
+
+        >>> model.type(ember.float64)
+        """
+        return self._apply(lambda t: t.type(dst_type))
 
     # ---- state_dict -------------------------------------------------------------------
     def state_dict(self, destination: dict | None = None, prefix: str = "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT, check_lr
+from ember.optim.optimizer import Optimizer, ParamsT, check_lr, _impl_options
 from ember.tensor import Tensor
 
 
@@ -22,7 +22,9 @@ class Adadelta(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1.0, rho: float = 0.9,
                  eps: float = 1e-6, weight_decay: float = 0, *,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False) -> None:
         check_lr(lr)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
@@ -31,6 +33,8 @@ class Adadelta(Optimizer):
         if not 0.0 <= weight_decay:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        _impl_options(defaults, foreach=foreach, capturable=capturable,
+                      differentiable=differentiable)
         super().__init__(params, defaults)
 
     @no_grad()

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from ember import dtypes
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT, check_lr
+from ember.optim.optimizer import Optimizer, ParamsT, check_lr, _impl_options
 from ember.tensor import Tensor, full_like, zeros
 
 
@@ -24,7 +24,9 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
-                 eps: float = 1e-10, *, maximize: bool = False) -> None:
+                 eps: float = 1e-10, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
         check_lr(lr)
         if not 0.0 <= lr_decay:
             raise ValueError(f"Invalid lr_decay value: {lr_decay}")
@@ -38,6 +40,7 @@ class Adagrad(Optimizer):
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value,
                         maximize=maximize)
+        _impl_options(defaults, foreach=foreach, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from ember import dtypes
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT
+from ember.optim.optimizer import Optimizer, ParamsT, _impl_options
 from ember.tensor import Tensor, zeros, zeros_like
 
 
@@ -31,7 +31,10 @@ class Adam(Optimizer):
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False) -> None:
         if not isinstance(lr, Tensor) and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if eps < 0.0:
@@ -44,6 +47,11 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize)
+        _impl_options(defaults, foreach=foreach, capturable=capturable,
+                      differentiable=differentiable, fused=fused)
+        # AdamW is Adam(decoupled_weight_decay=True), as in torch 2.13
+        defaults["decoupled_weight_decay"] = bool(decoupled_weight_decay
+                                                  or self._decoupled_weight_decay)
         super().__init__(params, defaults)
 
     @no_grad()
@@ -73,7 +81,7 @@ class Adam(Optimizer):
                 step_t.add_(1)
 
                 if weight_decay != 0:
-                    if self._decoupled_weight_decay:
+                    if group.get("decoupled_weight_decay", self._decoupled_weight_decay):
                         p.mul_(1 - lr * weight_decay)
                     else:
                         grad = grad.add(p, alpha=weight_decay)
@@ -111,6 +119,9 @@ class AdamW(Adam):
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+                         amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                         capturable=capturable, differentiable=differentiable, fused=fused)

@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 from ember import dtypes
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT, check_betas, check_lr
+from ember.optim.optimizer import (Optimizer, ParamsT, _impl_options, check_betas,
+                                   check_lr)
 from ember.tensor import Tensor, ones, zeros, zeros_like
 
 
@@ -29,7 +30,9 @@ class NAdam(Optimizer):
     def __init__(self, params: ParamsT, lr: float | Tensor = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, *, maximize: bool = False) -> None:
+                 decoupled_weight_decay: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False) -> None:
         check_lr(lr)
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
@@ -41,6 +44,8 @@ class NAdam(Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+        _impl_options(defaults, foreach=foreach, capturable=capturable,
+                      differentiable=differentiable)
         super().__init__(params, defaults)
 
     @no_grad()

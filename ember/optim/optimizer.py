@@ -19,6 +19,19 @@ from ember.tensor import Tensor, zeros, zeros_like
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 
+def _impl_options(defaults: dict[str, Any], **options: bool | None) -> None:
+    """Record PyTorch's implementation switches (``foreach``, ``fused``, ``capturable``,
+    ``differentiable``) in ``defaults`` as torch does, after torch's checks. They choose
+    among torch's equal-result kernels; ember has one step (traceable, so
+    ``ember.compile`` fuses it as a foreach/fused kernel would), so each gives the same
+    result. ``differentiable=True`` is accepted, but the step runs under no_grad."""
+    if options.get("fused") and options.get("foreach"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if options.get("fused") and options.get("differentiable"):
+        raise RuntimeError("`fused` does not support `differentiable`")
+    defaults.update(options)
+
+
 class _RequiredParameter:
     """Marks a hyperparameter with no default (``SGD(params)`` without lr, say)."""
 

@@ -5,7 +5,8 @@ from typing import Any, Callable
 
 from ember import dtypes
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT, check_betas, check_lr
+from ember.optim.optimizer import (Optimizer, ParamsT, _impl_options, check_betas,
+                                   check_lr)
 from ember.tensor import Tensor, where
 
 
@@ -29,7 +30,9 @@ class RAdam(Optimizer):
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
-                 maximize: bool = False) -> None:
+                 maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False) -> None:
         check_lr(lr)
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
@@ -38,6 +41,8 @@ class RAdam(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+        _impl_options(defaults, foreach=foreach, capturable=capturable,
+                      differentiable=differentiable)
         super().__init__(params, defaults)
 
     @no_grad()

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from ember import dtypes
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT, check_lr
+from ember.optim.optimizer import Optimizer, ParamsT, check_lr, _impl_options
 from ember.tensor import Tensor, zeros, zeros_like
 
 
@@ -23,7 +23,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
-                 centered: bool = False, *, maximize: bool = False) -> None:
+                 centered: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False) -> None:
         check_lr(lr)
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
@@ -35,6 +37,8 @@ class RMSprop(Optimizer):
             raise ValueError(f"Invalid alpha value: {alpha}")
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, maximize=maximize)
+        _impl_options(defaults, foreach=foreach, capturable=capturable,
+                      differentiable=differentiable)
         super().__init__(params, defaults)
 
     @no_grad()

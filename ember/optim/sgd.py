@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ember.autograd import no_grad
-from ember.optim.optimizer import Optimizer, ParamsT
+from ember.optim.optimizer import Optimizer, ParamsT, _impl_options
 from ember.tensor import Tensor
 
 
@@ -25,7 +25,9 @@ class SGD(Optimizer):
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-                 *, maximize: bool = False) -> None:
+                 *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False,
+                 fused: bool | None = None) -> None:
         if not isinstance(lr, Tensor) and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -36,6 +38,7 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize)
+        _impl_options(defaults, foreach=foreach, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
 
     @no_grad()

@@ -1,2 +1,2 @@
-"""Utilities: data loading."""
-from ember.utils import data  # noqa: F401
+"""Utilities: data loading, activation checkpointing."""
+from ember.utils import checkpoint, data  # noqa: F401

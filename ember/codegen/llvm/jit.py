@@ -14,6 +14,7 @@ from typing import Callable
 import llvmlite.binding as llvm
 import numpy as np
 
+from ember import threads as _threads
 from ember.codegen.kernel import KernelCache
 from ember.codegen.phases import phase
 from ember.diskcache import DiskCache, default_cache
@@ -254,13 +255,19 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The kernel thread pool, sized by ``ember.set_num_threads`` (a new setting gets a
+    new pool; the old one finishes what it was given)."""
     global _POOL
-    if _POOL is None:
+    pool = _POOL
+    if pool is None or pool._max_workers != _threads._num_threads:
         with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+            if _POOL is None or _POOL._max_workers != _threads._num_threads:
+                if _POOL is not None:
+                    _POOL.shutdown(wait=False)
+                _POOL = ThreadPoolExecutor(max_workers=_threads._num_threads,
                                            thread_name_prefix="ember-cpu")
-    return _POOL
+            pool = _POOL
+    return pool
 
 
 def _forget_pool() -> None:

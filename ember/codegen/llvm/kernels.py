@@ -7,13 +7,13 @@ import hashlib
 import math
 import threading
 import weakref
-import os
 import re
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 import numpy as np
 
+from ember import threads as _threads
 from ember.codegen import mathlib
 from ember.codegen.kernel import LEAVES, REDUCTIONS, Kernel, KernelCache
 from ember.codegen.policy import accumulator_dtype
@@ -33,6 +33,13 @@ PARALLEL_MIN_NS = 250_000
 _NS_PER_BYTE = 1 / 25
 _NS_PER_OP = {"exp": 0.3, "log": 0.3, "tanh": 0.3, "sigmoid": 0.35, "erf": 0.3,
               "pow": 1.0, "sin": 5.0, "cos": 5.0}
+
+
+def _split(total: int, n: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` row ranges cutting ``total`` rows into ``min(n, total)`` shares."""
+    n = min(n, total)
+    cuts = [total * t // n for t in range(n + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def _op_ns(op: str) -> float:
@@ -101,12 +108,10 @@ class CompiledKernel:
         self._tail = () if self._dims is None else (self._dims,)   # the generic's sizes
         outer = self.loop_shape[0]
         self._outer = outer
-        self._chunks = None
-        nthreads = min(os.cpu_count() or 1, outer)
         self.estimated_ns = estimate_ns(kernel)
-        if self.estimated_ns >= PARALLEL_MIN_NS and nthreads > 1:
-            bounds = [outer * t // nthreads for t in range(nthreads + 1)]
-            self._chunks = list(zip(bounds[:-1], bounds[1:]))
+        # worth splitting; into how many shares follows ember.set_num_threads (_shares)
+        self._parallel = self.estimated_ns >= PARALLEL_MIN_NS and outer > 1
+        self._shares(outer)
 
     def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
         """Compute the kernel over ``inputs`` into the preallocated ``outputs``."""
@@ -124,10 +129,12 @@ class CompiledKernel:
             if type(o) is not _NDARRAY or o.dtype is not npd or o.size != n:
                 self._reject(inputs, outputs)
                 exact = False
+        if self._nthreads != _threads._num_threads:
+            self._shares(self._outer)
         chunks = self._chunks
         if chunks is None:
             if not self.layout.empty:
-                if self._by_object and exact:   # a builtin (fastcall.py) or ctypes
+                if self._by_object and exact and not self._parallel:   # fastcall.py
                     (getattr(self, "_direct", None) or self.direct())(*inputs, *outputs)
                 elif self._by_object:
                     self._cfunc(*inputs, *outputs, *self._tail, 0, self._outer)
@@ -145,12 +152,18 @@ class CompiledKernel:
         for f in futures:
             f.result()
 
+    def _shares(self, total: int) -> None:
+        """Split ``total`` outer rows into ``ember.get_num_threads()`` shares (None: run
+        on the calling thread alone)."""
+        self._nthreads = n = _threads._num_threads
+        self._chunks = _split(total, n) if self._parallel and min(n, total) > 1 else None
+
     def direct(self):
         """``f`` such that ``f(*inputs, *outputs)`` is ``run(inputs, outputs)`` without
         its checks, for a caller that has made sure of them (a cache hit's generated code:
         fastpath.py): a builtin (fastcall.py) for a short kernel, else a ctypes call.
         None where ``run`` does more (threads, an empty loop, raw pointers)."""
-        if self._chunks is not None or self.layout.empty or not self._by_object:
+        if self._parallel or self.layout.empty or not self._by_object:
             return None
         f = getattr(self, "_direct", None)
         if f is None:
@@ -253,11 +266,10 @@ class CompiledKernels:
         self._cfunc = ftype(self._engine.get_function_address(self.name))
         self._argv = ctypes.py_object * self.nargs
         self.estimated_ns = sum(estimate_ns(k) for k in kernels)
-        nthreads = min(os.cpu_count() or 1, total)
-        self._chunks = None
-        if self.estimated_ns >= PARALLEL_MIN_NS and nthreads > 1:
-            cuts = [total * t // nthreads for t in range(nthreads + 1)]
-            self._chunks = list(zip(cuts[:-1], cuts[1:]))
+        self._parallel = self.estimated_ns >= PARALLEL_MIN_NS and total > 1
+        self._shares(total)
+
+    _shares = CompiledKernel._shares
 
     def _driver(self, module, subs, bounds) -> None:
         """``name(PyObject** arrays, start, end)``: each part gets its share of the rows."""
@@ -299,6 +311,8 @@ class CompiledKernels:
                              f"{len(inputs)} input lists")
         argv = self._argv(*flat)
         addr = ctypes.addressof(argv)
+        if self._nthreads != _threads._num_threads:
+            self._shares(self._rows)
         if self._chunks is None:
             self._cfunc(addr, 0, self._rows)
             return

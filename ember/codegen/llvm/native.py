@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import os
 import threading
 import zlib
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from contextlib import contextmanager
 import llvmlite.ir as ir
 import numpy as np
 
+from ember import threads as _threads
 from ember.codegen.llvm.jit import _jit, _pool
 from ember.codegen.llvm.loops import _new_module
 
@@ -329,7 +329,7 @@ class _Native:
 
     def __call__(self, arrays, total: int, work: int) -> None:
         ptrs = [a.ctypes.data for a in arrays]
-        nthreads = min(os.cpu_count() or 1, total)
+        nthreads = min(_threads._num_threads, total)
         if work < self._parallel_min or nthreads < 2:
             self._fn(*ptrs, 0, total)
             return
