@@ -342,30 +342,47 @@ def bucketize(input, boundaries: Tensor, *, out_int32: bool = False,
 
 # --- order statistics -------------------------------------------------------------------
 
-def median(input: Tensor, dim: int | None = None, keepdim: bool = False):
-    """The lower median: of all elements (a 0-d tensor), or along ``dim`` as
-    ``(values, indices)``.
-
-    >>> ember.median(ember.tensor([3., 1., 2., 4.]))
-    tensor(2.)
-    """
+def _median(name, input, dim, keepdim, ignore_nan):
     if dim is None:
-        flat = input.reshape(-1)
-        n = flat.shape[0]
-        if n == 0:
-            return flat.new_full((), float("nan"))
-        return flat.sort()[0][(n - 1) // 2]
+        x = input.reshape(-1)
+        if x.shape[0] == 0:
+            return x.new_full((), float("nan"))
+        return _median(name, x, 0, False, ignore_nan).values
     d = dim + input.ndim if dim < 0 else dim
     if input.ndim == 0:
         return values_indices(input.clone(), input.new_zeros(()).to(dtypes.int64))
     n = input.shape[d]
     if n == 0:
-        raise IndexError(f"median(): Expected reduction dim {d} to have non-zero size.")
-    vals, idx = input.sort(d, stable=True)
-    v, i = vals.narrow(d, (n - 1) // 2, 1), idx.narrow(d, (n - 1) // 2, 1)
+        raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
+    vals, idx = input.sort(d, stable=True)         # NaN sorts last
+    k = (~vals.isnan()).sum(d, keepdim=True)
+    if ignore_nan:      # the lower median of the values that are not NaN
+        pos = ((k - 1).clamp(min=0)) // 2
+    else:               # NaN (the first one) wherever a row has one
+        pos = where(k < n, k, k.new_full((), (n - 1) // 2))
+    v, i = vals.gather(d, pos), idx.gather(d, pos)
     if not keepdim:
         v, i = v.squeeze(d), i.squeeze(d)
     return values_indices(v, i)
+
+
+def median(input: Tensor, dim: int | None = None, keepdim: bool = False):
+    """The lower median: of all elements (a 0-d tensor), or along ``dim`` as
+    ``(values, indices)``; NaN where there is a NaN.
+
+    >>> ember.median(ember.tensor([3., 1., 2., 4.]))
+    tensor(2.)
+    """
+    return _median("median", input, dim, keepdim, False)
+
+
+def nanmedian(input: Tensor, dim: int | None = None, keepdim: bool = False):
+    """median that ignores NaN (NaN only where all values are NaN).
+
+    >>> ember.nanmedian(ember.tensor([3., float("nan"), 1.]))
+    tensor(1.)
+    """
+    return _median("nanmedian", input, dim, keepdim, True)
 
 
 def _quantile(name, input, q, dim, keepdim, interpolation, ignore_nan):
@@ -547,13 +564,13 @@ def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: 
 
 __all__ = ["lerp", "addcmul", "addcdiv", "diff", "meshgrid", "cartesian_prod", "kron",
            "take_along_dim", "count_nonzero", "tril_indices", "triu_indices", "var_mean",
-           "std_mean", "cdist", "isin", "searchsorted", "bucketize", "median", "quantile",
+           "std_mean", "cdist", "isin", "searchsorted", "bucketize", "median", "nanmedian", "quantile",
            "nanquantile", "unique", "bincount", "index_add", "scatter_reduce"]
 
 
 # Tensor methods where PyTorch has them; in-place forms write the result into the tensor.
 _TENSOR_METHODS = ("lerp addcmul addcdiv diff count_nonzero kron take_along_dim bincount "
-                   "unique median quantile nanquantile index_add scatter_reduce").split()
+                   "unique median nanmedian quantile nanquantile index_add scatter_reduce").split()
 
 
 def _method(fn):
