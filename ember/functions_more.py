@@ -31,8 +31,8 @@ def _t(x, like: Tensor | None = None) -> Tensor:
 def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
     """``input + weight * (end - input)``.
 
-    >>> ember.lerp(ember.zeros(2), ember.ones(2), 0.25)
-    tensor([0.2500, 0.2500])
+    >>> ember.lerp(ember.zeros(2), ember.ones(2), 0.5)
+    tensor([0.5, 0.5])
     """
     return input + (end - input) * weight
 
@@ -332,7 +332,7 @@ def bucketize(input, boundaries: Tensor, *, out_int32: bool = False,
     (``<= x <`` with right=True).
 
     >>> ember.bucketize(ember.tensor([0.5, 1.0, 2.5]), ember.tensor([1.0, 2.0]))
-    tensor([1, 1, 2])
+    tensor([0, 0, 2])
     """
     if boundaries.ndim != 1:
         raise RuntimeError(f"boundaries tensor must be 1 dimension, but got dim("
@@ -444,7 +444,7 @@ def quantile(input: Tensor, q, dim: int | None = None, keepdim: bool = False, *,
     """The q-th quantiles (NaN where a row has NaN).
 
     >>> ember.quantile(ember.tensor([0., 1., 2., 3.]), 0.5)
-    tensor(1.5000)
+    tensor(1.5)
     """
     return _quantile("quantile", input, q, dim, keepdim, interpolation, False)
 
