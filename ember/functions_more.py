@@ -15,7 +15,7 @@ import numpy as np
 
 from ember import dtypes
 from ember.dispatch import dispatch
-from ember.errors import OpError
+from ember.ops.elementwise import _TORCH_NAMES
 from ember.tensor import Tensor, cat, stack, tensor, where
 from ember.tensor_common import values_indices
 
@@ -163,9 +163,11 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
     tensor([[2],
             [3]])
     """
-    if indices.dtype is not dtypes.int64 and indices.dtype is not dtypes.int32:
-        raise RuntimeError(f"torch.take_along_dim(): dtype of indices should be int64 but "
-                           f"got {indices.dtype.name}")
+    if indices.dtype.is_floating_point or indices.dtype.is_complex or \
+            indices.dtype is dtypes.bool_:
+        raise RuntimeError("torch.take_along_dim(): dtype of indices should be Long but got "
+                           f"{_TORCH_NAMES.get(indices.dtype.name, indices.dtype.name)}")
+    indices = indices.to(dtypes.int64)
     if dim is None:
         return input.reshape(-1).gather(0, indices.reshape(-1))
     if input.ndim != indices.ndim:
@@ -490,8 +492,8 @@ def bincount(input: Tensor, weights: Tensor | None = None, minlength: int = 0) -
     if input.ndim != 1:
         raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
     if input.dtype.is_floating_point or input.dtype.is_complex:
-        raise RuntimeError('"bincount_cpu" not implemented for '
-                           f"'{input.dtype.name.capitalize()}'")
+        raise NotImplementedError('"bincount_cpu" not implemented for '
+                                  f"'{_TORCH_NAMES.get(input.dtype.name, input.dtype.name)}'")
     if minlength < 0:
         raise RuntimeError("minlength should be >= 0")
     if input.numel() and int(input.min().item()) < 0:
@@ -564,7 +566,8 @@ def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: 
 
 __all__ = ["lerp", "addcmul", "addcdiv", "diff", "meshgrid", "cartesian_prod", "kron",
            "take_along_dim", "count_nonzero", "tril_indices", "triu_indices", "var_mean",
-           "std_mean", "cdist", "isin", "searchsorted", "bucketize", "median", "nanmedian", "quantile",
+           "std_mean", "cdist", "isin", "searchsorted", "bucketize", "median", "nanmedian",
+           "quantile",
            "nanquantile", "unique", "bincount", "index_add", "scatter_reduce"]
 
 
