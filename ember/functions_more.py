@@ -461,6 +461,89 @@ def nanquantile(input: Tensor, q, dim: int | None = None, keepdim: bool = False,
     return _quantile("nanquantile", input, q, dim, keepdim, interpolation, True)
 
 
+# --- histograms, block matrices, windows ------------------------------------------------
+
+def histc(input: Tensor, bins: int = 100, min=0, max=0) -> Tensor:
+    """Counts of ``input`` in ``bins`` equal bins over [min, max] (the data's range when
+    min == max); values outside are ignored.
+
+    >>> ember.histc(ember.tensor([1., 2., 1.]), bins=4, min=0, max=3)
+    tensor([0., 2., 1., 0.])
+    """
+    if not (input.dtype.is_floating_point):
+        raise NotImplementedError('"histogram_cpu" not implemented for '
+                                  f"'{_TORCH_NAMES.get(input.dtype.name, input.dtype.name)}'")
+    if bins <= 0:
+        raise RuntimeError(f"torch.histc(): bins must be > 0, but got {bins} for dimension 0")
+    if max < min:
+        raise RuntimeError("torch.histc(): max must be larger than min")
+    x = input.reshape(-1)
+    if min == max and x.numel():
+        # The data's range, kept as tensors so that a compiled call needs no value.
+        lo, hi = x.detach().amin(), x.detach().amax()
+        same = lo == hi
+        lo, hi = where(same, lo - 1, lo), where(same, hi + 1, hi)
+    else:
+        lo, hi = (min - 1, max + 1) if min == max else (min, max)
+        lo, hi = x.new_full((), float(lo)), x.new_full((), float(hi))
+    inside = (x >= lo) & (x <= hi)
+    pos = ((x - lo) * bins / (hi - lo)).floor()
+    idx = where(inside, pos, pos.new_zeros(())).to(dtypes.int64).clamp(0, bins - 1)
+    return x.new_zeros((bins,)).detach().scatter_add(0, idx, inside.to(x.dtype))
+
+
+def block_diag(*tensors: Tensor) -> Tensor:
+    """A block-diagonal matrix of 0-, 1- or 2-D tensors (a 1-D tensor is one row).
+
+    >>> ember.block_diag(ember.tensor([[1, 2]]), ember.tensor(3))
+    tensor([[1, 2, 0],
+            [0, 0, 3]])
+    """
+    mats = []
+    for i, t in enumerate(tensors):
+        if t.ndim > 2:
+            raise RuntimeError(f"torch.block_diag: Input tensors must have 2 or fewer "
+                               f"dimensions. Input {i} has {t.ndim} dimensions")
+        mats.append(t.reshape(1, -1) if t.ndim < 2 else t)
+    if not mats:
+        return tensor(np.zeros((1, 0), np.float32))
+    dtype = mats[0].dtype
+    for m in mats[1:]:
+        dtype = dtypes.promote_types(dtype, m.dtype)
+    width = sum(m.shape[1] for m in mats)
+    rows, left = [], 0
+    for m in mats:
+        r, c = m.shape
+        parts = [m.new_zeros((r, left)).to(dtype), m.to(dtype),
+                 m.new_zeros((r, width - left - c)).to(dtype)]
+        rows.append(cat(parts, 1))
+        left += c
+    return cat(rows, 0)
+
+
+def _unfold_windows(self: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """Windows of ``size`` elements every ``step`` along ``dimension``, as a new last dim.
+
+    >>> ember.arange(5).unfold(0, 2, 2)
+    tensor([[0, 1],
+            [2, 3]])
+    """
+    d = dimension + self.ndim if dimension < 0 and self.ndim else dimension
+    length = self.shape[d] if self.ndim else 1
+    if step <= 0:
+        raise RuntimeError(f"step is {step} but must be > 0")
+    if size > length:
+        raise RuntimeError(f"maximum size for tensor at dimension {d} is {length} but size "
+                           f"is {size}")
+    if self.ndim == 0:
+        return self.reshape(1)
+    n = (length - size) // step + 1
+    idx = (np.arange(n)[:, None] * step + np.arange(size)[None, :]).reshape(-1)
+    picked = self.index_select(d, tensor(idx.astype(np.int64), device=self.device))
+    shape = tuple(self.shape[:d]) + (n, size) + tuple(self.shape[d + 1:])
+    return picked.reshape(shape).movedim(d + 1, -1)
+
+
 # --- value-dependent sizes (eager only) -------------------------------------------------
 
 def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False,
@@ -567,13 +650,14 @@ def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: 
 __all__ = ["lerp", "addcmul", "addcdiv", "diff", "meshgrid", "cartesian_prod", "kron",
            "take_along_dim", "count_nonzero", "tril_indices", "triu_indices", "var_mean",
            "std_mean", "cdist", "isin", "searchsorted", "bucketize", "median", "nanmedian",
-           "quantile",
-           "nanquantile", "unique", "bincount", "index_add", "scatter_reduce"]
+           "quantile", "nanquantile", "unique", "bincount", "index_add", "scatter_reduce",
+           "histc", "block_diag"]
 
 
 # Tensor methods where PyTorch has them; in-place forms write the result into the tensor.
 _TENSOR_METHODS = ("lerp addcmul addcdiv diff count_nonzero kron take_along_dim bincount "
-                   "unique median nanmedian quantile nanquantile index_add scatter_reduce").split()
+                   "unique median nanmedian quantile nanquantile index_add scatter_reduce "
+                   "histc").split()
 
 
 def _method(fn):
@@ -598,6 +682,9 @@ def _inplace_method(fn):
 for _name in _TENSOR_METHODS:
     if not hasattr(Tensor, _name):
         setattr(Tensor, _name, _method(globals()[_name]))
+if not hasattr(Tensor, "unfold"):
+    Tensor.unfold = _unfold_windows
+    Tensor.unfold.__name__ = Tensor.unfold.__qualname__ = "unfold"
 for _name in ("index_add", "scatter_reduce"):
     if not hasattr(Tensor, _name + "_"):
         setattr(Tensor, _name + "_", _inplace_method(globals()[_name]))

@@ -383,3 +383,25 @@ def test_compiled_value_checks_and_data_dependent():
         close(g(E(v)), torch.bincount(T(v) + 1, minlength=3) * 2)
     with pytest.raises(NotImplementedError, match="'Double'"):
         ember.bincount(E([0.5, 1.0]))
+
+
+def test_histc_block_diag_tensor_unfold():
+    a = rng.standard_normal(50)
+    for bins, lo, hi in ((10, 0, 0), (7, -1.0, 1.0), (3, 0.5, 0.5)):
+        close(ember.histc(E(a), bins, lo, hi), torch.histc(T(a), bins, lo, hi))
+    close(E(np.ones(4)).histc(4), T(np.ones(4)).histc(4))
+    counts, _ = np.histogram(a, bins=5, range=(-1, 1))
+    close(ember.histc(E(a), 5, -1, 1), counts.astype(np.float64))
+    f = ember.compile(lambda x: ember.histc(x * 2, 6))
+    for _ in range(2):
+        close(f(E(a)), torch.histc(T(a) * 2, 6))
+    with pytest.raises(NotImplementedError):
+        ember.histc(E([1, 2]))
+    blocks = [rng.standard_normal((2, 3)), np.array(4.0), rng.standard_normal(2)]
+    grads_match(lambda *t: ember.block_diag(*t), lambda *t: torch.block_diag(*t), *blocks)
+    close(ember.block_diag(E([[1, 2]]), E([3.5])), torch.block_diag(T([[1, 2]]), T([3.5])))
+    x = rng.standard_normal((3, 7, 2))
+    for dim, size, step in ((1, 3, 2), (0, 1, 1), (-1, 2, 1), (1, 7, 3)):
+        grads_match(lambda t: t.unfold(dim, size, step), lambda t: t.unfold(dim, size, step), x)
+    with pytest.raises(RuntimeError, match="maximum size"):
+        E(x).unfold(0, 4, 1)
