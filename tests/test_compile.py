@@ -138,6 +138,10 @@ OP_PROGRAMS = {
     "cumsum": lambda: (lambda x: x.cumsum(1) * 2, _x(3, 4)),
     "cumprod": lambda: (lambda x: x.cumprod(0) + 1, _x(3, 4)),
     "flip": lambda: (lambda x: x.flip(0, 1) * 2, _x(3, 4)),
+    # ember/ops/valueops.py: unique and bincount have value-dependent sizes (run eagerly).
+    "unique": lambda: (lambda x: ember.unique((x * 2).round(), return_counts=True)[1] + 1, _x(3, 4)),
+    "bincount": lambda: (lambda x: ember.bincount((x.abs() * 3).long().reshape(-1)) * 2, _x(3, 4)),
+    "scatter_reduce_np": lambda: (lambda x, i, y: x.scatter_reduce(1, i, y * 2, "amax") + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
 

@@ -19,6 +19,7 @@ from ember.nn.distance import CosineSimilarity, PairwiseDistance
 from ember.nn.dropout import (AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d,
                               FeatureAlphaDropout)
 from ember.nn.flatten import Flatten, Unflatten
+from ember.nn.fold import Fold, PixelShuffle, PixelUnshuffle, Unfold
 from ember.nn.linear import Identity, Linear
 from ember.nn.loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropyLoss,
                            GaussianNLLLoss, HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss,
@@ -58,6 +59,7 @@ __all__ = [
     "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d", "MaxPool1d",
     "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "RMSNorm",
     "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+    "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle",
 ]
 
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.

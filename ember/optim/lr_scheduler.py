@@ -692,3 +692,7 @@ def _set_group_value(group: dict[str, Any], key: str, value) -> None:
         group[key].fill_(float(value))
     else:
         group[key] = value
+
+
+from ember.optim.lr_polynomial import PolynomialLR  # noqa: E402
+__all__ += ["PolynomialLR"]
