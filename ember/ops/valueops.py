@@ -9,8 +9,13 @@ import numpy as np
 from ember.ops.registry import INDEX, defop
 
 
+def _host(a) -> np.ndarray:
+    """A NumPy copy of a CuPy array (these ops read values on the host), or ``a``."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
 def _unique(xp, a, part, dim):
-    a = np.asarray(a)
+    a = _host(a)
     if dim is None:
         vals, inv, counts = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
         inv = inv.reshape(a.shape)
@@ -23,15 +28,15 @@ def _unique(xp, a, part, dim):
 
 
 def _bincount(xp, a, *w, minlength):
-    a = np.asarray(a)
-    weights = np.asarray(w[0]) if w else None
+    a = _host(a)
+    weights = _host(w[0]) if w else None
     out = np.bincount(a, weights=weights, minlength=minlength)
     return xp.asarray(out if w else out.astype(np.int64))
 
 
 def _scatter_reduce(xp, a, index, src, dim, reduce, include_self):
-    out = np.array(a, copy=True)
-    index, src = np.asarray(index), np.asarray(src)
+    out = _host(a).copy()
+    index, src = _host(index), _host(src)
     ufunc = {"prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce]
     grid = list(np.indices(index.shape, sparse=True))
     grid[dim] = index
