@@ -496,12 +496,14 @@ def _attached(node: Node):
 
 def _add(slot: list, g) -> None:
     """Add gradient ``g`` to a ``grad`` result slot [tensor, total]."""
-    t = slot[0]
-    if g.dtype != t.dtype:
-        g = g.to(t.dtype)
-    if not is_grad_enabled():
-        g = g.detach()
+    g = _as_grad_of(slot[0], g)
     slot[1] = g if slot[1] is None else slot[1] + g
+
+
+def _as_grad_of(t, g):
+    """``g`` as a gradient of ``t``: its dtype, and detached unless graphs are recorded."""
+    g = g.detach() if not is_grad_enabled() else g
+    return g.to(t.dtype) if g.dtype != t.dtype else g
 
 
 def _check_saved(node: Node) -> None:
@@ -530,9 +532,7 @@ def _modified(node: Node, what: str, t, expected: int) -> RuntimeError:
 
 
 def _accumulate(t, g) -> None:
-    g = g.detach() if not is_grad_enabled() else g
-    if g.dtype != t.dtype:
-        g = g.to(t.dtype)
+    g = _as_grad_of(t, g)
     if t.grad is None:
         # A fresh tensor: later in-place accumulation must not write into someone's data.
         t.grad = g if g._node is not None else g._fresh_copy()
