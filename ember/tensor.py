@@ -24,6 +24,7 @@ from ember.tensor_create import (TensorCreate, allclose, arange, as_tensor,  # n
                                  from_numpy, full, full_like, is_tensor, linspace, ones,
                                  ones_like, rand, rand_like, randint, randint_like, randn,
                                  randn_like, randperm, stack, tensor, where, zeros, zeros_like)
+from ember.tensor_common import STRUCTURE_VERSION
 from ember.tensor_common import preserve_format as _PRESERVE
 from ember.tensor_index import TensorIndex
 from ember.tensor_math import TensorMath
@@ -158,6 +159,7 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         self._rg = value
+        STRUCTURE_VERSION[0] += 1   # compiled code may branch on it: guards look again
 
     def _fresh_copy(self) -> Tensor:
         t = Tensor._wrap(self._data.copy(), False)
@@ -170,8 +172,11 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     @property
     def grad(self) -> Tensor | None:
         g = self._grad
-        if g is not None and _dispatch_mod.tracer is not None:
-            _dispatch_mod.tracer.read_grad(self, g)
+        if _dispatch_mod.tracer is not None:
+            if g is None:   # a replay must know that it still is (``if p.grad is None``)
+                _dispatch_mod.tracer.read_none_grad(self)
+            else:
+                _dispatch_mod.tracer.read_grad(self, g)
         return g
 
     @grad.setter
@@ -256,6 +261,7 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         self._device, self._xp = other._device, other._xp
         self._base = None  # it no longer views its old base's memory
         self._version += 1
+        STRUCTURE_VERSION[0] += 1   # its shape and dtype are guarded (a module's too)
 
     def __len__(self) -> int:
         if self.ndim == 0:

@@ -15,6 +15,12 @@ from ember import dispatch as _dispatch_mod
 from ember.dispatch import dispatch
 
 _NP = np.ndarray
+
+# Moves whenever any module's attributes or registry dicts change (assignment, deletion,
+# train()/eval(), register_*, containers) or a tensor's ``requires_grad`` is set.
+# Compiled functions skip re-checking module guards while it stands still (see
+# ember/tracer/guards.py).
+STRUCTURE_VERSION = [0]
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
 

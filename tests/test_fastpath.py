@@ -1,6 +1,7 @@
 """The shortest paths: a cache hit's generated function (tracer/fastpath.py) and the eager
 operator fast paths (dispatch.binary, dispatch.iadd). Each must give what the generic
 path gives, and hand every case it does not expect to that path."""
+import math
 import warnings
 
 import numpy as np
@@ -657,3 +658,17 @@ def test_mode_switched_to_eager_after_compiling_is_obeyed():
     f.mode = "eager"
     np.testing.assert_array_equal(f(x).numpy(), np.full(4, 3.0, np.float32))
     assert f.counters["cache_hits"] == hits   # ran the Python function, not the plan
+
+
+def test_results_that_are_not_tensors_and_have_no_literal():
+    # The fast path wrote repr(value) into its source: nan, inf, a dtype or a device
+    # raised NameError from the third call on.
+    def f(x):
+        return x * 2, float("nan"), math.inf, x.dtype, x.device
+
+    cf = ember.compile(f)
+    for x in (ember.ones(2), ember.ones(2, requires_grad=True)):
+        for _ in range(5):
+            y, nan, inf, dt, dev = cf(x)
+            assert y.tolist() == [2.0, 2.0] and nan != nan and inf == math.inf
+            assert dt == ember.float32 and dev == ember.device("cpu")

@@ -436,3 +436,119 @@ def test_a_numpy_table_made_in_the_call_still_compiles():
     for _ in range(4):
         np.testing.assert_allclose(cf(x).numpy(), f(x).numpy(), rtol=1e-6)
     assert not cf.stats()["fallbacks"] and cf.stats()["cache_hits"] == 2
+
+
+_W = ember.randn(3, requires_grad=True)
+_P = ember.randn(3, requires_grad=True)
+
+
+def _branch_on_requires_grad(x):
+    return x * 2 if _W.requires_grad else x * 3
+
+
+def _branch_on_grad(x):
+    return x + 1 if _P.grad is None else x + _P.grad
+
+
+def test_a_tensors_requires_grad_and_grad_presence_are_guarded():
+    # Both were replayed as traced: flipping requires_grad, or a gradient appearing
+    # where the traced call read None, gave the other branch's value.
+    f, g = ember.compile(_branch_on_requires_grad), ember.compile(_branch_on_grad)
+    x = ember.ones(3)
+    try:
+        for rg in (True, False, True):
+            _W.requires_grad_(rg)
+            for _ in range(CALLS):
+                _same(f(x), _branch_on_requires_grad(x))
+        for grad in (None, ember.full((3,), 5.0), None):
+            _P.grad = grad
+            for _ in range(CALLS):
+                _same(g(x), _branch_on_grad(x))
+    finally:
+        _W.requires_grad_(True)
+        _P.grad = None
+    assert any("requires_grad" in r for r in f.stats()["recompile_reasons"])
+    assert any(".grad of a [3] tensor was None" in r for r in g.stats()["recompile_reasons"])
+
+
+class _Frozen(ember.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = ember.nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y if self.fc.weight.requires_grad else y * 10
+
+
+def test_freezing_a_module_parameter_recompiles():
+    m = _Frozen()
+    f = ember.compile(m)
+    x = ember.ones(2, 3)
+    for rg in (True, False, True):
+        m.fc.weight.requires_grad_(rg)
+        for _ in range(CALLS):
+            _same(f(x), m(x))
+
+
+_G = ember.ones(2)
+
+
+def _reads_a_shape(x):
+    return x * _G.shape[0]
+
+
+def _makes_zeros(x):
+    return x.sum() + ember.zeros(2).sum(), ember.zeros(2).dtype
+
+
+def test_default_dtype_and_a_rebound_tensors_shape_are_not_frozen():
+    x = ember.ones(3)
+    f = ember.compile(_makes_zeros)
+    try:
+        for d in (ember.float32, ember.float64, ember.float32):
+            ember.set_default_dtype(d)
+            for _ in range(CALLS):
+                assert f(x.to(d))[1] == d
+    finally:
+        ember.set_default_dtype(ember.float32)
+    assert any("default dtype" in r for r in f.stats()["recompile_reasons"])
+    g = ember.compile(_reads_a_shape)
+    try:
+        for n in (2, 5, 2):
+            _G.data = ember.ones(n)
+            for _ in range(CALLS):
+                _same(g(x), _reads_a_shape(x))
+    finally:
+        _G.data = ember.ones(2)
+
+
+def test_print_and_logging_inside_run_eagerly_every_call(capsys, caplog):
+    # A replay printed nothing: the output stopped silently after the traced calls.
+    import logging
+
+    def f(x):
+        print("step")
+        return x * 2
+
+    log = logging.getLogger("ember-test-train")
+
+    def g(x):
+        log.debug("hidden below the level: not output")
+        return x * 3
+
+    def h(x):
+        log.warning("shown")
+        return x * 4
+
+    cf, cg, ch = ember.compile(f), ember.compile(g), ember.compile(h)
+    x = ember.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(CALLS):
+            cf(x), cg(x), ch(x)
+    assert capsys.readouterr().out.count("step") == CALLS
+    assert [r.message for r in caplog.records].count("shown") == CALLS
+    assert "print()" in cf.stats()["fallbacks"][0]
+    assert "logging (warning" in ch.stats()["fallbacks"][0]
+    assert not cg.stats()["fallbacks"] and cg.stats()["cache_hits"] >= 1

@@ -17,12 +17,9 @@ from ember.errors import OpError, shape_str
 from ember.autograd_hooks import RemovableHandle
 from ember.nn import hooks as _hooks
 from ember.tensor import Tensor, tensor, array_of
+from ember.tensor_common import STRUCTURE_VERSION   # noqa: F401  (guards read it here)
 
 
-# Moves whenever any module's attributes or registry dicts change (assignment, deletion,
-# train()/eval(), register_*, containers). Compiled functions skip re-checking module
-# guards while it stands still (see ember/tracer/guards.py).
-STRUCTURE_VERSION = [0]
 
 
 class _Registry(OrderedDict):

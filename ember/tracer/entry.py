@@ -33,6 +33,7 @@ from ember.runtime.plan import build_plan
 from ember.tensor import Tensor, array_of
 from ember.tracer import events, pytree
 from ember.tracer.autograd_plan import CompiledAutograd
+from ember.tracer.printing import watch_output
 from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
                                  verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
@@ -121,6 +122,7 @@ class Entry:
         self.traces: list[Trace] = []
         self.captured: list = []
         self.captured_meta: list = []
+        self.none_grads: tuple = ()
         self.captured_data: list = []
         self.warmups = 0
         self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
@@ -147,7 +149,7 @@ class Entry:
                 snapshot[nid] = copy_same_layout(array_of(v))
         t0 = events.clock()
         rngs = _global_rngs()
-        with tracing(tracer):
+        with tracing(tracer), watch_output():
             result = self.owner.fn(*args, **kwargs)
             if _global_rngs() != rngs:
                 tracer.fail("the function draws from Python's or NumPy's global random "
@@ -170,7 +172,9 @@ class Entry:
         trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
                       tracer.failed, tracer.failed_at,
                       tuple(i for i, t in enumerate(tensors) if t.requires_grad),
-                      tuple(i for i, t in enumerate(tensors) if t._retains_grad))
+                      tuple(i for i, t in enumerate(tensors) if t._retains_grad),
+                      frozenset(i for i, t in enumerate(tracer.captured) if t.requires_grad),
+                      tuple(tracer.none_grads.values()))
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -190,6 +194,8 @@ class Entry:
         self.captured = list(trace.captured)
         self.captured_meta = [meta(t) for t in self.captured]
         self.captured_data = [array_of(t) for t in self.captured]   # checked by identity first
+        self.captured_rg = [t.requires_grad for t in self.captured]
+        self.none_grads = trace.none_grads
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
@@ -276,15 +282,28 @@ class Entry:
                              f"{seg.obs.location}: a call with a new one runs eagerly")
         return self.owner._eager(args, kwargs)
 
+    def captured_need_grad(self) -> bool:
+        """Whether a captured tensor requires grad that did not when the call was traced:
+        then this replay's results may need gradients the trace's did not have (an
+        optimizer's update of parameters that require grad needs none)."""
+        # (with several traces (branches), any: their results may differ)
+        was = self.traces[0].captured_grad if len(self.traces) == 1 else frozenset()
+        return any(t.requires_grad and i not in was for i, t in enumerate(self.captured))
+
     def captured_changed(self) -> str:
-        data = self.captured_data
+        data, rg = self.captured_data, self.captured_rg
         for i, t in enumerate(self.captured):
+            if t.requires_grad is not rg[i]:   # (code may branch on it, as on its shape)
+                return f"captured tensor {i}'s requires_grad changed to {t.requires_grad}"
             if array_of(t) is data[i]:   # same array object: same shape, dtype and strides
                 continue
             m, now = self.captured_meta[i], meta(t)
             if now != m:
                 return f"captured tensor {i} changed {m} -> {now}"
             data[i] = array_of(t)
+        for t in self.none_grads:
+            if t._grad is not None:
+                return f"the .grad of a {list(t.shape)} tensor was None when traced, now is set"
         return ""
 
     # ---- building segments --------------------------------------------------------------
@@ -353,7 +372,7 @@ class Entry:
         if not self.traces[0].graph.grad_writes and (self.traces[0].grad_outputs or (
                 autograd.is_grad_enabled() and (
                     any(isinstance(v, Tensor) and v.requires_grad for _, v in leaves)
-                    or any(t.requires_grad for t in self.captured)))):
+                    or self.captured_need_grad()))):
             plans = self._autograd_plans(leaves)
             if plans is None:
                 return self._run_with_autograd(args, kwargs, leaves)

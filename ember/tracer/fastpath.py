@@ -23,7 +23,9 @@ import numpy as np
 
 from ember import autograd
 from ember import autograd_hooks as _hooks
+from ember import devices as _devices
 from ember import dispatch as _dispatch
+from ember import dtypes as _dtypes
 from ember.amp import state as _amp
 from ember.errors import OpError
 from ember.ir.views import root
@@ -31,6 +33,7 @@ from ember.runtime.memory import Buffer
 from ember.runtime.steps import KernelStep
 from ember.tensor import Tensor
 from ember.tracer import events, pytree
+from ember.tracer import key as _key
 from ember.tracer.events import clock
 from ember.tracer.options import global_eager
 from ember.tracer.writeback import PURE, outputs, shares_written_memory
@@ -72,7 +75,7 @@ def eligible(owner, entry, key: tuple) -> str:
 def _autograd(entry, key: tuple) -> str:
     """Whether a hit of ``entry`` runs its compiled forward/backward pair, as
     ``Entry.run`` decides: "always", "never", or "captured" (when a captured tensor
-    requires grad, read at each call)."""
+    requires grad that did not when traced, read at each call)."""
     trace = entry.traces[0]
     if trace.graph.grad_writes:   # a call that runs backward itself
         return "never"
@@ -154,7 +157,8 @@ class _Writer:
                   GRAD=autograd._state, AMP=_amp.state, HOOKV=_hooks.LEAF_HOOKS_VERSION,
                   ENTRY=entry, OWNER=owner, C=owner.counters, LOCK=owner._lock, EV=events,
                   clock=clock, OpError=OpError, copysign=math.copysign, WRAP=Tensor._wrap,
-                  AMPKEY=_amp.key)
+                  AMPKEY=_amp.key, DT=_dtypes, F32=_dtypes.float32, DEV=_devices._DEFAULT,
+                  CPU=_devices.CPU, DEFAULTS=_key.defaults)
         L.append("def fast(args):")
         segn, plan, steps = (self.name(seg, "SEG"), self.name(seg.plan, "PLAN"),
                              self.name(seg.plan.steps, "SL"))
@@ -195,10 +199,11 @@ class _Writer:
         L.append(f"    if GRAD.__dict__.get('grad', True) is not {bool(grad)!r}: {miss}")
         modes = self.key[2]
         if modes is None:
-            L.append(f"    if AMP.modes or HOOKV[0]: {miss}")
-        else:   # (autocast key, leaf-hook version): one of them is set, as in key_fields
+            L.append(f"    if AMP.modes or HOOKV[0] or DT._default_float is not F32 or "
+                     f"DEV[0] is not CPU: {miss}")
+        else:   # (autocast key, leaf-hook version, defaults): as in key_fields
             L.append(f"    if HOOKV[0] != {modes[1]!r} or AMPKEY() != "
-                     f"{self.name(modes[0], 'AK')}: {miss}")
+                     f"{self.name(modes[0], 'AK')} or DEFAULTS() != {modes[2:]!r}: {miss}")
         guards = entry.guards
         g = trace.graph
         pure = trace.effects is PURE
@@ -212,16 +217,14 @@ class _Writer:
             L.append("    L = None")
         if guards is not None and guards.where:
             L.append(f"    if {self.name(guards.check, 'GC')}(L) != -1: {miss}")
-        if entry.captured:
+        if entry.captured or entry.none_grads:
             L.append(f"    if {self.name(entry.captured_changed, 'CC')}(): {miss}")
         if auto == "always":
             self.autograd_lines(trace)
             return self.finish()
         if auto == "captured":   # gradients flow from a captured tensor: the pair runs
-            caps = self.name(entry.captured, "CAP")
-            L.append(f"    for t in {caps}:")
-            L.append("        if t.requires_grad:")
-            L.append("            return autograd(args, L)")
+            L.append(f"    if {self.name(entry.captured_need_grad, 'CNG')}():")
+            L.append("        return autograd(args, L)")
             self.autograd_lines(trace, name="autograd")
         if trace.effects is None:
             L.append(f"    {miss}")   # (not known yet: the generic path finds out)
@@ -266,7 +269,8 @@ class _Writer:
         wrapped = sorted({v for kind, v in trace.out_leaves if kind == "T"})
         for v in wrapped:   # once per output: a tensor returned twice is one object
             L.append(f"        o{v} = WRAP(env[{result[g.outputs[v]]!r}])")
-        values = [repr(v) if kind == "V" else f"o{v}" for kind, v in trace.out_leaves]
+        # (a value by name, not repr: a dtype, a device or float('nan') has no literal)
+        values = [self.name(v, "V") if kind == "V" else f"o{v}" for kind, v in trace.out_leaves]
         if not pure:   # write-backs, .grad and .data assignments, aliased results
             L.append(f"        out = {self.name(outputs, 'OUTPUTS')}"
                      f"({self.name(trace, 'TRACE')}, env, L)")
@@ -302,7 +306,7 @@ class _Writer:
         L.append(f"{pad}    except OpError as e:")
         L.append(f"{pad}        if not e.from_check: raise")
         L.append(f"{pad}        return OWNER._eager(args, {{}})")
-        values = ", ".join(repr(v) if kind == "V" else f"outs[{v!r}]"
+        values = ", ".join(self.name(v, "V") if kind == "V" else f"outs[{v!r}]"
                            for kind, v in trace.out_leaves)
         spec = self.name(trace.out_spec, "SPEC")
         L.append(f"{pad}    out = {self.name(pytree.unflatten, 'UNF')}({spec}, [{values}])")

@@ -18,7 +18,8 @@ type, so ``-0.0`` differs from ``0.0`` and a NaN equals a NaN.
 
 The checks are generated as one Python function per guard set (a hit runs straight-line
 code, no interpretation). Module attributes change only through ``Module.__setattr__``
-and the registry dicts, which count changes in ``nn.module.STRUCTURE_VERSION``: while it
+and the registry dicts, which count changes (with ``requires_grad`` assignments, also
+guarded) in ``STRUCTURE_VERSION``: while it
 has not moved, the (many) module guards are skipped as a block.
 
 >>> scale = 0.5
@@ -194,9 +195,18 @@ class _Builder:
         if isinstance(v, (set, frozenset)) and all(isinstance(x, _SCALARS) for x in v):
             self._guard(out, f"v == R[{self._const(frozenset(v))}]()", where, _short(v))
             return
-        # Any other object: the same object, then (walked later) what it holds.
+        # Any other object: the same object, then (walked later) what it holds. A tensor:
+        # also what Python may decide on without using it in an op (``if w.requires_grad``,
+        # ``x * W.shape[0]``); ``.data = other`` can change its shape and dtype.
         k = self._root(v)
-        self._guard(out, f"v is R[{k}]()", where, _describe_obj(v))
+        if _is_tensor(v):
+            a = v._data
+            self._guard(out, f"v is R[{k}]() and v.requires_grad is {v.requires_grad} and "
+                        f"v._data.shape == {a.shape!r} and v._data.dtype == "
+                        f"R[{self._const(a.dtype)}]()", where,
+                        f"{_describe_obj(v)} {a.dtype}, requires_grad={v.requires_grad}")
+        else:
+            self._guard(out, f"v is R[{k}]()", where, _describe_obj(v))
         module = _is_module(v)
         if (("walked", id(v)) not in self.seen and _walkable(v)
                 and (depth < MAX_DEPTH or module or registry)):

@@ -20,6 +20,8 @@ import math
 from typing import Any, NamedTuple
 
 from ember import autograd
+from ember import devices as _devices
+from ember import dtypes as _dtypes
 from ember import autograd_hooks as _hooks
 from ember.amp import state as _amp
 from ember.ir.views import root
@@ -70,9 +72,10 @@ class CallKey(NamedTuple):
     case, when no two tensor arguments share memory."""
     structure: Any
     grad_enabled: bool
-    # None usually; else (autocast state, leaf-hook version): autocast changes the dtypes
-    # a trace computes in, and a gradient hook put on a leaf after tracing must not be
-    # skipped by a replayed backward.
+    # None usually; else (autocast state, leaf-hook version, default dtype, default
+    # device): autocast changes the dtypes a trace computes in, a gradient hook put on a
+    # leaf after tracing must not be skipped by a replayed backward, and ``zeros(3)``
+    # follows ``set_default_dtype``/``set_default_device``.
     modes: tuple | None
     leaves: tuple           # per argument leaf, a tagged tuple: see ``leaf``
     aliasing: AliasKey | None
@@ -89,6 +92,9 @@ class CallKey(NamedTuple):
             a_amp, b_amp = (old.modes or ((), 0))[0], (self.modes or ((), 0))[0]
             if a_amp != b_amp:
                 return f"autocast changed ({a_amp or 'off'} -> {b_amp or 'off'})"
+            a_def, b_def = (old.modes or STANDARD)[2:], (self.modes or STANDARD)[2:]
+            if a_def != b_def:
+                return f"default dtype/device changed ({', '.join(a_def)} -> {', '.join(b_def)})"
             return "a gradient hook was registered on a tensor"
         if len(old.leaves) != len(self.leaves):
             return "number of arguments changed"
@@ -105,6 +111,17 @@ class CallKey(NamedTuple):
         if old.aliasing != self.aliasing:
             return "which tensor arguments are the same tensor or share memory changed"
         return "guards changed"
+
+
+F32, CPU = _dtypes.float32, _devices.CPU
+
+
+def defaults() -> tuple:
+    """The default dtype and device, as a key holds them."""
+    return (_dtypes._default_float.name, str(_devices._DEFAULT[0]))
+
+
+STANDARD = ((), 0, "float32", "cpu")   # ``modes`` when it is None
 
 
 def make_key(leaves: list, spec) -> CallKey:
@@ -131,8 +148,9 @@ def key_fields(leaves: list, spec) -> tuple:
     modes = None
     # The hook version moves only when a leaf hook is added or removed, not when a hooked
     # tensor dies (a garbage collection between two calls must not cause a recompile).
-    if _amp.state.modes or _hooks.LEAF_HOOKS_VERSION[0]:
-        modes = (_amp.key(), _hooks.LEAF_HOOKS_VERSION[0])
+    if (_amp.state.modes or _hooks.LEAF_HOOKS_VERSION[0] or _dtypes._default_float is not F32
+            or _devices._DEFAULT[0] is not CPU):
+        modes = (_amp.key(), _hooks.LEAF_HOOKS_VERSION[0]) + defaults()
     return (pytree.spec_key(spec), autograd.is_grad_enabled(), modes, tuple(parts), alias)
 
 

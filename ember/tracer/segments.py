@@ -36,6 +36,10 @@ class Trace:
     # ``retain_grad()`` on: what the compiled backward must reproduce.
     grad_outputs: tuple = ()
     retained_outputs: tuple = ()
+    # The captured tensors that required grad when traced: while no other one does, a
+    # replay's results need gradients exactly when the traced call's did.
+    captured_grad: frozenset = frozenset()
+    none_grads: tuple = ()     # tensors made before the call whose ``.grad`` read None
     effects: tuple | None = None   # what a replay copies before writing back (writeback.py)
 
     def signature(self, upto: int) -> list:

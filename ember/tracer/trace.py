@@ -117,6 +117,7 @@ class Tracer:
         self.input_of: dict[int, int] = {}  # id(tensor) -> its input node
         self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
         self.grads: dict[int, tuple] = {}      # id(owner) -> (owner, assigned .grad or None)
+        self.none_grads: dict[int, Any] = {}   # id(t) -> t made before the call, read t.grad None
         self.values: dict[tuple, Any] = {}     # (id(dict), key) -> tensor of a Python input
         self.detached: dict[int, int] = {}     # node -> its ``detach`` node (made once)
         self.data_sources: dict[int, Any] = {}  # id(t) -> the tensor ``t.data`` was set to
@@ -392,6 +393,14 @@ class Tracer:
         self.grad_owner[id(g)] = owner   # (holds the owner)
         if id(g) not in self.live:
             self._watch(g)
+
+    def read_none_grad(self, owner) -> None:
+        """``owner.grad`` was read and was None. Unless this call assigned it or made
+        ``owner``, a replay is right only while it still is None when a call starts
+        (the entry checks it with the captured tensors)."""
+        if id(owner) in self.grads or (id(owner) in self.env and id(owner) not in self.input_of):
+            return
+        self.none_grads[id(owner)] = owner   # (holds it)
 
     def set_grad(self, owner, value) -> None:
         """``owner.grad = value``: replayed at the end of every compiled call."""
