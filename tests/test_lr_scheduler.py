@@ -34,6 +34,15 @@ SCHEDULERS = {
     "onecycle_3phase_linear": lambda o, s, opt: s.OneCycleLR(
         opt, max_lr=[0.4, 0.2], epochs=11, steps_per_epoch=10, pct_start=0.25,
         anneal_strategy="linear", three_phase=True, cycle_momentum=False),
+    "cyclic": lambda o, s, opt: s.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=7),
+    "cyclic2_down": lambda o, s, opt: s.CyclicLR(opt, 0.001, [0.2, 0.1], step_size_up=5,
+                                                 step_size_down=9, mode="triangular2"),
+    "cyclic_exp": lambda o, s, opt: s.CyclicLR(opt, 0.01, 0.3, step_size_up=4,
+                                               mode="exp_range", gamma=0.97,
+                                               base_momentum=0.7, max_momentum=0.95),
+    "cyclic_fn": lambda o, s, opt: s.CyclicLR(opt, 0.01, 0.1, step_size_up=3,
+                                              scale_fn=lambda x: 1 / (1 + 0.1 * x),
+                                              scale_mode="iterations", cycle_momentum=False),
     "sequential": lambda o, s, opt: s.SequentialLR(
         opt, [s.LinearLR(opt, start_factor=0.1, total_iters=10),
               s.CosineAnnealingLR(opt, T_max=40), s.ExponentialLR(opt, gamma=0.95)],
@@ -76,11 +85,15 @@ def test_trajectory_matches_torch(name):
         assert se.last_epoch == st.last_epoch
 
 
-def test_onecycle_cycles_adam_beta1():
+@pytest.mark.parametrize("make", [
+    lambda s, opt: s.OneCycleLR(opt, max_lr=0.3, total_steps=50),
+    lambda s, opt: s.CyclicLR(opt, 0.01, 0.3, step_size_up=6, mode="triangular2"),
+], ids=["onecycle", "cyclic"])
+def test_cycles_adam_beta1(make):
     torch = pytest.importorskip("torch")
     oe, ot = _optimizers(torch, "Adam")
-    se = ls.OneCycleLR(oe, max_lr=0.3, total_steps=50)
-    st = torch.optim.lr_scheduler.OneCycleLR(ot, max_lr=0.3, total_steps=50)
+    se = make(ls, oe)
+    st = make(torch.optim.lr_scheduler, ot)
     for _ in range(49):
         oe.step()
         ot.step()
@@ -88,9 +101,10 @@ def test_onecycle_cycles_adam_beta1():
         st.step()
         _close(se.get_last_lr(), st.get_last_lr())
         _close([g["betas"] for g in oe.param_groups], [g["betas"] for g in ot.param_groups])
-    with pytest.raises(ValueError, match="Tried to step 51 times"):
-        se.step()
-        se.step()
+    if isinstance(se, ls.OneCycleLR):
+        with pytest.raises(ValueError, match="Tried to step 51 times"):
+            se.step()
+            se.step()
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -223,10 +237,17 @@ def test_compiled_step_follows_scheduler_without_recompiling(opt_name, sched_nam
     assert not math.isnan(results[1][0][-1])
 
 
-def test_onecycle_cycling_momentum_under_compile_stays_correct():
-    # Momentum is a constant of a compiled step (only lr is read at every call): a
-    # scheduler that changes it each step recompiles, then runs eagerly with a warning,
-    # never replaying a stale momentum.
+@pytest.mark.parametrize("opt_name, make", [
+    ("SGD", lambda opt: ls.OneCycleLR(opt, max_lr=0.5, total_steps=30)),
+    ("Adam", lambda opt: ls.OneCycleLR(opt, max_lr=0.05, total_steps=30)),
+    ("RMSprop", lambda opt: ls.CyclicLR(opt, 0.001, 0.01, step_size_up=4)),
+    ("AdamW", lambda opt: ls.CyclicLR(opt, 0.001, 0.02, step_size_up=5, mode="exp_range",
+                                      gamma=0.99)),
+])
+def test_cycling_momentum_under_compile_is_read_at_every_call(opt_name, make):
+    # OneCycleLR and CyclicLR change momentum (SGD, RMSprop) or beta1 (Adam, AdamW) every
+    # step: a compiled step reads them at every call, as it reads lr. They used to be
+    # constants of the step: a recompile per step, then eager calls past the cache limit.
     rng = np.random.default_rng(1)
     x = ember.tensor(rng.standard_normal((16, 8)).astype(np.float32))
     y = ember.tensor(rng.integers(0, 3, 16))
@@ -234,8 +255,9 @@ def test_onecycle_cycling_momentum_under_compile_stays_correct():
     for compiled in (False, True):
         ember.manual_seed(0)
         model = nn.Linear(8, 3)
-        opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        sched = ls.OneCycleLR(opt, max_lr=0.5, total_steps=30)
+        extra = {"momentum": 0.9} if opt_name in ("SGD", "RMSprop") else {}
+        opt = getattr(ember.optim, opt_name)(model.parameters(), lr=0.1, **extra)
+        sched = make(opt)
 
         def step(x, y):
             opt.zero_grad()
@@ -245,11 +267,53 @@ def test_onecycle_cycling_momentum_under_compile_stays_correct():
             return loss
         step = ember.compile(step) if compiled else step
         losses = []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
             for _ in range(29):
                 losses.append(step(x, y).item())
                 sched.step()
-        results.append(losses)
+        results.append((losses, model.weight.detach().numpy().copy()))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-6)
+    stats = step.stats()
+    assert stats["compiles"] == 1 and stats["eager_calls"] == 0, stats
+
+
+class _PlainSGD(ember.optim.Optimizer):
+    """A user's optimizer, as written for torch: it reads ``group["lr"]`` as a float."""
+
+    def __init__(self, params, lr=0.1, momentum=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum))
+
+    @ember.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                d = p.grad
+                if group["momentum"]:
+                    d = d * (1 + group["momentum"])
+                p.sub_(d * group["lr"])
+
+
+def test_a_custom_optimizer_reading_lr_as_a_float_recompiles():
+    # Guards skipped lr for every optimizer: a user's optimizer that multiplies by
+    # group["lr"] froze the traced value, and a StepLR decay was silently ignored.
+    results = []
+    for compiled in (False, True):
+        w = ember.ones(3, requires_grad=True)
+        opt = _PlainSGD([w], lr=0.1, momentum=0.5)
+        sched = ls.StepLR(opt, step_size=4, gamma=0.5)
+
+        def step():
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+        step = ember.compile(step) if compiled else step
+        for i in range(12):
+            step()
+            sched.step()
+            if i == 6:
+                opt.param_groups[0]["momentum"] = 0.0   # a sign the code branches on
+        results.append(w.detach().numpy().copy())
     np.testing.assert_allclose(results[1], results[0], rtol=1e-6)
-    assert any("running eagerly" in str(w.message) for w in caught)
+    assert any("['lr']" in r for r in step.stats()["recompile_reasons"])

@@ -59,7 +59,8 @@ class Adam(Optimizer):
         """Update every parameter that has a gradient; returns the closure's loss, if any."""
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+            # beta1 is read at every compiled call (OneCycleLR and CyclicLR cycle it)
+            beta1, beta2 = self._hyper(group, "betas", 0), group["betas"][1]
             lr = self._lr(group)
             eps = group["eps"]
             weight_decay = group["weight_decay"]

@@ -488,8 +488,8 @@ class OneCycleLR(LRScheduler):
     ``pct_start`` of ``total_steps``, then down to ``initial_lr / final_div_factor``;
     momentum (or Adam's beta1) cycles the other way when ``cycle_momentum``.
 
-    Stepped once per batch. A changed momentum or beta1 is a new constant of a compiled
-    step (a recompile each step); ``cycle_momentum=False`` changes only lr.
+    Stepped once per batch. A compiled step reads lr and momentum (or beta1) at every
+    call: no recompile (SGD, RMSprop, Adam, AdamW; other optimizers recompile).
 
     >>> sched = OneCycleLR(opt, max_lr=0.1, total_steps=1000)
     """
@@ -694,5 +694,6 @@ def _set_group_value(group: dict[str, Any], key: str, value) -> None:
         group[key] = value
 
 
+from ember.optim.lr_cyclic import CyclicLR  # noqa: E402
 from ember.optim.lr_polynomial import PolynomialLR  # noqa: E402
-__all__ += ["PolynomialLR"]
+__all__ += ["CyclicLR", "PolynomialLR"]

@@ -106,16 +106,24 @@ class Optimizer:
 
     @staticmethod
     def _lr(group: dict[str, Any]):
-        """The group's learning rate. Inside ``@ember.compile`` it is a 0-dim float64
-        tensor read from ``group["lr"]`` at every call, so a changed learning rate (a
-        scheduler, a hand edit of ``param_groups``) takes effect without a recompile;
-        float64 keeps PyTorch's Python-double arithmetic, and a 0-dim tensor does not
-        promote the float32 tensors it touches."""
-        lr = group["lr"]
+        """The group's learning rate (see ``_hyper``)."""
+        return Optimizer._hyper(group, "lr")
+
+    @staticmethod
+    def _hyper(group: dict[str, Any], name: str, index: int | None = None):
+        """``group[name]`` (``[index]`` of it), a hyperparameter schedulers change: lr,
+        momentum, betas (``guards.RUNTIME``). Inside ``@ember.compile`` it is a 0-dim
+        float64 tensor read from the group at every call, so a scheduler's change (or a
+        hand edit of ``param_groups``) takes effect without a recompile; float64 keeps
+        PyTorch's Python-double arithmetic, and a 0-dim tensor does not promote the
+        float32 tensors it touches. The compiled call's guards then check only its type
+        and sign: code that reads a value through here may decide in Python on its sign
+        (``if momentum != 0``), on nothing else."""
+        v = group[name] if index is None else group[name][index]
         tracer = _dispatch.tracer
-        if tracer is None or isinstance(lr, Tensor):
-            return lr
-        return tracer.python_input(group, "lr")
+        if tracer is None or isinstance(v, Tensor) or type(v) not in (int, float):
+            return v
+        return tracer.python_input(group, name, index)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of all optimized tensors.

@@ -71,7 +71,7 @@ class RMSprop(Optimizer):
                 avg = avg.add_(eps)
                 if momentum > 0:
                     buf = state["momentum_buffer"]
-                    buf.mul_(momentum).addcdiv_(grad, avg)
+                    buf.mul_(self._hyper(group, "momentum")).addcdiv_(grad, avg)   # (cycled)
                     p.sub_(buf * lr)
                 else:
                     p.addcdiv_(grad, avg, value=-lr)

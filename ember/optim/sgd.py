@@ -60,11 +60,13 @@ class SGD(Optimizer):
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
+                    # (read at every compiled call: OneCycleLR and CyclicLR change it)
+                    m = self._hyper(group, "momentum")
                     if buf is None:
                         buf = state["momentum_buffer"] = grad.detach().clone()
                     else:
-                        buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                    grad = grad.add(buf, alpha=momentum) if nesterov else buf
+                        buf.mul_(m).add_(grad, alpha=1 - dampening)
+                    grad = grad.add(buf, alpha=m) if nesterov else buf
                 # p - g * lr is bit-identical to p + g * (-lr), and works for a tensor lr too.
                 p.sub_(grad * lr)
         return loss

@@ -174,7 +174,7 @@ class Entry:
                       tuple(i for i, t in enumerate(tensors) if t.requires_grad),
                       tuple(i for i, t in enumerate(tensors) if t._retains_grad),
                       frozenset(i for i, t in enumerate(tracer.captured) if t.requires_grad),
-                      tuple(tracer.none_grads.values()))
+                      tuple(tracer.none_grads.values()), frozenset(tracer.values))
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -196,6 +196,8 @@ class Entry:
         self.captured_data = [array_of(t) for t in self.captured]   # checked by identity first
         self.captured_rg = [t.requires_grad for t in self.captured]
         self.none_grads = trace.none_grads
+        if self.guards is not None and trace.runtime_values:
+            self.guards.settle(trace.runtime_values)
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))

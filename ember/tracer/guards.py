@@ -82,20 +82,27 @@ class GuardSet:
     the first that failed (``describe(i)`` says what changed)."""
 
     def __init__(self, fn: Callable, leaves: list, modules_version: list) -> None:
-        b = _Builder(fn, leaves)
-        self.where = b.where
-        self.expected = b.expected
+        b = self._builder = _Builder(fn, leaves)
         self.notes = b.notes
-        self.source = b.source()
         self._codes = b.codes
         self._version = modules_version
         self._seen = [modules_version[0]]   # the structure version of the last full check
         self._failed = [None]
+        self._roots = b.roots
+        self.settle(frozenset())   # (every optimizer slot by value until a trace says)
+
+    def settle(self, read: frozenset) -> None:
+        """Write the check function, with the optimizer slots that the trace read at every
+        call (``Trace.runtime_values``) guarded by sign only (see ``_Builder.slot_guards``)."""
+        b = self._builder
+        n = len(b.where)
+        self.source = b.source(read)
+        self.where, self.expected = list(b.where), list(b.expected)
+        del b.where[n:], b.expected[n:]   # (settle may run again: the builder stays as it was)
         ns = {"M": MISSING, "copysign": math.copysign, "ndarray": np.ndarray,
               "array_equal": np.array_equal}
         exec(compile(self.source, "<ember guards>", "exec"), ns)
         self._check = ns["check"]
-        self._roots = b.roots
 
     def check(self, leaves: list) -> int:
         try:
@@ -138,6 +145,7 @@ class _Builder:
         self.gated: list[str] = []   # module guards: run when a module changed
         self.names: set[str] = set()  # attribute and global names the code uses
         self.pending: list = []       # (object, path, depth, gated) still to walk
+        self.slots: list = []         # optimizer hyperparameters: see ``_optimizer``
         self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
         for i, (path, v) in enumerate(leaves):
             if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
@@ -146,9 +154,9 @@ class _Builder:
             self._walk(*self.pending.pop(0))
 
     # ---- the source ---------------------------------------------------------------------
-    def source(self) -> str:
+    def source(self, read: frozenset = frozenset()) -> str:
         lines = ["def check(R, L, V, S, F):"]
-        lines += ["    " + s for s in self.plain]
+        lines += ["    " + s for s in self.plain + self.slot_guards(read)]
         if self.gated:
             lines.append("    if V[0] != S[0]:")
             lines += ["        " + s for s in self.gated]
@@ -288,8 +296,10 @@ class _Builder:
                         registry=module and name in _REGISTRIES)
 
     def _optimizer(self, opt, k: int, where: str) -> None:
-        """An optimizer's settings, but not ``lr`` (read at every call: schedulers change
-        it) nor its state (tensors, updated in place)."""
+        """An optimizer's settings, but not its state (tensors, updated in place). The
+        hyperparameters schedulers change (``RUNTIME``: lr, momentum, betas) become
+        slots, settled after the trace: by value, or by sign where the trace read them
+        at every call (``Optimizer._hyper``)."""
         out = self.plain
         out.append(f"v = R[{k}]().__dict__.get('_state_version', 0)")
         self._guard(out, f"v == {getattr(opt, '_state_version', 0)}", f"{where} state",
@@ -300,9 +310,38 @@ class _Builder:
         out.append("gs = v")
         for i, group in enumerate(opt.param_groups):
             for name, v in group.items():
-                if name not in ("params", "lr"):
-                    self._value(out, f"gs[{i}].get({name!r}, M)", v,
-                                f"{where}.param_groups[{i}][{name!r}]", MAX_DEPTH)
+                what = f"{where}.param_groups[{i}][{name!r}]"
+                if name == "params":
+                    continue
+                if name in RUNTIME and type(v) is tuple:
+                    self._value(out, f"len(gs[{i}].get({name!r}, ()))", len(v),
+                                f"{what} length", MAX_DEPTH)
+                    self.slots += [(k, i, name, j, x, f"{what}[{j}]") for j, x in enumerate(v)]
+                elif name in RUNTIME:
+                    self.slots.append((k, i, name, None, v, what))
+                else:
+                    self._value(out, f"gs[{i}].get({name!r}, M)", v, what, MAX_DEPTH)
+
+    def slot_guards(self, read: frozenset) -> list[str]:
+        """The guards of the optimizer slots: a slot this trace read at every call
+        (``(id(group), name, index)`` in ``read``) keeps its type and sign (the Python
+        decisions ember's optimizers make on it: ``if momentum != 0``), the others their
+        value (a custom optimizer's ``p.grad * group["lr"]`` froze it)."""
+        out = []
+        for k, i, name, j, v, what in self.slots:
+            group = self.roots[k]().param_groups[i]
+            expr = f"R[{k}]().param_groups[{i}].get({name!r}, M)"
+            if j is not None:
+                expr = f"{expr}[{j}]"
+            if (id(group), name, j) in read and type(v) in (int, float):
+                sign = (v > 0) - (v < 0)
+                out.append(f"v = {expr}")
+                self._guard(out, f"type(v) is {type(v).__name__} and (v > 0) - (v < 0) == "
+                            f"{sign}", what, f"a {type(v).__name__} of sign {sign} "
+                            "(read at every call)")
+            else:
+                self._value(out, expr, v, what, MAX_DEPTH)
+        return out
 
     def _func(self, fn, where: str, root: bool = False) -> None:
         """A function: the globals its code names, its closure cells, its bound self."""
@@ -360,6 +399,10 @@ class _Builder:
                 if isinstance(f, types.FunctionType):
                     self._func(f, f.__qualname__)
 
+
+# Optimizer hyperparameters that schedulers change between steps (``lr``; ``momentum`` and
+# ``betas`` with OneCycleLR/CyclicLR's cycle_momentum): see ``_Builder._optimizer``.
+RUNTIME = frozenset(("lr", "momentum", "betas"))
 
 _REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_forward_pre_hooks",
                          "_forward_hooks", "_non_persistent_buffers_set"))

@@ -40,6 +40,7 @@ class Trace:
     # replay's results need gradients exactly when the traced call's did.
     captured_grad: frozenset = frozenset()
     none_grads: tuple = ()     # tensors made before the call whose ``.grad`` read None
+    runtime_values: frozenset = frozenset()   # (id(dict), key, index): read at every call
     effects: tuple | None = None   # what a replay copies before writing back (writeback.py)
 
     def signature(self, upto: int) -> list:

@@ -118,7 +118,7 @@ class Tracer:
         self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
         self.grads: dict[int, tuple] = {}      # id(owner) -> (owner, assigned .grad or None)
         self.none_grads: dict[int, Any] = {}   # id(t) -> t made before the call, read t.grad None
-        self.values: dict[tuple, Any] = {}     # (id(dict), key) -> tensor of a Python input
+        self.values: dict[tuple, Any] = {}     # (id(dict), key, index) -> tensor of a Python input
         self.detached: dict[int, int] = {}     # node -> its ``detach`` node (made once)
         self.data_sources: dict[int, Any] = {}  # id(t) -> the tensor ``t.data`` was set to
         # Entries keyed by a tensor's id go when it dies. Inputs (``input_tensors``),
@@ -369,23 +369,28 @@ class Tracer:
         # (at no cost in memory: ``t`` now holds the same array).
         self.data_sources[id(t)] = other
 
-    def python_input(self, container: dict, key: str):
-        """A 0-dim float64 tensor holding ``container[key]``, as a graph input that is
-        read again at every call (one per container and key)."""
+    def python_input(self, container: dict, key: str, index: int | None = None):
+        """A 0-dim float64 tensor holding ``container[key]`` (``[index]`` of it, for a
+        tuple such as ``betas``), as a graph input that is read again at every call (one
+        per container, key and index). ``values`` says which were read so."""
         from ember.tensor import Tensor
 
-        cached = self.values.get((id(container), key))
+        cached = self.values.get((id(container), key, index))
         if cached is not None:
             return cached
+        if index is None:
+            getter = lambda: container[key]   # noqa: E731
+        else:
+            getter = lambda: container[key][index]   # noqa: E731
         # Made directly, not with ember.tensor(): that would record a constant.
-        t = Tensor._wrap(np.asarray(float(container[key]), dtype=np.float64))
-        source = InputSource("value", f"{key}#{len(self.values)}", t,
-                             getter=lambda: container[key])
+        t = Tensor._wrap(np.asarray(float(getter()), dtype=np.float64))
+        name = key if index is None else f"{key}[{index}]"
+        source = InputSource("value", f"{name}#{len(self.values)}", t, getter=getter)
         nid = self.graph.add_input(source, t.shape, t.dtype, t.device, user_frame())
         self.env[id(t)] = self.input_of[id(t)] = nid
         self._new_input(t, nid)
         self.snapshots[nid] = array_of(t).copy()
-        self.values[(id(container), key)] = t
+        self.values[(id(container), key, index)] = t
         return t
 
     def read_grad(self, owner, g) -> None:
