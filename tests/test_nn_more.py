@@ -891,3 +891,46 @@ def test_alpha_dropout_keeps_mean_and_variance():
         assert m(inp) is inp
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
         F.alpha_dropout(x, 1.5, True)
+
+
+@pytest.mark.parametrize("geom", [(5, 5, 2, 2, 0, 1), (7, 6, 3, 2, 1, 1), (10, 7, 3, 2, 1, 2),
+                                  (4, 4, 2, 3, 1, 1), (8, 8, 3, 2, 1, 1), (5, 5, 3, 3, 1, 1)])
+@pytest.mark.parametrize("kind", ["max", "max_idx", "avg_inc", "avg_exc", "avg_div"])
+def test_ceil_mode_pooling_matches_torch(geom, kind):
+    # ceil_mode=True raised NotImplementedError (GoogLeNet, SqueezeNet and many CNNs use it).
+    torch = pytest.importorskip("torch")
+    h, w, k, s, p, d = geom
+    if kind.startswith("avg") and d != 1:
+        pytest.skip("average pooling has no dilation")
+    a = np.random.default_rng(h * w + k).standard_normal((2, 3, h, w)).astype(np.float32)
+
+    def pool(lib, x):
+        f = lib.nn.functional
+        if kind.startswith("max"):
+            return f.max_pool2d(x, k, s, p, d, ceil_mode=True, return_indices=kind == "max_idx")
+        return f.avg_pool2d(x, k, s, p, ceil_mode=True, count_include_pad=kind == "avg_inc",
+                            divisor_override=3 if kind == "avg_div" else None)
+
+    xe, xt = ember.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    oe, ot = pool(ember, xe), pool(torch, xt)
+    if kind == "max_idx":
+        np.testing.assert_array_equal(oe[1].numpy(), ot[1].numpy())
+        oe, ot = oe[0], ot[0]
+    np.testing.assert_allclose(oe.detach().numpy(), ot.detach().numpy(), rtol=1e-6, atol=1e-6)
+    g = np.random.default_rng(1).standard_normal(tuple(ot.shape)).astype(np.float32)
+    (oe * ember.tensor(g)).sum().backward()
+    (ot * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+    compiled = ember.compile(lambda x: pool(ember, x)[0] if kind == "max_idx" else pool(ember, x))
+    for _ in range(3):
+        np.testing.assert_allclose(compiled(xe.detach()).numpy(), ot.detach().numpy(),
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_ceil_mode_output_sizes_follow_the_last_window_rule():
+    from ember.nn._functional.ceil_pool import out_size
+    # floor((5 + 2 - 2) / 2) + 1 = 3, ceil would be 4 but its window starts in the padding
+    assert out_size(5, 2, 2, 1) == 3
+    assert out_size(5, 2, 2, 0) == 3 and out_size(6, 3, 2, 0) == 3 and out_size(7, 3, 2, 1) == 4
+    assert ember.nn.MaxPool1d(2, ceil_mode=True)(ember.randn(1, 2, 5)).shape == (1, 2, 3)
+    assert ember.nn.AvgPool1d(3, 2, ceil_mode=True)(ember.randn(1, 2, 6)).shape == (1, 2, 3)

@@ -136,10 +136,12 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
     """
     if not isinstance(input, Tensor):
         raise _not_tensor("max_pool2d", input=input)
-    if ceil_mode:
-        raise NotImplementedError("max_pool2d: ceil_mode is not supported")
     x, unbatched, geom = _pool_setup("max_pool2d", input, kernel_size, stride, padding, dilation)
     (kh, kw), stride, padding, dilation, (oh, ow) = geom
+    if ceil_mode:
+        out = _ceil_pool.max_pool(x, (kh, kw), stride, padding, dilation, return_indices)
+        return tuple(o.squeeze(0) for o in out) if unbatched and return_indices else \
+            out.squeeze(0) if unbatched else out
     attrs = dict(kernel=(kh, kw), stride=stride, padding=padding, dilation=dilation)
     out = dispatch("max_pool2d", x, **attrs)
     if return_indices:
@@ -157,10 +159,12 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     """
     if not isinstance(input, Tensor):
         raise _not_tensor("avg_pool2d", input=input)
-    if ceil_mode:
-        raise NotImplementedError("avg_pool2d: ceil_mode is not supported")
     x, unbatched, geom = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1)
     (kh, kw), stride, padding, _, _ = geom
+    if ceil_mode:
+        out = _ceil_pool.avg_pool(x, (kh, kw), stride, padding, count_include_pad,
+                                  divisor_override)
+        return out.squeeze(0) if unbatched else out
     if divisor_override:
         divisor = int(divisor_override)
     elif count_include_pad or padding == (0, 0):
@@ -772,5 +776,6 @@ def _stack(tensors: Sequence[Tensor], dim: int) -> Tensor:
 # ---- the rest, one file per kind in ember/nn/_functional/ (imported last) --------------
 from ember.nn._functional import *  # noqa: E402,F401,F403
 from ember.nn._functional import __all__ as _more, embedding as _embedding  # noqa: E402
+from ember.nn._functional import ceil_pool as _ceil_pool  # noqa: E402
 
 __all__ += _more
