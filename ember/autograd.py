@@ -435,6 +435,8 @@ def _run(pairs: list, retain_graph: bool, create_graph: bool, capture: dict | No
             if create_graph and type(out) is not Unsaved:
                 out = _attached(node)
             in_grads = node.op.vjp(g, out, *node.inputs, **node.attrs)
+            if anomaly.ENABLED[0]:
+                anomaly.check(node, in_grads)
             for t, child, ig in zip(node.inputs, node.parents, in_grads):
                 if ig is None or child is None:
                     continue
@@ -541,5 +543,8 @@ def _accumulate(t, g) -> None:
 
 
 # torch.autograd.Function and torch.autograd.function (defined on top of Node above).
+from ember import autograd_anomaly as anomaly  # noqa: E402
+from ember.autograd_anomaly import (detect_anomaly, is_anomaly_check_nan_enabled,  # noqa: E402,F401
+                                    is_anomaly_enabled, set_detect_anomaly)
 from ember import autograd_function as function  # noqa: E402
 from ember.autograd_function import Function, FunctionCtx, once_differentiable  # noqa: E402,F401

@@ -934,3 +934,37 @@ def test_ceil_mode_output_sizes_follow_the_last_window_rule():
     assert out_size(5, 2, 2, 0) == 3 and out_size(6, 3, 2, 0) == 3 and out_size(7, 3, 2, 1) == 4
     assert ember.nn.MaxPool1d(2, ceil_mode=True)(ember.randn(1, 2, 5)).shape == (1, 2, 3)
     assert ember.nn.AvgPool1d(3, 2, ceil_mode=True)(ember.randn(1, 2, 6)).shape == (1, 2, 3)
+
+
+def test_gumbel_softmax_samples_and_straight_through_gradient():
+    ember.manual_seed(0)
+    logits = ember.tensor(np.log([[0.7, 0.2, 0.1]]).repeat(4000, 0).astype(np.float32),
+                          requires_grad=True)
+    soft = F.gumbel_softmax(logits, tau=0.5)
+    np.testing.assert_allclose(soft.sum(1).detach().numpy(), 1.0, rtol=1e-5)
+    hard = F.gumbel_softmax(logits, tau=0.5, hard=True)
+    h = hard.detach().numpy()
+    assert set(np.unique(h)) == {0.0, 1.0} and (h.sum(1) == 1).all()
+    # The argmax of logits + Gumbel noise is a sample of softmax(logits): 4000 draws.
+    np.testing.assert_allclose(h.mean(0), [0.7, 0.2, 0.1], atol=0.03)
+    w = ember.tensor(np.arange(3, dtype=np.float32))
+    (hard * w).sum().backward()   # straight-through: the soft sample's gradient
+    assert np.abs(logits.grad.numpy()).sum() > 0
+    assert torch.cosine_similarity is not None and ember.cosine_similarity is F.cosine_similarity
+
+
+def test_detect_anomaly_names_the_backward_that_made_a_nan():
+    x = ember.tensor([0.0, 1.0], requires_grad=True)
+    with pytest.warns(UserWarning, match="Anomaly Detection"):
+        guard = ember.autograd.detect_anomaly()
+    with guard:
+        assert ember.autograd.is_anomaly_enabled()
+        with pytest.raises(RuntimeError, match="Function 'SqrtBackward' returned nan values in "
+                                               "its 0th output"):
+            (x.sqrt() * 0).sum().backward()
+    assert not ember.autograd.is_anomaly_enabled()
+    (x.sqrt() * 0).sum().backward()   # off: the NaN gradient is accumulated, as torch's
+    assert np.isnan(x.grad.numpy()[0])
+    with ember.autograd.set_detect_anomaly(True):
+        assert ember.autograd.is_anomaly_enabled()
+    assert not ember.autograd.is_anomaly_enabled()

@@ -1,6 +1,6 @@
 """Activation functions beyond the basic ones in functional.py: ELU, SELU, CELU,
 softplus, mish, hardtanh, relu6, hardswish, hardsigmoid, logsigmoid, softsign,
-tanhshrink, softmin, glu, prelu.
+tanhshrink, softmin, glu, prelu, gumbel_softmax.
 
 Each is a composition of registry ops (``where``, ``exp``, ``log1p``, ``tanh``), so it
 traces, fuses and has PyTorch's gradient, including at the kinks: the branch ``where``
@@ -18,7 +18,7 @@ from ember.tensor import Tensor, where
 
 __all__ = ["elu", "selu", "celu", "softplus", "mish", "hardtanh", "relu6", "hardswish",
            "hardsigmoid", "logsigmoid", "softsign", "tanhshrink", "softmin", "glu", "prelu",
-           "elu_", "hardtanh_", "threshold"]
+           "elu_", "hardtanh_", "threshold", "gumbel_softmax"]
 
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -191,3 +191,23 @@ def threshold(input: Tensor, threshold: float, value: float, inplace: bool = Fal
     _check("threshold", input)
     out = where(input > threshold, input, value).to(input.dtype)
     return _inplace(input, out, inplace)
+
+
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
+                   dim: int = -1) -> Tensor:
+    """A sample of the Gumbel-softmax distribution over ``dim``: softmax of
+    ``(logits + g) / tau`` with ``g`` Gumbel(0, 1) noise (ember's RNG). ``hard=True``
+    gives one-hot vectors whose gradient is the soft sample's (straight-through), as
+    PyTorch's. ``eps`` is unused, as in PyTorch.
+
+    >>> F.gumbel_softmax(ember.zeros(2, 3), hard=True).sum(1)
+    tensor([1., 1.])
+    """
+    _check("gumbel_softmax", logits)
+    gumbels = -logits.new_empty(logits.shape).exponential_().log()
+    y_soft = ((logits + gumbels) / tau).softmax(dim)
+    if not hard:
+        return y_soft
+    index = y_soft.argmax(dim, keepdim=True)
+    y_hard = logits.new_zeros(logits.shape).scatter_(dim, index, 1.0)
+    return y_hard - y_soft.detach() + y_soft
