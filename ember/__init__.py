@@ -16,6 +16,7 @@ from ember.dtypes import (bool_ as bool, bfloat16, complex64, complex128, float1
 from ember.errors import OpError
 from ember.functions import *  # noqa: F401,F403
 from ember.functions_more import *  # noqa: F401,F403
+from ember.functions_math import *  # noqa: F401,F403
 from ember.ops.random import Generator, default_generator, initial_seed, manual_seed, seed
 from ember.devices import Device as device
 from ember.devices import get_default_device, set_default_device
