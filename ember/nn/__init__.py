@@ -36,6 +36,8 @@ from ember.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxP
                               Upsample, UpsamplingBilinear2d, UpsamplingNearest2d)
 from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase
 from ember.nn.sparse import Embedding
+from ember.nn.bilinear import Bilinear
+from ember.nn.embedding_bag import EmbeddingBag
 from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                                   TransformerEncoder, TransformerEncoderLayer)
 
@@ -59,7 +61,7 @@ __all__ = [
     "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d", "MaxPool1d",
     "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "RMSNorm",
     "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-    "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle",
+    "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle", "Bilinear", "EmbeddingBag",
 ]
 
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.
