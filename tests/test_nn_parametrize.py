@@ -240,3 +240,78 @@ def test_compiled_training_step_equals_eager(which):
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
     for k, v in results[0][1].items():
         np.testing.assert_allclose(results[1][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+# ---- orthogonal ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,orth_map,triv", [
+    ((4, 4), None, True), ((5, 3), None, True), ((3, 5), None, True),
+    ((4, 4), "householder", True), ((5, 3), "matrix_exp", True),
+    ((5, 3), "householder", False), ((4, 4), "householder", False)])
+def test_orthogonal_matches_torch(shape, orth_map, triv):
+    torch = pytest.importorskip("torch")
+    from torch.nn.utils.parametrizations import orthogonal as torch_orthogonal
+    torch.manual_seed(0)
+    tm = torch_orthogonal(torch.nn.Linear(shape[1], shape[0]), orthogonal_map=orth_map,
+                          use_trivialization=triv)
+    em = nn.utils.parametrizations.orthogonal(nn.Linear(shape[1], shape[0]),
+                                              orthogonal_map=orth_map, use_trivialization=triv)
+    assert list(em.state_dict()) == list(tm.state_dict())
+    with torch.no_grad():                      # away from the identity: a non-trivial map
+        tm.parametrizations.weight.original.add_(torch.randn(shape) * 0.3)
+    _load_from_torch(em, tm)
+    tw, ew = tm.weight, em.weight
+    np.testing.assert_allclose(_np(ew), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
+    (tw ** 3).sum().backward()
+    (ew ** 3).sum().backward()
+    np.testing.assert_allclose(_np(em.parametrizations.weight.original.grad),
+                               tm.parametrizations.weight.original.grad.numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_orthogonal_numpy_properties():
+    rs = np.random.RandomState(0)
+    for shape in [(4, 4), (6, 3), (3, 6)]:
+        m = nn.utils.parametrizations.orthogonal(nn.Linear(shape[1], shape[0]))
+        # Off the diagonal: householder reads the diagonal's integer part as signs (torch's
+        # map; its gradient there is zero, so training never moves it).
+        noise = rs.randn(*shape)
+        noise[np.arange(min(shape)), np.arange(min(shape))] = 0
+        with ember.no_grad():
+            m.parametrizations.weight.original.add_(ember.tensor(noise.astype(np.float32)))
+        w = _np(m.weight).astype(np.float64)
+        gram = w @ w.T if shape[0] <= shape[1] else w.T @ w
+        np.testing.assert_allclose(gram, np.eye(min(shape)), atol=1e-5)
+        q = np.linalg.qr(rs.randn(max(shape), min(shape)))[0].astype(np.float32)
+        q = q if shape[0] >= shape[1] else q.T
+        m.weight = ember.tensor(q)                     # through right_inverse
+        np.testing.assert_allclose(_np(m.weight), q, atol=1e-5)
+    with pytest.raises(ValueError, match="orthogonal_map has to be one of"):
+        nn.utils.parametrizations.orthogonal(nn.Linear(2, 2), orthogonal_map="qr")
+    with pytest.raises(ValueError, match="Expected a matrix"):
+        nn.utils.parametrizations.orthogonal(nn.Linear(2, 2), "bias")
+
+
+@pytest.mark.parametrize("orth_map", ["matrix_exp", "householder"])
+def test_orthogonal_compiled_step_equals_eager(orth_map):
+    x = ember.randn(6, 4)
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(0)
+        model = nn.Sequential(nn.utils.parametrizations.orthogonal(
+            nn.Linear(4, 4), orthogonal_map=orth_map), nn.Tanh(), nn.Linear(4, 1))
+        opt = ember.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x):
+            opt.zero_grad()
+            loss = (model(x) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        run = ember.compile(step) if compiled else step
+        with warnings.catch_warnings():
+            warnings.simplefilter("error" if compiled else "ignore")
+            losses = [run(x).item() for _ in range(3)]
+        results.append((losses, {k: _np(v).copy() for k, v in model.state_dict().items()}))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    for k, v in results[0][1].items():
+        np.testing.assert_allclose(results[1][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)

@@ -17,11 +17,12 @@ from ember.autograd import no_grad
 from ember.nn import functional as F
 from ember.nn.module import Module
 from ember.nn.utils import parametrize
+from ember.nn.utils.orthogonal import orthogonal
 from ember.nn.utils.spectral_norm import _to_matrix
 from ember.nn.utils.weight_norm import _weight_norm, norm_except_dim
 from ember.tensor import Tensor
 
-__all__ = ["weight_norm", "spectral_norm"]
+__all__ = ["weight_norm", "spectral_norm", "orthogonal"]
 
 
 class _WeightNorm(Module):
