@@ -141,3 +141,27 @@ def test_rnn_packed_compiled_step_equals_eager():
     np.testing.assert_allclose(loss.item(), eager.item(), rtol=1e-5)
     for a, p in zip(g_eager, em.parameters()):
         np.testing.assert_allclose(p.grad.numpy(), a, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_sequence_argument_to_compiled_function():
+    """A PackedSequence passed in: new lengths must not reuse the old layout."""
+    lstm = nn.LSTM(3, 4)
+    x = ember.randn(5, 3, 3)
+
+    def f(p):
+        out, (h, c) = lstm(p)
+        return pad_packed_sequence(out)[0].sum() + h.sum()
+    compiled = ember.compile(f)
+    for lengths in ([5, 3, 2], [5, 3, 2], [4, 4, 1], [5, 3, 2]):
+        p = pack_padded_sequence(x, lengths)
+        np.testing.assert_allclose(compiled(p).item(), f(p).item(), rtol=1e-6)
+
+
+def test_packed_sequence_methods():
+    p = pack_sequence([ember.ones(3, 2), ember.ones(1, 2)])
+    assert p.sorted_indices is None and p.unsorted_indices is None
+    d = p.double()
+    assert isinstance(d, PackedSequence) and d.data.dtype == ember.float64
+    assert d.batch_sizes.tolist() == [2, 1, 1] and not d.is_cuda
+    again = PackedSequence(p.data, p.batch_sizes)
+    assert pad_packed_sequence(again)[1].tolist() == [3, 1]

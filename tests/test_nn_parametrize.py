@@ -315,3 +315,20 @@ def test_orthogonal_compiled_step_equals_eager(orth_map):
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
     for k, v in results[0][1].items():
         np.testing.assert_allclose(results[1][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_parametrized_deepcopy():
+    import copy
+    import pickle
+    m = nn.utils.parametrizations.weight_norm(nn.Linear(3, 2))
+    m2 = copy.deepcopy(m)
+    assert type(m2).__name__ == "ParametrizedLinear" and type(m2) is not type(m)
+    np.testing.assert_array_equal(_np(m2.weight), _np(m.weight))
+    with ember.no_grad():
+        m2.parametrizations.weight.original0.mul_(2.0)
+    np.testing.assert_allclose(_np(m2.weight), 2 * _np(m.weight), rtol=1e-6)
+    parametrize.remove_parametrizations(m2, "weight")
+    assert type(m2) is nn.Linear and parametrize.is_parametrized(m, "weight")
+    np.testing.assert_allclose(_np(m2.weight), 2 * _np(m.weight), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="only supported through state_dict"):
+        pickle.dumps(m)

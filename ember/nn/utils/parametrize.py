@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Optional
 
 from ember.autograd import no_grad
@@ -161,7 +162,24 @@ def _inject_new_class(module: Module) -> None:
         raise RuntimeError("Serialization of parametrized modules is only supported through "
                            "state_dict().")
 
-    param_cls = type(f"Parametrized{cls.__name__}", (cls,), {"__getstate__": getstate})
+    def deepcopy(self, memo):
+        # copy.deepcopy works (AveragedModel and EMA copies need it), pickling does not,
+        # as in torch; the copy gets its own class, so removing a parametrization from one
+        # leaves the other's property in place.
+        obj = memo.get(id(self))
+        if obj is not None:
+            return obj
+        own_cls = type(self.__class__.__name__, self.__class__.__bases__,
+                       dict(self.__class__.__dict__))
+        replica = object.__new__(own_cls)
+        memo[id(self)] = replica
+        object.__setattr__(replica, "__dict__", copy.deepcopy(self.__dict__, memo))
+        return replica
+
+    dct = {"__getstate__": getstate}
+    if "__deepcopy__" not in cls.__dict__:
+        dct["__deepcopy__"] = deepcopy
+    param_cls = type(f"Parametrized{cls.__name__}", (cls,), dct)
     object.__setattr__(module, "__class__", param_cls)
 
 
