@@ -111,6 +111,8 @@ def test_pools_match_torch(ceil_mode):
     for size in [(4, None, 3), 2, (1, 1, 1), (7, 4, 5)]:
         _compare(lambda x: F.adaptive_avg_pool3d(x, size),
                  lambda x: tf.adaptive_avg_pool3d(x, size), x)
+        _compare(lambda x: nn.AdaptiveMaxPool3d(size)(x),
+                 lambda x: torch.nn.AdaptiveMaxPool3d(size)(x), x)
 
 
 def test_pools_numpy():

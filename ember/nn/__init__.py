@@ -38,7 +38,8 @@ from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RN
 from ember.nn.sparse import Embedding
 from ember.nn.bilinear import Bilinear
 from ember.nn.ctc import CTCLoss
-from ember.nn.conv3d import AdaptiveAvgPool3d, AvgPool3d, Conv3d, ConvTranspose3d, MaxPool3d
+from ember.nn.conv3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, Conv3d,
+                             ConvTranspose3d, MaxPool3d)
 from ember.nn.embedding_bag import EmbeddingBag
 from ember.nn.norm3d import BatchNorm3d, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
@@ -66,6 +67,7 @@ __all__ = [
     "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
     "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle", "Bilinear", "EmbeddingBag",
     "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "BatchNorm3d",
+    "AdaptiveMaxPool3d",
     "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "CTCLoss",
 ]
 

@@ -1,4 +1,5 @@
-"""3-D layers: Conv3d, ConvTranspose3d, MaxPool3d, AvgPool3d, AdaptiveAvgPool3d.
+"""3-D layers: Conv3d, ConvTranspose3d, MaxPool3d, AvgPool3d, AdaptiveAvgPool3d,
+AdaptiveMaxPool3d.
 
 The convolutions share Conv2d's arguments, parameters and initialization (``_ConvNd``);
 the functional ops are compositions of 2-D convolutions and strided slices
@@ -16,7 +17,8 @@ from ember.nn.conv import _ConvNd, _ConvTransposeNd
 from ember.nn.module import Module
 from ember.tensor import Tensor
 
-__all__ = ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d"]
+__all__ = ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
+           "AdaptiveMaxPool3d"]
 
 
 class Conv3d(_ConvNd):
@@ -118,6 +120,25 @@ class AdaptiveAvgPool3d(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return F.adaptive_avg_pool3d(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool3d(Module):
+    """Max of [N, C, D, H, W] over ``output_size`` windows per dim.
+
+    >>> nn.AdaptiveMaxPool3d(2)(ember.randn(1, 3, 5, 6, 7)).shape
+    ember.Size([1, 3, 2, 2, 2])
+    """
+
+    def __init__(self, output_size, return_indices: bool = False) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.return_indices = return_indices
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.adaptive_max_pool3d(input, self.output_size, self.return_indices)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"

@@ -23,7 +23,7 @@ from ember.errors import OpError, shape_str
 from ember.tensor import Tensor, cat, stack, tensor, zeros
 
 __all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
-           "instance_norm"]
+           "adaptive_max_pool3d", "instance_norm"]
 
 
 def _triple(v, name: str = "value") -> tuple[int, int, int]:
@@ -285,14 +285,8 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
     >>> F.adaptive_avg_pool3d(ember.randn(1, 2, 5, 7, 9), (2, 3, None)).shape
     ember.Size([1, 2, 2, 3, 9])
     """
-    if not isinstance(input, Tensor) or input.ndim not in (4, 5):
-        raise OpError("adaptive_avg_pool3d", "expected a 4-D or 5-D input", ())
-    sizes = (list(output_size) if isinstance(output_size, (tuple, list))
-             else [output_size] * 3)
-    if len(sizes) != 3:
-        raise ValueError(f"adaptive_avg_pool3d: output_size must be 3, got {output_size!r}")
     x = input
-    for j, o in enumerate(sizes):
+    for j, o in enumerate(_adaptive_sizes(input, output_size, "adaptive_avg_pool3d")):
         dim = x.ndim - 3 + j
         size = x.shape[dim]
         o = size if o is None else int(o)
@@ -305,6 +299,40 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
             a[i, lo:hi] = 1.0 / (hi - lo)
         mat = tensor(a.T, dtype=x.dtype, device=x.device)
         x = x.movedim(dim, -1).matmul(mat).movedim(-1, dim)
+    return x
+
+
+def _adaptive_sizes(input: Tensor, output_size, op: str) -> list:
+    if not isinstance(input, Tensor) or input.ndim not in (4, 5):
+        raise OpError(op, "expected a 4-D or 5-D input", ())
+    sizes = (list(output_size) if isinstance(output_size, (tuple, list))
+             else [output_size] * 3)
+    if len(sizes) != 3:
+        raise ValueError(f"{op}: output_size must be 3, got {output_size!r}")
+    return sizes
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False) -> Tensor:
+    """Max of [N, C, D, H, W] over ``output_size`` windows per dim (None keeps a dim);
+    window i of n covers [floor(i*n/o), ceil((i+1)*n/o)), as torch's.
+
+    >>> F.adaptive_max_pool3d(ember.randn(1, 2, 5, 7, 9), (2, 3, None)).shape
+    ember.Size([1, 2, 2, 3, 9])
+    """
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool3d: return_indices=True is not supported")
+    x = input
+    for j, o in enumerate(_adaptive_sizes(input, output_size, "adaptive_max_pool3d")):
+        dim = x.ndim - 3 + j
+        size = x.shape[dim]
+        o = size if o is None else int(o)
+        if o == size:
+            continue
+        parts = []
+        for i in range(o):
+            lo, hi = (i * size) // o, -((-(i + 1) * size) // o)
+            parts.append(x.narrow(dim, lo, hi - lo).amax(dim, keepdim=True))
+        x = cat(parts, dim)
     return x
 
 
