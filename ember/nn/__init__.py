@@ -66,9 +66,9 @@ __all__ = [
     "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "RMSNorm",
     "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
     "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle", "Bilinear", "EmbeddingBag",
-    "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "BatchNorm3d",
-    "AdaptiveMaxPool3d",
-    "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "CTCLoss",
+    "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool3d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+    "CTCLoss",
 ]
 
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.
