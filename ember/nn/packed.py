@@ -27,13 +27,13 @@ __all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pac
 
 def _ints(t) -> np.ndarray:
     if isinstance(t, Tensor):
-        return np.asarray(t.numpy()).astype(np.int64).reshape(-1)
+        return np.asarray(t.detach().cpu().numpy()).astype(np.int64).reshape(-1)
     return np.asarray(list(t), dtype=np.int64).reshape(-1)
 
 
-def _long(a: np.ndarray) -> Tensor:
+def _long(a: np.ndarray, device=None) -> Tensor:
     from ember.dtypes import int64
-    return tensor(np.asarray(a, dtype=np.int64), dtype=int64)
+    return tensor(np.asarray(a, dtype=np.int64), dtype=int64, device=device)
 
 
 def invert_permutation(permutation: Optional[Tensor]) -> Optional[Tensor]:
@@ -164,7 +164,7 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
         order, sorted_indices = np.arange(batch), None
     else:
         order = np.argsort(-lens, kind="stable")      # torch's CPU sort keeps ties in order
-        sorted_indices = _long(order)
+        sorted_indices = _long(order, input.device)     # torch: on the input's device
     if batch and lens.min() <= 0:
         raise RuntimeError("Length of all samples has to be greater than 0, but found an "
                            "element in 'lengths' that is <= 0")
@@ -179,11 +179,11 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
     rows = [t * batch + order[:n] if not batch_first else order[:n] * steps + t
             for t, n in enumerate(batch_sizes)]
     flat = input.reshape((steps * batch,) + tuple(input.shape[2:]))
-    data = flat.index_select(0, _long(np.concatenate(rows)))
+    data = flat.index_select(0, _long(np.concatenate(rows), input.device))
     inverse = np.empty_like(order)
     inverse[order] = np.arange(batch)
     out = PackedSequence(data, _long(batch_sizes), sorted_indices,
-                         None if sorted_indices is None else _long(inverse))
+                         None if sorted_indices is None else _long(inverse, input.device))
     out._layout = (batch_sizes.astype(np.int64), order, inverse)
     return out
 
@@ -223,7 +223,7 @@ def _pad_packed(sequence: PackedSequence, batch_first: bool, padding_value: floa
     if batch_first:
         rows = rows.T
     fill = data.new_full((1,) + tuple(data.shape[1:]), padding_value)
-    padded = cat([data, fill], 0).index_select(0, _long(rows.reshape(-1)))
+    padded = cat([data, fill], 0).index_select(0, _long(rows.reshape(-1), data.device))
     return padded.reshape(rows.shape + tuple(data.shape[1:])), lens
 
 
@@ -257,4 +257,4 @@ def repack_like(padded: Tensor, like: PackedSequence) -> PackedSequence:
     batch_sizes, order, _ = like._host_layout()
     rows = np.concatenate([t * padded.shape[1] + order[:n] for t, n in enumerate(batch_sizes)])
     flat = padded.reshape((padded.shape[0] * padded.shape[1],) + tuple(padded.shape[2:]))
-    return like._with_data(flat.index_select(0, _long(rows)))
+    return like._with_data(flat.index_select(0, _long(rows, padded.device)))
