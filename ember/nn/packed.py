@@ -207,7 +207,7 @@ def _pad_packed(sequence: PackedSequence, batch_first: bool, padding_value: floa
     data = sequence.data
     batch_sizes, _, unsorted = sequence._host_layout()
     offsets, sorted_lens = _sorted_layout(batch_sizes)
-    batch, longest = int(batch_sizes[0]), int(batch_sizes.size)
+    longest = int(batch_sizes.size)
     if total_length is not None:
         if total_length < longest:
             raise ValueError(f"Expected total_length to be at least the length of the longest "
