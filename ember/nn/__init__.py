@@ -36,6 +36,12 @@ from ember.nn.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxP
                               Upsample, UpsamplingBilinear2d, UpsamplingNearest2d)
 from ember.nn.rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell, RNNCellBase
 from ember.nn.sparse import Embedding
+from ember.nn.bilinear import Bilinear
+from ember.nn.ctc import CTCLoss
+from ember.nn.conv3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, Conv3d,
+                             ConvTranspose3d, MaxPool3d)
+from ember.nn.embedding_bag import EmbeddingBag
+from ember.nn.norm3d import BatchNorm3d, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                                   TransformerEncoder, TransformerEncoderLayer)
 
@@ -59,7 +65,10 @@ __all__ = [
     "ReplicationPad3d", "CircularPad1d", "CircularPad2d", "CircularPad3d", "MaxPool1d",
     "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "RMSNorm",
     "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-    "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle",
+    "Fold", "Unfold", "PixelShuffle", "PixelUnshuffle", "Bilinear", "EmbeddingBag",
+    "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool3d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+    "CTCLoss",
 ]
 
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.

@@ -779,3 +779,8 @@ from ember.nn._functional import __all__ as _more, embedding as _embedding  # no
 from ember.nn._functional import ceil_pool as _ceil_pool  # noqa: E402
 
 __all__ += _more
+# embedding_bag, bilinear, grid_sample, affine_grid, conv3d and the 3-D pools (nn3's files).
+from ember.nn._functional.more_nn import *  # noqa: E402,F401,F403
+from ember.nn._functional.more_nn import __all__ as _nn3  # noqa: E402
+
+__all__ += _nn3

@@ -20,10 +20,13 @@ import math
 import warnings
 from typing import Optional
 
+import numpy as np
+
 from ember.nn import functional as F
 from ember.nn import init
 from ember.nn.module import Module, Parameter
-from ember.tensor import Tensor, cat, empty, stack, zeros
+from ember.nn.packed import PackedSequence, _pad_packed, repack_like
+from ember.tensor import Tensor, cat, empty, stack, tensor, where, zeros
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -114,6 +117,8 @@ class RNNBase(Module):
     def forward(self, input: Tensor, hx=None):
         is_lstm = self.mode == "LSTM"
         name = _NAMES[self.mode]
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}.forward(): argument 'input' must be Tensor, not "
                             f"{type(input).__name__}")
@@ -133,7 +138,39 @@ class RNNBase(Module):
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {x.shape[-1]}")
         h0, c0 = self._initial_state(hx, batched, x, h_shape, c_shape)
+        output, h_n, c_n = self._layers(x, h0, c0, None)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        if not batched:
+            output = output.squeeze(batch_dim)
+            h_n = h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if is_lstm else None
+        return (output, (h_n, c_n)) if is_lstm else (output, h_n)
 
+    def _forward_packed(self, input: PackedSequence, hx):
+        """A packed batch runs padded, in the original order, with a [T, B, 1] mask that
+        freezes each sequence's state after its last step (and, in reverse, until its last
+        step): the final states are those at each sequence's own end, as torch's."""
+        is_lstm = self.mode == "LSTM"
+        x, lengths = _pad_packed(input, False, 0.0, None)   # [T, B, H_in], original order
+        if x.shape[-1] != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
+                               f"{self.input_size}, got {x.shape[-1]}")
+        directions = 2 if self.bidirectional else 1
+        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+        h_shape = (self.num_layers * directions, x.shape[1], real_hidden)
+        c_shape = (self.num_layers * directions, x.shape[1], self.hidden_size)
+        h0, c0 = self._initial_state(hx, True, x, h_shape, c_shape)
+        steps = np.arange(x.shape[0])[:, None, None]
+        mask = tensor(steps < lengths[None, :, None], device=x.device)
+        output, h_n, c_n = self._layers(x, h0, c0, mask)
+        output = repack_like(output, input)
+        return (output, (h_n, c_n)) if is_lstm else (output, h_n)
+
+    def _layers(self, x: Tensor, h0: Tensor, c0: Optional[Tensor], mask: Optional[Tensor]):
+        """Every layer and direction over a time-major [L, N, H_in] input."""
+        is_lstm = self.mode == "LSTM"
+        directions = 2 if self.bidirectional else 1
         layer_input = x
         h_n, c_n = [], []
         for layer in range(self.num_layers):
@@ -142,7 +179,8 @@ class RNNBase(Module):
                 k = layer * directions + direction
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
                 out, h, c = self._run_direction(layer_input, suffix, h0[k],
-                                                None if c0 is None else c0[k], direction == 1)
+                                                None if c0 is None else c0[k], direction == 1,
+                                                mask)
                 outs.append(out)
                 h_n.append(h)
                 if c is not None:
@@ -150,16 +188,7 @@ class RNNBase(Module):
             layer_input = outs[0] if directions == 1 else cat(outs, -1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
-        output = layer_input
-        if self.batch_first:
-            output = output.transpose(0, 1)
-        h_n = stack(h_n, 0)
-        c_n = stack(c_n, 0) if is_lstm else None
-        if not batched:
-            output = output.squeeze(batch_dim)
-            h_n = h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if is_lstm else None
-        return (output, (h_n, c_n)) if is_lstm else (output, h_n)
+        return layer_input, stack(h_n, 0), (stack(c_n, 0) if is_lstm else None)
 
     def _initial_state(self, hx, batched: bool, x: Tensor, h_shape, c_shape):
         is_lstm = self.mode == "LSTM"
@@ -197,7 +226,7 @@ class RNNBase(Module):
         return h0, c0
 
     def _run_direction(self, x: Tensor, suffix: str, h: Tensor, c: Optional[Tensor],
-                       reverse: bool):
+                       reverse: bool, mask: Optional[Tensor] = None):
         w_ih = getattr(self, "weight_ih" + suffix)
         w_hh_t = getattr(self, "weight_hh" + suffix).t()
         b_hh = getattr(self, "bias_hh" + suffix) if self.bias else None
@@ -210,9 +239,14 @@ class RNNBase(Module):
             hw = h.matmul(w_hh_t)
             if b_hh is not None:
                 hw = hw + b_hh
-            h, c = _step(self.mode, xw[t], hw, h, c)
+            h_new, c_new = _step(self.mode, xw[t], hw, h, c)
             if w_hr_t is not None:
-                h = h.matmul(w_hr_t)
+                h_new = h_new.matmul(w_hr_t)
+            if mask is None:
+                h, c = h_new, c_new
+            else:       # a finished (or, in reverse, not yet started) sequence keeps its state
+                h = where(mask[t], h_new, h)
+                c = where(mask[t], c_new, c) if c is not None else None
             outs[t] = h
         return stack(outs, 0), h, c
 

@@ -7,6 +7,11 @@ from ember.nn.utils.clip_grad import (clip_grad_norm, clip_grad_norm_, clip_grad
                                       clip_grads_with_norm_, get_total_norm)
 from ember.nn.utils.convert_parameters import parameters_to_vector, vector_to_parameters
 from ember.nn.utils import rnn  # noqa: F401
+from ember.nn.utils import parametrize  # noqa: F401
+from ember.nn.utils import parametrizations  # noqa: F401
+from ember.nn.utils.spectral_norm import remove_spectral_norm, spectral_norm
+from ember.nn.utils.weight_norm import remove_weight_norm, weight_norm
 
 __all__ = ["clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_",
-           "get_total_norm", "parameters_to_vector", "vector_to_parameters"]
+           "get_total_norm", "parameters_to_vector", "vector_to_parameters", "weight_norm",
+           "remove_weight_norm", "spectral_norm", "remove_spectral_norm"]

@@ -1,4 +1,4 @@
-"""torch.nn.utils.rnn's pad_sequence: stack sequences of different lengths, padded.
+"""torch.nn.utils.rnn: pad_sequence here; PackedSequence and packing in ember.nn.packed.
 
 >>> from ember.nn.utils.rnn import pad_sequence
 >>> pad_sequence([ember.ones(2), ember.ones(3)], batch_first=True).shape
@@ -6,9 +6,13 @@ ember.Size([2, 3])
 """
 from __future__ import annotations
 
+from ember.nn.packed import (PackedSequence, invert_permutation, pack_padded_sequence,
+                             pack_sequence, pad_packed_sequence, unpack_sequence,
+                             unpad_sequence)
 from ember.tensor import Tensor, cat, stack
 
-__all__ = ["pad_sequence"]
+__all__ = ["pad_sequence", "PackedSequence", "pack_padded_sequence", "pad_packed_sequence",
+           "pack_sequence", "unpack_sequence", "unpad_sequence", "invert_permutation"]
 
 
 def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.0,
