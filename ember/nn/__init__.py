@@ -71,5 +71,9 @@ __all__ = [
     "CTCLoss",
 ]
 
+from ember.nn.modules_extra import *  # noqa: E402,F401,F403
+from ember.nn.modules_extra import __all__ as _extra  # noqa: E402
+__all__ += _extra
+
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.
 from ember.nn import modules, parameter, utils  # noqa: E402,F401
