@@ -142,6 +142,13 @@ OP_PROGRAMS = {
     "unique": lambda: (lambda x: ember.unique((x * 2).round(), return_counts=True)[1] + 1, _x(3, 4)),
     "bincount": lambda: (lambda x: ember.bincount((x.abs() * 3).long().reshape(-1)) * 2, _x(3, 4)),
     "scatter_reduce_np": lambda: (lambda x, i, y: x.scatter_reduce(1, i, y * 2, "amax") + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),
+    # ember/ops/mathops.py: NumPy/CuPy steps between fused kernels.
+    "atan": lambda: (lambda x: (x * 2).atan() + 1, _x(3, 4)),
+    "asin": lambda: (lambda x: (x * 0.3).asin() * 2, _x(3, 4)),
+    "acos": lambda: (lambda x: (x * 0.3).acos() * 2, _x(3, 4)),
+    "atan2": lambda: (lambda y, x: ember.atan2(y * 2, x) + 1, _x(3, 4), _x(4)),
+    "gcd": lambda: (lambda x: ember.gcd((x * 10).long(), ember.tensor([6])) + 1, _x(3, 4)),
+    "lcm": lambda: (lambda x: ember.lcm((x.abs() * 10).long() + 1, ember.tensor([4])) * 2, _x(3, 4)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
 
@@ -844,3 +851,23 @@ def test_python_and_numpy_global_random_make_the_call_run_eagerly():
                 got = [cf(x).numpy() for _ in range(6)]
             np.testing.assert_array_equal(np.array(got), np.array(want))
         assert any("global random" in r for r in cf.stats()["fallbacks"])
+
+
+def _two_reads(x):
+    a = x * 2
+    b = x + 1
+    y = (b * 3).sum()
+    u, v = a.numpy(), b.numpy()   # two graph breaks in a row, of values made earlier
+    return y + float(u.sum()) + float(v.sum())
+
+
+def test_consecutive_reads_of_earlier_values_compile():
+    # The empty segment between the two reads needed b, which the first segment did not
+    # hand on: "building the compiled code failed (KeyError)", then eager calls.
+    f = ember.compile(_two_reads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            x = ember.randn(5)
+            np.testing.assert_allclose(f(x).item(), _two_reads(x).item(), rtol=1e-6)
+    assert f.stats()["cache_hits"] >= 1 and not f.stats()["fallbacks"]

@@ -753,6 +753,7 @@ def _build_cases():
     }
     cases["full"], cases["arange"] = _creation_cases()
     cases.update(_tensor_function_cases())
+    cases.update(_math_cases())
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         cases[name] = _cmp_cases(name)
     return cases
@@ -787,6 +788,22 @@ def _np_argsort_desc(dim):
         n = a.shape[dim]
         return n - 1 - np.flip(np.argsort(np.flip(a, dim), axis=dim, kind="stable"), dim)
     return ref
+
+
+def _math_cases():
+    """ember/ops/mathops.py: the inverse trig functions, atan2 (inputs of one shape: its
+    callers broadcast), gcd and lcm."""
+    ia = np.array([[12, -9, 0], [7, 20, -15]], dtype=np.int64)
+    ib = np.array([[8, 6, 5], [0, -4, 10]], dtype=np.int64)
+    inside = lambda *s: f64(*s, lo=-0.9, hi=0.9)  # noqa: E731
+    return {
+        "atan": [Case([f64(3, 4)], lambda a: a.atan(), np.arctan, id="2d")],
+        "asin": [Case([inside(3, 4)], lambda a: a.asin(), np.arcsin, id="2d")],
+        "acos": [Case([inside(3, 4)], lambda a: a.acos(), np.arccos, id="2d")],
+        "atan2": [Case([f64(3, 4), f64(3, 4)], lambda y, x: y.atan2(x), np.arctan2, id="2d")],
+        "gcd": [Case([ia, ib], lambda a, b: a.gcd(b), np.gcd, id="int", grad=False)],
+        "lcm": [Case([ia, ib], lambda a, b: a.lcm(b), np.lcm, id="int", grad=False)],
+    }
 
 
 def _tensor_function_cases():

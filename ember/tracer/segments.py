@@ -173,6 +173,9 @@ def insert_path(root: Segment | None, trace: Trace) -> tuple[Segment, list[Segme
         need = {n for n in later_uses if seg.lo <= n < seg.hi and (
             n in g.outputs or any(v == n for _, v in g.writebacks)
             or any(u >= seg.hi for u in g.users(n)))}
+        # Observed values made here: a later (perhaps empty) segment observes some, as in
+        # ``a.numpy(); b.numpy()`` of two tensors made before the first read.
+        need.update(o.node for o in trace.observations if seg.lo <= o.node < seg.hi)
         if seg.obs is not None:
             need.add(seg.obs.node)
         if not need <= seg.needs or seg.plan is None:
