@@ -30,6 +30,9 @@ from ember.tensor_create import LEGACY_TYPES as _LEGACY_TYPES
 globals().update(_LEGACY_TYPES)   # ember.LongTensor, ember.FloatTensor, ...
 from ember.einsum import einsum
 from ember import linalg
+from ember.linalg_decomp import (cholesky_solve, det, logdet, matrix_power,  # noqa: E402
+                                 pinverse, slogdet, triangular_solve)
+from ember.linalg_decomp import inv as inverse, legacy_cholesky as cholesky  # noqa: E402
 from ember import serialization  # noqa: E402
 from ember.serialization import load, save  # noqa: E402
 from ember.sampling import bernoulli, multinomial, normal  # noqa: E402

@@ -130,3 +130,10 @@ def _check_float(x: Tensor, op: str, dtype) -> None:
 def _torch_name(dt) -> str:
     return {"int64": "Long", "int32": "Int", "bool": "Bool", "int16": "Short", "int8": "Char",
             "uint8": "Byte"}.get(dt.name, dt.name)
+
+
+# Solves, inverses, determinants and decompositions live in their own module.
+from ember.linalg_decomp import *  # noqa: E402,F401,F403
+from ember.linalg_decomp import __all__ as _decomp_all  # noqa: E402
+
+__all__ += _decomp_all

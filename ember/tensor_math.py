@@ -508,6 +508,35 @@ class TensorMath:
         from ember import linalg
         return linalg.legacy_norm(self, p, dim, keepdim, dtype)
 
+    def inverse(self) -> Tensor:
+        """torch's ``Tensor.inverse``: ``ember.linalg.inv(self)``."""
+        from ember import linalg
+        return linalg.inv(self)
+
+    def det(self) -> Tensor:
+        from ember import linalg
+        return linalg.det(self)
+
+    def logdet(self) -> Tensor:
+        from ember import linalg
+        return linalg.logdet(self)
+
+    def slogdet(self):
+        from ember import linalg
+        return linalg.slogdet(self)
+
+    def cholesky(self, upper: bool = False) -> Tensor:
+        from ember import linalg
+        return linalg.cholesky(self, upper=upper)
+
+    def pinverse(self, rcond: float = 1e-15) -> Tensor:
+        from ember import linalg
+        return linalg.pinv(self, rtol=rcond)
+
+    def matrix_power(self, n: int) -> Tensor:
+        from ember import linalg
+        return linalg.matrix_power(self, n)
+
     # ---- matmul -----------------------------------------------------------------------
     def matmul(self, other):
         """PyTorch's matmul, including 1-D operands (treated as vectors)."""

@@ -9,6 +9,7 @@ import pytest
 
 import ember
 from ember.ops.registry import OPS
+from linalg_registry_cases import linalg_programs
 
 
 def _np(t):
@@ -143,6 +144,7 @@ OP_PROGRAMS = {
     "bincount": lambda: (lambda x: ember.bincount((x.abs() * 3).long().reshape(-1)) * 2, _x(3, 4)),
     "scatter_reduce_np": lambda: (lambda x, i, y: x.scatter_reduce(1, i, y * 2, "amax") + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),
 }
+OP_PROGRAMS.update(linalg_programs())   # tests/linalg_registry_cases.py
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
 
 
