@@ -537,6 +537,25 @@ class TensorMath:
         from ember import linalg
         return linalg.matrix_power(self, n)
 
+    @property
+    def real(self) -> Tensor:
+        """The real part (a copy, not PyTorch's view); the tensor itself when real."""
+        from ember import complex_numbers
+        return complex_numbers.real(self)
+
+    @property
+    def imag(self) -> Tensor:
+        from ember import complex_numbers
+        return complex_numbers.imag(self)
+
+    def conj(self) -> Tensor:
+        from ember import complex_numbers
+        return complex_numbers.conj(self)
+
+    def angle(self) -> Tensor:
+        from ember import complex_numbers
+        return complex_numbers.angle(self)
+
     # ---- matmul -----------------------------------------------------------------------
     def matmul(self, other):
         """PyTorch's matmul, including 1-D operands (treated as vectors)."""

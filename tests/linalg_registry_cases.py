@@ -141,3 +141,65 @@ def linalg_programs():
             lambda x, y: dispatch("linalg_solve_triangular", x + 3 * ember.eye(3), y * 2,
                                   upper=True, unitriangular=False) + 1, _x(3, 3), _x(3, 2)),
     }
+
+
+# ---- ember/ops/spectral.py ---------------------------------------------------------------
+# Complex results have no real-valued torch cotangent here: their gradients are checked
+# through view_as_real in tests/test_fft.py (against torch and finite differences).
+
+def _cplx(*shape):
+    return r.standard_normal(shape) + 1j * r.standard_normal(shape)
+
+
+def spectral_cases(Case):
+    import torch
+    x, z, z2 = r.standard_normal((3, 8)), _cplx(3, 5), _cplx(2, 4, 5)
+    return {
+        "fft_c2c": [Case([z], lambda a: torch.fft.fftn(a, dim=(1,)),
+                         lambda a: np.fft.fftn(a, axes=(1,)),
+                         {"dims": (1,), "norm": "backward", "forward": True}, grad=False),
+                    Case([z2], lambda a: torch.fft.ifftn(a, dim=(0, 2), norm="ortho"),
+                         lambda a: np.fft.ifftn(a, axes=(0, 2), norm="ortho"),
+                         {"dims": (0, 2), "norm": "ortho", "forward": False}, id="inverse",
+                         grad=False)],
+        "fft_r2c": [Case([x], lambda a: torch.fft.rfftn(a, dim=(1,)),
+                         lambda a: np.fft.rfftn(a, axes=(1,)),
+                         {"dims": (1,), "norm": "backward", "onesided": True}, grad=False),
+                    Case([x], lambda a: torch.fft.fftn(a, dim=(0, 1), norm="forward"),
+                         lambda a: np.fft.fftn(a, axes=(0, 1), norm="forward"),
+                         {"dims": (0, 1), "norm": "forward", "onesided": False}, id="full",
+                         grad=False)],
+        "fft_c2r": [Case([z], lambda a: torch.fft.irfftn(a, s=(8,), dim=(1,)),
+                         lambda a: np.fft.irfftn(a, s=(8,), axes=(1,)),
+                         {"dims": (1,), "norm": "backward", "last_dim_size": 8}, grad=False),
+                    Case([z2], lambda a: torch.fft.irfftn(a, s=(2, 9), dim=(0, 2), norm="ortho"),
+                         lambda a: np.fft.irfftn(a, s=(2, 9), axes=(0, 2), norm="ortho"),
+                         {"dims": (0, 2), "norm": "ortho", "last_dim_size": 9}, id="2d",
+                         grad=False)],
+        "complex_real": [Case([z], lambda a: torch.real(a).clone(), np.real, grad=False)],
+        "complex_imag": [Case([z], lambda a: torch.imag(a).clone(), np.imag, grad=False)],
+        "complex_angle": [Case([z], torch.angle, np.angle, grad=False)],
+        "conj": [Case([z], lambda a: torch.conj(a).resolve_conj(), np.conj, grad=False)],
+        "complex": [Case([x[:, :5], x[:, 3:]], torch.complex, lambda a, b: a + 1j * b,
+                         grad=False),
+                    Case([x[:, :5], x[0, 3:]], lambda a, b: torch.complex(a, b.expand(3, 5)),
+                         lambda a, b: a + 1j * b, id="broadcast", grad=False)],
+    }
+
+
+def spectral_programs():
+    z = ember.complex(_x(3, 5), _x(3, 5))
+    return {
+        "fft_c2c": lambda: (lambda a: dispatch("fft_c2c", a * 2, dims=(1,), norm="ortho",
+                                               forward=True).abs() + 1, z),
+        "fft_r2c": lambda: (lambda a: dispatch("fft_r2c", a * 2, dims=(1,), norm="backward",
+                                               onesided=True).abs() + 1, _x(3, 8)),
+        "fft_c2r": lambda: (lambda a: dispatch("fft_c2r", a * 2, dims=(1,), norm="backward",
+                                               last_dim_size=8) + 1, z),
+        "complex_real": lambda: (lambda a: dispatch("complex_real", a * 2) + 1, z),
+        "complex_imag": lambda: (lambda a: dispatch("complex_imag", a * 2) + 1, z),
+        "complex_angle": lambda: (lambda a: dispatch("complex_angle", a * 2) + 1, z),
+        "conj": lambda: (lambda a: dispatch("conj", a * 2).abs() + 1, z),
+        "complex": lambda: (lambda a, b: dispatch("complex", a * 2, b).abs() + 1,
+                            _x(3, 5), _x(5)),
+    }

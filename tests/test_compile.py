@@ -9,7 +9,7 @@ import pytest
 
 import ember
 from ember.ops.registry import OPS
-from linalg_registry_cases import linalg_programs
+from linalg_registry_cases import linalg_programs, spectral_programs
 
 
 def _np(t):
@@ -145,6 +145,7 @@ OP_PROGRAMS = {
     "scatter_reduce_np": lambda: (lambda x, i, y: x.scatter_reduce(1, i, y * 2, "amax") + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),
 }
 OP_PROGRAMS.update(linalg_programs())   # tests/linalg_registry_cases.py
+OP_PROGRAMS.update(spectral_programs())
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
 
 

@@ -122,7 +122,9 @@ defop("relu", UNARY, lambda xp, a: xp.maximum(a, a.dtype.type(0)),
 
 
 def _cast_vjp(g, out, a, dtype):
-    return (g.to(a.dtype) if a.dtype.is_floating_point else None,)
+    if g.dtype.is_complex and not a.dtype.is_complex:   # real to complex: the real part
+        g = dispatch("complex_real", g)
+    return (g.to(a.dtype) if a.dtype.is_floating_point or a.dtype.is_complex else None,)
 
 
 defop("cast", UNARY, lambda xp, a, dtype: a.astype(dtype.np), _cast_vjp)
@@ -139,14 +141,19 @@ def _sub_vjp(g, out, a, b):
 
 
 def _mul_vjp(g, out, a, b):
-    return (sum_to(g * b, a.shape) if a.requires_grad else None,
-            sum_to(g * a, b.shape) if b.requires_grad else None)
+    return (sum_to(g * conj(b), a.shape) if a.requires_grad else None,
+            sum_to(g * conj(a), b.shape) if b.requires_grad else None)
 
 
 def _div_vjp(g, out, a, b):
-    gb = g / b
+    gb = g / conj(b)
     return (sum_to(gb, a.shape) if a.requires_grad else None,
-            sum_to(-gb * out, b.shape) if b.requires_grad else None)
+            sum_to(-gb * conj(out), b.shape) if b.requires_grad else None)
+
+
+def conj(x):
+    """x, conjugated when complex: PyTorch's gradients of complex products (grad * conj(b))."""
+    return dispatch("conj", x) if x.dtype.is_complex else x
 
 
 def _pow_vjp(g, out, a, b):
