@@ -211,3 +211,16 @@ def test_compiled_training_equals_eager():
     comp = run(True)
     np.testing.assert_allclose(comp[0], eager[0], rtol=1e-10)
     np.testing.assert_allclose(comp[1], eager[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("ord", ["nuc", 2, -2])
+def test_spectral_matrix_norms(ord):
+    torch = pytest.importorskip("torch")
+    a = rng.standard_normal((2, 4, 3))
+    check_against_torch(lambda x: L.matrix_norm(x, ord), lambda x: torch.linalg.matrix_norm(x, ord),
+                        [a])
+    check_against_torch(lambda x: L.matrix_norm(x, ord, dim=(0, 2), keepdim=True),
+                        lambda x: torch.linalg.matrix_norm(x, ord, dim=(0, 2), keepdim=True), [a])
+    check_grad_fd(lambda x: L.matrix_norm(x, ord), [a])
+    if ord == "nuc":
+        check_against_torch(lambda x: x.norm(p="nuc"), lambda x: x.norm(p="nuc"), [a[0]])
