@@ -200,8 +200,8 @@ def _dims_sizes(name, input, s, dim):
         if dim is None:
             dim = tuple(range(input.ndim - len(s), input.ndim))
         if len(s) != len(dim):
-            raise OpError(name, f"When given, dim and shape arguments must have the same "
-                          f"length", (input,))
+            raise OpError(name, "When given, dim and shape arguments must have the same "
+                          "length", (input,))
         return tuple(dim), [None if v == -1 else v for v in s]
     if dim is None:
         dim = tuple(range(input.ndim))

@@ -125,7 +125,8 @@ def _spd(n):
 def linalg_programs():
     """Compiled programs (each op between elementwise work, so it sits inside a plan)."""
     return {
-        "linalg_inv": lambda: (lambda x: dispatch("linalg_inv", x + 3 * ember.eye(3)) * 2, _x(3, 3)),
+        "linalg_inv": lambda: (lambda x: dispatch("linalg_inv", x + 3 * ember.eye(3)) * 2,
+                               _x(3, 3)),
         "linalg_solve": lambda: (lambda x, y: dispatch("linalg_solve", x + 3 * ember.eye(3), y) + 1,
                                  _x(3, 3), _x(3, 2)),
         "linalg_det": lambda: (lambda x: dispatch("linalg_det", x * 2) + 1, _x(2, 3, 3)),

@@ -46,7 +46,8 @@ CASES = {
     "qr_tall": (lambda M: lambda a: M.qr(a), [rng.standard_normal((2, 5, 3))]),
     "qr_square": (lambda M: lambda a: M.qr(a), [rng.standard_normal((4, 4))]),
     "qr_wide": (lambda M: lambda a: M.qr(a), [rng.standard_normal((2, 3, 5))]),
-    "qr_complete_square": (lambda M: lambda a: M.qr(a, mode="complete"), [rng.standard_normal((3, 3))]),
+    "qr_complete_square": (lambda M: lambda a: M.qr(a, mode="complete"),
+                           [rng.standard_normal((3, 3))]),
     "eigh": (lambda M: sym(lambda a: (M.eigh(a)[0], M.eigh(a)[1] ** 2)), [spd(2)]),
     "eigh_upper": (lambda M: sym(lambda a: (M.eigh(a, UPLO="U")[0], M.eigh(a, UPLO="U")[1] ** 2)),
                    [spd(3)]),
@@ -70,7 +71,8 @@ CASES = {
     "cross": (lambda M: lambda a, b: M.cross(a, b),
               [rng.standard_normal((4, 3)), rng.standard_normal((4, 3))]),
     "multi_dot": (lambda M: lambda a, b, c: M.multi_dot([a, b, c]),
-                  [rng.standard_normal(3), rng.standard_normal((3, 5)), rng.standard_normal((5, 2))]),
+                  [rng.standard_normal(3), rng.standard_normal((3, 5)),
+                   rng.standard_normal((5, 2))]),
     "vecdot": (lambda M: lambda a, b: M.vecdot(a, b),
                [rng.standard_normal((4, 3)), rng.standard_normal((4, 3))]),
 }
@@ -182,7 +184,8 @@ def test_lstsq_fields_match_torch():
         torch.tensor(a), torch.tensor(b))
     np.testing.assert_allclose(to_np(got.solution), want.solution.numpy(), atol=1e-12)
     assert int(got.rank) == int(want.rank)
-    np.testing.assert_allclose(to_np(got.residuals), np.sum((a @ want.solution.numpy() - b) ** 2, 0))
+    np.testing.assert_allclose(to_np(got.residuals),
+                               np.sum((a @ want.solution.numpy() - b) ** 2, 0))
 
 
 def test_compiled_training_equals_eager():

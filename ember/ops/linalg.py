@@ -57,7 +57,8 @@ def _raising(xp, name: str, arrays, fn):
             flat = a.reshape((-1,) + a.shape[-2:])
             for i in range(flat.shape[0]):
                 try:
-                    _raising(xp, name, (flat[i],) + tuple(arrays[1:]), lambda: _one(xp, name, flat[i]))
+                    m = flat[i]
+                    _raising(xp, name, (m,), lambda: _one(xp, name, m))
                 except LinAlgError:
                     where = f"(Batch element {i}): "
                     break

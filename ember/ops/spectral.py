@@ -110,7 +110,8 @@ defop("complex_imag", EXTERN, lambda xp, z: xp.ascontiguousarray(z.imag), _imag_
 
 
 def _complex(xp, re, im):
-    out = xp.empty(np.broadcast_shapes(re.shape, im.shape), dtype=complex_of(np.result_type(re, im)))
+    dt = complex_of(np.result_type(re.dtype, im.dtype))
+    out = xp.empty(np.broadcast_shapes(re.shape, im.shape), dtype=dt)
     out.real, out.imag = re, im
     return out
 
