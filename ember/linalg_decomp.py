@@ -376,6 +376,31 @@ def pinverse(A: Tensor, rcond: float = 1e-15) -> Tensor:
     return pinv(A, rtol=rcond)
 
 
+def legacy_svd(input: Tensor, some: bool = True, compute_uv: bool = True) -> SVDResult:
+    """``torch.svd`` (deprecated there): ``(U, S, V)``, V not transposed; ``some``: the
+    reduced factors; without ``compute_uv``, U and V are zeros."""
+    U, S, Vh = svd(input, full_matrices=not some)
+    if not compute_uv:
+        return SVDResult(U.detach() * 0, S, Vh.mT.detach() * 0)
+    return SVDResult(U, S, Vh.mT)
+
+
+def legacy_qr(input: Tensor, some: bool = True) -> QRResult:
+    """``torch.qr`` (deprecated there): ``linalg.qr`` in mode "reduced" (``some``) or
+    "complete"."""
+    return qr(input, "reduced" if some else "complete")
+
+
+def legacy_cross(input: Tensor, other: Tensor, dim: int | None = None) -> Tensor:
+    """``torch.cross``: ``linalg.cross`` along ``dim``; None takes the first dim of size 3
+    (PyTorch's deprecated default)."""
+    if dim is None:
+        import numpy as np
+        shape = np.broadcast_shapes(tuple(input.shape), tuple(other.shape))
+        dim = next((i for i, s in enumerate(shape) if s == 3), -1)
+    return cross(input, other, dim=dim)
+
+
 # ---- helpers -------------------------------------------------------------------------------
 
 def _ex(fn, A, check_errors, name):

@@ -227,3 +227,18 @@ def test_spectral_matrix_norms(ord):
     check_grad_fd(lambda x: L.matrix_norm(x, ord), [a])
     if ord == "nuc":
         check_against_torch(lambda x: x.norm(p="nuc"), lambda x: x.norm(p="nuc"), [a[0]])
+
+
+def test_legacy_svd_qr_cross_against_torch():
+    torch = pytest.importorskip("torch")
+    a = rng.standard_normal((2, 5, 3))
+    check_against_torch(lambda x: (lambda r: (r[1], r[0] ** 2, r[2] ** 2))(ember.svd(x)),
+                        lambda x: (lambda r: (r[1], r[0] ** 2, r[2] ** 2))(torch.svd(x)), [a])
+    check_against_torch(lambda x: ember.qr(x), lambda x: torch.qr(x), [a])
+    check_against_torch(lambda x: ember.qr(x[0, :3], some=False),
+                        lambda x: torch.qr(x[0, :3], some=False), [a])
+    b, c = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    check_against_torch(lambda x, y: ember.cross(x, y), lambda x, y: torch.cross(x, y, dim=0),
+                        [b, c])
+    check_against_torch(lambda x, y: ember.cross(x, y, dim=0),
+                        lambda x, y: torch.cross(x, y, dim=0), [b, c])
