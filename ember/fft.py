@@ -106,7 +106,7 @@ def fftfreq(n: int, d: float = 1.0, *, dtype=None, device=None,
     """The sample frequencies of an ``n``-point transform with sample spacing ``d``.
 
     >>> ember.fft.fftfreq(4)
-    tensor([ 0.0000,  0.2500, -0.5000, -0.2500])
+    tensor([ 0.00,  0.25, -0.50, -0.25])
     """
     import numpy as np
     return _freqs(np.fft.fftfreq(n, d), dtype, device, requires_grad)
@@ -123,7 +123,7 @@ def fftshift(input: Tensor, dim=None) -> Tensor:
     """Rolls the zero frequency to the middle of each dim in ``dim`` (all by default).
 
     >>> ember.fft.fftshift(ember.fft.fftfreq(4))
-    tensor([-0.5000, -0.2500,  0.0000,  0.2500])
+    tensor([-0.50, -0.25,  0.00,  0.25])
     """
     dims = _shift_dims(input, dim)
     return input.roll([input.shape[d] // 2 for d in dims], dims) if dims else input

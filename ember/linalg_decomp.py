@@ -6,7 +6,7 @@ differentiable where PyTorch's is, traces into compiled functions (run there eag
 as LAPACK calls) and runs on CUDA through CuPy.
 
 >>> ember.linalg.solve(ember.tensor([[2.0, 0.0], [0.0, 4.0]]), ember.tensor([2.0, 2.0]))
-tensor([1.0000, 0.5000])
+tensor([1.0, 0.5])
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def inv(A: Tensor) -> Tensor:
     """The inverse of each square matrix; a singular one raises ``LinAlgError``.
 
     >>> ember.linalg.inv(ember.tensor([[2.0, 0.0], [0.0, 4.0]]))
-    tensor([[0.5000, 0.0000],
-            [0.0000, 0.2500]])
+    tensor([[0.50, 0.00],
+            [0.00, 0.25]])
     """
     _check_square(A, "linalg.inv")
     return dispatch("linalg_inv", A)
@@ -86,7 +86,7 @@ def det(A: Tensor) -> Tensor:
     """The determinant of each square matrix (its gradient is finite for singular ones).
 
     >>> ember.linalg.det(ember.tensor([[1.0, 2.0], [3.0, 4.0]]))
-    tensor(-2.0000)
+    tensor(-2.)
     """
     _check_square(A, "linalg.det")
     return dispatch("linalg_det", A)
@@ -198,8 +198,8 @@ def pinv(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
     when ``atol`` is not given, else 0).
 
     >>> ember.linalg.pinv(ember.tensor([[2.0, 0.0], [0.0, 0.0]]))
-    tensor([[0.5000, 0.0000],
-            [0.0000, 0.0000]])
+    tensor([[0.5, 0.0],
+            [0.0, 0.0]])
     """
     _check_matrix(A, "linalg.pinv")
     atol_v, rtol_v = _tolerances(A, atol, rtol)
