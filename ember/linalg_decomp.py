@@ -21,7 +21,7 @@ from ember.tensor import Tensor
 __all__ = ["inv", "inv_ex", "solve", "solve_ex", "det", "slogdet", "cholesky", "cholesky_ex",
            "qr", "eigh", "eigvalsh", "svd", "svdvals", "pinv", "lstsq", "matrix_rank",
            "matrix_power", "cross", "vecdot", "multi_dot", "solve_triangular", "LinAlgError",
-           "logdet", "cholesky_solve", "triangular_solve"]
+           "logdet", "cholesky_solve", "triangular_solve", "cond", "matmul", "diagonal"]
 
 SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 QRResult = namedtuple("QRResult", ["Q", "R"])
@@ -364,6 +364,32 @@ def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool =
     a = A.mT if transpose else A
     x = solve_triangular(a, b, upper=upper != transpose, unitriangular=unitriangular)
     return TriangularSolveResult(x, A.clone())
+
+
+def cond(A: Tensor, p=None) -> Tensor:
+    """The condition number: largest over smallest singular value (``p`` None or 2; -2
+    the inverse), else ``matrix_norm(A, p) * matrix_norm(inv(A), p)``.
+
+    >>> ember.linalg.cond(ember.tensor([[2.0, 0.0], [0.0, 0.5]]))
+    tensor(4.)
+    """
+    _check_matrix(A, "linalg.cond")
+    if p in (None, 2, -2):
+        s = svdvals(A)
+        big, small = s.narrow(-1, 0, 1).squeeze(-1), s.narrow(-1, s.shape[-1] - 1, 1).squeeze(-1)
+        return big / small if p != -2 else small / big
+    from ember.linalg import matrix_norm
+    return matrix_norm(A, p) * matrix_norm(inv(A), p)
+
+
+def matmul(input: Tensor, other: Tensor) -> Tensor:
+    """``ember.matmul``."""
+    return input @ other
+
+
+def diagonal(A: Tensor, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """``A.diagonal`` over the last two dims by default."""
+    return A.diagonal(offset, dim1, dim2)
 
 
 def legacy_cholesky(A: Tensor, upper: bool = False) -> Tensor:
