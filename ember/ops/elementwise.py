@@ -153,7 +153,7 @@ def _div_vjp(g, out, a, b):
 
 def conj(x):
     """x, conjugated when complex: PyTorch's gradients of complex products (grad * conj(b))."""
-    return dispatch("conj", x) if x.dtype.is_complex else x
+    return dispatch("conj", x) if x._data.dtype.kind == "c" else x
 
 
 def _pow_vjp(g, out, a, b):
