@@ -201,3 +201,26 @@ def test_fourier_layer_against_torch_and_compiled():
     compiled = ember.compile(loss)
     for _ in range(3):
         np.testing.assert_allclose(float(compiled(*ts)), float(eager), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "sin", "cos", "tanh", "log1p", "expm1",
+                                  "pow", "rpow"])
+def test_complex_elementwise_gradients_against_torch(name, request):
+    """Complex-differentiable elementwise ops: gradient g * conj(f'(z)), as PyTorch."""
+    torch = pytest.importorskip("torch")
+    p = Z * 0.5 + np.array([0.3, 0.1])   # away from log's and sqrt's branch cut at 0
+
+    def fn(mod):
+        def f(p, q=None):
+            z = mod.view_as_complex(p)
+            if name == "pow":
+                out = z ** mod.view_as_complex(q)
+            elif name == "rpow":
+                out = z ** 3
+            else:
+                out = getattr(z, name)()
+            return mod.view_as_real(out)
+        return f
+    inputs = [p, Z[::-1].copy() * 0.3] if name == "pow" else [p]
+    check_against_torch(fn(ember), fn(torch), inputs)
+    check_grad_fd(fn(ember), inputs)
