@@ -31,6 +31,13 @@ from ember.tensor_create import LEGACY_TYPES as _LEGACY_TYPES
 globals().update(_LEGACY_TYPES)   # ember.LongTensor, ember.FloatTensor, ...
 from ember.einsum import einsum
 from ember import linalg
+from ember.linalg_decomp import (cholesky_solve, det, logdet, matrix_power,  # noqa: E402
+                                 pinverse, slogdet, triangular_solve)
+from ember.linalg_decomp import inv as inverse, legacy_cholesky as cholesky  # noqa: E402
+from ember.linalg_decomp import legacy_cross as cross, legacy_qr as qr, legacy_svd as svd  # noqa
+from ember import fft  # noqa: E402
+from ember.complex_numbers import (angle, complex, conj, imag, polar, real,  # noqa: E402
+                                   view_as_complex, view_as_real)
 from ember import serialization  # noqa: E402
 from ember.serialization import load, save  # noqa: E402
 from ember.sampling import bernoulli, multinomial, normal  # noqa: E402

@@ -445,6 +445,9 @@ def _run(pairs: list, retain_graph: bool, create_graph: bool, capture: dict | No
                     t = real if real is not None else t
                 if ig.shape != t.shape:  # a vjp must undo broadcasting itself
                     raise AssertionError(f"{node.name()}: gradient shape {ig.shape} != input {t.shape}")
+                if ig._data.dtype.kind == "c" and not t.dtype.is_complex:   # a real input's
+                    from ember.dispatch import dispatch   # gradient: its real part (PyTorch)
+                    ig = dispatch("complex_real", ig)
                 if capture is not None:
                     if child is True and id(t) in capture:
                         _add(capture[id(t)], ig)

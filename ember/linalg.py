@@ -48,8 +48,8 @@ def vector_norm(x: Tensor, ord=2, dim=None, keepdim: bool = False, *, dtype=None
 def matrix_norm(A: Tensor, ord="fro", dim=(-2, -1), keepdim: bool = False, *,
                 dtype=None) -> Tensor:
     """The matrix norm of the last two dims (or ``dim``): 'fro', or the largest (``inf``,
-    1) or smallest (``-inf``, -1) absolute row or column sum. ('nuc', 2 and -2 need
-    singular values, which ember does not compute.)"""
+    1) or smallest (``-inf``, -1) absolute row or column sum; 'nuc' (the sum of the
+    singular values), 2 (the largest) or -2 (the smallest)."""
     _check_float(A, "linalg.matrix_norm", dtype)
     if A.ndim < 2:
         raise OpError("linalg.matrix_norm", "linalg.matrix_norm: The input tensor A must have "
@@ -61,9 +61,14 @@ def matrix_norm(A: Tensor, ord="fro", dim=(-2, -1), keepdim: bool = False, *,
         raise OpError("linalg.matrix_norm", "linalg.matrix_norm: dims must be different", (A,))
     if ord == "fro":
         return vector_norm(A, 2, (d0, d1), keepdim)
-    if ord in ("nuc", 2, -2):
-        raise NotImplementedError(f"linalg.matrix_norm(ord={ord!r}) needs singular values, "
-                                  "which ember does not compute")
+    if ord in ("nuc", 2, -2):   # from the singular values of the (d0, d1) matrices
+        from ember.linalg_decomp import svdvals
+        s = svdvals(A.movedim((d0, d1), (-2, -1)))
+        out = s.sum(-1) if ord == "nuc" else s.amax(-1) if ord == 2 else s.amin(-1)
+        if keepdim:
+            for d in sorted((d0, d1)):
+                out = out.unsqueeze(d)
+        return out
     if ord in (math.inf, -math.inf):   # over rows: the sum along the columns first
         summed, picked = d1, d0
     elif ord in (1, -1):
@@ -98,10 +103,9 @@ def norm(A: Tensor, ord=None, dim=None, keepdim: bool = False, *, dtype=None) ->
 
 def legacy_norm(x: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     """``torch.norm`` / ``Tensor.norm``: "fro" (the default) and numbers are vector norms
-    over ``dim`` (all elements when None); "nuc" is not supported."""
+    over ``dim`` (all elements when None); "nuc" the nuclear norm of matrices."""
     if p == "nuc":
-        raise NotImplementedError("norm(p='nuc') needs singular values, which ember does not "
-                                  "compute")
+        return matrix_norm(x, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
     if isinstance(p, str) and p != "fro":
         raise OpError("norm", f"norm: unsupported p {p!r}", (x,))
     if not x.is_floating_point() and dtype is None:
@@ -130,3 +134,10 @@ def _check_float(x: Tensor, op: str, dtype) -> None:
 def _torch_name(dt) -> str:
     return {"int64": "Long", "int32": "Int", "bool": "Bool", "int16": "Short", "int8": "Char",
             "uint8": "Byte"}.get(dt.name, dt.name)
+
+
+# Solves, inverses, determinants and decompositions live in their own module.
+from ember.linalg_decomp import *  # noqa: E402,F401,F403
+from ember.linalg_decomp import __all__ as _decomp_all  # noqa: E402
+
+__all__ += _decomp_all

@@ -508,6 +508,54 @@ class TensorMath:
         from ember import linalg
         return linalg.legacy_norm(self, p, dim, keepdim, dtype)
 
+    def inverse(self) -> Tensor:
+        """torch's ``Tensor.inverse``: ``ember.linalg.inv(self)``."""
+        from ember import linalg
+        return linalg.inv(self)
+
+    def det(self) -> Tensor:
+        from ember import linalg
+        return linalg.det(self)
+
+    def logdet(self) -> Tensor:
+        from ember import linalg
+        return linalg.logdet(self)
+
+    def slogdet(self):
+        from ember import linalg
+        return linalg.slogdet(self)
+
+    def cholesky(self, upper: bool = False) -> Tensor:
+        from ember import linalg
+        return linalg.cholesky(self, upper=upper)
+
+    def pinverse(self, rcond: float = 1e-15) -> Tensor:
+        from ember import linalg
+        return linalg.pinv(self, rtol=rcond)
+
+    def matrix_power(self, n: int) -> Tensor:
+        from ember import linalg
+        return linalg.matrix_power(self, n)
+
+    @property
+    def real(self) -> Tensor:
+        """The real part (a copy, not PyTorch's view); the tensor itself when real."""
+        from ember import complex_numbers
+        return complex_numbers.real(self)
+
+    @property
+    def imag(self) -> Tensor:
+        from ember import complex_numbers
+        return complex_numbers.imag(self)
+
+    def conj(self) -> Tensor:
+        from ember import complex_numbers
+        return complex_numbers.conj(self)
+
+    def angle(self) -> Tensor:
+        from ember import complex_numbers
+        return complex_numbers.angle(self)
+
     # ---- matmul -----------------------------------------------------------------------
     def matmul(self, other):
         """PyTorch's matmul, including 1-D operands (treated as vectors)."""

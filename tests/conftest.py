@@ -33,8 +33,8 @@ def assert_close(actual, expected, rtol=None, atol=None, check_dtype=True) -> No
         if not isinstance(expected, np.ndarray):
             assert dtype_name(actual) == dtype_name(expected), (actual.dtype, expected.dtype)
     assert a.shape == e.shape, f"shape {a.shape} != expected {e.shape}"
-    if a.dtype.kind == "f" or e.dtype.kind == "f":
-        r, t = TOL.get(a.dtype, (1e-5, 1e-6))
+    if a.dtype.kind in "fc" or e.dtype.kind in "fc":   # complex: its parts' tolerance
+        r, t = TOL.get(a.real.dtype, (1e-5, 1e-6))
         np.testing.assert_allclose(a, e, rtol=rtol if rtol is not None else r,
                                    atol=atol if atol is not None else t, equal_nan=True)
     else:

@@ -9,6 +9,7 @@ import pytest
 
 import ember
 from ember.ops.registry import OPS
+from linalg_registry_cases import linalg_programs, spectral_programs
 
 
 def _np(t):
@@ -150,6 +151,8 @@ OP_PROGRAMS = {
     "gcd": lambda: (lambda x: ember.gcd((x * 10).long(), ember.tensor([6])) + 1, _x(3, 4)),
     "lcm": lambda: (lambda x: ember.lcm((x.abs() * 10).long() + 1, ember.tensor([4])) * 2, _x(3, 4)),
 }
+OP_PROGRAMS.update(linalg_programs())   # tests/linalg_registry_cases.py
+OP_PROGRAMS.update(spectral_programs())
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
 
 

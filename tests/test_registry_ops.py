@@ -18,6 +18,7 @@ from ember.ops.index import build_key
 from ember.devices import CPU
 
 from conftest import assert_close, check_against_torch, check_grad_fd, to_np
+from linalg_registry_cases import linalg_cases, spectral_cases
 
 rng = np.random.default_rng(1234)
 
@@ -948,6 +949,8 @@ def _np_scatter(a, v, shape, strides, offset):
 
 
 CASES = _build_cases()
+CASES.update(linalg_cases(Case))   # ember/ops/linalg.py (tests/linalg_registry_cases.py)
+CASES.update(spectral_cases(Case))   # ember/ops/spectral.py (same file)
 PARAMS = [pytest.param(name, case, id=f"{name}-{case.id or i}")
           for name in sorted(CASES) for i, case in enumerate(CASES[name])]
 

@@ -37,14 +37,27 @@ def _quiet(fn):
     return eager
 
 
+def _holomorphic(vjp):
+    """The vjp of a complex-differentiable op for complex cotangents: PyTorch's gradient
+    is g * conj(f'(z)), and ``vjp`` computes g * f'(z), so conjugate around it."""
+    def wrapped(g, out, *inputs, **attrs):
+        if g._data.dtype.kind != "c":
+            return vjp(g, out, *inputs, **attrs)
+        return tuple(None if r is None else conj(r)
+                     for r in vjp(conj(g), out, *inputs, **attrs))
+    wrapped.__wrapped__ = vjp   # what it reads (registry._value_reads) is vjp's
+    return wrapped
+
+
 # ---- unary ----------------------------------------------------------------------------
 
 defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,))
-defop("exp", UNARY, _quiet(lambda xp, a: xp.exp(a)), lambda g, out, a: (g * out,),
+defop("exp", UNARY, _quiet(lambda xp, a: xp.exp(a)), _holomorphic(lambda g, out, a: (g * out,)),
       dtype_rule="float")
-defop("log", UNARY, _quiet(lambda xp, a: xp.log(a)), lambda g, out, a: (g / a,),
+defop("log", UNARY, _quiet(lambda xp, a: xp.log(a)), _holomorphic(lambda g, out, a: (g / a,)),
       dtype_rule="float")
-defop("sqrt", UNARY, _quiet(lambda xp, a: xp.sqrt(a)), lambda g, out, a: (g * 0.5 / out,),
+defop("sqrt", UNARY, _quiet(lambda xp, a: xp.sqrt(a)),
+      _holomorphic(lambda g, out, a: (g * 0.5 / out,)),
       dtype_rule="float")
 defop("abs", UNARY, lambda xp, a: xp.abs(a), lambda g, out, a: (g * a.sign(),))
 def _zero_grad(g, out, a):
@@ -56,9 +69,12 @@ def _zero_grad(g, out, a):
 defop("sign", UNARY, lambda xp, a: xp.sign(a), _zero_grad)
 # Integers are their own floor (and xp.floor would turn them into float64).
 defop("floor", UNARY, lambda xp, a: a if a.dtype.kind in "biu" else xp.floor(a), _zero_grad)
-defop("sin", UNARY, lambda xp, a: xp.sin(a), lambda g, out, a: (g * a.cos(),), dtype_rule="float")
-defop("cos", UNARY, lambda xp, a: xp.cos(a), lambda g, out, a: (-g * a.sin(),), dtype_rule="float")
-defop("tanh", UNARY, lambda xp, a: xp.tanh(a), lambda g, out, a: (g * (1 - out * out),),
+defop("sin", UNARY, lambda xp, a: xp.sin(a), _holomorphic(lambda g, out, a: (g * a.cos(),)),
+      dtype_rule="float")
+defop("cos", UNARY, lambda xp, a: xp.cos(a), _holomorphic(lambda g, out, a: (-g * a.sin(),)),
+      dtype_rule="float")
+defop("tanh", UNARY, lambda xp, a: xp.tanh(a),
+      _holomorphic(lambda g, out, a: (g * (1 - out * out),)),
       dtype_rule="float")
 
 
@@ -122,7 +138,9 @@ defop("relu", UNARY, lambda xp, a: xp.maximum(a, a.dtype.type(0)),
 
 
 def _cast_vjp(g, out, a, dtype):
-    return (g.to(a.dtype) if a.dtype.is_floating_point else None,)
+    if g.dtype.is_complex and not a.dtype.is_complex:   # real to complex: the real part
+        g = dispatch("complex_real", g)
+    return (g.to(a.dtype) if a.dtype.is_floating_point or a.dtype.is_complex else None,)
 
 
 defop("cast", UNARY, lambda xp, a, dtype: a.astype(dtype.np), _cast_vjp)
@@ -139,14 +157,19 @@ def _sub_vjp(g, out, a, b):
 
 
 def _mul_vjp(g, out, a, b):
-    return (sum_to(g * b, a.shape) if a.requires_grad else None,
-            sum_to(g * a, b.shape) if b.requires_grad else None)
+    return (sum_to(g * conj(b), a.shape) if a.requires_grad else None,
+            sum_to(g * conj(a), b.shape) if b.requires_grad else None)
 
 
 def _div_vjp(g, out, a, b):
-    gb = g / b
+    gb = g / conj(b)
     return (sum_to(gb, a.shape) if a.requires_grad else None,
-            sum_to(-gb * out, b.shape) if b.requires_grad else None)
+            sum_to(-gb * conj(out), b.shape) if b.requires_grad else None)
+
+
+def conj(x):
+    """x, conjugated when complex: PyTorch's gradients of complex products (grad * conj(b))."""
+    return dispatch("conj", x) if x._data.dtype.kind == "c" else x
 
 
 def _pow_vjp(g, out, a, b):
@@ -180,7 +203,7 @@ defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True,
       reads_for_others=(0, 1))
 defop("div", BINARY, _quiet(lambda xp, a, b: xp.true_divide(a, b)), _div_vjp, dtype_rule="float",
       out_for=(1,))
-defop("pow", BINARY, _pow, _pow_vjp, reads_for_others=(1,), out_for=(1,))
+defop("pow", BINARY, _pow, _holomorphic(_pow_vjp), reads_for_others=(1,), out_for=(1,))
 
 
 def _int_division(fn):
@@ -232,9 +255,11 @@ defop("where", TERNARY, lambda xp, c, a, b: xp.where(c, a, b), _where_vjp, dtype
 # ---- accurate near zero, rounding, C remainder, bitwise ----------------------------------
 # log(1 + x) and exp(x) - 1 lose every digit of a small x to rounding (log1p(1e-8) would
 # be 0 in float32): NumPy's log1p/expm1 keep them.
-defop("log1p", UNARY, _quiet(lambda xp, a: xp.log1p(a)), lambda g, out, a: (g / (a + 1),),
+defop("log1p", UNARY, _quiet(lambda xp, a: xp.log1p(a)),
+      _holomorphic(lambda g, out, a: (g / (a + 1),)),
       dtype_rule="float")
-defop("expm1", UNARY, _quiet(lambda xp, a: xp.expm1(a)), lambda g, out, a: (g * (out + 1),),
+defop("expm1", UNARY, _quiet(lambda xp, a: xp.expm1(a)),
+      _holomorphic(lambda g, out, a: (g * (out + 1),)),
       dtype_rule="float")
 
 

@@ -1,14 +1,14 @@
 """Matrix multiplication: an extern op (BLAS on the CPU, cuBLAS on the GPU)."""
 from __future__ import annotations
 
-from ember.ops.elementwise import sum_to
+from ember.ops.elementwise import conj, sum_to
 from ember.ops.registry import EXTERN, defop
 
 
 def _matmul_vjp(g, out, a, b):
     # Batch dims broadcast like elementwise ops, so sum_to folds them back.
-    return (sum_to(g @ b.mT, a.shape) if a.requires_grad else None,
-            sum_to(a.mT @ g, b.shape) if b.requires_grad else None)
+    return (sum_to(g @ conj(b).mT, a.shape) if a.requires_grad else None,
+            sum_to(conj(a).mT @ g, b.shape) if b.requires_grad else None)
 
 
 def _matmul(xp, a, b):

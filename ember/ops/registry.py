@@ -106,6 +106,7 @@ def _value_reads(fn: Callable | None) -> tuple[bool, tuple[bool, ...], bool]:
     not understood counts as a read, so the version check errs on the safe side."""
     if fn is None:
         return False, (), False
+    fn = getattr(fn, "__wrapped__", fn)   # a wrapper that only forwards its arguments
     code = getattr(fn, "__code__", None)
     if code is None or code.co_argcount < 2:
         return True, (), True
