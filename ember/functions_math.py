@@ -18,6 +18,7 @@ import numpy as np
 
 from ember import dtypes
 from ember.dispatch import dispatch
+from ember.functions_more import _inplace_method, _method
 from ember.tensor import Tensor, cat, stack, tensor, where
 from ember.tensor_common import values_indices
 
@@ -651,23 +652,6 @@ _INPLACE = ("tan atan asin acos atan2 sinh cosh asinh acosh atanh log2 log10 deg
             "frac hypot logaddexp copysign float_power divide multiply subtract true_divide "
             "clamp_min clamp_max gcd lcm index_fill index_copy arctan arcsin arccos arctan2 "
             "absolute negative fix").split()
-
-
-def _method(fn):
-    def method(self, *args, **kwargs):
-        return fn(self, *args, **kwargs)
-    method.__name__ = method.__qualname__ = fn.__name__
-    method.__doc__ = fn.__doc__
-    return method
-
-
-def _inplace_method(fn, name: str):
-    def method(self, *args, **kwargs):
-        others = tuple(a for a in args if isinstance(a, Tensor))
-        return self._inplace(lambda s: fn(s, *args, **kwargs), others, name)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = f"``x.{name}(...)`` writes ``x.{name[:-1]}(...)`` into x."
-    return method
 
 
 for _name in _METHODS:

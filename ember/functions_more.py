@@ -668,8 +668,8 @@ def _method(fn):
     return method
 
 
-def _inplace_method(fn):
-    name = fn.__name__ + "_"
+def _inplace_method(fn, name: str = ""):
+    name = name or fn.__name__ + "_"
 
     def method(self, *args, **kwargs):
         others = tuple(a for a in args if isinstance(a, Tensor))

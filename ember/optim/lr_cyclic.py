@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Literal
 
-from ember.optim.lr_scheduler import LRScheduler, _per_group, _set_group_value
+from ember.optim.lr_scheduler import (LRScheduler, _cycle_momentum, _per_group,
+                                      _set_group_value, set_momentum)
 from ember.optim.optimizer import Optimizer
 
 
@@ -49,17 +50,7 @@ class CyclicLR(LRScheduler):
             self.scale_mode = "iterations" if mode == "exp_range" else "cycle"
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with "
-                                 "`cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-            if last_epoch == -1:
-                for m, b, group in zip(self.max_momentums, self.base_momentums,
-                                       optimizer.param_groups):
-                    _set_momentum(group, m, self.use_beta1)
-                    group["max_momentum"], group["base_momentum"] = m, b
+            _cycle_momentum(self, optimizer, base_momentum, max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -84,7 +75,7 @@ class CyclicLR(LRScheduler):
         if self.cycle_momentum:
             for group, b, m in zip(self.optimizer.param_groups, self.base_momentums,
                                    self.max_momentums):
-                _set_momentum(group, m - (m - b) * factor * scale, self.use_beta1)
+                set_momentum(group, m - (m - b) * factor * scale, self.use_beta1)
         return lrs
 
     def state_dict(self) -> dict[str, Any]:
@@ -93,9 +84,3 @@ class CyclicLR(LRScheduler):
         state.pop("_scale_fn_custom", None)
         return state
 
-
-def _set_momentum(group: dict[str, Any], value: float, beta1: bool) -> None:
-    if beta1:
-        group["betas"] = (value, *group["betas"][1:])
-    else:
-        group["momentum"] = value

@@ -546,22 +546,9 @@ class OneCycleLR(LRScheduler):
                 group["max_lr"] = max_lrs[idx]
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
-        if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with "
-                                 "`cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-            base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for m_momentum, b_momentum, group in zip(max_momentums, base_momentums,
-                                                         optimizer.param_groups, strict=True):
-                    if self.use_beta1:
-                        group["betas"] = (m_momentum, *group["betas"][1:])
-                    else:
-                        group["momentum"] = m_momentum
-                    group["max_momentum"] = m_momentum
-                    group["base_momentum"] = b_momentum
+        if cycle_momentum:   # (the bounds live in the groups, as torch's: not kept here)
+            _cycle_momentum(self, optimizer, base_momentum, max_momentum, last_epoch)
+            del self.base_momentums, self.max_momentums
         super().__init__(optimizer, last_epoch)
 
     def _anneal_func(self, start: float, end: float, pct: float) -> float:
@@ -590,10 +577,7 @@ class OneCycleLR(LRScheduler):
                 start_step = phase["end_step"]
             lrs.append(lr)
             if self.cycle_momentum:
-                if self.use_beta1:
-                    group["betas"] = (momentum, *group["betas"][1:])
-                else:
-                    group["momentum"] = momentum
+                set_momentum(group, momentum, self.use_beta1)
         return lrs
 
 
@@ -668,6 +652,31 @@ def _phase(end_step: float, start_lr: str, end_lr: str, start_momentum: str,
            end_momentum: str) -> dict[str, Any]:
     return {"end_step": end_step, "start_lr": start_lr, "end_lr": end_lr,
             "start_momentum": start_momentum, "end_momentum": end_momentum}
+
+
+def _cycle_momentum(sched, optimizer: Optimizer, base_momentum, max_momentum,
+                    last_epoch: int) -> None:
+    """OneCycleLR's and CyclicLR's start of a momentum (or Adam's beta1) cycle: the
+    per-group bounds, and the maximum in each group when starting fresh."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` "
+                         "option enabled")
+    sched.use_beta1 = "betas" in optimizer.defaults
+    sched.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
+    sched.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+    if last_epoch == -1:
+        for m, b, group in zip(sched.max_momentums, sched.base_momentums,
+                               optimizer.param_groups, strict=True):
+            set_momentum(group, m, sched.use_beta1)
+            group["max_momentum"], group["base_momentum"] = m, b
+
+
+def set_momentum(group: dict[str, Any], value: float, beta1: bool) -> None:
+    """Set a group's momentum, or its beta1."""
+    if beta1:
+        group["betas"] = (value, *group["betas"][1:])
+    else:
+        group["momentum"] = value
 
 
 def _per_group(name: str, optimizer: Optimizer, value) -> list[Any]:
