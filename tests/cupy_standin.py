@@ -66,7 +66,8 @@ def _wrap(r):
     if isinstance(r, np.generic):
         return ndarray._of(np.asarray(r))   # CuPy reductions give 0-d arrays
     if isinstance(r, (list, tuple)) and any(isinstance(v, (np.ndarray, np.generic)) for v in r):
-        return type(r)(_wrap(v) for v in r)
+        items = [_wrap(v) for v in r]
+        return type(r)(*items) if hasattr(r, "_fields") else type(r)(items)   # (namedtuples)
     return r
 
 
@@ -138,6 +139,12 @@ class ndarray:
 
     def __getitem__(self, key):
         return _wrap(self._a[_unwrap(key, host_ok=True)])
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in ("real", "imag"):   # CuPy's setters of a complex array's parts
+            setattr(self._a, name, _unwrap(value))
+        else:
+            object.__setattr__(self, name, value)
 
     def __setitem__(self, key, value) -> None:
         self._a[_unwrap(key, host_ok=True)] = _unwrap(value)
@@ -273,6 +280,8 @@ cupy = _Namespace("cupy", np, API["cupy"])
 cupy.ndarray, cupy.empty, cupy.empty_like = ndarray, _empty, _empty_like
 cupy.asnumpy, cupy.get_array_module = asnumpy, get_array_module
 cupy.linalg = _Namespace("cupy.linalg", np.linalg, API["linalg"])
+# cupy.fft has NumPy's functions under NumPy's names (not in cupy14_api.json's lists).
+cupy.fft = _Namespace("cupy.fft", np.fft, {n for n in dir(np.fft) if not n.startswith("_")})
 cupy.lib = types.ModuleType("cupy.lib")
 cupy.lib.stride_tricks = _Namespace("cupy.lib.stride_tricks", np.lib.stride_tricks,
                                     API["lib.stride_tricks"])
@@ -430,8 +439,14 @@ def scatter_add(a, slices, value) -> None:
     np.add.at(_unwrap(a), _unwrap(slices, host_ok=True), _unwrap(value))
 
 
+@contextlib.contextmanager
+def errstate(linalg=None):
+    """``cupyx.errstate(linalg="raise")``: NumPy's LAPACK calls raise LinAlgError anyway."""
+    yield
+
+
 cupyx = types.ModuleType("cupyx")
-cupyx.scatter_add = scatter_add
+cupyx.scatter_add, cupyx.errstate = scatter_add, errstate
 
 
 # ---- installing it ----------------------------------------------------------------------
