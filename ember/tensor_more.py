@@ -169,15 +169,14 @@ def _running_arg(xp, a, dim, largest):
     return xp.maximum.accumulate(xp.where(take, pos, 0), axis=dim)
 
 
-defop("cumargmax", INDEX, lambda xp, a, dim: _running_arg(xp, a, dim, True))
-defop("cumargmin", INDEX, lambda xp, a, dim: _running_arg(xp, a, dim, False))
+defop("cumarg", INDEX, _running_arg)
 
 
 def _cumext(name: str, input: Tensor, dim: int):
     if input.ndim == 0:
         return values_indices(input.clone(), tensor(0, device=input.device))
     d = _dim(dim, input.ndim)
-    idx = dispatch("cumarg" + name[3:], input.detach(), dim=d)
+    idx = dispatch("cumarg", input.detach(), dim=d, largest=name == "cummax")
     return values_indices(input.gather(d, idx), idx)   # gather: the gradient, as torch's
 
 

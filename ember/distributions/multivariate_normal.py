@@ -47,6 +47,8 @@ defop("mvn_cholesky", EXTERN, _cholesky_np,
 
 
 def _trisolve_np(xp, lower, b, transpose):
+    # Only the lower triangle counts (as torch's solve_triangular): the gradient is lower.
+    lower = xp.tril(lower)
     m = xp.swapaxes(lower, -1, -2) if transpose else lower
     shape = np.broadcast_shapes(m.shape[:-2], b.shape[:-2])
     m = xp.broadcast_to(m, shape + m.shape[-2:])
