@@ -128,9 +128,10 @@ def xlogy(input, other) -> Tensor:
     tensor([0., 0.])
     """
     x, y = _pair(input, other)
-    zero = (x == 0) & ~y.isnan()
-    # The unselected branch must stay finite, or its gradient would be 0 * inf = nan.
-    return where(zero, 0.0, x * where(zero, 1.0, y).log())
+    # Where x == 0 and log y is not finite, log y is replaced by 0: the product is then 0
+    # and its gradient in x too; elsewhere the gradient in x is log y (torch's formula).
+    skip = (x == 0) & ((y <= 0) | (y == math.inf))
+    return x * where(skip, 1.0, y).log()
 
 
 def xlog1py(input, other) -> Tensor:
@@ -140,8 +141,8 @@ def xlog1py(input, other) -> Tensor:
     tensor([0.])
     """
     x, y = _pair(input, other)
-    zero = (x == 0) & ~y.isnan()
-    return where(zero, 0.0, x * where(zero, 0.0, y).log1p())
+    skip = (x == 0) & ((y <= -1) | (y == math.inf))
+    return x * where(skip, 0.0, y).log1p()
 
 
 def entr(input: Tensor) -> Tensor:
