@@ -112,7 +112,7 @@ def heaviside(input: Tensor, values) -> Tensor:
         raise TypeError(f"heaviside(): argument 'values' (position 2) must be Tensor, not "
                         f"{type(values).__name__}")
     if input.dtype != values.dtype:
-        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes")
+        raise RuntimeError("heaviside is not yet implemented for tensors with different dtypes.")
     if input.dtype.is_complex:
         raise RuntimeError("heaviside is not yet implemented for complex tensors.")
     x, v = input.detach(), values.detach()
