@@ -8,7 +8,7 @@ from ember.distributions import constraints
 from ember.distributions.distribution import Distribution, _size
 from ember.distributions.gamma import standard_gamma
 from ember.distributions.utils import broadcast_all
-from ember.tensor import Size, Tensor
+from ember.tensor import Size, Tensor, where
 
 __all__ = ["Beta"]
 
@@ -49,8 +49,12 @@ class Beta(Distribution):
 
     @property
     def mode(self) -> Tensor:
+        # As torch (Dirichlet's mode): (a-1)+ / ((a-1)+ + (b-1)+), and where both are
+        # below 1 the larger concentration's end (0 or 1).
         a, b = self.concentration1, self.concentration0
-        return (a - 1) / (a + b - 2)
+        a1, b1 = (a - 1).clamp(min=0), (b - 1).clamp(min=0)
+        both = (a < 1) & (b < 1)
+        return where(both, (a >= b).to(a.dtype), a1 / (a1 + b1))
 
     @property
     def variance(self) -> Tensor:
