@@ -6,7 +6,7 @@ ember ops, so autograd and ``ember.compile`` work for all of them. The top-level
 ``ember.lgamma``, ``ember.digamma``, ... and the Tensor methods are attached here too.
 
 >>> ember.special.expit(ember.tensor([0.]))
-tensor([0.5000])
+tensor([0.5])
 >>> ember.special.gammaln(ember.tensor([4.]))
 tensor([1.7918])
 """
@@ -77,7 +77,7 @@ def ndtr(input: Tensor) -> Tensor:
     """The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2.
 
     >>> ember.special.ndtr(ember.tensor([0.]))
-    tensor([0.5000])
+    tensor([0.5])
     """
     return erfc(_float(input) * -math.sqrt(0.5)) * 0.5
 
@@ -149,7 +149,7 @@ def entr(input: Tensor) -> Tensor:
     """-x log x for x > 0, 0 at 0, -inf for x < 0.
 
     >>> ember.special.entr(ember.tensor([0., 1.]))
-    tensor([0., -0.])
+    tensor([ 0., -0.])
     """
     x = _float(input)
     pos = x > 0
@@ -205,7 +205,7 @@ def multigammaln(input: Tensor, p: int) -> Tensor:
     if p < 1:
         raise RuntimeError("p has to be greater than or equal to 1")
     if bool((x <= (p - 1) / 2).any()):
-        raise RuntimeError(f"All elements must be greater than (p-1)/2")
+        raise RuntimeError("All elements must be greater than (p-1)/2")
     out = gammaln(x)
     for j in range(1, p):
         out = out + gammaln(x - j / 2)

@@ -63,8 +63,16 @@ def lgamma_kernel(xp, x):
     s = xp.abs(xp.sin(math.pi * _frac_near(xp, x)))
     refl = math.log(math.pi) - xp.log(s) - pos
     out = xp.where(small, refl, pos)
-    out = xp.where(small & (x == xp.floor(x)), xp.inf, out)
+    whole = x == xp.floor(x)
+    out = xp.where(small & whole, xp.inf, out)
+    # At the integers the exact log-factorials: lgamma(1) = lgamma(2) = 0 exactly, as torch.
+    table = xp.asarray(_LOG_FACTORIALS)
+    at = xp.where(whole & (x >= 1) & (x <= len(_LOG_FACTORIALS)), x, 1.0).astype(np.int64) - 1
+    out = xp.where(whole & (x >= 1) & (x <= len(_LOG_FACTORIALS)), table[at], out)
     return xp.where(xp.isinf(x), xp.inf, out)
+
+
+_LOG_FACTORIALS = np.array([math.lgamma(k) for k in range(1, 172)])   # lgamma(1..171)
 
 
 def _frac_near(xp, x):

@@ -17,7 +17,7 @@ import numpy as np
 from ember import dtypes
 from ember.dispatch import dispatch
 from ember.ops.registry import INDEX, REDUCE, UNARY, defop
-from ember.tensor import Tensor, arange, cat, ones, tensor, where
+from ember.tensor import Tensor, cat, ones, tensor, where
 from ember.tensor_common import values_indices
 
 __all__ = ["rot90", "vander", "signbit", "heaviside", "logcumsumexp", "cummax", "cummin",
@@ -106,7 +106,7 @@ def heaviside(input: Tensor, values) -> Tensor:
     """0 where input < 0, 1 where > 0, ``values`` where == 0 (no gradient, as torch).
 
     >>> ember.heaviside(ember.tensor([-1., 0., 2.]), ember.tensor(0.5))
-    tensor([0.0000, 0.5000, 1.0000])
+    tensor([0.0, 0.5, 1.0])
     """
     if not isinstance(values, Tensor):
         raise TypeError(f"heaviside(): argument 'values' (position 2) must be Tensor, not "
@@ -121,9 +121,18 @@ def heaviside(input: Tensor, values) -> Tensor:
 
 # ---- scans -------------------------------------------------------------------------------
 
-def _logcumsumexp(xp, a, dim):
+def _on_host(fn):
+    """Run a NumPy kernel on host memory: ``ufunc.accumulate`` is NumPy's, not CuPy's."""
+    def eager(xp, a, **attrs):
+        if xp is np:
+            return fn(a, **attrs)
+        return xp.asarray(fn(a.get(), **attrs))
+    return eager
+
+
+def _logcumsumexp(a, dim):
     with np.errstate(all="ignore"):
-        return xp.logaddexp.accumulate(a, axis=dim)
+        return np.logaddexp.accumulate(a, axis=dim)
 
 
 def _logcumsumexp_vjp(g, out, a, dim):
@@ -137,7 +146,7 @@ def _logcumsumexp_vjp(g, out, a, dim):
     return ((a + rev_lcse(pos)).exp() - (a + rev_lcse(neg)).exp(),)
 
 
-defop("logcumsumexp", REDUCE, _logcumsumexp, _logcumsumexp_vjp)
+defop("logcumsumexp", REDUCE, _on_host(_logcumsumexp), _logcumsumexp_vjp)
 
 
 def logcumsumexp(input: Tensor, dim: int) -> Tensor:
@@ -152,24 +161,24 @@ def logcumsumexp(input: Tensor, dim: int) -> Tensor:
     return dispatch("logcumsumexp", x, dim=_dim(dim, x.ndim))
 
 
-def _running_arg(xp, a, dim, largest):
+def _running_arg(a, dim, largest):
     """Index of the running max (min) along ``dim``: the latest of ties, and once a nan
     is met the latest nan (torch's rule: ``x >= best or isnan(x)``)."""
     if a.shape[dim] == 0:
-        return xp.zeros(a.shape, dtype=np.int64)
-    acc = xp.maximum if largest else xp.minimum
+        return np.zeros(a.shape, dtype=np.int64)
+    acc = np.maximum if largest else np.minimum
     best = acc.accumulate(a, axis=dim) if a.dtype != np.bool_ else \
-        (xp.logical_or if largest else xp.logical_and).accumulate(a, axis=dim)
+        (np.logical_or if largest else np.logical_and).accumulate(a, axis=dim)
     shape = [1] * a.ndim
     shape[dim] = a.shape[dim]
-    pos = xp.arange(a.shape[dim], dtype=np.int64).reshape(shape)
+    pos = np.arange(a.shape[dim], dtype=np.int64).reshape(shape)
     take = a == best
     if a.dtype.kind in "fc":
-        take = (take & ~xp.isnan(best)) | xp.isnan(a)
-    return xp.maximum.accumulate(xp.where(take, pos, 0), axis=dim)
+        take = (take & ~np.isnan(best)) | np.isnan(a)
+    return np.maximum.accumulate(np.where(take, pos, 0), axis=dim)
 
 
-defop("cumarg", INDEX, _running_arg)
+defop("cumarg", INDEX, _on_host(_running_arg))
 
 
 def _cumext(name: str, input: Tensor, dim: int):
@@ -198,11 +207,10 @@ def cummin(input: Tensor, dim: int):
     return _cumext("cummin", input, dim)
 
 
-def _mode_index(xp, a, dim):
+def _mode_index(a, dim):
     """Per row along ``dim``: the index (the last occurrence) of the most frequent value,
     the smallest of equally frequent ones, as torch.mode."""
-    arr = np.asarray(a.get() if hasattr(a, "get") else a)
-    moved = np.moveaxis(arr, dim, -1)
+    moved = np.moveaxis(a, dim, -1)
     rows = moved.reshape(-1, moved.shape[-1])
     out = np.empty(rows.shape[0], dtype=np.int64)
     for r, row in enumerate(rows):
@@ -211,36 +219,27 @@ def _mode_index(xp, a, dim):
         same = (row == best) | (np.isnan(row) & np.isnan(best)) if row.dtype.kind == "f" \
             else row == best
         out[r] = np.flatnonzero(same)[-1]
-    out = out.reshape(moved.shape[:-1])
-    return xp.asarray(out)
+    return out.reshape(moved.shape[:-1])
 
 
-defop("mode_index", INDEX, _mode_index)
+defop("mode_index", INDEX, _on_host(_mode_index))
 
 
 def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
     """The most frequent value along ``dim`` (the smallest of ties) and its last index.
 
     >>> ember.mode(ember.tensor([1, 2, 2, 3]))
-    torch.return_types.mode(values=tensor(2), indices=tensor(2))
+    values_indices(values=tensor(2), indices=tensor(2))
     """
     if input.ndim == 0:
-        return _Mode(input.clone(), tensor(0, device=input.device))
+        return values_indices(input.clone(), tensor(0, device=input.device))
     d = _dim(dim, input.ndim)
     if input.shape[d] == 0:
         raise IndexError("mode(): Expected reduction dim 1 to have non-zero size.")
     idx = dispatch("mode_index", input.detach(), dim=d)
     values = input.gather(d, idx.unsqueeze(d))
     idx = idx.unsqueeze(d) if keepdim else idx
-    return _Mode(values if keepdim else values.squeeze(d), idx)
-
-
-class _Mode(values_indices):
-    """torch.return_types.mode: a (values, indices) pair printed with its name."""
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"torch.return_types.mode(values={self.values!r}, indices={self.indices!r})"
+    return values_indices(values if keepdim else values.squeeze(d), idx)
 
 
 # ---- integration -------------------------------------------------------------------------
@@ -278,7 +277,7 @@ def _spacing(x: Tensor, y: Tensor, d: int) -> Tensor:
     """The gaps between sample points, shaped to broadcast against y's pairs."""
     if x.ndim == 1:
         if x.shape[0] != y.shape[d]:
-            raise RuntimeError(f"trapezoid: There must be one `x` value for each sample point")
+            raise RuntimeError("trapezoid: There must be one `x` value for each sample point")
         gaps = x[1:] - x[:-1]
         shape = [1] * y.ndim
         shape[d] = gaps.shape[0]
@@ -292,7 +291,7 @@ def cumulative_trapezoid(y: Tensor, x=None, *, dx=None, dim: int = -1) -> Tensor
     """Running trapezoid-rule integrals along ``dim`` (one fewer than y's points).
 
     >>> ember.cumulative_trapezoid(ember.tensor([1., 2., 3.]))
-    tensor([1.5000, 4.0000])
+    tensor([1.5, 4.0])
     """
     if isinstance(x, Tensor) and dx is not None:
         raise TypeError("cumulative_trapezoid() received an invalid combination of "
@@ -323,7 +322,7 @@ def as_strided(self: Tensor, size, stride, storage_offset: int | None = None) ->
     """
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride):
-        raise RuntimeError(f"mismatch in length of strides and shape")
+        raise RuntimeError("mismatch in length of strides and shape")
     if any(s < 0 for s in stride):
         raise RuntimeError("as_strided: Negative strides are not supported at the moment, "
                            f"got strides: {list(stride)}")

@@ -70,7 +70,7 @@ def test_against_scipy_wide_ranges():
 
 def test_edge_values_match_torch():
     torch = pytest.importorskip("torch")
-    cases = {"gammaln": [0.0, -1.0, -2.5, math.inf, -math.inf, 1e-300],
+    cases = {"gammaln": [0.0, -1.0, -2.5, math.inf, -math.inf, 1e-300, 1.0, 2.0, 3.0, 171.0],
              "digamma": [0.0, -1.0, -2.5, math.inf, 1e-8],
              "erfinv": [1.0, -1.0, 1.5, 0.0, math.nan],
              "ndtri": [0.0, 1.0, -0.1, 0.5],
@@ -174,3 +174,26 @@ def test_compiled_equals_eager():
     xg.grad = None
     loss(xg).backward()
     np.testing.assert_allclose(g_compiled, to_np(xg.grad), rtol=1e-6)
+
+
+MODULES = ["ember.special", "ember.special_ops", "ember.tensor_more", "ember.distributions",
+           "ember.distributions.distribution", "ember.distributions.normal",
+           "ember.distributions.bernoulli", "ember.distributions.categorical",
+           "ember.distributions.uniform", "ember.distributions.exponential",
+           "ember.distributions.laplace", "ember.distributions.gamma",
+           "ember.distributions.beta", "ember.distributions.independent",
+           "ember.distributions.kl", "ember.distributions.multivariate_normal",
+           "ember.distributions.constraints", "ember.distributions.utils"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+    from ember.distributions.kl import Bernoulli, Normal, register_kl
+    from ember.distributions.utils import broadcast_all
+    mod = importlib.import_module(name)
+    result = doctest.testmod(mod, extraglobs={
+        "ember": ember, "broadcast_all": broadcast_all, "register_kl": register_kl,
+        "Normal": Normal, "Bernoulli": Bernoulli}, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted > 0

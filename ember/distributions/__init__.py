@@ -6,7 +6,7 @@ every call) and differentiable where torch's are (``rsample``, ``log_prob``,
 >>> from ember.distributions import Normal, kl_divergence
 >>> p = Normal(ember.tensor([0.]), ember.tensor([1.]))
 >>> kl_divergence(p, Normal(ember.tensor([1.]), ember.tensor([1.])))
-tensor([0.5000])
+tensor([0.5])
 """
 from ember.distributions import constraints  # noqa: F401
 from ember.distributions.bernoulli import Bernoulli

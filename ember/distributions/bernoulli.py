@@ -8,7 +8,7 @@ from ember.distributions.distribution import Distribution, _size
 from ember.distributions.utils import (broadcast_all, lazy_property, logits_to_probs,
                                        probs_to_logits)
 from ember.nn import functional as F
-from ember.tensor import Size, Tensor, rand, stack, tensor
+from ember.tensor import Size, Tensor, rand, tensor
 
 __all__ = ["Bernoulli"]
 

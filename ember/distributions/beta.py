@@ -18,7 +18,7 @@ class Beta(Distribution):
     with a = concentration1, b = concentration0.
 
     >>> ember.distributions.Beta(2.0, 2.0).mean
-    tensor(0.5000)
+    tensor(0.5)
     """
     arg_constraints = {"concentration1": constraints.positive,
                        "concentration0": constraints.positive}

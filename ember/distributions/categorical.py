@@ -18,7 +18,7 @@ class Categorical(Distribution):
 
     >>> d = ember.distributions.Categorical(probs=ember.tensor([1., 3.]))
     >>> d.probs
-    tensor([0.2500, 0.7500])
+    tensor([0.25, 0.75])
     """
     arg_constraints = {"probs": constraints.simplex, "logits": constraints.independent(
         constraints.real, 1)}

@@ -15,7 +15,7 @@ class Exponential(Distribution):
     """Exponential(rate): density rate * exp(-rate * x) on x >= 0.
 
     >>> ember.distributions.Exponential(2.0).mean
-    tensor(0.5000)
+    tensor(0.5)
     """
     arg_constraints = {"rate": constraints.positive}
     support = constraints.nonnegative

@@ -9,7 +9,6 @@ about 1e-9, far below the noise of any gradient estimate built on a draw).
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -107,7 +106,7 @@ class Gamma(Distribution):
     """Gamma(concentration, rate): density x^(a-1) e^(-rate x) rate^a / Gamma(a).
 
     >>> ember.distributions.Gamma(2.0, 4.0).mean
-    tensor(0.5000)
+    tensor(0.5)
     """
     arg_constraints = {"concentration": constraints.positive, "rate": constraints.positive}
     support = constraints.nonnegative

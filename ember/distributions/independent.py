@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ember.distributions import constraints
 from ember.distributions.distribution import Distribution, _size
-from ember.tensor import Size, Tensor
+from ember.tensor import Tensor
 
 __all__ = ["Independent"]
 

@@ -31,8 +31,12 @@ _KL_MEMOIZE: dict = {}
 def register_kl(type_p: type, type_q: type):
     """Decorator: register ``fn(p, q)`` as the KL divergence of ``type_p`` from ``type_q``.
 
-    >>> @register_kl(Normal, Normal)
-    ... def kl_normal_normal(p, q): ...
+    >>> class Wide(Normal): ...
+    >>> @register_kl(Wide, Normal)
+    ... def kl_wide_normal(p, q):
+    ...     return kl_divergence(Normal(p.loc, p.scale), q)
+    >>> kl_divergence(Wide(0.0, 2.0), Normal(0.0, 1.0))
+    tensor(0.8069)
     """
     if not isinstance(type_p, type):
         raise TypeError(f"Expected type_p to be a Distribution subclass but got {type_p}")

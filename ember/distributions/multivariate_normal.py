@@ -16,7 +16,7 @@ from ember.distributions.distribution import Distribution, _size
 from ember.distributions.utils import lazy_property
 from ember.ops.elementwise import sum_to
 from ember.ops.registry import EXTERN, defop
-from ember.tensor import Size, Tensor, eye, randn
+from ember.tensor import Tensor, eye, randn
 
 __all__ = ["MultivariateNormal"]
 
