@@ -144,6 +144,10 @@ OP_PROGRAMS = {
     "scatter_reduce_np": lambda: (lambda x, i, y: x.scatter_reduce(1, i, y * 2, "amax") + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),
 }
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
+# The ops of ember.special, ember.tensor_more and ember.distributions.
+from compiled_programs_special import SPECIAL_PROGRAMS, SPECIAL_RANDOM_MAKERS  # noqa: E402
+OP_PROGRAMS.update(SPECIAL_PROGRAMS)
+RANDOM_OPS |= set(SPECIAL_RANDOM_MAKERS)
 
 
 def _setitem_prog(x):
@@ -168,7 +172,8 @@ def test_random_ops_compiled_draw_fresh_numbers(name):
     makers = {"rand": lambda x: x + ember.rand(4), "randn": lambda x: x + ember.randn(4),
               "randint": lambda x: x + ember.randint(0, 100, (4,)),
               "randperm": lambda x: x + ember.randperm(4),
-              "multinomial": lambda x: x + ember.multinomial(ember.ones(4), 4)}
+              "multinomial": lambda x: x + ember.multinomial(ember.ones(4), 4),
+              **SPECIAL_RANDOM_MAKERS}
     cf = ember.compile(makers[name])
     x = ember.zeros(4)
     outs = [cf(x).numpy().copy() for _ in range(4)]
