@@ -281,6 +281,21 @@ def test_validation_errors_match_torch():
          ValueError),
         (lambda m: m.distributions.Normal(0.0, 1.0).log_prob(0.5), ValueError),
     ]
+    # Both defaults on (torch's is __debug__; another test may have turned it off).
+    saved = torch.distributions.Distribution._validate_args, D.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(True)
+    D.Distribution.set_default_validate_args(True)
+    try:
+        _raise_alike(checks, torch)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(saved[0])
+        D.Distribution.set_default_validate_args(saved[1])
+    # validate_args=False skips the checks, as torch.
+    d = D.Normal(_t([0.0]), _t([-1.0]), validate_args=False)
+    assert np.isnan(to_np(d.log_prob(_t([0.0])))).all()
+
+
+def _raise_alike(checks, torch):
     for make, err in checks:
         with pytest.raises(err) as e:
             make(ember)
@@ -289,9 +304,6 @@ def test_validation_errors_match_torch():
         # Equal texts; a printed tensor's digits may differ (ember: 1.5, torch: 1.5000).
         head = lambda x: str(x.value).split("invalid values")[0].split("tensor(")[0]  # noqa
         assert head(e).replace("ember.", "torch.") == head(t)
-    # validate_args=False skips the checks, as torch.
-    d = D.Normal(_t([0.0]), _t([-1.0]), validate_args=False)
-    assert np.isnan(to_np(d.log_prob(_t([0.0])))).all()
 
 
 def test_seeding_and_compiled_sampling():
