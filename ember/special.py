@@ -296,6 +296,17 @@ def _attach() -> None:
             method.__name__ = method.__qualname__ = name
             method.__doc__ = fn.__doc__
             setattr(Tensor, name, method)
+    # In-place forms (x.lgamma_(), ...): computed out of place, written into x.
+    for name in ("lgamma", "digamma", "polygamma", "erfc", "erfinv", "i0", "sinc", "xlogy",
+                 "logit", "exp2", "mvlgamma"):
+        if not hasattr(Tensor, name + "_"):
+            def inplace(self, *args, _name=name, **kwargs):
+                others = tuple(a for a in args if isinstance(a, Tensor))
+                return self._inplace(lambda s: getattr(s, _name)(*args, **kwargs), others,
+                                     _name + "_")
+            inplace.__name__ = inplace.__qualname__ = name + "_"
+            inplace.__doc__ = f"``x.{name}_(...)`` writes ``x.{name}(...)`` into x."
+            setattr(Tensor, name + "_", inplace)
     _TOP.update(top)
 
 

@@ -152,6 +152,13 @@ def test_top_level_and_methods():
     assert ember.special.gammaln(ember.tensor([3])).dtype is ember.float32
     with pytest.raises(RuntimeError):
         ember.special.polygamma(-1, x)
+    # In-place forms write into the tensor and return it.
+    y = ember.tensor([0.5, 2.0])
+    assert y.lgamma_() is y
+    np.testing.assert_array_equal(to_np(y), to_np(ember.lgamma(x)))
+    z = ember.tensor([0.5, 2.0])
+    z.polygamma_(1)
+    np.testing.assert_array_equal(to_np(z), to_np(x.polygamma(1)))
 
 
 def test_compiled_equals_eager():
