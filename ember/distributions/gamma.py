@@ -37,27 +37,44 @@ def _standard_gamma(xp, alpha, device=None, generator=None):
 
 
 def _gammainc(xp, a, x):
-    """The regularized lower incomplete gamma function P(a, x), float64, a > 0, x >= 0."""
+    """The regularized lower incomplete gamma function P(a, x), float64, a > 0, x >= 0:
+    its series where x < a + 1, else 1 - the continued fraction of Q (Numerical
+    Recipes' split); each part only on its own elements, stopping once converged."""
     a, x = xp.broadcast_arrays(a, x)
-    lead = a * xp.log(xp.where(x > 0, x, 1.0)) - x
-    series_side = x < a + 1
-    # Series: P = x^a e^-x / Gamma(a + 1) * sum_n x^n / ((a + 1) ... (a + n)).
+    out = xp.zeros(a.shape, dtype=np.float64)
+    pos = x > 0
+    series_side = pos & (x < a + 1)
+    cf_side = pos & ~series_side
+    with np.errstate(all="ignore"):
+        if series_side.any():
+            out[series_side] = _gammainc_series(xp, a[series_side], x[series_side])
+        if cf_side.any():
+            out[cf_side] = 1.0 - _gammaincc_cf(xp, a[cf_side], x[cf_side])
+    return out
+
+
+def _gammainc_series(xp, a, x):
+    # P = x^a e^-x / Gamma(a + 1) * sum_n x^n / ((a + 1) ... (a + n))
     term = xp.ones_like(a)
     acc = xp.ones_like(a)
     ap = a.copy()
-    for _ in range(400):
+    for i in range(1, 2000):
         ap = ap + 1
-        term = term * xp.where(series_side, x, 0.0) / ap
+        term = term * x / ap
         acc = acc + term
-    p_series = xp.exp(lead - lgamma_kernel(xp, a + 1)) * acc
-    # Continued fraction for Q = 1 - P (modified Lentz).
+        if i % 16 == 0 and bool((term < acc * 1e-17).all()):
+            break
+    return xp.exp(a * xp.log(x) - x - lgamma_kernel(xp, a + 1)) * acc
+
+
+def _gammaincc_cf(xp, a, x):
+    # Q = x^a e^-x / Gamma(a) * 1 / (x + 1 - a - 1 (1 - a) / (x + 3 - a - ...)), Lentz.
     tiny = 1e-300
-    xs = xp.where(series_side, a + 2, x)
-    b = xs + 1 - a
+    b = x + 1 - a
     c = xp.full_like(a, 1 / tiny)
     d = 1 / b
     h = d.copy()
-    for i in range(1, 300):
+    for i in range(1, 2000):
         an = -i * (i - a)
         b = b + 2
         d = an * d + b
@@ -65,10 +82,11 @@ def _gammainc(xp, a, x):
         c = b + an / c
         c = xp.where(xp.abs(c) < tiny, tiny, c)
         d = 1 / d
-        h = h * d * c
-    q_cf = xp.exp(a * xp.log(xp.where(xs > 0, xs, 1.0)) - xs - lgamma_kernel(xp, a)) * h
-    out = xp.where(series_side, p_series, 1 - q_cf)
-    return xp.where(x <= 0, 0.0, out)
+        delta = d * c
+        h = h * delta
+        if i % 16 == 0 and bool((xp.abs(delta - 1) < 1e-16).all()):
+            break
+    return xp.exp(a * xp.log(x) - x - lgamma_kernel(xp, a)) * h
 
 
 def _standard_gamma_grad(xp, x, alpha):
