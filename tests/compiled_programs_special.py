@@ -47,6 +47,7 @@ SPECIAL_PROGRAMS = {
     "mvn_trisolve": lambda: (
         lambda a, b: dispatch("mvn_trisolve", dispatch("mvn_cholesky", a), b * 2,
                               transpose=True) + 1, _spd(), _x(3, 2)),
+    "dist_check": lambda: (lambda x: dispatch("dist_check", x > -10) & (x > 0), _x(3, 4)),
 }
 SPECIAL_RANDOM_MAKERS = {
     "standard_gamma": lambda x: x + ember.distributions.gamma.standard_gamma(ember.ones(4) * 2),

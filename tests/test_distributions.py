@@ -353,3 +353,19 @@ def test_vae_style_loss_compiled_equals_eager():
     lc.backward()
     np.testing.assert_allclose(to_np(lc), to_np(le), rtol=1e-5)
     np.testing.assert_allclose(to_np(w.grad), ge, rtol=1e-4, atol=1e-6)
+
+
+def test_validation_inside_compile_keeps_one_graph_and_checks_every_call():
+    def f(loc, scale, v):
+        return D.Normal(loc, scale).log_prob(v)
+    a = ember.zeros(3)
+    report = ember.explain(f, a, ember.ones(3), a)
+    assert "0 graph break(s)" in str(report).splitlines()[0]
+    cf = ember.compile(f)
+    for _ in range(3):
+        np.testing.assert_allclose(to_np(cf(a, ember.ones(3), a)), to_np(f(a, ember.ones(3), a)))
+    with pytest.raises(ValueError, match="Expected parameter scale"):
+        cf(a, -ember.ones(3), a)
+    with pytest.raises(ValueError, match="Expected value argument"):
+        cf(a, ember.ones(3), a + math.nan)
+    np.testing.assert_allclose(to_np(cf(a, ember.ones(3), a)), to_np(f(a, ember.ones(3), a)))

@@ -14,9 +14,14 @@ ember.Size([3, 2])
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ember import autograd
+from ember import dispatch as _dispatch
 from ember.distributions import constraints
 from ember.distributions.utils import lazy_property
+from ember.errors import OpError
+from ember.ops.registry import INDEX, defop
 from ember.tensor import Size, Tensor
 
 __all__ = ["Distribution"]
@@ -55,7 +60,7 @@ class Distribution:
                                                              lazy_property):
                     continue
                 value = getattr(self, param)
-                if not bool(constraint.check(value).all()):
+                if not _all_true(constraint.check(value)):
                     raise ValueError(
                         f"Expected parameter {param} ({type(value).__name__} of shape "
                         f"{tuple(value.shape)}) of distribution {self!r} to satisfy the "
@@ -155,7 +160,7 @@ class Distribution:
                 raise ValueError(f"Value is not broadcastable with batch_shape+event_shape: "
                                  f"{actual} vs {expected}.")
         support = self.support
-        if not bool(support.check(value).all()):
+        if not _all_true(support.check(value)):
             raise ValueError(
                 f"Expected value argument ({type(value).__name__} of shape "
                 f"{tuple(value.shape)}) to be within the support ({support!r}) of the "
@@ -170,3 +175,30 @@ class Distribution:
 def _brief(value: Tensor):
     """A parameter in a repr: its value when it has one element, else its shape."""
     return value if value.numel() == 1 else value.size()
+
+
+def _dist_check(xp, ok):
+    """A replayed validation: all True passes; else an error that makes the compiled call
+    run again eagerly (``OpError.from_check``), where the Python check raises torch's
+    ValueError with its text."""
+    if not bool(ok.all()):
+        err = OpError("distribution check", "a value is outside its constraint")
+        err.from_check = True
+        raise err
+    return xp.ones((), dtype=bool)
+
+
+defop("dist_check", INDEX, _dist_check, effect=True)
+
+
+def _all_true(ok: Tensor) -> bool:
+    """Whether every element of a constraint's check holds. Inside ``ember.compile`` the
+    traced value is read directly (no graph break: torch's validation would split the
+    graph at every check) and a check op is recorded, so each replay checks again."""
+    if _dispatch.tracer is None:
+        return bool(ok.all())
+    data = ok._data
+    if not bool(np.asarray(data.get() if hasattr(data, "get") else data).all()):
+        return False   # the caller raises now, as eager code does
+    _dispatch.dispatch("dist_check", ok)
+    return True
