@@ -107,12 +107,10 @@ _B2J_FACT = tuple(b / math.factorial(2 * j + 2) for j, b in enumerate(_B2J))
 
 
 def _hurwitz_zeta(xp, s: float, x):
-    """zeta(s, x) = sum_k (x + k)^-s for s > 1, any x that is not a pole."""
+    """zeta(s, x) = sum_k (x + k)^-s for s > 1 and x > 0."""
     acc = xp.zeros_like(x)
     y = x.copy()
-    lowest = float(xp.nanmin(x)) if x.size else 0.0
-    steps = 12 + max(0, int(math.ceil(-lowest)) if math.isfinite(lowest) else 0)
-    for _ in range(steps):   # sum the first terms until x + k >= 12
+    for _ in range(12):   # sum the first terms until x + k >= 12
         low = y < 12.0
         acc = acc + xp.where(low, y ** -s, 0.0)
         y = xp.where(low, y + 1.0, y)
@@ -129,10 +127,26 @@ def _hurwitz_zeta(xp, s: float, x):
 def polygamma_kernel(xp, x, n: int):
     if n == 0:
         return digamma_kernel(xp, x)
-    # psi^(n)(x) = (-1)^(n+1) n! zeta(n + 1, x)
-    out = (-1.0) ** (n + 1) * math.factorial(n) * _hurwitz_zeta(xp, float(n + 1), x)
+    # psi^(n)(x) = (-1)^(n+1) n! zeta(n + 1, x) for x > 0; below 1/2 the reflection
+    # (-1)^n psi^(n)(1 - x) - psi^(n)(x) = pi d^n/dx^n cot(pi x), whose right side is
+    # pi^(n+1) P_n(cot(pi x)) with P_0 = c, P_k+1 = -(1 + c^2) P_k'(c).
+    small = x < 0.5
+    y = xp.where(small, 1.0 - x, x)
+    pos = (-1.0) ** (n + 1) * math.factorial(n) * _hurwitz_zeta(xp, float(n + 1), y)
+    poly = np.polynomial.Polynomial([0.0, 1.0])
+    for _ in range(n):
+        poly = -np.polynomial.Polynomial([1.0, 0.0, 1.0]) * poly.deriv()
+    c = 1.0 / xp.tan(math.pi * _frac_near(xp, x))
+    deriv = xp.zeros_like(c)
+    for coef in poly.coef[::-1]:   # Horner
+        deriv = deriv * c + coef
+    refl = (-1.0) ** n * pos - math.pi ** (n + 1) * deriv
+    out = xp.where(small, refl, pos)
     pole = (x <= 0) & (x == xp.floor(x))
-    return xp.where(pole, xp.inf if n % 2 else xp.nan, out)
+    # At 0 the limit from the right, as torch (+inf for odd n, -inf for even); at the
+    # negative integers odd n meet +inf from both sides, even n have no limit.
+    at_zero = xp.inf if n % 2 else -xp.inf
+    return xp.where(pole, xp.where(x == 0, at_zero, xp.inf if n % 2 else xp.nan), out)
 
 
 # ---- error functions ------------------------------------------------------------------

@@ -54,12 +54,16 @@ def test_against_standard_library():
 
 def test_against_scipy_wide_ranges():
     sp = pytest.importorskip("scipy.special")
-    x = np.concatenate([np.linspace(0.05, 40, 400), -np.linspace(0.05, 6, 100) - 0.37])
+    x = np.concatenate([np.linspace(0.05, 40, 400), -np.linspace(0.05, 6, 100) - 0.37,
+                        [-1e6 - 0.3, -12345.67]])
     f = lambda v: ember.tensor(v, dtype=ember.float64)   # noqa: E731
     np.testing.assert_allclose(to_np(ember.digamma(f(x))), sp.digamma(x), rtol=1e-12, atol=1e-13)
-    for n in (1, 2, 3):
+    for n in (1, 2, 3, 4):
         np.testing.assert_allclose(to_np(ember.polygamma(n, f(x))), sp.polygamma(n, x),
                                    rtol=1e-11)
+    for n in (1, 2):   # at 0 the limit from the right, as torch
+        torch = pytest.importorskip("torch")
+        assert to_np(ember.polygamma(n, f([0.0])))[0] == torch.polygamma(n, torch.zeros(1))[0]
     p = np.concatenate([10.0 ** -np.arange(1, 300, 7), np.linspace(0.01, 0.99, 99)])
     np.testing.assert_allclose(to_np(ember.special.ndtri(f(p))), sp.ndtri(p), rtol=1e-12)
     b = np.linspace(-700, 700, 1401)
