@@ -50,6 +50,13 @@ from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa:
 from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
                                       set_float32_matmul_precision)
 from ember import distributed  # noqa: E402,F401
+from ember import special  # noqa: E402
+from ember.special import (digamma, erfc, erfinv, exp2, i0, logit, polygamma,  # noqa: E402
+                           sinc, xlogy)
+from ember.special import gammaln as lgamma, multigammaln as mvlgamma  # noqa: E402
+from ember.tensor_more import (cummax, cummin, cumulative_trapezoid, heaviside,  # noqa: E402
+                               logcumsumexp, mode, rot90, signbit, trapezoid, trapz, vander)
+from ember import distributions  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
                            set_num_interop_threads, set_num_threads)
 from ember.determinism import (are_deterministic_algorithms_enabled,  # noqa: E402

@@ -154,6 +154,10 @@ OP_PROGRAMS = {
 OP_PROGRAMS.update(linalg_programs())   # tests/linalg_registry_cases.py
 OP_PROGRAMS.update(spectral_programs())
 RANDOM_OPS = {"rand", "randn", "randint", "randperm", "multinomial"}
+# The ops of ember.special, ember.tensor_more and ember.distributions.
+from compiled_programs_special import SPECIAL_PROGRAMS, SPECIAL_RANDOM_MAKERS  # noqa: E402
+OP_PROGRAMS.update(SPECIAL_PROGRAMS)
+RANDOM_OPS |= set(SPECIAL_RANDOM_MAKERS)
 
 
 def _setitem_prog(x):
@@ -178,7 +182,8 @@ def test_random_ops_compiled_draw_fresh_numbers(name):
     makers = {"rand": lambda x: x + ember.rand(4), "randn": lambda x: x + ember.randn(4),
               "randint": lambda x: x + ember.randint(0, 100, (4,)),
               "randperm": lambda x: x + ember.randperm(4),
-              "multinomial": lambda x: x + ember.multinomial(ember.ones(4), 4)}
+              "multinomial": lambda x: x + ember.multinomial(ember.ones(4), 4),
+              **SPECIAL_RANDOM_MAKERS}
     cf = ember.compile(makers[name])
     x = ember.zeros(4)
     outs = [cf(x).numpy().copy() for _ in range(4)]

@@ -951,6 +951,9 @@ def _np_scatter(a, v, shape, strides, offset):
 CASES = _build_cases()
 CASES.update(linalg_cases(Case))   # ember/ops/linalg.py (tests/linalg_registry_cases.py)
 CASES.update(spectral_cases(Case))   # ember/ops/spectral.py (same file)
+# The ops of ember.special, ember.tensor_more and ember.distributions.
+from registry_cases_special import special_cases  # noqa: E402
+CASES.update(special_cases(Case, unary_cases))
 PARAMS = [pytest.param(name, case, id=f"{name}-{case.id or i}")
           for name in sorted(CASES) for i, case in enumerate(CASES[name])]
 
