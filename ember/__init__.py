@@ -50,6 +50,7 @@ from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa:
 from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
                                       set_float32_matmul_precision)
 from ember import distributed  # noqa: E402,F401
+from ember import multiprocessing  # noqa: E402,F401  (Tensor.share_memory_)
 from ember import special  # noqa: E402
 from ember.special import (digamma, erfc, erfinv, exp2, i0, logit, polygamma,  # noqa: E402
                            sinc, xlogy)

@@ -450,6 +450,12 @@ class Module:
                         module._buffers[name] = fn(b)
         return self
 
+    def share_memory(self) -> Module:
+        """Move parameters, their gradients and buffers into shared memory, for processes
+        forked afterwards (Hogwild training; see ``ember.multiprocessing``)."""
+        from ember.multiprocessing import share_memory_
+        return self._apply(share_memory_)
+
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """Move and/or cast parameters and buffers: ``to("cuda")``, ``to(ember.float64)``,
         ``to(memory_format=ember.channels_last)`` (4-D ones).
