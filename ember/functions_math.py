@@ -593,6 +593,54 @@ def can_cast(from_, to) -> bool:
     return rank(f) <= rank(t)
 
 
+def histogram(input: Tensor, bins=100, *, range=None, weight: Tensor | None = None,
+              density: bool = False):
+    """Counts (or weights, or a density) of ``input`` in ``bins`` bins (a count, or the
+    edges as a 1-D tensor), over ``range`` or the data's; ``(hist, bin_edges)`` as torch's.
+    Its bins depend on the values: it runs eagerly (as NumPy's), with no gradient.
+
+    >>> ember.histogram(ember.tensor([1., 2., 1.]), bins=2).hist
+    tensor([2., 1.])
+    """
+    from collections import namedtuple
+    x = input.detach().cpu().numpy().reshape(-1)
+    edges = bins.detach().cpu().numpy() if isinstance(bins, Tensor) else int(bins)
+    w = None if weight is None else weight.detach().cpu().numpy().reshape(-1)
+    hist, edge = np.histogram(x, edges, range=range, weights=w, density=density)
+    out = namedtuple("histogram", ["hist", "bin_edges"])
+    make = lambda a: tensor(a.astype(x.dtype), device=input.device)   # noqa: E731
+    return out(make(hist), make(edge))
+
+
+def apply_(input: Tensor, callable) -> Tensor:
+    """``x.apply_(f)``: ``f`` of each element, written in place (CPU tensors, slow, as
+    torch's)."""
+    if input.device.type != "cpu":
+        raise TypeError("apply_ is only implemented on CPU tensors")
+    flat = input.detach().cpu().numpy().reshape(-1)
+    values = np.array([callable(v) for v in flat.tolist()], dtype=flat.dtype)
+    with _no_grad():
+        input.copy_(tensor(values.reshape(tuple(input.shape)), dtype=input.dtype))
+    return input
+
+
+def map_(input: Tensor, other: Tensor, callable) -> Tensor:
+    """``x.map_(y, f)``: ``f(x_i, y_i)`` over ``y`` broadcast to ``x``, written in place."""
+    if input.device.type != "cpu":
+        raise TypeError("map_ is only implemented on CPU tensors")
+    a = input.detach().numpy().reshape(-1).tolist()
+    b = other.detach().expand(*input.shape).contiguous().numpy().reshape(-1).tolist()
+    values = np.array([callable(u, v) for u, v in zip(a, b)], dtype=input.detach().numpy().dtype)
+    with _no_grad():
+        input.copy_(tensor(values.reshape(tuple(input.shape)), dtype=input.dtype))
+    return input
+
+
+def _no_grad():
+    from ember.autograd import no_grad
+    return no_grad()
+
+
 # ---- torch's aliases ----------------------------------------------------------------------
 
 arctan, arcsin, arccos, arctan2 = atan, asin, acos, atan2
@@ -635,7 +683,7 @@ __all__ = ["tan", "atan", "asin", "acos", "atan2", "sinh", "cosh", "asinh", "aco
            "atleast_3d", "hstack", "vstack", "row_stack", "dstack", "column_stack", "hsplit",
            "vsplit", "broadcast_tensors", "swapdims", "take", "index_fill", "index_copy",
            "inner", "mv", "addmv", "addbmm", "vdot", "tensordot", "cov", "corrcoef",
-           "result_type", "can_cast", "arctan", "arcsin", "arccos",
+           "result_type", "can_cast", "histogram", "arctan", "arcsin", "arccos",
            "arctan2", "arcsinh", "arccosh", "arctanh", "absolute", "negative", "positive",
            "fix", "sgn"]
 
@@ -657,6 +705,7 @@ _INPLACE = ("tan atan asin acos atan2 sinh cosh asinh acosh atanh log2 log10 deg
 for _name in _METHODS:
     if not hasattr(Tensor, _name):
         setattr(Tensor, _name, _method(globals()[_name]))
+Tensor.apply_, Tensor.map_ = apply_, map_
 for _name in _INPLACE:
     if not hasattr(Tensor, _name + "_"):
         setattr(Tensor, _name + "_", _inplace_method(globals()[_name], _name + "_"))

@@ -150,3 +150,18 @@ def test_finite_differences_of_the_compositions():
         h = 1e-6
         fd = (fn(ember.tensor(a + h)).numpy() - fn(ember.tensor(a - h)).numpy()) / (2 * h)
         np.testing.assert_allclose(x.grad.numpy(), fd, rtol=1e-5, atol=1e-7)
+
+
+def test_histogram_apply_and_map_match_torch():
+    torch = pytest.importorskip("torch")
+    x = RNG.standard_normal(60).astype(np.float32)
+    for kwargs in ({"bins": 5}, {"bins": 4, "range": (-1.0, 1.0)},
+                   {"bins": 3, "weight": np.abs(x), "density": True}):
+        ek = {k: ember.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        tk = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        e, t = ember.histogram(ember.tensor(x), **ek), torch.histogram(torch.tensor(x), **tk)
+        np.testing.assert_allclose(e.hist.numpy(), t.hist.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(e.bin_edges.numpy(), t.bin_edges.numpy(), rtol=1e-6)
+    a = ember.tensor([1.0, 2.0])
+    assert a.apply_(lambda v: v * 3) is a and a.tolist() == [3.0, 6.0]
+    assert a.map_(ember.tensor([1.0]), lambda u, v: u - v).tolist() == [2.0, 5.0]
