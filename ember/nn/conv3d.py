@@ -10,11 +10,10 @@ ember.Size([1, 2, 3, 3, 3])
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from ember.nn import functional as F
 from ember.nn.conv import _ConvNd, _ConvTransposeNd
 from ember.nn.module import Module
+from ember.nn.pooling import AvgPool2d, MaxPool2d
 from ember.tensor import Tensor
 
 __all__ = ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
@@ -28,13 +27,7 @@ class Conv3d(_ConvNd):
     ember.Size([2, 8, 5, 8, 8])
     """
 
-    _dims = 3
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device=None, dtype=None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, device, dtype)
+    _dims = 3   # (_ConvNd's constructor, with torch's arguments)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.conv3d(input, self.weight, self.bias, self.stride, self.padding,
@@ -56,55 +49,28 @@ class ConvTranspose3d(_ConvTransposeNd):
                                   self.dilation)
 
 
-class MaxPool3d(Module):
+class MaxPool3d(MaxPool2d):
     """Max over windows of [N, C, D, H, W]; ``stride`` defaults to ``kernel_size``.
 
     >>> nn.MaxPool3d(2)(ember.randn(1, 1, 4, 4, 4)).shape
     ember.Size([1, 1, 2, 2, 2])
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
-                 return_indices: bool = False, ceil_mode: bool = False) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
-        self.dilation = dilation
-        self.return_indices = return_indices
-        self.ceil_mode = ceil_mode
-
     def forward(self, input: Tensor) -> Tensor:
         return F.max_pool3d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             self.ceil_mode, self.return_indices)
 
-    def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
-
-class AvgPool3d(Module):
+class AvgPool3d(AvgPool2d):
     """Mean over windows of [N, C, D, H, W]; ``stride`` defaults to ``kernel_size``.
 
     >>> nn.AvgPool3d(2)(ember.randn(1, 1, 4, 4, 4)).shape
     ember.Size([1, 1, 2, 2, 2])
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: Optional[int] = None) -> None:
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
-        self.ceil_mode = ceil_mode
-        self.count_include_pad = count_include_pad
-        self.divisor_override = divisor_override
-
     def forward(self, input: Tensor) -> Tensor:
         return F.avg_pool3d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AdaptiveAvgPool3d(Module):
