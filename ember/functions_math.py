@@ -372,13 +372,14 @@ def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -
     ``ember.diag_embed(ember.ones(2, 3)).shape``"""
     if (dim1, dim2) not in ((-2, -1), (input.ndim - 1, input.ndim)):
         raise NotImplementedError("diag_embed: only dim1=-2, dim2=-1")
-    n = input.shape[-1] + abs(offset)
-    rows = np.arange(input.shape[-1]) + max(-offset, 0)
-    cols = np.arange(input.shape[-1]) + max(offset, 0)
-    eye = np.zeros((input.shape[-1], n, n), dtype=np.float32)
-    eye[np.arange(input.shape[-1]), rows, cols] = 1
-    basis = tensor(eye, dtype=input.dtype, device=input.device)   # [k, n, n]
-    return (input.unsqueeze(-1).unsqueeze(-1) * basis).sum(-3)
+    k = input.shape[-1]
+    n = k + abs(offset)
+    eye = tensor(np.eye(n, k=offset), dtype=input.dtype, device=input.device)
+    # The values padded to length n, along the rows (offset >= 0: row i holds input[i]) or
+    # the columns (offset < 0), then masked by the shifted identity: n^2 work.
+    zeros = input.new_zeros(*input.shape[:-1], abs(offset))
+    v = cat([input, zeros], -1) if offset else input
+    return v.unsqueeze(-1) * eye if offset >= 0 else v.unsqueeze(-2) * eye
 
 
 def diagflat(input: Tensor, offset: int = 0) -> Tensor:

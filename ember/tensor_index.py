@@ -17,7 +17,8 @@ from ember import autograd, dispatch as _dispatch_mod, dtypes
 from ember import tensor as _tensor  # Tensor itself (this module is a base of it)
 from ember.dispatch import constant, dispatch
 from ember.errors import OpError, OpIndexError, shape_str
-from ember.tensor_common import _dims, _replay, _view_rebase_message, values_indices
+from ember.tensor_common import (STRUCTURE_VERSION, _dims, _replay, _view_rebase_message,
+                                 values_indices)
 from ember.tensor_create import _as_tensor_like, arange, full_like, rand_like, randn_like, tensor
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class TensorIndex:
                     result = dispatch("where", constant(False, dtypes.bool_, self._device),
                                       src, result)
                 self._node = result._node
+                if not self._rg:   # compiled calls check requires_grad when this moves
+                    STRUCTURE_VERSION[0] += 1
                 self._rg = True
         if _dispatch_mod.tracer is not None:
             _dispatch_mod.tracer.mutate(self, result)
@@ -395,6 +398,8 @@ def _rebase_history(view: Tensor, base: Tensor, written: Tensor) -> None:
     saved._vc = base._vc
     base._node = autograd.Node(_COPY_SLICES, (old, written),
                                {"view": view._view, "shape": tuple(base._data.shape)}, saved)
+    if not base._rg:
+        STRUCTURE_VERSION[0] += 1   # (see _inplace)
     base._rg = True
     view._sync_view()
 

@@ -196,3 +196,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "fuzz" in item.keywords:
             item.add_marker(skip)
+
+
+def compiled_steps_agree(make, loss, args, *, lr: float = 0.1, steps: int = 3,
+                         rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Train ``make()`` (seeded 0) for ``steps`` SGD steps of ``loss(model, *args)``, eager
+    then under ``ember.compile`` (warnings are errors there: no eager fallback), and
+    compare the losses and the final state_dict."""
+    import warnings
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(0)
+        model = make()
+        opt = ember.optim.SGD(model.parameters(), lr=lr)
+
+        def step(*xs):
+            opt.zero_grad()
+            out = loss(model, *xs)
+            out.backward()
+            opt.step()
+            return out
+        run = ember.compile(step) if compiled else step
+        with warnings.catch_warnings():
+            warnings.simplefilter("error" if compiled else "ignore")
+            losses = [run(*args).item() for _ in range(steps)]
+        results.append((losses, {k: to_np(v).copy() for k, v in model.state_dict().items()}))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=rtol)
+    for k, v in results[0][1].items():
+        np.testing.assert_allclose(results[1][1][k], v, rtol=rtol, atol=atol, err_msg=k)

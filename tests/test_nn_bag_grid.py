@@ -1,11 +1,11 @@
 """embedding_bag / EmbeddingBag, bilinear / Bilinear, grid_sample and affine_grid against
 torch, NumPy references and finite differences; one compiled training step per layer."""
-import warnings
 
 import numpy as np
 import pytest
 
 import ember
+from conftest import compiled_steps_agree
 import ember.nn as nn
 import ember.nn.functional as F
 
@@ -199,23 +199,4 @@ def test_compiled_training_step_equals_eager():
     idx = ember.tensor([1, 5, 7, 7, 2, 19, 0, 3])
     offsets = ember.tensor([0, 3, 5])
     img = ember.randn(3, 2, 5, 5)
-    results = []
-    for compiled in (False, True):
-        ember.manual_seed(0)
-        model = _Net()
-        opt = ember.optim.SGD(model.parameters(), lr=0.5)
-
-        def step(idx, offsets, img):
-            opt.zero_grad()
-            loss = model(idx, offsets, img)
-            loss.backward()
-            opt.step()
-            return loss
-        run = ember.compile(step) if compiled else step
-        with warnings.catch_warnings():
-            warnings.simplefilter("error" if compiled else "ignore")
-            losses = [run(idx, offsets, img).item() for _ in range(3)]
-        results.append((losses, {k: _np(v).copy() for k, v in model.state_dict().items()}))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
-    for k, v in results[0][1].items():
-        np.testing.assert_allclose(results[1][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    compiled_steps_agree(_Net, lambda m, *xs: m(*xs), (idx, offsets, img), lr=0.5)

@@ -1,12 +1,12 @@
 """F.ctc_loss / nn.CTCLoss against torch, a brute-force NumPy enumeration of alignments,
 and a compiled training step."""
 import itertools
-import warnings
 
 import numpy as np
 import pytest
 
 import ember
+from conftest import compiled_steps_agree
 import ember.nn as nn
 import ember.nn.functional as F
 
@@ -93,24 +93,7 @@ def test_ctc_compiled_training_step_equals_eager():
     feats = ember.randn(10, 3, 6)
     targets = ember.tensor([[1, 2, 3], [2, 2, 0], [4, 1, 0]])
     il, tl = ember.tensor([10, 9, 8]), ember.tensor([3, 2, 2])
-    results = []
-    for compiled in (False, True):
-        ember.manual_seed(0)
-        model = nn.Linear(6, 5)
-        opt = ember.optim.SGD(model.parameters(), lr=0.1)
-        ctc = nn.CTCLoss(zero_infinity=True)
-
-        def step(feats, targets, il, tl):
-            opt.zero_grad()
-            loss = ctc(model(feats).log_softmax(2), targets, il, tl)
-            loss.backward()
-            opt.step()
-            return loss
-        run = ember.compile(step) if compiled else step
-        with warnings.catch_warnings():
-            warnings.simplefilter("error" if compiled else "ignore")
-            losses = [run(feats, targets, il, tl).item() for _ in range(3)]
-        results.append((losses, [_np(p).copy() for p in model.parameters()]))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
-    for a, b in zip(results[0][1], results[1][1]):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    ctc = nn.CTCLoss(zero_infinity=True)
+    compiled_steps_agree(lambda: nn.Linear(6, 5),
+                         lambda m, f, t, a, b: ctc(m(f).log_softmax(2), t, a, b),
+                         (feats, targets, il, tl))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import ember
+from conftest import compiled_steps_agree
 import ember.nn as nn
 from ember.nn.utils import parametrize
 
@@ -220,26 +221,7 @@ def test_compiled_training_step_equals_eager(which):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return nn.Sequential(fn(nn.Linear(4, 5)), nn.Tanh(), nn.Linear(5, 1))
-    x = ember.randn(6, 4)
-    results = []
-    for compiled in (False, True):
-        model = make()
-        opt = ember.optim.SGD(model.parameters(), lr=0.1)
-
-        def step(x):
-            opt.zero_grad()
-            loss = (model(x) ** 2).mean()
-            loss.backward()
-            opt.step()
-            return loss
-        run = ember.compile(step) if compiled else step
-        with warnings.catch_warnings():
-            warnings.simplefilter("error" if compiled else "ignore")
-            losses = [run(x).item() for _ in range(3)]
-        results.append((losses, {k: _np(v).copy() for k, v in model.state_dict().items()}))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
-    for k, v in results[0][1].items():
-        np.testing.assert_allclose(results[1][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    compiled_steps_agree(make, lambda m, x: (m(x) ** 2).mean(), (ember.randn(6, 4),))
 
 
 # ---- orthogonal ---------------------------------------------------------------------------
@@ -293,28 +275,10 @@ def test_orthogonal_numpy_properties():
 
 @pytest.mark.parametrize("orth_map", ["matrix_exp", "householder"])
 def test_orthogonal_compiled_step_equals_eager(orth_map):
-    x = ember.randn(6, 4)
-    results = []
-    for compiled in (False, True):
-        ember.manual_seed(0)
-        model = nn.Sequential(nn.utils.parametrizations.orthogonal(
+    def make():
+        return nn.Sequential(nn.utils.parametrizations.orthogonal(
             nn.Linear(4, 4), orthogonal_map=orth_map), nn.Tanh(), nn.Linear(4, 1))
-        opt = ember.optim.SGD(model.parameters(), lr=0.1)
-
-        def step(x):
-            opt.zero_grad()
-            loss = (model(x) ** 2).mean()
-            loss.backward()
-            opt.step()
-            return loss
-        run = ember.compile(step) if compiled else step
-        with warnings.catch_warnings():
-            warnings.simplefilter("error" if compiled else "ignore")
-            losses = [run(x).item() for _ in range(3)]
-        results.append((losses, {k: _np(v).copy() for k, v in model.state_dict().items()}))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
-    for k, v in results[0][1].items():
-        np.testing.assert_allclose(results[1][1][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    compiled_steps_agree(make, lambda m, x: (m(x) ** 2).mean(), (ember.randn(6, 4),))
 
 
 def test_parametrized_deepcopy():

@@ -1,18 +1,16 @@
 """The Laplace (double exponential) distribution."""
 from __future__ import annotations
 
-import numbers
 
 from ember import dtypes
 from ember.distributions import constraints
-from ember.distributions.distribution import Distribution, _size
-from ember.distributions.utils import broadcast_all
-from ember.tensor import Size, Tensor, rand
+from ember.distributions.loc_scale import LocScale
+from ember.tensor import Tensor, rand
 
 __all__ = ["Laplace"]
 
 
-class Laplace(Distribution):
+class Laplace(LocScale):
     """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale).
 
     >>> ember.distributions.Laplace(0.0, 1.0).variance
@@ -21,30 +19,6 @@ class Laplace(Distribution):
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
     has_rsample = True
-
-    def __init__(self, loc, scale, validate_args: bool | None = None) -> None:
-        self.loc, self.scale = broadcast_all(loc, scale)
-        if isinstance(loc, numbers.Number) and isinstance(scale, numbers.Number):
-            batch_shape = Size(())
-        else:
-            batch_shape = self.loc.size()
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Laplace, _instance)
-        batch_shape = _size(batch_shape)
-        new.loc, new.scale = self.loc.expand(batch_shape), self.scale.expand(batch_shape)
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
-
-    @property
-    def mode(self) -> Tensor:
-        return self.loc
 
     @property
     def variance(self) -> Tensor:

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 from ember import special
 from ember.distributions import constraints
-from ember.distributions.distribution import Distribution, _size
-from ember.distributions.utils import broadcast_all
-from ember.tensor import Size, Tensor, randn
+from ember.distributions.loc_scale import LocScale
+from ember.tensor import Tensor, randn
 
 __all__ = ["Normal"]
 
 
-class Normal(Distribution):
+class Normal(LocScale):
     """Normal(loc, scale): mean ``loc``, standard deviation ``scale``.
 
     >>> d = ember.distributions.Normal(0.0, 1.0)
@@ -24,31 +22,6 @@ class Normal(Distribution):
     support = constraints.real
     has_rsample = True
     _mean_carrier_measure = 0
-
-    def __init__(self, loc, scale, validate_args: bool | None = None) -> None:
-        self.loc, self.scale = broadcast_all(loc, scale)
-        if isinstance(loc, numbers.Number) and isinstance(scale, numbers.Number):
-            batch_shape = Size(())
-        else:
-            batch_shape = self.loc.size()
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Normal, _instance)
-        batch_shape = _size(batch_shape)
-        new.loc = self.loc.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
-        Distribution.__init__(new, batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @property
-    def mean(self) -> Tensor:
-        return self.loc
-
-    @property
-    def mode(self) -> Tensor:
-        return self.loc
 
     @property
     def stddev(self) -> Tensor:

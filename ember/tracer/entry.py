@@ -31,6 +31,7 @@ from ember.ops.random import preserved_rng
 from ember.runtime.memory import release_free_memory
 from ember.runtime.plan import build_plan
 from ember.tensor import Tensor, array_of
+from ember.tensor_common import STRUCTURE_VERSION
 from ember.tracer import events, pytree
 from ember.tracer.autograd_plan import CompiledAutograd
 from ember.tracer.printing import watch_output
@@ -195,6 +196,7 @@ class Entry:
         self.captured_meta = [meta(t) for t in self.captured]
         self.captured_data = [array_of(t) for t in self.captured]   # checked by identity first
         self.captured_rg = [t.requires_grad for t in self.captured]
+        self._rg_seen = STRUCTURE_VERSION[0]   # requires_grad changes move it (tensor.py)
         self.none_grads = trace.none_grads
         if self.guards is not None and trace.runtime_values:
             self.guards.settle(trace.runtime_values)
@@ -293,10 +295,13 @@ class Entry:
         return any(t.requires_grad and i not in was for i, t in enumerate(self.captured))
 
     def captured_changed(self) -> str:
-        data, rg = self.captured_data, self.captured_rg
+        data = self.captured_data
+        if STRUCTURE_VERSION[0] != self._rg_seen:   # (code may branch on requires_grad)
+            for i, t in enumerate(self.captured):
+                if t.requires_grad is not self.captured_rg[i]:
+                    return f"captured tensor {i}'s requires_grad changed to {t.requires_grad}"
+            self._rg_seen = STRUCTURE_VERSION[0]
         for i, t in enumerate(self.captured):
-            if t.requires_grad is not rg[i]:   # (code may branch on it, as on its shape)
-                return f"captured tensor {i}'s requires_grad changed to {t.requires_grad}"
             if array_of(t) is data[i]:   # same array object: same shape, dtype and strides
                 continue
             m, now = self.captured_meta[i], meta(t)
