@@ -252,3 +252,25 @@ def test_relu_mask_is_recomputed_where_the_gradient_uses_it():
     got = cf(x)
     np.testing.assert_allclose(got[1].numpy(), t1.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got[2].numpy(), t1.bias.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_find_cycle_agrees_with_networkx_on_random_graphs():
+    import random
+
+    import networkx as nx
+
+    from ember.ir.passes.fuse import _find_cycle
+
+    rng = random.Random(0)
+    for _ in range(2000):
+        n = rng.randint(1, 12)
+        succ: dict = {}
+        for _ in range(rng.randint(0, 30)):
+            a, b = rng.randrange(n), rng.randrange(n)
+            if a != b:
+                succ.setdefault(a, set()).add(b)
+        cycle = _find_cycle(succ)
+        g = nx.DiGraph([(a, b) for a, out in succ.items() for b in out])
+        assert (cycle is not None) == (len(g) > 0 and not nx.is_directed_acyclic_graph(g))
+        for i, u in enumerate(cycle or ()):   # consecutive nodes are edges, closing back
+            assert cycle[(i + 1) % len(cycle)] in succ[u]
