@@ -177,12 +177,25 @@ def check_grad_fd(fn_ember, inputs, *, rtol: float = 1e-5, atol: float = 1e-7,
 @pytest.fixture(autouse=True)
 def _fresh_state():
     """Each test starts with grad mode on, the default dtype float32 and a fixed seed."""
+    from ember.tracer import admission
     ember.set_grad_enabled(True)
     ember.set_default_dtype(ember.float32)
     ember.manual_seed(0)
+    # New sizes compile at once, so that tests of what compiled code does at each size
+    # see compiled code; the tests of the default rule (run eagerly until compiling a
+    # size pays: tracer/admission.py) use the ``rent_new_sizes`` fixture.
+    policy, admission.NEW_SIZES = admission.NEW_SIZES, "compile"
     yield
+    admission.NEW_SIZES = policy
     ember.set_grad_enabled(True)
     ember.set_default_dtype(ember.float32)
+
+
+@pytest.fixture
+def rent_new_sizes(monkeypatch):
+    """The default rule for new sizes (tracer/admission.py): eagerly until compiling pays."""
+    from ember.tracer import admission
+    monkeypatch.setattr(admission, "NEW_SIZES", "rent")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -174,7 +174,8 @@ def test_generic_column_sums_share_code_across_batch_sizes():
     builds = []
     for b in (64, 48, 17, 300, 1, 9):
         x = ember.randn(b, 40)
-        for _ in range(3):   # until a call replays (a new size traces: eager's result)
+        for _ in range(10_000):   # until a call replays (a new size runs eagerly until
+            # compiling it pays, admission.py; then it traces: eager's result)
             hits = cf.stats()["cache_hits"]
             got = cf(x, w)
             if cf.stats()["cache_hits"] > hits:

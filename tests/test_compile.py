@@ -312,6 +312,7 @@ def test_outputs_are_fresh_and_not_overwritten():
 def test_recompile_reason_names_the_guard():
     f = ember.compile(lambda x: x + 1)
     f(ember.ones(2, 3))
+    f(ember.ones(4, 3))   # a new size: eagerly first (admission.py), then compiled
     f(ember.ones(4, 3))
     assert any("shape [2,3] -> [4,3]" in r for r in f.stats()["recompile_reasons"])
 

@@ -127,7 +127,21 @@ def test_dynamic_fuzz_slice():
     _check(range(20))
 
 
+def test_dynamic_fuzz_slice_with_the_default_rule(monkeypatch):
+    # The tests compile new sizes at once (conftest); here, as users run: a new size runs
+    # eagerly first and compiles when it recurs (tracer/admission.py, its cost unknown
+    # until a size compiled; RENT_FACTOR 0 keeps compiling on the second call).
+    from ember.tracer import admission
+    monkeypatch.setattr(admission, "NEW_SIZES", "rent")
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)
+    _check(range(20, 40))
+
+
 @pytest.mark.slow
 @pytest.mark.fuzz
-def test_dynamic_fuzz_long():
+@pytest.mark.parametrize("policy", ["compile", "rent"])
+def test_dynamic_fuzz_long(monkeypatch, policy):
+    from ember.tracer import admission
+    monkeypatch.setattr(admission, "NEW_SIZES", policy)
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)
     _check(range(1000, 1000 + int(os.environ.get("EMBER_DYN_FUZZ", "300"))))

@@ -17,6 +17,7 @@ from ember import dtypes as dt
 from ember.codegen.kernel import Expr, Kernel, Load, Param, Store, collapse_dims
 from ember.codegen.llvm import compile_kernel
 from ember.codegen.llvm import kernels as llvm_kernels
+from ember.tracer import admission
 from test_train_step import make_step
 
 
@@ -148,6 +149,118 @@ def test_training_loop_with_varying_batch_sizes_builds_code_for_two_sizes():
     assert any("argument 0 dim 0 varies (64 -> 48)" in n for n in stats["notes"])
 
 
+
+def test_training_loop_rents_sizes_seen_once_and_compiles_recurring_ones(monkeypatch,
+                                                                       rent_new_sizes):
+    # (sizes compile on their second call here; the ski-rental rule: the next test)
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)
+    (m_eager, eager_step), (m_comp, step) = _mlp_pair()
+    compiled = ember.compile(step)
+    builds, counts = [], []
+    for epoch in range(4):
+        for b in BATCHES:
+            x, y = ember.randn(b, 20), ember.randint(0, 10, (b,))
+            got, want = compiled(x, y), eager_step(x, y)
+            np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+            for p, q in zip(m_comp.parameters(), m_eager.parameters()):
+                np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(),
+                                           rtol=1e-5, atol=1e-6)
+            builds.append(compiled.stats()["code_builds"])
+            counts.append(dict(compiled.stats()))
+    stats = compiled.stats()
+    assert not stats["fallbacks"]
+    n = len(BATCHES)
+    # Epoch 1: 64 compiles (twice: the step's first call differs from its second, momentum
+    # buffers appear; the warm-up protocol, not sizes); 48, 17, 5, 33, 1 and 50 are new
+    # sizes seen once: they run eagerly and build nothing (admission.py).
+    at64 = builds[2]
+    assert builds[n - 1] == at64
+    assert counts[n - 1]["new_sizes_run_eagerly"] == 6 == counts[n - 1]["eager_calls"]
+    # Epoch 2: they recur and compile; 48 (first) builds the size-generic kernels (unless
+    # the test before made the same ones: machine code is shared in the process), the
+    # others reuse them. Epoch 3: each one's second call is traced again and compared.
+    assert builds[n + 3] <= at64 + 1 and builds[-1] == builds[n + 3]
+    assert counts[2 * n - 1]["compiles"] == counts[n - 1]["compiles"] + 6
+    assert any("argument 0 dim 0 varies (64 -> 48)" in n for n in stats["notes"])
+    # Epoch 4: every call replays.
+    assert stats["cache_hits"] == counts[3 * n - 1]["cache_hits"] + n
+    assert stats["compiles"] == counts[3 * n - 1]["compiles"]
+    assert stats["eager_calls"] == 6
+
+
+def test_new_sizes_run_eagerly_until_compiling_them_pays(rent_new_sizes):
+    def f(x):
+        return (x * 2).relu().sum(-1)
+
+    compiled = ember.compile(f)
+
+    def call(b, times=1):
+        for _ in range(times):
+            x = ember.randn(b, 4)
+            np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+    call(5, 3)
+    call(9)                     # a new size: eagerly, and said so (not a fallback)
+    stats = compiled.stats()
+    assert stats["new_sizes_run_eagerly"] == 1 and stats["eager_calls"] == 1
+    assert any("runs eagerly until its eager calls have cost" in n for n in stats["notes"])
+    assert not stats["fallbacks"]
+    call(9)                     # the first new size compiles on its second call
+    assert compiled.stats()["compiles"] == stats["compiles"] + 1
+    # It generated the size-generic kernels, so its time says nothing of the next sizes;
+    # the next one reuses them, and its compile and second call measure what a new size
+    # costs.
+    assert compiled._sizes.cost is None
+    call(10, 3)                 # eagerly, compiled, traced again and compared: measured
+    cost = compiled._sizes.cost
+    assert cost is not None and cost > 0
+    # Later sizes rent (run eagerly) until their eager time reaches that cost.
+    compiled._sizes.cost = 1e9
+    before = compiled.stats()
+    call(11, 5)
+    after = compiled.stats()
+    assert after["compiles"] == before["compiles"]
+    assert after["eager_calls"] == before["eager_calls"] + 5
+    paid = compiled._sizes.seen[next(k for k in compiled._sizes.seen)][1]
+    assert 0 < paid < 1e9
+    compiled._sizes.cost = paid / 2   # what size 11 paid already exceeds it: compile
+    call(11)
+    assert compiled.stats()["compiles"] == after["compiles"] + 1
+    # dynamic=False compiles every size at once (code of its own, as torch does)
+    static = ember.compile(f, dynamic=False)
+    for b in [5, 9]:
+        static(ember.randn(b, 4))
+    assert static.stats()["eager_calls"] == 0 and static.stats()["compiles"] == 2
+
+
+@pytest.mark.parametrize("policy", ["compile", "rent"])
+def test_a_new_size_is_checked_though_another_size_passed(monkeypatch, policy):
+    # Python state no guard covers (a set of the sizes seen, in a module attribute) makes
+    # the first call at each size differ from the later ones: eager scales by 2 the first
+    # time, by 1 after. Each size's second call is traced and compared with its first, so
+    # no size replays the first call's constant. (Skipping that check when an entry at
+    # another size had passed it, with the same ops, replayed 2.0 at every later size.)
+    monkeypatch.setattr(admission, "NEW_SIZES", policy)
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)
+
+    class FirstTimeDoubled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def forward(self, x):
+            first = x.shape[0] not in self.seen
+            self.seen.add(x.shape[0])
+            return x * (2.0 if first else 1.0)
+
+    compiled, eager = ember.compile(FirstTimeDoubled()), FirstTimeDoubled()
+    for n in [4, 4, 4, 4, 6, 6, 6, 6, 7, 7, 7, 7, 7]:
+        x = ember.randn(n, 3)
+        np.testing.assert_array_equal(compiled(x).numpy(), eager(x).numpy())
+    assert not compiled.stats()["fallbacks"]
+    assert compiled.stats()["cache_hits"] >= 3
+
+
 def test_transformer_forward_with_varying_sequence_lengths():
     ember.manual_seed(0)
     layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.0,
@@ -156,7 +269,7 @@ def test_transformer_forward_with_varying_sequence_lengths():
     compiled = ember.compile(layer)
     builds = {}
     with ember.no_grad():
-        for t in [16, 16, 12, 20, 7, 16, 1, 33, 12]:
+        for t in [16, 16, 12, 20, 7, 16, 1, 33, 12, 20, 7, 1, 33]:
             x = ember.randn(3, t, 16)
             mask = nn.Transformer.generate_square_subsequent_mask(t)
             got = compiled(x, src_mask=mask, is_causal=True)
@@ -164,7 +277,9 @@ def test_transformer_forward_with_varying_sequence_lengths():
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
             builds[t] = compiled.stats()["code_builds"]
     assert not compiled.stats()["fallbacks"]
-    assert builds[12] == 2 and builds[33] == 2   # 20, 7, 1 and 33 built nothing
+    # 12, 20, 7, 1, 33 run eagerly when first seen; the second 12 builds the size-generic
+    # kernels, and 20, 7, 1 and 33 build nothing
+    assert builds[12] == 2 and builds[33] == 2
 
 
 def test_sizes_through_reshape_flatten_view_and_python_branches():
@@ -213,14 +328,14 @@ def test_mark_dynamic_and_mark_static():
         return (x + 1).tanh() * 3
 
     marked = ember.compile(f)
-    for b in [6, 7, 8]:
+    for b in [6, 6, 7, 7, 8, 8]:   # (a new size compiles when it recurs: admission.py)
         x = ember.randn(b, 3)
         ember.mark_dynamic(x, 0)
         np.testing.assert_allclose(marked(x).numpy(), f(x).numpy(), rtol=1e-6)
-    assert marked.stats()["code_builds"] == 1
+    assert marked.stats()["code_builds"] == 1 and marked.stats()["compiles"] == 3
 
     pinned = ember.compile(f)
-    for b in [6, 7, 8]:
+    for b in [6, 6, 7, 7, 8, 8]:
         x = ember.randn(b, 3)
         ember.mark_static(x, 0)
         np.testing.assert_allclose(pinned(x).numpy(), f(x).numpy(), rtol=1e-6)
@@ -235,18 +350,38 @@ def test_mark_dynamic_and_mark_static():
         ember.compile(f, dynamic="auto")
 
 
-def test_more_sizes_than_the_cache_limit_evict_instead_of_running_eagerly():
+def test_a_full_cache_keeps_the_sizes_hit_most(monkeypatch, rent_new_sizes):
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)   # compile on a size's 2nd call
     def f(x):
         return x.softmax(-1) * 2
 
     compiled = ember.compile(f, cache_limit=3)
-    for b in [4, 5, 6, 7, 8, 9, 4, 10]:
-        x = ember.randn(b, 16)
-        np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+    def call(b, times=1):
+        for _ in range(times):
+            x = ember.randn(b, 16)
+            np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+    call(4, 6)           # compiled; 3 hits after the first-call check
+    call(5, 3)           # first seen: eagerly, then compiled; 1 hit
+    call(6, 3)
+    assert compiled.stats()["cache_entries"] == 3
+    call(7, 2)           # recurs into a full cache: replaces 5 (1 hit, least recent), not 4
     stats = compiled.stats()
-    assert stats["cache_entries"] <= 3
-    assert not stats["fallbacks"] and stats["eager_calls"] == 0
-    assert stats["code_builds"] == 2
+    assert stats["cache_entries"] == 3 and not stats["fallbacks"]
+    hits = stats["cache_hits"]
+    call(4)              # LRU would have given up 4, the oldest: it is still compiled
+    assert compiled.stats()["cache_hits"] == hits + 1
+    call(6, 8)           # 6 and 4 are hit often now
+    call(4, 8)
+    call(7, 8)
+    before = compiled.stats()
+    call(9, 3)           # seen 3 times, less than any entry was hit: stays eager
+    after = compiled.stats()
+    assert after["compiles"] == before["compiles"]
+    assert after["eager_calls"] == before["eager_calls"] + 3
+    assert after["sizes_left_eager_cache_full"] == before["sizes_left_eager_cache_full"] + 2
+    assert after["code_builds"] == 2   # 4 (static), then 5 made the size-generic kernels
 
 
 def test_the_entry_used_by_fast_calls_is_not_evicted():

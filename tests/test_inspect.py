@@ -126,12 +126,14 @@ def test_kernels_channel_prints_llvm_ir(capsys):
     assert "[ember:kernels] kernel0 (sigmoid+mul)" in err and "define void" in err
 
 
-def test_recompiles_channel_names_the_failed_guard(capsys):
+def test_recompiles_channel_names_the_failed_guard(capsys, rent_new_sizes):
     ember.set_logs("recompiles")
     f = ember.compile(lambda x: x + 1)
     _run(f, ember.ones(2, 3), calls=1)
-    _run(f, ember.ones(4, 3), calls=1)
+    _run(f, ember.ones(4, 3), calls=2)   # a new size: eagerly, then compiled
     err = capsys.readouterr().err
+    assert ("[ember:recompiles] <lambda>: a new size runs eagerly (call 1 at it; it compiles "
+            "once such calls cost what a compile does): argument 0 shape [2,3] -> [4,3]") in err
     assert "[ember:recompiles] <lambda>: recompiling: argument 0 shape [2,3] -> [4,3]" in err
 
 
@@ -183,7 +185,7 @@ def test_perf_channel_times_stages_and_kernels(capsys):
     assert calls == 4, (table, f.stats())  # calls 3-6 replay the plan; build runs don't count
 
 
-def test_summary_lists_calls_hits_recompiles_and_an_estimate(capsys):
+def test_summary_lists_calls_hits_recompiles_and_an_estimate(capsys, rent_new_sizes):
     from ember.inspect import summary
 
     def summarized(x):
@@ -191,12 +193,12 @@ def test_summary_lists_calls_hits_recompiles_and_an_estimate(capsys):
 
     f = ember.compile(summarized)
     _run(f, ember.randn(5), calls=4)
-    _run(f, ember.randn(7), calls=1)
+    _run(f, ember.randn(7), calls=2)   # a new size: eagerly, then compiled (admission.py)
     ember.set_logs("summary")
     summary.print_summary()
     err = capsys.readouterr().err
     block = err[err.index("summarized:"):].split("\n")
-    assert block[0].startswith("summarized: 5 calls, 2 compiles, 2 cache hits, 0 eager calls")
+    assert block[0].startswith("summarized: 6 calls, 2 compiles, 2 cache hits, 1 eager calls")
     assert "recompile: argument 0 shape [5] -> [7]" in block[1]
     assert "compiled calls" in block[2] and "each over 2 cache hits" in block[2]
     assert block[3].strip().startswith("saved ~") and "(estimate)" in block[3]
@@ -547,7 +549,7 @@ def test_verify_repro_goes_to_a_temp_dir_without_a_dump_dir():
 
 # ---- the tracer's events; one-way layers --------------------------------------------------
 
-def test_tracer_publishes_events_to_subscribers():
+def test_tracer_publishes_events_to_subscribers(rent_new_sizes, ):
     """What the compiler does reaches any subscriber (as it reaches ember.inspect): one
     function, two traced calls (trace, check), one built segment, then hits."""
     from ember.tracer import events
@@ -571,6 +573,9 @@ def test_tracer_publishes_events_to_subscribers():
         def recompiled(self, cf, reason):
             seen.append("recompiled: " + reason)
 
+        def rented(self, cf, reason, n):
+            seen.append(f"rented ({n}): " + reason)
+
     watch = Watch()
     events.subscribe(watch)
     try:
@@ -578,10 +583,12 @@ def test_tracer_publishes_events_to_subscribers():
         for _ in range(4):
             f(ember.ones(3))
         f(ember.ones(5))
+        f(ember.ones(5))
     finally:
         events.unsubscribe(watch)
     assert seen[:6] == ["created", "traced", "built", "traced", "hit", "hit"]
-    assert seen[6] == "recompiled: argument 0 shape [3] -> [5]"
+    assert seen[6] == "rented (1): argument 0 shape [3] -> [5]"
+    assert seen[7] == "recompiled: argument 0 shape [3] -> [5]"
     assert f.record.entries[0].hits == 2    # ember.inspect subscribed as well
 
 

@@ -56,6 +56,10 @@ class Inspector(events.Listener):
     def recompiled(self, cf: CompiledFunction, reason: str) -> None:
         logs.log("recompiles", f"{cf.__name__}: recompiling: {reason}")
 
+    def rented(self, cf: CompiledFunction, reason: str, seen: int) -> None:
+        logs.log("recompiles", f"{cf.__name__}: a new size runs eagerly (call {seen} at it; "
+                 f"it compiles once such calls cost what a compile does): {reason}")
+
     def fallback(self, cf: CompiledFunction, text: str) -> None:
         logs.log("breaks", f"{cf.__name__}: fallback: {text}")
 

@@ -28,6 +28,8 @@ from ember import dispatch as _dispatch
 from ember.errors import OpError
 from ember.nn.module import STRUCTURE_VERSION, Module
 from ember.tracer import events, fastpath, pytree
+from ember.tracer import admission
+from ember.tracer.admission import SizeAdmission
 from ember.runtime.memory import Arena
 from ember.tracer.dynamic import DynamicDims
 from ember.tracer.entry import Entry
@@ -46,6 +48,8 @@ __all__ = ["compile", "CompiledFunction", "CompiledModule", "CompileError", "Ver
            "eager_mode", "set_eager", "env_flag", "DEFAULT_CACHE_LIMIT"]
 
 _REASONS_KEPT = 100   # recompile reasons listed in stats(); later ones are only counted
+NOTE_NEW_SIZE = ("a call at a new size runs eagerly until its eager calls have cost what "
+                 "compiling a size costs (each size is traced on its own; admission.py)")
 
 
 _LIVE: "weakref.WeakSet[CompiledFunction]" = weakref.WeakSet()   # for reset_all
@@ -85,8 +89,11 @@ class CompiledFunction:
         self._unstable: dict[Any, int] = {}    # key -> calls that changed their own guards
         # "compiles": traces made into entries or branches; "code_builds": those whose
         # plans generated machine code (the others found every kernel compiled already).
+        # "new_sizes_run_eagerly", "sizes_left_eager_cache_full": see admission.py
         self.counters = {"calls": 0, "compiles": 0, "code_builds": 0, "cache_hits": 0,
-                         "eager_calls": 0}
+                         "eager_calls": 0, "new_sizes_run_eagerly": 0,
+                         "sizes_left_eager_cache_full": 0}
+        self._sizes = SizeAdmission()
         self.recompile_reasons: list[str] = []
         self.fallbacks: list[str] = []          # each reason once ...
         self.fallback_counts: dict[str, int] = {}   # ... and how often it happened
@@ -97,6 +104,7 @@ class CompiledFunction:
         self._last_key: CallKey | None = None
         self._fast = None   # the fast function of the entry hit last (see _set_fast)
         self._fast_entry = None
+        self._fast_hits0 = 0   # counters["cache_hits"] when _count_fast_hits last looked
         self.record = None   # the inspector's record (ember.inspect sets it)
         events.publish("function_created", self)
         _LIVE.add(self)
@@ -111,6 +119,7 @@ class CompiledFunction:
             self._unstable.clear()
             self._last_key = None
             self.dynamic = DynamicDims(self._dynamic_setting)
+            self._sizes = SizeAdmission()
             self.arena = Arena()
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
@@ -131,6 +140,7 @@ class CompiledFunction:
         key = key_fields(leaves, spec)   # a CallKey's fields: see key.py
         with self._lock:
             self.counters["calls"] += 1
+            self._count_fast_hits()
             entry, reason = self._lookup(key, leaves)
             if entry is not None and entry.state == "ready":
                 changed = entry.captured_changed()
@@ -142,25 +152,82 @@ class CompiledFunction:
                     if not kwargs:
                         self._set_fast(entry, key, leaves)
                     return out
+            renting = False
             if entry is None:
                 self._drop_dead()
-                limit = self.limit()
-                if len(self.cache) >= limit and self.dynamic.active():
-                    self._evict()   # sizes vary: the least recently used size makes room
-                if len(self.cache) < limit:
+                admit = self._admit(key, reason)
+                if admit == "compile":
                     return self._compile(key, args, kwargs, leaves, reason)
-                self._fallback(f"cache limit of {limit} entries reached; running eagerly")
+                renting = admit == "rent"
             elif entry.state == "second":
+                t0 = clock()
                 with COMPILE_LOCK:
                     result = entry.second_call(args, kwargs, leaves)
                 self._check_stable(key, entry, leaves)
+                self._sizes.checked(key, clock() - t0)
                 return result
             self.counters["eager_calls"] += 1
-        return self.fn(*args, **kwargs)   # outside the lock: eager calls run in parallel
+        if not renting:
+            return self.fn(*args, **kwargs)   # outside the lock: eager calls run in parallel
+        t0 = clock()
+        out = self.fn(*args, **kwargs)
+        with self._lock:
+            self._sizes.paid(key, clock() - t0)
+        return out
+
+    def _admit(self, key: tuple, reason: str) -> str:
+        """What a call that found no entry does: "compile", or run eagerly ("rent": a new
+        size of a dynamic function, until compiling it pays (admission.py), or "eager").
+        Into a full cache, a new size takes the place of an entry hit less often than it
+        was seen; other keys take the least recently used entry's once sizes vary."""
+        limit = self.limit()
+        if (admission.NEW_SIZES == "rent" and self.mode == "default" and not self.fullgraph
+                and self.dynamic.mode is not False and self.cache
+                and self._sizes.new_size(key, self._by_key)):
+            seen = self._sizes.sighting(key)
+            if seen == 1:
+                self.counters["new_sizes_run_eagerly"] += 1
+                if NOTE_NEW_SIZE not in self.notes:
+                    self.notes.append(NOTE_NEW_SIZE)
+            if not self._sizes.worth_compiling(key):
+                events.publish("rented", self, reason, seen)
+                return "rent"
+            if len(self.cache) >= limit:
+                victim = self._sizes.victim(self.cache, self.counters["calls"], limit,
+                                            self._fast_entry if self._fast else None)
+                if victim is None or seen <= victim[0][0]:
+                    self.counters["sizes_left_eager_cache_full"] += 1
+                    events.publish("rented", self, reason + " (the cache is full of sizes "
+                                   "hit more often)", seen)
+                    return "rent"
+                (old_key, _), old = victim[1], victim[2]
+                self._drop(old_key, old)
+                self._sizes.given_up(tuple(old_key), old.hits)
+                events.publish("recompiled", self, f"gave up the entry hit least often "
+                               f"({old.hits} hits; cache limit {limit}) for a size seen "
+                               f"{seen} times")
+            return "compile"
+        if len(self.cache) >= limit and self.dynamic.active():
+            self._evict()   # sizes vary: the least recently used size makes room
+        if len(self.cache) < limit:
+            return "compile"
+        self._fallback(f"cache limit of {limit} entries reached; running eagerly")
+        return "eager"
+
+    def _count_fast_hits(self) -> None:
+        """Credit the hits the fast function made since the last generic call to its entry
+        (it counts only the function's total, to stay short)."""
+        n = self.counters["cache_hits"] - self._fast_hits0
+        if n and self._fast_entry is not None:
+            self._fast_entry.hits += n
+            self._fast_entry.last_used = self.counters["calls"]
+        self._fast_hits0 = self.counters["cache_hits"]
 
     def _hit(self, entry, args, kwargs, leaves):
         self.counters["cache_hits"] += 1
+        self._fast_hits0 += 1
         entry.last_used = self.counters["calls"]
+        entry.hits += 1
         t0 = clock()
         try:
             out = entry.run(args, kwargs, leaves)
@@ -207,6 +274,16 @@ class CompiledFunction:
     def _compile(self, key, args, kwargs, leaves, reason: str):
         """A miss: trace (the call runs eagerly under the tracer), then keep the entry if
         the call finished and left the state its trace read as it found it."""
+        t0, builds = clock(), self.counters["code_builds"]
+        sized = key in self._sizes.seen
+        try:
+            return self._compile_entry(key, args, kwargs, leaves, reason)
+        finally:
+            if sized:   # a new size: what compiling one costs (admission.py)
+                self._sizes.compiled(key, clock() - t0,
+                                     self.counters["code_builds"] > builds)
+
+    def _compile_entry(self, key, args, kwargs, leaves, reason: str):
         self._fast = None   # a new entry: the generic lookup decides until the next hit
         if reason:
             self._recompiled(reason)

@@ -117,6 +117,7 @@ class Entry:
         self.guards = guards   # the Python state the trace read (None: matches any)
         self.dynamic = dynamic   # the call's sizes that vary (size-generic kernels)
         self.last_used = 0       # the owner's call count at the last generic-path hit
+        self.hits = 0            # generic-path hits (admission.py weighs entries by them)
         self.built_code = False  # whether building the last path generated machine code
         self.state = "second"
         self.root: Segment | None = None

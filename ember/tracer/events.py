@@ -46,6 +46,10 @@ class Listener:
     def recompiled(self, cf, reason: str) -> None:
         """A call missed the cache (or found a new branch) and traces again: why."""
 
+    def rented(self, cf, reason: str, seen: int) -> None:
+        """A call at a new size ran eagerly instead of compiling it (``admission.py``):
+        why it missed, and the calls seen at that size so far."""
+
     def fallback(self, cf, text: str) -> None:
         """``cf`` falls back to eager for a reason seen for the first time."""
 
