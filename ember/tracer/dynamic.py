@@ -14,7 +14,8 @@ generating its code costs 0.25 s), so whatever Python does with a size (a loop o
 a branch on it, a reshape to it) is exactly what eager does for that size: no guess
 about how a size flows through the program can make a replay wrong. So unlike
 torch.compile, a size of 1 needs no code of its own either (generic kernels keep size-1
-dims); only an empty tensor's kernels are compiled apart.
+dims); only an empty tensor's kernels are compiled apart. Since that costs several
+eager calls per size, a new size runs eagerly until compiling it pays (``admission.py``).
 
 >>> x = ember.randn(8, 3)
 >>> ember.mark_dynamic(x, 0)
