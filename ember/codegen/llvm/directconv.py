@@ -259,14 +259,30 @@ def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
 
 # ---- kernels -------------------------------------------------------------------------
 
-def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
-    """out[n, o, oy, :] for the rows t = n*OH + oy in [start, end)."""
+def _epilogue(k: _Builder, val, bias, o, relu: bool):
+    """A vector of output channel ``o`` as the separate ops would leave it: ``+ bias[o]``
+    (one rounding, as the add), then relu as the compiled relu computes it (x < 0 ? 0 :
+    x: a NaN stays)."""
+    b = k.b
+    if bias is not None:
+        val = b.fadd(val, k.splat(b.load(k.at(bias, o), typ=k.ft)))
+    if relu:
+        val = b.select(b.fcmp_ordered("<", val, k.zero), k.zero, val)
+    return val
+
+
+def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
+             epilogue=(False, False)) -> str:
+    """out[n, o, oy, :] for the rows t = n*OH + oy in [start, end); ``epilogue`` (bias,
+    relu): + bias[o] (a fourth pointer), then relu, in registers before the store."""
     _, c_, _, _ = shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     oh, ow, nvec, hp, wq = geom
-    k = _Builder(name, dtype, 3)
+    k = _Builder(name, dtype, 4 if epilogue[0] else 3)
     b, lanes = k.b, k.lanes
-    x, wt, out, start, end = k.fn.args
+    x, wt, out = k.fn.args[:3]
+    bias = k.fn.args[3] if epilogue[0] else None
+    start, end = k.fn.args[-2:]
     kk = kh * kw
     xb = min(nvec, 4)
     ob = _split(out_ch, max(1, _TILE // xb))
@@ -305,7 +321,8 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
                 orow = b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))),
                                          _c(oh)), oy), _c(ow))
                 for v in range(nv):
-                    val = b.load(acc[o * nv + v], typ=k.vt)
+                    val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias,
+                                    b.add(o0, _c(o)), epilogue[1])
                     ptr = k.at(out, b.add(orow, _c((v0 + v) * lanes)))
                     if v0 + v == nvec - 1 and tail < lanes:
                         b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size), k.mask(tail)])
@@ -320,16 +337,20 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
     return k.source()
 
 
-def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
+def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
+                  epilogue=(False, False)) -> str:
     """out[n] for the images n in [start, end), vectors along the flattened (oy, ox)
     plane (``_flat``): x[n] is packed at row pitch OW, one copy per (c, tap column j),
-    so that out[n, o, p] = sum_{c,i,j} w[o, c, i, j] * xj[n, c][p + i*dh*OW]."""
+    so that out[n, o, p] = sum_{c,i,j} w[o, c, i, j] * xj[n, c][p + i*dh*OW]; the
+    epilogue as ``_conv_ir``'s."""
     _, c_, _, _ = shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     oh, ow, nvec, hp, wq = geom
-    k = _Builder(name, dtype, 3)
+    k = _Builder(name, dtype, 4 if epilogue[0] else 3)
     b, lanes = k.b, k.lanes
-    x, wt, out, start, end = k.fn.args
+    x, wt, out = k.fn.args[:3]
+    bias = k.fn.args[3] if epilogue[0] else None
+    start, end = k.fn.args[-2:]
     kk, region, plane_len = kh * kw, hp * ow, oh * ow
     nflat = -(-plane_len // lanes)
     ftail = plane_len - (nflat - 1) * lanes
@@ -376,7 +397,8 @@ def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) ->
             for o in range(nob):
                 obase = b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))), _c(plane_len))
                 for v in range(nv):
-                    val = b.load(acc[o * nv + v], typ=k.vt)
+                    val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias,
+                                    b.add(o0, _c(o)), epilogue[1])
                     ptr = k.at(out, b.add(obase, _c((v0 + v) * lanes)))
                     if v0 + v == nflat - 1 and ftail < lanes:
                         b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size),
@@ -576,19 +598,25 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
 
 # ---- compiled kernels and their calls ------------------------------------------------
 
-def _kernel(kind: str, dtype: np.dtype, *key):
+def _kernel(kind: str, dtype: np.dtype, *key, epilogue=(False, False)):
     make = {"dconv": _conv_ir, "dconv_flat": _conv_flat_ir, "dwgrad": _wgrad_ir}[kind]
-    return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
-                    _PARALLEL_MIN)
+    if epilogue == (False, False):   # the key (so the disk cache's IR) of before
+        return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
+                        _PARALLEL_MIN)
+    return compiled((kind, dtype.str, *key, epilogue),
+                    lambda name: (make(name, dtype, *key, epilogue=epilogue),
+                                  4 if epilogue[0] else 3), _PARALLEL_MIN)
 
 
 def _norm(kernel, stride, padding, dilation):
     return tuple(map(lambda t: tuple(int(v) for v in t), (kernel, stride, padding, dilation)))
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation) -> np.ndarray:
+def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation,
+           bias: np.ndarray | None = None, relu: bool = False) -> np.ndarray:
     """Cross-correlation of x [N, C, H, W] (any strides) with w [O, C, kh, kw] (groups
-    1), zero padding -> C-contiguous [N, O, OH, OW] in x's dtype."""
+    1), zero padding -> C-contiguous [N, O, OH, OW] in x's dtype; then ``+ bias`` (O
+    values, per output channel) and ``relu`` (``max(v, 0)``), in registers."""
     o, c, kh, kw = w.shape
     kernel, stride, padding, dilation = _norm((kh, kw), stride, padding, dilation)
     geom = _layout(x.shape, kernel, stride, padding, dilation, _LANES[x.dtype])
@@ -599,12 +627,18 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation) -> np.ndarra
         return out
     if c == 0 or kh * kw == 0:
         out.fill(0)
-        return out
+        if bias is not None:
+            out += np.asarray(bias, x.dtype).reshape(1, o, 1, 1)
+        return np.maximum(out, out.dtype.type(0)) if relu else out
     xq = _padded(x, geom, stride, padding)
     wc = np.ascontiguousarray(w, dtype=x.dtype)
+    arrays = [xq, wc, out]
+    if bias is not None:
+        arrays.append(np.ascontiguousarray(bias, dtype=x.dtype).reshape(o))
     flat = _flat(geom, kernel, stride, x.dtype.itemsize, c)
     _kernel("dconv_flat" if flat else "dconv", x.dtype, tuple(x.shape), o, kernel, stride,
-            dilation, geom)([xq, wc, out], n if flat else n * oh, out.size * c * kh * kw)
+            dilation, geom, epilogue=(bias is not None, bool(relu)))(
+        arrays, n if flat else n * oh, out.size * c * kh * kw)
     return out
 
 
