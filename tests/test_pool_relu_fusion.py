@@ -459,3 +459,83 @@ def test_conv_epilogue_pass_on_hand_built_graph():
     got = interpret(gr, inputs)
     for o, v in zip(gr.outputs, want):
         _same(got[o], v)
+
+
+# ---- ... -> max_pool2d(2): pooling in the epilogue (forward-only code) ---------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [   # (x shape, O, kernel, stride, padding, dilation)
+    ((2, 3, 32, 32), 6, 5, 1, 0, 1), ((2, 3, 32, 32), 32, 3, 1, 0, 1),
+    ((2, 3, 19, 41), 5, 3, (2, 1), 1, (1, 2)), ((3, 8, 17, 47), 20, 3, 1, 1, 1),
+    ((2, 3, 9, 11), 5, 3, 1, 0, 1),           # OW < 16: the flat kernel, pooled after
+    ((1, 2, 6, 70), 3, 2, 1, 0, 1)])          # an odd number of row vectors
+def test_pooled_epilogue_kernel_equals_separate_ops(case, dtype):
+    shape, o, k, s, p, d = case
+    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    s, p, d = pair(s), pair(p), pair(d)
+    rng = np.random.default_rng(9)
+    x = _special(shape, dtype)
+    w = rng.standard_normal((o, shape[1], k, k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    for bias, relu in ((b, True), (None, False), (b, False), (None, True)):
+        y = directconv.conv2d(x, w, s, p, d, bias=bias, relu=relu)
+        want = native.max_pool2d(y, (2, 2), (2, 2), (0, 0), (1, 1))
+        _same(directconv.conv2d(x, w, s, p, d, bias=bias, relu=relu, pool=True), want)
+    # the array code (float16) as the separate ops
+    h = [a.astype(np.float16) for a in (x, w, b)]
+    attrs = dict(stride=s, padding=p, dilation=d)
+    y16 = _conv2d_direct(np, *h, relu=True, **attrs)
+    from ember.ops.conv import _max_pool2d
+    _same(_conv2d_direct(np, *h, relu=True, pool=True, **attrs),
+          _max_pool2d(np, y16, (2, 2), (2, 2), (0, 0), (1, 1)))
+
+
+def test_pool_moves_into_the_epilogue_only_in_forward_code():
+    ember.manual_seed(0)
+    net = _convnet(ember, np.float32)
+    x = ember.from_numpy(_special((3, 3, 20, 18), np.float32))
+
+    def fwd(x):
+        with ember.no_grad():
+            return net(x)
+    ops = _graph_ops(fwd, x)
+    convs = [a for op, a, _ in ops if op == "conv2d_direct"]
+    assert len(convs) == 2 and convs[0].get("pool") and convs[0].get("relu")
+    assert not any(op == "max_pool2d" for op, _, _ in ops)
+    _same(_compile(fwd)(x).numpy(), fwd(x).numpy())
+
+    def train_fwd(x):   # the pooling gradient reads the unpooled output: no pool fusion
+        out = net(x)
+        out.sum().backward()
+        return out
+    ops = _graph_ops(train_fwd, x)
+    assert not any(a.get("pool") for op, a, _ in ops if op == "conv2d_direct")
+    assert any(op == "max_pool2d" for op, _, _ in ops)
+
+    def other_pool(x):   # 3x3 pooling, or 2x2 with padding: not the kernel's pooling
+        with ember.no_grad():
+            y = F.relu(net.conv1(x))
+            return F.max_pool2d(y, 3, 2, 1), F.max_pool2d(F.relu(net.conv1(x * 2)), 2, 1)
+    ops = _graph_ops(other_pool, x)
+    assert not any(a.get("pool") for op, a, _ in ops if op == "conv2d_direct")
+    for c, e in zip(_compile(other_pool)(x), other_pool(x)):
+        _same(c.numpy(), e.numpy())
+
+
+def test_pooled_conv_op_differentiates_eagerly():
+    torch = pytest.importorskip("torch")
+    from ember.dispatch import dispatch
+    rng = np.random.default_rng(10)
+    x, w, b = (rng.standard_normal(s) for s in ((2, 3, 9, 8), (4, 3, 3, 3), (4,)))
+    ex, ew, eb = (ember.tensor(a, requires_grad=True) for a in (x, w, b))
+    out = dispatch("conv2d_direct", ex, ew, eb, stride=(1, 1), padding=(1, 1),
+                   dilation=(1, 1), relu=True, pool=True)
+    g = rng.standard_normal(out.shape)
+    (out * ember.tensor(g)).sum().backward()
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    t_out = torch.nn.functional.max_pool2d(
+        torch.relu(torch.nn.functional.conv2d(tx, tw, tb, padding=1)), 2)
+    (t_out * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(out.detach().numpy(), t_out.detach().numpy(), rtol=1e-12)
+    for e, t in ((ex, tx), (ew, tw), (eb, tb)):
+        np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)

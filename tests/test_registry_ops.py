@@ -417,7 +417,14 @@ def _conv_cases():
                      None, attrs, id=tag + xid + "-bias"),
                 Case([x, w], lambda a, w, s=s, p=p, d=d: F().relu(F().conv2d(a, w, None, s,
                                                                               p, d)),
-                     None, dict(attrs, relu=True), id=tag + xid + "-relu")]
+                     None, dict(attrs, relu=True), id=tag + xid + "-relu"),
+                # ... and 2x2 max pooling after it (distinct sums: no ties)
+                Case([x, w, b], lambda a, w, b, s=s, p=p, d=d: F().max_pool2d(F().relu(
+                    F().conv2d(a, w, b, s, p, d)), 2), None,
+                    dict(attrs, relu=True, pool=True), id=tag + xid + "-bias-relu-pool"),
+                Case([x, w], lambda a, w, s=s, p=p, d=d: F().max_pool2d(
+                    F().conv2d(a, w, None, s, p, d), 2), None, dict(attrs, pool=True),
+                    id=tag + xid + "-pool")]
         if _has_torch():
             import torch
             gshape = tuple(conv(torch.zeros(2, 3, 7, 6), torch.zeros(4, 3, *k)).shape)

@@ -144,13 +144,20 @@ def direct_conv_rule(x, weight, groups: int) -> bool:
             and (kh * kw <= 9 or out_ch <= 32 and c * kh * kw <= 300))
 
 
-def _conv2d_direct(xp, x, w, bias=None, *, stride, padding, dilation, relu=False):
+def _conv2d_direct(xp, x, w, bias=None, *, stride, padding, dilation, relu=False,
+                   pool=False):
     """The convolution, then (the epilogue ``fuse_conv_epilogue`` moves into it) ``+
-    bias`` (O values, as ``bias.reshape(1, O, 1, 1)``) and ``relu``, in that order."""
+    bias`` (O values, as ``bias.reshape(1, O, 1, 1)``), ``relu`` and ``pool`` (2x2
+    max pooling, stride 2, floor mode), in that order."""
     direct = _direct() if xp is np else None
     args = (x, w) if bias is None else (x, w, bias)
     if direct is not None and direct.supports(*args):
-        return direct.conv2d(x, w, stride, padding, dilation, bias=bias, relu=relu)
+        return direct.conv2d(x, w, stride, padding, dilation, bias=bias, relu=relu,
+                             pool=pool)
+    if pool:
+        y = _conv2d_direct(xp, x, w, bias, stride=stride, padding=padding,
+                           dilation=dilation, relu=relu)
+        return _max_pool2d(xp, y, (2, 2), (2, 2), (0, 0), (1, 1))
     win = _windows(xp, x, w.shape[2:], stride, padding, dilation, 0)
     out = xp.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))           # [N, OH, OW, O]
     out = xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype, copy=False)
@@ -178,10 +185,17 @@ def _conv_input_grad(g, w, shape, stride, padding, dilation):
 
 
 def _conv2d_direct_vjp(g, out, x, w, bias=None, *, stride, padding, dilation,
-                       relu=False):
+                       relu=False, pool=False):
     # The fused op (``fuse_conv_epilogue``) is made after autograd's graph exists, but
     # an eager call of it differentiates too: relu's mask reads the output, as relu's
-    # own gradient does, and the bias gets the per-channel sum.
+    # own gradient does, and the bias gets the per-channel sum. Pooled, the unpooled
+    # output is computed again (the pooling gradient finds the maxima in it).
+    if pool:
+        args = (x, w) if bias is None else (x, w, bias)
+        out = dispatch("conv2d_direct", *args, stride=stride, padding=padding,
+                       dilation=dilation, relu=relu)
+        g = dispatch("max_pool2d_backward", g, out, kernel=(2, 2), stride=(2, 2),
+                     padding=(0, 0), dilation=(1, 1))
     if relu:
         g = g * (out > 0)
     grads = (_conv_input_grad(g, w, x.shape, stride, padding, dilation),

@@ -1,10 +1,13 @@
-"""Move a bias add and a relu into the direct convolution's epilogue.
+"""Move a bias add, a relu and a 2x2 max pooling into the direct convolution's epilogue.
 
 ``relu(add(conv2d_direct(x, w), reshape(b, [1, O, 1, 1])))`` (F.conv2d's bias, then
 F.relu) becomes ``conv2d_direct(x, w, b, relu=True)``: the kernel adds the bias and
 clamps in registers before its store, instead of writing the convolution and running
 an elementwise kernel that reads it back. Same numbers: one add of the finished sum, as
-the separate add rounds it, then relu's select (a NaN stays NaN).
+the separate add rounds it, then relu's select (a NaN stays NaN). A ``max_pool2d``
+(2x2, stride 2, no padding) that is the only reader then moves in too (``pool=True``:
+the kernel stores only the pooled rows), which happens in forward-only code: in a
+training step the pooling gradient reads the unpooled output.
 
 Rewritten only where the intermediate values have no other reader (no other node,
 output or write-back): autograd's graph already exists when passes run, and relu's
@@ -12,6 +15,10 @@ gradient reads the relu output, which the fused op still produces. An eager call
 the fused op differentiates as well (``conv2d_direct``'s VJP knows both options).
 """
 from __future__ import annotations
+
+
+# The pooling the kernel does after its epilogue (nn.MaxPool2d(2)).
+_POOL = dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
 
 
 def _private(graph, nid: int) -> int | None:
@@ -52,8 +59,8 @@ def _set_node(graph, nid: int, op: str, args: tuple, attrs: dict) -> None:
 
 
 def fuse_conv_epilogue(graph):
-    """Rewrite ``relu(conv2d_direct(x, w) + b)`` (or either step alone) into one
-    ``conv2d_direct(x, w, b, relu=True)``.
+    """Rewrite ``max_pool2d(relu(conv2d_direct(x, w) + b))`` (or a leading part of
+    it) into one ``conv2d_direct(x, w, b, relu=True, pool=True)``.
 
     >>> # explain then shows, for conv1 -> relu of SimpleCNN,
     >>> # %7 = conv2d_direct %0, %2, %4 {stride=(1, 1), ..., relu=True}
@@ -78,10 +85,21 @@ def fuse_conv_epilogue(graph):
         if user is not None and graph[user].op == "relu" and graph[user].dtype is conv.dtype:
             dead.append(tail)
             tail, relu = user, True
+            user = _private(graph, tail)
+        pool = False
+        if user is not None and graph[user].op == "max_pool2d" \
+                and graph[user].attrs == _POOL and graph[user].dtype is conv.dtype:
+            # Only where nothing else reads the unpooled values: a training step's
+            # pooling gradient reads them, so this is the forward-only (inference) case.
+            dead.append(tail)
+            tail, pool = user, True
         if tail == nid:
             continue
         args = conv.args + ((bias,) if bias is not None else ())
-        _set_node(graph, tail, "conv2d_direct", args, dict(conv.attrs, relu=relu))
+        attrs = dict(conv.attrs, relu=relu)
+        if pool:
+            attrs["pool"] = True
+        _set_node(graph, tail, "conv2d_direct", args, attrs)
         for d in reversed(dead):   # readers first: the add, then the convolution
             graph.remove(d)
     return graph
