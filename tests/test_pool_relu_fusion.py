@@ -539,3 +539,22 @@ def test_pooled_conv_op_differentiates_eagerly():
     np.testing.assert_allclose(out.detach().numpy(), t_out.detach().numpy(), rtol=1e-12)
     for e, t in ((ex, tx), (ew, tw), (eb, tb)):
         np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_conv_gradient_does_not_keep_the_output():
+    """conv2d_direct's VJP computes a fused activation again rather than reading its
+    output, so (as before the options) writing the output in place is allowed."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    x, w = rng.standard_normal((2, 3, 8, 8)), rng.standard_normal((4, 3, 3, 3))
+    ex, ew = (ember.tensor(a, requires_grad=True) for a in (x, w))
+    y = F.conv2d(ex, ew)
+    assert y.grad_fn is not None
+    y.mul_(2)
+    y.sum().backward()
+    tx, tw = (torch.tensor(a, requires_grad=True) for a in (x, w))
+    ty = torch.nn.functional.conv2d(tx, tw)
+    ty.mul_(2)
+    ty.sum().backward()
+    np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ew.grad.numpy(), tw.grad.numpy(), rtol=1e-12)

@@ -187,17 +187,18 @@ def _conv_input_grad(g, w, shape, stride, padding, dilation):
 def _conv2d_direct_vjp(g, out, x, w, bias=None, *, stride, padding, dilation,
                        relu=False, pool=False):
     # The fused op (``fuse_conv_epilogue``) is made after autograd's graph exists, but
-    # an eager call of it differentiates too: relu's mask reads the output, as relu's
-    # own gradient does, and the bias gets the per-channel sum. Pooled, the unpooled
-    # output is computed again (the pooling gradient finds the maxima in it).
-    if pool:
+    # an eager call of it differentiates too. It computes the unpooled activation again
+    # instead of reading ``out``: a vjp that reads its output makes autograd keep every
+    # convolution's output (and forbid writing it in place), fused or not.
+    if relu or pool:
         args = (x, w) if bias is None else (x, w, bias)
-        out = dispatch("conv2d_direct", *args, stride=stride, padding=padding,
-                       dilation=dilation, relu=relu)
-        g = dispatch("max_pool2d_backward", g, out, kernel=(2, 2), stride=(2, 2),
-                     padding=(0, 0), dilation=(1, 1))
-    if relu:
-        g = g * (out > 0)
+        y = dispatch("conv2d_direct", *args, stride=stride, padding=padding,
+                     dilation=dilation, relu=relu)
+        if pool:   # (with relu's mask, as fuse_pool_relu makes it)
+            g = dispatch("max_pool2d_backward", g, y, kernel=(2, 2), stride=(2, 2),
+                         padding=(0, 0), dilation=(1, 1), relu=relu)
+        else:
+            g = g * (y > 0)
     grads = (_conv_input_grad(g, w, x.shape, stride, padding, dilation),
              dispatch("conv2d_weight_direct", g, x, kernel=tuple(w.shape[2:]),
                       stride=stride, padding=padding, dilation=dilation))

@@ -75,14 +75,15 @@ def fuse_conv_epilogue(graph):
             continue
         tail, bias, relu, dead = nid, None, False, []
         user = _private(graph, tail)
-        if user is not None and graph[user].op == "add" \
+        if user is not None and graph[user].op == "add" and not graph[user].attrs \
                 and graph[user].shape == conv.shape and graph[user].dtype is conv.dtype:
             bias = _bias_operand(graph, user, tail)
             if bias is not None:
                 dead.append(tail)
                 tail = user
                 user = _private(graph, tail)
-        if user is not None and graph[user].op == "relu" and graph[user].dtype is conv.dtype:
+        if user is not None and graph[user].op == "relu" and not graph[user].attrs \
+                and graph[user].dtype is conv.dtype:
             dead.append(tail)
             tail, relu = user, True
             user = _private(graph, tail)
