@@ -237,14 +237,16 @@ def test_path_choice_in_explain():
 
 
 def test_compiled_bias_relu_fuse_after_the_direct_conv():
-    """The bias add and the ReLU after conv2d_direct are one kernel, with no copy."""
+    """The bias add and the ReLU after conv2d_direct run in its epilogue
+    (fuse_conv_epilogue): no elementwise kernel after it, and no copy."""
     conv = ember.nn.Conv2d(3, 4, 3)
     x = ember.randn(2, 3, 8, 8)
     f = ember.compile(lambda x: F.relu(conv(x)))
     np.testing.assert_allclose(f(x).detach().numpy(), F.relu(conv(x)).detach().numpy(),
                                rtol=1e-6, atol=1e-6)
     text = str(ember.explain(lambda x: F.relu(conv(x)), x))
-    assert "conv2d_direct" in text and "add+relu" in text and "contiguous" not in text, text
+    assert "conv2d_direct" in text and "relu=True" in text, text
+    assert "add+relu" not in text and "contiguous" not in text, text
 
 
 def test_other_paths_keep_im2col():

@@ -345,10 +345,19 @@ def _conv_cases():
                               Case([x.astype(np.float32)], pool, None, attrs, id=tag + "-f32")]
         g = f64(*pool(__import__("torch").tensor(x)).shape) if _has_torch() else None
         if g is not None:
+            def pool_grad(g, x, k=k, s=s, p=p, d=d):
+                return __import__("torch").ops.aten.max_pool2d_with_indices_backward(
+                    g, x, k, s, p, d, False, F().max_pool2d(
+                        x.detach(), k, s, p, d, return_indices=True)[1])
+            out["max_pool2d_backward"].append(Case([g, x], pool_grad, None, attrs, id=tag))
+            # relu=True: relu's mask (x > 0) applied too (x has both signs, no zeros)
             out["max_pool2d_backward"].append(Case(
-                [g, x], lambda g, x, k=k, s=s, p=p, d=d: __import__("torch").ops.aten
-                .max_pool2d_with_indices_backward(g, x, k, s, p, d, False, F().max_pool2d(
-                    x.detach(), k, s, p, d, return_indices=True)[1]), None, attrs, id=tag))
+                [g, x], lambda g, x, f=pool_grad: f(g, x) * (x > 0), None,
+                dict(attrs, relu=True), id=tag + "-relu"))
+            out["max_pool2d_backward"].append(Case(
+                [g.astype(np.float32), x.astype(np.float32)],
+                lambda g, x, f=pool_grad: f(g, x) * (x > 0), None,
+                dict(attrs, relu=True), id=tag + "-relu-f32"))
         out["max_pool2d_indices"].append(Case(
             [x], lambda a, k=k, s=s, p=p, d=d: F().max_pool2d(a, k, s, p, d,
                                                              return_indices=True)[1],
@@ -398,6 +407,24 @@ def _conv_cases():
                        (f64(2, 3, 7, 6).astype(np.float32), "-f32")]:
             w = f64(4, 3, *k).astype(x.dtype)
             out["conv2d_direct"].append(Case([x, w], conv, None, attrs, id=tag + xid))
+            # The epilogue fuse_conv_epilogue moves in: + bias, then relu (or either).
+            b = f64(4).astype(x.dtype)
+            out["conv2d_direct"] += [
+                Case([x, w, b], lambda a, w, b, s=s, p=p, d=d: F().relu(
+                    F().conv2d(a, w, b, s, p, d)), None, dict(attrs, relu=True),
+                    id=tag + xid + "-bias-relu"),
+                Case([x, w, b], lambda a, w, b, s=s, p=p, d=d: F().conv2d(a, w, b, s, p, d),
+                     None, attrs, id=tag + xid + "-bias"),
+                Case([x, w], lambda a, w, s=s, p=p, d=d: F().relu(F().conv2d(a, w, None, s,
+                                                                              p, d)),
+                     None, dict(attrs, relu=True), id=tag + xid + "-relu"),
+                # ... and 2x2 max pooling after it (distinct sums: no ties)
+                Case([x, w, b], lambda a, w, b, s=s, p=p, d=d: F().max_pool2d(F().relu(
+                    F().conv2d(a, w, b, s, p, d)), 2), None,
+                    dict(attrs, relu=True, pool=True), id=tag + xid + "-bias-relu-pool"),
+                Case([x, w], lambda a, w, s=s, p=p, d=d: F().max_pool2d(
+                    F().conv2d(a, w, None, s, p, d), 2), None, dict(attrs, pool=True),
+                    id=tag + xid + "-pool")]
         if _has_torch():
             import torch
             gshape = tuple(conv(torch.zeros(2, 3, 7, 6), torch.zeros(4, 3, *k)).shape)

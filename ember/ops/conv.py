@@ -144,13 +144,28 @@ def direct_conv_rule(x, weight, groups: int) -> bool:
             and (kh * kw <= 9 or out_ch <= 32 and c * kh * kw <= 300))
 
 
-def _conv2d_direct(xp, x, w, stride, padding, dilation):
+def _conv2d_direct(xp, x, w, bias=None, *, stride, padding, dilation, relu=False,
+                   pool=False):
+    """The convolution, then (the epilogue ``fuse_conv_epilogue`` moves into it) ``+
+    bias`` (O values, as ``bias.reshape(1, O, 1, 1)``), ``relu`` and ``pool`` (2x2
+    max pooling, stride 2, floor mode), in that order."""
     direct = _direct() if xp is np else None
-    if direct is not None and direct.supports(x, w):
-        return direct.conv2d(x, w, stride, padding, dilation)
+    args = (x, w) if bias is None else (x, w, bias)
+    if direct is not None and direct.supports(*args):
+        return direct.conv2d(x, w, stride, padding, dilation, bias=bias, relu=relu,
+                             pool=pool)
+    if pool:
+        y = _conv2d_direct(xp, x, w, bias, stride=stride, padding=padding,
+                           dilation=dilation, relu=relu)
+        return _max_pool2d(xp, y, (2, 2), (2, 2), (0, 0), (1, 1))
     win = _windows(xp, x, w.shape[2:], stride, padding, dilation, 0)
     out = xp.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))           # [N, OH, OW, O]
-    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype, copy=False)
+    out = xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(x.dtype, copy=False)
+    if bias is not None:   # the separate add's rounding: (sum) + b, in x's dtype
+        out = out + bias.reshape(1, -1, 1, 1).astype(x.dtype, copy=False)
+    if relu:   # the relu op's own rule (elementwise.py)
+        out = xp.maximum(out, out.dtype.type(0))
+    return out
 
 
 def _conv2d_weight_direct(xp, g, x, kernel, stride, padding, dilation):
@@ -169,10 +184,27 @@ def _conv_input_grad(g, w, shape, stride, padding, dilation):
                     stride=stride, padding=padding, dilation=dilation)
 
 
-def _conv2d_direct_vjp(g, out, x, w, stride, padding, dilation):
-    return (_conv_input_grad(g, w, x.shape, stride, padding, dilation),
-            dispatch("conv2d_weight_direct", g, x, kernel=tuple(w.shape[2:]),
-                     stride=stride, padding=padding, dilation=dilation))
+def _conv2d_direct_vjp(g, out, x, w, bias=None, *, stride, padding, dilation,
+                       relu=False, pool=False):
+    # The fused op (``fuse_conv_epilogue``) is made after autograd's graph exists, but
+    # an eager call of it differentiates too. It computes the unpooled activation again
+    # instead of reading ``out``: a vjp that reads its output makes autograd keep every
+    # convolution's output (and forbid writing it in place), fused or not.
+    if relu or pool:
+        args = (x, w) if bias is None else (x, w, bias)
+        y = dispatch("conv2d_direct", *args, stride=stride, padding=padding,
+                     dilation=dilation, relu=relu)
+        if pool:   # (with relu's mask, as fuse_pool_relu makes it)
+            g = dispatch("max_pool2d_backward", g, y, kernel=(2, 2), stride=(2, 2),
+                         padding=(0, 0), dilation=(1, 1), relu=relu)
+        else:
+            g = g * (y > 0)
+    grads = (_conv_input_grad(g, w, x.shape, stride, padding, dilation),
+             dispatch("conv2d_weight_direct", g, x, kernel=tuple(w.shape[2:]),
+                      stride=stride, padding=padding, dilation=dilation))
+    if bias is None:
+        return grads
+    return grads + (g.sum((0, 2, 3)).reshape(bias.shape),)
 
 
 def _conv2d_weight_direct_vjp(gw, out, g, x, kernel, stride, padding, dilation):
@@ -233,12 +265,20 @@ def _max_pool2d(xp, a, kernel, stride, padding, dilation):
     return _gather(xp, a, _window_argmax(xp, a, kernel, stride, padding, dilation))
 
 
-def _max_pool2d_backward(xp, g, a, kernel, stride, padding, dilation):
+def _max_pool2d_backward(xp, g, a, kernel, stride, padding, dilation, relu=False):
+    """The gradient of ``max_pool2d(a)``; ``relu``: times ``(a > 0)`` as well, the
+    gradient of ``max_pool2d(relu(z))`` in z when ``a = relu(z)`` (``fuse_pool_relu``
+    moves relu's mask in here), as the separate multiply rounds it: each element's
+    summed gradient times 1.0 or 0.0 (so 0 * inf is NaN, 0 * -1 is -0.0)."""
     native = _native() if xp is np else None
     if native is not None and native.supports(a) and g.dtype == a.dtype:
-        return native.max_pool2d_backward(g, a, kernel, stride, padding, dilation)
+        return native.max_pool2d_backward(g, a, kernel, stride, padding, dilation,
+                                          relu=relu)
     idx = _window_argmax(xp, a, kernel, stride, padding, dilation)
-    return _scatter(xp, g, idx, a.shape)
+    dx = _scatter(xp, g, idx, a.shape)
+    if relu:
+        dx = dx * (a > 0).astype(dx.dtype)
+    return dx
 
 
 def _max_pool2d_vjp(g, out, a, kernel, stride, padding, dilation):
@@ -246,11 +286,14 @@ def _max_pool2d_vjp(g, out, a, kernel, stride, padding, dilation):
                      padding=padding, dilation=dilation),)
 
 
-def _max_pool2d_backward_vjp(gg, out, g, a, kernel, stride, padding, dilation):
-    # Linear in g: its gradient picks gg at the same maxima; none flows to a (the
-    # maxima's positions are piecewise constant in a), a zero one.
+def _max_pool2d_backward_vjp(gg, out, g, a, kernel, stride, padding, dilation,
+                             relu=False):
+    # Linear in g: its gradient picks gg (times the mask) at the same maxima; none
+    # flows to a (the maxima's positions and the mask are piecewise constant in a).
     idx = dispatch("max_pool2d_indices", a, kernel=kernel, stride=stride, padding=padding,
                    dilation=dilation)
+    if relu:
+        gg = gg * (a > 0)
     return (dispatch("pool_gather", gg, idx), a.new_zeros(a.shape))
 
 

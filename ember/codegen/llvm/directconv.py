@@ -259,14 +259,30 @@ def _padded(x: np.ndarray, geom, stride, padding) -> np.ndarray:
 
 # ---- kernels -------------------------------------------------------------------------
 
-def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
-    """out[n, o, oy, :] for the rows t = n*OH + oy in [start, end)."""
+def _epilogue(k: _Builder, val, bias, o, relu: bool):
+    """A vector of output channel ``o`` as the separate ops would leave it: ``+ bias[o]``
+    (one rounding, as the add), then relu as the compiled relu computes it (x < 0 ? 0 :
+    x: a NaN stays)."""
+    b = k.b
+    if bias is not None:
+        val = b.fadd(val, k.splat(b.load(k.at(bias, o), typ=k.ft)))
+    if relu:
+        val = b.select(b.fcmp_ordered("<", val, k.zero), k.zero, val)
+    return val
+
+
+def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
+             epilogue=(False, False)) -> str:
+    """out[n, o, oy, :] for the rows t = n*OH + oy in [start, end); ``epilogue`` (bias,
+    relu): + bias[o] (a fourth pointer), then relu, in registers before the store."""
     _, c_, _, _ = shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     oh, ow, nvec, hp, wq = geom
-    k = _Builder(name, dtype, 3)
+    k = _Builder(name, dtype, 4 if epilogue[0] else 3)
     b, lanes = k.b, k.lanes
-    x, wt, out, start, end = k.fn.args
+    x, wt, out = k.fn.args[:3]
+    bias = k.fn.args[3] if epilogue[0] else None
+    start, end = k.fn.args[-2:]
     kk = kh * kw
     xb = min(nvec, 4)
     ob = _split(out_ch, max(1, _TILE // xb))
@@ -305,7 +321,8 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
                 orow = b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))),
                                          _c(oh)), oy), _c(ow))
                 for v in range(nv):
-                    val = b.load(acc[o * nv + v], typ=k.vt)
+                    val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias,
+                                    b.add(o0, _c(o)), epilogue[1])
                     ptr = k.at(out, b.add(orow, _c((v0 + v) * lanes)))
                     if v0 + v == nvec - 1 and tail < lanes:
                         b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size), k.mask(tail)])
@@ -320,16 +337,108 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
     return k.source()
 
 
-def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str:
-    """out[n] for the images n in [start, end), vectors along the flattened (oy, ox)
-    plane (``_flat``): x[n] is packed at row pitch OW, one copy per (c, tap column j),
-    so that out[n, o, p] = sum_{c,i,j} w[o, c, i, j] * xj[n, c][p + i*dh*OW]."""
+def _vmax(b: ir.IRBuilder, a, c):
+    """max(a, c) per lane as max pooling's value: a NaN on either side wins."""
+    return b.select(b.or_(b.fcmp_unordered("uno", a, a), b.fcmp_ordered(">", a, c)), a, c)
+
+
+def _conv_pool_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
+                  epilogue) -> str:
+    """``_conv_ir`` with 2x2/2 max pooling (floor mode) after its epilogue: the task
+    t = n*PH + q computes output rows 2q and 2q+1 of a channel tile in registers, takes
+    their maximum, then each pair of neighbouring columns' (even and odd lanes of two
+    vectors), and stores only the pooled row out[n, o, q, :]. The convolution's output
+    is never written (forward only: nothing else may read it)."""
     _, c_, _, _ = shape
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     oh, ow, nvec, hp, wq = geom
-    k = _Builder(name, dtype, 3)
+    ph_, pw_ = oh // 2, ow // 2
+    k = _Builder(name, dtype, 4 if epilogue[0] else 3)
     b, lanes = k.b, k.lanes
-    x, wt, out, start, end = k.fn.args
+    x, wt, out = k.fn.args[:3]
+    bias = k.fn.args[3] if epilogue[0] else None
+    start, end = k.fn.args[-2:]
+    kk = kh * kw
+    xb = min(nvec, 2)   # even: a vector pair makes one pooled vector
+    ob = _split(out_ch, max(1, _TILE // (2 * xb)))
+    tail = ow - (nvec - 1) * lanes
+    i32 = ir.VectorType(_I32, lanes)
+    evens = ir.Constant(i32, [2 * i for i in range(lanes)])
+    odds = ir.Constant(i32, [2 * i + 1 for i in range(lanes)])
+
+    with _Loop(b, start, end) as t:
+        n, q = b.sdiv(t, _c(ph_)), b.srem(t, _c(ph_))
+        oys = (b.mul(q, _c(2)), b.add(b.mul(q, _c(2)), _c(1)))
+
+        def tile(o0, nob, v0, nv):
+            accs = [k.accumulators(nob * nv) for _ in oys]
+            with _Loop(b, 0, c_) as c:
+                plane = b.mul(b.add(b.mul(n, _c(c_)), c), _c(hp))
+                wrow = b.mul(c, _c(kk))
+                for i in range(kh):
+                    for j in range(kw):
+                        p, qq = divmod(j * dw, sw)[::-1]
+                        rows = []
+                        for oy in oys:
+                            row = b.add(plane, b.add(b.mul(oy, _c(sh)), _c(i * dh)))
+                            base = b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
+                                         _c(qq + v0 * lanes))
+                            rows.append([b.call(k.mload, [
+                                k.at(x, b.add(base, _c(v * lanes))),
+                                ir.Constant(_I32, k.size), k.mask(tail), k.zero])
+                                if v0 + v == nvec - 1 and tail < lanes
+                                else k.vload(x, b.add(base, _c(v * lanes)))
+                                for v in range(nv)])
+                        for o in range(nob):
+                            widx = b.add(b.add(b.mul(b.add(o0, _c(o)), _c(c_ * kk)), wrow),
+                                         _c(i * kw + j))
+                            wv = k.splat(b.load(k.at(wt, widx), typ=k.ft))
+                            for acc, xs in zip(accs, rows):
+                                for v in range(nv):
+                                    s = acc[o * nv + v]
+                                    b.store(b.call(k.fma, [wv, xs[v], b.load(s, typ=k.vt)]),
+                                            s)
+            for o in range(nob):
+                oc = b.add(o0, _c(o))
+                prow = b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), oc), _c(ph_)), q),
+                             _c(pw_))
+                m = [_vmax(b, *(_epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias, oc,
+                                          epilogue[1]) for acc in accs))
+                     for v in range(nv)]
+                for v in range(0, nv, 2):   # lanes past OW pool into columns past PW
+                    hi = m[v + 1] if v + 1 < nv else m[v]
+                    pooled = _vmax(b, b.shuffle_vector(m[v], hi, evens),
+                                   b.shuffle_vector(m[v], hi, odds))
+                    col = (v0 + v) * lanes // 2
+                    valid = min(lanes, pw_ - col)
+                    if valid <= 0:
+                        continue
+                    ptr = k.at(out, b.add(prow, _c(col)))
+                    b.call(k.mstore, [pooled, ptr, ir.Constant(_I32, k.size),
+                                      k.mask(valid)])
+
+        def channels(o0, nob):
+            for v0 in range(0, nvec, xb):   # unrolled: OW is a constant, and small
+                tile(o0, nob, v0, min(xb, nvec - v0))
+
+        _blocks(b, out_ch, ob, channels)
+    return k.source()
+
+
+def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
+                  epilogue=(False, False)) -> str:
+    """out[n] for the images n in [start, end), vectors along the flattened (oy, ox)
+    plane (``_flat``): x[n] is packed at row pitch OW, one copy per (c, tap column j),
+    so that out[n, o, p] = sum_{c,i,j} w[o, c, i, j] * xj[n, c][p + i*dh*OW]; the
+    epilogue as ``_conv_ir``'s."""
+    _, c_, _, _ = shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh, ow, nvec, hp, wq = geom
+    k = _Builder(name, dtype, 4 if epilogue[0] else 3)
+    b, lanes = k.b, k.lanes
+    x, wt, out = k.fn.args[:3]
+    bias = k.fn.args[3] if epilogue[0] else None
+    start, end = k.fn.args[-2:]
     kk, region, plane_len = kh * kw, hp * ow, oh * ow
     nflat = -(-plane_len // lanes)
     ftail = plane_len - (nflat - 1) * lanes
@@ -376,7 +485,8 @@ def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) ->
             for o in range(nob):
                 obase = b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))), _c(plane_len))
                 for v in range(nv):
-                    val = b.load(acc[o * nv + v], typ=k.vt)
+                    val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias,
+                                    b.add(o0, _c(o)), epilogue[1])
                     ptr = k.at(out, b.add(obase, _c((v0 + v) * lanes)))
                     if v0 + v == nflat - 1 and ftail < lanes:
                         b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size),
@@ -576,35 +686,66 @@ def _wgrad_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom) -> str
 
 # ---- compiled kernels and their calls ------------------------------------------------
 
-def _kernel(kind: str, dtype: np.dtype, *key):
-    make = {"dconv": _conv_ir, "dconv_flat": _conv_flat_ir, "dwgrad": _wgrad_ir}[kind]
-    return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
-                    _PARALLEL_MIN)
+def _kernel(kind: str, dtype: np.dtype, *key, epilogue=(False, False)):
+    make = {"dconv": _conv_ir, "dconv_flat": _conv_flat_ir, "dwgrad": _wgrad_ir,
+            "dconv_pool": _conv_pool_ir}[kind]
+    if epilogue == (False, False) and kind != "dconv_pool":   # the key of before
+        return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
+                        _PARALLEL_MIN)
+    return compiled((kind, dtype.str, *key, epilogue),
+                    lambda name: (make(name, dtype, *key, epilogue=epilogue),
+                                  4 if epilogue[0] else 3), _PARALLEL_MIN)
 
 
 def _norm(kernel, stride, padding, dilation):
     return tuple(map(lambda t: tuple(int(v) for v in t), (kernel, stride, padding, dilation)))
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation) -> np.ndarray:
+def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation,
+           bias: np.ndarray | None = None, relu: bool = False,
+           pool: bool = False) -> np.ndarray:
     """Cross-correlation of x [N, C, H, W] (any strides) with w [O, C, kh, kw] (groups
-    1), zero padding -> C-contiguous [N, O, OH, OW] in x's dtype."""
+    1), zero padding -> C-contiguous [N, O, OH, OW] in x's dtype; then ``+ bias`` (O
+    values, per output channel) and ``relu`` (``max(v, 0)``), in registers; ``pool``:
+    then 2x2/2 max pooling (floor mode) -> [N, O, OH // 2, OW // 2]."""
     o, c, kh, kw = w.shape
     kernel, stride, padding, dilation = _norm((kh, kw), stride, padding, dilation)
     geom = _layout(x.shape, kernel, stride, padding, dilation, _LANES[x.dtype])
     oh, ow = geom[:2]
     n = x.shape[0]
+    if pool:
+        flat = _flat(geom, kernel, stride, x.dtype.itemsize, c)
+        if flat or c == 0 or kh * kw == 0 or oh < 2 or ow < 2:
+            # (the flattened-plane kernel has no pooled store: pool the stored output)
+            from ember.codegen.llvm.native import max_pool2d
+            y = conv2d(x, w, stride, padding, dilation, bias, relu)
+            return max_pool2d(y, (2, 2), (2, 2), (0, 0), (1, 1))
+        out = np.empty((n, o, oh // 2, ow // 2), x.dtype)
+        arrays = [_padded(x, geom, stride, padding), np.ascontiguousarray(w, dtype=x.dtype),
+                  out]
+        if bias is not None:
+            arrays.append(np.ascontiguousarray(bias, dtype=x.dtype).reshape(o))
+        _kernel("dconv_pool", x.dtype, tuple(x.shape), o, kernel, stride, dilation, geom,
+                epilogue=(bias is not None, bool(relu)))(
+            arrays, n * (oh // 2), n * o * (oh // 2) * 2 * ow * c * kh * kw)
+        return out
     out = np.empty((n, o, oh, ow), x.dtype)
     if out.size == 0:
         return out
     if c == 0 or kh * kw == 0:
         out.fill(0)
-        return out
+        if bias is not None:
+            out += np.asarray(bias, x.dtype).reshape(1, o, 1, 1)
+        return np.maximum(out, out.dtype.type(0)) if relu else out
     xq = _padded(x, geom, stride, padding)
     wc = np.ascontiguousarray(w, dtype=x.dtype)
+    arrays = [xq, wc, out]
+    if bias is not None:
+        arrays.append(np.ascontiguousarray(bias, dtype=x.dtype).reshape(o))
     flat = _flat(geom, kernel, stride, x.dtype.itemsize, c)
     _kernel("dconv_flat" if flat else "dconv", x.dtype, tuple(x.shape), o, kernel, stride,
-            dilation, geom)([xq, wc, out], n if flat else n * oh, out.size * c * kh * kw)
+            dilation, geom, epilogue=(bias is not None, bool(relu)))(
+        arrays, n if flat else n * oh, out.size * c * kh * kw)
     return out
 
 

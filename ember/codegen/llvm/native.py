@@ -172,15 +172,19 @@ def _col2im_ir(name, ft, shape, geom):
     return str(module)
 
 
-def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
+def _pool_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool = False):
     """Max pooling over planes [start, end) of the N*C planes, PyTorch's rule: the first
     maximum wins, a NaN wins (and the last NaN). Forward: out[p, oy, ox] = x at the max.
-    Backward (argument g instead of out): dx[p] = 0, dx[p, argmax] += g[p, oy, ox]."""
+    Backward (argument g instead of out): dx[p] = 0, dx[p, argmax] += g[p, oy, ox];
+    ``relu``: then dx[p] *= (x[p] > 0), relu's mask (a maximum > 0 at the argmax)."""
     (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
     module, fn, b = _function(name, 3 if backward else 2)
+    one = ir.Constant(ft, 1.0)
     if backward:
         x, g, dx, start, end = fn.args
         row = b.alloca(ft, size=_c(ow))   # one output row's argmax positions
+        if relu:
+            grow = b.alloca(ft, size=_c(ow))   # and their gradients times the mask
     else:
         x, out, start, end = fn.args
     ninf = ir.Constant(ft, float("-inf"))
@@ -234,15 +238,23 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
                     b.store(best, _at(b, out, b.add(obase, ox), ft))
             else:
                 with _for(b, 0, ow) as ox:
-                    _, arg = window(xbase, oy, ox)
+                    best, arg = window(xbase, oy, ox)
                     b.store(arg, _at(b, row, ox, ft))
+                    if relu and tiled:
+                        # Each cell gets one window's gradient or 0: the mask at the
+                        # argmax is the window's maximum > 0 (a NaN fails it), and
+                        # 0 * mask is +0 as the separate multiply gives.
+                        gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
+                        m = b.select(b.fcmp_ordered(">", best, zero), one, zero)
+                        b.store(b.fmul(gv, m), _at(b, grow, ox, ft))
                 if tiled:
                     for i in range(kh):
                         y = b.add(b.mul(oy, _c(kh)), _c(i))
                         rbase = b.mul(y, _c(w))
                         with _for(b, 0, ow) as ox:
                             at = b.fptosi(b.load(_at(b, row, ox, ft), typ=ft), _I64)
-                            gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
+                            gv = (b.load(_at(b, grow, ox, ft), typ=ft) if relu else
+                                  b.load(_at(b, g, b.add(obase, ox), ft), typ=ft))
                             for j in range(kw):
                                 pos = b.add(rbase, b.add(b.mul(ox, _c(kw)), _c(j)))
                                 b.store(b.select(b.icmp_signed("==", at, pos), gv, zero),
@@ -256,6 +268,17 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool):
                         d = _at(b, dx, b.add(dbase, at), ft)
                         gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
                         b.store(b.fadd(b.load(d, typ=ft), gv), d)
+        if relu and not tiled:
+            # Overlapping windows add into a cell: the mask multiplies the sum, as the
+            # separate multiply does (0 * (inf + -inf) is NaN, 0 * -1 is -0.0), while
+            # the plane is still in cache.
+            with _for(b, 0, h) as iy:
+                with _for(b, 0, w) as ix:
+                    off = _dot(b, [(iy, xstr[2]), (ix, xstr[3])])
+                    xv = b.load(_at(b, x, b.add(xbase, off), ft), typ=ft)
+                    d = _at(b, dx, b.add(dbase, b.add(b.mul(iy, _c(w)), ix)), ft)
+                    m = b.select(b.fcmp_ordered(">", xv, zero), one, zero)
+                    b.store(b.fmul(b.load(d, typ=ft), m), d)
     b.ret_void()
     return str(module)
 
@@ -365,6 +388,8 @@ def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
             return _im2col_ir(name, ft, *key), 2
         if kind == "col2im":
             return _col2im_ir(name, ft, *key), 2
+        if kind == "pool_bwd_relu":
+            return _pool_ir(name, ft, *key, backward=True, relu=True), 3
         return (_pool_ir(name, ft, *key, backward=kind == "pool_bwd"),
                 3 if kind == "pool_bwd" else 2)
     return compiled((kind, dtype.str, *key), build)
@@ -432,9 +457,10 @@ def max_pool2d(x: np.ndarray, kernel, stride, padding, dilation) -> np.ndarray:
 
 
 def max_pool2d_backward(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
-                        dilation) -> np.ndarray:
+                        dilation, relu: bool = False) -> np.ndarray:
     """The input gradient of ``max_pool2d``: each output's gradient goes to the element
-    its window's maximum came from (found again from ``x``)."""
+    its window's maximum came from (found again from ``x``); ``relu``: times
+    ``(x > 0)``, relu's mask when ``x`` is a relu's output."""
     if not _strided_ok(x):
         x = np.ascontiguousarray(x)
     g = np.ascontiguousarray(g, dtype=x.dtype)
@@ -442,7 +468,8 @@ def max_pool2d_backward(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
     n, c = x.shape[:2]
     dx = np.empty(x.shape, x.dtype)
     if dx.size:
-        _kernel("pool_bwd", x.dtype, tuple(x.shape), _elem_strides(x), geom)(
+        _kernel("pool_bwd_relu" if relu else "pool_bwd", x.dtype, tuple(x.shape),
+                _elem_strides(x), geom)(
             [x, g, dx], n * c, g.size * math.prod(kernel) + dx.size)
     return dx
 

@@ -7,10 +7,13 @@ from ember.codegen.phases import phase
 from ember.ir.passes.cse import cse
 from ember.ir.passes.dce import dce
 from ember.ir.passes.fold import fold
+from ember.ir.passes.fuse_conv_epilogue import fuse_conv_epilogue
+from ember.ir.passes.fuse_pool_relu import fuse_pool_relu
 from ember.ir.passes.simplify import simplify
 from ember.ir.verify import verify
 
-PIPELINE = [fold, simplify, cse, dce]
+# The two fusions after cse (one node per value: a reader count is the real one).
+PIPELINE = [fold, simplify, cse, fuse_pool_relu, fuse_conv_epilogue, dce]
 
 
 def run_pipeline(graph, *, check: bool = True, log=None):
