@@ -122,18 +122,27 @@ def _mlp_pair():
 BATCHES = [64, 64, 64, 48, 17, 64, 5, 33, 64, 1, 50]
 
 
-def test_training_loop_with_varying_batch_sizes_builds_code_for_two_sizes():
+def _train_over(batches, epochs: int = 1):
+    """The MLP step compiled and eager over ``batches`` (``epochs`` times), equal at every
+    step; the compiled function and its stats after each call."""
     (m_eager, eager_step), (m_comp, step) = _mlp_pair()
     compiled = ember.compile(step)
-    builds = []
-    for b in BATCHES:
-        x, y = ember.randn(b, 20), ember.randint(0, 10, (b,))
-        got, want = compiled(x, y), eager_step(x, y)
-        np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
-        for p, q in zip(m_comp.parameters(), m_eager.parameters()):
-            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(),
-                                       rtol=1e-5, atol=1e-6)
-        builds.append(compiled.stats()["code_builds"])
+    counts = []
+    for _ in range(epochs):
+        for b in batches:
+            x, y = ember.randn(b, 20), ember.randint(0, 10, (b,))
+            got, want = compiled(x, y), eager_step(x, y)
+            np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+            for p, q in zip(m_comp.parameters(), m_eager.parameters()):
+                np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(),
+                                           rtol=1e-5, atol=1e-6)
+            counts.append(dict(compiled.stats()))
+    return compiled, counts
+
+
+def test_training_loop_with_varying_batch_sizes_builds_code_for_two_sizes():
+    compiled, counts = _train_over(BATCHES)
+    builds = [c["code_builds"] for c in counts]
     stats = compiled.stats()
     assert not stats["fallbacks"]
     # 64 (static), 48 (the batch dim turns dynamic: generic kernels); 17, 5, 33, 1 and
@@ -154,19 +163,8 @@ def test_training_loop_rents_sizes_seen_once_and_compiles_recurring_ones(monkeyp
                                                                        rent_new_sizes):
     # (sizes compile on their second call here; the ski-rental rule: the next test)
     monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)
-    (m_eager, eager_step), (m_comp, step) = _mlp_pair()
-    compiled = ember.compile(step)
-    builds, counts = [], []
-    for epoch in range(4):
-        for b in BATCHES:
-            x, y = ember.randn(b, 20), ember.randint(0, 10, (b,))
-            got, want = compiled(x, y), eager_step(x, y)
-            np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
-            for p, q in zip(m_comp.parameters(), m_eager.parameters()):
-                np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(),
-                                           rtol=1e-5, atol=1e-6)
-            builds.append(compiled.stats()["code_builds"])
-            counts.append(dict(compiled.stats()))
+    compiled, counts = _train_over(BATCHES, epochs=4)
+    builds = [c["code_builds"] for c in counts]
     stats = compiled.stats()
     assert not stats["fallbacks"]
     n = len(BATCHES)
