@@ -9,8 +9,9 @@ admission policy:
 
 - a call at a size that differs from a compiled entry only in tensor sizes runs eagerly
   (an eager call, counted, never a wrong result) until its eager calls have cost as much
-  as compiling a new size of this function costs (measured on the ones compiled that
-  reused the machine code; until there is one, a new size compiles on its second call): the ski-rental rule, never more than twice
+  as compiling a new size of this function costs (measured on the ones compiled: the
+  compile and the second-call check, less the time spent generating machine code, which
+  the next sizes reuse; until one was measured, a new size compiles on its second call): the ski-rental rule, never more than twice
   the time of the better of always and never compiling that size. A size seen once (an
   epoch's last batch) never costs a compile.
 - when the cache is full, a size that recurs takes the place of the entry hit least often
@@ -81,15 +82,14 @@ class SizeAdmission:
         if key in self.seen:
             self.seen[key][1] += seconds
 
-    def compiled(self, key: tuple, seconds: float, built_code: bool) -> None:
-        """A new size compiled in ``seconds``; its cost is known after its second call
-        (``checked``). One that generated machine code (the first size-generic kernels)
-        says nothing of the next sizes, which reuse it."""
+    def compiled(self, key: tuple, seconds: float) -> None:
+        """A new size compiled in ``seconds`` (not counting machine code it generated: the
+        first size-generic kernels, which the next sizes reuse); its cost is known after
+        its second call (``checked``)."""
         self.seen.pop(key, None)
-        if not built_code:
-            self.pending[key] = seconds
-            if len(self.pending) > _SIGHTINGS_KEPT:
-                self.pending.pop(next(iter(self.pending)))
+        self.pending[key] = seconds
+        if len(self.pending) > _SIGHTINGS_KEPT:
+            self.pending.pop(next(iter(self.pending)))
 
     def checked(self, key: tuple, seconds: float) -> None:
         """The second call of a new size's entry (traced again and compared) took

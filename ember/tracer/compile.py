@@ -274,14 +274,14 @@ class CompiledFunction:
     def _compile(self, key, args, kwargs, leaves, reason: str):
         """A miss: trace (the call runs eagerly under the tracer), then keep the entry if
         the call finished and left the state its trace read as it found it."""
-        t0, builds = clock(), self.counters["code_builds"]
-        sized = key in self._sizes.seen
-        try:
-            return self._compile_entry(key, args, kwargs, leaves, reason)
-        finally:
-            if sized:   # a new size: what compiling one costs (admission.py)
-                self._sizes.compiled(key, clock() - t0,
-                                     self.counters["code_builds"] > builds)
+        t0, sized = clock(), key in self._sizes.seen
+        result, entry = self._compile_entry(key, args, kwargs, leaves, reason)
+        if sized:   # a new size: what compiling one costs (admission.py), less the machine
+            # code it generated (later sizes reuse that)
+            made = sum(seg.plan.phase_seconds.get(k, 0.0) for seg in segments(entry.root)
+                       if seg.plan is not None for k in ("codegen", "llvm", "cuda"))
+            self._sizes.compiled(key, clock() - t0 - made)
+        return result
 
     def _compile_entry(self, key, args, kwargs, leaves, reason: str):
         self._fast = None   # a new entry: the generic lookup decides until the next hit
@@ -299,7 +299,7 @@ class CompiledFunction:
         self._by_key.setdefault(key, []).append(entry)
         events.publish("entry_created", self, entry, key, reason or "first call")
         self._check_stable(key, entry, leaves)
-        return result
+        return result, entry
 
     def _check_stable(self, key, entry, leaves) -> None:
         """After a traced call: did the call change the Python state its trace read (a
