@@ -71,14 +71,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     >>> F.conv2d(ember.ones(1, 3, 8, 8), ember.ones(6, 3, 5, 5)).shape
     ember.Size([1, 6, 4, 4])
     """
-    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
-            or not isinstance(bias, _MAYBE)):
-        raise _not_tensor("conv2d", input=input, weight=weight, bias=bias)
-    if weight.ndim != 4:
-        raise OpError("conv2d", f"expected a 4-D weight [out, in/groups, kh, kw], got "
-                      f"{shape_str(weight)}", (input, weight))
-    unbatched = input.ndim == 3
-    x = input.unsqueeze(0) if unbatched else input
+    from ember.nn._functional.conv import conv_operands
+    x, unbatched = conv_operands("conv2d", input, weight, bias, "[out, in/groups, kh, kw]")
     out_ch, in_per_group, kh, kw = weight.shape
     if x.ndim != 4 or x.shape[1] != in_per_group * groups:
         raise OpError("conv2d", f"expected input of shape [N, {in_per_group * groups}, H, W] "

@@ -26,6 +26,22 @@ def _single(v, name: str = "value") -> int:
     return int(v)
 
 
+def conv_operands(op: str, input, weight, bias, layout: str) -> tuple[Tensor, bool]:
+    """The checks every convolution starts with: tensors (bias optional) and a weight of
+    ``layout``'s rank (``"[out, in/groups, kh, kw]"``). Returns the input with a batch
+    dim and whether it had none (an input one rank below the weight's)."""
+    from ember.nn.functional import _MAYBE, _not_tensor
+    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
+            or not isinstance(bias, _MAYBE)):
+        raise _not_tensor(op, input=input, weight=weight, bias=bias)
+    rank = layout.count(",") + 1
+    if weight.ndim != rank:
+        raise OpError(op, f"expected a {rank}-D weight {layout}, got {shape_str(weight)}",
+                      (input, weight))
+    unbatched = input.ndim == rank - 1
+    return (input.unsqueeze(0) if unbatched else input), unbatched
+
+
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """1-D convolution of [N, C, L] (or [C, L]) with weight [O, C/groups, k].
@@ -33,13 +49,8 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     >>> F.conv1d(ember.ones(2, 3, 10), ember.ones(4, 3, 3)).shape
     ember.Size([2, 4, 8])
     """
-    from ember.nn.functional import _MAYBE, _not_tensor, conv2d
-    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
-            or not isinstance(bias, _MAYBE)):
-        raise _not_tensor("conv1d", input=input, weight=weight, bias=bias)
-    if weight.ndim != 3:
-        raise OpError("conv1d", f"expected a 3-D weight [out, in/groups, k], got "
-                      f"{shape_str(weight)}", (input, weight))
+    from ember.nn.functional import conv2d
+    conv_operands("conv1d", input, weight, bias, "[out, in/groups, k]")
     if input.ndim not in (2, 3):
         raise OpError("conv1d", f"expected a 2-D [C, L] or 3-D [N, C, L] input, got "
                       f"{shape_str(input)}", (input, weight))
@@ -66,15 +77,9 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     >>> F.conv_transpose2d(ember.ones(1, 4, 5, 5), ember.ones(4, 2, 3, 3), padding=1).shape
     ember.Size([1, 2, 5, 5])
     """
-    from ember.nn.functional import _MAYBE, _not_tensor, _pair
-    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
-            or not isinstance(bias, _MAYBE)):
-        raise _not_tensor("conv_transpose2d", input=input, weight=weight, bias=bias)
-    if weight.ndim != 4:
-        raise OpError("conv_transpose2d", f"expected a 4-D weight [in, out/groups, kh, kw], got "
-                      f"{shape_str(weight)}", (input, weight))
-    unbatched = input.ndim == 3
-    x = input.unsqueeze(0) if unbatched else input
+    from ember.nn.functional import _pair
+    x, unbatched = conv_operands("conv_transpose2d", input, weight, bias,
+                                 "[in, out/groups, kh, kw]")
     c_in, out_per_group, kh, kw = weight.shape
     if x.ndim != 4 or x.shape[1] != c_in:
         raise OpError("conv_transpose2d", f"expected input of shape [N, {c_in}, H, W] (or "

@@ -58,15 +58,9 @@ def conv3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     >>> F.conv3d(ember.ones(2, 3, 4, 6, 6), ember.ones(5, 3, 2, 3, 3), padding=1).shape
     ember.Size([2, 5, 5, 6, 6])
     """
-    from ember.nn.functional import _MAYBE, _not_tensor, conv2d
-    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
-            or not isinstance(bias, _MAYBE)):
-        raise _not_tensor("conv3d", input=input, weight=weight, bias=bias)
-    if weight.ndim != 5:
-        raise OpError("conv3d", f"expected a 5-D weight [out, in/groups, kd, kh, kw], got "
-                      f"{shape_str(weight)}", (input, weight))
-    unbatched = input.ndim == 4
-    x = input.unsqueeze(0) if unbatched else input
+    from ember.nn._functional.conv import conv_operands
+    from ember.nn.functional import conv2d
+    x, unbatched = conv_operands("conv3d", input, weight, bias, "[out, in/groups, kd, kh, kw]")
     out_ch, in_per_group, kd, kh, kw = weight.shape
     if x.ndim != 5 or x.shape[1] != in_per_group * groups:
         raise OpError("conv3d", f"expected input of shape [N, {in_per_group * groups}, D, H, W] "
@@ -119,15 +113,10 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     >>> F.conv_transpose3d(ember.ones(1, 2, 3, 3, 3), ember.ones(2, 4, 2, 2, 2), stride=2).shape
     ember.Size([1, 4, 6, 6, 6])
     """
-    from ember.nn.functional import _MAYBE, _not_tensor, conv_transpose2d
-    if (not isinstance(input, Tensor) or not isinstance(weight, Tensor)
-            or not isinstance(bias, _MAYBE)):
-        raise _not_tensor("conv_transpose3d", input=input, weight=weight, bias=bias)
-    if weight.ndim != 5:
-        raise OpError("conv_transpose3d", f"expected a 5-D weight [in, out/groups, kd, kh, kw], "
-                      f"got {shape_str(weight)}", (input, weight))
-    unbatched = input.ndim == 4
-    x = input.unsqueeze(0) if unbatched else input
+    from ember.nn._functional.conv import conv_operands
+    from ember.nn.functional import conv_transpose2d
+    x, unbatched = conv_operands("conv_transpose3d", input, weight, bias,
+                                 "[in, out/groups, kd, kh, kw]")
     if x.ndim != 5 or x.shape[1] != weight.shape[0]:
         raise OpError("conv_transpose3d", f"expected input of shape [N, {weight.shape[0]}, D, H, "
                       f"W] for a weight of shape {shape_str(weight)}, but got "
