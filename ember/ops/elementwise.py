@@ -105,29 +105,46 @@ def _erf_series(xp, x, terms):
     return acc * x * (2 / _SQRT_PI)
 
 
+# float32 erf as x P(x^2) / Q(x^2) on [-4, 4] (Eigen's and XLA's fit, also the compiled
+# kernels' in ``codegen/mathlib.py``): error < 5e-7, no exp, about 8x faster than a series
+# and an erfc fit (a GELU's erf was a quarter of a small transformer's eager step).
+ERF32_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+           -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+           -1.60960333262415e-02)
+ERF32_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+           -7.37332916720468e-03, -1.42647390514189e-02)
+
+
+def _erf32(xp, a):
+    x = xp.clip(a.astype(np.float32), -4.0, 4.0)   # erf is +-1 in float32 beyond
+    z = x * x
+    p, q = xp.full_like(z, ERF32_P[0]), xp.full_like(z, ERF32_Q[0])
+    for c in ERF32_P[1:]:
+        p *= z
+        p += np.float32(c)
+    for c in ERF32_Q[1:]:
+        q *= z
+        q += np.float32(c)
+    p *= x
+    p /= q
+    return xp.clip(p, -1.0, 1.0, out=p)   # the fit reaches 1 + 2e-7 near |x| = 4
+
+
 def _erf(xp, a):
-    # NumPy has no erf, and GELU needs it to match PyTorch's exact GELU. A single
-    # polynomial fit (error ~1e-7 absolute) is off in relative terms for small x and
-    # far from float64 precision, so: a power series near 0, and beyond it erfc from
-    # a continued fraction (float64) or a Chebyshev fit good to float32's epsilon.
-    x = xp.abs(a).astype(np.float64)
-    if a.dtype == np.float64:
-        out = xp.empty_like(x)
-        small = x < 2.5
-        out[small] = _erf_series(xp, x[small], 48)
-        xl = x[~small]
-        k = xl.copy()
-        for n in range(60, 0, -1):  # erfc(x) = exp(-x^2) / (sqrt(pi) (x + 1/2 / (x + 1 / (x + ...
-            k = xl + (n / 2) / k
-        out[~small] = 1.0 - xp.exp(-xl * xl) / (k * _SQRT_PI)
-    else:
-        # Numerical Recipes' erfcc: relative error < 1.2e-7 in erfc, so < 1.5e-7 in erf for x >= 1.
-        t = 1.0 / (1.0 + 0.5 * x)
-        poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-            -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-                -0.82215223 + t * 0.17087277))))))))
-        out = xp.where(x < 1.0, _erf_series(xp, xp.minimum(x, 1.0), 14), 1.0 - t * xp.exp(poly))
-    return (xp.sign(a) * out).astype(a.dtype)
+    # NumPy has no erf, and GELU needs it to match PyTorch's exact GELU. In float64: a
+    # power series near 0 (relative accuracy) and erfc from a continued fraction beyond.
+    if a.dtype != np.float64:
+        return _erf32(xp, a).astype(a.dtype, copy=False)
+    x = xp.abs(a)
+    out = xp.empty_like(x)
+    small = x < 2.5
+    out[small] = _erf_series(xp, x[small], 48)
+    xl = x[~small]
+    k = xl.copy()
+    for n in range(60, 0, -1):  # erfc(x) = exp(-x^2) / (sqrt(pi) (x + 1/2 / (x + 1 / (x + ...
+        k = xl + (n / 2) / k
+    out[~small] = 1.0 - xp.exp(-xl * xl) / (k * _SQRT_PI)
+    return xp.sign(a) * out
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)

@@ -1,8 +1,10 @@
 """Adam and AdamW (decoupled weight decay), with optional AMSGrad."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
+from ember import dispatch as _dispatch
 from ember import dtypes
 from ember.autograd import no_grad
 from ember.optim.optimizer import Optimizer, ParamsT, _impl_options
@@ -90,13 +92,19 @@ class Adam(Optimizer):
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
 
-                # PyTorch does this scalar math in Python doubles; float64 0-dim tensors give
-                # the same numbers, and they don't promote the float32 tensors they touch.
-                step = step_t.to(dtypes.float64)
-                bias_correction1 = 1 - beta1 ** step
-                bias_correction2 = 1 - beta2 ** step
+                # PyTorch does this scalar math in Python doubles. Eagerly, so does this;
+                # traced, float64 0-dim tensors give the same numbers (and don't promote
+                # the float32 tensors they touch), and the compiled call sees the count
+                # advance.
+                if _dispatch.tracer is None and not isinstance(lr, Tensor):
+                    step = step_t.item()
+                    bias_correction1 = 1 - beta1 ** step
+                    bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+                else:
+                    step = step_t.to(dtypes.float64)
+                    bias_correction1 = 1 - beta1 ** step
+                    bias_correction2_sqrt = (1 - beta2 ** step).sqrt()
                 step_size = lr / bias_correction1
-                bias_correction2_sqrt = bias_correction2.sqrt()
 
                 if amsgrad:
                     max_exp_avg_sq = state["max_exp_avg_sq"]
