@@ -197,18 +197,14 @@ def test_new_sizes_run_eagerly_until_compiling_them_pays(rent_new_sizes):
             x = ember.randn(b, 4)
             np.testing.assert_allclose(compiled(x).numpy(), f(x).numpy(), rtol=1e-6)
 
-    call(5, 3)
+    call(5, 3)   # the first call compiles; its second is traced again and compared: with
+    cost = compiled._sizes.cost   # the compile, less generating machine code, what a
+    assert cost is not None and 0 < cost   # compile costs
     call(9)                     # a new size: eagerly, and said so (not a fallback)
     stats = compiled.stats()
     assert stats["new_sizes_run_eagerly"] == 1 and stats["eager_calls"] == 1
     assert any("runs eagerly until its eager calls have cost" in n for n in stats["notes"])
     assert not stats["fallbacks"]
-    call(9)                     # the first new size compiles on its second call
-    assert compiled.stats()["compiles"] == stats["compiles"] + 1
-    assert compiled._sizes.cost is None
-    call(9)                     # its second call is traced again and compared: with the
-    cost = compiled._sizes.cost  # compile, less generating the size-generic kernels, what
-    assert cost is not None and 0 < cost   # a new size costs
     # Later sizes rent (run eagerly) until their eager time reaches that cost.
     compiled._sizes.cost = 1e9
     before = compiled.stats()
@@ -221,11 +217,30 @@ def test_new_sizes_run_eagerly_until_compiling_them_pays(rent_new_sizes):
     compiled._sizes.cost = paid / 2   # what size 11 paid already exceeds it: compile
     call(11)
     assert compiled.stats()["compiles"] == after["compiles"] + 1
+    call(11)   # its second call is checked: the cost becomes a moving mean
+    assert compiled._sizes.cost != paid / 2
     # dynamic=False compiles every size at once (code of its own, as torch does)
     static = ember.compile(f, dynamic=False)
     for b in [5, 9]:
         static(ember.randn(b, 4))
     assert static.stats()["eager_calls"] == 0 and static.stats()["compiles"] == 2
+
+
+def test_the_cost_of_a_compile_is_guessed_before_it_is_measured():
+    sizes = admission.SizeAdmission()
+    key = ("a new size",)
+    sizes.sighting(key)
+    sizes.sighting(key)
+    assert sizes.worth_compiling(key)        # nothing known: a size compiles on its 2nd call
+    sizes.compiled(("another",), 0.5)        # a compile took 0.5 s: the guess, until ...
+    assert not sizes.worth_compiling(key)
+    sizes.paid(key, 0.4)
+    assert not sizes.worth_compiling(key)
+    sizes.paid(key, 0.2)
+    assert sizes.worth_compiling(key)        # 0.6 s of eager calls paid: compile
+    sizes.checked(("another",), 0.3)         # ... its second call measures the whole cost
+    assert sizes.cost == pytest.approx(0.8)
+    assert not sizes.worth_compiling(key)
 
 
 @pytest.mark.parametrize("policy", ["compile", "rent"])

@@ -19,6 +19,7 @@ import pytest
 
 import ember
 from ember.inspect import dump, logs
+from ember.tracer import admission
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "inspect_example.py"
@@ -126,7 +127,8 @@ def test_kernels_channel_prints_llvm_ir(capsys):
     assert "[ember:kernels] kernel0 (sigmoid+mul)" in err and "define void" in err
 
 
-def test_recompiles_channel_names_the_failed_guard(capsys, rent_new_sizes):
+def test_recompiles_channel_names_the_failed_guard(capsys, rent_new_sizes, monkeypatch):
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)   # a new size compiles on call 2
     ember.set_logs("recompiles")
     f = ember.compile(lambda x: x + 1)
     _run(f, ember.ones(2, 3), calls=1)
@@ -185,8 +187,11 @@ def test_perf_channel_times_stages_and_kernels(capsys):
     assert calls == 4, (table, f.stats())  # calls 3-6 replay the plan; build runs don't count
 
 
-def test_summary_lists_calls_hits_recompiles_and_an_estimate(capsys, rent_new_sizes):
+def test_summary_lists_calls_hits_recompiles_and_an_estimate(capsys, rent_new_sizes,
+                                                             monkeypatch):
     from ember.inspect import summary
+
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)   # a new size compiles on call 2
 
     def summarized(x):
         return (x * 3).tanh()
@@ -550,10 +555,12 @@ def test_verify_repro_goes_to_a_temp_dir_without_a_dump_dir():
 
 # ---- the tracer's events; one-way layers --------------------------------------------------
 
-def test_tracer_publishes_events_to_subscribers(rent_new_sizes, ):
+def test_tracer_publishes_events_to_subscribers(rent_new_sizes, monkeypatch):
     """What the compiler does reaches any subscriber (as it reaches ember.inspect): one
     function, two traced calls (trace, check), one built segment, then hits."""
     from ember.tracer import events
+
+    monkeypatch.setattr(admission, "RENT_FACTOR", 0.0)   # a new size compiles on call 2
 
     seen: list[str] = []
 

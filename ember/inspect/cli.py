@@ -110,19 +110,26 @@ def write_svgs(report: Any, path: Path) -> list[Path]:
 
 
 def cache_of(fn: Callable, args_per_call: list[list]) -> str:
-    """Call a fresh compiled ``fn`` three times per argument list (trace, check, replay)."""
+    """Call a fresh compiled ``fn`` three times per argument list (trace, check, replay).
+    Each list compiles, a new size too (which a program would first run eagerly until
+    compiling it pays: ``tracer/admission.py``): the report shows what each one makes."""
     import warnings
 
     import ember
+    from ember.tracer import admission
 
     if isinstance(fn, CompiledModule):
         fn = fn._orig_mod
     compiled = ember.compile(fn.fn if isinstance(fn, CompiledFunction) else fn)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # fallbacks show in the report itself
-        for args in args_per_call:
-            for _ in range(3):
-                compiled(*args)
+    policy, admission.NEW_SIZES = admission.NEW_SIZES, "compile"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fallbacks show in the report itself
+            for args in args_per_call:
+                for _ in range(3):
+                    compiled(*args)
+    finally:
+        admission.NEW_SIZES = policy
     return compiled.cache_report()
 
 

@@ -274,13 +274,13 @@ class CompiledFunction:
     def _compile(self, key, args, kwargs, leaves, reason: str):
         """A miss: trace (the call runs eagerly under the tracer), then keep the entry if
         the call finished and left the state its trace read as it found it."""
-        t0, sized = clock(), key in self._sizes.seen
+        t0 = clock()
         result, entry = self._compile_entry(key, args, kwargs, leaves, reason)
-        if sized:   # a new size: what compiling one costs (admission.py), less the machine
-            # code it generated (later sizes reuse that)
-            made = sum(seg.plan.phase_seconds.get(k, 0.0) for seg in segments(entry.root)
-                       if seg.plan is not None for k in ("codegen", "llvm", "cuda"))
-            self._sizes.compiled(key, clock() - t0 - made)
+        # What compiling costs, for the sizes to come (admission.py), less the machine code
+        # it generated (later sizes reuse that)
+        made = sum(seg.plan.phase_seconds.get(k, 0.0) for seg in segments(entry.root)
+                   if seg.plan is not None for k in ("codegen", "llvm", "cuda"))
+        self._sizes.compiled(key, clock() - t0 - made)
         return result
 
     def _compile_entry(self, key, args, kwargs, leaves, reason: str):
