@@ -99,7 +99,7 @@ def test_mathlib_programs_agree_bit_for_bit_on_cpu_and_emulated_gpu(workdir):
     cases = []
     for op in sorted(mathlib.DECOMPOSED):
         for d in (F32, F64):
-            if not mathlib.decomposes(op, d):   # float64 pow: each backend's libm
+            if not mathlib.decomposes(op, d):   # float64 pow, erf: each backend's libm
                 continue
             xs = op_inputs(op, d)
             cases.append((op, d, xs, cuda.CudaKernel(op_kernel(op, d, xs[0].size))))
@@ -115,7 +115,7 @@ def test_mathlib_programs_agree_bit_for_bit_on_cpu_and_emulated_gpu(workdir):
         assert bad.size == 0, (f"{op} {d.name}: GPU != CPU at {[x[bad[:5]] for x in xs]}: "
                                f"{got[bad[:5]]} vs {want[bad[:5]]}")
         checked += xs[0].size
-    assert checked > 70_000 and len(cases) == 2 * len(mathlib.DECOMPOSED) - 1
+    assert checked > 60_000 and len(cases) == 2 * len(mathlib.DECOMPOSED) - 2
 
 
 @pytest.mark.parametrize("op,ref", [

@@ -148,12 +148,16 @@ def test_tanh_sigmoid_erf_accuracy(dtype):
     want = np.array([math.erf(v) for v in x.astype(np.float64)])
     small = np.abs(x) < 0.5
     np.testing.assert_allclose(got[small], want[small], rtol=rtol)   # relative near 0
-    # float32: a rational fit (|err| < 4e-7); float64: A-S 7.1.26, as the registry.
-    np.testing.assert_allclose(got[~small], want[~small], atol=4e-7 if dtype is F32 else 2e-7)
+    # float32: a rational fit (|err| < 5e-7), as the registry's; float64: libm's erf
+    # (the registry's series is as close: an A-S fit, 2e-7 off, failed every first-call
+    # check of a float64 GELU, which then ran eagerly).
+    atol = 5e-7 if dtype is F32 else 1e-15
+    np.testing.assert_allclose(got[~small], want[~small], atol=atol)
     dense = np.linspace(-6, 6, 100001).astype(dtype.np)
     (got,) = run(op_kernel("erf", [dense], dtype), [dense])
     want = np.array([math.erf(v) for v in dense.astype(np.float64)])
-    np.testing.assert_allclose(got, want, atol=4e-7 if dtype is F32 else 2e-7)
+    np.testing.assert_allclose(got, want, atol=atol)
+    assert np.abs(got).max() == 1.0   # the float32 fit overshoots 1 near |x| = 4: clamped
 
 
 # ---- binary float ops -----------------------------------------------------------------

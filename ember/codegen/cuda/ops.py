@@ -23,7 +23,8 @@ _SUFFIX = {F32: "f32", F64: "f64", I32: "i32", I64: "i64", B: "b"}
 _COMPARE = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 # (pow has integer forms too)
 _FLOAT_RESULT = frozenset(("sqrt", "sin", "cos", "div")) | (frozenset(DECOMPOSED) - {"pow"})
-_MATH = {"abs": "fabs", "sqrt": "sqrt", "sin": "sin", "cos": "cos"}
+# (erf: float64 only, float32 is mathlib's program)
+_MATH = {"abs": "fabs", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "erf": "erf"}
 _INF_BITS = {F32: "__int_as_float(0x7f800000)",
              F64: "__longlong_as_double(0x7ff0000000000000LL)"}
 _NAN_BITS = {F32: "__int_as_float(0x7fc00000)",
@@ -101,10 +102,10 @@ def _op(name: str, args: list[str], arg_dtypes: list[DType], out: DType) -> str:
 
 def _float_op(name: str, a: list[str], out: DType) -> str | None:
     f = "f" if out is F32 else ""
-    if name in _MATH:
-        return f"{_MATH[name]}{f}({a[0]})"
     if decomposes(name, out):   # a mathlib program, defined by math_source
         return f"ember_{name}_{_SUFFIX[out]}({', '.join(a)})"
+    if name in _MATH:
+        return f"{_MATH[name]}{f}({a[0]})"
     return {
         "neg": lambda: f"(-{a[0]})",
         "sign": lambda: f"ember_sign({a[0]})",

@@ -267,6 +267,12 @@ class _Scalar:
         return b.bitcast(b.or_(b.and_(b.bitcast(x, ity), ir.Constant(ity, (1 << mant) - 1)),
                                ir.Constant(ity, bias << mant)), x.type)
 
+    def f_erf(self, x):
+        # float64 (float32 is mathlib's program): libm's, as there is no llvm.erf. The JIT
+        # resolves it in the process (Python links libm); it stays scalar.
+        name = "erf" if x.type == _F64 else "erff"
+        return self.b.call(self.intrinsic(name, x.type, [x.type]), [x])
+
     def f_pow(self, x, y):
         # float64 (float32 is mathlib's program): exp(y log x) in double loses ~|y log x|
         # ulps; the libm call is exact.
