@@ -105,8 +105,9 @@ def _segment_built(cf, seg, env, passlog, seconds) -> None:
     if logs.enabled("perf"):
         from ember.inspect import perf
         perf.log_compile(cf.__name__, where, runs, seg.plan.compile_seconds, seconds)
+        traced = seg.traced
         perf.log_phases(cf.__name__, where, seg.plan.phase_seconds, seconds,
-                        len(seg.traced) if seg.traced is not None else len(seg.graph))
+                        len(traced if traced is not None else seg.graph))
         perf.profile_plan(seg.plan, seg.graph, cf.__name__, where)
     if logs.enabled("fusion"):
         from ember.inspect.fusion import explain_fusion

@@ -338,9 +338,11 @@ class Entry:
                       observed: frozenset = frozenset()) -> None:
         """Optimize and compile the nodes of ``seg`` in ``g`` into ``seg.plan``, running it
         once on ``env`` (which receives the values the segment hands on)."""
-        sg = segment_graph(g, seg.lo, seg.hi, sorted(seg.needs),
-                           g.writebacks if seg.obs is None else [])
-        seg.traced = sg.copy()
+        # (explain re-derives the graph as traced from ``source`` when asked: a copy kept
+        # per segment was a quarter of an entry's objects and ~1 MB of a transformer's)
+        seg.source = (g, sorted(seg.needs), list(g.writebacks) if seg.obs is None else [])
+        sg = segment_graph(g, seg.lo, seg.hi, *seg.source[1:])
+        reference = self.owner.dynamic.reference(sg)   # (before the passes change sg)
         t0, passlog = events.clock(), events.ask("pass_log", self.owner)
         with phases.collecting() as acc:   # seconds per phase, for explain() and logs
             sg = run_pipeline(sg, log=passlog)
@@ -350,7 +352,7 @@ class Entry:
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      dynamic=self._dynamic_sizes(observed),
-                                     reference=self.owner.dynamic.reference(seg.traced),
+                                     reference=reference,
                                      on_fallback=lambda r, loc: self.owner._fallback(
                                          f"a kernel runs eagerly: {r}", loc))
         if ("llvm" in acc or "cuda" in acc) and not self.built_code:   # once per path

@@ -81,7 +81,17 @@ class Segment:
     plan: Plan | None = None
     graph: Graph | None = None       # the optimized segment graph
     captured: list = field(default_factory=list)  # (input id, InputSource, meta) per build
-    traced: Graph | None = None
+    # (trace graph, needs, writebacks) the segment was built from: ``traced`` re-derives
+    source: tuple | None = None
+
+    @property
+    def traced(self) -> Graph | None:
+        """The segment's graph as traced, before the passes (explain and dumps show it),
+        made again from its trace's graph, which the entry keeps unchanged."""
+        if self.source is None:
+            return None
+        g, needs, writebacks = self.source
+        return segment_graph(g, self.lo, self.hi, needs, writebacks)
 
 
 END = object()   # what ``walk`` returns as the value when a call reached its end
