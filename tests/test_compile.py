@@ -895,3 +895,24 @@ def test_float64_gelu_compiles_and_matches_eager_to_float64_precision():
     assert f.stats()["cache_hits"] == 1 and not f.stats()["fallbacks"]
     exact = np.array([math.erf(v) for v in x.numpy()])
     np.testing.assert_allclose(ember.compile(lambda v: v.erf())(x).numpy(), exact, atol=1e-15)
+
+
+@pytest.mark.parametrize("p", [2, 3, 2.0, 3.0])
+def test_squares_and_cubes_multiply_as_pytorch_does(p):
+    # PyTorch computes x ** 2 and x ** 3 as x * x (* x); eager and compiled ember do too
+    # (a GELU's pow(x, 3.0) through exp and log was most of its kernel's time).
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.standard_normal(20000) * 10, [0.0, -0.0, np.inf, -np.inf,
+                                                           np.nan, 1e-15, 7e19]])
+    xs = xs.astype(np.float32)
+    with np.errstate(over="ignore"):
+        want = xs * xs if p == 2 else xs * xs * xs
+    x = ember.tensor(xs)
+    f = ember.compile(lambda v: -(v ** p))   # (x ** 3 + 1 would be an FMA: exact compares)
+    for _ in range(3):
+        got = f(x).numpy()
+    np.testing.assert_array_equal(got, -want)
+    np.testing.assert_array_equal((x ** p).numpy(), want)
+    assert f.stats()["cache_hits"] == 1 and not f.stats()["fallbacks"]
+    torch = pytest.importorskip("torch")
+    np.testing.assert_array_equal((torch.from_numpy(xs) ** p).numpy(), want)

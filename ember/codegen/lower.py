@@ -211,6 +211,15 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
             ref[n] = operands[0]
             continue
         op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op
+        if op == "pow" and d.dtype.is_floating_point:
+            e = exprs[operands[1]]
+            if e.op == "const" and e.args[0] in (2.0, 3.0):   # x * x (* x), as the
+                x = operands[0]                                 # registry and PyTorch
+                exprs.append(Expr("mul", (x, x), d.dtype))
+                if e.args[0] == 3.0:
+                    exprs.append(Expr("mul", (len(exprs) - 1, x), d.dtype))
+                ref[n] = len(exprs) - 1
+                continue
         ref[n] = len(exprs)
         exprs.append(Expr(op, operands, d.dtype))
     stores = []

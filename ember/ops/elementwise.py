@@ -207,10 +207,24 @@ def _minmax_vjp(pick_a):
     return vjp
 
 
+def small_power(a, b) -> int | None:
+    """2 or 3 when ``a ** b`` is a float power PyTorch computes by multiplying (``x * x``,
+    ``x * x * x``: a scalar exponent of 2 or 3), else None. The compiled kernels do the
+    same (``codegen/lower.py``): a GELU's ``pow(x, 3.0)`` through exp and log cost 2.4x
+    its tanh."""
+    if a.dtype.kind != "f" or b.ndim or b.dtype.kind not in "fiu":
+        return None
+    v = float(b)
+    return int(v) if v in (2.0, 3.0) else None
+
+
 def _pow(xp, a, b):
     if a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b < 0).any():
         raise ValueError("Integers to negative integer powers are not allowed.")
+    n = small_power(a, b)
     with np.errstate(all="ignore"):
+        if n is not None:
+            return a * a if n == 2 else a * a * a
         return xp.power(a, b)
 
 
