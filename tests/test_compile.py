@@ -916,3 +916,22 @@ def test_squares_and_cubes_multiply_as_pytorch_does(p):
     assert f.stats()["cache_hits"] == 1 and not f.stats()["fallbacks"]
     torch = pytest.importorskip("torch")
     np.testing.assert_array_equal((torch.from_numpy(xs) ** p).numpy(), want)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 6), (2, 3, 5, 6), (1, 1, 6), (3, 0, 6)])
+def test_rows_of_a_stack_times_a_matrix_are_one_gemm_and_exact(shape):
+    # nn.Linear on [batch, seq, d]: compiled and eager fold the batch into one GEMM
+    # (NumPy's matmul runs one per batch); a transposed weight, a strided stack too.
+    rng = np.random.default_rng(1)
+    x = ember.tensor(rng.standard_normal(shape).astype(np.float32))
+    w = ember.tensor(rng.standard_normal((7, 6)).astype(np.float32))
+    want = x.numpy().astype(np.float64) @ w.numpy().T.astype(np.float64)
+    strided = lambda a: a.transpose(-1, -2).contiguous().transpose(-1, -2)  # noqa: E731
+    for fn, offset in ((lambda a, b: a @ b.t(), 0.0),
+                       (lambda a, b: strided(a) @ b.t() + 1.0, 1.0)):
+        f = ember.compile(fn)
+        for _ in range(3):
+            got = f(x, w).numpy()
+        np.testing.assert_allclose(got, want + offset, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(fn(x, w).numpy(), want + offset, rtol=1e-5, atol=1e-5)
+        assert not f.stats()["fallbacks"]

@@ -114,7 +114,15 @@ class MatmulStep:
             out = buf.xp.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
             env[self.nid] = out.swapaxes(-1, -2)
         elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
-            env[self.nid] = buf.xp.matmul(a, b, out=buf.get(env))
+            out = buf.get(env)
+            if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous and out.flags.c_contiguous:
+                # Rows of a stack times a matrix (nn.Linear on [batch, seq, d]): one GEMM
+                # over every row; NumPy's matmul runs one per batch (1.5-2x slower here)
+                buf.xp.matmul(a.reshape(-1, a.shape[-1]), b,
+                              out=out.reshape(-1, out.shape[-1]))
+                env[self.nid] = out
+            else:
+                env[self.nid] = buf.xp.matmul(a, b, out=out)
         else:  # mixed dtypes, vectors: the registry op decides
             env[self.nid] = run_node(self.graph, self.nid, env)
         if self.epilogue is not None:
