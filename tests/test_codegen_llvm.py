@@ -477,6 +477,30 @@ def test_threaded_large():
     check(got, m + row, F32)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_kernel_splits_only_if_its_timed_first_calls_were_slow(monkeypatch, fast):
+    # The estimate picks the candidates; the first calls run on one thread, timed: one
+    # faster than PARALLEL_MIN_NS stays on the calling thread (a pool thread's wake-up
+    # cost more than the kernel), a slower one splits. Results are the same either way.
+    n = (1 << 20) + 7
+    x = rng.standard_normal(n).astype(np.float32)
+    a, b = np.array(0.7, np.float32), np.array(0.1, np.float32)
+    ck = cg.compile_kernel(chain_kernel(x.shape))
+    assert ck.estimated_ns >= cg.PARALLEL_MIN_NS and ck._timed == cg.TIMED_CALLS
+    monkeypatch.setattr(cg.kernels, "PARALLEL_MIN_NS", 10 ** 12 if fast else 0)
+    want = chain_reference(x, a, b)
+    for _ in range(cg.TIMED_CALLS + 2):
+        (got,) = run(chain_kernel(x.shape), [x, a, b])
+        out = np.empty_like(x)
+        ck.run([x, a, b], [out])
+        check(out, want, F32)
+    assert ck._timed == 0
+    if fast or (os.cpu_count() or 1) == 1:
+        assert ck._chunks is None
+    else:
+        assert ck._chunks is not None and len(ck._chunks) > 1
+
+
 def test_cache_by_signature():
     k1 = op_kernel("exp", [np.ones(5, np.float32)], F32)
     k2 = Kernel("other_name", k1.shape, list(k1.loads), list(k1.exprs), list(k1.stores))

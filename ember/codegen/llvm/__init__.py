@@ -26,9 +26,9 @@ from __future__ import annotations
 from ember.codegen.backend import Backend
 from ember.codegen.kernel import Kernel, collapse_dims
 from ember.codegen.llvm.jit import _DATA_OFFSET, _jit, _target_machine  # noqa: F401
-from ember.codegen.llvm.kernels import (_CACHE, PARALLEL_MIN_NS, CompiledKernel,
-                                        CompiledKernels, compile_kernel, compile_kernels,
-                                        estimate_ns)
+from ember.codegen.llvm.kernels import (_CACHE, PARALLEL_MIN_NS, TIMED_CALLS,
+                                        CompiledKernel, CompiledKernels, compile_kernel,
+                                        compile_kernels, estimate_ns)
 from ember.codegen.llvm.loops import _Layout, _build_module
 from ember.codegen.llvm.scalar import _Scalar
 

@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import math
 import threading
+import time
 import weakref
 import re
 
@@ -24,10 +25,15 @@ from ember.codegen.llvm.loops import (_Layout, _add_kernel, _build_module, _new_
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
 
-# Kernels whose estimated single-thread time is at least this (ns) run on all cores.
-# Waking a pool thread costs ~20-100 us on this VM (measured), so the split pays from
-# ~250 us of work: ~256K elements of the 17-op chain, ~512K of a plain add.
+# Kernels whose single-thread time is at least this (ns) run on all cores. Waking a
+# pool thread costs ~20-100 us on this VM (measured), so the split pays from ~250 us of
+# work: ~256K elements of the 17-op chain, ~512K of a plain add. The estimate
+# (``estimate_ns``) picks the candidates; their first ``TIMED_CALLS`` calls run on one
+# thread, timed, and only those at least this slow split from then on: the estimate
+# took minGPT's layer norm over [512, 192] (20 us alone) for 300 us of work, and split
+# it, 115 us a call.
 PARALLEL_MIN_NS = 250_000
+TIMED_CALLS = 3
 # Rough single-core costs (ns) behind that estimate, measured on 1M-element kernels:
 # streaming memory ~25 GB/s; exp/log/tanh/sigmoid/erf ~0.3 ns; other ops ~0.05 ns.
 _NS_PER_BYTE = 1 / 25
@@ -111,6 +117,8 @@ class CompiledKernel:
         self.estimated_ns = estimate_ns(kernel)
         # worth splitting; into how many shares follows ember.set_num_threads (_shares)
         self._parallel = self.estimated_ns >= PARALLEL_MIN_NS and outer > 1
+        self._timed = TIMED_CALLS if self._parallel else 0   # calls left to time
+        self._fastest = math.inf   # the fastest timed call (seconds)
         self._shares(outer)
 
     def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
@@ -146,11 +154,25 @@ class CompiledKernel:
             args = [*inputs, *outputs, *self._tail]
         else:  # pragma: no cover
             args = [a.ctypes.data for a in (*inputs, *outputs, *self._tail)]
+        if self._timed:
+            self._timed_call(args, self._outer)
+            return
         pool = _pool()
         futures = [pool.submit(self._cfunc, *args, lo, hi) for lo, hi in chunks[1:]]
         self._cfunc(*args, *chunks[0])  # the calling thread takes a share too
         for f in futures:
             f.result()
+
+    def _timed_call(self, args: list, total: int) -> None:
+        """One of the first calls of a kernel estimated worth splitting: on the calling
+        thread, timed; after the last, it splits only if the fastest was slow enough."""
+        t0 = time.perf_counter()
+        self._cfunc(*args, 0, total)
+        self._fastest = min(self._fastest, time.perf_counter() - t0)
+        self._timed -= 1
+        if not self._timed and self._fastest * 1e9 < PARALLEL_MIN_NS:
+            self._parallel = False
+            self._shares(total)
 
     def _shares(self, total: int) -> None:
         """Split ``total`` outer rows into ``ember.get_num_threads()`` shares (None: run
@@ -267,9 +289,12 @@ class CompiledKernels:
         self._argv = ctypes.py_object * self.nargs
         self.estimated_ns = sum(estimate_ns(k) for k in kernels)
         self._parallel = self.estimated_ns >= PARALLEL_MIN_NS and total > 1
+        self._timed = TIMED_CALLS if self._parallel else 0
+        self._fastest = math.inf
         self._shares(total)
 
     _shares = CompiledKernel._shares
+    _timed_call = CompiledKernel._timed_call
 
     def _driver(self, module, subs, bounds) -> None:
         """``name(PyObject** arrays, start, end)``: each part gets its share of the rows."""
@@ -315,6 +340,9 @@ class CompiledKernels:
             self._shares(self._rows)
         if self._chunks is None:
             self._cfunc(addr, 0, self._rows)
+            return
+        if self._timed:
+            self._timed_call([addr], self._rows)
             return
         pool = _pool()
         futures = [pool.submit(self._cfunc, addr, lo, hi) for lo, hi in self._chunks[1:]]
