@@ -135,6 +135,15 @@ class Graph:
         """Node id -> ``const_array(nid)``, for every constant."""
         return {n: self.const_array(n) for n in self.consts}
 
+    def set_node(self, nid: int, op: str, args: tuple, attrs: dict) -> None:
+        """Make ``nid`` the node ``op(args, attrs)`` in place (its id keeps its place in
+        the order, so every argument must be an earlier node)."""
+        self._cut_inputs(nid)
+        d = self[nid]
+        d.op, d.args, d.attrs = op, tuple(args), dict(attrs)
+        for pos, a in enumerate(d.args):
+            self._nx.add_edge(a, nid, key=pos)
+
     def make_const(self, nid: int, value) -> None:
         """Turn node ``nid`` into a constant in place (keeping its id keeps the order)."""
         self._cut_inputs(nid)

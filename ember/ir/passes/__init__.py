@@ -10,10 +10,11 @@ from ember.ir.passes.fold import fold
 from ember.ir.passes.fuse_conv_epilogue import fuse_conv_epilogue
 from ember.ir.passes.fuse_pool_relu import fuse_pool_relu
 from ember.ir.passes.simplify import simplify
+from ember.ir.passes.unslice_cat import unslice_cat
 from ember.ir.verify import verify
 
 # The two fusions after cse (one node per value: a reader count is the real one).
-PIPELINE = [fold, simplify, cse, fuse_pool_relu, fuse_conv_epilogue, dce]
+PIPELINE = [fold, simplify, cse, unslice_cat, fuse_pool_relu, fuse_conv_epilogue, dce]
 
 
 def run_pipeline(graph, *, check: bool = True, log=None):

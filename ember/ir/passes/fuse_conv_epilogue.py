@@ -48,16 +48,6 @@ def _bias_operand(graph, add_id: int, conv_id: int) -> int | None:
     return other
 
 
-def _set_node(graph, nid: int, op: str, args: tuple, attrs: dict) -> None:
-    """Make ``nid`` the node ``op(args, attrs)`` in place (its id keeps its place in
-    the order; every argument must be an earlier node)."""
-    graph._cut_inputs(nid)
-    d = graph[nid]
-    d.op, d.args, d.attrs = op, tuple(args), dict(attrs)
-    for pos, a in enumerate(d.args):
-        graph._nx.add_edge(a, nid, key=pos)
-
-
 def fuse_conv_epilogue(graph):
     """Rewrite ``max_pool2d(relu(conv2d_direct(x, w) + b))`` (or a leading part of
     it) into one ``conv2d_direct(x, w, b, relu=True, pool=True)``.
@@ -100,7 +90,7 @@ def fuse_conv_epilogue(graph):
         attrs = dict(conv.attrs, relu=relu)
         if pool:
             attrs["pool"] = True
-        _set_node(graph, tail, "conv2d_direct", args, attrs)
+        graph.set_node(tail, "conv2d_direct", args, attrs)
         for d in reversed(dead):   # readers first: the add, then the convolution
             graph.remove(d)
     return graph
