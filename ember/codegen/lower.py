@@ -211,7 +211,7 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
             ref[n] = operands[0]
             continue
         op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op
-        if op == "pow" and d.dtype.is_floating_point:
+        if op == "pow" and d.dtype.is_floating_point and exprs[operands[0]].dtype is d.dtype:
             e = exprs[operands[1]]
             if e.op == "const" and e.args[0] in (2.0, 3.0):   # x * x (* x), as the
                 x = operands[0]                                 # registry and PyTorch

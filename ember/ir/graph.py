@@ -146,17 +146,13 @@ class Graph:
 
     def make_const(self, nid: int, value) -> None:
         """Turn node ``nid`` into a constant in place (keeping its id keeps the order)."""
-        self._cut_inputs(nid)
-        d = self[nid]
-        d.op, d.args, d.attrs = "const", (), {}
+        self.set_node(nid, "const", (), {})
         self.consts[nid] = value
 
     def make_input(self, nid: int, source: InputSource) -> None:
         """Turn node ``nid`` into a graph input (a value computed elsewhere)."""
-        self._cut_inputs(nid)
+        self.set_node(nid, "input", (), {"path": source.path})
         self.consts.pop(nid, None)
-        d = self[nid]
-        d.op, d.args, d.attrs = "input", (), {"path": source.path}
         self.inputs.append(nid)
         self.sources[nid] = source
 

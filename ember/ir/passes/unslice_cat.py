@@ -46,7 +46,7 @@ def _leaves(graph, root: int) -> list[int]:
 def unslice_cat(graph):
     for nid in graph.nodes():
         d = graph[nid]
-        if d.op != "add" or nid not in graph:
+        if d.op != "add":
             continue
         users = graph.users(nid)
         if (len(users) == 1 and graph[users[0]].op == "add" and nid not in graph.outputs
