@@ -250,8 +250,8 @@ def test_dump_folder_holds_ir_kernels_pictures_and_a_repro_that_runs(tmp_path):
     d = tmp_path / "000_dumped"
     assert "mul" in (d / "traced.txt").read_text()
     assert [p.name for p in sorted((d / "passes").iterdir())] == [
-        "01_fold.txt", "02_simplify.txt", "03_cse.txt", "04_fuse_pool_relu.txt",
-        "05_fuse_conv_epilogue.txt", "06_dce.txt"]
+        "01_fold.txt", "02_simplify.txt", "03_cse.txt", "04_unslice_cat.txt",
+        "05_fuse_pool_relu.txt", "06_fuse_conv_epilogue.txt", "07_dce.txt"]
     assert (d / "optimized.txt").read_text().startswith("%0:f32[4,4] = input args[0]")
     assert "kernel0" in (d / "fusion.txt").read_text()
     assert "define void" in (d / "kernels" / "kernel0.ll").read_text()
