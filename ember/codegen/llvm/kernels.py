@@ -170,9 +170,11 @@ class CompiledKernel:
         self._cfunc(*args, 0, total)
         self._fastest = min(self._fastest, time.perf_counter() - t0)
         self._timed -= 1
-        if not self._timed and self._fastest * 1e9 < PARALLEL_MIN_NS:
-            self._parallel = False
-            self._shares(total)
+        if self._timed <= 0:   # (two threads may both have taken the last timed call)
+            self._timed = 0
+            if self._fastest * 1e9 < PARALLEL_MIN_NS:
+                self._parallel = False
+                self._shares(total)
 
     def _shares(self, total: int) -> None:
         """Split ``total`` outer rows into ``ember.get_num_threads()`` shares (None: run
