@@ -271,19 +271,59 @@ def _epilogue(k: _Builder, val, bias, o, relu: bool):
     return val
 
 
+def _taps(k, x, wt, n, oys, o0, nob, v0, nv, shape, kernel, stride, dilation,
+          geom) -> list:
+    """The accumulators of one tile of ``_conv_ir`` (``_conv_pool_ir``: two output
+    rows): per output row oy in ``oys``, ``nob * nv`` vectors holding, for channels
+    o0 + o and vectors v0 + v of the row, sum over c, i, j of w[o, c, i, j] times x's
+    taps."""
+    b, lanes = k.b, k.lanes
+    _, c_, _, _ = shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    _, ow, nvec, hp, wq = geom
+    kk = kh * kw
+    tail = ow - (nvec - 1) * lanes
+    accs = [k.accumulators(nob * nv) for _ in oys]
+    with _Loop(b, 0, c_) as c:
+        plane = b.mul(b.add(b.mul(n, _c(c_)), c), _c(hp))
+        wrow = b.mul(c, _c(kk))
+        for i in range(kh):
+            rows = [b.add(plane, b.add(b.mul(oy, _c(sh)), _c(i * dh))) for oy in oys]
+            for j in range(kw):
+                p, q = divmod(j * dw, sw)[::-1]
+                taps = []
+                for row in rows:
+                    base = b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
+                                 _c(q + v0 * lanes))
+                    # The tail vector's lanes past OW are never stored: a masked load
+                    # keeps them inside an unpadded x's row.
+                    taps.append([b.call(k.mload, [k.at(x, b.add(base, _c(v * lanes))),
+                                                  ir.Constant(_I32, k.size), k.mask(tail),
+                                                  k.zero])
+                                 if v0 + v == nvec - 1 and tail < lanes
+                                 else k.vload(x, b.add(base, _c(v * lanes)))
+                                 for v in range(nv)])
+                for o in range(nob):
+                    widx = b.add(b.add(b.mul(b.add(o0, _c(o)), _c(c_ * kk)), wrow),
+                                 _c(i * kw + j))
+                    wv = k.splat(b.load(k.at(wt, widx), typ=k.ft))
+                    for acc, xs in zip(accs, taps):
+                        for v in range(nv):
+                            s = acc[o * nv + v]
+                            b.store(b.call(k.fma, [wv, xs[v], b.load(s, typ=k.vt)]), s)
+    return accs
+
+
 def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
              epilogue=(False, False)) -> str:
     """out[n, o, oy, :] for the rows t = n*OH + oy in [start, end); ``epilogue`` (bias,
     relu): + bias[o] (a fourth pointer), then relu, in registers before the store."""
-    _, c_, _, _ = shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    oh, ow, nvec, hp, wq = geom
+    oh, ow, nvec, _, _ = geom
     k = _Builder(name, dtype, 4 if epilogue[0] else 3)
     b, lanes = k.b, k.lanes
     x, wt, out = k.fn.args[:3]
     bias = k.fn.args[3] if epilogue[0] else None
     start, end = k.fn.args[-2:]
-    kk = kh * kw
     xb = min(nvec, 4)
     ob = _split(out_ch, max(1, _TILE // xb))
     tail = ow - (nvec - 1) * lanes
@@ -292,31 +332,8 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
         n, oy = b.sdiv(t, _c(oh)), b.srem(t, _c(oh))
 
         def tile(o0, nob, v0, nv):
-            acc = k.accumulators(nob * nv)
-            with _Loop(b, 0, c_) as c:
-                plane = b.mul(b.add(b.mul(n, _c(c_)), c), _c(hp))
-                wrow = b.mul(c, _c(kk))
-                for i in range(kh):
-                    row = b.add(plane, b.add(b.mul(oy, _c(sh)), _c(i * dh)))
-                    for j in range(kw):
-                        p, q = divmod(j * dw, sw)[::-1]
-                        base = b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
-                                     _c(q + v0 * lanes))
-                        # The tail vector's lanes past OW are never stored: a masked
-                        # load keeps them inside an unpadded x's row.
-                        xs = [b.call(k.mload, [k.at(x, b.add(base, _c(v * lanes))),
-                                               ir.Constant(_I32, k.size), k.mask(tail),
-                                               k.zero])
-                              if v0 + v == nvec - 1 and tail < lanes
-                              else k.vload(x, b.add(base, _c(v * lanes)))
-                              for v in range(nv)]
-                        for o in range(nob):
-                            widx = b.add(b.add(b.mul(b.add(o0, _c(o)), _c(c_ * kk)), wrow),
-                                         _c(i * kw + j))
-                            wv = k.splat(b.load(k.at(wt, widx), typ=k.ft))
-                            for v in range(nv):
-                                s = acc[o * nv + v]
-                                b.store(b.call(k.fma, [wv, xs[v], b.load(s, typ=k.vt)]), s)
+            (acc,) = _taps(k, x, wt, n, (oy,), o0, nob, v0, nv, shape, kernel, stride,
+                           dilation, geom)
             for o in range(nob):
                 orow = b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))),
                                          _c(oh)), oy), _c(ow))
@@ -349,19 +366,15 @@ def _conv_pool_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
     their maximum, then each pair of neighbouring columns' (even and odd lanes of two
     vectors), and stores only the pooled row out[n, o, q, :]. The convolution's output
     is never written (forward only: nothing else may read it)."""
-    _, c_, _, _ = shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    oh, ow, nvec, hp, wq = geom
+    oh, ow, nvec, _, _ = geom
     ph_, pw_ = oh // 2, ow // 2
     k = _Builder(name, dtype, 4 if epilogue[0] else 3)
     b, lanes = k.b, k.lanes
     x, wt, out = k.fn.args[:3]
     bias = k.fn.args[3] if epilogue[0] else None
     start, end = k.fn.args[-2:]
-    kk = kh * kw
     xb = min(nvec, 2)   # even: a vector pair makes one pooled vector
     ob = _split(out_ch, max(1, _TILE // (2 * xb)))
-    tail = ow - (nvec - 1) * lanes
     i32 = ir.VectorType(_I32, lanes)
     evens = ir.Constant(i32, [2 * i for i in range(lanes)])
     odds = ir.Constant(i32, [2 * i + 1 for i in range(lanes)])
@@ -371,33 +384,8 @@ def _conv_pool_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
         oys = (b.mul(q, _c(2)), b.add(b.mul(q, _c(2)), _c(1)))
 
         def tile(o0, nob, v0, nv):
-            accs = [k.accumulators(nob * nv) for _ in oys]
-            with _Loop(b, 0, c_) as c:
-                plane = b.mul(b.add(b.mul(n, _c(c_)), c), _c(hp))
-                wrow = b.mul(c, _c(kk))
-                for i in range(kh):
-                    for j in range(kw):
-                        p, qq = divmod(j * dw, sw)[::-1]
-                        rows = []
-                        for oy in oys:
-                            row = b.add(plane, b.add(b.mul(oy, _c(sh)), _c(i * dh)))
-                            base = b.add(b.mul(b.add(b.mul(row, _c(sw)), _c(p)), _c(wq)),
-                                         _c(qq + v0 * lanes))
-                            rows.append([b.call(k.mload, [
-                                k.at(x, b.add(base, _c(v * lanes))),
-                                ir.Constant(_I32, k.size), k.mask(tail), k.zero])
-                                if v0 + v == nvec - 1 and tail < lanes
-                                else k.vload(x, b.add(base, _c(v * lanes)))
-                                for v in range(nv)])
-                        for o in range(nob):
-                            widx = b.add(b.add(b.mul(b.add(o0, _c(o)), _c(c_ * kk)), wrow),
-                                         _c(i * kw + j))
-                            wv = k.splat(b.load(k.at(wt, widx), typ=k.ft))
-                            for acc, xs in zip(accs, rows):
-                                for v in range(nv):
-                                    s = acc[o * nv + v]
-                                    b.store(b.call(k.fma, [wv, xs[v], b.load(s, typ=k.vt)]),
-                                            s)
+            accs = _taps(k, x, wt, n, oys, o0, nob, v0, nv, shape, kernel, stride,
+                         dilation, geom)
             for o in range(nob):
                 oc = b.add(o0, _c(o))
                 prow = b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), oc), _c(ph_)), q),
