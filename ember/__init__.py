@@ -60,6 +60,8 @@ from ember.tensor_more import (cummax, cummin, cumulative_trapezoid, heaviside, 
 from ember import distributions  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
                            set_num_interop_threads, set_num_threads)
+from ember import blas_spin as _blas_spin  # noqa: E402
+_blas_spin.shorten()   # NumPy's BLAS threads sleep soon after a GEMM (see the module)
 from ember.determinism import (are_deterministic_algorithms_enabled,  # noqa: E402
                                get_deterministic_debug_mode,
                                is_deterministic_algorithms_warn_only_enabled,
