@@ -171,6 +171,51 @@ def test_finite_differences():
         np.testing.assert_allclose(t.grad.numpy(), num, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("geom", [dict(padding=(2, 0), dilation=(2, 1)),
+                                  dict(padding=0, dilation=1),
+                                  dict(padding=(1, 2), dilation=(1, 3))])
+def test_input_gradient_at_stride_1_is_a_direct_convolution(geom):
+    """At stride 1, dx is the convolution of g with the flipped, channel-swapped weight
+    (``_conv_input_grad``): checked by finite differences, and that no col2im ran."""
+    rng = np.random.default_rng(5)
+    x0 = rng.standard_normal((2, 3, 7, 8))
+    w0 = rng.standard_normal((4, 3, 3, 2))
+    ex, ew = ember.tensor(x0, requires_grad=True), ember.tensor(w0, requires_grad=True)
+    out = F.conv2d(ex, ew, **geom)
+    g = rng.standard_normal(tuple(out.shape))
+    (out * ember.tensor(g)).sum().backward()
+
+    def f(x):
+        return float((F.conv2d(ember.tensor(x), ember.tensor(w0), **geom)
+                      * ember.tensor(g)).sum().item())
+
+    num = np.zeros_like(x0)
+    for idx in np.ndindex(x0.shape):
+        hi, lo = x0.copy(), x0.copy()
+        hi[idx] += 1e-6
+        lo[idx] -= 1e-6
+        num[idx] = (f(hi) - f(lo)) / 2e-6
+    np.testing.assert_allclose(ex.grad.numpy(), num, rtol=1e-6, atol=1e-6)
+
+    w = ember.tensor(w0, requires_grad=True)
+    report = ember.explain(lambda x: ember.autograd.grad(
+        (F.conv2d(x, w, **geom) * ember.tensor(g)).sum(), x)[0],
+        ember.tensor(x0, requires_grad=True))
+    ops = [gr.graph[n].op for gr in report.graphs for n in gr.graph.nodes()]
+    assert "flip" in ops and "conv2d_direct" in ops and "col2im" not in ops, ops
+
+
+def test_input_gradient_keeps_col2im_where_it_is_not_a_convolution():
+    """Stride 2, or padding past d*(k-1): matmul + col2im, as before."""
+    for geom in (dict(stride=2, padding=1), dict(padding=1)):
+        w = ember.randn(4, 3, 3, 3) if "stride" in geom else ember.randn(4, 3, 1, 1)
+        report = ember.explain(lambda x: ember.autograd.grad(F.conv2d(x, w, **geom).sum(),
+                                                             x)[0],
+                               ember.randn(2, 3, 8, 8, requires_grad=True))
+        ops = [gr.graph[n].op for gr in report.graphs for n in gr.graph.nodes()]
+        assert "col2im" in ops, (geom, ops)
+
+
 def test_double_backward_through_weight_grad():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
@@ -255,3 +300,20 @@ def test_other_paths_keep_im2col():
     assert not F._direct_conv(x, w, 2)                       # groups
     assert not F._direct_conv(x.to(ember.float16), w.to(ember.float16), 1)
     assert F._direct_conv(x, ember.randn(4, 4, 3, 3), 1)
+
+
+def test_rule_without_gradients_takes_wider_convolutions():
+    """Only the forward counts without gradients: 64->128 3x3 at stride 1 goes direct
+    then, not in training; a strided one with a long reduction never does."""
+    x, w = ember.randn(1, 64, 8, 8), ember.randn(128, 64, 3, 3)
+    assert F._direct_conv(x, w, 1, (1, 1), grad=False)
+    assert not F._direct_conv(x, w, 1, (1, 1), grad=True)
+    assert not F._direct_conv(x, w, 1, (2, 2), grad=False)
+    assert F._direct_conv(ember.randn(1, 3, 32, 32), ember.randn(64, 3, 7, 7), 1, (2, 2),
+                          grad=False)                        # a stem: C*kh*kw = 147
+    with ember.no_grad():
+        text = str(ember.explain(lambda x: F.conv2d(x, w, padding=1), x))
+    assert "conv2d_direct" in text and "im2col" not in text, text
+    wg = w.clone().requires_grad_()
+    text = str(ember.explain(lambda x: F.conv2d(x, wg, padding=1), x))
+    assert "im2col" in text, text

@@ -330,7 +330,11 @@ def test_conv_net_pass_fires():
         return loss
     ops = _graph_ops(step, ember.randn(2, 3, 20, 18), ember.tensor([0, 1]))
     convs = [(a, n) for op, a, n in ops if op == "conv2d_direct"]
-    assert len(convs) == 2 and all(a.get("relu") and n == 3 for a, n in convs)
+    forward = [(a, n) for a, n in convs if a.get("relu")]
+    assert len(forward) == 2 and all(n == 3 for a, n in forward)
+    # and the second convolution's input gradient (stride 1: a convolution itself)
+    assert [(a, n) for a, n in convs if not a.get("relu")] == [
+        ({"stride": (1, 1), "padding": (1, 1), "dilation": (1, 1)}, 2)]
     pools = [a for op, a, _ in ops if op == "max_pool2d_backward"]
     assert len(pools) == 1 and pools[0].get("relu")
 

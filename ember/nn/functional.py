@@ -16,7 +16,7 @@ from typing import Sequence
 
 from ember import dtypes
 from ember.amp import state as _amp
-from ember.autograd import no_grad
+from ember.autograd import is_grad_enabled, no_grad
 from ember.compiler import is_compiling
 from ember.dispatch import dispatch
 from ember.errors import OpError, shape_str, type_name
@@ -91,7 +91,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         raise OpError("conv2d", f"kernel size ({kh}, {kw}) (dilation {dh, dw}) is larger than "
                       f"the padded input ({h + 2 * ph}, {w + 2 * pw})", (input, weight))
     geom = dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
-    if _direct_conv(x, weight, groups):   # no im2col, output already NCHW
+    grad = is_grad_enabled() and any(t is not None and t.requires_grad
+                                     for t in (x, weight, bias))
+    if _direct_conv(x, weight, groups, (sh, sw), grad):   # no im2col, output NCHW
         out = dispatch("conv2d_direct", x, weight, **geom)
         if bias is not None:
             out = out + bias.reshape(1, out_ch, 1, 1).to(out.dtype)

@@ -122,25 +122,40 @@ def _direct():
 #   64   16->32 5  14    400       2.32 / 1.13        1.70 / 1.90        1.33  0.92
 # The forward wins everywhere; the weight gradient (now 90-110 GFLOP/s on one thread)
 # still loses to threaded BLAS for 5x5 with K = 400 and draws with it for O*K of
-# 18,432 at 3x3 (CIFAR's 32->64: 1.04). In the CIFAR CNN's compiled step that conv2
-# on the direct path was slower (python -m benchmarks --only cnn, two runs each:
-# 27.0, 28.2 ms against 25.4, 22.2 ms with im2col) and held 30-40 MB more, so the
-# 3x3 bound stays O*K <= 9,216. The rule: direct when O <= 64, O*K <= 9,216, and a
-# kernel of at most 3x3 or O <= 32 and K <= 300 (round one: O <= 16 and K <= 150;
-# 6->32 and 12->16 5x5 now win by 1.1-1.8x).
+# 18,432 at 3x3 (CIFAR's 32->64: 1.04). Those two-thread columns were measured while
+# OpenBLAS's worker spun for ~0.1 s after each GEMM on the core a kernel's second share
+# ran on (``ember/blas_spin.py`` shortened it): CIFAR's compiled training step with its
+# 32->64 conv direct then took 20.0-20.7 ms against 19.9-20.8 with im2col; with the
+# spin shortened, 16.2-16.6 against 18.9-19.0 ms (alternating processes). So in
+# training the bound is O*K <= 36,864 (a 64->64 3x3, whose weight gradient also drew on
+# one thread); without gradients only the forward counts, measured the same way (no_grad,
+# F.conv2d, ms, im2col + GEMM / direct):
+#   N   C->O     k  s  HxW  O*K      ratio      N   C->O     k  s  HxW  O*K      ratio
+#   64  64->64   3  1  32   36,864   3.66       32  128->128 3  1  16   147,456  2.64
+#   64  64->128  3  1  16   73,728   2.28       32  128->128 3  1  8    147,456  0.84
+#   16  64->64   3  1  56   36,864   2.96       16  256->256 3  1  7    589,824  0.63
+#   64  64->64   3  1  8    36,864   1.65       16  256->256 3  1  14   589,824  1.19
+#   64  256->64  1  1  14   16,384   1.79       32  64->64   3  2  16   36,864   0.72
+#   8   3->64    7  2  224  9,408    8.41       64  128->128 3  1  4    147,456  1.25
+# so stride 1 with O*K <= 73,728, or any stride with C*kh*kw <= 300.
 
 
-def direct_conv_rule(x, weight, groups: int) -> bool:
-    """Whether F.conv2d takes the direct path for these tensors (the rule above).
+def direct_conv_rule(x, weight, groups: int, stride=(1, 1), grad: bool = True) -> bool:
+    """Whether F.conv2d takes the direct path for these tensors (the rule above):
+    ``grad``: whether the convolution's gradients will be taken.
 
     >>> direct_conv_rule(ember.randn(8, 3, 32, 32), ember.randn(6, 3, 5, 5), 1)
     True
     """
     out_ch, c, kh, kw = weight.shape
-    return (groups == 1 and x.device.type == "cpu" and weight.device.type == "cpu"
+    if not (groups == 1 and x.device.type == "cpu" and weight.device.type == "cpu"
             and x.dtype is weight.dtype and x.dtype.name in ("float32", "float64")
-            and "cpu" not in _amp.modes
-            and out_ch <= 64 and out_ch * c * kh * kw <= 9216
+            and "cpu" not in _amp.modes):
+        return False
+    size = out_ch * c * kh * kw
+    if not grad:
+        return tuple(stride) == (1, 1) and size <= 73_728 or c * kh * kw <= 300
+    return (out_ch <= 64 and size <= 36_864
             and (kh * kw <= 9 or out_ch <= 32 and c * kh * kw <= 300))
 
 
@@ -177,10 +192,20 @@ def _conv2d_weight_direct(xp, g, x, kernel, stride, padding, dilation):
 
 
 def _conv_input_grad(g, w, shape, stride, padding, dilation):
-    """dx of a convolution: g as rows [N*OH*OW, O] @ W [O, C*kh*kw], then col2im."""
+    """dx of a convolution. With stride 1 it is itself a convolution, of g (padded by
+    d*(k-1) - p) with the weight flipped in both taps and with its in/out channels
+    swapped, which the direct path computes without col2im when its rule takes that
+    convolution; else g as rows [N*OH*OW, O] @ W [O, C*kh*kw], then col2im."""
     n, o, oh, ow = g.shape
+    kernel = tuple(w.shape[2:])
+    full = tuple(d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation))
+    if tuple(stride) == (1, 1) and min(full) >= 0:
+        wt = w.flip((2, 3)).transpose(0, 1)                        # [C, O, kh, kw]
+        if direct_conv_rule(g, wt, 1):
+            return dispatch("conv2d_direct", g, wt, stride=(1, 1), padding=full,
+                            dilation=dilation)
     rows = g.permute(0, 2, 3, 1).reshape(n * oh * ow, o).matmul(w.reshape(o, -1))
-    return dispatch("col2im", rows, shape=tuple(shape), kernel=tuple(w.shape[2:]),
+    return dispatch("col2im", rows, shape=tuple(shape), kernel=kernel,
                     stride=stride, padding=padding, dilation=dilation)
 
 
