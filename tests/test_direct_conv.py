@@ -27,6 +27,12 @@ CASES = [
     (2, 4, 6, 5, 33, 1, 1, 1, 0, 1),
     (2, 3, 15, 37, 4, 3, 5, (2, 1), 0, (1, 2)),
     (1, 2, 8, 18, 3, 3, 3, 1, 0, 1),
+    # Tasks of several output rows (_rows_per_task): three rows of one vector with one
+    # and two rows left over, two rows of two vectors with one left (float32; float64
+    # has half the lanes, so other combinations).
+    (1, 2, 60, 15, 5, 3, 3, 1, 0, 1),
+    (2, 3, 61, 13, 4, 3, 3, 1, 0, 1),
+    (1, 2, 35, 30, 4, 3, 3, 1, 1, 1),
 ]
 
 
