@@ -271,6 +271,23 @@ def _epilogue(k: _Builder, val, bias, o, relu: bool):
     return val
 
 
+def _store(k: _Builder, out, acc, base, o0, nob: int, v0: int, nv: int, last: int,
+           tail: int, bias, relu: bool) -> None:
+    """Store a tile's accumulators through the epilogue: channel o0 + o's vectors v0 + v
+    at ``base(o)`` + (v0 + v) * lanes; vector ``last`` keeps only ``tail`` lanes."""
+    b, lanes = k.b, k.lanes
+    for o in range(nob):
+        row = base(o)
+        for v in range(nv):
+            val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias, b.add(o0, _c(o)),
+                            relu)
+            ptr = k.at(out, b.add(row, _c((v0 + v) * lanes)))
+            if v0 + v == last and tail < lanes:
+                b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size), k.mask(tail)])
+            else:
+                b.store(val, ptr, align=k.size)
+
+
 def _taps(k, x, wt, n, oys, o0, nob, v0, nv, shape, kernel, stride, dilation,
           geom) -> list:
     """The accumulators of one tile of ``_conv_ir`` (``_conv_pool_ir``: two output
@@ -339,18 +356,9 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
             accs = _taps(k, x, wt, n, oys, o0, nob, v0, nv, shape, kernel, stride,
                          dilation, geom)
             for oy, acc in zip(oys, accs):
-                for o in range(nob):
-                    orow = b.mul(b.add(b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))),
-                                             _c(oh)), oy), _c(ow))
-                    for v in range(nv):
-                        val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias,
-                                        b.add(o0, _c(o)), epilogue[1])
-                        ptr = k.at(out, b.add(orow, _c((v0 + v) * lanes)))
-                        if v0 + v == nvec - 1 and tail < lanes:
-                            b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size),
-                                              k.mask(tail)])
-                        else:
-                            b.store(val, ptr, align=k.size)
+                _store(k, out, acc, lambda o: b.mul(b.add(b.mul(b.add(
+                    b.mul(n, _c(out_ch)), b.add(o0, _c(o))), _c(oh)), oy), _c(ow)),
+                    o0, nob, v0, nv, nvec - 1, tail, bias, epilogue[1])
 
         def channels(o0, nob):
             for v0 in range(0, nvec, xb):   # unrolled: OW is a constant, and small
@@ -498,17 +506,9 @@ def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
                             for v in range(nv):
                                 s = acc[o * nv + v]
                                 b.store(b.call(k.fma, [wv, xs[v], b.load(s, typ=k.vt)]), s)
-            for o in range(nob):
-                obase = b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))), _c(plane_len))
-                for v in range(nv):
-                    val = _epilogue(k, b.load(acc[o * nv + v], typ=k.vt), bias,
-                                    b.add(o0, _c(o)), epilogue[1])
-                    ptr = k.at(out, b.add(obase, _c((v0 + v) * lanes)))
-                    if v0 + v == nflat - 1 and ftail < lanes:
-                        b.call(k.mstore, [val, ptr, ir.Constant(_I32, k.size),
-                                          k.mask(ftail)])
-                    else:
-                        b.store(val, ptr, align=k.size)
+            _store(k, out, acc, lambda o: b.mul(b.add(b.mul(n, _c(out_ch)), b.add(o0, _c(o))),
+                                                _c(plane_len)),
+                   o0, nob, v0, nv, nflat - 1, ftail, bias, epilogue[1])
 
         def channels(o0, nob):
             for v0 in range(0, nflat, xb):   # unrolled: the plane is small (_flat)
