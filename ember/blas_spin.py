@@ -63,6 +63,8 @@ def shorten() -> str:
     libs = _openblases()
     if not libs:
         STATE = "not OpenBLAS"
+    elif os.environ.get("OPENBLAS_THREAD_TIMEOUT", "") == str(SPIN_LOG2_CYCLES):
+        STATE = "shortened"   # by ember in a parent process: read when OpenBLAS loaded
     elif os.environ.get("OPENBLAS_THREAD_TIMEOUT"):
         STATE = "user-set"
     else:

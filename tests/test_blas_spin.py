@@ -44,5 +44,10 @@ def test_import_shortens_openblas_spin_and_gemms_still_run_threaded():
 
 
 def test_a_users_openblas_thread_timeout_is_kept():
-    state, timeout, same, _ = _probe(OPENBLAS_THREAD_TIMEOUT="20")
-    assert (state, int(timeout), same) == ("user-set", 20, "True")
+    state, timeout, same, _ = _probe(OPENBLAS_THREAD_TIMEOUT="18")
+    assert (state, int(timeout), same) == ("user-set", 18, "True")
+
+
+def test_a_child_of_an_ember_process_reads_the_setting_it_inherits():
+    state, timeout, _, _ = _probe(OPENBLAS_THREAD_TIMEOUT=str(blas_spin.SPIN_LOG2_CYCLES))
+    assert (state, int(timeout)) == ("shortened", blas_spin.SPIN_LOG2_CYCLES)
