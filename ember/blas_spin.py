@@ -56,7 +56,7 @@ def _openblas() -> ctypes.CDLL | None:
 
 
 def shorten() -> str:
-    """Make OpenBLAS's workers sleep ~25 µs after a job instead of ~0.1 s (see the
+    """Make OpenBLAS's workers sleep ~0.4 ms after a job instead of ~0.1 s (see the
     module docstring); returns what was done."""
     global STATE
     import numpy  # noqa: F401  (loads the BLAS this looks for)

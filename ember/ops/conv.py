@@ -154,7 +154,7 @@ def direct_conv_rule(x, weight, groups: int, stride=(1, 1), grad: bool = True) -
         return False
     size = out_ch * c * kh * kw
     if not grad:
-        return tuple(stride) == (1, 1) and size <= 73_728 or c * kh * kw <= 300
+        return (tuple(stride) == (1, 1) and size <= 73_728) or c * kh * kw <= 300
     return (out_ch <= 64 and size <= 36_864
             and (kh * kw <= 9 or out_ch <= 32 and c * kh * kw <= 300))
 
@@ -200,10 +200,10 @@ def _conv_input_grad(g, w, shape, stride, padding, dilation):
     kernel = tuple(w.shape[2:])
     full = tuple(d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation))
     if tuple(stride) == (1, 1) and min(full) >= 0:
-        wt = w.flip((2, 3)).transpose(0, 1)                        # [C, O, kh, kw]
+        wt = w.transpose(0, 1)                                     # [C, O, kh, kw]
         if direct_conv_rule(g, wt, 1):
-            return dispatch("conv2d_direct", g, wt, stride=(1, 1), padding=full,
-                            dilation=dilation)
+            return dispatch("conv2d_direct", g, wt.flip((2, 3)), stride=(1, 1),
+                            padding=full, dilation=dilation)
     rows = g.permute(0, 2, 3, 1).reshape(n * oh * ow, o).matmul(w.reshape(o, -1))
     return dispatch("col2im", rows, shape=tuple(shape), kernel=kernel,
                     stride=stride, padding=padding, dilation=dilation)
