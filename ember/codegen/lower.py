@@ -15,6 +15,7 @@ import numpy as np
 from ember import dtypes
 from ember.codegen.kernel import Expr, Kernel, Load, Store, _exact, contiguous_strides
 from ember.codegen.policy import REDUCE_OPS
+from ember.ops.elementwise import SMALL_POWERS
 
 if TYPE_CHECKING:   # codegen never imports the IR at run time (the IR imports codegen)
     from ember.ir.passes.fuse import Group
@@ -213,8 +214,8 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op
         if op == "pow" and d.dtype.is_floating_point and exprs[operands[0]].dtype is d.dtype:
             e = exprs[operands[1]]
-            if e.op == "const" and e.args[0] in (2.0, 3.0):   # x * x (* x), as the
-                x = operands[0]                                 # registry and PyTorch
+            if e.op == "const" and e.args[0] in SMALL_POWERS:   # x * x (* x), as the
+                x = operands[0]                                   # registry and PyTorch
                 exprs.append(Expr("mul", (x, x), d.dtype))
                 if e.args[0] == 3.0:
                     exprs.append(Expr("mul", (len(exprs) - 1, x), d.dtype))

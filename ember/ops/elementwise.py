@@ -207,6 +207,11 @@ def _minmax_vjp(pick_a):
     return vjp
 
 
+# Scalar exponents PyTorch computes by multiplying (x * x, x * x * x), eagerly here
+# and in compiled kernels (``codegen/lower.py``).
+SMALL_POWERS = (2.0, 3.0)
+
+
 def small_power(a, b) -> int | None:
     """2 or 3 when ``a ** b`` is a float power PyTorch computes by multiplying (``x * x``,
     ``x * x * x``: a scalar exponent of 2 or 3), else None. The compiled kernels do the
@@ -215,7 +220,7 @@ def small_power(a, b) -> int | None:
     if a.dtype.kind != "f" or b.ndim or b.dtype.kind not in "fiu":
         return None
     v = float(b)
-    return int(v) if v in (2.0, 3.0) else None
+    return int(v) if v in SMALL_POWERS else None
 
 
 def _pow(xp, a, b):

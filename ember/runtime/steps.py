@@ -9,6 +9,7 @@ import numpy as np
 from ember.devices import array_module
 from ember.errors import OpError
 from ember.ir.interpreter import Interpreter, run_node
+from ember.ops.matmul import matmul_rows
 from ember.ops.registry import OPS
 from ember.runtime.memory import Buffer
 
@@ -114,15 +115,7 @@ class MatmulStep:
             out = buf.xp.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
             env[self.nid] = out.swapaxes(-1, -2)
         elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
-            out = buf.get(env)
-            if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous and out.flags.c_contiguous:
-                # Rows of a stack times a matrix (nn.Linear on [batch, seq, d]): one GEMM
-                # over every row; NumPy's matmul runs one per batch (1.5-2x slower here)
-                buf.xp.matmul(a.reshape(-1, a.shape[-1]), b,
-                              out=out.reshape(-1, out.shape[-1]))
-                env[self.nid] = out
-            else:
-                env[self.nid] = buf.xp.matmul(a, b, out=out)
+            env[self.nid] = matmul_rows(buf.xp, a, b, out=buf.get(env))
         else:  # mixed dtypes, vectors: the registry op decides
             env[self.nid] = run_node(self.graph, self.nid, env)
         if self.epilogue is not None:

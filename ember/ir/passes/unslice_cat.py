@@ -27,49 +27,52 @@ def _part(graph, nid: int, shape: tuple):
     return (i, start, stop) if 0 <= start < stop <= shape[i] else None
 
 
+def _inner(graph, nid: int) -> bool:
+    """Whether ``nid`` is an inner add of a tree of adds: read only by an add of its
+    shape and dtype (the tree is rewritten at its root)."""
+    d, users = graph[nid], graph.users(nid)
+    if d.op != "add" or len(users) != 1 or nid in graph.outputs:
+        return False
+    u = graph[users[0]]
+    return u.op == "add" and u.shape == d.shape and u.dtype is d.dtype
+
+
 def _leaves(graph, root: int) -> list[int]:
-    """The operands of the tree of adds at ``root`` (an inner add: read by nothing else,
-    of the root's shape and dtype)."""
-    out, stack, d0 = [], [root], graph[root]
+    """The operands of the tree of adds at ``root``."""
+    out, stack = [], [root]
     while stack:
-        n = stack.pop()
-        for a in graph[n].args:
-            d = graph[a]
-            if (d.op == "add" and d.shape == d0.shape and d.dtype is d0.dtype
-                    and graph.users(a) == [n] and a not in graph.outputs):
-                stack.append(a)
-            else:
-                out.append(a)
+        for a in graph[stack.pop()].args:
+            (stack if _inner(graph, a) else out).append(a)
     return out
+
+
+def _tiling(graph, root: int) -> tuple[int, tuple] | None:
+    """``(dim, parts)`` if the adds at ``root`` sum unslices of its dtype whose ranges
+    tile one dim of its shape, in order; else None."""
+    d = graph[root]
+    shape = tuple(d.shape)
+    parts = []
+    for leaf in _leaves(graph, root):
+        part = _part(graph, leaf, shape)
+        if part is None or graph[leaf].dtype is not d.dtype:
+            return None
+        parts.append((part, graph[leaf].args[0]))
+    if len({dim for (dim, _, _), _ in parts}) != 1:
+        return None
+    parts.sort(key=lambda p: p[0][1])
+    dim, end = parts[0][0][0], 0
+    for (_, start, stop), _ in parts:
+        if start != end:
+            return None
+        end = stop
+    return (dim, tuple(a for _, a in parts)) if end == shape[dim] else None
 
 
 def unslice_cat(graph):
     for nid in graph.nodes():
-        d = graph[nid]
-        if d.op != "add":
+        if graph[nid].op != "add" or _inner(graph, nid):
             continue
-        users = graph.users(nid)
-        if (len(users) == 1 and graph[users[0]].op == "add" and nid not in graph.outputs
-                and graph[users[0]].shape == d.shape and graph[users[0]].dtype is d.dtype):
-            continue   # an inner add: its tree is rewritten at the root
-        shape = tuple(d.shape)
-        parts = []
-        for leaf in _leaves(graph, nid):
-            part = _part(graph, leaf, shape)
-            if part is None or graph[leaf].dtype is not d.dtype:
-                break
-            parts.append((part, graph[leaf].args[0]))
-        else:
-            dims = {p[0] for p, _ in parts}
-            if len(dims) != 1:
-                continue
-            parts.sort(key=lambda x: x[0][1])
-            dim, end = dims.pop(), 0
-            for (_, start, stop), _ in parts:
-                if start != end:
-                    break
-                end = stop
-            else:
-                if end == shape[dim] and all(graph[a].dtype is d.dtype for _, a in parts):
-                    graph.set_node(nid, "cat", tuple(a for _, a in parts), {"dim": dim})
+        found = _tiling(graph, nid)
+        if found is not None:
+            graph.set_node(nid, "cat", found[1], {"dim": found[0]})
     return graph
