@@ -91,8 +91,8 @@ def check_against_torch(fn_ember, fn_torch, inputs, *, grad: bool = True, rtol=N
     t_in = torch_inputs(inputs, grad)
     e_out, t_out = _outputs(fn_ember(*e_in)), _outputs(fn_torch(*t_in))
     assert len(e_out) == len(t_out)
-    if rtol is None and any(getattr(x, "dtype", None) == np.float32 for x in inputs) or any(
-            dtype_name(o) == "float32" for o in t_out):
+    if rtol is None and (any(getattr(x, "dtype", None) == np.float32 for x in inputs) or any(
+            dtype_name(o) == "float32" for o in t_out)):
         # Anything computed in float32 (even a float64 input's gradient) has float32 precision.
         rtol, atol = TOL[np.dtype(np.float32)]
     for a, b in zip(e_out, t_out):

@@ -40,9 +40,12 @@ def _conv_inputs(case, dtype=np.float64):
 def test_conv2d_forward_and_grads_match_torch(case, dtype):
     torch = pytest.importorskip("torch")
     x, wt, b, attrs = _conv_inputs(case, dtype)
+    # float32 sums of ~50 products of unit normals in another order than torch's (the
+    # vector width decides ours): a cancelling output can differ by a few 1e-6.
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else {}
     check_against_torch(lambda x, w, b: F.conv2d(x, w, b, **attrs),
                         lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **attrs),
-                        [x, wt, b])
+                        [x, wt, b], **tol)
 
 
 def test_conv2d_noncontiguous_input_and_no_bias_match_torch():

@@ -8,6 +8,18 @@ import ember
 import ember.nn.functional as F
 from ember.codegen.llvm import directconv
 
+# The kernels' tiles follow the CPU's vector registers (bytes x count: AVX-512 64 x 32,
+# AVX2 32 x 16); the kernel tests build and run both layouts whatever this machine has
+# (LLVM splits a vector wider than the machine's).
+REGISTER_FILES = {"avx512": (64, 32), "avx2": (32, 16)}
+
+
+@pytest.fixture(params=list(REGISTER_FILES.values()), ids=list(REGISTER_FILES))
+def vector(request, monkeypatch):
+    monkeypatch.setattr(directconv, "VECTOR", request.param)
+    return request.param
+
+
 # (N, C, H, W, O, kh, kw, stride, padding, dilation): odd sizes, OW not a multiple of
 # 16 or 8 (the vector widths), strides, padding, dilation, batch 1.
 CASES = [
@@ -52,7 +64,7 @@ def _windows64(x, kh, kw, s, p, d):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES)
-def test_kernels_match_float64_sums(case, dtype):
+def test_kernels_match_float64_sums(case, dtype, vector):
     n, c, h, w, o, kh, kw, s, p, d = case
     s, p, d = _pair(s), _pair(p), _pair(d)
     rng = np.random.default_rng(1)
@@ -70,7 +82,7 @@ def test_kernels_match_float64_sums(case, dtype):
     assert np.abs(dw - dw_ref).max() <= tol * max(1.0, np.abs(dw_ref).max())
 
 
-def test_weight_grad_masks_lanes_past_the_row():
+def test_weight_grad_masks_lanes_past_the_row(vector):
     # An inf in a column no window of the last kernel column reads: the lanes past OW
     # of the last vector must not turn it into NaN through 0 * inf.
     x = np.zeros((1, 1, 3, 20), np.float32)
@@ -80,10 +92,16 @@ def test_weight_grad_masks_lanes_past_the_row():
     assert np.isfinite(dw[..., :2]).all() and np.isinf(dw[..., 2]).all()
 
 
-def test_weight_grad_flat_path_keeps_inf_in_its_taps():
-    # OW = 10 < 16: the flattened-plane path packs x per tap column. An inf in the last
-    # column reaches only j = 2's weights (through ox = 9); every other tap stays finite.
+def test_weight_grad_flat_path_keeps_inf_in_its_taps(monkeypatch):
+    # OW = 10 < 16 lanes: the flattened-plane path packs x per tap column. An inf in the
+    # last column reaches only j = 2's weights (through ox = 9); every other tap stays
+    # finite. (With AVX2's 8 lanes OW = 10 takes the row path.)
+    monkeypatch.setattr(directconv, "VECTOR", REGISTER_FILES["avx512"])
     assert directconv._flat((10, 10, 1, 12, 12), (3, 3), (1, 1), 4)
+    monkeypatch.setattr(directconv, "VECTOR", REGISTER_FILES["avx2"])
+    assert not directconv._flat((10, 10, 1, 12, 12), (3, 3), (1, 1), 4)
+    assert directconv._flat((6, 6, 1, 8, 8), (3, 3), (1, 1), 4)
+    monkeypatch.setattr(directconv, "VECTOR", REGISTER_FILES["avx512"])
     x = np.ones((1, 1, 12, 12), np.float32)
     x[0, 0, :, 11] = np.inf
     g = np.ones((1, 2, 10, 10), np.float32)
@@ -92,7 +110,7 @@ def test_weight_grad_flat_path_keeps_inf_in_its_taps():
     np.testing.assert_array_equal(dw[..., :2], np.full((2, 1, 3, 2), 100, np.float32))
 
 
-def test_float32_error_on_the_training_shapes():
+def test_float32_error_on_the_training_shapes(vector):
     # The docstring's bound: float32 partial sums over a reduction of N*OH*OW = 50,176
     # (weight gradient) and C*kh*kw = 150 (forward) terms, against float64.
     rng = np.random.default_rng(5)
@@ -109,7 +127,7 @@ def test_float32_error_on_the_training_shapes():
         assert np.abs(dw - dw_ref).max() <= 2e-5 * np.abs(dw_ref).max()
 
 
-def test_non_contiguous_input():
+def test_non_contiguous_input(vector):
     rng = np.random.default_rng(2)
     base = rng.standard_normal((2, 9, 11, 3)).astype(np.float32)
     x = base.transpose(0, 3, 1, 2)    # a permuted view, [2, 3, 9, 11]

@@ -50,6 +50,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
+from ember.codegen.llvm.jit import vector_registers
 from ember.codegen.llvm.native import compiled
 from ember.codegen.llvm.loops import _new_module
 
@@ -58,10 +59,24 @@ __all__ = ["supports", "conv2d", "conv2d_weight"]
 _I1, _I32, _I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 _PTR = ir.PointerType()
 _FLOAT = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleType()}
-# Lanes per vector: one zmm register (the target machine lifts LLVM's 256-bit cap).
-_LANES = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
-# Accumulator vectors per register tile (AVX-512 has 32; the rest hold x and w).
-_TILE = 24
+# (bytes per vector register, registers) of this CPU: AVX-512 64 x 32 (a vector is one
+# zmm register: the target machine lifts LLVM's 256-bit cap), AVX2 32 x 16. The tiles
+# below are sized to them; tests set it to build the other machine's code too.
+VECTOR = vector_registers()
+
+
+def _lanes(dtype: np.dtype) -> int:
+    """Elements per vector."""
+    return VECTOR[0] // np.dtype(dtype).itemsize
+
+
+def _tile() -> int:
+    """Accumulator vectors per register tile: 24 of AVX-512's 32 registers, 8 of AVX2's
+    16; 8 registers are left for x's vectors and the broadcast weight. One thread, AVX2
+    (GFLOP/s at tiles of 8 / 12 accumulators, one row a task): 32->64 3x3 at OW = 13
+    57-65 / 55, 3->32 3x3 at OW = 30 33-63 / 21 (12 spills in the inner loop)."""
+    return max(4, VECTOR[1] - 8)
+
 # Multiply-adds from which a call splits across the pool: these kernels are compute
 # bound, and a pool round trip costs ~30-60 us here.
 _PARALLEL_MIN = 2_000_000
@@ -113,7 +128,7 @@ class _Builder:
     def __init__(self, name: str, dtype: np.dtype, nptrs: int) -> None:
         self.module = _new_module(name)
         self.ft = _FLOAT[dtype]
-        self.lanes = _LANES[dtype]
+        self.lanes = _lanes(dtype)
         self.vt = ir.VectorType(self.ft, self.lanes)
         self.size = dtype.itemsize
         fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(),
@@ -169,8 +184,10 @@ class _Builder:
 def _wgrad_block(out_ch: int, kw: int) -> int:
     """Output channels per weight-gradient task: the most whose nob x kw accumulator
     tile, plus the shorter operand list (nob g or kw x vectors) and one streamed vector,
-    fits AVX-512's 32 registers (8 x 3 + 3 + 1 for 3x3; 5 x 5 + 5 + 1 for 5x5)."""
-    most = max(nob for nob in range(1, 33) if nob * kw + min(nob, kw) + 1 <= 32
+    fits the registers (AVX-512's 32: 8 x 3 + 3 + 1 for 3x3, 5 x 5 + 5 + 1 for 5x5;
+    AVX2's 16: 4 x 3 + 3 + 1, 2 x 5 + 2 + 1)."""
+    regs = VECTOR[1]
+    most = max(nob for nob in range(1, regs + 1) if nob * kw + min(nob, kw) + 1 <= regs
                or nob == 1)
     return _split(out_ch, most)
 
@@ -181,7 +198,7 @@ def _wgrad_groups(channels: int, kh: int, ob: int, kw: int, blocks: int
     task's partial sums (cg x kh x ob x kw vectors) within 32 KB, so that g[n, block]
     is read from memory once, not once per input channel; at least two tasks where
     there are two channels, for the two threads."""
-    most = max(1, 512 // (kh * ob * kw))
+    most = max(1, 32768 // VECTOR[0] // (kh * ob * kw))
     if blocks == 1 and channels > 1:
         most = min(most, -(-channels // 2))
     cg = _split(channels, most)
@@ -236,7 +253,7 @@ def _flat(geom, kernel, stride, itemsize, channels: int = 1) -> bool:
     rows packing cost more than the idle lanes it saves (one thread, 5x5 3->6, OW = 28:
     438 -> 486 us; 3x3 3->32, OW = 30: 1247 -> 1165 us, within noise)."""
     oh, ow, nvec, hp, _ = geom
-    lanes = 64 // itemsize
+    lanes = VECTOR[0] // itemsize
     return (ow < lanes and stride[0] == 1 and oh * ow <= 32 * lanes
             and channels * kernel[1] * hp * ow * itemsize <= 65536)
 
@@ -350,7 +367,7 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
     tail = ow - (nvec - 1) * lanes
 
     def rows(n, oys):
-        ob = _split(out_ch, max(1, _TILE // (xb * len(oys))))
+        ob = _split(out_ch, max(1, _tile() // (xb * len(oys))))
 
         def tile(o0, nob, v0, nv):
             accs = _taps(k, x, wt, n, oys, o0, nob, v0, nv, shape, kernel, stride,
@@ -383,10 +400,13 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
 
 def _rows_per_task(geom) -> int:
     """Output rows per task of ``_conv_ir``: 3 for rows of one vector, 2 for rows of two,
-    else 1. One thread, float32 (ms; 1 / 2 / 3 / 4 rows): 32->64 3x3 at OW = 13 (CIFAR's
+    else 1 (AVX-512; one with AVX2's smaller tiles). One thread, float32, AVX-512 (ms;
+    1 / 2 / 3 / 4 rows): 32->64 3x3 at OW = 13 (CIFAR's
     conv2) 3.52 / 3.03 / 2.74 / 3.11, its input gradient (64->32 at OW = 15) 4.99 /
     4.21 / 3.95 / 4.11; at two vectors (OW = 30, 3x3 16->32) 4.34 / 4.19 / 4.43."""
     oh, _, nvec, _, _ = geom
+    if VECTOR[1] < 32:   # AVX2 (8-vector tiles): 1 / 2 rows, 32->64: 57-65 / 51-61 GFLOP/s
+        return 1
     return max(1, min(oh, 3 if nvec == 1 else 2 if nvec == 2 else 1))
 
 
@@ -410,7 +430,7 @@ def _conv_pool_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
     bias = k.fn.args[3] if epilogue[0] else None
     start, end = k.fn.args[-2:]
     xb = min(nvec, 2)   # even: a vector pair makes one pooled vector
-    ob = _split(out_ch, max(1, _TILE // (2 * xb)))
+    ob = _split(out_ch, max(1, _tile() // (2 * xb)))
     i32 = ir.VectorType(_I32, lanes)
     evens = ir.Constant(i32, [2 * i for i in range(lanes)])
     odds = ir.Constant(i32, [2 * i + 1 for i in range(lanes)])
@@ -467,7 +487,7 @@ def _conv_flat_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
     nflat = -(-plane_len // lanes)
     ftail = plane_len - (nflat - 1) * lanes
     xb = _split(nflat, 4)
-    ob = _split(out_ch, max(1, _TILE // xb))
+    ob = _split(out_ch, max(1, _tile() // xb))
     with b.goto_entry_block():
         packed = b.alloca(k.ft, size=_c(c_ * kw * region))
     rmask = k.mask(ow)
@@ -706,9 +726,9 @@ def _kernel(kind: str, dtype: np.dtype, *key, epilogue=(False, False)):
     make = {"dconv": _conv_ir, "dconv_flat": _conv_flat_ir, "dwgrad": _wgrad_ir,
             "dconv_pool": _conv_pool_ir}[kind]
     if epilogue == (False, False) and kind != "dconv_pool":   # the key of before
-        return compiled((kind, dtype.str, *key), lambda name: (make(name, dtype, *key), 3),
-                        _PARALLEL_MIN)
-    return compiled((kind, dtype.str, *key, epilogue),
+        return compiled((kind, dtype.str, VECTOR, *key),
+                        lambda name: (make(name, dtype, *key), 3), _PARALLEL_MIN)
+    return compiled((kind, dtype.str, VECTOR, *key, epilogue),
                     lambda name: (make(name, dtype, *key, epilogue=epilogue),
                                   4 if epilogue[0] else 3), _PARALLEL_MIN)
 
@@ -726,7 +746,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation,
     then 2x2/2 max pooling (floor mode) -> [N, O, OH // 2, OW // 2]."""
     o, c, kh, kw = w.shape
     kernel, stride, padding, dilation = _norm((kh, kw), stride, padding, dilation)
-    geom = _layout(x.shape, kernel, stride, padding, dilation, _LANES[x.dtype])
+    geom = _layout(x.shape, kernel, stride, padding, dilation, _lanes(x.dtype))
     oh, ow = geom[:2]
     n = x.shape[0]
     if pool:
@@ -773,7 +793,7 @@ def conv2d_weight(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
     kernel, stride, padding, dilation = _norm(kernel, stride, padding, dilation)
     n, c = x.shape[:2]
     o = g.shape[1]
-    geom = _layout(x.shape, kernel, stride, padding, dilation, _LANES[x.dtype])
+    geom = _layout(x.shape, kernel, stride, padding, dilation, _lanes(x.dtype))
     dw = np.empty((o, c, *kernel), x.dtype)
     if dw.size == 0:
         return dw
