@@ -1008,8 +1008,18 @@ def test_op_against_torch(name, case):
             assert_close(out, expected)
         return
     grad = _differentiable(name, case)
+    tol = {}
+    if name in _VECTOR_SUMS and any(getattr(x, "dtype", None) == np.float32
+                                    for x in case.inputs):
+        # float32 sums whose order follows the CPU's vector width (directconv.VECTOR):
+        # on AVX2 one gradient element differed from torch's by 2.2e-5 relative.
+        tol = dict(rtol=1e-4, atol=1e-5)
     with torch.no_grad() if not grad else _null():
-        check_against_torch(case.ember_fn(name), case.torch_fn, case.inputs, grad=grad)
+        check_against_torch(case.ember_fn(name), case.torch_fn, case.inputs, grad=grad,
+                            **tol)
+
+
+_VECTOR_SUMS = {"conv2d_direct", "conv2d_weight_direct"}
 
 
 class _null:
