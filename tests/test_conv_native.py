@@ -122,6 +122,33 @@ def test_max_pool2d_grad_matches_finite_differences():
     check_grad_fd(lambda a: F.max_pool2d(a, 3, 2, 1), [x])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s,d", [((2, 1), (3, 1), (2, 1)), ((2, 2), (2, 2), (1, 1)),
+                                   ((3, 2), (1, 2), (2, 2))])
+def test_max_pool2d_backward_index_of_ties_zeros_and_nans(k, s, d, dtype):
+    # The backward finds the window's index after its maximum: the first cell with the
+    # maximum's bits, or the last NaN. Ties, 0.0 / -0.0, -inf and NaN against the NumPy
+    # scan; the float64 (2, 1) window is the one whose float-compare form of that search
+    # hit an LLVM assertion (a crash) while optimizing.
+    x = rng.integers(-2, 3, (2, 3, 9, 7)).astype(dtype)
+    m = rng.random(x.shape)
+    x[m < 0.05] = np.nan
+    x[(m > 0.05) & (m < 0.1)] = -np.inf
+    x[(m > 0.1) & (m < 0.2)] = -0.0
+    geom = (k, s, (0, 0), d)
+    out = native.max_pool2d(x, *geom)
+    idx = conv_ops._window_argmax(np, x, *geom)
+    np.testing.assert_array_equal(out, conv_ops._gather(np, x, idx))
+    g = rng.standard_normal(out.shape).astype(dtype)
+    # (overlapping windows add into a cell in another order: allclose)
+    np.testing.assert_allclose(native.max_pool2d_backward(g, x, *geom),
+                               conv_ops._scatter(np, g, idx, x.shape), rtol=1e-6, atol=1e-6)
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x, requires_grad=True)
+    (torch.nn.functional.max_pool2d(tx, k, s, 0, d) * torch.tensor(g)).sum().backward()
+    np.testing.assert_array_equal(native.max_pool2d_backward(g, x, *geom), tx.grad.numpy())
+
+
 @pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), (2, 1)),
                                      ((2, 3), (2, 3), 0, 1)])
 def test_native_kernels_equal_the_array_fallbacks(k, s, p, d):
@@ -145,7 +172,8 @@ def test_native_kernels_equal_the_array_fallbacks(k, s, p, d):
         np.testing.assert_array_equal(out, conv_ops._gather(np, a, idx))
         go = rng.standard_normal(out.shape).astype(np.float32)
         np.testing.assert_allclose(native.max_pool2d_backward(go, a, *geom),
-                                   conv_ops._scatter(np, go, idx, a.shape), rtol=1e-6)
+                                   conv_ops._scatter(np, go, idx, a.shape), rtol=1e-6,
+                                   atol=1e-6)
 
 
 def test_half_precision_runs_the_array_code_and_matches():

@@ -248,14 +248,18 @@ defop("conv2d_weight_direct", EXTERN, _conv2d_weight_direct, _conv2d_weight_dire
 
 def _window_argmax(xp, a, kernel, stride, padding, dilation):
     """Each window's maximum as a flat index into its [H, W] plane (PyTorch's
-    ``return_indices``): the first maximum, or the first NaN."""
+    ``return_indices``): the first maximum, or the last NaN (PyTorch's scan, CPU and
+    CUDA alike, takes every NaN it meets)."""
     n, c, h, w = a.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     low = -xp.inf if a.dtype.kind not in "biu" else np.iinfo(a.dtype).min
     win = _windows(xp, a, kernel, stride, padding, dilation, low)
     oh, ow = win.shape[2:4]
     flat = win.reshape(n, c, oh, ow, kh * kw)
-    k = flat.argmax(-1)   # NumPy's argmax stops at the first NaN, as a max would
+    k = flat.argmax(-1)   # the first maximum (NumPy's argmax stops at the first NaN)
+    if a.dtype.kind not in "biu":
+        nan = xp.isnan(flat)
+        k = xp.where(nan.any(-1), kh * kw - 1 - nan[..., ::-1].argmax(-1), k)
     if ph or pw:   # a window of -inf whose max landed on padding: its first real element
         valid = _windows(xp, xp.ones((1, 1, h, w), dtype=bool), kernel, stride, padding,
                          dilation, False).reshape(1, 1, oh, ow, kh * kw)

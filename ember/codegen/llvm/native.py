@@ -221,8 +221,15 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool = False):
             return best, None
         first, last_nan = ir.Constant(_I32, -1), ir.Constant(_I32, -1)
         flats = [b.trunc(b.add(b.mul(iyc, _c(w)), ixc), _I32) for _, _, (iyc, ixc) in cells]
+        # The maximum is the first cell that reached it, bit for bit (an earlier equal
+        # cell would have been taken instead), so the first cell with its bits is the
+        # index (0.0 and -0.0 included). Compared as integers: as float compares the
+        # chain below met an LLVM assertion (doRAUW) for float64 (2, 1) windows.
+        ity = ir.IntType(64 if ft == ir.DoubleType() else 32)
+        best_bits = b.bitcast(best, ity)
         for (ok, v, _), flat in reversed(list(zip(cells, flats))):
-            first = b.select(b.and_(ok, b.fcmp_ordered("==", v, best)), flat, first)
+            same = b.icmp_unsigned("==", b.bitcast(v, ity), best_bits)
+            first = b.select(b.and_(ok, same), flat, first)
         for (ok, v, _), flat in zip(cells, flats):
             last_nan = b.select(b.and_(ok, b.fcmp_unordered("uno", v, v)), flat, last_nan)
         return best, b.select(b.fcmp_unordered("uno", best, best), last_nan, first)
