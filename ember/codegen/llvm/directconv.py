@@ -9,9 +9,10 @@ place instead:
   (after padding). Vectors run along OW (an output row is contiguous); a tile of
   OB output channels x XB vectors of OW stays in registers while the loop runs over
   C (kh, kw unrolled), each weight a broadcast. Rows (n, oy) split across the pool.
-  Rows shorter than a vector (OW < 16 float32 lanes, unit row stride): ``_conv_flat_ir``
-  packs x[n] per (c, tap column j) at row pitch OW and runs the vectors along the
-  whole flattened (oy, ox) plane (OW = 10: 100 of 112 lanes busy, not 10 of 16).
+  Rows shorter than a vector (OW < 16 float32 lanes with AVX-512, unit row stride):
+  ``_conv_flat_ir`` packs x[n] per (c, tap column j) at row pitch OW and runs the
+  vectors along the whole flattened (oy, ox) plane (OW = 10: 100 of 112 lanes busy,
+  not 10 of 16). Vector width and tile sizes follow the CPU (``VECTOR``).
 - ``conv2d_weight``: dw[o, c, i, j] = sum_{n,oy,ox} g[n, o, oy, ox] * x[n, c, ...]: a
   tile of OB output channels x kw partial-sum vectors (the most that fit the 32
   registers with the shorter operand list), reduced across lanes at the end. A task
@@ -401,9 +402,9 @@ def _conv_ir(name, dtype, shape, out_ch, kernel, stride, dilation, geom,
 def _rows_per_task(geom) -> int:
     """Output rows per task of ``_conv_ir``: 3 for rows of one vector, 2 for rows of two,
     else 1 (AVX-512; one with AVX2's smaller tiles). One thread, float32, AVX-512 (ms;
-    1 / 2 / 3 / 4 rows): 32->64 3x3 at OW = 13 (CIFAR's
-    conv2) 3.52 / 3.03 / 2.74 / 3.11, its input gradient (64->32 at OW = 15) 4.99 /
-    4.21 / 3.95 / 4.11; at two vectors (OW = 30, 3x3 16->32) 4.34 / 4.19 / 4.43."""
+    1 / 2 / 3 / 4 rows): 32->64 3x3 at OW = 13 (CIFAR's conv2) 3.52 / 3.03 / 2.74 /
+    3.11, its input gradient (64->32 at OW = 15) 4.99 / 4.21 / 3.95 / 4.11; at two
+    vectors (OW = 30, 3x3 16->32) 4.34 / 4.19 / 4.43."""
     oh, _, nvec, _, _ = geom
     if VECTOR[1] < 32:   # AVX2 (8-vector tiles): 1 / 2 rows, 32->64: 57-65 / 51-61 GFLOP/s
         return 1

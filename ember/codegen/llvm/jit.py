@@ -67,8 +67,9 @@ def _host() -> tuple[str, str, str]:
 def vector_registers() -> tuple[int, int]:
     """(bytes per vector register, how many) on this CPU, for kernels that block their
     work into registers by hand (``directconv``): AVX-512 64 x 32, AVX/AVX2 32 x 16,
-    AArch64 16 x 32, else SSE's 16 x 16. A tile sized for 32 zmm registers spills on a 16-register AVX2
-    machine: CIFAR's 32->64 3x3 convolution ran 8x slower there (12 against ~100 GFLOP/s).
+    AArch64 16 x 32, else SSE's 16 x 16. A tile sized for 32 zmm registers spills on a
+    16-register AVX2 machine: CIFAR's 32->64 3x3 convolution ran there at 12 GFLOP/s a
+    thread, 56 with tiles sized to it.
 
     >>> vector_registers() in ((64, 32), (32, 16), (16, 32), (16, 16))
     True

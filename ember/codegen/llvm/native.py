@@ -195,8 +195,8 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool = False):
         PyTorch's scan (a cell wins if greater or NaN, from the first in-range cell)
         picks the first cell equal to the maximum, or the last NaN: the index is found
         that way after the maximum, so that no select of the index shares a condition
-        with the maximum's (on AVX2 such a pair became a branch per cell: 5.8 ms against
-        ~1 ms for CIFAR's [64, 32, 30, 30] pooling backward)."""
+        with the maximum's (on AVX2 such a pair became a branch per cell: CIFAR's
+        [64, 32, 30, 30] relu-fused pooling backward 5.8 ms, now 2.2 ms)."""
         y0 = b.sub(b.mul(oy, _c(sh)), _c(ph))
         x0 = b.sub(b.mul(ox, _c(sw)), _c(pw))
         cells = []   # (in range, value, flat index) in the window's order
