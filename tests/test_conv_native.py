@@ -149,6 +149,41 @@ def test_max_pool2d_backward_index_of_ties_zeros_and_nans(k, s, d, dtype):
     np.testing.assert_array_equal(native.max_pool2d_backward(g, x, *geom), tx.grad.numpy())
 
 
+def _pool_kernel(kind, x, lanes=None):
+    """max pooling 2x2/2 of ``x`` by ``_pool_ir`` (lanes None) or by the vector kernel
+    at ``lanes``, whatever the host's registers: kind "fwd", "bwd" or "relu"."""
+    geom = native._geometry(x.shape, (2, 2), (2, 2), (0, 0), (1, 1))
+    key = (tuple(x.shape), native._elem_strides(x), geom)
+    ft, backward, relu = native._FLOAT[x.dtype], kind != "fwd", kind == "relu"
+
+    def build(name):
+        if lanes is None:
+            return native._pool_ir(name, ft, *key, backward=backward, relu=relu), 2 + backward
+        return native._pool2x2_ir(name, ft, *key, backward, relu, lanes), 2 + backward
+    return native.compiled(("test_pool", kind, lanes, x.dtype.str, *key), build), geom
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_2x2_vectors_equal_the_scalar_scan(lanes, dtype):
+    # The 2x2/2 kernel works on vectors of windows; a row narrower than a vector, its
+    # last (overlapping) vector, odd H and W, ties, +-0, +-inf and NaN must give what
+    # the window-by-window scan gives, bit for bit: forward, backward, after relu.
+    lanes = lanes * 4 // np.dtype(dtype).itemsize
+    for h, w in [(1, 5), (2, 2), (3, 7), (5, 9), (13, 13), (30, 30), (6, 33), (4, 40)]:
+        x = rng.choice(np.array([0.0, -0.0, 1.0, -1.0, 2.0, np.inf, -np.inf, np.nan],
+                                dtype), (2, 3, h + 1, w))[:, :, 1:]   # planes strided
+        for kind in ("fwd", "bwd", "relu"):
+            (ref, geom), (vec, _) = _pool_kernel(kind, x), _pool_kernel(kind, x, lanes)
+            out = np.empty((2, 3, *geom[4]), dtype)
+            args = [x, out] if kind == "fwd" else [x, rng.standard_normal(out.shape)
+                                                  .astype(dtype), np.empty_like(x)]
+            got = args[:-1] + [args[-1].copy()]   # x keeps its strides
+            ref(args, 6, 0)
+            vec(got, 6, 0)
+            assert got[-1].tobytes() == args[-1].tobytes(), (h, w, kind)
+
+
 @pytest.mark.parametrize("k,s,p,d", [(2, 2, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), (2, 1)),
                                      ((2, 3), (2, 3), 0, 1)])
 def test_native_kernels_equal_the_array_fallbacks(k, s, p, d):

@@ -25,7 +25,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ember import threads as _threads
-from ember.codegen.llvm.jit import _jit, _pool
+from ember.codegen.llvm.jit import _jit, _pool, vector_registers
 from ember.codegen.llvm.loops import _new_module
 
 __all__ = ["supports", "im2col", "col2im", "max_pool2d", "max_pool2d_backward",
@@ -352,6 +352,109 @@ def _avg_ir(name, ft, shape, xstr, geom, divisor: int, backward: bool):
     return str(module)
 
 
+def _pool2x2_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool, lanes: int):
+    """``_pool_ir`` for 2x2 windows at stride 2 on rows of unit stride, as explicit
+    vectors: a pair of input rows is loaded ``2 * lanes`` elements at a time, split into
+    the windows' even and odd columns, and the four cells' vectors give the maximum
+    and (backward) which cell gets the gradient, interleaved back for the stores. The
+    loop vectorizer left the scalar form's stride-2 loads scalar on AVX2: CIFAR's
+    [64, 32, 30, 30] 0.83 / 5.97 / 3.27 ms (forward / backward / after relu), one
+    thread. Same rule and same results as ``_pool_ir``, bit for bit."""
+    (_, c_, h, w), (oh, ow) = shape, geom[4]
+    module, fn, b = _function(name, 3 if backward else 2)
+    if backward:
+        x, g, dx, start, end = fn.args
+    else:
+        x, out, start, end = fn.args
+    ity = ir.IntType(64 if ft == ir.DoubleType() else 32)
+    size = 8 if ft == ir.DoubleType() else 4
+
+    def splat(typ, v, n):
+        return ir.Constant(typ if n == 1 else ir.VectorType(typ, n), v if n == 1 else [v] * n)
+
+    def load(ptr, off, n):
+        typ = ft if n == 1 else ir.VectorType(ft, n)
+        return b.load(_at(b, ptr, off, ft), typ=typ, align=size)
+
+    def store(v, ptr, off):
+        b.store(v, _at(b, ptr, off, ft), align=size)
+
+    def columns(row, ox, n):
+        """The even and odd columns of ``n`` windows from ``ox`` in one input row."""
+        off = b.add(row, b.mul(ox, _c(2)))
+        if n == 1:
+            return load(x, off, 1), load(x, b.add(off, _c(1)), 1)
+        both = load(x, off, 2 * n)
+        mask = ir.VectorType(_I32, n)
+        return (b.shuffle_vector(both, both, ir.Constant(mask, list(range(0, 2 * n, 2)))),
+                b.shuffle_vector(both, both, ir.Constant(mask, list(range(1, 2 * n, 2)))))
+
+    def windows(r0, r1, obase, dbase, oy, ox, n):
+        """``n`` windows from column ``ox`` of output row ``oy`` (n = 1: scalars)."""
+        cells = [*columns(r0, ox, n), *columns(r1, ox, n)]   # PyTorch's scan order
+        best = splat(ft, float("-inf"), n)
+        for v in cells:
+            better = b.or_(b.fcmp_ordered(">", v, best), b.fcmp_unordered("uno", v, v))
+            best = b.select(better, v, best)
+        if not backward:
+            store(best, out, b.add(obase, ox))
+            return
+        zero = splat(ft, 0.0, n)
+        gv = load(g, b.add(obase, ox), n)
+        if relu:   # the mask at the argmax: the maximum > 0 (a NaN fails it)
+            gv = b.fmul(gv, b.select(b.fcmp_ordered(">", best, zero),
+                                     splat(ft, 1.0, n), zero))
+        # The first cell with the maximum's bits, or the last NaN (as _pool_ir).
+        itype = ity if n == 1 else ir.VectorType(ity, n)
+        bits = b.bitcast(best, itype)
+        first = splat(_I32, -1, n)
+        for k in reversed(range(4)):
+            first = b.select(b.icmp_unsigned("==", b.bitcast(cells[k], itype), bits),
+                             splat(_I32, k, n), first)
+        last_nan = splat(_I32, -1, n)
+        for k, v in enumerate(cells):
+            last_nan = b.select(b.fcmp_unordered("uno", v, v), splat(_I32, k, n), last_nan)
+        arg = b.select(b.fcmp_unordered("uno", best, best), last_nan, first)
+        grads = [b.select(b.icmp_signed("==", arg, splat(_I32, k, n)), gv, zero)
+                 for k in range(4)]
+        for i, (even, odd) in enumerate((grads[:2], grads[2:])):
+            at = b.add(dbase, b.add(b.mul(b.add(b.mul(oy, _c(2)), _c(i)), _c(w)),
+                                    b.mul(ox, _c(2))))
+            if n == 1:
+                store(even, dx, at)
+                store(odd, dx, b.add(at, _c(1)))
+            else:
+                inter = ir.Constant(ir.VectorType(_I32, 2 * n),
+                                    [j // 2 + (j % 2) * n for j in range(2 * n)])
+                store(b.shuffle_vector(even, odd, inter), dx, at)
+
+    # Vectors of n windows (a row narrower than ``lanes`` takes the widest power of 2
+    # that fits); the row's last vector overlaps the one before it, not a scalar tail
+    # (7 of CIFAR's 15 windows a row: 1.95 -> 0.88 ms).
+    n = lanes if ow >= lanes else 1 << max(ow.bit_length() - 1, 0)
+    with _for(b, start, end) as p:
+        xbase = _dot(b, [(b.sdiv(p, _c(c_)), xstr[0]), (b.srem(p, _c(c_)), xstr[1])])
+        dbase = b.mul(p, _c(h * w))
+        if backward:   # rows and columns no window covers (odd H or W)
+            with _for(b, oh * 2 * w, h * w) as k:
+                store(ir.Constant(ft, 0.0), dx, b.add(dbase, k))
+        with _for(b, 0, oh) as oy:
+            r0 = b.add(xbase, b.mul(b.mul(oy, _c(2)), _c(xstr[2])))
+            r1 = b.add(r0, _c(xstr[2]))
+            obase = b.mul(b.add(b.mul(p, _c(oh)), oy), _c(ow))
+            with _for(b, 0, ow // n) as t:
+                windows(r0, r1, obase, dbase, oy, b.mul(t, _c(n)), n)
+            if ow % n:   # the last n windows again: rewrites the same values
+                windows(r0, r1, obase, dbase, oy, _c(ow - n), n)
+            if backward and w % 2:
+                for i in range(2):
+                    at = b.add(dbase, b.add(b.mul(b.add(b.mul(oy, _c(2)), _c(i)), _c(w)),
+                                            _c(w - 1)))
+                    store(ir.Constant(ft, 0.0), dx, at)
+    b.ret_void()
+    return str(module)
+
+
 # ---- compiled kernels and their calls ------------------------------------------------
 
 class _Native:
@@ -404,10 +507,13 @@ def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
             return _im2col_ir(name, ft, *key), 2
         if kind == "col2im":
             return _col2im_ir(name, ft, *key), 2
-        if kind == "pool_bwd_relu":
-            return _pool_ir(name, ft, *key, backward=True, relu=True), 3
-        return (_pool_ir(name, ft, *key, backward=kind == "pool_bwd"),
-                3 if kind == "pool_bwd" else 2)
+        backward, relu = kind != "pool_fwd", kind == "pool_bwd_relu"
+        shape, xstr, geom = key
+        if geom[:4] == ((2, 2), (2, 2), (0, 0), (1, 1)) and xstr[3] == 1:
+            lanes = vector_registers()[0] // dtype.itemsize
+            return _pool2x2_ir(name, ft, shape, xstr, geom, backward, relu, lanes), \
+                2 + backward
+        return _pool_ir(name, ft, *key, backward=backward, relu=relu), 2 + backward
     return compiled((kind, dtype.str, *key), build)
 
 
