@@ -46,13 +46,24 @@ def _index_put(xp, a, v, *idx, key, accumulate):
         if not accumulate:
             out[k] = v
         elif xp is np:
-            np.add.at(out, k, v)
+            if not (len(k) == 1 and _scatter_rows(out, k[0], v)):
+                np.add.at(out, k, v)
         else:
             import cupyx
             cupyx.scatter_add(out, k, xp.broadcast_to(v, out[k].shape))
     except IndexError as e:
         raise OpIndexError("index_put", str(e).replace(" axis ", " dimension ")) from None
     return out
+
+
+def _scatter_rows(out, idx, v) -> bool:
+    """np.add.at(out, idx, v) by the native kernel when idx picks rows (an embedding's
+    gradient); False where the kernel does not apply."""
+    try:
+        from ember.codegen.llvm.native import scatter_add_rows
+    except ImportError:   # pragma: no cover - llvmlite missing
+        return False
+    return scatter_add_rows(out, idx, v)
 
 
 def _index_put_vjp(g, out, a, v, *idx, key, accumulate):

@@ -29,7 +29,7 @@ from ember.codegen.llvm.jit import _jit, _pool, vector_registers
 from ember.codegen.llvm.loops import _new_module
 
 __all__ = ["supports", "im2col", "col2im", "max_pool2d", "max_pool2d_backward",
-           "avg_pool2d", "avg_pool2d_backward"]
+           "avg_pool2d", "avg_pool2d_backward", "scatter_add_rows"]
 
 _I1, _I32, _I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 _PTR = ir.PointerType()
@@ -455,6 +455,21 @@ def _pool2x2_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool, lanes: 
     return str(module)
 
 
+def _scatter_add_ir(name, ft, row: int):
+    """out[idx[i], :] += v[i, :] for i in [start, end), in that order (rows of ``row``
+    elements; idx in range): np.add.at's sums, bit for bit."""
+    module, fn, b = _function(name, 3)
+    out, idx, v, start, end = fn.args
+    with _for(b, start, end) as i:
+        dst = b.mul(b.load(_at(b, idx, i, _I64), typ=_I64), _c(row))
+        src = b.mul(i, _c(row))
+        with _for(b, 0, row) as c:
+            d = _at(b, out, b.add(dst, c), ft)
+            b.store(b.fadd(b.load(d, typ=ft), b.load(_at(b, v, b.add(src, c), ft), typ=ft)), d)
+    b.ret_void()
+    return str(module)
+
+
 # ---- compiled kernels and their calls ------------------------------------------------
 
 class _Native:
@@ -503,6 +518,8 @@ def _kernel(kind: str, dtype: np.dtype, *key) -> _Native:
         ft = _FLOAT[dtype]
         if kind in ("avg_fwd", "avg_bwd"):
             return _avg_ir(name, ft, *key, backward=kind == "avg_bwd"), 2
+        if kind == "scatter_add":
+            return _scatter_add_ir(name, ft, *key), 3
         if kind == "im2col":
             return _im2col_ir(name, ft, *key), 2
         if kind == "col2im":
@@ -622,3 +639,29 @@ def avg_pool2d_backward(g: np.ndarray, shape, kernel, stride, padding,
         _kernel("avg_bwd", g.dtype, shape, (0, 0, 0, 0), geom, int(divisor))(
             [g, dx], shape[0] * shape[1], g.size * math.prod(kernel) + dx.size)
     return dx
+
+
+def scatter_add_rows(out: np.ndarray, idx: np.ndarray, v: np.ndarray) -> bool:
+    """``np.add.at(out, idx, v)`` for integer ``idx`` picking rows of a C-contiguous
+    float32/float64 ``out`` (the embedding's gradient), in the same order, so the same
+    sums; False (nothing done) where it does not apply. NumPy's loop took 1.8 ms for
+    minGPT's [512 tokens, 192] into [65, 192], one element at a time."""
+    if not (type(out) is np.ndarray and out.dtype in _FLOAT and out.ndim >= 1
+            and out.flags.c_contiguous and out.flags.writeable
+            and isinstance(idx, np.ndarray) and idx.dtype.kind in "iu"):
+        return False
+    rows = out.shape[0]
+    flat = idx.reshape(-1)
+    if flat.size and (int(flat.min()) < -rows or int(flat.max()) >= rows):
+        return False   # np.add.at raises NumPy's IndexError
+    flat = np.where(flat < 0, flat + rows, flat).astype(np.int64) if flat.size and \
+        int(flat.min()) < 0 else np.ascontiguousarray(flat, dtype=np.int64)
+    row = math.prod(out.shape[1:])
+    try:
+        src = np.broadcast_to(v, idx.shape + out.shape[1:])
+    except ValueError:
+        return False   # np.add.at says why
+    src = np.ascontiguousarray(src, dtype=out.dtype)
+    if flat.size and row:
+        _kernel("scatter_add", out.dtype, row)([out, flat, src], flat.size, 0)
+    return True
