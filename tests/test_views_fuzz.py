@@ -238,6 +238,13 @@ def test_views_fuzz_fast():
     _no_caught_miscompiles(report)
 
 
+def test_an_empty_view_summed_and_written_in_one_kernel_compiles():
+    # Seed 61685 of a large run: an empty view of a strided argument (strides (0, 0))
+    # summed and copied into itself; the kernel's check took its stores for a row value
+    # stored along the reduced dims and the kernel ran eagerly.
+    assert run_program(61685, _torch())["fallback"] is None
+
+
 def _no_caught_miscompiles(report):
     """A compiled result the first-call check caught differing from eager is a bug, even
     though that signature then ran eagerly (correctly)."""

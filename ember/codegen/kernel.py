@@ -155,7 +155,10 @@ class Kernel:
             if len(st.strides) != nd:
                 raise ValueError(f"kernel {self.name}: store of expr {st.expr} has strides "
                                  f"{st.strides} for a {nd}-dim iteration space {self.shape}")
-            if self.reduce_dims and row[st.expr] and any(st.strides[nd - self.reduce_dims:]):
+            # (An empty iteration space stores nothing: an empty view's strides are
+            # whatever its producer left, zeros included, so the test would misfire.)
+            if (self.reduce_dims and row[st.expr] and any(st.strides[nd - self.reduce_dims:])
+                    and 0 not in self.shape):
                 raise ValueError(f"kernel {self.name}: row-level expr {st.expr} is stored "
                                  "with nonzero strides on reduced dims")
         for i, e in enumerate(self.exprs):
