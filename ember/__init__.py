@@ -44,7 +44,7 @@ from ember.sampling import bernoulli, multinomial, normal  # noqa: E402
 from ember.random import get_rng_state, set_rng_state  # noqa: E402
 from ember import cuda, nn, optim, random, utils  # noqa: E402
 from ember.nn.functional import cosine_similarity, pairwise_distance  # noqa: E402,F401
-from ember import _dynamo, accelerator, amp, backends, compiler  # noqa: E402
+from ember import _dynamo, accelerator, amp, backends, compiler, jit  # noqa: E402
 from ember import testing  # noqa: E402,F401
 from ember.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 from ember.backends.precision import (get_float32_matmul_precision,  # noqa: E402
