@@ -58,6 +58,8 @@ from ember.special import gammaln as lgamma, multigammaln as mvlgamma  # noqa: E
 from ember.tensor_more import (cummax, cummin, cumulative_trapezoid, heaviside,  # noqa: E402
                                logcumsumexp, mode, rot90, signbit, trapezoid, trapz, vander)
 from ember import distributions  # noqa: E402,F401
+from ember import sparse  # noqa: E402
+from ember.sparse import layout, sparse_coo, sparse_coo_tensor, spmm, strided  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
                            set_num_interop_threads, set_num_threads)
 from ember import blas_spin as _blas_spin  # noqa: E402

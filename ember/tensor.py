@@ -65,8 +65,19 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
                  "_retains_grad", "_device", "_xp", "__weakref__")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
-    def __init__(self, data: Any = (), dtype=None, device=None, requires_grad: bool = False) -> None:
-        t = tensor(data, dtype=dtype or dtypes.get_default_dtype(), device=device)
+    def __init__(self, *args: Any, dtype=None, device=None, requires_grad: bool = False) -> None:
+        """``ember.Tensor(data)``, or torch's legacy ``ember.Tensor(2, 3)`` /
+        ``Tensor(size)``: a tensor of the default dtype of those sizes (zero-filled where
+        torch leaves memory uninitialized)."""
+        dtype = dtype or dtypes.get_default_dtype()
+        if args and (isinstance(args[0], Size) or all(
+                isinstance(a, int) and not isinstance(a, bool) for a in args)):
+            data = np.zeros(_shape_arg(args), dtype.np)
+        elif len(args) > 1:   # (data, dtype): ember's older positional form
+            data, dtype = args[0], args[1] or dtype
+        else:
+            data = args[0] if args else ()
+        t = tensor(data, dtype=dtype, device=device)
         Tensor._init(self, t._data, requires_grad)
 
     # ---- construction -----------------------------------------------------------------

@@ -157,18 +157,35 @@ def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_arg(size), 0, dtype=_factory_dtype(dtype), device=device,
-                requires_grad=requires_grad)
+def _sizes(sizes: tuple, size, layout, name: str) -> tuple[int, ...]:
+    """The shape of a factory call: ``f(2, 3)``, ``f((2, 3))`` or ``f(size=(2, 3))``;
+    ``layout`` may be ``ember.strided`` (or ``sparse_coo``: ember stores it dense)."""
+    if layout is not None and getattr(layout, "name", None) not in ("strided", "sparse_coo"):
+        raise TypeError(f"{name}(): argument 'layout' must be ember.layout, not "
+                        f"{type(layout).__name__}")
+    if size is not None:
+        if sizes:
+            raise TypeError(f"{name}() got multiple values for argument 'size'")
+        return _shape_arg((size,))
+    return _shape_arg(sizes)
 
 
-def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(_shape_arg(size), 1, dtype=_factory_dtype(dtype), device=device,
-                requires_grad=requires_grad)
+def zeros(*sizes, size=None, dtype=None, layout=None, device=None, pin_memory: bool = False,
+          requires_grad: bool = False) -> Tensor:
+    return full(_sizes(sizes, size, layout, "zeros"), 0, dtype=_factory_dtype(dtype),
+                device=device, requires_grad=requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+def ones(*sizes, size=None, dtype=None, layout=None, device=None, pin_memory: bool = False,
+         requires_grad: bool = False) -> Tensor:
+    return full(_sizes(sizes, size, layout, "ones"), 1, dtype=_factory_dtype(dtype),
+                device=device, requires_grad=requires_grad)
+
+
+def empty(*sizes, size=None, dtype=None, layout=None, device=None, pin_memory: bool = False,
+          requires_grad: bool = False, memory_format=None) -> Tensor:
+    return zeros(_sizes(sizes, size, layout, "empty"), dtype=dtype, device=device,
+                 requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -196,14 +213,17 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bo
     return t.requires_grad_(True) if requires_grad else t
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = dispatch("rand", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
+def rand(*sizes, size=None, generator=None, dtype=None, layout=None, device=None,
+         pin_memory: bool = False, requires_grad: bool = False) -> Tensor:
+    t = dispatch("rand", shape=_sizes(sizes, size, layout, "rand"), dtype=_factory_dtype(dtype),
                  device=factory_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    t = dispatch("randn", shape=_shape_arg(size), dtype=_factory_dtype(dtype),
+def randn(*sizes, size=None, generator=None, dtype=None, layout=None, device=None,
+          pin_memory: bool = False, requires_grad: bool = False) -> Tensor:
+    t = dispatch("randn", shape=_sizes(sizes, size, layout, "randn"),
+                 dtype=_factory_dtype(dtype),
                  device=factory_device(device), generator=generator)
     return t.requires_grad_(True) if requires_grad else t
 

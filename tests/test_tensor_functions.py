@@ -433,6 +433,27 @@ def test_legacy_tensor_types_as_torch():
     assert x.dtype is ember.int64 and x.shape == (3, 2) and not x.any()
 
 
+def test_tensor_constructor_and_factories_take_sizes_as_torch():
+    # ``nn.Parameter(torch.Tensor(n_in, n_out))`` (pytorch/examples' GCN) and
+    # ``torch.empty(size=...)`` (its GAT) stopped ported programs.
+    torch = pytest.importorskip("torch")
+    for args in ((2, 3), (3,), (), ([1, 2],), ((2, 3),), (np.array([1.5, 2]),)):
+        e, t = ember.Tensor(*args), torch.Tensor(*args)
+        assert tuple(e.shape) == tuple(t.shape) and e.dtype is ember.float32
+        if args and not isinstance(args[0], int):
+            assert_close(e, t)
+    assert ember.Tensor(ember.Size([2, 2])).shape == (2, 2)
+    assert ember.Tensor([1, 2], ember.float64).dtype is ember.float64
+    for name in ("zeros", "ones", "empty", "rand", "randn"):
+        f = getattr(ember, name)
+        assert f(size=(2, 3)).shape == f(2, 3).shape == f([2, 3]).shape == (2, 3)
+        assert f(4, layout=ember.strided).shape == (4,)
+        with pytest.raises(TypeError, match="multiple values for argument 'size'"):
+            f(2, size=(3,))
+        with pytest.raises(TypeError, match="layout"):
+            f(2, layout="strided")
+
+
 def test_sizes_and_format():
     torch = pytest.importorskip("torch")
     for e, t in ((ember.zeros(2, 3), torch.zeros(2, 3)),
