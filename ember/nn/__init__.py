@@ -7,6 +7,7 @@ ember.Size([32, 10])
 """
 from ember.nn import functional, init  # noqa: F401
 from ember.nn import parallel  # noqa: F401  (DistributedDataParallel)
+from ember.nn.parallel import DataParallel  # noqa: E402,F401
 from ember.nn.attention import MultiheadAttention
 from ember.nn.activation import (CELU, ELU, GELU, GLU, SELU, Hardsigmoid, Hardswish, Hardtanh,
                                  LeakyReLU, LogSigmoid, LogSoftmax, Mish, PReLU, ReLU, ReLU6,
@@ -46,8 +47,9 @@ from ember.nn.transformer import (Transformer, TransformerDecoder, TransformerDe
                                   TransformerEncoder, TransformerEncoderLayer)
 
 __all__ = [
-    "functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList",
-    "ModuleDict", "ParameterList", "ParameterDict", "Identity", "Linear", "Conv1d", "Conv2d",
+    "functional", "init", "utils", "Module", "Parameter", "DataParallel", "Sequential",
+    "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Identity", "Linear",
+    "Conv1d", "Conv2d",
     "ConvTranspose1d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
     "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "ReLU", "ReLU6", "LeakyReLU",
     "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softmin", "ELU", "CELU",
