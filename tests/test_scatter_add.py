@@ -28,6 +28,14 @@ def test_rows_add_as_np_add_at(shape, ishape, dtype):
             assert out.tobytes() == want.tobytes(), (negative, vshape)
 
 
+def test_values_that_alias_the_output_are_read_before_the_adds():
+    out = np.arange(12, dtype=np.float32).reshape(4, 3)
+    want = out.copy()
+    np.add.at(want, (np.array([0, 0, 3]),), want[1:].copy())
+    assert native.scatter_add_rows(out, np.array([0, 0, 3]), out[1:])
+    np.testing.assert_array_equal(out, want)
+
+
 def test_what_it_does_not_take_is_left_to_np_add_at():
     out = np.zeros((4, 3), np.float32)
     assert not native.scatter_add_rows(out, np.array([4]), np.ones(3, np.float32))  # range

@@ -663,6 +663,8 @@ def scatter_add_rows(out: np.ndarray, idx: np.ndarray, v: np.ndarray) -> bool:
     except ValueError:
         return False   # np.add.at says why
     src = np.ascontiguousarray(src, dtype=out.dtype)
+    if np.may_share_memory(src, out):   # the kernel's pointers are noalias
+        src = src.copy()
     if flat.size and row:
         _kernel("scatter_add", out.dtype, row)([out, flat, src], flat.size, 0)
     return True
