@@ -9,6 +9,7 @@ from ember.nn.utils.convert_parameters import parameters_to_vector, vector_to_pa
 from ember.nn.utils import rnn  # noqa: F401
 from ember.nn.utils import parametrize  # noqa: F401
 from ember.nn.utils import parametrizations  # noqa: F401
+from ember.nn.utils import stateless  # noqa: F401
 from ember.nn.utils.spectral_norm import remove_spectral_norm, spectral_norm
 from ember.nn.utils.weight_norm import remove_weight_norm, weight_norm
 
