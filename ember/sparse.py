@@ -59,8 +59,9 @@ def sparse_coo_tensor(indices: Any, values: Any, size: Any = None, *, dtype: Any
                            f"{list(idx.shape)}")
     nsparse, nnz = idx.shape
     if vals.ndim < 1 or vals.shape[0] != nnz:
-        raise RuntimeError(f"sparse_coo_tensor: number of values {vals.shape[0] if vals.ndim else 0}"
-                           f" does not match the {nnz} indices")
+        count = vals.shape[0] if vals.ndim else 0
+        raise RuntimeError(f"sparse_coo_tensor: number of values {count} does not match the "
+                           f"{nnz} indices")
     if size is None:
         top = idx.max(1).values if nnz else zeros(nsparse, dtype=dtypes.int64)
         size = [int(v) + 1 for v in top.tolist()] + list(vals.shape[1:])
