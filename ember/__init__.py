@@ -60,6 +60,7 @@ from ember.tensor_more import (cummax, cummin, cumulative_trapezoid, heaviside, 
 from ember import distributions  # noqa: E402,F401
 from ember import sparse  # noqa: E402
 from ember import func  # noqa: E402,F401
+from ember.printing import set_printoptions  # noqa: E402,F401
 from ember.functions_toplevel import *  # noqa: E402,F401,F403
 from ember.sparse import layout, sparse_coo, sparse_coo_tensor, spmm, strided  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402

@@ -306,8 +306,8 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         a = self._host()
         if a.dtype.kind == "V":   # bfloat16: NumPy formats it like a float32
             a = a.astype(np.float32)
-        body = np.array2string(a, separator=", ", prefix="tensor(",
-                               precision=4, floatmode="maxprec_equal")
+        from ember.printing import array2string_options
+        body = np.array2string(a, separator=", ", prefix="tensor(", **array2string_options())
         extra = []
         if a.size == 0 or self.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_,
                                              dtypes.get_default_dtype().to_complex()):
