@@ -22,6 +22,7 @@ import contextlib
 from typing import Any, Callable, Sequence
 
 from ember import autograd
+from ember.tracer.pytree import flatten, unflatten
 from ember.tensor import Tensor, stack, zeros_like
 
 __all__ = ["functional_call", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd",
@@ -103,31 +104,6 @@ def _argnums(argnums: int | Sequence[int], n: int) -> tuple[int, ...]:
     return tuple(a % n for a in nums)
 
 
-def _flat(tree: Any) -> tuple[list, Callable]:
-    """The tensors of a nest of dicts, lists and tuples, and how to rebuild it from new
-    leaves (torch.func differentiates with respect to such nests: a dict of parameters)."""
-    if isinstance(tree, dict):
-        keys = list(tree)
-        parts = [_flat(tree[k]) for k in keys]
-    elif isinstance(tree, (list, tuple)):
-        keys = None
-        parts = [_flat(v) for v in tree]
-    else:
-        return [tree], lambda leaves: leaves[0]
-    counts = [len(p[0]) for p in parts]
-    leaves = [x for p in parts for x in p[0]]
-
-    def rebuild(new: list) -> Any:
-        out, i = [], 0
-        for (_, build), n in zip(parts, counts):
-            out.append(build(new[i:i + n]))
-            i += n
-        if keys is not None:
-            return dict(zip(keys, out))
-        return type(tree)(out)
-    return leaves, rebuild
-
-
 def _top(xs: Sequence[Any]) -> bool:
     """Whether a transform is the outermost: none of its inputs carries a gradient from
     an enclosing transform or from the caller's own autograd. The outermost one returns
@@ -175,13 +151,14 @@ def grad_and_value(func: Callable, argnums: int | Sequence[int] = 0,
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums(argnums, len(args))
         args = list(args)
-        trees = [_flat(args[a]) for a in nums]
-        top = _top([x for leaves, _ in trees for x in leaves])
+        # (torch.func differentiates with respect to nests too: a dict of parameters)
+        trees = [flatten(args[a]) for a in nums]
+        top = _top([x for leaves, _ in trees for _, x in leaves])
         tracked = []
-        for a, (leaves, rebuild) in zip(nums, trees):
-            leaves = [_tracked(x) for x in leaves]
+        for a, (leaves, spec) in zip(nums, trees):
+            leaves = [_tracked(x) for _, x in leaves]
             tracked.append(leaves)
-            args[a] = rebuild(leaves)
+            args[a] = unflatten(spec, leaves)
         with autograd.enable_grad():
             result = func(*args, **kwargs)
         out, aux = result if has_aux else (result, None)
@@ -191,8 +168,8 @@ def grad_and_value(func: Callable, argnums: int | Sequence[int] = 0,
         flat = _plain(_grads(out, [x for leaves in tracked for x in leaves], graph=not top),
                       top)
         gs, i = [], 0
-        for leaves, (_, rebuild) in zip(tracked, trees):
-            gs.append(rebuild(flat[i:i + len(leaves)]))
+        for leaves, (_, spec) in zip(tracked, trees):
+            gs.append(unflatten(spec, flat[i:i + len(leaves)]))
             i += len(leaves)
         g = gs[0] if isinstance(argnums, int) else tuple(gs)
         out = _plain(out, top)

@@ -20,16 +20,15 @@ from typing import Any
 
 __all__ = ["set_printoptions"]
 
+# Unset (None) options are NumPy's own defaults, which the repr has always used (1000
+# elements, 3 edge items, lines of 75); precision is 4 unless set.
+_UNSET = {"precision": 4, "threshold": None, "edgeitems": None, "linewidth": None}
 _PROFILES = {
-    "default": {"precision": 4, "threshold": 1000, "edgeitems": 3, "linewidth": 80},
+    "default": _UNSET,
     "short": {"precision": 2, "threshold": 1000, "edgeitems": 2, "linewidth": 80},
     "full": {"precision": 4, "threshold": math.inf, "edgeitems": 3, "linewidth": 80},
 }
-# Unset (None) options are NumPy's own defaults, which the repr has always used (1000
-# elements, 3 edge items, lines of 75); precision is 4 unless set.
-_UNSET = {"precision": 4, "threshold": None, "edgeitems": None, "linewidth": None,
-          "sci_mode": None}
-OPTIONS: dict[str, Any] = dict(_UNSET)
+OPTIONS: dict[str, Any] = dict(_UNSET, sci_mode=None)
 
 
 def set_printoptions(precision: int | None = None, threshold: float | None = None,
@@ -46,8 +45,7 @@ def set_printoptions(precision: int | None = None, threshold: float | None = Non
         if profile not in _PROFILES:
             raise ValueError(f"set_printoptions: profile must be one of {sorted(_PROFILES)}, "
                              f"got {profile!r}")
-        OPTIONS.update(_UNSET if profile == "default" else _PROFILES[profile],
-                       sci_mode=None)
+        OPTIONS.update(_PROFILES[profile], sci_mode=None)
     for name, value in (("precision", precision), ("threshold", threshold),
                         ("edgeitems", edgeitems), ("linewidth", linewidth)):
         if value is not None:

@@ -62,15 +62,14 @@ def sparse_coo_tensor(indices: Any, values: Any, size: Any = None, *, dtype: Any
         count = vals.shape[0] if vals.ndim else 0
         raise RuntimeError(f"sparse_coo_tensor: number of values {count} does not match the "
                            f"{nnz} indices")
+    top = idx.max(1).values.tolist() if nnz else [-1] * nsparse
     if size is None:
-        top = idx.max(1).values if nnz else zeros(nsparse, dtype=dtypes.int64)
-        size = [int(v) + 1 for v in top.tolist()] + list(vals.shape[1:])
+        size = [v + 1 for v in top] + list(vals.shape[1:])
     size = tuple(int(s) for s in size)
     if len(size) != nsparse + vals.ndim - 1:
         raise RuntimeError(f"sparse_coo_tensor: number of dimensions must be sparse dims "
                            f"({nsparse}) + dense dims ({vals.ndim - 1}), but got {len(size)}")
-    if nnz and (bool((idx < 0).any()) or any(
-            int(m) >= s for m, s in zip(idx.max(1).values.tolist(), size))):
+    if nnz and (bool((idx < 0).any()) or any(m >= s for m, s in zip(top, size))):
         raise RuntimeError(f"sparse_coo_tensor: size {list(size)} is inconsistent with "
                            f"indices (an index is negative or past its dimension)")
     dtype = dtype or vals.dtype

@@ -72,12 +72,11 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         dtype = dtype or dtypes.get_default_dtype()
         if args and (isinstance(args[0], Size) or all(
                 isinstance(a, int) and not isinstance(a, bool) for a in args)):
-            data = np.zeros(_shape_arg(args), dtype.np)
+            t = zeros(_shape_arg(args), dtype=dtype, device=device)
         elif len(args) > 1:   # (data, dtype): ember's older positional form
-            data, dtype = args[0], args[1] or dtype
+            t = tensor(args[0], dtype=args[1] or dtype, device=device)
         else:
-            data = args[0] if args else ()
-        t = tensor(data, dtype=dtype, device=device)
+            t = tensor(args[0] if args else (), dtype=dtype, device=device)
         Tensor._init(self, t._data, requires_grad)
 
     # ---- construction -----------------------------------------------------------------

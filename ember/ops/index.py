@@ -17,6 +17,7 @@ import numpy as np
 
 from ember.dispatch import dispatch
 from ember.errors import OpError, OpIndexError
+from ember.ops.conv import _native
 from ember.ops.elementwise import sum_to
 from ember.ops.registry import INDEX, defop
 
@@ -46,7 +47,9 @@ def _index_put(xp, a, v, *idx, key, accumulate):
         if not accumulate:
             out[k] = v
         elif xp is np:
-            if not (len(k) == 1 and _scatter_rows(out, k[0], v)):
+            # an embedding's gradient: rows added by a native kernel, np.add.at's order
+            native = _native()
+            if not (len(k) == 1 and native and native.scatter_add_rows(out, k[0], v)):
                 np.add.at(out, k, v)
         else:
             import cupyx
@@ -54,16 +57,6 @@ def _index_put(xp, a, v, *idx, key, accumulate):
     except IndexError as e:
         raise OpIndexError("index_put", str(e).replace(" axis ", " dimension ")) from None
     return out
-
-
-def _scatter_rows(out, idx, v) -> bool:
-    """np.add.at(out, idx, v) by the native kernel when idx picks rows (an embedding's
-    gradient); False where the kernel does not apply."""
-    try:
-        from ember.codegen.llvm.native import scatter_add_rows
-    except ImportError:   # pragma: no cover - llvmlite missing
-        return False
-    return scatter_add_rows(out, idx, v)
 
 
 def _index_put_vjp(g, out, a, v, *idx, key, accumulate):

@@ -652,11 +652,12 @@ def scatter_add_rows(out: np.ndarray, idx: np.ndarray, v: np.ndarray) -> bool:
             and isinstance(idx, np.ndarray) and idx.dtype.kind in "iu"):
         return False
     rows = out.shape[0]
-    flat = idx.reshape(-1)
-    if flat.size and (int(flat.min()) < -rows or int(flat.max()) >= rows):
+    flat = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)
+    lo, hi = (int(flat.min()), int(flat.max())) if flat.size else (0, 0)
+    if lo < -rows or hi >= rows:
         return False   # np.add.at raises NumPy's IndexError
-    flat = np.where(flat < 0, flat + rows, flat).astype(np.int64) if flat.size and \
-        int(flat.min()) < 0 else np.ascontiguousarray(flat, dtype=np.int64)
+    if lo < 0:
+        flat = np.where(flat < 0, flat + rows, flat)
     row = math.prod(out.shape[1:])
     try:
         src = np.broadcast_to(v, idx.shape + out.shape[1:])
