@@ -238,9 +238,9 @@ def test_groups_joined_only_inside_a_third_group_make_no_cycle():
 
 
 def test_relu_mask_is_recomputed_where_the_gradient_uses_it():
-    """ReLU's backward mask ``out > 0`` reads only ``out``, which the next layer's matmul
-    keeps anyway: it is computed in the backward kernel that multiplies the gradient,
-    not stored by the forward kernel (a full float array written and read once)."""
+    """ReLU's backward test ``out <= 0`` reads only ``out``, which the next layer's matmul
+    keeps anyway: it is computed in the backward kernel that selects the gradient,
+    not stored by the forward kernel (a full bool array written and read once)."""
     torch = pytest.importorskip("torch")
     ember.manual_seed(0)
     lin1, lin2 = ember.nn.Linear(12, 16), ember.nn.Linear(16, 3)
@@ -256,8 +256,8 @@ def test_relu_mask_is_recomputed_where_the_gradient_uses_it():
     cf, _ = _compiled_equals_eager(step, x)
     ks = ember.explain(step, x).kernels   # the forward's is a matmul's epilogue
     forward = [k for k in ks if "relu" in k.ops]
-    assert forward and all("gt" not in k.ops for k in forward), [k.ops for k in ks]
-    assert any("gt" in k.ops and "mul" in k.ops for k in ks), [k.ops for k in ks]
+    assert forward and all("le" not in k.ops for k in forward), [k.ops for k in ks]
+    assert any("le" in k.ops and "where" in k.ops for k in ks), [k.ops for k in ks]
     t1, t2 = torch.nn.Linear(12, 16), torch.nn.Linear(16, 3)
     with torch.no_grad():
         for t, e in ((t1, lin1), (t2, lin2)):

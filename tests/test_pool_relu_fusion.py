@@ -1,4 +1,4 @@
-"""The two CNN fusions: relu's gradient mask inside the max-pooling gradient
+"""The two CNN fusions: relu's gradient (torch's threshold_backward) inside the max-pooling gradient
 (``fuse_pool_relu``: ``max_pool2d_backward`` with ``relu=True``) and bias + relu in the
 direct convolution's epilogue (``fuse_conv_epilogue``: ``conv2d_direct`` with a bias
 operand and ``relu=True``).
@@ -130,9 +130,7 @@ def test_relu_pool_against_torch(pool):
     torch = pytest.importorskip("torch")
     k, s, p, d, ceil = pool
     x = _special((2, 3, 9, 8), np.float64, seed=3)
-    # Not the NaN: torch's relu passes the gradient at a NaN input, ember's relu
-    # gradient (g * (out > 0)) blocks it, fused or not (compared with eager above).
-    x[0, 0, 0, 0] = 0.25
+    # NaN included: relu's gradient passes at a NaN output, as torch's does.
     g = np.random.default_rng(4).standard_normal(
         tuple(torch.nn.functional.max_pool2d(torch.tensor(x), k, s, p, d, ceil).shape))
     params = [ember.zeros(2, 3, 9, 8, dtype=ember.float64, requires_grad=True)]
@@ -146,19 +144,19 @@ def test_relu_pool_against_torch(pool):
 
 
 def test_pre_activation_mask_fuses():
-    """A mask on z where the pooled tensor is relu(z) is the same mask."""
+    """A test of z where the pooled tensor is relu(z) is the same test."""
     from ember.dispatch import dispatch
 
     def f(z, g):
         y = F.relu(z)
         gp = dispatch("max_pool2d_backward", g, y, kernel=(2, 2), stride=(2, 2),
                       padding=(0, 0), dilation=(1, 1))
-        return gp * (z > 0).to(gp.dtype)
+        return ember.where(z <= 0, 0.0, gp)
     z = ember.from_numpy(_special((2, 2, 6, 6), np.float32))
     g = ember.randn(2, 2, 3, 3)
     ops = _graph_ops(f, z, g)
     assert any(op == "max_pool2d_backward" and a.get("relu") for op, a, _ in ops)
-    assert not any(op == "mul" for op, _, _ in ops)
+    assert not any(op == "where" for op, _, _ in ops)
     _same_bits(_compile(f)(z, g).detach().numpy(), f(z, g).detach().numpy())
 
 
@@ -168,7 +166,7 @@ def test_pool_relu_not_fused_when_gradient_is_read_elsewhere():
     def f(y, g):
         gp = dispatch("max_pool2d_backward", g, y, kernel=(2, 2), stride=(2, 2),
                       padding=(0, 0), dilation=(1, 1))
-        return gp * (y > 0).to(gp.dtype), gp   # the unmasked gradient is an output too
+        return ember.where(y <= 0, 0.0, gp), gp   # the unmasked gradient is an output too
     y = ember.relu(ember.from_numpy(_special((2, 2, 6, 6), np.float32)))
     g = ember.randn(2, 2, 3, 3)
     ops = _graph_ops(f, y, g)
@@ -177,8 +175,9 @@ def test_pool_relu_not_fused_when_gradient_is_read_elsewhere():
         _same_bits(c.numpy(), e.numpy())
 
 
-def _pool_graph(mask_op="gt", threshold=0.0, extra_reader=False, mask_of_other=False):
-    """mul(max_pool2d_backward(g, y), cast(mask_op(t, threshold))) built by hand."""
+def _pool_graph(mask_op="le", threshold=0.0, extra_reader=False, mask_of_other=False,
+                value=0.0):
+    """where(mask_op(t, threshold), value, max_pool2d_backward(g, y)) built by hand."""
     gr = Graph()
     y = gr.add_input(InputSource("arg", "args[0]"), (1, 1, 4, 4), e_f32, CPU)
     other = gr.add_input(InputSource("arg", "args[1]"), (1, 1, 4, 4), e_f32, CPU)
@@ -188,8 +187,8 @@ def _pool_graph(mask_op="gt", threshold=0.0, extra_reader=False, mask_of_other=F
     zero = gr.add_const(np.array(threshold, np.float32), e_f32, CPU)
     cmp = gr.add(mask_op, (other if mask_of_other else y, zero), {}, (1, 1, 4, 4),
                  ember.bool, CPU)
-    cast = gr.add("cast", (cmp,), dict(dtype=e_f32), (1, 1, 4, 4), e_f32, CPU)
-    m = gr.add("mul", (cast, pb), {}, (1, 1, 4, 4), e_f32, CPU)
+    fill = gr.add_const(np.array(value, np.float32), e_f32, CPU)
+    m = gr.add("where", (cmp, fill, pb), {}, (1, 1, 4, 4), e_f32, CPU)
     gr.outputs = [m]
     if extra_reader:
         gr.outputs.append(gr.add("neg", (pb,), {}, (1, 1, 4, 4), e_f32, CPU))
@@ -197,8 +196,9 @@ def _pool_graph(mask_op="gt", threshold=0.0, extra_reader=False, mask_of_other=F
 
 
 @pytest.mark.parametrize("kind,fires", [
-    (dict(), True), (dict(mask_op="ge"), False), (dict(threshold=0.5), False),
-    (dict(extra_reader=True), False), (dict(mask_of_other=True), False)])
+    (dict(), True), (dict(mask_op="lt"), False), (dict(threshold=0.5), False),
+    (dict(value=1.0), False), (dict(extra_reader=True), False),
+    (dict(mask_of_other=True), False)])
 def test_pool_relu_pass_on_hand_built_graphs(kind, fires):
     gr = _pool_graph(**kind)
     rng = np.random.default_rng(0)
@@ -211,7 +211,7 @@ def test_pool_relu_pass_on_hand_built_graphs(kind, fires):
     after = interpret(gr, inputs)
     fused = [n for n in gr.nodes() if gr[n].attrs.get("relu")]
     assert bool(fused) == fires
-    assert (not any(gr[n].op == "mul" for n in gr.nodes())) == fires
+    assert (not any(gr[n].op == "where" for n in gr.nodes())) == fires
     for o, w in zip(gr.outputs, want):
         _same_bits(after[o], w)
 
@@ -221,15 +221,16 @@ def test_pool_relu_pass_on_hand_built_graphs(kind, fires):
                                   ((3, 3), (1, 1), (1, 1), (1, 1)),
                                   ((3, 2), (2, 1), (1, 0), (1, 2)),
                                   ((2, 3), (3, 2), (1, 1), (2, 1))])
-def test_masked_pool_kernel_equals_separate_multiply(geom, dtype):
-    """Native kernel and the array fallback: (pooled gradient) * (x > 0) bit for bit,
-    0 * inf = NaN and 0 * -g = -0.0 included, on strided x too."""
+def test_masked_pool_kernel_equals_separate_where(geom, dtype):
+    """Native kernel and the array fallback: where(x <= 0, 0, pooled gradient) bit for
+    bit (an inf gradient where x <= 0 is 0, a NaN x passes its gradient), on strided x
+    too."""
     x = _special((2, 3, 11, 9), dtype)
     out = native.max_pool2d(x, *geom)
     g = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
     g.reshape(-1)[::5] = np.inf
     g.reshape(-1)[1::7] = -np.inf
-    want = native.max_pool2d_backward(g, x, *geom) * (x > 0).astype(dtype)
+    want = np.where(x <= 0, dtype(0), native.max_pool2d_backward(g, x, *geom))
     _same_bits(native.max_pool2d_backward(g, x, *geom, relu=True), want)
     xt = np.asfortranarray(x)
     _same_bits(native.max_pool2d_backward(g, xt, *geom, relu=True), want)
@@ -238,7 +239,7 @@ def test_masked_pool_kernel_equals_separate_multiply(geom, dtype):
     fallback = _max_pool2d_backward(np, g.astype(np.float16), x.astype(np.float16),
                                     relu=True, **attrs)
     plain = _max_pool2d_backward(np, g.astype(np.float16), x.astype(np.float16), **attrs)
-    _same_bits(fallback, plain * (x.astype(np.float16) > 0).astype(np.float16))
+    _same_bits(fallback, np.where(x.astype(np.float16) <= 0, np.float16(0), plain))
 
 
 # ---- conv -> bias -> relu (-> pool): the convolution's epilogue -----------------------

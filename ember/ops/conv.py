@@ -17,6 +17,7 @@ import numpy as np
 
 from ember.amp.state import state as _amp
 from ember.dispatch import dispatch
+from ember.ops.elementwise import relu_array, relu_grad
 from ember.ops.movement import _fold2d, _out_size
 from ember.ops.registry import EXTERN, MOVEMENT, defop
 
@@ -179,7 +180,7 @@ def _conv2d_direct(xp, x, w, bias=None, *, stride, padding, dilation, relu=False
     if bias is not None:   # the separate add's rounding: (sum) + b, in x's dtype
         out = out + bias.reshape(1, -1, 1, 1).astype(x.dtype, copy=False)
     if relu:   # the relu op's own rule (elementwise.py)
-        out = xp.maximum(out, out.dtype.type(0))
+        out = relu_array(xp, out)
     return out
 
 
@@ -223,7 +224,7 @@ def _conv2d_direct_vjp(g, out, x, w, bias=None, *, stride, padding, dilation,
             g = dispatch("max_pool2d_backward", g, y, kernel=(2, 2), stride=(2, 2),
                          padding=(0, 0), dilation=(1, 1), relu=relu)
         else:
-            g = g * (y > 0)
+            g = relu_grad(g, y)
     grads = (_conv_input_grad(g, w, x.shape, stride, padding, dilation),
              dispatch("conv2d_weight_direct", g, x, kernel=tuple(w.shape[2:]),
                       stride=stride, padding=padding, dilation=dilation))
@@ -295,10 +296,10 @@ def _max_pool2d(xp, a, kernel, stride, padding, dilation):
 
 
 def _max_pool2d_backward(xp, g, a, kernel, stride, padding, dilation, relu=False):
-    """The gradient of ``max_pool2d(a)``; ``relu``: times ``(a > 0)`` as well, the
+    """The gradient of ``max_pool2d(a)``; ``relu``: then 0 where ``a <= 0``, the
     gradient of ``max_pool2d(relu(z))`` in z when ``a = relu(z)`` (``fuse_pool_relu``
-    moves relu's mask in here), as the separate multiply rounds it: each element's
-    summed gradient times 1.0 or 0.0 (so 0 * inf is NaN, 0 * -1 is -0.0)."""
+    moves relu's gradient in here), as the separate ``where`` selects it: each element's
+    summed gradient or 0 (an inf sum is 0 where masked; a NaN ``a`` passes it)."""
     native = _native() if xp is np else None
     if native is not None and native.supports(a) and g.dtype == a.dtype:
         return native.max_pool2d_backward(g, a, kernel, stride, padding, dilation,
@@ -306,7 +307,7 @@ def _max_pool2d_backward(xp, g, a, kernel, stride, padding, dilation, relu=False
     idx = _window_argmax(xp, a, kernel, stride, padding, dilation)
     dx = _scatter(xp, g, idx, a.shape)
     if relu:
-        dx = dx * (a > 0).astype(dx.dtype)
+        dx = xp.where(a <= 0, dx.dtype.type(0), dx)
     return dx
 
 
@@ -322,7 +323,7 @@ def _max_pool2d_backward_vjp(gg, out, g, a, kernel, stride, padding, dilation,
     idx = dispatch("max_pool2d_indices", a, kernel=kernel, stride=stride, padding=padding,
                    dilation=dilation)
     if relu:
-        gg = gg * (a > 0)
+        gg = relu_grad(gg, a)
     return (dispatch("pool_gather", gg, idx), a.new_zeros(a.shape))
 
 

@@ -59,6 +59,7 @@ defop("log", UNARY, _quiet(lambda xp, a: xp.log(a)), _holomorphic(lambda g, out,
 defop("sqrt", UNARY, _quiet(lambda xp, a: xp.sqrt(a)),
       _holomorphic(lambda g, out, a: (g * 0.5 / out,)),
       dtype_rule="float")
+# torch's sgn rule: the gradient times sign(a), so 0 at a NaN (torch's sign of NaN is 0).
 defop("abs", UNARY, lambda xp, a: xp.abs(a), lambda g, out, a: (g * a.sign(),))
 def _zero_grad(g, out, a):
     # Piecewise-constant ops: PyTorch records them and gives a zero gradient, so a loss
@@ -66,7 +67,14 @@ def _zero_grad(g, out, a):
     return (g.new_zeros(a.shape).to(a.dtype),)
 
 
-defop("sign", UNARY, lambda xp, a: xp.sign(a), _zero_grad)
+def _sign(xp, a):
+    # torch's sign: 0 for a NaN and +0.0 for -0.0 ((0 < a) - (a < 0)); NumPy's keeps both.
+    if a.dtype.kind != "f":
+        return xp.sign(a)
+    return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)
+
+
+defop("sign", UNARY, _sign, _zero_grad)
 # Integers are their own floor (and xp.floor would turn them into float64).
 defop("floor", UNARY, lambda xp, a: a if a.dtype.kind in "biu" else xp.floor(a), _zero_grad)
 defop("sin", UNARY, lambda xp, a: xp.sin(a), _holomorphic(lambda g, out, a: (g * a.cos(),)),
@@ -150,8 +158,20 @@ def _erf(xp, a):
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 defop("erf", UNARY, _erf, lambda g, out, a: (g * _TWO_OVER_SQRT_PI * (-(a * a)).exp(),),
       dtype_rule="float")
-defop("relu", UNARY, lambda xp, a: xp.maximum(a, a.dtype.type(0)),
-      lambda g, out, a: (g * (out > 0),))
+def relu_array(xp, a):
+    """torch's relu on an array: ``a < 0 ? 0 : a`` (a NaN and -0.0 stay), as the compiled
+    relu computes it. NumPy's maximum returns its second argument on a tie (and a NaN
+    from either), so the zero goes first; ``np.where`` would take 10x as long."""
+    return xp.maximum(a.dtype.type(0), a)
+
+
+def relu_grad(g, out):
+    """relu's gradient from its output, torch's ``threshold_backward``: 0 where
+    ``out <= 0``, else g (a NaN output passes g; an inf g is 0 where masked, not NaN)."""
+    return _where(out <= 0, 0.0, g)
+
+
+defop("relu", UNARY, relu_array, lambda g, out, a: (relu_grad(g, out),))
 
 
 def _cast_vjp(g, out, a, dtype):
@@ -198,12 +218,15 @@ def _pow_vjp(g, out, a, b):
     return ga, gb
 
 
-def _minmax_vjp(pick_a):
+def _minmax_vjp(loses):
+    """torch's rule for maximum/minimum: ties share the gradient equally; each side's
+    gradient is 0 where it ``loses`` to the other and g elsewhere (a NaN loses to
+    nothing: both sides get g). Selected, not multiplied by a mask: an inf g is 0 where
+    masked, as in torch, not NaN."""
     def vjp(g, out, a, b):
-        # Ties share the gradient equally, as in PyTorch.
-        wa = pick_a(a, b).to(g.dtype) + (a == b).to(g.dtype) * 0.5
-        return (sum_to(g * wa, a.shape) if a.requires_grad else None,
-                sum_to(g * (1 - wa), b.shape) if b.requires_grad else None)
+        h = _where(a == b, g * 0.5, g)
+        return (sum_to(_where(loses(a, b), 0.0, h), a.shape) if a.requires_grad else None,
+                sum_to(_where(loses(b, a), 0.0, h), b.shape) if b.requires_grad else None)
     return vjp
 
 
@@ -260,9 +283,9 @@ def _remainder_vjp(g, out, a, b):
 # Python semantics (the result takes the divisor's sign), like torch.remainder and //.
 defop("floor_divide", BINARY, _int_division(lambda xp, a, b: xp.floor_divide(a, b)))
 defop("remainder", BINARY, _int_division(lambda xp, a, b: xp.remainder(a, b)), _remainder_vjp)
-defop("maximum", BINARY, lambda xp, a, b: xp.maximum(a, b), _minmax_vjp(lambda a, b: a > b),
+defop("maximum", BINARY, lambda xp, a, b: xp.maximum(a, b), _minmax_vjp(lambda a, b: a < b),
       commutative=True)
-defop("minimum", BINARY, lambda xp, a, b: xp.minimum(a, b), _minmax_vjp(lambda a, b: a < b),
+defop("minimum", BINARY, lambda xp, a, b: xp.minimum(a, b), _minmax_vjp(lambda a, b: a > b),
       commutative=True)
 
 for _name, _fn in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),

@@ -216,10 +216,10 @@ template <class T> EMBER_FN T ember_ipow(T x, T y) {
     }
     return (T)acc;
 }
-// NumPy semantics: sign(NaN) is NaN and sign(-0.0) is +0.0; relu and maximum/minimum keep
-// a NaN (x != x is false for integers, so these serve them too).
+// torch's semantics: sign(NaN) is 0 and sign(-0.0) is +0.0; relu (-0.0 stays) and
+// maximum/minimum keep a NaN (x != x is false for integers, so these serve them too).
 template <class T> EMBER_FN T ember_sign(T x) {
-    return x > 0 ? (T)1 : x < 0 ? (T)-1 : x == 0 ? (T)0 : x;
+    return x > 0 ? (T)1 : x < 0 ? (T)-1 : (T)0;
 }
 template <class T> EMBER_FN T ember_relu(T x) { return x < 0 ? (T)0 : x; }
 template <class T> EMBER_FN T ember_maximum(T x, T y) { return x != x ? x : (x > y ? x : y); }

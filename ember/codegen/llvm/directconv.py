@@ -773,7 +773,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride, padding, dilation,
         out.fill(0)
         if bias is not None:
             out += np.asarray(bias, x.dtype).reshape(1, o, 1, 1)
-        return np.maximum(out, out.dtype.type(0)) if relu else out
+        return np.maximum(out.dtype.type(0), out) if relu else out   # x < 0 ? 0 : x
     xq = _padded(x, geom, stride, padding)
     wc = np.ascontiguousarray(w, dtype=x.dtype)
     arrays = [xq, wc, out]

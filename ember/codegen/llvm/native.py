@@ -176,15 +176,14 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool = False):
     """Max pooling over planes [start, end) of the N*C planes, PyTorch's rule: the first
     maximum wins, a NaN wins (and the last NaN). Forward: out[p, oy, ox] = x at the max.
     Backward (argument g instead of out): dx[p] = 0, dx[p, argmax] += g[p, oy, ox];
-    ``relu``: then dx[p] *= (x[p] > 0), relu's mask (a maximum > 0 at the argmax)."""
+    ``relu``: then dx[p] = 0 where x[p] <= 0, relu's gradient (torch's threshold_backward)."""
     (_, c_, h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = shape, *geom
     module, fn, b = _function(name, 3 if backward else 2)
-    one = ir.Constant(ft, 1.0)
     if backward:
         x, g, dx, start, end = fn.args
         row = b.alloca(_I32, size=_c(ow))   # one output row's argmax positions
         if relu:
-            grow = b.alloca(ft, size=_c(ow))   # and their gradients times the mask
+            grow = b.alloca(ft, size=_c(ow))   # and their gradients after relu's test
     else:
         x, out, start, end = fn.args
     ninf = ir.Constant(ft, float("-inf"))
@@ -256,12 +255,12 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool = False):
                     best, arg = window(xbase, oy, ox)
                     b.store(arg, _at(b, row, ox, _I32))
                     if relu and tiled:
-                        # Each cell gets one window's gradient or 0: the mask at the
-                        # argmax is the window's maximum > 0 (a NaN fails it), and
-                        # 0 * mask is +0 as the separate multiply gives.
+                        # Each cell gets one window's gradient or 0: relu's test at the
+                        # argmax is the window's maximum <= 0 (a NaN fails it), and a
+                        # cell no window picked is 0 either way.
                         gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
-                        m = b.select(b.fcmp_ordered(">", best, zero), one, zero)
-                        b.store(b.fmul(gv, m), _at(b, grow, ox, ft))
+                        b.store(b.select(b.fcmp_ordered("<=", best, zero), zero, gv),
+                                _at(b, grow, ox, ft))
                 if tiled:
                     for i in range(kh):
                         y = b.add(b.mul(oy, _c(kh)), _c(i))
@@ -285,16 +284,16 @@ def _pool_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool = False):
                         gv = b.load(_at(b, g, b.add(obase, ox), ft), typ=ft)
                         b.store(b.fadd(b.load(d, typ=ft), gv), d)
         if relu and not tiled:
-            # Overlapping windows add into a cell: the mask multiplies the sum, as the
-            # separate multiply does (0 * (inf + -inf) is NaN, 0 * -1 is -0.0), while
+            # Overlapping windows add into a cell: relu's test selects the sum, as the
+            # separate where does (0 where x <= 0, even for an inf or NaN sum), while
             # the plane is still in cache.
             with _for(b, 0, h) as iy:
                 with _for(b, 0, w) as ix:
                     off = _dot(b, [(iy, xstr[2]), (ix, xstr[3])])
                     xv = b.load(_at(b, x, b.add(xbase, off), ft), typ=ft)
                     d = _at(b, dx, b.add(dbase, b.add(b.mul(iy, _c(w)), ix)), ft)
-                    m = b.select(b.fcmp_ordered(">", xv, zero), one, zero)
-                    b.store(b.fmul(b.load(d, typ=ft), m), d)
+                    b.store(b.select(b.fcmp_ordered("<=", xv, zero), zero,
+                                     b.load(d, typ=ft)), d)
     b.ret_void()
     return str(module)
 
@@ -402,9 +401,8 @@ def _pool2x2_ir(name, ft, shape, xstr, geom, backward: bool, relu: bool, lanes: 
             return
         zero = splat(ft, 0.0, n)
         gv = load(g, b.add(obase, ox), n)
-        if relu:   # the mask at the argmax: the maximum > 0 (a NaN fails it)
-            gv = b.fmul(gv, b.select(b.fcmp_ordered(">", best, zero),
-                                     splat(ft, 1.0, n), zero))
+        if relu:   # relu's test at the argmax: the maximum <= 0 (a NaN fails it)
+            gv = b.select(b.fcmp_ordered("<=", best, zero), zero, gv)
         # The first cell with the maximum's bits, or the last NaN (as _pool_ir).
         itype = ity if n == 1 else ir.VectorType(ity, n)
         bits = b.bitcast(best, itype)
@@ -599,8 +597,8 @@ def max_pool2d(x: np.ndarray, kernel, stride, padding, dilation) -> np.ndarray:
 def max_pool2d_backward(g: np.ndarray, x: np.ndarray, kernel, stride, padding,
                         dilation, relu: bool = False) -> np.ndarray:
     """The input gradient of ``max_pool2d``: each output's gradient goes to the element
-    its window's maximum came from (found again from ``x``); ``relu``: times
-    ``(x > 0)``, relu's mask when ``x`` is a relu's output."""
+    its window's maximum came from (found again from ``x``); ``relu``: 0 where
+    ``x <= 0``, relu's gradient when ``x`` is a relu's output."""
     if not _strided_ok(x):
         x = np.ascontiguousarray(x)
     g = np.ascontiguousarray(g, dtype=x.dtype)

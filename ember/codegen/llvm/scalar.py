@@ -158,11 +158,11 @@ class _Scalar:
 
     def f_sign(self, x):
         b = self.b
-        one = self.c(x.type, 1.0)
-        r = b.select(b.fcmp_ordered("<", x, self.c(x.type, 0.0)), self.c(x.type, -1.0), x)
-        r = b.select(b.fcmp_ordered(">", x, self.c(x.type, 0.0)), one, r)
-        # NumPy's sign(-0.0) is +0.0; NaN stays NaN.
-        return b.select(b.fcmp_ordered("==", x, self.c(x.type, 0.0)), self.c(x.type, 0.0), r)
+        zero = self.c(x.type, 0.0)
+        # torch's sign, (0 < x) - (x < 0): 0 for a NaN (ordered compares fail), +0.0
+        # for -0.0.
+        r = b.select(b.fcmp_ordered("<", x, zero), self.c(x.type, -1.0), zero)
+        return b.select(b.fcmp_ordered(">", x, zero), self.c(x.type, 1.0), r)
 
     def f_relu(self, x):
         # maximum(x, 0) propagates NaN: a NaN fails the ordered compare and is kept.

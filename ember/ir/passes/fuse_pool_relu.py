@@ -1,16 +1,18 @@
 """Fold relu's gradient mask into the max-pooling gradient.
 
-``max_pool2d(relu(z))`` differentiates into ``mul(max_pool2d_backward(g, y),
-cast(gt(y, 0)))`` with y the relu's output (relu's gradient reads its output; a mask
-on the pre-activation z, ``gt(z, 0)`` with ``y = relu(z)``, is the same mask). The
-pooling gradient's kernel already reads y to find each window's maximum, so it applies
-the mask too (``max_pool2d_backward`` with ``relu=True``): one pass over the gradient
-instead of a pooled gradient written, then read again with y and multiplied. The fused
-kernel multiplies by 1.0 or 0.0 as the separate ``mul`` does, NaN and -0.0 included.
+``max_pool2d(relu(z))`` differentiates into ``where(le(y, 0), 0, max_pool2d_backward(g,
+y))`` with y the relu's output (relu's gradient reads its output, torch's
+``threshold_backward``; a test of the pre-activation z, ``le(z, 0)`` with ``y =
+relu(z)``, is the same test). The pooling gradient's kernel already reads y to find each
+window's maximum, so it applies the test too (``max_pool2d_backward`` with
+``relu=True``): one pass over the gradient instead of a pooled gradient written, then
+read again with y and selected. The fused kernel selects as the separate ``where``
+does: 0 where y <= 0, the gradient elsewhere (a NaN y passes it, an inf gradient where
+y <= 0 is 0).
 
-Rewritten only when it is the same program: the unmasked gradient has no other reader
-(no other node, output or write-back), the mask is exactly ``y > 0`` of the pooled
-tensor cast to the gradient's dtype, and nothing broadcasts.
+Rewritten only when it is the same program: the unselected gradient has no other reader
+(no other node, output or write-back), the test is exactly ``y <= 0`` of the pooled
+tensor, the value where it holds is 0, and nothing broadcasts.
 """
 from __future__ import annotations
 
@@ -24,16 +26,13 @@ def _is_zero(graph, nid: int) -> bool:
     return v.size == 1 and v.dtype.kind in "biuf" and bool(v.reshape(()) == 0)
 
 
-def _mask_source(graph, nid: int) -> int | None:
-    """The tensor t when ``nid`` is ``cast(gt(t, 0))``, else None."""
-    c = graph[nid]
-    if c.op != "cast" or len(c.args) != 1:
+def _test_source(graph, nid: int, shape) -> int | None:
+    """The tensor t when ``nid`` is ``le(t, 0)`` with t of ``shape``, else None."""
+    le = graph[nid]
+    if le.op != "le" or len(le.args) != 2 or not _is_zero(graph, le.args[1]):
         return None
-    gt = graph[c.args[0]]
-    if gt.op != "gt" or len(gt.args) != 2 or not _is_zero(graph, gt.args[1]):
-        return None
-    t = gt.args[0]
-    if graph[t].shape != c.shape or not graph[t].dtype.is_floating_point:
+    t = le.args[0]
+    if graph[t].shape != shape or not graph[t].dtype.is_floating_point:
         return None
     return t
 
@@ -45,7 +44,7 @@ def _private(graph, nid: int, user: int) -> bool:
 
 
 def fuse_pool_relu(graph):
-    """Rewrite ``max_pool2d_backward(g, y) * cast(y > 0)`` into
+    """Rewrite ``where(y <= 0, 0, max_pool2d_backward(g, y))`` into
     ``max_pool2d_backward(g, y, relu=True)``.
 
     >>> # in the compiled step of relu -> max_pool2d, explain shows
@@ -53,29 +52,26 @@ def fuse_pool_relu(graph):
     """
     for nid in graph.nodes():
         m = graph[nid]
-        if m.op != "mul" or len(m.args) != 2:
+        if m.op != "where" or len(m.args) != 3:
             continue
-        for pb_id, mask_id in (m.args, m.args[::-1]):
-            pb = graph[pb_id]
-            if pb.op != "max_pool2d_backward" or pb.attrs.get("relu"):
-                continue
-            if pb.shape != m.shape or pb.dtype is not m.dtype or pb_id == mask_id:
-                continue
-            if graph[mask_id].dtype is not m.dtype:
-                continue
-            t = _mask_source(graph, mask_id)
-            y = pb.args[1]
-            if t is None:
-                continue
-            # The mask of y itself, or of z where y = relu(z) (z > 0 iff relu(z) > 0).
-            if t != y and not (graph[y].op == "relu" and graph[y].args == (t,)):
-                continue
-            if not _private(graph, pb_id, nid):
-                continue
-            # pb comes before the mul and reads only earlier nodes: it takes the mul's
-            # place (every reader of the mul comes after pb too).
-            pb.attrs["relu"] = True
-            graph.replace_uses(nid, pb_id)
-            graph.remove(nid)
-            break
+        test_id, zero_id, pb_id = m.args
+        pb = graph[pb_id]
+        if pb.op != "max_pool2d_backward" or pb.attrs.get("relu"):
+            continue
+        if pb.shape != m.shape or pb.dtype is not m.dtype or not _is_zero(graph, zero_id):
+            continue
+        t = _test_source(graph, test_id, m.shape)
+        y = pb.args[1]
+        if t is None:
+            continue
+        # The test of y itself, or of z where y = relu(z) (z <= 0 iff relu(z) <= 0).
+        if t != y and not (graph[y].op == "relu" and graph[y].args == (t,)):
+            continue
+        if not _private(graph, pb_id, nid):
+            continue
+        # pb comes before the where and reads only earlier nodes: it takes the where's
+        # place (every reader of the where comes after pb too).
+        pb.attrs["relu"] = True
+        graph.replace_uses(nid, pb_id)
+        graph.remove(nid)
     return graph
