@@ -77,5 +77,21 @@ from ember.nn.modules_extra import *  # noqa: E402,F401,F403
 from ember.nn.modules_extra import __all__ as _extra  # noqa: E402
 __all__ += _extra
 
+# Lazy modules, Buffer, LPPool, MaxUnpool3d, SyncBatchNorm, adaptive softmax.
+from ember.nn.lazy import (Buffer, LazyBatchNorm1d, LazyBatchNorm2d,  # noqa: E402
+                           LazyBatchNorm3d, LazyConv1d, LazyConv2d, LazyConv3d,
+                           LazyConvTranspose1d, LazyConvTranspose2d, LazyConvTranspose3d,
+                           LazyInstanceNorm1d, LazyInstanceNorm2d, LazyInstanceNorm3d,
+                           LazyLinear, UninitializedBuffer, UninitializedParameter)
+from ember.nn.pooling_more import LPPool1d, LPPool2d, LPPool3d, MaxUnpool3d  # noqa: E402
+from ember.nn.sync_batchnorm import SyncBatchNorm  # noqa: E402
+from ember.nn.adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402
+__all__ += ["Buffer", "UninitializedParameter", "UninitializedBuffer", "LazyLinear",
+            "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d",
+            "LazyConvTranspose2d", "LazyConvTranspose3d", "LazyBatchNorm1d", "LazyBatchNorm2d",
+            "LazyBatchNorm3d", "LazyInstanceNorm1d", "LazyInstanceNorm2d",
+            "LazyInstanceNorm3d", "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool3d",
+            "SyncBatchNorm", "AdaptiveLogSoftmaxWithLoss"]
+
 # PyTorch's import paths (torch.nn.modules.loss, torch.nn.parameter); last: they read __all__.
 from ember.nn import modules, parameter, utils  # noqa: E402,F401

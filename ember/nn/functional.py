@@ -780,3 +780,10 @@ from ember.nn._functional.more_nn import *  # noqa: E402,F401,F403
 from ember.nn._functional.more_nn import __all__ as _nn3  # noqa: E402
 
 __all__ += _nn3
+# lp_pool*, max_pool*_with_indices, max_unpool3d and relu_/selu_/... (more_api.py).
+from ember.nn._functional.more_api import *  # noqa: E402,F401,F403
+from ember.nn._functional.more_api import __all__ as _more_api  # noqa: E402
+# max_pool3d that also takes return_indices=True (MaxPool3d/MaxUnpool3d need the indices)
+from ember.nn._functional.more_api import max_pool3d  # noqa: E402,F811
+
+__all__ += _more_api

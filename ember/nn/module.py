@@ -274,6 +274,9 @@ class Module:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as child module "
                                 f"'{name}' (ember.nn.Module or None expected)")
             self._modules[name] = value
+        elif isinstance(value, Tensor) and getattr(value, "_is_buffer", False):
+            # nn.Buffer / nn.UninitializedBuffer (ember/nn/lazy.py), as torch 2.5+
+            self.register_buffer(name, value, getattr(value, "persistent", True))
         elif "_buffers" in self.__dict__ and name in self._buffers:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
@@ -546,6 +549,10 @@ class Module:
         >>> model.load_state_dict(other.state_dict())
         <All keys matched successfully>
         """
+        for mod_prefix, module in self.named_modules():
+            hook = getattr(module, "_lazy_load_hook", None)   # lazy modules (nn/lazy.py)
+            if hook is not None:
+                hook(state_dict, mod_prefix + ("." if mod_prefix else ""))
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

@@ -35,7 +35,7 @@ from ember.tracer.dynamic import DynamicDims
 from ember.tracer.entry import Entry
 from ember.tracer.events import clock
 from ember.tracer.fastpath import MISS
-from ember.tracer.guards import GuardSet
+from ember.tracer.guards import GuardSet, UninitializedTensor
 from ember.tracer.key import CallKey, key_fields
 from ember.tracer import options as _options
 from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F401
@@ -275,7 +275,18 @@ class CompiledFunction:
         """A miss: trace (the call runs eagerly under the tracer), then keep the entry if
         the call finished and left the state its trace read as it found it."""
         t0 = clock()
-        result, entry = self._compile_entry(key, args, kwargs, leaves, reason)
+        try:
+            result, entry = self._compile_entry(key, args, kwargs, leaves, reason)
+        except UninitializedTensor as e:
+            # A lazy module before its first call: this call runs eagerly and initializes
+            # it (torch.compile does the same); the next one compiles.
+            self._fast = None
+            self.counters["eager_calls"] += 1
+            note = (f"{e} was an uninitialized (lazy) parameter or buffer: the first call "
+                    f"ran eagerly to initialize it")
+            if note not in self.notes:
+                self.notes.append(note)
+            return self.fn(*args, **kwargs)
         # What compiling costs, for the sizes to come (admission.py), less the machine code
         # it generated (later sizes reuse that)
         made = sum(seg.plan.phase_seconds.get(k, 0.0) for seg in segments(entry.root)

@@ -77,6 +77,11 @@ def _ref(obj) -> Callable[[], Any]:
         return _Strong(obj)
 
 
+class UninitializedTensor(Exception):
+    """The call reaches a lazy module's uninitialized parameter or buffer (``where``):
+    its shape is not known until an eager call initializes it."""
+
+
 class GuardSet:
     """The guards of one trace. ``check(leaves)`` is -1 when all hold, else the index of
     the first that failed (``describe(i)`` says what changed)."""
@@ -206,6 +211,8 @@ class _Builder:
         # Any other object: the same object, then (walked later) what it holds. A tensor:
         # also what Python may decide on without using it in an op (``if w.requires_grad``,
         # ``x * W.shape[0]``); ``.data = other`` can change its shape and dtype.
+        if getattr(v, "_uninitialized", False):   # a lazy module's (nn/lazy.py)
+            raise UninitializedTensor(where)
         k = self._root(v)
         if _is_tensor(v):
             a = v._data
