@@ -354,8 +354,10 @@ def solve_triangular(A: Tensor, B: Tensor, *, upper: bool, left: bool = True,
 def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False) -> Tensor:
     """``torch.cholesky_solve``: X with ``A @ X = B``, given A's Cholesky factor ``L``
     (lower; upper when ``upper``)."""
-    y = solve_triangular(L, B, upper=upper)
-    return solve_triangular(L.mT, y, upper=not upper)
+    # A = L L^H (or U^H U): solve with the lower factor, then with its conjugate transpose
+    low = L if not upper else (L.mT.conj() if L.dtype.is_complex else L.mT)
+    y = solve_triangular(low, B, upper=False)
+    return solve_triangular(low.mT.conj() if low.dtype.is_complex else low.mT, y, upper=True)
 
 
 def triangular_solve(b: Tensor, A: Tensor, upper: bool = True, transpose: bool = False,

@@ -163,6 +163,10 @@ def test_top_level_functions_against_torch():
     lo = np.linalg.cholesky(s)
     np.testing.assert_allclose(to_np(ember.cholesky_solve(ember.tensor(b), ember.tensor(lo))),
                                torch.cholesky_solve(torch.tensor(b), torch.tensor(lo)).numpy())
+    up = np.swapaxes(lo, -1, -2)   # the upper factor: A = U^T U (once solved with U first)
+    np.testing.assert_allclose(
+        to_np(ember.cholesky_solve(ember.tensor(b), ember.tensor(up), upper=True)),
+        torch.cholesky_solve(torch.tensor(b), torch.tensor(up), upper=True).numpy())
     np.testing.assert_allclose(to_np(ember.logdet(ember.tensor(s))),
                                torch.logdet(torch.tensor(s)).numpy())
     assert np.isnan(to_np(ember.logdet(ember.tensor(-np.eye(3)))))
