@@ -9,6 +9,7 @@ tensor([4., 6.])
 from ember import ops as _ops  # noqa: F401  (fills the op registry)
 from ember.autograd import (enable_grad, inference_mode, is_grad_enabled,
                             is_inference_mode_enabled, no_grad, set_grad_enabled)
+from ember.autograd import is_anomaly_check_nan_enabled, is_anomaly_enabled, set_anomaly_enabled  # noqa: E501,F401
 from ember.dtypes import (bool_ as bool, bfloat16, complex64, complex128, float16, float32,
                           float64, finfo, get_default_dtype, iinfo, int8, int16, int32, int64,
                           is_complex, is_floating_point, promote_types, set_default_dtype,
@@ -62,6 +63,8 @@ from ember import sparse  # noqa: E402
 from ember import func  # noqa: E402,F401
 from ember.printing import set_printoptions  # noqa: E402,F401
 from ember.functions_toplevel import *  # noqa: E402,F401,F403
+from ember.tensor_extra import *  # noqa: E402,F401,F403
+from ember.functions_extra import *  # noqa: E402,F401,F403
 from ember.sparse import layout, sparse_coo, sparse_coo_tensor, spmm, strided  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
                            set_num_interop_threads, set_num_threads)

@@ -549,5 +549,26 @@ def _accumulate(t, g) -> None:
 from ember import autograd_anomaly as anomaly  # noqa: E402
 from ember.autograd_anomaly import (detect_anomaly, is_anomaly_check_nan_enabled,  # noqa: E402,F401
                                     is_anomaly_enabled, set_detect_anomaly)
+
+
+def set_anomaly_enabled(enabled: bool, check_nan: bool = True) -> None:
+    """Turn anomaly detection on or off for good, as ``torch.set_anomaly_enabled``
+    (``set_detect_anomaly`` is the same as a context manager).
+
+    >>> ember.set_anomaly_enabled(True); ember.is_anomaly_enabled()
+    True
+    >>> ember.set_anomaly_enabled(False)
+    """
+    anomaly.ENABLED[0], anomaly._CHECK_NAN[0] = bool(enabled), bool(check_nan)
+
 from ember import autograd_function as function  # noqa: E402
 from ember.autograd_function import Function, FunctionCtx, once_differentiable  # noqa: E402,F401
+# torch.autograd.Variable (legacy: a Tensor) and torch.autograd.gradcheck. As in torch,
+# ``ember.autograd.gradcheck`` is the function; the module is importable by its torch
+# path (``from ember.autograd.gradcheck import GradcheckError``).
+from ember import autograd_variable as variable  # noqa: E402
+from ember.autograd_variable import Variable  # noqa: E402,F401
+from ember import autograd_gradcheck as _gradcheck_module  # noqa: E402
+from ember.autograd_gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: E402,F401
+sys.modules[__name__ + ".variable"] = variable
+sys.modules[__name__ + ".gradcheck"] = _gradcheck_module
