@@ -92,19 +92,50 @@ def cosh(input: Tensor) -> Tensor:
     return (x.exp() + (-x).exp()) * 0.5
 
 
-def asinh(input: Tensor) -> Tensor:
-    """The inverse hyperbolic sine, as sign(x) log1p(|x| + x^2 / (1 + sqrt(1 + x^2)))
-    (exact near 0, no cancellation for negative x). ``ember.asinh(ember.tensor([1.0]))``"""
-    x = _float(input)
-    a = x.abs()
-    return x.sign() * (a + a * a / (1 + (1 + a * a).sqrt())).log1p()
+# Beyond 2^28, x^2 would overflow float32 (or lose 1 + x^2's 1): asinh and acosh are
+# log(2x) there, to within 1/(4x^2) (< 2^-58). Each branch of their ``where``s sees an
+# argument clamped into its own range, so the branch not taken has a finite value and
+# derivative and adds an exact 0 to the gradient (an inf or NaN there would make it NaN).
+_BIG = 2.0 ** 28
+_LN2 = math.log(2.0)
 
 
-def acosh(input: Tensor) -> Tensor:
-    """The inverse hyperbolic cosine, log(x + sqrt(x^2 - 1)) (nan below 1).
-    ``ember.acosh(ember.tensor([2.0]))``"""
-    x = _float(input)
-    return (x + ((x - 1) * (x + 1)).sqrt()).log()
+def _in_float32(fn):
+    """float16/bfloat16 compute in float32 (x^2 overflows float16 from 256), as torch's
+    half kernels do, and round once at the end."""
+    def wrapped(input: Tensor) -> Tensor:
+        x = _float(input)
+        if x.dtype in (dtypes.float16, dtypes.bfloat16):
+            return fn(x.to(dtypes.float32)).to(x.dtype)
+        return fn(x)
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+@_in_float32
+def asinh(x: Tensor) -> Tensor:
+    """The inverse hyperbolic sine: log1p(x + x^2 / (1 + sqrt(1 + x^2))) for x >= 0 (exact
+    near 0), -asinh(-x) below, log(2|x|) with x's sign beyond 2^28.
+    ``ember.asinh(ember.tensor([1.0]))``"""
+    def pos(y):
+        return (y + y * y / (1 + (1 + y * y).sqrt())).log1p()
+    neg = x < 0
+    small = x.clamp(-_BIG, _BIG)
+    near = where(neg, -pos(where(neg, -small, 0.0)), pos(where(neg, 0.0, small)))
+    far = (dispatch("maximum", x.abs(), x.new_full((), _BIG)).log() + _LN2)
+    return where(x.abs() > _BIG, where(neg, -far, far), near)
+
+
+@_in_float32
+def acosh(x: Tensor) -> Tensor:
+    """The inverse hyperbolic cosine, log1p(t + sqrt(t (x + 1))) with t = x - 1 (exact near
+    1, nan below), log(2x) beyond 2^28. ``ember.acosh(ember.tensor([2.0]))``"""
+    small = dispatch("minimum", x, x.new_full((), _BIG))
+    far = dispatch("maximum", x, x.new_full((), _BIG)).log() + _LN2
+    t = small - 1
+    # sqrt(t) sqrt(x + 1), not sqrt(t (x + 1)): at x = 1 the gradient is inf, as torch's,
+    # where the product rule would multiply an inf by t = 0
+    return where(x > _BIG, far, (t + t.sqrt() * (small + 1).sqrt()).log1p())
 
 
 def atanh(input: Tensor) -> Tensor:

@@ -94,3 +94,57 @@ def test_compiled_forward_keeps_torch_relu_and_sign():
     _same_bits(r.numpy(), np.where(y < 0, np.float32(0), y))
     _same_bits(s.numpy(), np.where(y > 0, 1, np.where(y < 0, -1, 0)).astype(np.float32))
     assert not cf.fallbacks
+
+
+# ---- functions composed of primitives ---------------------------------------------------
+
+BIG = [0.0, 1e-6, -1e-6, 0.5, -3.0, 1e3, -3e4, 1e7, 1e19, -1e19, 1e30, -3e38, np.inf,
+       -np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_asinh_acosh_stay_finite_where_x_squared_overflows(dtype):
+    """asinh(1e30) was NaN (x * x overflowed float32) and acosh(1e30) inf; torch's are
+    69.77. Their gradients too, compiled as eager."""
+    torch = pytest.importorskip("torch")
+    x = np.array(BIG, dtype)
+    for name, vals in (("asinh", x), ("acosh", np.abs(x) + 1)):
+        e = getattr(ember, name)(ember.tensor(vals)).numpy()
+        t = getattr(torch, name)(torch.tensor(vals)).numpy()
+        np.testing.assert_allclose(e, t, rtol=4 * np.finfo(dtype).eps, atol=0)
+        ok = np.isfinite(vals)
+        xe = ember.tensor(vals[ok], requires_grad=True)
+        getattr(ember, name)(xe).sum().backward()
+        xt = torch.tensor(vals[ok], requires_grad=True)
+        getattr(torch, name)(xt).sum().backward()
+        # (torch's gradient 1/sqrt(1 + x^2) underflows to 0 beyond 1e19; ours is 1/|x|)
+        np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-18)
+        cf = ember.compile(lambda v, name=name: getattr(ember, name)(v))
+        for _ in range(3):
+            got = cf(ember.tensor(vals)).numpy()
+        np.testing.assert_allclose(got, e, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_asinh_in_float16_computes_in_float32():
+    torch = pytest.importorskip("torch")
+    x = np.array([0.5, -300.0, 6e4], np.float16)
+    np.testing.assert_array_equal(ember.asinh(ember.tensor(x)).numpy(),
+                                  torch.asinh(torch.tensor(x)).numpy())
+
+
+def test_logsigmoid_gradient_at_zero_is_half():
+    """min(x, 0) through clamp gave the gradient 1 at x = 0 (zero-initialized logits);
+    torch's is sigmoid(-0) = 0.5."""
+    x = ember.tensor([0.0, -0.0, 1.0, -2.0], requires_grad=True)
+    ember.nn.functional.logsigmoid(x).sum().backward()
+    want = 1 / (1 + np.exp(np.array([0.0, 0.0, 1.0, -2.0])))
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6)
+
+
+def test_shrinks_keep_nan():
+    torch = pytest.importorskip("torch")
+    x = np.array([np.nan, 0.3, -0.3, 0.7, -0.7, np.inf, -np.inf], np.float32)
+    for name in ("hardshrink", "softshrink"):
+        e = getattr(ember.nn.functional, name)(ember.tensor(x)).numpy()
+        t = getattr(torch.nn.functional, name)(torch.tensor(x)).numpy()
+        np.testing.assert_array_equal(e, t)   # (torch's softshrink(-0.3) is -0.0)

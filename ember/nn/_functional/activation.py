@@ -125,8 +125,10 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 def logsigmoid(input: Tensor) -> Tensor:
     """log(sigmoid(x)) = -softplus(-x), computed stably. ``F.logsigmoid(x)``."""
     _check("logsigmoid", input)
-    # min(x, 0) - log1p(exp(-|x|)): no overflow on either side.
-    return input.clamp(max=0.0) - (-input.abs()).exp().log1p()
+    # min(x, 0) - log1p(exp(-|x|)): no overflow on either side. minimum, not clamp: at
+    # x = 0 its tie gives half the gradient (|x|'s is 0 there), so the total is torch's
+    # sigmoid(-0) = 0.5; clamp's would be 1.
+    return dispatch("minimum", input, input.new_zeros(())) - (-input.abs()).exp().log1p()
 
 
 def softsign(input: Tensor) -> Tensor:

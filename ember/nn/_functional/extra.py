@@ -17,13 +17,15 @@ __all__ = ["hardshrink", "softshrink", "rrelu", "rrelu_", "local_response_norm",
 
 
 def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
-    """x where |x| > lambd, else 0."""
-    return where(input.abs() > lambd, input, 0.0)
+    """0 where |x| <= lambd, else x (a NaN stays NaN, as torch)."""
+    return where(input.abs() <= lambd, 0.0, input)
 
 
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
-    """x - lambd above lambd, x + lambd below -lambd, else 0."""
-    return where(input > lambd, input - lambd, where(input < -lambd, input + lambd, 0.0))
+    """0 where |x| <= lambd, x - lambd above it, x + lambd below -lambd (a NaN stays NaN
+    and passes its gradient, as torch)."""
+    return where(input.abs() <= lambd, 0.0,
+                 where(input > lambd, input - lambd, input + lambd))
 
 
 def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3,
