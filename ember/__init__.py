@@ -41,7 +41,7 @@ from ember.complex_numbers import (angle, complex, conj, imag, polar, real,  # n
                                    view_as_complex, view_as_real)
 from ember import serialization  # noqa: E402
 from ember.serialization import load, save  # noqa: E402
-from ember.sampling import bernoulli, multinomial, normal  # noqa: E402
+from ember.sampling import binomial, bernoulli, multinomial, normal, poisson  # noqa: E402
 from ember.random import get_rng_state, set_rng_state  # noqa: E402
 from ember import cuda, nn, optim, random, utils  # noqa: E402
 from ember.nn.functional import cosine_similarity, pairwise_distance  # noqa: E402,F401

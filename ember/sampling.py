@@ -64,6 +64,28 @@ def bernoulli(input: Tensor, p: float | None = None, *, generator=None) -> Tenso
     return (rand_like(input, dtype=_draw_dtype(input), generator=generator) < probs).to(input.dtype)
 
 
+def poisson(input: Tensor, generator=None) -> Tensor:
+    """A Poisson draw per element with rate ``input``, in ``input``'s dtype (no gradient).
+
+    >>> ember.poisson(ember.zeros(2))
+    tensor([0., 0.])
+    """
+    from ember.distributions import poisson as _  # noqa: F401  (defines the op)
+    return dispatch("poisson_sample", input.detach(), device=input.device,
+                    generator=generator)
+
+
+def binomial(count: Tensor, prob: Tensor, generator=None) -> Tensor:
+    """A binomial draw per element: ``count`` trials of probability ``prob`` (no gradient).
+
+    >>> ember.binomial(ember.tensor([3.0]), ember.tensor([1.0]))
+    tensor([3.])
+    """
+    from ember.distributions import binomial as _  # noqa: F401  (defines the op)
+    return dispatch("binomial_sample", count.detach(), prob.detach(), device=count.device,
+                    generator=generator)
+
+
 def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None,
            requires_grad: bool = False) -> Tensor:
     """Normal samples with the given mean and standard deviation (tensors broadcast;

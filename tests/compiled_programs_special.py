@@ -51,4 +51,7 @@ SPECIAL_PROGRAMS = {
 }
 SPECIAL_RANDOM_MAKERS = {
     "standard_gamma": lambda x: x + ember.distributions.gamma.standard_gamma(ember.ones(4) * 2),
+    "poisson_sample": lambda x: x + ember.distributions.Poisson(ember.full((4,), 20.0)).sample(),
+    "binomial_sample": lambda x: x + ember.distributions.Binomial(
+        100, probs=ember.full((4,), 0.5)).sample(),
 }

@@ -146,4 +146,13 @@ def special_cases(Case, unary_cases) -> dict:
              lambda m, v: np.linalg.solve(m.T, v), {"transpose": True}, id="transposed")]
     cases["dist_check"] = [Case([np.array([True, True])], lambda a: T().ones((), dtype=T().bool),
                                 None, id="pass", grad=False)]
+    # Poisson's and Binomial's sampling ops (ember/distributions/poisson.py, binomial.py).
+    rate = _u(0.5, 8.0, 3, 4)
+    cases["poisson_sample"] = [
+        Case([rate], lambda: T().poisson(T().tensor(rate)), None, {"dtype": ember.float64},
+             eattrs={"device": CPU}, id="f64", grad=False)]
+    count, prob = np.full((3, 4), 7.0), _u(0.1, 0.9, 3, 4)
+    cases["binomial_sample"] = [
+        Case([count, prob], lambda: T().binomial(T().tensor(count), T().tensor(prob)), None,
+             {"dtype": ember.float64}, eattrs={"device": CPU}, id="f64", grad=False)]
     return cases
