@@ -27,11 +27,10 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _float64(fn):
-    """Compute in float64, silently (poles give inf/nan as in PyTorch), return the input's
-    float dtype."""
+    """Compute in float64 (poles give inf/nan as in PyTorch, silently: dispatch.quiet),
+    return the input's float dtype."""
     def eager(xp, a, **attrs):
-        with np.errstate(all="ignore"):
-            out = fn(xp, a.astype(np.float64), **attrs)
+        out = fn(xp, a.astype(np.float64), **attrs)
         return out.astype(a.dtype if a.dtype.kind in "fc" else np.float64)
     return eager
 

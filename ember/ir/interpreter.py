@@ -20,6 +20,7 @@ import numpy as np
 from ember.errors import OpError
 from ember.ops.registry import OPS
 from ember.devices import array_module
+from ember.dispatch import loud, quiet
 
 
 class Interpreter:
@@ -52,7 +53,11 @@ class Interpreter:
     def call_op(self, d: dict, args: list):
         """Run the op of node data ``d`` on ``args`` (arrays)."""
         xp = self.xp or array_module(d.device)
-        out = OPS[d.op].eager(xp, *args, **d.attrs)
+        token = quiet()   # NumPy's inf/NaN warnings off, as in eager (dispatch.py)
+        try:
+            out = OPS[d.op].eager(xp, *args, **d.attrs)
+        finally:
+            loud(token)
         if type(out) is not np.ndarray and not hasattr(out, "__cuda_array_interface__"):
             out = xp.asarray(out)  # NumPy returns scalars for 0-dim results
         return out

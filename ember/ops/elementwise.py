@@ -1,6 +1,8 @@
 """Elementwise primitives: unary, binary and ternary ops with broadcasting.
 
-Gradients are written with ember tensor ops; ``sum_to`` undoes broadcasting.
+Gradients are written with ember tensor ops; ``sum_to`` undoes broadcasting. Ops run
+with NumPy's floating-point warnings off (``dispatch.quiet``): log(0) = -inf, 0/0 = nan,
+sin(inf) = nan silently, as in PyTorch.
 """
 from __future__ import annotations
 
@@ -29,14 +31,6 @@ def sum_to(g, shape):
     return g.reshape(shape) if g.shape != shape else g
 
 
-def _quiet(fn):
-    """Run a NumPy ufunc without warnings: log(0) = -inf and 0/0 = nan, silently, as in PyTorch."""
-    def eager(xp, *arrays):
-        with np.errstate(all="ignore"):
-            return fn(xp, *arrays)
-    return eager
-
-
 def _holomorphic(vjp):
     """The vjp of a complex-differentiable op for complex cotangents: PyTorch's gradient
     is g * conj(f'(z)), and ``vjp`` computes g * f'(z), so conjugate around it."""
@@ -52,11 +46,11 @@ def _holomorphic(vjp):
 # ---- unary ----------------------------------------------------------------------------
 
 defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,))
-defop("exp", UNARY, _quiet(lambda xp, a: xp.exp(a)), _holomorphic(lambda g, out, a: (g * out,)),
+defop("exp", UNARY, lambda xp, a: xp.exp(a), _holomorphic(lambda g, out, a: (g * out,)),
       dtype_rule="float")
-defop("log", UNARY, _quiet(lambda xp, a: xp.log(a)), _holomorphic(lambda g, out, a: (g / a,)),
+defop("log", UNARY, lambda xp, a: xp.log(a), _holomorphic(lambda g, out, a: (g / a,)),
       dtype_rule="float")
-defop("sqrt", UNARY, _quiet(lambda xp, a: xp.sqrt(a)),
+defop("sqrt", UNARY, lambda xp, a: xp.sqrt(a),
       _holomorphic(lambda g, out, a: (g * 0.5 / out,)),
       dtype_rule="float")
 # torch's sgn rule: the gradient times sign(a), so 0 at a NaN (torch's sign of NaN is 0).
@@ -250,17 +244,16 @@ def _pow(xp, a, b):
     if a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b < 0).any():
         raise ValueError("Integers to negative integer powers are not allowed.")
     n = small_power(a, b)
-    with np.errstate(all="ignore"):
-        if n is not None:
-            return a * a if n == 2 else a * a * a
-        return xp.power(a, b)
+    if n is not None:
+        return a * a if n == 2 else a * a * a
+    return xp.power(a, b)
 
 
 defop("add", BINARY, lambda xp, a, b: a + b, _add_vjp, commutative=True)
 defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp)
 defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True,
       reads_for_others=(0, 1))
-defop("div", BINARY, _quiet(lambda xp, a, b: xp.true_divide(a, b)), _div_vjp, dtype_rule="float",
+defop("div", BINARY, lambda xp, a, b: xp.true_divide(a, b), _div_vjp, dtype_rule="float",
       out_for=(1,))
 defop("pow", BINARY, _pow, _holomorphic(_pow_vjp), reads_for_others=(1,), out_for=(1,))
 
@@ -270,8 +263,7 @@ def _int_division(fn):
     def eager(xp, a, b):
         if a.dtype.kind in "biu" and (b == 0).any():
             raise ZeroDivisionError("ZeroDivisionError")
-        with np.errstate(all="ignore"):  # float x / 0: inf or nan, silently
-            return fn(xp, a, b)
+        return fn(xp, a, b)   # float x / 0: inf or nan (silently: dispatch.quiet)
     return eager
 
 
@@ -314,10 +306,10 @@ defop("where", TERNARY, lambda xp, c, a, b: xp.where(c, a, b), _where_vjp, dtype
 # ---- accurate near zero, rounding, C remainder, bitwise ----------------------------------
 # log(1 + x) and exp(x) - 1 lose every digit of a small x to rounding (log1p(1e-8) would
 # be 0 in float32): NumPy's log1p/expm1 keep them.
-defop("log1p", UNARY, _quiet(lambda xp, a: xp.log1p(a)),
+defop("log1p", UNARY, lambda xp, a: xp.log1p(a),
       _holomorphic(lambda g, out, a: (g / (a + 1),)),
       dtype_rule="float")
-defop("expm1", UNARY, _quiet(lambda xp, a: xp.expm1(a)),
+defop("expm1", UNARY, lambda xp, a: xp.expm1(a),
       _holomorphic(lambda g, out, a: (g * (out + 1),)),
       dtype_rule="float")
 

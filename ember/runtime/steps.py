@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ember.devices import array_module
+from ember.dispatch import loud, quiet
 from ember.errors import OpError
 from ember.ir.interpreter import Interpreter, run_node
 from ember.ops.matmul import matmul_rows
@@ -72,12 +73,15 @@ class EagerStep:
     def __call__(self, env: dict) -> None:
         # interpreter.run_node's work, without making an Interpreter per call
         d = self.node
+        token = quiet()   # NumPy's inf/NaN warnings off, as in eager (dispatch.py)
         try:
             out = OPS[d.op].eager(self.xp, *[env[a] for a in d.args], **d.attrs)
         except OpError as e:   # an op's own check: eager's error type, the user's line
             raise e.relocated(d.src or e.location) from None
         except Exception as e:
             raise Interpreter(self.graph).node_error(self.nid, d, e)
+        finally:
+            loud(token)
         if type(out) is not _NDARRAY and not hasattr(out, "__cuda_array_interface__"):
             out = self.xp.asarray(out)  # NumPy returns scalars for 0-dim results
         if out.shape != self.shape and not self.any_shape:   # kernels after this one
