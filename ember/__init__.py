@@ -36,6 +36,7 @@ from ember.linalg_decomp import (cholesky_solve, det, logdet, matrix_power,  # n
                                  pinverse, slogdet, triangular_solve)
 from ember.linalg_decomp import inv as inverse, legacy_cholesky as cholesky  # noqa: E402
 from ember.linalg_decomp import legacy_cross as cross, legacy_qr as qr, legacy_svd as svd  # noqa
+from ember.linalg_more import legacy_lu as lu, legacy_lu_solve as lu_solve, lu_unpack  # noqa
 from ember import fft  # noqa: E402
 from ember.complex_numbers import (angle, complex, conj, imag, polar, real,  # noqa: E402
                                    view_as_complex, view_as_real)
@@ -65,6 +66,7 @@ from ember.printing import set_printoptions  # noqa: E402,F401
 from ember.functions_toplevel import *  # noqa: E402,F401,F403
 from ember.tensor_extra import *  # noqa: E402,F401,F403
 from ember.functions_extra import *  # noqa: E402,F401,F403
+from ember.spectral import istft, stft  # noqa: E402
 from ember.sparse import layout, sparse_coo, sparse_coo_tensor, spmm, strided  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402
                            set_num_interop_threads, set_num_threads)

@@ -141,3 +141,9 @@ from ember.linalg_decomp import *  # noqa: E402,F401,F403
 from ember.linalg_decomp import __all__ as _decomp_all  # noqa: E402
 
 __all__ += _decomp_all
+
+# LU, eig, LDL and the tensor solves (ember/linalg_more.py).
+from ember.linalg_more import *  # noqa: E402,F401,F403
+from ember.linalg_more import __all__ as _more_all  # noqa: E402
+
+__all__ += _more_all

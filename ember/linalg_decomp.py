@@ -209,9 +209,14 @@ def pinv(A: Tensor, *, atol=None, rtol=None, hermitian: bool = False) -> Tensor:
 def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None) -> LstsqResult:
     """The least-squares solution X of ``A @ X ~ B`` (by the pseudo-inverse: the
     minimum-norm one when A is rank-deficient); ``residuals`` (the squared residual norms)
-    when m > n and A has full rank, else empty; ``rank``; ``singular_values`` empty unless
-    ``driver`` is "gelsd" or "gelss", as PyTorch's CPU default "gelsy"."""
+    when m > n and A has full rank, else empty (always for ``driver="gelsy"``; PyTorch's
+    default None means "gelsy" and leaves them empty too, ember's None computes them);
+    ``rank`` (empty for "gels"); ``singular_values`` empty unless ``driver`` is "gelsd" or
+    "gelss"."""
     _check_matrix(A, "linalg.lstsq")
+    if driver not in (None, "gels", "gelsy", "gelsd", "gelss"):
+        raise OpError("linalg.lstsq", "torch.linalg.lstsq: parameter `driver` should be one "
+                      "of (gels, gelsy, gelsd, gelss)", (A, B))
     vector = B.ndim == A.ndim - 1
     b = B.unsqueeze(-1) if vector else B
     if b.shape[-2] != A.shape[-2]:
@@ -223,8 +228,11 @@ def lstsq(A: Tensor, B: Tensor, rcond=None, *, driver=None) -> LstsqResult:
     x = pinv(A, rtol=rcond) @ b
     rank = matrix_rank(A.detach(), rtol=rcond)
     residuals = A.new_zeros((0,))
-    if m > n and bool((rank == n).all()):
+    # PyTorch leaves the residuals empty for an explicit "gelsy" (None keeps them here)
+    if m > n and driver != "gelsy" and bool((rank == n).all()):
         residuals = ((A @ x - b) ** 2).sum(-2)
+    if driver == "gels":   # gels (QR) assumes full rank and reports none
+        rank = rank.new_zeros((0,))
     sv = svdvals(A) if driver in ("gelsd", "gelss") else A.new_zeros((0,))
     return LstsqResult(x.squeeze(-1) if vector else x, residuals, rank, sv)
 
