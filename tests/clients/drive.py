@@ -2,7 +2,7 @@
 
     python tests/clients/drive.py PROGRAM FRAMEWORK OUTDIR
 
-PROGRAM is ``mnist``, ``word_language_model`` or ``mingpt``; FRAMEWORK is ``torch`` or
+PROGRAM is ``mnist``, ``wlm_<model>``, ``mingpt`` or ``makemore_<model>``; FRAMEWORK is ``torch`` or
 ``ember``. With ``ember``, every ``torch`` module name is mapped to the ember module of
 the same name before the program is imported, so the program text is exactly PyTorch's.
 The data are small and synthetic (nothing can be downloaded) and go through the
@@ -292,6 +292,76 @@ def run_mingpt(torch, framework: str, outdir: str) -> dict:
     return result
 
 
+# ----------------------------------------------------------------------- makemore
+def run_makemore(torch, framework: str, outdir: str, model_type: str) -> dict:
+    """karpathy/makemore's six models (bigram, mlp, rnn, gru, bow, transformer) on its own
+    CharDataset, ModelConfig, AdamW settings, ``evaluate`` and ``generate``. Its
+    ``create_datasets`` splits by ``torch.randperm`` and its training loop samples
+    batches at random, neither reproducible across libraries: the split and the batches
+    are fixed here instead."""
+    sys.path.insert(0, os.path.join(HERE, "makemore"))
+    prog = importlib.import_module("makemore")   # imports torch.utils.tensorboard
+    rng = np.random.default_rng(3)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words = ["".join(rng.choice(letters, rng.integers(2, 8))) for _ in range(120)]
+    chars = sorted(set("".join(words)))
+    longest = max(len(w) for w in words)
+    train = prog.CharDataset(words[:90], chars, longest)
+    test = prog.CharDataset(words[90:], chars, longest)
+    config = prog.ModelConfig(vocab_size=train.get_vocab_size(),
+                              block_size=train.get_output_length(), n_layer=2, n_head=2,
+                              n_embd=16, n_embd2=16)
+    cells = {"rnn": "rnn", "gru": "gru"}
+
+    def make_model():
+        if model_type in cells:
+            model = prog.RNN(config, cell_type=cells[model_type])
+        else:
+            model = {"transformer": prog.Transformer, "bow": prog.BoW, "mlp": prog.MLP,
+                     "bigram": prog.Bigram}[model_type](config)
+        share_weights(torch, model, outdir, f"makemore_{model_type}", framework)
+        # the program's optimizer settings (makemore.py, __main__)
+        return model, torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.01,
+                                        betas=(0.9, 0.99), eps=1e-8)
+
+    def batch(rows):
+        xs, ys = zip(*(train[int(i)] for i in rows))
+        return torch.stack(list(xs)), torch.stack(list(ys))
+
+    batches = [batch(rng.integers(0, len(train), 16)) for _ in range(8)]
+
+    def step(model, opt):
+        def train_step(x, y):
+            logits, loss = model(x, y)
+            model.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss
+        return train_step
+
+    model, opt = make_model()
+    fn = step(model, opt)
+    losses = [float(fn(*b)) for b in batches]
+    # evaluate() shuffles its batches (and the padding that cross entropy ignores makes
+    # each batch's mean depend on its words): the whole test set as one batch gives the
+    # same number in any order. It reads the program's global ``args`` (set in __main__).
+    prog.args = argparse.Namespace(device="cpu")
+    losses.append(float(prog.evaluate(model, test, batch_size=len(test))))
+    start = torch.zeros(2, 1, dtype=torch.long)
+    greedy = prog.generate(model, start, 6, do_sample=False).tolist()
+    result = {"losses": losses, "weights": checksums(model), "greedy": greedy}
+    if framework == "ember":
+        result["compiled"] = compiled_vs_eager(torch, make_model, step, batches[:4])
+    # The key third of c_attn's bias cannot change attention (softmax ignores a shift
+    # per query): its gradient is round-off, which AdamW scales up to whole steps, so
+    # its values differ between any two runs that round differently. The rest is compared.
+    for weights in [result["weights"]] + [result.get("compiled", {}).get(m, {}).get(
+            "weights", {}) for m in ("eager", "compiled")]:
+        for k in [k for k in weights if k.endswith("attn.c_attn.bias")]:
+            del weights[k]
+    return result
+
+
 def main() -> None:
     program, framework, outdir = sys.argv[1:4]
     if framework == "ember":
@@ -305,6 +375,8 @@ def main() -> None:
         result = run_word_language_model(torch, framework, outdir, program[4:])
     elif program == "mingpt":
         result = run_mingpt(torch, framework, outdir)
+    elif program.startswith("makemore_"):
+        result = run_makemore(torch, framework, outdir, program[9:])
     else:
         raise SystemExit(f"unknown program {program!r}")
     with open(os.path.join(outdir, f"{program}_{framework}.json"), "w") as f:
