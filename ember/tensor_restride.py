@@ -8,7 +8,8 @@ steps replayed on the base (for a new history after an in-place write). A base t
 changes shape in place would make its older views' steps wrong, so those views get the
 inverse step (back to the old shape) put in front of theirs. They are found with the
 garbage collector's referrers, only when the tensor is referenced from more places than
-the call itself (a fresh result being reshaped is not).
+the call itself (a fresh result being reshaped is not) and its version counter, which
+views share, is held by something else too.
 
 Under ``ember.compile``: a tensor made during the call is followed (the tracer sees the
 view op). A tensor from outside the call (argument, parameter, captured) changing shape
@@ -55,6 +56,10 @@ def _restride(self: Tensor, make: Callable[[Tensor], Tensor], inverse: tuple, op
             tracer.fail(f"{op}() changes the shape of a tensor from outside the call in "
                         "place")
     refs = sys.getrefcount(self)
+    # Views share their base's version counter (Tensor._view_of): when nothing else holds
+    # it, no view exists and the garbage collector's scan (~10 ms on a large heap) is
+    # skipped. (Other holders, such as autograd's saved outputs, only cost the scan.)
+    shared = sys.getrefcount(self._vc) > 2
     # The view is made of a stand-in with the old shape: autograd keeps the inputs of
     # the view's node, and their shapes must stay as they were.
     old = Tensor._wrap(self._data, self._rg)
@@ -69,7 +74,7 @@ def _restride(self: Tensor, make: Callable[[Tensor], Tensor], inverse: tuple, op
         return self
     if view._base is None:   # (squeeze, unsqueeze and transpose always give views)
         raise RuntimeError(f"{op}: the result is not a view of the tensor")
-    if base is None and refs > own + 1:
+    if base is None and refs > own + 1 and shared:
         _prepend_to_views(self, inverse)
     self._data = view._data
     if base is not None:   # still a view of its base, one step further
