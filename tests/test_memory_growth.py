@@ -98,9 +98,11 @@ def test_compiled_step_holds_about_one_eager_step_of_memory(make, shape, batch):
     # Its working buffers: at most about what one eager step allocates at its peak
     # (before the fix, the first run's arrays stayed beside them: over 1.7x). Eager
     # frees what no gradient reads as the forward goes (autograd.Unsaved), as PyTorch
-    # does: its peak is the tighter bound now (the MLP's arena is 1.40x of it, packed
-    # by liveness over the whole step; the CNN's 0.58x).
-    assert extra <= 1.5 * eager_peak, (extra, eager_peak)
+    # does: its peak is the tighter bound now (the MLP's arena is 1.52x of it, packed
+    # by liveness over the whole step; the CNN's 0.58x. It was 1.17x until relu's
+    # eager gradient became a select: no float copy of its mask, eager's peak 2.25 ->
+    # 1.73 MB, the arena unchanged at 2.64 MB).
+    assert extra <= 1.6 * eager_peak, (extra, eager_peak)
     # No replay adds to it, and nothing of the traced calls outlives them.
     assert alive[-4:] == [alive[-1]] * 4, alive
     assert max(alive) <= alive[-1], alive
