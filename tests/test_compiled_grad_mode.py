@@ -633,6 +633,13 @@ def test_fuzz_random_programs_with_gradients(chunk):
     assert compiled >= 15   # most programs have a gradient, computed by compiled code
 
 
+@pytest.mark.parametrize("seed", [80064])
+def test_fuzzer_found_programs(seed):
+    """Seeds of the long run that found bugs: 80064 made fusion's cycle breaking loop
+    forever (it split a one-node group, which changed nothing)."""
+    fuzz_one(seed)
+
+
 @pytest.mark.fuzz
 def test_fuzz_random_programs_with_gradients_long():
     count = int(os.environ.get("EMBER_GRAD_FUZZ_COUNT", "2000"))

@@ -213,7 +213,12 @@ def _break_cycles(graph, groups: list[Group], refused: list | None) -> list[Grou
         cycle = _find_cycle(succ)
         if cycle is None:
             return groups
-        members = [u for u in cycle if not isinstance(u, tuple)]
+        # The smallest group of the cycle with more than one node: splitting a single
+        # node changes nothing (picking one looped forever: grad fuzzer, seed 80064). A
+        # cycle has one, since the graph itself has no cycle.
+        members = [u for u in cycle if not isinstance(u, tuple) and len(groups[u].nodes) > 1]
+        if not members:
+            raise AssertionError(f"fusion: a cycle among single nodes {cycle}")
         victim = min(members, key=lambda i: len(groups[i].nodes))
         if refused is not None:
             refused.append(Refused(groups[victim].nodes[0], groups[victim].nodes[-1], "cycle"))
