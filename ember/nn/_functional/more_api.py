@@ -91,15 +91,6 @@ def max_pool2d_with_indices(input: Tensor, kernel_size, stride=None, padding=0, 
     return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
-def _pool_len(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    """torch's pooling output length (a window may not start in the right padding)."""
-    span = size + 2 * p - d * (k - 1) - 1
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
 def max_pool3d_with_indices(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
                             ceil_mode: bool = False, return_indices: bool = False):
     """``max_pool3d`` with each maximum's flat index into its [D, H, W] volume.
@@ -112,13 +103,13 @@ def max_pool3d_with_indices(input: Tensor, kernel_size, stride=None, padding=0, 
     tensor([[[[[7]]]]])
     """
     from ember import dtypes
-    from ember.nn._functional.conv3d import _pool_setup
+    from ember.nn._functional.conv3d import _pool_out, _pool_setup
     from ember.nn.functional import pad
     out = _max_pool3d(input, kernel_size, stride, padding, dilation, ceil_mode)
     k, s, p, d = _pool_setup("max_pool3d", input, kernel_size, stride, padding, dilation)
     x = input.detach()
     sizes = tuple(x.shape[-3:])
-    lens = [_pool_len(n, k[j], s[j], p[j], d[j], ceil_mode) for j, n in enumerate(sizes)]
+    lens = [_pool_out(n, k[j], s[j], p[j], d[j], ceil_mode) for j, n in enumerate(sizes)]
     # each dim padded on the left by p and on the right as far as the last window reaches
     right = [max((lens[j] - 1) * s[j] + d[j] * (k[j] - 1) + 1 - sizes[j] - p[j], 0)
              for j in range(3)]
