@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 import ember  # noqa: F401  (fills the op registry)
 from ember import dtypes as dt
 from ember.codegen import llvm as cg
-from ember.codegen.kernel import Expr, Kernel, Load
+from ember.codegen.kernel import Expr, Kernel, Load, Store
 from ember.ops import OPS
 from ember.codegen.llvm.jit import vector_registers
 
@@ -456,6 +457,25 @@ def test_chain():
     width = vector_registers()[0]
     assert f"<{width // 4} x float>" in ck.optimized_ir()
     assert {64: "zmm", 32: "ymm", 16: "xmm"}[width] in ck.asm()
+
+
+def test_short_row_sum_is_a_vector_tree():
+    # x - x.sum(-1) over rows of 64: LLVM fully unrolls a loop of constant length 64
+    # before its loop vectorizer runs, and without 'nsz' on the accumulating add the SLP
+    # vectorizer left 64 dependent scalar adds (a row took 5x as long).
+    n = 64
+    k = Kernel("rowsum", (400, n), [Load(0, F32, (n, 1))],
+               [Expr("load", (0,), F32), Expr("reduce_sum", (0,), F32),
+                Expr("sub", (0, 1), F32)], [Store(2, (n, 1))], reduce_dims=1)
+    x = rng.standard_normal((400, n)).astype(np.float32)
+    ck = cg.compile_kernel(k)
+    out = np.empty_like(x)
+    ck.run([x], [out])
+    np.testing.assert_allclose(out, x - x.astype(np.float64).sum(1, keepdims=True),
+                               rtol=1e-5, atol=1e-5)
+    ir = ck.optimized_ir()
+    scalar_adds = len(re.findall(r"= fadd [a-z ]*float ", ir))
+    assert re.search(r"= fadd [a-z ]*<\d+ x float>", ir) and scalar_adds < 8, scalar_adds
 
 
 def test_threaded_large():
