@@ -589,3 +589,26 @@ def test_rebinding_data_of_unread_tensors_and_arguments():
         qe.add_(10)
         _same(pc, pe)
     assert compiled.stats()["cache_hits"] >= CALLS - 2 and not compiled.stats()["fallbacks"]
+
+
+def test_optimizer_step_reads_each_new_grad_and_checks_its_layout():
+    # A compiled optimizer step reads .grad at every call. Its layout is compared once
+    # per grad array (entry._fill_captured keeps a weak reference to the last one that
+    # matched): a new grad of the traced layout is used as it is, one of another layout
+    # (Fortran order here) runs that call eagerly.
+    w = ember.randn(6, 4, requires_grad=True)
+    opt = ember.optim.SGD([w], lr=0.1, momentum=0.9)
+    step = ember.compile(lambda: opt.step())
+    ref_w = w.detach().numpy().copy()
+    buf = np.zeros_like(ref_w)
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        g = rng.standard_normal((6, 4)).astype(np.float32)
+        w.grad = ember.tensor(np.asfortranarray(g)) if i == 6 else ember.tensor(g)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            step()
+        buf = g if i == 0 else 0.9 * buf + g
+        ref_w = ref_w - 0.1 * buf
+        np.testing.assert_allclose(w.detach().numpy(), ref_w, rtol=1e-5, atol=1e-6)
+    assert step.stats()["eager_calls"] >= 1, step.stats()

@@ -15,6 +15,7 @@ dispatch where that pair can't be built.
 from __future__ import annotations
 
 import random
+import weakref
 
 import numpy as np
 
@@ -349,6 +350,7 @@ class Entry:
             seg.graph = sg
             seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
                             if s.kind in ("captured", "grad", "value")]
+            seg.checked = []   # (what _fill_captured compared was the old metadata)
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      dynamic=self._dynamic_sizes(observed),
@@ -440,12 +442,28 @@ class Entry:
         seg.plan.run(env)
 
     def _fill_captured(self, seg: Segment, env: dict) -> None:
-        for nid, source, m in seg.captured:  # read every call: optimizers update them
-            t = source.current()
-            if source.kind != "captured" and (t is None or meta(t) != m):
-                raise Stale(f"{source.path} is {'None' if t is None else meta(t)}, "
-                            f"was {m} when compiled")
-            env[nid] = array_of(t)
+        checked = seg.checked
+        if len(checked) != len(seg.captured):
+            checked[:] = [None] * len(seg.captured)
+        for k, (nid, source, m) in enumerate(seg.captured):  # read every call: optimizers
+            kind = source.kind                               # update them
+            if kind == "captured":   # the tensor itself (its changes: captured_changed)
+                env[nid] = array_of(source.tensor)
+                continue
+            if kind == "value":      # a Python number read now: a 0-dim array, as traced
+                env[nid] = np.asarray(float(source.getter()), source.tensor.dtype.np)
+                continue
+            t = source.current()     # a .grad: backward may have assigned another
+            a = None if t is None else array_of(t)
+            ref = checked[k]
+            if a is None or ref is None or ref() is not a:
+                # (the same array object keeps its shape, dtype and strides: the
+                # metadata is compared once per array, not per call)
+                if t is None or meta(t) != m:
+                    raise Stale(f"{source.path} is {'None' if t is None else meta(t)}, "
+                                f"was {m} when compiled")
+                checked[k] = weakref.ref(a)
+            env[nid] = a
 
     def _replay_segment(self, seg: Segment, tenv: dict) -> None:
         """One segment replayed through dispatch: its nodes of a trace through it."""

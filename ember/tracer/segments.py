@@ -81,6 +81,8 @@ class Segment:
     plan: Plan | None = None
     graph: Graph | None = None       # the optimized segment graph
     captured: list = field(default_factory=list)  # (input id, InputSource, meta) per build
+    # per captured .grad: a weak reference to the last array whose meta matched
+    checked: list = field(default_factory=list)
     # (trace graph, needs, writebacks) the segment was built from: ``traced`` re-derives
     source: tuple | None = None
 
