@@ -42,6 +42,8 @@ class Trace:
     none_grads: tuple = ()     # tensors made before the call whose ``.grad`` read None
     runtime_values: frozenset = frozenset()   # (id(dict), key, index): read at every call
     effects: tuple | None = None   # what a replay copies before writing back (writeback.py)
+    # the arrays a call last checked to share no written memory (weak references)
+    unshared: list = field(default_factory=list)
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""

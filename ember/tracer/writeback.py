@@ -11,6 +11,8 @@ would, fresh arrays otherwise.
 """
 from __future__ import annotations
 
+import weakref
+
 from ember import autograd
 from ember.ir.graph import Graph
 from ember.ir.views import byte_view, root
@@ -119,24 +121,34 @@ def shares_written_memory(traces: list, leaves) -> bool:
     """True when an argument shares memory with another argument or captured tensor that
     the call writes in place: the traces assumed separate memory (running them would
     read values before the write that eager reads after it)."""
-    seen: dict[int, bool] = {}
     for trace in traces:
         g = trace.graph
         if not g.writebacks:
             continue
         written = {i for i, _ in g.writebacks}
-        arrays = [(array_of(leaves[i][1]), n in written) for n, i in trace.arg_paths.items()]
+        arrays = [array_of(leaves[i][1]) for i in trace.arg_paths.values()]
+        flags = [n in written for n in trace.arg_paths]
         for n in written:
             if g.sources[n].kind != "arg":
                 t = g.sources[n].current()
                 if t is not None:
-                    arrays.append((array_of(t), True))
-        for a, w in arrays:
+                    arrays.append(array_of(t))
+                    flags.append(True)
+        # The same array objects as at the last check have the same roots: the answer
+        # is that check's (an optimizer step's parameters are the same every call).
+        last = trace.unshared
+        if len(last) == len(arrays) and all(r() is a for r, a in zip(last, arrays)):
+            continue
+        seen: dict[int, bool] = {}
+        for a, w in zip(arrays, flags):
             r = id(root(a))
             if r in seen and (w or seen[r]):
                 return True
             seen[r] = seen.get(r, False) or w
-        seen.clear()
+        try:
+            trace.unshared = [weakref.ref(a) for a in arrays]
+        except TypeError:   # an array type without weak references: check every call
+            trace.unshared = []
     return False
 
 
