@@ -935,3 +935,21 @@ def test_rows_of_a_stack_times_a_matrix_are_one_gemm_and_exact(shape):
         np.testing.assert_allclose(got, want + offset, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(fn(x, w).numpy(), want + offset, rtol=1e-5, atol=1e-5)
         assert not f.stats()["fallbacks"]
+
+
+def test_reshape_and_permute_steps_equal_eager():
+    # Plans run reshape and permute as ViewStep (one method call); a reshape that must
+    # copy (of a transposed argument) and views feeding a kernel equal eager's.
+    from ember.runtime.steps import ViewStep
+
+    def f(x):
+        flat = x.t().reshape(-1)               # a copy: x.t() is not contiguous
+        y = x.reshape(4, 3).permute(1, 0)     # views of the argument
+        return flat * 2, y + 1, x.permute(1, 0).reshape(2, 6)
+    cf = ember.compile(f)
+    for i in range(4):
+        x = ember.tensor(np.arange(12.0, dtype=np.float32).reshape(3, 4) + i)
+        for got, want in zip(cf(x), f(x)):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    plans = [e.root.plan for e in cf.cache.values() if e.root is not None and e.root.plan]
+    assert any(isinstance(s, ViewStep) for p in plans for s in p.steps)

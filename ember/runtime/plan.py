@@ -25,8 +25,8 @@ from ember.ops.registry import OPS
 from ember.devices import array_module
 from ember.runtime.memory import (Arena, Buffer, InPlace, plan_memory, release_dead_values,
                                   update_in_place)
-from ember.runtime.steps import (EagerStep, GroupFallbackStep, KernelStep, MatmulStep,
-                                 MultiKernelStep)
+from ember.runtime.steps import (GroupFallbackStep, KernelStep, MatmulStep, MultiKernelStep,
+                                 eager_step)
 
 
 @dataclass
@@ -111,7 +111,7 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
             plan.kernels.append(KernelInfo(f"%{unit}", "extern", ["matmul"], [unit],
                                            [d.src] if d.src else []))
         elif graph[unit].op not in ("input", "const"):
-            step = EagerStep(graph, unit)
+            step = eager_step(graph, unit)
             step(env)
             plan.steps.append(step)
             d = graph[unit]
