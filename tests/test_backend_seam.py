@@ -161,8 +161,9 @@ def test_accumulator_policy_is_shared():
     assert "ember_red_sum_f64" in body(long) and "ember_red_sum_f32" not in body(long)
     cpu_short = llvm.compile_kernel(short).source
     cpu_long = llvm.compile_kernel(long).source
-    assert "fadd reassoc contract float" in cpu_short and "fadd reassoc contract double" not in cpu_short
-    assert "fadd reassoc contract double" in cpu_long
+    assert "fadd reassoc nsz contract float" in cpu_short
+    assert "fadd reassoc nsz contract double" not in cpu_short
+    assert "fadd reassoc nsz contract double" in cpu_long
     # And the sum is right on both sides of the cut.
     rng = np.random.default_rng(0)
     for k, n in ((short, 1024), (long, policy.SUM_F32_MAX + 1)):

@@ -473,9 +473,12 @@ def test_short_row_sum_is_a_vector_tree():
     ck.run([x], [out])
     np.testing.assert_allclose(out, x - x.astype(np.float64).sum(1, keepdims=True),
                                rtol=1e-5, atol=1e-5)
+    # (a vector reduction: the intrinsic after the O3 pipeline, a tree of vector adds
+    # once the JIT's code generation has expanded it in the module)
     ir = ck.optimized_ir()
     scalar_adds = len(re.findall(r"= fadd [a-z ]*float ", ir))
-    assert re.search(r"= fadd [a-z ]*<\d+ x float>", ir) and scalar_adds < 8, scalar_adds
+    assert re.search(r"= fadd [a-z ]*<\d+ x float>|vector\.reduce\.fadd", ir), ir
+    assert scalar_adds < 8, scalar_adds
 
 
 def test_threaded_large():
