@@ -87,7 +87,10 @@ def test_mlp_50_compiled_steps_equal_eager(opt_name):
     x, y = _data((32, 784), 10)
     eager = run_steps(mlp, opt_name, x, y, 50, compiled=False)
     compiled = run_steps(mlp, opt_name, x, y, 50, compiled=True)
-    assert_same_training(compiled, eager)
+    # 50 steps on one batch of 32 amplify rounding: in eager alone, one input element
+    # moved by one ulp moves plain SGD's final weights by up to 2.1e-4 (and its last
+    # loss by 2.7e-5), so the bound sits above that.
+    assert_same_training(compiled, eager, tol=5e-4)
     stats = compiled[2].stats()
     assert stats["cache_hits"] >= 47 and stats["eager_calls"] == 0, stats
 

@@ -45,10 +45,33 @@ def _holomorphic(vjp):
 
 # ---- unary ----------------------------------------------------------------------------
 
+_math = []   # codegen.llvm.eager_math, imported on first use (it imports this module)
+
+
+def _compiled(op: str, numpy_form):
+    """``op``'s eager function: on float32 NumPy arrays (and float64 erf), the compiled
+    kernels' machine code (``codegen/llvm/eager_math.py``: the numbers compiled code
+    gives, 2-9x faster than NumPy); ``numpy_form`` elsewhere (CuPy, other dtypes)."""
+    def eager(xp, a):
+        if xp is np:
+            if not _math:
+                try:
+                    from ember.codegen.llvm import eager_math
+                except Exception:   # pragma: no cover - llvmlite unusable here
+                    eager_math = None
+                _math.append(eager_math)
+            if _math[0] is not None:
+                out = _math[0].unary(op, a)
+                if out is not None:
+                    return out
+        return numpy_form(xp, a)
+    return eager
+
+
 defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,))
-defop("exp", UNARY, lambda xp, a: xp.exp(a), _holomorphic(lambda g, out, a: (g * out,)),
+defop("exp", UNARY, _compiled("exp", lambda xp, a: xp.exp(a)), _holomorphic(lambda g, out, a: (g * out,)),
       dtype_rule="float")
-defop("log", UNARY, lambda xp, a: xp.log(a), _holomorphic(lambda g, out, a: (g / a,)),
+defop("log", UNARY, _compiled("log", lambda xp, a: xp.log(a)), _holomorphic(lambda g, out, a: (g / a,)),
       dtype_rule="float")
 defop("sqrt", UNARY, lambda xp, a: xp.sqrt(a),
       _holomorphic(lambda g, out, a: (g * 0.5 / out,)),
@@ -75,7 +98,7 @@ defop("sin", UNARY, lambda xp, a: xp.sin(a), _holomorphic(lambda g, out, a: (g *
       dtype_rule="float")
 defop("cos", UNARY, lambda xp, a: xp.cos(a), _holomorphic(lambda g, out, a: (-g * a.sin(),)),
       dtype_rule="float")
-defop("tanh", UNARY, lambda xp, a: xp.tanh(a),
+defop("tanh", UNARY, _compiled("tanh", lambda xp, a: xp.tanh(a)),
       _holomorphic(lambda g, out, a: (g * (1 - out * out),)),
       dtype_rule="float")
 
@@ -87,9 +110,11 @@ def _sigmoid(xp, a):
     return xp.where(a >= 0, r, e * r)
 
 
-defop("sigmoid", UNARY, _sigmoid, lambda g, out, a: (g * out * (1 - out),), dtype_rule="float")
+defop("sigmoid", UNARY, _compiled("sigmoid", _sigmoid), lambda g, out, a: (g * out * (1 - out),),
+      dtype_rule="float")
 # log(1 + exp(a)) without overflow (F.softplus adds beta and the threshold).
-defop("softplus", UNARY, lambda xp, a: xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a))),
+defop("softplus", UNARY, _compiled(
+          "softplus", lambda xp, a: xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))),
       lambda g, out, a: (g * a.sigmoid(),), dtype_rule="float")
 
 
@@ -150,7 +175,7 @@ def _erf(xp, a):
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-defop("erf", UNARY, _erf, lambda g, out, a: (g * _TWO_OVER_SQRT_PI * (-(a * a)).exp(),),
+defop("erf", UNARY, _compiled("erf", _erf), lambda g, out, a: (g * _TWO_OVER_SQRT_PI * (-(a * a)).exp(),),
       dtype_rule="float")
 def relu_array(xp, a):
     """torch's relu on an array: ``a < 0 ? 0 : a`` (a NaN and -0.0 stay), as the compiled
