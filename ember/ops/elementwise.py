@@ -69,9 +69,11 @@ def _compiled(op: str, numpy_form):
 
 
 defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,))
-defop("exp", UNARY, _compiled("exp", lambda xp, a: xp.exp(a)), _holomorphic(lambda g, out, a: (g * out,)),
+defop("exp", UNARY, _compiled("exp", lambda xp, a: xp.exp(a)),
+      _holomorphic(lambda g, out, a: (g * out,)),
       dtype_rule="float")
-defop("log", UNARY, _compiled("log", lambda xp, a: xp.log(a)), _holomorphic(lambda g, out, a: (g / a,)),
+defop("log", UNARY, _compiled("log", lambda xp, a: xp.log(a)),
+      _holomorphic(lambda g, out, a: (g / a,)),
       dtype_rule="float")
 defop("sqrt", UNARY, lambda xp, a: xp.sqrt(a),
       _holomorphic(lambda g, out, a: (g * 0.5 / out,)),
@@ -175,8 +177,11 @@ def _erf(xp, a):
 
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-defop("erf", UNARY, _compiled("erf", _erf), lambda g, out, a: (g * _TWO_OVER_SQRT_PI * (-(a * a)).exp(),),
+defop("erf", UNARY, _compiled("erf", _erf),
+      lambda g, out, a: (g * _TWO_OVER_SQRT_PI * (-(a * a)).exp(),),
       dtype_rule="float")
+
+
 def relu_array(xp, a):
     """torch's relu on an array: ``a < 0 ? 0 : a`` (a NaN and -0.0 stay), as the compiled
     relu computes it. NumPy's maximum returns its second argument on a tie (and a NaN
