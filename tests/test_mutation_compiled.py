@@ -214,11 +214,13 @@ def test_rebinding_data_of_a_captured_tensor():
     assert not f.stats()["fallbacks"]
 
 
-def test_arguments_sharing_written_memory_run_eagerly():
-    def f(a, b):
-        a.add_(1)
-        return b * 1
+def _write_first_read_second(a, b):
+    a.add_(1)
+    return b * 1
 
+
+def test_arguments_sharing_written_memory_run_eagerly():
+    f = _write_first_read_second
     compiled = ember.compile(f)
     x, xe = ember.tensor(A.copy()), ember.tensor(A.copy())
     with warnings.catch_warnings():
@@ -232,10 +234,7 @@ def test_arguments_sharing_written_memory_run_eagerly():
 def test_sharing_after_calls_that_shared_nothing_runs_eagerly():
     # writeback.shares_written_memory remembers the arrays it last found apart; a call
     # with new ones (here a view of the written argument) is checked again.
-    def f(a, b):
-        a.add_(1)
-        return b * 1
-
+    f = _write_first_read_second
     compiled = ember.compile(f)
     x, xe = ember.tensor(A.copy()), ember.tensor(A.copy())
     y = ember.tensor(A.copy())

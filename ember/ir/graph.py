@@ -49,8 +49,12 @@ class InputSource:
         if self.kind == "grad":
             return self.tensor._grad
         if self.kind == "value":
-            return self.tensor._wrap(np.asarray(float(self.getter()), self.tensor.dtype.np))
+            return self.tensor._wrap(self.value_array())
         return self.tensor
+
+    def value_array(self):
+        """Kind "value": the number read now, as the 0-dim array of the traced dtype."""
+        return np.asarray(float(self.getter()), self.tensor.dtype.np)
 
 
 class Node:

@@ -117,7 +117,7 @@ class ViewStep(EagerStep):
 
 def eager_step(graph, nid: int) -> EagerStep:
     """The step running op ``nid`` eagerly: a ``ViewStep`` for reshape and permute."""
-    if graph[nid].op in ("reshape", "permute") and len(graph[nid].args) == 1:
+    if graph[nid].op in ("reshape", "permute"):
         return ViewStep(graph, nid)
     return EagerStep(graph, nid)
 

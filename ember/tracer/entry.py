@@ -350,7 +350,7 @@ class Entry:
             seg.graph = sg
             seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
                             if s.kind in ("captured", "grad", "value")]
-            seg.checked = []   # (what _fill_captured compared was the old metadata)
+            seg.checked = [None] * len(seg.captured)   # (none compared to the new meta)
             inputs = {n: env[n] for n in sg.inputs}
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      dynamic=self._dynamic_sizes(observed),
@@ -443,15 +443,13 @@ class Entry:
 
     def _fill_captured(self, seg: Segment, env: dict) -> None:
         checked = seg.checked
-        if len(checked) != len(seg.captured):
-            checked[:] = [None] * len(seg.captured)
         for k, (nid, source, m) in enumerate(seg.captured):  # read every call: optimizers
             kind = source.kind                               # update them
             if kind == "captured":   # the tensor itself (its changes: captured_changed)
                 env[nid] = array_of(source.tensor)
                 continue
             if kind == "value":      # a Python number read now: a 0-dim array, as traced
-                env[nid] = np.asarray(float(source.getter()), source.tensor.dtype.np)
+                env[nid] = source.value_array()
                 continue
             t = source.current()     # a .grad: backward may have assigned another
             a = None if t is None else array_of(t)

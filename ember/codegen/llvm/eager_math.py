@@ -24,9 +24,10 @@ from ember import dtypes
 from ember.codegen.kernel import Expr, Kernel, Load, Store
 from ember.codegen.llvm import native
 from ember.codegen.llvm.loops import _Layout, _build_module
+from ember.codegen.mathlib import DECOMPOSED
 
-# The registry's one-operand ops computed by a mathlib program (mathlib.DECOMPOSED).
-OPS = frozenset(("exp", "log", "tanh", "sigmoid", "erf", "softplus"))
+# The registry's one-operand ops computed by a mathlib program.
+OPS = frozenset(op for op, operands in DECOMPOSED.items() if operands == 1)
 _N = 1 << 40              # the length compiled in: any array is shorter
 _PARALLEL_MIN = 1 << 18   # elements from which a call splits across the pool (~0.1 ms)
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
