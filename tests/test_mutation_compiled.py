@@ -248,6 +248,36 @@ def test_sharing_after_calls_that_shared_nothing_runs_eagerly():
     assert any("share memory" in r for r in compiled.stats()["fallbacks"])
 
 
+def test_grads_handed_out_as_slices_of_one_buffer_replay():
+    # Found by tests/test_train_fuzz.py: a replay hands out the ``.grad``s as slices of
+    # one buffer; the next call's ``zero_grad(set_to_none=False)`` writes them in place.
+    # They share a storage, not memory: the call replays (it ran eagerly, with a warning).
+    def run(compiled):
+        ember.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+        opt = ember.optim.Adam(model.parameters(), lr=1e-2)
+
+        def step(x):
+            opt.zero_grad(set_to_none=False)
+            loss = model(x).square().mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = ember.compile(step) if compiled else step
+        x = ember.tensor(np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 6))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            losses = [float(fn(x)) for _ in range(6)]
+        return losses, list(model.parameters()), fn
+
+    (want, pe, _), (got, pc, fn) = run(False), run(True)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for p, q in zip(pc, pe):
+        _same(p, q)
+    assert fn.stats()["eager_calls"] == 0 and fn.stats()["cache_hits"] >= 3
+
+
 def test_aliasing_at_replay_that_the_trace_did_not_have_runs_eagerly():
     def f(a, b):
         a.add_(1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import weakref
 
 from ember import autograd
+from ember.devices import array_module, device_of_array
 from ember.ir.graph import Graph
 from ember.ir.views import byte_view, root
 from ember.ops.registry import OPS
@@ -139,17 +140,25 @@ def shares_written_memory(traces: list, leaves) -> bool:
         last = trace.unshared
         if len(last) == len(arrays) and all(r() is a for r, a in zip(last, arrays)):
             continue
-        seen: dict[int, bool] = {}
+        # Views of one storage share memory only where their bytes overlap: the
+        # ``.grad``s a replay handed out are slices of one buffer, zeroed in place by the
+        # next ``zero_grad`` (by storage alone, that call ran eagerly for nothing).
+        seen: dict[int, list] = {}
         for a, w in zip(arrays, flags):
-            r = id(root(a))
-            if r in seen and (w or seen[r]):
+            same = seen.setdefault(id(root(a)), [])
+            if any((w or w2) and _overlap(a, b) for b, w2 in same):
                 return True
-            seen[r] = seen.get(r, False) or w
+            same.append((a, w))
         try:
             trace.unshared = [weakref.ref(a) for a in arrays]
         except TypeError:   # an array type without weak references: check every call
             trace.unshared = []
     return False
+
+
+def _overlap(a, b) -> bool:
+    """Whether two views of one storage may share an element (their byte ranges meet)."""
+    return type(a) is type(b) and array_module(device_of_array(a)).may_share_memory(a, b)
 
 
 def escaping(g: Graph) -> set[int]:
