@@ -1,5 +1,6 @@
-"""A seeded fuzzer for whole training loops: a random small model (MLP or convolution
-net, with norms, dropout and a dozen activations), loss, optimizer (hyperparameters,
+"""A seeded fuzzer for whole training loops: a random small model (MLP, convolution net,
+or tokens through an embedding and a transformer layer, attention, GRU or LSTM; with
+norms, dropout and a dozen activations), loss, optimizer (hyperparameters,
 two parameter groups), learning-rate schedule, gradient clipping and accumulation,
 ``zero_grad`` with or without ``set_to_none``, trained a few steps three ways from the
 same weights on the same data: ember eagerly, ember compiled (the whole step, or only
@@ -20,6 +21,7 @@ import pytest
 
 import ember
 
+_VOCAB = 20   # token ids of the sequence models
 _ACTS = ["ReLU()", "GELU()", "GELU(approximate='tanh')", "Tanh()", "Sigmoid()", "SiLU()",
          "LeakyReLU(0.1)", "ELU()", "Softplus()", "Mish()", "Hardswish()", "ReLU6()"]
 _LOSSES = ["cross_entropy", "cross_entropy_smooth", "nll", "mse", "l1", "smooth_l1",
@@ -61,9 +63,19 @@ def _optimizer(rng: random.Random) -> str:
 def program(seed: int) -> dict:
     """The choices of program ``seed``, as source fragments both libraries run."""
     rng = random.Random(seed)
-    conv = rng.random() < 0.3
-    layers, width = [], None
-    if conv:
+    family = rng.choice(["mlp", "mlp", "conv", "seq"])
+    layers, width, body = [], None, None
+    if family == "seq":   # tokens -> Embedding -> a sequence layer -> mean over time
+        width = rng.choice([8, 16])
+        body = rng.choice([
+            f"TransformerEncoderLayer({width}, nhead=2, dim_feedforward=16, dropout=0.0, "
+            f"batch_first=True, norm_first={rng.random() < 0.5}, "
+            f"activation={rng.choice(['relu', 'gelu'])!r})",
+            f"GRU({width}, {width}, batch_first=True)",
+            f"LSTM({width}, {width}, batch_first=True)",
+            f"MultiheadAttention({width}, 2, batch_first=True)"])
+        shape = (rng.choice([5, 9]),)
+    elif family == "conv":
         c = rng.choice([2, 4])
         k, pad = rng.choice([(3, 1), (3, 0), (5, 2)])
         norm = rng.random() < 0.4
@@ -99,7 +111,7 @@ def program(seed: int) -> dict:
     classes = 1 if loss == "bce_logits" else rng.choice([3, 5])
     layers.append(f"Linear({width}, {classes})")
     return {
-        "layers": layers, "shape": shape, "classes": classes, "loss": loss,
+        "layers": layers, "body": body, "shape": shape, "classes": classes, "loss": loss,
         "batch": rng.choice([4, 7, 16]),
         "optimizer": _optimizer(rng), "groups": rng.random() < 0.3,
         "schedule": rng.choice(_SCHEDULES),
@@ -140,7 +152,10 @@ def _data(prog: dict) -> list:
         b = prog["batch"]
         if prog["ragged"] and i in (prog["steps"] - 3, prog["steps"] - 2):
             b = b + 3 if b == 4 else b - 1   # (not 3: a micro-batch of 1 in a BatchNorm)
-        x = rng.standard_normal((b,) + prog["shape"]).astype(np.float32)
+        if prog["body"] is None:
+            x = rng.standard_normal((b,) + prog["shape"]).astype(np.float32)
+        else:
+            x = rng.integers(0, _VOCAB, (b,) + prog["shape"])
         if prog["loss"] in ("cross_entropy", "cross_entropy_smooth", "nll"):
             y = rng.integers(0, prog["classes"], b)
         elif prog["loss"] == "bce_logits":
@@ -153,8 +168,24 @@ def _data(prog: dict) -> list:
 
 def _model(lib, prog: dict):
     nn = lib.nn
-    return nn.Sequential(*[eval(layer, {"__builtins__": {}}, vars(nn))
+    head = nn.Sequential(*[eval(layer, {"__builtins__": {}}, vars(nn))
                            for layer in prog["layers"]])
+    if prog["body"] is None:
+        return head
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(_VOCAB, head[0].in_features)
+            self.body = eval(prog["body"], {"__builtins__": {}}, vars(nn))
+            self.head = head
+
+        def forward(self, tokens):
+            h = self.emb(tokens)
+            h = self.body(h, h, h) if isinstance(self.body, nn.MultiheadAttention) else self.body(h)
+            return self.head((h[0] if isinstance(h, tuple) else h).mean(1))
+
+    return Seq()
 
 
 def train(lib, prog: dict, weights: dict, compiled: bool, seed: int = 0) -> list:
@@ -239,7 +270,7 @@ def check(seed: int, torch=None) -> dict:
     return {"prog": prog, "bad": bad, "fell_back": fell_back, "stats": stats}
 
 
-_FAST = list(range(24))
+_FAST = list(range(16))
 
 
 @pytest.mark.parametrize("seed", _FAST)
