@@ -352,6 +352,10 @@ class Entry:
                             if s.kind in ("captured", "grad", "value")]
             seg.checked = [None] * len(seg.captured)   # (none compared to the new meta)
             inputs = {n: env[n] for n in sg.inputs}
+            # What the segment hands on, and what that views, as the passes left it: cse
+            # may have made a handed-on view one of another node (``b = x * 2`` merged
+            # into ``a``), whose bytes would otherwise be pooled and overwritten.
+            escapes = escapes | escaping(sg)
             plan, local = build_plan(sg, inputs, escapes, arena=self.arena,
                                      dynamic=self._dynamic_sizes(observed),
                                      reference=reference,
