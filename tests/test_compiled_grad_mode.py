@@ -32,14 +32,17 @@ def _np(t):
     return None if t is None else t.detach().numpy().copy()
 
 
-def _run(M, fn, arrays, requires, backward):
-    """Outputs, input gradients and what ``backward`` returns, of one call in ``M``."""
+def _run(M, fn, arrays, requires, backward, tensors=False):
+    """Outputs, input gradients and what ``backward`` returns, of one call in ``M``; with
+    ``tensors``, also the tensors they were read from (to compare again later)."""
     xs = [M.tensor(a, requires_grad=r) for a, r in zip(arrays, requires)]
     out = fn(*xs)
     outs = list(out) if isinstance(out, tuple) else [out]
     extra = backward(outs) or []
-    grads = [_np(x.grad) if x.is_leaf else None for x in xs]   # x.mul_(w) makes a non-leaf
-    return [_np(o) for o in outs], grads, [_np(e) for e in extra]
+    grads = [x.grad if x.is_leaf else None for x in xs]   # x.mul_(w) makes a non-leaf
+    read = outs, grads, list(extra)
+    values = tuple([_np(t) for t in part] for part in read)
+    return (values, read) if tensors else values
 
 
 def _backward_first(outs):
@@ -70,9 +73,15 @@ def check(prog, arrays, requires=None, *, backward=_backward_first, compiled_bac
     cf = ember.compile(lambda *xs: prog(ember, *xs))
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")   # a fallback would test eager, not compiled code
+        kept = []
         for call in range(CALLS):
-            _agree(_run(ember, cf, arrays, requires, backward), ref,
-                   f"compiled call {call + 1} vs torch:")
+            values, read = _run(ember, cf, arrays, requires, backward, tensors=True)
+            _agree(values, ref, f"compiled call {call + 1} vs torch:")
+            kept.append(read)
+        # No later call may change an earlier call's results (pooled memory handed out)
+        for call, read in enumerate(kept):
+            _agree(tuple([_np(t) for t in part] for part in read), ref,
+                   f"compiled call {call + 1}, read after the last call, vs torch:")
     unexpected = [str(w.message) for w in seen
                   if not any(a in str(w.message) for a in allowed_warnings)]
     assert not unexpected, unexpected

@@ -180,6 +180,7 @@ def run_program(seed: int, torch=None) -> dict:
     xt, bt = make_input(seed, torch) if torch is not None else (None, None)
     compiled = ember.compile(program)
     result = {"seed": seed, "torch_mismatch": None, "fallback": None, "invalid": False}
+    kept = []   # every call's results, compared again after the last call
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for call in range(CALLS):
@@ -201,6 +202,12 @@ def run_program(seed: int, torch=None) -> dict:
             assert len(got) == len(want)
             for i, (a, b) in enumerate(zip(got, want)):
                 assert _agree(a, b), f"seed {seed} call {call}: result {i} differs"
+            kept.append((got, want))
+    # A later call must not change an earlier result, unless eager's changed too (a view
+    # of the argument): a result in pooled memory was overwritten by the next call.
+    for call, (got, want) in enumerate(kept):
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert _agree(a, b), f"seed {seed} call {call}: result {i} changed afterwards"
     stats = compiled.stats()
     if stats["fallbacks"]:
         result["fallback"] = stats["fallbacks"][0]
