@@ -346,6 +346,49 @@ def test_saved_view_of_a_merged_value_reaches_the_backward_intact():
         np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
+def test_constant_results_are_fresh_each_call():
+    # A folded constant was handed out itself: a result changed in place (a buffer the
+    # user accumulates into) changed what every later call returned.
+    def f(x):
+        z = ember.zeros_like(x)
+        return z, z[1:], ember.ones(3) * 2, x + 1
+
+    cf = ember.compile(f)
+    for i in range(4):
+        z, tail, two, _ = cf(ember.full((3,), float(i)))
+        np.testing.assert_array_equal(z.numpy(), [0, 0, 0])
+        np.testing.assert_array_equal(two.numpy(), [2, 2, 2])
+        z.add_(5)
+        two.mul_(3)
+        np.testing.assert_array_equal(tail.numpy(), [5, 5])   # still a view of z
+    assert cf.stats()["cache_hits"] >= 2
+    one = ember.compile(lambda x: ember.zeros_like(x))   # (the fast path's replay)
+    for i in range(6):
+        z = one(ember.full((3,), float(i)))
+        np.testing.assert_array_equal(z.numpy(), [0, 0, 0])
+        z.add_(5)
+    assert one.stats()["cache_hits"] >= 2
+
+
+def test_results_the_passes_merged_are_separate_tensors():
+    # ``u * 1`` and ``x * 1`` (u a view of x) both simplify to x's value: one array for
+    # two results, so a write into one changed the other (found by the views fuzzer).
+    # ``e * 1`` of an expanded view simplified to the view, which refuses writes.
+    def f(x):
+        x.masked_fill_(x > 4.0, -2.0)
+        u = x.view(4)
+        return u * 1, x * 1, x.expand(2, 4) * 1
+
+    cf = ember.compile(f)
+    for i in range(4):
+        a, b, e = cf(ember.full((4,), float(i)))
+        a.add_(1)
+        e.add_(1)
+        np.testing.assert_array_equal(b.numpy(), [i] * 4)
+        assert e.stride() == (4, 1)
+    assert cf.stats()["cache_hits"] >= 2
+
+
 def test_recompile_reason_names_the_guard():
     f = ember.compile(lambda x: x + 1)
     f(ember.ones(2, 3))

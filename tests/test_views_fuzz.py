@@ -172,6 +172,15 @@ def _run(fn, x):
         return None, e
 
 
+def _add_one(t):
+    """``t.add_(1)``; the error, if it raises (an expanded view refuses writes)."""
+    try:
+        t.add_(1)
+    except Exception as e:
+        return e
+    return None
+
+
 def run_program(seed: int, torch=None) -> dict:
     """Run one program eagerly, in torch and compiled; returns what happened. Raises
     AssertionError when compiled and eager ember disagree."""
@@ -203,6 +212,11 @@ def run_program(seed: int, torch=None) -> dict:
             for i, (a, b) in enumerate(zip(got, want)):
                 assert _agree(a, b), f"seed {seed} call {call}: result {i} differs"
             kept.append((got, want))
+            # The caller may write into a result (a buffer it fills): that must not
+            # reach the next call's results unless eager's would (a view of the argument).
+            for a, b in zip(got, want):
+                ea, eb = _add_one(a), _add_one(b)
+                assert (ea is None) == (eb is None), f"seed {seed} call {call}: {ea} / {eb}"
     # A later call must not change an earlier result, unless eager's changed too (a view
     # of the argument): a result in pooled memory was overwritten by the next call.
     for call, (got, want) in enumerate(kept):

@@ -21,6 +21,7 @@ from ember.codegen.lower import (const_varies, external_args, group_outputs, low
                                  varying_dims)
 from ember.codegen.phases import phase
 from ember.ir.passes.fuse import Group, fuse
+from ember.ir.views import address, byte_view, root
 from ember.ops.registry import OPS
 from ember.devices import array_module
 from ember.runtime.memory import (Arena, Buffer, InPlace, plan_memory, release_dead_values,
@@ -57,14 +58,28 @@ class Plan:
     # in by the tracer (``codegen.phases``); "codegen" excludes "llvm".
     phase_seconds: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)       # what plan_memory pooled and allocated
+    # Constants that results are (views of) (``zeros_like(x)``, folded): each call runs on
+    # a copy, or a result the caller changed in place would change the next call's. Per
+    # storage: (a private copy, [(const id, shape, byte strides, byte offset)]), so that
+    # results viewing one storage (``z, z[1:]``) still share it, as in eager.
+    fresh: list[tuple] = field(default_factory=list)
 
     def run(self, env: dict) -> None:
         local = dict(env)
         local.update(self.consts)
+        if self.fresh:
+            self.fresh_constants(local)
         for step in self.steps:
             step(local)
         for trace_id, nid in self.exports:
             env[trace_id] = local[nid]
+
+    def fresh_constants(self, env: dict) -> None:
+        """Put copies of the constants results view into ``env`` (see ``fresh``)."""
+        for base, members in self.fresh:
+            new = base.copy(order="K")
+            for c, shape, strides, offset in members:
+                env[c] = byte_view(new, shape, strides, offset)
 
 
 def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
@@ -123,8 +138,22 @@ def build_plan(graph, env: dict, escaping: set[int], *, on_fallback=None,
         _fuse_horizontally(plan)
     plan_memory(plan, keep, arena)
     release_dead_values(plan, graph, keep)
+    plan.fresh = _handed_constants(plan.consts, [env[n] for n in graph.outputs])
     plan.compile_seconds = time.perf_counter() - t0
     return plan, env
+
+
+def _handed_constants(consts: dict, results: list) -> list[tuple]:
+    """``Plan.fresh`` for constants ``results`` view: per storage, a private copy (this
+    first call's results keep the arrays they view) and where each constant sits in it."""
+    handed = {id(root(a)) for a in results}
+    storages: dict[int, tuple] = {}
+    for c, a in consts.items():
+        base = root(a)
+        if id(base) in handed and hasattr(a, "strides"):
+            _, members = storages.setdefault(id(base), (base.copy(order="K"), []))
+            members.append((c, a.shape, a.strides, address(a) - address(base)))
+    return list(storages.values())
 
 
 def _release(graph, nodes, env: dict, waiting: dict, held: set) -> None:

@@ -121,6 +121,8 @@ class _Writer:
         if plan.consts:
             L.append(f"{pad}env.update({self.name(plan.consts, 'CONSTS')})")
             ready |= {n for n, c in plan.consts.items() if type(c) is np.ndarray}
+        if plan.fresh:
+            L.append(f"{pad}{self.name(plan.fresh_constants, 'FRESH')}(env)")
         for i, step in enumerate(plan.steps):
             call = _direct(step, ready)
             if call is None:

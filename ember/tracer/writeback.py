@@ -16,7 +16,7 @@ import weakref
 from ember import autograd
 from ember.devices import array_module, device_of_array
 from ember.ir.graph import Graph
-from ember.ir.views import byte_view, root
+from ember.ir.views import byte_view, overlaps, root
 from ember.ops.registry import OPS
 from ember.tensor import Tensor, array_of
 from ember.tracer import pytree
@@ -100,11 +100,18 @@ def effects(g: Graph, env: dict) -> tuple[list, list, set]:
     write-back overwrites first. Decided once: a plan's aliasing is the same every call."""
     input_roots = {id(root(env[n])) for n in g.inputs if n in env}
     written = {id(root(env[i])) for i, _ in g.writebacks}
-    copies, seen = [], set()
+    # Results share memory as eager's do only if they view one traced value: the passes
+    # merge others (``u * 1`` and ``x * 1`` both became ``x``, one array), so a result
+    # the caller writes into would change another. And a fresh result is not an
+    # expanded view (``x.expand(2, 4) * 1`` became the expand), which refuses writes.
+    copies, seen, owner = [], set(), {}
     for i, n in enumerate(g.outputs):
         if i in g.aliases:
             continue
-        if id(root(env[n])) in input_roots or n in seen:
+        a, base = env[n], _viewed(g, n)
+        r = id(root(a))
+        if (r in input_roots or n in seen or owner.setdefault(r, base) != base
+                or base == n and overlaps(a.shape, a.strides)):
             copies.append(i)
         seen.add(n)
     staged = [v for i, v in g.writebacks
@@ -161,6 +168,18 @@ def _overlap(a, b) -> bool:
     return type(a) is type(b) and array_module(device_of_array(a)).may_share_memory(a, b)
 
 
+def _viewed(g: Graph, n: int) -> int:
+    """The traced value whose memory ``n`` is: itself, or what it is a view of."""
+    while _is_view(g, n) and g[n].args:
+        n = g[n].args[0]
+    return n
+
+
+def _is_view(g: Graph, n: int) -> bool:
+    op = g[n].op
+    return op in MOVEMENT_VIEWS or op in OPS and getattr(OPS[op], "view", False)
+
+
 def escaping(g: Graph) -> set[int]:
     """Values handed to the user (outputs, and what they view): never reused buffers."""
     out = set()
@@ -170,8 +189,7 @@ def escaping(g: Graph) -> set[int]:
         if n in out:
             continue
         out.add(n)
-        op = g[n].op
-        if op in MOVEMENT_VIEWS or op in OPS and getattr(OPS[op], "view", False):
+        if _is_view(g, n):
             stack.extend(g[n].args)
     return out
 
