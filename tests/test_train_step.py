@@ -270,3 +270,30 @@ def test_zero_grad_outside_the_compiled_step(set_to_none):
                         step))
     assert_same_training(results[1], results[0], tol=1e-5)
     assert results[1][2].stats()["cache_hits"] >= 5, results[1][2].stats()
+
+
+def test_gradients_handed_out_are_c_order_as_eager_leaves_them():
+    # A GRU's recurrent weight gradient is computed as [6, 18] and permuted: the replay
+    # handed out that F-order view as .grad, so the next call (which guards the .grad's
+    # layout it reads) ran eagerly, with a warning; eager's .grad is a fresh C-order array.
+    # (Found by tests/test_train_fuzz.py, seed 1129.)
+    ember.manual_seed(0)
+    gru, head = nn.GRU(4, 6, batch_first=True), nn.Linear(6, 3)
+    params = list(gru.parameters()) + list(head.parameters())
+    opt = ember.optim.SGD(params, lr=0.05)
+
+    def step(x):
+        opt.zero_grad(set_to_none=False)
+        loss = head(gru(x)[0].mean(1)).square().mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = ember.compile(step)
+    x = ember.randn(5, 3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(6):
+            compiled(x)
+            assert all(p.grad.is_contiguous() for p in params)
+    assert compiled.stats()["eager_calls"] == 0 and compiled.stats()["cache_hits"] >= 2

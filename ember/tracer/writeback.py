@@ -114,6 +114,14 @@ def effects(g: Graph, env: dict) -> tuple[list, list, set]:
                 or base == n and overlaps(a.shape, a.strides)):
             copies.append(i)
         seen.add(n)
+    # A gradient eager accumulates is a fresh C-order array (``_accumulate``); the plan's
+    # may be a view (a weight's gradient computed transposed): copied, so that the next
+    # call's trace of ``.grad`` (its layout is guarded) finds what eager would have left.
+    for _, i in g.grad_writes:
+        a = None if i is None else env[g.outputs[i]]
+        if a is not None and i not in g.aliases and i not in copies \
+                and not a.flags.c_contiguous:
+            copies.append(i)
     staged = [v for i, v in g.writebacks
               if env[v] is not env[i] and id(root(env[v])) in written]
     needed = effect_inputs(g)
