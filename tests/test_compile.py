@@ -389,6 +389,14 @@ def test_results_the_passes_merged_are_separate_tensors():
     assert cf.stats()["cache_hits"] >= 2
 
 
+def test_a_returned_size_stays_a_size():
+    # A replay rebuilt x.shape as a list: ``f(x)[0] == (2, 3)`` turned False.
+    cf = ember.compile(lambda x: (x.shape, x + 1))
+    for _ in range(4):
+        shape, _ = cf(ember.ones(2, 3))
+        assert type(shape) is ember.Size and shape == (2, 3)
+
+
 def test_recompile_reason_names_the_guard():
     f = ember.compile(lambda x: x + 1)
     f(ember.ones(2, 3))

@@ -26,8 +26,9 @@ def _walk(x, p: str, leaves: list, results: bool = False) -> Any:
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return ("namedtuple", type(x),
                 [_walk(v, f"{p}.{f}", leaves, results) for f, v in zip(x._fields, x)])
-    if isinstance(x, (tuple, list)):
-        return (type(x).__name__, None,
+    if isinstance(x, (tuple, list)):   # (a subclass, such as ember.Size, is rebuilt as one)
+        kind = "tuple" if isinstance(x, tuple) else "list"
+        return (kind, None if type(x) in (tuple, list) else type(x),
                 [_walk(v, f"{p}[{i}]", leaves, results) for i, v in enumerate(x)])
     if isinstance(x, dict):
         keys = list(x)
@@ -106,6 +107,11 @@ def _build(s, it) -> Any:
         return out
     if kind == "dict":
         return dict(zip(meta, vals))
+    if meta is not None:
+        try:
+            return meta(vals)
+        except Exception:   # a subclass made otherwise: the plain type
+            pass
     return tuple(vals) if kind == "tuple" else vals
 
 
@@ -117,7 +123,8 @@ def spec_key(spec) -> Any:
     kind, meta, children = spec
     if kind == "leaf":
         return "L"
-    m = (tuple(meta) if kind == "dict" else meta.__name__ if kind == "namedtuple"
+    m = (tuple(meta) if kind == "dict"
+         else meta.__name__ if kind == "namedtuple" or kind in ("tuple", "list") and meta
          else (type(meta[0]).__name__, tuple(meta[1])) if kind in ("mapping", "dataclass")
          else None)
     return (kind, m, tuple(spec_key(c) for c in children))
