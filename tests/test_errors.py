@@ -208,3 +208,22 @@ def test_interpreter_errors_name_the_node_and_the_users_line():
         BrokenTensors(g).run({n: ember.from_numpy(a) for n, a in env.items()})
     note = " ".join(getattr(info.value, "__notes__", []))
     assert f"%{exp} = exp" in note and HERE in note
+
+
+def test_a_failing_replay_leaves_what_eager_leaves():
+    # The replay wrote nothing before the gather raised (write-backs come last), while
+    # eager had incremented x: on an error, a call whose plans write nothing in place runs
+    # again eagerly, so it raises eager's error after eager's effects.
+    def f(x, idx):
+        x.add_(1)
+        return x[idx] * 2
+
+    compiled = ember.compile(f)
+    for _ in range(3):
+        compiled(ember.zeros(4), ember.tensor([0, 1]))
+    for _ in range(2):   # (the generic hit, then the fast path's)
+        x = ember.zeros(4)
+        with pytest.raises(IndexError, match=r"out of bounds[\s\S]*test_errors.py"):
+            compiled(x, ember.tensor([0, 7]))
+        assert x.tolist() == [1.0] * 4
+        compiled(ember.zeros(4), ember.tensor([0, 1]))

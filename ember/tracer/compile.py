@@ -25,7 +25,6 @@ import weakref
 from typing import Any, Callable
 
 from ember import dispatch as _dispatch
-from ember.errors import OpError
 from ember.nn.module import STRUCTURE_VERSION, Module
 from ember.tracer import events, fastpath, pytree
 from ember.tracer import admission
@@ -231,13 +230,10 @@ class CompiledFunction:
         t0 = clock()
         try:
             out = entry.run(args, kwargs, leaves)
-        except OpError as e:
-            if not e.from_check:
+        except Exception as e:
+            if not self._can_rerun(entry, e):
                 raise
-            # A value check failed (an index out of range) before any step wrote state
-            # (plans run checks first, write-backs last): run the call eagerly, so that it
-            # raises where eager raises, having done what eager does before that line.
-            return self._eager(args, kwargs)
+            return self._rerun_eagerly(args, kwargs, e)
         seconds = clock() - t0
         for handler in events.HANDLERS.get("hit", ()):   # events.publish, inlined: every hit
             handler(self, entry, seconds)
@@ -379,6 +375,25 @@ class CompiledFunction:
             self.counters["recompiles_not_listed"] = (
                 self.counters.get("recompiles_not_listed", 0) + 1)
         events.publish("recompiled", self, reason)
+
+    @staticmethod
+    def _can_rerun(entry, error: Exception) -> bool:
+        """Whether a replay that raised ``error`` wrote none of the caller's memory: a
+        value check failed (an index out of range; plans run checks first, write-backs
+        last), or no kernel of the entry updates a tensor in place. (Never for verify
+        mode's and fullgraph's own errors: they are the answer asked for.)"""
+        if isinstance(error, (VerificationError, CompileError)):
+            return False
+        return getattr(error, "from_check", False) or not entry.updates_in_place()
+
+    def _rerun_eagerly(self, args, kwargs, error: Exception):
+        """The call of a failed replay, run eagerly: it raises where eager raises, having
+        done what eager does before that line (``x.add_(1)`` before ``x[bad_index]``)."""
+        out = self._eager(args, kwargs)
+        # (eager did not raise: the replay's error was the compiler's own)
+        self._fallback(f"a call ran eagerly: its replay raised {type(error).__name__}: "
+                       f"{str(error).splitlines()[0] if str(error) else ''}")
+        return out
 
     def _eager(self, args, kwargs):
         with self._lock:

@@ -29,7 +29,7 @@ from ember.ir.views import address
 from ember.ir.interpreter import TensorInterpreter
 from ember.ir.passes import run_pipeline
 from ember.ops.random import preserved_rng
-from ember.runtime.memory import release_free_memory
+from ember.runtime.memory import InPlace, release_free_memory
 from ember.runtime.plan import build_plan
 from ember.tensor import Tensor, array_of
 from ember.tensor_common import STRUCTURE_VERSION
@@ -40,7 +40,7 @@ from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
                                  verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
-                                   segment_graph, trace_through, walk)
+                                   segment_graph, segments, trace_through, walk)
 from ember.tracer.trace import ARRAY_INPUT, Tracer, copy_same_layout, tracing
 from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memory,
                                     tensor_outputs)
@@ -287,6 +287,17 @@ class Entry:
         self.owner._fallback(f"more than {MAX_BRANCHES} values of {seg.obs.how}() at "
                              f"{seg.obs.location}: a call with a new one runs eagerly")
         return self.owner._eager(args, kwargs)
+
+    def updates_in_place(self) -> bool:
+        """Whether a kernel of this entry writes a caller's tensor while the plan runs
+        (``memory.InPlace``: a parameter updated in place), not in the write-backs at the
+        end. (Asked when a replay raised: only then is its memory possibly half written.)"""
+        plans = [s.plan for s in segments(self.root) if s.plan is not None]
+        if self.autograd_plans:
+            plans += [s.plan for s in (self.autograd_plans.fwd, self.autograd_plans.bwd)
+                      if s.plan is not None]
+        return any(type(b) is InPlace for p in plans for step in p.steps
+                   for b in getattr(step, "buffers", ()))
 
     def captured_need_grad(self) -> bool:
         """Whether a captured tensor requires grad that did not when the call was traced:

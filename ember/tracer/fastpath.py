@@ -260,14 +260,14 @@ class _Writer:
         else:
             L.append(f"            {self.name(seg.plan.run, 'RUN')}(env)")
             result = {n: n for n in g.outputs}
-        L.append("        except OpError as e:")
-        L.append("            if not e.from_check: raise")
-        L.append("            return OWNER._eager(args, {})")
         if seg.captured:
             from ember.tracer.entry import Stale
             L.append(f"        except {self.name(Stale, 'STALE')} as e:")
             L.append("            OWNER._fallback(f'a call ran eagerly: {e}')")
             L.append("            return OWNER._eager(args, {})")
+        L.append("        except Exception as e:   # (CompiledFunction._hit)")
+        L.append("            if not OWNER._can_rerun(ENTRY, e): raise")
+        L.append("            return OWNER._rerun_eagerly(args, {}, e)")
         wrapped = sorted({v for kind, v in trace.out_leaves if kind == "T"})
         for v in wrapped:   # once per output: a tensor returned twice is one object
             L.append(f"        o{v} = WRAP(env[{result[g.outputs[v]]!r}])")
@@ -305,9 +305,9 @@ class _Writer:
         L.append(f"{pad}    if H: t0 = clock()")
         L.append(f"{pad}    try:")
         L.append(f"{pad}        outs = P.forward(L)")
-        L.append(f"{pad}    except OpError as e:")
-        L.append(f"{pad}        if not e.from_check: raise")
-        L.append(f"{pad}        return OWNER._eager(args, {{}})")
+        L.append(f"{pad}    except Exception as e:   # (CompiledFunction._hit)")
+        L.append(f"{pad}        if not OWNER._can_rerun(ENTRY, e): raise")
+        L.append(f"{pad}        return OWNER._rerun_eagerly(args, {{}}, e)")
         values = ", ".join(self.name(v, "V") if kind == "V" else f"outs[{v!r}]"
                            for kind, v in trace.out_leaves)
         spec = self.name(trace.out_spec, "SPEC")
