@@ -297,3 +297,29 @@ def test_gradients_handed_out_are_c_order_as_eager_leaves_them():
             compiled(x)
             assert all(p.grad.is_contiguous() for p in params)
     assert compiled.stats()["eager_calls"] == 0 and compiled.stats()["cache_hits"] >= 2
+
+
+@pytest.mark.parametrize("opt_name", ["sgd-momentum-wd", "adam"])
+def test_optimizer_state_reset_between_compiled_steps(opt_name):
+    # opt.state.clear() (a reset of momentum) left the replay updating the old state
+    # tensors, which the trace captured: silently other weights than eager's. The
+    # optimizer's state is guarded to still hold the tensors a trace read.
+    x, y = _data((16, 20), 4)
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(5)
+        model = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 4))
+        opt = OPTIMIZERS[opt_name](model.parameters())
+        step = make_step(model, opt)
+        step = ember.compile(step) if compiled else step
+        losses = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for i in range(10):
+                if i in (4, 7):
+                    opt.state.clear() if i == 4 else opt.state.pop(model[0].weight)
+                losses.append(step(x, y).item())
+        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()],
+                        step))
+    assert_same_training(results[1], results[0], tol=1e-5)
+    assert results[1][2].stats()["eager_calls"] == 0

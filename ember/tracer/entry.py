@@ -200,8 +200,8 @@ class Entry:
         self.captured_rg = [t.requires_grad for t in self.captured]
         self._rg_seen = STRUCTURE_VERSION[0]   # requires_grad changes move it (tensor.py)
         self.none_grads = trace.none_grads
-        if self.guards is not None and trace.runtime_values:
-            self.guards.settle(trace.runtime_values)
+        if self.guards is not None and (trace.runtime_values or self.guards.optimizers):
+            self.guards.settle(trace.runtime_values, {id(t) for t in trace.captured})
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))

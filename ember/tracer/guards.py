@@ -94,14 +94,16 @@ class GuardSet:
         self._seen = [modules_version[0]]   # the structure version of the last full check
         self._failed = [None]
         self._roots = b.roots
+        self.optimizers = bool(b.optimizers)   # (then settle again after the traced call)
         self.settle(frozenset())   # (every optimizer slot by value until a trace says)
 
-    def settle(self, read: frozenset) -> None:
+    def settle(self, read: frozenset, captured: set = frozenset()) -> None:
         """Write the check function, with the optimizer slots that the trace read at every
-        call (``Trace.runtime_values``) guarded by sign only (see ``_Builder.slot_guards``)."""
+        call (``Trace.runtime_values``) guarded by sign only (see ``_Builder.slot_guards``)
+        and the optimizers' state tensors the trace read (``captured``: their ids)."""
         b = self._builder
         n = len(b.where)
-        self.source = b.source(read)
+        self.source = b.source(read, captured)
         self.where, self.expected = list(b.where), list(b.expected)
         del b.where[n:], b.expected[n:]   # (settle may run again: the builder stays as it was)
         ns = {"M": MISSING, "copysign": math.copysign, "ndarray": np.ndarray,
@@ -151,6 +153,7 @@ class _Builder:
         self.names: set[str] = set()  # attribute and global names the code uses
         self.pending: list = []       # (object, path, depth, gated) still to walk
         self.slots: list = []         # optimizer hyperparameters: see ``_optimizer``
+        self.optimizers: list = []    # (root index, path) of the optimizers reached
         self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
         for i, (path, v) in enumerate(leaves):
             if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
@@ -159,9 +162,10 @@ class _Builder:
             self._walk(*self.pending.pop(0))
 
     # ---- the source ---------------------------------------------------------------------
-    def source(self, read: frozenset = frozenset()) -> str:
+    def source(self, read: frozenset = frozenset(), captured: set = frozenset()) -> str:
         lines = ["def check(R, L, V, S, F):"]
-        lines += ["    " + s for s in self.plain + self.slot_guards(read)]
+        lines += ["    " + s for s in self.plain + self.slot_guards(read)
+                  + self.state_lines(captured)]
         if self.gated:
             lines.append("    if V[0] != S[0]:")
             lines += ["        " + s for s in self.gated]
@@ -311,6 +315,7 @@ class _Builder:
         out.append(f"v = R[{k}]().__dict__.get('_state_version', 0)")
         self._guard(out, f"v == {getattr(opt, '_state_version', 0)}", f"{where} state",
                     f"version {getattr(opt, '_state_version', 0)}")
+        self.optimizers.append((k, where))   # its state: guarded as the call leaves it
         out.append(f"v = R[{k}]().param_groups")
         self._guard(out, f"len(v) == {len(opt.param_groups)}", f"{where}.param_groups",
                     f"{len(opt.param_groups)} groups")
@@ -328,6 +333,41 @@ class _Builder:
                     self.slots.append((k, i, name, None, v, what))
                 else:
                     self._value(out, f"gs[{i}].get({name!r}, M)", v, what, MAX_DEPTH)
+
+    def state_lines(self, captured: set) -> list[str]:
+        """The guards of the optimizers' state: that it still holds, for each parameter,
+        the tensors the trace read (``captured``, ids) and updates in place; after
+        ``opt.state.clear()`` or ``opt.state[p] = {}`` (a reset) the step must start
+        again, not update the old ones. Written when the guards settle after the traced
+        call. (A Python number a custom optimizer keeps there and reads is a constant in
+        the trace: the second call's check sees it change and runs the key eagerly.)"""
+        out: list[str] = []
+        for k, where in self.optimizers:
+            opt = self.roots[k]()
+            if opt is not None and captured:
+                self._optimizer_state(opt, k, where, out, captured)
+        return out
+
+    def _optimizer_state(self, opt, k: int, where: str, out: list, captured: set) -> None:
+        state = opt.__dict__.get("state", MISSING)
+        if not isinstance(state, dict):
+            return
+        params = [p for g in opt.param_groups for p in g["params"] if _is_tensor(p)]
+        read = [(i, p, slots) for i, p in enumerate(params[:MAX_ITEMS])
+                for slots in [state.get(p)] if isinstance(slots, dict)
+                and any(id(v) in captured for v in slots.values())]
+        if not read:
+            return
+        # (only the tensors, weakly: a dict held here would keep an old state alive)
+        out.append(f"st = R[{k}]().__dict__.get('state', None) or {{}}")
+        for i, p, slots in read:
+            here = f"{where}.state[param {i}]"
+            out.append(f"s = st.get(R[{self._root(p)}](), None) or {{}}")
+            for name, v in slots.items():
+                if isinstance(name, str) and id(v) in captured:
+                    out.append(f"v = s.get({name!r}, M)")
+                    self._guard(out, f"v is R[{self._root(v)}]()", f"{here}[{name!r}]",
+                                _describe_obj(v))
 
     def slot_guards(self, read: frozenset) -> list[str]:
         """The guards of the optimizer slots: a slot this trace read at every call
@@ -507,6 +547,8 @@ def _describe_obj(v) -> str:
 
 
 def _short(v) -> str:
+    if v is MISSING:
+        return "absent"
     if _is_tensor(v):
         return f"a tensor {list(v.shape)} at {id(v):#x}"
     if isinstance(v, np.ndarray):
