@@ -145,13 +145,17 @@ class MatmulStep:
     def __call__(self, env: dict) -> None:
         a, b = (env[x] for x in self.graph[self.nid].args)
         buf = self.buffers[0]
-        if self.transposed:
-            out = buf.xp.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
-            env[self.nid] = out.swapaxes(-1, -2)
-        elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
-            env[self.nid] = matmul_rows(buf.xp, a, b, out=buf.get(env))
-        else:  # mixed dtypes, vectors: the registry op decides
-            env[self.nid] = run_node(self.graph, self.nid, env)
+        token = quiet()   # NumPy's inf/NaN warnings off, as eager's matmul (dispatch.py)
+        try:
+            if self.transposed:
+                out = buf.xp.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=buf.get(env))
+                env[self.nid] = out.swapaxes(-1, -2)
+            elif a.dtype == b.dtype == buf.dtype and a.ndim >= 1 and b.ndim >= 1:
+                env[self.nid] = matmul_rows(buf.xp, a, b, out=buf.get(env))
+            else:  # mixed dtypes, vectors: the registry op decides
+                env[self.nid] = run_node(self.graph, self.nid, env)
+        finally:
+            loud(token)
         if self.epilogue is not None:
             self.epilogue(env)
 
