@@ -6,13 +6,17 @@ skips the step when any is inf or NaN, and ``update()`` halves the scale after s
 step or doubles it after ``growth_interval`` clean ones. On "cuda" without a GPU it
 warns and is disabled (``scale`` returns the loss, ``step`` just steps), as PyTorch's.
 
+The scale, the count of clean steps and the inf flag are 0-dim tensors updated in place,
+as PyTorch keeps them: a compiled training step reads them as tensors (a Python float
+would be frozen into its code and change every few steps); it splits only where
+``step`` decides to skip, as PyTorch's does.
+
 >>> scaler = ember.amp.GradScaler("cpu")
 >>> scaler.scale(loss).backward()
 >>> scaler.step(opt); scaler.update()
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 from ember.devices import is_cuda_available
@@ -37,12 +41,20 @@ class GradScaler:
             raise ValueError("The growth factor must be > 1.0.")
         if not 0.0 < backoff_factor < 1.0:
             raise ValueError("The backoff factor must be < 1.0.")
-        self._scale = float(init_scale)
+        self._init_scale = float(init_scale)
+        self._init_growth_tracker = 0
+        self._scale = None            # 0-dim float32, made on the first loss's device
+        self._growth_tracker = None   # 0-dim int32: clean steps since the last change
         self._growth_factor = float(growth_factor)
         self._backoff_factor = float(backoff_factor)
         self._growth_interval = int(growth_interval)
-        self._growth_tracker = 0
         self._per_optimizer: dict[int, dict] = {}
+
+    def _lazy_init(self, device) -> None:
+        from ember import full
+        from ember.dtypes import float32, int32
+        self._scale = full((), self._init_scale, dtype=float32, device=device)
+        self._growth_tracker = full((), self._init_growth_tracker, dtype=int32, device=device)
 
     # ---- scaling ------------------------------------------------------------------------
     def scale(self, outputs):
@@ -51,7 +63,9 @@ class GradScaler:
             return outputs
         from ember.tensor import Tensor
         if isinstance(outputs, Tensor):
-            return outputs * self._scale
+            if self._scale is None:
+                self._lazy_init(outputs.device)
+            return outputs * self._scale.to(outputs.device)
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(self.scale(o) for o in outputs)
         if isinstance(outputs, dict):
@@ -69,19 +83,22 @@ class GradScaler:
                                "the last update().")
         if st["stage"] is _STEPPED:
             raise RuntimeError("unscale_() is being called after step().")
-        from ember import no_grad
-        inv = 1.0 / self._scale
-        found = False
+        if self._scale is None:
+            raise AssertionError("Attempted unscale_ but _scale is None.  This may indicate "
+                                 "your script did not use scaler.scale(loss or outputs) "
+                                 "earlier in the iteration.")
+        from ember import no_grad, zeros
+        from ember.dtypes import float32, float64
         with no_grad():
+            # (the reciprocal in float64, as PyTorch: exact for the powers of 2 it holds)
+            inv = self._scale.to(float64).reciprocal().to(float32)
+            found = zeros((), dtype=float32, device=self._scale.device)
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     if p.grad is None:
                         continue
-                    p.grad.mul_(inv)
-                    # One value read per gradient: a compiled step splits here, as the
-                    # skip decision is Python control flow in PyTorch too.
-                    if not found and not math.isfinite(float(p.grad.abs().sum())):
-                        found = True
+                    p.grad.mul_(inv.to(p.grad.dtype))
+                    found.logical_or_(~p.grad.isfinite().all())   # (stays float32)
         st["found_inf"], st["stage"] = found, _UNSCALED
 
     def step(self, optimizer, *args, **kwargs):
@@ -95,28 +112,39 @@ class GradScaler:
             raise RuntimeError("step() has already been called since the last update().")
         if st["stage"] is _READY:
             self.unscale_(optimizer)
-        result = None if st["found_inf"] else optimizer.step(*args, **kwargs)
+        # One value read: the skip is Python control flow (a compiled step splits here).
+        result = None if st["found_inf"].item() else optimizer.step(*args, **kwargs)
         st["stage"] = _STEPPED
         return result
 
-    def update(self, new_scale: float | None = None) -> None:
-        """Back off after a skipped step, grow after ``growth_interval`` clean ones."""
-        if not self._enabled:
+    def update(self, new_scale=None) -> None:
+        """Back off after a skipped step, grow after ``growth_interval`` clean ones (in
+        place, as ``torch._amp_update_scale_``); or set ``new_scale`` (a float or a
+        0-dim tensor)."""
+        if not self._enabled or self._scale is None:
             return
-        if new_scale is not None:
-            self._scale = float(new_scale.item() if hasattr(new_scale, "item") else new_scale)
-        else:
-            found = [s["found_inf"] for s in self._per_optimizer.values() if "found_inf" in s]
-            if not found:
-                raise AssertionError("No inf checks were recorded prior to update.")
-            if any(found):
-                self._scale *= self._backoff_factor
-                self._growth_tracker = 0
+        from ember import no_grad, where
+        with no_grad():
+            if new_scale is not None:
+                if isinstance(new_scale, float):
+                    self._scale.fill_(new_scale)
+                else:
+                    self._scale.copy_(new_scale.reshape(()))
             else:
-                self._growth_tracker += 1
-                if self._growth_tracker == self._growth_interval:
-                    self._scale *= self._growth_factor
-                    self._growth_tracker = 0
+                found = [s["found_inf"] for s in self._per_optimizer.values()
+                         if "found_inf" in s]
+                if not found:
+                    raise AssertionError("No inf checks were recorded prior to update.")
+                inf = found[0]
+                for f in found[1:]:
+                    inf = inf + f.to(inf.device)
+                inf = inf > 0
+                clean = self._growth_tracker + 1
+                grow = clean == self._growth_interval
+                grown = self._scale * self._growth_factor
+                grown = where(grow & grown.isfinite(), grown, self._scale)
+                self._scale.copy_(where(inf, self._scale * self._backoff_factor, grown))
+                self._growth_tracker.copy_(where(inf | grow, 0, clean))
         self._per_optimizer.clear()
 
     def _state(self, optimizer) -> dict:
@@ -127,7 +155,9 @@ class GradScaler:
         return self._enabled
 
     def get_scale(self) -> float:
-        return self._scale if self._enabled else 1.0
+        if not self._enabled:
+            return 1.0
+        return self._init_scale if self._scale is None else self._scale.item()
 
     def get_growth_factor(self) -> float:
         return self._growth_factor
@@ -147,13 +177,18 @@ class GradScaler:
     def set_growth_interval(self, new_interval: int) -> None:
         self._growth_interval = int(new_interval)
 
+    def _get_growth_tracker(self) -> int:
+        if self._growth_tracker is None:
+            return self._init_growth_tracker
+        return int(self._growth_tracker.item())
+
     def state_dict(self) -> dict:
         """The scale and growth settings (empty when disabled), as PyTorch's."""
         if not self._enabled:
             return {}
-        return {"scale": self._scale, "growth_factor": self._growth_factor,
+        return {"scale": self.get_scale(), "growth_factor": self._growth_factor,
                 "backoff_factor": self._backoff_factor, "growth_interval": self._growth_interval,
-                "_growth_tracker": self._growth_tracker}
+                "_growth_tracker": self._get_growth_tracker()}
 
     def load_state_dict(self, state_dict: dict) -> None:
         if not self._enabled:
@@ -161,8 +196,11 @@ class GradScaler:
         if len(state_dict) == 0:
             raise RuntimeError("The source state dict is empty, possibly because it was "
                                "saved from a disabled instance of GradScaler.")
-        self._scale = float(state_dict["scale"])
+        self._init_scale = float(state_dict["scale"])
         self._growth_factor = float(state_dict["growth_factor"])
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
-        self._growth_tracker = int(state_dict["_growth_tracker"])
+        self._init_growth_tracker = int(state_dict["_growth_tracker"])
+        if self._scale is not None:
+            self._scale.fill_(self._init_scale)
+            self._growth_tracker.fill_(self._init_growth_tracker)
