@@ -1,9 +1,9 @@
 """A seeded fuzzer for whole training loops: a random small model (MLP, convolution net,
 or tokens through an embedding and a transformer layer, attention, GRU or LSTM; with
-norms, dropout and a dozen activations), loss, optimizer (hyperparameters,
-two parameter groups), learning-rate schedule, gradient clipping and accumulation,
-``zero_grad`` with or without ``set_to_none``, trained a few steps three ways from the
-same weights on the same data: ember eagerly, ember compiled (the whole step, or only
+norms, dropout and a dozen activations), loss, optimizer (hyperparameters, two
+parameter groups), learning-rate schedule, gradient clipping and accumulation, loss
+scaling, ``zero_grad`` with or without ``set_to_none``, trained a few steps three ways
+from the same weights on the same data: ember eagerly, ember compiled (the whole step, or only
 the model) and PyTorch. Every step's loss and every parameter must agree; compiled must
 not fall back to eager.
 
@@ -124,6 +124,7 @@ def program(seed: int) -> dict:
         "steps": 6, "data_seed": rng.randrange(1 << 30),
         "ragged": rng.random() < 0.3,   # two batches (then the first size again) of another
         "evaluate": rng.random() < 0.5,   # an eval()-mode forward after each step
+        "scaler": rng.random() < 0.15,    # loss scaling (amp.GradScaler)
     }
 
 
@@ -205,19 +206,24 @@ def train(lib, prog: dict, weights: dict, compiled: bool, seed: int = 0) -> list
         prog["schedule"], {"__builtins__": {}}, {**vars(lib.optim.lr_scheduler), "opt": opt})
     net = lib.compile(model) if compiled and prog["compile"] == "model" else model
     k = prog["accumulate"]
+    scaler = lib.amp.GradScaler("cpu", init_scale=2.0 ** 8, growth_interval=2,
+                                enabled=prog["scaler"])
 
     def step(x, y):
         opt.zero_grad(set_to_none=prog["set_to_none"])
         total = 0.0
         for xs, ys in zip(x.chunk(k), y.chunk(k)):
             loss = _loss(lib, prog["loss"], net(xs), ys) / k
-            loss.backward()
+            scaler.scale(loss).backward()
             total = total + loss.detach()
+        if prog["clip"] is not None:
+            scaler.unscale_(opt)
         if prog["clip"] == "norm":
             lib.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)
         elif prog["clip"] == "value":
             lib.nn.utils.clip_grad_value_(model.parameters(), 0.1)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         return total
 
     run = lib.compile(step) if compiled and prog["compile"] == "step" else step
