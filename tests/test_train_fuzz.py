@@ -3,9 +3,9 @@ or tokens through an embedding and a transformer layer, attention, GRU or LSTM; 
 norms, dropout and a dozen activations), loss, optimizer (hyperparameters, two
 parameter groups), learning-rate schedule, gradient clipping and accumulation, loss
 scaling, ``zero_grad`` with or without ``set_to_none``, trained a few steps three ways
-from the same weights on the same data: ember eagerly, ember compiled (the whole step, or only
-the model) and PyTorch. Every step's loss and every parameter must agree; compiled must
-not fall back to eager.
+from the same weights on the same data: ember eagerly, ember compiled (the whole step,
+or only the model) and PyTorch. Every step's loss and every parameter must agree;
+compiled must not fall back to eager.
 
 The fast slice runs in CI; ``EMBER_TRAIN_FUZZ=2000 pytest -m fuzz -k train_fuzz`` runs a
 large one (``EMBER_TRAIN_FUZZ_SEED`` moves the window).
