@@ -121,8 +121,8 @@ class TensorIndex:
     def mul_(self, o):
         return self._inplace(lambda s: s * o, (o,), "mul_")
 
-    def div_(self, o):
-        return self._inplace(lambda s: s / o, (o,), "div_")
+    def div_(self, o, *, rounding_mode: str | None = None):
+        return self._inplace(lambda s: s.div(o, rounding_mode=rounding_mode), (o,), "div_")
 
     def pow_(self, o):
         return self._inplace(lambda s: s ** o, (o,), "pow_")

@@ -171,8 +171,16 @@ class TensorMath:
     def mul(self, o):
         return self * o
 
-    def div(self, o):
-        return self / o
+    def div(self, o, *, rounding_mode: str | None = None):
+        """``self / o``; ``rounding_mode="floor"`` or ``"trunc"`` rounds the quotient.
+
+        >>> ember.tensor([-7, 7]).div(2, rounding_mode="trunc")
+        tensor([-3,  3])
+        """
+        if rounding_mode is None:
+            return self / o
+        from ember.functions_math import divide
+        return divide(self, o, rounding_mode=rounding_mode)
 
     def pow(self, o):
         return self ** o

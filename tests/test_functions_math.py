@@ -165,3 +165,19 @@ def test_histogram_apply_and_map_match_torch():
     a = ember.tensor([1.0, 2.0])
     assert a.apply_(lambda v: v * 3) is a and a.tolist() == [3.0, 6.0]
     assert a.map_(ember.tensor([1.0]), lambda u, v: u - v).tolist() == [2.0, 5.0]
+
+
+@pytest.mark.parametrize("mode", [None, "trunc", "floor"])
+def test_div_and_div__take_a_rounding_mode(mode):
+    # torch.div(a, b, rounding_mode="floor") is the common index arithmetic
+    torch = pytest.importorskip("torch")
+    for a, b in [([-7, 7, 5, -9], [2, 2, -3, 4]),
+                 ([-7.0, 7.5, 5.0, -0.5], [2.0, 2.0, -3.0, 4.0])]:
+        want = torch.div(torch.tensor(a), torch.tensor(b), rounding_mode=mode)
+        for got in (ember.div(ember.tensor(a), ember.tensor(b), rounding_mode=mode),
+                    ember.tensor(a).div(ember.tensor(b), rounding_mode=mode)):
+            assert got.tolist() == want.tolist() and str(got.dtype)[6:] == str(want.dtype)[6:]
+        if mode is not None or isinstance(a[0], float):
+            x = ember.tensor(a)
+            x.div_(2, rounding_mode=mode)
+            assert x.tolist() == torch.tensor(a).div_(2, rounding_mode=mode).tolist()
