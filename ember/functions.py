@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ember.errors import type_name
+from ember.out_arg import write_out
 from ember.tensor import Tensor, arange, tensor
 
 _METHODS = """
@@ -40,7 +41,7 @@ def _make(name: str):
     numbers_in = name in _NUMBER_INPUT
     other_name, numbers_ok = _OTHER.get(name, ("", False))
 
-    def fn(input, *args, **kwargs):
+    def fn(input, *args, out=None, **kwargs):
         if not isinstance(input, Tensor):
             if not (numbers_in and isinstance(input, _NUMBERS)):
                 raise _not_tensor(name, "input", 1, input)
@@ -48,6 +49,8 @@ def _make(name: str):
         if other_name and args and not isinstance(args[0], Tensor) and not (
                 numbers_ok and isinstance(args[0], _NUMBERS)):
             raise _not_tensor(name, other_name, 2, args[0])
+        if out is not None:   # (ember/out_arg.py)
+            return write_out(name, out, method(input, *args, **kwargs))
         return method(input, *args, **kwargs)
 
     fn.__name__ = fn.__qualname__ = name

@@ -475,14 +475,35 @@ def column_stack(tensors) -> Tensor:
     return cat(ts, 1)
 
 
-def hsplit(input: Tensor, sections):
+def hsplit(input: Tensor, indices_or_sections):
     """``tensor_split`` along dim 1 (dim 0 for vectors)."""
-    return input.tensor_split(sections, 0 if input.ndim == 1 else 1)
+    return _split_along("hsplit", input, indices_or_sections, 0 if input.ndim == 1 else 1, 1)
 
 
-def vsplit(input: Tensor, sections):
+def vsplit(input: Tensor, indices_or_sections):
     """``tensor_split`` along dim 0."""
-    return input.tensor_split(sections, 0)
+    return _split_along("vsplit", input, indices_or_sections, 0, 2)
+
+
+def dsplit(input: Tensor, indices_or_sections):
+    """``tensor_split`` along dim 2.
+
+    >>> [t.shape for t in ember.dsplit(ember.zeros(1, 2, 4), 2)]
+    [ember.Size([1, 2, 2]), ember.Size([1, 2, 2])]
+    """
+    return _split_along("dsplit", input, indices_or_sections, 2, 3)
+
+
+def _split_along(name: str, input: Tensor, sections, dim: int, min_dims: int):
+    # As torch: a number of sections must divide the dim (tensor_split would not ask).
+    if input.ndim < min_dims:
+        raise RuntimeError(f"torch.{name} requires a tensor with at least {min_dims} "
+                           f"dimension, but got a tensor with {input.ndim} dimensions!")
+    if isinstance(sections, int) and (sections == 0 or input.shape[dim] % sections):
+        raise RuntimeError(f"torch.{name} attempted to split along dimension {dim}, but the "
+                           f"size of the dimension {input.shape[dim]} is not divisible by "
+                           f"the split_size {sections}!")
+    return input.tensor_split(sections, dim)
 
 
 def broadcast_tensors(*tensors) -> tuple:
@@ -713,7 +734,7 @@ __all__ = ["tan", "atan", "asin", "acos", "atan2", "sinh", "cosh", "asinh", "aco
            "lcm", "prod", "nansum", "nanmean", "aminmax", "kthvalue", "msort", "trace",
            "dist", "equal", "diag", "diag_embed", "diagflat", "atleast_1d", "atleast_2d",
            "atleast_3d", "hstack", "vstack", "row_stack", "dstack", "column_stack", "hsplit",
-           "vsplit", "broadcast_tensors", "swapdims", "take", "index_fill", "index_copy",
+           "vsplit", "dsplit", "broadcast_tensors", "swapdims", "take", "index_fill", "index_copy",
            "inner", "mv", "addmv", "addbmm", "vdot", "tensordot", "cov", "corrcoef",
            "result_type", "can_cast", "histogram", "arctan", "arcsin", "arccos",
            "arctan2", "arcsinh", "arccosh", "arctanh", "absolute", "negative", "positive",
@@ -725,7 +746,7 @@ _METHODS = ("tan atan asin acos atan2 sinh cosh asinh acosh atanh log2 log10 deg
             "rad2deg frac isposinf isneginf hypot logaddexp logaddexp2 copysign fmax fmin "
             "float_power divide multiply subtract true_divide clamp_min clamp_max gcd lcm "
             "prod nansum nanmean aminmax kthvalue msort trace dist equal diag diag_embed "
-            "diagflat hsplit vsplit swapdims take index_fill index_copy inner mv addmv addbmm "
+            "diagflat hsplit vsplit dsplit swapdims take index_fill index_copy inner mv addmv addbmm "
             "vdot cov corrcoef arctan arcsin arccos arctan2 arcsinh arccosh arctanh absolute "
             "negative positive fix sgn").split()
 _INPLACE = ("tan atan asin acos atan2 sinh cosh asinh acosh atanh log2 log10 deg2rad rad2deg "

@@ -319,8 +319,11 @@ def broadcast_shapes(*shapes) -> Size:
     return Size(out)
 
 
-def cat(tensors: Iterable[Tensor], dim: int = 0) -> Tensor:
-    """Concatenate tensors along an existing dim."""
+def cat(tensors: Iterable[Tensor], dim: int = 0, *, out: Tensor | None = None) -> Tensor:
+    """Concatenate tensors along an existing dim (into ``out`` if given)."""
+    if out is not None:
+        from ember.out_arg import write_out
+        return write_out("cat", out, cat(tensors, dim))
     tensors = list(tensors)
     if not tensors:
         raise OpError("cat", "expected a non-empty list of Tensors")
@@ -338,8 +341,11 @@ def cat(tensors: Iterable[Tensor], dim: int = 0) -> Tensor:
 concat = cat
 
 
-def stack(tensors: Iterable[Tensor], dim: int = 0) -> Tensor:
-    """Stack tensors of equal shape along a new dim."""
+def stack(tensors: Iterable[Tensor], dim: int = 0, *, out: Tensor | None = None) -> Tensor:
+    """Stack tensors of equal shape along a new dim (into ``out`` if given)."""
+    if out is not None:
+        from ember.out_arg import write_out
+        return write_out("stack", out, stack(tensors, dim))
     tensors = list(tensors)
     if not tensors:
         raise OpError("stack", "expected a non-empty list of Tensors")

@@ -181,3 +181,17 @@ def test_div_and_div__take_a_rounding_mode(mode):
             x = ember.tensor(a)
             x.div_(2, rounding_mode=mode)
             assert x.tolist() == torch.tensor(a).div_(2, rounding_mode=mode).tolist()
+
+
+@pytest.mark.parametrize("name", ["hsplit", "vsplit", "dsplit"])
+def test_hsplit_vsplit_dsplit_as_torch(name):
+    torch = pytest.importorskip("torch")
+    for shape, sections in [((2, 4, 6), 2), ((2, 4, 6), [1, 3]), ((4,), 2), ((2, 4, 6), 3)]:
+        try:
+            want = [tuple(t.shape) for t in getattr(torch, name)(torch.zeros(shape), sections)]
+        except RuntimeError as e:
+            with pytest.raises(RuntimeError, match=str(e)[:30]):
+                getattr(ember, name)(ember.zeros(shape), sections)
+            continue
+        got = getattr(ember, name)(ember.zeros(shape), indices_or_sections=sections)
+        assert [tuple(t.shape) for t in got] == want
