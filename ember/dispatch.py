@@ -277,11 +277,46 @@ def iadd(t, o):
 
 def constant(value, dtype: dtypes.DType, device):
     """A 0-dim tensor for a Python scalar taking part in an op (a literal in traces)."""
-    t = Tensor._wrap(array_module(device).asarray(value, dtype=dtype.np), False)
+    xp = array_module(device)
+    try:
+        array = xp.asarray(value, dtype=dtype.np)
+    except OverflowError:
+        # An int outside an integer dtype's range wraps as PyTorch casts it (uint8 * -1
+        # is uint8 * 255); NumPy refuses it. Beyond 64 bits PyTorch refuses too.
+        if not (type(value) is int and dtype.np.kind in "iu" and -2 ** 63 <= value < 2 ** 64):
+            raise
+        wide = np.asarray(value, dtype=np.int64 if value < 2 ** 63 else np.uint64)
+        array = xp.asarray(wide.astype(dtype.np))
+        value = array.item()
+    t = Tensor._wrap(array, False)
     tracer = _local.tracer
     if tracer is not None:
         tracer.constant(t, value)
     return t
+
+
+# A Python int outside an integer dtype's range wraps (``constant``) in arithmetic and
+# comparisons, as PyTorch casts it; these ops check it instead, as PyTorch's do.
+_CHECKED_SCALARS = frozenset(("where", "pow"))
+
+
+def check_fits(name: str, value: int, dtype: dtypes.DType) -> None:
+    """PyTorch's checked conversion of a Python int to an integer dtype: an error unless
+    it fits (an unsigned dtype also takes the negatives down to -max, which wrap)."""
+    info = np.iinfo(dtype.np)
+    lo = -info.max if info.min == 0 else info.min
+    if not lo <= value <= info.max:
+        raise OpError(name, f"value cannot be converted to type {dtype.np.name}_t without "
+                            "overflow")
+
+
+# PyTorch refuses these on bools (``mask - 1`` is usually a mask meant to be inverted).
+_NO_BOOL = {
+    "sub": "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+           "trying to invert a mask, use the `~` or `logical_not()` operator instead.",
+    "neg": "Negation, the `-` operator, on a bool tensor is not supported. If you are "
+           "trying to invert a mask, use the `~` or `logical_not()` operator instead.",
+}
 
 
 def _prepare_elementwise(op: OpDef, args):
@@ -290,6 +325,9 @@ def _prepare_elementwise(op: OpDef, args):
     tensors = [a for a in args if isinstance(a, Tensor)]
     if not tensors:
         raise OpError(op.name, "needs at least one tensor argument", args)
+    if op.name in _NO_BOOL and any(type(a) is bool or isinstance(a, Tensor)
+                                   and a.dtype is dtypes.bool_ for a in args):
+        raise OpError(op.name, _NO_BOOL[op.name], tensors)
     first = tensors[0]
     operands = args[1:] if rule == "where" else args
     if len(tensors) == len(args) and rule != "where":
@@ -314,6 +352,10 @@ def _prepare_elementwise(op: OpDef, args):
     dt = dtypes.result_type(dim, zero, wrapped)
     if rule == "float" and dt.category < 2:   # complex stays complex
         dt = dtypes.get_default_dtype()
+    if op.name in _CHECKED_SCALARS and dt.np.kind in "iu":
+        for a in operands:
+            if type(a) is int:
+                check_fits(op.name, a, dt)
     out = []
     for i, a in enumerate(args):
         if i == 0 and rule == "where":

@@ -248,6 +248,8 @@ class TensorMath:
         return dispatch("relu", self)
 
     def square(self):
+        if self.dtype is dtypes.bool_:   # torch's square is pow(x, 2): bools become int64
+            self = self.to(dtypes.int64)
         return self * self
 
     def reciprocal(self):
@@ -373,6 +375,9 @@ class TensorMath:
         return where(condition, self, other)
 
     def masked_fill(self, mask: Tensor, value) -> Tensor:
+        if type(value) is int and self.dtype.np.kind in "iu":
+            from ember.dispatch import check_fits
+            check_fits("masked_fill", value, self.dtype)
         return where(mask, _as_tensor_like(value, self).to(self.dtype), self)
 
     # ---- reductions -------------------------------------------------------------------

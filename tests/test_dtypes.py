@@ -93,6 +93,40 @@ def test_uint8_wraps_and_int8_uint8_promote_to_int16():
     assert m.dtype is ember.int16 and m.tolist() == [-300]
 
 
+def test_python_ints_outside_an_integer_dtype_wrap_as_torch_casts_them():
+    # NumPy 2 refuses uint8 * -1 (OverflowError); PyTorch casts the -1 to 255.
+    u = ember.tensor([0, 3, 5], dtype=ember.uint8)
+    assert (u * -1).tolist() == [0, 253, 251] and (u + -2).tolist() == [254, 1, 3]
+    assert u.clamp(-2, 3).tolist() == [3, 3, 3]   # (torch's: -2 is 254 as a uint8)
+    i8 = ember.tensor([100, -100], dtype=ember.int8)
+    assert (i8 * 1000).tolist() == [-96, 96] and (i8 * 1000).dtype == ember.int8
+    compiled = ember.compile(lambda x: x * -1 + 300)
+    for _ in range(3):
+        assert compiled(u).tolist() == [44, 41, 39]
+    # comparisons wrap too; where, pow, masked_fill and clamp's bounds are checked
+    assert (i8 > 300).tolist() == [True, False] and (u < -1).tolist() == [True, True, True]
+    for fn in (lambda: ember.where(i8 > 0, i8, 300), lambda: i8 ** 300,
+               lambda: i8.masked_fill(i8 > 0, 300), lambda: i8.clamp(-200, 3)):
+        with pytest.raises(RuntimeError, match="cannot be converted to type int8_t"):
+            fn()
+
+
+def test_bool_subtraction_and_negation_refused_as_torch():
+    b, f = ember.tensor([True, False]), ember.tensor([1.0, 2.0])
+    for fn in (lambda: b - b, lambda: f - True, lambda: b - 1, lambda: 1 - b):
+        with pytest.raises(RuntimeError, match="Subtraction, the `-` operator, with a bool"):
+            fn()
+    with pytest.raises(RuntimeError, match="Negation, the `-` operator, on a bool"):
+        -b
+    assert (b + b).tolist() == [True, False] and (~b).tolist() == [False, True]
+    assert ember.sign(b).tolist() == [True, False] and ember.sign(b).dtype == ember.bool
+    signs = ember.compile(lambda t: ember.sign(t) & t)   # (an LLVM lowering of its own)
+    for _ in range(3):
+        assert signs(b).tolist() == [True, False]
+    assert not signs.stats()["fallbacks"]
+    assert b.square().tolist() == [1, 0] and b.square().dtype == ember.int64
+
+
 def test_division_and_float_ops_of_integer_types_use_the_default_dtype():
     torch = _torch()
     for name in ("uint8", "int8", "int16"):

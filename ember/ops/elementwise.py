@@ -88,6 +88,8 @@ def _zero_grad(g, out, a):
 
 def _sign(xp, a):
     # torch's sign: 0 for a NaN and +0.0 for -0.0 ((0 < a) - (a < 0)); NumPy's keeps both.
+    if a.dtype.kind == "b":   # (NumPy has no bool sign; torch's is the value itself)
+        return a.copy()
     if a.dtype.kind != "f":
         return xp.sign(a)
     return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)

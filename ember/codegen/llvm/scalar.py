@@ -345,7 +345,7 @@ class _Scalar:
     def b_abs(self, x):
         return x
 
-    b_relu = b_abs
+    b_relu = b_sign = b_abs
 
     def b_add(self, x, y):
         return self.b.or_(x, y)
