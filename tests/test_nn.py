@@ -726,3 +726,25 @@ def test_one_hot_matches_pytorch_and_errors_alike_eager_and_compiled():
             cf(ember.tensor(bad))
     with pytest.raises(ember.OpError, match="int64"):
         F.one_hot(ember.tensor([1.0]), 2)
+
+
+@pytest.mark.filterwarnings("ignore:.*encountered in (multiply|divide):RuntimeWarning")
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_a_batch_with_every_target_ignored_gives_zero_gradients(smoothing):
+    # (a batch of padding, a masked-LM batch with nothing masked) torch's loss is NaN
+    # (0/0) and its gradients 0; ember's were NaN (0 * inf), which an optimizer step
+    # spread into every weight.
+    torch = pytest.importorskip("torch")
+    compiled = ember.compile(lambda x, t: F.cross_entropy(x, t, label_smoothing=smoothing))
+    for run in (lambda x, t: F.cross_entropy(x, t, label_smoothing=smoothing), compiled,
+                compiled, compiled, lambda x, t: F.nll_loss(x, t)):
+        x = ember.ones(3, 4, requires_grad=True)
+        loss = run(x, ember.tensor([-100, -100, -100]))
+        loss.backward()
+        assert np.isnan(loss.item()) and (x.grad.numpy() == 0).all()
+    xt = torch.ones(3, 4, requires_grad=True)   # a zero weight is still 0/0, as torch's
+    torch.nn.functional.nll_loss(xt, torch.tensor([1, 1, 1]),
+                                 weight=torch.tensor([1., 0., 1., 1.])).backward()
+    x = ember.ones(3, 4, requires_grad=True)
+    F.nll_loss(x, ember.tensor([1, 1, 1]), weight=ember.tensor([1., 0., 1., 1.])).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())

@@ -552,6 +552,10 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
         picked = where(hit, flat, 0.0).sum(1)
     else:
         picked = flat[arange(flat.shape[0], device=flat.device), safe]
+    # An ignored entry's gradient is 0, as torch's, also when every entry is ignored (a
+    # batch of padding: the mean is 0/0, and 0 * inf made NaN gradients that ruined the
+    # weights): where() selects its 0 instead of multiplying by it.
+    picked = where(valid, picked, 0.0)
     w = valid.to(flat.dtype)
     if weight is not None:
         if tuple(weight.shape) != (n_classes,):
