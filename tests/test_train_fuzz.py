@@ -270,7 +270,10 @@ def check(seed: int, torch=None) -> dict:
         warnings.simplefilter("always")
         compiled, run = train(ember, prog, weights, compiled=True)
     stats = run.stats() if hasattr(run, "stats") else {}
-    bad = _compare(eager, compiled, "compiled vs eager", 1e-4, 1e-5)
+    # (compiled kernels sum in another order: seed 3233, BatchNorm over micro-batches of
+    # 2 with NAdam, drifted 1.3e-5 in 6 steps, compiled 8.5e-6 and eager 4.6e-6 from a
+    # float64 torch run, torch float32 itself 1.8e-5)
+    bad = _compare(eager, compiled, "compiled vs eager", 2e-4, 5e-5)
     fell_back = [str(w.message)[:200] for w in caught if "eager" in str(w.message).lower()]
     if torch is not None and not any(layer.startswith("Dropout") for layer in prog["layers"]):
         theirs, _ = train(torch, prog, weights, compiled=False)
