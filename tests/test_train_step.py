@@ -245,29 +245,42 @@ def test_all_parameter_updates_run_as_one_call(opt_name):
     assert multi, step.kernels()
 
 
-@pytest.mark.parametrize("set_to_none", [True, False])
-def test_zero_grad_outside_the_compiled_step(set_to_none):
+def _eager_and_compiled(make_opt, step_of, steps: int, before=None) -> list:
+    """(losses, weights, step) of a 20-8-4 MLP trained eagerly, then compiled, with
+    ``before(i, model, opt)`` run before step ``i``; no warning (fallback) allowed."""
     x, y = _data((16, 20), 4)
     results = []
     for compiled in (False, True):
         ember.manual_seed(5)
         model = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 4))
-        opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        opt = make_opt(model.parameters())
+        step = step_of(model, opt)
+        step = ember.compile(step) if compiled else step
+        losses = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for i in range(steps):
+                if before is not None:
+                    before(i, model, opt)
+                losses.append(step(x, y).item())
+        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()],
+                        step))
+    return results
 
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_outside_the_compiled_step(set_to_none):
+    def step_of(model, opt):
         def step(x, y):
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
             return loss
-        step = ember.compile(step) if compiled else step
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            losses = []
-            for _ in range(8):
-                opt.zero_grad(set_to_none=set_to_none)
-                losses.append(step(x, y).item())
-        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()],
-                        step))
+        return step
+
+    results = _eager_and_compiled(lambda p: ember.optim.SGD(p, lr=0.1, momentum=0.9),
+                                  step_of, 8,
+                                  lambda i, model, opt: opt.zero_grad(set_to_none=set_to_none))
     assert_same_training(results[1], results[0], tol=1e-5)
     assert results[1][2].stats()["cache_hits"] >= 5, results[1][2].stats()
 
@@ -304,22 +317,12 @@ def test_optimizer_state_reset_between_compiled_steps(opt_name):
     # opt.state.clear() (a reset of momentum) left the replay updating the old state
     # tensors, which the trace captured: silently other weights than eager's. The
     # optimizer's state is guarded to still hold the tensors a trace read.
-    x, y = _data((16, 20), 4)
-    results = []
-    for compiled in (False, True):
-        ember.manual_seed(5)
-        model = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 4))
-        opt = OPTIMIZERS[opt_name](model.parameters())
-        step = make_step(model, opt)
-        step = ember.compile(step) if compiled else step
-        losses = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            for i in range(10):
-                if i in (4, 7):
-                    opt.state.clear() if i == 4 else opt.state.pop(model[0].weight)
-                losses.append(step(x, y).item())
-        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()],
-                        step))
+    def reset(i, model, opt):
+        if i == 4:
+            opt.state.clear()
+        elif i == 7:
+            opt.state.pop(model[0].weight)
+
+    results = _eager_and_compiled(OPTIMIZERS[opt_name], make_step, 10, reset)
     assert_same_training(results[1], results[0], tol=1e-5)
     assert results[1][2].stats()["eager_calls"] == 0
