@@ -389,7 +389,10 @@ class CompiledFunction:
     def _rerun_eagerly(self, args, kwargs, error: Exception):
         """The call of a failed replay, run eagerly: it raises where eager raises, having
         done what eager does before that line (``x.add_(1)`` before ``x[bad_index]``)."""
-        out = self._eager(args, kwargs)
+        try:
+            out = self._eager(args, kwargs)
+        except Exception as eager_error:   # eager's own error, without the replay's
+            raise eager_error from None
         # (eager did not raise: the replay's error was the compiler's own)
         self._fallback(f"a call ran eagerly: its replay raised {type(error).__name__}: "
                        f"{str(error).splitlines()[0] if str(error) else ''}")
