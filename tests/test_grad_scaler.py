@@ -88,7 +88,7 @@ def test_update_with_a_new_scale_and_state_dict_round_trip():
     assert scaler.get_scale() == 8.0   # before any loss: the initial scale
     loss = ember.tensor(2.0, requires_grad=True)
     assert scaler.scale(loss).item() == 16.0
-    scaler.update(4.0)
+    scaler.update(4)   # (an int too)
     assert scaler.get_scale() == 4.0
     scaler.update(ember.tensor(2.0))
     assert scaler.get_scale() == 2.0

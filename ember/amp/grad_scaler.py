@@ -124,12 +124,13 @@ class GradScaler:
         if not self._enabled or self._scale is None:
             return
         from ember import no_grad, where
+        from ember.tensor import Tensor
         with no_grad():
             if new_scale is not None:
-                if isinstance(new_scale, float):
-                    self._scale.fill_(new_scale)
-                else:
+                if isinstance(new_scale, Tensor):
                     self._scale.copy_(new_scale.reshape(()))
+                else:
+                    self._scale.fill_(float(new_scale))
             else:
                 found = [s["found_inf"] for s in self._per_optimizer.values()
                          if "found_inf" in s]
