@@ -182,19 +182,25 @@ class TensorShape:
 
     def permute(self, *dims) -> Tensor:
         dims = _shape_arg(dims)
-        if len(dims) != self.ndim or sorted(d % builtins.max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
+        n = self._data.ndim
+        # (each dim in [-n, n): 7 is not 3 of a 4-dim tensor)
+        norm = tuple([d + n if d < 0 else d for d in dims])
+        if len(norm) != n or sorted(norm) != list(range(n)):
             raise OpError("permute", f"dims {list(dims)} are not a permutation of the "
-                          f"{self.ndim} dims of the input", (self,))
-        dims = tuple(d % self.ndim for d in dims)
-        return dispatch("permute", self, dims=dims)
+                          f"{n} dims of the input", (self,))
+        return dispatch("permute", self, dims=norm)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
-        if self.ndim < 2 and self.ndim == 0:
+        n = self._data.ndim
+        if n == 0:
             return self
-        d0, d1 = (_dims(d, self.ndim, "transpose")[0] for d in (dim0, dim1))
-        dims = list(range(self.ndim))
+        if type(dim0) is int and type(dim1) is int and -n <= dim0 < n and -n <= dim1 < n:
+            d0, d1 = dim0 % n, dim1 % n   # (the common case: no _dims)
+        else:
+            d0, d1 = (_dims(d, n, "transpose")[0] for d in (dim0, dim1))
+        dims = list(range(n))
         dims[d0], dims[d1] = dims[d1], dims[d0]
-        return self.permute(dims)
+        return dispatch("permute", self, dims=tuple(dims))
 
     swapaxes = transpose
 
