@@ -574,3 +574,12 @@ def test_module_level_functions():
                     T.argmax(T.tensor([1, 3, 2])), T.transpose(T.zeros(2, 3), 0, 1),
                     T.squeeze(T.zeros(1, 2)), T.unsqueeze(T.zeros(2), 1), T.numel(T.zeros(2, 3)),
                     T.where(T.tensor([True]), T.tensor([1.0]), T.tensor([2.0]))))
+
+
+def test_permute_refuses_a_dim_out_of_range_and_transpose_takes_negatives():
+    x = ember.zeros(2, 3, 4)
+    with pytest.raises(RuntimeError, match="not a permutation"):
+        x.permute(0, 1, 7)   # (7 % 3 == 1 once passed for a permutation)
+    assert x.transpose(-1, -3).shape == (4, 3, 2) and x.mT.shape == (2, 4, 3)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        x.transpose(0, 3)
