@@ -553,3 +553,17 @@ def test_print_and_logging_inside_run_eagerly_every_call(capsys, caplog):
     assert "print()" in cf.stats()["fallbacks"][0]
     assert "logging (warning" in ch.stats()["fallbacks"][0]
     assert not cg.stats()["fallbacks"] and cg.stats()["cache_hits"] >= 1
+
+
+def test_a_value_deep_in_a_nested_config_dict_is_guarded():
+    # Five levels down, past the walk's depth limit, the value was not guarded: changed
+    # between calls, the replay multiplied by the old one, silently. Dict items whose
+    # keys the code names as constants are followed to their end.
+    cfg = {"model": {"block": {"attn": {"proj": {"scale": 1.5}}}}}
+    compiled = ember.compile(lambda x: x * cfg["model"]["block"]["attn"]["proj"]["scale"])
+    x = ember.ones(3)
+    for _ in range(CALLS):
+        assert compiled(x).tolist() == [1.5] * 3
+    cfg["model"]["block"]["attn"]["proj"]["scale"] = 7.0
+    assert compiled(x).tolist() == [7.0] * 3
+    assert any("scale" in r for r in compiled.stats()["recompile_reasons"])

@@ -42,6 +42,9 @@ MISSING = type("MISSING", (), {"__repr__": lambda self: "<unset>"})()
 # one container it looks at, and how many guards one function may have. Beyond them
 # what is not guarded is said in ``GuardSet.notes`` (stats()["notes"]).
 MAX_DEPTH = 4
+# ... and how far it follows dict items whose keys the code names as constants
+# (``cfg["model"]["attn"]["scale"]``): a nested config read by the code is guarded to its end.
+MAX_NAMED_DEPTH = 12
 MAX_ITEMS = 256
 MAX_GUARDS = 4000
 # NumPy arrays reached are compared by content up to this size; larger ones by identity,
@@ -151,6 +154,7 @@ class _Builder:
         self.plain: list[str] = []   # checks run at every call
         self.gated: list[str] = []   # module guards: run when a module changed
         self.names: set[str] = set()  # attribute and global names the code uses
+        self.keys: set = set()        # its str and int constants (``cfg["lr"]``'s "lr")
         self.pending: list = []       # (object, path, depth, gated) still to walk
         self.slots: list = []         # optimizer hyperparameters: see ``_optimizer``
         self.optimizers: list = []    # (root index, path) of the optimizers reached
@@ -199,7 +203,7 @@ class _Builder:
 
     # ---- one value in one slot ----------------------------------------------------------
     def _value(self, out: list, expr: str, v, where: str, depth: int,
-               registry: bool = False) -> None:
+               registry: bool = False, named: bool = False) -> None:
         """Guard that ``expr`` (evaluated in the check) still gives ``v``; walk into v."""
         out.append(f"v = {expr}")
         cond = _scalar_condition(v, self)
@@ -227,12 +231,15 @@ class _Builder:
         else:
             self._guard(out, f"v is R[{k}]()", where, _describe_obj(v))
         module = _is_module(v)
-        if (("walked", id(v)) not in self.seen and _walkable(v)
-                and (depth < MAX_DEPTH or module or registry)):
-            self.seen[("walked", id(v))] = 1
-            # A module's registry dicts change only through Module methods, which move
-            # STRUCTURE_VERSION: they are checked with the module, in the gated block.
-            self.pending.append((v, where, depth + 1, module or registry))
+        if ("walked", id(v)) not in self.seen and _walkable(v):
+            if depth < MAX_DEPTH or module or registry or named and depth < MAX_NAMED_DEPTH:
+                self.seen[("walked", id(v))] = 1
+                # A module's registry dicts change only through Module methods, which move
+                # STRUCTURE_VERSION: they are checked with the module, in the gated block.
+                self.pending.append((v, where, depth + 1, module or registry))
+            elif named and len(self.notes) < 32:
+                self.notes.append(f"{where}: deeper than {MAX_NAMED_DEPTH} levels; what it "
+                                  "holds is not guarded")
 
     def _array(self, out: list, a: np.ndarray, where: str) -> None:
         # An argument is compared whatever its size: the caller handed it in to be used.
@@ -261,7 +268,8 @@ class _Builder:
             if isinstance(obj, dict):
                 for key, v in list(obj.items())[:MAX_ITEMS]:
                     if isinstance(key, (str, int)) and not isinstance(key, bool):
-                        self._value(out, f"d.get({key!r}, M)", v, f"{where}[{key!r}]", depth)
+                        self._value(out, f"d.get({key!r}, M)", v, f"{where}[{key!r}]", depth,
+                                    named=key in self.keys)
             else:
                 for i, v in enumerate(obj[:MAX_ITEMS]):
                     self._value(out, f"d[{i}]", v, f"{where}[{i}]", depth)
@@ -408,6 +416,7 @@ class _Builder:
         self.codes.extend(codes)
         for c in codes:
             self.names.update(c.co_names)
+            self.keys.update(k for k in c.co_consts if isinstance(k, (str, int)))
         glb = fn.__globals__
         gk = self._root(glb)
         for name in sorted({n for c in codes for n in c.co_names}):
