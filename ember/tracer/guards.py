@@ -8,9 +8,9 @@ still what it was when the trace was recorded; a failed guard names what changed
 
 What is guarded is what the function can reach: the globals its code names (and the
 code of the user functions and user classes it reaches), its closure cells and default
-arguments, ``self`` of
-a bound method, and the non-tensor arguments, followed through attributes, list, tuple
-and dict items, to a bounded depth; a user class reached guards the class attributes the
+arguments, ``self`` of a bound method, and the non-tensor arguments, followed through
+attributes, list, tuple and dict items, to a bounded depth (deeper along dict keys the
+code names: a nested config); a user class reached guards the class attributes the
 code names (``Cfg.scale``). ember's nn.Modules are followed through all their
 submodules. Objects are held by weak reference where Python allows it, never by a bare
 ``id()`` (a new object can get a dead one's id). Scalars compare by value with their
