@@ -130,7 +130,7 @@ _INT_OPS = {
 }
 # NumPy's bool arithmetic is logic.
 _BOOL_OPS = {
-    "abs": "{0}", "relu": "{0}", "add": "({0} || {1})", "maximum": "({0} || {1})",
+    "abs": "{0}", "relu": "{0}", "sign": "{0}", "add": "({0} || {1})", "maximum": "({0} || {1})",
     "mul": "({0} && {1})", "minimum": "({0} && {1})", "pow": "({0} || !{1})",
 }
 
