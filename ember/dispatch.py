@@ -295,11 +295,6 @@ def constant(value, dtype: dtypes.DType, device):
     return t
 
 
-# A Python int outside an integer dtype's range wraps (``constant``) in arithmetic and
-# comparisons, as PyTorch casts it; these ops check it instead, as PyTorch's do.
-_CHECKED_SCALARS = frozenset(("where", "pow"))
-
-
 def check_fits(name: str, value: int, dtype: dtypes.DType) -> None:
     """PyTorch's checked conversion of a Python int to an integer dtype: an error unless
     it fits (an unsigned dtype also takes the negatives down to -max, which wrap)."""
@@ -310,24 +305,15 @@ def check_fits(name: str, value: int, dtype: dtypes.DType) -> None:
                             "overflow")
 
 
-# PyTorch refuses these on bools (``mask - 1`` is usually a mask meant to be inverted).
-_NO_BOOL = {
-    "sub": "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
-           "trying to invert a mask, use the `~` or `logical_not()` operator instead.",
-    "neg": "Negation, the `-` operator, on a bool tensor is not supported. If you are "
-           "trying to invert a mask, use the `~` or `logical_not()` operator instead.",
-}
-
-
 def _prepare_elementwise(op: OpDef, args):
     """Cast inputs to the op's computation dtype and turn Python scalars into 0-dim tensors."""
     rule = op.dtype_rule
     tensors = [a for a in args if isinstance(a, Tensor)]
     if not tensors:
         raise OpError(op.name, "needs at least one tensor argument", args)
-    if op.name in _NO_BOOL and any(type(a) is bool or isinstance(a, Tensor)
-                                   and a.dtype is dtypes.bool_ for a in args):
-        raise OpError(op.name, _NO_BOOL[op.name], tensors)
+    if op.refuses_bool and any(type(a) is bool or isinstance(a, Tensor)
+                               and a.dtype is dtypes.bool_ for a in args):
+        raise OpError(op.name, op.refuses_bool, tensors)
     first = tensors[0]
     operands = args[1:] if rule == "where" else args
     if len(tensors) == len(args) and rule != "where":
@@ -352,7 +338,7 @@ def _prepare_elementwise(op: OpDef, args):
     dt = dtypes.result_type(dim, zero, wrapped)
     if rule == "float" and dt.category < 2:   # complex stays complex
         dt = dtypes.get_default_dtype()
-    if op.name in _CHECKED_SCALARS and dt.np.kind in "iu":
+    if op.checks_scalars and dt.np.kind in "iu":
         for a in operands:
             if type(a) is int:
                 check_fits(op.name, a, dt)

@@ -68,7 +68,10 @@ def _compiled(op: str, numpy_form):
     return eager
 
 
-defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,))
+defop("neg", UNARY, lambda xp, a: xp.negative(a), lambda g, out, a: (-g,),
+      refuses_bool="Negation, the `-` operator, on a bool tensor is not supported. If you "
+                   "are trying to invert a mask, use the `~` or `logical_not()` operator "
+                   "instead.")
 defop("exp", UNARY, _compiled("exp", lambda xp, a: xp.exp(a)),
       _holomorphic(lambda g, out, a: (g * out,)),
       dtype_rule="float")
@@ -282,12 +285,16 @@ def _pow(xp, a, b):
 
 
 defop("add", BINARY, lambda xp, a, b: a + b, _add_vjp, commutative=True)
-defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp)
+defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp,
+      refuses_bool="Subtraction, the `-` operator, with a bool tensor is not supported. If "
+                   "you are trying to invert a mask, use the `~` or `logical_not()` operator "
+                   "instead.")
 defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True,
       reads_for_others=(0, 1))
 defop("div", BINARY, lambda xp, a, b: xp.true_divide(a, b), _div_vjp, dtype_rule="float",
       out_for=(1,))
-defop("pow", BINARY, _pow, _holomorphic(_pow_vjp), reads_for_others=(1,), out_for=(1,))
+defop("pow", BINARY, _pow, _holomorphic(_pow_vjp), reads_for_others=(1,), out_for=(1,),
+      checks_scalars=True)
 
 
 def _int_division(fn):
@@ -332,7 +339,8 @@ def _where_vjp(g, out, c, a, b):
             sum_to(_where(c, 0.0, g), b.shape) if b.requires_grad else None)
 
 
-defop("where", TERNARY, lambda xp, c, a, b: xp.where(c, a, b), _where_vjp, dtype_rule="where")
+defop("where", TERNARY, lambda xp, c, a, b: xp.where(c, a, b), _where_vjp, dtype_rule="where",
+      checks_scalars=True)
 
 
 # ---- accurate near zero, rounding, C remainder, bitwise ----------------------------------

@@ -30,15 +30,21 @@ class OpDef:
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
                  "differentiable", "saves_out", "saves_inputs", "saves_varargs",
                  "data_dependent_shape", "effect", "view", "reads_for_others", "out_for",
-                 "saves_any", "keeps_inputs")
+                 "saves_any", "keeps_inputs", "refuses_bool", "checks_scalars")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
                  impure: bool = False, effect: bool = False, view: bool = False,
                  reads_for_others: tuple = (), out_for: tuple | None = None,
-                 data_dependent_shape: Callable | None = None) -> None:
+                 data_dependent_shape: Callable | None = None, refuses_bool: str = "",
+                 checks_scalars: bool = False) -> None:
         assert dtype_rule in DTYPE_RULES, dtype_rule
         self.name = name
+        # PyTorch's error for a bool operand (``mask - 1``), "" where bools are taken.
+        self.refuses_bool = refuses_bool
+        # A Python int outside an integer result dtype raises (PyTorch's checked
+        # conversion) instead of wrapping as arithmetic's does (dispatch.constant).
+        self.checks_scalars = checks_scalars
         self.kind = kind
         self.eager = eager
         self.vjp = vjp
