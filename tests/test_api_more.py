@@ -53,9 +53,20 @@ class _Counting:
         return self.pool.submit(*a)
 
 
-def test_kernel_shares_follow_num_threads(restore_threads, monkeypatch):
+@pytest.mark.parametrize("spin", [True, False])
+def test_kernel_shares_follow_num_threads(restore_threads, monkeypatch, spin):
+    from ember.codegen.llvm import spinpool
+    if spin and not kernels._SPIN:
+        pytest.skip("no spin pool here")
+    monkeypatch.setattr(kernels, "_SPIN", spin)
     counter = _Counting(jit._pool())
     monkeypatch.setattr(kernels, "_pool", lambda: counter)
+    real_run = spinpool.run
+
+    def counted_run(fn, nargs, argv, total, shares=None):   # shares other threads take
+        counter.submitted += shares - 1
+        return real_run(fn, nargs, argv, total, shares)
+    monkeypatch.setattr(spinpool, "run", counted_run)
 
     @ember.compile
     def f(x):

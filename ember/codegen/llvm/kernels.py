@@ -18,6 +18,7 @@ from ember import threads as _threads
 from ember.codegen import mathlib
 from ember.codegen.kernel import LEAVES, REDUCTIONS, Kernel, KernelCache
 from ember.codegen.policy import accumulator_dtype
+from ember.codegen.llvm import spinpool
 from ember.codegen.llvm.jit import (_DATA_OFFSET, _NDARRAY, _pool, _target_machine,
                                     jit_described, optimized_module)
 from ember.codegen.llvm.loops import (_Layout, _add_kernel, _build_module, _new_module,
@@ -25,14 +26,15 @@ from ember.codegen.llvm.loops import (_Layout, _add_kernel, _build_module, _new_
 from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 
 
-# Kernels whose single-thread time is at least this (ns) run on all cores. Waking a
-# pool thread costs ~20-100 us on this VM (measured), so the split pays from ~250 us of
-# work: ~256K elements of the 17-op chain, ~512K of a plain add. The estimate
-# (``estimate_ns``) picks the candidates; their first ``TIMED_CALLS`` calls run on one
-# thread, timed, and only those at least this slow split from then on: the estimate
-# took minGPT's layer norm over [512, 192] (20 us alone) for 300 us of work, and split
-# it, 115 us a call.
-PARALLEL_MIN_NS = 250_000
+# Kernels whose single-thread time is at least this (ns) run on all cores. Through the
+# executor, waking a pool thread and being woken by it cost ~140 us a split on this VM
+# (measured), so it paid from ~250 us of work; spinpool's workers start a share in ~1-5
+# us while they spin, and a late one takes no share, so 40 us of work pays (a tanh over
+# [8, 64, 768], minGPT's MLP width: 370 -> 192 us a call). The estimate (``estimate_ns``) picks the
+# candidates; their first ``TIMED_CALLS`` calls run on one thread, timed, and only those
+# at least this slow split from then on: the estimate took minGPT's layer norm over
+# [512, 192] (20 us alone) for 300 us of work.
+PARALLEL_MIN_NS = 40_000 if spinpool.available() else 250_000
 TIMED_CALLS = 3
 # Rough single-core costs (ns) behind that estimate, measured on 1M-element kernels:
 # streaming memory ~25 GB/s; exp/log/tanh/sigmoid/erf ~0.3 ns; other ops ~0.05 ns.
@@ -105,7 +107,8 @@ class CompiledKernel:
         # __array_interface__) costs ~0.8-1.2 us per array (measured).
         if _DATA_OFFSET is not None:
             ftype = ctypes.CFUNCTYPE(None, *([ctypes.py_object] * nargs), i64, i64)
-            self._cfunc = ftype(self._engine.get_function_address(self.name + "_py"))
+            self._address = self._engine.get_function_address(self.name + "_py")
+            self._cfunc = ftype(self._address)
             self._by_object = True
         else:  # pragma: no cover - NumPy with an unexpected object layout
             ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nargs), i64, i64)
@@ -156,6 +159,11 @@ class CompiledKernel:
             args = [a.ctypes.data for a in (*inputs, *outputs, *self._tail)]
         if self._timed:
             self._timed_call(args, self._outer)
+            return
+        if _SPIN and self._by_object:
+            keep = tuple(args)   # its item array is the argument vector
+            spinpool.run(self._address, len(keep), id(keep) + _TUPLE_ITEMS, self._outer,
+                         len(chunks))
             return
         pool = _pool()
         futures = [pool.submit(self._cfunc, *args, lo, hi) for lo, hi in chunks[1:]]
@@ -260,6 +268,8 @@ def _tuple_items_offset() -> int | None:
 
 
 _TUPLE_ITEMS = _tuple_items_offset()
+# Split kernels run on spinpool's workers (else on the executor of jit._pool).
+_SPIN = spinpool.available() and _TUPLE_ITEMS is not None
 _ONLY_NDARRAY = {np.ndarray}
 
 
@@ -309,7 +319,8 @@ class CompiledKernels:
         self._code = _shared_code(f"{self.name} {signatures}", build)
         self._engine, self.source = self._code.engine, self._code.source
         ftype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
-        self._cfunc = ftype(self._engine.get_function_address(self.name))
+        self._address = self._engine.get_function_address(self.name)
+        self._cfunc = ftype(self._address)
         self._argv = ctypes.py_object * self.nargs
         self.estimated_ns = sum(estimate_ns(k) for k in kernels)
         self._parallel = self.estimated_ns >= PARALLEL_MIN_NS and total > 1
@@ -378,6 +389,11 @@ class CompiledKernels:
             return
         if self._timed:
             self._timed_call([addr], self._rows)
+            return
+        if _SPIN:
+            word = ctypes.c_int64(addr)
+            spinpool.run(self._address, 1, ctypes.addressof(word), self._rows,
+                         len(self._chunks))
             return
         pool = _pool()
         futures = [pool.submit(self._cfunc, addr, lo, hi) for lo, hi in self._chunks[1:]]

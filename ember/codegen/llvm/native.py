@@ -25,6 +25,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ember import threads as _threads
+from ember.codegen.llvm import spinpool
 from ember.codegen.llvm.jit import _jit, _pool, vector_registers
 from ember.codegen.llvm.loops import _new_module
 
@@ -40,6 +41,7 @@ _FLOAT = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleT
 # 31.7 -> 32.6 ms, alternating in one process), so only much larger calls split.
 _PARALLEL_MIN = 16_000_000
 _KERNELS: dict = {}
+_SPIN = spinpool.available()   # split kernels on spinpool's workers (else the executor)
 _LOCK = threading.Lock()
 
 
@@ -481,13 +483,18 @@ class _Native:
         self._engine, _ = _jit(source)
         ftype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * nptrs), ctypes.c_int64,
                                  ctypes.c_int64)
-        self._fn = ftype(self._engine.get_function_address(name))
+        self._address = self._engine.get_function_address(name)
+        self._fn = ftype(self._address)
 
     def __call__(self, arrays, total: int, work: int) -> None:
         ptrs = [a.ctypes.data for a in arrays]
         nthreads = min(_threads._num_threads, total)
         if work < self._parallel_min or nthreads < 2:
             self._fn(*ptrs, 0, total)
+            return
+        if _SPIN:
+            words = (ctypes.c_int64 * len(ptrs))(*ptrs)
+            spinpool.run(self._address, len(ptrs), ctypes.addressof(words), total, nthreads)
             return
         bounds = [total * t // nthreads for t in range(nthreads + 1)]
         futures = [_pool().submit(self._fn, *ptrs, lo, hi)
