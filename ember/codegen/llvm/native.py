@@ -38,7 +38,9 @@ _FLOAT = {np.dtype(np.float32): ir.FloatType(), np.dtype(np.float64): ir.DoubleT
 # Work (elements touched) from which a call is split across the pool. These kernels
 # are memory-bound: on this 2-core VM splitting the CNN benchmarks' im2col/pooling
 # (1-4M elements) made the training steps ~3% slower (SimpleCNN 9.9 -> 10.2 ms, CIFAR
-# 31.7 -> 32.6 ms, alternating in one process), so only much larger calls split.
+# 31.7 -> 32.6 ms, alternating in one process), so only much larger calls split. Through
+# spinpool (shares start in a few us) splitting from 0.25-1M changed the CNN steps and
+# forwards by 0.93-1.07x (same-process blocks): no gain, the cores share one memory bus.
 _PARALLEL_MIN = 16_000_000
 _KERNELS: dict = {}
 _SPIN = spinpool.available()   # split kernels on spinpool's workers (else the executor)
