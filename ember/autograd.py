@@ -12,6 +12,8 @@ import sys
 import threading
 import weakref
 
+from ember.size import Size as _Size   # (an import in Unsaved.shape cost 3% of a step)
+
 _state = threading.local()
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _inside_ember: dict[str, bool] = {}   # code file name -> is it part of ember
@@ -168,8 +170,7 @@ class Unsaved:
 
     @property
     def shape(self):
-        from ember.tensor_common import Size
-        return Size(self._shape)
+        return _Size(self._shape)
 
     @property
     def dtype(self):
@@ -443,7 +444,9 @@ def _run(pairs: list, retain_graph: bool, create_graph: bool, capture: dict | No
                 if type(t) is Unsaved:   # the tensor, if anyone still holds it
                     real = t.get()
                     t = real if real is not None else t
-                if ig.shape != t.shape:  # a vjp must undo broadcasting itself
+                # (the arrays' shapes: no Size objects made for every gradient)
+                if ig._data.shape != (t._shape if type(t) is Unsaved else t._data.shape):
+                    # a vjp must undo broadcasting itself
                     raise AssertionError(f"{node.name()}: gradient shape {ig.shape} != input {t.shape}")
                 if ig._data.dtype.kind == "c" and not t.dtype.is_complex:   # a real input's
                     from ember.dispatch import dispatch   # gradient: its real part (PyTorch)

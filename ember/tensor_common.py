@@ -6,13 +6,13 @@ A leaf among the tensor modules: it imports none of them.
 from __future__ import annotations
 
 import builtins
-import math
 from collections import namedtuple
 
 import numpy as np
 
 from ember import dispatch as _dispatch_mod
 from ember.dispatch import dispatch
+from ember.size import Size
 
 _NP = np.ndarray
 
@@ -22,16 +22,6 @@ _NP = np.ndarray
 # ember/tracer/guards.py).
 STRUCTURE_VERSION = [0]
 values_indices = namedtuple("values_indices", ["values", "indices"])
-
-
-class Size(tuple):
-    """The shape of a tensor: a tuple that prints as ``ember.Size([2, 3])``."""
-
-    def __repr__(self) -> str:
-        return f"ember.Size({list(self)})"
-
-    def numel(self) -> int:
-        return math.prod(self)
 
 
 class memory_format:

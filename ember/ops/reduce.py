@@ -2,6 +2,8 @@
 and the scans cumsum and cumprod."""
 from __future__ import annotations
 
+import numpy as np
+
 from ember import dtypes
 from ember.dispatch import dispatch
 from ember.ops.registry import INDEX, REDUCE, defop
@@ -51,6 +53,8 @@ def _sum(xp, a, axes, keepdim):
                 rows *= a.shape[ax]
         if rows > _SERIAL_ROWS:
             return xp.sum(a, axis=axes, keepdims=keepdim, dtype=xp.float64).astype(a.dtype)
+    if xp is np:   # np.sum's Python wrapper costs ~2.5 us a call; the same reduction
+        return np.add.reduce(a, axis=axes, keepdims=keepdim)
     return xp.sum(a, axis=axes, keepdims=keepdim)
 
 
