@@ -30,10 +30,10 @@ from ember.codegen.llvm.scalar import _I8, _I64, _PTR
 # executor, waking a pool thread and being woken by it cost ~140 us a split on this VM
 # (measured), so it paid from ~250 us of work; spinpool's workers start a share in ~1-5
 # us while they spin, and a late one takes no share, so 40 us of work pays (a tanh over
-# [8, 64, 768], minGPT's MLP width: 370 -> 192 us a call). The estimate (``estimate_ns``) picks the
-# candidates; their first ``TIMED_CALLS`` calls run on one thread, timed, and only those
-# at least this slow split from then on: the estimate took minGPT's layer norm over
-# [512, 192] (20 us alone) for 300 us of work.
+# [8, 64, 768], minGPT's MLP width: 370 -> 192 us a call). The estimate
+# (``estimate_ns``) picks the candidates; their first ``TIMED_CALLS`` calls run on one
+# thread, timed, and only those at least this slow split from then on: the estimate
+# took minGPT's layer norm over [512, 192] (20 us alone) for 300 us of work.
 PARALLEL_MIN_NS = 40_000 if spinpool.available() else 250_000
 TIMED_CALLS = 3
 # Rough single-core costs (ns) behind that estimate, measured on 1M-element kernels:
