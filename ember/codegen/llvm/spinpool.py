@@ -20,9 +20,9 @@ or raw pointers, and each kernel is called through a small generated ``call_n(fn
 argv, lo, hi)`` that passes ``argv[0..n-1]`` as its first ``n`` arguments.
 
 One job runs at a time: a second Python thread that calls ``run`` while the pool is busy
-runs its kernel alone on its own thread (a try-lock), never waits. Linux on x86-64 or
-aarch64 only (the futex system call); elsewhere, or with ``EMBER_SPIN_POOL=0``,
-``available()`` is False and callers keep the executor.
+runs its kernel alone on its own thread (a try-lock), never waits. Linux on x86-64 only
+(the futex system call, the time stamp counter); elsewhere, or with
+``EMBER_SPIN_POOL=0``, ``available()`` is False and callers keep the executor.
 
 >>> run(kernel_address, nargs=3, argv=items_address, total=4096, shares=2)   # doctest: +SKIP
 """
@@ -50,7 +50,10 @@ _BUSY, _SEQ, _NEXT, _DONE, _SLEEPERS, _STOP = 0, 8, 16, 24, 32, 40
 _CALLER, _FN, _ARGV, _TOTAL, _CHUNKS, _ALLOWED = 48, 49, 50, 51, 52, 53
 _SLOTS = 56
 
-_FUTEX = {("Linux", "x86_64"): 202, ("Linux", "aarch64"): 98}
+# Linux x86-64 only: the spin reads the time stamp counter (``llvm.readcyclecounter``,
+# rdtsc), which on aarch64 becomes a read of PMCCNTR_EL0 that user space may not be
+# allowed (SIGILL); aarch64 (futex 98) would need another clock and was never run.
+_FUTEX = {("Linux", "x86_64"): 202}
 _FUTEX_WAIT, _FUTEX_WAKE = 128, 129   # the _PRIVATE forms
 
 _I32, _I64, _P = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
@@ -61,7 +64,7 @@ def _c(v: int, t=_I64) -> ir.Constant:
     return ir.Constant(t, v)
 
 
-def _pool_source(futex_nr: int, x86: bool) -> str:
+def _pool_source(futex_nr: int) -> str:
     """The IR of ``ember_pool_run(ctl, caller, fn, argv, total, shares)`` and
     ``ember_pool_worker(ctl, index)``."""
     m = ir.Module(name="ember_pool")
@@ -69,8 +72,7 @@ def _pool_source(futex_nr: int, x86: bool) -> str:
     syscall = ir.Function(m, ir.FunctionType(_I64, [_I64], var_arg=True), name="syscall")
     sched_yield = ir.Function(m, ir.FunctionType(_I32, []), name="sched_yield")
     cycles = ir.Function(m, ir.FunctionType(_I64, []), name="llvm.readcyclecounter")
-    pause = (ir.Function(m, ir.FunctionType(_VOID, []), name="llvm.x86.sse2.pause")
-             if x86 else None)
+    pause = ir.Function(m, ir.FunctionType(_VOID, []), name="llvm.x86.sse2.pause")
     caller_t = ir.FunctionType(_VOID, [_P, _P, _I64, _I64])
 
     def slot(b, ctl, k):
@@ -80,8 +82,7 @@ def _pool_source(futex_nr: int, x86: bool) -> str:
         return b.bitcast(slot(b, ctl, _SEQ), _I32.as_pointer())
 
     def relax(b):
-        if pause is not None:
-            b.call(pause, [])
+        b.call(pause, [])
 
     def take_chunks(fn_ir, b, ctl, s):
         """Run chunks of job ``s`` until none is left; returns the builder after."""
@@ -270,14 +271,14 @@ def _caller_source(n: int) -> str:
 class _Pool:
     """The control block, the workers and the generated functions of this process."""
 
-    def __init__(self, futex_nr: int, x86: bool) -> None:
+    def __init__(self, futex_nr: int) -> None:
         from ember.codegen.llvm.jit import _jit
         # int64 slots on 64-byte lines (the array is over-allocated to align it)
         self._mem = np.zeros(_SLOTS + 8, np.int64)
         skip = (-self._mem.ctypes.data % 64) // 8
         self.ctl = self._mem[skip:skip + _SLOTS]
         self.ctl_addr = self.ctl.ctypes.data
-        self._engine, _ = _jit(_pool_source(futex_nr, x86))
+        self._engine, _ = _jit(_pool_source(futex_nr))
         i64 = ctypes.c_int64
         self._run = ctypes.CFUNCTYPE(None, i64, i64, i64, i64, i64, i64)(
             self._engine.get_function_address("ember_pool_run"))
@@ -327,7 +328,7 @@ class _Pool:
 
 def _key() -> tuple[str, str]:
     machine = platform.machine().lower()
-    return platform.system(), {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return platform.system(), {"amd64": "x86_64"}.get(machine, machine)
 
 
 _POOL: _Pool | None = None
@@ -347,7 +348,7 @@ def _pool() -> _Pool:
     if pool is None:
         with _POOL_LOCK:
             if _POOL is None:
-                _POOL = _Pool(_FUTEX[_key()], _key()[1] == "x86_64")
+                _POOL = _Pool(_FUTEX[_key()])
             pool = _POOL
     return pool
 
