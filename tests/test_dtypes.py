@@ -386,3 +386,18 @@ def test_float32_kernels_between_narrow_casts_stay_compiled(name):
     assert cf.stats()["eager_calls"] == 0 and not cf.stats()["fallbacks"]
     ulp = ember.finfo(dt).eps
     np.testing.assert_allclose(to_np(out.float()), to_np(f(x).float()), rtol=ulp, atol=ulp)
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "exp", "erf"])
+@pytest.mark.parametrize("dt", ["float16", "bfloat16"])
+def test_half_precision_math_rounds_once_as_torch(op, dt):
+    """torch computes half-precision math in float32 and rounds once; ember's NumPy form
+    of sigmoid rounded every step to float16 (one ulp off: dtype fuzzer seed 6086)."""
+    torch = pytest.importorskip("torch")
+    x = np.linspace(-6, 6, 2001).astype(np.float32)
+    e = getattr(ember.tensor(x).to(getattr(ember, dt)), op)()
+    t = getattr(torch.tensor(x).to(getattr(torch, dt)), op)()
+    np.testing.assert_array_equal(e.float().numpy(), t.float().numpy())
+    sp = ember.nn.functional.softplus(ember.tensor(x).to(getattr(ember, dt)))
+    tsp = torch.nn.functional.softplus(torch.tensor(x).to(getattr(torch, dt)))
+    np.testing.assert_array_equal(sp.float().numpy(), tsp.float().numpy())

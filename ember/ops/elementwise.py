@@ -53,6 +53,11 @@ def _compiled(op: str, numpy_form):
     kernels' machine code (``codegen/llvm/eager_math.py``: the numbers compiled code
     gives, 2-9x faster than NumPy); ``numpy_form`` elsewhere (CuPy, other dtypes)."""
     def eager(xp, a):
+        if a.dtype.itemsize == 2 and a.dtype.kind in "fV":
+            # float16/bfloat16 computed in float32 and rounded once, as torch's half
+            # kernels do: the NumPy forms of sigmoid and softplus rounded every step
+            # to half precision (one ulp off torch's, found by the dtype fuzzer)
+            return eager(xp, a.astype(xp.float32)).astype(a.dtype)
         if xp is np:
             if not _math:
                 try:
