@@ -154,15 +154,14 @@ class CompiledKernel:
                                 0, self._outer)
             return
         if self._by_object:
-            args = [*inputs, *outputs, *self._tail]
+            args = (*inputs, *outputs, *self._tail)   # (a tuple: spinpool's argv)
         else:  # pragma: no cover
             args = [a.ctypes.data for a in (*inputs, *outputs, *self._tail)]
         if self._timed:
             self._timed_call(args, self._outer)
             return
         if _SPIN and self._by_object:
-            keep = tuple(args)   # its item array is the argument vector
-            spinpool.run(self._address, len(keep), id(keep) + _TUPLE_ITEMS, self._outer,
+            spinpool.run(self._address, len(args), id(args) + _TUPLE_ITEMS, self._outer,
                          len(chunks))
             return
         pool = _pool()
@@ -171,7 +170,7 @@ class CompiledKernel:
         for f in futures:
             f.result()
 
-    def _timed_call(self, args: list, total: int) -> None:
+    def _timed_call(self, args: tuple | list, total: int) -> None:
         """One of the first calls of a kernel estimated worth splitting: on the calling
         thread, timed; after the last, it splits only if the fastest was slow enough."""
         t0 = time.perf_counter()

@@ -53,7 +53,7 @@ _SLOTS = 56
 # Linux x86-64 only: the spin reads the time stamp counter (``llvm.readcyclecounter``,
 # rdtsc), which on aarch64 becomes a read of PMCCNTR_EL0 that user space may not be
 # allowed (SIGILL); aarch64 (futex 98) would need another clock and was never run.
-_FUTEX = {("Linux", "x86_64"): 202}
+_FUTEX = 202                          # its system call number there
 _FUTEX_WAIT, _FUTEX_WAKE = 128, 129   # the _PRIVATE forms
 
 _I32, _I64, _P = ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
@@ -64,7 +64,7 @@ def _c(v: int, t=_I64) -> ir.Constant:
     return ir.Constant(t, v)
 
 
-def _pool_source(futex_nr: int) -> str:
+def _pool_source() -> str:
     """The IR of ``ember_pool_run(ctl, caller, fn, argv, total, shares)`` and
     ``ember_pool_worker(ctl, index)``."""
     m = ir.Module(name="ember_pool")
@@ -173,7 +173,7 @@ def _pool_source(futex_nr: int) -> str:
     b.cbranch(b.and_(b.icmp_unsigned("==", again, my), b.not_(stopping)), wait_bb, woke_bb)
     b.position_at_end(wait_bb)
     # (every argument a full word: libc's syscall() reads each as a long)
-    b.call(syscall, [_c(futex_nr), b.ptrtoint(seq_ptr(b, ctl), _I64), _c(_FUTEX_WAIT),
+    b.call(syscall, [_c(_FUTEX), b.ptrtoint(seq_ptr(b, ctl), _I64), _c(_FUTEX_WAIT),
                      b.zext(my, _I64), _c(0)])
     b.branch(woke_bb)
     b.position_at_end(woke_bb)
@@ -220,7 +220,7 @@ def _pool_source(futex_nr: int) -> str:
     sleepers = b.load_atomic(slot(b, ctl, _SLEEPERS), "seq_cst", 8)
     b.cbranch(b.icmp_unsigned("!=", sleepers, _c(0)), wake_bb, mine_bb)
     b.position_at_end(wake_bb)
-    b.call(syscall, [_c(futex_nr), b.ptrtoint(seq_ptr(b, ctl), _I64), _c(_FUTEX_WAKE),
+    b.call(syscall, [_c(_FUTEX), b.ptrtoint(seq_ptr(b, ctl), _I64), _c(_FUTEX_WAKE),
                      _c(0x7FFFFFFF)])
     b.branch(mine_bb)
     b.position_at_end(mine_bb)
@@ -271,14 +271,14 @@ def _caller_source(n: int) -> str:
 class _Pool:
     """The control block, the workers and the generated functions of this process."""
 
-    def __init__(self, futex_nr: int) -> None:
+    def __init__(self) -> None:
         from ember.codegen.llvm.jit import _jit
         # int64 slots on 64-byte lines (the array is over-allocated to align it)
         self._mem = np.zeros(_SLOTS + 8, np.int64)
         skip = (-self._mem.ctypes.data % 64) // 8
         self.ctl = self._mem[skip:skip + _SLOTS]
         self.ctl_addr = self.ctl.ctypes.data
-        self._engine, _ = _jit(_pool_source(futex_nr))
+        self._engine, _ = _jit(_pool_source())
         i64 = ctypes.c_int64
         self._run = ctypes.CFUNCTYPE(None, i64, i64, i64, i64, i64, i64)(
             self._engine.get_function_address("ember_pool_run"))
@@ -322,13 +322,8 @@ class _Pool:
         if self._threads:
             lib = ctypes.CDLL(None, use_errno=True)
             word = ctypes.c_void_p(self.ctl_addr + 8 * _SEQ)
-            lib.syscall(ctypes.c_long(_FUTEX[_key()]), word, ctypes.c_int(_FUTEX_WAKE),
+            lib.syscall(ctypes.c_long(_FUTEX), word, ctypes.c_int(_FUTEX_WAKE),
                         ctypes.c_int(0x7FFFFFFF))
-
-
-def _key() -> tuple[str, str]:
-    machine = platform.machine().lower()
-    return platform.system(), {"amd64": "x86_64"}.get(machine, machine)
 
 
 _POOL: _Pool | None = None
@@ -338,7 +333,8 @@ _DISABLED = os.environ.get("EMBER_SPIN_POOL", "1").strip() in ("0", "off", "fals
 
 def available() -> bool:
     """Whether kernels split through this pool here (else through the executor)."""
-    return (not _DISABLED and _key() in _FUTEX and sys.implementation.name == "cpython"
+    return (not _DISABLED and platform.system() == "Linux" and platform.machine() == "x86_64"
+            and sys.implementation.name == "cpython"
             and ctypes.sizeof(ctypes.c_void_p) == 8)
 
 
@@ -348,7 +344,7 @@ def _pool() -> _Pool:
     if pool is None:
         with _POOL_LOCK:
             if _POOL is None:
-                _POOL = _Pool(_FUTEX[_key()])
+                _POOL = _Pool()
             pool = _POOL
     return pool
 
