@@ -268,8 +268,47 @@ class Node:
     def recorded_at(self) -> str:
         return "<unknown>" if self.where is None else "%s:%d" % self.where
 
+    @property
+    def next_functions(self) -> tuple:
+        """``((node, 0), ...)`` per input, as torch's ``grad_fn.next_functions``: the
+        Node that made it, an ``AccumulateGrad`` for a leaf that requires grad, else
+        None (ember's ops have one output each, so the index is always 0)."""
+        return tuple([(AccumulateGrad.of(t) if p is True else p, 0)
+                      for p, t in zip(self.parents, self.inputs)])
+
     def __repr__(self) -> str:
         return f"<{self.name()}>"
+
+
+class AccumulateGrad:
+    """What ``next_functions`` shows for a leaf: torch's ``AccumulateGrad`` node, with
+    the leaf as ``variable``. One per leaf (graph walkers compare nodes by identity); it
+    holds the leaf weakly, as torch's leaf holds its accumulator."""
+
+    __slots__ = ("_leaf", "__weakref__")
+    _of: dict[int, "AccumulateGrad"] = {}
+    next_functions: tuple = ()
+
+    def __init__(self, leaf) -> None:
+        self._leaf = weakref.ref(leaf)
+
+    @classmethod
+    def of(cls, leaf) -> "AccumulateGrad":
+        node = cls._of.get(id(leaf))
+        if node is None or node._leaf() is not leaf:
+            node = cls._of[id(leaf)] = cls(leaf)
+            weakref.finalize(leaf, cls._of.pop, id(leaf), None)
+        return node
+
+    @property
+    def variable(self):
+        return self._leaf()
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
 
 
 def _user_line():

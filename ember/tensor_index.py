@@ -411,7 +411,7 @@ def _canonical_key(x: Tensor, key) -> tuple[tuple, list[Tensor]]:
     tensors: list[Tensor] = []
     items = []
     for k in key:
-        if isinstance(k, (list, np.ndarray)) or (hasattr(k, "__cuda_array_interface__")):
+        if isinstance(k, (list, range, np.ndarray)) or hasattr(k, "__cuda_array_interface__"):
             k = tensor(k, device=x.device)
         if isinstance(k, _tensor.Tensor) and k.ndim == 0 and k.dtype.category == 1:
             k = int(k.item())

@@ -16,6 +16,19 @@ def test_pytorch_intro_example():
     assert a.grad.dtype is ember.float32
 
 
+def test_next_functions_walk_the_graph_as_torch():
+    """``loss.grad_fn.next_functions[0][0]`` (PyTorch's "Neural Networks" tutorial)."""
+    x = ember.ones(2, requires_grad=True)
+    loss = (x * 2 + ember.ones(2)).sum()
+    (add, i), = loss.grad_fn.next_functions
+    assert i == 0 and add.name() == "AddBackward"
+    (mul, _), (const, _) = add.next_functions
+    assert mul.name() == "MulBackward" and const is None
+    (acc, _), (scalar, _) = mul.next_functions
+    assert acc.name() == "AccumulateGrad" and acc.variable is x and scalar is None
+    assert mul.next_functions[0][0] is acc and acc.next_functions == ()
+
+
 def test_requires_grad_flags():
     x = ember.ones(2)
     assert not x.requires_grad and x.is_leaf and x.grad_fn is None

@@ -179,6 +179,35 @@ def test_affine_grid_matches_torch_and_warns():
         F.affine_grid(ember.zeros(1, 3, 4), (1, 1, 2, 2), align_corners=False)
 
 
+def test_identity_affine_grid_and_linspace_are_torch_bit_for_bit():
+    """The spatial-transformer tutorial starts from the identity map: its points fall on
+    pixel boundaries, where grid_sample floors them, so one ulp off torch's points gave
+    a different gradient (NumPy's linspace rounds elsewhere than torch's)."""
+    torch = pytest.importorskip("torch")
+    for tdt, edt in ((torch.float32, ember.float32), (torch.float64, ember.float64)):
+        for n in (2, 3, 5, 28, 37, 100, 1001):
+            for lo, hi in ((-1, 1), (-3.7, 11.2), (5, -2)):
+                np.testing.assert_array_equal(
+                    _np(ember.linspace(lo, hi, n, dtype=edt)),
+                    torch.linspace(lo, hi, n, dtype=tdt).numpy())
+        for size in [(1, 1, 28, 28), (2, 3, 7, 5), (1, 2, 4, 6, 3)]:
+            k = len(size) - 2
+            eye = np.eye(k, k + 1)[None].repeat(size[0], 0)
+            for ac in (False, True):
+                np.testing.assert_array_equal(
+                    _np(F.affine_grid(ember.tensor(eye, dtype=edt), size, ac)),
+                    torch.nn.functional.affine_grid(torch.tensor(eye, dtype=tdt), size,
+                                                    ac).numpy())
+    th = torch.tensor([[[1., 0, 0], [0, 1, 0]]], requires_grad=True)
+    et = ember.tensor(th.detach().numpy(), requires_grad=True)
+    x = np.random.RandomState(0).randn(1, 1, 28, 28).astype(np.float32)
+    gt = torch.nn.functional.affine_grid(th, (1, 1, 28, 28), align_corners=False)
+    torch.nn.functional.grid_sample(torch.tensor(x), gt, align_corners=False).sum().backward()
+    ge = F.affine_grid(et, (1, 1, 28, 28), align_corners=False)
+    F.grid_sample(ember.tensor(x), ge, align_corners=False).sum().backward()
+    np.testing.assert_allclose(_np(et.grad), th.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
 # ---- compiled training steps --------------------------------------------------------------
 class _Net(nn.Module):
     def __init__(self):

@@ -182,6 +182,19 @@ def test_integer_index_is_a_view():
     assert y[1, 2]._base is y and y[1][2]._base is y
 
 
+def test_range_index_is_a_list_index():
+    """``input[range(n), target]`` (PyTorch's "What is torch.nn really?" tutorial's nll)."""
+    x = ember.arange(12.).view(3, 4)
+    assert x[range(3), ember.tensor([0, 1, 2])].tolist() == [0.0, 5.0, 10.0]
+    assert x[:, range(1, 3)].tolist() == x[:, [1, 2]].tolist()
+    x[range(2)] = 0
+    assert x.sum().item() == 38.0
+    f = ember.compile(lambda x, t: -x[range(t.shape[0]), t].mean())
+    for t in ([0, 1, 2], [3, 1, 0]):
+        assert f(ember.arange(12.).view(3, 4), ember.tensor(t)).item() == pytest.approx(
+            -np.arange(12.).reshape(3, 4)[range(3), t].mean())
+
+
 def test_view_of_an_incompatible_layout_raises_and_reshape_copies():
     x = ember.arange(12.0).reshape(3, 4) * 1
     with pytest.raises(RuntimeError, match=r"view size is not compatible with input tensor's "

@@ -22,6 +22,7 @@ import numpy as np
 
 from ember import dtypes
 from ember.tensor import Tensor, tensor, where
+from ember.tensor_create import linspace_values
 
 __all__ = ["grid_sample", "affine_grid"]
 
@@ -135,11 +136,17 @@ def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear",
     return out.reshape((n, c) + out_sizes)
 
 
-def _base_coords(steps: int, align_corners: bool) -> np.ndarray:
+def _base_coords(steps: int, align_corners: bool, dtype: np.dtype) -> np.ndarray:
+    """torch's points along one axis, rounded as torch rounds them in float32/float64
+    (an identity ``theta`` must land exactly where torch's does: ``grid_sample`` floors
+    them)."""
     if steps <= 1:
-        return np.zeros(max(steps, 0))
-    lin = np.linspace(-1.0, 1.0, steps)
-    return lin if align_corners else lin * (steps - 1) / steps
+        return np.zeros(max(steps, 0), dtype)
+    if dtype not in (np.float32, np.float64):
+        lin = np.linspace(-1.0, 1.0, steps)
+        return (lin if align_corners else lin * (steps - 1) / steps).astype(dtype)
+    lin = linspace_values(-1.0, 1.0, steps, dtype)
+    return lin if align_corners else lin * dtype.type(steps - 1) / dtype.type(steps)
 
 
 def affine_grid(theta: Tensor, size, align_corners: Optional[bool] = None) -> Tensor:
@@ -179,7 +186,7 @@ def affine_grid(theta: Tensor, size, align_corners: Optional[bool] = None) -> Te
         raise ValueError(f"Expected theta batch size {theta.shape[0]} to equal size[0] "
                          f"{size[0]}")
     # Base points (x, y[, z], 1), x varying fastest (the last spatial dim).
-    axes = [_base_coords(s, align_corners) for s in spatial]
+    axes = [_base_coords(s, align_corners, theta.dtype.np) for s in spatial]
     mesh = np.meshgrid(*axes, indexing="ij")              # each [H, W] (or [D, H, W])
     base = np.stack(list(mesh[::-1]) + [np.ones_like(mesh[0])], -1).reshape(-1, len(spatial) + 1)
     base_t = tensor(base, dtype=theta.dtype, device=theta.device)
