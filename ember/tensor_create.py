@@ -230,8 +230,9 @@ def linspace_values(start: float, end: float, steps: int, dtype) -> np.ndarray:
         up = np.float64(s) + np.float64(step) * i
         down = np.float64(e) - np.float64(step) * (steps - 1 - i)
         return np.where(half, up, down).astype(np.float32)
-    return np.where(half, _fma(np.full(steps, step), i, s), _fma(np.full(steps, -step),
-                                                                steps - 1 - i, e))
+    up = _fma(np.full(steps, step), i, s)
+    down = _fma(np.full(steps, -step), steps - 1 - i, e)
+    return np.where(half, up, down)
 
 
 def _fma(a: np.ndarray, b: np.ndarray, c) -> np.ndarray:
