@@ -30,7 +30,7 @@ from ember.ir.interpreter import TensorInterpreter
 from ember.ops.random import preserved_rng
 from ember.runtime.memory import release_free_memory
 from ember.tensor import Tensor, array_of
-from ember.tracer.checks import close
+from ember.tracer.checks import close, precision_floor
 from ember.tracer.segments import Segment
 from ember.tracer.trace import Tracer, copy_same_layout, tracing
 from ember.tracer.writeback import effects, escaping, input_tensor
@@ -125,8 +125,9 @@ class CompiledAutograd:
         del tracer, vals, outs, seeds, grads, kept, o
         joint.outputs = self.saved           # every saved value is fresh each call
         entry.build_segment(self.fwd, joint, env, escaping(joint))
+        floor = precision_floor(joint)
         for n in self.saved:
-            if not close(env[n], eager_env[n]):
+            if not close(env[n], eager_env[n], floor):
                 raise _Disagree(f"compiled forward value %{n} differs from eager")
         for s in self.seed_ids:
             env[s] = eager_env[s]
@@ -134,7 +135,7 @@ class CompiledAutograd:
         joint.outputs = bneeds
         entry.build_segment(self.bwd, joint, env, escaping(joint))
         for n in bneeds:
-            if not close(env[n], eager_env[n]):
+            if not close(env[n], eager_env[n], floor):
                 raise _Disagree(f"compiled gradient %{n} differs from eager")
         # Values a call must copy before it writes back or hands them on: the forward's
         # results computed in an input's memory, write-backs read from written memory.

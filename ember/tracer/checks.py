@@ -30,13 +30,24 @@ _CHECK_TOL = {"float16": 2e-3, "bfloat16": 2e-2, "float32": 1e-4, "float64": 1e-
               "complex64": 1e-4, "complex128": 1e-9}
 
 
-def close(a, b) -> bool:
-    """Equal arrays (floats within a dtype's tolerance; NaNs equal)."""
+def close(a, b, floor: float = 0.0) -> bool:
+    """Equal arrays (floats within their dtype's tolerance, or ``floor`` if looser;
+    NaNs equal)."""
     a, b = (np.asarray(x.get() if hasattr(x, "__cuda_array_interface__") else x)
             for x in (a, b))   # CuPy arrays come to the host to be compared
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    return _close(a, b, _CHECK_TOL.get(a.dtype.name))
+    tol = _CHECK_TOL.get(a.dtype.name)
+    return _close(a, b, tol if tol is None else max(tol, floor))
+
+
+def precision_floor(graph) -> float:
+    """The loosest tolerance of the floating types a graph computes in: a float32 result
+    that adds in a float16 value (autocast's residual ``x + mlp(x)``) is exact only to
+    one float16 ulp, which a fused kernel may round differently from eager's per-op
+    rounding (seen: 4.9e-4 at 1.42 on nanoGPT's Block, against float32's 1e-4)."""
+    return max((_CHECK_TOL.get(graph[n].dtype.name, 0.0) for n in graph.nodes()),
+               default=0.0)
 
 
 _CHUNK = 1 << 18   # elements compared at once: allclose's temporaries stay ~1 MB each
@@ -77,10 +88,11 @@ def check_against_eager(trace, env: dict, result) -> None:
         release_when_freed(t)
     if any(g[n].op in OPS and OPS[g[n].op].impure for n in g.nodes()):
         return  # random draws differ between the two runs by design
+    floor = precision_floor(g)
     for i, (t, nid) in enumerate(zip(tensors, g.outputs)):
         if nid in g.sources:
             continue
-        if not close(env[nid], t._host()):
+        if not close(env[nid], t._host(), floor):
             raise Mismatch(f"compiled output {i} differed from eager on the first call "
                            f"(node %{nid}, {g[nid].src}); this signature runs eagerly")
 
