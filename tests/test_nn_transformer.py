@@ -115,6 +115,29 @@ def test_sdpa_float_mask_gradient_and_gqa():
              [q[:, :2], k, v, mask])
 
 
+@pytest.mark.parametrize("kind", ["bool", "float", "compiled"])
+def test_sdpa_fully_masked_query_gives_zeros_as_torch(kind):
+    """A query whose every key is masked (NaViT's padding) gives zeros and zero
+    gradients as torch 2.13 does; a softmax over -inf alone made NaN rows and NaN
+    gradients in every parameter."""
+    q, k, v = (RNG.standard_normal((2, 2, 3, 4)) for _ in range(3))
+    mask = np.array([[True, True, False], [True, False, False], [False, False, False]])
+    if kind == "float":
+        mask = np.where(mask, 0.0, -np.inf)
+    _compare(torch.nn.functional.scaled_dot_product_attention,
+             F.scaled_dot_product_attention, [q, k, v], dict(attn_mask=mask))
+    if kind == "compiled":
+        f = ember.compile(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v,
+                                                                            attn_mask=m))
+        for _ in range(3):
+            out = f(*(ember.tensor(a) for a in (q, k, v)), ember.tensor(mask))
+        assert not f.stats()["fallbacks"]
+        assert np.array_equal(out.numpy()[:, :, 2], np.zeros((2, 2, 4)))
+        expect = torch.nn.functional.scaled_dot_product_attention(
+            *(torch.tensor(a) for a in (q, k, v)), attn_mask=torch.tensor(mask))
+        np.testing.assert_allclose(out.numpy(), expect.numpy(), rtol=1e-9, atol=1e-12)
+
+
 def test_sdpa_errors():
     q = ember.randn(2, 3, 4)
     with pytest.raises(RuntimeError, match="Explicit attn_mask should not be set"):

@@ -55,11 +55,20 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
         cols = arange(S, device=query.device).unsqueeze(0)
         scores = where(rows >= cols, scores, float("-inf"))
     elif attn_mask is not None:
+        # A query whose every key is masked (padding, as NaViT packs images) attends to
+        # nothing: torch gives it zeros, where a plain softmax of -inf gives NaN and NaN
+        # gradients everywhere. Its scores become zeros, so no NaN reaches the backward,
+        # and its weights are zeroed below.
         if attn_mask.dtype is dtypes.bool_:
+            live = attn_mask.any(-1, keepdim=True)
             scores = where(attn_mask, scores, float("-inf"))
         else:
+            live = (attn_mask != float("-inf")).any(-1, keepdim=True)
             scores = scores + attn_mask
+        scores = where(live, scores, 0.0)
     weights = scores.softmax(-1)
+    if attn_mask is not None and not is_causal:
+        weights = where(live, weights, 0.0)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, True)
     return weights.matmul(value)
