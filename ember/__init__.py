@@ -87,7 +87,8 @@ cfloat = complex64
 cdouble = complex128
 
 
-__version__ = "0.1.0"
+from ember import version  # noqa: E402
+from ember.version import __version__  # noqa: E402,F401
 
 from ember.inspect.logs import set_logs  # noqa: E402
 from ember.tracer.compile import (CompileError, VerificationError, compile,  # noqa: E402

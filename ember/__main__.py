@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from ember import __version__
-        print(f"ember {__version__}")
+        from ember.version import __version__, release
+        print(f"ember {release} (ember.__version__ {__version__}: the PyTorch API it "
+              f"follows)")
         return 0
     command = COMMANDS.get(argv[0])
     if command is None:

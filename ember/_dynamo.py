@@ -7,9 +7,10 @@
 """
 from __future__ import annotations
 
-from ember.compiler import reset
+from ember.compiler import allow_in_graph, disable, reset
+from ember.tracer.dynamic import mark_dynamic, mark_static
 
-__all__ = ["config", "reset"]
+__all__ = ["config", "reset", "allow_in_graph", "disable", "mark_dynamic", "mark_static"]
 
 
 class _Config:

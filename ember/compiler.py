@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
-__all__ = ["is_compiling", "is_dynamo_compiling", "disable", "reset"]
+__all__ = ["is_compiling", "is_dynamo_compiling", "disable", "allow_in_graph", "reset"]
 
 
 def is_compiling() -> bool:
@@ -47,6 +47,17 @@ def disable(fn: Callable | None = None, recursive: bool = True, *, reason: str |
                         + (f" ({reason})" if reason else ""))
         return fn(*args, **kwargs)
     return run_as_written
+
+
+def allow_in_graph(fn: Callable) -> Callable:
+    """``fn`` unchanged, as ``torch.compiler.allow_in_graph`` asks: torch then puts the
+    call in its graph without tracing into it; ember records what every call really
+    executes, ``fn``'s ops included, so it needs no mark (einops registers its functions
+    so).
+
+    >>> f = ember.compiler.allow_in_graph(lambda x: x * 2)
+    """
+    return fn
 
 
 def reset() -> None:

@@ -99,6 +99,60 @@ def test_compiler_is_compiling():
 
 # ---- grad modes ----------------------------------------------------------------------------------
 
+def test_version_gates_of_ported_code_pass():
+    """vit-pytorch asserts ``version.parse(torch.__version__) >= version.parse('2.0.0')``
+    and einops reads ``torch.__version__[0]``: ember reports the PyTorch API it follows,
+    its own release as the local label, and compares as a version."""
+    v = ember.__version__
+    assert v == f"{ember.version.torch_api}+ember.{ember.version.release}"
+    assert v >= "2.0" and v > "2.2" and v < "3" and v >= (2, 0) and v == "2.13"
+    assert not v < "2.13.0" and v != "2.12" and v[0] == "2" and ember.version.cuda is None
+    packaging = pytest.importorskip("packaging.version")
+    assert packaging.parse(v) >= packaging.parse("2.0.0")
+
+
+def test_dynamo_and_compiler_names_libraries_call():
+    """einops calls ``torch._dynamo.allow_in_graph`` on torch >= 2.0; training scripts
+    call ``torch._dynamo.mark_dynamic``; old attention code enters
+    ``torch.backends.cuda.sdp_kernel``."""
+    f = ember._dynamo.allow_in_graph(lambda x: x * 2)
+    assert ember.compiler.allow_in_graph(f) is f
+    cf = ember.compile(lambda x: f(x) + 1)
+    assert cf(ember.ones(3)).tolist() == [3.0, 3.0, 3.0]
+    x = ember.ones(4, 2)
+    ember._dynamo.mark_dynamic(x, 0)
+    assert ember._dynamo.disable is ember.compiler.disable
+    with pytest.warns(FutureWarning, match="sdp_kernel"):
+        with ember.backends.cuda.sdp_kernel(enable_math=False, enable_mem_efficient=False):
+            assert not ember.backends.cuda.math_sdp_enabled()
+            assert ember.backends.cuda.flash_sdp_enabled()
+    assert ember.backends.cuda.math_sdp_enabled()
+
+
+def test_pytree_flattens_as_torch():
+    import collections
+    from ember.utils import _pytree as pt
+    nt = collections.namedtuple("nt", "a b")
+    trees = [{"a": [1, 2], "b": (3, None)}, nt(1, [2, ember.ones(1)]),
+             collections.OrderedDict(x=1, y=(2,)), collections.deque([1, (2, 3)], maxlen=5),
+             collections.defaultdict(list, {"k": [1]}), 5, [], ()]
+    for tree in trees:
+        leaves, spec = pt.tree_flatten(tree)
+        again = pt.tree_unflatten(leaves, spec)
+        assert type(again) is type(tree) and pt.tree_flatten(again)[1] == spec
+        assert spec.num_leaves == len(leaves)
+    assert pt.tree_leaves({"a": [1, 2], "b": (3, None)}) == [1, 2, 3, None]
+    assert pt.tree_map(lambda a, b: a + b, [1, (2, 3)], [10, (20, 30)]) == [11, (22, 33)]
+    assert pt.tree_map_only(int, lambda x: -x, [1, "s", (2.0, 3)]) == [-1, "s", (2.0, -3)]
+    assert pt.tree_leaves([1, [2, 3]], is_leaf=lambda x: x == [2, 3]) == [1, [2, 3]]
+    with pytest.raises(ValueError, match="length 1"):
+        pt.tree_unflatten([1], pt.tree_structure([1, 2]))
+    torch = pytest.importorskip("torch")
+    from torch.utils import _pytree as tpt
+    for tree in trees[:1] + trees[2:]:
+        assert tpt.tree_leaves(tree) == pt.tree_leaves(tree)
+
+
 def test_no_grad_set_grad_enabled_inference_mode_forms():
     x = ember.ones(2, requires_grad=True)
 

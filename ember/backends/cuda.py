@@ -2,6 +2,10 @@
 (recorded; ember's CUDA matmul is full float32 whatever they say)."""
 from __future__ import annotations
 
+import contextlib
+import warnings
+from typing import Iterator
+
 
 class _MatmulFlags:
     """``ember.backends.cuda.matmul``: ``allow_tf32`` and the reduced-precision flags."""
@@ -58,3 +62,27 @@ def enable_cudnn_sdp(enabled: bool) -> None:
 
 def cudnn_sdp_enabled() -> bool:
     return _sdp["cudnn"]
+
+
+@contextlib.contextmanager
+def sdp_kernel(enable_flash: bool = True, enable_math: bool = True,
+               enable_mem_efficient: bool = True,
+               enable_cudnn: bool = True) -> Iterator[None]:
+    """The attention-kernel flags for a block, restored after (torch's deprecated
+    ``torch.backends.cuda.sdp_kernel``; ``ember.nn.attention.sdpa_kernel`` is the current
+    spelling). ember has one attention implementation, used whatever they say.
+
+    >>> with ember.backends.cuda.sdp_kernel(enable_math=False):
+    ...     out = F.scaled_dot_product_attention(q, k, v)
+    """
+    warnings.warn("torch.backends.cuda.sdp_kernel() is deprecated. In the future, this "
+                  "context manager will be removed. Please see "
+                  "torch.nn.attention.sdpa_kernel() for the new context manager, with "
+                  "updated signature.", FutureWarning, stacklevel=3)
+    previous = dict(_sdp)
+    try:
+        _sdp.update(flash=bool(enable_flash), math=bool(enable_math),
+                    mem_efficient=bool(enable_mem_efficient), cudnn=bool(enable_cudnn))
+        yield
+    finally:
+        _sdp.update(previous)

@@ -1,2 +1,2 @@
 """Utilities: data loading, activation checkpointing."""
-from ember.utils import checkpoint, data  # noqa: F401
+from ember.utils import _pytree, checkpoint, data  # noqa: F401
