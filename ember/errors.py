@@ -88,3 +88,27 @@ def type_name(x) -> str:
 
 def op_error(op: str, message: str, inputs=()) -> OpError:
     return OpError(op, message, inputs)
+
+
+def check_same_dtype(op: str, input, half_input_float_params: bool = False,
+                     **others) -> None:
+    """Refuse, as PyTorch does, a layer whose tensors (``others`` by name, None
+    skipped) differ in dtype from ``input`` (a float64 batch through float32 weights),
+    where NumPy would silently promote. ``half_input_float_params``: torch's norms also
+    take a float16/bfloat16 input with float32 parameters (what autocast hands them).
+
+    >>> check_same_dtype("conv2d", ember.ones(1, dtype=ember.float64), weight=ember.ones(1))
+    Traceback (most recent call last):
+    OpError: conv2d: mixed dtypes (input float64, weight float32): ...
+    """
+    dt = input.dtype
+    given = {k: t for k, t in others.items() if t is not None}
+    if all(t.dtype is dt for t in given.values()):
+        return
+    if (half_input_float_params and dt.is_floating_point and dt.itemsize == 2
+            and all(t.dtype.name == "float32" for t in given.values())):
+        return
+    listing = ", ".join(f"{k} {t.dtype.name}" for k, t in given.items())
+    raise OpError(op, f"mixed dtypes (input {dt.name}, {listing}): all inputs must share the "
+                      f"same dtype, as in PyTorch; convert them with .to(dtype)",
+                  (input, *given.values()))

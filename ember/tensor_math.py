@@ -583,9 +583,9 @@ class TensorMath:
                           f"multiplied ({a.shape[-1]} != {b.shape[-2]})", (self, other))
         if _amp.state.modes:   # inside ember.amp.autocast: a lower precision
             a, b = _amp.cast_operands(a, b)
-        if a.dtype is not b.dtype:
-            dt = dtypes.promote(a.dtype, b.dtype)
-            a, b = a.to(dt), b.to(dt)
+        if a.dtype is not b.dtype:   # PyTorch refuses; NumPy would promote silently
+            raise OpError("matmul", f"expected m1 and m2 to have the same dtype, but got: "
+                          f"{a.dtype.name} != {b.dtype.name}", (self, other))
         out = dispatch("matmul", a, b)
         if other.ndim == 1:
             out = out.squeeze(-1)
@@ -645,6 +645,9 @@ class TensorMath:
     ger = outer
 
     def dot(self, other: Tensor) -> Tensor:
+        if isinstance(other, _tensor.Tensor) and other.dtype is not self.dtype:
+            raise OpError("dot", f"dot : expected both vectors to have same dtype, but found "
+                          f"{self.dtype.name} and {other.dtype.name}", (self, other))
         return (self * other).sum()
 
 

@@ -447,3 +447,21 @@ def test_autocast_residual_block_stays_compiled(name):
         ref = block(x)
     tol = 2e-3 if name == "float16" else 2e-2
     np.testing.assert_allclose(to_np(out), to_np(ref), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16"])
+@pytest.mark.parametrize("norm", ["LayerNorm", "BatchNorm2d", "GroupNorm", "InstanceNorm2d"])
+def test_norms_of_half_inputs_return_the_input_dtype_as_torch(name, norm):
+    """torch's norms compute a float16/bfloat16 input with float32 parameters in float32
+    and return the input's dtype (under autocast too); ember promoted to float32."""
+    torch = pytest.importorskip("torch")
+    make = {"LayerNorm": lambda L: L.nn.LayerNorm(5), "BatchNorm2d": lambda L: L.nn.BatchNorm2d(3),
+            "GroupNorm": lambda L: L.nn.GroupNorm(1, 3),
+            "InstanceNorm2d": lambda L: L.nn.InstanceNorm2d(3, affine=True)}[norm]
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32) * 3 + 1
+    t = make(torch)(torch.tensor(x).to(getattr(torch, name)))
+    e = make(ember)(ember.tensor(x).to(EMBER[name]))
+    assert e.dtype is EMBER[name]
+    np.testing.assert_array_equal(to_np(e.float()), t.float().detach().numpy())
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        assert make(ember)(ember.tensor(x).to(EMBER[name])).dtype is EMBER[name]

@@ -44,6 +44,49 @@ def test_shape_and_dtype_errors_name_op_shapes_and_line(fn, words):
     _raises(fn, *words)
 
 
+_F = ember.nn.functional
+_X64 = ember.randn(2, 3, 4, 4, dtype=ember.float64)
+_M64 = ember.randn(2, 3, dtype=ember.float64)
+
+
+@pytest.mark.parametrize("name,fn", [
+    ("linear", lambda: _F.linear(_M64, ember.randn(3, 3))),
+    ("linear", lambda: _F.linear(_M64, ember.randn(3, 3).double(), ember.zeros(3))),
+    ("matmul", lambda: _M64 @ ember.randn(3, 3)),
+    ("matmul", lambda: ember.einsum("ij,jk->ik", _M64, ember.randn(3, 3))),
+    ("dot", lambda: ember.dot(_M64[0], ember.randn(3))),
+    ("conv2d", lambda: _F.conv2d(_X64, ember.randn(3, 3, 1, 1))),
+    ("conv1d", lambda: _F.conv1d(_X64[:, :, 0], ember.randn(3, 3, 1))),
+    ("conv_transpose2d", lambda: _F.conv_transpose2d(_X64, ember.randn(3, 3, 1, 1))),
+    ("batch_norm", lambda: ember.nn.BatchNorm2d(3)(_X64)),
+    ("layer_norm", lambda: ember.nn.LayerNorm(4)(_X64)),
+    ("group_norm", lambda: ember.nn.GroupNorm(1, 3)(_X64)),
+    ("instance_norm", lambda: ember.nn.InstanceNorm2d(3, affine=True)(_X64)),
+    ("prelu", lambda: _F.prelu(_M64, ember.ones(1))),
+    ("cross_entropy", lambda: _F.cross_entropy(_M64, ember.tensor([0, 1]),
+                                               weight=ember.ones(3))),
+    ("scaled_dot_product_attention",
+     lambda: _F.scaled_dot_product_attention(_M64[None], ember.randn(1, 2, 3),
+                                             ember.randn(1, 2, 3))),
+])
+def test_mixed_dtypes_are_refused_as_torch(name, fn):
+    """A float64 batch through float32 layers: torch raises (pytorch-cifar's models on a
+    double input); NumPy promoted it silently, so ember returned float64 results."""
+    _raises(fn, name, "float64", "float32")
+
+
+def test_mixed_dtypes_torch_allows_still_work():
+    """What torch accepts: a half input to float32 norm parameters, anything under
+    autocast, integer and float arithmetic."""
+    h = ember.randn(2, 3, 4, 4).to(ember.bfloat16)
+    for norm in (ember.nn.LayerNorm(4), ember.nn.BatchNorm2d(3), ember.nn.GroupNorm(1, 3)):
+        assert norm(h).dtype is ember.bfloat16
+    with ember.autocast("cpu", dtype=ember.bfloat16):
+        assert ember.nn.Linear(3, 3)(_M64.float()).dtype is ember.bfloat16
+        ember.nn.Conv2d(3, 3, 1)(_X64.float())
+    assert (ember.ones(2, dtype=ember.int64) + ember.ones(2)).dtype is ember.float32
+
+
 def test_where_needs_bool_condition():
     _raises(lambda: ember.where(ember.zeros(2), ember.zeros(2), ember.ones(2)), "where",
             "bool")

@@ -19,7 +19,7 @@ from ember.amp import state as _amp
 from ember.autograd import is_grad_enabled, no_grad
 from ember.compiler import is_compiling
 from ember.dispatch import dispatch
-from ember.errors import OpError, shape_str, type_name
+from ember.errors import OpError, check_same_dtype, shape_str, type_name
 from ember.ops.conv import direct_conv_rule as _direct_conv
 from ember.tensor import Tensor, arange, rand_like, where
 
@@ -51,6 +51,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise OpError("linear", f"input of shape {shape_str(input)} does not fit a weight of shape "
                       f"{shape_str(weight)}: the input's last dim must be in_features="
                       f"{in_features}", (input, weight))
+    if not _amp.state.modes:   # (autocast casts them to one dtype)
+        check_same_dtype("linear", input, weight=weight, bias=bias)
     out = input.matmul(weight.t())
     if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)
         out = out + (bias if bias.dtype is out.dtype else bias.to(out.dtype))
@@ -315,6 +317,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
             or not isinstance(weight, _MAYBE) or not isinstance(bias, _MAYBE)):
         raise _not_tensor("layer_norm",
                           input=input, normalized_shape=normalized_shape, weight=weight, bias=bias)
+    check_same_dtype("layer_norm", input, True, weight=weight, bias=bias)
+    input, weight, bias, half = half_as_float32(input, weight, bias)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(shape)
     if k == 0 or input.ndim < k or tuple(input.shape[-k:]) != shape:
@@ -343,7 +347,7 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
         out = out * weight
     if bias is not None:
         out = out + bias
-    return out
+    return out if half is None else out.to(half)
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
@@ -361,6 +365,9 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             or not isinstance(bias, _MAYBE)):
         raise _not_tensor("batch_norm", input=input, running_mean=running_mean,
                           running_var=running_var, weight=weight, bias=bias)
+    check_same_dtype("batch_norm", input, True, running_mean=running_mean,
+                     running_var=running_var, weight=weight, bias=bias)
+    input, weight, bias, half = half_as_float32(input, weight, bias)
     if input.ndim < 2:
         raise OpError("batch_norm", f"expected an input of at least 2 dims [N, C, ...], got "
                       f"{shape_str(input)}", (input,))
@@ -400,7 +407,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         out = out * weight.reshape(stat_shape)
     if bias is not None:
         out = out + bias.reshape(stat_shape)
-    return out
+    return out if half is None else out.to(half)
 
 
 # ---- embedding -------------------------------------------------------------------------
@@ -453,6 +460,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if (not isinstance(input, Tensor) or not isinstance(target, Tensor)
             or not isinstance(weight, _MAYBE)):
         raise _not_tensor("cross_entropy", input=input, target=target, weight=weight)
+    if weight is not None:
+        check_same_dtype("cross_entropy", input, weight=weight)
     reduction = _reduction(size_average, reduce, reduction)
     class_dim = 0 if input.ndim == 1 else 1
     logp = input.log_softmax(class_dim)
@@ -682,6 +691,17 @@ def _not_tensor(op: str, **args) -> TypeError:
 
 
 _MAYBE = (Tensor, type(None))   # an optional tensor argument: one isinstance
+
+
+def half_as_float32(input: Tensor, *params):
+    """For a norm: a float16/bfloat16 input and its parameters in float32, and the dtype
+    to round the result to once (torch's norm kernels compute half inputs in float32 and
+    return the input's dtype, float32 parameters or not); else all as given and None."""
+    dt = input.dtype
+    if not (dt.is_floating_point and dt.itemsize == 2):
+        return (input, *params, None)
+    return (input.float(), *(p if p is None or p.dtype is not dt else p.float()
+                             for p in params), dt)
 _TENSOR_ARGS = frozenset(("input", "weight", "bias", "target", "tensor", "running_mean",
                           "running_var", "pos_weight", "query", "key", "value", "attn_mask"))
 

@@ -14,6 +14,7 @@ tensor([-0.6321,  2.0000])
 from __future__ import annotations
 
 from ember.dispatch import dispatch
+from ember.errors import OpError
 from ember.tensor import Tensor, where
 
 __all__ = ["elu", "selu", "celu", "softplus", "mish", "hardtanh", "relu6", "hardswish",
@@ -174,6 +175,9 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
     tensor([-0.2500,  2.0000])
     """
     _check("prelu", input)
+    if isinstance(weight, Tensor) and weight.dtype is not input.dtype:
+        raise OpError("prelu", f"prelu: Type promoting not supported. Got {input.dtype.name} "
+                      f"and {weight.dtype.name}", (input, weight))
     if weight.numel() != 1:
         channels = input.shape[1] if input.ndim >= 2 else input.shape[0]
         if weight.ndim != 1 or weight.shape[0] != channels:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ember import dtypes
+from ember.amp import state as _amp
 from ember.errors import OpError, shape_str
 from ember.tensor import Tensor, arange, where
 
@@ -40,6 +41,11 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor,
                       f"{shape_str(key)} and value {shape_str(value)} do not fit: query and key "
                       f"need the same last dim, key and value the same sequence length",
                       (query, key, value))
+    if not (query.dtype is key.dtype is value.dtype) and not _amp.state.modes:
+        raise OpError("scaled_dot_product_attention", f"Expected query, key, and value to "
+                      f"have the same dtype, but got query.dtype: {query.dtype.name} "
+                      f"key.dtype: {key.dtype.name} and value.dtype: {value.dtype.name} "
+                      f"instead.", (query, key, value))
     if is_causal and attn_mask is not None:
         raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should not be "
                            "set when is_causal=True")

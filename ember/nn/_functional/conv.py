@@ -12,7 +12,8 @@ ember.Size([1, 4, 7, 7])
 from __future__ import annotations
 
 from ember.dispatch import dispatch
-from ember.errors import OpError, shape_str
+from ember.amp import state as _amp
+from ember.errors import OpError, check_same_dtype, shape_str
 from ember.tensor import Tensor, array_of
 
 __all__ = ["conv1d", "conv_transpose1d", "conv_transpose2d", "group_norm", "rms_norm"]
@@ -38,6 +39,8 @@ def conv_operands(op: str, input, weight, bias, layout: str) -> tuple[Tensor, bo
     if weight.ndim != rank:
         raise OpError(op, f"expected a {rank}-D weight {layout}, got {shape_str(weight)}",
                       (input, weight))
+    if not _amp.state.modes:   # (autocast casts them to one dtype first)
+        check_same_dtype(op, input, weight=weight, bias=bias)
     unbatched = input.ndim == rank - 1
     return (input.unsqueeze(0) if unbatched else input), unbatched
 
@@ -141,10 +144,12 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
     >>> F.group_norm(ember.randn(2, 4, 3), 2).shape
     ember.Size([2, 4, 3])
     """
-    from ember.nn.functional import _MAYBE, _not_tensor
+    from ember.nn.functional import _MAYBE, _not_tensor, half_as_float32
     if (not isinstance(input, Tensor) or not isinstance(weight, _MAYBE)
             or not isinstance(bias, _MAYBE)):
         raise _not_tensor("group_norm", input=input, weight=weight, bias=bias)
+    check_same_dtype("group_norm", input, True, weight=weight, bias=bias)
+    input, weight, bias, half = half_as_float32(input, weight, bias)
     if input.ndim < 2:
         raise OpError("group_norm", f"expected an input of at least 2 dims [N, C, *], got "
                       f"{shape_str(input)}", (input,))
@@ -162,7 +167,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None,
         out = out * weight.reshape(stat_shape)
     if bias is not None:
         out = out + bias.reshape(stat_shape)
-    return out
+    return out if half is None else out.to(half)
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,

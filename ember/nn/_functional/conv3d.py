@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from ember.errors import OpError, shape_str
+from ember.errors import OpError, check_same_dtype, shape_str
 from ember.tensor import Tensor, cat, stack, tensor, zeros
 
 __all__ = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d",
@@ -339,6 +339,10 @@ def instance_norm(input: Tensor, running_mean: Optional[Tensor] = None,
     if not isinstance(input, Tensor) or input.ndim < 3:
         raise ValueError(f"Expected more than 1 spatial element when training, got input "
                          f"of {input.ndim if isinstance(input, Tensor) else '?'} dims")
+    check_same_dtype("instance_norm", input, True, running_mean=running_mean,
+                     running_var=running_var, weight=weight, bias=bias)
+    from ember.nn.functional import half_as_float32
+    input, weight, bias, half = half_as_float32(input, weight, bias)
     c = input.shape[1]
     stat_shape = (1, c) + (1,) * (input.ndim - 2)
     if use_input_stats:
@@ -368,4 +372,4 @@ def instance_norm(input: Tensor, running_mean: Optional[Tensor] = None,
         out = out * weight.reshape(stat_shape)
     if bias is not None:
         out = out + bias.reshape(stat_shape)
-    return out
+    return out if half is None else out.to(half)
