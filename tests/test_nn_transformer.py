@@ -138,6 +138,38 @@ def test_sdpa_fully_masked_query_gives_zeros_as_torch(kind):
         np.testing.assert_allclose(out.numpy(), expect.numpy(), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", ["plain", "padding", "mask", "per_head", "bias_kv"])
+def test_multi_head_attention_forward_matches_torch(case):
+    """F.multi_head_attention_forward, as CLIP's AttentionPool2d calls it (query: the
+    pooled token, keys: every position; separate q/k/v projections)."""
+    E, H, L, S, N = 8, 2, 1, 5, 3
+    q, k = RNG.standard_normal((L, N, E)), RNG.standard_normal((S, N, E))
+    ws = [RNG.standard_normal((E, E)) * 0.3 for _ in range(4)]
+    bias = RNG.standard_normal(3 * E) * 0.1
+    ob = RNG.standard_normal(E) * 0.1
+    kwargs, extra = {}, []
+    if case == "padding":
+        pad = np.zeros((N, S), bool)
+        pad[1, -2:] = True
+        kwargs = dict(key_padding_mask=pad)
+    elif case == "mask":
+        kwargs = dict(attn_mask=RNG.standard_normal((L, S)))
+    elif case == "per_head":
+        kwargs = dict(average_attn_weights=False)
+    elif case == "bias_kv":
+        extra = [RNG.standard_normal((1, 1, E)) for _ in range(2)]
+
+    def call(F_, q, k, wq, wk, wv, wo, bias, ob, *bkv, **kw):
+        bk, bv = bkv if bkv else (None, None)
+        return F_.multi_head_attention_forward(
+            q, k, k, E, H, None, bias, bk, bv, False, 0.0, wo, ob,
+            use_separate_proj_weight=True, q_proj_weight=wq, k_proj_weight=wk,
+            v_proj_weight=wv, **kw)
+
+    _compare(lambda *a, **kw: call(torch.nn.functional, *a, **kw),
+             lambda *a, **kw: call(F, *a, **kw), [q, k, *ws, bias, ob, *extra], kwargs)
+
+
 def test_sdpa_errors():
     q = ember.randn(2, 3, 4)
     with pytest.raises(RuntimeError, match="Explicit attn_mask should not be set"):

@@ -811,3 +811,7 @@ from ember.nn._functional.more_api import __all__ as _more_api  # noqa: E402
 from ember.nn._functional.more_api import max_pool3d  # noqa: E402,F811
 
 __all__ += _more_api
+# MultiheadAttention's computation with its weights passed in (nn/attention.py).
+from ember.nn.attention import multi_head_attention_forward  # noqa: E402
+
+__all__ += ["multi_head_attention_forward"]
