@@ -358,7 +358,8 @@ def backward(root, grad, retain_graph: bool = False, create_graph: bool = False)
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
          create_graph: bool = False, allow_unused: bool | None = None,
-         is_grads_batched: bool = False, materialize_grads: bool = False) -> tuple:
+         only_inputs: bool = True, is_grads_batched: bool = False,
+         materialize_grads: bool = False) -> tuple:
     """The gradients of ``outputs`` with respect to ``inputs``, returned instead of
     accumulated into ``.grad`` (no tensor's ``.grad`` changes), as ``torch.autograd.grad``.
     ``create_graph=True`` records them, for higher derivatives (a gradient penalty).

@@ -65,6 +65,13 @@ def test_gradient_penalty_with_create_graph_trains_like_torch():
             _close(pe.grad, pt.grad, rtol=1e-4)
 
 
+def test_deprecated_only_inputs_is_accepted():
+    """PyTorch-GAN's WGAN-GP passes only_inputs=True (deprecated, ignored by torch)."""
+    x = ember.ones(3, requires_grad=True)
+    (g,) = ember.autograd.grad((x * x).sum(), x, only_inputs=True)
+    assert g.tolist() == [2.0, 2.0, 2.0]
+
+
 def test_errors_and_unused_inputs_as_torch():
     (xe, _), (ue, _) = _pair(3), _pair(3)
     y = (xe * 2).sum()

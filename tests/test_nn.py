@@ -418,6 +418,15 @@ def test_init_distributions():
     assert nn.init.calculate_gain("leaky_relu", math.sqrt(5)) == pytest.approx(math.sqrt(1 / 3))
 
 
+def test_zero_element_layers_initialize_with_a_warning_as_torch():
+    """DCGAN at img_size 8 builds nn.Linear(128 * 0 ** 2, 1): torch warns and builds it."""
+    with pytest.warns(UserWarning, match="zero-element tensors is a no-op"):
+        lin = nn.Linear(0, 1)
+    assert tuple(lin.weight.shape) == (1, 0) and lin.bias.tolist() == [0.0]
+    with pytest.warns(UserWarning, match="no-op"):
+        nn.init.kaiming_normal_(ember.empty(3, 0))
+
+
 def test_default_initializations_follow_pytorch():
     lin = nn.Linear(300, 200)
     bound = 1 / math.sqrt(300)  # kaiming_uniform_(a=sqrt(5)) reduces to this bound

@@ -144,9 +144,10 @@ def test_multi_head_attention_forward_matches_torch(case):
     pooled token, keys: every position; separate q/k/v projections)."""
     E, H, L, S, N = 8, 2, 1, 5, 3
     q, k = RNG.standard_normal((L, N, E)), RNG.standard_normal((S, N, E))
-    ws = [RNG.standard_normal((E, E)) * 0.3 for _ in range(4)]
+    ws = [RNG.standard_normal((E, E)) * 0.3 for _ in range(3)]
+    ws.append(RNG.standard_normal((E // 2, E)) * 0.3)   # CLIP projects to output_dim
     bias = RNG.standard_normal(3 * E) * 0.1
-    ob = RNG.standard_normal(E) * 0.1
+    ob = RNG.standard_normal(E // 2) * 0.1
     kwargs, extra = {}, []
     if case == "padding":
         pad = np.zeros((N, S), bool)

@@ -282,7 +282,8 @@ def multi_head_attention_forward(
         weights = F.dropout(weights, dropout_p, True)
     out = weights.matmul(v)                                          # [N*H, L, hd]
     out = out.transpose(0, 1).reshape(L * N, E)
-    out = F.linear(out, out_proj_weight, out_proj_bias).reshape(L, N, E)
+    # (the output projection may change the width: CLIP's attention pooling, 256 -> 16)
+    out = F.linear(out, out_proj_weight, out_proj_bias).reshape(L, N, -1)
     if need_weights:
         weights = weights.reshape(N, H, L, S)
         if average_attn_weights:

@@ -10,6 +10,7 @@ ember.Size([3, 4])
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -232,6 +233,9 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
     >>> nn.init.kaiming_uniform_(ember.empty(4, 8), a=math.sqrt(5)).abs().max() <= 0.5
     tensor(True)
     """
+    if 0 in tensor.shape:   # (nn.Linear(0, n): torch warns and leaves it)
+        warnings.warn("Initializing zero-element tensors is a no-op")
+        return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
     bound = math.sqrt(3.0) * std
     return uniform_(tensor, -bound, bound, generator)
@@ -240,6 +244,9 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
 def kaiming_normal_(tensor: Tensor, a: float = 0.0, mode: str = "fan_in",
                     nonlinearity: str = "leaky_relu", generator=None) -> Tensor:
     """He initialization: N(0, std^2) with std = gain / sqrt(fan). ``kaiming_normal_(w)``."""
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op")
+        return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
     return normal_(tensor, 0.0, std, generator)
 
