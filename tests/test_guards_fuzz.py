@@ -108,13 +108,14 @@ def _run_program(seed: int, calls: int = 6) -> list[str]:
                 elif what == 6:
                     m.flag = not m.flag
                 elif what == 7:
-                    m.lin = nn.Linear(4, 4)
+                    m.lin = nn.Linear(4, 4).to(dtype)
                 elif what == 8:
                     s = rng.choice(_SCALARS)
                 elif what == 9:
                     alias = not alias
                 elif what == 10:
                     dtype = ember.float64 if dtype is ember.float32 else ember.float32
+                    m.to(dtype)   # (a float64 batch through float32 layers raises, as torch)
                 else:
                     glb["G_FLAG"] = not glb["G_FLAG"]
                     grad_mode = rng.random() < 0.5

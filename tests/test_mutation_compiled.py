@@ -661,3 +661,95 @@ def test_optimizer_step_reads_each_new_grad_and_checks_its_layout():
         ref_w = ref_w - 0.1 * buf
         np.testing.assert_allclose(w.detach().numpy(), ref_w, rtol=1e-5, atol=1e-6)
     assert step.stats()["eager_calls"] >= 1, step.stats()
+
+
+# ---- tensors a module keeps on itself: ``self.attn = weights`` -------------------------
+class _KeepsLoss(nn.Module):
+    """llama2.c's Transformer: ``self.last_loss`` set in forward, read by the caller
+    (which calls backward on it); None when there are no targets."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+        self.last_loss = None
+        self.attn = None
+
+    def forward(self, x, target=None):
+        self.attn = x.softmax(-1)          # the annotated transformer's MultiHeadedAttention
+        y = self.lin(self.attn)
+        self.last_loss = None if target is None else (y - target).pow(2).mean()
+        return y
+
+
+class _ReadsBack(nn.Module):
+    """Reads what it kept through methods: guarded by kind (a tensor of that shape)."""
+
+    def __init__(self):
+        super().__init__()
+        self.m = None
+
+    def keep(self, v):
+        self.m = v
+
+    def kept(self):
+        return self.m
+
+    def forward(self, x):
+        old = self.kept()
+        self.keep(x.relu())
+        return x + (0.0 if old is None else 1.0), self.m
+
+
+class _UsesOld(nn.Module):
+    """Uses the tensor a previous call kept as data: not replayable, runs eagerly."""
+
+    def __init__(self):
+        super().__init__()
+        self.h = ember.zeros(2, 3)
+
+    def forward(self, x):
+        self.h = (self.h * 0.5 + x).detach()
+        return self.h.sum()
+
+
+def _kept(m):
+    return {k: v for k, v in vars(m).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("cls,targets,compiles", [
+    (_KeepsLoss, "always", True), (_KeepsLoss, "alternate", True),
+    (_ReadsBack, "never", True), (_UsesOld, "never", False)])
+def test_tensors_kept_on_modules_are_assigned_by_replays(cls, targets, compiles):
+    """A module attribute assigned a tensor the call made used to make every such
+    signature run eagerly (the annotated transformer, llama2.c); replays now assign it
+    as eager does, so the caller reads the same tensor (and can call backward on it)."""
+    ember.manual_seed(0)
+    m, ref = cls(), cls()
+    ref.load_state_dict(m.state_dict())
+    cm = ember.compile(m)
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(8):
+            x = ember.tensor(rng.standard_normal((2, 3 if cls is _UsesOld else 4))
+                             .astype(np.float32))
+            args = (x,)
+            if targets == "always" or targets == "alternate" and i % 2 == 0:
+                args = (x, ember.tensor(rng.standard_normal((2, 1)).astype(np.float32)))
+            got, want = cm(*args), ref(*args)
+            for g, w in zip(got if isinstance(got, tuple) else (got,),
+                            want if isinstance(want, tuple) else (want,)):
+                _same(g, w)
+            for k, w in _kept(ref).items():
+                g = _kept(m)[k]
+                assert (g is None) == (w is None), (i, k)
+                if isinstance(w, ember.Tensor):
+                    _same(g, w)
+            if cls is _ReadsBack:
+                assert got[1] is m.m   # the result and the attribute: one tensor, as eager
+            if getattr(ref, "last_loss", None) is not None:
+                m.last_loss.backward()
+                ref.last_loss.backward()
+                _same(m.lin.weight.grad, ref.lin.weight.grad)
+    hits = cm.stats()["cache_hits"]
+    assert (hits > 0) == compiles, cm.stats()

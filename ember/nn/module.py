@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ember import dtypes
+from ember import dispatch as _dispatch, dtypes
 from ember.autograd import no_grad
 from ember.errors import OpError, shape_str
 from ember.autograd_hooks import RemovableHandle
@@ -284,6 +284,9 @@ class Module:
             self._buffers[name] = value
         else:
             object.__setattr__(self, name, value)
+            tracer = _dispatch._local.tracer
+            if tracer is not None:   # a compiled replay must assign it too (pytree.AttrWrites)
+                tracer.attr_write(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: look in the three registries.

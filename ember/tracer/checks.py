@@ -82,6 +82,9 @@ def result_tensors(leaves: list) -> list:
 def check_against_eager(trace, env: dict, result) -> None:
     """The first compiled run must equal the eager result of the same call."""
     g = trace.graph
+    if trace.written:   # the attributes the call assigned: outputs too
+        result = pytree.AttrWrites(result, [(ref, name, ref().__dict__.get(name))
+                                            for ref, name in trace.written])
     leaves, _ = pytree.flatten(result, results=True)
     tensors = result_tensors(leaves)
     for t in tensors:   # the eager result holds the traced run's graph until it goes

@@ -158,7 +158,12 @@ class Entry:
                 tracer.fail("the function draws from Python's or NumPy's global random "
                             "numbers: a replay would repeat the traced draws (ember's own "
                             "random functions replay fresh draws)")
-            out_leaves, out_spec = pytree.flatten(result, results=True)
+            # Tensors the call assigned to module attributes and left there: extra results,
+            # which every replay assigns again (pytree.AttrWrites)
+            written = [(ref, name, t) for ref, name, t in tracer.attr_writes.values()
+                       if ref() is not None and ref().__dict__.get(name) is t]
+            traced = pytree.AttrWrites(result, written) if written else result
+            out_leaves, out_spec = pytree.flatten(traced, results=True)
             for path, v in out_leaves:
                 if not isinstance(v, (Tensor, _ATOMS)):
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
@@ -177,7 +182,8 @@ class Entry:
                       tuple(i for i, t in enumerate(tensors) if t.requires_grad),
                       tuple(i for i, t in enumerate(tensors) if t._retains_grad),
                       frozenset(i for i, t in enumerate(tracer.captured) if t.requires_grad),
-                      tuple(tracer.none_grads.values()), frozenset(tracer.values))
+                      tuple(tracer.none_grads.values()), frozenset(tracer.values),
+                      written=tuple((ref, name) for ref, name, _ in written))
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -200,8 +206,10 @@ class Entry:
         self.captured_rg = [t.requires_grad for t in self.captured]
         self._rg_seen = STRUCTURE_VERSION[0]   # requires_grad changes move it (tensor.py)
         self.none_grads = trace.none_grads
-        if self.guards is not None and (trace.runtime_values or self.guards.optimizers):
-            self.guards.settle(trace.runtime_values, {id(t) for t in trace.captured})
+        if self.guards is not None and (trace.runtime_values or self.guards.optimizers
+                                        or trace.written):
+            self.guards.settle(trace.runtime_values, {id(t) for t in trace.captured},
+                               {((id(ref()), name), name) for ref, name in trace.written})
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))

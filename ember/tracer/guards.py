@@ -100,13 +100,18 @@ class GuardSet:
         self.optimizers = bool(b.optimizers)   # (then settle again after the traced call)
         self.settle(frozenset())   # (every optimizer slot by value until a trace says)
 
-    def settle(self, read: frozenset, captured: set = frozenset()) -> None:
+    def settle(self, read: frozenset, captured: set = frozenset(),
+               written: set = frozenset()) -> None:
         """Write the check function, with the optimizer slots that the trace read at every
         call (``Trace.runtime_values``) guarded by sign only (see ``_Builder.slot_guards``)
-        and the optimizers' state tensors the trace read (``captured``: their ids)."""
+        and the optimizers' state tensors the trace read (``captured``: their ids).
+        ``written``: (id(module), name) of tensor attributes the call assigns anew and
+        replays assign too; unless the trace used the old tensor's values (``captured``),
+        they are guarded by kind (a tensor of that shape, dtype and requires_grad), not
+        by identity, which every call changes."""
         b = self._builder
         n = len(b.where)
-        self.source = b.source(read, captured)
+        self.source = b.source(read, captured, written)
         self.where, self.expected = list(b.where), list(b.expected)
         del b.where[n:], b.expected[n:]   # (settle may run again: the builder stays as it was)
         ns = {"M": MISSING, "copysign": math.copysign, "ndarray": np.ndarray,
@@ -154,10 +159,13 @@ class _Builder:
         self.plain: list[str] = []   # checks run at every call
         self.gated: list[str] = []   # module guards: run when a module changed
         self.names: set[str] = set()  # attribute and global names the code uses
+        self.loaded: set[str] = set()  # the attribute names it reads (not only assigns)
         self.keys: set = set()        # its str and int constants (``cfg["lr"]``'s "lr")
         self.pending: list = []       # (object, path, depth, gated) still to walk
         self.slots: list = []         # optimizer hyperparameters: see ``_optimizer``
         self.optimizers: list = []    # (root index, path) of the optimizers reached
+        # (id(module), name) -> (its guard list, line index, line by kind, root, old tensor)
+        self.attr_slots: dict = {}
         self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
         for i, (path, v) in enumerate(leaves):
             if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
@@ -166,13 +174,27 @@ class _Builder:
             self._walk(*self.pending.pop(0))
 
     # ---- the source ---------------------------------------------------------------------
-    def source(self, read: frozenset = frozenset(), captured: set = frozenset()) -> str:
+    def source(self, read: frozenset = frozenset(), captured: set = frozenset(),
+               written: set = frozenset()) -> str:
+        plain, gated = list(self.plain), list(self.gated)
+        for slot, name in written:
+            found = self.attr_slots.get(slot)
+            if found is None:
+                continue   # (not a walked module attribute)
+            where, i, line, k, old = found
+            if name not in self.loaded and name not in self.keys:
+                line = "pass"   # no code reachable from the function reads it
+            elif line is None or id(old()) in captured:
+                continue   # read, and not a tensor, or its old values were used: as is
+            (gated if where is self.gated else plain)[i] = line
+            if k is not None:
+                self.roots[k] = _Strong(None)   # the old tensor may go: replays replace it
         lines = ["def check(R, L, V, S, F):"]
-        lines += ["    " + s for s in self.plain + self.slot_guards(read)
+        lines += ["    " + s for s in plain + self.slot_guards(read)
                   + self.state_lines(captured)]
-        if self.gated:
+        if gated:
             lines.append("    if V[0] != S[0]:")
-            lines += ["        " + s for s in self.gated]
+            lines += ["        " + s for s in gated]
             lines.append("        S[0] = V[0]")
         lines.append("    return -1")
         return "\n".join(lines) + "\n"
@@ -203,12 +225,16 @@ class _Builder:
 
     # ---- one value in one slot ----------------------------------------------------------
     def _value(self, out: list, expr: str, v, where: str, depth: int,
-               registry: bool = False, named: bool = False) -> None:
-        """Guard that ``expr`` (evaluated in the check) still gives ``v``; walk into v."""
+               registry: bool = False, named: bool = False, slot: tuple | None = None) -> None:
+        """Guard that ``expr`` (evaluated in the check) still gives ``v``; walk into v.
+        ``slot``: (id(module), name) of a plain module attribute (see ``source``)."""
         out.append(f"v = {expr}")
         cond = _scalar_condition(v, self)
         if cond is not None:
+            n = len(out)
             self._guard(out, cond, where, _short(v))
+            if slot is not None and len(out) > n:
+                self.attr_slots[slot] = (out, len(out) - 1, None, None, lambda: None)
             return
         if isinstance(v, np.ndarray):
             self._array(out, v, where)
@@ -221,13 +247,19 @@ class _Builder:
         # ``x * W.shape[0]``); ``.data = other`` can change its shape and dtype.
         if getattr(v, "_uninitialized", False):   # a lazy module's (nn/lazy.py)
             raise UninitializedTensor(where)
+        new = id(v) not in self.seen
         k = self._root(v)
         if _is_tensor(v):
             a = v._data
-            self._guard(out, f"v is R[{k}]() and v.requires_grad is {v.requires_grad} and "
-                        f"v._data.shape == {a.shape!r} and v._data.dtype == "
-                        f"R[{self._const(a.dtype)}]()", where,
+            kind = (f"v.requires_grad is {v.requires_grad} and v._data.shape == {a.shape!r} "
+                    f"and v._data.dtype == R[{self._const(a.dtype)}]()")
+            n = len(out)
+            self._guard(out, f"v is R[{k}]() and {kind}", where,
                         f"{_describe_obj(v)} {a.dtype}, requires_grad={v.requires_grad}")
+            if slot is not None and new and len(out) > n:
+                line = out[-1].replace(f"v is R[{k}]() and ",
+                                       f"type(v) is R[{self._const(type(v))}]() and ", 1)
+                self.attr_slots[slot] = (out, len(out) - 1, line, k, weakref.ref(v))
         else:
             self._guard(out, f"v is R[{k}]()", where, _describe_obj(v))
         module = _is_module(v)
@@ -311,8 +343,10 @@ class _Builder:
         self._guard(out, f"v == {len(d)}", f"{where} attribute count", str(len(d)))
         module = _is_module(obj)
         for name, v in list(d.items()):
+            plain_attr = module and name not in _REGISTRIES
             self._value(out, f"d.get({name!r}, M)", v, f"{where}.{name}", depth,
-                        registry=module and name in _REGISTRIES)
+                        registry=module and name in _REGISTRIES,
+                        slot=(id(obj), name) if plain_attr else None)
 
     def _optimizer(self, opt, k: int, where: str) -> None:
         """An optimizer's settings, but not its state (tensors, updated in place). The
@@ -417,6 +451,8 @@ class _Builder:
         for c in codes:
             self.names.update(c.co_names)
             self.keys.update(k for k in c.co_consts if isinstance(k, (str, int)))
+            self.loaded.update(i.argval for i in dis.get_instructions(c)
+                               if i.opname in _LOADS)
         glb = fn.__globals__
         gk = self._root(glb)
         for name in sorted({n for c in codes for n in c.co_names}):
@@ -459,6 +495,9 @@ class _Builder:
 # Optimizer hyperparameters that schedulers change between steps (``lr``; ``momentum`` and
 # ``betas`` with OneCycleLR/CyclicLR's cycle_momentum): see ``_Builder._optimizer``.
 RUNTIME = frozenset(("lr", "momentum", "betas"))
+
+# Instructions that read an attribute (the names a ``self.x = ...`` only assigns are not)
+_LOADS = frozenset(("LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "DELETE_ATTR"))
 
 _REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_forward_pre_hooks",
                          "_forward_hooks", "_non_persistent_buffers_set"))

@@ -12,6 +12,19 @@ import dataclasses
 from typing import Any
 
 
+class AttrWrites:
+    """A traced call's result with the tensors it assigned to module attributes
+    (``self.attn = weights``, ``self.last_loss = loss``): flattened as the result's
+    leaves, then those tensors; rebuilding it (every replay's result) assigns them
+    again and gives the result alone, so a replay leaves the modules as eager does."""
+
+    __slots__ = ("result", "writes")
+
+    def __init__(self, result, writes: list) -> None:
+        self.result = result
+        self.writes = writes   # [(weakref to the module, attribute name, tensor)]
+
+
 def flatten(tree, path: str = "", results: bool = False) -> tuple[list[tuple[str, Any]], Any]:
     """Leaves as (path, value) and a spec that ``unflatten`` rebuilds the tree from;
     ``results``: a function's result (dataclasses and dict subclasses are opened too)."""
@@ -23,6 +36,10 @@ def flatten(tree, path: str = "", results: bool = False) -> tuple[list[tuple[str
 def _walk(x, p: str, leaves: list, results: bool = False) -> Any:
     # Not a self-calling closure: that would be a reference cycle keeping the leaves
     # (the call's tensors) alive until the garbage collector runs.
+    if type(x) is AttrWrites:
+        return ("setattrs", [(ref, name) for ref, name, _ in x.writes],
+                [_walk(x.result, p, leaves, results)]
+                + [_walk(t, f"{p}<{name}>", leaves, results) for _, name, t in x.writes])
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return ("namedtuple", type(x),
                 [_walk(v, f"{p}.{f}", leaves, results) for f, v in zip(x._fields, x)])
@@ -94,6 +111,12 @@ def _build(s, it) -> Any:
     if kind == "leaf":
         return next(it)
     vals = [_build(c, it) for c in children]
+    if kind == "setattrs":   # plain attributes (no Module.__setattr__: nothing registers)
+        for (ref, name), v in zip(meta, vals[1:]):
+            obj = ref()
+            if obj is not None:
+                object.__setattr__(obj, name, v)
+        return vals[0]
     if kind == "namedtuple":
         return meta(*vals)
     if kind in ("mapping", "dataclass"):
@@ -123,7 +146,8 @@ def spec_key(spec) -> Any:
     kind, meta, children = spec
     if kind == "leaf":
         return "L"
-    m = (tuple(meta) if kind == "dict"
+    m = (tuple(name for _, name in meta) if kind == "setattrs"
+         else tuple(meta) if kind == "dict"
          else meta.__name__ if kind == "namedtuple" or kind in ("tuple", "list") and meta
          else (type(meta[0]).__name__, tuple(meta[1])) if kind in ("mapping", "dataclass")
          else None)

@@ -44,6 +44,9 @@ class Trace:
     effects: tuple | None = None   # what a replay copies before writing back (writeback.py)
     # the arrays a call last checked to share no written memory (weak references)
     unshared: list = field(default_factory=list)
+    # (weak reference to a module, attribute) the call assigned a tensor it made, after
+    # the result's leaves in ``out_spec`` (pytree.AttrWrites)
+    written: tuple = ()
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""

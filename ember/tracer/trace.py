@@ -35,7 +35,7 @@ from ember.ir.graph import Graph, InputSource
 from ember.ir.views import IDENTITY, address, layout_in, overlaps, root
 from ember.devices import array_module, device_of_array
 from ember.tracer.options import CompileError
-from ember.tensor import array_of
+from ember.tensor import Tensor as _Tensor, array_of
 
 
 # The path suffix of a captured input that is a NumPy array made a tensor inside the call.
@@ -121,6 +121,9 @@ class Tracer:
         self.values: dict[tuple, Any] = {}     # (id(dict), key, index) -> tensor of a Python input
         self.detached: dict[int, int] = {}     # node -> its ``detach`` node (made once)
         self.data_sources: dict[int, Any] = {}  # id(t) -> the tensor ``t.data`` was set to
+        # (id(module), name) -> (weakref to it, name, tensor made by this call) for plain
+        # module attributes assigned such a tensor (Module.__setattr__): replays assign them
+        self.attr_writes: dict[tuple, tuple] = {}
         # Entries keyed by a tensor's id go when it dies. Inputs (``input_tensors``),
         # captured tensors, gradient owners (``grad_owner``'s and ``grads``' values) and
         # ``.data`` sources are held strongly, so their entries stay.
@@ -392,6 +395,17 @@ class Tracer:
         self.snapshots[nid] = array_of(t).copy()
         self.values[(id(container), key, index)] = t
         return t
+
+    def attr_write(self, obj, name: str, value) -> None:
+        """``obj.name = value`` on a module: a tensor this call made (not an argument or
+        a tensor from before the call, whose replay would need another source), or None,
+        is assigned again by each replay; anything else ends the record for that slot."""
+        key = (id(obj), name)
+        if value is None or (isinstance(value, _Tensor) and id(value) in self.env
+                             and id(value) not in self.input_of):
+            self.attr_writes[key] = (weakref.ref(obj), name, value)
+        else:
+            self.attr_writes.pop(key, None)
 
     def read_grad(self, owner, g) -> None:
         """``owner.grad`` was read and gave ``g``."""
