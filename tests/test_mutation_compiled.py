@@ -712,13 +712,28 @@ class _UsesOld(nn.Module):
         return self.h.sum()
 
 
+class _ComputedName(nn.Module):
+    """Writes and reads a slot by a computed name: its guard must stay."""
+
+    def __init__(self):
+        super().__init__()
+        self.h0 = None
+
+    def forward(self, x, target=None):
+        name = "h" + str(0)
+        y = x * (2.0 if getattr(self, name) is None else 3.0)
+        setattr(self, name, None if target is None else y.sum())
+        return y
+
+
 def _kept(m):
     return {k: v for k, v in vars(m).items() if not k.startswith("_")}
 
 
 @pytest.mark.parametrize("cls,targets,compiles", [
     (_KeepsLoss, "always", True), (_KeepsLoss, "alternate", True),
-    (_ReadsBack, "never", True), (_UsesOld, "never", False)])
+    (_ReadsBack, "never", True), (_UsesOld, "never", False),
+    (_ComputedName, "irregular", None)])
 def test_tensors_kept_on_modules_are_assigned_by_replays(cls, targets, compiles):
     """A module attribute assigned a tensor the call made used to make every such
     signature run eagerly (the annotated transformer, llama2.c); replays now assign it
@@ -734,7 +749,8 @@ def test_tensors_kept_on_modules_are_assigned_by_replays(cls, targets, compiles)
             x = ember.tensor(rng.standard_normal((2, 3 if cls is _UsesOld else 4))
                              .astype(np.float32))
             args = (x,)
-            if targets == "always" or targets == "alternate" and i % 2 == 0:
+            if (targets == "always" or targets == "alternate" and i % 2 == 0
+                    or targets == "irregular" and i in (0, 1, 3, 6, 7)):
                 args = (x, ember.tensor(rng.standard_normal((2, 1)).astype(np.float32)))
             got, want = cm(*args), ref(*args)
             for g, w in zip(got if isinstance(got, tuple) else (got,),
@@ -752,4 +768,4 @@ def test_tensors_kept_on_modules_are_assigned_by_replays(cls, targets, compiles)
                 ref.last_loss.backward()
                 _same(m.lin.weight.grad, ref.lin.weight.grad)
     hits = cm.stats()["cache_hits"]
-    assert (hits > 0) == compiles, cm.stats()
+    assert compiles is None or (hits > 0) == compiles, cm.stats()

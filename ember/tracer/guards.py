@@ -105,10 +105,8 @@ class GuardSet:
         """Write the check function, with the optimizer slots that the trace read at every
         call (``Trace.runtime_values``) guarded by sign only (see ``_Builder.slot_guards``)
         and the optimizers' state tensors the trace read (``captured``: their ids).
-        ``written``: (id(module), name) of tensor attributes the call assigns anew and
-        replays assign too; unless the trace used the old tensor's values (``captured``),
-        they are guarded by kind (a tensor of that shape, dtype and requires_grad), not
-        by identity, which every call changes."""
+        ``written``: ((id(module), name), name) of the attributes the call assigns a new
+        tensor or None and replays assign too (``Trace.written``); see ``source``."""
         b = self._builder
         n = len(b.where)
         self.source = b.source(read, captured, written)
@@ -176,16 +174,22 @@ class _Builder:
     # ---- the source ---------------------------------------------------------------------
     def source(self, read: frozenset = frozenset(), captured: set = frozenset(),
                written: set = frozenset()) -> str:
+        # A slot the call assigns (and replays assign) is not guarded where no code the
+        # guards reach reads that name (only ``self.x = ...``; no getattr/vars that could
+        # read it by a computed name); where it is read, a tensor is guarded by kind (its
+        # shape, dtype and requires_grad), not by identity, which every call changes;
+        # where the trace used the old tensor's values (``captured``), as it was.
         plain, gated = list(self.plain), list(self.gated)
+        dynamic_reads = bool(self.names & _DYNAMIC_READS)
         for slot, name in written:
             found = self.attr_slots.get(slot)
-            if found is None:
-                continue   # (not a walked module attribute)
-            where, i, line, k, old = found
-            if name not in self.loaded and name not in self.keys:
-                line = "pass"   # no code reachable from the function reads it
-            elif line is None or id(old()) in captured:
-                continue   # read, and not a tensor, or its old values were used: as is
+            if found is None or id(found[4]()) in captured:
+                continue   # (not a walked module attribute, or its old values were read)
+            where, i, line, k, _ = found
+            if name not in self.loaded and name not in self.keys and not dynamic_reads:
+                line = "pass"
+            elif line is None:
+                continue   # read, and not a tensor before the call: as it was
             (gated if where is self.gated else plain)[i] = line
             if k is not None:
                 self.roots[k] = _Strong(None)   # the old tensor may go: replays replace it
@@ -496,8 +500,11 @@ class _Builder:
 # ``betas`` with OneCycleLR/CyclicLR's cycle_momentum): see ``_Builder._optimizer``.
 RUNTIME = frozenset(("lr", "momentum", "betas"))
 
-# Instructions that read an attribute (the names a ``self.x = ...`` only assigns are not)
+# Instructions that read an attribute (the names a ``self.x = ...`` only assigns are not),
+# and the names through which code can read one by a computed name
 _LOADS = frozenset(("LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "DELETE_ATTR"))
+_DYNAMIC_READS = frozenset(("getattr", "hasattr", "vars", "__dict__", "__getattribute__",
+                            "operator", "attrgetter"))
 
 _REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_forward_pre_hooks",
                          "_forward_hooks", "_non_persistent_buffers_set"))
