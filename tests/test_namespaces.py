@@ -153,6 +153,37 @@ def test_pytree_flattens_as_torch():
         assert tpt.tree_leaves(tree) == pt.tree_leaves(tree)
 
 
+def test_axis_is_dim_where_torch_takes_it():
+    """guided-diffusion calls ``th.cat(results, axis=-1)``; torch takes NumPy's name for
+    ``dim`` in its native functions."""
+    x = ember.arange(6.).view(2, 3)
+    assert ember.cat([x, x], axis=-1).shape == (2, 6)
+    assert ember.stack([x, x], axis=1).shape == (2, 2, 3)
+    assert x.sum(axis=0).tolist() == [3.0, 5.0, 7.0] == ember.sum(x, axis=0).tolist()
+    assert x.max(axis=1).values.tolist() == [2.0, 5.0]
+    assert ember.argmax(x, axis=1).tolist() == [2, 2]
+    assert x.mean(axis=1, keepdim=True).shape == (2, 1)
+    assert x.unsqueeze(axis=0).shape == (1, 2, 3)
+    with pytest.raises(TypeError, match="both 'dim' and its alias 'axis'"):
+        x.sum(dim=0, axis=0)
+    f = ember.compile(lambda a: ember.cat([a, a], axis=0).softmax(axis=-1))
+    for _ in range(3):
+        out = f(x)
+    np.testing.assert_allclose(to_np(out), to_np(ember.cat([x, x], 0).softmax(-1)))
+
+
+def test_flat_buffer_helpers_of_torch_utils():
+    """guided-diffusion's fp16_util imports torch._utils' flatten helpers."""
+    from ember._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+    ts = [ember.arange(6.).view(2, 3), ember.ones(4)]
+    flat = _flatten_dense_tensors(ts)
+    assert flat.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 1.0, 1.0, 1.0]
+    back = _unflatten_dense_tensors(flat, ts)
+    assert isinstance(back, tuple) and [b.shape for b in back] == [(2, 3), (4,)]
+    back[1].zero_()   # views of the flat buffer, as torch's
+    assert flat[6:].tolist() == [0.0] * 4
+
+
 def test_no_grad_set_grad_enabled_inference_mode_forms():
     x = ember.ones(2, requires_grad=True)
 
