@@ -48,7 +48,10 @@ class Device:
 
     def __eq__(self, other) -> bool:
         if isinstance(other, str):
-            other = Device(other)
+            try:
+                other = Device(other)
+            except (RuntimeError, ValueError):   # ``device == "auto"`` (cleanrl): not equal
+                return False
         if not isinstance(other, Device):
             return NotImplemented
         return self.type == other.type and (self.index or 0) == (other.index or 0)

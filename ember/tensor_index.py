@@ -44,6 +44,11 @@ class TensorIndex:
             raise OpError("setitem", f"value is on {value.device} but the tensor is on {self.device}",
                           (self, value))
         value = value.to(self.dtype)
+        lead = 0
+        while lead < value.ndim and value.shape[lead] == 1:
+            lead += 1
+        if lead:   # as torch, a value's leading 1s go (cleanrl writes a [1, n] into a row)
+            value = value.reshape(tuple(value.shape[lead:]))
         if not index_tensors:  # as PyTorch: a copy into the view ``self[key]``
             target = dispatch("slice", self, key=canon)
             target._inplace(lambda src: _overwrite(src, value.expand(target.shape)), (value,),

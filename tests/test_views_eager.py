@@ -182,6 +182,27 @@ def test_integer_index_is_a_view():
     assert y[1, 2]._base is y and y[1][2]._base is y
 
 
+def test_setitem_drops_a_values_leading_ones_as_torch():
+    """cleanrl's GAE loop writes ``advantages[t] = ...`` with a [1, num_envs] value."""
+    a = ember.zeros(3, 2)
+    a[0] = ember.ones(1, 2)
+    a[1:3] = ember.ones(1, 2, 2) * 2
+    a[ember.tensor([0])] = ember.ones(1, 1, 2) * 5
+    assert a.tolist() == [[5.0, 5.0], [2.0, 2.0], [2.0, 2.0]]
+    with pytest.raises(ember.OpError):
+        a[0] = ember.ones(2, 2)   # a leading dim that is not 1 still does not fit
+    v = ember.ones(1, 2, requires_grad=True)
+    y = ember.zeros(3, 2, requires_grad=True) * 1
+    y[0] = v * 2
+    y.sum().backward()
+    assert v.grad.tolist() == [[2.0, 2.0]]
+
+
+def test_a_device_equals_no_string_that_names_no_device():
+    """cleanrl's ``get_device`` compares a device with "auto": False, as torch."""
+    assert not ember.device("cpu") == "auto" and ember.device("cpu") != "auto"
+
+
 def test_range_index_is_a_list_index():
     """``input[range(n), target]`` (PyTorch's "What is torch.nn really?" tutorial's nll)."""
     x = ember.arange(12.).view(3, 4)
