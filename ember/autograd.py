@@ -262,8 +262,12 @@ class Node:
             self.out = Unsaved.output(self.out._data, self.out._device, self.out._vc)
 
     def name(self) -> str:
+        """torch's grad_fn name: ``MulBackward0``, ``LogSoftmaxBackward0``; a custom
+        Function's class name plus ``Backward``, as torch's."""
         name = self.op.name
-        return name if name[0].isupper() else f"{name.capitalize()}Backward"
+        if name[0].isupper():
+            return name
+        return "".join(p.capitalize() for p in name.split("_")) + "Backward0"
 
     def recorded_at(self) -> str:
         return "<unknown>" if self.where is None else "%s:%d" % self.where

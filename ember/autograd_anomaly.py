@@ -2,7 +2,7 @@
 that produces a NaN gradient raises, naming the node and where its forward op ran.
 
 >>> with ember.autograd.detect_anomaly():
-...     loss.backward()     # RuntimeError: Function 'DivBackward' returned nan values ...
+...     loss.backward()     # RuntimeError: Function 'DivBackward0' returned nan values ...
 """
 from __future__ import annotations
 
