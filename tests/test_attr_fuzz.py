@@ -67,7 +67,7 @@ def _same(a, b) -> bool:
 def _run(seed: int) -> list[str]:
     rng = random.Random(seed)
     src = _program(rng)
-    ns = {"nn": nn}
+    ns = {"nn": nn, "__name__": "attr_fuzz_program"}   # (user code, not "builtins")
     exec(compile(src, f"<attr fuzz {seed}>", "exec"), ns)
     ember.manual_seed(seed)
     m = ns["M"]()

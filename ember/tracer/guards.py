@@ -157,7 +157,6 @@ class _Builder:
         self.plain: list[str] = []   # checks run at every call
         self.gated: list[str] = []   # module guards: run when a module changed
         self.names: set[str] = set()  # attribute and global names the code uses
-        self.loaded: set[str] = set()  # the attribute names it reads (not only assigns)
         self.keys: set = set()        # its str and int constants (``cfg["lr"]``'s "lr")
         self.pending: list = []       # (object, path, depth, gated) still to walk
         self.slots: list = []         # optimizer hyperparameters: see ``_optimizer``
@@ -174,25 +173,21 @@ class _Builder:
     # ---- the source ---------------------------------------------------------------------
     def source(self, read: frozenset = frozenset(), captured: set = frozenset(),
                written: set = frozenset()) -> str:
-        # A slot the call assigns (and replays assign) is not guarded where no code the
-        # guards reach reads that name (only ``self.x = ...``; no getattr/vars that could
-        # read it by a computed name); where it is read, a tensor is guarded by kind (its
-        # shape, dtype and requires_grad), not by identity, which every call changes;
-        # where the trace used the old tensor's values (``captured``), as it was.
+        # A slot the call assigns a new tensor (and replays assign one) held a tensor
+        # before: it is guarded by kind (shape, dtype, requires_grad: all Python can have
+        # decided on without using its values), not by identity, which every call
+        # changes; where the trace used the old tensor's values (``captured``), or the
+        # slot held something else (None), as it was. (Not guarding a slot no code seems
+        # to read was tried: code the walk does not scan, a library's or one reached
+        # through an imported module, may read it, and a fuzzer found such a replay wrong.)
         plain, gated = list(self.plain), list(self.gated)
-        dynamic_reads = bool(self.names & _DYNAMIC_READS)
-        for slot, name in written:
+        for slot, _name in written:
             found = self.attr_slots.get(slot)
-            if found is None or id(found[4]()) in captured:
-                continue   # (not a walked module attribute, or its old values were read)
+            if found is None or found[2] is None or id(found[4]()) in captured:
+                continue
             where, i, line, k, _ = found
-            if name not in self.loaded and name not in self.keys and not dynamic_reads:
-                line = "pass"
-            elif line is None:
-                continue   # read, and not a tensor before the call: as it was
             (gated if where is self.gated else plain)[i] = line
-            if k is not None:
-                self.roots[k] = _Strong(None)   # the old tensor may go: replays replace it
+            self.roots[k] = _Strong(None)   # the old tensor may go: replays replace it
         lines = ["def check(R, L, V, S, F):"]
         lines += ["    " + s for s in plain + self.slot_guards(read)
                   + self.state_lines(captured)]
@@ -235,10 +230,7 @@ class _Builder:
         out.append(f"v = {expr}")
         cond = _scalar_condition(v, self)
         if cond is not None:
-            n = len(out)
             self._guard(out, cond, where, _short(v))
-            if slot is not None and len(out) > n:
-                self.attr_slots[slot] = (out, len(out) - 1, None, None, lambda: None)
             return
         if isinstance(v, np.ndarray):
             self._array(out, v, where)
@@ -455,8 +447,6 @@ class _Builder:
         for c in codes:
             self.names.update(c.co_names)
             self.keys.update(k for k in c.co_consts if isinstance(k, (str, int)))
-            self.loaded.update(i.argval for i in dis.get_instructions(c)
-                               if i.opname in _LOADS)
         glb = fn.__globals__
         gk = self._root(glb)
         for name in sorted({n for c in codes for n in c.co_names}):
@@ -499,12 +489,6 @@ class _Builder:
 # Optimizer hyperparameters that schedulers change between steps (``lr``; ``momentum`` and
 # ``betas`` with OneCycleLR/CyclicLR's cycle_momentum): see ``_Builder._optimizer``.
 RUNTIME = frozenset(("lr", "momentum", "betas"))
-
-# Instructions that read an attribute (the names a ``self.x = ...`` only assigns are not),
-# and the names through which code can read one by a computed name
-_LOADS = frozenset(("LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR", "DELETE_ATTR"))
-_DYNAMIC_READS = frozenset(("getattr", "hasattr", "vars", "__dict__", "__getattribute__",
-                            "operator", "attrgetter"))
 
 _REGISTRIES = frozenset(("_parameters", "_buffers", "_modules", "_forward_pre_hooks",
                          "_forward_hooks", "_non_persistent_buffers_set"))
