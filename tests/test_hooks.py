@@ -413,3 +413,34 @@ def test_a_hooked_tensor_dying_does_not_recompile():
     for _ in range(3):
         f(x)
     assert f.stats()["compiles"] == 1 and f.stats()["cache_hits"] == 4
+
+
+def test_compiled_model_with_a_feature_hook_hands_back_each_calls_activation():
+    """Grad-CAM and feature extraction keep a submodule's output from a forward hook.
+    The hook sits four levels down (Sequential -> _modules -> ReLU -> _forward_hooks),
+    below the guards' walk depth, so the dict it writes was not watched: from the third
+    call the compiled model replayed and the dict kept the traced call's activation.
+    Functions are now followed at any depth: the change is seen, the call runs eagerly."""
+    ember.manual_seed(0)
+    feats = {}
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5))
+    m[1].register_forward_hook(lambda mod, args, out: feats.__setitem__("act", out))
+    cm = ember.compile(m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(5):
+            x = ember.randn(2, 3, 8, 8)
+            out = cm(x)
+            want = m[0](x).relu()   # (not m[1]: its hook would overwrite feats)
+            np.testing.assert_allclose(feats["act"].detach().numpy(), want.detach().numpy())
+            (g,) = ember.autograd.grad(out[:, 0].sum(), feats["act"])
+            assert g.shape == want.shape
+    # A hook that only changes the output is code the trace records: it still compiles.
+    pure = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    pure[1].register_forward_hook(lambda mod, args, out: out * 2)
+    cp = ember.compile(pure)
+    x = ember.randn(2, 3)
+    for _ in range(4):
+        np.testing.assert_allclose(cp(x).detach().numpy(), pure(x).detach().numpy(),
+                                   rtol=1e-6)
+    assert cp.stats()["cache_hits"] > 0

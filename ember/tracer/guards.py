@@ -260,7 +260,13 @@ class _Builder:
             self._guard(out, f"v is R[{k}]()", where, _describe_obj(v))
         module = _is_module(v)
         if ("walked", id(v)) not in self.seen and _walkable(v):
-            if depth < MAX_DEPTH or module or registry or named and depth < MAX_NAMED_DEPTH:
+            # Functions are followed at any depth: a forward hook four levels down (a
+            # submodule's ``_forward_hooks``) that stores its output in a dict it closes
+            # over changed that dict at every call, which a replay did not (stale
+            # activations came back); followed, the change is seen and the call runs eagerly.
+            code = isinstance(v, (types.FunctionType, types.MethodType))
+            if (depth < MAX_DEPTH or module or registry or code
+                    or named and depth < MAX_NAMED_DEPTH):
                 self.seen[("walked", id(v))] = 1
                 # A module's registry dicts change only through Module methods, which move
                 # STRUCTURE_VERSION: they are checked with the module, in the gated block.
