@@ -389,8 +389,11 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
             out = self.clone()
         return out
 
-    def cuda(self, device=None) -> Tensor:
-        return self.to(Device("cuda", device if isinstance(device, int) else 0))
+    def cuda(self, device=None, non_blocking: bool = False, memory_format=None) -> Tensor:
+        """A copy on the GPU (``non_blocking`` as torch's; CuPy copies are ordered on
+        its stream)."""
+        out = self.to(Device("cuda", device if isinstance(device, int) else 0))
+        return out if memory_format is None else out.contiguous(memory_format=memory_format)
 
     def cpu(self) -> Tensor:
         return self.to(CPU)

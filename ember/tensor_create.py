@@ -371,11 +371,17 @@ def cat(tensors: Iterable[Tensor], dim: int = 0, *, out: Tensor | None = None) -
     tensors = list(tensors)
     if not tensors:
         raise OpError("cat", "expected a non-empty list of Tensors")
-    ref = tensors[0]
-    d = _dims(dim, ref.ndim, "cat")[0]
-    dt = ref.dtype
+    # torch's legacy rule: 1-D empty tensors are skipped (DINO's MultiCropWrapper starts
+    # from torch.empty(0)), though their dtype still takes part in the promotion
+    dt = tensors[0].dtype
     for t in tensors[1:]:
         dt = dtypes.promote(dt, t.dtype)
+    kept = [t for t in tensors if t.shape != (0,)]
+    if kept and len(kept) < len(tensors):
+        tensors = kept
+    ref = tensors[0]
+    d = _dims(dim, ref.ndim, "cat")[0]
+    for t in tensors[1:]:
         if t.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref.shape)) if i != d):
             raise OpError("cat", f"Sizes of tensors must match except in dimension {d}: "
                           + " and ".join(shape_str(x) for x in tensors), tensors)

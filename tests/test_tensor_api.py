@@ -583,3 +583,18 @@ def test_permute_refuses_a_dim_out_of_range_and_transpose_takes_negatives():
     assert x.transpose(-1, -3).shape == (4, 3, 2) and x.mT.shape == (2, 4, 3)
     with pytest.raises(IndexError, match="Dimension out of range"):
         x.transpose(0, 3)
+
+
+def test_cat_skips_one_dim_empty_tensors_as_torch():
+    """DINO's MultiCropWrapper concatenates onto ``torch.empty(0)``: torch's legacy rule
+    skips 1-D empty tensors in the shape check, though their dtype is promoted with."""
+    assert ember.cat((ember.empty(0), ember.ones(4, 3))).shape == (4, 3)
+    assert ember.cat((ember.ones(2, 3), ember.empty(0)), dim=1).shape == (2, 3)
+    assert ember.cat((ember.empty(0, dtype=ember.float64), ember.ones(2, 3))).dtype \
+        is ember.float64
+    assert ember.cat([ember.empty(0), ember.empty(0)]).shape == (0,)
+    with pytest.raises(ember.OpError):
+        ember.cat((ember.empty(0, 3), ember.ones(2, 4)))   # only the 1-D ones are skipped
+    f = ember.compile(lambda x: ember.cat((ember.empty(0), x * 2)))
+    for _ in range(3):
+        assert f(ember.ones(2, 2)).tolist() == [[2.0, 2.0], [2.0, 2.0]]
