@@ -486,6 +486,8 @@ class TensorMath:
         x = self.to(dtype) if dtype is not None else self
         if not x.is_floating_point():
             x = x.float()
+        if x.dtype.itemsize == 2:   # float16/bfloat16: in float32, rounded once, as torch
+            return x.float().softmax(dim).to(x.dtype)
         e = (x - x.amax(dim, keepdim=True).detach()).exp()
         return e / e.sum(dim, keepdim=True)
 
@@ -493,6 +495,8 @@ class TensorMath:
         x = self.to(dtype) if dtype is not None else self
         if not x.is_floating_point():
             x = x.float()
+        if x.dtype.itemsize == 2:
+            return x.float().log_softmax(dim).to(x.dtype)
         shifted = x - x.amax(dim, keepdim=True).detach()
         return shifted - shifted.exp().sum(dim, keepdim=True).log()
 

@@ -53,6 +53,17 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                       f"{in_features}", (input, weight))
     if not _amp.state.modes:   # (autocast casts them to one dtype)
         check_same_dtype("linear", input, weight=weight, bias=bias)
+    elif bias is not None:
+        x, w = _amp.cast_operands(input, weight)
+        if x.dtype is w.dtype and x.dtype.itemsize == 2:
+            # torch's autocast addmm adds the bias to the float32 product and rounds once
+            # (nanoGPT's loss moved by 5e-5 when ember rounded the product, then the sum)
+            modes, _amp.state.modes = _amp.state.modes, {}   # (the matmul in float32)
+            try:
+                out = x.float().matmul(w.float().t()) + bias.to(x.dtype).float()
+            finally:
+                _amp.state.modes = modes
+            return out.to(x.dtype)
     out = input.matmul(weight.t())
     if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)
         out = out + (bias if bias.dtype is out.dtype else bias.to(out.dtype))
@@ -230,6 +241,8 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """
     if not isinstance(input, Tensor):
         raise _not_tensor("gelu", input=input)
+    if input.dtype.itemsize == 2 and input.is_floating_point():   # float16/bfloat16:
+        return gelu(input.float(), approximate).to(input.dtype)   # rounded once, as torch
     if approximate == "none":
         return input * 0.5 * (1.0 + (input * _INV_SQRT_2).erf())
     if approximate == "tanh":
