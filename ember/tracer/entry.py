@@ -268,6 +268,16 @@ class Entry:
             self.state = "eager"
             self.owner._fallback(trace.failed, trace.failed_at)
             return result
+        if upto < max(first.graph.next_id, trace.graph.next_id) and self.warmups < 1:
+            # The two calls took different values at a graph break, so they were compared
+            # only up to it: what call 1 did after it (an optimizer making its state) was
+            # never checked, and a replay reaching call 1's value replayed that (nflows'
+            # spline flow with Adam: the state reset on the first replay, loss 4.73 against
+            # 4.78). Call 1's path goes; later values trace their own, as any new branch.
+            self.warmups += 1
+            self.root, self.traces = None, []
+            self._start(trace, snapshot, result)
+            return result
         if not has_path(self.root, trace):
             self.owner.counters["compiles"] += 1
             self.traces.append(trace)
