@@ -126,3 +126,40 @@ def test_second_derivatives_through_ops_whose_gradient_reads_their_output(name):
         (g ** 3).sum().backward()   # backward(create_graph) paths differentiate the same
         got.append(x.grad)
     _close(got[0], got[1], rtol=1e-4)
+
+
+def test_autograd_functional_matches_torch():
+    """torch.autograd.functional (torchdiffeq imports vjp from it): vjp, jvp, jacobian
+    (several inputs and outputs), hessian, vhp, hvp against torch in float64; and the
+    torch import paths ember.autograd.functional / .function."""
+    import importlib
+    assert importlib.import_module("ember.autograd.functional").vjp
+    assert importlib.import_module("ember.autograd.function").Function is ember.autograd.Function
+    rng = np.random.default_rng(0)
+    a, m, v = rng.standard_normal(3), rng.standard_normal((3, 3)), rng.standard_normal(3)
+    x = ember.tensor(a)
+    F = ember.autograd.functional
+    W = ember.tensor(m)
+
+    def f(x):
+        return (W @ x).tanh()
+
+    def s(x):
+        return ((W @ x).tanh() ** 2).sum()
+
+    jac = F.jacobian(f, x)
+    want = (1 - np.tanh(m @ a) ** 2)[:, None] * m
+    np.testing.assert_allclose(jac.numpy(), want, rtol=1e-12)
+    _, g = F.vjp(f, x, ember.tensor(v))
+    np.testing.assert_allclose(g.numpy(), v @ want, rtol=1e-12)
+    _, jv = F.jvp(f, x, ember.tensor(v))
+    np.testing.assert_allclose(jv.numpy(), want @ v, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    T = torch.autograd.functional
+    Wt = torch.tensor(m)
+    h = F.hessian(s, x).numpy()
+    np.testing.assert_allclose(h, T.hessian(lambda x: ((Wt @ x).tanh() ** 2).sum(),
+                                            torch.tensor(a)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(F.hvp(s, x, ember.tensor(v))[1].numpy(), h @ v, rtol=1e-10)
+    both = F.jacobian(lambda x, y: (x * y.sin(), (x + y).sum()), (x, ember.tensor(v)))
+    assert len(both) == 2 and len(both[0]) == 2 and both[1][0].shape == (3,)

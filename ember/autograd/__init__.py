@@ -15,7 +15,7 @@ import weakref
 from ember.size import Size as _Size   # (an import in Unsaved.shape cost 3% of a step)
 
 _state = threading.local()
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # ember/
 _inside_ember: dict[str, bool] = {}   # code file name -> is it part of ember
 # Objects watching backward sweeps (DistributedDataParallel's reducers): ``begin(order)``
 # with the nodes about to run, ``leaf(t)`` after a leaf's ``.grad`` changed, ``end()``.
@@ -619,3 +619,5 @@ from ember import autograd_gradcheck as _gradcheck_module  # noqa: E402
 from ember.autograd_gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: E402,F401
 sys.modules[__name__ + ".variable"] = variable
 sys.modules[__name__ + ".gradcheck"] = _gradcheck_module
+sys.modules[__name__ + ".function"] = function
+from ember.autograd import functional  # noqa: E402,F401  (torch.autograd.functional)
