@@ -968,3 +968,20 @@ def test_detect_anomaly_names_the_backward_that_made_a_nan():
     with ember.autograd.set_detect_anomaly(True):
         assert ember.autograd.is_anomaly_enabled()
     assert not ember.autograd.is_anomaly_enabled()
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_interpolate_keeps_torchs_layout(mode):
+    """DINO's interpolate_pos_encoding permutes a channels_last result back to NHWC and
+    calls view: torch keeps a channels_last input's layout (ember returned NCHW, and the
+    view raised); any other input gives a contiguous result (nearest gave a strided view)."""
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal((1, 4, 4, 8)).astype(np.float32)
+    e = F.interpolate(ember.tensor(a).permute(0, 3, 1, 2), scale_factor=(0.55, 0.55), mode=mode)
+    t = torch.nn.functional.interpolate(torch.tensor(a).permute(0, 3, 1, 2),
+                                        scale_factor=(0.55, 0.55), mode=mode)
+    assert e.stride() == t.stride()
+    np.testing.assert_allclose(e.permute(0, 2, 3, 1).view(1, -1, 8).numpy(),
+                               t.permute(0, 2, 3, 1).reshape(1, -1, 8).numpy(), atol=1e-6)
+    x = ember.ones(1, 2, 3, 3)
+    assert F.interpolate(x, scale_factor=2, mode=mode).is_contiguous()

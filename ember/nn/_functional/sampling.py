@@ -28,6 +28,30 @@ _LINEAR = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
 
 def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
+                align_corners=None, recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+    """Resize the spatial dims of [N, C, *spatial] to ``size`` or by ``scale_factor``
+    (``mode``: nearest, linear, bilinear, bicubic, trilinear, area, nearest-exact). A
+    channels_last input gives a channels_last result, any other a contiguous one, as
+    torch's (DINO permutes it back and calls ``view``).
+
+    >>> F.interpolate(ember.ones(1, 1, 2, 2), scale_factor=2).shape
+    ember.Size([1, 1, 4, 4])
+    """
+    out = _interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor,
+                       antialias)
+    if (isinstance(input, Tensor) and input.ndim == 4 and out.ndim == 4
+            and not input.is_contiguous()
+            and input.is_contiguous(memory_format=_channels_last())):
+        return out.contiguous(memory_format=_channels_last())
+    return out.contiguous()   # (nearest's result was a strided view; torch's is dense)
+
+
+def _channels_last():
+    from ember.tensor_common import channels_last
+    return channels_last
+
+
+def _interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
                 align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
                 antialias: bool = False) -> Tensor:
     """Resize the spatial dims of [N, C, *spatial] to ``size`` or by ``scale_factor``.
