@@ -97,5 +97,7 @@ from ember.tracer.dynamic import mark_dynamic, mark_static  # noqa: E402
 from ember.inspect.explain import explain  # noqa: E402
 from ember.inspect.dump import set_dump_dir  # noqa: E402
 
+import sys  # noqa: E402
+
 from ember import axis_alias as _axis_alias  # noqa: E402
-_axis_alias.install(__import__("ember"), Tensor)   # ``axis=`` for ``dim=``, as torch
+_axis_alias.install(sys.modules[__name__], Tensor)   # ``axis=`` for ``dim=``, as torch

@@ -35,9 +35,7 @@ def with_axis(fn: Callable) -> Callable:
 
 def install(ember_module, tensor_class) -> None:
     for name in METHODS:
-        method = tensor_class.__dict__.get(name)
-        if method is None:
-            method = getattr(tensor_class, name, None)
+        method = getattr(tensor_class, name, None)
         if callable(method):
             setattr(tensor_class, name, with_axis(method))
     for name in METHODS + FUNCTIONS:

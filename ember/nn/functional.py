@@ -58,11 +58,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if x.dtype is w.dtype and x.dtype.itemsize == 2:
             # torch's autocast addmm adds the bias to the float32 product and rounds once
             # (nanoGPT's loss moved by 5e-5 when ember rounded the product, then the sum)
-            modes, _amp.state.modes = _amp.state.modes, {}   # (the matmul in float32)
-            try:
+            from ember.amp import autocast
+            with autocast(x.device.type, enabled=False):   # (the matmul in float32)
                 out = x.float().matmul(w.float().t()) + bias.to(x.dtype).float()
-            finally:
-                _amp.state.modes = modes
             return out.to(x.dtype)
     out = input.matmul(weight.t())
     if bias is not None:   # in the product's dtype (a bfloat16 one under autocast)

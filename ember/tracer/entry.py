@@ -217,7 +217,7 @@ class Entry:
         if self.guards is not None and (trace.runtime_values or self.guards.optimizers
                                         or trace.written):
             self.guards.settle(trace.runtime_values, {id(t) for t in trace.captured},
-                               {((id(ref()), name), name) for ref, name in trace.written})
+                               {(id(ref()), name) for ref, name in trace.written})
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))
@@ -260,12 +260,9 @@ class Entry:
                 # State created lazily on the first call (an optimizer's momentum buffers,
                 # gradients that did not exist yet) makes call 1 differ from call 2: start
                 # over from call 2, and compare it with call 3.
-                self.warmups += 1
                 self.owner.notes.append(f"call 1 differed from call 2 (at {loc or 'the end'});"
                                         " compiled from call 2 on")
-                self.root, self.traces = None, []
-                self._start(trace, snapshot, result)
-                return result
+                return self._restart(trace, snapshot, result)
             self.state = "eager"
             self.owner._fallback("a Python value differed between the first two calls (it would "
                                  "be frozen into the compiled code); this signature runs eagerly",
@@ -282,14 +279,18 @@ class Entry:
             # never checked, and a replay reaching call 1's value replayed that (nflows'
             # spline flow with Adam: the state reset on the first replay, loss 4.73 against
             # 4.78). Call 1's path goes; later values trace their own, as any new branch.
-            self.warmups += 1
-            self.root, self.traces = None, []
-            self._start(trace, snapshot, result)
-            return result
+            return self._restart(trace, snapshot, result)
         if not has_path(self.root, trace):
             self.owner.counters["compiles"] += 1
             self.traces.append(trace)
             self._compile_path(trace, snapshot, result)
+        return result
+
+    def _restart(self, trace: Trace, snapshot: dict, result):
+        """Forget call 1's trace and start over from ``trace`` (call 2's), once."""
+        self.warmups += 1
+        self.root, self.traces = None, []
+        self._start(trace, snapshot, result)
         return result
 
     def _new_branch(self, args, kwargs, leaves, quiet: bool = False):

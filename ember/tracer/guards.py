@@ -105,8 +105,8 @@ class GuardSet:
         """Write the check function, with the optimizer slots that the trace read at every
         call (``Trace.runtime_values``) guarded by sign only (see ``_Builder.slot_guards``)
         and the optimizers' state tensors the trace read (``captured``: their ids).
-        ``written``: ((id(module), name), name) of the attributes the call assigns a new
-        tensor or None and replays assign too (``Trace.written``); see ``source``."""
+        ``written``: (id(module), name) of the attributes the call assigns a new tensor
+        or None and replays assign too (``Trace.written``); see ``source``."""
         b = self._builder
         n = len(b.where)
         self.source = b.source(read, captured, written)
@@ -181,7 +181,7 @@ class _Builder:
         # to read was tried: code the walk does not scan, a library's or one reached
         # through an imported module, may read it, and a fuzzer found such a replay wrong.)
         plain, gated = list(self.plain), list(self.gated)
-        for slot, _name in written:
+        for slot in written:
             found = self.attr_slots.get(slot)
             if found is None or found[2] is None or id(found[4]()) in captured:
                 continue

@@ -21,6 +21,7 @@ import numpy as np
 from ember import dtypes
 from ember.errors import OpError, shape_str
 from ember.tensor import Tensor, tensor
+from ember.tensor_common import channels_last
 
 __all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pad"]
 
@@ -41,14 +42,9 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
                        antialias)
     if (isinstance(input, Tensor) and input.ndim == 4 and out.ndim == 4
             and not input.is_contiguous()
-            and input.is_contiguous(memory_format=_channels_last())):
-        return out.contiguous(memory_format=_channels_last())
+            and input.is_contiguous(memory_format=channels_last)):
+        return out.contiguous(memory_format=channels_last)
     return out.contiguous()   # (nearest's result was a strided view; torch's is dense)
-
-
-def _channels_last():
-    from ember.tensor_common import channels_last
-    return channels_last
 
 
 def _interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest",
