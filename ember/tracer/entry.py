@@ -289,8 +289,10 @@ class Entry:
     def _restart(self, trace: Trace, snapshot: dict, result):
         """Forget call 1's trace and start over from ``trace`` (call 2's), once."""
         self.warmups += 1
+        old = self.root   # alive until call 2's build: its kernels stay in the cache
         self.root, self.traces = None, []
         self._start(trace, snapshot, result)
+        del old
         return result
 
     def _new_branch(self, args, kwargs, leaves, quiet: bool = False):
