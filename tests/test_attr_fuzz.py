@@ -92,6 +92,87 @@ def _run(seed: int) -> list[str]:
     return bad
 
 
+STATE_OPS = [
+    "self.h = self.h * 0.5 + y.detach()",
+    "self.h = self.h.tanh() + 0.1",
+    "with ember.no_grad():\n            self.s = self.s * 0.9 + y.mean(0) * 0.1",
+    "y = y + self.h",
+    "y = y * self.s",
+    "y = y + self.h0",
+    "self.h0 = self.h",
+    "with ember.no_grad():\n            self.h.mul_(0.5)",
+    "self.h = self.h * 0.5 + y",                        # a state that needs gradients
+    "if self.h.sum() > 0:\n            y = y * 2.0",    # a branch on the state
+    "self.h = self.h[:, [1, 0, 2]]",
+    "with ember.no_grad():\n            self.s.add_(1.0)",
+    "prev = self.h\n        self.h = prev + 1.0\n        y = y + prev",
+    "self.c = self.h",
+    "y = y + self.c",
+]
+OUTSIDE = [
+    "m.h = ember.zeros(2, 3)",
+    "m.h = m.h0",
+    "m.h.add_(1.0)",
+    "m.s = m.s * 0.0",
+    "m.h = m.h.t().contiguous().t()",   # (another layout: kernels are specialized to one)
+    "m.h = m.h.t().contiguous().t()",
+    "m.h0 = ember.ones(2, 3)",
+]
+
+
+def _state_program(rng: random.Random) -> str:
+    """A module whose forward reads states it keeps and assigns them anew (a hidden state
+    fed back, a running buffer), some aliased (``self.h0``), some changed in place."""
+    lines = ["class M(nn.Module):",
+             "    def __init__(self):",
+             "        super().__init__()",
+             "        self.lin = nn.Linear(3, 3)",
+             "        self.h = ember.zeros(2, 3)",
+             "        self.register_buffer('s', ember.zeros(3))",
+             f"        self.h0 = {rng.choice(['self.h', 'ember.ones(2, 3)'])}",
+             "        self.c = ember.ones(2, 3)",
+             "    def forward(self, x):",
+             "        y = self.lin(x)"]
+    lines += ["        " + rng.choice(STATE_OPS) for _ in range(rng.randint(2, 6))]
+    lines.append("        return y")
+    return "\n".join(lines) + "\n"
+
+
+def _run_state(seed: int) -> tuple[list[str], int]:
+    rng = random.Random(seed)
+    src = _state_program(rng)
+    ns = {"nn": nn, "ember": ember, "__name__": "attr_fuzz_program"}
+    exec(compile(src, f"<state fuzz {seed}>", "exec"), ns)
+    ember.manual_seed(seed)
+    m = ns["M"]()
+    twin = copy.deepcopy(m)
+    cm = ember.compile(m)
+    data = np.random.default_rng(seed)
+    for call in range(12):
+        if call > 2 and rng.random() < 0.4:   # the caller changes a state between calls
+            change = rng.choice(OUTSIDE)
+            with ember.no_grad():
+                for mod in (m, twin):
+                    exec(change, {"m": mod, "ember": ember})
+        x = ember.tensor(data.standard_normal((2, 3)).astype(np.float32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got, want = cm(x), twin(x)
+        if not _same(got, want):
+            return [f"seed {seed} call {call}: result differs\n{src}"], 0
+        for n in ("h", "s", "h0", "c"):
+            if not _same(getattr(m, n), getattr(twin, n)):
+                return [f"seed {seed} call {call}: self.{n} differs\n{src}"], 0
+    return [], cm.stats()["cache_hits"]
+
+
+def test_fed_back_states_fuzz_fast():
+    runs = [_run_state(seed) for seed in range(40)]
+    bad = [b for r, _ in runs for b in r]
+    assert not bad, bad[0]
+    assert sum(h for _, h in runs) > 40   # (most programs replay: the states are inputs)
+
+
 def test_attribute_writes_fuzz_fast():
     bad = [b for seed in range(40) for b in _run(seed)]
     assert not bad, bad[0]
@@ -100,6 +181,10 @@ def test_attribute_writes_fuzz_fast():
 if __name__ == "__main__":
     first, count = int(sys.argv[1]), int(sys.argv[2])
     failures = [b for seed in range(first, first + count) for b in _run(seed)]
-    print(f"{count} programs, {len(failures)} mismatches")
+    print(f"attribute writes: {count} programs, {len(failures)} mismatches")
+    runs = [_run_state(seed) for seed in range(first, first + count)]
+    failures += [b for r, _ in runs for b in r]
+    print(f"fed-back states: {count} programs, {sum(len(r) for r, _ in runs)} mismatches, "
+          f"{sum(h for _, h in runs)} of {12 * count} calls replayed")
     for b in failures[:5]:
         print(b)

@@ -37,7 +37,9 @@ class InputSource:
     segment of the same call), "captured" (a tensor reached from
     the function: a parameter, a closure, a global), "grad" (``tensor.grad`` of a
     captured tensor, re-read each call since backward assigns new ones), "value" (a
-    Python number read through ``getter`` each call, e.g. an optimizer's learning rate).
+    Python number read through ``getter`` each call, e.g. an optimizer's learning rate),
+    "attr" (a module attribute or buffer that the call reads and then assigns anew, a
+    state fed back as ``self.h = f(self.h)``: ``getter()`` reads the slot each call).
     """
     kind: str
     path: str          # "args[0]", "kwargs['x']", or a description of the captured tensor
@@ -50,6 +52,8 @@ class InputSource:
             return self.tensor._grad
         if self.kind == "value":
             return self.tensor._wrap(self.value_array())
+        if self.kind == "attr":
+            return self.getter()
         return self.tensor
 
     def value_array(self):

@@ -281,12 +281,15 @@ class Module:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
                                 "(ember.Tensor or None expected)")
+            tracer = _dispatch._local.tracer
+            if tracer is not None:   # (DINO's ``self.center = ...``): as a plain attribute
+                tracer.attr_write(self, name, value, self._buffers[name])
             self._buffers[name] = value
         else:
-            object.__setattr__(self, name, value)
             tracer = _dispatch._local.tracer
             if tracer is not None:   # a compiled replay must assign it too (pytree.AttrWrites)
-                tracer.attr_write(self, name, value)
+                tracer.attr_write(self, name, value, self.__dict__.get(name))
+            object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: look in the three registries.

@@ -69,7 +69,34 @@ def _same_captured(a: Trace, b: Trace, upto: int) -> bool:
         if sa.kind in ("captured", "grad") and sa.tensor is not sb.tensor and not (
                 sa.kind == "captured" and _same_array(sa, sb)):
             return False
+        if sa.kind == "attr" and not sa.getter.same_slot(sb.getter):
+            return False
     return True
+
+
+def _read_from_slots(tracer: Tracer, graph: Graph, written: list) -> frozenset:
+    """Make the captured inputs that are the old values of slots the call assigns anew
+    (``self.h = f(self.h)``, DINO's ``self.center = ...`` buffer) "attr" inputs, read
+    from their slot at every call; returns their ids. Only where the old value was the
+    old value of that one slot and needed no gradient: a tensor also reached another way
+    is one input of the trace, and the second call (whose slot holds call 1's new value,
+    the other path the old one) then traces two, which the comparison sees. Guards check
+    these slots by kind (``Guards.settle``); ``captured_changed`` their layout."""
+    olds = [tracer.attr_old.get((id(ref()), name)) for ref, name, _ in written]
+    fed = set()
+    for (ref, name, _), old in zip(written, olds):
+        if not isinstance(old, Tensor) or old.requires_grad or sum(o is old for o in olds) > 1:
+            continue
+        nid = tracer.input_of.get(id(old))
+        src = graph.sources.get(nid)
+        if src is None or src.kind != "captured" or src.tensor is not old:
+            continue
+        reader = pytree.SlotReader(ref, name)
+        reader.meta, reader.checked = meta(old), None   # (see Entry.captured_changed)
+        graph.sources[nid] = type(src)("attr", f"{src.path} (the {name!r} it held)",
+                                       getter=reader)
+        fed.add(id(old))
+    return frozenset(fed)
 
 
 def _same_array(sa, sb) -> bool:
@@ -169,7 +196,7 @@ class Entry:
             # Tensors the call assigned to module attributes and left there: extra results,
             # which every replay assigns again (pytree.AttrWrites)
             written = [(ref, name, t) for ref, name, t in tracer.attr_writes.values()
-                       if ref() is not None and ref().__dict__.get(name) is t]
+                       if ref() is not None and pytree.slot_value(ref(), name) is t]
             traced = pytree.AttrWrites(result, written) if written else result
             out_leaves, out_spec = pytree.flatten(traced, results=True)
             for path, v in out_leaves:
@@ -178,6 +205,7 @@ class Entry:
                                 "compiled replay would hand back the traced call's object")
             tensors = result_tensors(out_leaves)
             graph = tracer.finish(tensors)
+            fed = _read_from_slots(tracer, graph, written)
         events.publish("traced", self.owner, self, events.clock() - t0)
         # One graph output per distinct tensor: a tensor returned twice comes back as
         # one object twice, as in eager (an in-place update through one shows in both).
@@ -191,7 +219,7 @@ class Entry:
                       tuple(i for i, t in enumerate(tensors) if t._retains_grad),
                       frozenset(i for i, t in enumerate(tracer.captured) if t.requires_grad),
                       tuple(tracer.none_grads.values()), frozenset(tracer.values),
-                      written=tuple((ref, name) for ref, name, _ in written))
+                      written=tuple((ref, name) for ref, name, _ in written), fed=fed)
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -214,9 +242,11 @@ class Entry:
         self.captured_rg = [t.requires_grad for t in self.captured]
         self._rg_seen = STRUCTURE_VERSION[0]   # requires_grad changes move it (tensor.py)
         self.none_grads = trace.none_grads
+        self.fed = []   # the slots read at every call ("attr" inputs), of every path
         if self.guards is not None and (trace.runtime_values or self.guards.optimizers
                                         or trace.written):
-            self.guards.settle(trace.runtime_values, {id(t) for t in trace.captured},
+            self.guards.settle(trace.runtime_values,
+                               {id(t) for t in trace.captured} - trace.fed,
                                {(id(ref()), name) for ref, name in trace.written})
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
@@ -350,6 +380,15 @@ class Entry:
             if now != m:
                 return f"captured tensor {i} changed {m} -> {now}"
             data[i] = array_of(t)
+        for reader in self.fed:   # a state fed back: read from its slot, laid out as traced
+            t = reader()
+            if t is None:
+                return f"{reader.name!r} no longer holds a tensor"
+            a = array_of(t)
+            if reader.checked is None or reader.checked() is not a:
+                if meta(t) != reader.meta:
+                    return f"{reader.name!r} changed {reader.meta} -> {meta(t)}"
+                reader.checked = weakref.ref(a)
         for t in self.none_grads:
             if t._grad is not None:
                 return f"the .grad of a {list(t.shape)} tensor was None when traced, now is set"
@@ -359,6 +398,7 @@ class Entry:
     def _add_path(self, trace: Trace, snapshot: dict, result) -> None:
         """Insert ``trace`` into the segment tree, (re)build plans along it, check them."""
         g = trace.graph
+        self.fed += [s.getter for s in g.sources.values() if s.kind == "attr"]
         self.root, path = insert_path(self.root, trace)
         escapes = escaping(g)
         env = dict(snapshot)
@@ -389,7 +429,7 @@ class Entry:
             sg = run_pipeline(sg, log=passlog)
             seg.graph = sg
             seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
-                            if s.kind in ("captured", "grad", "value")]
+                            if s.kind in ("captured", "grad", "value", "attr")]
             seg.checked = [None] * len(seg.captured)   # (none compared to the new meta)
             inputs = {n: env[n] for n in sg.inputs}
             # What the segment hands on, and what that views, as the passes left it: cse

@@ -163,6 +163,7 @@ class _Builder:
         self.optimizers: list = []    # (root index, path) of the optimizers reached
         # (id(module), name) -> (its guard list, line index, line by kind, root, old tensor)
         self.attr_slots: dict = {}
+        self.buffers_of: dict = {}   # id(a module's _buffers dict) -> id(the module)
         self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
         for i, (path, v) in enumerate(leaves):
             if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
@@ -300,10 +301,12 @@ class _Builder:
                 self.notes.append(f"{where}: only the first {MAX_ITEMS} of {len(obj)} items "
                                   "are guarded")
             if isinstance(obj, dict):
+                owner = self.buffers_of.get(id(obj))
                 for key, v in list(obj.items())[:MAX_ITEMS]:
                     if isinstance(key, (str, int)) and not isinstance(key, bool):
                         self._value(out, f"d.get({key!r}, M)", v, f"{where}[{key!r}]", depth,
-                                    named=key in self.keys)
+                                    named=key in self.keys,
+                                    slot=None if owner is None else (owner, key))
             else:
                 for i, v in enumerate(obj[:MAX_ITEMS]):
                     self._value(out, f"d[{i}]", v, f"{where}[{i}]", depth)
@@ -346,6 +349,8 @@ class _Builder:
         module = _is_module(obj)
         for name, v in list(d.items()):
             plain_attr = module and name not in _REGISTRIES
+            if module and name == "_buffers" and isinstance(v, dict):
+                self.buffers_of[id(v)] = id(obj)   # (its buffers are slots like attributes)
             self._value(out, f"d.get({name!r}, M)", v, f"{where}.{name}", depth,
                         registry=module and name in _REGISTRIES,
                         slot=(id(obj), name) if plain_attr else None)

@@ -11,6 +11,8 @@ import copy
 import dataclasses
 from typing import Any
 
+from ember.tensor import Tensor
+
 
 class AttrWrites:
     """A traced call's result with the tensors it assigned to module attributes
@@ -23,6 +25,46 @@ class AttrWrites:
     def __init__(self, result, writes: list) -> None:
         self.result = result
         self.writes = writes   # [(weakref to the module, attribute name, tensor)]
+
+
+_NO_SLOT = object()
+
+
+def slot_value(obj, name: str, default=_NO_SLOT):
+    """What module ``obj``'s attribute or buffer ``name`` holds (``default`` if neither)."""
+    v = obj.__dict__.get(name, _NO_SLOT)
+    if v is _NO_SLOT:
+        v = obj.__dict__.get("_buffers", {}).get(name, default)
+    return v
+
+
+def assign_slot(obj, name: str, value) -> None:
+    """``obj.name = value`` as a replay does it: into the buffer of that name, else the
+    plain attribute, without Module.__setattr__ (nothing registers; no guard re-runs)."""
+    buffers = obj.__dict__.get("_buffers")
+    if buffers is not None and name in buffers:
+        buffers[name] = value
+    else:
+        object.__setattr__(obj, name, value)
+
+
+class SlotReader:
+    """The getter of an "attr" input (``ir.graph.InputSource``): the tensor the slot
+    ``name`` of a module holds now, or None (gone, or not a tensor: the replay is stale)."""
+
+    __slots__ = ("ref", "name", "meta", "checked")
+
+    def __init__(self, ref, name: str) -> None:
+        self.ref, self.name = ref, name   # (a weak reference to the module)
+
+    def __call__(self):
+        obj = self.ref()
+        v = None if obj is None else slot_value(obj, self.name, None)
+        return v if isinstance(v, Tensor) else None
+
+    def same_slot(self, other) -> bool:
+        return (isinstance(other, SlotReader) and other.name == self.name
+                and other.ref() is self.ref() is not None)
 
 
 def flatten(tree, path: str = "", results: bool = False) -> tuple[list[tuple[str, Any]], Any]:
@@ -111,11 +153,11 @@ def _build(s, it) -> Any:
     if kind == "leaf":
         return next(it)
     vals = [_build(c, it) for c in children]
-    if kind == "setattrs":   # plain attributes (no Module.__setattr__: nothing registers)
+    if kind == "setattrs":
         for (ref, name), v in zip(meta, vals[1:]):
             obj = ref()
             if obj is not None:
-                object.__setattr__(obj, name, v)
+                assign_slot(obj, name, v)
         return vals[0]
     if kind == "namedtuple":
         return meta(*vals)

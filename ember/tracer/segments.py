@@ -47,6 +47,9 @@ class Trace:
     # (weak reference to a module, attribute) the call assigned a tensor it made, after
     # the result's leaves in ``out_spec`` (pytree.AttrWrites)
     written: tuple = ()
+    # ids of the captured tensors read through those slots, read there every call
+    # (entry.py, ``_read_from_slots``)
+    fed: frozenset = frozenset()
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""

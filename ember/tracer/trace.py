@@ -124,6 +124,7 @@ class Tracer:
         # (id(module), name) -> (weakref to it, name, tensor made by this call) for plain
         # module attributes assigned such a tensor (Module.__setattr__): replays assign them
         self.attr_writes: dict[tuple, tuple] = {}
+        self.attr_old: dict[tuple, Any] = {}   # (id(module), name) -> its value at the call's start
         # Entries keyed by a tensor's id go when it dies. Inputs (``input_tensors``),
         # captured tensors, gradient owners (``grad_owner``'s and ``grads``' values) and
         # ``.data`` sources are held strongly, so their entries stay.
@@ -396,11 +397,14 @@ class Tracer:
         self.values[(id(container), key, index)] = t
         return t
 
-    def attr_write(self, obj, name: str, value) -> None:
-        """``obj.name = value`` on a module: a tensor this call made (not an argument or
-        a tensor from before the call, whose replay would need another source), or None,
-        is assigned again by each replay; anything else ends the record for that slot."""
+    def attr_write(self, obj, name: str, value, old=None) -> None:
+        """``obj.name = value`` on a module (a plain attribute or a buffer): a tensor this
+        call made (not an argument or a tensor from before the call, whose replay would
+        need another source), or None, is assigned again by each replay; anything else
+        ends the record for that slot. ``old``: what the slot held (kept from the first
+        write: the value a replay finds there when it starts)."""
         key = (id(obj), name)
+        self.attr_old.setdefault(key, old)
         if value is None or (isinstance(value, _Tensor) and id(value) in self.env
                              and id(value) not in self.input_of):
             self.attr_writes[key] = (weakref.ref(obj), name, value)

@@ -150,6 +150,11 @@ def shares_written_memory(traces: list, leaves) -> bool:
                 if t is not None:
                     arrays.append(array_of(t))
                     flags.append(True)
+        if trace.fed:   # states read from module slots: whatever the user left there
+            for n, src in g.sources.items():
+                if src.kind == "attr" and n not in written and src.current() is not None:
+                    arrays.append(array_of(src.current()))
+                    flags.append(False)
         # The same array objects as at the last check have the same roots: the answer
         # is that check's (an optimizer step's parameters are the same every call).
         last = trace.unshared

@@ -1,0 +1,127 @@
+"""States a compiled module keeps and feeds back (``self.h = f(self.h)``, a buffer such
+as DINO's ``self.center``): read from their slot at every call, compiled, equal to eager."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+
+import ember
+import ember.nn as nn
+
+
+class Hidden(nn.Module):
+    def __init__(self, n: int = 3) -> None:
+        super().__init__()
+        self.lin = nn.Linear(n, n)
+        self.h = ember.zeros(n, n)
+
+    def forward(self, x):
+        y = self.lin(x) + self.h * 2
+        self.h = self.h * 0.5 + x
+        return y
+
+
+class Center(nn.Module):
+    """DINO's head loss: a running center kept in a buffer, reassigned every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("center", ember.zeros(1, 4))
+
+    def forward(self, t):
+        out = (t - self.center).softmax(-1)
+        with ember.no_grad():
+            self.center = self.center * 0.9 + t.mean(0, keepdim=True) * 0.1
+        return out
+
+
+def _calls(model, n: int = 6, between=None, shape=(3, 3)):
+    twin, compiled = copy.deepcopy(model), ember.compile(model)
+    ember.manual_seed(0)
+    xs = [ember.randn(*shape) for _ in range(n)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no fallback either
+        for i, x in enumerate(xs):
+            if between is not None:
+                between(i, model, twin)
+            got, want = compiled(x), twin(x)
+            np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(),
+                                       rtol=1e-6, atol=1e-6)
+            for (k, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items()):
+                np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6,
+                                           err_msg=k)
+            for name in ("h",):
+                if hasattr(twin, name):
+                    np.testing.assert_allclose(getattr(model, name).numpy(),
+                                               getattr(twin, name).numpy(), rtol=1e-6)
+    return compiled.stats()
+
+
+def test_a_hidden_state_fed_back_compiles():
+    # (ran eagerly before: the slot's old tensor was guarded by identity)
+    stats = _calls(Hidden())
+    assert stats["eager_calls"] == 0 and stats["cache_hits"] >= 3, stats
+
+
+def test_a_buffer_reassigned_every_call_compiles():
+    stats = _calls(Center(), shape=(5, 4))
+    assert stats["eager_calls"] == 0 and stats["cache_hits"] >= 3, stats
+
+
+def test_a_state_the_caller_lays_out_otherwise_is_read_as_it_is():
+    # kernels are specialized to an input's strides: a transposed copy in the slot
+    # must not be read as if it were C-ordered (it was: wrong results from call 4)
+    def relayout(i, *models):
+        if i == 4:
+            for m in models:
+                m.h = ember.arange(9.0).reshape(3, 3).t().contiguous().t()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        twin, model = Hidden(), Hidden()
+        model.load_state_dict(twin.state_dict())
+        compiled = ember.compile(model)
+        for i in range(7):
+            relayout(i, model, twin)
+            x = ember.randn(3, 3)
+            np.testing.assert_allclose(compiled(x).detach().numpy(),
+                                       twin(x).detach().numpy(), rtol=1e-6)
+            np.testing.assert_allclose(model.h.numpy(), twin.h.numpy(), rtol=1e-6)
+
+
+def test_a_reset_and_an_alias_of_the_initial_state():
+    class WithInitial(Hidden):
+        def __init__(self):
+            super().__init__()
+            self.h0 = self.h   # the same tensor at first: one input of call 1's trace
+
+        def forward(self, x):
+            return super().forward(x) - self.h0
+
+    def reset(i, *models):
+        if i == 3:
+            for m in models:
+                m.h = m.h0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _calls(WithInitial(), n=8, between=reset)
+
+
+def test_a_state_that_needs_gradients_gives_eager_gradients():
+    class Carried(Hidden):
+        def forward(self, x):
+            y = self.lin(x) + self.h
+            self.h = y * 0.5   # the graph runs on through the next call
+            return y
+
+    model = Carried()
+    twin, compiled = copy.deepcopy(model), ember.compile(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(4):
+            x = ember.randn(3, 3)
+            compiled(x).sum().backward(retain_graph=True)
+            twin(x).sum().backward(retain_graph=True)
+    np.testing.assert_allclose(model.lin.weight.grad.numpy(), twin.lin.weight.grad.numpy(),
+                               rtol=1e-5)
