@@ -567,3 +567,43 @@ def test_a_value_deep_in_a_nested_config_dict_is_guarded():
     cfg["model"]["block"]["attn"]["proj"]["scale"] = 7.0
     assert compiled(x).tolist() == [7.0] * 3
     assert any("scale" in r for r in compiled.stats()["recompile_reasons"])
+
+
+@pytest.mark.parametrize("store", ["dict", "list", "nested", "append", "number"])
+def test_a_store_into_a_container_argument_is_never_skipped(store):
+    # whisper's kv cache: ``cache[k] = cat([cache[k], new])`` into a dict the caller
+    # passes. The argument's leaves were flattened, so nothing saw the store, and from
+    # the third call on replays skipped it: the cache stayed one step behind, silently.
+    def step(x, box):
+        if store == "dict":
+            box["k"] = ember.cat([box["k"], x], 1)
+        elif store == "list":
+            box[0] = box[0] + x
+        elif store == "nested":
+            box[0]["k"] = box[0]["k"] * 2
+        elif store == "append":
+            box.append(x * 2)
+        else:
+            box["n"] = box["n"] + 1
+        return x.sum()
+
+    f = ember.compile(step)
+    seen = []
+    for _ in range(4):
+        box = {"dict": lambda: {"k": ember.zeros(2, 3)},
+               "list": lambda: [ember.zeros(2, 1)],
+               "nested": lambda: ({"k": ember.ones(2, 1)},),
+               "append": lambda: [ember.zeros(2, 1)],
+               "number": lambda: {"n": 1, "t": ember.zeros(2, 1)}}[store]()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            f(ember.ones(2, 1), box)
+        seen += [str(m.message) for m in w]
+        want = {"dict": lambda: box["k"].shape[1] == 4,
+                "list": lambda: float(box[0].sum()) == 2.0,
+                "nested": lambda: float(box[0]["k"].sum()) == 4.0,
+                "append": lambda: len(box) == 2,
+                "number": lambda: box["n"] == 2}[store]
+        assert want()
+    assert f.stats()["cache_hits"] == 0
+    assert any("changes its argument" in m for m in seen), seen

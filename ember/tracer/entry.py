@@ -189,6 +189,12 @@ class Entry:
         rngs = _global_rngs()
         with tracing(tracer), watch_output():
             result = self.owner.fn(*args, **kwargs)
+            if any(isinstance(a, (list, dict, tuple)) for a in (*args, *kwargs.values())):
+                changed = pytree.changed_leaf(leaves, pytree.flatten_call(args, kwargs)[0])
+                if changed:   # (whisper's kv cache: ``cache[k] = cat([cache[k], new])``)
+                    tracer.fail(f"the function changes its argument {changed} (stores into a "
+                                "list or dict it was given), which a compiled replay would "
+                                "not do; this signature runs eagerly")
             if _global_rngs() != rngs:
                 tracer.fail("the function draws from Python's or NumPy's global random "
                             "numbers: a replay would repeat the traced draws (ember's own "

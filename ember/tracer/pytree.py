@@ -141,6 +141,28 @@ def flatten_call(args: tuple, kwargs: dict) -> tuple[list[tuple[str, Any]], Any]
     return named, spec
 
 
+def changed_leaf(before: list, after: list) -> str:
+    """The path of the first argument leaf that a call replaced, added or removed (in a
+    list or dict it was given), comparing ``flatten_call``'s leaves before and after it;
+    "" if none. Tensors compare by identity, other values by type and value."""
+    for (p, a), (q, b) in zip(before, after):
+        if p != q:
+            return min(p, q)
+        if a is not b and (isinstance(a, Tensor) or isinstance(b, Tensor)
+                           or type(a) is not type(b) or not _equal(a, b)):
+            return p
+    if len(before) != len(after):
+        return (before if len(before) > len(after) else after)[min(len(before), len(after))][0]
+    return ""
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:   # (an object whose == is not a truth value: take it as changed)
+        return False
+
+
 def unflatten(spec, leaves: list) -> Any:
     # A module-level helper, not a closure that calls itself: such a closure is a
     # reference cycle that kept every returned tensor alive until the garbage collector
