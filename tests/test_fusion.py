@@ -290,3 +290,22 @@ def test_find_cycle_agrees_with_networkx_on_random_graphs():
         assert (cycle is not None) == (len(g) > 0 and not nx.is_directed_acyclic_graph(g))
         for i, u in enumerate(cycle or ()):   # consecutive nodes are edges, closing back
             assert cycle[(i + 1) % len(cycle)] in succ[u]
+
+
+def test_fused_arithmetic_rounds_each_op_as_eager():
+    # a*b + c was contracted into an FMA: one ulp away from eager, which a cast to an
+    # integer turned into a whole unit (timm's ModelEmaV2 on BatchNorm's int64 step
+    # count: compiled 7, eager and torch 6)
+    def ema(e, m):
+        e.copy_(0.9 * e + (1.0 - 0.9) * m)
+
+    f = ember.compile(ema)
+    for _ in range(4):
+        e = ember.tensor(6, dtype=ember.long)
+        f(e, ember.tensor(16, dtype=ember.long))
+        assert int(e) == 6
+    rng = np.random.default_rng(0)
+    a, b, c = (ember.tensor(rng.standard_normal(10_000).astype(np.float32)) for _ in range(3))
+    chain = ember.compile(lambda a, b, c: (a * b + c) * a - b / c)
+    for _ in range(3):
+        np.testing.assert_array_equal(chain(a, b, c).numpy(), ((a * b + c) * a - b / c).numpy())

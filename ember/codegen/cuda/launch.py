@@ -437,7 +437,9 @@ def _multi_entry(name: str, gens: list["_Generator"]) -> str:
     return w.text()
 
 
-OPTIONS = ("--std=c++17",)
+# --fmad=false: a*b+c rounded twice, as eager (CuPy's one kernel per op) does; the
+# math library's FMAs are explicit (fmaf) and stay (see llvm/scalar.py's _FMF).
+OPTIONS = ("--std=c++17", "--fmad=false")
 
 
 class _Program:

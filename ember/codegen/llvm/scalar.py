@@ -19,11 +19,14 @@ _VALUE_TYPE = {dtypes.float32: _F32, dtypes.float64: _F64, dtypes.int32: _I32,
                dtypes.int64: _I64, dtypes.bool_: _I1}
 _STORAGE_TYPE = {**_VALUE_TYPE, dtypes.bool_: _I8}   # NumPy stores bool as a byte
 
-# Only 'contract' (lets the backend fuse a*b+c into an FMA, which is more accurate, not
-# less). 'nnan'/'ninf' would let LLVM drop the NaN/inf handling that where() and the
-# compares must keep; 'reassoc' would undo the hi/lo splits of the exp/log range
-# reductions. Elementwise loops vectorize without any of them.
-_FMF = ("contract",)
+# No fast-math flags: elementwise code rounds each op as eager (NumPy) does, bit for bit.
+# 'contract' (a*b+c fused into an FMA) was on: one ulp away from eager, which a cast to
+# an integer or a compare turns into a whole unit (timm's ModelEmaV2 averages BatchNorm's
+# int64 step count: 0.9*6 + 0.1*16 stored 7 where eager stores 6). 'nnan'/'ninf' would
+# let LLVM drop the NaN/inf handling that where() and the compares must keep; 'reassoc'
+# would undo the hi/lo splits of the exp/log range reductions (whose FMAs are explicit).
+# Elementwise loops vectorize without any of them.
+_FMF = ()
 
 
 # ---- scalar ops -----------------------------------------------------------------------
