@@ -95,7 +95,7 @@ class CallKey(NamedTuple):
             a_def, b_def = (old.modes or STANDARD)[2:], (self.modes or STANDARD)[2:]
             if a_def != b_def:
                 return f"default dtype/device changed ({', '.join(a_def)} -> {', '.join(b_def)})"
-            return "a gradient hook was registered on a tensor"
+            return "a hook was registered or removed (a gradient hook must reach the backward)"
         if len(old.leaves) != len(self.leaves):
             return "number of arguments changed"
         for i, (a, b) in enumerate(zip(old.leaves, self.leaves)):
