@@ -66,6 +66,7 @@ from ember.printing import set_printoptions  # noqa: E402,F401
 from ember.functions_toplevel import *  # noqa: E402,F401,F403
 from ember.tensor_extra import *  # noqa: E402,F401,F403
 from ember.functions_extra import *  # noqa: E402,F401,F403
+from ember.foreach import *  # noqa: E402,F401,F403
 from ember.spectral import istft, stft  # noqa: E402
 from ember.sparse import layout, sparse_coo, sparse_coo_tensor, spmm, strided  # noqa: E402,F401
 from ember.threads import (get_num_interop_threads, get_num_threads,  # noqa: E402

@@ -1,8 +1,9 @@
-"""NumPy's ``axis=`` as a name for ``dim=``, where torch takes it: ``torch.cat(xs,
-axis=-1)`` (guided-diffusion's attention pooling), ``x.sum(axis=0)``, ``x.max(axis=1)``.
+"""NumPy's ``axis=`` and ``keepdims=`` as names for ``dim=`` and ``keepdim=``, where torch
+takes them: ``torch.cat(xs, axis=-1)`` (guided-diffusion's attention pooling),
+``x.sum(axis=1, keepdims=True)`` (mamba-minimal's ``generate``), ``x.max(axis=1)``.
 
-torch's argument parser accepts ``axis`` for the ``dim`` of its native functions; ember's
-are Python, so the ones torch accepts it for are wrapped here once, at import.
+torch's argument parser accepts both for its native functions; ember's are Python, so
+the ones torch accepts them for are wrapped here once, at import.
 
 >>> ember.cat([ember.ones(1), ember.zeros(1)], axis=0)
 tensor([1., 0.])
@@ -22,13 +23,16 @@ FUNCTIONS = ("cat", "concat", "concatenate", "stack", "std_mean", "var_mean")
 
 
 def with_axis(fn: Callable) -> Callable:
-    """``fn`` also taking ``axis=`` for ``dim=``."""
+    """``fn`` also taking ``axis=`` for ``dim=`` and ``keepdims=`` for ``keepdim=``."""
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        if "axis" in kwargs:
-            if "dim" in kwargs:
-                raise TypeError(f"{fn.__name__}() got both 'dim' and its alias 'axis'")
-            kwargs["dim"] = kwargs.pop("axis")
+        if kwargs:
+            for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+                if alias in kwargs:
+                    if name in kwargs:
+                        raise TypeError(f"{fn.__name__}() got both '{name}' and its alias "
+                                        f"'{alias}'")
+                    kwargs[name] = kwargs.pop(alias)
         return fn(*args, **kwargs)
     return call
 

@@ -103,9 +103,13 @@ class TensorMath:
         return dispatch("ge", self, o)
 
     def __eq__(self, o):  # type: ignore[override]
+        if o is None:   # torch: ``state == None`` is False (RWKV's ``if state == None``)
+            return False
         return dispatch("eq", self, o)
 
     def __ne__(self, o):  # type: ignore[override]
+        if o is None:
+            return True
         return dispatch("ne", self, o)
 
     # & | ^ ~ are bitwise on integers and logical on bools (the same thing there, and the

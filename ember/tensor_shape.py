@@ -116,13 +116,17 @@ class TensorShape:
 
     moveaxis = movedim
 
-    def flip(self, *dims) -> Tensor:
+    def flip(self, *dims, **kw) -> Tensor:
         """A copy with the order of elements reversed along ``dims``.
 
         >>> ember.tensor([[1, 2], [3, 4]]).flip(1)
         tensor([[2, 1],
                 [4, 3]])
         """
+        if kw:   # flip(dims=[0]), as torch's keyword
+            if dims or set(kw) != {"dims"}:
+                raise TypeError(f"flip() got unexpected arguments {sorted(kw)}")
+            dims = (kw["dims"],)
         dims = _shape_arg(dims)
         norm = [_dims(d, self.ndim, "flip")[0] for d in dims]
         for d in norm:

@@ -372,6 +372,35 @@ def test_averaged_model(kind):
     close(ae(E(x)), at(T(x)))
 
 
+def test_update_bn_as_torch():
+    def net(mod):
+        return mod.nn.Sequential(mod.nn.Linear(3, 4), mod.nn.BatchNorm1d(4), mod.nn.ReLU())
+    me, mt = net(ember), net(torch)
+    me.load_state_dict({k: E(v.detach().numpy()) for k, v in mt.state_dict().items()})
+    batches = [rng.standard_normal((6, 3)).astype(np.float32) for _ in range(3)]
+    ember.optim.swa_utils.update_bn([(E(b), 0) for b in batches], me)
+    torch.optim.swa_utils.update_bn([(T(b), 0) for b in batches], mt)
+    close(me[1].running_mean, mt[1].running_mean)
+    close(me[1].running_var, mt[1].running_var)
+    assert me[1].momentum == 0.1 and me.training
+
+
+def test_a_compiled_average_update_replays():
+    # update_parameters read the count as an int: every call was a new value at a graph
+    # break, so a compiled EMA step recompiled until it ran eagerly
+    model = nn.Linear(3, 2)
+    avg = ember.optim.swa_utils.AveragedModel(model)
+    twin = ember.optim.swa_utils.AveragedModel(model)
+    step = ember.compile(lambda: avg.update_parameters(model))
+    for _ in range(6):
+        with ember.no_grad():
+            model.weight.add_(0.5)
+        step()
+        twin.update_parameters(model)
+        close(avg.module.weight, twin.module.weight)
+    assert step.stats()["cache_hits"] >= 2 and not step.stats()["fallbacks"]
+
+
 def test_compiled_value_checks_and_data_dependent():
     x = E(rng.standard_normal((3, 5)).astype(np.float32))
     q = E(np.array([0.2, 0.7], np.float32))

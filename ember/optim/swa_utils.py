@@ -1,5 +1,5 @@
 """Stochastic weight averaging and EMA of a model, as torch.optim.swa_utils:
-AveragedModel, SWALR and the averaging functions.
+AveragedModel, SWALR, update_bn and the averaging functions.
 
 >>> ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999))
 >>> ema.update_parameters(model)     # after each optimizer step
@@ -18,7 +18,7 @@ from ember.optim.lr_scheduler import LRScheduler
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor, tensor
 
-__all__ = ["AveragedModel", "SWALR", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn",
+__all__ = ["AveragedModel", "SWALR", "update_bn", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn",
            "get_ema_avg_fn", "get_swa_avg_fn"]
 
 
@@ -42,9 +42,9 @@ def get_swa_multi_avg_fn() -> Callable:
     """Averages lists in place: the running mean over ``num_averaged + 1`` models."""
     @no_grad()
     def swa_update(averaged_param_list, current_param_list, num_averaged) -> None:
-        n = float(num_averaged.item() if isinstance(num_averaged, Tensor) else num_averaged)
+        # (a tensor count stays a tensor: reading it would make every call a new value)
         for a, c in zip(averaged_param_list, current_param_list):
-            a.copy_(a + (c - a) / (n + 1))
+            a.copy_(a + (c - a) / (num_averaged + 1))
     return swa_update
 
 
@@ -98,7 +98,9 @@ class AveragedModel(Module):
                 if self.use_buffers else self.parameters())
         theirs = (itertools.chain(model.parameters(), model.buffers())
                   if self.use_buffers else model.parameters())
-        first = int(self.n_averaged.item()) == 0
+        # (a yes/no read, as torch's ``self.n_averaged == 0``: one value after the first
+        # call, so a compiled update replays; the count itself would be new every call)
+        first = bool(self.n_averaged == 0)
         averaged, current = [], []
         with no_grad():
             for p_avg, p_model in zip(mine, theirs):
@@ -119,6 +121,36 @@ class AveragedModel(Module):
                 for b_swa, b_model in zip(self.module.buffers(), model.buffers()):
                     b_swa.detach().copy_(b_model.detach().to(b_swa.device))
             self.n_averaged.add_(1)
+
+
+@no_grad()
+def update_bn(loader, model: Module, device=None) -> None:
+    """Recompute the BatchNorm statistics of ``model`` (an ``AveragedModel``'s, after
+    training) over one pass of ``loader``, as a cumulative average.
+
+    >>> update_bn(train_loader, swa_model)
+    """
+    from ember.nn.norm import _BatchNorm
+    momenta = {}
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            module.reset_running_stats()
+            momenta[module] = module.momentum
+    if not momenta:
+        return
+    was_training = model.training
+    model.train()
+    for module in momenta:
+        module.momentum = None   # a cumulative moving average
+    for batch in loader:
+        if isinstance(batch, (list, tuple)):
+            batch = batch[0]
+        if device is not None:
+            batch = batch.to(device)
+        model(batch)
+    for module, momentum in momenta.items():
+        module.momentum = momentum
+    model.train(was_training)
 
 
 class SWALR(LRScheduler):
