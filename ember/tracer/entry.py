@@ -187,8 +187,16 @@ class Entry:
                 snapshot[nid] = copy_same_layout(array_of(v))
         t0 = events.clock()
         rngs = _global_rngs()
+        hyper = self.guards.hyperparameters() if self.guards is not None else []
         with tracing(tracer), watch_output():
             result = self.owner.fn(*args, **kwargs)
+            if hyper:   # (read at every call: a write in the call is not replayed)
+                changed = [w for (w, a), (_, b) in zip(hyper, self.guards.hyperparameters())
+                           if a is not b and a != b]
+                if changed:
+                    tracer.fail(f"the function changes {changed[0]} (an lr scheduler stepped "
+                                "inside it?), which a compiled replay would not; this "
+                                "signature runs eagerly")
             if any(isinstance(a, (list, dict, tuple)) for a in (*args, *kwargs.values())):
                 changed = pytree.changed_leaf(leaves, pytree.flatten_call(args, kwargs)[0])
                 if changed:   # (whisper's kv cache: ``cache[k] = cat([cache[k], new])``)

@@ -117,6 +117,20 @@ class GuardSet:
         exec(compile(self.source, "<ember guards>", "exec"), ns)
         self._check = ns["check"]
 
+    def hyperparameters(self) -> list:
+        """The optimizers' hyperparameters (lr, momentum, betas) as they are now, with
+        where they are: a traced call compares them before and after (``Entry._trace``),
+        since their guards check only a sign once a trace reads them at every call."""
+        out = []
+        for k, i, name, j, _, what in self._builder.slots:
+            opt = self._builder.roots[k]()
+            try:
+                v = opt.param_groups[i].get(name, MISSING)
+                out.append((what, v if j is None else v[j]))
+            except Exception:   # (gone or reshaped: the guards see it)
+                out.append((what, MISSING))
+        return out
+
     def check(self, leaves: list) -> int:
         try:
             return self._check(self._roots, leaves, self._version, self._seen, self._failed)
@@ -565,16 +579,24 @@ def _is_optimizer(v) -> bool:
     return isinstance(v, Optimizer)
 
 
+def _is_scheduler(v) -> bool:
+    # (ember's own, yet its counters are the user's state: a scheduler stepped inside
+    # the call changes ``last_epoch``, which a replay would not)
+    from ember.optim.lr_scheduler import LRScheduler
+    return isinstance(v, LRScheduler)
+
+
 def _walkable(v) -> bool:
-    """Objects whose contents are followed: containers, user objects, ember modules and
-    optimizers, user functions, Python modules (the names used), bound methods."""
+    """Objects whose contents are followed: containers, user objects, ember modules,
+    optimizers and lr schedulers, user functions, Python modules (the names used), bound
+    methods."""
     if isinstance(v, type):   # a user class: its class attributes the code names
         return not _library(v)
     if _is_tensor(v):
         return False
     if type(v) in (list, tuple, dict) or isinstance(v, dict):
         return True
-    if _is_module(v) or _is_optimizer(v):
+    if _is_module(v) or _is_optimizer(v) or _is_scheduler(v):
         return True
     if isinstance(v, (types.FunctionType, types.MethodType)):
         return True
