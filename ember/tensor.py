@@ -217,6 +217,10 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     def is_cuda(self) -> bool:
         return self._device.type == "cuda"
 
+    # (devices ember has no backend for: programs test them, as pytorch/examples' dcgan)
+    is_xpu = is_mps = is_ipu = is_vulkan = is_xla = is_hpu = is_mtia = property(
+        lambda self: False)
+
     @property
     def ndim(self) -> int:
         return self._data.ndim

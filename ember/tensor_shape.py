@@ -343,7 +343,11 @@ class TensorShape:
         shape = x.shape
         x = x.reshape(tuple(v for s in shape for v in (1, s)))
         x = x.expand(tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
-        return x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
+        out = x.reshape(tuple(r * s for r, s in zip(sizes, shape)))
+        # Memory of its own, as torch's: where the reshape could stay a view (repeats
+        # over sizes of 1), writing the result wrote this tensor (fast_neural_style's
+        # ``style.repeat(...)`` then ``div_``)
+        return out if out._base is None else out.clone(memory_format=contiguous_format)
 
     def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
         """The diagonal of the dims ``dim1`` and ``dim2`` as the last dim: a view.

@@ -535,6 +535,24 @@ def test_module_dict_and_identity():
     assert nn.Identity(54, unused="x")(x) is x
 
 
+def test_every_torch_nn_modules_file_holds_its_classes():
+    # super_resolution's safe_globals named nn.modules.pixelshuffle; SAM's bypass_bn
+    # imports nn.modules.batchnorm._BatchNorm; fold, instancenorm were missing too
+    import importlib
+    import inspect
+    import pkgutil
+    torch_modules = pytest.importorskip("torch.nn.modules")
+    for info in pkgutil.iter_modules(torch_modules.__path__):
+        if info.name.startswith("_") or info.name == "utils" or info.name.startswith("linear_"):
+            continue
+        theirs = importlib.import_module(f"torch.nn.modules.{info.name}")
+        ours = importlib.import_module(f"ember.nn.modules.{info.name}")
+        for name, cls in vars(theirs).items():
+            if (inspect.isclass(cls) and cls.__module__ == theirs.__name__
+                    and hasattr(nn, name)):
+                assert getattr(ours, name) is getattr(nn, name), (info.name, name)
+
+
 def test_import_paths():
     from ember.nn.modules.loss import _Loss, _WeightedLoss  # noqa: F401
     from ember.nn.modules.module import Module
@@ -985,3 +1003,35 @@ def test_interpolate_keeps_torchs_layout(mode):
                                t.permute(0, 2, 3, 1).reshape(1, -1, 8).numpy(), atol=1e-6)
     x = ember.ones(1, 2, 3, 3)
     assert F.interpolate(x, scale_factor=2, mode=mode).is_contiguous()
+
+
+def test_repeat_makes_memory_of_its_own():
+    # repeats over sizes of 1 returned a stride-0 view of the input: writing the result
+    # wrote the input (and ``div_`` on it raised), where torch's repeat copies
+    x = ember.arange(6.0).reshape(1, 2, 3)
+    y = x.repeat(2, 1, 1)
+    y[0, 0, 0] = 5.0
+    assert float(x[0, 0, 0]) == 0.0 and float(y[1, 0, 0]) == 0.0
+    a = ember.ones(3, 1)
+    b = a.repeat(1, 4)
+    b.div_(2.0)
+    assert a.flatten().tolist() == [1.0] * 3 and b.stride() == (4, 1)
+    c = x.repeat(1, 1, 1)
+    c.add_(1.0)
+    assert float(x.sum()) == 15.0
+
+
+def test_dropout2d_on_2d_input_warns_and_drops_elements():
+    x = ember.ones(64, 32)
+    with pytest.warns(UserWarning, match="2-D input to dropout2d"):
+        y = F.dropout2d(x, 0.5, training=True)
+    kept = (y != 0).float()
+    assert 0.3 < float(kept.mean()) < 0.7 and 0 < float(kept[:, 0].mean()) < 1
+    assert set(y.unique().tolist()) <= {0.0, 2.0}
+    with pytest.warns(UserWarning):
+        assert nn.Dropout2d(0.5).eval()(x) is x
+
+
+def test_is_device_flags_of_devices_ember_lacks():
+    x = ember.ones(2)
+    assert not (x.is_xpu or x.is_mps or x.is_meta or x.is_xla)

@@ -44,6 +44,9 @@ def alias_torch_to_ember() -> None:
         except ImportError:  # an optional extra (CuPy, mpi4py) that is not installed
             continue
         sys.modules["torch" + info.name[len("ember"):]] = module
+    for name, module in list(sys.modules.items()):   # (nn.modules.batchnorm and the like)
+        if name.startswith("ember."):
+            sys.modules.setdefault("torch" + name[len("ember"):], module)
 
 
 def fake_torchvision() -> None:

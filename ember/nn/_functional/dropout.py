@@ -50,6 +50,15 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True,
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True,
               inplace: bool = False) -> Tensor:
     """Zero whole channels of [N, C, H, W] (or [C, H, W]) with probability ``p``."""
+    if isinstance(input, Tensor) and input.ndim == 2:   # (pytorch/examples' mnist_rnn)
+        warnings.warn("dropout2d: Received a 2-D input to dropout2d, which is deprecated and "
+                      "will result in an error in a future release. To retain the behavior "
+                      "and silence this warning, please use dropout instead. Note that "
+                      "dropout2d exists to provide channel-wise dropout on inputs with 2 "
+                      "spatial dimensions, a channel dimension, and an optional batch "
+                      "dimension (i.e. 3D or 4D inputs).", stacklevel=2)
+        from ember.nn.functional import dropout   # each element is a channel, as torch
+        return dropout(input, p, training, inplace)
     if isinstance(input, Tensor) and input.ndim == 3:
         warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-"
                       "wise 1D dropout behavior is desired - input is interpreted as shape "
