@@ -1035,3 +1035,22 @@ def test_dropout2d_on_2d_input_warns_and_drops_elements():
 def test_is_device_flags_of_devices_ember_lacks():
     x = ember.ones(2)
     assert not (x.is_xpu or x.is_mps or x.is_meta or x.is_xla)
+
+
+def test_a_module_under_two_names_is_in_the_state_dict_twice():
+    # (TCN's conv1 is also net[0]; BYOL's net is also online_encoder.net): torch lists
+    # both names, so its checkpoints did not load ("Unexpected key(s)")
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Linear(2, 2)
+            self.net = nn.Sequential(self.conv1, nn.ReLU())
+
+    block = Block()
+    assert list(block.state_dict()) == ["conv1.weight", "conv1.bias", "net.0.weight",
+                                        "net.0.bias"]
+    other = Block()
+    assert not other.load_state_dict(block.state_dict()).missing_keys
+    np.testing.assert_array_equal(other.net[0].weight.detach().numpy(),
+                                  block.conv1.weight.detach().numpy())
+    assert len(list(block.parameters())) == 2

@@ -535,7 +535,10 @@ class Module:
         """Parameters and persistent buffers by qualified name; the tensors share memory
         with the module's (detached unless ``keep_vars``)."""
         out = OrderedDict() if destination is None else destination
-        for mod_prefix, module in self.named_modules(prefix=prefix.rstrip(".")):
+        # (a module reachable under two names is listed under both, as torch's recursion
+        # does: TCN's ``self.conv1`` is also ``self.net[0]``, and checkpoints have both)
+        for mod_prefix, module in self.named_modules(prefix=prefix.rstrip("."),
+                                                     remove_duplicate=False):
             dot = mod_prefix + ("." if mod_prefix else "")
             for name, p in module._parameters.items():
                 if p is not None:
