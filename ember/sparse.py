@@ -24,7 +24,8 @@ import numpy as np
 from ember import dtypes
 from ember.tensor import Tensor, tensor, zeros
 
-__all__ = ["mm", "addmm", "sum", "sparse_coo_tensor", "spmm", "strided", "sparse_coo"]
+__all__ = ["mm", "addmm", "sum", "sparse_coo_tensor", "spmm", "strided", "sparse_coo",
+           "FloatTensor", "DoubleTensor", "LongTensor"]
 
 
 class layout:  # noqa: N801  (torch's class name)
@@ -79,6 +80,22 @@ def sparse_coo_tensor(indices: Any, values: Any, size: Any = None, *, dtype: Any
     if requires_grad:
         out.requires_grad_(True)
     return out
+
+
+def _legacy(name: str, dtype) -> type:
+    """``torch.sparse.FloatTensor(indices, values, size)``, the old constructors (pygcn)."""
+    def make(cls, indices, values, size=None, *, device=None):
+        import warnings
+        warnings.warn(f"torch.sparse.{name}(indices, values, shape) is deprecated. Please use "
+                      "torch.sparse_coo_tensor(indices, values, shape, dtype=, device=).",
+                      UserWarning, stacklevel=2)
+        return sparse_coo_tensor(indices, values, size, dtype=dtype, device=device)
+    return type(name, (), {"__new__": make, "__doc__": make.__doc__})
+
+
+FloatTensor = _legacy("FloatTensor", dtypes.float32)
+DoubleTensor = _legacy("DoubleTensor", dtypes.float64)
+LongTensor = _legacy("LongTensor", dtypes.int64)
 
 
 def mm(mat1: Tensor, mat2: Tensor) -> Tensor:

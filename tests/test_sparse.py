@@ -63,3 +63,15 @@ def test_values_take_gradients_and_compile():
     c = ember.compile(f)
     for _ in range(3):
         np.testing.assert_allclose(c(adj, x).numpy(), f(adj, x).numpy(), rtol=1e-6)
+
+
+def test_legacy_sparse_constructors_and_lr_scheduler_name():
+    # pygcn: torch.sparse.FloatTensor(indices, values, shape); DLRM: _LRScheduler
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = ember.sparse.FloatTensor(ember.tensor([[0, 1], [1, 0]]), ember.tensor([1.0, 2.0]),
+                                     ember.Size([2, 2]))
+    assert a.dtype == ember.float32 and a.tolist() == [[0.0, 1.0], [2.0, 0.0]]
+    from ember.optim.lr_scheduler import LRScheduler, _LRScheduler
+    assert _LRScheduler is LRScheduler

@@ -819,3 +819,6 @@ def _set_group_value(group: dict[str, Any], key: str, value) -> None:
 from ember.optim.lr_cyclic import CyclicLR  # noqa: E402
 from ember.optim.lr_polynomial import PolynomialLR  # noqa: E402
 __all__ += ["CyclicLR", "PolynomialLR"]
+
+# torch's old name of the base class (DLRM subclasses it), kept by torch as a subclass
+_LRScheduler = LRScheduler
