@@ -701,7 +701,7 @@ class _ReadsBack(nn.Module):
 
 
 class _UsesOld(nn.Module):
-    """Uses the tensor a previous call kept as data: not replayable, runs eagerly."""
+    """Uses the tensor a previous call kept as data: read from its slot at every call."""
 
     def __init__(self):
         super().__init__()
@@ -732,7 +732,7 @@ def _kept(m):
 
 @pytest.mark.parametrize("cls,targets,compiles", [
     (_KeepsLoss, "always", True), (_KeepsLoss, "alternate", False),
-    (_ReadsBack, "never", True), (_UsesOld, "never", False),
+    (_ReadsBack, "never", True), (_UsesOld, "never", True),
     (_ComputedName, "irregular", None)])
 def test_tensors_kept_on_modules_are_assigned_by_replays(cls, targets, compiles):
     """A module attribute assigned a tensor the call made used to make every such
