@@ -391,3 +391,31 @@ def test_a_scheduler_stepped_inside_the_compiled_step(name):
         runs.append((lrs, model.weight.detach().numpy().copy()))
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-12)
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-6)
+
+
+def test_results_of_a_step_that_ran_backward_require_grad_as_eager():
+    # pix2pix keeps ``self.fake_B = netG(real_A)`` and returns the loss: eagerly both
+    # require grad (a grad_fn whose graph the step's backward freed); replays handed out
+    # plain tensors, and the next call's guard saw requires_grad change
+    model = nn.Linear(4, 4)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+    kept = {}
+
+    def step(x):
+        opt.zero_grad()
+        model.out = model(x)
+        loss = model.out.sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    compiled = ember.compile(step)
+    x = ember.randn(2, 4)
+    for _ in range(5):
+        loss = compiled(x)
+        assert loss.requires_grad and loss.grad_fn is not None
+        assert model.out.requires_grad and not model.out.is_leaf
+        with pytest.raises(RuntimeError, match="a second time"):
+            loss.backward()
+        kept["stats"] = compiled.stats()
+    assert kept["stats"]["cache_hits"] >= 2 and not kept["stats"]["fallbacks"]

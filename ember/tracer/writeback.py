@@ -37,6 +37,8 @@ def outputs(trace, env: dict, leaves):
         fx = trace.effects = effects(g, env)
     if fx is PURE:   # fresh results only, nothing to write: the common case
         made = [Tensor._wrap(env[n]) for n in g.outputs]   # (one per output: see entry.py)
+        if trace.grad_outputs:
+            _consumed(g, made, trace.grad_outputs)
         return pytree.unflatten(trace.out_spec, [v if kind == "V" else made[v]
                                                  for kind, v in trace.out_leaves])
     copies, staged, needed = fx
@@ -51,12 +53,36 @@ def outputs(trace, env: dict, leaves):
             mem[...] = new
         tensors[inp]._version += 1
     handed = [_handed(g, i, values[i], env, tensors) for i in range(len(g.outputs))]
+    if trace.grad_outputs:
+        _consumed(g, handed, [i for i in trace.grad_outputs if i not in g.aliases])
     for inp, out in g.grad_writes:
         tensors[inp]._grad = None if out is None else handed[out]
     for inp, out in g.rebinds:
         _rebind(tensors[inp], handed[out])
     outs = [v if kind == "V" else handed[v] for kind, v in trace.out_leaves]
     return pytree.unflatten(trace.out_spec, outs)
+
+
+class _UsedGraph:
+    """The op of a result's node in a call that ran backward through it itself."""
+
+    __slots__ = ("name",)
+    keeps_inputs, saves_out, saves_any = True, False, False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _consumed(g: Graph, tensors: list, positions) -> None:
+    """Results that required grad in a call that ran its own backward (a training
+    step's loss, pix2pix's ``self.fake_B``): eager's still require grad and have a
+    ``grad_fn``, whose graph that backward freed, so they do here too (a second
+    backward raises as eager's does; a guard on ``requires_grad`` sees what eager has)."""
+    for i in positions:
+        t = tensors[i]
+        node = autograd.Node(_UsedGraph(g[g.outputs[i]].op), (), {}, t)
+        node.freed = True
+        t._node, t._rg = node, True
 
 
 def tensor_outputs(trace, tenv: dict, leaves):
