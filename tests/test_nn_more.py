@@ -1054,3 +1054,19 @@ def test_a_module_under_two_names_is_in_the_state_dict_twice():
     np.testing.assert_array_equal(other.net[0].weight.detach().numpy(),
                                   block.conv1.weight.detach().numpy())
     assert len(list(block.parameters())) == 2
+
+
+@pytest.mark.parametrize("name", ["silu", "mish", "hardswish", "hardsigmoid", "elu", "relu6",
+                                  "leaky_relu", "selu", "celu", "hardtanh"])
+def test_inplace_activations_backward_as_torch(name):
+    # torchvision's Conv2dNormActivation makes Hardswish/SiLU(inplace=True): silu, mish
+    # and hardswish raised "modified by an inplace operation" in backward
+    torch = pytest.importorskip("torch")
+    values = [[1.0, -2.0, 0.5, 4.0, -4.0]]
+    w, wt = ember.tensor(values, requires_grad=True), torch.tensor(values, requires_grad=True)
+    y = getattr(F, name)(w * 3.0, inplace=True)
+    yt = getattr(torch.nn.functional, name)(wt * 3.0, inplace=True)
+    (y * y).sum().backward()
+    (yt * yt).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-5, atol=1e-6)

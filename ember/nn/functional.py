@@ -253,7 +253,9 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """x * sigmoid(x). ``F.silu(ember.tensor([0.]))`` is ``tensor([0.])``."""
     if not isinstance(input, Tensor):
         raise _not_tensor("silu", input=input)
-    out = input * input.sigmoid()
+    from ember.nn._functional.activation import _original
+    x = _original(input, inplace)
+    out = x * x.sigmoid()
     return input.copy_(out) if inplace else out
 
 

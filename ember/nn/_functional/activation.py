@@ -35,6 +35,14 @@ def _inplace(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
     return input.copy_(out) if inplace else out
 
 
+def _original(input: Tensor, inplace: bool) -> Tensor:
+    """What a gradient that reads the input reads: a copy where the result overwrites an
+    input that needs gradients (as torch saves the original for ``silu_``), since the
+    in-place write would change the value it saved (torchvision's Conv2dNormActivation
+    makes Hardswish and SiLU with inplace=True: mobilenet_v3 and efficientnet)."""
+    return input.clone() if inplace and input.requires_grad else input
+
+
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """x if x > 0 else alpha * (exp(x) - 1). ``F.elu(x, alpha=0.5)``."""
     _check("elu", input)
@@ -80,7 +88,8 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x)). ``F.mish(x)``."""
     _check("mish", input)
-    return _inplace(input, input * softplus(input).tanh(), inplace)
+    x = _original(input, inplace)
+    return _inplace(input, x * softplus(x).tanh(), inplace)
 
 
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
@@ -112,8 +121,9 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * relu6(x + 3) / 6. ``F.hardswish(x)``."""
     _check("hardswish", input)
-    gate = where(input <= -3.0, 0.0, where(input >= 3.0, 1.0, input / 6.0 + 0.5))
-    return _inplace(input, input * gate, inplace)
+    x = _original(input, inplace)
+    gate = where(x <= -3.0, 0.0, where(x >= 3.0, 1.0, x / 6.0 + 0.5))
+    return _inplace(input, x * gate, inplace)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
