@@ -117,6 +117,9 @@ OUTSIDE = [
     "m.h = m.h.t().contiguous().t()",   # (another layout: kernels are specialized to one)
     "m.h = m.h.t().contiguous().t()",
     "m.h0 = ember.ones(2, 3)",
+    "m.c = ember.full((2, 3), 0.3)",    # a new tensor in a slot the call only reads
+    "m.c = ember.arange(6.0).reshape(3, 2).t()",
+    "m.c = ember.ones(3)",
 ]
 
 

@@ -1,5 +1,7 @@
-"""States a compiled module keeps and feeds back (``self.h = f(self.h)``, a buffer such
-as DINO's ``self.center``): read from their slot at every call, compiled, equal to eager."""
+"""Tensors a compiled module reads from its own slots: states it keeps and feeds back
+(``self.h = f(self.h)``, a buffer such as DINO's ``self.center``) and batches the caller
+leaves there (pix2pix's ``set_input``): read from the slot at every call, compiled, equal
+to eager."""
 from __future__ import annotations
 
 import copy
@@ -125,3 +127,31 @@ def test_a_state_that_needs_gradients_gives_eager_gradients():
             twin(x).sum().backward(retain_graph=True)
     np.testing.assert_allclose(model.lin.weight.grad.numpy(), twin.lin.weight.grad.numpy(),
                                rtol=1e-5)
+
+
+def test_a_batch_left_in_a_module_attribute_compiles_once():
+    # pix2pix's set_input(batch) then optimize_parameters(): a new tensor in self.real_A
+    # each step was guarded by identity: 5 calls, 5 compiles, 0 replays
+    class Pix(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(4, 4)
+            self.real_A = None
+
+        def step(self):
+            self.fake_B = self.net(self.real_A).relu()
+            return self.fake_B.sum()
+
+    model, twin = Pix(), Pix()
+    twin.load_state_dict(model.state_dict())
+    compiled = ember.compile(model.step)
+    batches = [ember.randn(2, 4) for _ in range(5)] + [ember.randn(4, 2).t(), ember.randn(3, 4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, batch in enumerate(batches):
+            model.real_A = twin.real_A = batch
+            np.testing.assert_allclose(compiled().item(), twin.step().item(), rtol=1e-6)
+            np.testing.assert_allclose(model.fake_B.detach().numpy(),
+                                       twin.fake_B.detach().numpy(), rtol=1e-6)
+            if i == 4:
+                assert compiled.stats()["cache_hits"] >= 2, compiled.stats()

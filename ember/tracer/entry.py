@@ -74,29 +74,46 @@ def _same_captured(a: Trace, b: Trace, upto: int) -> bool:
     return True
 
 
-def _read_from_slots(tracer: Tracer, graph: Graph, written: list) -> frozenset:
-    """Make the captured inputs that are the old values of slots the call assigns anew
-    (``self.h = f(self.h)``, DINO's ``self.center = ...`` buffer) "attr" inputs, read
-    from their slot at every call; returns their ids. Only where the old value was the
-    old value of that one slot and needed no gradient: a tensor also reached another way
-    is one input of the trace, and the second call (whose slot holds call 1's new value,
-    the other path the old one) then traces two, which the comparison sees. Guards check
-    these slots by kind (``Guards.settle``); ``captured_changed`` their layout."""
+def _read_from_slots(tracer: Tracer, graph: Graph, written: list,
+                     slots: dict) -> tuple[frozenset, frozenset]:
+    """Make captured inputs that a module attribute or buffer held "attr" inputs, read
+    from their slot at every call: the old values of slots the call assigns anew (a
+    state fed back, ``self.h = f(self.h)``; DINO's ``self.center`` buffer), and tensors
+    the call only read from a slot (``slots``: what the slots held when it started), such
+    as a batch that pix2pix's ``set_input`` leaves in ``self.real_A`` before each step.
+    Only a tensor that needs no gradient and is in that one slot (of the slots whose
+    guards can check by kind): a tensor also reached another way is one input of call 1's
+    trace, and the second call (whose slot holds another tensor) traces two, which the
+    comparison sees. Returns the ids of those tensors and the (id(module), name) of the
+    slots only read. Guards check these slots by kind (``Guards.settle``);
+    ``Entry.captured_changed`` their layout."""
     olds = [tracer.attr_old.get((id(ref()), name)) for ref, name, _ in written]
-    fed = set()
-    for (ref, name, _), old in zip(written, olds):
-        if not isinstance(old, Tensor) or old.requires_grad or sum(o is old for o in olds) > 1:
+    candidates = [(ref, name, old) for (ref, name, _), old in zip(written, olds)
+                  if sum(o is old for o in olds) == 1]
+    assigned = {(id(ref()), name) for ref, name, _ in written}
+    for refs in slots.values():
+        if len(refs) == 1 and (id(refs[0][0]()), refs[0][1]) not in assigned:
+            ref, name = refs[0]
+            v = pytree.slot_value(ref(), name, None) if ref() is not None else None
+            candidates.append((ref, name, v))
+    fed, read = set(), set()
+    for ref, name, old in candidates:
+        if not isinstance(old, Tensor) or old.requires_grad:
             continue
         nid = tracer.input_of.get(id(old))
         src = graph.sources.get(nid)
         if src is None or src.kind != "captured" or src.tensor is not old:
+            continue
+        if (id(ref()), name) not in assigned and len(slots.get(id(old), ())) != 1:
             continue
         reader = pytree.SlotReader(ref, name)
         reader.meta, reader.checked = meta(old), None   # (see Entry.captured_changed)
         graph.sources[nid] = type(src)("attr", f"{src.path} (the {name!r} it held)",
                                        getter=reader)
         fed.add(id(old))
-    return frozenset(fed)
+        if (id(ref()), name) not in assigned:
+            read.add((id(ref()), name))
+    return frozenset(fed), frozenset(read)
 
 
 def _same_array(sa, sb) -> bool:
@@ -188,6 +205,7 @@ class Entry:
         t0 = events.clock()
         rngs = _global_rngs()
         hyper = self.guards.hyperparameters() if self.guards is not None else []
+        slots = self.guards.tensor_slots() if self.guards is not None else {}
         with tracing(tracer), watch_output():
             result = self.owner.fn(*args, **kwargs)
             if hyper:   # (read at every call: a write in the call is not replayed)
@@ -219,7 +237,7 @@ class Entry:
                                 "compiled replay would hand back the traced call's object")
             tensors = result_tensors(out_leaves)
             graph = tracer.finish(tensors)
-            fed = _read_from_slots(tracer, graph, written)
+            fed, read = _read_from_slots(tracer, graph, written, slots)
         events.publish("traced", self.owner, self, events.clock() - t0)
         # One graph output per distinct tensor: a tensor returned twice comes back as
         # one object twice, as in eager (an in-place update through one shows in both).
@@ -233,7 +251,8 @@ class Entry:
                       tuple(i for i, t in enumerate(tensors) if t._retains_grad),
                       frozenset(i for i, t in enumerate(tracer.captured) if t.requires_grad),
                       tuple(tracer.none_grads.values()), frozenset(tracer.values),
-                      written=tuple((ref, name) for ref, name, _ in written), fed=fed)
+                      written=tuple((ref, name) for ref, name, _ in written), fed=fed,
+                      read_slots=read)
         return result, trace, snapshot
 
     def first_call(self, args, kwargs, leaves):
@@ -258,10 +277,11 @@ class Entry:
         self.none_grads = trace.none_grads
         self.fed = []   # the slots read at every call ("attr" inputs), of every path
         if self.guards is not None and (trace.runtime_values or self.guards.optimizers
-                                        or trace.written):
+                                        or trace.written or trace.read_slots):
             self.guards.settle(trace.runtime_values,
                                {id(t) for t in trace.captured} - trace.fed,
-                               {(id(ref()), name) for ref, name in trace.written})
+                               {(id(ref()), name) for ref, name in trace.written}
+                               | trace.read_slots)
         for o in trace.observations:
             if (f"{o.how}() reads a tensor value", o.location) not in owner.breaks:
                 owner.breaks.append((f"{o.how}() reads a tensor value", o.location))

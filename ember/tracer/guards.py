@@ -131,6 +131,21 @@ class GuardSet:
                 out.append((what, MISSING))
         return out
 
+    def tensor_slots(self) -> dict:
+        """id(tensor) -> [(weak reference to the module, name)] of the module attributes and
+        buffers that hold a tensor now, of those whose guard can check a tensor by kind:
+        a traced call reads such a slot at every call where it only read the tensor
+        there (``entry._read_from_slots``)."""
+        from ember.tracer.pytree import slot_value
+        b, out = self._builder, {}
+        for (mid, name) in b.attr_slots:
+            ref = b.modules.get(mid)
+            obj = None if ref is None else ref()
+            v = None if obj is None else slot_value(obj, name, None)
+            if _is_tensor(v):
+                out.setdefault(id(v), []).append((weakref.ref(obj), name))
+        return out
+
     def check(self, leaves: list) -> int:
         try:
             return self._check(self._roots, leaves, self._version, self._seen, self._failed)
@@ -178,6 +193,7 @@ class _Builder:
         # (id(module), name) -> (its guard list, line index, line by kind, root, old tensor)
         self.attr_slots: dict = {}
         self.buffers_of: dict = {}   # id(a module's _buffers dict) -> id(the module)
+        self.modules: dict = {}      # id(a module walked) -> its reference
         self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
         for i, (path, v) in enumerate(leaves):
             if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
@@ -361,6 +377,8 @@ class _Builder:
         out.append("v = len(d)")
         self._guard(out, f"v == {len(d)}", f"{where} attribute count", str(len(d)))
         module = _is_module(obj)
+        if module:
+            self.modules[id(obj)] = self.roots[k]
         for name, v in list(d.items()):
             plain_attr = module and name not in _REGISTRIES
             if module and name == "_buffers" and isinstance(v, dict):

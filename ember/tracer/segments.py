@@ -50,6 +50,8 @@ class Trace:
     # ids of the captured tensors read through those slots, read there every call
     # (entry.py, ``_read_from_slots``)
     fed: frozenset = frozenset()
+    # (id(module), name) of the slots read at every call that the call did not assign
+    read_slots: frozenset = frozenset()
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""
