@@ -569,3 +569,31 @@ def test_default_device_cpu_builds_modules():
     assert lin.weight.device == "cpu"
     copy.deepcopy(lin)
     assert math.isfinite(float(lin(ember.ones(1, 3)).sum()))
+
+
+@pytest.mark.parametrize("wrap", ["module", "closure"])
+def test_compiled_checkpoint_of_batchnorm_updates_stats_as_eager(wrap):
+    # densenet(memory_efficient=True): eagerly (as torch) the recompute in backward
+    # updates BatchNorm's running statistics a second time; a compiled step updated them
+    # once (num_batches_tracked 3 against 6 after three steps), silently
+    from ember.utils.checkpoint import checkpoint
+
+    def make():
+        ember.manual_seed(0)
+        bn, lin = ember.nn.BatchNorm1d(3), ember.nn.Linear(3, 1)
+
+        def step(x):
+            fn = bn if wrap == "module" else (lambda t: bn(t) * 2.0)
+            lin(checkpoint(fn, x, use_reentrant=False)).sum().backward()
+        return bn, step
+
+    x = (ember.randn(4, 3) + 1.0).requires_grad_()
+    (be, se), (bc, sc) = make(), make()
+    sc = ember.compile(sc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            se(x)
+            sc(x)
+    assert int(bc.num_batches_tracked) == int(be.num_batches_tracked) == 6
+    np.testing.assert_allclose(bc.running_mean.numpy(), be.running_mean.numpy(), rtol=1e-6)

@@ -124,6 +124,7 @@ class Tracer:
         # (id(module), name) -> (weakref to it, name, tensor made by this call) for plain
         # module attributes assigned such a tensor (Module.__setattr__): replays assign them
         self.attr_writes: dict[tuple, tuple] = {}
+        self.input_writes = 0   # in-place writes into memory from before the call
         self.attr_old: dict[tuple, Any] = {}   # (id(module), name) -> its value at the call's start
         # Entries keyed by a tensor's id go when it dies. Inputs (``input_tensors``),
         # captured tensors, gradient owners (``grad_owner``'s and ``grads``' values) and
@@ -285,6 +286,8 @@ class Tracer:
             s = self._storage(a)
             if s is None:
                 return
+            if s.input is not None:
+                self.input_writes += 1
             lay = layout_in(a, s.array)
             if lay is None:
                 return self.fail("an in-place update writes memory shared with another "

@@ -104,7 +104,24 @@ def checkpoint(function: Callable, *args: Any, use_reentrant: bool | None = None
     if determinism_check not in ("default", "none"):
         raise ValueError("determinism_check should be one of ['default', 'none'], but "
                          f"got {determinism_check}")
-    if _dispatch.tracer is not None or not autograd.is_grad_enabled():
+    tracer = _dispatch.tracer
+    if tracer is not None and autograd.is_grad_enabled():
+        # Traced, the function runs once; eagerly its backward runs it again, and what it
+        # updates in place (BatchNorm's running statistics: densenet's memory-efficient
+        # blocks) is updated twice, as torch does. A replay would update it once: such a
+        # call runs as eager does and its signature eagerly.
+        why = ("a checkpointed function updates tensors from outside it in place (BatchNorm "
+               "running statistics), which eager's backward does again when it recomputes "
+               "the function; this signature runs eagerly")
+        if _updates_statistics(function, args):
+            tracer.fail(why)
+        else:
+            writes = tracer.input_writes
+            out = function(*args, **kwargs)
+            if tracer.input_writes != writes:
+                tracer.fail(why)
+            return out
+    elif tracer is not None or not autograd.is_grad_enabled():
         return function(*args, **kwargs)
     tensors = [a for a in args if isinstance(a, Tensor)]
     if use_reentrant and not any(t.requires_grad for t in tensors):
@@ -124,6 +141,23 @@ def checkpoint(function: Callable, *args: Any, use_reentrant: bool | None = None
             t._node = autograd.Node(_CheckpointBackward(run, k), tuple(tensors), {}, t)
         wrapped[id(o)] = t
     return _replace(outs, wrapped)
+
+
+def _updates_statistics(function: Callable, args: tuple) -> bool:
+    """Whether a module ``function`` reaches (itself, its ``self``, its closure's cells,
+    a partial's arguments, the arguments) is a norm in training mode that keeps running
+    statistics: what a recompute in backward updates again."""
+    from ember.nn.module import Module
+    seen = [function, getattr(function, "__self__", None), getattr(function, "func", None),
+            *getattr(function, "args", ()), *args]
+    for cell in getattr(getattr(function, "__func__", function), "__closure__", None) or ():
+        try:
+            seen.append(cell.cell_contents)
+        except ValueError:   # (an empty cell)
+            continue
+    return any(getattr(m, "track_running_stats", False) and m.training
+               and getattr(m, "running_mean", None) is not None
+               for obj in seen if isinstance(obj, Module) for m in obj.modules())
 
 
 def checkpoint_sequential(functions: Iterable[Callable] | Any, segments: int, input: Tensor,
