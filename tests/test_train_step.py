@@ -419,3 +419,33 @@ def test_results_of_a_step_that_ran_backward_require_grad_as_eager():
             loss.backward()
         kept["stats"] = compiled.stats()
     assert kept["stats"]["cache_hits"] >= 2 and not kept["stats"]["fallbacks"]
+
+
+def test_zero_grad_at_the_end_of_a_step_that_found_gradients():
+    # a .grad that existed when the call started and is None when it ends (zero_grad at
+    # the end of the step) failed the build ("'NoneType' object has no attribute
+    # 'shape'"): eager, with an internal error as the reason
+    model = nn.Linear(3, 2)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+    twin = copy.deepcopy(model)
+    topt = ember.optim.SGD(twin.parameters(), lr=0.1)
+
+    def make(m, o):
+        def step(x):
+            m(x).sum().backward()   # onto the gradients left from before
+            o.step()
+            o.zero_grad(set_to_none=True)
+        return step
+
+    compiled, eager = ember.compile(make(model, opt)), make(twin, topt)
+    x = ember.ones(4, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(4):
+            for m in (model, twin):
+                m(x).pow(2).sum().backward()   # gradients from outside the step
+            compiled(x)
+            eager(x)
+    np.testing.assert_allclose(model.weight.detach().numpy(), twin.weight.detach().numpy(),
+                               rtol=1e-6)
+    assert compiled.stats()["cache_hits"] >= 1

@@ -462,7 +462,11 @@ class Entry:
         with phases.collecting() as acc:   # seconds per phase, for explain() and logs
             sg = run_pipeline(sg, log=passlog)
             seg.graph = sg
-            seg.captured = [(n, s, meta(s.current())) for n, s in sg.sources.items()
+            # (what each read when traced: a ``.grad`` the call itself set to None, as
+            # ``zero_grad()`` at the end of a step does, is None by now)
+            seg.captured = [(n, s, (tuple(env[n].shape), sg[n].dtype.name, str(sg[n].device),
+                                    env[n].strides))
+                            for n, s in sg.sources.items()
                             if s.kind in ("captured", "grad", "value", "attr")]
             seg.checked = [None] * len(seg.captured)   # (none compared to the new meta)
             inputs = {n: env[n] for n in sg.inputs}
