@@ -386,3 +386,19 @@ def test_state_dict_deepcopy_is_a_snapshot():
     opt.step()
     assert snap["state"][0]["step"].item() == 1.0
     assert opt.state_dict()["state"][0]["step"].item() == 2.0
+
+
+def test_state_under_other_keys_survives_a_round_trip():
+    # alphadl's Lookahead keeps its slow weights in optimizer.state under id(param):
+    # torch saves and loads them under that key, ember dropped them
+    p = ember.nn.Parameter(ember.ones(2))
+    opt = ember.optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = ember.ones(2)
+    opt.step()
+    opt.state[id(p)] = {"slow": ember.full((2,), 3.0)}
+    sd = opt.state_dict()
+    assert set(sd["state"]) == {0, id(p)}
+    other = ember.optim.SGD([p], lr=0.1, momentum=0.9)
+    other.load_state_dict(sd)
+    assert other.state[id(p)]["slow"].tolist() == [3.0, 3.0]
+    assert "momentum_buffer" in other.state[p]

@@ -175,7 +175,9 @@ class Optimizer:
                 ids.append(index[id(p)])
             packed["params"] = ids
             groups.append(packed)
-        state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
+        # (state under other keys than a parameter's is saved under that key, as torch's)
+        state = {index[id(p)] if isinstance(p, Tensor) else p: s
+                 for p, s in self.state.items() if not isinstance(p, Tensor) or id(p) in index}
         return {"state": state, "param_groups": groups}
 
     @staticmethod
@@ -214,9 +216,11 @@ class Optimizer:
         id_map = {saved: p for g, sg in zip(groups, saved_groups)
                   for saved, p in zip(sg["params"], g["params"])}
         loaded: dict[int, dict[str, Any]] = {}
+        foreign = {}
         for key, value in state_dict["state"].items():
-            if key not in id_map:
-                continue  # state of a parameter this optimizer doesn't hold
+            if key not in id_map:   # not a parameter's: kept under its key, as torch does
+                foreign[key] = value   # (alphadl's Lookahead keys its slow weights by id)
+                continue
             param = id_map[key]
             loaded[id(param)] = {k: _cast_state(param, k, v) for k, v in value.items()}
         new_groups = [copy.deepcopy({k: v for k, v in sg.items() if k != "params"})
@@ -228,6 +232,7 @@ class Optimizer:
             g.update(ng)
             g["params"] = params
         replaced = 0
+        self.state.update(foreign)
         for p in [p for g in groups for p in g["params"]]:
             old = self.state.get(p)
             new = loaded.get(id(p))
