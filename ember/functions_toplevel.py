@@ -21,12 +21,18 @@ import ember.nn.functional as F
 from ember.func import vmap
 from ember.tensor import Tensor, as_tensor
 
-__all__ = ["select", "tile", "asarray", "vmap", "conv1d", "conv2d", "conv3d",
+__all__ = ["_assert", "select", "tile", "asarray", "vmap", "conv1d", "conv2d", "conv3d",
            "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d",
            "adaptive_avg_pool1d", "layer_norm", "group_norm",
            "batch_norm", "instance_norm", "pixel_shuffle", "pixel_unshuffle",
            "channel_shuffle", "selu", "celu", "rrelu", "hardshrink", "threshold", "dropout",
            "alpha_dropout", "feature_alpha_dropout"]
+
+
+def _assert(condition: Any, message: str) -> None:
+    """``torch._assert``: ``assert condition, message`` (torchvision's ViT checks its
+    input size with it)."""
+    assert condition, message
 
 
 def select(input: Tensor, dim: int, index: int) -> Tensor:

@@ -114,6 +114,9 @@ def _decorator(fn: Any = None, **_: Any) -> Any:
 
 
 ignore = unused = export = interface = script_method = _decorator
+# ``@torch.jit._overload_method`` / ``_overload``: TorchScript's type overloads
+# (torchvision's densenet): the Python body is what runs
+_overload_method = _overload = _decorator
 
 
 def annotate(the_type: Any, the_value: Any) -> Any:

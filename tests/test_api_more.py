@@ -597,3 +597,15 @@ def test_compiled_checkpoint_of_batchnorm_updates_stats_as_eager(wrap):
             sc(x)
     assert int(bc.num_batches_tracked) == int(be.num_batches_tracked) == 6
     np.testing.assert_allclose(bc.running_mean.numpy(), be.running_mean.numpy(), rtol=1e-6)
+
+
+def test_assert_and_jit_overloads():
+    # torchvision's ViT calls torch._assert; densenet decorates with jit._overload_method
+    ember._assert(True, "fine")
+    with pytest.raises(AssertionError, match="Wrong image height"):
+        ember._assert(False, "Wrong image height!")
+
+    @ember.jit._overload_method
+    def f(x):
+        return x + 1
+    assert f(1) == 2
