@@ -44,7 +44,7 @@ from ember import serialization  # noqa: E402
 from ember.serialization import load, save  # noqa: E402
 from ember.sampling import binomial, bernoulli, multinomial, normal, poisson  # noqa: E402
 from ember.random import get_rng_state, set_rng_state  # noqa: E402
-from ember import cuda, nn, optim, random, utils  # noqa: E402
+from ember import cuda, nn, optim, profiler, random, utils  # noqa: E402
 from ember.nn.functional import cosine_similarity, pairwise_distance  # noqa: E402,F401
 from ember import _dynamo, accelerator, amp, backends, compiler, jit  # noqa: E402
 from ember import testing  # noqa: E402,F401
