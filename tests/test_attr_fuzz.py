@@ -21,11 +21,19 @@ import ember.nn as nn
 NAMES = ("a", "b", "c")
 
 
+def _header(rng: random.Random) -> list[str]:
+    """A module, or a plain object with ``__call__`` (nn-zero-to-hero's layer classes keep
+    ``self.out`` on themselves): only a Module's attribute writes reach the tracer as
+    they happen; a plain object's are found after the call."""
+    if rng.random() < 0.7:
+        return ["class M(nn.Module):", "    def __init__(self):", "        super().__init__()"]
+    return ["class M:", "    def __call__(self, *args):", "        return self.forward(*args)",
+            "    def register_buffer(self, name, t):", "        setattr(self, name, t)",
+            "    def __init__(self):"]
+
+
 def _program(rng: random.Random) -> str:
-    lines = ["class M(nn.Module):",
-             "    def __init__(self):",
-             "        super().__init__()",
-             "        self.lin = nn.Linear(3, 3)"]
+    lines = _header(rng) + ["        self.lin = nn.Linear(3, 3)"]
     lines += [f"        self.{n} = None" for n in NAMES]
     lines += ["    def get(self, name):", "        return getattr(self, name)",
               "    def put(self, name, v):", "        setattr(self, name, v)",
@@ -126,9 +134,7 @@ OUTSIDE = [
 def _state_program(rng: random.Random) -> str:
     """A module whose forward reads states it keeps and assigns them anew (a hidden state
     fed back, a running buffer), some aliased (``self.h0``), some changed in place."""
-    lines = ["class M(nn.Module):",
-             "    def __init__(self):",
-             "        super().__init__()",
+    lines = _header(rng) + [
              "        self.lin = nn.Linear(3, 3)",
              "        self.h = ember.zeros(2, 3)",
              "        self.register_buffer('s', ember.zeros(3))",

@@ -8,6 +8,7 @@ import copy
 import warnings
 
 import numpy as np
+import pytest
 
 import ember
 import ember.nn as nn
@@ -155,3 +156,67 @@ def test_a_batch_left_in_a_module_attribute_compiles_once():
                                        twin.fake_B.detach().numpy(), rtol=1e-6)
             if i == 4:
                 assert compiled.stats()["cache_hits"] >= 2, compiled.stats()
+
+
+def test_layers_that_are_plain_objects_keep_their_outputs():
+    # nn-zero-to-hero's Linear/Tanh classes are plain objects that keep ``self.out``:
+    # only Modules' attribute writes were replayed, so these steps ran eagerly
+    class Tanh:
+        def __call__(self, x):
+            self.out = ember.tanh(x)
+            return self.out
+
+    layers = [Tanh(), Tanh()]
+    twin = copy.deepcopy(layers)
+
+    def run(ls, x):
+        for layer in ls:
+            x = layer(x)
+        return x.sum()
+
+    compiled = ember.compile(lambda x: run(layers, x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(5):
+            x = ember.randn(4, 3)
+            np.testing.assert_allclose(compiled(x).item(), run(twin, x).item(), rtol=1e-6)
+            for a, b in zip(layers, twin):
+                np.testing.assert_allclose(a.out.numpy(), b.out.numpy(), rtol=1e-6)
+    assert compiled.stats()["cache_hits"] >= 2
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_state_made_an_alias_of_another_then_written_in_place(plain):
+    # after ``m.h = m.h0`` the state written in place is also the one read as h0: the
+    # two slots were two inputs of the plan, and the compiled forward/backward pair (not
+    # checked for shared memory) read h0 before the write eager sees through the alias
+    base = object if plain else nn.Module
+
+    class M(base):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.h, self.h0 = ember.zeros(2, 3), ember.ones(2, 3)
+
+        def __call__(self, x):
+            return self.forward(x) if plain else super().__call__(x)
+
+        def forward(self, x):
+            y = self.lin(x)
+            with ember.no_grad():
+                self.h.mul_(0.5)
+            y = y + self.h0
+            self.h = self.h.tanh() + 0.1
+            return y
+
+    model = M()
+    twin, compiled = copy.deepcopy(model), ember.compile(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for call in range(8):
+            if call == 5:
+                for m in (model, twin):
+                    m.h = m.h0
+            x = ember.randn(2, 3)
+            np.testing.assert_allclose(compiled(x).detach().numpy(),
+                                       twin(x).detach().numpy(), rtol=1e-6)

@@ -607,3 +607,29 @@ def test_a_store_into_a_container_argument_is_never_skipped(store):
         assert want()
     assert f.stats()["cache_hits"] == 0
     assert any("changes its argument" in m for m in seen), seen
+
+
+def test_a_compiled_callable_object_is_guarded():
+    # ember.compile(obj) of an object with __call__: its attributes were not walked at
+    # all, so a replay kept the traced self.scale and self.w after the caller changed
+    # them, silently; and a fallback's warning raised (no __name__)
+    class Scaler:
+        def __init__(self):
+            self.scale, self.w = 2.0, ember.ones(3)
+
+        def __call__(self, x):
+            if self.scale > 5:
+                print("large")   # a fallback: its warning names the object's class
+            return x * self.scale + self.w
+
+    s = Scaler()
+    f = ember.compile(s)
+    x = ember.ones(3)
+    for i in range(5):
+        if i == 3:
+            s.scale, s.w = 10.0, ember.zeros(3)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            assert f(x).tolist() == s(x).tolist()
+        if i == 3:
+            assert any("ember.compile of Scaler" in str(m.message) for m in w)

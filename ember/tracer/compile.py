@@ -78,6 +78,8 @@ class CompiledFunction:
         self.dynamic = DynamicDims(dynamic)   # which sizes vary (dynamic.py)
         self.arena = Arena()   # the working memory all entries share (one call at a time)
         functools.update_wrapper(self, fn)
+        if not hasattr(self, "__name__"):   # a callable object: warnings and logs name it
+            self.__name__ = self.__qualname__ = type(fn).__name__
         self.fn = fn
         self.mode = mode
         self.fullgraph = fullgraph

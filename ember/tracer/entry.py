@@ -93,8 +93,7 @@ def _read_from_slots(tracer: Tracer, graph: Graph, written: list,
     assigned = {(id(ref()), name) for ref, name, _ in written}
     for refs in slots.values():
         if len(refs) == 1 and (id(refs[0][0]()), refs[0][1]) not in assigned:
-            ref, name = refs[0]
-            v = pytree.slot_value(ref(), name, None) if ref() is not None else None
+            ref, name, _, v = refs[0]
             candidates.append((ref, name, v))
     fed, read = set(), set()
     for ref, name, old in candidates:
@@ -225,8 +224,14 @@ class Entry:
                 tracer.fail("the function draws from Python's or NumPy's global random "
                             "numbers: a replay would repeat the traced draws (ember's own "
                             "random functions replay fresh draws)")
-            # Tensors the call assigned to module attributes and left there: extra results,
-            # which every replay assigns again (pytree.AttrWrites)
+            for refs in slots.values():   # (objects that are not Modules: seen here)
+                for ref, name, module, old in refs:
+                    obj = ref()
+                    now = None if module or obj is None else pytree.slot_value(obj, name, None)
+                    if isinstance(now, Tensor) and now is not old:
+                        tracer.attr_write(obj, name, now, old)
+            # Tensors the call assigned to attributes and left there: extra results, which
+            # every replay assigns again (pytree.AttrWrites)
             written = [(ref, name, t) for ref, name, t in tracer.attr_writes.values()
                        if ref() is not None and pytree.slot_value(ref(), name) is t]
             traced = pytree.AttrWrites(result, written) if written else result
@@ -500,6 +505,16 @@ class Entry:
 
     # ---- replay -------------------------------------------------------------------------
     def run(self, args, kwargs, leaves):
+        for t in self.traces:
+            if t.graph.writebacks:
+                # (before either replay: a state read from a module slot may now be the
+                # memory another input is written in, as after ``m.h = m.h0``)
+                if shares_written_memory(self.traces, leaves):
+                    self.owner._fallback("a call ran eagerly: an argument or a state read "
+                                         "from a slot shares memory with a tensor the call "
+                                         "writes in place")
+                    return self.owner._eager(args, kwargs)
+                break
         # A call that ran backward itself (a training step) has consumed its graph: its
         # outputs are returned without one, like values read after ``loss.backward()``.
         # (Outputs made under enable_grad() inside a no_grad call need gradients too.)
@@ -516,13 +531,6 @@ class Entry:
                                                      for kind, v in trace.out_leaves])
         env = {}
         trace0 = self.traces[0]
-        for t in self.traces:
-            if t.graph.writebacks:
-                if shares_written_memory(self.traces, leaves):
-                    self.owner._fallback("a call ran eagerly: an argument shares memory with "
-                                         "a tensor the call writes in place")
-                    return self.owner._eager(args, kwargs)
-                break
         for nid, i in trace0.arg_paths.items():
             env[nid] = array_of(leaves[i][1])
         try:

@@ -221,6 +221,9 @@ class _Writer:
             L.append(f"    if {self.name(guards.check, 'GC')}(L) != -1: {miss}")
         if entry.captured or entry.none_grads:
             L.append(f"    if {self.name(entry.captured_changed, 'CC')}(): {miss}")
+        if g.writebacks:   # Entry.run runs such a call eagerly (the generic path says why)
+            L.append(f"    if {self.name(shares_written_memory, 'SHARES')}"
+                     f"({self.name(entry.traces, 'TRACES')}, L): {miss}")
         if auto == "always":
             self.autograd_lines(trace)
             return self.finish()
@@ -231,9 +234,6 @@ class _Writer:
         if trace.effects is None:
             L.append(f"    {miss}")   # (not known yet: the generic path finds out)
             return self.finish()
-        if g.writebacks:   # Entry.run runs such a call eagerly (the generic path says why)
-            L.append(f"    if {self.name(shares_written_memory, 'SHARES')}"
-                     f"({self.name(entry.traces, 'TRACES')}, L): {miss}")
         # From here on the call is this entry's hit: what _hit and Entry.run do.
         L.append("    with LOCK:")
         L.append("        C['calls'] += 1")

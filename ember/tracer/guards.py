@@ -132,18 +132,20 @@ class GuardSet:
         return out
 
     def tensor_slots(self) -> dict:
-        """id(tensor) -> [(weak reference to the module, name)] of the module attributes and
-        buffers that hold a tensor now, of those whose guard can check a tensor by kind:
-        a traced call reads such a slot at every call where it only read the tensor
-        there (``entry._read_from_slots``)."""
+        """id(tensor) -> [(weak reference to the object, name, a Module?, the tensor)] of the
+        attributes
+        (and module buffers) that hold a tensor now, of those whose guard can check a
+        tensor by kind: a traced call reads such a slot at every call where it only read
+        the tensor there, and assigns it where the call put a new one in an object that
+        is not a Module (whose writes ``Module.__setattr__`` reports) (``entry.py``)."""
         from ember.tracer.pytree import slot_value
         b, out = self._builder, {}
         for (mid, name) in b.attr_slots:
-            ref = b.modules.get(mid)
+            ref, module = b.owners.get(mid, (None, False))
             obj = None if ref is None else ref()
             v = None if obj is None else slot_value(obj, name, None)
             if _is_tensor(v):
-                out.setdefault(id(v), []).append((weakref.ref(obj), name))
+                out.setdefault(id(v), []).append((weakref.ref(obj), name, module, v))
         return out
 
     def check(self, leaves: list) -> int:
@@ -193,7 +195,7 @@ class _Builder:
         # (id(module), name) -> (its guard list, line index, line by kind, root, old tensor)
         self.attr_slots: dict = {}
         self.buffers_of: dict = {}   # id(a module's _buffers dict) -> id(the module)
-        self.modules: dict = {}      # id(a module walked) -> its reference
+        self.owners: dict = {}       # id(an object walked) -> (its reference, a Module?)
         self._func(fn, getattr(fn, "__qualname__", "fn"), root=True)
         for i, (path, v) in enumerate(leaves):
             if not _is_tensor(v) and not isinstance(v, _SCALARS):  # scalars: in the key
@@ -377,10 +379,9 @@ class _Builder:
         out.append("v = len(d)")
         self._guard(out, f"v == {len(d)}", f"{where} attribute count", str(len(d)))
         module = _is_module(obj)
-        if module:
-            self.modules[id(obj)] = self.roots[k]
+        self.owners[id(obj)] = (self.roots[k], module)
         for name, v in list(d.items()):
-            plain_attr = module and name not in _REGISTRIES
+            plain_attr = not module or name not in _REGISTRIES
             if module and name == "_buffers" and isinstance(v, dict):
                 self.buffers_of[id(v)] = id(obj)   # (its buffers are slots like attributes)
             self._value(out, f"d.get({name!r}, M)", v, f"{where}.{name}", depth,
@@ -473,6 +474,15 @@ class _Builder:
 
     def _func(self, fn, where: str, root: bool = False) -> None:
         """A function: the globals its code names, its closure cells, its bound self."""
+        if (root and not isinstance(fn, (types.FunctionType, types.MethodType))
+                and isinstance(getattr(type(fn), "__call__", None), types.FunctionType)):
+            # A callable object compiled: its state, then its ``__call__``'s code. (It was
+            # not walked at all: ``self.scale`` changed, replays kept the traced value.)
+            self._value(self.plain, f"R[{self._root(fn)}]()", fn, type(fn).__name__, 0)
+            if _library(type(fn)):
+                return
+            self._func(type(fn).__call__, f"{type(fn).__qualname__}.__call__")
+            return
         self_obj = getattr(fn, "__self__", None)
         if self_obj is not None and not isinstance(self_obj, types.ModuleType):
             if root:

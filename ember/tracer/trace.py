@@ -401,11 +401,12 @@ class Tracer:
         return t
 
     def attr_write(self, obj, name: str, value, old=None) -> None:
-        """``obj.name = value`` on a module (a plain attribute or a buffer): a tensor this
-        call made (not an argument or a tensor from before the call, whose replay would
-        need another source), or None, is assigned again by each replay; anything else
-        ends the record for that slot. ``old``: what the slot held (kept from the first
-        write: the value a replay finds there when it starts)."""
+        """``obj.name = value`` on a module (a plain attribute or a buffer), or, seen after
+        the call, on another object the function reaches: a tensor this call made (not an
+        argument or a tensor from before the call, whose replay would need another
+        source), or None, is assigned again by each replay; anything else ends the record
+        for that slot. ``old``: what the slot held (kept from the first write: the value a
+        replay finds there when it starts)."""
         key = (id(obj), name)
         self.attr_old.setdefault(key, old)
         if value is None or (isinstance(value, _Tensor) and id(value) in self.env
