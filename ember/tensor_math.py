@@ -382,6 +382,16 @@ class TensorMath:
         if type(value) is int and self.dtype.np.kind in "iu":
             from ember.dispatch import check_fits
             check_fits("masked_fill", value, self.dtype)
+        if type(value) in (bool, int, float) and self.dtype.np.kind == "f":
+            # In this dtype at once, as torch: through the default dtype, a float64
+            # tensor's 0.1 became 0.10000000149 and -finfo(float64).max became -inf
+            # (x-transformers masks float64 attention so), and too large a value for
+            # this dtype raises instead of becoming inf.
+            if math.isfinite(value) and abs(value) > dtypes.finfo(self.dtype).max:
+                raise RuntimeError(f"masked_fill: value cannot be converted to type "
+                                   f"{self.dtype.name} without overflow")
+            from ember.dispatch import constant
+            return where(mask, constant(value, self.dtype, self.device), self)
         return where(mask, _as_tensor_like(value, self).to(self.dtype), self)
 
     # ---- reductions -------------------------------------------------------------------

@@ -1070,3 +1070,21 @@ def test_inplace_activations_backward_as_torch(name):
     (yt * yt).sum().backward()
     np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(w.grad.numpy(), wt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_masked_fill_takes_the_value_in_the_tensors_dtype():
+    # float64 went through the default dtype: 0.1 became 0.10000000149 and
+    # -finfo(float64).max became -inf (x-transformers' float64 attention: NaN rows)
+    m = ember.tensor([True, False])
+    x = ember.zeros(2, dtype=ember.float64)
+    assert x.masked_fill(m, 0.1).tolist() == [0.1, 0.0]
+    big = -ember.finfo(ember.float64).max
+    assert x.masked_fill(m, big).tolist() == [big, 0.0]
+    x.masked_fill_(m, 0.1)
+    assert x.tolist() == [0.1, 0.0]
+    compiled = ember.compile(lambda t, k: t.masked_fill(k, 0.1))
+    for _ in range(3):
+        assert compiled(ember.zeros(2, dtype=ember.float64), m).tolist() == [0.1, 0.0]
+    with pytest.raises(RuntimeError, match="without overflow"):
+        ember.zeros(2).masked_fill(m, big)   # as torch: not silently -inf
+    assert ember.zeros(2).masked_fill(m, float("-inf")).tolist()[0] == float("-inf")
