@@ -7,18 +7,25 @@
 """
 from __future__ import annotations
 
-from ember.compiler import allow_in_graph, disable, reset
+import sys
+import types
+
+from ember.compiler import allow_in_graph, disable, is_compiling, reset
 from ember.tracer.dynamic import mark_dynamic, mark_static
 
-__all__ = ["config", "reset", "allow_in_graph", "disable", "mark_dynamic", "mark_static"]
+__all__ = ["config", "reset", "allow_in_graph", "disable", "is_compiling", "mark_dynamic",
+           "mark_static"]
 
 
-class _Config:
-    """``torch._dynamo.config``'s settings that have a meaning here. An unknown name
-    raises AttributeError, as torch's config does: a setting ember would ignore is not
-    taken silently."""
+class _Config(types.ModuleType):
+    """``torch._dynamo.config``'s settings that have a meaning here, as a module (litgpt
+    does ``import torch._dynamo.config``). An unknown name raises AttributeError, as
+    torch's config does: a setting ember would ignore is not taken silently."""
 
-    __slots__ = ()
+    def __setattr__(self, name: str, value) -> None:
+        if not hasattr(type(self), name):
+            raise AttributeError(f"torch._dynamo.config has no setting {name!r} in ember")
+        super().__setattr__(name, value)
 
     @property
     def recompile_limit(self) -> int:
@@ -49,4 +56,18 @@ class _Config:
                              "ember.compile(fullgraph=True) to raise instead")
 
 
-config = _Config()
+    @property
+    def automatic_dynamic_shapes(self) -> bool:
+        """A size that changes between calls makes that dimension dynamic: ember's
+        ``dynamic=None`` default does so (litgpt sets it True)."""
+        return True
+
+    @automatic_dynamic_shapes.setter
+    def automatic_dynamic_shapes(self, value: bool) -> None:
+        if not value:
+            raise ValueError("pass dynamic=False to ember.compile to keep every size "
+                             "static")
+
+
+config = _Config(__name__ + ".config")
+sys.modules[config.__name__] = config   # ``import torch._dynamo.config``

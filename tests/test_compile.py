@@ -839,6 +839,16 @@ def test_reset_and_dynamo_config():
     ember._dynamo.config.suppress_errors = True
     with pytest.raises(AttributeError):
         ember._dynamo.config.no_such_setting = 1
+    # litgpt: ``import torch._dynamo.config``, ``torch._dynamo.is_compiling()``,
+    # ``config.automatic_dynamic_shapes = True`` (what dynamic=None does)
+    import importlib
+    assert importlib.import_module("ember._dynamo.config") is ember._dynamo.config
+    assert ember._dynamo.is_compiling() is False
+    inside = ember.compile(lambda a: a + 1 if ember._dynamo.is_compiling() else a)
+    assert inside(x).tolist() == (x + 1).tolist()   # (the trace ran compiling)
+    ember._dynamo.config.automatic_dynamic_shapes = True
+    with pytest.raises(ValueError, match="dynamic=False"):
+        ember._dynamo.config.automatic_dynamic_shapes = False
 
 
 def test_results_that_are_dataclasses_and_dict_subclasses_replay_fresh_values():
