@@ -61,8 +61,10 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     # place. ``_vver`` is the version at which the view's history was last made, and
     # ``_vmeta`` says how it was made (None, "no_grad", or (function, output index) for
     # functions returning several views). The last three are set only on views.
+    # (``__dict__``: attributes programs put on tensors, as torch's take them, such as
+    # ``param.is_shared = True`` or BERT-pytorch's ``pe.require_grad = False``)
     __slots__ = ("_data", "_rg", "_grad", "_node", "_vc", "_base", "_view", "_vver", "_vmeta",
-                 "_retains_grad", "_device", "_xp", "__weakref__")
+                 "_retains_grad", "_device", "_xp", "__weakref__", "__dict__")
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
 
     def __init__(self, *args: Any, dtype=None, device=None, requires_grad: bool = False) -> None:
@@ -297,6 +299,9 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         Tensor._init(t, self._data.copy(), self.requires_grad)
         if self.grad is not None:
             t.grad = self.grad.__deepcopy__(memo)
+        if self.__dict__:   # attributes a program set on it, copied as torch's are
+            import copy
+            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return t
 
     def __reduce_ex__(self, protocol):

@@ -1088,3 +1088,18 @@ def test_masked_fill_takes_the_value_in_the_tensors_dtype():
     with pytest.raises(RuntimeError, match="without overflow"):
         ember.zeros(2).masked_fill(m, big)   # as torch: not silently -inf
     assert ember.zeros(2).masked_fill(m, float("-inf")).tolist()[0] == float("-inf")
+
+
+def test_tensors_take_attributes_as_torchs():
+    # BERT-pytorch's positional embedding sets ``pe.require_grad = False`` (a typo torch
+    # takes); programs mark parameters (``p.is_shared = True``)
+    import copy
+    t = ember.ones(2)
+    t.require_grad = False
+    t.tag = {"k": 1}
+    assert t.tag == {"k": 1} and not t.requires_grad
+    c = copy.deepcopy(t)
+    assert c.tag == {"k": 1} and c.tag is not t.tag
+    p = nn.Parameter(ember.ones(2))
+    p.is_shared = True
+    assert copy.deepcopy(p).is_shared
