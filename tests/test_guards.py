@@ -633,3 +633,25 @@ def test_a_compiled_callable_object_is_guarded():
             assert f(x).tolist() == s(x).tolist()
         if i == 3:
             assert any("ember.compile of Scaler" in str(m.message) for m in w)
+
+
+def test_a_deque_the_code_reads_is_guarded():
+    # the DQN tutorial's optimize_model starts ``if len(memory) < BATCH_SIZE: return``
+    # over a deque: its length was not guarded, so the early return replayed forever
+    # and the policy never trained, silently
+    import collections
+    memory = collections.deque([], maxlen=100)
+    w = ember.ones(2)
+
+    def optimize():
+        if len(memory) < 3:
+            return None
+        return (w * len(memory)).sum()
+
+    f = ember.compile(optimize)
+    for i in range(6):
+        memory.append(i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got, want = f(), optimize()
+        assert (got is None) == (want is None) and (got is None or got.item() == want.item())

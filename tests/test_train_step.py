@@ -449,3 +449,21 @@ def test_zero_grad_at_the_end_of_a_step_that_found_gradients():
     np.testing.assert_allclose(model.weight.detach().numpy(), twin.weight.detach().numpy(),
                                rtol=1e-6)
     assert compiled.stats()["cache_hits"] >= 1
+
+
+def test_a_numpy_learning_rate_is_read_at_every_call_too():
+    # BERT-pytorch's ScheduledOptim computes its lr with np.power: a np.float64, which
+    # was guarded by value, so every lr change recompiled (then the cache filled)
+    w = nn.Parameter(ember.ones(3))
+    opt = ember.optim.Adam([w], lr=1e-3)
+
+    @ember.compile
+    def step(x):
+        opt.zero_grad()
+        (w * x).sum().backward()
+        opt.step()
+
+    for i in range(1, 9):
+        opt.param_groups[0]["lr"] = np.float64(1e-3 * i)
+        step(ember.ones(3))
+    assert step.stats()["compiles"] == 1 and step.stats()["cache_hits"] >= 5

@@ -15,6 +15,7 @@ from ember import dispatch as _dispatch
 from ember.autograd import enable_grad, no_grad
 from ember import dtypes
 from ember.tensor import Tensor, zeros, zeros_like
+from ember.tracer.guards import RUNTIME_NUMBERS
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -121,7 +122,7 @@ class Optimizer:
         (``if momentum != 0``), on nothing else."""
         v = group[name] if index is None else group[name][index]
         tracer = _dispatch.tracer
-        if tracer is None or isinstance(v, Tensor) or type(v) not in (int, float):
+        if tracer is None or isinstance(v, Tensor) or type(v) not in RUNTIME_NUMBERS:
             return v
         return tracer.python_input(group, name, index)
 

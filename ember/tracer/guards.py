@@ -28,7 +28,9 @@ has not moved, the (many) module guards are skipped as a block.
 """
 from __future__ import annotations
 
+import collections
 import dis
+import itertools
 import math
 import types
 import weakref
@@ -52,6 +54,9 @@ MAX_GUARDS = 4000
 MAX_ARRAY_BYTES = 1 << 16
 
 _SCALARS = (bool, int, float, complex, str, bytes, type(None))
+# The number types of an optimizer setting read at every call (Optimizer._hyper): NumPy's
+# too (BERT-pytorch's ScheduledOptim computes its lr with np.power: a np.float64)
+RUNTIME_NUMBERS = (int, float, np.float64, np.float32, np.int64, np.int32)
 _SKIP_MODULES = ("ember", "numpy", "cupy", "torch", "builtins", "functools", "typing",
                  "collections", "abc", "math", "threading", "weakref", "enum", "re")
 
@@ -325,7 +330,7 @@ class _Builder:
     def _walk(self, obj, where: str, depth: int, gated: bool) -> None:
         k = self._root(obj)
         out = self.gated if gated else self.plain
-        if isinstance(obj, (list, tuple, dict)):
+        if isinstance(obj, (list, tuple, dict, collections.deque)):
             out.append(f"d = R[{k}]()")
             out.append("v = len(d)")
             self._guard(out, f"v == {len(obj)}", f"{where} length", str(len(obj)))
@@ -340,7 +345,7 @@ class _Builder:
                                     named=key in self.keys,
                                     slot=None if owner is None else (owner, key))
             else:
-                for i, v in enumerate(obj[:MAX_ITEMS]):
+                for i, v in enumerate(itertools.islice(obj, MAX_ITEMS)):
                     self._value(out, f"d[{i}]", v, f"{where}[{i}]", depth)
             return
         if isinstance(obj, types.ModuleType):
@@ -462,12 +467,12 @@ class _Builder:
             expr = f"R[{k}]().param_groups[{i}].get({name!r}, M)"
             if j is not None:
                 expr = f"{expr}[{j}]"
-            if (id(group), name, j) in read and type(v) in (int, float):
-                sign = (v > 0) - (v < 0)
+            if (id(group), name, j) in read and type(v) in RUNTIME_NUMBERS:
+                sign = int(v > 0) - int(v < 0)
                 out.append(f"v = {expr}")
-                self._guard(out, f"type(v) is {type(v).__name__} and (v > 0) - (v < 0) == "
-                            f"{sign}", what, f"a {type(v).__name__} of sign {sign} "
-                            "(read at every call)")
+                self._guard(out, f"type(v) is R[{self._const(type(v))}]() and int(v > 0) - "
+                            f"int(v < 0) == {sign}", what, f"a {type(v).__name__} of sign "
+                            f"{sign} (read at every call)")
             else:
                 self._value(out, expr, v, what, MAX_DEPTH)
         return out
@@ -622,7 +627,9 @@ def _walkable(v) -> bool:
         return not _library(v)
     if _is_tensor(v):
         return False
-    if type(v) in (list, tuple, dict) or isinstance(v, dict):
+    if type(v) in (list, tuple, dict) or isinstance(v, (dict, collections.deque)):
+        # (a deque too: the DQN tutorial's replay memory; its length went unguarded and
+        # a compiled ``if len(memory) < BATCH_SIZE: return`` kept returning)
         return True
     if _is_module(v) or _is_optimizer(v) or _is_scheduler(v):
         return True
