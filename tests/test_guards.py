@@ -655,3 +655,30 @@ def test_a_deque_the_code_reads_is_guarded():
             warnings.simplefilter("ignore")
             got, want = f(), optimize()
         assert (got is None) == (want is None) and (got is None or got.item() == want.item())
+
+
+def test_an_attribute_name_does_not_guard_a_global_of_that_name():
+    # ``batch.action`` put "action" in co_names, so the DQN tutorial's global loop
+    # variable ``action``, rebound every step, was guarded: a recompile per call
+    import collections
+    batch_type = collections.namedtuple("Batch", ("action",))
+    ns = {"ember": ember, "action": ember.zeros(1)}
+    exec("def step(batch, x):\n    return (x * batch.action).sum()\n", ns)
+    f = ember.compile(ns["step"])
+    b, x = batch_type(ember.ones(3)), ember.ones(3)
+    for i in range(6):
+        ns["action"] = ember.tensor([float(i)])
+        assert f(b, x).item() == 3.0
+    assert f.stats()["compiles"] == 1
+
+
+def test_globals_read_through_globals_are_still_guarded():
+    ns = {"ember": ember, "scale": 2.0}
+    exec("def g(x):\n    return x * globals()['scale']\n", ns)
+    f = ember.compile(ns["g"])
+    x = ember.ones(2)
+    assert f(x).tolist() == [2.0, 2.0] and f(x).tolist() == [2.0, 2.0]
+    ns["scale"] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert f(x).tolist() == [5.0, 5.0]

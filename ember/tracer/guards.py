@@ -507,7 +507,7 @@ class _Builder:
             self.keys.update(k for k in c.co_consts if isinstance(k, (str, int)))
         glb = fn.__globals__
         gk = self._root(glb)
-        for name in sorted({n for c in codes for n in c.co_names}):
+        for name in sorted(_global_names(codes)):
             if name in glb and ("global", gk, name) not in self.seen:
                 self.seen[("global", gk, name)] = 1
                 self._value(self.plain, f"R[{gk}]().get({name!r}, M)", glb[name],
@@ -610,6 +610,27 @@ def _is_module(v) -> bool:
 def _is_optimizer(v) -> bool:
     from ember.optim.optimizer import Optimizer
     return isinstance(v, Optimizer)
+
+
+_GLOBAL_OPS = frozenset(("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME",
+                         "STORE_NAME", "DELETE_NAME"))
+
+
+def _global_names(codes: list) -> set:
+    """The global names the code objects read or write: ``co_names`` also holds the
+    attribute names (``batch.action``), whose globals of the same name (the DQN
+    tutorial's loop variable ``action``) were guarded and recompiled every call. Code
+    that reads globals some other way (``globals()["scale"]``) gets every name and string
+    constant it has (such a read was not guarded at all)."""
+    names = set()
+    for c in codes:
+        if "globals" in c.co_names or "vars" in c.co_names or "eval" in c.co_names:
+            names.update(c.co_names)
+            names.update(k for k in c.co_consts if isinstance(k, str))
+            continue
+        names.update(ins.argval for ins in dis.get_instructions(c)
+                     if ins.opname in _GLOBAL_OPS)
+    return names
 
 
 def _is_scheduler(v) -> bool:
