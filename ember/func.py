@@ -25,7 +25,7 @@ from ember import autograd
 from ember.tracer.pytree import flatten, unflatten
 from ember.tensor import Tensor, stack, zeros_like
 
-__all__ = ["functional_call", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd",
+__all__ = ["stack_module_state", "replace_all_batch_norm_modules_", "functional_call", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd",
            "hessian", "vmap"]
 
 
@@ -285,37 +285,105 @@ def hessian(func: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 def vmap(func: Callable, in_dims: Any = 0, out_dims: Any = 0, randomness: str = "error",
          *, chunk_size: int | None = None) -> Callable:
     """``func`` mapped over dim ``in_dims`` of its arguments (None: not mapped; a tuple:
-    one per argument), the results stacked along ``out_dims``. Each index is one call
-    of ``func`` (see the module docstring).
+    one per argument, each an int, None, or a tree of them matching that argument), the
+    results stacked along ``out_dims``. Arguments and results may be nested tuples,
+    lists and dicts of tensors (torch.func's per-sample gradients: ``vmap(grad(f),
+    in_dims=(None, 0))(params, x)`` gives a dict). Each index is one call of ``func``
+    (see the module docstring).
 
     >>> vmap(lambda v: v.dot(v))(ember.tensor([[1.0, 2.0], [3.0, 4.0]]))
     tensor([ 5., 25.])
     """
+    from ember.utils._pytree import tree_flatten, tree_unflatten
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         dims = in_dims if isinstance(in_dims, (tuple, list)) else (in_dims,) * len(args)
         if len(dims) != len(args):
             raise ValueError(f"vmap: in_dims has {len(dims)} entries for {len(args)} "
                              f"arguments")
-        sizes = {a.shape[d] for a, d in zip(args, dims) if d is not None}
+        leaves, specs = [], []
+        for k, (a, d) in enumerate(zip(args, dims)):
+            flat, spec = tree_flatten(a)
+            flat_dims = [d] * len(flat) if d is None or isinstance(d, int) else tree_flatten(d)[0]
+            if len(flat_dims) != len(flat):
+                raise ValueError(f"vmap: in_dims[{k}] does not match the structure of "
+                                 f"argument {k}")
+            leaves.append(list(zip(flat, flat_dims)))
+            specs.append(spec)
+        sizes = {x.shape[d] for arg in leaves for x, d in arg
+                 if d is not None and isinstance(x, Tensor)}
         if not sizes:
             raise ValueError("vmap: at least one argument must be mapped over (in_dims all "
                              "None)")
         if len(sizes) > 1:
             raise ValueError(f"vmap: the mapped dims have different sizes {sorted(sizes)}")
         (n,) = sizes
-        results = [func(*(a if d is None else a[(slice(None),) * (d % a.ndim) + (i,)]
-                          for a, d in zip(args, dims)), **kwargs) for i in range(n)]
-        return _stack_outputs(results, out_dims)
+
+        def call(i: int) -> Any:
+            sliced = [tree_unflatten([x if d is None or not isinstance(x, Tensor) else
+                                      x[(slice(None),) * (d % x.ndim) + (i,)]
+                                      for x, d in arg], spec)
+                      for arg, spec in zip(leaves, specs)]
+            return func(*sliced, **kwargs)
+        return _stack_outputs([call(i) for i in range(n)], out_dims)
     return wrapper
 
 
 def _stack_outputs(results: list, out_dims: Any) -> Any:
-    first = results[0]
-    if isinstance(first, (tuple, list)):
-        dims = out_dims if isinstance(out_dims, (tuple, list)) else (out_dims,) * len(first)
-        return type(first)(_stack_outputs([r[k] for r in results], dims[k])
-                            for k in range(len(first)))
-    if not isinstance(first, Tensor):
-        from ember.tensor import tensor
-        results = [tensor(r) for r in results]
-    return stack(results, out_dims)
+    """The per-index results (trees of tensors or numbers) stacked leaf by leaf."""
+    from ember.utils._pytree import tree_flatten, tree_unflatten
+    flat, spec = tree_flatten(results[0])
+    dims = [out_dims] * len(flat) if isinstance(out_dims, int) else tree_flatten(out_dims)[0]
+    if len(dims) != len(flat):
+        raise ValueError("vmap: out_dims does not match the structure of the result")
+    columns = zip(*[tree_flatten(r)[0] for r in results])
+    stacked = []
+    for column, d in zip(columns, dims):
+        if not isinstance(column[0], Tensor):
+            from ember.tensor import tensor
+            column = [tensor(v) for v in column]
+        stacked.append(stack(list(column), d))
+    return tree_unflatten(stacked, spec)
+
+
+def stack_module_state(models: Sequence[Any]) -> tuple[dict, dict]:
+    """The parameters and buffers of same-class ``models``, each stacked along a new
+    first dim (new leaves that require grad where the originals do), for ``vmap`` over
+    ``functional_call``: torch.func's model ensembling.
+
+    >>> params, buffers = stack_module_state([nn.Linear(2, 2) for _ in range(3)])
+    >>> params["weight"].shape
+    ember.Size([3, 2, 2])
+    """
+    if not models:
+        raise RuntimeError("stack_module_state: Expected at least one model, got 0.")
+    if len({m.training for m in models}) != 1:
+        raise RuntimeError("stack_module_state: Expected all models to have the same "
+                           "training/eval mode.")
+    if len({type(m) for m in models}) != 1:
+        raise RuntimeError("stack_module_state: Expected all models to be of the same class.")
+
+    def stacked(named: list[dict]) -> dict:
+        out = {}
+        for key in named[0]:
+            ts = [n[key] for n in named]
+            grads = {t.requires_grad for t in ts}
+            if len(grads) != 1:
+                raise RuntimeError(f"Expected {key} from each model to have the same "
+                                   ".requires_grad")
+            t = stack([x.detach() for x in ts])
+            out[key] = t.requires_grad_() if grads == {True} else t
+        return out
+    return (stacked([dict(m.named_parameters()) for m in models]),
+            stacked([dict(m.named_buffers()) for m in models]))
+
+
+def replace_all_batch_norm_modules_(root: Any) -> Any:
+    """Make every batch norm of ``root`` use batch statistics only (no running
+    statistics), in place, so that ``vmap`` over it updates no state; returns ``root``."""
+    from ember.nn.norm import _BatchNorm
+    for module in root.modules():
+        if isinstance(module, _BatchNorm):
+            module.running_mean = module.running_var = module.num_batches_tracked = None
+            module.track_running_stats = False
+    return root
