@@ -72,16 +72,19 @@ def _same(a, b) -> bool:
                                               rtol=1e-5, atol=1e-6)
 
 
+def _build(src: str, seed: int, label: str):
+    """The program's module, an eager twin, the compiled module and the data source."""
+    ns = {"nn": nn, "ember": ember, "__name__": "attr_fuzz_program"}   # (user code)
+    exec(compile(src, f"<{label} {seed}>", "exec"), ns)
+    ember.manual_seed(seed)
+    m = ns["M"]()
+    return m, copy.deepcopy(m), ember.compile(m), np.random.default_rng(seed)
+
+
 def _run(seed: int) -> list[str]:
     rng = random.Random(seed)
     src = _program(rng)
-    ns = {"nn": nn, "__name__": "attr_fuzz_program"}   # (user code, not "builtins")
-    exec(compile(src, f"<attr fuzz {seed}>", "exec"), ns)
-    ember.manual_seed(seed)
-    m = ns["M"]()
-    twin = copy.deepcopy(m)
-    cm = ember.compile(m)
-    data = np.random.default_rng(seed)
+    m, twin, cm, data = _build(src, seed, "attr fuzz")
     bad = []
     for call in range(8):
         x = ember.tensor(data.standard_normal((2, 3)).astype(np.float32))
@@ -150,13 +153,7 @@ def _state_program(rng: random.Random) -> str:
 def _run_state(seed: int) -> tuple[list[str], int]:
     rng = random.Random(seed)
     src = _state_program(rng)
-    ns = {"nn": nn, "ember": ember, "__name__": "attr_fuzz_program"}
-    exec(compile(src, f"<state fuzz {seed}>", "exec"), ns)
-    ember.manual_seed(seed)
-    m = ns["M"]()
-    twin = copy.deepcopy(m)
-    cm = ember.compile(m)
-    data = np.random.default_rng(seed)
+    m, twin, cm, data = _build(src, seed, "state fuzz")
     for call in range(12):
         if call > 2 and rng.random() < 0.4:   # the caller changes a state between calls
             change = rng.choice(OUTSIDE)
