@@ -55,7 +55,6 @@ class _Config(types.ModuleType):
                              "(the reason is in stats()['fallbacks']); use "
                              "ember.compile(fullgraph=True) to raise instead")
 
-
     @property
     def automatic_dynamic_shapes(self) -> bool:
         """A size that changes between calls makes that dimension dynamic: ember's

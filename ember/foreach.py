@@ -1,8 +1,8 @@
 """torch's ``_foreach_*`` functions: one op over lists of tensors, as optimizers and EMA
 helpers call them (timm's ``ModelEmaV3``: ``_foreach_lerp_``; lion-pytorch's foreach
 step). Each is the Tensor method applied per item, giving a tuple; the ``_``-suffixed
-forms update the first list in place and return it. The second operand may be a list of tensors, a list
-of numbers, one number or one tensor (broadcast to every item).
+forms update the first list in place and return it. The second operand may be a list of
+tensors, a list of numbers, one number or one tensor (broadcast to every item).
 
 >>> import ember
 >>> xs = [ember.ones(2), ember.zeros(3)]

@@ -25,8 +25,8 @@ from ember import autograd
 from ember.tracer.pytree import flatten, unflatten
 from ember.tensor import Tensor, stack, zeros_like
 
-__all__ = ["stack_module_state", "replace_all_batch_norm_modules_", "functional_call", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd",
-           "hessian", "vmap"]
+__all__ = ["functional_call", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd",
+           "hessian", "vmap", "stack_module_state", "replace_all_batch_norm_modules_"]
 
 
 # ---- functional_call ------------------------------------------------------------------

@@ -76,8 +76,8 @@ def _same_captured(a: Trace, b: Trace, upto: int) -> bool:
 
 def _read_from_slots(tracer: Tracer, graph: Graph, written: list,
                      slots: dict) -> tuple[frozenset, frozenset]:
-    """Make captured inputs that a module attribute or buffer held "attr" inputs, read
-    from their slot at every call: the old values of slots the call assigns anew (a
+    """Make captured inputs that an object's attribute (or a module's buffer) held "attr"
+    inputs, read from their slot at every call: the old values of slots the call assigns anew (a
     state fed back, ``self.h = f(self.h)``; DINO's ``self.center`` buffer), and tensors
     the call only read from a slot (``slots``: what the slots held when it started), such
     as a batch that pix2pix's ``set_input`` leaves in ``self.real_A`` before each step.
@@ -207,29 +207,11 @@ class Entry:
         slots = self.guards.tensor_slots() if self.guards is not None else {}
         with tracing(tracer), watch_output():
             result = self.owner.fn(*args, **kwargs)
-            if hyper:   # (read at every call: a write in the call is not replayed)
-                changed = [w for (w, a), (_, b) in zip(hyper, self.guards.hyperparameters())
-                           if a is not b and a != b]
-                if changed:
-                    tracer.fail(f"the function changes {changed[0]} (an lr scheduler stepped "
-                                "inside it?), which a compiled replay would not; this "
-                                "signature runs eagerly")
-            if any(isinstance(a, (list, dict, tuple)) for a in (*args, *kwargs.values())):
-                changed = pytree.changed_leaf(leaves, pytree.flatten_call(args, kwargs)[0])
-                if changed:   # (whisper's kv cache: ``cache[k] = cat([cache[k], new])``)
-                    tracer.fail(f"the function changes its argument {changed} (stores into a "
-                                "list or dict it was given), which a compiled replay would "
-                                "not do; this signature runs eagerly")
+            self._after_call(tracer, args, kwargs, leaves, hyper, slots)
             if _global_rngs() != rngs:
                 tracer.fail("the function draws from Python's or NumPy's global random "
                             "numbers: a replay would repeat the traced draws (ember's own "
                             "random functions replay fresh draws)")
-            for refs in slots.values():   # (objects that are not Modules: seen here)
-                for ref, name, module, old in refs:
-                    obj = ref()
-                    now = None if module or obj is None else pytree.slot_value(obj, name, None)
-                    if isinstance(now, Tensor) and now is not old:
-                        tracer.attr_write(obj, name, now, old)
             # Tensors the call assigned to attributes and left there: extra results, which
             # every replay assigns again (pytree.AttrWrites)
             written = [(ref, name, t) for ref, name, t in tracer.attr_writes.values()
@@ -259,6 +241,32 @@ class Entry:
                       written=tuple((ref, name) for ref, name, _ in written), fed=fed,
                       read_slots=read)
         return result, trace, snapshot
+
+    def _after_call(self, tracer: Tracer, args, kwargs, leaves, hyper: list,
+                    slots: dict) -> None:
+        """What the traced call changed that a replay would not see: the optimizers'
+        settings (``hyper``, as they were before), the lists and dicts it was given; and
+        the tensors it assigned to attributes of objects that are not Modules (``slots``,
+        as they were before), which replays assign too."""
+        if hyper:   # (read at every call: a write in the call is not replayed)
+            changed = [w for (w, a), (_, b) in zip(hyper, self.guards.hyperparameters())
+                       if a is not b and a != b]
+            if changed:
+                tracer.fail(f"the function changes {changed[0]} (an lr scheduler stepped "
+                            "inside it?), which a compiled replay would not; this signature "
+                            "runs eagerly")
+        if any(isinstance(a, (list, dict, tuple)) for a in (*args, *kwargs.values())):
+            changed = pytree.changed_leaf(leaves, pytree.flatten_call(args, kwargs)[0])
+            if changed:   # (whisper's kv cache: ``cache[k] = cat([cache[k], new])``)
+                tracer.fail(f"the function changes its argument {changed} (stores into a "
+                            "list or dict it was given), which a compiled replay would not "
+                            "do; this signature runs eagerly")
+        for refs in slots.values():   # (a Module's writes reached the tracer as they came)
+            for ref, name, module, old in refs:
+                obj = ref()
+                now = None if module or obj is None else pytree.slot_value(obj, name, None)
+                if isinstance(now, Tensor) and now is not old:
+                    tracer.attr_write(obj, name, now, old)
 
     def first_call(self, args, kwargs, leaves):
         owner = self.owner
@@ -419,7 +427,7 @@ class Entry:
             if now != m:
                 return f"captured tensor {i} changed {m} -> {now}"
             data[i] = array_of(t)
-        for reader in self.fed:   # a state fed back: read from its slot, laid out as traced
+        for reader in self.fed:   # tensors read from slots at every call: laid out as traced
             t = reader()
             if t is None:
                 return f"{reader.name!r} no longer holds a tensor"
