@@ -245,21 +245,24 @@ def jacrev(func: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = Fal
         args = list(args)
         for a in nums:
             args[a] = _tracked(args[a])
+        from ember.utils._pytree import tree_flatten, tree_unflatten
         with autograd.enable_grad():
             result = func(*args, **kwargs)
             out, aux = result if has_aux else (result, None)
-            flat = out.reshape(-1)
-            rows = [flat[i] for i in range(flat.shape[0])]
+            outs, spec = tree_flatten(out)   # (a tuple of outputs: one Jacobian each)
+            rows = [[flat[i] for i in range(flat.shape[0])]
+                    for flat in (o.reshape(-1) for o in outs)]
         xs = [args[a] for a in nums]
-        rows = [_plain(_grads(r, xs, graph=not top), top) for r in rows]
-        jacs = []
-        for k, x in enumerate(xs):
-            if rows:
-                j = stack([r[k] for r in rows]).reshape(tuple(out.shape) + tuple(x.shape))
-            else:
-                j = out.new_zeros(tuple(out.shape) + tuple(x.shape))
-            jacs.append(j)
-        j = jacs[0] if isinstance(argnums, int) else tuple(jacs)
+        per_output = []
+        for o, o_rows in zip(outs, rows):
+            grads = [_plain(_grads(r, xs, graph=not top), top) for r in o_rows]
+            jacs = []
+            for k, x in enumerate(xs):
+                shape = tuple(o.shape) + tuple(x.shape)
+                jacs.append(stack([g[k] for g in grads]).reshape(shape) if grads
+                            else o.new_zeros(shape))
+            per_output.append(jacs[0] if isinstance(argnums, int) else tuple(jacs))
+        j = tree_unflatten(per_output, spec)
         return (j, _plain(aux, top)) if has_aux else j
     return wrapper
 

@@ -62,3 +62,24 @@ def test_replace_all_batch_norm_modules_uses_batch_statistics():
     y = net.eval()(x)   # batch statistics even in eval mode, as torch's
     np.testing.assert_allclose(y.mean(0).detach().numpy(), net[1].bias.detach().numpy(),
                                atol=1e-5)
+
+
+def test_jacrev_of_tuple_outputs_and_hessian_of_two_arguments_as_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    w, b, x = (rng.standard_normal(s) for s in [(4, 3), (4,), (3,)])
+
+    def f(mod, tw, tb):
+        return mod.nn.functional.linear(mod.tensor(x), tw, tb).tanh().sum()
+
+    he = ember.func.hessian(lambda a, c: f(ember, a, c), argnums=(0, 1))(
+        ember.tensor(w), ember.tensor(b))
+    ht = torch.func.hessian(lambda a, c: f(torch, a, c), argnums=(0, 1))(
+        torch.tensor(w), torch.tensor(b))
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_allclose(he[i][j].numpy(), ht[i][j].numpy(), rtol=1e-10)
+    je = ember.func.jacrev(lambda a: (a.sin(), {"c": a.cos()}))(ember.tensor(x))
+    jt = torch.func.jacrev(lambda a: (a.sin(), {"c": a.cos()}))(torch.tensor(x))
+    np.testing.assert_allclose(je[1]["c"].numpy(), jt[1]["c"].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(je[0].numpy(), jt[0].numpy(), rtol=1e-12)
