@@ -479,8 +479,31 @@ def test_embedding_options_match_torch(kwargs):
 def test_embedding_errors():
     with pytest.raises(ValueError, match="Padding_idx must be within num_embeddings"):
         nn.Embedding(4, 2, padding_idx=4)
-    with pytest.raises(NotImplementedError, match="sparse"):
-        nn.Embedding(4, 2, sparse=True)(ember.tensor([1]))
+
+
+
+def test_sparse_embeddings_train_as_torchs_sparse_ones_with_sgd():
+    # DLRM's EmbeddingBag(sparse=True) raised; the gradient is dense here (no sparse
+    # layout), with the same values, so an SGD step with momentum equals torch's
+    for make in ("embedding", "bag"):
+        ours = (nn.Embedding(6, 3, sparse=True) if make == "embedding"
+                else nn.EmbeddingBag(6, 3, mode="sum", sparse=True))
+        theirs = (torch.nn.Embedding(6, 3, sparse=True) if make == "embedding"
+                  else torch.nn.EmbeddingBag(6, 3, mode="sum", sparse=True))
+        ours.weight.data.copy_(ember.tensor(theirs.weight.detach().numpy()))
+        oo = ember.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+        ot = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+        for idx in ([1, 2, 2], [4, 1, 0]):
+            index = [idx] if make == "bag" else idx
+            ours(ember.tensor(index)).pow(2).sum().backward()
+            theirs(torch.tensor(index)).pow(2).sum().backward()
+            assert theirs.weight.grad.is_sparse
+            oo.step()
+            ot.step()
+            oo.zero_grad()
+            ot.zero_grad()
+        np.testing.assert_allclose(ours.weight.detach().numpy(),
+                                   theirs.weight.detach().numpy(), rtol=1e-6)
 
 
 # ---- containers and import paths --------------------------------------------------------

@@ -429,14 +429,14 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None,
               max_norm: float | None = None, norm_type: float = 2.0,
               scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
     """Rows of ``weight`` picked by the integer tensor ``input`` (shape input.shape + [dim]).
+    ``sparse=True`` gives the same gradient, dense (ember has no sparse layout: see
+    ``ember.sparse``), so SGD and Adagrad steps equal torch's sparse ones.
 
     >>> F.embedding(ember.tensor([1, 0]), ember.eye(3)).shape
     ember.Size([2, 3])
     """
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise _not_tensor("embedding", input=input, weight=weight)
-    if sparse:
-        raise NotImplementedError("embedding: sparse=True (sparse gradients) is not supported")
     if input.is_floating_point() or input.dtype is dtypes.bool_:
         raise OpError("embedding", f"expected an integer index tensor, got {input.dtype.name}",
                       (input, weight))

@@ -53,9 +53,7 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Optional[Tensor] = Non
                          f"{weight.ndim}")
     if mode not in ("sum", "mean", "max"):
         raise ValueError(f"mode has to be one of sum, mean or max, but got {mode}")
-    if sparse:
-        raise NotImplementedError("embedding_bag: sparse=True (sparse gradients) is not "
-                                  "supported")
+    # (``sparse=True``: the same gradient, dense, as ``F.embedding``'s)
     if per_sample_weights is not None and tuple(input.shape) != tuple(per_sample_weights.shape):
         raise ValueError(f"embedding_bag: If per_sample_weights ({per_sample_weights.shape}) "
                          f"is not None, then it must have the same shape as the input "
