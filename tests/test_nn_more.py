@@ -481,7 +481,6 @@ def test_embedding_errors():
         nn.Embedding(4, 2, padding_idx=4)
 
 
-
 def test_sparse_embeddings_train_as_torchs_sparse_ones_with_sgd():
     # DLRM's EmbeddingBag(sparse=True) raised; the gradient is dense here (no sparse
     # layout), with the same values, so an SGD step with momentum equals torch's
