@@ -220,3 +220,39 @@ def test_a_state_made_an_alias_of_another_then_written_in_place(plain):
             x = ember.randn(2, 3)
             np.testing.assert_allclose(compiled(x).detach().numpy(),
                                        twin(x).detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_slot_assigned_a_tensor_from_before_the_call_is_no_input(plain):
+    # ``self.c = self.h`` assigns a tensor from before the call, which a replay cannot
+    # repeat; c was also read, and was taken for a slot the call only reads: after the
+    # caller put another tensor in c, replays kept it there (fuzzer seed 2121)
+    base = object if plain else nn.Module
+
+    class M(base):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+            self.h, self.c = ember.zeros(2, 3), ember.ones(2, 3)
+            self.h0 = self.h
+
+        def __call__(self, x):
+            return self.forward(x) if plain else super().__call__(x)
+
+        def forward(self, x):
+            y = self.lin(x) + self.c
+            self.c = self.h
+            return y
+
+    model = M()
+    twin, compiled = copy.deepcopy(model), ember.compile(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for call in range(8):
+            if call == 5:
+                for m in (model, twin):
+                    m.c = ember.full((2, 3), 0.3)
+            x = ember.randn(2, 3)
+            np.testing.assert_allclose(compiled(x).detach().numpy(),
+                                       twin(x).detach().numpy(), rtol=1e-6)
+            assert (model.c is model.h) == (twin.c is twin.h)

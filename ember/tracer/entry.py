@@ -90,7 +90,9 @@ def _read_from_slots(tracer: Tracer, graph: Graph, written: list,
     olds = [tracer.attr_old.get((id(ref()), name)) for ref, name, _ in written]
     candidates = [(ref, name, old) for (ref, name, _), old in zip(written, olds)
                   if sum(o is old for o in olds) == 1]
-    assigned = {(id(ref()), name) for ref, name, _ in written}
+    # (every slot the call assigned, replayably or not: ``self.c = self.h`` assigns a
+    # tensor from before the call, which a replay cannot; such a slot is no input)
+    assigned = set(tracer.attr_old)
     for refs in slots.values():
         if len(refs) == 1 and (id(refs[0][0]()), refs[0][1]) not in assigned:
             ref, name, _, v = refs[0]

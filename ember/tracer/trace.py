@@ -408,7 +408,7 @@ class Tracer:
         for that slot. ``old``: what the slot held (kept from the first write: the value a
         replay finds there when it starts)."""
         key = (id(obj), name)
-        self.attr_old.setdefault(key, old)
+        self.attr_old.setdefault(key, old)   # (every slot the call assigned has a key here)
         if value is None or (isinstance(value, _Tensor) and id(value) in self.env
                              and id(value) not in self.input_of):
             self.attr_writes[key] = (weakref.ref(obj), name, value)
