@@ -25,8 +25,7 @@ def _check(n, name: str) -> None:
 
 
 def set_num_threads(int: int) -> None:  # noqa: A002  (torch's parameter name)
-    """Set how many threads ember's parallel CPU kernels and NumPy's BLAS use
-    (torch.set_num_threads, which covers torch's BLAS too).
+    """Set how many threads ember's parallel CPU kernels use (torch.set_num_threads).
 
     >>> ember.set_num_threads(2)
     """
@@ -35,10 +34,6 @@ def set_num_threads(int: int) -> None:  # noqa: A002  (torch's parameter name)
     if int <= 0:
         raise RuntimeError("set_num_threads expects a positive integer")
     _num_threads = int
-    # (programs call torch.set_num_threads(1) to share a machine: OpenBLAS kept its
-    # threads, and its GEMMs, contended, took 20-60 ms where 0.1 ms would do)
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(limits=int, user_api="blas")
 
 
 def get_num_threads() -> int:

@@ -42,16 +42,6 @@ def test_num_threads_default_and_errors(restore_threads):
     assert ember.get_num_interop_threads() >= 1
 
 
-def test_set_num_threads_limits_the_blas_too(restore_threads):
-    # torch.set_num_threads covers torch's BLAS; ember's left OpenBLAS on every core, so
-    # a program sharing a machine with set_num_threads(1) had its GEMMs contended
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    ember.set_num_threads(1)
-    blas = [p["num_threads"] for p in threadpoolctl.threadpool_info()
-            if p["user_api"] == "blas"]
-    assert blas and all(n == 1 for n in blas)
-
-
 class _Counting:
     """Stands for the kernel pool: counts the shares handed to other threads."""
 
