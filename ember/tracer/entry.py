@@ -117,6 +117,17 @@ def _read_from_slots(tracer: Tracer, graph: Graph, written: list,
     return frozenset(fed), frozenset(read)
 
 
+def _traced_meta(source, array, node) -> tuple:
+    """What a plan built for input ``source`` assumed: its tensor's metadata now (the
+    strides of its sizes of 1 included: a snapshot copy has others), or, where it holds
+    none any more (a ``.grad`` the call itself set to None, as ``zero_grad()`` at the end
+    of a step does), the traced value's."""
+    t = source.current()
+    if t is not None:
+        return meta(t)
+    return (tuple(array.shape), node.dtype.name, str(node.device), array.strides)
+
+
 def _same_array(sa, sb) -> bool:
     """Captured inputs that are NumPy arrays made tensors inside the call: the same if
     they are the same memory (a replay reads the first, which sees in-place writes), or
@@ -477,10 +488,7 @@ class Entry:
         with phases.collecting() as acc:   # seconds per phase, for explain() and logs
             sg = run_pipeline(sg, log=passlog)
             seg.graph = sg
-            # (what each read when traced: a ``.grad`` the call itself set to None, as
-            # ``zero_grad()`` at the end of a step does, is None by now)
-            seg.captured = [(n, s, (tuple(env[n].shape), sg[n].dtype.name, str(sg[n].device),
-                                    env[n].strides))
+            seg.captured = [(n, s, _traced_meta(s, env[n], sg[n]))
                             for n, s in sg.sources.items()
                             if s.kind in ("captured", "grad", "value", "attr")]
             seg.checked = [None] * len(seg.captured)   # (none compared to the new meta)
