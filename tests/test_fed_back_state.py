@@ -185,21 +185,44 @@ def test_layers_that_are_plain_objects_keep_their_outputs():
     assert compiled.stats()["cache_hits"] >= 2
 
 
+def _base(plain: bool) -> type:
+    """nn.Module, or a plain class calling its ``forward`` (nn-zero-to-hero's layers)."""
+    if not plain:
+        return nn.Module
+
+    class Plain:
+        def __call__(self, x):
+            return self.forward(x)
+    return Plain
+
+
+def _replays_equal_eager(model, change, check=None, calls: int = 8, at: int = 5) -> None:
+    """``model`` compiled against an eager copy; ``change`` applied to both before call
+    ``at``; ``check(model, twin)`` after every call."""
+    twin, compiled = copy.deepcopy(model), ember.compile(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for call in range(calls):
+            if call == at:
+                for m in (model, twin):
+                    change(m)
+            x = ember.randn(2, 3)
+            np.testing.assert_allclose(compiled(x).detach().numpy(),
+                                       twin(x).detach().numpy(), rtol=1e-6)
+            if check is not None:
+                check(model, twin)
+
+
 @pytest.mark.parametrize("plain", [False, True])
 def test_a_state_made_an_alias_of_another_then_written_in_place(plain):
     # after ``m.h = m.h0`` the state written in place is also the one read as h0: the
     # two slots were two inputs of the plan, and the compiled forward/backward pair (not
     # checked for shared memory) read h0 before the write eager sees through the alias
-    base = object if plain else nn.Module
-
-    class M(base):
+    class M(_base(plain)):
         def __init__(self):
             super().__init__()
             self.lin = nn.Linear(3, 3)
             self.h, self.h0 = ember.zeros(2, 3), ember.ones(2, 3)
-
-        def __call__(self, x):
-            return self.forward(x) if plain else super().__call__(x)
 
         def forward(self, x):
             y = self.lin(x)
@@ -209,17 +232,9 @@ def test_a_state_made_an_alias_of_another_then_written_in_place(plain):
             self.h = self.h.tanh() + 0.1
             return y
 
-    model = M()
-    twin, compiled = copy.deepcopy(model), ember.compile(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for call in range(8):
-            if call == 5:
-                for m in (model, twin):
-                    m.h = m.h0
-            x = ember.randn(2, 3)
-            np.testing.assert_allclose(compiled(x).detach().numpy(),
-                                       twin(x).detach().numpy(), rtol=1e-6)
+    def alias(m):
+        m.h = m.h0
+    _replays_equal_eager(M(), alias)
 
 
 @pytest.mark.parametrize("plain", [False, True])
@@ -227,32 +242,21 @@ def test_a_slot_assigned_a_tensor_from_before_the_call_is_no_input(plain):
     # ``self.c = self.h`` assigns a tensor from before the call, which a replay cannot
     # repeat; c was also read, and was taken for a slot the call only reads: after the
     # caller put another tensor in c, replays kept it there (fuzzer seed 2121)
-    base = object if plain else nn.Module
-
-    class M(base):
+    class M(_base(plain)):
         def __init__(self):
             super().__init__()
             self.lin = nn.Linear(3, 3)
             self.h, self.c = ember.zeros(2, 3), ember.ones(2, 3)
             self.h0 = self.h
 
-        def __call__(self, x):
-            return self.forward(x) if plain else super().__call__(x)
-
         def forward(self, x):
             y = self.lin(x) + self.c
             self.c = self.h
             return y
 
-    model = M()
-    twin, compiled = copy.deepcopy(model), ember.compile(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for call in range(8):
-            if call == 5:
-                for m in (model, twin):
-                    m.c = ember.full((2, 3), 0.3)
-            x = ember.randn(2, 3)
-            np.testing.assert_allclose(compiled(x).detach().numpy(),
-                                       twin(x).detach().numpy(), rtol=1e-6)
-            assert (model.c is model.h) == (twin.c is twin.h)
+    def refill(m):
+        m.c = ember.full((2, 3), 0.3)
+
+    def same_aliasing(model, twin):
+        assert (model.c is model.h) == (twin.c is twin.h)
+    _replays_equal_eager(M(), refill, same_aliasing)
