@@ -18,6 +18,7 @@ from ember.ops.registry import OPS, OpDef
 from ember.devices import array_module
 
 Tensor = None  # bound by ember.tensor at import (the two modules need each other)
+SymScalar = None  # bound by ember.tracer.symbolic: a symbolic Python-number argument
 
 
 class _TracerState(threading.local):
@@ -277,6 +278,11 @@ def iadd(t, o):
 
 def constant(value, dtype: dtypes.DType, device):
     """A 0-dim tensor for a Python scalar taking part in an op (a literal in traces)."""
+    if type(value) is SymScalar:   # a symbolic argument: the graph reads it (symbolic.py)
+        t = value.operand(dtype, device)
+        if t is not None:
+            return t
+        value = value.value
     xp = array_module(device)
     try:
         array = xp.asarray(value, dtype=dtype.np)
@@ -342,6 +348,8 @@ def _prepare_elementwise(op: OpDef, args):
         for a in operands:
             if type(a) is int:
                 check_fits(op.name, a, dt)
+            elif type(a) is SymScalar and type(a.value) is int:   # (in range: symbolic.py)
+                check_fits(op.name, a.value, dt)
     out = []
     for i, a in enumerate(args):
         if i == 0 and rule == "where":

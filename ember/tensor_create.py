@@ -76,6 +76,11 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
     if isinstance(data, _tensor.Tensor):
         t = data.detach().to(dtype=dtype, device=device, copy=True)
         return t.requires_grad_(requires_grad) if requires_grad else t
+    if type(data) is _dispatch_mod.SymScalar:   # a number read at every call
+        t = _symbolic_fill((), data, dtype, device)
+        if t is not None:
+            return t.requires_grad_(True) if requires_grad else t
+        data = data.value
     dev = factory_device(device)
     xp = array_module(dev)
     if dtype is None:
@@ -149,7 +154,24 @@ def _factory_dtype(dtype) -> DType:
     return dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
 
 
+def _symbolic_fill(shape: tuple, value, dtype, device) -> Tensor | None:
+    """A new tensor of ``shape`` filled with a symbolic number (tracer/symbolic.py), read
+    from the graph's input as eager's constant would hold it; None where the number must
+    be plain (a dtype it is not exact in: the caller then fills with the value)."""
+    dt = dtypes.as_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(value)
+    t = value.operand(dt, factory_device(device))
+    if t is None:
+        return None
+    t = t.to(factory_device(device))
+    return t.expand(shape).contiguous() if shape else t.clone()
+
+
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    if type(fill_value) is _dispatch_mod.SymScalar:   # a number read at every call
+        t = _symbolic_fill(_shape_arg((size,)), fill_value, dtype, device)
+        if t is not None:
+            return t.requires_grad_(True) if requires_grad else t
+        fill_value = fill_value.value
     if dtype is None:
         dtype = dtypes.scalar_dtype(fill_value)
     t = dispatch("full", shape=_shape_arg((size,)), value=fill_value, dtype=dtypes.as_dtype(dtype),

@@ -382,7 +382,8 @@ class TensorMath:
         if type(value) is int and self.dtype.np.kind in "iu":
             from ember.dispatch import check_fits
             check_fits("masked_fill", value, self.dtype)
-        if type(value) in (bool, int, float) and self.dtype.np.kind == "f":
+        # (isinstance, not type(): a symbolic number, tracer/symbolic.py, takes this path)
+        if isinstance(value, (bool, int, float)) and self.dtype.np.kind == "f":
             # In this dtype at once, as torch: through the default dtype, a float64
             # tensor's 0.1 became 0.10000000149 and -finfo(float64).max became -inf
             # (x-transformers masks float64 attention so), and too large a value for

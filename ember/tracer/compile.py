@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from ember import dispatch as _dispatch
 from ember.nn.module import STRUCTURE_VERSION, Module
+from ember.tensor import Tensor
 from ember.tracer import events, fastpath, pytree
 from ember.tracer import admission
 from ember.tracer.admission import SizeAdmission
@@ -42,6 +43,7 @@ from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F4
                                   VerificationError, eager_mode, env_flag, global_eager,
                                   set_eager)
 from ember.tracer.segments import segments
+from ember.tracer.symbolic import Symbols, hold, same_path
 
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CompileError", "VerificationError",
            "eager_mode", "set_eager", "env_flag", "DEFAULT_CACHE_LIMIT"]
@@ -83,6 +85,7 @@ class CompiledFunction:
         self.fn = fn
         self.mode = mode
         self.fullgraph = fullgraph
+        self.symbols = self._new_symbols()    # which numbers vary (symbolic.py)
         # None: DEFAULT_CACHE_LIMIT, DYNAMIC_CACHE_LIMIT once sizes vary (limit())
         self.cache_limit = cache_limit
         self.cache: dict[Any, Entry] = {}      # (key, n) -> Entry, in creation order
@@ -120,8 +123,14 @@ class CompiledFunction:
             self._unstable.clear()
             self._last_key = None
             self.dynamic = DynamicDims(self._dynamic_setting)
+            self.symbols = self._new_symbols()
             self._sizes = SizeAdmission()
             self.arena = Arena()
+
+    def _new_symbols(self) -> Symbols:
+        # (verify and fullgraph modes compile per value: their answers stay per trace)
+        plain = self.mode == "default" and not self.fullgraph
+        return Symbols(self._dynamic_setting if plain else False)
 
     def __get__(self, obj, objtype=None):  # decorating a method binds like a function
         return self if obj is None else functools.partial(self, obj)
@@ -138,6 +147,8 @@ class CompiledFunction:
         if self.mode == "eager" or global_eager[0] or _dispatch.tracer is not None:
             return self.fn(*args, **kwargs)  # nested calls are traced inline
         leaves, spec = pytree.flatten_call(args, kwargs)
+        if self.symbols.positions:   # symbolic numbers as 0-dim tensors (symbolic.py)
+            leaves = self.symbols.convert(leaves)
         key = key_fields(leaves, spec)   # a CallKey's fields: see key.py
         with self._lock:
             self.counters["calls"] += 1
@@ -245,7 +256,8 @@ class CompiledFunction:
         """Make ``entry`` (just hit) the one the next call tries first, through its fast
         function, built once per entry (None where it needs the generic path). Only the
         single entry of its key: with several, the generic lookup's order decides."""
-        if len(self._by_key.get(key, ())) != 1 or entry.state != "ready":
+        if (len(self._by_key.get(key, ())) != 1 or entry.state != "ready"
+                or self.symbols.positions):   # (the fast function reads arguments as given)
             self._fast = None
             return
         if entry.fast is False:
@@ -261,6 +273,10 @@ class CompiledFunction:
                 return None, ""
             return None, CallKey(*key).diff(self._last_key)
         for e in entries:
+            if e.predicates:   # branches on symbolic numbers (symbolic.py)
+                reason = hold(e.predicates, leaves)
+                if reason:
+                    continue
             if e.guards is None or e.state == "eager":
                 return e, ""
             i = e.guards.check(leaves)
@@ -297,18 +313,56 @@ class CompiledFunction:
         if reason:
             self._recompiled(reason)
         self.notes += self.dynamic.learn(key, leaves, self._by_key)
+        # Numbers seen varying: this call, traced with the plain number, is watched for
+        # type() tests; the first trace with symbols is checked against its trace.
+        traced = {k: es[0] for k, es in self._by_key.items() if es and es[0].traces}
+        probe = bool(self.symbols.learn(key, leaves, traced))
+        sym = self.symbols
+        first_symbolic = sym.reference is not None and any(
+            i < len(leaves) and isinstance(leaves[i][1], Tensor) for i, _ in sym.positions)
         with COMPILE_LOCK:
             entry = Entry(self, GuardSet(self.fn, leaves, STRUCTURE_VERSION),
                           self.dynamic.sizes(leaves))
             entry.last_used = self.counters["calls"]
+            entry.watch_code = probe
             # An exception (the user's, a KeyboardInterrupt) leaves no entry behind.
             result = entry.first_call(args, kwargs, leaves)
+        if probe:
+            self.notes.append(sym.probed(entry, entry.codes, leaves))
+        elif first_symbolic:
+            self._first_symbolic(entry)
+        if entry.specialized:
+            paths = sym.give_up()
+            self.notes.append(f"{', '.join(paths)} varied, but the function uses the value "
+                              f"as a Python number ({entry.specialized}): it is compiled "
+                              "once per value")
+            return result, entry
         key = self._last_key = CallKey(*key)   # the stored key has names (inspect reads them)
         self.cache[(key, id(entry))] = entry
         self._by_key.setdefault(key, []).append(entry)
         events.publish("entry_created", self, entry, key, reason or "first call")
         self._check_stable(key, entry, leaves)
         return result, entry
+
+    def _first_symbolic(self, entry) -> None:
+        """The first trace with symbolic numbers: it must have run the tensor ops the
+        probing call's trace ran (else it is not kept: ``entry.specialized``); once it
+        has, the entries made per value of those numbers go (no call reaches them)."""
+        sym = self.symbols
+        if not entry.traces or entry.specialized:
+            return
+        symbolic = {i for i, _ in sym.positions}
+        if hold(entry.predicates, sym.reference_leaves):
+            return   # (it branched elsewhere than the probing call: a later entry checks)
+        if not same_path(entry.traces[0], sym.reference.traces[0], symbolic):
+            entry.specialized = ("it ran other tensor ops than with the plain number: a "
+                                 "test of type()?")
+            return
+        sym.reference = None
+        for old in list(self._by_key):
+            if any(i < len(old.leaves) and old.leaves[i][0] == "V" for i in symbolic):
+                for e in list(self._by_key[old]):
+                    self._drop(old, e)
 
     def _check_stable(self, key, entry, leaves) -> None:
         """After a traced call: did the call change the Python state its trace read (a
@@ -474,10 +528,12 @@ def compile(model: Callable | None = None, *, fullgraph: bool = False,
 
     torch.compile's signature: ``dynamic`` None compiles for the first call's sizes and
     makes a dim dynamic once a call changes it, True makes every dim dynamic, False none;
-    kernels over dynamic dims are compiled once for every size (``tracer/dynamic.py``).
-    ``mode``: torch's modes ("reduce-overhead", "max-autotune", ...) all run ember's one
-    pipeline; ember's own are "eager" (run as written, to debug) and "verify" (check every
-    replay against eager). ``backend``: "inductor" (or None) is ember's code generator,
+    kernels over dynamic dims are compiled once for every size (``tracer/dynamic.py``);
+    unless False, an int or float argument that changes becomes a run-time value, one
+    entry for every value (``tracer/symbolic.py``). ``mode``: torch's modes
+    ("reduce-overhead", "max-autotune", ...) all run ember's one pipeline; ember's own
+    are "eager" (run as written, to debug) and "verify" (check every replay against
+    eager). ``backend``: "inductor" (or None) is ember's code generator,
     "eager"/"aot_eager" run as written. ``options`` (Inductor's settings) have nothing to
     tune here and are accepted as given. ``name`` names the function in ``stats()`` and
     ``explain()``. ``disable=True`` returns ``model`` itself. ``recompile_limit`` (or

@@ -39,6 +39,7 @@ from ember.tracer.printing import watch_output
 from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
                                  verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
+from ember.tracer.symbolic import CodeWatch, Context, SymScalar
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
                                    segment_graph, segments, trace_through, walk)
 from ember.tracer.trace import ARRAY_INPUT, Tracer, copy_same_layout, tracing
@@ -193,6 +194,10 @@ class Entry:
         self.branch_builds = 0   # paths compiled for new values at breaks (after call 2)
         self.replays = 0         # calls replayed to their end through the segment tree
         self.autograd_plans = None   # CompiledAutograd, False if unavailable, None: not yet
+        self.specialized = ""   # why a trace with symbolic arguments used their values
+        self.watch_code = False   # record the code objects the trace runs (symbolic.py)
+        self.predicates: list = []   # the branches its traces took on symbolic numbers
+        self.codes = None
         self.fast = False   # fastpath.build's function, None if not eligible, False: not yet
         # The working memory every plan of this entry shares, and the owner's other
         # entries too: a function runs one call at a time (its lock), so the sizes of a
@@ -218,9 +223,31 @@ class Entry:
         rngs = _global_rngs()
         hyper = self.guards.hyperparameters() if self.guards is not None else []
         slots = self.guards.tensor_slots() if self.guards is not None else {}
+        symbols = self.owner.symbols
+        ctx = Context()
+        call_args, call_kwargs = symbols.substitute(args, kwargs, leaves, ctx)
         with tracing(tracer), watch_output():
-            result = self.owner.fn(*args, **kwargs)
-            self._after_call(tracer, args, kwargs, leaves, hyper, slots)
+            watch = CodeWatch() if self.watch_code else None
+            try:
+                if watch is not None:
+                    watch.start()
+                result = self.owner.fn(*call_args, **call_kwargs)
+            except BaseException as e:
+                if ctx.made:   # (it may be the symbols' doing: give them up)
+                    ctx.close()
+                    note = (f"ember.compile: {self.owner.__name__} raised while traced with "
+                            f"{', '.join(symbols.give_up())} as symbolic values; they are "
+                            "compiled once per value from now on")
+                    e.add_note(note)
+                    self.owner.notes.append(note)
+                raise
+            finally:
+                if watch is not None:
+                    watch.stop()
+                    self.codes = watch.codes
+            del call_args, call_kwargs   # (the symbols' escape check counts references)
+            self._after_call(tracer, args, kwargs, symbols.originals(leaves, args, kwargs),
+                             hyper, slots)
             if _global_rngs() != rngs:
                 tracer.fail("the function draws from Python's or NumPy's global random "
                             "numbers: a replay would repeat the traced draws (ember's own "
@@ -231,6 +258,18 @@ class Entry:
                        if ref() is not None and pytree.slot_value(ref(), name) is t]
             traced = pytree.AttrWrites(result, written) if written else result
             out_leaves, out_spec = pytree.flatten(traced, results=True)
+            if ctx.made:   # a symbolic argument in the result: the value, and no symbol
+                if any(type(v) is SymScalar for _, v in out_leaves):
+                    ctx.specialize("the result holds a symbolic argument")
+                    out_leaves = [(p, v.value if type(v) is SymScalar else v)
+                                  for p, v in out_leaves]
+                    result = pytree.unflatten(out_spec, [v for _, v in out_leaves])
+                reason = ctx.close()
+                if reason and self.traces:   # (a first trace: the owner gives it up)
+                    tracer.fail(f"the trace depends on the value: {reason}")
+                self.specialized = reason
+                if not reason:   # (the calls this entry serves: compile._lookup)
+                    self.predicates += ctx.predicates
             for path, v in out_leaves:
                 if not isinstance(v, (Tensor, _ATOMS)):
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
@@ -285,6 +324,9 @@ class Entry:
         owner = self.owner
         result, trace, snapshot = self._trace(args, kwargs, leaves)
         owner.counters["compiles"] += 1
+        if self.specialized:   # not kept: its symbols compile per value (symbolic.py)
+            self.state = "eager"
+            return result
         if trace.failed:
             self.state = "eager"
             owner._fallback(trace.failed, trace.failed_at)

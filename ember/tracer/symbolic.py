@@ -1,0 +1,530 @@
+"""Python numbers given as arguments that change between calls: one entry for every value.
+
+torch.compile's automatic dynamic for ints is the model. With ``dynamic=None`` (the
+default), when a call differs from an earlier one only in the value of an ``int`` or a
+``float`` passed as a top-level argument (a diffusion timestep, a position, a
+temperature), that argument becomes *symbolic*: from then on every call hands it to the
+compiled code as a 0-dim input (int64 or float64, which hold the Python number exactly),
+so one entry serves every value instead of one entry, and one set of kernels, per value.
+``dynamic=True`` does the same (the trace of the first value checks the symbolic one:
+``same_path``); ``dynamic=False`` never makes a number symbolic.
+
+The trace runs the function with a ``SymScalar`` standing for the number. It records,
+as graph ops on that input, only what it can compute exactly as Python does: ``+``,
+``-``, ``*`` with other numbers, ``//`` and ``%`` of an int by a constant, ``/`` by a
+constant, ``-x``, ``abs(x)``; and a tensor op that takes it as a scalar operand
+(``x * t``) reads it in the op's dtype, as it reads a Python number. Everything else that
+needs the number itself (a branch or a comparison, a shape, an index, ``float()``,
+formatting, NumPy, a division by it) *specializes*: it gets the plain value, and the
+trace is marked as depending on it. Such a trace is not kept: that argument compiles once
+per value from then on, as before it became symbolic. So is a trace where the symbol
+reaches the result or outlives the call (kept in an object or a list). A replay therefore
+differs from eager only in what the trace recorded as ops on the input.
+
+>>> f = ember.compile(lambda x, t: x * t + 1)
+>>> out = [f(ember.ones(3), t) for t in range(5)]   # t=0; then one entry for every t
+>>> f.stats()["cache_entries"]
+1
+"""
+from __future__ import annotations
+
+import copy
+import gc
+import operator
+import os
+import sys
+import sysconfig
+import weakref
+
+import numpy as np
+
+from ember import dispatch as _dispatch
+from ember import dtypes
+from ember.errors import user_frame
+from ember.tensor import Tensor
+
+INT_BOUND = 2 ** 31   # |an int argument| taken as symbolic (else: compiled per value)
+EXACT = 2 ** 53       # ints within this are exact in float64, and never overflow int64
+
+
+class Context:
+    """The symbols of one trace: why it specialized (empty: it did not), and weak
+    references to every ``SymScalar`` made, to find one that outlives the call."""
+
+    def __init__(self) -> None:
+        self.active = True
+        self.reasons: list[str] = []
+        self.made: list[weakref.ref] = []
+        # The branches the trace took on the numbers: (fn of the call's leaf values,
+        # the outcome traced, what it was, in words): the entry serves the calls whose
+        # numbers take the same ones (``hold``)
+        self.predicates: list[tuple] = []
+
+    def specialize(self, what: str) -> None:
+        if self.active and not self.reasons:
+            self.reasons.append(f"{what} at {user_frame()}")
+
+    def close(self) -> str:
+        """End of the traced call: from now on the symbols act as plain numbers. Returns
+        why the trace cannot serve other values ("" if it can). Call it once the caller
+        dropped its own references to the symbols (the arguments it passed)."""
+        self.active = False
+        if any(r() is not None for r in self.made):
+            gc.collect()   # (only a cycle can still hold one: rare)
+            kept = [s for s in (r() for r in self.made) if s is not None]
+            if kept:
+                if not self.reasons:
+                    self.reasons.append("a symbolic argument outlived the call (kept in "
+                                        "an object, a list or a closure)")
+                _replace(kept)
+        return self.reasons[0] if self.reasons else ""
+
+
+def _replace(kept: list) -> None:
+    """Put the plain number where the user's lists, dicts, objects and closures kept a
+    symbol (a stored one would otherwise stay a ``SymScalar``, which acts as the number
+    but is not one: ``type(x) is int`` fails). Other holders keep it."""
+    # (plain loops: a comprehension naming ``sym`` would make it a cell of this frame)
+    for sym in kept:
+        for holder in gc.get_referrers(sym):
+            if type(holder) is list:
+                for i in range(len(holder)):
+                    if holder[i] is sym:
+                        holder[i] = sym.value
+            elif type(holder) is dict:
+                for k, v in list(holder.items()):
+                    if v is sym:
+                        holder[k] = sym.value
+            elif type(holder) is _CELL:
+                holder.cell_contents = sym.value
+            elif isinstance(getattr(holder, "__dict__", None), dict):   # (3.11 may keep an
+                for k, v in list(vars(holder).items()):                 # object's inline)
+                    if v is sym:
+                        vars(holder)[k] = sym.value
+
+
+_CELL = type((lambda x: lambda: x)(0).__closure__[0])
+
+
+def _is_number(v) -> bool:
+    return type(v) is int or type(v) is float
+
+
+class SymScalar:
+    """A Python int or float argument during a trace: the value, and the 0-dim tensor
+    (int64/float64) that holds it in the graph. ``isinstance(s, int)`` holds as for the
+    number; ``type(s)`` is this class."""
+
+    __slots__ = ("tensor", "value", "bound", "ctx", "name", "fn", "__weakref__")
+
+    def __init__(self, tensor: Tensor, value, bound, ctx: Context, name: str, fn) -> None:
+        self.tensor, self.value, self.bound, self.ctx, self.name = tensor, value, bound, ctx, name
+        self.fn = fn   # its value from a call's leaf values, as Python computes it
+        ctx.made.append(weakref.ref(self))
+
+    @property
+    def __class__(self):   # isinstance(s, int / float / numbers.Number) as for the value
+        return type(self.value)
+
+    def _plain(self, what: str):
+        self.ctx.specialize(f"{what} of the symbolic argument {self.name}")
+        return self.value
+
+    # ---- what a scalar operand of a tensor op reads (dispatch.constant) ---------------
+    def operand(self, dt: dtypes.DType, device) -> Tensor | None:
+        """This number as a 0-dim operand of dtype ``dt`` in a tensor op, read from the
+        graph input; None where that would not equal eager's constant (then the value is
+        specialized and the caller makes the constant)."""
+        if not self.ctx.active:
+            return None
+        exact = (dt in (dtypes.float64, dtypes.float32, dtypes.float16, dtypes.bfloat16)
+                 or dt is dtypes.int64 or dt is dtypes.int32 and self.bound < 2 ** 31)
+        if not exact:
+            self._plain(f"a {dt.name} operand")
+            return None
+        t = self.tensor
+        return t if t.dtype is dt else t.to(dt)
+
+    # ---- arithmetic recorded in the graph ---------------------------------------------
+    def _binary(self, other, name: str, reflected: bool):
+        if isinstance(other, Tensor):
+            return NotImplemented   # the tensor's own (reflected) operator does it
+        a, b = (other, self) if reflected else (self, other)
+        va = a.value if type(a) is SymScalar else a
+        vb = b.value if type(b) is SymScalar else b
+        value = _PYTHON[name](va, vb)   # raises where Python raises (1 // 0)
+        if not self.ctx.active:
+            return value
+        if not (type(other) is SymScalar or _is_number(other)):
+            return self._plain(f"'{name}' with a {type(other).__name__}")
+        floats = type(value) is float
+        divisor = b if name in ("div", "floor_divide", "remainder") else None
+        if divisor is not None and (type(divisor) is SymScalar
+                                    or name != "div" and floats):
+            # A division by the symbol raises in Python at 0 where a kernel would not;
+            # float // and % round as Python's fmod-based code, not as NumPy's.
+            return self._plain(f"'{name}'")
+        bound = None
+        if not floats:
+            ba = a.bound if type(a) is SymScalar else abs(a)
+            bb = b.bound if type(b) is SymScalar else abs(b)
+            bound = {"add": ba + bb, "sub": ba + bb, "mul": ba * bb,
+                     "floor_divide": ba + 1, "remainder": bb}[name]
+            if bound > EXACT:
+                return self._plain(f"'{name}' beyond 2**53")
+        ta, tb = _graph_operand(a, floats), _graph_operand(b, floats)
+        fa, fb, py = _fn(a), _fn(b), _PYTHON[name]
+        return SymScalar(_dispatch.dispatch(name, ta, tb), value, bound, self.ctx, self.name,
+                         lambda vals: py(fa(vals), fb(vals)))
+
+    def __add__(self, o): return self._binary(o, "add", False)
+    def __radd__(self, o): return self._binary(o, "add", True)
+    def __sub__(self, o): return self._binary(o, "sub", False)
+    def __rsub__(self, o): return self._binary(o, "sub", True)
+    def __mul__(self, o): return self._binary(o, "mul", False)
+    def __rmul__(self, o): return self._binary(o, "mul", True)
+    def __truediv__(self, o): return self._binary(o, "div", False)
+    def __rtruediv__(self, o): return self._binary(o, "div", True)
+    def __floordiv__(self, o): return self._binary(o, "floor_divide", False)
+    def __rfloordiv__(self, o): return self._binary(o, "floor_divide", True)
+    def __mod__(self, o): return self._binary(o, "remainder", False)
+    def __rmod__(self, o): return self._binary(o, "remainder", True)
+
+    def __neg__(self):
+        if not self.ctx.active:
+            return -self.value
+        f = self.fn
+        return SymScalar(_dispatch.dispatch("neg", self.tensor), -self.value, self.bound,
+                         self.ctx, self.name, lambda vals: -f(vals))
+
+    def __pos__(self):
+        return self if self.ctx.active else +self.value
+
+    def __abs__(self):
+        if not self.ctx.active:
+            return abs(self.value)
+        f = self.fn
+        return SymScalar(_dispatch.dispatch("abs", self.tensor), abs(self.value), self.bound,
+                         self.ctx, self.name, lambda vals: abs(f(vals)))
+
+    # ---- branches: the entry is guarded on their outcome --------------------------
+    def _branch(self, fn, what: str):
+        """A truth value the trace branches on (``bool(t)``, ``t > 3``): recorded with
+        its outcome, so the entry serves only calls whose numbers give the same."""
+        outcome = fn(None)
+        if self.ctx.active:
+            self.ctx.predicates.append((fn, outcome, f"{what} at {user_frame()}"))
+        return outcome
+
+    def __bool__(self):
+        f, v = self.fn, self.value
+        return self._branch(lambda vals: bool(v if vals is None else f(vals)),
+                            f"bool({self.name})")
+
+    # ---- everything else needs the number itself: specialize --------------------------
+    def __index__(self): return operator.index(self._plain("use as an index or size"))
+    def __int__(self): return int(self._plain("int()"))
+    def __float__(self): return float(self._plain("float()"))
+    def __complex__(self): return complex(self._plain("complex()"))
+    def __hash__(self): return hash(self._plain("hash()"))
+    def __repr__(self): return repr(self._plain("repr()"))
+    def __str__(self): return str(self._plain("str()"))
+    def __format__(self, spec): return format(self._plain("formatting"), spec)
+    def __round__(self, n=None): return round(self._plain("round()"), n)
+    def __trunc__(self): return self._plain("trunc()").__trunc__()
+    def __floor__(self): return self._plain("floor()").__floor__()
+    def __ceil__(self): return self._plain("ceil()").__ceil__()
+    def __copy__(self): return self._plain("copy()")
+    def __deepcopy__(self, memo): return copy.deepcopy(self._plain("deepcopy()"), memo)
+    def __reduce_ex__(self, protocol): return (type(self.value), (self._plain("pickling"),))
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._plain("conversion to a NumPy array"), dtype=dtype)
+
+    def __getattr__(self, name):   # .real, .is_integer(), .bit_length() ...
+        if name.startswith("__") or name in SymScalar.__slots__:
+            raise AttributeError(name)
+        return getattr(self._plain(f".{name}"), name)
+
+
+def _compare(op, symbol: str):
+    def method(self, other):
+        if not (type(other) is SymScalar or _is_number(other) or type(other) is bool):
+            v = other.value if type(other) is SymScalar else other
+            return op(self._plain(f"comparison '{op.__name__}' with a "
+                                  f"{type(other).__name__}"), v)
+        fa, fb = self.fn, _fn(other)
+        va, vb = self.value, other.value if type(other) is SymScalar else other
+        return self._branch(lambda vals: bool(op(va, vb) if vals is None
+                                              else op(fa(vals), fb(vals))),
+                            f"{self.name} {symbol} {other!r}" if type(other) is not SymScalar
+                            else f"{self.name} {symbol} {other.name}")
+    return method
+
+
+def _specializing(op, what: str, reflected: bool = False):
+    def method(self, other=None):
+        v = other.value if type(other) is SymScalar else other
+        x = self._plain(what)
+        return op(v, x) if reflected else op(x, v)
+    return method
+
+
+for _op, _symbol in ((operator.eq, "=="), (operator.ne, "!="), (operator.lt, "<"),
+                     (operator.le, "<="), (operator.gt, ">"), (operator.ge, ">=")):
+    setattr(SymScalar, f"__{_op.__name__}__", _compare(_op, _symbol))
+for _name, _op in (("pow", pow), ("divmod", divmod), ("and", operator.and_),
+                   ("or", operator.or_), ("xor", operator.xor), ("lshift", operator.lshift),
+                   ("rshift", operator.rshift)):
+    setattr(SymScalar, f"__{_name}__", _specializing(_op, f"'{_name}'"))
+    setattr(SymScalar, f"__r{_name}__", _specializing(_op, f"'{_name}'", reflected=True))
+SymScalar.__invert__ = lambda self: ~self._plain("'~'")
+_dispatch.SymScalar = SymScalar
+
+_PYTHON = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+           "div": operator.truediv, "floor_divide": operator.floordiv,
+           "remainder": operator.mod}
+
+
+def _fn(x):
+    """A SymScalar's value function, or a constant's."""
+    return x.fn if type(x) is SymScalar else (lambda vals: x)
+
+
+def _graph_operand(x, floats: bool):
+    """``x`` (a SymScalar or a plain number) as an operand of the graph op: the symbol's
+    tensor (float64 where the result is a float, as Python converts), or the number."""
+    if type(x) is SymScalar:
+        t = x.tensor
+        return t.to(dtypes.float64) if floats and t.dtype is not dtypes.float64 else t
+    return float(x) if floats else x
+
+
+# ---- the compiled function's side ----------------------------------------------------
+def _top_level(path: str) -> bool:
+    """``args[2]`` or ``kwargs['t']``: an argument itself, not a leaf inside a list or
+    dict (substituting one of those would mean rebuilding the caller's container)."""
+    if path.startswith("args["):
+        return path.endswith("]") and path[5:-1].isdigit()
+    return path.startswith("kwargs[") and path.count("[") == 1
+
+
+class CodeWatch:
+    """The code objects that run while it is on (``sys.setprofile``; off where another
+    profiler already is: then ``codes`` is None)."""
+
+    def __init__(self) -> None:
+        self.codes: set | None = None
+        self._prev = None
+
+    def start(self) -> None:
+        if sys.getprofile() is None:
+            self.codes = set()
+            codes = self.codes
+            sys.setprofile(lambda frame, event, arg: event == "call" and codes.add(
+                frame.f_code))
+
+    def stop(self) -> None:
+        if self.codes is not None:
+            sys.setprofile(None)
+
+
+_STDLIB = sysconfig.get_paths()["stdlib"]
+_OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the ember package
+# ember's dependencies run inside its ops, on arrays (the numbers reach them converted)
+_DEPENDENCIES = tuple(os.sep + name + os.sep
+                      for name in ("numpy", "llvmlite", "networkx", "ml_dtypes", "cupy"))
+
+
+def type_test(codes: set | None) -> str:
+    """Where code that ran, outside ember and the standard library, reads the builtin
+    ``type`` (``type(t) is int``, which a ``SymScalar`` fails, so a trace with one could
+    take another path than eager); "" if none does. (ember's own code calls ``type`` on
+    numbers only where a SymScalar takes the generic, hooked path, and its dependencies
+    see arrays; the standard library dispatches on ``__class__`` or falls back to the
+    protocols a SymScalar hooks.)"""
+    if codes is None:
+        return "another profiler is active (the check needs sys.setprofile)"
+    from ember.tracer.guards import _global_names
+    for c in codes:
+        f = os.path.abspath(c.co_filename)
+        if (c.co_filename.startswith("<frozen ") or f.startswith(_OWN)
+                or f.startswith(_STDLIB) and "-packages" not in f
+                or any(d in f for d in _DEPENDENCIES)):
+            continue
+        if "type" in _global_names([c]):
+            return f"{c.co_name} reads type() ({c.co_filename}:{c.co_firstlineno})"
+    return ""
+
+
+class Symbols:
+    """Which arguments of one compiled function are symbolic (see the module docstring):
+    ``learn`` from each missed call, ``convert`` each call's leaves."""
+
+    def __init__(self, mode: bool | None) -> None:
+        self.mode = mode
+        self.positions: list[tuple[int, str]] = []   # (leaf index, path), symbolic
+        self.static: set[str] = set()                 # paths that specialized
+        self.candidates: list[tuple[int, str]] = []   # seen varying: the call probes them
+        # The entry of the probing call (a trace with the plain number), until the first
+        # symbolic trace is checked against it (``same_path``)
+        self.reference = None
+        self.reference_leaves: list = []
+
+    def probed(self, entry, codes: set | None, leaves: list) -> str:
+        """A call with the plain number traced while its code was watched (``entry``):
+        the candidates turn symbolic from the next call on, unless code that ran tests
+        ``type()`` or the trace was not kept. Returns what happened, in words."""
+        paths = ", ".join(p for _, p in self.candidates)
+        why = type_test(codes) if entry.traces else "the call was not compiled"
+        if why:
+            self.static.update(p for _, p in self.candidates)
+            self.candidates = []
+            return f"{paths} varied; compiled once per value: {why}"
+        self.positions += self.candidates
+        self.candidates = []
+        self.reference, self.reference_leaves = entry, leaves
+        return f"{paths} varied: from the next call on, read as run-time values"
+
+    def learn(self, key: tuple, leaves: list, old_keys) -> list[int]:
+        """The leaves that become symbolic with this call: those in which ``key`` differs
+        from an earlier key (``old_keys``) only in an int or float value (tensors may
+        differ in their sizes too). Returns their indices (known ones excluded). Also
+        with ``dynamic=True``: the trace of the first value checks the symbolic one
+        (``same_path``)."""
+        if self.mode is False:
+            return []
+        known = {i for i, _ in self.positions}
+        found = set()
+        for old in old_keys:
+            found.update(scalar_changes(old, key, leaves) or ())
+        new = [i for i in sorted(found) if leaves[i][0] not in self.static and i not in known]
+        self.candidates = [(i, leaves[i][0]) for i in new]
+        return new
+
+    def convert(self, leaves: list) -> list:
+        """The leaves of a call with each symbolic int or float as a 0-dim tensor
+        (``leaves`` itself when there is none to convert)."""
+        out = None
+        for i, path in self.positions:
+            if i < len(leaves):
+                p, v = leaves[i]
+                if p == path and (type(v) is float or type(v) is int and -INT_BOUND <= v
+                                  <= INT_BOUND):
+                    if out is None:
+                        out = list(leaves)
+                    dt = np.int64 if type(v) is int else np.float64
+                    out[i] = (p, Tensor._wrap(np.asarray(v, dtype=dt)))
+        return leaves if out is None else out
+
+    def substitute(self, args: tuple, kwargs: dict, leaves: list, ctx: Context):
+        """The arguments to trace with: a ``SymScalar`` for each converted leaf."""
+        if not self.positions:
+            return args, kwargs
+        args, kwargs = list(args), dict(kwargs)
+        for i, path in self.positions:
+            if i >= len(leaves) or leaves[i][0] != path or not isinstance(leaves[i][1],
+                                                                          Tensor):
+                continue
+            t = leaves[i][1]
+            if path.startswith("args["):
+                k = int(path[5:-1])
+                v = args[k]
+                args[k] = SymScalar(t, v, abs(v) if type(v) is int else None, ctx, path,
+                                    operator.itemgetter(i))
+            else:
+                name = next(n for n in kwargs if f"kwargs[{n!r}]" == path)
+                v = kwargs[name]
+                kwargs[name] = SymScalar(t, v, abs(v) if type(v) is int else None, ctx,
+                                         path, operator.itemgetter(i))
+        return tuple(args), kwargs
+
+    def originals(self, leaves: list, args: tuple, kwargs: dict) -> list:
+        """``leaves`` with the caller's own numbers where ``convert`` put tensors."""
+        if not self.positions:
+            return leaves
+        from ember.tracer import pytree
+        plain = pytree.flatten_call(args, kwargs)[0]
+        return [plain[i] if isinstance(v, Tensor) and not isinstance(plain[i][1], Tensor)
+                else (p, v) for i, (p, v) in enumerate(leaves)]
+
+    def give_up(self) -> list[str]:
+        """A trace specialized: its symbolic arguments compile per value from now on."""
+        paths = [p for _, p in self.positions]
+        self.static.update(paths)
+        self.positions = []
+        self.reference = None
+        return paths
+
+
+class Values:
+    """A call's leaf values by index, numbers read from the 0-dim tensors ``convert``
+    made (what a predicate's function reads)."""
+
+    __slots__ = ("leaves",)
+
+    def __init__(self, leaves: list) -> None:
+        self.leaves = leaves
+
+    def __getitem__(self, i: int):
+        v = self.leaves[i][1]
+        return v._data.item() if isinstance(v, Tensor) else v
+
+
+def hold(predicates: list, leaves: list) -> str:
+    """"" if the call with ``leaves`` takes every branch the trace took on its numbers,
+    else the first it does not take, in words."""
+    vals = Values(leaves)
+    for fn, outcome, what in predicates:
+        try:
+            if fn(vals) != outcome:
+                return f"{what} was {outcome}, now {not outcome}"
+        except Exception as e:   # (1 / (t - 3) at t=3: not this entry's call)
+            return f"{what}: {type(e).__name__}"
+    return ""
+
+
+def tensor_ops(graph, symbolic: set) -> list:
+    """The ops of a traced graph on its input tensors' values, in order, as (op, dtype,
+    rank): not those computed from the ``symbolic`` input nodes, constants and factories
+    alone (a trace with the plain number did that arithmetic in Python, or made
+    constants of it)."""
+    out, derived = [], set(symbolic)   # (and the values made of constants alone)
+    for n in graph.nodes():
+        d = graph[n]
+        if d.op == "input":
+            continue
+        if all(a in derived for a in d.args if isinstance(a, int)):
+            derived.add(n)   # (a constant, a factory, an op on those or on the symbols)
+            continue
+        out.append((d.op, d.dtype, len(d.shape)))
+    return out
+
+
+def same_path(trace, reference, symbolic: set) -> bool:
+    """Whether a trace with the leaves ``symbolic`` as symbols ran the tensor ops that
+    ``reference``, a trace of an earlier call with (some of) them as plain numbers, ran:
+    a ``type(t) is int`` test (which a ``SymScalar`` fails) must not have sent it
+    elsewhere. (A leaf that was symbolic already in the reference is an input there.)"""
+    def ops(t):
+        return tensor_ops(t.graph, {n for n, i in t.arg_paths.items() if i in symbolic})
+    return ops(trace) == ops(reference)
+
+
+def scalar_changes(old: tuple, new: tuple, leaves: list) -> list | None:
+    """Indices of the top-level int/float leaves whose values differ between two keys
+    that are otherwise equal (tensors may differ in sizes only), else None."""
+    if (old[0] != new[0] or old[1] != new[1] or old[2] != new[2] or old[4] != new[4]
+            or len(old[3]) != len(new[3])):
+        return None
+    out = []
+    for i, (a, b) in enumerate(zip(old[3], new[3])):
+        if a == b:
+            continue
+        if a[0] == "V" and b[0] == "V" and a[1] == b[1] and a[1] in ("int", "float"):
+            if not _top_level(leaves[i][0]):
+                return None
+            out.append(i)
+        elif not (a[0] == "T" and b[0] == "T" and len(a[1]) == len(b[1]) and a[2:5] == b[2:5]):
+            return None
+    return out
