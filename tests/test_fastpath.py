@@ -539,11 +539,11 @@ def _fuzz_args(rng):
     return x, y, s
 
 
-def _fuzz(n_calls: int, seed: int) -> None:
+def _fuzz(n_calls: int, seed: int, dynamic: bool | None = False) -> None:
     rng = np.random.default_rng(seed)
-    # (dynamic=False: the scalar argument's values stay in the key, as the fast path
-    # checks them; a symbolic number takes the generic path, see symbolic.py)
-    c = ember.compile(_fuzz_fn, dynamic=False)
+    # (dynamic=False: the scalar argument's values stay in the key, which the fast path
+    # checks; None: it turns symbolic, which the fast path converts: symbolic.py)
+    c = ember.compile(_fuzz_fn, dynamic=dynamic)
     SCALE[0] = 0.5
     fast_answers = 0
     for i in range(n_calls):
@@ -579,6 +579,10 @@ def _fuzz(n_calls: int, seed: int) -> None:
 
 def test_fastpath_fuzz_short():
     _fuzz(150, 0)
+
+
+def test_fastpath_fuzz_with_a_symbolic_number():
+    _fuzz(150, 1, dynamic=None)
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F4
                                   VerificationError, eager_mode, env_flag, global_eager,
                                   set_eager)
 from ember.tracer.segments import segments
-from ember.tracer.symbolic import Symbols, hold, same_path
+from ember.tracer.symbolic import Symbols, comparable, hold, same_path
 
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CompileError", "VerificationError",
            "eager_mode", "set_eager", "env_flag", "DEFAULT_CACHE_LIMIT"]
@@ -256,8 +256,7 @@ class CompiledFunction:
         """Make ``entry`` (just hit) the one the next call tries first, through its fast
         function, built once per entry (None where it needs the generic path). Only the
         single entry of its key: with several, the generic lookup's order decides."""
-        if (len(self._by_key.get(key, ())) != 1 or entry.state != "ready"
-                or self.symbols.positions):   # (the fast function reads arguments as given)
+        if len(self._by_key.get(key, ())) != 1 or entry.state != "ready":
             self._fast = None
             return
         if entry.fast is False:
@@ -328,9 +327,12 @@ class CompiledFunction:
             # An exception (the user's, a KeyboardInterrupt) leaves no entry behind.
             result = entry.first_call(args, kwargs, leaves)
         if probe:
-            self.notes.append(sym.probed(entry, entry.codes, leaves))
+            self.notes.append(sym.probed(entry, entry.codes, leaves, key))
+            if sym.reference is entry:   # calls convert them now: per-value keys are dead
+                self._drop_per_value({i for i, _ in sym.positions})
+                return result, entry   # (its key no call reaches either; kept as reference)
         elif first_symbolic:
-            self._first_symbolic(entry)
+            self._first_symbolic(entry, key)
         if entry.specialized:
             paths = sym.give_up()
             self.notes.append(f"{', '.join(paths)} varied, but the function uses the value "
@@ -344,23 +346,27 @@ class CompiledFunction:
         self._check_stable(key, entry, leaves)
         return result, entry
 
-    def _first_symbolic(self, entry) -> None:
+    def _first_symbolic(self, entry, key: tuple) -> None:
         """The first trace with symbolic numbers: it must have run the tensor ops the
-        probing call's trace ran (else it is not kept: ``entry.specialized``); once it
-        has, the entries made per value of those numbers go (no call reaches them)."""
+        probing call's trace ran (else it is not kept: ``entry.specialized``)."""
         sym = self.symbols
         if not entry.traces or entry.specialized:
             return
         symbolic = {i for i, _ in sym.positions}
-        if hold(entry.predicates, sym.reference_leaves):
-            return   # (it branched elsewhere than the probing call: a later entry checks)
+        if (not comparable(sym.reference_key, key, symbolic)
+                or hold(entry.predicates, sym.reference_leaves)):
+            return   # (another dtype, or another branch: a later entry is checked)
         if not same_path(entry.traces[0], sym.reference.traces[0], symbolic):
             entry.specialized = ("it ran other tensor ops than with the plain number: a "
                                  "test of type()?")
             return
         sym.reference = None
+
+    def _drop_per_value(self, symbolic: set) -> None:
+        """Drop the entries keyed by values of the ``symbolic`` leaves: calls give those
+        as 0-dim tensors now, so no key of theirs can match again."""
         for old in list(self._by_key):
-            if any(i < len(old.leaves) and old.leaves[i][0] == "V" for i in symbolic):
+            if any(i < len(old[3]) and old[3][i][0] == "V" for i in symbolic):
                 for e in list(self._by_key[old]):
                     self._drop(old, e)
 

@@ -36,6 +36,7 @@ from ember.tracer import events, pytree
 from ember.tracer import key as _key
 from ember.tracer.events import clock
 from ember.tracer.options import global_eager
+from ember.tracer.symbolic import INT_BOUND, hold
 from ember.tracer.writeback import PURE, outputs, shares_written_memory
 
 MISS = object()   # "not this entry's call, or not the common case: take the generic path"
@@ -160,7 +161,7 @@ class _Writer:
                   ENTRY=entry, OWNER=owner, C=owner.counters, LOCK=owner._lock, EV=events,
                   clock=clock, OpError=OpError, copysign=math.copysign, WRAP=Tensor._wrap,
                   AMPKEY=_amp.key, DT=_dtypes, F32=_dtypes.float32, DEV=_devices._DEFAULT,
-                  CPU=_devices.CPU, DEFAULTS=_key.defaults)
+                  CPU=_devices.CPU, DEFAULTS=_key.defaults, ASARRAY=np.asarray)
         L.append("def fast(args):")
         segn, plan, steps = (self.name(seg, "SEG"), self.name(seg.plan, "PLAN"),
                              self.name(seg.plan.steps, "SL"))
@@ -171,9 +172,23 @@ class _Writer:
         if n:
             L.append(f"    {', '.join(names)}{',' if n == 1 else ''} = args")
         arrays = []
+        # Symbolic numbers (symbolic.py): the call gives the number, the plans its array
+        symbolic = {i for i, _ in owner.symbols.positions}
+        if symbolic:
+            L.append(f"    if OWNER.symbols.positions is not "
+                     f"{self.name(owner.symbols.positions, 'POS')}: {miss}")
         for i, part in enumerate(leaves):
             a = names[i]
-            if part[0] == "T":
+            if i in symbolic and part[0] == "T":
+                d = f"d{i}"
+                arrays.append(d)
+                if part[2] == np.int64:
+                    L.append(f"    if type({a}) is not int or not -{INT_BOUND} <= {a} <= "
+                             f"{INT_BOUND}: {miss}")
+                else:
+                    L.append(f"    if type({a}) is not float: {miss}")
+                L.append(f"    {d} = ASARRAY({a}, {self.name(part[2], 'DT')})")
+            elif part[0] == "T":
                 _, shape, dtype, device, rg, strides = part
                 t = self.types[i]
                 d = f"d{i}"
@@ -212,11 +227,15 @@ class _Writer:
         auto = _autograd(entry, self.key)
         leaves_used = not pure or auto != "never" or (guards is not None and guards.where
                                                       and "L[" in guards.source)
-        if leaves_used:   # the (path, value) leaves, as pytree.flatten_call makes them
+        if leaves_used or symbolic:   # the (path, value) leaves, as the generic path has
             paths = self.name([p for p, _ in pytree.flatten_call((None,) * n, {})[0]], "P")
-            L.append(f"    L = list(zip({paths}, args))")
+            values = ", ".join(f"WRAP(d{i})" if i in symbolic else names[i] for i in range(n))
+            L.append(f"    L = list(zip({paths}, ({values}{',' if n == 1 else ''})))")
         else:
             L.append("    L = None")
+        if entry.predicates is not None and symbolic:   # (a list that later traces extend)
+            L.append(f"    if {self.name(hold, 'HOLD')}({self.name(entry.predicates, 'PR')}, "
+                     f"L): {miss}")
         if guards is not None and guards.where:
             L.append(f"    if {self.name(guards.check, 'GC')}(L) != -1: {miss}")
         if entry.captured or entry.none_grads:

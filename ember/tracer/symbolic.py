@@ -370,8 +370,9 @@ class Symbols:
         # symbolic trace is checked against it (``same_path``)
         self.reference = None
         self.reference_leaves: list = []
+        self.reference_key: tuple = ()
 
-    def probed(self, entry, codes: set | None, leaves: list) -> str:
+    def probed(self, entry, codes: set | None, leaves: list, key: tuple) -> str:
         """A call with the plain number traced while its code was watched (``entry``):
         the candidates turn symbolic from the next call on, unless code that ran tests
         ``type()`` or the trace was not kept. Returns what happened, in words."""
@@ -383,7 +384,7 @@ class Symbols:
             return f"{paths} varied; compiled once per value: {why}"
         self.positions += self.candidates
         self.candidates = []
-        self.reference, self.reference_leaves = entry, leaves
+        self.reference, self.reference_leaves, self.reference_key = entry, leaves, key
         return f"{paths} varied: from the next call on, read as run-time values"
 
     def learn(self, key: tuple, leaves: list, old_keys) -> list[int]:
@@ -509,6 +510,20 @@ def same_path(trace, reference, symbolic: set) -> bool:
     def ops(t):
         return tensor_ops(t.graph, {n for n, i in t.arg_paths.items() if i in symbolic})
     return ops(trace) == ops(reference)
+
+
+def comparable(old: tuple, new: tuple, symbolic: set) -> bool:
+    """Whether keys ``old`` and ``new`` differ only in the ``symbolic`` leaves and in
+    tensor sizes: the calls' traces then run the same tensor ops (``same_path``)."""
+    if (old[0] != new[0] or old[1] != new[1] or old[2] != new[2] or old[4] != new[4]
+            or len(old[3]) != len(new[3])):
+        return False
+    for i, (a, b) in enumerate(zip(old[3], new[3])):
+        if i in symbolic or a == b:
+            continue
+        if not (a[0] == "T" and b[0] == "T" and len(a[1]) == len(b[1]) and a[2:5] == b[2:5]):
+            return False
+    return True
 
 
 def scalar_changes(old: tuple, new: tuple, leaves: list) -> list | None:
