@@ -9,17 +9,27 @@ so one entry serves every value instead of one entry, and one set of kernels, pe
 ``dynamic=True`` does the same (the trace of the first value checks the symbolic one:
 ``same_path``); ``dynamic=False`` never makes a number symbolic.
 
-The trace runs the function with a ``SymScalar`` standing for the number. It records,
-as graph ops on that input, only what it can compute exactly as Python does: ``+``,
-``-``, ``*`` with other numbers, ``//`` and ``%`` of an int by a constant, ``/`` by a
-constant, ``-x``, ``abs(x)``; and a tensor op that takes it as a scalar operand
-(``x * t``) reads it in the op's dtype, as it reads a Python number. Everything else that
-needs the number itself (a branch or a comparison, a shape, an index, ``float()``,
-formatting, NumPy, a division by it) *specializes*: it gets the plain value, and the
-trace is marked as depending on it. Such a trace is not kept: that argument compiles once
-per value from then on, as before it became symbolic. So is a trace where the symbol
-reaches the result or outlives the call (kept in an object or a list). A replay therefore
-differs from eager only in what the trace recorded as ops on the input.
+Numbers turn symbolic in three steps, each falling back to one compile per value:
+
+1. A missed call whose key differs from a traced one only in such numbers makes them
+   candidates (``Symbols.learn``); that call is traced with the plain numbers while the
+   code that runs is watched (``CodeWatch``): code outside ember, its dependencies and
+   the standard library that reads the builtin ``type`` (``type(t) is int``, which a
+   stand-in fails) keeps them per value (``type_test``).
+2. From the next call on, the trace runs the function with a ``SymScalar`` standing for
+   each. It records, as graph ops on the input, what it can compute exactly as Python
+   does: ``+ - *`` with other numbers, ``//`` and ``%`` of an int by a constant, ``/``
+   by a constant, ``-x``, ``abs(x)``; a tensor op that takes it as a scalar operand
+   (``x * t``), ``full`` and ``tensor`` read it in the op's dtype, as eager's constant
+   holds it. A truth value taken of it (``if t > 0``, ``min(t, 5)``) becomes a
+   *predicate*: the entry serves only the calls whose numbers give the same outcomes, and
+   another outcome traces an entry of its own. Everything else that needs the number
+   itself (a shape, an index, ``float()``, formatting, NumPy, a division by it)
+   *specializes*: it gets the plain value, and the trace is not kept. So is one where a
+   symbol reaches the result or outlives the call (the plain number is put back where it
+   was kept), or that raised.
+3. The first symbolic trace must have run the tensor ops the probing call's trace ran
+   (``same_path``).
 
 >>> f = ember.compile(lambda x, t: x * t + 1)
 >>> out = [f(ember.ones(3), t) for t in range(5)]   # t=0; then one entry for every t
@@ -137,8 +147,11 @@ class SymScalar:
         specialized and the caller makes the constant)."""
         if not self.ctx.active:
             return None
-        exact = (dt in (dtypes.float64, dtypes.float32, dtypes.float16, dtypes.bfloat16)
-                 or dt is dtypes.int64 or dt is dtypes.int32 and self.bound < 2 ** 31)
+        # (an int reaches bfloat16 through float32 in ml_dtypes: exact within 2**24)
+        exact = (dt in (dtypes.float64, dtypes.float32, dtypes.float16)
+                 or dt is dtypes.bfloat16 and (self.bound is None or self.bound <= 2 ** 24)
+                 or type(self.value) is int and (dt is dtypes.int64 or dt is dtypes.int32
+                                                 and self.bound < 2 ** 31))
         if not exact:
             self._plain(f"a {dt.name} operand")
             return None
