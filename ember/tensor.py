@@ -352,6 +352,11 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
                                "to Scalar")
+        tracer = _dispatch_mod.tracer
+        if tracer is not None and tracer.symbols is not None:   # read when Python needs it
+            proxy = tracer.symbols.item(self, tracer)          # (tracer/symbolic.py)
+            if proxy is not None:
+                return proxy
         _observe(self, "item")
         return self._host().reshape(()).item()
 

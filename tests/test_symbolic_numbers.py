@@ -214,7 +214,7 @@ def test_a_number_kept_by_the_function_is_given_back_as_the_number():
             c(x, t)
         assert type(x.tag) is int and x.tag == t
         assert type(x.tags[0]) is int and type(x.tags[1]["t"]) is int
-    assert any("outlived the call" in n for n in c.stats()["notes"])
+    assert any("kept after the call" in n for n in c.stats()["notes"])
 
 
 def test_a_type_test_in_the_user_code_keeps_the_number_plain():
@@ -371,3 +371,85 @@ if __name__ == "__main__":   # a large run: python tests/test_symbolic_numbers.p
     print({k: v for k, v in result.items() if k != "failures"})
     for failure in result["failures"][:5]:
         print(*failure, sep="\n")
+
+
+# ---- item(): a float read from a tensor, split on only when Python needs it -------------
+def _twin_steps():
+    ember.manual_seed(1)
+    nets = [ember.nn.Sequential(ember.nn.Linear(6, 8), ember.nn.ReLU(), ember.nn.Linear(8, 2))
+            for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    opts = [ember.optim.SGD(n.parameters(), lr=0.05, momentum=0.9) for n in nets]
+
+    def make(net, opt):
+        def step(x, y):
+            opt.zero_grad()
+            out = net(x)
+            loss = ((out - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            total = 0.0
+            total += loss.item()
+            return {"loss": total, "scaled": loss.item() * 2 - 1,
+                    "first": out[0, 0].item()}
+        return step
+
+    return nets, make(nets[0], opts[0]), make(nets[1], opts[1])
+
+
+def test_a_training_step_returning_loss_item_compiles_once():
+    nets, step, twin = _twin_steps()
+    c = ember.compile(step)
+    for i in range(12):
+        x, y = ember.randn(5, 6), ember.randn(5, 2)
+        got, want = c(x, y), twin(x, y)
+        assert all(type(got[k]) is float for k in got)
+        for k in got:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    s = c.stats()
+    # (before: a split at each item(), a new path per value, then eager past four)
+    assert s["compiles"] == 1 and s["cache_hits"] >= 9 and s["eager_calls"] == 0, s
+    assert s["breaks"] == []
+
+
+def test_an_item_used_by_python_splits_where_it_is_used():
+    def f(x):
+        v = x.sum().item()
+        y = x * v          # (a tensor operand: no split)
+        x.mul_(0)          # (the value read before this write is the one used)
+        if v > 0:          # the split: a path per value, as item() had
+            return y + 1
+        return y - 1
+
+    c = ember.compile(f)
+    for data in ([1.0, 2.0], [-1.0, 0.5], [1.0, 2.0], [3.0, -5.0], [1.0, 2.0], [1.0, 2.0]):
+        a, b = ember.tensor(data), ember.tensor(data)
+        _same(c(a), f(b), data)
+        _same(a, b, data)
+    assert c.stats()["breaks"], c.stats()
+
+
+def test_an_item_kept_by_the_function_is_a_plain_float():
+    seen = []
+
+    def f(x):
+        v = x.sum().item()
+        x.meta = v          # (a tensor's attribute: no guard sees it)
+        seen.append(type(v).__name__)
+        return x * 2
+
+    c = ember.compile(f)
+    for i in range(4):
+        x = ember.ones(3) * i
+        c(x)
+        assert type(x.meta) is float and x.meta == 3.0 * i
+
+
+def test_integer_items_are_read_at_once():
+    def f(x):
+        n = (x > 0).sum().item()
+        return x * n
+
+    c = _calls(f, [(ember.tensor([1.0, -2.0, 3.0]),), (ember.tensor([1.0, 2.0, 3.0]),),
+                   (ember.tensor([1.0, -2.0, 3.0]),)])
+    assert c.stats()["breaks"]

@@ -39,9 +39,9 @@ from ember.tracer.printing import watch_output
 from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
                                  verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
-from ember.tracer.symbolic import CodeWatch, Context, SymScalar
+from ember.tracer.symbolic import CodeWatch, Context, ItemProxy, SymScalar
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
-                                   segment_graph, segments, trace_through, walk)
+                                   out_value, segment_graph, segments, trace_through, walk)
 from ember.tracer.trace import ARRAY_INPUT, Tracer, copy_same_layout, tracing
 from ember.tracer.writeback import (escaping, meta, outputs, shares_written_memory,
                                     tensor_outputs)
@@ -224,7 +224,7 @@ class Entry:
         hyper = self.guards.hyperparameters() if self.guards is not None else []
         slots = self.guards.tensor_slots() if self.guards is not None else {}
         symbols = self.owner.symbols
-        ctx = Context()
+        ctx = tracer.symbols = Context()
         call_args, call_kwargs = symbols.substitute(args, kwargs, leaves, ctx)
         with tracing(tracer), watch_output():
             watch = CodeWatch() if self.watch_code else None
@@ -233,7 +233,7 @@ class Entry:
                     watch.start()
                 result = self.owner.fn(*call_args, **call_kwargs)
             except BaseException as e:
-                if ctx.made:   # (it may be the symbols' doing: give them up)
+                if ctx.made and symbols.positions:   # (maybe the symbols' doing: give up)
                     ctx.close()
                     note = (f"ember.compile: {self.owner.__name__} raised while traced with "
                             f"{', '.join(symbols.give_up())} as symbolic values; they are "
@@ -258,12 +258,18 @@ class Entry:
                        if ref() is not None and pytree.slot_value(ref(), name) is t]
             traced = pytree.AttrWrites(result, written) if written else result
             out_leaves, out_spec = pytree.flatten(traced, results=True)
-            if ctx.made:   # a symbolic argument in the result: the value, and no symbol
-                if any(type(v) is SymScalar for _, v in out_leaves):
-                    ctx.specialize("the result holds a symbolic argument")
-                    out_leaves = [(p, v.value if type(v) is SymScalar else v)
+            items = {}   # result leaf -> the tensor of the item() it returns ("S")
+            if ctx.made:
+                for k, (_, v) in enumerate(out_leaves):
+                    if type(v) is ItemProxy:
+                        items[k] = v.tensor
+                    elif type(v) is SymScalar:   # an argument's: the value, no symbol
+                        ctx.specialize("the result holds a symbolic argument")
+                if items or any(type(v) is SymScalar for _, v in out_leaves):
+                    out_leaves = [(p, v.value if isinstance(v, SymScalar) else v)
                                   for p, v in out_leaves]
                     result = pytree.unflatten(out_spec, [v for _, v in out_leaves])
+                traced = v = None   # (the escape check counts what still holds a symbol)
                 reason = ctx.close()
                 if reason and self.traces:   # (a first trace: the owner gives it up)
                     tracer.fail(f"the trace depends on the value: {reason}")
@@ -275,14 +281,17 @@ class Entry:
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
                                 "compiled replay would hand back the traced call's object")
             tensors = result_tensors(out_leaves)
+            tensors += [t for t in {id(t): t for t in items.values()}.values()
+                        if all(t is not u for u in tensors)]
             graph = tracer.finish(tensors)
             fed, read = _read_from_slots(tracer, graph, written, slots)
         events.publish("traced", self.owner, self, events.clock() - t0)
         # One graph output per distinct tensor: a tensor returned twice comes back as
         # one object twice, as in eager (an in-place update through one shows in both).
         position = {id(t): k for k, t in enumerate(tensors)}
-        template = [("T", position[id(v)]) if isinstance(v, Tensor) else ("V", v)
-                    for _, v in out_leaves]
+        template = [("S", position[id(items[k])]) if k in items
+                    else ("T", position[id(v)]) if isinstance(v, Tensor) else ("V", v)
+                    for k, (_, v) in enumerate(out_leaves)]
         snapshot.update(tracer.snapshots)
         trace = Trace(graph, tracer.observations, out_spec, template, tracer.captured, arg_paths,
                       tracer.failed, tracer.failed_at,
@@ -587,7 +596,7 @@ class Entry:
                 return self._run_with_autograd(args, kwargs, leaves)
             trace = self.root.trace
             outs = plans.forward(leaves)
-            return pytree.unflatten(trace.out_spec, [v if kind == "V" else outs[v]
+            return pytree.unflatten(trace.out_spec, [out_value(kind, v, outs)
                                                      for kind, v in trace.out_leaves])
         env = {}
         trace0 = self.traces[0]

@@ -27,7 +27,9 @@ class Trace:
     graph: Graph
     observations: list[Observation]
     out_spec: Any
-    out_leaves: list           # per output leaf: ("T", position in graph.outputs) or ("V", value)
+    # per output leaf: ("T", position in graph.outputs), ("V", value) or ("S", position):
+    # the Python number an ``item()`` gave, read from that output (``out_value``)
+    out_leaves: list
     captured: list
     arg_paths: dict            # input node id -> leaf index in the flattened arguments
     failed: str = ""
@@ -240,3 +242,11 @@ def segment_graph(g: Graph, lo: int, hi: int, needs: list[int], writebacks) -> G
     sg.outputs = list(needs)
     sg.writebacks = list(writebacks)
     return sg
+
+
+def out_value(kind: str, v, outs):
+    """One leaf of a replay's result: a Python value the trace returned ("V"), an output
+    ("T"), or the number an output holds ("S", a returned ``item()``)."""
+    if kind == "V":
+        return v
+    return outs[v] if kind == "T" else outs[v].item()

@@ -70,6 +70,16 @@ class Context:
         # numbers take the same ones (``hold``)
         self.predicates: list[tuple] = []
 
+    def item(self, t: Tensor, tracer) -> ItemProxy | None:
+        """``t.item()`` in this trace: an ``ItemProxy`` for a float (None: read it now)."""
+        if not self.active or not t.dtype.is_floating_point or tracer.fullgraph:
+            return None
+        from ember import autograd
+        with autograd.no_grad():   # (a copy: a later in-place write must not reach it)
+            copy = t.detach().reshape(()).clone()
+        return ItemProxy(copy, copy._host().item(), None, self, f"item() at {user_frame()}",
+                         tracer)
+
     def specialize(self, what: str) -> None:
         if self.active and not self.reasons:
             self.reasons.append(f"{what} at {user_frame()}")
@@ -78,15 +88,13 @@ class Context:
         """End of the traced call: from now on the symbols act as plain numbers. Returns
         why the trace cannot serve other values ("" if it can). Call it once the caller
         dropped its own references to the symbols (the arguments it passed)."""
-        self.active = False
         if any(r() is not None for r in self.made):
             gc.collect()   # (only a cycle can still hold one: rare)
             kept = [s for s in (r() for r in self.made) if s is not None]
-            if kept:
-                if not self.reasons:
-                    self.reasons.append("a symbolic argument outlived the call (kept in "
-                                        "an object, a list or a closure)")
-                _replace(kept)
+            for s in kept:   # (an argument's: specialized; an item()'s: read, a split)
+                s._plain("kept after the call (in an object, a list or a closure)")
+            _replace(kept)
+        self.active = False
         return self.reasons[0] if self.reasons else ""
 
 
@@ -163,31 +171,41 @@ class SymScalar:
         if isinstance(other, Tensor):
             return NotImplemented   # the tensor's own (reflected) operator does it
         a, b = (other, self) if reflected else (self, other)
-        va = a.value if type(a) is SymScalar else a
-        vb = b.value if type(b) is SymScalar else b
+        symbols = [x for x in (a, b) if isinstance(x, SymScalar)]
+        va = a.value if isinstance(a, SymScalar) else a
+        vb = b.value if isinstance(b, SymScalar) else b
         value = _PYTHON[name](va, vb)   # raises where Python raises (1 // 0)
         if not self.ctx.active:
             return value
-        if not (type(other) is SymScalar or _is_number(other)):
-            return self._plain(f"'{name}' with a {type(other).__name__}")
         floats = type(value) is float
         divisor = b if name in ("div", "floor_divide", "remainder") else None
-        if divisor is not None and (type(divisor) is SymScalar
-                                    or name != "div" and floats):
+        why = ""
+        if not (isinstance(other, SymScalar) or _is_number(other)):
+            why = f"'{name}' with a {type(other).__name__}"
+        elif divisor is not None and (divisor is self or isinstance(divisor, SymScalar)
+                                      or name != "div" and floats):
             # A division by the symbol raises in Python at 0 where a kernel would not;
             # float // and % round as Python's fmod-based code, not as NumPy's.
-            return self._plain(f"'{name}'")
+            why = f"'{name}'"
         bound = None
-        if not floats:
-            ba = a.bound if type(a) is SymScalar else abs(a)
-            bb = b.bound if type(b) is SymScalar else abs(b)
+        if not why and not floats:
+            ba = a.bound if isinstance(a, SymScalar) else abs(a)
+            bb = b.bound if isinstance(b, SymScalar) else abs(b)
             bound = {"add": ba + bb, "sub": ba + bb, "mul": ba * bb,
                      "floor_divide": ba + 1, "remainder": bb}[name]
             if bound > EXACT:
-                return self._plain(f"'{name}' beyond 2**53")
+                why = f"'{name}' beyond 2**53"
+        if why:   # the plain result, with every symbol in it specialized
+            for x in symbols:
+                x._plain(why)
+            return value
         ta, tb = _graph_operand(a, floats), _graph_operand(b, floats)
+        out = _dispatch.dispatch(name, ta, tb)
+        item = next((x for x in symbols if type(x) is ItemProxy), None)
+        if item is not None:   # (a value read from a tensor: never a predicate's)
+            return ItemProxy(out, value, bound, self.ctx, item.name, item.tracer)
         fa, fb, py = _fn(a), _fn(b), _PYTHON[name]
-        return SymScalar(_dispatch.dispatch(name, ta, tb), value, bound, self.ctx, self.name,
+        return SymScalar(out, value, bound, self.ctx, self.name,
                          lambda vals: py(fa(vals), fb(vals)))
 
     def __add__(self, o): return self._binary(o, "add", False)
@@ -206,9 +224,14 @@ class SymScalar:
     def __neg__(self):
         if not self.ctx.active:
             return -self.value
+        return self._unary("neg", -self.value, lambda v: -v)
+
+    def _unary(self, op: str, value, py):
+        out = _dispatch.dispatch(op, self.tensor)
+        if type(self) is ItemProxy:
+            return ItemProxy(out, value, self.bound, self.ctx, self.name, self.tracer)
         f = self.fn
-        return SymScalar(_dispatch.dispatch("neg", self.tensor), -self.value, self.bound,
-                         self.ctx, self.name, lambda vals: -f(vals))
+        return SymScalar(out, value, self.bound, self.ctx, self.name, lambda vals: py(f(vals)))
 
     def __pos__(self):
         return self if self.ctx.active else +self.value
@@ -216,9 +239,7 @@ class SymScalar:
     def __abs__(self):
         if not self.ctx.active:
             return abs(self.value)
-        f = self.fn
-        return SymScalar(_dispatch.dispatch("abs", self.tensor), abs(self.value), self.bound,
-                         self.ctx, self.name, lambda vals: abs(f(vals)))
+        return self._unary("abs", abs(self.value), abs)
 
     # ---- branches: the entry is guarded on their outcome --------------------------
     def _branch(self, fn, what: str):
@@ -262,22 +283,26 @@ class SymScalar:
 
 def _compare(op, symbol: str):
     def method(self, other):
-        if not (type(other) is SymScalar or _is_number(other) or type(other) is bool):
-            v = other.value if type(other) is SymScalar else other
+        if not (isinstance(other, SymScalar) or _is_number(other) or type(other) is bool):
+            v = other.value if isinstance(other, SymScalar) else other
             return op(self._plain(f"comparison '{op.__name__}' with a "
                                   f"{type(other).__name__}"), v)
+        if type(other) is ItemProxy:   # (read now: its value picks the path)
+            other = other._plain("a comparison")
+        if type(self) is ItemProxy:    # (so is this one's; an argument's is a predicate)
+            return op(self._plain("a comparison"), other)
         fa, fb = self.fn, _fn(other)
-        va, vb = self.value, other.value if type(other) is SymScalar else other
+        va, vb = self.value, other.value if isinstance(other, SymScalar) else other
         return self._branch(lambda vals: bool(op(va, vb) if vals is None
                                               else op(fa(vals), fb(vals))),
-                            f"{self.name} {symbol} {other!r}" if type(other) is not SymScalar
-                            else f"{self.name} {symbol} {other.name}")
+                            f"{self.name} {symbol} {other.name}"
+                            if isinstance(other, SymScalar) else f"{self.name} {symbol} {other!r}")
     return method
 
 
 def _specializing(op, what: str, reflected: bool = False):
     def method(self, other=None):
-        v = other.value if type(other) is SymScalar else other
+        v = other._plain(what) if isinstance(other, SymScalar) else other
         x = self._plain(what)
         return op(v, x) if reflected else op(x, v)
     return method
@@ -294,6 +319,30 @@ for _name, _op in (("pow", pow), ("divmod", divmod), ("and", operator.and_),
 SymScalar.__invert__ = lambda self: ~self._plain("'~'")
 _dispatch.SymScalar = SymScalar
 
+
+class ItemProxy(SymScalar):
+    """A float ``t.item()`` during a trace: the number, and a copy of ``t`` in the graph.
+    The trace splits on its value (``Tracer.observe``, as ``item()`` did at once) only
+    when Python needs the number (a branch, ``float()``, formatting: ``_plain``);
+    returned, or used in arithmetic and tensor ops, it is computed at every replay (a
+    result leaf of kind "S"), so a step that returns ``loss.item()`` needs no split."""
+
+    __slots__ = ("tracer", "observed")
+
+    def __init__(self, tensor: Tensor, value, bound, ctx: Context, name: str, tracer) -> None:
+        super().__init__(tensor, value, bound, ctx, name, None)
+        self.tracer, self.observed = tracer, False
+
+    def _plain(self, what: str):
+        if self.ctx.active and not self.observed:
+            self.observed = True
+            self.tracer.observe(self.tensor, "item")
+        return self.value
+
+    def _branch(self, fn, what: str):
+        self._plain(what)
+        return fn(None)
+
 _PYTHON = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
            "div": operator.truediv, "floor_divide": operator.floordiv,
            "remainder": operator.mod}
@@ -301,13 +350,13 @@ _PYTHON = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
 
 def _fn(x):
     """A SymScalar's value function, or a constant's."""
-    return x.fn if type(x) is SymScalar else (lambda vals: x)
+    return x.fn if isinstance(x, SymScalar) else (lambda vals: x)
 
 
 def _graph_operand(x, floats: bool):
     """``x`` (a SymScalar or a plain number) as an operand of the graph op: the symbol's
     tensor (float64 where the result is a float, as Python converts), or the number."""
-    if type(x) is SymScalar:
+    if isinstance(x, SymScalar):
         t = x.tensor
         return t.to(dtypes.float64) if floats and t.dtype is not dtypes.float64 else t
     return float(x) if floats else x

@@ -101,6 +101,7 @@ class Tracer:
 
     def __init__(self, fullgraph: bool = False) -> None:
         self.fullgraph = fullgraph
+        self.symbols = None    # the trace's symbolic numbers (symbolic.Context), if any
         self.failed = ""       # why this trace can't be replayed ("" if it can)
         self.failed_at = ""
         self.snapshots: dict[int, object] = {}  # captured input -> its value before the call

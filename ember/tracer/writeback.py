@@ -20,6 +20,7 @@ from ember.ir.views import byte_view, overlaps, root
 from ember.ops.registry import OPS
 from ember.tensor import Tensor, array_of
 from ember.tracer import pytree
+from ember.tracer.segments import out_value
 
 # Ops whose result may be a view of their first argument (besides those with OpDef.view).
 MOVEMENT_VIEWS = frozenset(("reshape", "permute", "expand", "slice", "detach", "strided_view",
@@ -39,7 +40,7 @@ def outputs(trace, env: dict, leaves):
         made = [Tensor._wrap(env[n]) for n in g.outputs]   # (one per output: see entry.py)
         if trace.grad_outputs:
             _consumed(g, made, trace.grad_outputs)
-        return pytree.unflatten(trace.out_spec, [v if kind == "V" else made[v]
+        return pytree.unflatten(trace.out_spec, [out_value(kind, v, made)
                                                  for kind, v in trace.out_leaves])
     copies, staged, needed = fx
     tensors = {n: input_tensor(g, n, trace, leaves) for n in needed}
@@ -59,7 +60,7 @@ def outputs(trace, env: dict, leaves):
         tensors[inp]._grad = None if out is None else handed[out]
     for inp, out in g.rebinds:
         _rebind(tensors[inp], handed[out])
-    outs = [v if kind == "V" else handed[v] for kind, v in trace.out_leaves]
+    outs = [out_value(kind, v, handed) for kind, v in trace.out_leaves]
     return pytree.unflatten(trace.out_spec, outs)
 
 
@@ -109,7 +110,7 @@ def tensor_outputs(trace, tenv: dict, leaves):
             tensors[inp]._grad = None if out is None else handed[out].detach()
         for inp, out in g.rebinds:
             _rebind(tensors[inp], handed[out].detach())
-    outs = [v if kind == "V" else handed[v] for kind, v in trace.out_leaves]
+    outs = [out_value(kind, v, handed) for kind, v in trace.out_leaves]
     return pytree.unflatten(trace.out_spec, outs)
 
 
