@@ -343,6 +343,7 @@ class ItemProxy(SymScalar):
         self._plain(what)
         return fn(None)
 
+
 _PYTHON = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
            "div": operator.truediv, "floor_divide": operator.floordiv,
            "remainder": operator.mod}
