@@ -224,14 +224,27 @@ def test_a_type_test_in_the_user_code_keeps_the_number_plain():
         return x.double() * t
 
     c = _calls(f, [(_ones(), t) for t in range(6)])
-    assert any("reads type()" in n for n in c.stats()["notes"])
+    assert any("tests type()" in n for n in c.stats()["notes"])
     assert c.symbols.positions == []
+
+
+def _backend_of(tensor):   # (as einops' get_backend: the type of a tensor, not a number)
+    return type(tensor).__name__
+
+
+def test_a_type_test_of_other_values_leaves_the_number_symbolic():
+    def f(x, t):
+        assert _backend_of(x) == "Tensor"
+        return x * t
+
+    c = _calls(f, [(_ones(), t) for t in range(6)])
+    assert c.symbols.positions != [] and c.stats()["cache_entries"] == 1
 
 
 def test_a_trace_that_ran_other_ops_is_not_kept(monkeypatch):
     # The backstop behind the type() check: were the check to miss a test of type(),
     # the first symbolic trace is compared with the probing call's trace and dropped.
-    monkeypatch.setattr(symbolic, "type_test", lambda codes: "")
+    monkeypatch.setattr(symbolic, "_type_uses", lambda code: None)
 
     def f(x, t):
         if type(t) is int:

@@ -244,7 +244,7 @@ class Entry:
             finally:
                 if watch is not None:
                     watch.stop()
-                    self.codes = watch.codes
+                    self.codes = watch.found
             del call_args, call_kwargs   # (the symbols' escape check counts references)
             self._after_call(tracer, args, kwargs, symbols.originals(leaves, args, kwargs),
                              hyper, slots)

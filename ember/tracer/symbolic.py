@@ -14,8 +14,8 @@ Numbers turn symbolic in three steps, each falling back to one compile per value
 1. A missed call whose key differs from a traced one only in such numbers makes them
    candidates (``Symbols.learn``); that call is traced with the plain numbers while the
    code that runs is watched (``CodeWatch``): code outside ember, its dependencies and
-   the standard library that reads the builtin ``type`` (``type(t) is int``, which a
-   stand-in fails) keeps them per value (``type_test``).
+   the standard library that calls the builtin ``type`` on a number (``type(t) is
+   int``, which a stand-in fails) or on anything but a parameter keeps them per value.
 2. From the next call on, the trace runs the function with a ``SymScalar`` standing for
    each. It records, as graph ops on the input, what it can compute exactly as Python
    does: ``+ - *`` with other numbers, ``//`` and ``%`` of an int by a constant, ``/``
@@ -39,6 +39,7 @@ Numbers turn symbolic in three steps, each falling back to one compile per value
 from __future__ import annotations
 
 import copy
+import dis
 import gc
 import operator
 import os
@@ -373,22 +374,32 @@ def _top_level(path: str) -> bool:
 
 
 class CodeWatch:
-    """The code objects that run while it is on (``sys.setprofile``; off where another
-    profiler already is: then ``codes`` is None)."""
+    """While on (``sys.setprofile``), finds the calls of code that may test the type of a
+    number: code outside ember, its dependencies and the standard library that applies
+    the builtin ``type`` to a parameter bound to an int or float at the call, or to
+    anything else (``type(t) is int`` fails for a ``SymScalar``, so a trace with one could
+    take another path than eager). ``found`` lists them; None when another profiler
+    was already on (then nothing was watched)."""
 
     def __init__(self) -> None:
-        self.codes: set | None = None
-        self._prev = None
+        self.found: list[str] | None = None
 
     def start(self) -> None:
         if sys.getprofile() is None:
-            self.codes = set()
-            codes = self.codes
-            sys.setprofile(lambda frame, event, arg: event == "call" and codes.add(
-                frame.f_code))
+            found = self.found = []
+
+            def hook(frame, event, arg) -> None:
+                if event == "call":
+                    uses = _type_uses(frame.f_code)
+                    if uses is not None and (uses == "?" or any(
+                            type(frame.f_locals.get(n)) in (int, float) for n in uses)):
+                        c = frame.f_code
+                        found.append(f"{c.co_name} tests type() ({c.co_filename}:"
+                                     f"{c.co_firstlineno})")
+            sys.setprofile(hook)
 
     def stop(self) -> None:
-        if self.codes is not None:
+        if self.found is not None:
             sys.setprofile(None)
 
 
@@ -397,27 +408,43 @@ _OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the ember
 # ember's dependencies run inside its ops, on arrays (the numbers reach them converted)
 _DEPENDENCIES = tuple(os.sep + name + os.sep
                       for name in ("numpy", "llvmlite", "networkx", "ml_dtypes", "cupy"))
+_TYPE_USES: dict = {}   # code -> its ``_type_uses``
 
 
-def type_test(codes: set | None) -> str:
-    """Where code that ran, outside ember and the standard library, reads the builtin
-    ``type`` (``type(t) is int``, which a ``SymScalar`` fails, so a trace with one could
-    take another path than eager); "" if none does. (ember's own code calls ``type`` on
-    numbers only where a SymScalar takes the generic, hooked path, and its dependencies
-    see arrays; the standard library dispatches on ``__class__`` or falls back to the
-    protocols a SymScalar hooks.)"""
-    if codes is None:
-        return "another profiler is active (the check needs sys.setprofile)"
-    from ember.tracer.guards import _global_names
-    for c in codes:
-        f = os.path.abspath(c.co_filename)
-        if (c.co_filename.startswith("<frozen ") or f.startswith(_OWN)
-                or f.startswith(_STDLIB) and "-packages" not in f
-                or any(d in f for d in _DEPENDENCIES)):
-            continue
-        if "type" in _global_names([c]):
-            return f"{c.co_name} reads type() ({c.co_filename}:{c.co_firstlineno})"
-    return ""
+def _type_uses(code):
+    """None if ``code`` never calls the builtin ``type`` (or is ember's, a dependency's or
+    the standard library's: ember calls it on numbers only where a SymScalar takes the
+    generic, hooked path, its dependencies see arrays, the standard library dispatches on
+    ``__class__`` or falls back to protocols a SymScalar hooks); else the parameters it
+    calls ``type`` on, or "?" where it calls it on anything else."""
+    found = _TYPE_USES.get(code, 0)
+    if found != 0:
+        return found
+    f = os.path.abspath(code.co_filename)
+    found = None
+    if not (code.co_filename.startswith("<frozen ") or f.startswith(_OWN)
+            or f.startswith(_STDLIB) and "-packages" not in f
+            or any(d in f for d in _DEPENDENCIES)) and "type" in code.co_names:
+        from ember.tracer.guards import _GLOBAL_OPS
+        params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+        ins = list(dis.get_instructions(code))
+        names: set = set()
+        for k, i in enumerate(ins):
+            if i.opname in _GLOBAL_OPS and i.argval == "type":
+                # ``type(p)``: the global, one parameter, the call (3.11: PRECALL, CALL)
+                arg = ins[k + 1] if k + 1 < len(ins) else None
+                call = ins[k + 2] if k + 2 < len(ins) else None
+                if (arg is not None and arg.opname == "LOAD_FAST" and arg.argval in params
+                        and call is not None and call.opname in ("PRECALL", "CALL")):
+                    names.add(arg.argval)
+                else:
+                    names = "?"
+                    break
+        found = names if names == "?" or names else None
+        if found is not None and found != "?":
+            found = tuple(found)
+    _TYPE_USES[code] = found
+    return found
 
 
 class Symbols:
@@ -435,12 +462,14 @@ class Symbols:
         self.reference_leaves: list = []
         self.reference_key: tuple = ()
 
-    def probed(self, entry, codes: set | None, leaves: list, key: tuple) -> str:
+    def probed(self, entry, found: list | None, leaves: list, key: tuple) -> str:
         """A call with the plain number traced while its code was watched (``entry``):
         the candidates turn symbolic from the next call on, unless code that ran tests
         ``type()`` or the trace was not kept. Returns what happened, in words."""
         paths = ", ".join(p for _, p in self.candidates)
-        why = type_test(codes) if entry.traces else "the call was not compiled"
+        why = ("the call was not compiled" if not entry.traces
+               else "another profiler is active (the check needs sys.setprofile)"
+               if found is None else found[0] if found else "")
         if why:
             self.static.update(p for _, p in self.candidates)
             self.candidates = []
