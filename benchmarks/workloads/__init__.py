@@ -11,12 +11,12 @@ from types import ModuleType
 
 from benchmarks.harness import Workload
 from benchmarks.workloads import chain, cnn, compile_time, copy, dynamic, gpt, mlp, norms
-from benchmarks.workloads import overhead, varlen, warm_start
+from benchmarks.workloads import overhead, sampling, varlen, warm_start
 
 FAMILIES: dict[str, ModuleType] = {
     "chain": chain, "norms": norms, "copy": copy, "mlp": mlp, "cnn": cnn, "gpt": gpt,
     "overhead": overhead, "compile": compile_time, "warm": warm_start, "dynamic": dynamic,
-    "varlen": varlen}
+    "varlen": varlen, "sampling": sampling}
 GPU_FAMILIES = ("chain", "norms", "copy", "mlp", "cnn")
 DEVICES = ("cpu", "cuda")
 
