@@ -379,8 +379,8 @@ class TensorMath:
         return where(condition, self, other)
 
     def masked_fill(self, mask: Tensor, value) -> Tensor:
-        if type(value) is int and self.dtype.np.kind in "iu":
-            from ember.dispatch import check_fits
+        if isinstance(value, int) and self.dtype.np.kind in "iu":   # (a symbolic int too:
+            from ember.dispatch import check_fits                     # its range is guarded)
             check_fits("masked_fill", value, self.dtype)
         # (isinstance, not type(): a symbolic number, tracer/symbolic.py, takes this path)
         if isinstance(value, (bool, int, float)) and self.dtype.np.kind == "f":

@@ -43,7 +43,7 @@ from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F4
                                   VerificationError, eager_mode, env_flag, global_eager,
                                   set_eager)
 from ember.tracer.segments import segments
-from ember.tracer.symbolic import Symbols, comparable, hold, same_path
+from ember.tracer.symbolic import Symbols, SymbolicRetry, comparable, hold, same_path
 
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CompileError", "VerificationError",
            "eager_mode", "set_eager", "env_flag", "DEFAULT_CACHE_LIMIT"]
@@ -146,6 +146,20 @@ class CompiledFunction:
                 return out
         if self.mode == "eager" or global_eager[0] or _dispatch.tracer is not None:
             return self.fn(*args, **kwargs)  # nested calls are traced inline
+        try:
+            return self._call(args, kwargs)
+        except SymbolicRetry:   # a stand-in for a number may be why it raised: run again
+            return self._eager(args, kwargs)
+        finally:
+            if self.symbols.flush:   # item() gives stand-ins from now on (or no longer)
+                self.symbols.flush = False
+                with self._lock:
+                    self._fast = self._fast_entry = None
+                    self.cache.clear()
+                    self._by_key.clear()
+
+    def _call(self, args, kwargs):
+        """A call the fast function did not answer: look up, replay, trace or run eagerly."""
         leaves, spec = pytree.flatten_call(args, kwargs)
         if self.symbols.positions:   # symbolic numbers as 0-dim tensors (symbolic.py)
             leaves = self.symbols.convert(leaves)

@@ -39,7 +39,7 @@ from ember.tracer.printing import watch_output
 from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
                                  verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
-from ember.tracer.symbolic import CodeWatch, Context, ItemProxy, SymScalar
+from ember.tracer.symbolic import CodeWatch, Context, ItemProxy, SymbolicRetry, SymScalar
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
                                    out_value, segment_graph, segments, trace_through, walk)
 from ember.tracer.trace import ARRAY_INPUT, Tracer, copy_same_layout, tracing
@@ -225,26 +225,27 @@ class Entry:
         slots = self.guards.tensor_slots() if self.guards is not None else {}
         symbols = self.owner.symbols
         ctx = tracer.symbols = Context()
+        ctx.items = symbols.items is True
         call_args, call_kwargs = symbols.substitute(args, kwargs, leaves, ctx)
         with tracing(tracer), watch_output():
-            watch = CodeWatch() if self.watch_code else None
+            watched = self.watch_code or symbols.items == "probe"
+            watch = CodeWatch() if watched else None
             try:
                 if watch is not None:
                     watch.start()
                 result = self.owner.fn(*call_args, **call_kwargs)
             except BaseException as e:
-                if ctx.made and symbols.positions:   # (maybe the symbols' doing: give up)
+                if ctx.made:   # (maybe the stand-ins' doing: give them up)
                     ctx.close()
-                    note = (f"ember.compile: {self.owner.__name__} raised while traced with "
-                            f"{', '.join(symbols.give_up())} as symbolic values; they are "
-                            "compiled once per value from now on")
-                    e.add_note(note)
-                    self.owner.notes.append(note)
+                    self._raised_with_symbols(e, tracer, leaves)
                 raise
             finally:
                 if watch is not None:
                     watch.stop()
                     self.codes = watch.found
+            note = symbols.traced(ctx, self.codes, watched)
+            if note:
+                self.owner.notes.append(note)
             del call_args, call_kwargs   # (the symbols' escape check counts references)
             self._after_call(tracer, args, kwargs, symbols.originals(leaves, args, kwargs),
                              hyper, slots)
@@ -302,6 +303,26 @@ class Entry:
                       written=tuple((ref, name) for ref, name, _ in written), fed=fed,
                       read_slots=read)
         return result, trace, snapshot
+
+    def _raised_with_symbols(self, e: BaseException, tracer: Tracer, leaves) -> None:
+        """The traced call raised while stand-ins for numbers were about: they may be why
+        (``json.dumps(t)`` wants an exact int). They are given up; and where the call
+        changed nothing ember can see (no tensor written in place, no attribute or .grad
+        set, the guarded Python state as it was), the compiled function runs the call
+        again eagerly (``SymbolicRetry``), so it raises only what eager raises."""
+        symbols = self.owner.symbols
+        paths = symbols.give_up()
+        if symbols.items is True:
+            symbols.items, symbols.flush = False, True
+        note = (f"{self.owner.__name__} raised while traced with stand-ins for "
+                f"{', '.join(paths) or 'item() values'}; from now on they are plain")
+        self.owner.notes.append(note)
+        clean = (not tracer.input_writes and not tracer.attr_writes and not tracer.grads
+                 and not tracer.storages and not tracer.attr_old
+                 and (self.guards is None or self.guards.check(leaves) < 0))
+        if clean and isinstance(e, Exception):
+            raise SymbolicRetry(note) from e
+        e.add_note(f"ember.compile: {note}")
 
     def _after_call(self, tracer: Tracer, args, kwargs, leaves, hyper: list,
                     slots: dict) -> None:

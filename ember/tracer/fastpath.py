@@ -70,6 +70,8 @@ def eligible(owner, entry, key: tuple) -> str:
         return "segment trace"
     if trace.effects is None and _autograd(entry, key) != "always":
         return "effects not known yet"
+    if any(kind == "S" for kind, _ in trace.out_leaves):
+        return "a returned item()"
     return ""
 
 

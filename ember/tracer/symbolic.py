@@ -58,6 +58,11 @@ INT_BOUND = 2 ** 31   # |an int argument| taken as symbolic (else: compiled per 
 EXACT = 2 ** 53       # ints within this are exact in float64, and never overflow int64
 
 
+class SymbolicRetry(Exception):
+    """A traced call raised where a stand-in may be why, having changed nothing: the
+    compiled function runs it again eagerly (``Entry._raised_with_symbols``)."""
+
+
 class Context:
     """The symbols of one trace: why it specialized (empty: it did not), and weak
     references to every ``SymScalar`` made, to find one that outlives the call."""
@@ -70,10 +75,16 @@ class Context:
         # the outcome traced, what it was, in words): the entry serves the calls whose
         # numbers take the same ones (``hold``)
         self.predicates: list[tuple] = []
+        self.items = False      # whether item() gives ItemProxy objects in this trace
+        self.saw_item = False   # whether the trace read a float item()
 
     def item(self, t: Tensor, tracer) -> ItemProxy | None:
-        """``t.item()`` in this trace: an ``ItemProxy`` for a float (None: read it now)."""
+        """``t.item()`` in this trace: an ``ItemProxy`` for a float once the function's
+        code was watched (``Symbols.items``); None: read it now."""
         if not self.active or not t.dtype.is_floating_point or tracer.fullgraph:
+            return None
+        self.saw_item = True
+        if not self.items:
             return None
         from ember import autograd
         with autograd.no_grad():   # (a copy: a later in-place write must not reach it)
@@ -100,26 +111,44 @@ class Context:
 
 
 def _replace(kept: list) -> None:
-    """Put the plain number where the user's lists, dicts, objects and closures kept a
-    symbol (a stored one would otherwise stay a ``SymScalar``, which acts as the number
-    but is not one: ``type(x) is int`` fails). Other holders keep it."""
-    # (plain loops: a comprehension naming ``sym`` would make it a cell of this frame)
+    """Put the plain number where the user's lists, dicts, tuples, objects and closures
+    kept a symbol (a stored one would otherwise stay a ``SymScalar``, which acts as the
+    number but is not one: ``type(x) is int`` fails)."""
     for sym in kept:
-        for holder in gc.get_referrers(sym):
-            if type(holder) is list:
-                for i in range(len(holder)):
-                    if holder[i] is sym:
-                        holder[i] = sym.value
-            elif type(holder) is dict:
-                for k, v in list(holder.items()):
-                    if v is sym:
-                        holder[k] = sym.value
-            elif type(holder) is _CELL:
-                holder.cell_contents = sym.value
-            elif isinstance(getattr(holder, "__dict__", None), dict):   # (3.11 may keep an
-                for k, v in list(vars(holder).items()):                 # object's inline)
-                    if v is sym:
-                        vars(holder)[k] = sym.value
+        _substitute(sym, sym.value)
+
+
+def _substitute(old, new, depth: int = 0) -> None:
+    """Replace object ``old`` by ``new`` in what refers to it (a tuple, immutable, is
+    itself replaced by a new tuple in what refers to it, two levels deep)."""
+    # (plain loops: a comprehension naming ``old`` would make it a cell of this frame)
+    for holder in gc.get_referrers(old):
+        if type(holder) is list:
+            for i in range(len(holder)):
+                if holder[i] is old:
+                    holder[i] = new
+        elif type(holder) is dict:
+            for k, v in list(holder.items()):
+                if v is old:
+                    holder[k] = new
+        elif type(holder) is _CELL:
+            holder.cell_contents = new
+        elif type(holder) is tuple:
+            if depth < 2:
+                items = []
+                for v in holder:
+                    items.append(new if v is old else v)
+                _substitute(holder, tuple(items), depth + 1)
+        else:
+            for cls in type(holder).__mro__:   # (__slots__ attributes)
+                for name in getattr(cls, "__slots__", ()):
+                    if isinstance(name, str) and getattr(holder, name, None) is old:
+                        object.__setattr__(holder, name, new)
+            d = getattr(holder, "__dict__", None)   # (3.11 may keep an object's inline)
+            if isinstance(d, dict):
+                for k, v in list(d.items()):
+                    if v is old:
+                        d[k] = new
 
 
 _CELL = type((lambda x: lambda: x)(0).__closure__[0])
@@ -156,16 +185,32 @@ class SymScalar:
         specialized and the caller makes the constant)."""
         if not self.ctx.active:
             return None
-        # (an int reaches bfloat16 through float32 in ml_dtypes: exact within 2**24)
-        exact = (dt in (dtypes.float64, dtypes.float32, dtypes.float16)
-                 or dt is dtypes.bfloat16 and (self.bound is None or self.bound <= 2 ** 24)
-                 or type(self.value) is int and (dt is dtypes.int64 or dt is dtypes.int32
-                                                 and self.bound < 2 ** 31))
-        if not exact:
+        ok = dt in (dtypes.float64, dtypes.float32, dtypes.float16)
+        if not ok and type(self.value) is int:
+            if dt is dtypes.bfloat16:   # (ml_dtypes takes an int through float32)
+                ok = self._within(-2 ** 24, 2 ** 24, "bfloat16")
+            elif dt.np.kind in "iu":    # (what eager's constant and check_fits need)
+                info = np.iinfo(dt.np)
+                ok = self._within(int(info.min), int(info.max), dt.name)
+        elif not ok:
+            ok = dt is dtypes.bfloat16
+        if not ok:
             self._plain(f"a {dt.name} operand")
             return None
         t = self.tensor
         return t if t.dtype is dt else t.to(dt)
+
+    def _within(self, lo: int, hi: int, what: str) -> bool:
+        """Whether this int is within [lo, hi] at every call the entry serves: by its
+        bound, or by a predicate recorded now (False if it is not even now)."""
+        if -self.bound >= lo and self.bound <= hi:
+            return True
+        if not lo <= self.value <= hi or self.fn is None:
+            return False
+        f, v = self.fn, self.value   # (not self: a predicate must not keep a symbol)
+        self._branch(lambda vals: lo <= (v if vals is None else f(vals)) <= hi,
+                     f"{self.name} within the range of {what}")
+        return True
 
     # ---- arithmetic recorded in the graph ---------------------------------------------
     def _binary(self, other, name: str, reflected: bool):
@@ -189,12 +234,12 @@ class SymScalar:
             # float // and % round as Python's fmod-based code, not as NumPy's.
             why = f"'{name}'"
         bound = None
-        if not why and not floats:
+        if not why and not floats:   # (how large it can be at any call the entry serves)
             ba = a.bound if isinstance(a, SymScalar) else abs(a)
             bb = b.bound if isinstance(b, SymScalar) else abs(b)
             bound = {"add": ba + bb, "sub": ba + bb, "mul": ba * bb,
                      "floor_divide": ba + 1, "remainder": bb}[name]
-            if bound > EXACT:
+            if bound > EXACT and abs(value) > EXACT:
                 why = f"'{name}' beyond 2**53"
         if why:   # the plain result, with every symbol in it specialized
             for x in symbols:
@@ -206,8 +251,13 @@ class SymScalar:
         if item is not None:   # (a value read from a tensor: never a predicate's)
             return ItemProxy(out, value, bound, self.ctx, item.name, item.tracer)
         fa, fb, py = _fn(a), _fn(b), _PYTHON[name]
-        return SymScalar(out, value, bound, self.ctx, self.name,
-                         lambda vals: py(fa(vals), fb(vals)))
+        result = SymScalar(out, value, min(bound, EXACT) if bound is not None else None,
+                           self.ctx, self.name, lambda vals: py(fa(vals), fb(vals)))
+        if bound is not None and bound > EXACT:   # int64 must not wrap at another call
+            result.bound = bound
+            result._within(-EXACT, EXACT, "2**53")
+            result.bound = EXACT
+        return result
 
     def __add__(self, o): return self._binary(o, "add", False)
     def __radd__(self, o): return self._binary(o, "add", True)
@@ -284,6 +334,8 @@ class SymScalar:
 
 def _compare(op, symbol: str):
     def method(self, other):
+        if isinstance(other, Tensor):
+            return NotImplemented   # the tensor's comparison takes the number as operand
         if not (isinstance(other, SymScalar) or _is_number(other) or type(other) is bool):
             v = other.value if isinstance(other, SymScalar) else other
             return op(self._plain(f"comparison '{op.__name__}' with a "
@@ -456,6 +508,10 @@ class Symbols:
         self.positions: list[tuple[int, str]] = []   # (leaf index, path), symbolic
         self.static: set[str] = set()                 # paths that specialized
         self.candidates: list[tuple[int, str]] = []   # seen varying: the call probes them
+        # item() of floats: None (not seen yet), "probe" (the next trace is watched),
+        # True (ItemProxy objects: the watched trace found no type() test), False
+        self.items: bool | str | None = None if mode is not False else False
+        self.flush = False   # the compiled function drops its entries after this call
         # The entry of the probing call (a trace with the plain number), until the first
         # symbolic trace is checked against it (``same_path``)
         self.reference = None
@@ -523,12 +579,12 @@ class Symbols:
             if path.startswith("args["):
                 k = int(path[5:-1])
                 v = args[k]
-                args[k] = SymScalar(t, v, abs(v) if type(v) is int else None, ctx, path,
+                args[k] = SymScalar(t, v, INT_BOUND if type(v) is int else None, ctx, path,
                                     operator.itemgetter(i))
             else:
                 name = next(n for n in kwargs if f"kwargs[{n!r}]" == path)
                 v = kwargs[name]
-                kwargs[name] = SymScalar(t, v, abs(v) if type(v) is int else None, ctx,
+                kwargs[name] = SymScalar(t, v, INT_BOUND if type(v) is int else None, ctx,
                                          path, operator.itemgetter(i))
         return tuple(args), kwargs
 
@@ -540,6 +596,22 @@ class Symbols:
         plain = pytree.flatten_call(args, kwargs)[0]
         return [plain[i] if isinstance(v, Tensor) and not isinstance(plain[i][1], Tensor)
                 else (p, v) for i, (p, v) in enumerate(leaves)]
+
+    def traced(self, ctx: Context, found: list | None, watched: bool) -> str:
+        """After a trace: a float item() seen makes the next trace watched; a watched one
+        that read one decides whether item() gives proxies from then on (the entries go,
+        so that the next call traces with them). Returns a note ("" if none)."""
+        if not ctx.saw_item or self.items in (True, False):
+            return ""
+        if not watched:
+            self.items = "probe"
+            return ""
+        why = ("another profiler is active (the check needs sys.setprofile)"
+               if found is None else found[0] if found else "")
+        self.items = not why
+        self.flush = not why
+        return ("item() of a float is read when Python needs the number, from the next "
+                "call on" if not why else f"item() is read at once: {why}")
 
     def give_up(self) -> list[str]:
         """A trace specialized: its symbolic arguments compile per value from now on."""
@@ -577,13 +649,15 @@ def hold(predicates: list, leaves: list) -> str:
     return ""
 
 
-def tensor_ops(graph, symbolic: set) -> list:
+def tensor_ops(graph, symbolic: set, before: int | None = None) -> list:
     """The ops of a traced graph on its input tensors' values, in order, as (op, dtype,
     rank): not those computed from the ``symbolic`` input nodes, constants and factories
     alone (a trace with the plain number did that arithmetic in Python, or made
     constants of it)."""
     out, derived = [], set(symbolic)   # (and the values made of constants alone)
     for n in graph.nodes():
+        if before is not None and n >= before:
+            break
         d = graph[n]
         if d.op == "input":
             continue
@@ -599,8 +673,9 @@ def same_path(trace, reference, symbolic: set) -> bool:
     ``reference``, a trace of an earlier call with (some of) them as plain numbers, ran:
     a ``type(t) is int`` test (which a ``SymScalar`` fails) must not have sent it
     elsewhere. (A leaf that was symbolic already in the reference is an input there.)"""
-    def ops(t):
-        return tensor_ops(t.graph, {n for n, i in t.arg_paths.items() if i in symbolic})
+    def ops(t):   # (up to its first value read from a tensor: there the two may part)
+        cut = min((o.cut for o in t.observations), default=None)
+        return tensor_ops(t.graph, {n for n, i in t.arg_paths.items() if i in symbolic}, cut)
     return ops(trace) == ops(reference)
 
 
