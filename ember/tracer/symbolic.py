@@ -31,6 +31,14 @@ Numbers turn symbolic in three steps, each falling back to one compile per value
 3. The first symbolic trace must have run the tensor ops the probing call's trace ran
    (``same_path``).
 
+Ranges are predicates too: an int result that could pass 2**53 (int64 would wrap where
+Python does not), an int operand that must fit an integer dtype. A trace that raised
+gives the stand-ins up, and runs the call again eagerly where it changed nothing ember
+can see (``SymbolicRetry``). A float ``t.item()`` becomes the same kind of stand-in
+(``ItemProxy``) once a trace that read one was watched: the trace splits on its value
+only where Python needs the number, and a returned one is read from the graph at every
+replay.
+
 >>> f = ember.compile(lambda x, t: x * t + 1)
 >>> out = [f(ember.ones(3), t) for t in range(5)]   # t=0; then one entry for every t
 >>> f.stats()["cache_entries"]
