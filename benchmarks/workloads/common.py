@@ -181,3 +181,12 @@ def cupy_impl(fn_factory: Callable[[Any], Callable[..., Any]], np_args: Args,
         args = [cupy.asarray(a) for a in resolve(np_args)]
         return Prepared(lambda: fn(*args), arrays, sync=gpu_sync("cupy", "cuda"), notes=notes)
     return Impl(name, "cupy", setup)
+
+
+def cold_impls(setup: Callable[[str, bool], Callable[[], Prepared]]) -> list[Impl]:
+    """ember compiled and eager, torch eager and torch.compile of a workload whose calls
+    time a whole run, compiles included: ``setup(library, compiled)`` makes each."""
+    return [Impl("ember", "ember", setup("ember", True)),
+            Impl("ember eager", "ember", setup("ember", False)),
+            Impl("torch", "torch", setup("torch", False)),
+            Impl("torch.compile", "torch.compile", setup("torch", True))]

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Impl, Prepared, Timed, Workload
+from benchmarks.harness import Prepared, Timed, Workload
+from benchmarks.workloads.common import cold_impls
 
 SIZES = ["200"]        # timesteps per repeat
 QUICK_SIZES = ["6"]
@@ -31,10 +32,7 @@ def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
     out = []
     for text in sizes:
         steps = int(text)
-        impls = [Impl("ember", "ember", _setup("ember", True, steps)),
-                 Impl("ember eager", "ember", _setup("ember", False, steps)),
-                 Impl("torch", "torch", _setup("torch", False, steps)),
-                 Impl("torch.compile", "torch.compile", _setup("torch", True, steps))]
+        impls = cold_impls(lambda lib, compiled, steps=steps: _setup(lib, compiled, steps))
         out.append(Workload(
             f"sampling_{steps}_steps", "sampling",
             f"diffusion sampling, {steps} steps of p_sample(x, t: int) (MLP denoiser, batch "

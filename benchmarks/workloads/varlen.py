@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Impl, Prepared, Timed, Workload
+from benchmarks.harness import Prepared, Timed, Workload
+from benchmarks.workloads.common import cold_impls
 
 SIZES = ["120"]        # steps per repeat
 QUICK_SIZES = ["6"]
@@ -32,10 +33,7 @@ def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
     out = []
     for text in sizes:
         steps = int(text)
-        impls = [Impl("ember", "ember", _setup("ember", True, steps)),
-                 Impl("ember eager", "ember", _setup("ember", False, steps)),
-                 Impl("torch", "torch", _setup("torch", False, steps)),
-                 Impl("torch.compile", "torch.compile", _setup("torch", True, steps))]
+        impls = cold_impls(lambda lib, compiled, steps=steps: _setup(lib, compiled, steps))
         out.append(Workload(
             f"varlen_train_{steps}_steps", "varlen",
             f"transformer LM training, {steps} steps at lengths changing every step "

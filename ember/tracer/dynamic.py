@@ -25,6 +25,7 @@ from __future__ import annotations
 import weakref
 
 from ember.tensor import Tensor
+from ember.tracer.key import differing_leaves, sizes_only
 
 _GRAPHS_KEPT = 64   # graph structures whose shapes ``reference`` keeps, per function
 # id(tensor) -> (weak reference, {dim: True for dynamic, False for static})
@@ -156,14 +157,9 @@ def _size_changes(old: tuple, new: tuple) -> list | None:
     """``[(leaf, dim, old size, new size)]`` if two keys differ only in tensor sizes
     (same structure, modes, aliasing, ranks, dtypes, devices, requires_grad), else
     None."""
-    if (old[0] != new[0] or old[1] != new[1] or old[2] != new[2] or old[4] != new[4]
-            or len(old[3]) != len(new[3])):
+    diffs = differing_leaves(old, new)
+    if diffs is None or not all(sizes_only(a, b) for _, a, b in diffs):
         return None
-    out = []
-    for i, (a, b) in enumerate(zip(old[3], new[3])):
-        if a == b:
-            continue
-        if a[0] != "T" or b[0] != "T" or len(a[1]) != len(b[1]) or a[2:5] != b[2:5]:
-            return None
-        out += [(i, d, x, y) for d, (x, y) in enumerate(zip(a[1], b[1])) if x != y]
+    out = [(i, d, x, y) for i, a, b in diffs for d, (x, y) in enumerate(zip(a[1], b[1]))
+           if x != y]
     return out or None

@@ -154,6 +154,22 @@ def key_fields(leaves: list, spec) -> tuple:
     return (pytree.spec_key(spec), autograd.is_grad_enabled(), modes, tuple(parts), alias)
 
 
+def differing_leaves(old: tuple, new: tuple) -> list | None:
+    """``[(index, old part, new part)]`` for the leaves in which two keys (as tuples)
+    differ, or None where they differ in more than leaves (structure, grad mode, modes,
+    aliasing, the number of leaves)."""
+    if (old[0] != new[0] or old[1] != new[1] or old[2] != new[2] or old[4] != new[4]
+            or len(old[3]) != len(new[3])):
+        return None
+    return [(i, a, b) for i, (a, b) in enumerate(zip(old[3], new[3])) if a != b]
+
+
+def sizes_only(a: tuple, b: tuple) -> bool:
+    """Whether two leaf parts are tensors that differ in sizes at most (rank, dtype,
+    device and requires_grad alike)."""
+    return a[0] == "T" and b[0] == "T" and len(a[1]) == len(b[1]) and a[2:5] == b[2:5]
+
+
 def leaf(part: tuple) -> TensorKey | ScalarKey | ObjectKey:
     """A leaf record of a key, with named fields."""
     return _LEAVES[part[0]](*part)

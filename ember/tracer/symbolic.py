@@ -61,6 +61,7 @@ from ember import dispatch as _dispatch
 from ember import dtypes
 from ember.errors import user_frame
 from ember.tensor import Tensor
+from ember.tracer.key import differing_leaves, sizes_only
 
 INT_BOUND = 2 ** 31   # |an int argument| taken as symbolic (else: compiled per value)
 EXACT = 2 ** 53       # ints within this are exact in float64, and never overflow int64
@@ -690,31 +691,22 @@ def same_path(trace, reference, symbolic: set) -> bool:
 def comparable(old: tuple, new: tuple, symbolic: set) -> bool:
     """Whether keys ``old`` and ``new`` differ only in the ``symbolic`` leaves and in
     tensor sizes: the calls' traces then run the same tensor ops (``same_path``)."""
-    if (old[0] != new[0] or old[1] != new[1] or old[2] != new[2] or old[4] != new[4]
-            or len(old[3]) != len(new[3])):
-        return False
-    for i, (a, b) in enumerate(zip(old[3], new[3])):
-        if i in symbolic or a == b:
-            continue
-        if not (a[0] == "T" and b[0] == "T" and len(a[1]) == len(b[1]) and a[2:5] == b[2:5]):
-            return False
-    return True
+    diffs = differing_leaves(old, new)
+    return diffs is not None and all(i in symbolic or sizes_only(a, b) for i, a, b in diffs)
 
 
 def scalar_changes(old: tuple, new: tuple, leaves: list) -> list | None:
     """Indices of the top-level int/float leaves whose values differ between two keys
     that are otherwise equal (tensors may differ in sizes only), else None."""
-    if (old[0] != new[0] or old[1] != new[1] or old[2] != new[2] or old[4] != new[4]
-            or len(old[3]) != len(new[3])):
+    diffs = differing_leaves(old, new)
+    if diffs is None:
         return None
     out = []
-    for i, (a, b) in enumerate(zip(old[3], new[3])):
-        if a == b:
-            continue
+    for i, a, b in diffs:
         if a[0] == "V" and b[0] == "V" and a[1] == b[1] and a[1] in ("int", "float"):
             if not _top_level(leaves[i][0]):
                 return None
             out.append(i)
-        elif not (a[0] == "T" and b[0] == "T" and len(a[1]) == len(b[1]) and a[2:5] == b[2:5]):
+        elif not sizes_only(a, b):
             return None
     return out
