@@ -47,6 +47,13 @@ KNOWN = {
     ("relu6", "grad"): {NAN}, ("hardtanh", "grad"): {NAN}, ("hardsigmoid", "grad"): {NAN},
     ("hardshrink", "grad"): {NAN}, ("softshrink", "grad"): {NAN},
 }
+# torch's own answers at these edges depend on the CPU: its vectorized kernels differ
+# between AVX2 and AVX-512 (gelu(inf) is inf with one, NaN with the other; elu's gradient
+# passes a NaN input's gradient with one). Here any subset of the set is accepted.
+CPU_DEPENDENT = {
+    ("gelu", "value"): {-0.0, -100.0, np.inf}, ("elu", "grad"): {NAN},
+    ("selu", "grad"): {NAN}, ("celu", "grad"): {NAN}, ("hardswish", "grad"): {-1.5, NAN},
+}
 
 
 def _fn(lib, name):
@@ -90,6 +97,11 @@ def test_edge_values_match_torch(name):
         if e is None:
             continue
         bad = _inputs(_differs(e, t))
+        loose = CPU_DEPENDENT.get((name, what))
+        if loose is not None:
+            assert {"nan" if v != v else v for v in bad} <= {
+                "nan" if v != v else v for v in loose}, (what, sorted(bad, key=str))
+            continue
         assert _same_set(bad, _known(name, what)), \
             (what, sorted(bad, key=str), e.tolist(), t.tolist())
 
