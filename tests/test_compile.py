@@ -1066,3 +1066,19 @@ def test_first_call_check_scales_with_the_largest_value():
     assert close(a, b) and not close(a, b * 1.01) and not close(b + 0.1 * (b != 99), b)
     small = b / 100
     assert not close(small + 2e-4, small)   # (within 1: the fixed tolerance)
+
+
+def test_a_result_given_attributes_in_the_call_runs_eagerly():
+    # A replay hands back a new tensor: an attribute the call set on its result would be
+    # missing (y.tag), so such a signature runs eagerly, with the reason.
+    def f(x):
+        y = x * 2
+        y.tag = "hello"
+        return y
+
+    c = ember.compile(f)
+    for _ in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert c(ember.ones(2)).tag == "hello"
+    assert any("attributes set" in r for r in c.stats()["fallbacks"])

@@ -43,7 +43,7 @@ from ember.tracer.options import (COMPILE_LOCK, DEFAULT_CACHE_LIMIT,  # noqa: F4
                                   VerificationError, eager_mode, env_flag, global_eager,
                                   set_eager)
 from ember.tracer.segments import segments
-from ember.tracer.symbolic import Symbols, SymbolicRetry, comparable, hold, same_path
+from ember.tracer.symbolic import Symbols, comparable, hold, same_path
 
 __all__ = ["compile", "CompiledFunction", "CompiledModule", "CompileError", "VerificationError",
            "eager_mode", "set_eager", "env_flag", "DEFAULT_CACHE_LIMIT"]
@@ -148,8 +148,6 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)  # nested calls are traced inline
         try:
             return self._call(args, kwargs)
-        except SymbolicRetry:   # a stand-in for a number may be why it raised: run again
-            return self._eager(args, kwargs)
         finally:
             if self.symbols.flush:   # item() gives stand-ins from now on (or no longer)
                 self.symbols.flush = False

@@ -39,7 +39,7 @@ from ember.tracer.printing import watch_output
 from ember.tracer.checks import (Mismatch, check_against_eager, result_tensors,
                                  verify_segment)
 from ember.tracer.options import COMPILE_LOCK, CompileError
-from ember.tracer.symbolic import CodeWatch, Context, ItemProxy, SymbolicRetry, SymScalar
+from ember.tracer.symbolic import CodeWatch, Context, ItemProxy, SymScalar
 from ember.tracer.segments import (END, Segment, Trace, divergence, has_path, insert_path,
                                    out_value, segment_graph, segments, trace_through, walk)
 from ember.tracer.trace import ARRAY_INPUT, Tracer, copy_same_layout, tracing
@@ -225,24 +225,32 @@ class Entry:
         slots = self.guards.tensor_slots() if self.guards is not None else {}
         symbols = self.owner.symbols
         ctx = tracer.symbols = Context()
-        ctx.items = symbols.items is True
-        call_args, call_kwargs = symbols.substitute(args, kwargs, leaves, ctx)
+        # A probe watches code for type() tests of plain numbers; stand-ins need the
+        # watch to keep them from code that may test their type (symbolic.CodeWatch)
+        watched = self.watch_code or symbols.items == "probe"
+        stand_ins = bool(symbols.positions) or symbols.items is True
+        watch = CodeWatch(ctx, probe=watched) if watched or stand_ins else None
         with tracing(tracer), watch_output():
-            watched = self.watch_code or symbols.items == "probe"
-            watch = CodeWatch() if watched else None
+            on = watch is not None and watch.start()
+            if stand_ins and not on:   # another profiler is on: plain numbers, not kept
+                call_args, call_kwargs = args, kwargs
+                if symbols.positions:
+                    ctx.reasons.append("another profiler is active (stand-ins need "
+                                       "sys.setprofile)")
+            else:
+                ctx.items = symbols.items is True
+                call_args, call_kwargs = symbols.substitute(args, kwargs, leaves, ctx)
             try:
-                if watch is not None:
-                    watch.start()
                 result = self.owner.fn(*call_args, **call_kwargs)
             except BaseException as e:
                 if ctx.made:   # (maybe the stand-ins' doing: give them up)
                     ctx.close()
-                    self._raised_with_symbols(e, tracer, leaves)
+                    self._raised_with_symbols(e)
                 raise
             finally:
-                if watch is not None:
+                if on:
                     watch.stop()
-                    self.codes = watch.found
+                self.codes = watch.found if on and watched else None
             note = symbols.traced(ctx, self.codes, watched)
             if note:
                 self.owner.notes.append(note)
@@ -282,6 +290,11 @@ class Entry:
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
                                 "compiled replay would hand back the traced call's object")
             tensors = result_tensors(out_leaves)
+            for t in tensors:   # (``y.tag = ...`` on a result: a replay's is a new tensor)
+                if t.__dict__ and id(t) not in tracer.input_of:
+                    tracer.fail(f"a result tensor has attributes set ({', '.join(t.__dict__)})"
+                                ": a replay's result would not have them")
+                    break
             tensors += [t for t in {id(t): t for t in items.values()}.values()
                         if all(t is not u for u in tensors)]
             graph = tracer.finish(tensors)
@@ -304,12 +317,11 @@ class Entry:
                       read_slots=read)
         return result, trace, snapshot
 
-    def _raised_with_symbols(self, e: BaseException, tracer: Tracer, leaves) -> None:
+    def _raised_with_symbols(self, e: BaseException) -> None:
         """The traced call raised while stand-ins for numbers were about: they may be why
-        (``json.dumps(t)`` wants an exact int). They are given up; and where the call
-        changed nothing ember can see (no tensor written in place, no attribute or .grad
-        set, the guarded Python state as it was), the compiled function runs the call
-        again eagerly (``SymbolicRetry``), so it raises only what eager raises."""
+        (a C function wanting an exact int, ``decimal.Decimal(t)``), so they are given up
+        and the exception says so. (Running the call again eagerly would repeat what it
+        did before it raised, a file written, random numbers drawn, unseen by ember.)"""
         symbols = self.owner.symbols
         paths = symbols.give_up()
         if symbols.items is True:
@@ -317,11 +329,6 @@ class Entry:
         note = (f"{self.owner.__name__} raised while traced with stand-ins for "
                 f"{', '.join(paths) or 'item() values'}; from now on they are plain")
         self.owner.notes.append(note)
-        clean = (not tracer.input_writes and not tracer.attr_writes and not tracer.grads
-                 and not tracer.storages and not tracer.attr_old
-                 and (self.guards is None or self.guards.check(leaves) < 0))
-        if clean and isinstance(e, Exception):
-            raise SymbolicRetry(note) from e
         e.add_note(f"ember.compile: {note}")
 
     def _after_call(self, tracer: Tracer, args, kwargs, leaves, hyper: list,

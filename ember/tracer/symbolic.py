@@ -32,9 +32,10 @@ Numbers turn symbolic in three steps, each falling back to one compile per value
    (``same_path``).
 
 Ranges are predicates too: an int result that could pass 2**53 (int64 would wrap where
-Python does not), an int operand that must fit an integer dtype. A trace that raised
-gives the stand-ins up, and runs the call again eagerly where it changed nothing ember
-can see (``SymbolicRetry``). A float ``t.item()`` becomes the same kind of stand-in
+Python does not), an int operand that must fit an integer dtype. While stand-ins are
+about, every call of code outside ember is watched (``CodeWatch``): code that may test a
+stand-in's type, and the standard library's, get the plain number (specializing it). A
+trace that raised gives the stand-ins up. A float ``t.item()`` becomes the same kind of stand-in
 (``ItemProxy``) once a trace that read one was watched: the trace splits on its value
 only where Python needs the number, and a returned one is read from the graph at every
 replay.
@@ -46,6 +47,7 @@ replay.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import dis
 import gc
@@ -65,11 +67,6 @@ from ember.tracer.key import differing_leaves, sizes_only
 
 INT_BOUND = 2 ** 31   # |an int argument| taken as symbolic (else: compiled per value)
 EXACT = 2 ** 53       # ints within this are exact in float64, and never overflow int64
-
-
-class SymbolicRetry(Exception):
-    """A traced call raised where a stand-in may be why, having changed nothing: the
-    compiled function runs it again eagerly (``Entry._raised_with_symbols``)."""
 
 
 class Context:
@@ -132,11 +129,11 @@ def _substitute(old, new, depth: int = 0) -> None:
     itself replaced by a new tuple in what refers to it, two levels deep)."""
     # (plain loops: a comprehension naming ``old`` would make it a cell of this frame)
     for holder in gc.get_referrers(old):
-        if type(holder) is list:
+        if isinstance(holder, (list, collections.deque)):
             for i in range(len(holder)):
                 if holder[i] is old:
                     holder[i] = new
-        elif type(holder) is dict:
+        elif isinstance(holder, dict):
             for k, v in list(holder.items()):
                 if v is old:
                     holder[k] = new
@@ -225,6 +222,10 @@ class SymScalar:
     def _binary(self, other, name: str, reflected: bool):
         if isinstance(other, Tensor):
             return NotImplemented   # the tensor's own (reflected) operator does it
+        if isinstance(other, SymScalar) and not other.ctx.active:
+            other = other.value   # (a stand-in kept from a trace that ended: its number)
+        if not self.ctx.active and isinstance(other, SymScalar):
+            return other._binary(self.value, name, not reflected)
         a, b = (other, self) if reflected else (self, other)
         symbols = [x for x in (a, b) if isinstance(x, SymScalar)]
         va = a.value if isinstance(a, SymScalar) else a
@@ -345,6 +346,10 @@ def _compare(op, symbol: str):
     def method(self, other):
         if isinstance(other, Tensor):
             return NotImplemented   # the tensor's comparison takes the number as operand
+        if isinstance(other, SymScalar) and not other.ctx.active:
+            other = other.value   # (a stand-in kept from a trace that ended: its number)
+        if not self.ctx.active:   # (this one is: the other, if live, records the branch)
+            return op(self.value, other)
         if not (isinstance(other, SymScalar) or _is_number(other) or type(other) is bool):
             v = other.value if isinstance(other, SymScalar) else other
             return op(self._plain(f"comparison '{op.__name__}' with a "
@@ -435,33 +440,110 @@ def _top_level(path: str) -> bool:
 
 
 class CodeWatch:
-    """While on (``sys.setprofile``), finds the calls of code that may test the type of a
-    number: code outside ember, its dependencies and the standard library that applies
-    the builtin ``type`` to a parameter bound to an int or float at the call, or to
-    anything else (``type(t) is int`` fails for a ``SymScalar``, so a trace with one could
-    take another path than eager). ``found`` lists them; None when another profiler
-    was already on (then nothing was watched)."""
+    """A ``sys.setprofile`` hook on the calls of code outside ember and its dependencies
+    while a trace runs (``start`` says False where another profiler is on: nothing is
+    watched then). ``type(t) is int`` fails for a stand-in, so such code must not test
+    one:
 
-    def __init__(self) -> None:
-        self.found: list[str] | None = None
+    - for the numbers a trace has plain (``probe``), ``found`` lists the calls of code
+      that calls the builtin ``type`` on a parameter bound to an int or float, or on
+      anything but a parameter (``_type_uses``): those numbers then stay plain;
+    - for the stand-ins of the trace (``ctx``), such a call's parameters bound to them
+      get the plain numbers before its first line runs, and so do the standard library's
+      (``json.dumps`` wants an exact float); each one so given is specialized (the trace
+      is not replayed for other values). Code that calls ``type`` on anything but a
+      parameter specializes every stand-in of the trace."""
 
-    def start(self) -> None:
-        if sys.getprofile() is None:
-            found = self.found = []
+    def __init__(self, ctx: Context, probe: bool) -> None:
+        self.found: list[str] = []
+        self.ctx, self.probe = ctx, probe
 
-            def hook(frame, event, arg) -> None:
-                if event == "call":
-                    uses = _type_uses(frame.f_code)
-                    if uses is not None and (uses == "?" or any(
-                            type(frame.f_locals.get(n)) in (int, float) for n in uses)):
-                        c = frame.f_code
-                        found.append(f"{c.co_name} tests type() ({c.co_filename}:"
-                                     f"{c.co_firstlineno})")
-            sys.setprofile(hook)
+    def start(self) -> bool:
+        if sys.getprofile() is not None:
+            return False
+        found, ctx, probe = self.found, self.ctx, self.probe
+
+        def hook(frame, event, arg) -> None:
+            if event != "call":
+                return
+            uses = _type_uses(frame.f_code, frame)
+            if uses is _OURS:
+                return
+            if probe and uses not in (None, _STD) and (uses == "?" or any(
+                    type(frame.f_locals.get(n)) in (int, float) for n in uses)):
+                c = frame.f_code
+                found.append(f"{c.co_name} tests type() ({c.co_filename}:"
+                             f"{c.co_firstlineno})")
+            if ctx.active and ctx.made:
+                _give_plain(frame, uses, ctx)
+        sys.setprofile(hook)
+        return True
 
     def stop(self) -> None:
-        if self.found is not None:
-            sys.setprofile(None)
+        sys.setprofile(None)
+
+
+def _give_plain(frame, uses, ctx: Context) -> None:
+    """The parameters of ``frame`` (a call just starting) bound to stand-ins that its code
+    may test the type of (``uses``; all of them for the standard library's code) get the
+    plain numbers."""
+    if uses is None:
+        return
+    code = frame.f_code
+    locals_ = frame.f_locals
+    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount
+                             + bool(code.co_flags & 4) + bool(code.co_flags & 8)]
+    stdlib = uses is _STD
+    changed = False
+    why = f"passed to {code.co_name}, which may test its type"
+    for name in names:
+        v = locals_.get(name)
+        if stdlib or uses == "?" or name in uses:
+            plain = _plain_inside(v, why, 4)
+            if plain is not v:
+                locals_[name] = plain
+                changed = True
+    if uses == "?":   # (type() of something else: any stand-in might reach it)
+        for r in ctx.made:
+            s = r()
+            if s is not None:
+                s._plain(f"alive while {code.co_name}, which tests type(), ran")
+    if changed:
+        _write_locals(frame, locals_)
+
+
+def _plain_inside(v, why: str, depth: int):
+    """``v`` with the plain number for each stand-in in it: itself, or in the lists and
+    dicts (changed in place) and tuples (a new one) it holds, ``depth`` levels down."""
+    if isinstance(v, SymScalar):
+        return v._plain(why)
+    if depth <= 0:
+        return v
+    if type(v) is tuple:
+        items = tuple(_plain_inside(x, why, depth - 1) for x in v)
+        return items if any(a is not b for a, b in zip(items, v)) else v
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            y = _plain_inside(x, why, depth - 1)
+            if y is not x:
+                v[i] = y
+    elif isinstance(v, dict):
+        for k, x in list(v.items()):
+            y = _plain_inside(x, why, depth - 1)
+            if y is not x:
+                v[k] = y
+    return v
+
+
+if sys.version_info >= (3, 13):   # PEP 667: frame.f_locals writes through
+    def _write_locals(frame, values: dict) -> None:
+        for k, v in values.items():
+            frame.f_locals[k] = v
+else:
+    import ctypes
+
+    def _write_locals(frame, values: dict) -> None:
+        ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
 
 
 _STDLIB = sysconfig.get_paths()["stdlib"]
@@ -470,42 +552,63 @@ _OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the ember
 _DEPENDENCIES = tuple(os.sep + name + os.sep
                       for name in ("numpy", "llvmlite", "networkx", "ml_dtypes", "cupy"))
 _TYPE_USES: dict = {}   # code -> its ``_type_uses``
+_OURS, _STD = "ours", "std"   # (marks: ember's or a dependency's; the standard library's)
 
 
-def _type_uses(code):
-    """None if ``code`` never calls the builtin ``type`` (or is ember's, a dependency's or
-    the standard library's: ember calls it on numbers only where a SymScalar takes the
-    generic, hooked path, its dependencies see arrays, the standard library dispatches on
-    ``__class__`` or falls back to protocols a SymScalar hooks); else the parameters it
-    calls ``type`` on, or "?" where it calls it on anything else."""
+def _type_uses(code, frame):
+    """What ``code`` does with the builtin ``type``: ``_OURS`` for ember's and its
+    dependencies' code (ember calls it on numbers only where a stand-in takes the generic,
+    hooked path; its dependencies see arrays), ``_STD`` for the standard library's; else
+    None if it never calls it, the parameters it calls it on, or "?" where it calls it
+    on anything else. ``type`` reached as ``builtins.type`` or through another global
+    or closure name bound to it (in ``frame``, its first call) counts."""
     found = _TYPE_USES.get(code, 0)
     if found != 0:
         return found
-    f = os.path.abspath(code.co_filename)
-    found = None
-    if not (code.co_filename.startswith("<frozen ") or f.startswith(_OWN)
-            or f.startswith(_STDLIB) and "-packages" not in f
-            or any(d in f for d in _DEPENDENCIES)) and "type" in code.co_names:
-        from ember.tracer.guards import _GLOBAL_OPS
-        params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
-        ins = list(dis.get_instructions(code))
-        names: set = set()
-        for k, i in enumerate(ins):
-            if i.opname in _GLOBAL_OPS and i.argval == "type":
-                # ``type(p)``: the global, one parameter, the call (3.11: PRECALL, CALL)
-                arg = ins[k + 1] if k + 1 < len(ins) else None
-                call = ins[k + 2] if k + 2 < len(ins) else None
-                if (arg is not None and arg.opname == "LOAD_FAST" and arg.argval in params
-                        and call is not None and call.opname in ("PRECALL", "CALL")):
-                    names.add(arg.argval)
-                else:
-                    names = "?"
-                    break
-        found = names if names == "?" or names else None
-        if found is not None and found != "?":
-            found = tuple(found)
+    name = code.co_filename
+    f = os.path.abspath(name)
+    if f.startswith(_OWN) or any(d in f for d in _DEPENDENCIES):
+        found = _OURS
+    elif name.startswith("<frozen ") or f.startswith(_STDLIB) and "-packages" not in f:
+        found = _STD
+    else:
+        import builtins
+        cells = frame.f_locals if code.co_freevars else {}
+        env = {n: cells[n] if n in code.co_freevars and n in cells
+               else frame.f_globals.get(n, getattr(builtins, n, None))
+               for n in code.co_names + code.co_freevars}
+        found = _type_calls(code, {n for n, v in env.items() if v is type},
+                            {n for n, v in env.items() if v is builtins})
     _TYPE_USES[code] = found
     return found
+
+
+_LOADS = ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF")
+
+
+def _type_calls(code, aliases: set, modules: set):
+    """``_type_uses`` of user code, whose names ``aliases`` are the builtin ``type`` and
+    ``modules`` the ``builtins`` module: None, the parameters, or "?"."""
+    if not aliases and not modules:
+        return None
+    params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+    ins = list(dis.get_instructions(code))
+    names: set = set()
+    for k, i in enumerate(ins):
+        if i.opname in _LOADS and i.argval in modules:
+            nxt = ins[k + 1] if k + 1 < len(ins) else None
+            if nxt is not None and nxt.argval == "type":   # (builtins.type)
+                return "?"
+        if i.opname in _LOADS and i.argval in aliases:
+            # ``type(p)``: the global, one parameter, the call (3.11: PRECALL, CALL)
+            arg = ins[k + 1] if k + 1 < len(ins) else None
+            call = ins[k + 2] if k + 2 < len(ins) else None
+            if (arg is not None and arg.opname == "LOAD_FAST" and arg.argval in params
+                    and call is not None and call.opname in ("PRECALL", "CALL")):
+                names.add(arg.argval)
+            else:
+                return "?"
+    return tuple(names) or None
 
 
 class Symbols:
@@ -534,7 +637,7 @@ class Symbols:
         paths = ", ".join(p for _, p in self.candidates)
         why = ("the call was not compiled" if not entry.traces
                else "another profiler is active (the check needs sys.setprofile)"
-               if found is None else found[0] if found else "")
+               if found is None else found[0] if found else "")   # (None: not watched)
         if why:
             self.static.update(p for _, p in self.candidates)
             self.candidates = []
