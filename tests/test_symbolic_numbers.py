@@ -342,6 +342,35 @@ def test_an_item_in_a_dict_given_to_json_is_the_plain_float():
         assert type(out["loss"]) is float
 
 
+def _all_ints(*vals):   # (type() of a generator's loop variable over the varargs)
+    return all(type(v) is int for v in vals)
+
+
+def _is_int(v, _type=type):   # (the builtin through a default argument)
+    return _type(v) is int
+
+
+class _Frozen(dict):
+    def __setitem__(self, key, value):
+        raise TypeError("frozen")
+
+
+def test_stand_ins_reaching_type_tests_by_other_roads_are_plain():
+    import pickle
+
+    def f(x, t):
+        if t > 5:   # (a branch the probing call does not take)
+            frozen = _Frozen(t=t)
+            key = pickle.dumps({"t": t})
+            same = key == pickle.dumps({"t": int(str(t))})
+            return x * (1 if _all_ints(t, 2) and _is_int(t) and same else 100) + len(
+                json.dumps(frozen))
+        return x + t
+
+    c = _calls(f, [(_ones(), t) for t in (1, 2, 3, 4, 7, 9, 12, 5, 6, 11)])
+    assert c.symbols.static == {"args[1]"}
+
+
 def test_an_error_a_stand_in_may_cause_is_raised_with_a_note():
     import decimal
 

@@ -48,6 +48,7 @@ replay.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import copy
 import dis
 import gc
@@ -55,6 +56,7 @@ import operator
 import os
 import sys
 import sysconfig
+import types
 import weakref
 
 import numpy as np
@@ -112,6 +114,9 @@ class Context:
             for s in kept:   # (an argument's: specialized; an item()'s: read, a split)
                 s._plain("kept after the call (in an object, a list or a closure)")
             _replace(kept)
+            for s in kept:   # (one kept where it could not be replaced: a set, a cache
+                if type(s) is ItemProxy:   # key; it must not hold the trace)
+                    s.tracer = None
         self.active = False
         return self.reasons[0] if self.reasons else ""
 
@@ -125,38 +130,77 @@ def _replace(kept: list) -> None:
 
 
 def _substitute(old, new, depth: int = 0) -> None:
-    """Replace object ``old`` by ``new`` in what refers to it (a tuple, immutable, is
-    itself replaced by a new tuple in what refers to it, two levels deep)."""
+    """Replace object ``old`` by ``new`` in what refers to it: lists, deques, dicts (by
+    their base class's methods: the same number, so a subclass's hooks need not run),
+    cells, running frames' variables, slots and instance dicts; a tuple, immutable, is
+    itself replaced by a new tuple in what refers to it, two levels deep. What cannot be
+    changed keeps it (a set, a key)."""
     # (plain loops: a comprehension naming ``old`` would make it a cell of this frame)
     for holder in gc.get_referrers(old):
-        if isinstance(holder, (list, collections.deque)):
-            for i in range(len(holder)):
-                if holder[i] is old:
-                    holder[i] = new
-        elif isinstance(holder, dict):
-            for k, v in list(holder.items()):
+        try:
+            _substitute_in(holder, old, new, depth)
+        except Exception:   # (a holder that refuses: it keeps the stand-in)
+            pass
+
+
+def _substitute_in(holder, old, new, depth: int) -> None:
+    if isinstance(holder, list):
+        for i in range(len(holder)):
+            if holder[i] is old:
+                list.__setitem__(holder, i, new)
+    elif isinstance(holder, collections.deque):
+        for i in range(len(holder)):
+            if holder[i] is old:
+                collections.deque.__setitem__(holder, i, new)
+    elif isinstance(holder, dict):
+        for k, v in list(dict.items(holder)):
+            if v is old:
+                dict.__setitem__(holder, k, new)
+    elif type(holder) is _CELL:
+        holder.cell_contents = new
+    elif type(holder) is _FRAME or type(holder) is types.GeneratorType:
+        frame = holder if type(holder) is _FRAME else holder.gi_frame
+        values = frame.f_locals if frame is not None else {}
+        for k, v in list(values.items()):
+            if v is old:
+                values[k] = new
+                _write_locals(frame, values)
+    elif type(holder) is tuple:
+        if depth < 3:
+            items = []
+            for v in holder:
+                items.append(new if v is old else v)
+            _substitute(holder, tuple(items), depth + 1)
+    elif type(holder) is _TUPLE_ITERATOR and type(new) is tuple:
+        if depth < 3:   # (an iteration over the tuple under way: ``for v in args``)
+            _, (seq,), index = holder.__reduce__()
+            it = iter(new)
+            it.__setstate__(index)
+            _substitute(holder, it, depth + 1)
+    else:
+        for cls in type(holder).__mro__:   # (__slots__ attributes)
+            for name in getattr(cls, "__slots__", ()):
+                if isinstance(name, str) and getattr(holder, name, None) is old:
+                    object.__setattr__(holder, name, new)
+        d = getattr(holder, "__dict__", None)   # (3.11 may keep an object's inline)
+        if isinstance(d, dict):
+            for k, v in list(d.items()):
                 if v is old:
-                    holder[k] = new
-        elif type(holder) is _CELL:
-            holder.cell_contents = new
-        elif type(holder) is tuple:
-            if depth < 2:
-                items = []
-                for v in holder:
-                    items.append(new if v is old else v)
-                _substitute(holder, tuple(items), depth + 1)
-        else:
-            for cls in type(holder).__mro__:   # (__slots__ attributes)
-                for name in getattr(cls, "__slots__", ()):
-                    if isinstance(name, str) and getattr(holder, name, None) is old:
-                        object.__setattr__(holder, name, new)
-            d = getattr(holder, "__dict__", None)   # (3.11 may keep an object's inline)
-            if isinstance(d, dict):
-                for k, v in list(d.items()):
-                    if v is old:
-                        d[k] = new
+                    d[k] = new
 
 
+def plain_everywhere(ctx: Context, why: str) -> None:
+    """Specialize every live stand-in of ``ctx`` and put its number wherever it is held
+    (running frames too): code that may test the type of anything is about to run."""
+    for r in ctx.made:
+        sym = r()
+        if sym is not None:
+            value = sym._plain(why)
+            _substitute(sym, value)
+
+
+_FRAME = type(sys._getframe())
+_TUPLE_ITERATOR = type(iter(()))
 _CELL = type((lambda x: lambda: x)(0).__closure__[0])
 
 
@@ -464,6 +508,12 @@ class CodeWatch:
         found, ctx, probe = self.found, self.ctx, self.probe
 
         def hook(frame, event, arg) -> None:
+            if event == "c_call":   # (C code that wants exact numbers: pickle, marshal)
+                if (ctx.active and ctx.made and getattr(arg, "__module__", None) in _EXACT_C
+                        and _type_uses(frame.f_code, frame) is not _OURS):
+                    plain_everywhere(ctx, f"alive while {arg.__module__}."
+                                          f"{getattr(arg, '__name__', '?')} ran")
+                return
             if event != "call":
                 return
             uses = _type_uses(frame.f_code, frame)
@@ -494,20 +544,20 @@ def _give_plain(frame, uses, ctx: Context) -> None:
     names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount
                              + bool(code.co_flags & 4) + bool(code.co_flags & 8)]
     stdlib = uses is _STD
+    if uses == "?" or stdlib and any(isinstance(locals_.get(n), _OPAQUE) for n in names):
+        # type() of something else, or the standard library given an iterator (whose
+        # items it may test, as statistics does): any stand-in might reach it
+        plain_everywhere(ctx, f"alive while {code.co_name}, which may test types, ran")
+        return
     changed = False
     why = f"passed to {code.co_name}, which may test its type"
     for name in names:
         v = locals_.get(name)
-        if stdlib or uses == "?" or name in uses:
-            plain = _plain_inside(v, why, 4)
+        if stdlib or name in uses:
+            plain = _plain_inside(v, why, 6)
             if plain is not v:
                 locals_[name] = plain
                 changed = True
-    if uses == "?":   # (type() of something else: any stand-in might reach it)
-        for r in ctx.made:
-            s = r()
-            if s is not None:
-                s._plain(f"alive while {code.co_name}, which tests type(), ran")
     if changed:
         _write_locals(frame, locals_)
 
@@ -526,14 +576,20 @@ def _plain_inside(v, why: str, depth: int):
         for i, x in enumerate(v):
             y = _plain_inside(x, why, depth - 1)
             if y is not x:
-                v[i] = y
-    elif isinstance(v, dict):
-        for k, x in list(v.items()):
+                list.__setitem__(v, i, y)   # (the same number: a subclass's hook need
+    elif isinstance(v, dict):               # not run)
+        for k, x in list(dict.items(v)):
             y = _plain_inside(x, why, depth - 1)
             if y is not x:
-                v[k] = y
+                dict.__setitem__(v, k, y)
     return v
 
+
+# C modules whose functions serialize numbers by their exact type (pickle.dumps(t) would
+# give other bytes for a stand-in, marshal would refuse it)
+_EXACT_C = frozenset(("_pickle", "marshal"))
+# what the standard library may iterate without ``_plain_inside`` seeing the items
+_OPAQUE = (collections.abc.Iterator, set, frozenset)
 
 if sys.version_info >= (3, 13):   # PEP 667: frame.f_locals writes through
     def _write_locals(frame, values: dict) -> None:
@@ -577,13 +633,15 @@ def _type_uses(code, frame):
         env = {n: cells[n] if n in code.co_freevars and n in cells
                else frame.f_globals.get(n, getattr(builtins, n, None))
                for n in code.co_names + code.co_freevars}
+        params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        env.update({n: frame.f_locals.get(n) for n in params})   # (``_type=type``)
         found = _type_calls(code, {n for n, v in env.items() if v is type},
                             {n for n, v in env.items() if v is builtins})
     _TYPE_USES[code] = found
     return found
 
 
-_LOADS = ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF")
+_LOADS = ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_FAST")
 
 
 def _type_calls(code, aliases: set, modules: set):
