@@ -6,9 +6,10 @@ coefficients are gathered from it, and noise is added while ``t > 0``; the denoi
 small MLP. Each repeat runs the whole reverse process (``STEPS`` timesteps, every one a
 new value of ``t``) from the same start and noise, and reports the total time, compiles
 included. ember makes ``t`` a run-time input after two values (``tracer/symbolic.py``:
-one entry for ``t > 0``, one for ``t == 0``); before, it compiled once per value and ran
-eagerly past its cache limit. torch.compile (``dynamic=None``) makes the int dynamic
-after it changes. The result checked is the final sample (against ember eager).
+one entry for ``t > 0``, one for ``t == 0``); "ember dynamic=False" compiles once per
+value, as ember did before, and runs eagerly past its cache limit. torch.compile
+(``dynamic=None``) makes the int dynamic after it changes. The result checked is the
+final sample (against ember eager).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Prepared, Timed, Workload
+from benchmarks.harness import Impl, Prepared, Timed, Workload
 from benchmarks.workloads.common import cold_impls
 
 SIZES = ["200"]        # timesteps per repeat
@@ -33,6 +34,9 @@ def workloads(sizes: list[str], device: str = "cpu") -> list[Workload]:
     for text in sizes:
         steps = int(text)
         impls = cold_impls(lambda lib, compiled, steps=steps: _setup(lib, compiled, steps))
+        # the number compiled once per value, as before it could be symbolic
+        impls.insert(2, Impl("ember dynamic=False", "ember",
+                             _setup("ember", True, steps, dynamic=False)))
         out.append(Workload(
             f"sampling_{steps}_steps", "sampling",
             f"diffusion sampling, {steps} steps of p_sample(x, t: int) (MLP denoiser, batch "
@@ -70,7 +74,7 @@ def _schedule(lib: Any, steps: int) -> dict:
     return {k: lib.tensor(v.astype(np.float32)) for k, v in coef.items()}
 
 
-def _setup(lib_name: str, compiled: bool, steps: int):
+def _setup(lib_name: str, compiled: bool, steps: int, dynamic: bool | None = None):
     def setup() -> Prepared:
         if lib_name == "torch":
             import torch as lib
@@ -105,7 +109,12 @@ def _setup(lib_name: str, compiled: bool, steps: int):
             if lib_name == "torch" and compiled:
                 import torch._dynamo
                 torch._dynamo.reset()
-            fn = lib.compile(p_sample) if compiled else p_sample
+            if not compiled:
+                fn = p_sample
+            elif lib_name == "ember":
+                fn = lib.compile(p_sample, dynamic=dynamic)
+            else:
+                fn = lib.compile(p_sample)
             x = start
             t0 = time.perf_counter()
             with lib.no_grad():
