@@ -586,3 +586,32 @@ def test_integer_items_are_read_at_once():
     c = _calls(f, [(ember.tensor([1.0, -2.0, 3.0]),), (ember.tensor([1.0, 2.0, 3.0]),),
                    (ember.tensor([1.0, -2.0, 3.0]),)])
     assert c.stats()["breaks"]
+
+
+def test_a_step_taking_a_number_and_returning_an_item_compiles_once():
+    # train_step(..., lr) -> loss.item(): the probing trace reads item() at once, the
+    # symbolic one makes a stand-in of it; the check compares the ops before either.
+    net = ember.nn.Linear(3, 1)
+    twin = ember.nn.Linear(3, 1)
+    twin.load_state_dict(net.state_dict())
+
+    def make(model):
+        def step(x, y, lr):
+            model.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            with ember.no_grad():
+                for p in model.parameters():
+                    p.add_(p.grad, alpha=-lr)
+            return loss.item()
+        return step
+
+    c, eager = ember.compile(make(net)), make(twin)
+    for i in range(12):
+        x, y = ember.randn(4, 3), ember.randn(4, 1)
+        np.testing.assert_allclose(c(x, y, 0.1 / (i + 1)), eager(x, y, 0.1 / (i + 1)),
+                                   rtol=1e-5)
+    s = c.stats()
+    assert s["cache_hits"] >= 6 and s["eager_calls"] == 0, s
+    np.testing.assert_allclose(net.weight.detach().numpy(), twin.weight.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -314,7 +314,7 @@ class Entry:
                       frozenset(i for i, t in enumerate(tracer.captured) if t.requires_grad),
                       tuple(tracer.none_grads.values()), frozenset(tracer.values),
                       written=tuple((ref, name) for ref, name, _ in written), fed=fed,
-                      read_slots=read)
+                      read_slots=read, first_item=ctx.first_item)
         return result, trace, snapshot
 
     def _raised_with_symbols(self, e: BaseException) -> None:

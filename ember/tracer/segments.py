@@ -54,6 +54,8 @@ class Trace:
     fed: frozenset = frozenset()
     # (id(module), name) of the slots read at every call that the call did not assign
     read_slots: frozenset = frozenset()
+    # the graph position of the first ``item()`` stand-in (symbolic.ItemProxy), if any
+    first_item: int | None = None
 
     def signature(self, upto: int) -> list:
         """What must be identical between two traces of the same code, up to node ``upto``."""

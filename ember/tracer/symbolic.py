@@ -85,6 +85,7 @@ class Context:
         self.predicates: list[tuple] = []
         self.items = False      # whether item() gives ItemProxy objects in this trace
         self.saw_item = False   # whether the trace read a float item()
+        self.first_item: int | None = None   # the graph position of its first stand-in
 
     def item(self, t: Tensor, tracer) -> ItemProxy | None:
         """``t.item()`` in this trace: an ``ItemProxy`` for a float once the function's
@@ -94,6 +95,8 @@ class Context:
         self.saw_item = True
         if not self.items:
             return None
+        if self.first_item is None:
+            self.first_item = tracer.graph.next_id
         from ember import autograd
         with autograd.no_grad():   # (a copy: a later in-place write must not reach it)
             copy = t.detach().reshape(()).clone()
@@ -844,7 +847,9 @@ def same_path(trace, reference, symbolic: set) -> bool:
     a ``type(t) is int`` test (which a ``SymScalar`` fails) must not have sent it
     elsewhere. (A leaf that was symbolic already in the reference is an input there.)"""
     def ops(t):   # (up to its first value read from a tensor: there the two may part)
-        cut = min((o.cut for o in t.observations), default=None)
+        cuts = [o.cut for o in t.observations] + (
+            [t.first_item] if t.first_item is not None else [])
+        cut = min(cuts, default=None)
         return tensor_ops(t.graph, {n for n, i in t.arg_paths.items() if i in symbolic}, cut)
     return ops(trace) == ops(reference)
 
