@@ -172,6 +172,8 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     def requires_grad(self, value: bool) -> None:
         self._rg = value
         STRUCTURE_VERSION[0] += 1   # compiled code may branch on it: guards look again
+        if value and _dispatch_mod.tracer is not None:   # (a new leaf, if made in the call)
+            _dispatch_mod.tracer.new_leaf(self)
 
     def _fresh_copy(self) -> Tensor:
         t = Tensor._wrap(self._data.copy(), False)

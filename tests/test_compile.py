@@ -1082,3 +1082,17 @@ def test_a_result_given_attributes_in_the_call_runs_eagerly():
             warnings.simplefilter("ignore")
             assert c(ember.ones(2)).tag == "hello"
     assert any("attributes set" in r for r in c.stats()["fallbacks"])
+
+
+def test_a_leaf_made_in_the_call_that_outlives_it_runs_eagerly():
+    # ones(2, requires_grad=True) made inside: eager's result requires grad through it; a
+    # replay's graph holds it as a constant, so such a signature runs eagerly.
+    def f(x):
+        return ember.ones(2, requires_grad=True).sum() + x
+
+    c = ember.compile(f)
+    for _ in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert c(ember.tensor(1.0)).requires_grad
+    assert any("new leaf" in r for r in c.stats()["fallbacks"])

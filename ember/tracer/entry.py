@@ -290,6 +290,9 @@ class Entry:
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
                                 "compiled replay would hand back the traced call's object")
             tensors = result_tensors(out_leaves)
+            if tracer.leaves_kept():
+                tracer.fail("a tensor made in the call requires grad (a new leaf) and "
+                            "outlives it: a replay would not make it")
             for t in tensors:   # (``y.tag = ...`` on a result: a replay's is a new tensor)
                 if t.__dict__ and id(t) not in tracer.input_of:
                     tracer.fail(f"a result tensor has attributes set ({', '.join(t.__dict__)})"

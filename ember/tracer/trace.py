@@ -127,6 +127,7 @@ class Tracer:
         self.attr_writes: dict[tuple, tuple] = {}
         self.input_writes = 0   # in-place writes into memory from before the call
         self.attr_old: dict[tuple, Any] = {}   # (id(module), name) -> its value at the call's start
+        self.fresh_leaves: list = []   # weak references to the leaves the call made
         # Entries keyed by a tensor's id go when it dies. Inputs (``input_tensors``),
         # captured tensors, gradient owners (``grad_owner``'s and ``grads``' values) and
         # ``.data`` sources are held strongly, so their entries stay.
@@ -415,6 +416,17 @@ class Tracer:
             self.attr_writes[key] = (weakref.ref(obj), name, value)
         else:
             self.attr_writes.pop(key, None)
+
+    def new_leaf(self, t) -> None:
+        """``t.requires_grad = True``: for a tensor the call made, a new leaf, which a
+        replay would not make (``leaves_kept`` asks after the call)."""
+        if id(t) not in self.input_of:
+            self.fresh_leaves.append(weakref.ref(t))
+
+    def leaves_kept(self) -> bool:
+        """Whether a leaf the call made still lives (returned, or held by a result's
+        graph): a replay's results would not require grad through it."""
+        return any(r() is not None for r in self.fresh_leaves)
 
     def read_grad(self, owner, g) -> None:
         """``owner.grad`` was read and gave ``g``."""
