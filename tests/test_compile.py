@@ -1084,7 +1084,7 @@ def test_a_result_given_attributes_in_the_call_runs_eagerly():
     assert any("attributes set" in r for r in c.stats()["fallbacks"])
 
 
-def test_a_leaf_made_in_the_call_that_outlives_it_runs_eagerly():
+def test_a_leaf_made_in_the_call_behind_a_result_runs_eagerly():
     # ones(2, requires_grad=True) made inside: eager's result requires grad through it; a
     # replay's graph holds it as a constant, so such a signature runs eagerly.
     def f(x):

@@ -290,9 +290,10 @@ class Entry:
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
                                 "compiled replay would hand back the traced call's object")
             tensors = result_tensors(out_leaves)
-            if tracer.leaves_kept():
-                tracer.fail("a tensor made in the call requires grad (a new leaf) and "
-                            "outlives it: a replay would not make it")
+            if tracer.fresh_leaves and tracer.leaves_reach(tensors, [t for _, _, t in written]):
+                tracer.fail("the call made a tensor that requires grad (a new leaf) and a "
+                            "result or a kept tensor may come from it: a replay would not "
+                            "make it")
             for t in tensors:   # (``y.tag = ...`` on a result: a replay's is a new tensor)
                 if t.__dict__ and id(t) not in tracer.input_of:
                     tracer.fail(f"a result tensor has attributes set ({', '.join(t.__dict__)})"

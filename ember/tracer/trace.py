@@ -419,14 +419,17 @@ class Tracer:
 
     def new_leaf(self, t) -> None:
         """``t.requires_grad = True``: for a tensor the call made, a new leaf, which a
-        replay would not make (``leaves_kept`` asks after the call)."""
+        replay would not make (``leaves_reach``)."""
         if id(t) not in self.input_of:
             self.fresh_leaves.append(weakref.ref(t))
 
-    def leaves_kept(self) -> bool:
-        """Whether a leaf the call made still lives (returned, or held by a result's
-        graph): a replay's results would not require grad through it."""
-        return any(r() is not None for r in self.fresh_leaves)
+    def leaves_reach(self, results: list, kept: list) -> bool:
+        """Whether the call made a leaf and a result requires grad (through it, perhaps:
+        a replay's graph holds it as a constant), or a tensor the call kept in a slot is
+        one (a replay would assign one that does not require grad)."""
+        fresh = {id(t) for t in (r() for r in self.fresh_leaves) if t is not None}
+        return bool(self.fresh_leaves) and any(t.requires_grad for t in results) or any(
+            id(t) in fresh for t in kept)
 
     def read_grad(self, owner, g) -> None:
         """``owner.grad`` was read and gave ``g``."""
