@@ -269,22 +269,10 @@ class Entry:
             out_leaves, out_spec = pytree.flatten(traced, results=True)
             items = {}   # result leaf -> the tensor of the item() it returns ("S")
             if ctx.made:
-                for k, (_, v) in enumerate(out_leaves):
-                    if type(v) is ItemProxy:
-                        items[k] = v.tensor
-                    elif type(v) is SymScalar:   # an argument's: the value, no symbol
-                        ctx.specialize("the result holds a symbolic argument")
-                if items or any(type(v) is SymScalar for _, v in out_leaves):
-                    out_leaves = [(p, v.value if isinstance(v, SymScalar) else v)
-                                  for p, v in out_leaves]
-                    result = pytree.unflatten(out_spec, [v for _, v in out_leaves])
-                traced = v = None   # (the escape check counts what still holds a symbol)
-                reason = ctx.close()
-                if reason and self.traces:   # (a first trace: the owner gives it up)
-                    tracer.fail(f"the trace depends on the value: {reason}")
-                self.specialized = reason
-                if not reason:   # (the calls this entry serves: compile._lookup)
-                    self.predicates += ctx.predicates
+                out_leaves, result, items = self._plain_results(ctx, out_leaves, out_spec,
+                                                                result)
+                traced = None   # (the escape check counts what still holds a symbol)
+                self._close_symbols(tracer, ctx)
             for path, v in out_leaves:
                 if not isinstance(v, (Tensor, _ATOMS)):
                     tracer.fail(f"the result holds a {type(v).__name__} (at result{path}): a "
@@ -320,6 +308,33 @@ class Entry:
                       written=tuple((ref, name) for ref, name, _ in written), fed=fed,
                       read_slots=read, first_item=ctx.first_item)
         return result, trace, snapshot
+
+    @staticmethod
+    def _plain_results(ctx: Context, out_leaves: list, out_spec, result):
+        """A result traced with stand-ins: its leaves and itself with the plain numbers,
+        and the item() tensors it returns (read at every replay: "S" leaves)."""
+        items = {}
+        for k, (_, v) in enumerate(out_leaves):
+            if type(v) is ItemProxy:
+                items[k] = v.tensor
+            elif type(v) is SymScalar:   # an argument's: the value, no symbol
+                ctx.specialize("the result holds a symbolic argument")
+        if items or any(type(v) is SymScalar for _, v in out_leaves):
+            out_leaves = [(p, v.value if isinstance(v, SymScalar) else v)
+                          for p, v in out_leaves]
+            result = pytree.unflatten(out_spec, [v for _, v in out_leaves])
+        return out_leaves, result, items
+
+    def _close_symbols(self, tracer: Tracer, ctx: Context) -> None:
+        """The stand-ins' trace ended (the caller holds none of them any more): whether
+        it depends on a number's value (``specialized``: a first trace is not kept, a
+        later one fails), else the branches it took (``predicates``)."""
+        reason = ctx.close()
+        if reason and self.traces:
+            tracer.fail(f"the trace depends on the value: {reason}")
+        self.specialized = reason
+        if not reason:   # (the calls this entry serves: compile._lookup)
+            self.predicates += ctx.predicates
 
     def _raised_with_symbols(self, e: BaseException) -> None:
         """The traced call raised while stand-ins for numbers were about: they may be why
