@@ -10,7 +10,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from benchmarks.harness import Impl, Prepared
+from benchmarks.harness import Impl, Prepared, Workload
 
 MakeFn = Callable[[Any], Callable[..., Any]]
 # A workload's NumPy inputs, or what makes them on first use (see ``Lazy``).
@@ -181,6 +181,13 @@ def cupy_impl(fn_factory: Callable[[Any], Callable[..., Any]], np_args: Args,
         args = [cupy.asarray(a) for a in resolve(np_args)]
         return Prepared(lambda: fn(*args), arrays, sync=gpu_sync("cupy", "cuda"), notes=notes)
     return Impl(name, "cupy", setup)
+
+
+def cold_workload(name: str, family: str, title: str, impls: list[Impl]) -> Workload:
+    """A workload whose calls time a whole run, compiles included, checked against ember
+    eager (its results: a few losses or a final sample)."""
+    return Workload(name, family, title, impls, reference="ember eager", unit="s", cold=True,
+                    rtol=1e-3, atol=1e-4)
 
 
 def cold_impls(setup: Callable[[str, bool], Callable[[], Prepared]]) -> list[Impl]:

@@ -544,8 +544,7 @@ def _give_plain(frame, uses, ctx: Context) -> None:
         return
     code = frame.f_code
     locals_ = frame.f_locals
-    names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount
-                             + bool(code.co_flags & 4) + bool(code.co_flags & 8)]
+    names = _params(code, packed=True)
     stdlib = uses is _STD
     if uses == "?" or stdlib and any(isinstance(locals_.get(n), _OPAQUE) for n in names):
         # type() of something else, or the standard library given an iterator (whose
@@ -636,12 +635,19 @@ def _type_uses(code, frame):
         env = {n: cells[n] if n in code.co_freevars and n in cells
                else frame.f_globals.get(n, getattr(builtins, n, None))
                for n in code.co_names + code.co_freevars}
-        params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
-        env.update({n: frame.f_locals.get(n) for n in params})   # (``_type=type``)
+        env.update({n: frame.f_locals.get(n) for n in _params(code)})   # (``_type=type``)
         found = _type_calls(code, {n for n, v in env.items() if v is type},
                             {n for n, v in env.items() if v is builtins})
     _TYPE_USES[code] = found
     return found
+
+
+def _params(code, packed: bool = False) -> tuple:
+    """The parameter names of ``code`` (``packed``: with ``*args`` and ``**kwargs``)."""
+    n = code.co_argcount + code.co_kwonlyargcount
+    if packed:   # (CO_VARARGS, CO_VARKEYWORDS)
+        n += bool(code.co_flags & 4) + bool(code.co_flags & 8)
+    return code.co_varnames[:n]
 
 
 _LOADS = ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_FAST")
@@ -652,7 +658,7 @@ def _type_calls(code, aliases: set, modules: set):
     ``modules`` the ``builtins`` module: None, the parameters, or "?"."""
     if not aliases and not modules:
         return None
-    params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+    params = set(_params(code))
     ins = list(dis.get_instructions(code))
     names: set = set()
     for k, i in enumerate(ins):
