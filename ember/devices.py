@@ -118,6 +118,19 @@ def array_module(device: Device):
     return cp
 
 
+def add_at(xp, out, index, values) -> None:
+    """``out[index] += values`` with repeated indices summed (NumPy's and CuPy's ``add.at``).
+
+    CuPy 14 deprecates ``cupyx.scatter_add`` for ``cupy.add.at``; CuPy before 13 has only
+    the former."""
+    at = getattr(xp.add, "at", None)
+    if at is not None:
+        at(out, index, values)
+    else:   # CuPy < 13
+        import cupyx
+        cupyx.scatter_add(out, index, values)
+
+
 def device_of_array(a) -> Device:
     if isinstance(a, np.ndarray):
         return CPU

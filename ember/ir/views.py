@@ -21,7 +21,7 @@ import numpy as np
 
 from ember.dispatch import dispatch
 from ember.ops.registry import INDEX, MOVEMENT, OPS, defop
-from ember.devices import array_module, device_of_array
+from ember.devices import add_at, array_module, device_of_array
 
 
 def view_of(xp, base, shape, strides, offset):
@@ -40,11 +40,7 @@ def _scatter(xp, base, value, shape, strides, offset, accumulate=False):
         index = view_of(np, np.arange(out.size), shape, strides, offset)
         flat = out.reshape(-1)
         value = xp.broadcast_to(value, tuple(shape)).astype(out.dtype, copy=False)
-        if xp is np:
-            np.add.at(flat, index, value)
-        else:
-            import cupyx
-            cupyx.scatter_add(flat, xp.asarray(index), value)
+        add_at(xp, flat, xp.asarray(index), value)
         return out
     view_of(xp, out, shape, strides, offset)[...] = value
     return out

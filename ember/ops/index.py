@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ember.devices import add_at
 from ember.dispatch import dispatch
 from ember.errors import OpError, OpIndexError
 from ember.ops.conv import _native
@@ -52,8 +53,7 @@ def _index_put(xp, a, v, *idx, key, accumulate):
             if not (len(k) == 1 and native and native.scatter_add_rows(out, k[0], v)):
                 np.add.at(out, k, v)
         else:
-            import cupyx
-            cupyx.scatter_add(out, k, xp.broadcast_to(v, out[k].shape))
+            add_at(xp, out, k, xp.broadcast_to(v, out[k].shape))
     except IndexError as e:
         raise OpIndexError("index_put", str(e).replace(" axis ", " dimension ")) from None
     return out
@@ -174,11 +174,8 @@ def _scatter(xp, a, index, src, dim, accumulate):
     v = s1[tuple(slice(0, n) for n in i1.shape)].astype(a.dtype, copy=False)
     if not accumulate:
         o1[k] = v
-    elif xp is np:
-        np.add.at(o1, k, v)
     else:
-        import cupyx
-        cupyx.scatter_add(o1, k, v)
+        add_at(xp, o1, k, v)
     return out
 
 
