@@ -144,6 +144,40 @@ def test_mixing_devices_is_a_clear_error():
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_index_checks_on_cuda_raise_as_on_the_cpu(compiled):
+    """check_index's one-kernel test on a GPU: targets below 0, at C and above raise
+    with the first bad value; ignore_index (-100) passes; int32 embedding indices too."""
+    import ember.nn.functional as F
+
+    def nll(x, t):
+        return F.nll_loss(F.log_softmax(x, dim=1), t)
+
+    def emb(i, w):
+        return F.embedding(i, w).sum()
+
+    f, g = (ember.compile(nll), ember.compile(emb)) if compiled else (nll, emb)
+    x, w = ember.randn(4, 5, device="cuda"), ember.randn(10, 3, device="cuda")
+    for t in ([0, 1, 2, 3], [0, -1, 2, 3], [0, 5, 2, 3], [-100, 1, 2, 3], [7, 5, -1, 3],
+              [4, 4, 4, 4]):
+        bad = [v for v in t if v != -100 and not 0 <= v < 5]
+        tc = ember.tensor(t, device="cuda")
+        if bad:
+            with pytest.raises(IndexError, match=f"Target {bad[0]} is out of bounds"):
+                f(x, tc)
+        else:
+            np.testing.assert_allclose(_host(f(x, tc)), _host(nll(x.cpu(), tc.cpu())),
+                                       rtol=1e-5, atol=1e-6)
+    for i in ([0, 9], [10, 1], [3, -1]):
+        ic = ember.tensor(i, dtype=ember.int32, device="cuda")
+        if all(0 <= v < 10 for v in i):
+            np.testing.assert_allclose(_host(g(ic, w)), _host(emb(ic.cpu(), w.cpu())),
+                                       rtol=1e-5)
+        else:
+            with pytest.raises(IndexError, match="out of range|out of bounds"):
+                g(ic, w)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("name", ["simple_cnn", "mnist_mlp", "quickstart"])
 def test_ported_program_on_cuda_matches_cpu(name, compiled):
     """test_ported_programs.py's PyTorch programs (imports changed, nothing else), their
