@@ -104,6 +104,10 @@ def dispatch(op: OpDef | str, *args, **attrs):
     if type(op) is str:
         op = OPS[op]
     if op.kind in ("unary", "binary", "ternary"):
+        if op.name in _SCALAR_IN_FLOAT32:
+            out = _scalar_in_float32(op, args, attrs)
+            if out is not None:
+                return out
         args = _prepare_elementwise(op, args)
     try:
         if args:
@@ -199,12 +203,42 @@ def binary(name: str, a, b, reflected: bool = False):
                     if reflected:
                         return _apply(op, b, a, db, da, (b, a))
                     return _apply(op, a, b, da, db, (a, b))
-            elif (tb is float or tb is int) and dt.kind == "f":
+            elif ((tb is float or tb is int) and dt.kind == "f"
+                  and (dt.itemsize > 2 or name not in _SCALAR_IN_FLOAT32)):
                 c = _scalar_array(b, dt)
                 if reflected:
                     return _apply(op, None, a, c, da, (b, a))
                 return _apply(op, a, None, da, c, (a, b))
+    if reflected and name == "div" and a.dtype in _HALVES and not (type(b) is int and b == 1):
+        return dispatch("mul", dispatch(op, 1, a), b)   # PyTorch's s / x: x.reciprocal() * s
     return dispatch(op, b, a) if reflected else dispatch(op, a, b)
+
+
+# PyTorch's float16/bfloat16 kernels of these ops read a scalar second operand (a Python
+# number or a 0-dim tensor) in float32 and compute in float32, rounding once: bfloat16
+# [3.] * 257 is 772 (771 rounded), not 3 * 256. Other ops cast the scalar first, as
+# ember does (BinaryOpsKernel.cpp's reduced-float scalar paths).
+_SCALAR_IN_FLOAT32 = frozenset({"mul", "div", "floor_divide"})
+_HALVES = (dtypes.float16, dtypes.bfloat16)
+
+
+def _scalar_in_float32(op: OpDef, args, attrs):
+    """``op(x, s)`` computed in float32 and rounded to x's float16/bfloat16, where PyTorch
+    does so (above); None where the rule does not apply."""
+    if len(args) != 2:
+        return None
+    x, s = args
+    if not isinstance(x, Tensor) and op.name == "mul":   # s * x is x * s in PyTorch
+        x, s = s, x
+    if not isinstance(x, Tensor) or x.dtype not in _HALVES:
+        return None
+    if isinstance(s, Tensor):
+        if s._data.ndim or not x._data.ndim or s.dtype is x.dtype or s.dtype.category > 2:
+            return None   # not a scalar, or promotion decides (both 0-dim), or exact
+        s = s.to(dtypes.float32)
+    elif type(s) is not float and type(s) is not int and type(s) is not SymScalar:
+        return None
+    return dispatch(op, x.to(dtypes.float32), s, **attrs).to(x.dtype)
 
 
 def _apply(op: OpDef, x, y, dx, dy, args):

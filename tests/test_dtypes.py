@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import warnings
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -401,6 +402,62 @@ def test_half_precision_math_rounds_once_as_torch(op, dt):
     sp = ember.nn.functional.softplus(ember.tensor(x).to(getattr(ember, dt)))
     tsp = torch.nn.functional.softplus(torch.tensor(x).to(getattr(torch, dt)))
     np.testing.assert_array_equal(sp.float().numpy(), tsp.float().numpy())
+
+
+_SCALAR_OPS = {   # ember/torch call, and the float32 formula torch rounds once
+    "mul": (lambda x, s: x * s, lambda a, s: a * s),
+    "rmul": (lambda x, s: s * x, lambda a, s: a * s),
+    "div": (lambda x, s: x / s, lambda a, s: a / s),
+    "floordiv": (lambda x, s: x // s, lambda a, s: np.floor_divide(a, s)),
+    "inplace_mul": (lambda x, s: x.clone().mul_(s), lambda a, s: a * s),
+}
+
+
+@pytest.mark.parametrize("op", list(_SCALAR_OPS))
+@pytest.mark.parametrize("dt", ["float16", "bfloat16"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_half_times_a_scalar_computes_in_float32_as_torch(op, dt, compiled):
+    """x * s, x / s and x // s of a float16/bfloat16 x read s in float32 and round once,
+    as PyTorch's kernels do: bfloat16 [3.] * 257.9 is 772, where rounding 257.9 to
+    bfloat16 first (258) gave 776. s a Python float, an int, or a 0-dim float64 tensor;
+    s / x is x.reciprocal() * s."""
+    fn, formula = _SCALAR_OPS[op]
+    x32 = (np.random.default_rng(1).standard_normal(500) * 300).astype(np.float32)
+    x = ember.tensor(x32).to(getattr(ember, dt))
+    a = to_np(x.float())
+    half = ml_dtypes.bfloat16 if dt == "bfloat16" else np.float16
+    run = ember.compile(fn) if compiled else fn
+    scalars = [257.9, 257, 2049.3, ember.tensor(3.3, dtype=ember.float64)]
+    for s in scalars[:3] if op == "rmul" else scalars:   # tensor(3.3) * x: cast first
+        for _ in range(3 if compiled else 1):
+            out = run(x, s)
+        sv = np.float32(s.item() if isinstance(s, ember.Tensor) else s)
+        assert out.dtype is x.dtype
+        with np.errstate(over="ignore"):   # float16 overflows to inf, as in torch
+            want = formula(a, sv).astype(half).astype(np.float32)
+        np.testing.assert_array_equal(to_np(out.float()), want)
+    recip = run(x, 1) if op == "div" else None
+    if recip is not None:
+        np.testing.assert_array_equal(to_np(recip.float()), a.astype(half).astype(np.float32))
+    r = 2049.7 / x
+    with np.errstate(over="ignore"):
+        want = np.float32(2049.7) * (np.float32(1) / a).astype(half).astype(np.float32)
+        want = want.astype(half).astype(np.float32)
+    np.testing.assert_array_equal(to_np(r.float()), want)
+
+
+@pytest.mark.parametrize("dt", ["float16", "bfloat16"])
+def test_half_scalar_ops_equal_torch(dt):
+    torch = pytest.importorskip("torch")
+    x32 = (np.random.default_rng(2).standard_normal(500) * 300).astype(np.float32)
+    e, t = ember.tensor(x32).to(getattr(ember, dt)), torch.tensor(x32).to(getattr(torch, dt))
+    for s in (257.9, 257, 2049.3, -0.37):
+        for name, fn in [("add", lambda x: x + s), ("rsub", lambda x: s - x),
+                         ("mul", lambda x: x * s), ("rmul", lambda x: s * x),
+                         ("div", lambda x: x / s), ("rdiv", lambda x: s / x),
+                         ("gt", lambda x: x > s), ("rem", lambda x: x % s)]:
+            np.testing.assert_array_equal(to_np(fn(e)), fn(t).numpy() if name == "gt"
+                                          else fn(t).float().numpy(), err_msg=f"{name} {s}")
 
 
 class _Block(ember.nn.Module):
