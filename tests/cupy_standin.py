@@ -225,6 +225,9 @@ class _Ufunc:
         return _call_ufunc(self._uf, "__call__", args, kwargs)
 
     def __getattr__(self, method: str):
+        if method == "at":   # ``cupy.add.at(a, indices, b)``: indices may be host arrays
+            return lambda a, indices, *b: self._uf.at(_unwrap(a), _unwrap(indices, True),
+                                                       *_unwrap(b))
         return lambda *args, **kwargs: _call_ufunc(self._uf, method, args, kwargs)
 
 
