@@ -118,13 +118,15 @@ class DiskCache:
         if not self._prepare():
             return
         blob = _pack(key, payload, kind)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=SUFFIX)
-        try:
+        tmp = None
+        try:   # (a folder one owns but cannot write: mkstemp raises, as the rename can)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=SUFFIX)
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
             os.replace(tmp, self._path(key))
         except OSError as e:
-            _remove(tmp)
+            if tmp is not None:
+                _remove(tmp)
             warnings.warn(f"ember cache: cannot write to {self.root}: {e}", CacheWarning,
                           stacklevel=2)
             return
@@ -289,6 +291,7 @@ def default_cache() -> DiskCache | None:
             if root is None:
                 import platformdirs
                 root = platformdirs.user_cache_dir("ember", appauthor=False)
+            root = os.path.expanduser(root)
             try:
                 limit = int(max_mb) if max_mb else DEFAULT_MAX_MB
             except ValueError:

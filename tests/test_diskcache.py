@@ -239,3 +239,48 @@ def test_info_counts_entries_by_kind(tmp_path):
     info = subprocess.run([sys.executable, "-m", "ember", "cache", "info"], env=env,
                           capture_output=True, text=True)
     assert "entries: 4 (1 ?, 1 cubin, 2 llvm)" in info.stdout, info.stdout + info.stderr
+
+
+def test_a_folder_that_refuses_new_files_warns_once_per_write(tmp_path, monkeypatch):
+    """mkstemp ran outside the try: a folder one owns but cannot write raised
+    PermissionError out of the LLVM object-cache callback (every kernel's build)."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    cache = DiskCache(str(tmp_path / "c"))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.warns(CacheWarning, match="cannot write"):
+        cache.put("a" * 64, b"payload")
+    assert cache.get("a" * 64) is None
+
+
+def test_a_home_relative_folder_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("EMBER_CACHE_DIR", "~/embercache")
+    assert default_cache().root == str(tmp_path / "embercache")
+
+
+def test_the_sign_of_a_nan_constant_is_part_of_a_kernels_key():
+    """float.hex() writes +nan and -nan alike: where(x > 0, x, -nan) reused the code
+    made for +nan (signbit of the result False), in one process and across them."""
+    nan = float("nan")
+
+    def fn(c):
+        return lambda x: ember.where(x > 0, x, c).signbit()
+
+    for c in (nan, -nan):
+        cf = ember.compile(fn(c))
+        for _ in range(3):
+            cf(ember.tensor([1.0, 2.0]))
+        out = cf(ember.tensor([-1.0, 2.0]))
+        assert out.tolist() == [bool(np.signbit(c)), False]
+
+
+def test_the_codegen_fingerprint_covers_the_erf_coefficients():
+    """mathlib compiles ops/elementwise.py's ERF32_P/Q into kernels whose description
+    only says 'erf': an edited coefficient must not meet code made before."""
+    from ember.codegen.llvm import jit
+    import inspect
+    assert "elementwise.py" in inspect.getsource(jit._codegen_fingerprint)

@@ -46,6 +46,8 @@ such as the 1/N of a mean over a varying dim, which would otherwise make code pe
 """
 from __future__ import annotations
 
+import struct
+
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -252,8 +254,8 @@ def template(x):
 def _exact(x):
     """``x`` with every float written exactly: -0.0 == 0.0 in Python, but 1/(x*-0.0)
     is not 1/(x*0.0), so two kernels differing only there must not share code."""
-    if type(x) is float:
-        return ("float", x.hex())
+    if type(x) is float:   # a NaN's sign too: hex() writes both as 'nan'
+        return ("float", x.hex() if x == x else struct.pack("<d", x).hex())
     if isinstance(x, Expr):
         return (x.op, _exact(x.args), x.dtype)
     if isinstance(x, tuple):

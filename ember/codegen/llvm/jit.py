@@ -236,13 +236,14 @@ _FINGERPRINT: str | None = None
 
 def _codegen_fingerprint() -> str:
     """A hash of the files whose code decides what a kernel description compiles to
-    (``ember/codegen`` and ``ember/dtypes.py``), so that an edited generator with an
+    (``ember/codegen``, ``ember/dtypes.py`` and ``ember/ops/elementwise.py``, whose erf
+    coefficients ``codegen/mathlib.py`` compiles in), so that an edited generator with an
     unchanged version number never loads code an older one made (~2 ms, once)."""
     global _FINGERPRINT
     if _FINGERPRINT is None:
         import ember
         root = os.path.dirname(os.path.abspath(ember.__file__))
-        files = [os.path.join(root, "dtypes.py")]
+        files = [os.path.join(root, "dtypes.py"), os.path.join(root, "ops", "elementwise.py")]
         for folder, dirs, names in os.walk(os.path.join(root, "codegen")):
             dirs.sort()
             files += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".py")]
