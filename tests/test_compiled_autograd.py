@@ -129,3 +129,111 @@ def test_create_graph_is_refused_clearly():
         out = cf(_x(3))
     with pytest.raises(RuntimeError, match="create_graph"):
         out.backward(create_graph=True)
+
+
+# ---- found by session 20's autograd adversary: each was silently wrong from call 3 on ----
+
+def _grads_over_calls(fn, make, compiled: bool, calls: int = 4) -> list:
+    """``make()`` -> (inputs, leaves, loss_of(result, inputs)); the leaves' gradients
+    after each call's backward."""
+    f = ember.compile(fn) if compiled else fn
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(calls):
+            inputs, leaves, loss_of = make()
+            loss_of(f(*inputs), inputs).backward()
+            out.append([None if t.grad is None else t.grad.tolist() for t in leaves])
+    return out
+
+
+def _same_as_eager(fn, make):
+    assert _grads_over_calls(fn, make, True) == _grads_over_calls(fn, make, False)
+
+
+def test_a_backward_from_one_output_never_reads_anothers_infinite_derivative():
+    """(x.sum(), x.sqrt()), only the sum backwarded: the joint backward seeded the sqrt
+    with zeros, and 0 * inf gave x.grad NaN at x = 0 (eager: 1)."""
+    def make():
+        x = ember.tensor([0.0, 4.0], requires_grad=True)
+        return [x], [x], lambda out, _: out[0]
+
+    def make_both():
+        x = ember.tensor([0.0, 4.0], requires_grad=True)
+        return [x], [x], lambda out, _: out[0] + out[1].sum()
+
+    fn = lambda x: ((x * 1).sum(), x.sqrt())   # noqa: E731
+    _same_as_eager(fn, make)
+    _same_as_eager(fn, make_both)
+    assert _grads_over_calls(fn, make, True)[-1] == [[1.0, 1.0]]
+
+
+@pytest.mark.parametrize("write", ["detach", "data", "data_copy"])
+def test_a_write_through_a_detached_alias_keeps_the_gradient_path(write):
+    """y = x * 2; y.detach().mul_(3); (y * x).sum(): eager keeps y's grad_fn, so
+    d/dx = 6x + 2x; the compiled backward dropped the path through y (6x)."""
+    def fn(x):
+        y = x * 2
+        if write == "detach":
+            y.detach().mul_(3)
+        elif write == "data":
+            y.data.mul_(3)
+        else:
+            y.data.copy_(y.detach() * 3)
+        return (y * x).sum()
+
+    def make():
+        x = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        return [x], [x], lambda out, _: out
+
+    _same_as_eager(fn, make)
+    assert _grads_over_calls(fn, make, True)[-1] == [[8.0, 16.0, 24.0]]
+
+
+def test_a_write_through_a_detached_alias_before_a_graph_break():
+    w = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+    def fn(x):
+        y = x * w
+        y.detach().mul_(3)
+        if y.sum() > 0:
+            return (y * x).sum()
+        return y.sum()
+
+    def make():
+        w.grad = None
+        x = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        return [x], [x, w], lambda out, _: out
+
+    _same_as_eager(fn, make)
+
+
+@pytest.mark.parametrize("case", ["nonleaf", "relu_residual", "becomes_requires_grad"])
+def test_an_input_changed_in_place_with_gradients_on_runs_eagerly(case):
+    """A replay writes an input's values but cannot give it the grad_fn eager's in-place
+    op gives it: x = b * 3 then x.mul_(2) inside (b.grad 3 for 6); nn.ReLU(inplace=True)
+    on a block's input before a residual; x.mul_(w) on a plain x."""
+    w = ember.tensor([1.0, -2.0], requires_grad=True)
+    relu = ember.nn.ReLU(inplace=True)
+
+    def fn(x):
+        if case == "nonleaf":
+            x.mul_(2)
+            return x.sum() * 0
+        if case == "relu_residual":
+            return relu(x) * 2
+        x.mul_(w)
+        return x.sum() * 0
+
+    def make():
+        w.grad = None
+        b = ember.tensor([1.0, -2.0], requires_grad=True)
+        if case == "becomes_requires_grad":
+            x = ember.tensor([1.0, 1.0])
+            return [x], [w], lambda out, inp: inp[0].sum() + out
+        x = b * 3
+        if case == "relu_residual":
+            return [x], [b], lambda out, inp: (out + inp[0]).sum()
+        return [x], [b], lambda out, inp: inp[0].sum() + out
+
+    _same_as_eager(fn, make)

@@ -60,6 +60,12 @@ class CompiledAutograd:
             cut = tracer.graph.next_id
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]
+            if len(self.diff_outs) > 1:
+                # One joint backward for all outputs, seeded with zeros for those a
+                # gradient did not reach: 0 * inf is NaN where an unused output's local
+                # derivative is infinite ((x.sum(), x.sqrt()) at x = 0).
+                raise _Disagree(f"{len(self.diff_outs)} outputs require grad, and a "
+                                "backward from one must not read the others' derivatives")
             self.retained = [i for i in trace.retained_outputs
                              if i in self.diff_outs and g.outputs[i] not in tensors]
             for i in self.retained:

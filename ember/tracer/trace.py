@@ -68,12 +68,15 @@ def observed_value(array, how: str):
 class Storage:
     """Memory written during the trace. ``array`` fixes the coordinates (the caller's
     tensor for an input, else the biggest tensor seen of it), ``node`` holds its current
-    value, ``version`` counts writes (a tensor's node older than that is re-derived)."""
+    value, ``version`` counts writes (a tensor's node older than that is re-derived);
+    ``recorded`` holds the versions whose write autograd recorded (not a write under
+    no_grad or through a detached alias, which leaves every tensor's grad_fn)."""
 
-    __slots__ = ("array", "node", "version", "input")
+    __slots__ = ("array", "node", "version", "input", "recorded")
 
     def __init__(self, array, node: int, input: int | None) -> None:
         self.array, self.node, self.version, self.input = array, node, 0, input
+        self.recorded: set[int] = set()
 
 
 class _Ref(weakref.ref):
@@ -114,6 +117,7 @@ class Tracer:
         self.arrays: dict[int, Any] = {}    # id(tensor) -> its array when its node was set
         self.input_arrays: dict[int, Any] = {}   # input node -> its tensor's array then
         self.input_tensors: dict[int, Any] = {}  # input node -> the tensor
+        self.input_grad_nodes: dict[int, Any] = {}   # input node -> its grad_fn when read
         self.captured: list = []
         self.input_of: dict[int, int] = {}  # id(tensor) -> its input node
         self.grad_owner: dict[int, Any] = {}   # id(a .grad tensor read) -> its owner
@@ -181,6 +185,7 @@ class Tracer:
     def _new_input(self, t, nid: int) -> None:
         self.arrays[id(t)] = self.input_arrays[nid] = array_of(t)
         self.input_tensors[nid] = t   # (held: an input's entries never go)
+        self.input_grad_nodes[nid] = t._node
         self._watch(t)
 
     def _set(self, t, nid: int) -> None:
@@ -304,6 +309,8 @@ class Tracer:
                                         {"shape": lay[0], "strides": lay[1], "offset": lay[2]},
                                         s.array.shape, t.dtype, t.device, user_frame())
             s.version += 1
+            if result.requires_grad:
+                s.recorded.add(s.version)
         self._set(t, value)
 
     def _storage(self, a) -> Storage | None:
@@ -346,6 +353,18 @@ class Tracer:
         nid = s.node if lay is IDENTITY else self.graph.add(
             "strided_view", (s.node,), {"shape": lay[0], "strides": lay[1], "offset": lay[2]},
             t.shape, t.dtype, t.device, user_frame())
+        if t.requires_grad:
+            since = range(self.version.get(id(t), 0) + 1, s.version + 1)
+            recorded = [v in s.recorded for v in since]
+            if not any(recorded):
+                # Written only where autograd did not see it (``y.detach().mul_(3)``,
+                # ``y.data.mul_``): eager keeps t's grad_fn, so the gradient still flows
+                # to what t was, as through a write under no_grad.
+                nid = self.graph.add("data_update", (self.env[id(t)], nid), {}, t.shape,
+                                     t.dtype, t.device, user_frame())
+            elif not all(recorded):
+                self.fail("a tensor that requires grad is read after its memory was "
+                          "written both with and without gradient recording")
         self.env[id(t)] = nid
         self.version[id(t)] = s.version
         return nid
@@ -513,6 +532,13 @@ class Tracer:
         for s in self.storages.values():
             if s.input is not None and s.node != s.input:
                 g.writebacks.append((s.input, s.node))
+        for nid in self.input_tensors:
+            if self.input_tensors[nid]._node is not self.input_grad_nodes[nid]:
+                # x.mul_(2) of a non-leaf input, or x.mul_(w) with w requiring grad: eager
+                # gives x a new grad_fn; a replay writes x's values, not its history.
+                self.fail(f"an input ({g.sources[nid].path}) was changed in place with "
+                          "gradient recording on, so its grad_fn changed; a replay writes "
+                          "its values but cannot give it that history")
         return g
 
     def _caller_alias(self, t):
