@@ -15,6 +15,7 @@ remainder fmod floor_divide
 expm1 round isnan isinf isfinite isclose cumsum cumprod tril triu flip fliplr flipud roll
 movedim moveaxis sort argsort topk gather scatter scatter_add index_select masked_select
 nonzero argwhere bitwise_and bitwise_or bitwise_xor bitwise_not logical_and logical_or
+bitwise_left_shift bitwise_right_shift
 logical_xor addmm baddbmm outer ger tensor_split nan_to_num
 """.split()
 
@@ -22,12 +23,12 @@ logical_xor addmm baddbmm outer ger tensor_split nan_to_num
 # PyTorch's forms that take a Python number as ``input`` (``torch.add(2, x)``); every other
 # function wants a tensor there.
 _NUMBER_INPUT = frozenset("add sub mul div pow remainder floor_divide bitwise_and bitwise_or "
-                          "bitwise_xor".split())
+                          "bitwise_xor bitwise_left_shift bitwise_right_shift".split())
 # The second argument of binary forms: its name, and whether a Python number may stand
 # there (``torch.add(x, 2)``; not ``torch.maximum(x, 2)``). A NumPy array never may.
 _OTHER = dict({n: ("other", True) for n in
                "add sub mul div pow remainder fmod floor_divide lt le gt ge eq ne bitwise_and "
-               "bitwise_or bitwise_xor".split()},
+               "bitwise_or bitwise_xor bitwise_left_shift bitwise_right_shift".split()},
               maximum=("other", False), minimum=("other", False), matmul=("other", False),
               mm=("mat2", False), bmm=("mat2", False), dot=("tensor", False),
               isclose=("other", False), logical_and=("other", False),

@@ -314,7 +314,8 @@ def prod(input: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype=
     if dtype is None and not (x.is_floating_point() or x.dtype.is_complex):
         x = x.to(dtypes.int64)   # integers and bools multiply in int64, as torch's
     if dim is None:
-        out = x.reshape(-1).cumprod(0)[-1] if x.numel() else tensor(1, dtype=x.dtype)
+        out = (x.reshape(-1).cumprod(0, dtype=x.dtype)[-1] if x.numel()
+               else tensor(1, dtype=x.dtype))
         return out
     d = dim % max(x.ndim, 1)
     if x.shape[d] == 0:
@@ -322,7 +323,7 @@ def prod(input: Tensor, dim: int | None = None, keepdim: bool = False, *, dtype=
         shape[d] = 1
         out = x.new_ones(shape)
     else:
-        out = x.cumprod(d).narrow(d, x.shape[d] - 1, 1)
+        out = x.cumprod(d, dtype=x.dtype).narrow(d, x.shape[d] - 1, 1)
     return out if keepdim else out.squeeze(d)
 
 

@@ -191,6 +191,14 @@ class TensorIndex:
     def bitwise_xor_(self, other):
         return self._inplace(lambda s: s ^ other, (other,), "bitwise_xor_")
 
+    def bitwise_left_shift_(self, other):
+        return self._inplace(lambda s: s << other, (other,), "bitwise_left_shift_")
+
+    def bitwise_right_shift_(self, other):
+        return self._inplace(lambda s: s >> other, (other,), "bitwise_right_shift_")
+
+    __ilshift__ = bitwise_left_shift_
+    __irshift__ = bitwise_right_shift_
     __iand__ = bitwise_and_
     __ior__ = bitwise_or_
     __ixor__ = bitwise_xor_

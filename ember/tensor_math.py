@@ -132,6 +132,29 @@ class TensorMath:
     def __rxor__(self, o):
         return _bitwise("xor", o, self)
 
+    def __lshift__(self, o):
+        return dispatch("bitwise_left_shift", self, o)
+
+    def __rlshift__(self, o):
+        return dispatch("bitwise_left_shift", o, self)
+
+    def __rshift__(self, o):
+        return dispatch("bitwise_right_shift", self, o)
+
+    def __rrshift__(self, o):
+        return dispatch("bitwise_right_shift", o, self)
+
+    def bitwise_left_shift(self, other):
+        """``self << other``: 0 where shifted by the width or more, as PyTorch.
+
+        >>> ember.tensor([3, -8]).bitwise_left_shift(2)
+        tensor([ 12, -32])
+        """
+        return self << other
+
+    def bitwise_right_shift(self, other):
+        return self >> other
+
     def __invert__(self):
         if self.is_floating_point():
             raise OpTypeError("invert", "~ (operator.invert) is only implemented on integer and "
@@ -433,7 +456,9 @@ class TensorMath:
         return dispatch("amax", self, axes=_dims(dim, self.ndim, "amax"), keepdim=keepdim)
 
     def amin(self, dim=None, keepdim: bool = False) -> Tensor:
-        if self.dtype is dtypes.bool_:
+        if not self.dtype.is_floating_point and not self.dtype.is_complex:
+            # ~x reverses the order of bools and ints without overflow (-x wraps uint8
+            # and INT_MIN: min of uint8 [5, 0, 3] was 3)
             return ~((~self).amax(dim, keepdim))
         return -((-self).amax(dim, keepdim))
 
@@ -476,7 +501,7 @@ class TensorMath:
         return dispatch("argmax", self, axis=axis, keepdim=keepdim)
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        x = self.logical_not() if self.dtype is dtypes.bool_ else -self
+        x = -self if self.dtype.is_floating_point or self.dtype.is_complex else ~self
         return x.argmax(dim, keepdim)
 
     def all(self, dim=None, keepdim: bool = False) -> Tensor:
@@ -504,7 +529,9 @@ class TensorMath:
         if x.dtype.itemsize == 2:   # float16/bfloat16: in float32, rounded once, as torch
             return x.float().softmax(dim).to(x.dtype)
         e = (x - x.amax(dim, keepdim=True).detach()).exp()
-        return e / e.sum(dim, keepdim=True)
+        # times the sum's reciprocal, as torch's kernels: one division a row, not one an
+        # element, in eager and in compiled code alike
+        return e * e.sum(dim, keepdim=True).reciprocal()
 
     def log_softmax(self, dim: int, dtype=None) -> Tensor:
         x = self.to(dtype) if dtype is not None else self

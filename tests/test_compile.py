@@ -132,6 +132,8 @@ OP_PROGRAMS = {
     "bitwise_or": lambda: (lambda x: (x * 10).long() | 6, _x(3, 4)),
     "bitwise_xor": lambda: (lambda x: (x * 10).long() ^ 6, _x(3, 4)),
     "bitwise_not": lambda: (lambda x: ~(x * 10).long(), _x(3, 4)),
+    "bitwise_left_shift": lambda: (lambda x: ((x * 10).long() << 3) + 1, _x(3, 4)),
+    "bitwise_right_shift": lambda: (lambda x: ((x * 10).long() >> 1) * 2, _x(3, 4)),
     "logical_xor": lambda: (lambda x, y: (x > 0).logical_xor(y > 0), _x(3, 4), _x(4)),
     "gather": lambda: (lambda x, i: x.gather(1, i) * 2, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]])),
     "scatter": lambda: (lambda x, i, y: x.scatter_add(1, i, y) + 1, _x(3, 4), ember.tensor([[3, 0], [1, 1], [2, 0]]), _x(3, 2)),

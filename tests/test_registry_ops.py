@@ -850,6 +850,24 @@ def _tensor_function_cases():
                          Case([b(2, 3), b(3)], _torch(name), ref, id="bool", grad=False),
                          Case([np.asarray(5, np.int64), ia.astype(np.int32)], _torch(name), None,
                               id="0d-i64-i32", grad=False)]
+    counts = np.array([[0, 3, 63], [64, -1, 2]], dtype=np.int64)   # the width and beyond
+
+    def shift_ref(left):
+        def ref(a, c):
+            a, c = np.broadcast_arrays(np.asarray(a), np.asarray(c))
+            ok = (c >= 0) & (c < a.dtype.itemsize * 8)
+            c = np.where(ok, c, 0).astype(a.dtype)
+            if left:
+                return np.where(ok, np.left_shift(a, c), 0).astype(a.dtype)
+            return np.where(ok, np.right_shift(a, c), np.where(a < 0, -1, 0)).astype(a.dtype)
+        return ref
+
+    for name, left in (("bitwise_left_shift", True), ("bitwise_right_shift", False)):
+        bitwise[name] = [Case([ia, counts], _torch(name), shift_ref(left), id="i64", grad=False),
+                         Case([ia.astype(np.int32), 2], _torch(name), shift_ref(left),
+                              id="i32-int", grad=False),
+                         Case([ia.astype(np.uint8), np.array([1, 7, 9], np.uint8)],
+                              _torch(name), shift_ref(left), id="u8", grad=False)]
     return dict(bitwise, **{
         "bitwise_not": [Case([ia], _torch("bitwise_not"), np.invert, id="i64", grad=False),
                         Case([b(4)], _torch("bitwise_not"), np.invert, id="bool", grad=False)],

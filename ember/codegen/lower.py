@@ -15,7 +15,7 @@ import numpy as np
 from ember import dtypes
 from ember.codegen.kernel import Expr, Kernel, Load, Store, _exact, contiguous_strides
 from ember.codegen.policy import REDUCE_OPS
-from ember.ops.elementwise import SMALL_POWERS
+from ember.ops.elementwise import SPECIAL_POWERS
 
 if TYPE_CHECKING:   # codegen never imports the IR at run time (the IR imports codegen)
     from ember.ir.passes.fuse import Group
@@ -214,12 +214,8 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
         op = REDUCE_OPS[d.op] if group.role[n] == "red" else d.op
         if op == "pow" and d.dtype.is_floating_point and exprs[operands[0]].dtype is d.dtype:
             e = exprs[operands[1]]
-            if e.op == "const" and e.args[0] in SMALL_POWERS:   # x * x (* x), as the
-                x = operands[0]                                   # registry and PyTorch
-                exprs.append(Expr("mul", (x, x), d.dtype))
-                if e.args[0] == 3.0:
-                    exprs.append(Expr("mul", (len(exprs) - 1, x), d.dtype))
-                ref[n] = len(exprs) - 1
+            if e.op == "const" and e.args[0] in SPECIAL_POWERS:   # as the registry and
+                ref[n] = _special_power(exprs, operands[0], e.args[0], d.dtype)   # torch
                 continue
         ref[n] = len(exprs)
         exprs.append(Expr(op, operands, d.dtype))
@@ -234,6 +230,23 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
                     src=sorted({graph[n].src for n in group.nodes if graph[n].src}))
     _store_per_point(kernel)
     return kernel
+
+
+def _special_power(exprs: list, x: int, v: float, dtype) -> int:
+    """``x ** v`` for an exponent of ``SPECIAL_POWERS``, computed as the registry does
+    (x * x, sqrt, 1 / ...): appends the exprs and returns the result's index."""
+    def add(op, args):
+        exprs.append(Expr(op, args, dtype))
+        return len(exprs) - 1
+
+    base = add("sqrt", (x,)) if abs(v) == 0.5 else x
+    if abs(v) >= 2:
+        base = add("mul", (x, x))
+        if v == 3.0:
+            base = add("mul", (base, x))
+    if v > 0:
+        return base
+    return add("div", (add("const", (1.0,)), base))
 
 
 def _store_per_point(kernel: Kernel) -> None:

@@ -264,28 +264,31 @@ def _minmax_vjp(loses):
     return vjp
 
 
-# Scalar exponents PyTorch computes by multiplying (x * x, x * x * x), eagerly here
-# and in compiled kernels (``codegen/lower.py``).
-SMALL_POWERS = (2.0, 3.0)
+# Scalar exponents PyTorch computes without pow (PowKernel.cpp): 2 and 3 by multiplying,
+# 0.5 as sqrt, -0.5 as 1/sqrt, -1 as 1/x, -2 as 1/(x*x); eagerly here and in compiled
+# kernels (``codegen/lower.py``). They differ from pow at -0.0 and -inf (sqrt(-0.0) is
+# -0.0 where pow gives +0.0) and in the last bit.
+SPECIAL_POWERS = {2.0: lambda xp, a: a * a, 3.0: lambda xp, a: a * a * a,
+                  0.5: lambda xp, a: xp.sqrt(a), -0.5: lambda xp, a: 1 / xp.sqrt(a),
+                  -1.0: lambda xp, a: 1 / a, -2.0: lambda xp, a: 1 / (a * a)}
 
 
-def small_power(a, b) -> int | None:
-    """2 or 3 when ``a ** b`` is a float power PyTorch computes by multiplying (``x * x``,
-    ``x * x * x``: a scalar exponent of 2 or 3), else None. The compiled kernels do the
-    same (``codegen/lower.py``): a GELU's ``pow(x, 3.0)`` through exp and log cost 2.4x
-    its tanh."""
+def special_power(a, b) -> float | None:
+    """The exponent when ``a ** b`` is a float power PyTorch computes without pow (a
+    scalar exponent in ``SPECIAL_POWERS``), else None. A GELU's ``pow(x, 3.0)`` through
+    exp and log also cost 2.4x its tanh."""
     if a.dtype.kind != "f" or b.ndim or b.dtype.kind not in "fiu":
         return None
     v = float(b)
-    return int(v) if v in SMALL_POWERS else None
+    return v if v in SPECIAL_POWERS else None
 
 
 def _pow(xp, a, b):
     if a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b < 0).any():
         raise ValueError("Integers to negative integer powers are not allowed.")
-    n = small_power(a, b)
-    if n is not None:
-        return a * a if n == 2 else a * a * a
+    v = special_power(a, b)
+    if v is not None:
+        return SPECIAL_POWERS[v](xp, a).astype(a.dtype, copy=False)
     return xp.power(a, b)
 
 
@@ -316,9 +319,18 @@ def _remainder_vjp(g, out, a, b):
             sum_to(-g * (a / b).floor(), b.shape) if b.requires_grad else None)
 
 
-# Python semantics (the result takes the divisor's sign), like torch.remainder and //.
+def _remainder(xp, a, b):
+    """Python semantics (a nonzero result takes the divisor's sign), as torch.remainder;
+    a zero result of floats keeps fmod's sign, as torch's kernel (NumPy's takes the
+    divisor's: 0 % -2.5 was -0.0)."""
+    if a.dtype.kind in "biu":
+        return xp.remainder(a, b)
+    m = xp.fmod(a, b)
+    return xp.where((m != 0) & ((b < 0) != (m < 0)), m + b, m)
+
+
 defop("floor_divide", BINARY, _int_division(lambda xp, a, b: xp.floor_divide(a, b)))
-defop("remainder", BINARY, _int_division(lambda xp, a, b: xp.remainder(a, b)), _remainder_vjp)
+defop("remainder", BINARY, _int_division(_remainder), _remainder_vjp)
 defop("maximum", BINARY, lambda xp, a, b: xp.maximum(a, b), _minmax_vjp(lambda a, b: a < b),
       commutative=True)
 defop("minimum", BINARY, lambda xp, a, b: xp.minimum(a, b), _minmax_vjp(lambda a, b: a > b),
@@ -400,5 +412,22 @@ defop("bitwise_or", BINARY, _bitwise("bitwise_or", lambda xp, a, b: xp.bitwise_o
 defop("bitwise_xor", BINARY, _bitwise("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b)),
       commutative=True)
 defop("bitwise_not", UNARY, _bitwise("bitwise_not", lambda xp, a: xp.invert(a)))
+
+
+def _shift(left: bool):
+    """a << b, a >> b as PyTorch: a shift by a negative count or by the width or more
+    gives 0 (or -1, shifting a negative right), where C and NumPy leave it undefined."""
+    def shift(xp, a, b):
+        ok = (b >= 0) & (b < a.dtype.itemsize * 8)
+        b = xp.where(ok, b, 0).astype(a.dtype, copy=False)
+        if left:
+            return xp.where(ok, xp.left_shift(a, b), 0).astype(a.dtype, copy=False)
+        out = xp.where(ok, xp.right_shift(a, b), xp.where(a < 0, -1, 0))
+        return out.astype(a.dtype, copy=False)
+    return shift
+
+
+defop("bitwise_left_shift", BINARY, _bitwise("lshift", _shift(True)))
+defop("bitwise_right_shift", BINARY, _bitwise("rshift", _shift(False)))
 defop("logical_xor", BINARY, lambda xp, a, b: xp.logical_xor(a, b), dtype_rule="bool",
       commutative=True)

@@ -9,6 +9,7 @@ from ember.dispatch import dispatch
 from ember.ops.registry import INDEX, REDUCE, defop
 
 _INT64 = dtypes.int64
+_BFLOAT16 = dtypes.bfloat16.np
 
 
 def where(c, a, b):
@@ -45,7 +46,14 @@ def _amax_vjp(g, out, a, axes, keepdim):
 _SERIAL_ROWS = 4096
 
 
+def _half(a) -> bool:
+    """float16 or bfloat16 (whose NumPy kind is "V"): PyTorch sums them in float32."""
+    return a.dtype.itemsize == 2 and (a.dtype.kind == "f" or a.dtype == _BFLOAT16)
+
+
 def _sum(xp, a, axes, keepdim):
+    if _half(a):   # summed in bfloat16, 1000 halves added up to 128 (torch: 500)
+        return xp.sum(a, axis=axes, keepdims=keepdim, dtype=xp.float32).astype(a.dtype)
     if a.dtype.kind == "f" and a.dtype.itemsize < 8 and a.ndim:
         rows = 1
         for ax in (axes if axes is not None else range(a.ndim)):
@@ -53,9 +61,12 @@ def _sum(xp, a, axes, keepdim):
                 rows *= a.shape[ax]
         if rows > _SERIAL_ROWS:
             return xp.sum(a, axis=axes, keepdims=keepdim, dtype=xp.float64).astype(a.dtype)
+    # Integers sum in their own dtype, wrapping as torch's sum(dtype=int32) (NumPy would
+    # widen to int64); Tensor.sum makes them int64 unless a dtype is asked for.
+    dt = a.dtype if a.dtype.kind in "iu" else None
     if xp is np:   # np.sum's Python wrapper costs ~2.5 us a call; the same reduction
-        return np.add.reduce(a, axis=axes, keepdims=keepdim)
-    return xp.sum(a, axis=axes, keepdims=keepdim)
+        return np.add.reduce(a, axis=axes, keepdims=keepdim, dtype=dt)
+    return xp.sum(a, axis=axes, keepdims=keepdim, dtype=dt)
 
 
 defop("sum", REDUCE, _sum, _sum_vjp)
@@ -103,7 +114,7 @@ def _rev_cumsum(x, dim):
 def _cumsum(xp, a, dim):
     # Float32/16 running sums accumulate in float64 (PyTorch's CPU scan does): in float32
     # a 1M-long cumsum drifts by 2e-5 relative, where torch stays at 3e-8.
-    if a.dtype.kind == "f" and a.dtype.itemsize < 8:
+    if a.dtype.kind == "f" and a.dtype.itemsize < 8 or _half(a):
         return xp.cumsum(a, axis=dim, dtype=xp.float64).astype(a.dtype)
     return xp.cumsum(a, axis=dim, dtype=a.dtype)
 

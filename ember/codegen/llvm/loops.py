@@ -277,9 +277,7 @@ class _LoopNest:
                         self._store(i, self._value(j, inner, local), inner[nl + i], expr=j)
             self._nest(lay.inner_shape, lay.inner_strides, offs, reduce_body, f"r{p}_")
             for r, acc in zip(group, accs):
-                e = k.exprs[r]
-                memo[r] = _Scalar(self.b, self.fn).convert(
-                    self.b.load(acc), self._acc_dtype(e), e.dtype)
+                memo[r] = self._result(k.exprs[r], self.b.load(acc))
             self.pass_no += 1
             for r in self.gathers_after.get(p, ()):
                 self._gather(r, offs, memo)
@@ -393,10 +391,9 @@ class _LoopNest:
 
             def store(t) -> None:
                 where = at(base, t)
-                memo = {r: _Scalar(b, self.fn).convert(
-                    b.load(b.gep(slot, [t], source_etype=ty), typ=ty),
-                    self._acc_dtype(k.exprs[r]), k.exprs[r].dtype)
-                    for r, (slot, ty) in zip(group, slots)}
+                memo = {r: self._result(k.exprs[r],
+                                        b.load(b.gep(slot, [t], source_etype=ty), typ=ty))
+                        for r, (slot, ty) in zip(group, slots)}
                 for i, st in enumerate(k.stores):
                     if i not in points:
                         self._store(i, self._value(st.expr, where, memo), where[nl + i])
@@ -578,17 +575,11 @@ class _LoopNest:
             args = [self._value(a, offs, memo) for a in e.args]
             arg_dtypes = [k.exprs[a].dtype for a in e.args]
             sc = _Scalar(b, self.fn)
-            if (e.op == "div" and k.reduce_dims and e.dtype.is_floating_point
-                    and not self.row_level[j] and self.row_level[e.args[1]]):
-                # Dividing every point of a row by one row value (softmax): multiply by
-                # its reciprocal, which LLVM hoists out of the loop (within 1 ulp).
-                x, y = (sc.convert(a, d, e.dtype) for a, d in zip(args, arg_dtypes))
-                r = sc.div(sc.c(y.type, 1.0), y)
-                # Where 1/y overflows (a subnormal y), divide as written.
-                finite = b.fcmp_ordered("<", sc.call("fabs", r), sc.c(y.type, float("inf")))
-                v = b.select(finite, sc.mul(x, r), sc.div(x, y))
-            else:
-                v = sc.op(e.op, args, arg_dtypes, e.dtype)
+            # A division stays a division, even by one row value: multiplying by the
+            # reciprocal is 1 ulp off eager, and a compare or an int cast after it a
+            # whole unit ((x / x.amax(-1, keepdim=True) * 255).long() gave 254 for
+            # 255). softmax multiplies by its sum's reciprocal in eager, as torch does.
+            v = sc.op(e.op, args, arg_dtypes, e.dtype)
         memo[j] = v
         return v
 
@@ -667,6 +658,16 @@ class _LoopNest:
             gt = b.icmp_unsigned if e.dtype is dtypes.bool_ else b.icmp_signed
             new = b.select(gt(">", v, acc), v, acc)
         b.store(new, slot)
+
+    def _result(self, e: Expr, acc):
+        """A finished accumulator as the reduction's value. A float sum gets + 0.0 (no
+        fast-math flags): 'nsz' on the accumulating adds lets LLVM drop the +0.0 they
+        start from, which left a row of -0.0 summing to -0.0 (NumPy, torch: +0.0)."""
+        sc = _Scalar(self.b, self.fn)
+        acc_dtype = self._acc_dtype(e)
+        if e.op == "reduce_sum" and acc_dtype.is_floating_point:
+            acc = self.b.fadd(acc, sc.c(acc.type, 0.0))
+        return sc.convert(acc, acc_dtype, e.dtype)
 
     def _acc_dtype(self, e: Expr) -> DType:
         """The accumulator dtype: the shared policy (``policy.accumulator_dtype``), but

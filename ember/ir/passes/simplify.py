@@ -1,4 +1,5 @@
-"""Algebraic simplification: x*1, x+0, x-0, x/1, --x, identity casts and reshapes, and
+"""Algebraic simplification: x*1, x+0 (ints; floats: x + -0.0), x-0 (x - +0.0), x/1,
+--x, identity casts and reshapes, and
 detach and data_update (they only steer gradients, which the compiled backward has
 already taken into account).
 
@@ -19,6 +20,15 @@ def _is_scalar_const(graph, nid: int, value) -> bool:
     return v.size >= 1 and bool(np.all(v == value))
 
 
+def _is_zero(graph, nid: int, negative: bool) -> bool:
+    """A constant zero that adding (``negative``: -0.0) or subtracting (+0.0) leaves
+    every float unchanged: -0.0 + 0.0 is +0.0, so ``x + 0`` is not ``x`` for floats."""
+    if not _is_scalar_const(graph, nid, 0):
+        return False
+    v = graph.consts[nid]
+    return v.dtype.kind not in "fc" or bool(np.all(np.signbit(v.real) == negative))
+
+
 def _identity_operand(graph, nid: int) -> int | None:
     """The operand that ``nid`` merely passes through, if any."""
     d = graph[nid]
@@ -33,9 +43,9 @@ def _identity_operand(graph, nid: int) -> int | None:
                 return a
     if op == "add":
         for a, b in (args, args[::-1]):
-            if _is_scalar_const(graph, b, 0) and same_type(a):
+            if _is_zero(graph, b, negative=True) and same_type(a):
                 return a
-    if op in ("sub",) and _is_scalar_const(graph, args[1], 0) and same_type(args[0]):
+    if op == "sub" and _is_zero(graph, args[1], negative=False) and same_type(args[0]):
         return args[0]
     if op == "div" and _is_scalar_const(graph, args[1], 1) and same_type(args[0]):
         return args[0]
