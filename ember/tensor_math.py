@@ -450,10 +450,16 @@ class TensorMath:
         return self.var(dim, unbiased, keepdim, correction).sqrt()
 
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
-        if self.numel() == 0:
-            raise OpError("amax", "Expected reduction dim to be specified for input.numel() == 0",
-                          (self,))
-        return dispatch("amax", self, axes=_dims(dim, self.ndim, "amax"), keepdim=keepdim)
+        axes = _dims(dim, self.ndim, "amax")
+        if self.numel() == 0:   # torch: fine over non-empty dims of an empty tensor
+            if dim is None:
+                raise OpError("amax", "Expected reduction dim to be specified for "
+                              "input.numel() == 0", (self,))
+            for a in axes:
+                if self.shape[a] == 0:
+                    raise OpError("amax", f"Expected reduction dim {a} to have non-zero size",
+                                  (self,))
+        return dispatch("amax", self, axes=axes, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim: bool = False) -> Tensor:
         if not self.dtype.is_floating_point and not self.dtype.is_complex:
@@ -528,6 +534,8 @@ class TensorMath:
             x = x.float()
         if x.dtype.itemsize == 2:   # float16/bfloat16: in float32, rounded once, as torch
             return x.float().softmax(dim).to(x.dtype)
+        if x.numel() == 0:   # (empty rows: nothing to normalize, as torch)
+            return x * 1
         e = (x - x.amax(dim, keepdim=True).detach()).exp()
         # times the sum's reciprocal, as torch's kernels: one division a row, not one an
         # element, in eager and in compiled code alike
@@ -539,6 +547,8 @@ class TensorMath:
             x = x.float()
         if x.dtype.itemsize == 2:
             return x.float().log_softmax(dim).to(x.dtype)
+        if x.numel() == 0:
+            return x * 1
         shifted = x - x.amax(dim, keepdim=True).detach()
         return shifted - shifted.exp().sum(dim, keepdim=True).log()
 

@@ -152,3 +152,18 @@ def test_integer_sums_and_products_keep_an_asked_dtype():
     p = ember.tensor([[100000, 100000], [3, 4]], dtype=ember.int32)
     assert p.prod(dtype=ember.int32).dtype is ember.int32
     assert p.prod(1, dtype=ember.int16).tolist() == [-7168, 12]
+
+
+def test_reductions_over_non_empty_dims_of_empty_tensors_as_torch():
+    """A batch of 0 rows: amax(1), max(1), softmax, log_softmax and cross_entropy raised
+    'Expected reduction dim to be specified'; torch returns empty results (nan loss)."""
+    F = ember.nn.functional
+    x = ember.ones(0, 7)
+    assert x.amax(1).shape == (0,) and x.max(1).values.shape == (0,)
+    assert x.min(1).values.shape == (0,) and x.softmax(1).shape == (0, 7)
+    assert F.log_softmax(x, 1).shape == (0, 7) and ember.ones(4, 0).softmax(1).shape == (4, 0)
+    assert np.isnan(F.cross_entropy(x, ember.zeros(0, dtype=ember.int64)).item())
+    with pytest.raises(ember.OpError, match="reduction dim 0 to have non-zero size"):
+        x.amax(0)
+    with pytest.raises(ember.OpError, match="reduction dim to be specified"):
+        x.amax()

@@ -492,6 +492,14 @@ class Tracer:
             for node in autograd._toposort(root_node):
                 if getattr(node, "freed", False):
                     continue
+                if type(node.op).__name__ == "_FunctionOp":
+                    # Its forward ran under no_grad: the trace holds no gradient for it,
+                    # so a result whose backward runs after the call would not require
+                    # grad (a backward inside the call frees the node: fine).
+                    self.fail("a result's backward, run after the call, goes through a "
+                              "custom autograd.Function, which the compiled backward "
+                              "cannot reproduce; this signature runs eagerly")
+                    return
                 try:
                     autograd._check_saved(node)
                 except RuntimeError as e:

@@ -110,6 +110,9 @@ def tensor_outputs(trace, tenv: dict, leaves):
             tensors[inp]._grad = None if out is None else handed[out].detach()
         for inp, out in g.rebinds:
             _rebind(tensors[inp], handed[out].detach())
+    for i in trace.retained_outputs:   # retain_grad() in the call, as eager's result has
+        if handed[i].requires_grad:
+            handed[i].retain_grad()
     outs = [out_value(kind, v, handed) for kind, v in trace.out_leaves]
     return pytree.unflatten(trace.out_spec, outs)
 
