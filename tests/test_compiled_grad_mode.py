@@ -380,10 +380,13 @@ def test_input_changed_inside_the_call_after_being_saved_raises():
 
 
 def test_input_updated_in_place_with_autograd_is_no_error():
+    # Recorded: eager saves a copy of the old x, and gives the caller's x a grad_fn (it
+    # now requires grad), which a replay cannot: the signature runs eagerly, saying so.
     def prog(M, x, w):
-        x.mul_(w)                       # recorded: eager saves a copy of the old x
+        x.mul_(w)
         return (x * w).sum()
-    check(prog, [X3, W3], [False, True])
+    check(prog, [X3, W3], [False, True], compiled_backward=False,
+          allowed_warnings=("changed in place with gradient recording on",))
 
 
 def test_only_the_reads_of_the_output_backpropagated_count():

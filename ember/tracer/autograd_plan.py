@@ -27,6 +27,7 @@ import numpy as np
 
 from ember import autograd
 from ember.ir.interpreter import TensorInterpreter
+from ember.ops.registry import OPS
 from ember.ops.random import preserved_rng
 from ember.runtime.memory import release_free_memory
 from ember.tensor import Tensor, array_of
@@ -60,12 +61,10 @@ class CompiledAutograd:
             cut = tracer.graph.next_id
             outs = [vals[o] for o in g.outputs]
             self.diff_outs = [i for i, o in enumerate(outs) if o.requires_grad]
-            if len(self.diff_outs) > 1:
-                # One joint backward for all outputs, seeded with zeros for those a
-                # gradient did not reach: 0 * inf is NaN where an unused output's local
-                # derivative is infinite ((x.sum(), x.sqrt()) at x = 0).
-                raise _Disagree(f"{len(self.diff_outs)} outputs require grad, and a "
-                                "backward from one must not read the others' derivatives")
+            # Several outputs: what _exact_backward needs to rerun a call as it ran.
+            self.inner = _inner_outputs(outs, self.diff_outs)
+            self.random = len(self.diff_outs) > 1 and any(
+                getattr(OPS.get(g[n].op), "impure", False) for n in g.nodes())
             self.retained = [i for i in trace.retained_outputs
                              if i in self.diff_outs and g.outputs[i] not in tensors]
             for i in self.retained:
@@ -167,6 +166,11 @@ class CompiledAutograd:
         # Versions as eager's saved tensors would record them: inputs before this call's
         # in-place updates (which then count as modifications), updated ones after.
         before = {n: tensors[n]._version for n in self.checked}
+        if len(self.seed_ids) > 1:   # what _exact_backward reruns from
+            written = {i for i, _ in g.writebacks}
+            rerun = {n: copy_same_layout(array_of(t)) if n in written else array_of(t)
+                     for n, t in tensors.items()}
+            rng = preserved_rng().__enter__() if self.random else None
         self.fwd.plan.run(env)
         old = {self.jid[n]: copy_same_layout(array_of(tensors[n])) for n in self.keep_old}
         arrays = {i: env[self.jid[o]].copy() for i, o in enumerate(g.outputs) if i in self.copies}
@@ -180,6 +184,8 @@ class CompiledAutograd:
         env.update(old)
         call = _Call({n: env[n] for n in self.saved}, {n: tensors[n] for n in self.checked},
                      before)
+        if len(self.seed_ids) > 1:
+            call.rerun = (tensors, rerun, {n: t._version for n, t in tensors.items()}, rng)
         diff_inputs = tuple(tensors[n] for n in self.diff)
         outs = []
         for i, o in enumerate(g.outputs):
@@ -216,12 +222,91 @@ class CompiledAutograd:
                 env[s] = grad._xp.zeros(d.shape, d.dtype.np)
         self.bwd.plan.run(env)
         inputs, kept = self.reach[k]
+        if len(self.seed_ids) > 1 and (self._watched(call) or not all(
+                x is None or j not in inputs or bool(np.isfinite(env[x]).all())
+                for j, x in enumerate(self.grad_ids))):
+            return self._exact_backward(k, grad, call)
         for j in kept:    # a retained output that output k's gradient flows through
             t = call.outputs[self.retained[j]]()
             if t is not None and self.kept_ids[j] is not None:
                 autograd._accumulate(t, Tensor._wrap(env[self.kept_ids[j]]))
         return tuple(None if x is None or j not in inputs else Tensor._wrap(env[x])
                      for j, x in enumerate(self.grad_ids))
+
+
+    def _watched(self, call: _Call) -> bool:
+        """An output another one was computed from got a hook or retain_grad() after
+        the call: eager's backward passes through it, one compiled node per output
+        would not (the hook never ran, its .grad stayed None)."""
+        for i in self.inner:
+            t = call.outputs[i]()
+            if t is not None and (t._node.hooks or t._retains_grad and i not in self.retained):
+                return True
+        return False
+
+    def _exact_backward(self, k: int, grad, call: _Call) -> tuple:
+        """Output k's gradients by eager autograd over the trace, rerun from the call's
+        inputs as they were (copies of those it wrote; the random state it started from).
+
+        The joint backward seeds the other outputs with zeros, which is exact wherever
+        their local derivatives are finite; where one is not, 0 * inf made NaN (x.grad
+        of (x.sum(), x.sqrt())[0] at x = 0). And hooks or retain_grad() put after the
+        call on an output others were computed from must see its gradient (``_watched``).
+        Both cases rerun here, as eager's backward would compute."""
+        from ember.tracer.entry import _ReplayInterpreter
+
+        tensors, arrays, after, rng = call.rerun
+        g = self.trace.graph
+        for n, t in tensors.items():
+            if t._version != after[n] and n not in {i for i, _ in g.writebacks}:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: an input of CompiledBackward of shape "
+                    f"{list(t.shape)} is at version {t._version}; expected version {after[n]} "
+                    "instead.")
+        inputs, _ = self.reach[k]
+        with autograd.enable_grad(), preserved_rng():
+            if rng is not None:
+                rng.__exit__(None, None, None)   # the state the call's draws started from
+            vals = {n: Tensor._wrap(a.copy() if a is not array_of(tensors[n]) else a,
+                                    tensors[n].requires_grad) for n, a in arrays.items()}
+            env = _ReplayInterpreter(g).run(dict(vals))
+            watched = []
+            for i in self.diff_outs:
+                t = call.outputs[i]()
+                if i == self.diff_outs[k] or t is None or t._node is None:
+                    continue
+                r = env[g.outputs[i]]
+                if r._node is not None and t._node.hooks:
+                    r._node.hooks = t._node.hooks
+                if t._retains_grad:
+                    watched.append((t, r))
+            targets = [vals[n] for n in self.diff] + [r for _, r in watched]
+            grads = autograd.grad(env[g.outputs[self.diff_outs[k]]], targets, grad,
+                                  allow_unused=True)
+        for (t, _), gr in zip(watched, grads[len(self.diff):]):   # retained outputs
+            if gr is not None:
+                autograd._accumulate(t, gr.detach())
+        return tuple(None if j not in inputs or gr is None else gr.detach()
+                     for j, gr in enumerate(grads[:len(self.diff)]))
+
+
+def _inner_outputs(outs: list, diff_outs: list) -> list:
+    """The differentiable outputs another output was computed from (``return loss, y``
+    with the loss made from ``y``): eager's backward from the loss passes through ``y``
+    (its hooks, ``retain_grad``, ``autograd.grad(loss, y)``); one compiled node per
+    output would not."""
+    nodes = {id(outs[i]._node): i for i in diff_outs if outs[i]._node is not None}
+    inner = set()
+    for i in diff_outs:
+        root = outs[i]._node
+        if root is None:
+            continue
+        for node in autograd._toposort(root):
+            j = nodes.get(id(node))
+            if j is not None and j != i:
+                inner.add(j)
+    return sorted(inner)
 
 
 class _Disagree(Exception):
@@ -238,6 +323,7 @@ class _Call:
         self.before = before                  # input node -> version before the call
         self.after = {n: t._version for n, t in inputs.items()}
         self.outputs: list = []               # weak references to the returned tensors
+        self.rerun = None                     # (several outputs: see _exact_backward)
 
     def check(self, reads: tuple) -> None:
         """Raise as eager does if a value the backward reads was changed in place."""
