@@ -74,6 +74,7 @@ class _FunctionOp:
     """The Node's op for one ``apply``: its vjp calls the user's ``backward``."""
 
     keeps_inputs = True   # (backward reads ctx.saved_tensors, not the Node's inputs)
+    custom_function = True   # (a trace cannot compile its backward: trace.py)
     saves_out = False
     saves_any = False
     needs_saved = None

@@ -233,7 +233,6 @@ class CompiledAutograd:
         return tuple(None if x is None or j not in inputs else Tensor._wrap(env[x])
                      for j, x in enumerate(self.grad_ids))
 
-
     def _watched(self, call: _Call) -> bool:
         """An output another one was computed from got a hook or retain_grad() after
         the call: eager's backward passes through it, one compiled node per output
@@ -492,4 +491,3 @@ def _root(joint, n: int) -> int:
             n = d.args[1]
         else:
             return n
-

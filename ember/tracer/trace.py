@@ -482,7 +482,8 @@ class Tracer:
     def _check_saved_values(self, outputs: list) -> None:
         """A value an output's backward reads was changed in place during the call: eager's
         backward raises there, a compiled backward (which keeps what it saved) would not.
-        Such a signature runs eagerly."""
+        Or that backward goes through a custom ``autograd.Function``. Such a signature
+        runs eagerly."""
         from ember import autograd
 
         for t in outputs:
@@ -492,7 +493,7 @@ class Tracer:
             for node in autograd._toposort(root_node):
                 if getattr(node, "freed", False):
                     continue
-                if type(node.op).__name__ == "_FunctionOp":
+                if getattr(node.op, "custom_function", False):
                     # Its forward ran under no_grad: the trace holds no gradient for it,
                     # so a result whose backward runs after the call would not require
                     # grad (a backward inside the call frees the node: fine).
@@ -547,6 +548,7 @@ class Tracer:
                 self.fail(f"an input ({g.sources[nid].path}) was changed in place with "
                           "gradient recording on, so its grad_fn changed; a replay writes "
                           "its values but cannot give it that history")
+                break
         return g
 
     def _caller_alias(self, t):
