@@ -53,6 +53,10 @@ class TensorMath:
         return binary("div", self, o, True)
 
     def __pow__(self, o):
+        if type(o) is int and o < 0 and not self.is_floating_point() and not self.is_complex():
+            # (before the exponent is cast to the tensor's dtype: uint8 ** -2 was ** 254)
+            raise OpError("pow", "Integers to negative integer powers are not allowed.",
+                          (self,))
         return dispatch("pow", self, o)
 
     def __rpow__(self, o):
@@ -296,6 +300,9 @@ class TensorMath:
         >>> ember.tensor([0.5, 1.5, 1.234]).round(decimals=0)
         tensor([0., 2., 1.])
         """
+        if decimals and self.dtype.itemsize == 2 and self.is_floating_point():
+            # x * 10**decimals in float32, as torch: 1234.5678 * 100 overflowed float16
+            return dispatch("round", self.float(), decimals=int(decimals)).to(self.dtype)
         return dispatch("round", self, decimals=int(decimals))
 
     def isnan(self) -> Tensor:
@@ -432,12 +439,17 @@ class TensorMath:
         if x.dtype.category < 2:
             raise OpError("mean", "could not infer output dtype. Input dtype must be either a "
                           f"floating point or complex dtype. Got: {x.dtype.name}", (x,))
+        if x.dtype.itemsize == 2 and x.is_floating_point():
+            # in float32, rounded once, as torch: the float16 sum of 70000 ones was inf
+            return x.float().mean(dim, keepdim).to(x.dtype)
         axes = _dims(dim, x.ndim, "mean")
         n = math.prod(x.shape[a] for a in axes)
         return x.sum(axes, keepdim) / n if n else x.sum(axes, keepdim) * float("nan")
 
     def var(self, dim=None, unbiased: bool | None = None, keepdim: bool = False,
             correction: int | None = None) -> Tensor:
+        if self.dtype.itemsize == 2 and self.is_floating_point():   # (as mean)
+            return self.float().var(dim, unbiased, keepdim, correction).to(self.dtype)
         axes = _dims(dim, self.ndim, "var")
         if correction is None:
             correction = 1 if unbiased is None or unbiased else 0
@@ -447,6 +459,8 @@ class TensorMath:
 
     def std(self, dim=None, unbiased: bool | None = None, keepdim: bool = False,
             correction: int | None = None) -> Tensor:
+        if self.dtype.itemsize == 2 and self.is_floating_point():   # (as mean)
+            return self.float().std(dim, unbiased, keepdim, correction).to(self.dtype)
         return self.var(dim, unbiased, keepdim, correction).sqrt()
 
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
@@ -575,6 +589,8 @@ class TensorMath:
         tensor(5.)
         """
         from ember import linalg
+        if dtype is None and self.dtype.itemsize == 2 and self.is_floating_point():
+            return linalg.legacy_norm(self.float(), p, dim, keepdim, None).to(self.dtype)
         return linalg.legacy_norm(self, p, dim, keepdim, dtype)
 
     def inverse(self) -> Tensor:

@@ -304,3 +304,40 @@ def test_hooks_and_retain_grad_put_after_the_call_on_an_inner_output():
         loss.backward()
         assert y.grad.tolist() == [2.0, 8.0] and x.grad.tolist() == [2.0, 16.0]
     _plans(f)   # the compiled backward still serves calls nobody watches
+
+
+def test_a_retained_inner_outputs_gradient_is_exact_too():
+    """y = x.relu(); y.retain_grad(); (y.sum(), y.sqrt().sum(), y), o0.backward(): the
+    zero seed of the sqrt output times its infinite derivative made y.grad NaN at 0."""
+    def fn(x):
+        y = x.relu()
+        y.retain_grad()
+        return y.sum(), y.sqrt().sum(), y
+
+    f = ember.compile(fn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for data in ([1.0, 2.0], [3.0, 4.0], [0.0, -1.0], [-2.0, 0.0]):
+            x = ember.tensor(data, requires_grad=True)
+            o0, _, y = f(x)
+            o0.backward()
+            assert y.grad.tolist() == [1.0, 1.0]
+
+
+def test_a_detached_write_then_a_recorded_write_through_a_view():
+    """y.detach().add_(1) then y[0].mul_(2): the storage's new value took no gradient
+    to y's old one, so row 1 of x.grad was 0."""
+    w = ember.tensor([1.0, 2.0], requires_grad=True)
+
+    def fn(x):
+        y = x * w
+        y.detach().add_(1)
+        y[0].mul_(2)
+        return (y * y).sum()
+
+    def make():
+        w.grad = None
+        x = ember.tensor([[1.0, 2.0], [0.5, 1.5]], requires_grad=True)
+        return [x], [x, w], lambda out, _: out
+
+    _same_as_eager(fn, make)

@@ -167,3 +167,50 @@ def test_reductions_over_non_empty_dims_of_empty_tensors_as_torch():
         x.amax(0)
     with pytest.raises(ember.OpError, match="reduction dim to be specified"):
         x.amax()
+
+
+def test_half_means_and_norms_round_once_as_torch():
+    """mean/var/std/norm of float16 rounded the float32 sum to float16 first: 70000 ones
+    had an inf mean; round(decimals=2) of 1234.5678 overflowed to inf."""
+    x = ember.ones(70000).half()
+    assert [x.mean().item(), x.var().item(), x.std().item()] == [1.0, 0.0, 0.0]
+    big = ember.tensor([60000.0, 1, 2, 3]).half()
+    assert big.norm().item() == 60000.0 and big.std().item() == 30000.0
+    assert ember.tensor([1234.5678]).half().round(decimals=2).item() == 1235.0
+    torch = pytest.importorskip("torch")
+    v = [0.33, 0.79, 0.3]
+    assert ember.tensor(v).bfloat16().mean().item() == torch.tensor(v).bfloat16().mean().item()
+
+
+@pytest.mark.parametrize("dt,sqrt_rules", [("float16", False), ("bfloat16", True),
+                                           ("float32", True)])
+def test_special_powers_by_dtype_as_torch_cpu(dt, sqrt_rules):
+    """torch's CPU float16 takes pow for x ** 0.5 and x ** -0.5 ((-inf) ** 0.5 = inf);
+    bfloat16 and float32 take sqrt and 1/sqrt (nan)."""
+    x = ember.tensor([NEG0, -np.inf]).to(getattr(ember, dt))
+    half, neg = (x ** 0.5).float().numpy(), (x ** -0.5).float().numpy()
+    if sqrt_rules:
+        assert np.signbit(half[0]) and np.isnan(half[1])
+        assert neg[0] == -np.inf and np.isnan(neg[1])
+    else:
+        assert not np.signbit(half[0]) and half[1] == np.inf
+        assert neg[0] == np.inf and neg[1] == 0
+
+
+def test_a_run_time_exponent_takes_the_special_forms_in_compiled_code():
+    """x ** s with s a symbolic Python number: the size-generic kernel called pow, where
+    eager takes 1/sqrt at s = -0.5 ((-0.0) ** -0.5: inf for -inf)."""
+    f = ember.compile(lambda x, s: x ** s)
+    ordinary = ember.rand(8) + 1
+    for s in (1.5, 0.25, 3.5, 2.5, 4.5, 1.25):
+        f(ordinary, s)
+    edge = ember.tensor([NEG0, -np.inf, 4.0, 0.0])
+    for s in (-0.5, 0.5, -1.0, -2.0, 2.0, 3.0):
+        _same_bits(f(edge, s), edge ** s)
+
+
+def test_integers_to_negative_integer_powers_raise_as_torch():
+    """uint8 ** -2 cast the exponent to uint8 first (254) and returned garbage."""
+    for dt in ("uint8", "int32", "int64"):
+        with pytest.raises(ember.OpError, match="negative integer powers"):
+            ember.tensor([3, 5], dtype=getattr(ember, dt)) ** -2

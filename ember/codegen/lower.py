@@ -217,6 +217,12 @@ def lower_group(graph, group: Group, args: list[int], outputs: list[int], arrays
             if e.op == "const" and e.args[0] in SPECIAL_POWERS:   # as the registry and
                 ref[n] = _special_power(exprs, operands[0], e.args[0], d.dtype)   # torch
                 continue
+            if graph[d.args[1]].shape == ():
+                # A run-time scalar exponent (a symbolic Python number): the eager op
+                # takes sqrt, 1/x, ... for the special values, so the kernel selects
+                # them too ((-0.0) ** -0.5 is -inf there, inf through pow).
+                ref[n] = _runtime_power(exprs, operands[0], operands[1], d.dtype)
+                continue
         ref[n] = len(exprs)
         exprs.append(Expr(op, operands, d.dtype))
     stores = []
@@ -247,6 +253,21 @@ def _special_power(exprs: list, x: int, v: float, dtype) -> int:
     if v > 0:
         return base
     return add("div", (add("const", (1.0,)), base))
+
+
+def _runtime_power(exprs: list, x: int, p: int, dtype) -> int:
+    """``x ** p`` for a uniform exponent ``p`` known only at run time: pow, but the
+    registry's form (``_special_power``) wherever ``p`` is one of ``SPECIAL_POWERS``."""
+    exprs.append(Expr("pow", (x, p), dtype))
+    out = len(exprs) - 1
+    for v in SPECIAL_POWERS:
+        exprs.append(Expr("const", (v,), dtype))
+        exprs.append(Expr("eq", (p, len(exprs) - 1), dtypes.bool_))
+        cond = len(exprs) - 1
+        special = _special_power(exprs, x, v, dtype)
+        exprs.append(Expr("where", (cond, special, out), dtype))
+        out = len(exprs) - 1
+    return out
 
 
 def _store_per_point(kernel: Kernel) -> None:

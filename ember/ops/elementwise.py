@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import ml_dtypes
 import numpy as np
 
 from ember.dispatch import dispatch
@@ -273,11 +274,16 @@ SPECIAL_POWERS = {2.0: lambda xp, a: a * a, 3.0: lambda xp, a: a * a * a,
                   -1.0: lambda xp, a: 1 / a, -2.0: lambda xp, a: 1 / (a * a)}
 
 
+_BFLOAT16 = ml_dtypes.bfloat16
+
+
 def special_power(a, b) -> float | None:
     """The exponent when ``a ** b`` is a float power PyTorch computes without pow (a
     scalar exponent in ``SPECIAL_POWERS``), else None. A GELU's ``pow(x, 3.0)`` through
-    exp and log also cost 2.4x its tanh."""
-    if a.dtype.kind != "f" or b.ndim or b.dtype.kind not in "fiu":
+    exp and log also cost 2.4x its tanh. torch's CPU float16 takes pow for all of them
+    (bfloat16, float32 and float64 do not)."""
+    if not (a.dtype.kind == "f" and a.dtype.itemsize > 2 or a.dtype == _BFLOAT16) \
+            or b.ndim or b.dtype.kind not in "fiu" and b.dtype != _BFLOAT16:
         return None
     v = float(b)
     return v if v in SPECIAL_POWERS else None
@@ -287,8 +293,11 @@ def _pow(xp, a, b):
     if a.dtype.kind in "iu" and b.dtype.kind in "iu" and (b < 0).any():
         raise ValueError("Integers to negative integer powers are not allowed.")
     v = special_power(a, b)
-    if v is not None:
-        return SPECIAL_POWERS[v](xp, a).astype(a.dtype, copy=False)
+    if v is not None:   # (bfloat16 in float32, rounded once, as torch)
+        x = a.astype(xp.float32) if a.dtype == _BFLOAT16 else a
+        return SPECIAL_POWERS[v](xp, x).astype(a.dtype, copy=False)
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu" and b.ndim == 0 and int(b) < 0:
+        raise ValueError("Integers to negative integer powers are not allowed.")
     return xp.power(a, b)
 
 

@@ -224,7 +224,9 @@ class CompiledAutograd:
         inputs, kept = self.reach[k]
         if len(self.seed_ids) > 1 and (self._watched(call) or not all(
                 x is None or j not in inputs or bool(np.isfinite(env[x]).all())
-                for j, x in enumerate(self.grad_ids))):
+                for j, x in enumerate(self.grad_ids)) or not all(
+                self.kept_ids[j] is None or bool(np.isfinite(env[self.kept_ids[j]]).all())
+                for j in kept)):   # a retained output's gradient too
             return self._exact_backward(k, grad, call)
         for j in kept:    # a retained output that output k's gradient flows through
             t = call.outputs[self.retained[j]]()

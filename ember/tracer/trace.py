@@ -68,15 +68,12 @@ def observed_value(array, how: str):
 class Storage:
     """Memory written during the trace. ``array`` fixes the coordinates (the caller's
     tensor for an input, else the biggest tensor seen of it), ``node`` holds its current
-    value, ``version`` counts writes (a tensor's node older than that is re-derived);
-    ``recorded`` holds the versions whose write autograd recorded (not a write under
-    no_grad or through a detached alias, which leaves every tensor's grad_fn)."""
+    value, ``version`` counts writes (a tensor's node older than that is re-derived)."""
 
-    __slots__ = ("array", "node", "version", "input", "recorded")
+    __slots__ = ("array", "node", "version", "input")
 
     def __init__(self, array, node: int, input: int | None) -> None:
         self.array, self.node, self.version, self.input = array, node, 0, input
-        self.recorded: set[int] = set()
 
 
 class _Ref(weakref.ref):
@@ -299,6 +296,7 @@ class Tracer:
             if lay is None:
                 return self.fail("an in-place update writes memory shared with another "
                                  "tensor in a way the compiler cannot follow")
+            old = s.node
             if lay is IDENTITY:
                 s.node = value
             elif overlaps(lay[0], lay[1]):
@@ -308,9 +306,16 @@ class Tracer:
                 s.node = self.graph.add("strided_scatter", (s.node, value),
                                         {"shape": lay[0], "strides": lay[1], "offset": lay[2]},
                                         s.array.shape, t.dtype, t.device, user_frame())
+            if not result.requires_grad:
+                # A write autograd did not record (under no_grad, or through a detached
+                # alias: ``y.detach().mul_(3)``, ``y.data[0] = 1``) leaves every tensor's
+                # grad_fn: the memory's new value takes its gradient to the old one (to
+                # what a detached alias detached, if the memory was known by one).
+                while self.graph[old].op == "detach":
+                    old = self.graph[old].args[0]
+                s.node = self.graph.add("data_update", (old, s.node), {}, s.array.shape,
+                                        t.dtype, t.device, user_frame())
             s.version += 1
-            if result.requires_grad:
-                s.recorded.add(s.version)
         self._set(t, value)
 
     def _storage(self, a) -> Storage | None:
@@ -331,10 +336,11 @@ class Tracer:
             # coordinates. One that died can be read no more; an alias of memory outside
             # every live tensor's span (its view-base died, a NumPy view lives on) finds
             # no layout in ``s.array`` later and fails the trace: eager, never wrong.
-            best = None
-            for k in self.live_tensors():
+            best = None   # (of equal spans, one that requires grad: a detached alias's
+            for k in self.live_tensors():   # node would cut the gradient data_update keeps)
                 if self.arrays.get(id(k)) is array_of(k) and root(array_of(k)) is r and (
-                        best is None or _span(array_of(k)) > _span(array_of(best))):
+                        best is None or (_span(array_of(k)), k.requires_grad)
+                        > (_span(array_of(best)), best.requires_grad)):
                     best = k
             if best is None:
                 self.fail("an in-place update of memory the trace has not seen")
@@ -353,18 +359,6 @@ class Tracer:
         nid = s.node if lay is IDENTITY else self.graph.add(
             "strided_view", (s.node,), {"shape": lay[0], "strides": lay[1], "offset": lay[2]},
             t.shape, t.dtype, t.device, user_frame())
-        if t.requires_grad:
-            since = range(self.version.get(id(t), 0) + 1, s.version + 1)
-            recorded = [v in s.recorded for v in since]
-            if not any(recorded):
-                # Written only where autograd did not see it (``y.detach().mul_(3)``,
-                # ``y.data.mul_``): eager keeps t's grad_fn, so the gradient still flows
-                # to what t was, as through a write under no_grad.
-                nid = self.graph.add("data_update", (self.env[id(t)], nid), {}, t.shape,
-                                     t.dtype, t.device, user_frame())
-            elif not all(recorded):
-                self.fail("a tensor that requires grad is read after its memory was "
-                          "written both with and without gradient recording")
         self.env[id(t)] = nid
         self.version[id(t)] = s.version
         return nid
