@@ -163,3 +163,19 @@ def test_autograd_functional_matches_torch():
     np.testing.assert_allclose(F.hvp(s, x, ember.tensor(v))[1].numpy(), h @ v, rtol=1e-10)
     both = F.jacobian(lambda x, y: (x * y.sin(), (x + y).sum()), (x, ember.tensor(v)))
     assert len(both) == 2 and len(both[0]) == 2 and both[1][0].shape == (3,)
+
+
+def test_backward_of_a_list_of_roots_is_one_pass_as_torch():
+    """torch.autograd.backward([a, b], [ga, gb]) raised AttributeError: a tensor reached
+    from both roots gets its hook once, with the summed gradient."""
+    b = ember.tensor([1.0, 2.0], requires_grad=True)
+    y = b * 3
+    calls = []
+    y.register_hook(lambda g: calls.append(g.tolist()) or g.clamp(max=1.5))
+    ember.autograd.backward([(y * y).sum(), y.sum()])
+    assert calls == [[7.0, 13.0]] and b.grad.tolist() == [4.5, 4.5]
+    c = ember.tensor([1.0, 2.0], requires_grad=True)
+    ember.autograd.backward((c * 2, c.sum()), (ember.tensor([1.0, 0.5]), None))
+    assert c.grad.tolist() == [3.0, 2.0]
+    with pytest.raises(RuntimeError, match="2 tensors"):
+        ember.autograd.backward([c.sum(), c.sum()], [None])

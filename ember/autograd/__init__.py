@@ -355,9 +355,38 @@ def _toposort(root: Node | list) -> list[Node]:
     return order
 
 
-def backward(root, grad, retain_graph: bool = False, create_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``."""
-    _run([(root, grad)], retain_graph, create_graph, None)
+def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
+             create_graph: bool = False, grad_variables=None, inputs=None) -> None:
+    """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``, for a tensor or a
+    sequence of them (one pass: a tensor reached from two roots gets its hooks once,
+    with the sum), as ``torch.autograd.backward``.
+
+    >>> a = ember.tensor([1., 2.], requires_grad=True)
+    >>> ember.autograd.backward([a.sum(), (a * a).sum()]); a.grad
+    tensor([3., 5.])
+    """
+    from ember.tensor import Tensor, ones_like, tensor as as_tensor
+
+    if inputs is not None:
+        raise NotImplementedError("autograd.backward(inputs=...) is not implemented")
+    grad_tensors = grad_variables if grad_tensors is None else grad_tensors
+    roots = (tensors,) if isinstance(tensors, Tensor) else tuple(tensors)
+    if grad_tensors is None:
+        seeds = (None,) * len(roots)
+    else:
+        seeds = (grad_tensors,) if isinstance(grad_tensors, Tensor) else tuple(grad_tensors)
+    if len(seeds) != len(roots):
+        raise RuntimeError(f"got {len(seeds)} gradients for {len(roots)} tensors")
+    pairs = []
+    for r, g in zip(roots, seeds):
+        if g is None:
+            if r.numel() != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            g = ones_like(r)
+        elif not isinstance(g, Tensor):
+            g = as_tensor(g, dtype=r.dtype, device=r.device)
+        pairs.append((r, g.to(r.dtype)))
+    _run(pairs, create_graph if retain_graph is None else retain_graph, create_graph, None)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,

@@ -134,16 +134,17 @@ def effects(g: Graph, env: dict) -> tuple[list, list, set]:
     # merge others (``u * 1`` and ``x * 1`` both became ``x``, one array), so a result
     # the caller writes into would change another. And a fresh result is not an
     # expanded view (``x.expand(2, 4) * 1`` became the expand), which refuses writes.
-    copies, seen, owner = [], set(), {}
+    # One traced value returned twice (``return y, y``; ``y.detach()`` of a y that needs
+    # no grad is y's node) is one memory, as in eager: a write to one shows in the other.
+    copies, owner = [], {}
     for i, n in enumerate(g.outputs):
         if i in g.aliases:
             continue
         a, base = env[n], _viewed(g, n)
         r = id(root(a))
-        if (r in input_roots or n in seen or owner.setdefault(r, base) != base
+        if (r in input_roots or owner.setdefault(r, base) != base
                 or base == n and overlaps(a.shape, a.strides)):
             copies.append(i)
-        seen.add(n)
     # A gradient eager accumulates is a fresh C-order array (``_accumulate``); the plan's
     # may be a view (a weight's gradient computed transposed): copied, so that the next
     # call's trace of ``.grad`` (its layout is guarded) finds what eager would have left.
