@@ -214,3 +214,10 @@ def test_integers_to_negative_integer_powers_raise_as_torch():
     for dt in ("uint8", "int32", "int64"):
         with pytest.raises(ember.OpError, match="negative integer powers"):
             ember.tensor([3, 5], dtype=getattr(ember, dt)) ** -2
+
+
+def test_sign_of_a_bfloat16_nan_is_zero_as_torch():
+    """bfloat16's NumPy kind is 'V', so sign took NumPy's (NaN stays NaN, -0.0 stays);
+    torch's is (0 < x) - (x < 0). Dtype fuzzer seed 32414."""
+    x = ember.tensor([np.nan, NEG0, 2.0, -5.0]).bfloat16()
+    _same_bits(x.sign().float(), np.array([0.0, 0.0, 1.0, -1.0], np.float32))

@@ -99,9 +99,11 @@ def _sign(xp, a):
     # torch's sign: 0 for a NaN and +0.0 for -0.0 ((0 < a) - (a < 0)); NumPy's keeps both.
     if a.dtype.kind == "b":   # (NumPy has no bool sign; torch's is the value itself)
         return a.copy()
-    if a.dtype.kind != "f":
+    if a.dtype.kind in "iuc":
         return xp.sign(a)
-    return (a > 0).astype(a.dtype) - (a < 0).astype(a.dtype)
+    # (bfloat16, NumPy kind "V", compared in float32: ml_dtypes warns at a NaN)
+    x = a.astype(xp.float32) if a.dtype == _BFLOAT16 else a
+    return ((x > 0).astype(a.dtype) - (x < 0).astype(a.dtype)).astype(a.dtype, copy=False)
 
 
 defop("sign", UNARY, _sign, _zero_grad)
