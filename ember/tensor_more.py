@@ -12,6 +12,7 @@ tensor([[2, 4],
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from ember import dtypes
@@ -166,6 +167,8 @@ def _running_arg(a, dim, largest):
     is met the latest nan (torch's rule: ``x >= best or isnan(x)``)."""
     if a.shape[dim] == 0:
         return np.zeros(a.shape, dtype=np.int64)
+    if a.dtype == ml_dtypes.bfloat16:   # (NumPy kind "V": NaN rules in float32)
+        a = a.astype(np.float32)
     acc = np.maximum if largest else np.minimum
     best = acc.accumulate(a, axis=dim) if a.dtype != np.bool_ else \
         (np.logical_or if largest else np.logical_and).accumulate(a, axis=dim)

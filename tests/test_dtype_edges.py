@@ -221,3 +221,20 @@ def test_sign_of_a_bfloat16_nan_is_zero_as_torch():
     torch's is (0 < x) - (x < 0). Dtype fuzzer seed 32414."""
     x = ember.tensor([np.nan, NEG0, 2.0, -5.0]).bfloat16()
     _same_bits(x.sign().float(), np.array([0.0, 0.0, 1.0, -1.0], np.float32))
+
+
+def test_bfloat16_sorts_and_running_maxima_put_nan_as_torch():
+    """ml_dtypes' sort left bfloat16 NaNs where they were: [1, nan, 9, nan, 3].sort() came
+    back unchanged, topk(2) gave 1 and nan, cummax never reached nan (torch: NaN sorts
+    last ascending, first descending, and a running max is NaN once it met one)."""
+    x = ember.tensor([1.0, np.nan, 9.0, np.nan, 3.0]).bfloat16()
+
+    def vals(t):
+        return t.float().numpy()
+
+    nan = np.nan
+    np.testing.assert_array_equal(vals(x.sort().values), [1, 3, 9, nan, nan])
+    np.testing.assert_array_equal(vals(x.sort(descending=True).values), [nan, nan, 9, 3, 1])
+    np.testing.assert_array_equal(vals(x.topk(2).values), [nan, nan])
+    np.testing.assert_array_equal(vals(x.cummax(0).values), [1, nan, nan, nan, nan])
+    np.testing.assert_array_equal(vals(x.cummin(0).values), [1, nan, nan, nan, nan])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 
+import ml_dtypes
 import numpy as np
 
 from ember.devices import add_at
@@ -245,7 +246,12 @@ def _argsort(xp, a, dim, descending):
 
 def _stable_argsort(xp, a, dim):
     # CuPy's sorts are always stable, and take kind="stable" (and no other kind).
+    if a.dtype == _BFLOAT16:   # (ml_dtypes' sort leaves NaNs where they are; torch: last)
+        a = a.astype(xp.float32)
     return xp.argsort(a, axis=dim, kind="stable")
+
+
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
 # Indices only (values are a gather of them, which carries the gradient).
