@@ -522,20 +522,13 @@ class Tensor(TensorMath, TensorShape, TensorIndex, TensorCreate):
     def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
                  create_graph: bool = False) -> None:
         """Accumulate gradients of this tensor into the ``.grad`` of the leaves."""
-        if not self.requires_grad:
-            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-        if gradient is None:
-            if self.numel() != 1:
-                raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            gradient = ones_like(self)
-        elif not isinstance(gradient, Tensor):
-            gradient = tensor(gradient, dtype=self.dtype, device=self.device)
-        if gradient.shape != self.shape:
-            raise OpError("backward", f"gradient of shape {shape_str(gradient)} does not match "
-                          f"the tensor's shape {shape_str(self)}", (self, gradient))
-        autograd.backward(self, gradient.to(self.dtype),
-                          retain_graph=create_graph if retain_graph is None else retain_graph,
-                          create_graph=create_graph)
+        if gradient is not None and self.requires_grad:
+            if not isinstance(gradient, Tensor):
+                gradient = tensor(gradient, dtype=self.dtype, device=self.device)
+            if gradient.shape != self.shape:
+                raise OpError("backward", f"gradient of shape {shape_str(gradient)} does not "
+                              f"match the tensor's shape {shape_str(self)}", (self, gradient))
+        autograd.backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph)
 
 
 _dispatch_mod._bind(Tensor)

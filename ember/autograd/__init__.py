@@ -365,28 +365,39 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None,
     >>> ember.autograd.backward([a.sum(), (a * a).sum()]); a.grad
     tensor([3., 5.])
     """
-    from ember.tensor import Tensor, ones_like, tensor as as_tensor
-
     if inputs is not None:
         raise NotImplementedError("autograd.backward(inputs=...) is not implemented")
     grad_tensors = grad_variables if grad_tensors is None else grad_tensors
-    roots = (tensors,) if isinstance(tensors, Tensor) else tuple(tensors)
-    if grad_tensors is None:
+    pairs = [(r, g.to(r.dtype)) for r, g in _seeded(tensors, grad_tensors, "gradients")]
+    _run(pairs, create_graph if retain_graph is None else retain_graph, create_graph, None)
+
+
+def _seeded(roots, seeds, what: str) -> list:
+    """(root, seed) pairs from a tensor or a sequence of them and their gradients, as
+    ``backward`` and ``grad`` take them: every root requires grad; a seed None is ones
+    (for a one-element root only); a number becomes a tensor like its root."""
+    from ember.tensor import Tensor, ones_like, tensor as as_tensor
+
+    roots = (roots,) if isinstance(roots, Tensor) else tuple(roots)
+    if seeds is None:
         seeds = (None,) * len(roots)
     else:
-        seeds = (grad_tensors,) if isinstance(grad_tensors, Tensor) else tuple(grad_tensors)
+        seeds = (seeds,) if isinstance(seeds, Tensor) else tuple(seeds)
     if len(seeds) != len(roots):
-        raise RuntimeError(f"got {len(seeds)} gradients for {len(roots)} tensors")
+        raise RuntimeError(f"got {len(seeds)} {what} for {len(roots)} tensors")
     pairs = []
     for r, g in zip(roots, seeds):
+        if not r.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not "
+                               "have a grad_fn")
         if g is None:
             if r.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
             g = ones_like(r)
         elif not isinstance(g, Tensor):
             g = as_tensor(g, dtype=r.dtype, device=r.device)
-        pairs.append((r, g.to(r.dtype)))
-    _run(pairs, create_graph if retain_graph is None else retain_graph, create_graph, None)
+        pairs.append((r, g))
+    return pairs
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
@@ -401,7 +412,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
     >>> ember.autograd.grad((x ** 3).sum(), x)
     (tensor([ 3., 12.]),)
     """
-    from ember.tensor import Tensor, ones_like
+    from ember.tensor import Tensor
 
     if is_grads_batched:
         raise NotImplementedError("autograd.grad(is_grads_batched=True) (vmap over the "
@@ -410,27 +421,13 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None,
         raise ValueError("Expected allow_unused to be True or not passed when "
                          "materialize_grads=True, but got: allow_unused=False.")
     allow_unused = materialize_grads or bool(allow_unused)
-    outs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
     ins = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
-    if grad_outputs is None:
-        seeds = (None,) * len(outs)
-    else:
-        seeds = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
-    if len(seeds) != len(outs):
-        raise RuntimeError(f"grad_outputs has {len(seeds)} tensors for {len(outs)} outputs")
     for t in ins:
         if not isinstance(t, Tensor) or not t.requires_grad:
             raise RuntimeError("One of the differentiated Tensors does not require grad")
     pairs = []
-    for o, g in zip(outs, seeds):
-        if not o.requires_grad:
-            raise RuntimeError("element 0 of tensors does not require grad and does not have "
-                               "a grad_fn")
-        if g is None:
-            if o.numel() != 1:
-                raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = ones_like(o)
-        elif g.shape != o.shape:
+    for o, g in _seeded(outputs, grad_outputs, "grad_outputs"):
+        if g.shape != o.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output has a shape of "
                                f"{list(g.shape)} and output has a shape of {list(o.shape)}.")
         pairs.append((o, g.to(o.dtype)))
