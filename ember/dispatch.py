@@ -104,7 +104,7 @@ def dispatch(op: OpDef | str, *args, **attrs):
     if type(op) is str:
         op = OPS[op]
     if op.kind in ("unary", "binary", "ternary"):
-        if op.name in _SCALAR_IN_FLOAT32:
+        if op.scalar_in_float32:
             out = _scalar_in_float32(op, args, attrs)
             if out is not None:
                 return out
@@ -204,7 +204,7 @@ def binary(name: str, a, b, reflected: bool = False):
                         return _apply(op, b, a, db, da, (b, a))
                     return _apply(op, a, b, da, db, (a, b))
             elif ((tb is float or tb is int) and dt.kind == "f"
-                  and (dt.itemsize > 2 or name not in _SCALAR_IN_FLOAT32)):
+                  and (dt.itemsize > 2 or not op.scalar_in_float32)):
                 c = _scalar_array(b, dt)
                 if reflected:
                     return _apply(op, None, a, c, da, (b, a))
@@ -214,11 +214,11 @@ def binary(name: str, a, b, reflected: bool = False):
     return dispatch(op, b, a) if reflected else dispatch(op, a, b)
 
 
-# PyTorch's float16/bfloat16 kernels of these ops read a scalar second operand (a Python
-# number or a 0-dim tensor) in float32 and compute in float32, rounding once: bfloat16
-# [3.] * 257 is 772 (771 rounded), not 3 * 256. Other ops cast the scalar first, as
-# ember does (BinaryOpsKernel.cpp's reduced-float scalar paths).
-_SCALAR_IN_FLOAT32 = frozenset({"mul", "div", "floor_divide"})
+# PyTorch's float16/bfloat16 kernels of the ops marked ``scalar_in_float32`` (mul, div,
+# floor_divide) read a scalar second operand (a Python number or a 0-dim tensor) in
+# float32 and compute in float32, rounding once: bfloat16 [3.] * 257 is 772 (771
+# rounded), not 3 * 256. Other ops cast the scalar first, as ember does
+# (BinaryOpsKernel.cpp's reduced-float scalar paths).
 _HALVES = (dtypes.float16, dtypes.bfloat16)
 
 

@@ -309,9 +309,9 @@ defop("sub", BINARY, lambda xp, a, b: a - b, _sub_vjp,
                    "you are trying to invert a mask, use the `~` or `logical_not()` operator "
                    "instead.")
 defop("mul", BINARY, lambda xp, a, b: a * b, _mul_vjp, commutative=True,
-      reads_for_others=(0, 1))
+      reads_for_others=(0, 1), scalar_in_float32=True)
 defop("div", BINARY, lambda xp, a, b: xp.true_divide(a, b), _div_vjp, dtype_rule="float",
-      out_for=(1,))
+      out_for=(1,), scalar_in_float32=True)
 defop("pow", BINARY, _pow, _holomorphic(_pow_vjp), reads_for_others=(1,), out_for=(1,),
       checks_scalars=True)
 
@@ -340,7 +340,8 @@ def _remainder(xp, a, b):
     return xp.where((m != 0) & ((b < 0) != (m < 0)), m + b, m)
 
 
-defop("floor_divide", BINARY, _int_division(lambda xp, a, b: xp.floor_divide(a, b)))
+defop("floor_divide", BINARY, _int_division(lambda xp, a, b: xp.floor_divide(a, b)),
+      scalar_in_float32=True)
 defop("remainder", BINARY, _int_division(_remainder), _remainder_vjp)
 defop("maximum", BINARY, lambda xp, a, b: xp.maximum(a, b), _minmax_vjp(lambda a, b: a < b),
       commutative=True)

@@ -30,16 +30,20 @@ class OpDef:
     __slots__ = ("name", "kind", "eager", "vjp", "dtype_rule", "commutative", "impure",
                  "differentiable", "saves_out", "saves_inputs", "saves_varargs",
                  "data_dependent_shape", "effect", "view", "reads_for_others", "out_for",
-                 "saves_any", "keeps_inputs", "refuses_bool", "checks_scalars")
+                 "saves_any", "keeps_inputs", "refuses_bool", "checks_scalars",
+                 "scalar_in_float32")
 
     def __init__(self, name: str, kind: str, eager: Callable, vjp: Callable | None = None,
                  *, dtype_rule: str = "promote", commutative: bool = False,
                  impure: bool = False, effect: bool = False, view: bool = False,
                  reads_for_others: tuple = (), out_for: tuple | None = None,
                  data_dependent_shape: Callable | None = None, refuses_bool: str = "",
-                 checks_scalars: bool = False) -> None:
+                 checks_scalars: bool = False, scalar_in_float32: bool = False) -> None:
         assert dtype_rule in DTYPE_RULES, dtype_rule
         self.name = name
+        # PyTorch's float16/bfloat16 kernel reads a scalar second operand in float32 and
+        # rounds once (mul, div, floor_divide: dispatch._scalar_in_float32).
+        self.scalar_in_float32 = scalar_in_float32
         # PyTorch's error for a bool operand (``mask - 1``), "" where bools are taken.
         self.refuses_bool = refuses_bool
         # A Python int outside an integer result dtype raises (PyTorch's checked
